@@ -1,5 +1,18 @@
 //! rustfpm: a FastCGI process manager for PHP that replaces php-fpm.
+//!
+//! nginx → [`frontend`] (tokio) → [`pool`] balancer (crossbeam channel of idle
+//! workers) → one persistent FastCGI connection per php-cgi child, started and
+//! reaped by the [`supervisor`]. Worker state has one owner: the pool actor.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[macro_use]
+pub mod log;
 pub mod config;
 pub mod fastcgi;
+pub mod frontend;
+pub mod metrics;
+pub mod pool;
+pub mod server;
+pub mod signals;
+pub mod supervisor;
+pub mod sys;

@@ -1,0 +1,307 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/demo.sh, scripts/test.sh and scripts/bench.sh.
+# Source it (after `set -euo pipefail`); it defines functions and a few variables only.
+
+RF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RF_NAME=${RF_NAME:-$(basename "$0" .sh)}
+# nginx and php-fpm live in /usr/sbin, which a non-root PATH may lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+# Processes started with start_bg, in start order (stop_all stops them in reverse).
+RF_PIDS=()
+RF_PNAMES=()
+
+log() { printf '[%s] %s\n' "$RF_NAME" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# --- packages and tools -----------------------------------------------------
+
+pkg_installed() {
+	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# ensure_packages PKG...: install the Debian packages that are missing (apt-get update first).
+ensure_packages() {
+	local missing=() p
+	for p in "$@"; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	if ((EUID != 0)); then
+		die "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
+	fi
+	log "installing missing packages: ${missing[*]}"
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+# require_cargo: make sure cargo is on PATH (also finds ~/.cargo/bin under sudo).
+require_cargo() {
+	if ! command -v cargo >/dev/null 2>&1 && [[ -x ${HOME:-/root}/.cargo/bin/cargo ]]; then
+		PATH="${HOME:-/root}/.cargo/bin:$PATH"
+	fi
+	command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (https://rustup.rs) and retry"
+}
+
+# build_release: cargo build --release; sets RUSTFPM_BIN unless already set by the caller.
+build_release() {
+	if [[ -n ${RUSTFPM_BIN:-} ]]; then
+		[[ -x $RUSTFPM_BIN ]] || die "RUSTFPM_BIN=$RUSTFPM_BIN is not executable"
+		return 0
+	fi
+	require_cargo
+	log "building rustfpm (cargo build --release)"
+	(cd "$RF_ROOT" && cargo build --release --quiet)
+	RUSTFPM_BIN="$RF_ROOT/target/release/rustfpm"
+	[[ -x $RUSTFPM_BIN ]] || die "build produced no $RUSTFPM_BIN"
+}
+
+# --- processes ----------------------------------------------------------------
+
+# pid_alive PID: the process exists and is not a zombie.
+pid_alive() {
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
+# descendants PID: print every descendant pid of PID (not PID itself), one per line.
+descendants() {
+	local -A kids=()
+	local f stat pid ppid rest
+	for f in /proc/[0-9]*/stat; do
+		read -r stat 2>/dev/null <"$f" || continue
+		pid=${stat%% *}
+		rest=${stat##*) }       # "S PPID PGRP ..."
+		rest=${rest#* }
+		ppid=${rest%% *}
+		kids[$ppid]+="$pid "
+	done
+	local queue=("$1") cur child
+	while ((${#queue[@]})); do
+		cur=${queue[0]}
+		queue=("${queue[@]:1}")
+		for child in ${kids[$cur]:-}; do
+			echo "$child"
+			queue+=("$child")
+		done
+	done
+}
+
+# start_bg NAME LOG CMD...: start CMD in the background, in its own process group (so a
+# Ctrl-C on the terminal reaches this script, which then stops everything in order, and so
+# the child does not inherit the ignored SIGINT/SIGQUIT of a non-interactive shell's jobs).
+# LOG is a file to append stdout+stderr to, or "-" to keep this script's stdout/stderr.
+# The pid is stored in RF_LAST_PID.
+start_bg() {
+	local name=$1 logf=$2
+	shift 2
+	set -m
+	if [[ $logf == - ]]; then
+		"$@" </dev/null &
+	else
+		"$@" </dev/null >>"$logf" 2>&1 &
+	fi
+	RF_LAST_PID=$!
+	set +m
+	RF_PIDS+=("$RF_LAST_PID")
+	RF_PNAMES+=("$name")
+}
+
+# stop_pid PID NAME: SIGTERM, wait up to 10 s, then SIGKILL; reap it; then SIGKILL any of its
+# descendants that outlived it (and say so: that is a bug in the program that left them).
+# PID must have been started with start_bg.
+stop_pid() {
+	local pid=$1 name=$2 i left=()
+	local -a kids
+	mapfile -t kids < <(descendants "$pid")
+	if pid_alive "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 200; i++)); do
+			pid_alive "$pid" || break
+			sleep 0.05
+		done
+		if pid_alive "$pid"; then
+			log "warning: $name (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || true
+	local k
+	for k in "${kids[@]}"; do
+		pid_alive "$k" && left+=("$k")
+	done
+	if ((${#left[@]})); then
+		# Give orphans a moment: the program may still be reaping them.
+		for ((i = 0; i < 20; i++)); do
+			local still=()
+			for k in "${left[@]}"; do pid_alive "$k" && still+=("$k"); done
+			left=("${still[@]}")
+			((${#left[@]})) || break
+			sleep 0.05
+		done
+	fi
+	if ((${#left[@]})); then
+		log "warning: $name left ${#left[@]} process(es) behind after exiting: ${left[*]}; killing them"
+		kill -KILL "${left[@]}" 2>/dev/null || true
+	fi
+	# Forget it, so that stop_all never signals a recycled pid.
+	local i2 pids=() names=()
+	for ((i2 = 0; i2 < ${#RF_PIDS[@]}; i2++)); do
+		if [[ ${RF_PIDS[i2]} != "$pid" ]]; then
+			pids+=("${RF_PIDS[i2]}")
+			names+=("${RF_PNAMES[i2]}")
+		fi
+	done
+	RF_PIDS=("${pids[@]}")
+	RF_PNAMES=("${names[@]}")
+}
+
+# stop_all: stop every process started with start_bg, newest first.
+stop_all() {
+	local i
+	while ((${#RF_PIDS[@]})); do
+		stop_pid "${RF_PIDS[-1]}" "${RF_PNAMES[-1]}"
+	done
+}
+
+# --- readiness ------------------------------------------------------------------
+
+# wait_for_socket PATH PID NAME [TIMEOUT_S]: poll until PATH is a socket; fail early if PID dies.
+wait_for_socket() {
+	local path=$1 pid=$2 name=$3 timeout=${4:-15} i
+	for ((i = 0; i < timeout * 20; i++)); do
+		[[ -S $path ]] && return 0
+		pid_alive "$pid" || die "$name exited before creating $path"
+		sleep 0.05
+	done
+	die "$name did not create $path within ${timeout}s"
+}
+
+# port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+	local p i
+	for ((i = 0; i < 100; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		port_in_use "$p" || {
+			echo "$p"
+			return 0
+		}
+	done
+	die "no free port found"
+}
+
+# http_status PORT PATH: print the HTTP status code of GET http://127.0.0.1:PORT/PATH (empty
+# when there is no answer within 5 s). Pure bash, so no curl is needed.
+http_status() {
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+		read -r -t 5 _ code _ <&3 || true
+		echo "${code:-}"
+	) 2>/dev/null || true
+}
+
+# wait_for_http PORT PATH PID NAME [TIMEOUT_S]: poll until PORT accepts connections, then
+# return the status of GET PATH in RF_HTTP_STATUS.
+wait_for_http() {
+	local port=$1 path=$2 pid=$3 name=$4 timeout=${5:-15} i
+	for ((i = 0; i < timeout * 20; i++)); do
+		if port_in_use "$port"; then
+			# shellcheck disable=SC2034  # read by the calling script
+			RF_HTTP_STATUS=$(http_status "$port" "$path")
+			return 0
+		fi
+		pid_alive "$pid" || die "$name exited before listening on 127.0.0.1:$port"
+		sleep 0.05
+	done
+	die "$name did not listen on 127.0.0.1:$port within ${timeout}s"
+}
+
+# --- memory -----------------------------------------------------------------------
+
+# pss_kb PID...: sum of Pss (kB) over the given processes.
+pss_kb() {
+	local pid total=0 v
+	for pid in "$@"; do
+		v=$(awk '/^Pss:/ {print $2; exit}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
+
+# rss_kb PID: VmRSS (kB) of one process.
+rss_kb() {
+	awk '/^VmRSS:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# --- nginx ------------------------------------------------------------------------
+
+# nginx_conf DIR HTTP_BODY: print an nginx.conf that keeps every path inside DIR (pid, logs,
+# temp dirs), runs in the foreground, and includes HTTP_BODY inside `http { }`.
+nginx_conf() {
+	local dir=$1 body=$2 user_line=""
+	if ((EUID == 0)); then
+		user_line="user www-data www-data;"
+	fi
+	cat <<EOF
+# generated by scripts/$(basename "$0")
+$user_line
+worker_processes ${NGINX_WORKERS:-auto};
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/nginx-error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    client_body_temp_path $dir/nginx-tmp/client_body;
+    proxy_temp_path $dir/nginx-tmp/proxy;
+    fastcgi_temp_path $dir/nginx-tmp/fastcgi;
+    uwsgi_temp_path $dir/nginx-tmp/uwsgi;
+    scgi_temp_path $dir/nginx-tmp/scgi;
+
+$body
+}
+EOF
+}
+
+# nginx_start DIR: check DIR/nginx.conf, then start nginx on it in the foreground (as a
+# background job of this script). `-e` keeps even the start-up error log out of /var/log/nginx.
+nginx_start() {
+	local dir=$1
+	mkdir -p "$dir/nginx-tmp"
+	if ! nginx -t -q -e "$dir/nginx-error.log" -p "$dir/" -c "$dir/nginx.conf"; then
+		cat "$dir/nginx-error.log" >&2 2>/dev/null || true
+		die "nginx rejected $dir/nginx.conf"
+	fi
+	start_bg nginx "$dir/nginx-error.log" nginx -e "$dir/nginx-error.log" -p "$dir/" -c "$dir/nginx.conf"
+}
+
+# check_socket_access SOCK NAME: when root, warn if nginx's workers (www-data) could not
+# connect to SOCK (php-fpm chowns its socket to the pool user, mode 0660, by default).
+check_socket_access() {
+	local sock=$1 name=$2
+	((EUID == 0)) || return 0
+	if ! runuser -u www-data -- test -w "$sock" 2>/dev/null; then
+		log "warning: www-data cannot connect to $name's socket $sock ($(stat -c '%U:%G %a' "$sock")); nginx will answer 502"
+	fi
+}

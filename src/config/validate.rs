@@ -1,0 +1,413 @@
+//! The raw file type turned into the typed [`Config`], checking every value.
+//!
+//! Every check reports into the [`Report`] and returns `None` on failure; a pool, or the whole
+//! config, is built only when its checks added no error.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Group, User};
+use toml::de::DeValue;
+
+use super::error::Report;
+use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
+use super::{listen, tables};
+use super::{
+    Config, Global, ListenAddr, LogLevel, LogTarget, PmMode, Pool, DEFAULT_CLEAR_ENV,
+    DEFAULT_ERROR_LOG, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL,
+    DEFAULT_PHP_CGI, DEFAULT_PM, DEFAULT_QUEUE_FACTOR, DEFAULT_SECURITY_LIMIT_EXTENSIONS,
+    MAX_CHILDREN,
+};
+
+pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
+    let before = r.count();
+    let global = global(&raw.global, r);
+    if raw.pools.is_empty() {
+        r.push(
+            None,
+            None,
+            None,
+            "no pool is defined; add a [pool.NAME] table",
+        );
+    }
+    let pools: Vec<Pool> = raw
+        .pools
+        .iter()
+        .filter_map(|pool| self::pool(pool, r))
+        .collect();
+    distinct_listen(raw, &pools, r);
+    let path = path.to_path_buf();
+    (r.count() == before).then_some(Config {
+        path,
+        global,
+        pools,
+    })
+}
+
+fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
+    Global {
+        error_log: optional(&raw.error_log, r, error_log).unwrap_or(DEFAULT_ERROR_LOG),
+        log_level: optional(&raw.log_level, r, log_level).unwrap_or(DEFAULT_LOG_LEVEL),
+        pid: optional(&raw.pid, r, absolute_path),
+    }
+}
+
+fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
+    r.pool = Some(raw.name.clone());
+    let before = r.count();
+    pool_name(raw, r);
+    let k = &raw.keys;
+    let listen = required(&k.listen, "listen", raw.line, r, |f, r| {
+        parsed(f, r, listen::parse_listen)
+    });
+    let max_children = required(
+        &k.pm_max_children,
+        "pm_max_children",
+        raw.line,
+        r,
+        |f, r| int_in(f, r, 1..=MAX_CHILDREN as i64).map(|n| n as usize),
+    );
+    // Placeholders stand in for missing required values; such a pool is dropped below.
+    let mut pool = defaults(
+        raw.name.clone(),
+        listen.unwrap_or(ListenAddr::Unix(PathBuf::new())),
+        max_children.unwrap_or(1),
+    );
+    listen_settings(k, &mut pool, r);
+    process_settings(k, &mut pool, r);
+    request_settings(k, &mut pool, r);
+    tables::apply(k, &mut pool, r);
+    r.pool = None;
+    (r.count() == before).then_some(pool)
+}
+
+/// A pool with every optional key at its default.
+fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
+    Pool {
+        name,
+        listen,
+        listen_backlog: DEFAULT_LISTEN_BACKLOG,
+        listen_owner: None,
+        listen_group: None,
+        listen_mode: DEFAULT_LISTEN_MODE,
+        user: None,
+        group: None,
+        pm: DEFAULT_PM,
+        pm_max_children,
+        php_cgi: PathBuf::from(DEFAULT_PHP_CGI),
+        php_ini: None,
+        clear_env: DEFAULT_CLEAR_ENV,
+        env: Vec::new(),
+        security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS
+            .iter()
+            .map(|ext| ext.to_string())
+            .collect(),
+        queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
+        ini: Vec::new(),
+        admin_ini_keys: Vec::new(),
+    }
+}
+
+fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
+    let backlog = |f: &Field<'_>, r: &mut Report<'_>| {
+        let n = integer(f, r)?;
+        listen::backlog(n).map_err(|m| r.bad(f, m)).ok()
+    };
+    set(
+        &mut pool.listen_backlog,
+        optional(&k.listen_backlog, r, backlog),
+    );
+    pool.listen_owner = optional(&k.listen_owner, r, user);
+    pool.listen_group = optional(&k.listen_group, r, group);
+    let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
+    set(&mut pool.listen_mode, optional(&k.listen_mode, r, mode));
+}
+
+fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
+    pool.user = optional(&k.user, r, user);
+    pool.group = optional(&k.group, r, group);
+    set(&mut pool.pm, optional(&k.pm, r, pm));
+    set(&mut pool.php_cgi, optional(&k.php_cgi, r, path));
+    pool.php_ini = optional(&k.php_ini, r, existing_path);
+    set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));
+}
+
+fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
+    let extensions = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, extensions);
+    let extensions = optional(&k.security_limit_extensions, r, extensions);
+    set(&mut pool.security_limit_extensions, extensions);
+    let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
+    set(
+        &mut pool.queue_max_len,
+        optional(&k.queue_max_len, r, queue),
+    );
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn pool_name(raw: &RawPool<'_>, r: &mut Report<'_>) {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !raw.name.chars().all(valid) || raw.name.is_empty() {
+        let message = format!(
+            "invalid pool name \"{}\"; use only letters, digits, '_', '.' and '-'",
+            raw.name.escape_debug()
+        );
+        r.push(Some(raw.line), None, None, message);
+    }
+}
+
+/// Two pools cannot listen on the same address (nor one on a port's wildcard address and
+/// another on the same port).
+fn distinct_listen(raw: &RawFile<'_>, pools: &[Pool], r: &mut Report<'_>) {
+    for (i, pool) in pools.iter().enumerate() {
+        let Some(earlier) = pools[..i].iter().find(|p| clash(&p.listen, &pool.listen)) else {
+            continue;
+        };
+        let raw_pool = raw.pools.iter().find(|p| p.name == pool.name);
+        let Some(field) = raw_pool.and_then(|p| p.keys.listen.as_ref()) else {
+            continue;
+        };
+        r.pool = Some(pool.name.clone());
+        r.bad(
+            field,
+            format!(
+                "pool {} already listens on {}",
+                earlier.name, earlier.listen
+            ),
+        );
+        r.pool = None;
+    }
+}
+
+fn clash(a: &ListenAddr, b: &ListenAddr) -> bool {
+    match (a, b) {
+        (ListenAddr::Tcp(a), ListenAddr::Tcp(b)) => {
+            a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => a == b,
+    }
+}
+
+// ---- one check per kind of value ----
+
+fn error_log(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogTarget> {
+    match string(f, r)? {
+        "stderr" => Some(LogTarget::Stderr),
+        "syslog" => {
+            r.bad(f, "syslog is not supported yet; use \"stderr\" or a file");
+            None
+        }
+        _ => absolute_path(f, r).map(LogTarget::File),
+    }
+}
+
+fn log_level(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogLevel> {
+    let s = string(f, r)?;
+    let found = LogLevel::ALL.iter().find(|(name, _)| *name == s);
+    if found.is_none() {
+        let names: Vec<&str> = LogLevel::ALL.iter().map(|(name, _)| *name).collect();
+        r.bad(f, format!("must be one of: {}", names.join(", ")));
+    }
+    found.map(|(_, level)| *level)
+}
+
+fn pm(f: &Field<'_>, r: &mut Report<'_>) -> Option<PmMode> {
+    match string(f, r)? {
+        "static" => Some(PmMode::Static),
+        "dynamic" | "ondemand" => {
+            r.bad(f, "not supported yet (only \"static\")");
+            None
+        }
+        _ => {
+            r.bad(
+                f,
+                "must be \"static\" (\"dynamic\" and \"ondemand\" are not supported yet)",
+            );
+            None
+        }
+    }
+}
+
+fn extensions(s: &str) -> Result<Vec<String>, String> {
+    let extensions: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    match extensions
+        .iter()
+        .find(|ext| !ext.starts_with('.') || ext.len() < 2)
+    {
+        Some(bad) => Err(format!(
+            "\"{bad}\" is not an extension; write extensions with their dot, separated by \
+             spaces (\".php .phar\"), or \"\" for no limit"
+        )),
+        None => Ok(extensions),
+    }
+}
+
+/// A user name that exists, or a numeric uid (as php-fpm accepts).
+fn user(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
+    account(f, r, "user", |name| {
+        User::from_name(name).map(|u| u.is_some())
+    })
+}
+
+/// A group name that exists, or a numeric gid.
+fn group(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
+    account(f, r, "group", |name| {
+        Group::from_name(name).map(|g| g.is_some())
+    })
+}
+
+fn account(
+    f: &Field<'_>,
+    r: &mut Report<'_>,
+    kind: &str,
+    exists: impl FnOnce(&str) -> nix::Result<bool>,
+) -> Option<String> {
+    let name = string(f, r)?;
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(name.to_string());
+    }
+    let problem = match exists(name) {
+        Ok(true) => return Some(name.to_string()),
+        Ok(false) => format!("no such {kind} on this system"),
+        Err(err) => format!("cannot look up the {kind}: {err}"),
+    };
+    r.bad(f, problem);
+    None
+}
+
+fn path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
+    let s = string(f, r)?;
+    let problem = if s.is_empty() {
+        "must not be empty"
+    } else if s.contains('\0') {
+        "must not contain a NUL byte"
+    } else {
+        return Some(PathBuf::from(s));
+    };
+    r.bad(f, problem);
+    None
+}
+
+fn absolute_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
+    let path = path(f, r)?;
+    if path.is_absolute() {
+        return Some(path);
+    }
+    r.bad(f, "must be an absolute path");
+    None
+}
+
+fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
+    let path = path(f, r)?;
+    if path.exists() {
+        return Some(path);
+    }
+    r.bad(f, "no such file");
+    None
+}
+
+// ---- typed access to a field, reporting the wrong type ----
+
+fn optional<'a, T>(
+    field: &Option<Field<'a>>,
+    r: &mut Report<'_>,
+    check: impl FnOnce(&Field<'a>, &mut Report<'_>) -> Option<T>,
+) -> Option<T> {
+    field.as_ref().and_then(|f| check(f, r))
+}
+
+fn required<'a, T>(
+    field: &Option<Field<'a>>,
+    key: &str,
+    pool_line: usize,
+    r: &mut Report<'_>,
+    check: impl FnOnce(&Field<'a>, &mut Report<'_>) -> Option<T>,
+) -> Option<T> {
+    if field.is_none() {
+        r.push(Some(pool_line), Some(key), None, "is required");
+    }
+    optional(field, r, check)
+}
+
+/// Applies `parse` to a string field, reporting its error.
+fn parsed<T>(
+    f: &Field<'_>,
+    r: &mut Report<'_>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let s = string(f, r)?;
+    parse(s).map_err(|message| r.bad(f, message)).ok()
+}
+
+pub(super) fn string<'f>(f: &'f Field<'_>, r: &mut Report<'_>) -> Option<&'f str> {
+    match f.value {
+        DeValue::String(s) => Some(s),
+        _ => wrong_type(f, r, "a string"),
+    }
+}
+
+pub(super) fn integer(f: &Field<'_>, r: &mut Report<'_>) -> Option<i64> {
+    let DeValue::Integer(i) = f.value else {
+        return wrong_type(f, r, "an integer");
+    };
+    let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
+    if n.is_none() {
+        r.bad(f, "the number is too large");
+    }
+    n
+}
+
+fn int_in(f: &Field<'_>, r: &mut Report<'_>, range: RangeInclusive<i64>) -> Option<i64> {
+    let n = integer(f, r)?;
+    if range.contains(&n) {
+        return Some(n);
+    }
+    let message = match *range.end() {
+        i64::MAX => format!("must be at least {}", range.start()),
+        end => format!("must be between {} and {end}", range.start()),
+    };
+    r.bad(f, message);
+    None
+}
+
+fn boolean(f: &Field<'_>, r: &mut Report<'_>) -> Option<bool> {
+    match f.value {
+        DeValue::Boolean(b) => Some(*b),
+        _ => wrong_type(f, r, "a boolean"),
+    }
+}
+
+/// Reports that `f` is not of the `expected` type, with a hint when the value only needs its
+/// quotes added or removed.
+pub(super) fn wrong_type<T>(f: &Field<'_>, r: &mut Report<'_>, expected: &str) -> Option<T> {
+    let found = f.value.type_str();
+    let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    let hint = match (expected, f.value) {
+        ("an integer", DeValue::String(s)) if s.parse::<i64>().is_ok() => {
+            format!("; write {s} without quotes")
+        }
+        ("a boolean", DeValue::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "yes" | "on" | "true" | "1" => "; write true, without quotes".to_string(),
+            "no" | "off" | "false" | "0" => "; write false, without quotes".to_string(),
+            _ => String::new(),
+        },
+        ("a string", DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_)) => {
+            "; put the value in quotes".to_string()
+        }
+        _ => String::new(),
+    };
+    r.bad(
+        f,
+        format!("expected {expected}, found {article} {found}{hint}"),
+    );
+    None
+}

@@ -1,0 +1,316 @@
+//! One nginx connection: read a request head, answer what rustfpm answers
+//! itself (management records, 403, 404, 503), hand the rest to a child
+//! through the proxy, and keep the connection if nginx asked for FCGI_KEEP_CONN.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::inbuf::InBuf;
+use super::policy::{self, Verdict};
+use super::proxy::{self, Outcome};
+use crate::fastcgi::{
+    encode_end_request, encode_get_values_result, encode_simple_response, encode_stream,
+    encode_unknown_type, parse_record, BeginRequest, CodecError, ParamsBuffer, ProtocolStatus,
+    RecordType, Role,
+};
+use crate::pool::{AcquireError, Pool, PoolMsg};
+
+/// Seconds nginx is told to wait before retrying after a 503.
+pub const RETRY_AFTER: &str = "1";
+
+/// Why a connection was closed early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// nginx sent bytes that are not valid FastCGI.
+    #[error("malformed FastCGI from the web server: {0}")]
+    Codec(#[from] CodecError),
+    /// nginx sent records in an order FastCGI does not allow.
+    #[error("FastCGI protocol error from the web server: {0}")]
+    Protocol(&'static str),
+    /// nginx closed the connection in the middle of a record or request.
+    #[error("the web server closed the connection mid-request")]
+    UnexpectedEof,
+    /// A socket error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A request head: BEGIN_REQUEST and all PARAMS.
+#[derive(Debug)]
+pub struct Head {
+    /// The request id nginx chose (used unchanged towards the child).
+    pub id: u16,
+    /// nginx asked to keep the connection open.
+    pub keep_conn: bool,
+    /// The request's params.
+    pub params: ParamsBuffer,
+    /// When the first record of the request arrived.
+    pub started: Instant,
+}
+
+/// A downstream connection, split into halves.
+pub struct Conn<R, W> {
+    /// Read half.
+    pub rd: R,
+    /// Write half.
+    pub wr: W,
+    /// Bytes read and not yet handled.
+    pub inbuf: InBuf,
+    /// Scratch buffer for records rustfpm writes.
+    pub out: Vec<u8>,
+}
+
+/// Serves one nginx connection until it closes, fails, or shutdown.
+pub async fn serve<R, W>(rd: R, wr: W, pool: &Pool, mut shutdown: watch::Receiver<bool>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut conn = Conn {
+        rd,
+        wr,
+        inbuf: InBuf::default(),
+        out: Vec::new(),
+    };
+    if let Err(e) = serve_requests(&mut conn, pool, &mut shutdown).await {
+        match e {
+            ConnError::Io(_) | ConnError::UnexpectedEof => {
+                crate::debug!("[pool {}] connection closed: {e}", pool.name)
+            }
+            _ => crate::warning!("[pool {}] {e}; connection closed", pool.name),
+        }
+    }
+    let _ = conn.wr.shutdown().await;
+}
+
+async fn serve_requests<R, W>(
+    conn: &mut Conn<R, W>,
+    pool: &Pool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let Some(head) = read_head(conn, pool, shutdown).await? else {
+            return Ok(());
+        };
+        let keep = handle(conn, pool, head).await? && !*shutdown.borrow();
+        if !keep {
+            return Ok(());
+        }
+        conn.inbuf.shrink();
+    }
+}
+
+/// Answers one request. Returns whether the connection may serve another.
+async fn handle<R, W>(conn: &mut Conn<R, W>, pool: &Pool, head: Head) -> Result<bool, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match policy::check(&head.params, &pool.limit_extensions) {
+        Verdict::Forward => {}
+        Verdict::NotFound => {
+            crate::debug!("[pool {}] Primary script unknown", pool.name);
+            return answer(
+                conn,
+                &head,
+                "404 Not Found",
+                &[],
+                b"File not found.\n",
+                Some(b"Primary script unknown"),
+            )
+            .await;
+        }
+        Verdict::Denied(script) => {
+            crate::warning!(
+                "[pool {}] access to the script '{}' has been denied (see security_limit_extensions)",
+                pool.name,
+                script.display()
+            );
+            return answer(conn, &head, "403 Forbidden", &[], b"Access denied.\n", None).await;
+        }
+    }
+    let (worker, queued) = match pool.balancer.acquire().await {
+        Ok(got) => got,
+        Err(AcquireError::QueueFull) => {
+            pool.tell(PoolMsg::Rejected);
+            crate::warning!(
+                "[pool {}] queue full ({} waiting): answered 503",
+                pool.name,
+                pool.balancer.waiting()
+            );
+            return unavailable(conn, &head).await;
+        }
+        Err(AcquireError::Closed) => return unavailable(conn, &head).await.map(|_| false),
+    };
+    let mut lease = proxy::Lease::new(pool, worker, queued);
+    match proxy::run(conn, &mut lease, &head).await {
+        Outcome::Done { status } => {
+            lease.finish(status);
+            Ok(head.keep_conn)
+        }
+        Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
+        Outcome::ClientGone(e) => Err(e),
+    }
+}
+
+async fn unavailable<R, W>(conn: &mut Conn<R, W>, head: &Head) -> Result<bool, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let body = b"Service temporarily unavailable: all PHP workers are busy.\n";
+    answer(
+        conn,
+        head,
+        "503 Service Unavailable",
+        &[("Retry-After", RETRY_AFTER)],
+        body,
+        None,
+    )
+    .await
+}
+
+/// Writes a complete response of rustfpm's own, with an optional STDERR
+/// message that nginx logs. Returns whether the connection may be kept.
+pub async fn answer<R, W>(
+    conn: &mut Conn<R, W>,
+    head: &Head,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    stderr: Option<&[u8]>,
+) -> Result<bool, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    conn.out.clear();
+    if let Some(msg) = stderr {
+        encode_stream(&mut conn.out, RecordType::Stderr, head.id, msg);
+        encode_stream(&mut conn.out, RecordType::Stderr, head.id, b"");
+    }
+    encode_simple_response(&mut conn.out, head.id, status, headers, body);
+    conn.wr.write_all(&conn.out).await?;
+    Ok(head.keep_conn)
+}
+
+/// Reads records until a request head is complete. Management records are
+/// answered on the way. Ok(None): nginx closed an idle connection, or shutdown.
+async fn read_head<R, W>(
+    conn: &mut Conn<R, W>,
+    pool: &Pool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Head>, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut head: Option<Head> = None;
+    loop {
+        if let Some(done) = parse_head(conn, &mut head, pool.max_params).await? {
+            return Ok(Some(done));
+        }
+        let idle = head.is_none() && conn.inbuf.pending().is_empty();
+        if idle && *shutdown.borrow() {
+            return Ok(None);
+        }
+        let n = tokio::select! {
+            n = conn.inbuf.fill(&mut conn.rd) => n?,
+            _ = shutdown.changed(), if idle => continue,
+        };
+        if n == 0 {
+            return if head.is_none() && conn.inbuf.pending().is_empty() {
+                Ok(None)
+            } else {
+                Err(ConnError::UnexpectedEof)
+            };
+        }
+    }
+}
+
+/// Handles the complete records in the buffer; returns the head once its
+/// empty PARAMS record has arrived.
+async fn parse_head<R, W>(
+    conn: &mut Conn<R, W>,
+    head: &mut Option<Head>,
+    max_params: usize,
+) -> Result<Option<Head>, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    conn.out.clear();
+    let mut finished = None;
+    while let Some((rec, used)) = parse_record(conn.inbuf.pending())? {
+        let h = rec.header;
+        match (h.kind(), head.as_mut()) {
+            (Some(RecordType::BeginRequest), None) => {
+                let begin = BeginRequest::parse(rec.content)?;
+                if begin.role_kind() == Some(Role::Responder) {
+                    *head = Some(Head {
+                        id: h.request_id,
+                        keep_conn: begin.keep_conn(),
+                        params: ParamsBuffer::new(max_params),
+                        started: Instant::now(),
+                    });
+                } else {
+                    encode_end_request(&mut conn.out, h.request_id, 0, ProtocolStatus::UnknownRole);
+                }
+            }
+            (Some(RecordType::Params), Some(hd)) if hd.id == h.request_id => {
+                if rec.content.is_empty() {
+                    conn.inbuf.consume(used);
+                    finished = head.take();
+                    break;
+                }
+                if let Err(e) = hd.params.push(rec.content) {
+                    let id = hd.id;
+                    conn.out.clear();
+                    encode_simple_response(
+                        &mut conn.out,
+                        id,
+                        "431 Request Header Fields Too Large",
+                        &[],
+                        b"Request headers too large.\n",
+                    );
+                    conn.wr.write_all(&conn.out).await?;
+                    return Err(e.into());
+                }
+            }
+            (Some(RecordType::GetValues), _) if h.request_id == 0 => {
+                encode_get_values_result(&mut conn.out, rec.content, 1024, 1024, false)?;
+            }
+            (Some(RecordType::AbortRequest), Some(hd)) if hd.id == h.request_id => {
+                encode_end_request(
+                    &mut conn.out,
+                    h.request_id,
+                    0,
+                    ProtocolStatus::RequestComplete,
+                );
+                *head = None;
+            }
+            (None, _) => encode_unknown_type(&mut conn.out, h.record_type),
+            (Some(RecordType::BeginRequest), Some(_)) => {
+                return Err(ConnError::Protocol(
+                    "cannot multiplex requests on one connection",
+                ))
+            }
+            _ => {
+                return Err(ConnError::Protocol(
+                    "unexpected record before the request head was complete",
+                ))
+            }
+        }
+        conn.inbuf.consume(used);
+    }
+    if !conn.out.is_empty() {
+        conn.wr.write_all(&conn.out).await?;
+    }
+    Ok(finished)
+}

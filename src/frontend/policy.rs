@@ -1,0 +1,111 @@
+//! php-fpm's request checks that php-cgi lacks, made before any child sees
+//! the request: the script must exist (404 `File not found.`) and have an
+//! allowed extension (403 `Access denied.`, `security.limit_extensions`).
+
+use std::path::{Path, PathBuf};
+
+use crate::fastcgi::ParamsBuffer;
+
+/// Params never passed to a child. `HTTP_PROXY` is the httpoxy hole.
+pub const DROPPED_PARAMS: [&[u8]; 1] = [b"HTTP_PROXY"];
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hand it to a child.
+    Forward,
+    /// No SCRIPT_FILENAME, or no file at it: 404 and "Primary script unknown".
+    NotFound,
+    /// The script that PHP would run has an extension outside the allowed list.
+    Denied(PathBuf),
+}
+
+/// Checks a request's SCRIPT_FILENAME as php-fpm does.
+pub fn check(params: &ParamsBuffer, limit_extensions: &[String]) -> Verdict {
+    let Some(raw) = params.get(b"SCRIPT_FILENAME").filter(|v| !v.is_empty()) else {
+        return Verdict::NotFound;
+    };
+    let path = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw));
+    match primary_script(path) {
+        None => Verdict::NotFound,
+        Some(script) if allowed(&script, limit_extensions) => Verdict::Forward,
+        Some(script) => Verdict::Denied(script),
+    }
+}
+
+/// The file PHP would run for `path`: with `cgi.fix_pathinfo`, PHP strips
+/// trailing components until it finds a regular file (`/x.jpg/y.php` runs
+/// `/x.jpg`). None when no such file exists.
+pub fn primary_script(path: &Path) -> Option<PathBuf> {
+    let mut candidate = Some(path);
+    while let Some(p) = candidate.filter(|p| p.as_os_str().len() > 1) {
+        match std::fs::metadata(p) {
+            Ok(meta) if meta.is_file() => return Some(p.to_path_buf()),
+            Ok(_) => return None,
+            Err(_) => candidate = p.parent(),
+        }
+    }
+    None
+}
+
+/// True if `script` ends with one of `extensions` (or the list is empty).
+pub fn allowed(script: &Path, extensions: &[String]) -> bool {
+    let bytes = script.as_os_str().as_encoded_bytes();
+    extensions.is_empty() || extensions.iter().any(|ext| bytes.ends_with(ext.as_bytes()))
+}
+
+/// Byte-to-OsStr conversion for Unix, where any bytes are a valid OsStr.
+trait FromBytes {
+    fn from_encoded_bytes_unchecked_safe(bytes: &[u8]) -> &std::ffi::OsStr;
+}
+
+impl FromBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_unchecked_safe(bytes: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::encode_pair;
+
+    fn params(script: &str) -> ParamsBuffer {
+        let mut raw = Vec::new();
+        encode_pair(&mut raw, b"SCRIPT_FILENAME", script.as_bytes());
+        let mut p = ParamsBuffer::new(4096);
+        p.push(&raw).unwrap();
+        p
+    }
+
+    #[test]
+    fn checks_like_php_fpm() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
+        let php = [".php".to_string()];
+        assert_eq!(
+            check(&params(&format!("{d}/index.php")), &php),
+            Verdict::Forward
+        );
+        assert_eq!(
+            check(&params(&format!("{d}/index.php/extra/path")), &php),
+            Verdict::Forward
+        );
+        assert_eq!(
+            check(&params(&format!("{d}/missing.php")), &php),
+            Verdict::NotFound
+        );
+        assert_eq!(check(&params(&format!("{d}")), &php), Verdict::NotFound);
+        assert_eq!(
+            check(&params(&format!("{d}/x.jpg/y.php")), &php),
+            Verdict::Denied(dir.path().join("x.jpg"))
+        );
+        assert_eq!(
+            check(&params(&format!("{d}/x.jpg/y.php")), &[]),
+            Verdict::Forward
+        );
+        assert_eq!(check(&ParamsBuffer::new(10), &php), Verdict::NotFound);
+    }
+}

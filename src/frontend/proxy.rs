@@ -1,0 +1,399 @@
+//! The proxy: one request from nginx to a child and its response back,
+//! streamed both ways through fixed buffers. Records from the child are
+//! forwarded byte for byte (the child uses nginx's request id); the cursor only
+//! watches where they start and end.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::conn::{answer, Conn, ConnError, Head};
+use super::policy::DROPPED_PARAMS;
+use crate::fastcgi::cursor::{Cursor, Flow, Piece};
+use crate::fastcgi::{
+    encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN,
+};
+use crate::pool::{Pool, PoolMsg, Worker};
+
+/// Most request-body bytes buffered towards a child at once.
+pub const MAX_BODY_BUFFER: usize = 128 * 1024;
+
+/// How a proxied request ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The child answered; `status` is the HTTP status it sent.
+    Done { status: u16 },
+    /// The child went away mid-request. `answered`: nginx got a 502.
+    ChildLost { answered: bool },
+    /// nginx went away (or broke protocol); the child's connection was closed.
+    ClientGone(ConnError),
+}
+
+/// A worker on loan to one request. Whatever happens to the request, the
+/// worker goes back to the pool and the actor hears how it ended.
+pub struct Lease<'p> {
+    pool: &'p Pool,
+    worker: Option<Worker>,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl<'p> Lease<'p> {
+    /// Takes `worker` for a request that waited `queued` for it.
+    pub fn new(pool: &'p Pool, worker: Worker, queued: Duration) -> Lease<'p> {
+        pool.tell(PoolMsg::RequestStarted {
+            slot: worker.slot(),
+            queued,
+        });
+        Lease {
+            pool,
+            worker: Some(worker),
+            started: Instant::now(),
+            status: None,
+        }
+    }
+
+    fn worker(&mut self) -> &mut Worker {
+        self.worker
+            .as_mut()
+            .expect("lease holds its worker until dropped")
+    }
+
+    /// Marks the request complete with `status`; the connection is kept.
+    pub fn finish(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(mut worker) = self.worker.take() else {
+            return;
+        };
+        let status = match self.status {
+            Some(status) => status,
+            None => {
+                // Unfinished: the child may still be mid-request. Closing its
+                // connection lets the script see the abort; a new one waits.
+                worker.discard();
+                499
+            }
+        };
+        let duration = self.started.elapsed();
+        self.pool.tell(PoolMsg::RequestFinished {
+            slot: worker.slot(),
+            status,
+            duration,
+        });
+        self.pool.balancer.release(worker);
+    }
+}
+
+/// Runs one request through a child.
+pub async fn run<R, W>(conn: &mut Conn<R, W>, lease: &mut Lease<'_>, head: &Head) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let pool = lease.pool;
+    if let Err(e) = lease.worker().ensure_connected(&pool.socket).await {
+        crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
+        return child_lost(conn, lease, head, false).await;
+    }
+    let mut to_child = request_head(head);
+    let mut request = RequestStream::new(head.id);
+    match request.take(conn.inbuf.pending(), &mut to_child) {
+        Ok(used) => conn.inbuf.consume(used),
+        Err(e) => return Outcome::ClientGone(e),
+    }
+    let mut response = ResponseStream::default();
+    let result = exchange(
+        conn,
+        lease.worker(),
+        &mut to_child,
+        &mut request,
+        &mut response,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            let worker = lease.worker();
+            if worker.is_fresh() {
+                worker.mark_used();
+                let (slot, inode) = (worker.slot(), worker.inode());
+                pool.tell(PoolMsg::Connected { slot, inode });
+            }
+            Outcome::Done {
+                status: response.status,
+            }
+        }
+        Err(Failure::Child) => child_lost(conn, lease, head, response.sent_any).await,
+        Err(Failure::Client(e)) => Outcome::ClientGone(e),
+    }
+}
+
+enum Failure {
+    Child,
+    Client(ConnError),
+}
+
+/// Moves bytes both ways until the child's END_REQUEST has been forwarded.
+async fn exchange<R, W>(
+    conn: &mut Conn<R, W>,
+    worker: &mut Worker,
+    to_child: &mut Vec<u8>,
+    request: &mut RequestStream,
+    response: &mut ResponseStream,
+) -> Result<(), Failure>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Some((up, buf)) = worker.io() else {
+        return Err(Failure::Child);
+    };
+    let (mut up_rd, mut up_wr) = up.split();
+    let mut written = 0;
+    loop {
+        let want_client = to_child.len() - written < MAX_BODY_BUFFER
+            && conn.inbuf.pending().len() < MAX_BODY_BUFFER;
+        tokio::select! {
+            biased;
+            n = up_rd.read(buf) => {
+                let n = n.map_err(|_| Failure::Child)?;
+                if n == 0 {
+                    return Err(Failure::Child);
+                }
+                let used = response.scan(&buf[..n]).map_err(|_| Failure::Child)?;
+                conn.wr.write_all(&buf[..used]).await.map_err(|e| Failure::Client(e.into()))?;
+                if response.ended {
+                    return Ok(());
+                }
+            }
+            n = up_wr.write(&to_child[written..]), if written < to_child.len() => {
+                written += n.map_err(|_| Failure::Child)?;
+                if written == to_child.len() {
+                    to_child.clear();
+                    written = 0;
+                }
+            }
+            n = conn.inbuf.fill(&mut conn.rd), if want_client => {
+                let n = n.map_err(|e| Failure::Client(e.into()))?;
+                if n == 0 {
+                    return Err(Failure::Client(ConnError::UnexpectedEof));
+                }
+                if !request.done {
+                    let used = request.take(conn.inbuf.pending(), to_child).map_err(Failure::Client)?;
+                    conn.inbuf.consume(used);
+                }
+            }
+        }
+    }
+}
+
+/// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
+/// minus those never passed on.
+fn request_head(head: &Head) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.params.len() + 64);
+    encode_begin_request(&mut out, head.id, Role::Responder, FCGI_KEEP_CONN);
+    let mut params = Vec::with_capacity(head.params.len());
+    for (name, value) in head.params.pairs().flatten() {
+        if !DROPPED_PARAMS.contains(&name) {
+            encode_pair(&mut params, name, value);
+        }
+    }
+    if !params.is_empty() {
+        encode_stream(&mut out, RecordType::Params, head.id, &params);
+    }
+    encode_stream(&mut out, RecordType::Params, head.id, b"");
+    out
+}
+
+async fn child_lost<R, W>(
+    conn: &mut Conn<R, W>,
+    lease: &mut Lease<'_>,
+    head: &Head,
+    sent_any: bool,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let pool = lease.pool;
+    let worker = lease.worker();
+    let slot = worker.slot();
+    worker.discard();
+    let param = |name: &[u8]| {
+        String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned()
+    };
+    pool.tell(PoolMsg::ChildLost {
+        slot,
+        script: param(b"SCRIPT_FILENAME"),
+        uri: param(b"REQUEST_URI"),
+    });
+    lease.finish(502);
+    if sent_any {
+        // Part of the response is already out: only an abrupt close tells nginx it is incomplete.
+        return Outcome::ChildLost { answered: false };
+    }
+    let body = b"Bad Gateway: the PHP process serving this request exited.\n";
+    let answered = answer(conn, head, "502 Bad Gateway", &[], body, None)
+        .await
+        .is_ok();
+    Outcome::ChildLost { answered }
+}
+
+/// The request body on its way from nginx: STDIN records are copied through
+/// until the empty one that ends the body.
+struct RequestStream {
+    id: u16,
+    cursor: Cursor,
+    done: bool,
+}
+
+impl RequestStream {
+    fn new(id: u16) -> RequestStream {
+        RequestStream {
+            id,
+            cursor: Cursor::new(),
+            done: false,
+        }
+    }
+
+    /// Appends to `out` the body bytes found at the start of `data`; returns
+    /// how many bytes of `data` belong to this request.
+    fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
+        if self.done {
+            return Ok(0);
+        }
+        let (id, mut bad, mut done) = (self.id, false, false);
+        let used = self.cursor.feed(data, |piece| match piece {
+            Piece::Header(h) => {
+                bad |= h.record_type != RecordType::Stdin as u8 || h.request_id != id;
+                Flow::Continue
+            }
+            Piece::End(h) if h.content_length == 0 => {
+                done = true;
+                Flow::Stop
+            }
+            _ => Flow::Continue,
+        })?;
+        if bad {
+            return Err(ConnError::Protocol(
+                "expected STDIN records of the current request",
+            ));
+        }
+        out.extend_from_slice(&data[..used]);
+        self.done = done;
+        Ok(used)
+    }
+}
+
+/// The response on its way from the child: watches for the HTTP status in the
+/// first STDOUT bytes and for END_REQUEST.
+struct ResponseStream {
+    cursor: Cursor,
+    status: u16,
+    sent_any: bool,
+    ended: bool,
+}
+
+impl Default for ResponseStream {
+    fn default() -> Self {
+        ResponseStream {
+            cursor: Cursor::new(),
+            status: 200,
+            sent_any: false,
+            ended: false,
+        }
+    }
+}
+
+impl ResponseStream {
+    /// Returns how many bytes of `data` to forward (all of them, or up to
+    /// the end of END_REQUEST).
+    fn scan(&mut self, data: &[u8]) -> Result<usize, crate::fastcgi::CodecError> {
+        let (mut status, mut first, mut ended) = (None, !self.sent_any, false);
+        let mut stdout = false;
+        let used = self.cursor.feed(data, |piece| match piece {
+            Piece::Header(h) => {
+                stdout = h.record_type == RecordType::Stdout as u8;
+                Flow::Continue
+            }
+            Piece::Content(bytes) if stdout && first => {
+                first = false;
+                status = parse_status(bytes);
+                Flow::Continue
+            }
+            Piece::End(h) if h.record_type == RecordType::EndRequest as u8 => {
+                ended = true;
+                Flow::Stop
+            }
+            _ => Flow::Continue,
+        })?;
+        if let Some(s) = status {
+            self.status = s;
+        }
+        self.sent_any |= !first;
+        self.ended = ended;
+        Ok(used)
+    }
+}
+
+/// The status a CGI response sets with a `Status:` header (200 if none).
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    head[..end].split(|&b| b == b'\n').find_map(|line| {
+        let rest = line
+            .strip_prefix(b"Status:")
+            .or_else(|| line.strip_prefix(b"status:"))?;
+        let digits = rest.trim_ascii_start().get(..3)?;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_from_cgi_headers() {
+        assert_eq!(
+            parse_status(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nx"),
+            Some(404)
+        );
+        assert_eq!(
+            parse_status(b"Content-type: text/html\r\nStatus: 302 Found\r\n\r\n"),
+            Some(302)
+        );
+        assert_eq!(
+            parse_status(b"Content-type: text/html\r\n\r\nStatus: 500"),
+            None
+        );
+        assert_eq!(parse_status(b"Status: x"), None);
+    }
+
+    #[test]
+    fn request_stream_stops_at_empty_stdin() {
+        let mut bytes = Vec::new();
+        encode_stream(&mut bytes, RecordType::Stdin, 1, b"body");
+        encode_stream(&mut bytes, RecordType::Stdin, 1, b"");
+        let len = bytes.len();
+        bytes.extend_from_slice(b"next request");
+        let mut r = RequestStream::new(1);
+        let mut out = Vec::new();
+        assert_eq!(r.take(&bytes, &mut out).unwrap(), len);
+        assert!(r.done);
+        assert_eq!(out.len(), len);
+    }
+
+    #[test]
+    fn request_stream_rejects_other_records() {
+        let mut bytes = Vec::new();
+        encode_stream(&mut bytes, RecordType::Stdout, 1, b"x");
+        assert!(RequestStream::new(1).take(&bytes, &mut Vec::new()).is_err());
+    }
+}

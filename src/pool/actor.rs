@@ -1,0 +1,447 @@
+//! The pool actor: the only owner of a pool's worker state (slots, pids,
+//! states, counters) and of its php-cgi parent's lifecycle. Workers and the
+//! supervisor report to it by message; everyone else asks it for a
+//! [`PoolSnapshot`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::unistd::Pid;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, Instant as TokioInstant};
+
+use super::worker::ChildSocket;
+use crate::metrics::PoolMetrics;
+use crate::supervisor::{ChildSpec, Command, ExitKind, PoolEvent, Supervisor};
+
+/// A parent that exits sooner than this after starting counts as a crash loop.
+pub const FAST_EXIT: Duration = Duration::from_secs(1);
+/// Longest wait between restarts of a crash-looping parent.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
+/// How often the children's listener is checked for a stray O_NONBLOCK.
+pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What a slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting for the pool's php-cgi parent to run.
+    Starting,
+    /// Ready for a request.
+    Idle,
+    /// Serving a request.
+    Busy,
+    /// The pool is stopping.
+    Exiting,
+}
+
+/// One slot as the actor sees it.
+#[derive(Debug, Clone)]
+pub struct SlotSnapshot {
+    /// Slot index.
+    pub slot: usize,
+    /// Pid of the php-cgi child serving this slot, once known.
+    pub pid: Option<i32>,
+    /// Current state.
+    pub state: SlotState,
+    /// Requests served by this slot's current child.
+    pub requests: u64,
+    /// When the current state began.
+    pub since: Instant,
+    /// Duration of the last request.
+    pub last_duration: Duration,
+}
+
+/// An immutable picture of a pool, for status pages and tests.
+#[derive(Debug, Clone)]
+pub struct PoolSnapshot {
+    /// Pool name.
+    pub name: String,
+    /// When the pool started.
+    pub started: SystemTime,
+    /// Pid of the php-cgi parent, when running.
+    pub parent_pid: Option<i32>,
+    /// Times the php-cgi parent was started.
+    pub parent_starts: u64,
+    /// All slots.
+    pub slots: Vec<SlotSnapshot>,
+    /// Requests that got a child.
+    pub accepted: u64,
+    /// Requests whose child died mid-request (answered 502).
+    pub crashed: u64,
+    /// Highest number of busy slots seen.
+    pub max_active: usize,
+    /// Longest queue wait seen.
+    pub max_queue_wait: Duration,
+}
+
+/// Messages from the front end to the actor.
+#[derive(Debug)]
+pub enum PoolMsg {
+    /// A request got slot `slot` after waiting `queued`.
+    RequestStarted { slot: usize, queued: Duration },
+    /// A request on `slot` ended with HTTP `status`.
+    RequestFinished {
+        slot: usize,
+        status: u16,
+        duration: Duration,
+    },
+    /// A new connection on `slot` completed its first request; find its child.
+    Connected { slot: usize, inode: u32 },
+    /// The child of `slot` vanished mid-request.
+    ChildLost {
+        slot: usize,
+        script: String,
+        uri: String,
+    },
+    /// A request was refused because the queue was full.
+    Rejected,
+    /// Send a snapshot.
+    Snapshot {
+        respond_to: oneshot::Sender<PoolSnapshot>,
+    },
+    /// Stop restarting children: the pool is shutting down.
+    Stop,
+}
+
+#[derive(Debug)]
+struct Slot {
+    pid: Option<Pid>,
+    inode: u32,
+    state: SlotState,
+    requests: u64,
+    since: Instant,
+    last_duration: Duration,
+}
+
+/// The actor's private state.
+pub struct PoolActor {
+    name: String,
+    slots: Vec<Slot>,
+    spec: Arc<ChildSpec>,
+    socket: Arc<ChildSocket>,
+    supervisor: Supervisor,
+    events_tx: UnboundedSender<PoolEvent>,
+    parent: Option<(Pid, Instant)>,
+    crash_streak: u32,
+    respawn_at: Option<TokioInstant>,
+    stopping: bool,
+    started: SystemTime,
+    parent_starts: u64,
+    accepted: u64,
+    crashed: u64,
+    busy: usize,
+    max_active: usize,
+    max_queue_wait: Duration,
+    metrics: PoolMetrics,
+}
+
+impl PoolActor {
+    /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
+    pub fn new(
+        spec: Arc<ChildSpec>,
+        socket: Arc<ChildSocket>,
+        children: usize,
+        supervisor: Supervisor,
+        events_tx: UnboundedSender<PoolEvent>,
+    ) -> PoolActor {
+        let now = Instant::now();
+        let slot = || Slot {
+            pid: None,
+            inode: 0,
+            state: SlotState::Starting,
+            requests: 0,
+            since: now,
+            last_duration: Duration::ZERO,
+        };
+        PoolActor {
+            name: spec.pool.clone(),
+            metrics: PoolMetrics::new(&spec.pool),
+            slots: (0..children).map(|_| slot()).collect(),
+            spec,
+            socket,
+            supervisor,
+            events_tx,
+            parent: None,
+            crash_streak: 0,
+            respawn_at: Some(TokioInstant::now()),
+            stopping: false,
+            started: SystemTime::now(),
+            parent_starts: 0,
+            accepted: 0,
+            crashed: 0,
+            busy: 0,
+            max_active: 0,
+            max_queue_wait: Duration::ZERO,
+        }
+    }
+
+    /// Runs until every handle and the supervisor's event sender are gone.
+    pub async fn run(
+        mut self,
+        mut msgs: UnboundedReceiver<PoolMsg>,
+        mut events: UnboundedReceiver<PoolEvent>,
+    ) {
+        let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let respawn_at = self.respawn_at;
+            tokio::select! {
+                msg = msgs.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                Some(event) = events.recv() => self.on_event(event),
+                _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
+                _ = repair.tick() => self.repair_listener(),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: PoolMsg) {
+        match msg {
+            PoolMsg::RequestStarted { slot, queued } => self.request_started(slot, queued),
+            PoolMsg::RequestFinished {
+                slot,
+                status,
+                duration,
+            } => self.request_finished(slot, status, duration),
+            PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
+            PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
+            PoolMsg::Rejected => self.metrics.rejected(),
+            PoolMsg::Snapshot { respond_to } => {
+                let _ = respond_to.send(self.snapshot());
+            }
+            PoolMsg::Stop => self.stop(),
+        }
+    }
+
+    fn set_state(&mut self, slot: usize, state: SlotState) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.state = state;
+            s.since = Instant::now();
+        }
+    }
+
+    fn request_started(&mut self, slot: usize, queued: Duration) {
+        self.set_state(slot, SlotState::Busy);
+        self.accepted += 1;
+        self.busy += 1;
+        self.max_active = self.max_active.max(self.busy);
+        self.max_queue_wait = self.max_queue_wait.max(queued);
+        self.metrics.queued(queued);
+        self.metrics.busy(self.busy);
+    }
+
+    fn request_finished(&mut self, slot: usize, status: u16, duration: Duration) {
+        self.busy = self.busy.saturating_sub(1);
+        let next = if self.stopping {
+            SlotState::Exiting
+        } else {
+            SlotState::Idle
+        };
+        self.set_state(slot, next);
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.requests += 1;
+            s.last_duration = duration;
+        }
+        self.metrics.request(status, duration);
+        self.metrics.busy(self.busy);
+    }
+
+    fn find_child(&mut self, slot: usize, inode: u32) {
+        let Some((parent, _)) = self.parent else {
+            return;
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.inode = inode;
+            s.requests = 0;
+        }
+        let events = self.events_tx.clone();
+        self.supervisor.send(Command::FindChild {
+            parent,
+            slot,
+            inode,
+            events,
+        });
+    }
+
+    fn child_lost(&mut self, slot: usize, script: &str, uri: &str) {
+        self.crashed += 1;
+        self.metrics.crash();
+        let pid = self.slots.get_mut(slot).and_then(|s| {
+            s.inode = 0;
+            s.requests = 0;
+            s.pid.take()
+        });
+        let pid = pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        crate::warning!(
+            "[pool {}] child {pid} exited mid-request (script '{script}', uri '{uri}'): answered 502",
+            self.name
+        );
+    }
+
+    fn on_event(&mut self, event: PoolEvent) {
+        match event {
+            PoolEvent::ParentStarted { pid } => self.parent_started(pid),
+            PoolEvent::SpawnFailed { error } => {
+                crate::error!("[pool {}] {error}", self.name);
+                self.schedule_respawn(Instant::now());
+            }
+            PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
+            PoolEvent::ChildFound { slot, inode, pid } => {
+                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
+                    s.pid = pid;
+                }
+            }
+        }
+    }
+
+    fn spawn_parent(&mut self) {
+        self.respawn_at = None;
+        if self.stopping {
+            return;
+        }
+        let events = self.events_tx.clone();
+        self.supervisor.send(Command::Spawn {
+            spec: self.spec.clone(),
+            events,
+        });
+    }
+
+    fn parent_started(&mut self, pid: Pid) {
+        self.parent = Some((pid, Instant::now()));
+        self.parent_starts += 1;
+        self.metrics.parent_start(if self.parent_starts == 1 {
+            "start"
+        } else {
+            "restart"
+        });
+        crate::notice!(
+            "[pool {}] php-cgi parent {pid} started with {} children",
+            self.name,
+            self.slots.len()
+        );
+        for i in 0..self.slots.len() {
+            if self.slots[i].state == SlotState::Starting {
+                self.set_state(i, SlotState::Idle);
+            }
+        }
+        if self.stopping {
+            self.supervisor.send(Command::SignalGroup {
+                pgid: pid,
+                signal: nix::sys::signal::Signal::SIGTERM,
+            });
+        }
+    }
+
+    fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
+        let started = match self.parent {
+            Some((p, started)) if p == pid => started,
+            _ => return,
+        };
+        self.parent = None;
+        for s in &mut self.slots {
+            s.pid = None;
+            s.inode = 0;
+        }
+        if self.stopping {
+            return;
+        }
+        crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
+        self.schedule_respawn(started);
+    }
+
+    /// Restarts at once after a parent that ran a while; with doubling delays
+    /// when parents keep dying within [`FAST_EXIT`] of starting.
+    fn schedule_respawn(&mut self, started: Instant) {
+        let delay = backoff(&mut self.crash_streak, started.elapsed());
+        if !delay.is_zero() {
+            crate::error!(
+                "[pool {}] php-cgi keeps exiting right after start ({} times in a row); next start in {}s",
+                self.name,
+                self.crash_streak,
+                delay.as_secs()
+            );
+        }
+        self.respawn_at = Some(TokioInstant::now() + delay);
+    }
+
+    fn repair_listener(&mut self) {
+        if self.socket.repair() {
+            crate::warning!(
+                "[pool {}] a script set O_NONBLOCK on php://stdin (the children's listening socket); cleared it",
+                self.name
+            );
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.respawn_at = None;
+        for i in 0..self.slots.len() {
+            if self.slots[i].state != SlotState::Busy {
+                self.set_state(i, SlotState::Exiting);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            name: self.name.clone(),
+            started: self.started,
+            parent_pid: self.parent.map(|(p, _)| p.as_raw()),
+            parent_starts: self.parent_starts,
+            slots: self
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(slot, s)| SlotSnapshot {
+                    slot,
+                    pid: s.pid.map(Pid::as_raw),
+                    state: s.state,
+                    requests: s.requests,
+                    since: s.since,
+                    last_duration: s.last_duration,
+                })
+                .collect(),
+            accepted: self.accepted,
+            crashed: self.crashed,
+            max_active: self.max_active,
+            max_queue_wait: self.max_queue_wait,
+        }
+    }
+}
+
+/// The delay before the next start, given how long the last parent ran.
+pub fn backoff(streak: &mut u32, ran_for: Duration) -> Duration {
+    if ran_for >= FAST_EXIT {
+        *streak = 0;
+        return Duration::ZERO;
+    }
+    *streak += 1;
+    let secs = 1u64 << (*streak - 1).min(5);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+fn far_future() -> TokioInstant {
+    TokioInstant::now() + Duration::from_secs(86400)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps_and_resets() {
+        let mut streak = 0;
+        let fast = Duration::from_millis(10);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| backoff(&mut streak, fast).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(backoff(&mut streak, Duration::from_secs(5)), Duration::ZERO);
+        assert_eq!(streak, 0);
+        assert_eq!(backoff(&mut streak, fast), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,155 @@
+//! Balancing: idle workers wait in a crossbeam channel, a tokio semaphore
+//! counts them, and the first request to get a permit takes the next idle
+//! worker. The front end only ever `try_recv`s and `try_send`s, so no tokio
+//! thread blocks; the semaphore is FIFO, so requests are served in order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::Semaphore;
+
+use super::worker::Worker;
+
+/// Why no worker was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireError {
+    /// `queue_max_len` requests are already waiting.
+    QueueFull,
+    /// The pool is shutting down.
+    Closed,
+}
+
+/// The idle-worker queue of one pool.
+#[derive(Debug)]
+pub struct Balancer {
+    permits: Semaphore,
+    idle_tx: Sender<Worker>,
+    idle_rx: Receiver<Worker>,
+    waiting: AtomicUsize,
+    queue_max_len: usize,
+}
+
+/// Decrements the waiting count when a queued request leaves the queue,
+/// whether it got a worker or its task was dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Balancer {
+    /// A balancer over `workers`, all idle.
+    pub fn new(workers: Vec<Worker>, queue_max_len: usize) -> Balancer {
+        let (idle_tx, idle_rx) = crossbeam_channel::bounded(workers.len().max(1));
+        let count = workers.len();
+        for w in workers {
+            let _ = idle_tx.try_send(w);
+        }
+        Balancer {
+            permits: Semaphore::new(count),
+            idle_tx,
+            idle_rx,
+            waiting: AtomicUsize::new(0),
+            queue_max_len,
+        }
+    }
+
+    /// Waits for an idle worker; returns it with the time spent queued.
+    pub async fn acquire(&self) -> Result<(Worker, Duration), AcquireError> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            permit.forget();
+            return self.take().map(|w| (w, Duration::ZERO));
+        }
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue_max_len {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(AcquireError::QueueFull);
+        }
+        let _queued = Waiting(&self.waiting);
+        let start = Instant::now();
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AcquireError::Closed)?;
+        permit.forget();
+        self.take().map(|w| (w, start.elapsed()))
+    }
+
+    fn take(&self) -> Result<Worker, AcquireError> {
+        self.idle_rx.try_recv().map_err(|_| {
+            crate::error!("internal: a permit was granted but no idle worker was queued");
+            AcquireError::Closed
+        })
+    }
+
+    /// Puts a worker back in the idle queue.
+    pub fn release(&self, worker: Worker) {
+        if self.idle_tx.try_send(worker).is_ok() {
+            self.permits.add_permits(1);
+        }
+    }
+
+    /// Requests waiting for a worker right now (php-fpm's "listen queue").
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Idle workers right now.
+    pub fn idle(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Refuses all current and future waiters (shutdown).
+    pub fn close(&self) {
+        self.permits.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(n: usize) -> Vec<Worker> {
+        (0..n).map(Worker::new).collect()
+    }
+
+    #[tokio::test]
+    async fn hands_out_each_worker_once() {
+        let b = Balancer::new(workers(2), 4);
+        let (a, _) = b.acquire().await.unwrap();
+        let (c, _) = b.acquire().await.unwrap();
+        assert_ne!(a.slot(), c.slot());
+        assert_eq!(b.idle(), 0);
+        b.release(a);
+        assert_eq!(b.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_refused() {
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 1));
+        let (w, _) = b.acquire().await.unwrap();
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.acquire().await.map(|(w, _)| w.slot()) });
+        tokio::task::yield_now().await;
+        assert_eq!(b.waiting(), 1);
+        assert_eq!(b.acquire().await.err(), Some(AcquireError::QueueFull));
+        b.release(w);
+        assert_eq!(waiter.await.unwrap(), Ok(0));
+        assert_eq!(b.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_waiters() {
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 8));
+        let (_w, _) = b.acquire().await.unwrap();
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.acquire().await.err() });
+        tokio::task::yield_now().await;
+        b.close();
+        assert_eq!(waiter.await.unwrap(), Some(AcquireError::Closed));
+        assert_eq!(b.waiting(), 0);
+    }
+}

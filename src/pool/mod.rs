@@ -1,0 +1,122 @@
+//! A pool: its php-cgi parent and children, its workers, its balancer and its
+//! actor. [`Pool::start`] builds all of it from a validated pool config.
+
+pub mod actor;
+pub mod balancer;
+pub mod spec;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::oneshot;
+
+pub use actor::{PoolMsg, PoolSnapshot, SlotSnapshot, SlotState};
+pub use balancer::{AcquireError, Balancer};
+pub use worker::{ChildSocket, Worker};
+
+use crate::config;
+use crate::supervisor::Supervisor;
+
+/// Default limit on the FastCGI params of one request (bytes).
+pub const DEFAULT_MAX_PARAMS: usize = 256 * 1024;
+
+/// Errors while setting a pool up.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Its private socket directory or socket could not be made.
+    #[error("[pool {pool}] cannot create the children's socket {path}: {source}")]
+    ChildSocket {
+        pool: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A user/group/privilege problem.
+    #[error("[pool {pool}] {message}")]
+    Credentials { pool: String, message: String },
+    /// php-cgi could not be found.
+    #[error("[pool {pool}] php_cgi {path}: {message}")]
+    PhpCgi {
+        pool: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// What the front end needs of a pool: shared by all its connection tasks.
+#[derive(Debug)]
+pub struct Pool {
+    /// Pool name.
+    pub name: String,
+    /// Idle workers.
+    pub balancer: Balancer,
+    /// The children's socket.
+    pub socket: Arc<ChildSocket>,
+    /// The actor's mailbox.
+    pub actor: UnboundedSender<PoolMsg>,
+    /// `security_limit_extensions` (empty: no limit).
+    pub limit_extensions: Vec<String>,
+    /// Largest accepted params block of one request.
+    pub max_params: usize,
+    private_dir: PathBuf,
+}
+
+impl Pool {
+    /// Creates the pool's socket, asks the supervisor to start php-cgi and
+    /// spawns the actor. Must run inside the tokio runtime.
+    pub fn start(
+        cfg: &config::Pool,
+        supervisor: &Supervisor,
+        allow_root: bool,
+    ) -> Result<Arc<Pool>, PoolError> {
+        let (dir, socket) = spec::child_socket(&cfg.name)?;
+        let socket = Arc::new(socket);
+        let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
+        let (tx, rx) = unbounded_channel();
+        let (events_tx, events_rx) = unbounded_channel();
+        let actor = actor::PoolActor::new(
+            spec,
+            socket.clone(),
+            cfg.pm_max_children,
+            supervisor.clone(),
+            events_tx,
+        );
+        tokio::spawn(actor.run(rx, events_rx));
+        let workers = (0..cfg.pm_max_children).map(Worker::new).collect();
+        Ok(Arc::new(Pool {
+            name: cfg.name.clone(),
+            balancer: Balancer::new(workers, cfg.queue_max_len),
+            socket,
+            actor: tx,
+            limit_extensions: cfg.security_limit_extensions.clone(),
+            max_params: DEFAULT_MAX_PARAMS,
+            private_dir: dir,
+        }))
+    }
+
+    /// Sends a message to the actor (never blocks).
+    pub fn tell(&self, msg: PoolMsg) {
+        let _ = self.actor.send(msg);
+    }
+
+    /// Asks the actor for a snapshot.
+    pub async fn snapshot(&self) -> Option<PoolSnapshot> {
+        let (respond_to, rx) = oneshot::channel();
+        self.tell(PoolMsg::Snapshot { respond_to });
+        rx.await.ok()
+    }
+
+    /// Stops handing out workers and stops restarting children.
+    pub fn stop(&self) {
+        self.balancer.close();
+        self.tell(PoolMsg::Stop);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket.path);
+        let _ = std::fs::remove_dir(&self.private_dir);
+    }
+}

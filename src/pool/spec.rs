@@ -1,0 +1,210 @@
+//! Turning a pool config into what the supervisor execs: the private socket,
+//! the command line, the environment and the credentials of php-cgi.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+
+use super::worker::ChildSocket;
+use super::PoolError;
+use crate::config;
+use crate::supervisor::{ChildSpec, Credentials};
+
+/// Variables rustfpm itself uses or receives, never passed to children.
+const OWN_VARIABLES: [&str; 5] = [
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "WATCHDOG_USEC",
+];
+
+/// Makes a directory only rustfpm's user can enter, and the children's
+/// listening socket inside it.
+pub fn child_socket(pool: &str) -> Result<(PathBuf, ChildSocket), PoolError> {
+    let base = std::env::temp_dir();
+    let mut attempt = 0u32;
+    let dir = loop {
+        let dir = base.join(format!("rustfpm-{}-{pool}-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1
+            }
+            Err(source) => {
+                return Err(PoolError::ChildSocket {
+                    pool: pool.into(),
+                    path: dir,
+                    source,
+                })
+            }
+        }
+    };
+    let path = dir.join("children.sock");
+    let listener = bind_unix(&path).map_err(|source| PoolError::ChildSocket {
+        pool: pool.into(),
+        path: path.clone(),
+        source,
+    })?;
+    Ok((dir, ChildSocket { path, listener }))
+}
+
+fn bind_unix(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(4096).unwrap_or(Backlog::MAXCONN))?;
+    Ok(fd)
+}
+
+/// The complete exec description of a pool's php-cgi parent.
+pub fn child_spec(
+    cfg: &config::Pool,
+    socket: &ChildSocket,
+    allow_root: bool,
+) -> Result<ChildSpec, PoolError> {
+    let credentials = credentials(cfg, allow_root)?;
+    let home_user = match &credentials {
+        Some(c) => User::from_uid(c.uid).ok().flatten(),
+        None => User::from_uid(Uid::current()).ok().flatten(),
+    };
+    Ok(ChildSpec {
+        pool: cfg.name.clone(),
+        program: find_program(&cfg.name, &cfg.php_cgi)?,
+        args: args(cfg),
+        env: environment(cfg, home_user.as_ref()),
+        listener: socket
+            .listener
+            .try_clone()
+            .map_err(|source| PoolError::ChildSocket {
+                pool: cfg.name.clone(),
+                path: socket.path.clone(),
+                source,
+            })?,
+        credentials,
+    })
+}
+
+fn args(cfg: &config::Pool) -> Vec<OsString> {
+    let mut args = Vec::new();
+    if let Some(ini) = &cfg.php_ini {
+        args.push("-c".into());
+        args.push(ini.clone().into_os_string());
+    }
+    for (key, value) in &cfg.ini {
+        args.push("-d".into());
+        args.push(format!("{key}={value}").into());
+    }
+    args
+}
+
+/// The children's environment: built from scratch unless `clear_env = false`.
+pub fn environment(cfg: &config::Pool, user: Option<&User>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    if !cfg.clear_env {
+        env.extend(std::env::vars_os().filter(|(k, _)| {
+            let k = k.to_string_lossy();
+            !OWN_VARIABLES.contains(&k.as_ref()) && !k.starts_with("RUSTFPM_")
+        }));
+    }
+    if let Some(u) = user {
+        set(&mut env, "USER", u.name.clone().into());
+        set(&mut env, "HOME", u.dir.clone().into_os_string());
+    }
+    for (k, v) in &cfg.env {
+        set(&mut env, k, v.into());
+    }
+    set(
+        &mut env,
+        "PHP_FCGI_CHILDREN",
+        cfg.pm_max_children.to_string().into(),
+    );
+    // rustfpm recycles children itself; php-cgi's default would recycle every 500.
+    set(&mut env, "PHP_FCGI_MAX_REQUESTS", "0".into());
+    env
+}
+
+fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.into(), value));
+}
+
+fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credentials>, PoolError> {
+    let err = |message: String| PoolError::Credentials {
+        pool: cfg.name.clone(),
+        message,
+    };
+    if !Uid::effective().is_root() {
+        if cfg.user.is_some() {
+            crate::notice!(
+                "[pool {}] 'user' directive is ignored when rustfpm is not running as root",
+                cfg.name
+            );
+        }
+        return Ok(None);
+    }
+    let Some(name) = &cfg.user else {
+        return if allow_root {
+            Ok(None)
+        } else {
+            Err(err(
+                "please specify user and group other than root (or run with -R)".into(),
+            ))
+        };
+    };
+    let user = User::from_name(name)
+        .map_err(|e| err(format!("cannot look up user '{name}': {e}")))?
+        .ok_or_else(|| err(format!("user '{name}' does not exist")))?;
+    let gid = match &cfg.group {
+        Some(g) => {
+            Group::from_name(g)
+                .map_err(|e| err(format!("cannot look up group '{g}': {e}")))?
+                .ok_or_else(|| err(format!("group '{g}' does not exist")))?
+                .gid
+        }
+        None => user.gid,
+    };
+    if (user.uid.is_root() || gid == Gid::from_raw(0)) && !allow_root {
+        return Err(err(
+            "please specify user and group other than root (or run with -R)".into(),
+        ));
+    }
+    let cname = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| err(format!("bad user name '{name}'")))?;
+    let groups = getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
+    Ok(Some(Credentials {
+        uid: user.uid,
+        gid,
+        groups,
+    }))
+}
+
+fn find_program(pool: &str, program: &Path) -> Result<PathBuf, PoolError> {
+    let err = |message: &str| PoolError::PhpCgi {
+        pool: pool.into(),
+        path: program.into(),
+        message: message.into(),
+    };
+    if program.components().count() > 1 {
+        return if program.is_file() {
+            Ok(program.into())
+        } else {
+            Err(err("no such file"))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| err("not found on PATH (install php-cgi, or set php_cgi to its path)"))
+}

@@ -1,0 +1,134 @@
+//! A worker: one slot of a pool and its private, persistent FastCGI
+//! connection to the php-cgi child that accepted it. Connected lazily (a child
+//! drops a connection that stays silent for 5 s), kept with FCGI_KEEP_CONN.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::net::UnixStream;
+
+use crate::sys::procfs;
+
+/// Size of a worker's read buffer: one full record plus header and padding.
+pub const READ_BUF: usize = 64 * 1024 + 512;
+
+/// The private socket that a pool's php-cgi children accept on.
+#[derive(Debug)]
+pub struct ChildSocket {
+    /// Path of the socket, inside a directory only rustfpm can enter.
+    pub path: PathBuf,
+    /// rustfpm's handle on the listening socket that the children share.
+    pub listener: OwnedFd,
+}
+
+impl ChildSocket {
+    /// Clears O_NONBLOCK on the children's shared listener. A script that made
+    /// `php://stdin` non-blocking set it, and php-cgi exits when its next
+    /// `accept()` would block. Returns true if the flag was set.
+    pub fn repair(&self) -> bool {
+        let Ok(bits) = fcntl(self.listener.as_fd().as_raw_fd(), FcntlArg::F_GETFL) else {
+            return false;
+        };
+        let flags = OFlag::from_bits_truncate(bits);
+        if !flags.contains(OFlag::O_NONBLOCK) {
+            return false;
+        }
+        let _ = fcntl(
+            self.listener.as_raw_fd(),
+            FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK),
+        );
+        true
+    }
+}
+
+/// One slot's connection state.
+#[derive(Debug)]
+pub struct Worker {
+    slot: usize,
+    conn: Option<UnixStream>,
+    inode: u32,
+    fresh: bool,
+    /// Buffer for reading the child's records.
+    pub buf: Vec<u8>,
+}
+
+impl Worker {
+    /// A worker for `slot`, not yet connected.
+    pub fn new(slot: usize) -> Worker {
+        Worker {
+            slot,
+            conn: None,
+            inode: 0,
+            fresh: true,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The slot index in the pool.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// True until the current connection has completed one request.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Inode of our end of the current connection (0 when not connected).
+    pub fn inode(&self) -> u32 {
+        self.inode
+    }
+
+    /// Marks the connection as having completed a request.
+    pub fn mark_used(&mut self) {
+        self.fresh = false;
+    }
+
+    /// Makes sure there is a live connection to a child: (re)connects if there
+    /// is none or the child closed it while idle.
+    pub async fn ensure_connected(&mut self, socket: &ChildSocket) -> io::Result<()> {
+        if self.conn.as_ref().is_some_and(closed_while_idle) {
+            self.discard();
+        }
+        if self.conn.is_none() {
+            self.connect(&socket.path, socket).await?;
+        }
+        if self.buf.len() < READ_BUF {
+            self.buf = vec![0; READ_BUF];
+        }
+        Ok(())
+    }
+
+    /// The connection and the read buffer, borrowed together.
+    pub fn io(&mut self) -> Option<(&mut UnixStream, &mut [u8])> {
+        let conn = self.conn.as_mut()?;
+        Some((conn, &mut self.buf[..]))
+    }
+
+    async fn connect(&mut self, path: &Path, socket: &ChildSocket) -> io::Result<()> {
+        socket.repair();
+        let stream = UnixStream::connect(path).await?;
+        self.inode = procfs::fd_inode(stream.as_raw_fd()).unwrap_or(0);
+        self.conn = Some(stream);
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// Closes the connection: the child sees its client gone and, once its
+    /// script ends, accepts the next connection.
+    pub fn discard(&mut self) {
+        self.conn = None;
+        self.inode = 0;
+        self.fresh = true;
+    }
+}
+
+/// An idle connection should have nothing to read. If the runtime has seen it
+/// readable, the child closed it (or broke protocol): either way, replace it.
+/// When not marked readable this costs no system call.
+fn closed_while_idle(conn: &UnixStream) -> bool {
+    let mut probe = [0u8; 1];
+    !matches!(conn.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}

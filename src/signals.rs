@@ -1,0 +1,55 @@
+//! Signals, mapped to one enum of intents (php-fpm's meanings).
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// What a signal asks rustfpm to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// SIGTERM, SIGINT: stop at once.
+    FastStop,
+    /// SIGQUIT: finish in-flight requests, then stop.
+    GracefulStop,
+    /// SIGUSR1: reopen log files.
+    ReopenLogs,
+    /// SIGUSR2: reload the configuration.
+    Reload,
+    /// SIGCHLD: reap exited processes.
+    Reap,
+}
+
+/// The signal streams rustfpm listens to.
+pub struct Signals {
+    streams: Vec<(Signal, Intent)>,
+}
+
+impl Signals {
+    /// Installs the handlers. Must run inside the tokio runtime.
+    pub fn install() -> std::io::Result<Signals> {
+        let table = [
+            (SignalKind::terminate(), Intent::FastStop),
+            (SignalKind::interrupt(), Intent::FastStop),
+            (SignalKind::quit(), Intent::GracefulStop),
+            (SignalKind::user_defined1(), Intent::ReopenLogs),
+            (SignalKind::user_defined2(), Intent::Reload),
+            (SignalKind::child(), Intent::Reap),
+        ];
+        let mut streams = Vec::with_capacity(table.len());
+        for (kind, intent) in table {
+            streams.push((signal(kind)?, intent));
+        }
+        Ok(Signals { streams })
+    }
+
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> Intent {
+        std::future::poll_fn(|cx| {
+            for (stream, intent) in &mut self.streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*intent);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}

@@ -1,0 +1,308 @@
+//! The supervisor: one long-lived thread that starts php-cgi pool parents,
+//! signals their process groups, reaps every exit, and finds which child holds
+//! a connection. It is the only code that forks, and it forks from a thread that
+//! lives as long as rustfpm, so the children's parent-death signal is sound.
+//!
+//! Pools talk to it with [`Command`]s and hear back through [`PoolEvent`]s.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{Gid, Pid, Uid};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::sys::{guard::Guard, procfs, sockdiag};
+
+/// Everything needed to exec one pool's php-cgi parent.
+#[derive(Debug)]
+pub struct ChildSpec {
+    /// Pool name, for log lines.
+    pub pool: String,
+    /// The php-cgi binary.
+    pub program: PathBuf,
+    /// Arguments after the program name (`-c`, `-d key=value`).
+    pub args: Vec<OsString>,
+    /// The complete environment of the children.
+    pub env: Vec<(OsString, OsString)>,
+    /// The pool's private listening socket, handed to php-cgi as fd 0.
+    pub listener: OwnedFd,
+    /// Credentials to switch to before exec; `None` keeps rustfpm's.
+    pub credentials: Option<Credentials>,
+}
+
+/// User, group and supplementary groups of a pool's children.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// User id.
+    pub uid: Uid,
+    /// Primary group id.
+    pub gid: Gid,
+    /// Supplementary groups.
+    pub groups: Vec<Gid>,
+}
+
+/// What the supervisor reports to a pool.
+#[derive(Debug)]
+pub enum PoolEvent {
+    /// The php-cgi parent is running.
+    ParentStarted { pid: Pid },
+    /// The php-cgi parent could not be started.
+    SpawnFailed { error: String },
+    /// The php-cgi parent exited; `status` says how.
+    ParentExited { pid: Pid, status: ExitKind },
+    /// The child holding the worker connection `inode` of `slot` is `pid`.
+    ChildFound {
+        slot: usize,
+        inode: u32,
+        pid: Option<Pid>,
+    },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// exit(code)
+    Code(i32),
+    /// killed by a signal
+    Signal(Signal),
+}
+
+impl std::fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitKind::Code(c) => write!(f, "exited with code {c}"),
+            ExitKind::Signal(s) => write!(f, "exited on signal {} ({})", *s as i32, s.as_str()),
+        }
+    }
+}
+
+/// Requests to the supervisor thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Start a pool parent; events go to `events`.
+    Spawn {
+        spec: Arc<ChildSpec>,
+        events: UnboundedSender<PoolEvent>,
+    },
+    /// Send `signal` to the process group of a pool parent.
+    SignalGroup { pgid: Pid, signal: Signal },
+    /// Find the child of `parent` holding the peer of our socket `inode`.
+    FindChild {
+        parent: Pid,
+        slot: usize,
+        inode: u32,
+        events: UnboundedSender<PoolEvent>,
+    },
+    /// Reap exited processes (sent on SIGCHLD).
+    Reap,
+    /// Kill all remaining groups (TERM, then KILL after `grace`), reap them, then return.
+    Shutdown { grace: Duration },
+}
+
+/// Handle to the supervisor thread.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    tx: Sender<Command>,
+}
+
+impl Supervisor {
+    /// Starts the supervisor thread, which owns the guard.
+    pub fn start(guard: Guard) -> (Supervisor, thread::JoinHandle<()>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || State::new(guard).run(rx))
+            .expect("spawn supervisor thread");
+        (Supervisor { tx }, handle)
+    }
+
+    /// Sends a command; never blocks (the channel is unbounded).
+    pub fn send(&self, cmd: Command) {
+        let _ = self.tx.send(cmd);
+    }
+}
+
+struct State {
+    guard: Guard,
+    parents: HashMap<Pid, (String, UnboundedSender<PoolEvent>)>,
+}
+
+impl State {
+    fn new(guard: Guard) -> State {
+        State {
+            guard,
+            parents: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Command>) {
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                Command::Spawn { spec, events } => self.spawn(&spec, events),
+                Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
+                Command::FindChild {
+                    parent,
+                    slot,
+                    inode,
+                    events,
+                } => find_child(parent, slot, inode, &events),
+                Command::Reap => self.reap(),
+                Command::Shutdown { grace } => return self.shutdown(&rx, grace),
+            }
+        }
+        self.shutdown(&rx, Duration::from_secs(1));
+    }
+
+    fn spawn(&mut self, spec: &ChildSpec, events: UnboundedSender<PoolEvent>) {
+        match spawn_parent(spec) {
+            Ok(pid) => {
+                self.guard.watch_group(pid);
+                self.parents
+                    .insert(pid, (spec.pool.clone(), events.clone()));
+                let _ = events.send(PoolEvent::ParentStarted { pid });
+            }
+            Err(e) => {
+                let error = format!("cannot start {}: {e}", spec.program.display());
+                let _ = events.send(PoolEvent::SpawnFailed { error });
+            }
+        }
+    }
+
+    /// Drains `waitpid(-1, WNOHANG)`: pool parents are reported, orphaned
+    /// grandchildren (we are their subreaper) are simply reaped.
+    fn reap(&mut self) {
+        loop {
+            let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitKind::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitKind::Signal(sig)),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if pid == self.guard.pid() {
+                crate::alert!(
+                    "the guard process {pid} {status}; children may outlive a crash of rustfpm"
+                );
+                continue;
+            }
+            if let Some((_, events)) = self.parents.remove(&pid) {
+                // The group may still hold children: they must not outlive their parent.
+                signal_group(pid, Signal::SIGKILL);
+                self.guard.forget_group(pid);
+                let _ = events.send(PoolEvent::ParentExited { pid, status });
+            }
+        }
+    }
+
+    fn shutdown(mut self, rx: &Receiver<Command>, grace: Duration) {
+        for pid in self.parents.keys() {
+            signal_group(*pid, Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while self.any_child_left() && std::time::Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(_) | Err(RecvTimeoutError::Timeout) => self.reap(),
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        for pid in self.parents.keys() {
+            signal_group(*pid, Signal::SIGKILL);
+        }
+        // Blocking waits are fine here: this is the supervisor's own thread.
+        while waitpid(Pid::from_raw(-1), None).is_ok() {}
+        self.guard.finish();
+    }
+
+    fn any_child_left(&mut self) -> bool {
+        self.reap();
+        // ECHILD means nothing is left to wait for.
+        !matches!(
+            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        )
+    }
+}
+
+fn signal_group(pgid: Pid, signal: Signal) {
+    let _ = kill(Pid::from_raw(-pgid.as_raw()), signal);
+    let _ = kill(pgid, signal);
+}
+
+fn find_child(parent: Pid, slot: usize, inode: u32, events: &UnboundedSender<PoolEvent>) {
+    let pid = sockdiag::unix_peer_inode(inode)
+        .ok()
+        .flatten()
+        .and_then(|peer| procfs::child_holding_socket(parent.as_raw(), peer))
+        .map(Pid::from_raw);
+    let _ = events.send(PoolEvent::ChildFound { slot, inode, pid });
+}
+
+fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+    let (stderr_read, stderr_write) = std::io::pipe()?;
+    let mut cmd = std::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::from(spec.listener.try_clone()?))
+        .stdout(Stdio::null())
+        .stderr(stderr_write);
+    let creds = spec.credentials.clone();
+    // SAFETY: the closure runs between fork and exec and makes only
+    // async-signal-safe system calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || pre_exec(creds.as_ref()));
+    }
+    let child = cmd.spawn()?;
+    drop(cmd);
+    forward_stderr(spec.pool.clone(), child.id(), stderr_read);
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+fn pre_exec(creds: Option<&Credentials>) -> std::io::Result<()> {
+    // SAFETY: prctl, setsid, setgroups, setgid and setuid are async-signal-safe
+    // system calls; `groups` was allocated before the fork and is only read.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setsid() == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(c) = creds {
+            let groups: &[Gid] = &c.groups;
+            if libc::setgroups(groups.len(), groups.as_ptr().cast()) != 0
+                || libc::setgid(c.gid.as_raw()) != 0
+                || libc::setuid(c.uid.as_raw()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies a pool's process stderr into rustfpm's log, one line at a time.
+fn forward_stderr(pool: String, pid: u32, pipe: std::io::PipeReader) {
+    let _ = thread::Builder::new()
+        .name(format!("stderr-{pool}"))
+        .spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                crate::warning!(
+                    "[pool {pool}] child {pid} said into stderr: \"{}\"",
+                    text.trim_end()
+                );
+                line.clear();
+            }
+        });
+}

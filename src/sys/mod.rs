@@ -1,0 +1,6 @@
+//! Thin, Linux-specific system helpers: process-tree guard, socket peer lookup,
+//! /proc readers. Each wraps one kernel facility and knows nothing of pools.
+
+pub mod guard;
+pub mod procfs;
+pub mod sockdiag;

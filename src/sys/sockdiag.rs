@@ -1,0 +1,111 @@
+//! Finds the peer of a unix socket through the kernel's sock_diag netlink
+//! interface (what `ss -xp` uses). rustfpm uses it to learn which php-cgi child
+//! accepted a worker's connection.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{
+    recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
+};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const UDIAG_SHOW_PEER: u32 = 0x04;
+const UNIX_DIAG_PEER: u16 = 2;
+const NLMSG_HDRLEN: usize = 16;
+const UNIX_DIAG_MSG_LEN: usize = 16;
+
+/// Returns the inode of the socket connected to the unix socket `inode`, if any.
+pub fn unix_peer_inode(inode: u32) -> io::Result<Option<u32>> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
+    send(fd.as_raw_fd(), &request(inode), MsgFlags::empty())?;
+    let mut buf = [0u8; 1024];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    parse_reply(&buf[..n])
+}
+
+fn request(inode: u32) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(40);
+    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    msg.push(libc::AF_UNIX as u8); // sdiag_family
+    msg.push(0); // sdiag_protocol
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // pad
+    msg.extend_from_slice(&u32::MAX.to_ne_bytes()); // all states
+    msg.extend_from_slice(&inode.to_ne_bytes());
+    msg.extend_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    msg.extend_from_slice(&u32::MAX.to_ne_bytes()); // no cookie
+    msg.extend_from_slice(&u32::MAX.to_ne_bytes());
+    msg
+}
+
+fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn parse_reply(buf: &[u8]) -> io::Result<Option<u32>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "short sock_diag reply");
+    let msg_type = u16_at(buf, 4).ok_or_else(bad)?;
+    if msg_type == NLMSG_ERROR {
+        let errno = u32_at(buf, NLMSG_HDRLEN).ok_or_else(bad)? as i32;
+        return match -errno {
+            0 => Ok(None),
+            libc::ENOENT => Ok(None),
+            e => Err(io::Error::from_raw_os_error(e)),
+        };
+    }
+    let len = (u32_at(buf, 0).ok_or_else(bad)? as usize).min(buf.len());
+    let mut at = NLMSG_HDRLEN + UNIX_DIAG_MSG_LEN;
+    while at + 4 <= len {
+        let rta_len = u16_at(buf, at).ok_or_else(bad)? as usize;
+        let rta_type = u16_at(buf, at + 2).ok_or_else(bad)?;
+        if rta_len < 4 {
+            break;
+        }
+        if rta_type == UNIX_DIAG_PEER {
+            return Ok(u32_at(buf, at + 4));
+        }
+        at += (rta_len + 3) & !3;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixStream;
+
+    fn inode_of(s: &UnixStream) -> u32 {
+        let fd = s.as_raw_fd();
+        std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .ino() as u32
+    }
+
+    #[test]
+    fn finds_peer_of_socketpair() {
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(unix_peer_inode(inode_of(&a)).unwrap(), Some(inode_of(&b)));
+        assert_eq!(unix_peer_inode(inode_of(&b)).unwrap(), Some(inode_of(&a)));
+    }
+
+    #[test]
+    fn unknown_inode_is_none() {
+        assert_eq!(unix_peer_inode(u32::MAX - 7).unwrap(), None);
+    }
+}
