@@ -128,6 +128,9 @@ log_level = "notice"
 listen = "$RF_SOCK"
 pm = "static"
 pm_max_children = $CHILDREN
+# The same PHP build and php.ini as php-fpm's, so only the process manager differs.
+php_cgi = "$(command -v php-cgi8.2)"
+php_ini = "/etc/php/8.2/fpm/php.ini"
 $rf_user
 EOF
 	"$RUSTFPM_BIN" -t --config "$TMP/rustfpm.toml" >"$TMP/rustfpm-test.log" 2>&1 ||

@@ -59,6 +59,7 @@ log_level = "notice"
 listen = "$SOCK"
 pm = "static"
 pm_max_children = $CHILDREN
+php_cgi = "$(command -v php-cgi8.2)"
 $pool_user
 
 [pool.demo.php_admin_value]

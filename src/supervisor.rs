@@ -17,7 +17,6 @@ use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
@@ -210,7 +209,7 @@ impl State {
             signal_group(*pid, Signal::SIGTERM);
         }
         let deadline = std::time::Instant::now() + grace;
-        while self.any_child_left() && std::time::Instant::now() < deadline {
+        while !self.parents.is_empty() && std::time::Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(_) | Err(RecvTimeoutError::Timeout) => self.reap(),
                 Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(20)),
@@ -219,19 +218,30 @@ impl State {
         for pid in self.parents.keys() {
             signal_group(*pid, Signal::SIGKILL);
         }
-        // Blocking waits are fine here: this is the supervisor's own thread.
-        while waitpid(Pid::from_raw(-1), None).is_ok() {}
+        // The guard kills what is left of the groups and exits.
         self.guard.finish();
+        reap_everything();
     }
+}
 
-    fn any_child_left(&mut self) -> bool {
-        self.reap();
-        // ECHILD means nothing is left to wait for.
-        !matches!(
-            waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
-            Err(Errno::ECHILD)
-        )
+/// Kills and reaps every remaining child of rustfpm, including processes a
+/// script moved out of its group, which re-parented to us as subreaper.
+fn reap_everything() {
+    let me = std::process::id() as i32;
+    for _ in 0..250 {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(_) => return, // ECHILD: nothing left
+            }
+        }
+        for pid in procfs::children(me) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        thread::sleep(Duration::from_millis(20));
     }
+    crate::alert!("some child processes could not be reaped");
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {
