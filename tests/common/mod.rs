@@ -1,0 +1,494 @@
+//! Integration-test harness: the real rustfpm binary, real php-cgi and a real
+//! nginx, on free ports in a private temp dir; everything is killed and reaped
+//! when the guard drops.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// PHP scripts shipped with the tests (tests/php), copied into each docroot.
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/php");
+
+/// True when the tests run as root (CI): pools then run as www-data.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// A temp dir readable by the pool user, with the PHP fixtures in `www/`.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("rustfpm-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).unwrap();
+        for entry in std::fs::read_dir(FIXTURES).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), www.join(entry.file_name())).unwrap();
+        }
+        // Writable scratch space for scripts (pid files, markers, sessions).
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        Site { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    /// Adds a PHP script to the docroot.
+    pub fn script(&self, name: &str, body: &str) {
+        std::fs::write(self.www().join(name), body).unwrap();
+    }
+}
+
+/// A running rustfpm. Killed (TERM, then KILL) and reaped on drop.
+pub struct Rustfpm {
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Options for a test pool.
+#[derive(Clone)]
+pub struct PoolOptions {
+    pub children: usize,
+    /// Extra lines appended inside `[pool.www]`.
+    pub extra: String,
+    /// Extra TOML appended after the pool (e.g. `[pool.www.env]` tables).
+    pub tables: String,
+    /// Listen on TCP 127.0.0.1:PORT instead of a unix socket.
+    pub tcp_port: Option<u16>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            children: 4,
+            extra: String::new(),
+            tables: String::new(),
+            tcp_port: None,
+        }
+    }
+}
+
+impl Rustfpm {
+    /// Writes a config for `site` and starts rustfpm; waits until it listens.
+    pub fn start(site: &Site, opts: &PoolOptions) -> Rustfpm {
+        let socket = site.path().join("rustfpm.sock");
+        let listen = match opts.tcp_port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => socket.display().to_string(),
+        };
+        let user = if is_root() {
+            "user = \"www-data\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\npm_max_children = {}\n{user}{}\n{}\n",
+            opts.children, opts.extra, opts.tables
+        );
+        let config = site.path().join("rustfpm.toml");
+        std::fs::write(&config, text).unwrap();
+        Self::start_with_config(site, &config, opts.tcp_port.is_none().then_some(socket))
+    }
+
+    /// Starts rustfpm on an existing config file.
+    pub fn start_with_config(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
+        let log = site.path().join("rustfpm.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
+            .arg("--config")
+            .arg(config)
+            .env("RUSTFPM_TEST_SECRET", "must-not-leak")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rustfpm");
+        let fpm = Rustfpm {
+            child: Some(child),
+            socket: socket.clone().unwrap_or_default(),
+            config: config.into(),
+            log,
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            fpm.log_text().contains("ready to handle connections")
+        });
+        assert!(ready, "rustfpm did not become ready:\n{}", fpm.log_text());
+        fpm
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal to rustfpm.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for rustfpm to exit; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pids of the live php-cgi processes under rustfpm (parent and children).
+    pub fn php_pids(&self) -> Vec<i32> {
+        descendants(self.pid())
+            .into_iter()
+            .filter(|p| is_live_php(*p))
+            .collect()
+    }
+}
+
+impl Drop for Rustfpm {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                self.signal(libc::SIGKILL);
+                let _ = self.wait_exit(Duration::from_secs(5));
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- rustfpm log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// All descendants of `pid` (children, grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                for c in text
+                    .split_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok())
+                {
+                    out.push(c);
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// True if `pid` is a php-cgi process that is alive (not a zombie).
+pub fn is_live_php(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
+    let state = stat[close + 1..].trim_start().chars().next().unwrap_or('?');
+    comm.starts_with("php-cgi") && state != 'Z' && state != 'X'
+}
+
+/// A running nginx in front of rustfpm. Its whole process group is killed on drop.
+pub struct Nginx {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Nginx {
+    /// nginx on a free port; `/` serves `site`'s docroot through rustfpm
+    /// (without keepalive); `/ka/...` does the same with `fastcgi_keep_conn on`.
+    pub fn start(site: &Site, fpm: &Rustfpm) -> Nginx {
+        let upstream = if fpm.socket.as_os_str().is_empty() {
+            let text = std::fs::read_to_string(&fpm.config).unwrap();
+            let listen = text.lines().find(|l| l.starts_with("listen = ")).unwrap();
+            listen
+                .trim_start_matches("listen = ")
+                .trim_matches('"')
+                .to_string()
+        } else {
+            format!("unix:{}", fpm.socket.display())
+        };
+        Self::start_upstream(site, &upstream)
+    }
+
+    /// nginx in front of any FastCGI address (`unix:/path` or `host:port`).
+    pub fn start_upstream(site: &Site, upstream: &str) -> Nginx {
+        let port = free_port();
+        let dir = site.path();
+        let user = if is_root() { "user www-data;" } else { "" };
+        let conf = format!(
+            r#"{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log info;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/nginx-body;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  proxy_temp_path {d}/nginx-proxy;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+  client_max_body_size 0;
+  fastcgi_read_timeout 60s;
+  upstream php_ka {{ server {upstream}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+    location ^~ /ka/ {{
+      rewrite ^/ka(/.*)$ $1 break;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_keep_conn on;
+      fastcgi_pass php_ka;
+    }}
+    location / {{
+      fastcgi_split_path_info ^(.+?\.[a-z]+)(/.*)$;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_pass {upstream};
+    }}
+  }}
+}}
+"#,
+            d = dir.display(),
+            www = site.www().display(),
+            upstream = upstream
+                .strip_prefix("unix:")
+                .map(|p| format!("unix:{p}"))
+                .unwrap_or_else(|| upstream.to_string()),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start nginx (apt-get install nginx)");
+        let nginx = Nginx { child, port };
+        let up = wait_until(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up,
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
+        );
+        nginx
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group we created for nginx.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// rustfpm + nginx + a site: the usual test setup.
+pub struct Stack {
+    pub nginx: Nginx,
+    pub fpm: Rustfpm,
+    pub site: Site,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Self::with(PoolOptions::default())
+    }
+
+    pub fn with(opts: PoolOptions) -> Stack {
+        let site = Site::new();
+        let fpm = Rustfpm::start(&site, &opts);
+        let nginx = Nginx::start(&site, &fpm);
+        Stack { nginx, fpm, site }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.nginx.url(path)
+    }
+}
+
+/// A finished HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .redirects(0)
+        .build()
+}
+
+fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("HTTP request failed: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .iter()
+        .flat_map(|n| {
+            resp.all(n)
+                .into_iter()
+                .map(move |v| (n.clone(), v.to_string()))
+        })
+        .collect();
+    let mut body = Vec::new();
+    resp.into_reader().read_to_end(&mut body).unwrap();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// GET `url`.
+pub fn get(url: &str) -> Response {
+    finish(agent().get(url).call())
+}
+
+/// GET with extra request headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Response {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    finish(req.call())
+}
+
+/// POST `body` with `content_type`.
+pub fn post(url: &str, content_type: &str, body: &[u8]) -> Response {
+    finish(
+        agent()
+            .post(url)
+            .set("Content-Type", content_type)
+            .send_bytes(body),
+    )
+}
+
+/// Sends a raw HTTP/1.0 request and returns each chunk of bytes as it arrived,
+/// with its arrival time (to see streaming).
+pub fn raw_chunks(port: u16, path: &str) -> Vec<(Instant, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.push((Instant::now(), buf[..n].to_vec())),
+        }
+    }
+}
+
+/// Hex md5 of bytes.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    format!("{:x}", md5::compute(bytes))
+}
