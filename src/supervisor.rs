@@ -22,7 +22,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::sys::proc_events::ProcEvents;
 use crate::sys::{guard::Guard, procfs, sockdiag};
+
+/// How often, and how far apart, the child of a new connection is looked for.
+const FIND_CHILD_TRIES: u32 = 40;
+const FIND_CHILD_PAUSE: Duration = Duration::from_millis(5);
 
 /// Everything needed to exec one pool's php-cgi parent.
 #[derive(Debug)]
@@ -67,6 +72,8 @@ pub enum PoolEvent {
         inode: u32,
         pid: Option<Pid>,
     },
+    /// A child of the pool's php-cgi parent exited (needs process events).
+    ChildExited { pid: Pid, status: ExitKind },
 }
 
 /// How a process ended.
@@ -76,6 +83,16 @@ pub enum ExitKind {
     Code(i32),
     /// killed by a signal
     Signal(Signal),
+}
+
+impl ExitKind {
+    /// Decodes a raw wait status.
+    pub fn from_wait_status(status: i32) -> ExitKind {
+        match Signal::try_from(status & 0x7f) {
+            Ok(sig) if status & 0x7f != 0 => ExitKind::Signal(sig),
+            _ => ExitKind::Code((status >> 8) & 0xff),
+        }
+    }
 }
 
 impl std::fmt::Display for ExitKind {
@@ -117,12 +134,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts the supervisor thread, which owns the guard.
+    /// Starts the supervisor thread, which owns the guard, and the
+    /// process-events thread where the kernel allows it.
     pub fn start(guard: Guard) -> (Supervisor, thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let exits = start_exit_watch();
         let handle = thread::Builder::new()
             .name("supervisor".into())
-            .spawn(move || State::new(guard).run(rx))
+            .spawn(move || State::new(guard, exits).run(rx))
             .expect("spawn supervisor thread");
         (Supervisor { tx }, handle)
     }
@@ -133,16 +152,20 @@ impl Supervisor {
     }
 }
 
+type Registration = (Pid, UnboundedSender<PoolEvent>);
+
 struct State {
     guard: Guard,
     parents: HashMap<Pid, (String, UnboundedSender<PoolEvent>)>,
+    exits: Option<Sender<Registration>>,
 }
 
 impl State {
-    fn new(guard: Guard) -> State {
+    fn new(guard: Guard, exits: Option<Sender<Registration>>) -> State {
         State {
             guard,
             parents: HashMap::new(),
+            exits,
         }
     }
 
@@ -168,6 +191,9 @@ impl State {
         match spawn_parent(spec) {
             Ok(pid) => {
                 self.guard.watch_group(pid);
+                if let Some(exits) = &self.exits {
+                    let _ = exits.send((pid, events.clone()));
+                }
                 self.parents
                     .insert(pid, (spec.pool.clone(), events.clone()));
                 let _ = events.send(PoolEvent::ParentStarted { pid });
@@ -224,6 +250,36 @@ impl State {
     }
 }
 
+/// Starts the thread that reports exits of php-cgi children to their pools.
+/// Pools are registered by their parent's pid through the returned channel.
+fn start_exit_watch() -> Option<Sender<Registration>> {
+    let events = match ProcEvents::open() {
+        Ok(events) => events,
+        Err(e) => {
+            crate::notice!("exit statuses of php-cgi children will not be logged: process events unavailable ({e})");
+            return None;
+        }
+    };
+    let (tx, rx) = crossbeam_channel::unbounded::<Registration>();
+    let spawned = thread::Builder::new()
+        .name("proc-events".into())
+        .spawn(move || {
+            let mut parents: HashMap<i32, UnboundedSender<PoolEvent>> = HashMap::new();
+            while let Ok(exit) = events.next_exit() {
+                parents.extend(rx.try_iter().map(|(pid, tx)| (pid.as_raw(), tx)));
+                parents.remove(&exit.pid);
+                if let Some(pool) = parents.get(&exit.parent) {
+                    let status = ExitKind::from_wait_status(exit.wait_status);
+                    let _ = pool.send(PoolEvent::ChildExited {
+                        pid: Pid::from_raw(exit.pid),
+                        status,
+                    });
+                }
+            }
+        });
+    spawned.ok().map(|_| tx)
+}
+
 /// Kills and reaps every remaining child of rustfpm, including processes a
 /// script moved out of its group, which re-parented to us as subreaper.
 fn reap_everything() {
@@ -249,12 +305,21 @@ fn signal_group(pgid: Pid, signal: Signal) {
     let _ = kill(pgid, signal);
 }
 
+/// Finds the child holding the peer of our socket `inode`. Right after
+/// connecting, no child may have accepted yet: retry briefly.
 fn find_child(parent: Pid, slot: usize, inode: u32, events: &UnboundedSender<PoolEvent>) {
-    let pid = sockdiag::unix_peer_inode(inode)
-        .ok()
-        .flatten()
-        .and_then(|peer| procfs::child_holding_socket(parent.as_raw(), peer))
-        .map(Pid::from_raw);
+    let lookup = || {
+        let peer = sockdiag::unix_peer_inode(inode).ok().flatten()?;
+        procfs::child_holding_socket(parent.as_raw(), peer).map(Pid::from_raw)
+    };
+    let mut pid = lookup();
+    for _ in 0..FIND_CHILD_TRIES {
+        if pid.is_some() {
+            break;
+        }
+        thread::sleep(FIND_CHILD_PAUSE);
+        pid = lookup();
+    }
     let _ = events.send(PoolEvent::ChildFound { slot, inode, pid });
 }
 

@@ -106,6 +106,12 @@ where
         Ok(used) => conn.inbuf.consume(used),
         Err(e) => return Outcome::ClientGone(e),
     }
+    let worker = lease.worker();
+    if worker.is_fresh() {
+        worker.mark_used();
+        let (slot, inode) = (worker.slot(), worker.inode());
+        pool.tell(PoolMsg::Connected { slot, inode });
+    }
     let mut response = ResponseStream::default();
     let result = exchange(
         conn,
@@ -116,17 +122,9 @@ where
     )
     .await;
     match result {
-        Ok(()) => {
-            let worker = lease.worker();
-            if worker.is_fresh() {
-                worker.mark_used();
-                let (slot, inode) = (worker.slot(), worker.inode());
-                pool.tell(PoolMsg::Connected { slot, inode });
-            }
-            Outcome::Done {
-                status: response.status,
-            }
-        }
+        Ok(()) => Outcome::Done {
+            status: response.status,
+        },
         Err(Failure::Child) => child_lost(conn, lease, head, response.sent_any).await,
         Err(Failure::Client(e)) => Outcome::ClientGone(e),
     }

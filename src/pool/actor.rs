@@ -3,6 +3,7 @@
 //! supervisor report to it by message; everyone else asks it for a
 //! [`PoolSnapshot`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -104,6 +105,19 @@ pub enum PoolMsg {
     Stop,
 }
 
+/// How many recent child exits the actor remembers.
+const RECENT_EXITS: usize = 64;
+/// How long a lost request's log line waits for the child's exit status.
+const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug)]
+struct LostRequest {
+    pid: Option<Pid>,
+    script: String,
+    uri: String,
+    at: Instant,
+}
+
 #[derive(Debug)]
 struct Slot {
     pid: Option<Pid>,
@@ -124,6 +138,8 @@ pub struct PoolActor {
     events_tx: UnboundedSender<PoolEvent>,
     parent: Option<(Pid, Instant)>,
     crash_streak: u32,
+    recent_exits: VecDeque<(Pid, ExitKind)>,
+    pending_lost: Vec<LostRequest>,
     respawn_at: Option<TokioInstant>,
     stopping: bool,
     started: SystemTime,
@@ -164,6 +180,8 @@ impl PoolActor {
             events_tx,
             parent: None,
             crash_streak: 0,
+            recent_exits: VecDeque::new(),
+            pending_lost: Vec::new(),
             respawn_at: Some(TokioInstant::now()),
             stopping: false,
             started: SystemTime::now(),
@@ -274,11 +292,67 @@ impl PoolActor {
             s.requests = 0;
             s.pid.take()
         });
-        let pid = pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let lost = LostRequest {
+            pid,
+            script: script.into(),
+            uri: uri.into(),
+            at: Instant::now(),
+        };
+        let exit = pid.and_then(|p| {
+            self.recent_exits
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map(|(_, e)| *e)
+        });
+        match exit {
+            Some(status) => self.log_lost(&lost, Some(status)),
+            None if pid.is_some() => self.pending_lost.push(lost),
+            None => self.log_lost(&lost, None),
+        }
+    }
+
+    /// One line per request lost to a dying child, with the exit status when
+    /// the kernel reported it.
+    fn log_lost(&self, lost: &LostRequest, status: Option<ExitKind>) {
+        let pid = lost.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
         crate::warning!(
-            "[pool {}] child {pid} exited mid-request (script '{script}', uri '{uri}'): answered 502",
-            self.name
+            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
+            self.name,
+            lost.script,
+            lost.uri
         );
+    }
+
+    fn child_exited(&mut self, pid: Pid, status: ExitKind) {
+        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid)) {
+            s.pid = None;
+        }
+        if let Some(i) = self.pending_lost.iter().position(|l| l.pid == Some(pid)) {
+            let lost = self.pending_lost.swap_remove(i);
+            return self.log_lost(&lost, Some(status));
+        }
+        match status {
+            ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
+            ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
+            ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+        }
+        if self.recent_exits.len() == RECENT_EXITS {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits.push_back((pid, status));
+    }
+
+    /// Lost requests whose exit status never came are logged without it.
+    fn flush_lost(&mut self) {
+        let (late, waiting): (Vec<_>, Vec<_>) = self
+            .pending_lost
+            .drain(..)
+            .partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
+        self.pending_lost = waiting;
+        for lost in &late {
+            self.log_lost(lost, None);
+        }
     }
 
     fn on_event(&mut self, event: PoolEvent) {
@@ -289,6 +363,7 @@ impl PoolActor {
                 self.schedule_respawn(Instant::now());
             }
             PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
+            PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
             PoolEvent::ChildFound { slot, inode, pid } => {
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
                     s.pid = pid;
@@ -368,6 +443,7 @@ impl PoolActor {
     }
 
     fn repair_listener(&mut self) {
+        self.flush_lost();
         if self.socket.repair() {
             crate::warning!(
                 "[pool {}] a script set O_NONBLOCK on php://stdin (the children's listening socket); cleared it",

@@ -71,7 +71,7 @@ impl Worker {
         self.slot
     }
 
-    /// True until the current connection has completed one request.
+    /// True until the current connection has been used for a request.
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }
@@ -81,7 +81,7 @@ impl Worker {
         self.inode
     }
 
-    /// Marks the connection as having completed a request.
+    /// Marks the connection as used.
     pub fn mark_used(&mut self) {
         self.fresh = false;
     }

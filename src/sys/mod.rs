@@ -2,5 +2,6 @@
 //! /proc readers. Each wraps one kernel facility and knows nothing of pools.
 
 pub mod guard;
+pub mod proc_events;
 pub mod procfs;
 pub mod sockdiag;

@@ -1,0 +1,159 @@
+//! Exit statuses of processes that are not our children, through the
+//! kernel's process-events connector (netlink, root in the initial
+//! namespaces only). php-cgi children are reaped by their php-cgi parent, so
+//! this is how rustfpm learns that a child died of SIGSEGV or SIGKILL.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const NETLINK_CONNECTOR: i32 = 11;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const NLMSG_DONE: u16 = 3;
+const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+/// nlmsghdr (16) + cn_msg header (20).
+const EVENT_AT: usize = 36;
+/// proc_event: what, cpu, timestamp.
+const DATA_AT: usize = EVENT_AT + 16;
+
+/// A process exit reported by the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitEvent {
+    /// The process that exited.
+    pub pid: i32,
+    /// Its parent at exit.
+    pub parent: i32,
+    /// The wait status (as `waitpid` would give it).
+    pub wait_status: i32,
+}
+
+/// A subscription to process events.
+#[derive(Debug)]
+pub struct ProcEvents {
+    fd: OwnedFd,
+}
+
+impl ProcEvents {
+    /// Subscribes; fails without the privilege to listen.
+    pub fn open() -> io::Result<ProcEvents> {
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                NETLINK_CONNECTOR,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that we own from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is valid before we set fields.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        addr.nl_groups = CN_IDX_PROC;
+        let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                len,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let msg = listen_message();
+        // SAFETY: sending an initialised buffer of its own length.
+        if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ProcEvents { fd })
+    }
+
+    /// Blocks for the next exit event (other events are skipped).
+    pub fn next_exit(&self) -> io::Result<ExitEvent> {
+        let mut buf = [0u8; 1024];
+        loop {
+            // SAFETY: receiving into a stack buffer of its own length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                // ENOBUFS: events were dropped under load; keep listening.
+                if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOBUFS)) {
+                    continue;
+                }
+                return Err(e);
+            }
+            if let Some(event) = parse_exit(&buf[..n as usize]) {
+                return Ok(event);
+            }
+        }
+    }
+}
+
+fn listen_message() -> Vec<u8> {
+    let mut m = Vec::with_capacity(40);
+    m.extend_from_slice(&40u32.to_ne_bytes());
+    m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&std::process::id().to_ne_bytes());
+    for word in [CN_IDX_PROC, CN_VAL_PROC, 0, 0] {
+        m.extend_from_slice(&word.to_ne_bytes());
+    }
+    m.extend_from_slice(&4u16.to_ne_bytes()); // payload length
+    m.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    m
+}
+
+fn i32_at(buf: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// An exit of a whole process (not of one of its threads), if `buf` is one.
+fn parse_exit(buf: &[u8]) -> Option<ExitEvent> {
+    if i32_at(buf, EVENT_AT)? as u32 != PROC_EVENT_EXIT {
+        return None;
+    }
+    let (pid, tgid) = (i32_at(buf, DATA_AT)?, i32_at(buf, DATA_AT + 4)?);
+    let wait_status = i32_at(buf, DATA_AT + 8)?;
+    let parent = i32_at(buf, DATA_AT + 20)?;
+    (pid == tgid).then_some(ExitEvent {
+        pid,
+        parent,
+        wait_status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_child_killed_by_a_signal() {
+        let Ok(events) = ProcEvents::open() else {
+            eprintln!(
+                "process events unavailable here (not root in the initial namespaces); skipped"
+            );
+            return;
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let event = std::iter::from_fn(|| events.next_exit().ok())
+            .find(|e| e.pid == pid)
+            .unwrap();
+        assert_eq!(event.parent, std::process::id() as i32);
+        assert_eq!(event.wait_status & 0x7f, libc::SIGKILL);
+    }
+}
