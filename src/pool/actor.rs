@@ -20,6 +20,8 @@ use crate::supervisor::{ChildSpec, Command, ExitKind, PoolEvent, Supervisor};
 pub const FAST_EXIT: Duration = Duration::from_secs(1);
 /// Longest wait between restarts of a crash-looping parent.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
+/// The window in which child exits are counted for crash-loop detection.
+pub const CRASH_WINDOW: Duration = Duration::from_secs(1);
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -139,6 +141,8 @@ pub struct PoolActor {
     parent: Option<(Pid, Instant)>,
     crash_streak: u32,
     recent_exits: VecDeque<(Pid, ExitKind)>,
+    child_exits: ExitRate,
+    killed_for_loop: bool,
     pending_lost: Vec<LostRequest>,
     respawn_at: Option<TokioInstant>,
     stopping: bool,
@@ -181,6 +185,8 @@ impl PoolActor {
             parent: None,
             crash_streak: 0,
             recent_exits: VecDeque::new(),
+            child_exits: ExitRate::default(),
+            killed_for_loop: false,
             pending_lost: Vec::new(),
             respawn_at: Some(TokioInstant::now()),
             stopping: false,
@@ -325,6 +331,7 @@ impl PoolActor {
     }
 
     fn child_exited(&mut self, pid: Pid, status: ExitKind) {
+        self.check_child_loop();
         for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid)) {
             s.pid = None;
         }
@@ -360,7 +367,7 @@ impl PoolActor {
             PoolEvent::ParentStarted { pid } => self.parent_started(pid),
             PoolEvent::SpawnFailed { error } => {
                 crate::error!("[pool {}] {error}", self.name);
-                self.schedule_respawn(Instant::now());
+                self.schedule_respawn(Duration::ZERO);
             }
             PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
             PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
@@ -424,13 +431,41 @@ impl PoolActor {
             return;
         }
         crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
-        self.schedule_respawn(started);
+        // A parent we killed for a child crash loop counts as a fast exit.
+        let ran = if std::mem::take(&mut self.killed_for_loop) {
+            Duration::ZERO
+        } else {
+            started.elapsed()
+        };
+        self.schedule_respawn(ran);
+    }
+
+    /// Children that keep dying (php-cgi re-forks them without any limit) make
+    /// the whole pool restart with backoff.
+    fn check_child_loop(&mut self) {
+        let Some((parent, _)) = self.parent else {
+            return;
+        };
+        let limit = crash_loop_limit(self.slots.len());
+        if self.killed_for_loop || !self.child_exits.record(Instant::now(), limit) {
+            return;
+        }
+        crate::error!(
+            "[pool {}] children are exiting in a loop (more than {limit} in {}s); restarting php-cgi with backoff",
+            self.name,
+            CRASH_WINDOW.as_secs()
+        );
+        self.killed_for_loop = true;
+        self.supervisor.send(Command::SignalGroup {
+            pgid: parent,
+            signal: nix::sys::signal::Signal::SIGKILL,
+        });
     }
 
     /// Restarts at once after a parent that ran a while; with doubling delays
     /// when parents keep dying within [`FAST_EXIT`] of starting.
-    fn schedule_respawn(&mut self, started: Instant) {
-        let delay = backoff(&mut self.crash_streak, started.elapsed());
+    fn schedule_respawn(&mut self, ran: Duration) {
+        let delay = backoff(&mut self.crash_streak, ran);
         if !delay.is_zero() {
             crate::error!(
                 "[pool {}] php-cgi keeps exiting right after start ({} times in a row); next start in {}s",
@@ -489,6 +524,37 @@ impl PoolActor {
     }
 }
 
+/// Child exits within [`CRASH_WINDOW`] beyond which a pool is in a crash loop.
+pub fn crash_loop_limit(children: usize) -> usize {
+    (children * 2).max(10)
+}
+
+/// Exit times of recent children, to spot a crash loop.
+#[derive(Debug, Default)]
+pub struct ExitRate {
+    window: VecDeque<Instant>,
+}
+
+impl ExitRate {
+    /// Records an exit at `now`; true when more than `limit` happened within
+    /// [`CRASH_WINDOW`].
+    pub fn record(&mut self, now: Instant, limit: usize) -> bool {
+        while self
+            .window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.window.pop_front();
+        }
+        self.window.push_back(now);
+        if self.window.len() > limit {
+            self.window.clear();
+            return true;
+        }
+        false
+    }
+}
+
 /// The delay before the next start, given how long the last parent ran.
 pub fn backoff(streak: &mut u32, ran_for: Duration) -> Duration {
     if ran_for >= FAST_EXIT {
@@ -507,6 +573,21 @@ fn far_future() -> TokioInstant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_rate_spots_a_loop_only_within_the_window() {
+        let mut rate = ExitRate::default();
+        let t0 = Instant::now();
+        let spaced = (0..50).any(|i| rate.record(t0 + Duration::from_millis(400 * i), 3));
+        assert!(!spaced, "one exit every 400 ms is no loop at limit 3");
+        let mut rate = ExitRate::default();
+        let burst: Vec<bool> = (0..5)
+            .map(|i| rate.record(t0 + Duration::from_millis(i), 3))
+            .collect();
+        assert_eq!(burst, [false, false, false, true, false]);
+        assert_eq!(crash_loop_limit(4), 10);
+        assert_eq!(crash_loop_limit(64), 128);
+    }
 
     #[test]
     fn backoff_doubles_then_caps_and_resets() {
