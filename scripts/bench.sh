@@ -47,10 +47,6 @@ done
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 
 ensure_packages php8.2-cgi php8.2-fpm nginx wrk
-read -r LOAD_BEFORE _ </proc/loadavg
-if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 0.5) }'; then
-	log "warning: load average is $LOAD_BEFORE before the benchmark; other work will skew the numbers"
-fi
 enabled rustfpm && build_release
 
 TMP=$(mktemp -d /tmp/rustfpm-bench.XXXXXX)
@@ -216,10 +212,14 @@ LABEL[keep]="hello world, keep_conn + keepalive 64"
 kind_of() { if [[ $1 == keep ]]; then echo keep; else echo plain; fi; }
 
 # run_wrk BACKEND WORKLOAD SECONDS OUTFILE
+# wrk runs as a tracked background job so that a signal to this script stops it at once.
 run_wrk() {
-	local port=${PORT[$1,$(kind_of "$2")]}
-	wrk -t"$THREADS" -c"$CONNS" -d"${3}s" --latency "http://127.0.0.1:$port${URL[$2]}" >"$4" 2>&1 ||
-		die "wrk failed against $1 ($2): $(cat "$4")"
+	local port=${PORT[$1,$(kind_of "$2")]} pid rc=0
+	start_bg wrk "$4" wrk -t"$THREADS" -c"$CONNS" -d"${3}s" --latency "http://127.0.0.1:$port${URL[$2]}"
+	pid=$RF_LAST_PID
+	wait "$pid" || rc=$?
+	forget_pid "$pid"
+	((rc == 0)) || die "wrk failed against $1 ($2): $(cat "$4")"
 }
 
 # parse_wrk FILE: prints "req/s p50_ms p99_ms non2xx socket_errors stalled"
@@ -251,11 +251,12 @@ parse_wrk() {
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A RPS=() P50=() P99=() BAD=() SOCKERR=() STALLED=()
+declare -A RPS=() P50=() P99=() BAD=() SOCKERR=() STALLED=() OTHER=()
 warm() { # WORKLOAD
 	local b
 	for b in "${BACKENDS[@]}"; do
 		log "warm-up: $b, $1 (${WARMUP}s)"
+		: >"$TMP/warmup.txt"
 		run_wrk "$b" "$1" "$WARMUP" "$TMP/warmup.txt"
 	done
 }
@@ -289,7 +290,18 @@ for w in $WORKLOADS; do
 			# the idle connections nginx keeps from an earlier run, which would stall the next.
 			[[ $w == keep ]] && restart_nginx
 			out="$TMP/wrk-$w-$b-$r.txt"
+			# CPU used by processes outside this benchmark during the round, in % of the
+			# machine: busy jiffies of the whole machine minus those of this script's tree
+			# (nginx, both pools, wrk, and helpers; reaped children count via cutime).
+			read -r busy0 all0 < <(cpu_jiffies)
+			ours0=$(tree_jiffies $$)
+			: >"$out"
 			run_wrk "$b" "$w" "$DURATION" "$out"
+			ours1=$(tree_jiffies $$)
+			read -r busy1 all1 < <(cpu_jiffies)
+			other=$(((busy1 - busy0 - (ours1 - ours0)) * 100 / (all1 - all0 > 0 ? all1 - all0 : 1)))
+			((other >= 0)) || other=0
+			OTHER[$w,$b]+="$other "
 			read -r rps p50 p99 bad sock stalled < <(parse_wrk "$out")
 			RPS[$w,$b]+="$rps "
 			P50[$w,$b]+="$p50 "
@@ -297,8 +309,8 @@ for w in $WORKLOADS; do
 			BAD[$w,$b]=$((${BAD[$w,$b]:-0} + bad))
 			SOCKERR[$w,$b]=$((${SOCKERR[$w,$b]:-0} + sock))
 			STALLED[$w,$b]+="$stalled "
-			log "$(printf '%-6s round %d/%d %-8s %9.0f req/s  p50 %8.2f ms  p99 %8.2f ms  non-2xx %d  socket errors %d  stalled ~%d' \
-				"$w" "$r" "$ROUNDS" "$b" "$rps" "$p50" "$p99" "$bad" "$sock" "$stalled")"
+			log "$(printf '%-6s round %d/%d %-8s %9.0f req/s  p50 %8.2f ms  p99 %8.2f ms  non-2xx %d  socket errors %d  stalled ~%d  other CPU %d%%' \
+				"$w" "$r" "$ROUNDS" "$b" "$rps" "$p50" "$p99" "$bad" "$sock" "$stalled" "$other")"
 		done
 	done
 done
@@ -340,7 +352,6 @@ fi
 	echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
 		"medians of $ROUNDS alternating rounds after warm-up"
 	echo "~1 ms CPU = $CPU_ITERS chained md5() calls, $CPU_MS ms each here (outside any server)"
-	echo "load average (1 min) before the run: $LOAD_BEFORE"
 	echo
 	echo "| workload | php-fpm req/s | rustfpm req/s | ratio | php-fpm p50 / p99 | rustfpm p50 / p99 | p99 ratio |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -367,12 +378,12 @@ fi
 			"rustfpm p99 with keepalive $(fmt_ms "$r_keep_p99") (target ≤ 5 ms: $(check "$r_keep_p99" '<=' 5))"
 	fi
 	for w in hello cpu; do
-		f=$(med RPS "$w,php-fpm")
-		r=$(med RPS "$w,rustfpm")
-		[[ -n $f && -n $r && " $WORKLOADS " == *" $w "* ]] || continue
+		fv=$(med RPS "$w,php-fpm")
+		rv=$(med RPS "$w,rustfpm")
+		[[ -n $fv && -n $rv && " $WORKLOADS " == *" $w "* ]] || continue
 		target=0.90
 		[[ $w == cpu ]] && target=0.98
-		line="${LABEL[$w]}: req/s $(ratio "$r" "$f") (target ≥ ${target}×: $(check "$(awk -v a="$r" -v b="$f" 'BEGIN { print a / b }')" '>=' "$target"))"
+		line="${LABEL[$w]}: req/s $(ratio "$rv" "$fv") (target ≥ ${target}×: $(check "$(awk -v a="$rv" -v b="$fv" 'BEGIN { print a / b }')" '>=' "$target"))"
 		if [[ $w == hello ]]; then
 			fp=$(med P99 "$w,php-fpm")
 			rp=$(med P99 "$w,rustfpm")
@@ -423,14 +434,33 @@ fi
 		printf '%s' "$stalls"
 	fi
 
+	for b in "${BACKENDS[@]}"; do
+		n=$(grep -c -E 'WARNING|ERROR|ALERT' "$TMP/$b.log" || true)
+		if ((n > 0)); then
+			echo
+			echo "$b logged $n warnings/errors, e.g.:"
+			grep -E 'WARNING|ERROR|ALERT' "$TMP/$b.log" | head -n 3 | sed 's/^/  /'
+		fi
+	done
+
 	echo
-	echo "rounds (req/s):"
+	echo "rounds: req/s (CPU used by other processes during the round, % of the machine):"
+	busy=0
 	for w in $WORKLOADS; do
 		for b in "${BACKENDS[@]}"; do
-			# shellcheck disable=SC2086  # the rounds are a space-separated list
-			echo "  $(printf '%-6s %-8s' "$w" "$b") $(printf '%.0f ' ${RPS[$w,$b]})"
+			read -ra rr <<<"${RPS[$w,$b]}"
+			read -ra oo <<<"${OTHER[$w,$b]}"
+			line=$(printf '  %-6s %-8s' "$w" "$b")
+			for i in "${!rr[@]}"; do
+				line+=$(printf ' %6.0f (%d%%)' "${rr[i]}" "${oo[i]}")
+				((oo[i] < 5)) || busy=1
+			done
+			echo "$line"
 		done
 	done
+	if ((busy)); then
+		echo "  note: other processes used 5% or more of the CPU in some rounds; ratios from this run are noisy."
+	fi
 } >"$TMP/report.txt"
 
 log "done"

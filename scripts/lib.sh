@@ -152,12 +152,17 @@ stop_pid() {
 		log "warning: $name left ${#left[@]} process(es) behind after exiting: ${left[*]}; killing them"
 		kill -KILL "${left[@]}" 2>/dev/null || true
 	fi
-	# Forget it, so that stop_all never signals a recycled pid.
-	local i2 pids=() names=()
-	for ((i2 = 0; i2 < ${#RF_PIDS[@]}; i2++)); do
-		if [[ ${RF_PIDS[i2]} != "$pid" ]]; then
-			pids+=("${RF_PIDS[i2]}")
-			names+=("${RF_PNAMES[i2]}")
+	forget_pid "$pid"
+}
+
+# forget_pid PID: drop a reaped process from the list stop_all works through, so that it
+# never signals a recycled pid.
+forget_pid() {
+	local i pids=() names=()
+	for ((i = 0; i < ${#RF_PIDS[@]}; i++)); do
+		if [[ ${RF_PIDS[i]} != "$1" ]]; then
+			pids+=("${RF_PIDS[i]}")
+			names+=("${RF_PNAMES[i]}")
 		fi
 	done
 	RF_PIDS=("${pids[@]}")
@@ -304,4 +309,31 @@ check_socket_access() {
 	if ! runuser -u www-data -- test -w "$sock" 2>/dev/null; then
 		log "warning: www-data cannot connect to $name's socket $sock ($(stat -c '%U:%G %a' "$sock")); nginx will answer 502"
 	fi
+}
+
+# --- CPU accounting -------------------------------------------------------------------
+
+# cpu_jiffies: print "busy total" jiffies of the whole machine (from /proc/stat).
+cpu_jiffies() {
+	local _cpu user nice system idle iowait irq softirq steal _rest
+	read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+	echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+# tree_jiffies PID...: CPU jiffies used by the given processes and all their descendants,
+# including reaped children (cutime/cstime).
+tree_jiffies() {
+	local total=0 root pid stat
+	local -a f pids=()
+	for root in "$@"; do
+		pids+=("$root")
+		mapfile -t -O "${#pids[@]}" pids < <(descendants "$root")
+	done
+	for pid in "${pids[@]}"; do
+		read -r stat 2>/dev/null <"/proc/$pid/stat" || continue
+		read -ra f <<<"${stat##*) }"
+		# after "comm) ": state=0 ... utime=11 stime=12 cutime=13 cstime=14
+		total=$((total + f[11] + f[12] + f[13] + f[14]))
+	done
+	echo "$total"
 }

@@ -44,10 +44,7 @@ pub fn init(level: LogLevel, target: &LogTarget) -> std::io::Result<()> {
     LEVEL.store(level_rank(level), Ordering::Relaxed);
     let sink = match target {
         LogTarget::Stderr => Sink::Stderr,
-        LogTarget::File(path) => Sink::File {
-            file: open_append(path)?,
-            path: path.clone(),
-        },
+        LogTarget::File(path) => Sink::File { file: open_append(path)?, path: path.clone() },
     };
     match TARGET.get() {
         Some(current) => *lock(current) = sink,
@@ -101,9 +98,7 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
 
 /// Local time as php-fpm prints it: `26-Nov-2026 14:51:02`.
 pub fn timestamp() -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let now = libc_now();
     let month = MONTHS.get(now.tm_mon as usize).copied().unwrap_or("???");
     format!(

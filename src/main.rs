@@ -33,11 +33,7 @@ enum Parsed {
 }
 
 fn parse_args() -> Result<Parsed, String> {
-    let mut args = Args {
-        config: None,
-        test: false,
-        allow_root: false,
-    };
+    let mut args = Args { config: None, test: false, allow_root: false };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -87,10 +83,7 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
-        eprintln!(
-            "NOTICE: configuration file {} test is successful",
-            path.display()
-        );
+        eprintln!("NOTICE: configuration file {} test is successful", path.display());
         return ExitCode::SUCCESS;
     }
     match run(config, &args) {
@@ -115,14 +108,7 @@ fn run(config: config::Config, args: &Args) -> anyhow::Result<i32> {
     if let Some(p) = &pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
-    let result = server::run(
-        config,
-        listeners,
-        guard,
-        Options {
-            allow_root: args.allow_root,
-        },
-    );
+    let result = server::run(config, listeners, guard, Options { allow_root: args.allow_root });
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }

@@ -45,13 +45,7 @@ impl PoolMetrics {
         let p = pool.to_string();
         let class = |c: &'static str| counter!(REQUESTS_TOTAL, "pool" => p.clone(), "status" => c);
         PoolMetrics {
-            by_class: [
-                class("1xx"),
-                class("2xx"),
-                class("3xx"),
-                class("4xx"),
-                class("5xx"),
-            ],
+            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
             duration: histogram!(REQUEST_DURATION, "pool" => p.clone()),
             queue_wait: histogram!(QUEUE_WAIT, "pool" => p.clone()),
             rejected: counter!(QUEUE_REJECTED_TOTAL, "pool" => p.clone()),

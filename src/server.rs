@@ -30,24 +30,12 @@ pub struct Options {
 /// Binds all listeners of `config` (before the runtime starts, so that errors
 /// are reported before anything is spawned).
 pub fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
-    config
-        .pools
-        .iter()
-        .map(|p| frontend::bind(p).map_err(anyhow::Error::from))
-        .collect()
+    config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect()
 }
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.
-pub fn run(
-    config: Config,
-    listeners: Vec<Listener>,
-    guard: Guard,
-    opts: Options,
-) -> anyhow::Result<i32> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the runtime")?;
+pub fn run(config: Config, listeners: Vec<Listener>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(serve(&config, listeners, &supervisor, &opts));
     supervisor.send(Command::Shutdown { grace: STOP_GRACE });
@@ -69,15 +57,8 @@ async fn serve(
     let mut pools = Vec::new();
     for (cfg, listener) in config.pools.iter().zip(listeners) {
         let pool = Pool::start(cfg, supervisor, opts.allow_root)?;
-        let listener = listener
-            .register()
-            .with_context(|| format!("[pool {}] register listener", cfg.name))?;
-        tokio::spawn(frontend::accept_loop(
-            listener,
-            pool.clone(),
-            shutdown_rx.clone(),
-            done_tx.clone(),
-        ));
+        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
+        tokio::spawn(frontend::accept_loop(listener, pool.clone(), shutdown_rx.clone(), done_tx.clone()));
         pools.push(pool);
     }
     drop(done_tx);
@@ -91,15 +72,7 @@ async fn serve(
             stop => break stop,
         }
     };
-    shutdown(
-        intent,
-        &pools,
-        &shutdown_tx,
-        &mut done_rx,
-        &mut signals,
-        supervisor,
-    )
-    .await;
+    shutdown(intent, &pools, &shutdown_tx, &mut done_rx, &mut signals, supervisor).await;
     Ok(0)
 }
 

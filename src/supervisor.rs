@@ -67,11 +67,7 @@ pub enum PoolEvent {
     /// The php-cgi parent exited; `status` says how.
     ParentExited { pid: Pid, status: ExitKind },
     /// The child holding the worker connection `inode` of `slot` is `pid`.
-    ChildFound {
-        slot: usize,
-        inode: u32,
-        pid: Option<Pid>,
-    },
+    ChildFound { slot: usize, inode: u32, pid: Option<Pid> },
     /// A child of the pool's php-cgi parent exited (needs process events).
     ChildExited { pid: Pid, status: ExitKind },
 }
@@ -108,19 +104,11 @@ impl std::fmt::Display for ExitKind {
 #[derive(Debug)]
 pub enum Command {
     /// Start a pool parent; events go to `events`.
-    Spawn {
-        spec: Arc<ChildSpec>,
-        events: UnboundedSender<PoolEvent>,
-    },
+    Spawn { spec: Arc<ChildSpec>, events: UnboundedSender<PoolEvent> },
     /// Send `signal` to the process group of a pool parent.
     SignalGroup { pgid: Pid, signal: Signal },
     /// Find the child of `parent` holding the peer of our socket `inode`.
-    FindChild {
-        parent: Pid,
-        slot: usize,
-        inode: u32,
-        events: UnboundedSender<PoolEvent>,
-    },
+    FindChild { parent: Pid, slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
     /// Reap exited processes (sent on SIGCHLD).
     Reap,
     /// Kill all remaining groups (TERM, then KILL after `grace`), reap them, then return.
@@ -162,11 +150,7 @@ struct State {
 
 impl State {
     fn new(guard: Guard, exits: Option<Sender<Registration>>) -> State {
-        State {
-            guard,
-            parents: HashMap::new(),
-            exits,
-        }
+        State { guard, parents: HashMap::new(), exits }
     }
 
     fn run(mut self, rx: Receiver<Command>) {
@@ -174,12 +158,7 @@ impl State {
             match cmd {
                 Command::Spawn { spec, events } => self.spawn(&spec, events),
                 Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
-                Command::FindChild {
-                    parent,
-                    slot,
-                    inode,
-                    events,
-                } => find_child(parent, slot, inode, &events),
+                Command::FindChild { parent, slot, inode, events } => find_child(parent, slot, inode, &events),
                 Command::Reap => self.reap(),
                 Command::Shutdown { grace } => return self.shutdown(&rx, grace),
             }
@@ -194,8 +173,7 @@ impl State {
                 if let Some(exits) = &self.exits {
                     let _ = exits.send((pid, events.clone()));
                 }
-                self.parents
-                    .insert(pid, (spec.pool.clone(), events.clone()));
+                self.parents.insert(pid, (spec.pool.clone(), events.clone()));
                 let _ = events.send(PoolEvent::ParentStarted { pid });
             }
             Err(e) => {
@@ -216,9 +194,7 @@ impl State {
                 Ok(_) => continue,
             };
             if pid == self.guard.pid() {
-                crate::alert!(
-                    "the guard process {pid} {status}; children may outlive a crash of rustfpm"
-                );
+                crate::alert!("the guard process {pid} {status}; children may outlive a crash of rustfpm");
                 continue;
             }
             if let Some((_, events)) = self.parents.remove(&pid) {
@@ -261,22 +237,17 @@ fn start_exit_watch() -> Option<Sender<Registration>> {
         }
     };
     let (tx, rx) = crossbeam_channel::unbounded::<Registration>();
-    let spawned = thread::Builder::new()
-        .name("proc-events".into())
-        .spawn(move || {
-            let mut parents: HashMap<i32, UnboundedSender<PoolEvent>> = HashMap::new();
-            while let Ok(exit) = events.next_exit() {
-                parents.extend(rx.try_iter().map(|(pid, tx)| (pid.as_raw(), tx)));
-                parents.remove(&exit.pid);
-                if let Some(pool) = parents.get(&exit.parent) {
-                    let status = ExitKind::from_wait_status(exit.wait_status);
-                    let _ = pool.send(PoolEvent::ChildExited {
-                        pid: Pid::from_raw(exit.pid),
-                        status,
-                    });
-                }
+    let spawned = thread::Builder::new().name("proc-events".into()).spawn(move || {
+        let mut parents: HashMap<i32, UnboundedSender<PoolEvent>> = HashMap::new();
+        while let Ok(exit) = events.next_exit() {
+            parents.extend(rx.try_iter().map(|(pid, tx)| (pid.as_raw(), tx)));
+            parents.remove(&exit.pid);
+            if let Some(pool) = parents.get(&exit.parent) {
+                let status = ExitKind::from_wait_status(exit.wait_status);
+                let _ = pool.send(PoolEvent::ChildExited { pid: Pid::from_raw(exit.pid), status });
             }
-        });
+        }
+    });
     spawned.ok().map(|_| tx)
 }
 
@@ -366,18 +337,13 @@ fn pre_exec(creds: Option<&Credentials>) -> std::io::Result<()> {
 
 /// Copies a pool's process stderr into rustfpm's log, one line at a time.
 fn forward_stderr(pool: String, pid: u32, pipe: std::io::PipeReader) {
-    let _ = thread::Builder::new()
-        .name(format!("stderr-{pool}"))
-        .spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                crate::warning!(
-                    "[pool {pool}] child {pid} said into stderr: \"{}\"",
-                    text.trim_end()
-                );
-                line.clear();
-            }
-        });
+    let _ = thread::Builder::new().name(format!("stderr-{pool}")).spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            crate::warning!("[pool {pool}] child {pid} said into stderr: \"{}\"", text.trim_end());
+            line.clear();
+        }
+    });
 }

@@ -80,21 +80,11 @@ pub(crate) struct Report<'p> {
 
 impl<'p> Report<'p> {
     pub fn new(file: &'p Path) -> Self {
-        Report {
-            file,
-            pool: None,
-            errors: Vec::new(),
-        }
+        Report { file, pool: None, errors: Vec::new() }
     }
 
     /// Records one error.
-    pub fn push(
-        &mut self,
-        line: Option<usize>,
-        key: Option<&str>,
-        value: Option<String>,
-        message: impl Into<String>,
-    ) {
+    pub fn push(&mut self, line: Option<usize>, key: Option<&str>, value: Option<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line,
@@ -149,10 +139,7 @@ mod tests {
     #[test]
     fn display_leaves_out_missing_parts() {
         let e = error(None, None, None);
-        assert_eq!(
-            e.to_string(),
-            "/etc/rustfpm.toml: must be between 1 and 4096"
-        );
+        assert_eq!(e.to_string(), "/etc/rustfpm.toml: must be between 1 and 4096");
     }
 
     #[test]

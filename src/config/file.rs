@@ -177,43 +177,26 @@ fn walk<'a>(root: &'a DeTable<'a>, lines: &LineIndex, report: &mut Report<'_>) -
     raw
 }
 
-fn walk_pools<'a>(
-    pools: &'a DeTable<'a>,
-    lines: &LineIndex,
-    report: &mut Report<'_>,
-) -> Vec<RawPool<'a>> {
+fn walk_pools<'a>(pools: &'a DeTable<'a>, lines: &LineIndex, report: &mut Report<'_>) -> Vec<RawPool<'a>> {
     let mut raw = Vec::new();
     for (name, value) in pools.iter() {
         let line = lines.line(value.span().start);
         let DeValue::Table(table) = value.get_ref() else {
             let message = "pool keys go inside a pool's table: [pool.NAME]";
-            report.push(
-                Some(line),
-                Some(&format!("pool.{}", name.get_ref())),
-                shown(value.get_ref()),
-                message,
-            );
+            report.push(Some(line), Some(&format!("pool.{}", name.get_ref())), shown(value.get_ref()), message);
             continue;
         };
         report.pool = Some(name.get_ref().to_string());
         let keys = fill(table, lines, report);
         report.pool = None;
-        raw.push(RawPool {
-            name: name.get_ref().to_string(),
-            line,
-            keys,
-        });
+        raw.push(RawPool { name: name.get_ref().to_string(), line, keys });
     }
     raw.sort_by_key(|pool| pool.line);
     raw
 }
 
 /// Sorts `table`'s fields into a `T`, reporting the unknown ones.
-fn fill<'a, T: RawTable<'a>>(
-    table: &'a DeTable<'a>,
-    lines: &LineIndex,
-    report: &mut Report<'_>,
-) -> T {
+fn fill<'a, T: RawTable<'a>>(table: &'a DeTable<'a>, lines: &LineIndex, report: &mut Report<'_>) -> T {
     let mut raw = T::default();
     for field in flatten(table, "", T::TABLE_KEYS, lines) {
         if let Err(field) = raw.set(field) {
@@ -226,12 +209,7 @@ fn fill<'a, T: RawTable<'a>>(
 /// The fields of `table`, nested tables flattened into dotted keys except those named in
 /// `keep` (whose fields become the field's `entries`), each key prefixed with `prefix.` when
 /// `prefix` is not empty.
-fn flatten<'a>(
-    table: &'a DeTable<'a>,
-    prefix: &str,
-    keep: &[&str],
-    lines: &LineIndex,
-) -> Vec<Field<'a>> {
+fn flatten<'a>(table: &'a DeTable<'a>, prefix: &str, keep: &[&str], lines: &LineIndex) -> Vec<Field<'a>> {
     let mut out = Vec::new();
     for (key, value) in table.iter() {
         let key_text = match prefix {
@@ -242,22 +220,10 @@ fn flatten<'a>(
         match value.get_ref() {
             DeValue::Table(inner) if keep.contains(&key_text.as_str()) => {
                 let entries = flatten(inner, &key_text, &[], lines);
-                out.push(Field {
-                    key: key_text,
-                    line,
-                    value: value.get_ref(),
-                    entries,
-                });
+                out.push(Field { key: key_text, line, value: value.get_ref(), entries });
             }
-            DeValue::Table(inner) if !inner.is_empty() => {
-                out.extend(flatten(inner, &key_text, &[], lines))
-            }
-            value => out.push(Field {
-                key: key_text,
-                line,
-                value,
-                entries: Vec::new(),
-            }),
+            DeValue::Table(inner) if !inner.is_empty() => out.extend(flatten(inner, &key_text, &[], lines)),
+            value => out.push(Field { key: key_text, line, value, entries: Vec::new() }),
         }
     }
     out
@@ -341,10 +307,7 @@ mod tests {
     #[test]
     fn near_misses_are_suggested() {
         let message = unknown_key_message("pm_max_chidlren", RawPoolKeys::KEYS);
-        assert!(
-            message.contains("did you mean `pm_max_children`"),
-            "{message}"
-        );
+        assert!(message.contains("did you mean `pm_max_children`"), "{message}");
     }
 
     #[test]
@@ -356,10 +319,7 @@ mod tests {
     #[test]
     fn unsupported_dotted_directive_is_named() {
         let message = unknown_key_message("listen.acl_users", RawPoolKeys::KEYS);
-        assert!(
-            message.contains("`listen_acl_users` is not a supported key"),
-            "{message}"
-        );
+        assert!(message.contains("`listen_acl_users` is not a supported key"), "{message}");
     }
 
     #[test]

@@ -16,10 +16,7 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     }
     if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
         let port = port(s)?;
-        return Ok(ListenAddr::Tcp(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        )));
+        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
     }
     let Some((host, port_text)) = s.rsplit_once(':') else {
         return Err(format!("not a listen address; {LISTEN_FORMS}"));
@@ -37,10 +34,7 @@ fn unix_path(s: &str) -> Result<ListenAddr, String> {
     }
     // sun_path holds 108 bytes including the terminating NUL.
     if s.len() > 107 {
-        return Err(format!(
-            "a socket path must be at most 107 bytes (this is {})",
-            s.len()
-        ));
+        return Err(format!("a socket path must be at most 107 bytes (this is {})", s.len()));
     }
     Ok(ListenAddr::Unix(PathBuf::from(s)))
 }
@@ -54,21 +48,14 @@ fn port(s: &str) -> Result<u16, String> {
 
 fn ip(host: &str) -> Result<IpAddr, String> {
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6
-            .parse()
-            .map(IpAddr::V6)
-            .map_err(|_| format!("\"{v6}\" is not an IPv6 address; {LISTEN_FORMS}"));
+        return v6.parse().map(IpAddr::V6).map_err(|_| format!("\"{v6}\" is not an IPv6 address; {LISTEN_FORMS}"));
     }
     if host.contains(':') {
-        return Err(format!(
-            "write an IPv6 address in brackets (\"[{host}]:port\")"
-        ));
+        return Err(format!("write an IPv6 address in brackets (\"[{host}]:port\")"));
     }
     match host.parse::<Ipv4Addr>() {
         Ok(v4) => Ok(IpAddr::V4(v4)),
-        Err(_) if host.is_empty() => Err(format!(
-            "the address before the port is empty; {LISTEN_FORMS}"
-        )),
+        Err(_) if host.is_empty() => Err(format!("the address before the port is empty; {LISTEN_FORMS}")),
         Err(_) => Err(format!(
             "\"{host}\" is not an IP address; host names are not resolved, use an IP \
              address (e.g. \"127.0.0.1\" for localhost)"

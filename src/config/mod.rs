@@ -65,11 +65,7 @@ pub struct Global {
 
 impl Default for Global {
     fn default() -> Self {
-        Global {
-            error_log: DEFAULT_ERROR_LOG,
-            log_level: DEFAULT_LOG_LEVEL,
-            pid: None,
-        }
+        Global { error_log: DEFAULT_ERROR_LOG, log_level: DEFAULT_LOG_LEVEL, pid: None }
     }
 }
 
@@ -159,19 +155,16 @@ pub struct Pool {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, path),
-        Err(err) => Err(ConfigErrors(vec![ConfigError::file(
-            path,
-            format!("cannot read the configuration file: {err}"),
-        )])),
+        Err(err) => {
+            Err(ConfigErrors(vec![ConfigError::file(path, format!("cannot read the configuration file: {err}"))]))
+        }
     }
 }
 
 /// Parses and validates `text`; `path` is used only in messages and [`Config::path`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut report = error::Report::new(path);
-    let config = file::read(text, &mut report, |raw, report| {
-        validate::config(raw, path, report)
-    });
+    let config = file::read(text, &mut report, |raw, report| validate::config(raw, path, report));
     match (config, report.finish()) {
         (Some(config), errors) if errors.is_empty() => Ok(config),
         (_, errors) => Err(ConfigErrors(errors)),

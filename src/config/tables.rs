@@ -13,12 +13,9 @@ pub(super) fn apply(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.env = entries(&k.env, r).filter_map(|f| env_var(f, r)).collect();
     let mut ini = Vec::new();
     let mut admin_keys = Vec::new();
-    for (table, admin) in [
-        (&k.php_value, false),
-        (&k.php_flag, false),
-        (&k.php_admin_value, true),
-        (&k.php_admin_flag, true),
-    ] {
+    for (table, admin) in
+        [(&k.php_value, false), (&k.php_flag, false), (&k.php_admin_value, true), (&k.php_admin_flag, true)]
+    {
         for field in entries(table, r) {
             let Some((key, value)) = ini_setting(field, r) else {
                 continue;
@@ -35,10 +32,7 @@ pub(super) fn apply(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
 
 /// The fields of a table key (`env.NAME`, `php_value.NAME`, ...), or none if it is absent or
 /// not a table.
-fn entries<'f, 'a>(
-    table: &'f Option<Field<'a>>,
-    r: &mut Report<'_>,
-) -> impl Iterator<Item = &'f Field<'a>> {
+fn entries<'f, 'a>(table: &'f Option<Field<'a>>, r: &mut Report<'_>) -> impl Iterator<Item = &'f Field<'a>> {
     let fields = match table {
         Some(f) if matches!(f.value, DeValue::Table(_)) => f.entries.as_slice(),
         Some(f) => wrong_type(f, r, "a table").unwrap_or_default(),
@@ -51,10 +45,7 @@ fn entries<'f, 'a>(
 fn env_var(f: &Field<'_>, r: &mut Report<'_>) -> Option<(String, String)> {
     let name = after_dot(&f.key);
     if name.is_empty() || name.contains(['=', '\0']) {
-        r.bad(
-            f,
-            "an environment variable name must not be empty or contain '=' or NUL",
-        );
+        r.bad(f, "an environment variable name must not be empty or contain '=' or NUL");
         return None;
     }
     let value = match f.value {
@@ -74,10 +65,7 @@ fn ini_setting(f: &Field<'_>, r: &mut Report<'_>) -> Option<(String, String)> {
     let name = after_dot(&f.key);
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     if name.is_empty() || !name.chars().all(valid) {
-        r.bad(
-            f,
-            "an INI setting name may hold only letters, digits, '_', '.' and '-'",
-        );
+        r.bad(f, "an INI setting name may hold only letters, digits, '_', '.' and '-'");
         return None;
     }
     let value = if f.key.starts_with("php_flag.") || f.key.starts_with("php_admin_flag.") {
@@ -106,10 +94,7 @@ fn flag(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
         _ => None,
     };
     if on.is_none() {
-        r.bad(
-            f,
-            "a flag must be true or false (or \"on\", \"off\", \"yes\", \"no\", 1, 0)",
-        );
+        r.bad(f, "a flag must be true or false (or \"on\", \"off\", \"yes\", \"no\", 1, 0)");
     }
     on.map(|on| if on { "1" } else { "0" }.to_string())
 }

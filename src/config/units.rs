@@ -71,9 +71,7 @@ mod tests {
         for bad in ["", "s", "-1", "1.5s", "5 m", "1w", "10sec", " 5", "5ms5"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(parse_duration("99999999999999999d")
-            .unwrap_err()
-            .contains("too long"));
+        assert!(parse_duration("99999999999999999d").unwrap_err().contains("too long"));
     }
 
     #[test]
@@ -91,8 +89,6 @@ mod tests {
         for bad in ["", "M", "-1M", "1.5M", "128MB", "1T", " 1K", "１K"] {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(parse_size("99999999999999G")
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_size("99999999999999G").unwrap_err().contains("too large"));
     }
 }

@@ -13,35 +13,21 @@ use super::error::Report;
 use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
 use super::{listen, tables};
 use super::{
-    Config, Global, ListenAddr, LogLevel, LogTarget, PmMode, Pool, DEFAULT_CLEAR_ENV,
-    DEFAULT_ERROR_LOG, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL,
-    DEFAULT_PHP_CGI, DEFAULT_PM, DEFAULT_QUEUE_FACTOR, DEFAULT_SECURITY_LIMIT_EXTENSIONS,
-    MAX_CHILDREN,
+    Config, Global, ListenAddr, LogLevel, LogTarget, PmMode, Pool, DEFAULT_CLEAR_ENV, DEFAULT_ERROR_LOG,
+    DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PM, DEFAULT_QUEUE_FACTOR,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
     let before = r.count();
     let global = global(&raw.global, r);
     if raw.pools.is_empty() {
-        r.push(
-            None,
-            None,
-            None,
-            "no pool is defined; add a [pool.NAME] table",
-        );
+        r.push(None, None, None, "no pool is defined; add a [pool.NAME] table");
     }
-    let pools: Vec<Pool> = raw
-        .pools
-        .iter()
-        .filter_map(|pool| self::pool(pool, r))
-        .collect();
+    let pools: Vec<Pool> = raw.pools.iter().filter_map(|pool| self::pool(pool, r)).collect();
     distinct_listen(raw, &pools, r);
     let path = path.to_path_buf();
-    (r.count() == before).then_some(Config {
-        path,
-        global,
-        pools,
-    })
+    (r.count() == before).then_some(Config { path, global, pools })
 }
 
 fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
@@ -57,22 +43,13 @@ fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
     let before = r.count();
     pool_name(raw, r);
     let k = &raw.keys;
-    let listen = required(&k.listen, "listen", raw.line, r, |f, r| {
-        parsed(f, r, listen::parse_listen)
+    let listen = required(&k.listen, "listen", raw.line, r, |f, r| parsed(f, r, listen::parse_listen));
+    let max_children = required(&k.pm_max_children, "pm_max_children", raw.line, r, |f, r| {
+        int_in(f, r, 1..=MAX_CHILDREN as i64).map(|n| n as usize)
     });
-    let max_children = required(
-        &k.pm_max_children,
-        "pm_max_children",
-        raw.line,
-        r,
-        |f, r| int_in(f, r, 1..=MAX_CHILDREN as i64).map(|n| n as usize),
-    );
     // Placeholders stand in for missing required values; such a pool is dropped below.
-    let mut pool = defaults(
-        raw.name.clone(),
-        listen.unwrap_or(ListenAddr::Unix(PathBuf::new())),
-        max_children.unwrap_or(1),
-    );
+    let mut pool =
+        defaults(raw.name.clone(), listen.unwrap_or(ListenAddr::Unix(PathBuf::new())), max_children.unwrap_or(1));
     listen_settings(k, &mut pool, r);
     process_settings(k, &mut pool, r);
     request_settings(k, &mut pool, r);
@@ -98,10 +75,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         php_ini: None,
         clear_env: DEFAULT_CLEAR_ENV,
         env: Vec::new(),
-        security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS
-            .iter()
-            .map(|ext| ext.to_string())
-            .collect(),
+        security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
         queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
         ini: Vec::new(),
         admin_ini_keys: Vec::new(),
@@ -113,10 +87,7 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
         let n = integer(f, r)?;
         listen::backlog(n).map_err(|m| r.bad(f, m)).ok()
     };
-    set(
-        &mut pool.listen_backlog,
-        optional(&k.listen_backlog, r, backlog),
-    );
+    set(&mut pool.listen_backlog, optional(&k.listen_backlog, r, backlog));
     pool.listen_owner = optional(&k.listen_owner, r, user);
     pool.listen_group = optional(&k.listen_group, r, group);
     let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
@@ -137,10 +108,7 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     let extensions = optional(&k.security_limit_extensions, r, extensions);
     set(&mut pool.security_limit_extensions, extensions);
     let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
-    set(
-        &mut pool.queue_max_len,
-        optional(&k.queue_max_len, r, queue),
-    );
+    set(&mut pool.queue_max_len, optional(&k.queue_max_len, r, queue));
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -152,10 +120,8 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 fn pool_name(raw: &RawPool<'_>, r: &mut Report<'_>) {
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     if !raw.name.chars().all(valid) || raw.name.is_empty() {
-        let message = format!(
-            "invalid pool name \"{}\"; use only letters, digits, '_', '.' and '-'",
-            raw.name.escape_debug()
-        );
+        let message =
+            format!("invalid pool name \"{}\"; use only letters, digits, '_', '.' and '-'", raw.name.escape_debug());
         r.push(Some(raw.line), None, None, message);
     }
 }
@@ -172,13 +138,7 @@ fn distinct_listen(raw: &RawFile<'_>, pools: &[Pool], r: &mut Report<'_>) {
             continue;
         };
         r.pool = Some(pool.name.clone());
-        r.bad(
-            field,
-            format!(
-                "pool {} already listens on {}",
-                earlier.name, earlier.listen
-            ),
-        );
+        r.bad(field, format!("pool {} already listens on {}", earlier.name, earlier.listen));
         r.pool = None;
     }
 }
@@ -186,8 +146,7 @@ fn distinct_listen(raw: &RawFile<'_>, pools: &[Pool], r: &mut Report<'_>) {
 fn clash(a: &ListenAddr, b: &ListenAddr) -> bool {
     match (a, b) {
         (ListenAddr::Tcp(a), ListenAddr::Tcp(b)) => {
-            a.port() == b.port()
-                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+            a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
         }
         _ => a == b,
     }
@@ -224,10 +183,7 @@ fn pm(f: &Field<'_>, r: &mut Report<'_>) -> Option<PmMode> {
             None
         }
         _ => {
-            r.bad(
-                f,
-                "must be \"static\" (\"dynamic\" and \"ondemand\" are not supported yet)",
-            );
+            r.bad(f, "must be \"static\" (\"dynamic\" and \"ondemand\" are not supported yet)");
             None
         }
     }
@@ -235,10 +191,7 @@ fn pm(f: &Field<'_>, r: &mut Report<'_>) -> Option<PmMode> {
 
 fn extensions(s: &str) -> Result<Vec<String>, String> {
     let extensions: Vec<String> = s.split_whitespace().map(str::to_string).collect();
-    match extensions
-        .iter()
-        .find(|ext| !ext.starts_with('.') || ext.len() < 2)
-    {
+    match extensions.iter().find(|ext| !ext.starts_with('.') || ext.len() < 2) {
         Some(bad) => Err(format!(
             "\"{bad}\" is not an extension; write extensions with their dot, separated by \
              spaces (\".php .phar\"), or \"\" for no limit"
@@ -249,16 +202,12 @@ fn extensions(s: &str) -> Result<Vec<String>, String> {
 
 /// A user name that exists, or a numeric uid (as php-fpm accepts).
 fn user(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
-    account(f, r, "user", |name| {
-        User::from_name(name).map(|u| u.is_some())
-    })
+    account(f, r, "user", |name| User::from_name(name).map(|u| u.is_some()))
 }
 
 /// A group name that exists, or a numeric gid.
 fn group(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
-    account(f, r, "group", |name| {
-        Group::from_name(name).map(|g| g.is_some())
-    })
+    account(f, r, "group", |name| Group::from_name(name).map(|g| g.is_some()))
 }
 
 fn account(
@@ -335,11 +284,7 @@ fn required<'a, T>(
 }
 
 /// Applies `parse` to a string field, reporting its error.
-fn parsed<T>(
-    f: &Field<'_>,
-    r: &mut Report<'_>,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Option<T> {
+fn parsed<T>(f: &Field<'_>, r: &mut Report<'_>, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
     let s = string(f, r)?;
     parse(s).map_err(|message| r.bad(f, message)).ok()
 }
@@ -386,11 +331,7 @@ fn boolean(f: &Field<'_>, r: &mut Report<'_>) -> Option<bool> {
 /// quotes added or removed.
 pub(super) fn wrong_type<T>(f: &Field<'_>, r: &mut Report<'_>, expected: &str) -> Option<T> {
     let found = f.value.type_str();
-    let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
+    let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
     let hint = match (expected, f.value) {
         ("an integer", DeValue::String(s)) if s.parse::<i64>().is_ok() => {
             format!("; write {s} without quotes")
@@ -405,9 +346,6 @@ pub(super) fn wrong_type<T>(f: &Field<'_>, r: &mut Report<'_>, expected: &str) -
         }
         _ => String::new(),
     };
-    r.bad(
-        f,
-        format!("expected {expected}, found {article} {found}{hint}"),
-    );
+    r.bad(f, format!("expected {expected}, found {article} {found}{hint}"));
     None
 }

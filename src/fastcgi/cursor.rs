@@ -48,17 +48,10 @@ impl Cursor {
     /// Walks `data`, reporting each piece to `f`. Returns how many bytes were
     /// consumed: all of `data`, or fewer if `f` returned [`Flow::Stop`] at the
     /// end of a record.
-    pub fn feed(
-        &mut self,
-        data: &[u8],
-        mut f: impl FnMut(Piece<'_>) -> Flow,
-    ) -> Result<usize, CodecError> {
+    pub fn feed(&mut self, data: &[u8], mut f: impl FnMut(Piece<'_>) -> Flow) -> Result<usize, CodecError> {
         let mut pos = 0;
         loop {
-            if let Some(h) = self
-                .current
-                .filter(|_| self.content_left == 0 && self.padding_left == 0)
-            {
+            if let Some(h) = self.current.filter(|_| self.content_left == 0 && self.padding_left == 0) {
                 self.current = None;
                 if f(Piece::End(h)) == Flow::Stop {
                     return Ok(pos);
@@ -71,11 +64,7 @@ impl Cursor {
         }
     }
 
-    fn step(
-        &mut self,
-        data: &[u8],
-        f: &mut impl FnMut(Piece<'_>) -> Flow,
-    ) -> Result<usize, CodecError> {
+    fn step(&mut self, data: &[u8], f: &mut impl FnMut(Piece<'_>) -> Flow) -> Result<usize, CodecError> {
         let Some(_) = self.current else {
             let take = (HEADER_LEN - self.have).min(data.len());
             self.header[self.have..self.have + take].copy_from_slice(&data[..take]);
@@ -165,8 +154,6 @@ mod tests {
     #[test]
     fn bad_version_is_an_error() {
         let mut c = Cursor::new();
-        assert!(c
-            .feed(&[2, 6, 0, 1, 0, 0, 0, 0], |_| Flow::Continue)
-            .is_err());
+        assert!(c.feed(&[2, 6, 0, 1, 0, 0, 0, 0], |_| Flow::Continue).is_err());
     }
 }

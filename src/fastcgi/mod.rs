@@ -35,14 +35,10 @@ pub mod cursor;
 mod params;
 mod record;
 
-pub use params::{
-    encode_get_values_result, encode_pair, pairs, parse_pairs, Pair, Pairs, ParamsBuffer,
-    MAX_PAIR_LEN,
-};
+pub use params::{encode_get_values_result, encode_pair, pairs, parse_pairs, Pair, Pairs, ParamsBuffer, MAX_PAIR_LEN};
 pub use record::{
-    encode_begin_request, encode_end_request, encode_simple_response, encode_stream,
-    encode_unknown_type, padding_for, parse_record, BeginRequest, EndRequest, Header, Record,
-    StreamWriter,
+    encode_begin_request, encode_end_request, encode_simple_response, encode_stream, encode_unknown_type, padding_for,
+    parse_record, BeginRequest, EndRequest, Header, Record, StreamWriter,
 };
 
 /// The only FastCGI protocol version (`FCGI_VERSION_1`).
@@ -171,9 +167,7 @@ pub enum CodecError {
     /// A name-value pair is cut short. `offset` is where the truncated item
     /// (a length field, or the name+value bytes) starts, `declared` how many
     /// bytes it needs and `remaining` how many bytes are left from `offset`.
-    #[error(
-        "name-value pair truncated at byte {offset}: declared {declared} bytes, {remaining} remain"
-    )]
+    #[error("name-value pair truncated at byte {offset}: declared {declared} bytes, {remaining} remain")]
     TruncatedPair {
         /// Byte offset of the truncated item within the pair buffer.
         offset: usize,
@@ -246,19 +240,9 @@ mod tests {
 
     #[test]
     fn error_messages() {
-        let e = CodecError::TruncatedPair {
-            offset: 3,
-            declared: 10,
-            remaining: 2,
-        };
-        assert_eq!(
-            e.to_string(),
-            "name-value pair truncated at byte 3: declared 10 bytes, 2 remain"
-        );
-        assert_eq!(
-            CodecError::BadVersion(2).to_string(),
-            "unsupported FastCGI version 2 (expected 1)"
-        );
+        let e = CodecError::TruncatedPair { offset: 3, declared: 10, remaining: 2 };
+        assert_eq!(e.to_string(), "name-value pair truncated at byte 3: declared 10 bytes, 2 remain");
+        assert_eq!(CodecError::BadVersion(2).to_string(), "unsupported FastCGI version 2 (expected 1)");
     }
 
     #[test]
@@ -279,28 +263,20 @@ mod tests {
             let mut out = Vec::new();
             let _ = encode_get_values_result(&mut out, &buf, 1, 2, true);
         }
-        assert!(
-            complete > 100,
-            "fuzz reached only {complete} complete records"
-        );
+        assert!(complete > 100, "fuzz reached only {complete} complete records");
     }
 
     #[test]
     fn random_pairs_round_trip() {
         let mut rng = XorShift(7);
         for _ in 0..500 {
-            let list: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.next() % 8)
-                .map(|_| (rng.bytes(200), rng.bytes(300)))
-                .collect();
+            let list: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.next() % 8).map(|_| (rng.bytes(200), rng.bytes(300))).collect();
             let mut buf = Vec::new();
             for (n, v) in &list {
                 encode_pair(&mut buf, n, v);
             }
             let got = parse_pairs(&buf).expect("well formed");
-            assert!(got
-                .iter()
-                .map(|&(n, v)| (n, v))
-                .eq(list.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))));
+            assert!(got.iter().map(|&(n, v)| (n, v)).eq(list.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))));
             if let Some(cut) = buf.len().checked_sub(1) {
                 check_pairs(&buf[..cut]);
             }
@@ -313,11 +289,7 @@ mod tests {
                 let total: usize = list.iter().map(|(n, v)| n.len() + v.len()).sum();
                 assert!(total <= buf.len());
             }
-            Err(CodecError::TruncatedPair {
-                offset,
-                declared,
-                remaining,
-            }) => {
+            Err(CodecError::TruncatedPair { offset, declared, remaining }) => {
                 assert_eq!(offset + remaining, buf.len());
                 assert!(declared > remaining);
             }

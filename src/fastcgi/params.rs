@@ -50,11 +50,7 @@ pub struct Pairs<'a> {
 /// Iterator version without allocation.
 #[must_use]
 pub fn pairs(buf: &[u8]) -> Pairs<'_> {
-    Pairs {
-        buf,
-        pos: 0,
-        failed: false,
-    }
+    Pairs { buf, pos: 0, failed: false }
 }
 
 impl<'a> Pairs<'a> {
@@ -63,11 +59,7 @@ impl<'a> Pairs<'a> {
     }
 
     fn truncated(&self, declared: usize) -> CodecError {
-        CodecError::TruncatedPair {
-            offset: self.pos,
-            declared,
-            remaining: self.buf.len() - self.pos,
-        }
+        CodecError::TruncatedPair { offset: self.pos, declared, remaining: self.buf.len() - self.pos }
     }
 
     fn read_len(&mut self) -> Result<usize, CodecError> {
@@ -151,11 +143,7 @@ pub fn encode_get_values_result(
 
 /// Append a pair for every known name in `query` (at most once each).
 /// The content is bounded (< 100 bytes), so it always fits one record.
-fn write_known_values(
-    out: &mut Vec<u8>,
-    query: &[u8],
-    values: &[u32; 3],
-) -> Result<(), CodecError> {
+fn write_known_values(out: &mut Vec<u8>, query: &[u8], values: &[u32; 3]) -> Result<(), CodecError> {
     let mut answered = [false; 3];
     for pair in pairs(query) {
         let (name, _) = pair?;
@@ -195,10 +183,7 @@ pub struct ParamsBuffer {
 impl ParamsBuffer {
     /// An empty buffer that accepts at most `limit` bytes in total.
     pub fn new(limit: usize) -> Self {
-        ParamsBuffer {
-            buf: Vec::new(),
-            limit,
-        }
+        ParamsBuffer { buf: Vec::new(), limit }
     }
 
     /// Append one PARAMS record's content. Err(ParamsTooLarge{limit}) once total > limit.
@@ -305,11 +290,7 @@ mod tests {
         encode_pair(&mut buf, b"OK", b"1"); // 5 bytes
         buf.extend_from_slice(&[3, 4, b'a', b'b']); // declares 7, has 2
         let err = parse_pairs(&buf).expect_err("truncated");
-        let want = CodecError::TruncatedPair {
-            offset: 7,
-            declared: 7,
-            remaining: 2,
-        };
+        let want = CodecError::TruncatedPair { offset: 7, declared: 7, remaining: 2 };
         assert_eq!(err, want);
         let mut it = pairs(&buf);
         assert!(matches!(it.next(), Some(Ok((b"OK", b"1")))));
@@ -320,30 +301,15 @@ mod tests {
     #[test]
     fn truncated_length_fields_report_offset() {
         // 4-byte name length cut after 2 bytes.
-        let want = CodecError::TruncatedPair {
-            offset: 0,
-            declared: 4,
-            remaining: 2,
-        };
+        let want = CodecError::TruncatedPair { offset: 0, declared: 4, remaining: 2 };
         assert_eq!(parse_pairs(&[0x80, 0]), Err(want));
         // Name length present, value length missing entirely.
-        let want = CodecError::TruncatedPair {
-            offset: 1,
-            declared: 1,
-            remaining: 0,
-        };
+        let want = CodecError::TruncatedPair { offset: 1, declared: 1, remaining: 0 };
         assert_eq!(parse_pairs(&[5]), Err(want));
         // Huge 4-byte lengths do not overflow.
         let huge = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1];
         let err = parse_pairs(&huge).expect_err("truncated");
-        assert!(matches!(
-            err,
-            CodecError::TruncatedPair {
-                offset: 8,
-                remaining: 1,
-                ..
-            }
-        ));
+        assert!(matches!(err, CodecError::TruncatedPair { offset: 8, remaining: 1, .. }));
     }
 
     #[test]
@@ -392,32 +358,22 @@ mod tests {
         assert_eq!(rec.header.kind(), Some(RecordType::GetValuesResult));
         assert_eq!(rec.header.request_id, NULL_REQUEST_ID);
         let list = parse_pairs(rec.content).expect("valid pairs");
-        list.into_iter()
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
-            .collect()
+        list.into_iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
     }
 
     #[test]
     fn get_values_answers_only_known_names() {
         let mut query = Vec::new();
-        for name in [
-            "FCGI_MPXS_CONNS",
-            "X_UNKNOWN",
-            "FCGI_MAX_CONNS",
-            "FCGI_MAX_REQS",
-        ] {
+        for name in ["FCGI_MPXS_CONNS", "X_UNKNOWN", "FCGI_MAX_CONNS", "FCGI_MAX_REQS"] {
             encode_pair(&mut query, name.as_bytes(), b"");
         }
         encode_pair(&mut query, b"FCGI_MAX_CONNS", b""); // duplicate: answered once
         let got = get_values(&query);
-        let want: Vec<(Vec<u8>, Vec<u8>)> = [
-            ("FCGI_MPXS_CONNS", "0"),
-            ("FCGI_MAX_CONNS", "50"),
-            ("FCGI_MAX_REQS", "500"),
-        ]
-        .iter()
-        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            [("FCGI_MPXS_CONNS", "0"), ("FCGI_MAX_CONNS", "50"), ("FCGI_MAX_REQS", "500")]
+                .iter()
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
         assert_eq!(got, want);
     }
 

@@ -2,8 +2,8 @@
 //! bodies (`BEGIN_REQUEST`, `END_REQUEST`, `UNKNOWN_TYPE`) and stream encoders.
 
 use super::{
-    CodecError, ProtocolStatus, RecordType, Role, FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT_LEN,
-    NULL_REQUEST_ID, VERSION_1,
+    CodecError, ProtocolStatus, RecordType, Role, FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT_LEN, NULL_REQUEST_ID,
+    VERSION_1,
 };
 
 /// Number of padding bytes that round `content_len` up to a multiple of 8.
@@ -122,13 +122,8 @@ pub struct BeginRequest {
 impl BeginRequest {
     /// content must be exactly 8 bytes else Err(BadBeginRequest)
     pub fn parse(content: &[u8]) -> Result<BeginRequest, CodecError> {
-        let b: &[u8; 8] = content
-            .try_into()
-            .map_err(|_| CodecError::BadBeginRequest(content.len()))?;
-        Ok(BeginRequest {
-            role: u16::from_be_bytes([b[0], b[1]]),
-            flags: b[2],
-        })
+        let b: &[u8; 8] = content.try_into().map_err(|_| CodecError::BadBeginRequest(content.len()))?;
+        Ok(BeginRequest { role: u16::from_be_bytes([b[0], b[1]]), flags: b[2] })
     }
 
     /// Whether the web server wants the connection kept open afterwards.
@@ -154,13 +149,8 @@ pub struct EndRequest {
 impl EndRequest {
     /// content must be exactly 8 bytes else Err(BadEndRequest)
     pub fn parse(content: &[u8]) -> Result<EndRequest, CodecError> {
-        let b: &[u8; 8] = content
-            .try_into()
-            .map_err(|_| CodecError::BadEndRequest(content.len()))?;
-        Ok(EndRequest {
-            app_status: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            protocol_status: b[4],
-        })
+        let b: &[u8; 8] = content.try_into().map_err(|_| CodecError::BadEndRequest(content.len()))?;
+        Ok(EndRequest { app_status: u32::from_be_bytes([b[0], b[1], b[2], b[3]]), protocol_status: b[4] })
     }
 }
 
@@ -179,12 +169,7 @@ pub fn encode_begin_request(out: &mut Vec<u8>, request_id: u16, role: Role, flag
 }
 
 /// Append an `END_REQUEST` record.
-pub fn encode_end_request(
-    out: &mut Vec<u8>,
-    request_id: u16,
-    app_status: u32,
-    status: ProtocolStatus,
-) {
+pub fn encode_end_request(out: &mut Vec<u8>, request_id: u16, app_status: u32, status: ProtocolStatus) {
     let [a0, a1, a2, a3] = app_status.to_be_bytes();
     let body = [a0, a1, a2, a3, status as u8, 0, 0, 0];
     encode_fixed(out, RecordType::EndRequest, request_id, body);
@@ -237,12 +222,7 @@ pub struct StreamWriter<'o> {
 impl<'o> StreamWriter<'o> {
     /// Start writing `record_type` records for `request_id` at the end of `out`.
     pub fn new(out: &'o mut Vec<u8>, record_type: RecordType, request_id: u16) -> Self {
-        StreamWriter {
-            out,
-            record_type,
-            request_id,
-            open: None,
-        }
+        StreamWriter { out, record_type, request_id, open: None }
     }
 
     /// Append `data` to the stream, splitting it across records as needed.
@@ -392,10 +372,7 @@ mod tests {
         assert_eq!(out.len(), 16);
         for cut in 0..out.len() {
             // cut < 8: header; 8..13: content; 13..16: padding.
-            assert!(
-                parse_record(&out[..cut]).expect("valid").is_none(),
-                "cut {cut}"
-            );
+            assert!(parse_record(&out[..cut]).expect("valid").is_none(), "cut {cut}");
         }
         let (rec, used) = parse_record(&out).expect("valid").expect("complete");
         assert_eq!((rec.content, used), (&b"hello"[..], 16));
@@ -416,9 +393,7 @@ mod tests {
         encode_stream(&mut buf, RecordType::Stdin, 2, &[]);
         let (rec, used) = parse_record(&buf).expect("valid").expect("complete");
         assert_eq!((rec.content, used), (&b"abc"[..], 211));
-        let (next, used2) = parse_record(&buf[used..])
-            .expect("valid")
-            .expect("complete");
+        let (next, used2) = parse_record(&buf[used..]).expect("valid").expect("complete");
         assert_eq!((next.content.len(), used2), (0, 8));
     }
 
@@ -441,14 +416,8 @@ mod tests {
 
     #[test]
     fn begin_request_wrong_length() {
-        assert_eq!(
-            BeginRequest::parse(&[0; 7]),
-            Err(CodecError::BadBeginRequest(7))
-        );
-        assert_eq!(
-            BeginRequest::parse(&[0; 9]),
-            Err(CodecError::BadBeginRequest(9))
-        );
+        assert_eq!(BeginRequest::parse(&[0; 7]), Err(CodecError::BadBeginRequest(7)));
+        assert_eq!(BeginRequest::parse(&[0; 9]), Err(CodecError::BadBeginRequest(9)));
     }
 
     #[test]
@@ -459,14 +428,8 @@ mod tests {
         assert_eq!(recs[0].header.kind(), Some(RecordType::EndRequest));
         let er = EndRequest::parse(recs[0].content).expect("8 bytes");
         assert_eq!(er.app_status, 0xDEAD_BEEF);
-        assert_eq!(
-            ProtocolStatus::from_u8(er.protocol_status),
-            Some(ProtocolStatus::Overloaded)
-        );
-        assert_eq!(
-            EndRequest::parse(&[0; 3]),
-            Err(CodecError::BadEndRequest(3))
-        );
+        assert_eq!(ProtocolStatus::from_u8(er.protocol_status), Some(ProtocolStatus::Overloaded));
+        assert_eq!(EndRequest::parse(&[0; 3]), Err(CodecError::BadEndRequest(3)));
     }
 
     #[test]
@@ -495,10 +458,7 @@ mod tests {
         let lens: Vec<usize> = recs.iter().map(|r| r.content.len()).collect();
         assert_eq!(lens, [65535, 65535, 65535, 200_000 - 3 * 65535]);
         assert!(recs.iter().all(|r| r.header.record_len() % 8 == 0));
-        let joined: Vec<u8> = recs
-            .iter()
-            .flat_map(|r| r.content.iter().copied())
-            .collect();
+        let joined: Vec<u8> = recs.iter().flat_map(|r| r.content.iter().copied()).collect();
         assert_eq!(joined, data);
     }
 
@@ -520,13 +480,7 @@ mod tests {
     #[test]
     fn simple_response_layout() {
         let mut out = Vec::new();
-        encode_simple_response(
-            &mut out,
-            5,
-            "404 Not Found",
-            &[("X-A", "1")],
-            b"<h1>nope</h1>",
-        );
+        encode_simple_response(&mut out, 5, "404 Not Found", &[("X-A", "1")], b"<h1>nope</h1>");
         let recs = all_records(&out);
         assert_eq!(recs.len(), 3);
         let expected = "Status: 404 Not Found\r\nX-A: 1\r\n\
@@ -535,13 +489,7 @@ mod tests {
         assert_eq!(recs[1].header.kind(), Some(RecordType::Stdout));
         assert!(recs[1].content.is_empty());
         let end = EndRequest::parse(recs[2].content).expect("8 bytes");
-        assert_eq!(
-            end,
-            EndRequest {
-                app_status: 0,
-                protocol_status: 0
-            }
-        );
+        assert_eq!(end, EndRequest { app_status: 0, protocol_status: 0 });
         assert!(recs.iter().all(|r| r.header.request_id == 5));
     }
 
@@ -553,9 +501,6 @@ mod tests {
         let recs = all_records(&out);
         assert_eq!(recs.len(), 4); // 2 data records, end of stream, end request
         let stdout: usize = recs[..2].iter().map(|r| r.content.len()).sum();
-        assert_eq!(
-            stdout,
-            100_000 + "Status: 503 Service Unavailable\r\n".len() + 42
-        );
+        assert_eq!(stdout, 100_000 + "Status: 503 Service Unavailable\r\n".len() + 42);
     }
 }

@@ -7,13 +7,13 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::body::RequestStream;
 use super::inbuf::InBuf;
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
 use crate::fastcgi::{
-    encode_end_request, encode_get_values_result, encode_simple_response, encode_stream,
-    encode_unknown_type, parse_record, BeginRequest, CodecError, ParamsBuffer, ProtocolStatus,
-    RecordType, Role,
+    encode_end_request, encode_get_values_result, encode_simple_response, encode_stream, encode_unknown_type,
+    parse_record, BeginRequest, CodecError, ParamsBuffer, ProtocolStatus, RecordType, Role,
 };
 use crate::pool::{AcquireError, Pool, PoolMsg};
 
@@ -68,12 +68,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut conn = Conn {
-        rd,
-        wr,
-        inbuf: InBuf::default(),
-        out: Vec::new(),
-    };
+    let mut conn = Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new() };
     if let Err(e) = serve_requests(&mut conn, pool, &mut shutdown).await {
         match e {
             ConnError::Io(_) | ConnError::UnexpectedEof => {
@@ -116,7 +111,7 @@ where
         Verdict::Forward => {}
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);
-            return answer(
+            return answer_alone(
                 conn,
                 &head,
                 "404 Not Found",
@@ -132,18 +127,14 @@ where
                 pool.name,
                 script.display()
             );
-            return answer(conn, &head, "403 Forbidden", &[], b"Access denied.\n", None).await;
+            return answer_alone(conn, &head, "403 Forbidden", &[], b"Access denied.\n", None).await;
         }
     }
     let (worker, queued) = match pool.balancer.acquire().await {
         Ok(got) => got,
         Err(AcquireError::QueueFull) => {
             pool.tell(PoolMsg::Rejected);
-            crate::warning!(
-                "[pool {}] queue full ({} waiting): answered 503",
-                pool.name,
-                pool.balancer.waiting()
-            );
+            crate::warning!("[pool {}] queue full ({} waiting): answered 503", pool.name, pool.balancer.waiting());
             return unavailable(conn, &head).await;
         }
         Err(AcquireError::Closed) => return unavailable(conn, &head).await.map(|_| false),
@@ -165,15 +156,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let body = b"Service temporarily unavailable: all PHP workers are busy.\n";
-    answer(
-        conn,
-        head,
-        "503 Service Unavailable",
-        &[("Retry-After", RETRY_AFTER)],
-        body,
-        None,
-    )
-    .await
+    answer_alone(conn, head, "503 Service Unavailable", &[("Retry-After", RETRY_AFTER)], body, None).await
 }
 
 /// Writes a complete response of rustfpm's own, with an optional STDERR
@@ -198,6 +181,24 @@ where
     encode_simple_response(&mut conn.out, head.id, status, headers, body);
     conn.wr.write_all(&conn.out).await?;
     Ok(head.keep_conn)
+}
+
+/// [`answer`] for a request no child has seen: its body is read and dropped.
+async fn answer_alone<R, W>(
+    conn: &mut Conn<R, W>,
+    head: &Head,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    stderr: Option<&[u8]>,
+) -> Result<bool, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let keep = answer(conn, head, status, headers, body, stderr).await?;
+    super::body::skip(conn, &mut RequestStream::new(head.id)).await?;
+    Ok(keep)
 }
 
 /// Reads records until a request head is complete. Management records are
@@ -287,25 +288,16 @@ where
                 encode_get_values_result(&mut conn.out, rec.content, 1024, 1024, false)?;
             }
             (Some(RecordType::AbortRequest), Some(hd)) if hd.id == h.request_id => {
-                encode_end_request(
-                    &mut conn.out,
-                    h.request_id,
-                    0,
-                    ProtocolStatus::RequestComplete,
-                );
+                encode_end_request(&mut conn.out, h.request_id, 0, ProtocolStatus::RequestComplete);
                 *head = None;
             }
             (None, _) => encode_unknown_type(&mut conn.out, h.record_type),
+            // As php-cgi: stray empty STDIN records between requests are skipped.
+            (Some(RecordType::Stdin), None) if rec.content.is_empty() => {}
             (Some(RecordType::BeginRequest), Some(_)) => {
-                return Err(ConnError::Protocol(
-                    "cannot multiplex requests on one connection",
-                ))
+                return Err(ConnError::Protocol("cannot multiplex requests on one connection"))
             }
-            _ => {
-                return Err(ConnError::Protocol(
-                    "unexpected record before the request head was complete",
-                ))
-            }
+            _ => return Err(ConnError::Protocol("unexpected record before the request head was complete")),
         }
         conn.inbuf.consume(used);
     }

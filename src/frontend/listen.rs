@@ -7,8 +7,8 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{
-    bind as sys_bind, listen as sys_listen, setsockopt, socket, sockopt, AddressFamily, Backlog,
-    SockFlag, SockType, SockaddrStorage, UnixAddr,
+    bind as sys_bind, listen as sys_listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrStorage, UnixAddr,
 };
 use nix::unistd::{chown, Group, User};
 use tokio::sync::watch;
@@ -21,21 +21,13 @@ use crate::pool::Pool;
 pub enum ListenError {
     /// bind/listen failed.
     #[error("[pool {pool}] cannot listen on {addr}: {source}")]
-    Bind {
-        pool: String,
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { pool: String, addr: String, source: std::io::Error },
     /// Another process serves this unix socket.
     #[error("[pool {pool}] cannot listen on {addr}: another process is already listening there")]
     InUse { pool: String, addr: String },
     /// Owner, group or mode could not be applied.
     #[error("[pool {pool}] cannot set owner/group/mode of {addr}: {message}")]
-    Permissions {
-        pool: String,
-        addr: String,
-        message: String,
-    },
+    Permissions { pool: String, addr: String, message: String },
 }
 
 /// A bound listener, before the runtime takes it over.
@@ -83,9 +75,7 @@ impl Listener {
         match self.tokio.as_ref() {
             Some(TokioListener::Unix(l)) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
             Some(TokioListener::Tcp(l)) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
-            None => Err(std::io::Error::other(
-                "listener not registered with the runtime",
-            )),
+            None => Err(std::io::Error::other("listener not registered with the runtime")),
         }
     }
 
@@ -116,59 +106,29 @@ impl Drop for Listener {
 /// Binds the listen address of a pool.
 pub fn bind(cfg: &config::Pool) -> Result<Listener, ListenError> {
     let addr = cfg.listen.to_string();
-    let bind_err = |source: std::io::Error| ListenError::Bind {
-        pool: cfg.name.clone(),
-        addr: addr.clone(),
-        source,
-    };
+    let bind_err = |source: std::io::Error| ListenError::Bind { pool: cfg.name.clone(), addr: addr.clone(), source };
     let backlog = Backlog::new(cfg.listen_backlog).unwrap_or(Backlog::MAXCONN);
     match &cfg.listen {
         ListenAddr::Unix(path) => {
             remove_stale(cfg, path)?;
-            let fd = socket(
-                AddressFamily::Unix,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC,
-                None,
-            )
-            .map_err(io)
-            .map_err(bind_err)?;
-            sys_bind(
-                fd.as_raw_fd(),
-                &UnixAddr::new(path).map_err(io).map_err(bind_err)?,
-            )
-            .map_err(io)
-            .map_err(bind_err)?;
+            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                .map_err(io)
+                .map_err(bind_err)?;
+            sys_bind(fd.as_raw_fd(), &UnixAddr::new(path).map_err(io).map_err(bind_err)?)
+                .map_err(io)
+                .map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            let listener = Listener {
-                fd,
-                unix_path: Some(path.clone()),
-                tokio: None,
-            };
+            let listener = Listener { fd, unix_path: Some(path.clone()), tokio: None };
             set_permissions(cfg, path)?;
             Ok(listener)
         }
         ListenAddr::Tcp(sa) => {
-            let family = if sa.is_ipv4() {
-                AddressFamily::Inet
-            } else {
-                AddressFamily::Inet6
-            };
-            let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-                .map_err(io)
-                .map_err(bind_err)?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)
-                .map_err(io)
-                .map_err(bind_err)?;
-            sys_bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa))
-                .map_err(io)
-                .map_err(bind_err)?;
+            let family = if sa.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+            let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io).map_err(bind_err)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io).map_err(bind_err)?;
+            sys_bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa)).map_err(io).map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            Ok(Listener {
-                fd,
-                unix_path: None,
-                tokio: None,
-            })
+            Ok(Listener { fd, unix_path: None, tokio: None })
         }
     }
 }
@@ -184,21 +144,12 @@ fn remove_stale(cfg: &config::Pool, path: &Path) -> Result<(), ListenError> {
     };
     let addr = path.display().to_string();
     if !meta.file_type().is_socket() {
-        let source = std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "a file that is not a socket is in the way",
-        );
-        return Err(ListenError::Bind {
-            pool: cfg.name.clone(),
-            addr,
-            source,
-        });
+        let source =
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file that is not a socket is in the way");
+        return Err(ListenError::Bind { pool: cfg.name.clone(), addr, source });
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(ListenError::InUse {
-            pool: cfg.name.clone(),
-            addr,
-        });
+        return Err(ListenError::InUse { pool: cfg.name.clone(), addr });
     }
     let _ = std::fs::remove_file(path);
     Ok(())
@@ -223,9 +174,7 @@ fn set_permissions(cfg: &config::Pool, path: &Path) -> Result<(), ListenError> {
     };
     let gid = match cfg.listen_group.as_ref().or(cfg.group.as_ref()) {
         Some(name) => Some(lookup_group(name).ok_or_else(|| err(format!("no group '{name}'")))?),
-        None => uid
-            .and_then(|u| User::from_uid(u).ok().flatten())
-            .map(|u| u.gid),
+        None => uid.and_then(|u| User::from_uid(u).ok().flatten()).map(|u| u.gid),
     };
     chown(path, uid, gid).map_err(|e| err(e.to_string()))
 }

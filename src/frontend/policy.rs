@@ -85,27 +85,12 @@ mod tests {
         std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
         std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
         let php = [".php".to_string()];
-        assert_eq!(
-            check(&params(&format!("{d}/index.php")), &php),
-            Verdict::Forward
-        );
-        assert_eq!(
-            check(&params(&format!("{d}/index.php/extra/path")), &php),
-            Verdict::Forward
-        );
-        assert_eq!(
-            check(&params(&format!("{d}/missing.php")), &php),
-            Verdict::NotFound
-        );
+        assert_eq!(check(&params(&format!("{d}/index.php")), &php), Verdict::Forward);
+        assert_eq!(check(&params(&format!("{d}/index.php/extra/path")), &php), Verdict::Forward);
+        assert_eq!(check(&params(&format!("{d}/missing.php")), &php), Verdict::NotFound);
         assert_eq!(check(&params(&format!("{d}")), &php), Verdict::NotFound);
-        assert_eq!(
-            check(&params(&format!("{d}/x.jpg/y.php")), &php),
-            Verdict::Denied(dir.path().join("x.jpg"))
-        );
-        assert_eq!(
-            check(&params(&format!("{d}/x.jpg/y.php")), &[]),
-            Verdict::Forward
-        );
+        assert_eq!(check(&params(&format!("{d}/x.jpg/y.php")), &php), Verdict::Denied(dir.path().join("x.jpg")));
+        assert_eq!(check(&params(&format!("{d}/x.jpg/y.php")), &[]), Verdict::Forward);
         assert_eq!(check(&ParamsBuffer::new(10), &php), Verdict::NotFound);
     }
 }

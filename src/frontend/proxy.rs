@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::body::RequestStream;
 use super::conn::{answer, Conn, ConnError, Head};
 use super::policy::DROPPED_PARAMS;
 use crate::fastcgi::cursor::{Cursor, Flow, Piece};
-use crate::fastcgi::{
-    encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN,
-};
+use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
 use crate::pool::{Pool, PoolMsg, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
@@ -41,22 +40,12 @@ pub struct Lease<'p> {
 impl<'p> Lease<'p> {
     /// Takes `worker` for a request that waited `queued` for it.
     pub fn new(pool: &'p Pool, worker: Worker, queued: Duration) -> Lease<'p> {
-        pool.tell(PoolMsg::RequestStarted {
-            slot: worker.slot(),
-            queued,
-        });
-        Lease {
-            pool,
-            worker: Some(worker),
-            started: Instant::now(),
-            status: None,
-        }
+        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued });
+        Lease { pool, worker: Some(worker), started: Instant::now(), status: None }
     }
 
     fn worker(&mut self) -> &mut Worker {
-        self.worker
-            .as_mut()
-            .expect("lease holds its worker until dropped")
+        self.worker.as_mut().expect("lease holds its worker until dropped")
     }
 
     /// Marks the request complete with `status`; the connection is kept.
@@ -80,11 +69,7 @@ impl Drop for Lease<'_> {
             }
         };
         let duration = self.started.elapsed();
-        self.pool.tell(PoolMsg::RequestFinished {
-            slot: worker.slot(),
-            status,
-            duration,
-        });
+        self.pool.tell(PoolMsg::RequestFinished { slot: worker.slot(), status, duration });
         self.pool.balancer.release(worker);
     }
 }
@@ -98,7 +83,7 @@ where
     let pool = lease.pool;
     if let Err(e) = lease.worker().ensure_connected(&pool.socket).await {
         crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
-        return child_lost(conn, lease, head, false).await;
+        return child_lost(conn, lease, head, &mut RequestStream::new(head.id), false).await;
     }
     let mut to_child = request_head(head);
     let mut request = RequestStream::new(head.id);
@@ -113,19 +98,20 @@ where
         pool.tell(PoolMsg::Connected { slot, inode });
     }
     let mut response = ResponseStream::default();
-    let result = exchange(
-        conn,
-        lease.worker(),
-        &mut to_child,
-        &mut request,
-        &mut response,
-    )
-    .await;
+    let result = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response).await;
     match result {
-        Ok(()) => Outcome::Done {
-            status: response.status,
-        },
-        Err(Failure::Child) => child_lost(conn, lease, head, response.sent_any).await,
+        Ok(clean) => {
+            if !clean {
+                // The child answered before taking the whole body: its connection
+                // holds stale input, so it is closed; the rest of the body is skipped.
+                lease.worker().discard();
+            }
+            if let Err(e) = super::body::skip(conn, &mut request).await {
+                return Outcome::ClientGone(e);
+            }
+            Outcome::Done { status: response.status }
+        }
+        Err(Failure::Child) => child_lost(conn, lease, head, &mut request, response.sent_any).await,
         Err(Failure::Client(e)) => Outcome::ClientGone(e),
     }
 }
@@ -136,13 +122,14 @@ enum Failure {
 }
 
 /// Moves bytes both ways until the child's END_REQUEST has been forwarded.
+/// Returns whether the child received the whole request.
 async fn exchange<R, W>(
     conn: &mut Conn<R, W>,
     worker: &mut Worker,
     to_child: &mut Vec<u8>,
     request: &mut RequestStream,
     response: &mut ResponseStream,
-) -> Result<(), Failure>
+) -> Result<bool, Failure>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -153,8 +140,7 @@ where
     let (mut up_rd, mut up_wr) = up.split();
     let mut written = 0;
     loop {
-        let want_client = to_child.len() - written < MAX_BODY_BUFFER
-            && conn.inbuf.pending().len() < MAX_BODY_BUFFER;
+        let want_client = to_child.len() - written < MAX_BODY_BUFFER && conn.inbuf.pending().len() < MAX_BODY_BUFFER;
         tokio::select! {
             biased;
             n = up_rd.read(buf) => {
@@ -165,7 +151,7 @@ where
                 let used = response.scan(&buf[..n]).map_err(|_| Failure::Child)?;
                 conn.wr.write_all(&buf[..used]).await.map_err(|e| Failure::Client(e.into()))?;
                 if response.ended {
-                    return Ok(());
+                    return Ok(request.done && written == to_child.len());
                 }
             }
             n = up_wr.write(&to_child[written..]), if written < to_child.len() => {
@@ -211,6 +197,7 @@ async fn child_lost<R, W>(
     conn: &mut Conn<R, W>,
     lease: &mut Lease<'_>,
     head: &Head,
+    request: &mut RequestStream,
     sent_any: bool,
 ) -> Outcome
 where
@@ -221,70 +208,17 @@ where
     let worker = lease.worker();
     let slot = worker.slot();
     worker.discard();
-    let param = |name: &[u8]| {
-        String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned()
-    };
-    pool.tell(PoolMsg::ChildLost {
-        slot,
-        script: param(b"SCRIPT_FILENAME"),
-        uri: param(b"REQUEST_URI"),
-    });
+    let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
+    pool.tell(PoolMsg::ChildLost { slot, script: param(b"SCRIPT_FILENAME"), uri: param(b"REQUEST_URI") });
     lease.finish(502);
     if sent_any {
         // Part of the response is already out: only an abrupt close tells nginx it is incomplete.
         return Outcome::ChildLost { answered: false };
     }
     let body = b"Bad Gateway: the PHP process serving this request exited.\n";
-    let answered = answer(conn, head, "502 Bad Gateway", &[], body, None)
-        .await
-        .is_ok();
+    let answered = answer(conn, head, "502 Bad Gateway", &[], body, None).await.is_ok()
+        && super::body::skip(conn, request).await.is_ok();
     Outcome::ChildLost { answered }
-}
-
-/// The request body on its way from nginx: STDIN records are copied through
-/// until the empty one that ends the body.
-struct RequestStream {
-    id: u16,
-    cursor: Cursor,
-    done: bool,
-}
-
-impl RequestStream {
-    fn new(id: u16) -> RequestStream {
-        RequestStream {
-            id,
-            cursor: Cursor::new(),
-            done: false,
-        }
-    }
-
-    /// Appends to `out` the body bytes found at the start of `data`; returns
-    /// how many bytes of `data` belong to this request.
-    fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
-        if self.done {
-            return Ok(0);
-        }
-        let (id, mut bad, mut done) = (self.id, false, false);
-        let used = self.cursor.feed(data, |piece| match piece {
-            Piece::Header(h) => {
-                bad |= h.record_type != RecordType::Stdin as u8 || h.request_id != id;
-                Flow::Continue
-            }
-            Piece::End(h) if h.content_length == 0 => {
-                done = true;
-                Flow::Stop
-            }
-            _ => Flow::Continue,
-        })?;
-        if bad {
-            return Err(ConnError::Protocol(
-                "expected STDIN records of the current request",
-            ));
-        }
-        out.extend_from_slice(&data[..used]);
-        self.done = done;
-        Ok(used)
-    }
 }
 
 /// The response on its way from the child: watches for the HTTP status in the
@@ -298,12 +232,7 @@ struct ResponseStream {
 
 impl Default for ResponseStream {
     fn default() -> Self {
-        ResponseStream {
-            cursor: Cursor::new(),
-            status: 200,
-            sent_any: false,
-            ended: false,
-        }
+        ResponseStream { cursor: Cursor::new(), status: 200, sent_any: false, ended: false }
     }
 }
 
@@ -340,14 +269,9 @@ impl ResponseStream {
 
 /// The status a CGI response sets with a `Status:` header (200 if none).
 fn parse_status(head: &[u8]) -> Option<u16> {
-    let end = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(head.len());
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
     head[..end].split(|&b| b == b'\n').find_map(|line| {
-        let rest = line
-            .strip_prefix(b"Status:")
-            .or_else(|| line.strip_prefix(b"status:"))?;
+        let rest = line.strip_prefix(b"Status:").or_else(|| line.strip_prefix(b"status:"))?;
         let digits = rest.trim_ascii_start().get(..3)?;
         std::str::from_utf8(digits).ok()?.parse().ok()
     })
@@ -359,39 +283,9 @@ mod tests {
 
     #[test]
     fn status_from_cgi_headers() {
-        assert_eq!(
-            parse_status(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nx"),
-            Some(404)
-        );
-        assert_eq!(
-            parse_status(b"Content-type: text/html\r\nStatus: 302 Found\r\n\r\n"),
-            Some(302)
-        );
-        assert_eq!(
-            parse_status(b"Content-type: text/html\r\n\r\nStatus: 500"),
-            None
-        );
+        assert_eq!(parse_status(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nx"), Some(404));
+        assert_eq!(parse_status(b"Content-type: text/html\r\nStatus: 302 Found\r\n\r\n"), Some(302));
+        assert_eq!(parse_status(b"Content-type: text/html\r\n\r\nStatus: 500"), None);
         assert_eq!(parse_status(b"Status: x"), None);
-    }
-
-    #[test]
-    fn request_stream_stops_at_empty_stdin() {
-        let mut bytes = Vec::new();
-        encode_stream(&mut bytes, RecordType::Stdin, 1, b"body");
-        encode_stream(&mut bytes, RecordType::Stdin, 1, b"");
-        let len = bytes.len();
-        bytes.extend_from_slice(b"next request");
-        let mut r = RequestStream::new(1);
-        let mut out = Vec::new();
-        assert_eq!(r.take(&bytes, &mut out).unwrap(), len);
-        assert!(r.done);
-        assert_eq!(out.len(), len);
-    }
-
-    #[test]
-    fn request_stream_rejects_other_records() {
-        let mut bytes = Vec::new();
-        encode_stream(&mut bytes, RecordType::Stdout, 1, b"x");
-        assert!(RequestStream::new(1).take(&bytes, &mut Vec::new()).is_err());
     }
 }

@@ -84,25 +84,15 @@ pub enum PoolMsg {
     /// A request got slot `slot` after waiting `queued`.
     RequestStarted { slot: usize, queued: Duration },
     /// A request on `slot` ended with HTTP `status`.
-    RequestFinished {
-        slot: usize,
-        status: u16,
-        duration: Duration,
-    },
+    RequestFinished { slot: usize, status: u16, duration: Duration },
     /// A new connection on `slot` completed its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` vanished mid-request.
-    ChildLost {
-        slot: usize,
-        script: String,
-        uri: String,
-    },
+    ChildLost { slot: usize, script: String, uri: String },
     /// A request was refused because the queue was full.
     Rejected,
     /// Send a snapshot.
-    Snapshot {
-        respond_to: oneshot::Sender<PoolSnapshot>,
-    },
+    Snapshot { respond_to: oneshot::Sender<PoolSnapshot> },
     /// Stop restarting children: the pool is shutting down.
     Stop,
 }
@@ -201,11 +191,7 @@ impl PoolActor {
     }
 
     /// Runs until every handle and the supervisor's event sender are gone.
-    pub async fn run(
-        mut self,
-        mut msgs: UnboundedReceiver<PoolMsg>,
-        mut events: UnboundedReceiver<PoolEvent>,
-    ) {
+    pub async fn run(mut self, mut msgs: UnboundedReceiver<PoolMsg>, mut events: UnboundedReceiver<PoolEvent>) {
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,7 +203,7 @@ impl PoolActor {
                 },
                 Some(event) = events.recv() => self.on_event(event),
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
-                _ = repair.tick() => self.repair_listener(),
+                _ = repair.tick() => self.tick(),
             }
         }
     }
@@ -225,11 +211,7 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued } => self.request_started(slot, queued),
-            PoolMsg::RequestFinished {
-                slot,
-                status,
-                duration,
-            } => self.request_finished(slot, status, duration),
+            PoolMsg::RequestFinished { slot, status, duration } => self.request_finished(slot, status, duration),
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
@@ -259,11 +241,7 @@ impl PoolActor {
 
     fn request_finished(&mut self, slot: usize, status: u16, duration: Duration) {
         self.busy = self.busy.saturating_sub(1);
-        let next = if self.stopping {
-            SlotState::Exiting
-        } else {
-            SlotState::Idle
-        };
+        let next = if self.stopping { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
@@ -282,12 +260,7 @@ impl PoolActor {
             s.requests = 0;
         }
         let events = self.events_tx.clone();
-        self.supervisor.send(Command::FindChild {
-            parent,
-            slot,
-            inode,
-            events,
-        });
+        self.supervisor.send(Command::FindChild { parent, slot, inode, events });
     }
 
     fn child_lost(&mut self, slot: usize, script: &str, uri: &str) {
@@ -298,18 +271,8 @@ impl PoolActor {
             s.requests = 0;
             s.pid.take()
         });
-        let lost = LostRequest {
-            pid,
-            script: script.into(),
-            uri: uri.into(),
-            at: Instant::now(),
-        };
-        let exit = pid.and_then(|p| {
-            self.recent_exits
-                .iter()
-                .find(|(q, _)| *q == p)
-                .map(|(_, e)| *e)
-        });
+        let lost = LostRequest { pid, script: script.into(), uri: uri.into(), at: Instant::now() };
+        let exit = pid.and_then(|p| self.recent_exits.iter().find(|(q, _)| *q == p).map(|(_, e)| *e));
         match exit {
             Some(status) => self.log_lost(&lost, Some(status)),
             None if pid.is_some() => self.pending_lost.push(lost),
@@ -331,18 +294,29 @@ impl PoolActor {
     }
 
     fn child_exited(&mut self, pid: Pid, status: ExitKind) {
-        self.check_child_loop();
-        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid)) {
-            s.pid = None;
+        // The usual cause of children dying at once: a script made the shared
+        // listener non-blocking. Repairing it ends the loop without a restart.
+        if self.repair_listener() {
+            self.child_exits = ExitRate::default();
+        } else {
+            self.check_child_loop();
         }
         if let Some(i) = self.pending_lost.iter().position(|l| l.pid == Some(pid)) {
             let lost = self.pending_lost.swap_remove(i);
             return self.log_lost(&lost, Some(status));
         }
-        match status {
-            ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
-            ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
-            ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+        // A busy slot's child: the front end's report of the lost request
+        // follows, and is logged together with this status.
+        let busy = self.slots.iter().any(|s| s.pid == Some(pid) && s.state == SlotState::Busy);
+        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid) && s.state != SlotState::Busy) {
+            s.pid = None;
+        }
+        if !busy {
+            match status {
+                ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+            }
         }
         if self.recent_exits.len() == RECENT_EXITS {
             self.recent_exits.pop_front();
@@ -352,10 +326,8 @@ impl PoolActor {
 
     /// Lost requests whose exit status never came are logged without it.
     fn flush_lost(&mut self) {
-        let (late, waiting): (Vec<_>, Vec<_>) = self
-            .pending_lost
-            .drain(..)
-            .partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            self.pending_lost.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
         self.pending_lost = waiting;
         for lost in &late {
             self.log_lost(lost, None);
@@ -385,35 +357,21 @@ impl PoolActor {
             return;
         }
         let events = self.events_tx.clone();
-        self.supervisor.send(Command::Spawn {
-            spec: self.spec.clone(),
-            events,
-        });
+        self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
     }
 
     fn parent_started(&mut self, pid: Pid) {
         self.parent = Some((pid, Instant::now()));
         self.parent_starts += 1;
-        self.metrics.parent_start(if self.parent_starts == 1 {
-            "start"
-        } else {
-            "restart"
-        });
-        crate::notice!(
-            "[pool {}] php-cgi parent {pid} started with {} children",
-            self.name,
-            self.slots.len()
-        );
+        self.metrics.parent_start(if self.parent_starts == 1 { "start" } else { "restart" });
+        crate::notice!("[pool {}] php-cgi parent {pid} started with {} children", self.name, self.slots.len());
         for i in 0..self.slots.len() {
             if self.slots[i].state == SlotState::Starting {
                 self.set_state(i, SlotState::Idle);
             }
         }
         if self.stopping {
-            self.supervisor.send(Command::SignalGroup {
-                pgid: pid,
-                signal: nix::sys::signal::Signal::SIGTERM,
-            });
+            self.supervisor.send(Command::SignalGroup { pgid: pid, signal: nix::sys::signal::Signal::SIGTERM });
         }
     }
 
@@ -432,11 +390,7 @@ impl PoolActor {
         }
         crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
         // A parent we killed for a child crash loop counts as a fast exit.
-        let ran = if std::mem::take(&mut self.killed_for_loop) {
-            Duration::ZERO
-        } else {
-            started.elapsed()
-        };
+        let ran = if std::mem::take(&mut self.killed_for_loop) { Duration::ZERO } else { started.elapsed() };
         self.schedule_respawn(ran);
     }
 
@@ -456,10 +410,7 @@ impl PoolActor {
             CRASH_WINDOW.as_secs()
         );
         self.killed_for_loop = true;
-        self.supervisor.send(Command::SignalGroup {
-            pgid: parent,
-            signal: nix::sys::signal::Signal::SIGKILL,
-        });
+        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: nix::sys::signal::Signal::SIGKILL });
     }
 
     /// Restarts at once after a parent that ran a while; with doubling delays
@@ -477,14 +428,21 @@ impl PoolActor {
         self.respawn_at = Some(TokioInstant::now() + delay);
     }
 
-    fn repair_listener(&mut self) {
+    fn tick(&mut self) {
         self.flush_lost();
-        if self.socket.repair() {
+        self.repair_listener();
+    }
+
+    /// Clears a stray O_NONBLOCK on the children's listener; true if it was set.
+    fn repair_listener(&mut self) -> bool {
+        let repaired = self.socket.repair();
+        if repaired {
             crate::warning!(
                 "[pool {}] a script set O_NONBLOCK on php://stdin (the children's listening socket); cleared it",
                 self.name
             );
         }
+        repaired
     }
 
     fn stop(&mut self) {
@@ -539,11 +497,7 @@ impl ExitRate {
     /// Records an exit at `now`; true when more than `limit` happened within
     /// [`CRASH_WINDOW`].
     pub fn record(&mut self, now: Instant, limit: usize) -> bool {
-        while self
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-        {
+        while self.window.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
             self.window.pop_front();
         }
         self.window.push_back(now);
@@ -581,9 +535,7 @@ mod tests {
         let spaced = (0..50).any(|i| rate.record(t0 + Duration::from_millis(400 * i), 3));
         assert!(!spaced, "one exit every 400 ms is no loop at limit 3");
         let mut rate = ExitRate::default();
-        let burst: Vec<bool> = (0..5)
-            .map(|i| rate.record(t0 + Duration::from_millis(i), 3))
-            .collect();
+        let burst: Vec<bool> = (0..5).map(|i| rate.record(t0 + Duration::from_millis(i), 3)).collect();
         assert_eq!(burst, [false, false, false, true, false]);
         assert_eq!(crash_loop_limit(4), 10);
         assert_eq!(crash_loop_limit(64), 128);
@@ -593,9 +545,7 @@ mod tests {
     fn backoff_doubles_then_caps_and_resets() {
         let mut streak = 0;
         let fast = Duration::from_millis(10);
-        let delays: Vec<u64> = (0..8)
-            .map(|_| backoff(&mut streak, fast).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..8).map(|_| backoff(&mut streak, fast).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 32, 32]);
         assert_eq!(backoff(&mut streak, Duration::from_secs(5)), Duration::ZERO);
         assert_eq!(streak, 0);

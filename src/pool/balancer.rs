@@ -48,13 +48,7 @@ impl Balancer {
         for w in workers {
             let _ = idle_tx.try_send(w);
         }
-        Balancer {
-            permits: Semaphore::new(count),
-            idle_tx,
-            idle_rx,
-            waiting: AtomicUsize::new(0),
-            queue_max_len,
-        }
+        Balancer { permits: Semaphore::new(count), idle_tx, idle_rx, waiting: AtomicUsize::new(0), queue_max_len }
     }
 
     /// Waits for an idle worker; returns it with the time spent queued.
@@ -69,11 +63,7 @@ impl Balancer {
         }
         let _queued = Waiting(&self.waiting);
         let start = Instant::now();
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| AcquireError::Closed)?;
+        let permit = self.permits.acquire().await.map_err(|_| AcquireError::Closed)?;
         permit.forget();
         self.take().map(|w| (w, start.elapsed()))
     }

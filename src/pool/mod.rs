@@ -27,21 +27,13 @@ pub const DEFAULT_MAX_PARAMS: usize = 256 * 1024;
 pub enum PoolError {
     /// Its private socket directory or socket could not be made.
     #[error("[pool {pool}] cannot create the children's socket {path}: {source}")]
-    ChildSocket {
-        pool: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ChildSocket { pool: String, path: PathBuf, source: std::io::Error },
     /// A user/group/privilege problem.
     #[error("[pool {pool}] {message}")]
     Credentials { pool: String, message: String },
     /// php-cgi could not be found.
     #[error("[pool {pool}] php_cgi {path}: {message}")]
-    PhpCgi {
-        pool: String,
-        path: PathBuf,
-        message: String,
-    },
+    PhpCgi { pool: String, path: PathBuf, message: String },
 }
 
 /// What the front end needs of a pool: shared by all its connection tasks.
@@ -59,29 +51,18 @@ pub struct Pool {
     pub limit_extensions: Vec<String>,
     /// Largest accepted params block of one request.
     pub max_params: usize,
-    private_dir: PathBuf,
 }
 
 impl Pool {
     /// Creates the pool's socket, asks the supervisor to start php-cgi and
     /// spawns the actor. Must run inside the tokio runtime.
-    pub fn start(
-        cfg: &config::Pool,
-        supervisor: &Supervisor,
-        allow_root: bool,
-    ) -> Result<Arc<Pool>, PoolError> {
-        let (dir, socket) = spec::child_socket(&cfg.name)?;
+    pub fn start(cfg: &config::Pool, supervisor: &Supervisor, allow_root: bool) -> Result<Arc<Pool>, PoolError> {
+        let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
-        let actor = actor::PoolActor::new(
-            spec,
-            socket.clone(),
-            cfg.pm_max_children,
-            supervisor.clone(),
-            events_tx,
-        );
+        let actor = actor::PoolActor::new(spec, socket.clone(), cfg.pm_max_children, supervisor.clone(), events_tx);
         tokio::spawn(actor.run(rx, events_rx));
         let workers = (0..cfg.pm_max_children).map(Worker::new).collect();
         Ok(Arc::new(Pool {
@@ -91,7 +72,6 @@ impl Pool {
             actor: tx,
             limit_extensions: cfg.security_limit_extensions.clone(),
             max_params: DEFAULT_MAX_PARAMS,
-            private_dir: dir,
         }))
     }
 
@@ -111,12 +91,5 @@ impl Pool {
     pub fn stop(&self) {
         self.balancer.close();
         self.tell(PoolMsg::Stop);
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket.path);
-        let _ = std::fs::remove_dir(&self.private_dir);
     }
 }

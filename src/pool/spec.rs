@@ -6,9 +6,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::socket::{
-    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 use super::worker::ChildSocket;
@@ -17,62 +15,40 @@ use crate::config;
 use crate::supervisor::{ChildSpec, Credentials};
 
 /// Variables rustfpm itself uses or receives, never passed to children.
-const OWN_VARIABLES: [&str; 5] = [
-    "NOTIFY_SOCKET",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "WATCHDOG_USEC",
-];
+const OWN_VARIABLES: [&str; 5] = ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"];
 
 /// Makes a directory only rustfpm's user can enter, and the children's
 /// listening socket inside it.
-pub fn child_socket(pool: &str) -> Result<(PathBuf, ChildSocket), PoolError> {
+pub fn child_socket(pool: &str) -> Result<ChildSocket, PoolError> {
     let base = std::env::temp_dir();
     let mut attempt = 0u32;
     let dir = loop {
         let dir = base.join(format!("rustfpm-{}-{pool}-{attempt}", std::process::id()));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => break dir,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1
-            }
-            Err(source) => {
-                return Err(PoolError::ChildSocket {
-                    pool: pool.into(),
-                    path: dir,
-                    source,
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(source) => return Err(PoolError::ChildSocket { pool: pool.into(), path: dir, source }),
         }
     };
     let path = dir.join("children.sock");
-    let listener = bind_unix(&path).map_err(|source| PoolError::ChildSocket {
-        pool: pool.into(),
-        path: path.clone(),
-        source,
-    })?;
-    Ok((dir, ChildSocket { path, listener }))
+    match bind_unix(&path) {
+        Ok(listener) => Ok(ChildSocket { path, dir, listener }),
+        Err(source) => {
+            let _ = std::fs::remove_dir(&dir);
+            Err(PoolError::ChildSocket { pool: pool.into(), path, source })
+        }
+    }
 }
 
 fn bind_unix(path: &Path) -> std::io::Result<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
     listen(&fd, Backlog::new(4096).unwrap_or(Backlog::MAXCONN))?;
     Ok(fd)
 }
 
 /// The complete exec description of a pool's php-cgi parent.
-pub fn child_spec(
-    cfg: &config::Pool,
-    socket: &ChildSocket,
-    allow_root: bool,
-) -> Result<ChildSpec, PoolError> {
+pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) -> Result<ChildSpec, PoolError> {
     let credentials = credentials(cfg, allow_root)?;
     let home_user = match &credentials {
         Some(c) => User::from_uid(c.uid).ok().flatten(),
@@ -83,14 +59,11 @@ pub fn child_spec(
         program: find_program(&cfg.name, &cfg.php_cgi)?,
         args: args(cfg),
         env: environment(cfg, home_user.as_ref()),
-        listener: socket
-            .listener
-            .try_clone()
-            .map_err(|source| PoolError::ChildSocket {
-                pool: cfg.name.clone(),
-                path: socket.path.clone(),
-                source,
-            })?,
+        listener: socket.listener.try_clone().map_err(|source| PoolError::ChildSocket {
+            pool: cfg.name.clone(),
+            path: socket.path.clone(),
+            source,
+        })?,
         credentials,
     })
 }
@@ -124,11 +97,7 @@ pub fn environment(cfg: &config::Pool, user: Option<&User>) -> Vec<(OsString, Os
     for (k, v) in &cfg.env {
         set(&mut env, k, v.into());
     }
-    set(
-        &mut env,
-        "PHP_FCGI_CHILDREN",
-        cfg.pm_max_children.to_string().into(),
-    );
+    set(&mut env, "PHP_FCGI_CHILDREN", cfg.pm_max_children.to_string().into());
     // rustfpm recycles children itself; php-cgi's default would recycle every 500.
     set(&mut env, "PHP_FCGI_MAX_REQUESTS", "0".into());
     env
@@ -140,16 +109,10 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
 }
 
 fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credentials>, PoolError> {
-    let err = |message: String| PoolError::Credentials {
-        pool: cfg.name.clone(),
-        message,
-    };
+    let err = |message: String| PoolError::Credentials { pool: cfg.name.clone(), message };
     if !Uid::effective().is_root() {
         if cfg.user.is_some() {
-            crate::notice!(
-                "[pool {}] 'user' directive is ignored when rustfpm is not running as root",
-                cfg.name
-            );
+            crate::notice!("[pool {}] 'user' directive is ignored when rustfpm is not running as root", cfg.name);
         }
         return Ok(None);
     }
@@ -157,9 +120,7 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
         return if allow_root {
             Ok(None)
         } else {
-            Err(err(
-                "please specify user and group other than root (or run with -R)".into(),
-            ))
+            Err(err("please specify user and group other than root (or run with -R)".into()))
         };
     };
     let user = User::from_name(name)
@@ -175,32 +136,17 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
         None => user.gid,
     };
     if (user.uid.is_root() || gid == Gid::from_raw(0)) && !allow_root {
-        return Err(err(
-            "please specify user and group other than root (or run with -R)".into(),
-        ));
+        return Err(err("please specify user and group other than root (or run with -R)".into()));
     }
-    let cname = std::ffi::CString::new(name.as_bytes())
-        .map_err(|_| err(format!("bad user name '{name}'")))?;
+    let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| err(format!("bad user name '{name}'")))?;
     let groups = getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
-    Ok(Some(Credentials {
-        uid: user.uid,
-        gid,
-        groups,
-    }))
+    Ok(Some(Credentials { uid: user.uid, gid, groups }))
 }
 
 fn find_program(pool: &str, program: &Path) -> Result<PathBuf, PoolError> {
-    let err = |message: &str| PoolError::PhpCgi {
-        pool: pool.into(),
-        path: program.into(),
-        message: message.into(),
-    };
+    let err = |message: &str| PoolError::PhpCgi { pool: pool.into(), path: program.into(), message: message.into() };
     if program.components().count() > 1 {
-        return if program.is_file() {
-            Ok(program.into())
-        } else {
-            Err(err("no such file"))
-        };
+        return if program.is_file() { Ok(program.into()) } else { Err(err("no such file")) };
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)

@@ -14,13 +14,23 @@ use crate::sys::procfs;
 /// Size of a worker's read buffer: one full record plus header and padding.
 pub const READ_BUF: usize = 64 * 1024 + 512;
 
-/// The private socket that a pool's php-cgi children accept on.
+/// The private socket that a pool's php-cgi children accept on. Its file
+/// and directory are removed when the last handle drops.
 #[derive(Debug)]
 pub struct ChildSocket {
     /// Path of the socket, inside a directory only rustfpm can enter.
     pub path: PathBuf,
+    /// That directory.
+    pub dir: PathBuf,
     /// rustfpm's handle on the listening socket that the children share.
     pub listener: OwnedFd,
+}
+
+impl Drop for ChildSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 impl ChildSocket {
@@ -35,10 +45,7 @@ impl ChildSocket {
         if !flags.contains(OFlag::O_NONBLOCK) {
             return false;
         }
-        let _ = fcntl(
-            self.listener.as_raw_fd(),
-            FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK),
-        );
+        let _ = fcntl(self.listener.as_raw_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK));
         true
     }
 }
@@ -57,13 +64,7 @@ pub struct Worker {
 impl Worker {
     /// A worker for `slot`, not yet connected.
     pub fn new(slot: usize) -> Worker {
-        Worker {
-            slot,
-            conn: None,
-            inode: 0,
-            fresh: true,
-            buf: Vec::new(),
-        }
+        Worker { slot, conn: None, inode: 0, fresh: true, buf: Vec::new() }
     }
 
     /// The slot index in the pool.

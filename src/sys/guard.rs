@@ -35,10 +35,7 @@ impl Guard {
                 drop(write_end);
                 run_guard(read_end)
             }
-            ForkResult::Parent { child } => Ok(Guard {
-                pipe: File::from(write_end),
-                pid: child,
-            }),
+            ForkResult::Parent { child } => Ok(Guard { pipe: File::from(write_end), pid: child }),
         }
     }
 

@@ -38,13 +38,7 @@ impl ProcEvents {
     /// Subscribes; fails without the privilege to listen.
     pub fn open() -> io::Result<ProcEvents> {
         // SAFETY: socket(2) with constant arguments; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                NETLINK_CONNECTOR,
-            )
-        };
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_CONNECTOR) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -56,14 +50,7 @@ impl ProcEvents {
         addr.nl_groups = CN_IDX_PROC;
         let len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
         // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes.
-        if unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                len,
-            )
-        } != 0
-        {
+        if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
             return Err(io::Error::last_os_error());
         }
         let msg = listen_message();
@@ -79,8 +66,7 @@ impl ProcEvents {
         let mut buf = [0u8; 1024];
         loop {
             // SAFETY: receiving into a stack buffer of its own length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 // ENOBUFS: events were dropped under load; keep listening.
@@ -124,11 +110,7 @@ fn parse_exit(buf: &[u8]) -> Option<ExitEvent> {
     let (pid, tgid) = (i32_at(buf, DATA_AT)?, i32_at(buf, DATA_AT + 4)?);
     let wait_status = i32_at(buf, DATA_AT + 8)?;
     let parent = i32_at(buf, DATA_AT + 20)?;
-    (pid == tgid).then_some(ExitEvent {
-        pid,
-        parent,
-        wait_status,
-    })
+    (pid == tgid).then_some(ExitEvent { pid, parent, wait_status })
 }
 
 #[cfg(test)]
@@ -138,21 +120,14 @@ mod tests {
     #[test]
     fn sees_a_child_killed_by_a_signal() {
         let Ok(events) = ProcEvents::open() else {
-            eprintln!(
-                "process events unavailable here (not root in the initial namespaces); skipped"
-            );
+            eprintln!("process events unavailable here (not root in the initial namespaces); skipped");
             return;
         };
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id() as i32;
         child.kill().unwrap();
         child.wait().unwrap();
-        let event = std::iter::from_fn(|| events.next_exit().ok())
-            .find(|e| e.pid == pid)
-            .unwrap();
+        let event = std::iter::from_fn(|| events.next_exit().ok()).find(|e| e.pid == pid).unwrap();
         assert_eq!(event.parent, std::process::id() as i32);
         assert_eq!(event.wait_status & 0x7f, libc::SIGKILL);
     }

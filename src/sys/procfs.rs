@@ -13,10 +13,7 @@ pub fn children(pid: i32) -> Vec<i32> {
     for task in tasks.flatten() {
         let path = task.path().join("children");
         if let Ok(text) = fs::read_to_string(path) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
+            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
         }
     }
     out
@@ -28,15 +25,12 @@ pub fn holds_socket(pid: i32, inode: u32) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    fds.flatten()
-        .any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
+    fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
 }
 
 /// The child of `parent` that holds socket `inode`, if any.
 pub fn child_holding_socket(parent: i32, inode: u32) -> Option<i32> {
-    children(parent)
-        .into_iter()
-        .find(|&pid| holds_socket(pid, inode))
+    children(parent).into_iter().find(|&pid| holds_socket(pid, inode))
 }
 
 /// The inode of an open file descriptor of this process (sockets included).
@@ -69,10 +63,7 @@ mod tests {
 
     #[test]
     fn lists_children() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let kids = children(std::process::id() as i32);
         child.kill().unwrap();
         child.wait().unwrap();

@@ -5,9 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{
-    recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
-};
+use nix::sys::socket::{recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
@@ -19,12 +17,7 @@ const UNIX_DIAG_MSG_LEN: usize = 16;
 
 /// Returns the inode of the socket connected to the unix socket `inode`, if any.
 pub fn unix_peer_inode(inode: u32) -> io::Result<Option<u32>> {
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
+    let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
     send(fd.as_raw_fd(), &request(inode), MsgFlags::empty())?;
     let mut buf = [0u8; 1024];
     let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
@@ -92,9 +85,7 @@ mod tests {
 
     fn inode_of(s: &UnixStream) -> u32 {
         let fd = s.as_raw_fd();
-        std::fs::metadata(format!("/proc/self/fd/{fd}"))
-            .unwrap()
-            .ino() as u32
+        std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap().ino() as u32
     }
 
     #[test]

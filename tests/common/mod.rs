@@ -22,11 +22,7 @@ pub fn is_root() -> bool {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
@@ -48,10 +44,7 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Site {
-        let dir = tempfile::Builder::new()
-            .prefix("rustfpm-test-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("rustfpm-test-").tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let www = dir.path().join("www");
         std::fs::create_dir(&www).unwrap();
@@ -106,12 +99,7 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions {
-            children: 4,
-            extra: String::new(),
-            tables: String::new(),
-            tcp_port: None,
-        }
+        PoolOptions { children: 4, extra: String::new(), tables: String::new(), tcp_port: None }
     }
 }
 
@@ -123,11 +111,7 @@ impl Rustfpm {
             Some(port) => format!("127.0.0.1:{port}"),
             None => socket.display().to_string(),
         };
-        let user = if is_root() {
-            "user = \"www-data\"\n"
-        } else {
-            ""
-        };
+        let user = if is_root() { "user = \"www-data\"\n" } else { "" };
         let text = format!(
             "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\npm_max_children = {}\n{user}{}\n{}\n",
             opts.children, opts.extra, opts.tables
@@ -149,15 +133,9 @@ impl Rustfpm {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start rustfpm");
-        let fpm = Rustfpm {
-            child: Some(child),
-            socket: socket.clone().unwrap_or_default(),
-            config: config.into(),
-            log,
-        };
-        let ready = wait_until(Duration::from_secs(10), || {
-            fpm.log_text().contains("ready to handle connections")
-        });
+        let fpm =
+            Rustfpm { child: Some(child), socket: socket.clone().unwrap_or_default(), config: config.into(), log };
+        let ready = wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections"));
         assert!(ready, "rustfpm did not become ready:\n{}", fpm.log_text());
         fpm
     }
@@ -194,10 +172,7 @@ impl Rustfpm {
 
     /// Pids of the live php-cgi processes under rustfpm (parent and children).
     pub fn php_pids(&self) -> Vec<i32> {
-        descendants(self.pid())
-            .into_iter()
-            .filter(|p| is_live_php(*p))
-            .collect()
+        descendants(self.pid()).into_iter().filter(|p| is_live_php(*p)).collect()
     }
 }
 
@@ -226,10 +201,7 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         };
         for t in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                for c in text
-                    .split_whitespace()
-                    .filter_map(|s| s.parse::<i32>().ok())
-                {
+                for c in text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()) {
                     out.push(c);
                     todo.push(c);
                 }
@@ -265,10 +237,7 @@ impl Nginx {
         let upstream = if fpm.socket.as_os_str().is_empty() {
             let text = std::fs::read_to_string(&fpm.config).unwrap();
             let listen = text.lines().find(|l| l.starts_with("listen = ")).unwrap();
-            listen
-                .trim_start_matches("listen = ")
-                .trim_matches('"')
-                .to_string()
+            listen.trim_start_matches("listen = ").trim_matches('"').to_string()
         } else {
             format!("unix:{}", fpm.socket.display())
         };
@@ -321,10 +290,8 @@ http {{
 "#,
             d = dir.display(),
             www = site.www().display(),
-            upstream = upstream
-                .strip_prefix("unix:")
-                .map(|p| format!("unix:{p}"))
-                .unwrap_or_else(|| upstream.to_string()),
+            upstream =
+                upstream.strip_prefix("unix:").map(|p| format!("unix:{p}")).unwrap_or_else(|| upstream.to_string()),
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -340,9 +307,7 @@ http {{
             .spawn()
             .expect("start nginx (apt-get install nginx)");
         let nginx = Nginx { child, port };
-        let up = wait_until(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let up = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(
             up,
             "nginx did not start: {}",
@@ -398,18 +363,11 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     pub fn text(&self) -> String {
@@ -418,10 +376,7 @@ impl Response {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .redirects(0)
-        .build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).redirects(0).build()
 }
 
 fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
@@ -431,22 +386,13 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
         Err(e) => panic!("HTTP request failed: {e}"),
     };
     let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .iter()
-        .flat_map(|n| {
-            resp.all(n)
-                .into_iter()
-                .map(move |v| (n.clone(), v.to_string()))
-        })
-        .collect();
+    let mut names = resp.headers_names();
+    names.sort();
+    names.dedup();
+    let headers = names.iter().flat_map(|n| resp.all(n).into_iter().map(move |v| (n.clone(), v.to_string()))).collect();
     let mut body = Vec::new();
     resp.into_reader().read_to_end(&mut body).unwrap();
-    Response {
-        status,
-        headers,
-        body,
-    }
+    Response { status, headers, body }
 }
 
 /// GET `url`.
@@ -465,12 +411,7 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Response {
 
 /// POST `body` with `content_type`.
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Response {
-    finish(
-        agent()
-            .post(url)
-            .set("Content-Type", content_type)
-            .send_bytes(body),
-    )
+    finish(agent().post(url).set("Content-Type", content_type).send_bytes(body))
 }
 
 /// Sends a raw HTTP/1.0 request and returns each chunk of bytes as it arrived,

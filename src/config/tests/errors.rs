@@ -10,100 +10,33 @@ use crate::config::{load, ConfigErrors};
 fn every_bad_value_names_key_value_and_line() {
     let cases = [
         ("listen_backlog = 0", "listen_backlog", "0", "between"),
-        (
-            "listen_backlog = \"511\"",
-            "listen_backlog",
-            "511",
-            "without quotes",
-        ),
-        (
-            "listen_owner = \"no-such-user-xyz\"",
-            "listen_owner",
-            "no-such-user-xyz",
-            "no such user",
-        ),
-        (
-            "listen_group = \"no-such-group-xyz\"",
-            "listen_group",
-            "no-such-group-xyz",
-            "no such group",
-        ),
+        ("listen_backlog = \"511\"", "listen_backlog", "511", "without quotes"),
+        ("listen_owner = \"no-such-user-xyz\"", "listen_owner", "no-such-user-xyz", "no such user"),
+        ("listen_group = \"no-such-group-xyz\"", "listen_group", "no-such-group-xyz", "no such group"),
         ("listen_mode = \"0999\"", "listen_mode", "0999", "octal"),
         ("listen_mode = \"01777\"", "listen_mode", "01777", "0777"),
-        (
-            "listen_mode = 660",
-            "listen_mode",
-            "660",
-            "expected a string",
-        ),
-        (
-            "user = \"no-such-user-xyz\"",
-            "user",
-            "no-such-user-xyz",
-            "no such user",
-        ),
+        ("listen_mode = 660", "listen_mode", "660", "expected a string"),
+        ("user = \"no-such-user-xyz\"", "user", "no-such-user-xyz", "no such user"),
         ("group = 33", "group", "33", "put the value in quotes"),
-        (
-            "pm = \"dynamic\"",
-            "pm",
-            "dynamic",
-            "not supported yet (only \"static\")",
-        ),
+        ("pm = \"dynamic\"", "pm", "dynamic", "not supported yet (only \"static\")"),
         ("pm = \"ondemand\"", "pm", "ondemand", "not supported yet"),
         ("pm = \"fast\"", "pm", "fast", "\"static\""),
         ("php_cgi = \"\"", "php_cgi", "", "empty"),
-        (
-            "php_ini = \"/no/such/php.ini\"",
-            "php_ini",
-            "/no/such/php.ini",
-            "no such file",
-        ),
+        ("php_ini = \"/no/such/php.ini\"", "php_ini", "/no/such/php.ini", "no such file"),
         ("clear_env = \"no\"", "clear_env", "no", "write false"),
-        (
-            "security_limit_extensions = \"php\"",
-            "security_limit_extensions",
-            "php",
-            "dot",
-        ),
+        ("security_limit_extensions = \"php\"", "security_limit_extensions", "php", "dot"),
         ("queue_max_len = -1", "queue_max_len", "-1", "at least 0"),
-        (
-            "queue_max_len = 1.5",
-            "queue_max_len",
-            "1.5",
-            "expected an integer, found a float",
-        ),
+        ("queue_max_len = 1.5", "queue_max_len", "1.5", "expected an integer, found a float"),
         ("env = \"x\"", "env", "x", "expected a table"),
         ("env.PATH = true", "env.PATH", "true", "expected a string"),
-        (
-            "php_value.memory_limit = [1]",
-            "php_value.memory_limit",
-            "",
-            "expected a string, number",
-        ),
-        (
-            "php_flag.display_errors = \"maybe\"",
-            "php_flag.display_errors",
-            "maybe",
-            "a flag",
-        ),
-        (
-            "php_admin_value.\"a b\" = 1",
-            "php_admin_value.a b",
-            "1",
-            "INI setting name",
-        ),
-        (
-            "php_admin_flag.log_errors = 2",
-            "php_admin_flag.log_errors",
-            "2",
-            "a flag",
-        ),
+        ("php_value.memory_limit = [1]", "php_value.memory_limit", "", "expected a string, number"),
+        ("php_flag.display_errors = \"maybe\"", "php_flag.display_errors", "maybe", "a flag"),
+        ("php_admin_value.\"a b\" = 1", "php_admin_value.a b", "1", "INI setting name"),
+        ("php_admin_flag.log_errors = 2", "php_admin_flag.log_errors", "2", "a flag"),
     ];
     for (line, key, value, message) in cases {
         let errors = errors(&pool_with(line));
-        let [e] = errors.as_slice() else {
-            panic!("{line}: expected one error: {errors:?}")
-        };
+        let [e] = errors.as_slice() else { panic!("{line}: expected one error: {errors:?}") };
         assert_eq!(e.key.as_deref(), Some(key), "{line}");
         assert_eq!(e.value.as_deref().unwrap_or(""), value, "{line}");
         assert_eq!(e.line, Some(4), "{line}");
@@ -115,32 +48,14 @@ fn every_bad_value_names_key_value_and_line() {
 #[test]
 fn required_values_are_checked() {
     let cases = [
-        (
-            "listen = \"localhost:9000\"\npm_max_children = 1",
-            "listen",
-            "use an IP address",
-        ),
-        (
-            "listen = \"www.sock\"\npm_max_children = 1",
-            "listen",
-            "absolute socket path",
-        ),
-        (
-            "pm_max_children = 0\nlisten = \"/a.sock\"",
-            "pm_max_children",
-            "between 1 and 4096",
-        ),
-        (
-            "pm_max_children = 4097\nlisten = \"/a.sock\"",
-            "pm_max_children",
-            "between 1 and 4096",
-        ),
+        ("listen = \"localhost:9000\"\npm_max_children = 1", "listen", "use an IP address"),
+        ("listen = \"www.sock\"\npm_max_children = 1", "listen", "absolute socket path"),
+        ("pm_max_children = 0\nlisten = \"/a.sock\"", "pm_max_children", "between 1 and 4096"),
+        ("pm_max_children = 4097\nlisten = \"/a.sock\"", "pm_max_children", "between 1 and 4096"),
     ];
     for (lines, key, message) in cases {
         let errors = errors(&format!("[pool.a]\n{lines}\n"));
-        let [e] = errors.as_slice() else {
-            panic!("{lines}: expected one error: {errors:?}")
-        };
+        let [e] = errors.as_slice() else { panic!("{lines}: expected one error: {errors:?}") };
         assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(2)), "{lines}");
         assert!(e.message.contains(message), "{lines}: {}", e.message);
     }
@@ -150,13 +65,7 @@ fn required_values_are_checked() {
 fn missing_required_keys_name_the_pool_header() {
     let errors = errors("# comment\n[pool.www]\nclear_env = true\n");
     let keys: Vec<_> = errors.iter().map(|e| (e.key.as_deref(), e.line)).collect();
-    assert_eq!(
-        keys,
-        [
-            (Some("listen"), Some(2)),
-            (Some("pm_max_children"), Some(2))
-        ]
-    );
+    assert_eq!(keys, [(Some("listen"), Some(2)), (Some("pm_max_children"), Some(2))]);
     assert!(errors.iter().all(|e| e.message == "is required"));
 }
 
@@ -164,17 +73,8 @@ fn missing_required_keys_name_the_pool_header() {
 fn bad_global_values() {
     let text = "[global]\nerror_log = \"rel.log\"\nlog_level = \"info\"\npid = 7\n";
     let errors = errors(&format!("{text}{}", pool_with("")));
-    let found: Vec<_> = errors
-        .iter()
-        .map(|e| {
-            (
-                e.line,
-                e.key.as_deref(),
-                e.value.as_deref(),
-                e.pool.as_ref(),
-            )
-        })
-        .collect();
+    let found: Vec<_> =
+        errors.iter().map(|e| (e.line, e.key.as_deref(), e.value.as_deref(), e.pool.as_ref())).collect();
     assert_eq!(
         found,
         [
@@ -184,9 +84,7 @@ fn bad_global_values() {
         ]
     );
     assert!(errors[0].message.contains("absolute path"));
-    assert!(errors[1]
-        .message
-        .contains("debug, notice, warning, error, alert"));
+    assert!(errors[1].message.contains("debug, notice, warning, error, alert"));
     assert!(errors[2].message.contains("expected a string"));
 }
 
@@ -210,9 +108,7 @@ fn several_errors_are_all_reported_in_line_order() {
     let shown = ConfigErrors(errors).to_string();
     assert_eq!(shown.lines().count(), 6);
     assert!(
-        shown.contains(&format!(
-            "{FILE}:6: [pool www] pm_max_children = \"0\": must be between 1 and 4096"
-        )),
+        shown.contains(&format!("{FILE}:6: [pool www] pm_max_children = \"0\": must be between 1 and 4096")),
         "{shown}"
     );
 }
@@ -222,10 +118,7 @@ fn unknown_keys_are_errors_everywhere() {
     let text = "colour = 1\n[global]\ndaemonize = false\n[pool.www]\nlisten = \"/a\"\n\
                 pm_max_children = 1\n\"pm.start_servers\" = 2\naccess.log = \"x\"\n[pool.www.extra]\n";
     let errors = errors(text);
-    let found: Vec<_> = errors
-        .iter()
-        .map(|e| (e.line, e.key.as_deref(), e.pool.as_deref()))
-        .collect();
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.pool.as_deref())).collect();
     assert_eq!(
         found,
         [
@@ -243,30 +136,17 @@ fn unknown_keys_are_errors_everywhere() {
 fn dotted_php_fpm_directive_gets_the_underscore_spelling() {
     for line in ["\"pm.max_children\" = 4", "pm.max_children = 4"] {
         let errors = errors(&format!("[pool.www]\nlisten = \"/a\"\n{line}\n"));
-        let unknown = errors
-            .iter()
-            .find(|e| e.key.as_deref() == Some("pm.max_children"));
+        let unknown = errors.iter().find(|e| e.key.as_deref() == Some("pm.max_children"));
         let unknown = unknown.unwrap_or_else(|| panic!("{line}: {errors:?}"));
-        assert_eq!(
-            (unknown.line, unknown.value.as_deref()),
-            (Some(3), Some("4"))
-        );
-        assert!(
-            unknown.message.contains("written `pm_max_children`"),
-            "{}",
-            unknown.message
-        );
+        assert_eq!((unknown.line, unknown.value.as_deref()), (Some(3), Some("4")));
+        assert!(unknown.message.contains("written `pm_max_children`"), "{}", unknown.message);
     }
 }
 
 #[test]
 fn misplaced_keys_say_where_they_belong() {
     let errors = errors("listen = \"/a\"\n[pool]\nlisten = \"/b\"\n");
-    assert!(
-        errors[0].message.contains("belongs in a [pool.NAME] table"),
-        "{}",
-        errors[0].message
-    );
+    assert!(errors[0].message.contains("belongs in a [pool.NAME] table"), "{}", errors[0].message);
     assert_eq!(errors[1].key.as_deref(), Some("pool.listen"));
     assert!(errors.iter().any(|e| e.message.contains("no pool")));
 }
@@ -274,14 +154,10 @@ fn misplaced_keys_say_where_they_belong() {
 #[test]
 fn toml_syntax_error_has_a_line() {
     let errors = errors("[global]\nlog_level = \"debug\"\npid = /run/x.pid\n");
-    let [e] = errors.as_slice() else {
-        panic!("{errors:?}")
-    };
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
     assert_eq!(e.line, Some(3));
     assert!(e.message.starts_with("TOML syntax error"), "{}", e.message);
-    assert!(e
-        .to_string()
-        .starts_with(&format!("{FILE}:3: TOML syntax error")));
+    assert!(e.to_string().starts_with(&format!("{FILE}:3: TOML syntax error")));
 }
 
 #[test]
@@ -294,9 +170,7 @@ fn at_least_one_pool() {
 #[test]
 fn pool_names_are_checked() {
     let errors = errors("[pool.\"my pool\"]\nlisten = \"/a\"\npm_max_children = 1\n");
-    let [e] = errors.as_slice() else {
-        panic!("{errors:?}")
-    };
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
     assert_eq!((e.line, e.pool.as_deref()), (Some(1), Some("my pool")));
     assert!(e.message.contains("invalid pool name"));
     let config = parse_ok("[pool.\"a-1.b_c\"]\nlisten = \"/a\"\npm_max_children = 1\n");
@@ -305,68 +179,35 @@ fn pool_names_are_checked() {
 
 #[test]
 fn two_pools_cannot_share_a_listen_address() {
-    let pool = |name: &str, listen: &str| {
-        format!("[pool.{name}]\nlisten = \"{listen}\"\npm_max_children = 1\n")
-    };
-    for (a, b) in [
-        ("/a.sock", "/a.sock"),
-        ("127.0.0.1:9000", "127.0.0.1:9000"),
-        ("9000", "127.0.0.1:9000"),
-    ] {
+    let pool = |name: &str, listen: &str| format!("[pool.{name}]\nlisten = \"{listen}\"\npm_max_children = 1\n");
+    for (a, b) in [("/a.sock", "/a.sock"), ("127.0.0.1:9000", "127.0.0.1:9000"), ("9000", "127.0.0.1:9000")] {
         let errors = errors(&format!("{}{}", pool("one", a), pool("two", b)));
-        let [e] = errors.as_slice() else {
-            panic!("{errors:?}")
-        };
-        assert_eq!(
-            (e.line, e.pool.as_deref(), e.key.as_deref()),
-            (Some(5), Some("two"), Some("listen"))
-        );
-        assert!(
-            e.message.contains("pool one already listens"),
-            "{}",
-            e.message
-        );
+        let [e] = errors.as_slice() else { panic!("{errors:?}") };
+        assert_eq!((e.line, e.pool.as_deref(), e.key.as_deref()), (Some(5), Some("two"), Some("listen")));
+        assert!(e.message.contains("pool one already listens"), "{}", e.message);
     }
-    parse_ok(&format!(
-        "{}{}",
-        pool("one", "127.0.0.1:9000"),
-        pool("two", "127.0.0.2:9000")
-    ));
+    parse_ok(&format!("{}{}", pool("one", "127.0.0.1:9000"), pool("two", "127.0.0.2:9000")));
 }
 
 #[test]
 fn ini_values_cannot_inject_lines() {
-    let errors = errors(&pool_with(
-        "[pool.www.php_value]\nerror_log = \"/x\\nauto_prepend_file=/y\"\n",
-    ));
-    assert!(
-        errors[0].message.contains("line breaks"),
-        "{}",
-        errors[0].message
-    );
+    let errors = errors(&pool_with("[pool.www.php_value]\nerror_log = \"/x\\nauto_prepend_file=/y\"\n"));
+    assert!(errors[0].message.contains("line breaks"), "{}", errors[0].message);
 }
 
 #[test]
 fn load_reports_an_unreadable_file() {
     let path = Path::new("/no/such/dir/rustfpm.toml");
     let ConfigErrors(errors) = load(path).unwrap_err();
-    let [e] = errors.as_slice() else {
-        panic!("{errors:?}")
-    };
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
     assert_eq!(e.file, path);
-    assert!(
-        e.to_string()
-            .starts_with("/no/such/dir/rustfpm.toml: cannot read"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("/no/such/dir/rustfpm.toml: cannot read"), "{e}");
 }
 
 #[test]
 fn dotted_key_clash_explains_the_underscore_spelling() {
     let errors = errors(&pool_with("pm = \"static\"\npm.start_servers = 2"));
-    let [e] = errors.as_slice() else {
-        panic!("{errors:?}")
-    };
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
     assert_eq!(e.line, Some(5));
     assert!(e.message.contains("`listen_owner`"), "{}", e.message);
 }

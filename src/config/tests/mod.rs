@@ -40,25 +40,14 @@ fn example_config_parses() {
     assert_eq!(config.path, PathBuf::from(FILE));
     assert_eq!(config.global.error_log, LogTarget::Stderr);
     assert_eq!(config.global.log_level, LogLevel::Notice);
-    assert_eq!(
-        config.global.pid,
-        Some(PathBuf::from("/run/rustfpm/rustfpm.pid"))
-    );
-    let [pool] = config.pools.as_slice() else {
-        panic!("one pool expected")
-    };
+    assert_eq!(config.global.pid, Some(PathBuf::from("/run/rustfpm/rustfpm.pid")));
+    let [pool] = config.pools.as_slice() else { panic!("one pool expected") };
     assert_eq!(pool.name, "www");
-    assert_eq!(
-        pool.listen,
-        ListenAddr::Unix(PathBuf::from("/run/rustfpm/www.sock"))
-    );
+    assert_eq!(pool.listen, ListenAddr::Unix(PathBuf::from("/run/rustfpm/www.sock")));
     assert_eq!((pool.pm, pool.pm_max_children), (PmMode::Static, 4));
     assert_eq!(pool.user.as_deref(), Some("www-data"));
     assert_eq!(pool.listen_owner.as_deref(), Some("www-data"));
-    assert_eq!(
-        pool.env,
-        [("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]
-    );
+    assert_eq!(pool.env, [("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]);
     assert_eq!(pool.ini.len(), 4);
     assert_eq!(pool.admin_ini_keys, ["memory_limit", "log_errors"]);
 }
@@ -72,19 +61,13 @@ fn defaults_fill_every_optional_key() {
     let pool = &config.pools[0];
     assert_eq!(pool.listen_backlog, DEFAULT_LISTEN_BACKLOG);
     assert_eq!(pool.listen_mode, DEFAULT_LISTEN_MODE);
-    assert_eq!(
-        (pool.listen_owner.as_ref(), pool.listen_group.as_ref()),
-        (None, None)
-    );
+    assert_eq!((pool.listen_owner.as_ref(), pool.listen_group.as_ref()), (None, None));
     assert_eq!((pool.user.as_ref(), pool.group.as_ref()), (None, None));
     assert_eq!(pool.pm, DEFAULT_PM);
     assert_eq!(pool.php_cgi, PathBuf::from(DEFAULT_PHP_CGI));
     assert_eq!(pool.php_ini, None);
     assert_eq!(pool.clear_env, DEFAULT_CLEAR_ENV);
-    assert_eq!(
-        pool.security_limit_extensions,
-        DEFAULT_SECURITY_LIMIT_EXTENSIONS
-    );
+    assert_eq!(pool.security_limit_extensions, DEFAULT_SECURITY_LIMIT_EXTENSIONS);
     assert_eq!(pool.queue_max_len, 4 * DEFAULT_QUEUE_FACTOR);
     assert!(pool.env.is_empty() && pool.ini.is_empty() && pool.admin_ini_keys.is_empty());
 }
@@ -101,10 +84,7 @@ fn every_key_is_read() {
     assert_eq!(pool.listen_owner.as_deref(), Some("root"));
     assert_eq!(pool.listen_group.as_deref(), Some("0"));
     assert_eq!(pool.listen_mode, 0o600);
-    assert_eq!(
-        (pool.user.as_deref(), pool.group.as_deref()),
-        (Some("root"), Some("root"))
-    );
+    assert_eq!((pool.user.as_deref(), pool.group.as_deref()), (Some("root"), Some("root")));
     assert_eq!(pool.php_cgi, PathBuf::from("/usr/bin/php-cgi"));
     assert_eq!(pool.php_ini, Some(PathBuf::from("/")));
     assert!(!pool.clear_env);
@@ -114,15 +94,9 @@ fn every_key_is_read() {
 
 #[test]
 fn global_values() {
-    let text = format!(
-        "[global]\nerror_log = \"/var/log/rustfpm.log\"\nlog_level = \"debug\"\n{}",
-        pool_with("")
-    );
+    let text = format!("[global]\nerror_log = \"/var/log/rustfpm.log\"\nlog_level = \"debug\"\n{}", pool_with(""));
     let global = parse_ok(&text).global;
-    assert_eq!(
-        global.error_log,
-        LogTarget::File(PathBuf::from("/var/log/rustfpm.log"))
-    );
+    assert_eq!(global.error_log, LogTarget::File(PathBuf::from("/var/log/rustfpm.log")));
     assert_eq!(global.log_level, LogLevel::Debug);
     assert!(LogLevel::Debug < LogLevel::Alert);
 }
@@ -143,24 +117,13 @@ fn pools_keep_file_order() {
 #[test]
 fn listen_spellings_in_a_pool() {
     let cases = [
-        (
-            "/run/php/x.sock",
-            ListenAddr::Unix("/run/php/x.sock".into()),
-        ),
-        (
-            "127.0.0.1:9000",
-            ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap()),
-        ),
+        ("/run/php/x.sock", ListenAddr::Unix("/run/php/x.sock".into())),
+        ("127.0.0.1:9000", ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())),
         ("[::1]:9000", ListenAddr::Tcp("[::1]:9000".parse().unwrap())),
-        (
-            "9000",
-            ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 9000))),
-        ),
+        ("9000", ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 9000)))),
     ];
     for (spelling, expected) in cases {
-        let pool = only_pool(&format!(
-            "[pool.a]\nlisten = \"{spelling}\"\npm_max_children = 1\n"
-        ));
+        let pool = only_pool(&format!("[pool.a]\nlisten = \"{spelling}\"\npm_max_children = 1\n"));
         assert_eq!(pool.listen, expected);
     }
 }
@@ -174,11 +137,7 @@ fn ini_tables_merge_in_order_and_flags_normalise() {
          [pool.www.php_admin_value]\nmemory_limit = \"96M\"\n\
          [pool.www.php_admin_flag]\ndisplay_errors = false\n",
     ));
-    let ini: Vec<(&str, &str)> = pool
-        .ini
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let ini: Vec<(&str, &str)> = pool.ini.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         ini,
         [
@@ -196,21 +155,10 @@ fn ini_tables_merge_in_order_and_flags_normalise() {
 
 #[test]
 fn env_table() {
-    let pool = only_pool(&pool_with(
-        "[pool.www.env]\nTMPDIR = \"/tmp\"\nWORKERS = 3\n",
-    ));
-    assert_eq!(
-        pool.env,
-        [
-            ("TMPDIR".into(), "/tmp".into()),
-            ("WORKERS".into(), "3".into())
-        ]
-    );
+    let pool = only_pool(&pool_with("[pool.www.env]\nTMPDIR = \"/tmp\"\nWORKERS = 3\n"));
+    assert_eq!(pool.env, [("TMPDIR".into(), "/tmp".into()), ("WORKERS".into(), "3".into())]);
     let errors = errors(&pool_with("[pool.www.env]\n\"A=B\" = \"x\"\n"));
-    assert_eq!(
-        (errors[0].line, errors[0].key.as_deref()),
-        (Some(5), Some("env.A=B"))
-    );
+    assert_eq!((errors[0].line, errors[0].key.as_deref()), (Some(5), Some("env.A=B")));
 }
 
 #[test]

@@ -1,0 +1,97 @@
+//! The request body on its way from nginx: STDIN records, followed until the
+//! empty one that ends the body, forwarded or skipped without being held whole.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::{Conn, ConnError};
+use crate::fastcgi::cursor::{Cursor, Flow, Piece};
+use crate::fastcgi::RecordType;
+
+/// The request body on its way from nginx: STDIN records are copied through
+/// until the empty one that ends the body.
+pub struct RequestStream {
+    id: u16,
+    cursor: Cursor,
+    /// The empty STDIN record that ends the body has been seen.
+    pub done: bool,
+}
+
+impl RequestStream {
+    pub fn new(id: u16) -> RequestStream {
+        RequestStream { id, cursor: Cursor::new(), done: false }
+    }
+
+    /// Appends to `out` the body bytes found at the start of `data`; returns
+    /// how many bytes of `data` belong to this request.
+    pub fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
+        if self.done {
+            return Ok(0);
+        }
+        let (id, mut bad, mut done) = (self.id, false, false);
+        let used = self.cursor.feed(data, |piece| match piece {
+            Piece::Header(h) => {
+                bad |= h.record_type != RecordType::Stdin as u8 || h.request_id != id;
+                Flow::Continue
+            }
+            Piece::End(h) if h.content_length == 0 => {
+                done = true;
+                Flow::Stop
+            }
+            _ => Flow::Continue,
+        })?;
+        if bad {
+            return Err(ConnError::Protocol("expected STDIN records of the current request"));
+        }
+        out.extend_from_slice(&data[..used]);
+        self.done = done;
+        Ok(used)
+    }
+}
+
+/// Reads and drops the rest of a request body, so that the connection is at
+/// the next request (or can be closed without resetting unread data).
+pub async fn skip<R, W>(conn: &mut Conn<R, W>, body: &mut RequestStream) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut sink = Vec::new();
+    loop {
+        let used = body.take(conn.inbuf.pending(), &mut sink)?;
+        conn.inbuf.consume(used);
+        sink.clear();
+        if body.done {
+            return Ok(());
+        }
+        if conn.inbuf.fill(&mut conn.rd).await? == 0 {
+            return Err(ConnError::UnexpectedEof);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::encode_stream;
+
+    #[test]
+    fn request_stream_stops_at_empty_stdin() {
+        let mut bytes = Vec::new();
+        encode_stream(&mut bytes, RecordType::Stdin, 1, b"body");
+        encode_stream(&mut bytes, RecordType::Stdin, 1, b"");
+        let len = bytes.len();
+        bytes.extend_from_slice(b"next request");
+        let mut r = RequestStream::new(1);
+        let mut out = Vec::new();
+        assert_eq!(r.take(&bytes, &mut out).unwrap(), len);
+        assert!(r.done);
+        assert_eq!(out.len(), len);
+    }
+
+    #[test]
+    fn request_stream_rejects_other_records() {
+        let mut bytes = Vec::new();
+        encode_stream(&mut bytes, RecordType::Stdout, 1, b"x");
+        assert!(RequestStream::new(1).take(&bytes, &mut Vec::new()).is_err());
+    }
+}

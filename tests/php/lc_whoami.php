@@ -1,0 +1,2 @@
+<?php
+echo posix_getuid(), "\n";
