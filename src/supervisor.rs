@@ -315,10 +315,19 @@ fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     Ok(Pid::from_raw(child.id() as i32))
 }
 
+/// Signals whose disposition is reset to the default for php-cgi.
+const RESET_SIGNALS: [libc::c_int; 8] =
+    [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGPIPE];
+
 fn pre_exec(creds: Option<&Credentials>) -> std::io::Result<()> {
-    // SAFETY: prctl, setsid, setgroups, setgid and setuid are async-signal-safe
+    // SAFETY: signal, prctl, setsid, setgroups, setgid and setuid are async-signal-safe
     // system calls; `groups` was allocated before the fork and is only read.
     unsafe {
+        // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
+        // would survive exec; php-cgi must see the defaults.
+        for sig in RESET_SIGNALS {
+            libc::signal(sig, libc::SIG_DFL);
+        }
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setsid() == -1 {
             return Err(std::io::Error::last_os_error());
         }
