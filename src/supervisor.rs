@@ -316,8 +316,16 @@ fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
 }
 
 /// Signals whose disposition is reset to the default for php-cgi.
-const RESET_SIGNALS: [libc::c_int; 8] =
-    [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGALRM, libc::SIGPIPE];
+const RESET_SIGNALS: [libc::c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGPIPE,
+];
 
 fn pre_exec(creds: Option<&Credentials>) -> std::io::Result<()> {
     // SAFETY: signal, prctl, setsid, setgroups, setgid and setuid are async-signal-safe

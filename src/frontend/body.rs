@@ -14,11 +14,19 @@ pub struct RequestStream {
     cursor: Cursor,
     /// The empty STDIN record that ends the body has been seen.
     pub done: bool,
+    /// Body bytes seen so far.
+    pub content: u64,
 }
 
 impl RequestStream {
+    /// The body of request `id`, nothing read yet.
     pub fn new(id: u16) -> RequestStream {
-        RequestStream { id, cursor: Cursor::new(), done: false }
+        RequestStream { id, cursor: Cursor::new(), done: false, content: 0 }
+    }
+
+    /// True between two records (what was taken so far is whole records).
+    pub fn at_boundary(&self) -> bool {
+        self.cursor.at_boundary()
     }
 
     /// Appends to `out` the body bytes found at the start of `data`; returns
@@ -27,8 +35,12 @@ impl RequestStream {
         if self.done {
             return Ok(0);
         }
-        let (id, mut bad, mut done) = (self.id, false, false);
+        let (id, mut bad, mut done, mut content) = (self.id, false, false, 0);
         let used = self.cursor.feed(data, |piece| match piece {
+            Piece::Content(bytes) => {
+                content += bytes.len() as u64;
+                Flow::Continue
+            }
             Piece::Header(h) => {
                 bad |= h.record_type != RecordType::Stdin as u8 || h.request_id != id;
                 Flow::Continue
@@ -44,6 +56,7 @@ impl RequestStream {
         }
         out.extend_from_slice(&data[..used]);
         self.done = done;
+        self.content += content;
         Ok(used)
     }
 }

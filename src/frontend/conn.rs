@@ -77,7 +77,6 @@ where
             _ => crate::warning!("[pool {}] {e}; connection closed", pool.name),
         }
     }
-    let _ = conn.wr.shutdown().await;
 }
 
 async fn serve_requests<R, W>(

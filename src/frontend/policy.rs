@@ -2,7 +2,10 @@
 //! the request: the script must exist (404 `File not found.`) and have an
 //! allowed extension (403 `Access denied.`, `security.limit_extensions`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::fastcgi::ParamsBuffer;
 
@@ -25,12 +28,43 @@ pub fn check(params: &ParamsBuffer, limit_extensions: &[String]) -> Verdict {
     let Some(raw) = params.get(b"SCRIPT_FILENAME").filter(|v| !v.is_empty()) else {
         return Verdict::NotFound;
     };
-    let path = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw));
-    match primary_script(path) {
+    match cached_primary_script(raw) {
         None => Verdict::NotFound,
         Some(script) if allowed(&script, limit_extensions) => Verdict::Forward,
         Some(script) => Verdict::Denied(script),
     }
+}
+
+/// How long a script found on disk is trusted without another `stat`
+/// (PHP's own realpath cache trusts paths for 120 s). Only hits are cached: a
+/// new file is seen at once, a deleted one within this time (php-cgi then
+/// answers 404 itself).
+pub const SCRIPT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most entries in the script cache; it is emptied when full.
+pub const SCRIPT_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    // The front end runs on one thread, so a per-thread cache is never shared.
+    static SCRIPTS: RefCell<HashMap<Vec<u8>, (Instant, PathBuf)>> = RefCell::new(HashMap::new());
+}
+
+/// [`primary_script`], remembered for [`SCRIPT_CACHE_TTL`].
+fn cached_primary_script(raw: &[u8]) -> Option<PathBuf> {
+    let now = Instant::now();
+    let hit = SCRIPTS.with_borrow(|cache| {
+        cache.get(raw).filter(|(at, _)| now.duration_since(*at) < SCRIPT_CACHE_TTL).map(|(_, p)| p.clone())
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let found = primary_script(Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw)))?;
+    SCRIPTS.with_borrow_mut(|cache| {
+        if cache.len() >= SCRIPT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(raw.to_vec(), (now, found.clone()));
+    });
+    Some(found)
 }
 
 /// The file PHP would run for `path`: with `cgi.fix_pathinfo`, PHP strips

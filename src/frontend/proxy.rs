@@ -100,14 +100,17 @@ where
     let mut response = ResponseStream::default();
     let result = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response).await;
     match result {
-        Ok(clean) => {
-            if !clean {
-                // The child answered before taking the whole body: its connection
-                // holds stale input, so it is closed; the rest of the body is skipped.
-                lease.worker().discard();
-            }
+        Ok(sent_whole_records) => {
+            // The child may answer before the body has reached it. php-cgi copes
+            // with a body it got whole, or with a missing empty end-of-body
+            // record (the usual GET); anything else leaves its connection out of
+            // step, so it is closed. The rest of the body is skipped.
+            let seen = request.content;
             if let Err(e) = super::body::skip(conn, &mut request).await {
                 return Outcome::ClientGone(e);
+            }
+            if !sent_whole_records || request.content != seen {
+                lease.worker().discard();
             }
             Outcome::Done { status: response.status }
         }
@@ -122,7 +125,7 @@ enum Failure {
 }
 
 /// Moves bytes both ways until the child's END_REQUEST has been forwarded.
-/// Returns whether the child received the whole request.
+/// Returns whether what was sent to the child ends on a record boundary.
 async fn exchange<R, W>(
     conn: &mut Conn<R, W>,
     worker: &mut Worker,
@@ -151,7 +154,7 @@ where
                 let used = response.scan(&buf[..n]).map_err(|_| Failure::Child)?;
                 conn.wr.write_all(&buf[..used]).await.map_err(|e| Failure::Client(e.into()))?;
                 if response.ended {
-                    return Ok(request.done && written == to_child.len());
+                    return Ok(request.at_boundary() && written == to_child.len());
                 }
             }
             n = up_wr.write(&to_child[written..]), if written < to_child.len() => {
