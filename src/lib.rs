@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 pub mod signals;
+pub mod spawn;
 pub mod supervisor;
 pub mod sys;

@@ -18,6 +18,8 @@ pub const QUEUE_REJECTED_TOTAL: &str = "rustfpm_queue_rejected_total";
 pub const PARENT_STARTS_TOTAL: &str = "rustfpm_parent_starts_total";
 /// Children that died while serving a request.
 pub const CHILD_CRASHES_TOTAL: &str = "rustfpm_child_crashes_total";
+/// Children replaced, by pool and reason.
+pub const CHILDREN_RECYCLED_TOTAL: &str = "rustfpm_children_recycled_total";
 /// Busy children right now.
 pub const BUSY_CHILDREN: &str = "rustfpm_busy_children";
 
@@ -80,6 +82,11 @@ impl PoolMetrics {
     /// Sets the busy-children gauge.
     pub fn busy(&self, n: usize) {
         self.busy.set(n as f64);
+    }
+
+    /// Records a child replaced for `reason`.
+    pub fn recycled(&self, reason: &'static str) {
+        counter!(CHILDREN_RECYCLED_TOTAL, "pool" => self.pool.clone(), "reason" => reason).increment(1);
     }
 
     /// Records a start of the pool's php-cgi parent.

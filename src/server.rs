@@ -1,14 +1,16 @@
-//! The server's lifecycle: Starting → Ready → Draining → Stopped.
+//! The server's lifecycle: Starting → Ready → (Reloading) → Draining → Stopped.
 //! Binds every pool's listener, starts the pools, turns signals into intents,
-//! and shuts down by deciding, telling everyone, and waiting with a deadline.
+//! reloads the configuration on SIGUSR2 without failing a request, and shuts
+//! down by deciding, telling everyone, and waiting with a deadline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::frontend::{self, Listener};
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
@@ -37,7 +39,10 @@ pub fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
 pub fn run(config: Config, listeners: Vec<Listener>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let (supervisor, thread) = Supervisor::start(guard);
-    let result = runtime.block_on(serve(&config, listeners, &supervisor, &opts));
+    let result = runtime.block_on(async {
+        let mut server = Server::start(config, listeners, supervisor.clone(), opts)?;
+        server.serve().await
+    });
     supervisor.send(Command::Shutdown { grace: STOP_GRACE });
     let _ = thread.join();
     drop(runtime);
@@ -45,35 +50,162 @@ pub fn run(config: Config, listeners: Vec<Listener>, guard: Guard, opts: Options
     result
 }
 
-async fn serve(
-    config: &Config,
-    listeners: Vec<Listener>,
-    supervisor: &Supervisor,
-    opts: &Options,
-) -> anyhow::Result<i32> {
-    let mut signals = Signals::install().context("install signal handlers")?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let mut pools = Vec::new();
-    for (cfg, listener) in config.pools.iter().zip(listeners) {
-        let pool = Pool::start(cfg, supervisor, opts.allow_root)?;
-        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
-        tokio::spawn(frontend::accept_loop(listener, pool.clone(), shutdown_rx.clone(), done_tx.clone()));
-        pools.push(pool);
-    }
-    drop(done_tx);
-    crate::notice!("fpm is running, pid {}", std::process::id());
-    crate::notice!("ready to handle connections");
-    let intent = loop {
-        match signals.next().await {
-            Intent::Reap => supervisor.send(Command::Reap),
-            Intent::ReopenLogs => reopen_logs(),
-            Intent::Reload => crate::warning!("reload (SIGUSR2) is not supported yet; ignored"),
-            stop => break stop,
+/// The running pools and the listeners that feed them.
+struct Server {
+    config: Config,
+    opts: Options,
+    supervisor: Supervisor,
+    signals: Signals,
+    /// Each listener's current pool; replacing it moves new requests to a
+    /// new generation, dropping it ends the listener's accept loop.
+    routes: HashMap<String, watch::Sender<Arc<Pool>>>,
+    pools: Vec<Arc<Pool>>,
+    shutdown_tx: watch::Sender<bool>,
+    done_tx: Option<mpsc::Sender<()>>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl Server {
+    fn start(config: Config, listeners: Vec<Listener>, supervisor: Supervisor, opts: Options) -> anyhow::Result<Self> {
+        let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
+        let (shutdown_tx, _) = watch::channel(false);
+        let (done_tx, done_rx) = mpsc::channel::<()>(1);
+        let mut server = Server {
+            config,
+            opts,
+            supervisor,
+            signals,
+            routes: HashMap::new(),
+            pools: Vec::new(),
+            shutdown_tx,
+            done_tx: Some(done_tx),
+            done_rx,
+        };
+        let pools = server.start_pools(&server.config.clone())?;
+        for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
+            server.open_route(cfg, pool, listener)?;
         }
-    };
-    shutdown(intent, &pools, &shutdown_tx, &mut done_rx, &mut signals, supervisor).await;
-    Ok(0)
+        crate::notice!("fpm is running, pid {}", std::process::id());
+        crate::notice!("ready to handle connections");
+        Ok(server)
+    }
+
+    fn start_pools(&self, config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
+        config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &self.supervisor, self.opts.allow_root)?)).collect()
+    }
+
+    fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listener: Listener) -> anyhow::Result<()> {
+        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
+        let (tx, rx) = watch::channel(pool.clone());
+        let done = self.done_tx.clone().context("server is stopping")?;
+        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done));
+        self.routes.insert(cfg.listen.to_string(), tx);
+        self.pools.push(pool);
+        Ok(())
+    }
+
+    async fn serve(&mut self) -> anyhow::Result<i32> {
+        let intent = loop {
+            match self.signals.next().await {
+                Intent::Reap => self.supervisor.send(Command::Reap),
+                Intent::ReopenLogs => reopen_logs(),
+                Intent::Reload => self.reload(),
+                stop => break stop,
+            }
+        };
+        self.shutdown(intent).await;
+        Ok(0)
+    }
+
+    /// SIGUSR2: a new generation of pools from the re-read configuration.
+    /// Listeners that stay are kept open and handed to the new pools; the old
+    /// pools finish their in-flight requests, then their children stop. A
+    /// configuration with errors is refused and the running pools are kept.
+    fn reload(&mut self) {
+        crate::notice!("Reloading in progress ...");
+        let config = match config::load(&self.config.path) {
+            Ok(config) => config,
+            Err(errors) => {
+                for e in &errors.0 {
+                    crate::error!("{e}");
+                }
+                crate::error!("reload refused: the configuration has errors; the running pools are kept");
+                return;
+            }
+        };
+        if let Err(e) = self.switch_to(config) {
+            crate::error!("reload failed: {e:#}; the running pools are kept");
+        }
+    }
+
+    fn switch_to(&mut self, config: Config) -> anyhow::Result<()> {
+        // Everything that can fail happens before anything is switched.
+        let mut fresh = Vec::new();
+        for cfg in config.pools.iter().filter(|cfg| !self.routes.contains_key(&cfg.listen.to_string())) {
+            fresh.push((cfg.clone(), frontend::bind(cfg)?));
+        }
+        let pools = self.start_pools(&config)?;
+        let retiring = std::mem::take(&mut self.pools);
+        let mut old_routes = std::mem::take(&mut self.routes);
+        for (cfg, pool) in config.pools.iter().zip(&pools) {
+            if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
+                tx.send_replace(pool.clone());
+                self.routes.insert(cfg.listen.to_string(), tx);
+                self.pools.push(pool.clone());
+            }
+        }
+        for (cfg, listener) in fresh {
+            if let Some(pool) = config.pools.iter().zip(&pools).find(|(c, _)| c.name == cfg.name).map(|(_, p)| p) {
+                self.open_route(&cfg, pool.clone(), listener)?;
+            }
+        }
+        drop(old_routes); // listeners of pools that are gone stop accepting
+        for pool in retiring {
+            pool.retire(config.global.process_control_timeout);
+        }
+        crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
+        self.config = config;
+        Ok(())
+    }
+
+    /// Decide (the intent), tell (listeners and pools), wait (with a
+    /// deadline, or until a second signal asks for a fast stop).
+    async fn shutdown(&mut self, intent: Intent) {
+        let _ = self.shutdown_tx.send(true);
+        self.done_tx = None;
+        self.routes.clear();
+        if intent == Intent::GracefulStop {
+            crate::notice!("Finishing ...");
+            self.drain(self.config.global.process_control_timeout).await;
+        } else {
+            crate::notice!("Terminating ...");
+        }
+        for pool in &self.pools {
+            pool.stop();
+        }
+        self.supervisor.send(Command::Shutdown { grace: STOP_GRACE });
+        let _ = tokio::time::timeout(FAST_STOP_WAIT, self.done_rx.recv()).await;
+    }
+
+    /// Waits for every connection to finish its request, at most `limit`.
+    async fn drain(&mut self, limit: Option<Duration>) {
+        let deadline = tokio::time::sleep(limit.unwrap_or(Duration::from_secs(u32::MAX as u64)));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = self.done_rx.recv() => return,
+                _ = &mut deadline => {
+                    crate::warning!("process_control_timeout passed with requests still running; terminating");
+                    return;
+                }
+                i = self.signals.next() => match i {
+                    Intent::FastStop => { crate::notice!("Terminating ..."); return }
+                    Intent::Reap => self.supervisor.send(Command::Reap),
+                    _ => {}
+                },
+            }
+        }
+    }
 }
 
 fn reopen_logs() {
@@ -81,37 +213,4 @@ fn reopen_logs() {
         Ok(()) => crate::notice!("error log reopened"),
         Err(e) => crate::error!("cannot reopen the error log: {e}"),
     }
-}
-
-/// Decide (the intent), tell (listeners and pools), wait (with a deadline,
-/// or until a second signal asks for a fast stop).
-async fn shutdown(
-    intent: Intent,
-    pools: &[Arc<Pool>],
-    shutdown_tx: &watch::Sender<bool>,
-    done_rx: &mut mpsc::Receiver<()>,
-    signals: &mut Signals,
-    supervisor: &Supervisor,
-) {
-    let _ = shutdown_tx.send(true);
-    if intent == Intent::GracefulStop {
-        crate::notice!("Finishing ...");
-        loop {
-            tokio::select! {
-                _ = done_rx.recv() => break,
-                i = signals.next() => match i {
-                    Intent::FastStop => { crate::notice!("Terminating ..."); break }
-                    Intent::Reap => supervisor.send(Command::Reap),
-                    _ => {}
-                },
-            }
-        }
-    } else {
-        crate::notice!("Terminating ...");
-    }
-    for pool in pools {
-        pool.stop();
-    }
-    supervisor.send(Command::Shutdown { grace: STOP_GRACE });
-    let _ = tokio::time::timeout(FAST_STOP_WAIT, done_rx.recv()).await;
 }

@@ -23,10 +23,12 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers. Must run inside the tokio runtime.
-    pub fn install() -> std::io::Result<Signals> {
+    /// Installs the handlers. With `graceful_term`, SIGTERM drains like
+    /// SIGQUIT (`graceful_stop_on_term`). Must run inside the tokio runtime.
+    pub fn install(graceful_term: bool) -> std::io::Result<Signals> {
+        let term = if graceful_term { Intent::GracefulStop } else { Intent::FastStop };
         let table = [
-            (SignalKind::terminate(), Intent::FastStop),
+            (SignalKind::terminate(), term),
             (SignalKind::interrupt(), Intent::FastStop),
             (SignalKind::quit(), Intent::GracefulStop),
             (SignalKind::user_defined1(), Intent::ReopenLogs),

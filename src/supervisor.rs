@@ -6,12 +6,6 @@
 //! Pools talk to it with [`Command`]s and hear back through [`PoolEvent`]s.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -19,43 +13,16 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::spawn::{spawn_parent, ChildSpec};
 use crate::sys::proc_events::ProcEvents;
 use crate::sys::{guard::Guard, procfs, sockdiag};
 
 /// How often, and how far apart, the child of a new connection is looked for.
 const FIND_CHILD_TRIES: u32 = 40;
 const FIND_CHILD_PAUSE: Duration = Duration::from_millis(5);
-
-/// Everything needed to exec one pool's php-cgi parent.
-#[derive(Debug)]
-pub struct ChildSpec {
-    /// Pool name, for log lines.
-    pub pool: String,
-    /// The php-cgi binary.
-    pub program: PathBuf,
-    /// Arguments after the program name (`-c`, `-d key=value`).
-    pub args: Vec<OsString>,
-    /// The complete environment of the children.
-    pub env: Vec<(OsString, OsString)>,
-    /// The pool's private listening socket, handed to php-cgi as fd 0.
-    pub listener: OwnedFd,
-    /// Credentials to switch to before exec; `None` keeps rustfpm's.
-    pub credentials: Option<Credentials>,
-}
-
-/// User, group and supplementary groups of a pool's children.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// User id.
-    pub uid: Uid,
-    /// Primary group id.
-    pub gid: Gid,
-    /// Supplementary groups.
-    pub groups: Vec<Gid>,
-}
 
 /// What the supervisor reports to a pool.
 #[derive(Debug)]
@@ -292,75 +259,4 @@ fn find_child(parent: Pid, slot: usize, inode: u32, events: &UnboundedSender<Poo
         pid = lookup();
     }
     let _ = events.send(PoolEvent::ChildFound { slot, inode, pid });
-}
-
-fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
-    let (stderr_read, stderr_write) = std::io::pipe()?;
-    let mut cmd = std::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::from(spec.listener.try_clone()?))
-        .stdout(Stdio::null())
-        .stderr(stderr_write);
-    let creds = spec.credentials.clone();
-    // SAFETY: the closure runs between fork and exec and makes only
-    // async-signal-safe system calls on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || pre_exec(creds.as_ref()));
-    }
-    let child = cmd.spawn()?;
-    drop(cmd);
-    forward_stderr(spec.pool.clone(), child.id(), stderr_read);
-    Ok(Pid::from_raw(child.id() as i32))
-}
-
-/// Signals whose disposition is reset to the default for php-cgi.
-const RESET_SIGNALS: [libc::c_int; 8] = [
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGPIPE,
-];
-
-fn pre_exec(creds: Option<&Credentials>) -> std::io::Result<()> {
-    // SAFETY: signal, prctl, setsid, setgroups, setgid and setuid are async-signal-safe
-    // system calls; `groups` was allocated before the fork and is only read.
-    unsafe {
-        // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
-        // would survive exec; php-cgi must see the defaults.
-        for sig in RESET_SIGNALS {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::setsid() == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if let Some(c) = creds {
-            let groups: &[Gid] = &c.groups;
-            if libc::setgroups(groups.len(), groups.as_ptr().cast()) != 0
-                || libc::setgid(c.gid.as_raw()) != 0
-                || libc::setuid(c.uid.as_raw()) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Copies a pool's process stderr into rustfpm's log, one line at a time.
-fn forward_stderr(pool: String, pid: u32, pipe: std::io::PipeReader) {
-    let _ = thread::Builder::new().name(format!("stderr-{pool}")).spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line);
-            crate::warning!("[pool {pool}] child {pid} said into stderr: \"{}\"", text.trim_end());
-            line.clear();
-        }
-    });
 }

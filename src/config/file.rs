@@ -92,15 +92,22 @@ macro_rules! raw_table {
 
 raw_table! {
     /// `[global]`.
-    RawGlobal { error_log, log_level, pid } tables {}
+    RawGlobal {
+        error_log, log_level, pid, process_control_timeout, emergency_restart_threshold,
+        emergency_restart_interval, graceful_stop_on_term,
+    } tables {}
 }
 
 raw_table! {
     /// The keys of one `[pool.NAME]`.
     RawPoolKeys {
         listen, listen_backlog, listen_owner, listen_group, listen_mode, user, group,
-        pm, pm_max_children, php_cgi, php_ini, clear_env, security_limit_extensions,
-        queue_max_len,
+        pm, pm_max_children, pm_start_servers, pm_min_spare_servers, pm_max_spare_servers,
+        pm_max_spawn_rate, pm_process_idle_timeout, pm_max_requests, pm_max_memory, pm_max_lifetime,
+        php_cgi, php_ini, clear_env, security_limit_extensions, queue_max_len, queue_max_wait,
+        request_terminate_timeout, request_terminate_timeout_track_finished, chdir, chroot,
+        rlimit_files, rlimit_core, process_priority, process_dumpable, catch_workers_output,
+        decorate_workers_output,
     } tables { env, php_value, php_flag, php_admin_value, php_admin_flag }
 }
 

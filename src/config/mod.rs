@@ -9,6 +9,7 @@
 mod error;
 mod file;
 mod listen;
+mod pm;
 mod tables;
 mod units;
 mod validate;
@@ -18,6 +19,7 @@ mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use units::{parse_duration, parse_size};
@@ -26,6 +28,10 @@ pub use units::{parse_duration, parse_size};
 pub const DEFAULT_ERROR_LOG: LogTarget = LogTarget::Stderr;
 /// `[global] log_level` when unset (php-fpm's default).
 pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Notice;
+/// `[global] emergency_restart_threshold` when unset: 0, off (php-fpm's default).
+pub const DEFAULT_EMERGENCY_RESTART_THRESHOLD: usize = 0;
+/// `[global] graceful_stop_on_term` when unset: SIGTERM stops at once, as in php-fpm.
+pub const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
 /// `listen_backlog` when unset (php-fpm's default).
 pub const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
@@ -36,6 +42,24 @@ pub const DEFAULT_LISTEN_MODE: u32 = 0o660;
 pub const DEFAULT_PM: PmMode = PmMode::Static;
 /// Largest accepted `pm_max_children`.
 pub const MAX_CHILDREN: usize = 4096;
+/// `pm_max_spawn_rate` when unset (php-fpm's default).
+pub const DEFAULT_PM_MAX_SPAWN_RATE: usize = 32;
+/// `pm_process_idle_timeout` when unset (php-fpm's default).
+pub const DEFAULT_PM_PROCESS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `pm_max_requests` when unset: 0, children are never recycled for their request count.
+pub const DEFAULT_PM_MAX_REQUESTS: u64 = 0;
+/// `request_terminate_timeout_track_finished` when unset (php-fpm's default).
+pub const DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED: bool = false;
+/// Lowest (most favourable) accepted `process_priority`, as in php-fpm.
+pub const MIN_PROCESS_PRIORITY: i32 = -19;
+/// Highest (least favourable) accepted `process_priority`, as in php-fpm.
+pub const MAX_PROCESS_PRIORITY: i32 = 20;
+/// `process_dumpable` when unset (php-fpm's default).
+pub const DEFAULT_PROCESS_DUMPABLE: bool = false;
+/// `catch_workers_output` when unset (php-fpm's default).
+pub const DEFAULT_CATCH_WORKERS_OUTPUT: bool = false;
+/// `decorate_workers_output` when unset (php-fpm's default).
+pub const DEFAULT_DECORATE_WORKERS_OUTPUT: bool = true;
 /// `php_cgi` when unset; looked up on `PATH` when the children are spawned.
 pub const DEFAULT_PHP_CGI: &str = "php-cgi";
 /// `clear_env` when unset (php-fpm's default).
@@ -61,11 +85,30 @@ pub struct Global {
     pub error_log: LogTarget,
     pub log_level: LogLevel,
     pub pid: Option<PathBuf>,
+    /// How long children may take to finish their requests on a graceful stop or reload
+    /// before they are killed. `None` (`0`, the default) waits without limit.
+    pub process_control_timeout: Option<Duration>,
+    /// With `emergency_restart_interval`: this many children dying of SIGSEGV or SIGBUS within
+    /// the interval restarts the pool. 0 (the default) is off.
+    pub emergency_restart_threshold: usize,
+    /// See `emergency_restart_threshold`. `None` (`0`, the default) is off.
+    pub emergency_restart_interval: Option<Duration>,
+    /// rustfpm extension: SIGTERM drains like SIGQUIT (waiting up to `process_control_timeout`)
+    /// instead of stopping at once.
+    pub graceful_stop_on_term: bool,
 }
 
 impl Default for Global {
     fn default() -> Self {
-        Global { error_log: DEFAULT_ERROR_LOG, log_level: DEFAULT_LOG_LEVEL, pid: None }
+        Global {
+            error_log: DEFAULT_ERROR_LOG,
+            log_level: DEFAULT_LOG_LEVEL,
+            pid: None,
+            process_control_timeout: None,
+            emergency_restart_threshold: DEFAULT_EMERGENCY_RESTART_THRESHOLD,
+            emergency_restart_interval: None,
+            graceful_stop_on_term: DEFAULT_GRACEFUL_STOP_ON_TERM,
+        }
     }
 }
 
@@ -118,6 +161,27 @@ impl std::fmt::Display for ListenAddr {
 pub enum PmMode {
     /// A fixed number (`pm_max_children`) of children, always running.
     Static,
+    /// `pm_start_servers` children at start, then between `pm_min_spare_servers` and
+    /// `pm_max_spare_servers` idle ones, at most `pm_max_children` in all.
+    Dynamic,
+    /// No children at start; one is forked when a request finds none idle (at most
+    /// `pm_max_children`), and stopped after `pm_process_idle_timeout` idle.
+    Ondemand,
+}
+
+impl PmMode {
+    /// Every mode with its php-fpm spelling.
+    pub const ALL: [(&'static str, PmMode); 3] =
+        [("static", PmMode::Static), ("dynamic", PmMode::Dynamic), ("ondemand", PmMode::Ondemand)];
+}
+
+/// `rlimit_core`: the largest core file a child may dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RlimitCore {
+    /// At most this many bytes (0: no core files).
+    Limited(u64),
+    /// `"unlimited"`.
+    Unlimited,
 }
 
 /// A validated `[pool.NAME]` table.
@@ -133,17 +197,64 @@ pub struct Pool {
     pub group: Option<String>,
     pub pm: PmMode,
     pub pm_max_children: usize,
+    /// Children forked at start. Always `Some` when `pm` is `Dynamic` (when unset:
+    /// `min + (max - min) / 2` of the spare servers, as php-fpm); otherwise as written (unused).
+    pub pm_start_servers: Option<usize>,
+    /// Fewest idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).
+    pub pm_min_spare_servers: Option<usize>,
+    /// Most idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).
+    pub pm_max_spare_servers: Option<usize>,
+    /// Most children forked at once when `Dynamic` needs more (at least 1).
+    pub pm_max_spawn_rate: usize,
+    /// How long an `Ondemand` child may stay idle before it is stopped (more than zero then).
+    pub pm_process_idle_timeout: Duration,
+    /// Requests a child serves before it is replaced; 0 means never.
+    pub pm_max_requests: u64,
+    /// rustfpm extension: a child whose memory grows past this many bytes is replaced after
+    /// its request. `None` (unset or `"0"`) is no limit.
+    pub pm_max_memory: Option<u64>,
+    /// rustfpm extension: a child older than this is replaced after its request. `None`
+    /// (unset or `0`) is no limit.
+    pub pm_max_lifetime: Option<Duration>,
     /// Not resolved here: a bare name is looked up on `PATH` at spawn time.
     pub php_cgi: PathBuf,
     /// Passed to the children as `-c`.
     pub php_ini: Option<PathBuf>,
     pub clear_env: bool,
+    /// Directory the children start in (inside `chroot` when that is set). Absolute; not
+    /// checked for existence here. `None`: rustfpm's working directory (`/` after a chroot).
+    pub chdir: Option<PathBuf>,
+    /// Directory the children chroot to; an existing directory.
+    pub chroot: Option<PathBuf>,
+    /// RLIMIT_NOFILE of the children. `None`: inherited.
+    pub rlimit_files: Option<u64>,
+    /// RLIMIT_CORE of the children. `None`: inherited.
+    pub rlimit_core: Option<RlimitCore>,
+    /// Nice value of the children, `MIN_PROCESS_PRIORITY..=MAX_PROCESS_PRIORITY`. `None`:
+    /// inherited.
+    pub process_priority: Option<i32>,
+    /// Set PR_SET_DUMPABLE on the children even when they run as another user.
+    pub process_dumpable: bool,
+    /// Send the children's stdout and stderr to rustfpm's log instead of discarding them.
+    pub catch_workers_output: bool,
+    /// With `catch_workers_output`: prefix each caught line with the pool, child and stream.
+    pub decorate_workers_output: bool,
     /// `[pool.NAME.env]`, sorted by name.
     pub env: Vec<(String, String)>,
     /// Empty means no limit.
     pub security_limit_extensions: Vec<String>,
     /// 0 means no queue: a request that finds every child busy is answered 503 at once.
     pub queue_max_len: usize,
+    /// A request running longer than this has its child killed. `None` (`0`, the default) is
+    /// no limit.
+    pub request_terminate_timeout: Option<Duration>,
+    /// Whether `request_terminate_timeout` still applies after the script called
+    /// `fastcgi_finish_request()` or finished and is running its shutdown functions (php-fpm
+    /// stops the clock there by default).
+    pub request_terminate_timeout_track_finished: bool,
+    /// rustfpm extension: a queued request that waited this long for a child is answered 503.
+    /// `None` (unset or `0`) waits without limit (`queue_max_len` still applies).
+    pub queue_max_wait: Option<Duration>,
     /// `-d key=value` pairs for the children: php_value, php_flag, php_admin_value and
     /// php_admin_flag merged in that order, one entry per key, the later table winning.
     pub ini: Vec<(String, String)>,

@@ -5,17 +5,22 @@
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::unistd::{Group, User};
 use toml::de::DeValue;
 
 use super::error::Report;
 use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
-use super::{listen, tables};
+use super::{listen, pm, tables};
+use super::{parse_duration, parse_size};
 use super::{
-    Config, Global, ListenAddr, LogLevel, LogTarget, PmMode, Pool, DEFAULT_CLEAR_ENV, DEFAULT_ERROR_LOG,
-    DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PM, DEFAULT_QUEUE_FACTOR,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
+    Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV,
+    DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG,
+    DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
+    DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
+    DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -35,6 +40,12 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         error_log: optional(&raw.error_log, r, error_log).unwrap_or(DEFAULT_ERROR_LOG),
         log_level: optional(&raw.log_level, r, log_level).unwrap_or(DEFAULT_LOG_LEVEL),
         pid: optional(&raw.pid, r, absolute_path),
+        process_control_timeout: optional(&raw.process_control_timeout, r, duration).filter(|d| !d.is_zero()),
+        emergency_restart_threshold: optional(&raw.emergency_restart_threshold, r, count)
+            .unwrap_or(DEFAULT_EMERGENCY_RESTART_THRESHOLD),
+        emergency_restart_interval: optional(&raw.emergency_restart_interval, r, duration).filter(|d| !d.is_zero()),
+        graceful_stop_on_term: optional(&raw.graceful_stop_on_term, r, boolean)
+            .unwrap_or(DEFAULT_GRACEFUL_STOP_ON_TERM),
     }
 }
 
@@ -51,6 +62,7 @@ fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
     let mut pool =
         defaults(raw.name.clone(), listen.unwrap_or(ListenAddr::Unix(PathBuf::new())), max_children.unwrap_or(1));
     listen_settings(k, &mut pool, r);
+    pm::apply(k, &mut pool, max_children, r);
     process_settings(k, &mut pool, r);
     request_settings(k, &mut pool, r);
     tables::apply(k, &mut pool, r);
@@ -71,12 +83,31 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         group: None,
         pm: DEFAULT_PM,
         pm_max_children,
+        pm_start_servers: None,
+        pm_min_spare_servers: None,
+        pm_max_spare_servers: None,
+        pm_max_spawn_rate: DEFAULT_PM_MAX_SPAWN_RATE,
+        pm_process_idle_timeout: DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
+        pm_max_requests: DEFAULT_PM_MAX_REQUESTS,
+        pm_max_memory: None,
+        pm_max_lifetime: None,
         php_cgi: PathBuf::from(DEFAULT_PHP_CGI),
         php_ini: None,
         clear_env: DEFAULT_CLEAR_ENV,
+        chdir: None,
+        chroot: None,
+        rlimit_files: None,
+        rlimit_core: None,
+        process_priority: None,
+        process_dumpable: DEFAULT_PROCESS_DUMPABLE,
+        catch_workers_output: DEFAULT_CATCH_WORKERS_OUTPUT,
+        decorate_workers_output: DEFAULT_DECORATE_WORKERS_OUTPUT,
         env: Vec::new(),
         security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
         queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
+        request_terminate_timeout: None,
+        request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
+        queue_max_wait: None,
         ini: Vec::new(),
         admin_ini_keys: Vec::new(),
     }
@@ -97,10 +128,21 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
 fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.user = optional(&k.user, r, user);
     pool.group = optional(&k.group, r, group);
-    set(&mut pool.pm, optional(&k.pm, r, pm));
     set(&mut pool.php_cgi, optional(&k.php_cgi, r, path));
     pool.php_ini = optional(&k.php_ini, r, existing_path);
     set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));
+    pool.chdir = optional(&k.chdir, r, absolute_path);
+    pool.chroot = optional(&k.chroot, r, directory);
+    let files = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 1..=i64::MAX).map(|n| n as u64);
+    pool.rlimit_files = optional(&k.rlimit_files, r, files);
+    pool.rlimit_core = optional(&k.rlimit_core, r, rlimit_core);
+    let priority = |f: &Field<'_>, r: &mut Report<'_>| {
+        int_in(f, r, i64::from(MIN_PROCESS_PRIORITY)..=i64::from(MAX_PROCESS_PRIORITY)).map(|n| n as i32)
+    };
+    pool.process_priority = optional(&k.process_priority, r, priority);
+    set(&mut pool.process_dumpable, optional(&k.process_dumpable, r, boolean));
+    set(&mut pool.catch_workers_output, optional(&k.catch_workers_output, r, boolean));
+    set(&mut pool.decorate_workers_output, optional(&k.decorate_workers_output, r, boolean));
 }
 
 fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
@@ -109,9 +151,14 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     set(&mut pool.security_limit_extensions, extensions);
     let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
     set(&mut pool.queue_max_len, optional(&k.queue_max_len, r, queue));
+    pool.queue_max_wait = optional(&k.queue_max_wait, r, duration).filter(|d| !d.is_zero());
+    let terminate = optional(&k.request_terminate_timeout, r, duration).filter(|d| !d.is_zero());
+    pool.request_terminate_timeout = terminate;
+    let track_finished = optional(&k.request_terminate_timeout_track_finished, r, boolean);
+    set(&mut pool.request_terminate_timeout_track_finished, track_finished);
 }
 
-fn set<T>(slot: &mut T, value: Option<T>) {
+pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *slot = value;
     }
@@ -173,20 +220,6 @@ fn log_level(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogLevel> {
         r.bad(f, format!("must be one of: {}", names.join(", ")));
     }
     found.map(|(_, level)| *level)
-}
-
-fn pm(f: &Field<'_>, r: &mut Report<'_>) -> Option<PmMode> {
-    match string(f, r)? {
-        "static" => Some(PmMode::Static),
-        "dynamic" | "ondemand" => {
-            r.bad(f, "not supported yet (only \"static\")");
-            None
-        }
-        _ => {
-            r.bad(f, "must be \"static\" (\"dynamic\" and \"ondemand\" are not supported yet)");
-            None
-        }
-    }
 }
 
 fn extensions(s: &str) -> Result<Vec<String>, String> {
@@ -251,6 +284,19 @@ fn absolute_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     None
 }
 
+/// An absolute path to an existing directory.
+fn directory(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
+    let path = absolute_path(f, r)?;
+    let problem = match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => return Some(path),
+        Ok(_) => "not a directory".to_string(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "no such directory".to_string(),
+        Err(err) => format!("cannot read the directory: {err}"),
+    };
+    r.bad(f, problem);
+    None
+}
+
 fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     let path = path(f, r)?;
     if path.exists() {
@@ -260,9 +306,53 @@ fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     None
 }
 
+/// A count: an integer of at least 0.
+fn count(f: &Field<'_>, r: &mut Report<'_>) -> Option<usize> {
+    int_in(f, r, 0..=i64::MAX).map(|n| n as usize)
+}
+
+/// `rlimit_core`: a number of bytes, or `"unlimited"`.
+fn rlimit_core(f: &Field<'_>, r: &mut Report<'_>) -> Option<RlimitCore> {
+    match f.value {
+        DeValue::String(s) if s == "unlimited" => Some(RlimitCore::Unlimited),
+        DeValue::Integer(_) => int_in(f, r, 0..=i64::MAX).map(|n| RlimitCore::Limited(n as u64)),
+        DeValue::String(s) if s.parse::<i64>().is_ok() => {
+            r.bad(f, format!("must be a number of bytes or \"unlimited\"; write {s} without quotes"));
+            None
+        }
+        _ => {
+            r.bad(f, "must be a number of bytes (0 or more) or \"unlimited\"");
+            None
+        }
+    }
+}
+
+/// A duration: a string in php-fpm's spelling (`"30s"`, `"5m"`, see [`parse_duration`]), or a
+/// TOML integer of seconds.
+pub(super) fn duration(f: &Field<'_>, r: &mut Report<'_>) -> Option<Duration> {
+    match f.value {
+        DeValue::String(s) => parse_duration(s).map_err(|message| r.bad(f, message)).ok(),
+        DeValue::Integer(_) => {
+            let seconds = integer(f, r)?;
+            let seconds = u64::try_from(seconds).map_err(|_| r.bad(f, "a duration cannot be negative")).ok()?;
+            Some(Duration::from_secs(seconds))
+        }
+        _ => wrong_type(f, r, "a duration"),
+    }
+}
+
+/// A size in bytes, as a string in PHP's spelling (`"128M"`, see [`parse_size`]). A bare TOML
+/// integer is refused: `128` would be 128 bytes, rarely what was meant.
+pub(super) fn size(f: &Field<'_>, r: &mut Report<'_>) -> Option<u64> {
+    match f.value {
+        DeValue::String(s) => parse_size(s).map_err(|message| r.bad(f, message)).ok(),
+        _ => wrong_type(f, r, "a size"),
+    }
+}
+
 // ---- typed access to a field, reporting the wrong type ----
 
-fn optional<'a, T>(
+pub(super) fn optional<'a, T>(
     field: &Option<Field<'a>>,
     r: &mut Report<'_>,
     check: impl FnOnce(&Field<'a>, &mut Report<'_>) -> Option<T>,
@@ -307,7 +397,7 @@ pub(super) fn integer(f: &Field<'_>, r: &mut Report<'_>) -> Option<i64> {
     n
 }
 
-fn int_in(f: &Field<'_>, r: &mut Report<'_>, range: RangeInclusive<i64>) -> Option<i64> {
+pub(super) fn int_in(f: &Field<'_>, r: &mut Report<'_>, range: RangeInclusive<i64>) -> Option<i64> {
     let n = integer(f, r)?;
     if range.contains(&n) {
         return Some(n);
@@ -320,7 +410,7 @@ fn int_in(f: &Field<'_>, r: &mut Report<'_>, range: RangeInclusive<i64>) -> Opti
     None
 }
 
-fn boolean(f: &Field<'_>, r: &mut Report<'_>) -> Option<bool> {
+pub(super) fn boolean(f: &Field<'_>, r: &mut Report<'_>) -> Option<bool> {
     match f.value {
         DeValue::Boolean(b) => Some(*b),
         _ => wrong_type(f, r, "a boolean"),
@@ -344,6 +434,13 @@ pub(super) fn wrong_type<T>(f: &Field<'_>, r: &mut Report<'_>, expected: &str) -
         ("a string", DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_)) => {
             "; put the value in quotes".to_string()
         }
+        ("a duration", _) => {
+            "; write a string such as \"30s\", \"5m\" or \"500ms\", or an integer of seconds".to_string()
+        }
+        ("a size", DeValue::Integer(i)) => {
+            format!("; write a string: \"{}\" for bytes, or with a unit such as \"128M\"", i.as_str())
+        }
+        ("a size", _) => "; write a string such as \"128M\"".to_string(),
         _ => String::new(),
     };
     r.bad(f, format!("expected {expected}, found {article} {found}{hint}"));

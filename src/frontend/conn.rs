@@ -2,6 +2,7 @@
 //! itself (management records, 403, 404, 503), hand the rest to a child
 //! through the proxy, and keep the connection if nginx asked for FCGI_KEEP_CONN.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -62,14 +63,16 @@ pub struct Conn<R, W> {
     pub out: Vec<u8>,
 }
 
-/// Serves one nginx connection until it closes, fails, or shutdown.
-pub async fn serve<R, W>(rd: R, wr: W, pool: &Pool, mut shutdown: watch::Receiver<bool>)
+/// Serves one nginx connection until it closes, fails, or shutdown. Each
+/// request goes to the pool `current` holds at its start (reload swaps it).
+pub async fn serve<R, W>(rd: R, wr: W, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut conn = Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new() };
-    if let Err(e) = serve_requests(&mut conn, pool, &mut shutdown).await {
+    if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
+        let pool = current.borrow().clone();
         match e {
             ConnError::Io(_) | ConnError::UnexpectedEof => {
                 crate::debug!("[pool {}] connection closed: {e}", pool.name)
@@ -81,7 +84,7 @@ where
 
 async fn serve_requests<R, W>(
     conn: &mut Conn<R, W>,
-    pool: &Pool,
+    current: &watch::Receiver<Arc<Pool>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError>
 where
@@ -89,10 +92,11 @@ where
     W: AsyncWrite + Unpin,
 {
     loop {
-        let Some(head) = read_head(conn, pool, shutdown).await? else {
+        let pool = current.borrow().clone();
+        let Some(head) = read_head(conn, &pool, shutdown).await? else {
             return Ok(());
         };
-        let keep = handle(conn, pool, head).await? && !*shutdown.borrow();
+        let keep = handle(conn, current, head).await? && !*shutdown.borrow();
         if !keep {
             return Ok(());
         }
@@ -101,12 +105,17 @@ where
 }
 
 /// Answers one request. Returns whether the connection may serve another.
-async fn handle<R, W>(conn: &mut Conn<R, W>, pool: &Pool, head: Head) -> Result<bool, ConnError>
+async fn handle<R, W>(
+    conn: &mut Conn<R, W>,
+    current: &watch::Receiver<Arc<Pool>>,
+    head: Head,
+) -> Result<bool, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    match policy::check(&head.params, &pool.limit_extensions) {
+    let mut pool = current.borrow().clone();
+    match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
         Verdict::Forward => {}
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);
@@ -129,16 +138,21 @@ where
             return answer_alone(conn, &head, "403 Forbidden", &[], b"Access denied.\n", None).await;
         }
     }
-    let (worker, queued) = match pool.balancer.acquire().await {
-        Ok(got) => got,
-        Err(AcquireError::QueueFull) => {
-            pool.tell(PoolMsg::Rejected);
-            crate::warning!("[pool {}] queue full ({} waiting): answered 503", pool.name, pool.balancer.waiting());
-            return unavailable(conn, &head).await;
+    let (worker, queued) = loop {
+        match pool.balancer.acquire().await {
+            Ok(got) => break got,
+            Err(AcquireError::Closed) => {
+                // A reload retired this pool while we queued: the new one takes over.
+                let next = current.borrow().clone();
+                if Arc::ptr_eq(&next, &pool) {
+                    return unavailable(conn, &head).await.map(|_| false);
+                }
+                pool = next;
+            }
+            Err(e) => return refused(conn, &pool, &head, e).await,
         }
-        Err(AcquireError::Closed) => return unavailable(conn, &head).await.map(|_| false),
     };
-    let mut lease = proxy::Lease::new(pool, worker, queued);
+    let mut lease = proxy::Lease::new(&pool, worker, queued);
     match proxy::run(conn, &mut lease, &head).await {
         Outcome::Done { status } => {
             lease.finish(status);
@@ -147,6 +161,23 @@ where
         Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
         Outcome::ClientGone(e) => Err(e),
     }
+}
+
+/// 503 for a request that found the queue full or waited too long.
+async fn refused<R, W>(conn: &mut Conn<R, W>, pool: &Pool, head: &Head, why: AcquireError) -> Result<bool, ConnError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    pool.tell(PoolMsg::Rejected);
+    match why {
+        AcquireError::QueueFull => {
+            pool.tell(PoolMsg::Rejected);
+            crate::warning!("[pool {}] queue full ({} waiting): answered 503", pool.name, pool.balancer.waiting())
+        }
+        _ => crate::warning!("[pool {}] no child became free within queue_max_wait: answered 503", pool.name),
+    }
+    unavailable(conn, head).await
 }
 
 async fn unavailable<R, W>(conn: &mut Conn<R, W>, head: &Head) -> Result<bool, ConnError>

@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::socket::{
     bind as sys_bind, listen as sys_listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
@@ -54,16 +55,16 @@ pub enum Accepted {
 
 impl Accepted {
     /// Serves the connection to its end.
-    pub async fn serve(mut self, pool: &Pool, shutdown: watch::Receiver<bool>) {
+    pub async fn serve(mut self, current: watch::Receiver<Arc<Pool>>, shutdown: watch::Receiver<bool>) {
         match &mut self {
             Accepted::Unix(s) => {
                 let (rd, wr) = s.split();
-                super::conn::serve(rd, wr, pool, shutdown).await
+                super::conn::serve(rd, wr, current, shutdown).await
             }
             Accepted::Tcp(s) => {
                 let _ = s.set_nodelay(true);
                 let (rd, wr) = s.split();
-                super::conn::serve(rd, wr, pool, shutdown).await
+                super::conn::serve(rd, wr, current, shutdown).await
             }
         }
     }

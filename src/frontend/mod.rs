@@ -21,12 +21,13 @@ use crate::pool::Pool;
 /// wait in the kernel's listen queue.
 pub const MAX_CONNECTIONS: usize = 16 * 1024;
 
-/// Accepts connections until `shutdown` turns true, then drops the listener.
-/// Every connection task holds a clone of `done`, so the caller can wait for
-/// all of them by waiting for the channel to close.
+/// Accepts connections until `shutdown` turns true or `current` (the pool
+/// this listener serves, replaced on reload) is closed, then drops the
+/// listener. Every connection task holds a clone of `done`, so the caller can
+/// wait for all of them by waiting for the channel to close.
 pub async fn accept_loop(
     listener: Listener,
-    pool: Arc<Pool>,
+    mut current: watch::Receiver<Arc<Pool>>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
@@ -39,17 +40,21 @@ pub async fn accept_loop(
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
+            changed = current.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
         };
         match accepted {
             Ok(stream) => {
-                let (pool, shutdown, done) = (pool.clone(), shutdown.clone(), done.clone());
+                let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
                 tokio::spawn(async move {
-                    stream.serve(&pool, shutdown).await;
+                    stream.serve(current, shutdown).await;
                     drop((permit, done));
                 });
             }
             Err(e) => {
-                crate::error!("[pool {}] accept failed: {e}", pool.name);
+                crate::error!("[pool {}] accept failed: {e}", current.borrow().name);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -23,12 +23,13 @@ pub enum Verdict {
     Denied(PathBuf),
 }
 
-/// Checks a request's SCRIPT_FILENAME as php-fpm does.
-pub fn check(params: &ParamsBuffer, limit_extensions: &[String]) -> Verdict {
+/// Checks a request's SCRIPT_FILENAME as php-fpm does. With a `chroot`, the
+/// path is the one the children see, inside it.
+pub fn check(params: &ParamsBuffer, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
     let Some(raw) = params.get(b"SCRIPT_FILENAME").filter(|v| !v.is_empty()) else {
         return Verdict::NotFound;
     };
-    match cached_primary_script(raw) {
+    match cached_primary_script(raw, chroot) {
         None => Verdict::NotFound,
         Some(script) if allowed(&script, limit_extensions) => Verdict::Forward,
         Some(script) => Verdict::Denied(script),
@@ -48,21 +49,31 @@ thread_local! {
     static SCRIPTS: RefCell<HashMap<Vec<u8>, (Instant, PathBuf)>> = RefCell::new(HashMap::new());
 }
 
-/// [`primary_script`], remembered for [`SCRIPT_CACHE_TTL`].
-fn cached_primary_script(raw: &[u8]) -> Option<PathBuf> {
+/// [`primary_script`] (under `chroot`), remembered for [`SCRIPT_CACHE_TTL`].
+fn cached_primary_script(raw: &[u8], chroot: Option<&Path>) -> Option<PathBuf> {
+    let path = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw));
+    let owned;
+    let path = match chroot {
+        Some(root) => {
+            owned = root.join(path.strip_prefix("/").unwrap_or(path));
+            owned.as_path()
+        }
+        None => path,
+    };
+    let key = path.as_os_str().as_encoded_bytes();
     let now = Instant::now();
     let hit = SCRIPTS.with_borrow(|cache| {
-        cache.get(raw).filter(|(at, _)| now.duration_since(*at) < SCRIPT_CACHE_TTL).map(|(_, p)| p.clone())
+        cache.get(key).filter(|(at, _)| now.duration_since(*at) < SCRIPT_CACHE_TTL).map(|(_, p)| p.clone())
     });
     if hit.is_some() {
         return hit;
     }
-    let found = primary_script(Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw)))?;
+    let found = primary_script(path)?;
     SCRIPTS.with_borrow_mut(|cache| {
         if cache.len() >= SCRIPT_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(raw.to_vec(), (now, found.clone()));
+        cache.insert(key.to_vec(), (now, found.clone()));
     });
     Some(found)
 }
@@ -112,6 +123,20 @@ mod tests {
         p
     }
 
+    fn check_(p: &ParamsBuffer, ext: &[String]) -> Verdict {
+        check(p, ext, None)
+    }
+
+    #[test]
+    fn chroot_paths_are_resolved_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        std::fs::write(dir.path().join("www/a.php"), "<?php").unwrap();
+        let php = [".php".to_string()];
+        assert_eq!(check(&params("/www/a.php"), &php, Some(dir.path())), Verdict::Forward);
+        assert_eq!(check(&params("/www/b.php"), &php, Some(dir.path())), Verdict::NotFound);
+    }
+
     #[test]
     fn checks_like_php_fpm() {
         let dir = tempfile::tempdir().unwrap();
@@ -119,12 +144,12 @@ mod tests {
         std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
         std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
         let php = [".php".to_string()];
-        assert_eq!(check(&params(&format!("{d}/index.php")), &php), Verdict::Forward);
-        assert_eq!(check(&params(&format!("{d}/index.php/extra/path")), &php), Verdict::Forward);
-        assert_eq!(check(&params(&format!("{d}/missing.php")), &php), Verdict::NotFound);
-        assert_eq!(check(&params(&format!("{d}")), &php), Verdict::NotFound);
-        assert_eq!(check(&params(&format!("{d}/x.jpg/y.php")), &php), Verdict::Denied(dir.path().join("x.jpg")));
-        assert_eq!(check(&params(&format!("{d}/x.jpg/y.php")), &[]), Verdict::Forward);
-        assert_eq!(check(&ParamsBuffer::new(10), &php), Verdict::NotFound);
+        assert_eq!(check_(&params(&format!("{d}/index.php")), &php), Verdict::Forward);
+        assert_eq!(check_(&params(&format!("{d}/index.php/extra/path")), &php), Verdict::Forward);
+        assert_eq!(check_(&params(&format!("{d}/missing.php")), &php), Verdict::NotFound);
+        assert_eq!(check_(&params(&format!("{d}")), &php), Verdict::NotFound);
+        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &php), Verdict::Denied(dir.path().join("x.jpg")));
+        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &[]), Verdict::Forward);
+        assert_eq!(check(&ParamsBuffer::new(10), &php, None), Verdict::NotFound);
     }
 }

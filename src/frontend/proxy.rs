@@ -33,7 +33,8 @@ pub enum Outcome {
 pub struct Lease<'p> {
     pool: &'p Pool,
     worker: Option<Worker>,
-    started: Instant,
+    /// When the request got its worker.
+    pub started: Instant,
     status: Option<u16>,
 }
 
@@ -98,7 +99,15 @@ where
         pool.tell(PoolMsg::Connected { slot, inode });
     }
     let mut response = ResponseStream::default();
-    let result = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response).await;
+    let started = lease.started;
+    let exchanged = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response);
+    let result = match pool.terminate_timeout {
+        Some(limit) => {
+            let left = limit.saturating_sub(started.elapsed());
+            tokio::time::timeout(left, exchanged).await.unwrap_or(Err(Failure::Timeout))
+        }
+        None => exchanged.await,
+    };
     match result {
         Ok(sent_whole_records) => {
             // The child may answer before the body has reached it. php-cgi copes
@@ -115,12 +124,14 @@ where
             Outcome::Done { status: response.status }
         }
         Err(Failure::Child) => child_lost(conn, lease, head, &mut request, response.sent_any).await,
+        Err(Failure::Timeout) => timed_out(conn, lease, head, &mut request, response.sent_any).await,
         Err(Failure::Client(e)) => Outcome::ClientGone(e),
     }
 }
 
 enum Failure {
     Child,
+    Timeout,
     Client(ConnError),
 }
 
@@ -176,6 +187,36 @@ where
             }
         }
     }
+}
+
+/// The request ran past `request_terminate_timeout`: the actor kills the
+/// child, nginx gets a 504 if nothing was sent yet (php-fpm gives a bare 502).
+async fn timed_out<R, W>(
+    conn: &mut Conn<R, W>,
+    lease: &mut Lease<'_>,
+    head: &Head,
+    request: &mut RequestStream,
+    sent_any: bool,
+) -> Outcome
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let pool = lease.pool;
+    let elapsed = lease.started.elapsed();
+    let worker = lease.worker();
+    let slot = worker.slot();
+    worker.discard();
+    let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
+    pool.tell(PoolMsg::TimedOut { slot, script: param(b"SCRIPT_FILENAME"), uri: param(b"REQUEST_URI"), elapsed });
+    lease.finish(504);
+    if sent_any {
+        return Outcome::ChildLost { answered: false };
+    }
+    let body = b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n";
+    let answered = answer(conn, head, "504 Gateway Timeout", &[], body, None).await.is_ok()
+        && super::body::skip(conn, request).await.is_ok();
+    Outcome::ChildLost { answered }
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,

@@ -4,6 +4,7 @@
 //! [`PoolSnapshot`].
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,9 +13,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
+use super::recycle::{self, Policy, Reason, SlotView};
 use super::worker::ChildSocket;
 use crate::metrics::PoolMetrics;
-use crate::supervisor::{ChildSpec, Command, ExitKind, PoolEvent, Supervisor};
+use crate::spawn::ChildSpec;
+use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
 
 /// A parent that exits sooner than this after starting counts as a crash loop.
 pub const FAST_EXIT: Duration = Duration::from_secs(1);
@@ -76,6 +79,8 @@ pub struct PoolSnapshot {
     pub max_active: usize,
     /// Longest queue wait seen.
     pub max_queue_wait: Duration,
+    /// Children replaced, by reason (indexed like [`Reason::ALL`]).
+    pub recycled: [u64; Reason::ALL.len()],
 }
 
 /// Messages from the front end to the actor.
@@ -91,10 +96,15 @@ pub enum PoolMsg {
     ChildLost { slot: usize, script: String, uri: String },
     /// A request was refused because the queue was full.
     Rejected,
+    /// A request on `slot` ran past `request_terminate_timeout`: kill its child.
+    TimedOut { slot: usize, script: String, uri: String, elapsed: Duration },
     /// Send a snapshot.
     Snapshot { respond_to: oneshot::Sender<PoolSnapshot> },
     /// Stop restarting children: the pool is shutting down.
     Stop,
+    /// A reload replaced this pool: stop its children once no request runs
+    /// (or when `limit` has passed).
+    Retire { limit: Option<Duration> },
 }
 
 /// How many recent child exits the actor remembers.
@@ -113,6 +123,9 @@ struct LostRequest {
 #[derive(Debug)]
 struct Slot {
     pid: Option<Pid>,
+    child_since: Option<Instant>,
+    memory: Option<u64>,
+    retire: Option<Reason>,
     inode: u32,
     state: SlotState,
     requests: u64,
@@ -143,6 +156,11 @@ pub struct PoolActor {
     busy: usize,
     max_active: usize,
     max_queue_wait: Duration,
+    recycled: [u64; Reason::ALL.len()],
+    retiring: bool,
+    retire_deadline: Option<TokioInstant>,
+    policy: Policy,
+    epochs: Arc<[AtomicU32]>,
     metrics: PoolMetrics,
 }
 
@@ -154,10 +172,15 @@ impl PoolActor {
         children: usize,
         supervisor: Supervisor,
         events_tx: UnboundedSender<PoolEvent>,
+        policy: Policy,
+        epochs: Arc<[AtomicU32]>,
     ) -> PoolActor {
         let now = Instant::now();
         let slot = || Slot {
             pid: None,
+            child_since: None,
+            memory: None,
+            retire: None,
             inode: 0,
             state: SlotState::Starting,
             requests: 0,
@@ -187,6 +210,11 @@ impl PoolActor {
             busy: 0,
             max_active: 0,
             max_queue_wait: Duration::ZERO,
+            recycled: [0; Reason::ALL.len()],
+            retiring: false,
+            retire_deadline: None,
+            policy,
+            epochs,
         }
     }
 
@@ -198,12 +226,24 @@ impl PoolActor {
             let respawn_at = self.respawn_at;
             tokio::select! {
                 msg = msgs.recv() => match msg {
-                    Some(msg) => self.handle(msg),
+                    Some(msg) => {
+                        self.handle(msg);
+                        // The whole mailbox first: decisions below need every
+                        // slot's current state (a worker may already be lent again).
+                        while let Ok(msg) = msgs.try_recv() {
+                            self.handle(msg);
+                        }
+                        self.apply_retirements();
+                    }
                     None => return,
                 },
                 Some(event) = events.recv() => self.on_event(event),
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => self.tick(),
+                _ = sleep_until(self.retire_deadline.unwrap_or_else(far_future)), if self.retire_deadline.is_some() => {
+                    crate::warning!("[pool {}] process_control_timeout passed with {} request(s) running; killing", self.name, self.busy);
+                    self.stop_children(nix::sys::signal::Signal::SIGKILL);
+                }
             }
         }
     }
@@ -215,10 +255,12 @@ impl PoolActor {
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
+            PoolMsg::TimedOut { slot, script, uri, elapsed } => self.timed_out(slot, &script, &uri, elapsed),
             PoolMsg::Snapshot { respond_to } => {
                 let _ = respond_to.send(self.snapshot());
             }
             PoolMsg::Stop => self.stop(),
+            PoolMsg::Retire { limit } => self.retire(limit),
         }
     }
 
@@ -243,12 +285,21 @@ impl PoolActor {
         self.busy = self.busy.saturating_sub(1);
         let next = if self.stopping { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
+        let max_memory = self.policy.max_memory;
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
+            s.memory = max_memory.and(s.pid).and_then(|p| recycle::private_memory(p.as_raw()));
+        }
+        if let Some(view) = self.view(slot) {
+            let reason = recycle::after_request(&self.policy, &view, Instant::now());
+            if let Some(s) = self.slots.get_mut(slot).filter(|_| reason.is_some()) {
+                s.retire = reason;
+            }
         }
         self.metrics.request(status, duration);
         self.metrics.busy(self.busy);
+        self.stop_children_when_idle();
     }
 
     fn find_child(&mut self, slot: usize, inode: u32) {
@@ -265,6 +316,7 @@ impl PoolActor {
 
     fn child_lost(&mut self, slot: usize, script: &str, uri: &str) {
         self.crashed += 1;
+        self.recycled[Reason::Crash.index()] += 1;
         self.metrics.crash();
         let pid = self.slots.get_mut(slot).and_then(|s| {
             s.inode = 0;
@@ -345,6 +397,9 @@ impl PoolActor {
             PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
             PoolEvent::ChildFound { slot, inode, pid } => {
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
+                    if s.pid != pid {
+                        s.child_since = pid.map(|_| Instant::now());
+                    }
                     s.pid = pid;
                 }
             }
@@ -431,6 +486,79 @@ impl PoolActor {
     fn tick(&mut self) {
         self.flush_lost();
         self.repair_listener();
+        let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
+        for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
+            self.slots[slot].retire = Some(reason);
+        }
+        self.apply_retirements();
+    }
+
+    fn view(&self, slot: usize) -> Option<SlotView> {
+        self.slots.get(slot).map(|s| SlotView {
+            state: s.state,
+            requests: s.requests,
+            child_since: s.child_since,
+            since: s.since,
+            memory: s.memory,
+        })
+    }
+
+    /// Replaces the children of idle slots marked for retirement. Busy ones
+    /// wait for their request to end: a child is never killed mid-request.
+    fn apply_retirements(&mut self) {
+        for slot in 0..self.slots.len() {
+            let s = &self.slots[slot];
+            if s.state == SlotState::Idle {
+                if let Some(reason) = s.retire {
+                    self.replace_child(slot, reason);
+                }
+            }
+        }
+    }
+
+    /// Kills the slot's child (php-cgi forks a fresh one) and tells its worker,
+    /// through the slot's epoch, to connect anew before its next request.
+    fn replace_child(&mut self, slot: usize, reason: Reason) {
+        let s = &mut self.slots[slot];
+        let (pid, requests, memory) = (s.pid.take(), s.requests, s.memory);
+        s.retire = None;
+        s.requests = 0;
+        s.child_since = None;
+        s.memory = None;
+        s.inode = 0;
+        if let Some(epoch) = self.epochs.get(slot) {
+            epoch.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(pid) = pid else {
+            crate::debug!(
+                "[pool {}] slot {slot}: child unknown, reconnecting instead ({})",
+                self.name,
+                reason.as_str()
+            );
+            return;
+        };
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        self.recycled[reason.index()] += 1;
+        self.metrics.recycled(reason.as_str());
+        let detail = match reason {
+            Reason::Memory => format!(", {} KiB private memory", memory.unwrap_or(0) / 1024),
+            _ => String::new(),
+        };
+        crate::notice!(
+            "[pool {}] child {pid} replaced ({}) after {requests} requests{detail}",
+            self.name,
+            reason.as_str()
+        );
+    }
+
+    fn timed_out(&mut self, slot: usize, script: &str, uri: &str, elapsed: Duration) {
+        let pid = self.slots.get(slot).and_then(|s| s.pid).map_or_else(|| "?".into(), |p| p.to_string());
+        crate::warning!(
+            "[pool {}] child {pid}, script '{script}' (uri '{uri}') executing too slow ({:.3} sec), terminating",
+            self.name,
+            elapsed.as_secs_f64()
+        );
+        self.replace_child(slot, Reason::Timeout);
     }
 
     /// Clears a stray O_NONBLOCK on the children's listener; true if it was set.
@@ -443,6 +571,29 @@ impl PoolActor {
             );
         }
         repaired
+    }
+
+    fn retire(&mut self, limit: Option<Duration>) {
+        self.stop();
+        self.retiring = true;
+        self.retire_deadline = limit.map(|l| TokioInstant::now() + l);
+        crate::notice!("[pool {}] retiring: {} request(s) still running", self.name, self.busy);
+        self.stop_children_when_idle();
+    }
+
+    /// Ends a retired pool's children once its last request is done.
+    fn stop_children_when_idle(&mut self) {
+        if self.retiring && self.busy == 0 {
+            self.stop_children(nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    fn stop_children(&mut self, signal: nix::sys::signal::Signal) {
+        self.retiring = false;
+        self.retire_deadline = None;
+        if let Some((pgid, _)) = self.parent {
+            self.supervisor.send(Command::SignalGroup { pgid, signal });
+        }
     }
 
     fn stop(&mut self) {
@@ -478,6 +629,7 @@ impl PoolActor {
             crashed: self.crashed,
             max_active: self.max_active,
             max_queue_wait: self.max_queue_wait,
+            recycled: self.recycled,
         }
     }
 }

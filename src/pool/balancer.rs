@@ -18,6 +18,8 @@ pub enum AcquireError {
     QueueFull,
     /// The pool is shutting down.
     Closed,
+    /// No worker became free within `queue_max_wait`.
+    WaitedTooLong,
 }
 
 /// The idle-worker queue of one pool.
@@ -28,6 +30,7 @@ pub struct Balancer {
     idle_rx: Receiver<Worker>,
     waiting: AtomicUsize,
     queue_max_len: usize,
+    queue_max_wait: Option<Duration>,
 }
 
 /// Decrements the waiting count when a queued request leaves the queue,
@@ -41,14 +44,22 @@ impl Drop for Waiting<'_> {
 }
 
 impl Balancer {
-    /// A balancer over `workers`, all idle.
-    pub fn new(workers: Vec<Worker>, queue_max_len: usize) -> Balancer {
+    /// A balancer over `workers`, all idle. Requests wait at most
+    /// `queue_max_wait` (if set), and at most `queue_max_len` of them at once.
+    pub fn new(workers: Vec<Worker>, queue_max_len: usize, queue_max_wait: Option<Duration>) -> Balancer {
         let (idle_tx, idle_rx) = crossbeam_channel::bounded(workers.len().max(1));
         let count = workers.len();
         for w in workers {
             let _ = idle_tx.try_send(w);
         }
-        Balancer { permits: Semaphore::new(count), idle_tx, idle_rx, waiting: AtomicUsize::new(0), queue_max_len }
+        Balancer {
+            permits: Semaphore::new(count),
+            idle_tx,
+            idle_rx,
+            waiting: AtomicUsize::new(0),
+            queue_max_len,
+            queue_max_wait,
+        }
     }
 
     /// Waits for an idle worker; returns it with the time spent queued.
@@ -63,8 +74,13 @@ impl Balancer {
         }
         let _queued = Waiting(&self.waiting);
         let start = Instant::now();
-        let permit = self.permits.acquire().await.map_err(|_| AcquireError::Closed)?;
-        permit.forget();
+        let permit = match self.queue_max_wait {
+            Some(limit) => {
+                tokio::time::timeout(limit, self.permits.acquire()).await.map_err(|_| AcquireError::WaitedTooLong)?
+            }
+            None => self.permits.acquire().await,
+        };
+        permit.map_err(|_| AcquireError::Closed)?.forget();
         self.take().map(|w| (w, start.elapsed()))
     }
 
@@ -103,12 +119,14 @@ mod tests {
     use super::*;
 
     fn workers(n: usize) -> Vec<Worker> {
-        (0..n).map(Worker::new).collect()
+        let epochs: std::sync::Arc<[std::sync::atomic::AtomicU32]> =
+            (0..n).map(|_| std::sync::atomic::AtomicU32::new(0)).collect();
+        (0..n).map(|i| Worker::new(i, epochs.clone())).collect()
     }
 
     #[tokio::test]
     async fn hands_out_each_worker_once() {
-        let b = Balancer::new(workers(2), 4);
+        let b = Balancer::new(workers(2), 4, None);
         let (a, _) = b.acquire().await.unwrap();
         let (c, _) = b.acquire().await.unwrap();
         assert_ne!(a.slot(), c.slot());
@@ -119,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_is_refused() {
-        let b = std::sync::Arc::new(Balancer::new(workers(1), 1));
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 1, None));
         let (w, _) = b.acquire().await.unwrap();
         let b2 = b.clone();
         let waiter = tokio::spawn(async move { b2.acquire().await.map(|(w, _)| w.slot()) });
@@ -131,9 +149,17 @@ mod tests {
         assert_eq!(b.waiting(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn waiting_too_long_is_refused() {
+        let b = Balancer::new(workers(1), 8, Some(Duration::from_secs(5)));
+        let (_w, _) = b.acquire().await.unwrap();
+        assert_eq!(b.acquire().await.err(), Some(AcquireError::WaitedTooLong));
+        assert_eq!(b.waiting(), 0);
+    }
+
     #[tokio::test]
     async fn close_wakes_waiters() {
-        let b = std::sync::Arc::new(Balancer::new(workers(1), 8));
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 8, None));
         let (_w, _) = b.acquire().await.unwrap();
         let b2 = b.clone();
         let waiter = tokio::spawn(async move { b2.acquire().await.err() });

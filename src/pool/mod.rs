@@ -3,10 +3,12 @@
 
 pub mod actor;
 pub mod balancer;
+pub mod recycle;
 pub mod spec;
 pub mod worker;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -51,6 +53,10 @@ pub struct Pool {
     pub limit_extensions: Vec<String>,
     /// Largest accepted params block of one request.
     pub max_params: usize,
+    /// `chroot` of the children: scripts are looked up inside it.
+    pub chroot: Option<PathBuf>,
+    /// `request_terminate_timeout`.
+    pub terminate_timeout: Option<std::time::Duration>,
 }
 
 impl Pool {
@@ -62,16 +68,27 @@ impl Pool {
         let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
-        let actor = actor::PoolActor::new(spec, socket.clone(), cfg.pm_max_children, supervisor.clone(), events_tx);
+        let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
+        let actor = actor::PoolActor::new(
+            spec,
+            socket.clone(),
+            cfg.pm_max_children,
+            supervisor.clone(),
+            events_tx,
+            policy(cfg),
+            epochs.clone(),
+        );
         tokio::spawn(actor.run(rx, events_rx));
-        let workers = (0..cfg.pm_max_children).map(Worker::new).collect();
+        let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
         Ok(Arc::new(Pool {
             name: cfg.name.clone(),
-            balancer: Balancer::new(workers, cfg.queue_max_len),
+            balancer: Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait),
             socket,
             actor: tx,
             limit_extensions: cfg.security_limit_extensions.clone(),
             max_params: DEFAULT_MAX_PARAMS,
+            terminate_timeout: cfg.request_terminate_timeout,
+            chroot: cfg.chroot.clone(),
         }))
     }
 
@@ -87,9 +104,27 @@ impl Pool {
         rx.await.ok()
     }
 
+    /// Retires the pool after a reload: queued requests move to the new pool,
+    /// in-flight ones finish (within `limit`, if set), then the children stop.
+    pub fn retire(&self, limit: Option<std::time::Duration>) {
+        self.balancer.close();
+        self.tell(PoolMsg::Retire { limit });
+    }
+
     /// Stops handing out workers and stops restarting children.
     pub fn stop(&self) {
         self.balancer.close();
         self.tell(PoolMsg::Stop);
+    }
+}
+
+/// The recycling rules of a pool's config.
+fn policy(cfg: &config::Pool) -> recycle::Policy {
+    recycle::Policy {
+        max_requests: cfg.pm_max_requests,
+        max_memory: cfg.pm_max_memory,
+        max_lifetime: cfg.pm_max_lifetime,
+        idle_timeout: (cfg.pm == config::PmMode::Ondemand).then_some(cfg.pm_process_idle_timeout),
+        max_spare: cfg.pm_max_spare_servers.filter(|_| cfg.pm == config::PmMode::Dynamic),
     }
 }

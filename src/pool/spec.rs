@@ -1,7 +1,7 @@
 //! Turning a pool config into what the supervisor execs: the private socket,
 //! the command line, the environment and the credentials of php-cgi.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 use super::worker::ChildSocket;
 use super::PoolError;
 use crate::config;
-use crate::supervisor::{ChildSpec, Credentials};
+use crate::spawn::{ChildSpec, Credentials, Output, ProcessSettings};
 
 /// Variables rustfpm itself uses or receives, never passed to children.
 const OWN_VARIABLES: [&str; 5] = ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"];
@@ -65,7 +65,28 @@ pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) ->
             source,
         })?,
         credentials,
+        settings: settings(cfg),
+        output: match (cfg.catch_workers_output, cfg.decorate_workers_output) {
+            (false, _) => Output::Discard,
+            (true, true) => Output::Decorated,
+            (true, false) => Output::Raw,
+        },
     })
+}
+
+fn settings(cfg: &config::Pool) -> ProcessSettings {
+    let cstring = |p: &PathBuf| CString::new(p.as_os_str().as_encoded_bytes()).ok();
+    ProcessSettings {
+        chroot: cfg.chroot.as_ref().and_then(cstring),
+        chdir: cfg.chdir.as_ref().and_then(cstring),
+        rlimit_files: cfg.rlimit_files,
+        rlimit_core: cfg.rlimit_core.map(|c| match c {
+            config::RlimitCore::Limited(n) => n,
+            config::RlimitCore::Unlimited => u64::MAX,
+        }),
+        priority: cfg.process_priority,
+        dumpable: cfg.process_dumpable,
+    }
 }
 
 fn args(cfg: &config::Pool) -> Vec<OsString> {

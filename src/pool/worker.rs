@@ -5,6 +5,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::net::UnixStream;
@@ -54,6 +56,9 @@ impl ChildSocket {
 #[derive(Debug)]
 pub struct Worker {
     slot: usize,
+    /// Bumped by the pool actor when this slot's child was replaced.
+    epochs: Arc<[AtomicU32]>,
+    epoch: u32,
     conn: Option<UnixStream>,
     inode: u32,
     fresh: bool,
@@ -63,8 +68,8 @@ pub struct Worker {
 
 impl Worker {
     /// A worker for `slot`, not yet connected.
-    pub fn new(slot: usize) -> Worker {
-        Worker { slot, conn: None, inode: 0, fresh: true, buf: Vec::new() }
+    pub fn new(slot: usize, epochs: Arc<[AtomicU32]>) -> Worker {
+        Worker { slot, epochs, epoch: 0, conn: None, inode: 0, fresh: true, buf: Vec::new() }
     }
 
     /// The slot index in the pool.
@@ -90,7 +95,9 @@ impl Worker {
     /// Makes sure there is a live connection to a child: (re)connects if there
     /// is none or the child closed it while idle.
     pub async fn ensure_connected(&mut self, socket: &ChildSocket) -> io::Result<()> {
-        if self.conn.as_ref().is_some_and(closed_while_idle) {
+        let epoch = self.epochs.get(self.slot).map_or(0, |e| e.load(Ordering::Relaxed));
+        if epoch != self.epoch || self.conn.as_ref().is_some_and(closed_while_idle) {
+            self.epoch = epoch;
             self.discard();
         }
         if self.conn.is_none() {

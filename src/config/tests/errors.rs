@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{errors, parse_ok, pool_with, FILE};
+use super::{dynamic_with, errors, parse_ok, pool_with, FILE};
 use crate::config::{load, ConfigErrors};
 
 /// For each key, a bad value: the error must name that key, show the value and give line 4.
@@ -18,9 +18,8 @@ fn every_bad_value_names_key_value_and_line() {
         ("listen_mode = 660", "listen_mode", "660", "expected a string"),
         ("user = \"no-such-user-xyz\"", "user", "no-such-user-xyz", "no such user"),
         ("group = 33", "group", "33", "put the value in quotes"),
-        ("pm = \"dynamic\"", "pm", "dynamic", "not supported yet (only \"static\")"),
-        ("pm = \"ondemand\"", "pm", "ondemand", "not supported yet"),
-        ("pm = \"fast\"", "pm", "fast", "\"static\""),
+        ("pm = \"fast\"", "pm", "fast", "must be one of: static, dynamic, ondemand"),
+        ("pm = 1", "pm", "1", "expected a string"),
         ("php_cgi = \"\"", "php_cgi", "", "empty"),
         ("php_ini = \"/no/such/php.ini\"", "php_ini", "/no/such/php.ini", "no such file"),
         ("clear_env = \"no\"", "clear_env", "no", "write false"),
@@ -33,6 +32,37 @@ fn every_bad_value_names_key_value_and_line() {
         ("php_flag.display_errors = \"maybe\"", "php_flag.display_errors", "maybe", "a flag"),
         ("php_admin_value.\"a b\" = 1", "php_admin_value.a b", "1", "INI setting name"),
         ("php_admin_flag.log_errors = 2", "php_admin_flag.log_errors", "2", "a flag"),
+        ("pm_start_servers = -1", "pm_start_servers", "-1", "at least 0"),
+        ("pm_min_spare_servers = \"2\"", "pm_min_spare_servers", "2", "write 2 without quotes"),
+        ("pm_max_spare_servers = 1.5", "pm_max_spare_servers", "1.5", "expected an integer"),
+        ("pm_max_spawn_rate = 0", "pm_max_spawn_rate", "0", "at least 1"),
+        ("pm_process_idle_timeout = \"10 s\"", "pm_process_idle_timeout", "10 s", "not a duration"),
+        ("pm_max_requests = -5", "pm_max_requests", "-5", "at least 0"),
+        ("pm_max_memory = \"128MB\"", "pm_max_memory", "128MB", "not a size"),
+        ("pm_max_memory = 128", "pm_max_memory", "128", "\"128\" for bytes"),
+        ("pm_max_lifetime = -1", "pm_max_lifetime", "-1", "cannot be negative"),
+        ("pm_max_lifetime = 1.5", "pm_max_lifetime", "1.5", "expected a duration, found a float"),
+        ("request_terminate_timeout = \"30x\"", "request_terminate_timeout", "30x", "not a duration"),
+        (
+            "request_terminate_timeout_track_finished = \"yes\"",
+            "request_terminate_timeout_track_finished",
+            "yes",
+            "write true",
+        ),
+        ("queue_max_wait = true", "queue_max_wait", "true", "expected a duration"),
+        ("chdir = \"var/www\"", "chdir", "var/www", "absolute path"),
+        ("chroot = \"srv\"", "chroot", "srv", "absolute path"),
+        ("chroot = \"/no/such/dir\"", "chroot", "/no/such/dir", "no such directory"),
+        ("chroot = \"/etc/passwd\"", "chroot", "/etc/passwd", "not a directory"),
+        ("rlimit_files = 0", "rlimit_files", "0", "at least 1"),
+        ("rlimit_core = -1", "rlimit_core", "-1", "at least 0"),
+        ("rlimit_core = \"infinity\"", "rlimit_core", "infinity", "or \"unlimited\""),
+        ("rlimit_core = \"1024\"", "rlimit_core", "1024", "without quotes"),
+        ("process_priority = 21", "process_priority", "21", "between -19 and 20"),
+        ("process_priority = -20", "process_priority", "-20", "between -19 and 20"),
+        ("process_dumpable = 1", "process_dumpable", "1", "expected a boolean"),
+        ("catch_workers_output = \"yes\"", "catch_workers_output", "yes", "write true"),
+        ("decorate_workers_output = \"no\"", "decorate_workers_output", "no", "write false"),
     ];
     for (line, key, value, message) in cases {
         let errors = errors(&pool_with(line));
@@ -89,6 +119,142 @@ fn bad_global_values() {
 }
 
 #[test]
+fn bad_new_global_values() {
+    let text = "[global]\nprocess_control_timeout = \"10 seconds\"\nemergency_restart_threshold = -1\n\
+                emergency_restart_interval = \"1w\"\ngraceful_stop_on_term = \"yes\"\n";
+    let errors = errors(&format!("{text}{}", pool_with("")));
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.value.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("process_control_timeout"), Some("10 seconds")),
+            (Some(3), Some("emergency_restart_threshold"), Some("-1")),
+            (Some(4), Some("emergency_restart_interval"), Some("1w")),
+            (Some(5), Some("graceful_stop_on_term"), Some("yes")),
+        ]
+    );
+    assert!(errors.iter().all(|e| e.pool.is_none()));
+    assert!(errors[0].message.contains("not a duration"), "{}", errors[0].message);
+    assert!(errors[1].message.contains("at least 0"), "{}", errors[1].message);
+    assert!(errors[2].message.contains("not a duration"), "{}", errors[2].message);
+    assert!(errors[3].message.contains("write true"), "{}", errors[3].message);
+}
+
+/// One expected error: line, key, value and part of the message.
+type Expected = (usize, &'static str, Option<&'static str>, &'static str);
+
+/// php-fpm's rules for "dynamic", each case with its expected errors in order;
+/// `pm = "dynamic"` is line 4 and the extra lines start at 5, with 5 children.
+#[test]
+fn dynamic_rules_are_checked() {
+    const REQUIRED: &str = "is required when pm = \"dynamic\"";
+    let cases: [(&str, &[Expected]); 9] = [
+        ("", &[(4, "pm_min_spare_servers", None, REQUIRED), (4, "pm_max_spare_servers", None, REQUIRED)]),
+        ("pm_min_spare_servers = 1", &[(4, "pm_max_spare_servers", None, REQUIRED)]),
+        (
+            "pm_min_spare_servers = 0\npm_max_spare_servers = 3\npm_start_servers = 0",
+            &[(5, "pm_min_spare_servers", Some("0"), "at least 1"), (7, "pm_start_servers", Some("0"), "at least 1")],
+        ),
+        (
+            "pm_min_spare_servers = 6\npm_max_spare_servers = 7",
+            &[
+                (5, "pm_min_spare_servers", Some("6"), "cannot be greater than pm_max_children (5)"),
+                (6, "pm_max_spare_servers", Some("7"), "cannot be greater than pm_max_children (5)"),
+            ],
+        ),
+        (
+            "pm_min_spare_servers = 1\npm_max_spare_servers = 6",
+            &[(6, "pm_max_spare_servers", Some("6"), "cannot be greater than pm_max_children (5)")],
+        ),
+        (
+            "pm_min_spare_servers = 3\npm_max_spare_servers = 2",
+            &[(6, "pm_max_spare_servers", Some("2"), "must not be less than pm_min_spare_servers (3)")],
+        ),
+        (
+            "pm_min_spare_servers = 2\npm_max_spare_servers = 3\npm_start_servers = 4",
+            &[(
+                7,
+                "pm_start_servers",
+                Some("4"),
+                "must not be less than pm_min_spare_servers (2) and not greater than pm_max_spare_servers (3)",
+            )],
+        ),
+        (
+            "pm_start_servers = 1\npm_min_spare_servers = 2\npm_max_spare_servers = 3",
+            &[(5, "pm_start_servers", Some("1"), "must not be less than pm_min_spare_servers (2)")],
+        ),
+        (
+            "pm_min_spare_servers = \"x\"",
+            &[
+                (4, "pm_max_spare_servers", None, REQUIRED),
+                (5, "pm_min_spare_servers", Some("x"), "expected an integer"),
+            ],
+        ),
+    ];
+    for (extra, expected) in cases {
+        let errors = errors(&dynamic_with(extra));
+        let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.value.as_deref())).collect();
+        let wanted: Vec<_> = expected.iter().map(|(line, key, value, _)| (Some(*line), Some(*key), *value)).collect();
+        assert_eq!(found, wanted, "{extra}");
+        for (e, (_, _, _, message)) in errors.iter().zip(expected) {
+            assert!(e.message.contains(message), "{extra}: {}", e.message);
+            assert_eq!(e.pool.as_deref(), Some("www"));
+        }
+    }
+}
+
+#[test]
+fn dynamic_rules_skip_an_invalid_max_children() {
+    let text = "[pool.www]\nlisten = \"/a\"\npm_max_children = 0\npm = \"dynamic\"\n\
+                pm_min_spare_servers = 8\npm_max_spare_servers = 9\n";
+    let errors = errors(text);
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("pm_max_children")));
+}
+
+#[test]
+fn ondemand_needs_an_idle_timeout() {
+    let errors = errors(&pool_with("pm = \"ondemand\"\npm_process_idle_timeout = \"0s\""));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref(), e.value.as_deref()), (Some(5), Some("pm_process_idle_timeout"), Some("0s")));
+    assert!(e.message.contains("greater than 0s when pm = \"ondemand\""), "{}", e.message);
+}
+
+#[test]
+fn several_new_key_errors_are_all_reported() {
+    let text = "[global]\nprocess_control_timeout = -3\ngraceful_stop_on_term = 1\n\n[pool.www]\n\
+                listen = \"/a.sock\"\npm_max_children = 4\npm = \"dynamic\"\npm_max_spare_servers = 8\n\
+                pm_max_memory = \"lots\"\nchroot = \"/no/such/root\"\nrlimit_core = \"big\"\n\
+                process_priority = 99\nqueue_max_wait = \"soon\"\n";
+    let errors = errors(text);
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.pool.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("process_control_timeout"), None),
+            (Some(3), Some("graceful_stop_on_term"), None),
+            (Some(8), Some("pm_min_spare_servers"), Some("www")),
+            (Some(9), Some("pm_max_spare_servers"), Some("www")),
+            (Some(10), Some("pm_max_memory"), Some("www")),
+            (Some(11), Some("chroot"), Some("www")),
+            (Some(12), Some("rlimit_core"), Some("www")),
+            (Some(13), Some("process_priority"), Some("www")),
+            (Some(14), Some("queue_max_wait"), Some("www")),
+        ]
+    );
+    let shown = ConfigErrors(errors).to_string();
+    assert_eq!(shown.lines().count(), 9);
+    for line in [
+        format!("{FILE}:2: process_control_timeout = \"-3\": a duration cannot be negative"),
+        format!("{FILE}:8: [pool www] pm_min_spare_servers: is required when pm = \"dynamic\""),
+        format!("{FILE}:9: [pool www] pm_max_spare_servers = \"8\": cannot be greater than pm_max_children (4)"),
+        format!("{FILE}:13: [pool www] process_priority = \"99\": must be between -19 and 20"),
+    ] {
+        assert!(shown.contains(&line), "{line}\nnot in\n{shown}");
+    }
+}
+
+#[test]
 fn several_errors_are_all_reported_in_line_order() {
     let text = "[global]\nlog_level = \"loud\"\n\n[pool.www]\nlisten = \"localhost:9000\"\n\
                 pm_max_children = 0\npm = \"dynamic\"\nbogus = 1\n\n[pool.b]\nlisten = \"/b.sock\"\n";
@@ -100,13 +266,14 @@ fn several_errors_are_all_reported_in_line_order() {
             (Some(2), Some("log_level")),
             (Some(5), Some("listen")),
             (Some(6), Some("pm_max_children")),
-            (Some(7), Some("pm")),
+            (Some(7), Some("pm_min_spare_servers")),
+            (Some(7), Some("pm_max_spare_servers")),
             (Some(8), Some("bogus")),
             (Some(10), Some("pm_max_children")),
         ]
     );
     let shown = ConfigErrors(errors).to_string();
-    assert_eq!(shown.lines().count(), 6);
+    assert_eq!(shown.lines().count(), 7);
     assert!(
         shown.contains(&format!("{FILE}:6: [pool www] pm_max_children = \"0\": must be between 1 and 4096")),
         "{shown}"

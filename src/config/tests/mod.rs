@@ -5,7 +5,9 @@ mod errors;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::file::{RawGlobal, RawPoolKeys, RawTable};
 use super::*;
 
 const FILE: &str = "/etc/rustfpm/test.toml";
@@ -41,10 +43,18 @@ fn example_config_parses() {
     assert_eq!(config.global.error_log, LogTarget::Stderr);
     assert_eq!(config.global.log_level, LogLevel::Notice);
     assert_eq!(config.global.pid, Some(PathBuf::from("/run/rustfpm/rustfpm.pid")));
+    assert_eq!(config.global.process_control_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(config.global.emergency_restart_threshold, 0);
+    assert_eq!(config.global.emergency_restart_interval, None);
+    assert!(!config.global.graceful_stop_on_term);
     let [pool] = config.pools.as_slice() else { panic!("one pool expected") };
     assert_eq!(pool.name, "www");
     assert_eq!(pool.listen, ListenAddr::Unix(PathBuf::from("/run/rustfpm/www.sock")));
     assert_eq!((pool.pm, pool.pm_max_children), (PmMode::Static, 4));
+    let spares = (pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers);
+    assert_eq!(spares, (Some(2), Some(1), Some(3)));
+    assert_eq!(pool.pm_process_idle_timeout, Duration::from_secs(10));
+    assert_eq!(pool.request_terminate_timeout, None);
     assert_eq!(pool.user.as_deref(), Some("www-data"));
     assert_eq!(pool.listen_owner.as_deref(), Some("www-data"));
     assert_eq!(pool.env, [("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]);
@@ -70,6 +80,162 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(pool.security_limit_extensions, DEFAULT_SECURITY_LIMIT_EXTENSIONS);
     assert_eq!(pool.queue_max_len, 4 * DEFAULT_QUEUE_FACTOR);
     assert!(pool.env.is_empty() && pool.ini.is_empty() && pool.admin_ini_keys.is_empty());
+}
+
+#[test]
+fn defaults_fill_every_new_key() {
+    let config = parse_ok(&pool_with(""));
+    let global = &config.global;
+    assert_eq!(global.process_control_timeout, None);
+    assert_eq!(global.emergency_restart_threshold, DEFAULT_EMERGENCY_RESTART_THRESHOLD);
+    assert_eq!(global.emergency_restart_interval, None);
+    assert_eq!(global.graceful_stop_on_term, DEFAULT_GRACEFUL_STOP_ON_TERM);
+    let pool = &config.pools[0];
+    assert_eq!((pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers), (None, None, None));
+    assert_eq!(pool.pm_max_spawn_rate, DEFAULT_PM_MAX_SPAWN_RATE);
+    assert_eq!(pool.pm_process_idle_timeout, DEFAULT_PM_PROCESS_IDLE_TIMEOUT);
+    assert_eq!(pool.pm_max_requests, DEFAULT_PM_MAX_REQUESTS);
+    assert_eq!((pool.pm_max_memory, pool.pm_max_lifetime), (None, None));
+    assert_eq!(pool.request_terminate_timeout, None);
+    assert_eq!(pool.request_terminate_timeout_track_finished, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED);
+    assert_eq!(pool.queue_max_wait, None);
+    assert_eq!((pool.chdir.as_ref(), pool.chroot.as_ref()), (None, None));
+    assert_eq!((pool.rlimit_files, pool.rlimit_core, pool.process_priority), (None, None, None));
+    assert_eq!(pool.process_dumpable, DEFAULT_PROCESS_DUMPABLE);
+    assert_eq!(pool.catch_workers_output, DEFAULT_CATCH_WORKERS_OUTPUT);
+    assert_eq!(pool.decorate_workers_output, DEFAULT_DECORATE_WORKERS_OUTPUT);
+    // php-fpm's values.
+    assert_eq!((DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT), (32, Duration::from_secs(10)));
+    let flags = (DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_PROCESS_DUMPABLE);
+    assert_eq!(flags, (false, true, false));
+}
+
+#[test]
+fn every_new_pool_key_is_read() {
+    let pool = only_pool(&pool_with(
+        "pm = \"ondemand\"\npm_start_servers = 0\npm_min_spare_servers = 9\npm_max_spawn_rate = 4\n\
+         pm_process_idle_timeout = \"1m\"\npm_max_requests = 500\npm_max_memory = \"128M\"\n\
+         pm_max_lifetime = 3600\nrequest_terminate_timeout = \"30s\"\n\
+         request_terminate_timeout_track_finished = true\nqueue_max_wait = \"500ms\"\nchdir = \"/var/www\"\n\
+         chroot = \"/\"\nrlimit_files = 65536\nrlimit_core = \"unlimited\"\nprocess_priority = -19\n\
+         process_dumpable = true\ncatch_workers_output = true\ndecorate_workers_output = false",
+    ));
+    assert_eq!(pool.pm, PmMode::Ondemand);
+    // Not "dynamic": the spare counts are kept as written (even 0), not checked against each other.
+    assert_eq!((pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers), (Some(0), Some(9), None));
+    assert_eq!(pool.pm_max_spawn_rate, 4);
+    assert_eq!(pool.pm_process_idle_timeout, Duration::from_secs(60));
+    assert_eq!(pool.pm_max_requests, 500);
+    assert_eq!(pool.pm_max_memory, Some(128 << 20));
+    assert_eq!(pool.pm_max_lifetime, Some(Duration::from_secs(3600)));
+    assert_eq!(pool.request_terminate_timeout, Some(Duration::from_secs(30)));
+    assert!(pool.request_terminate_timeout_track_finished);
+    assert_eq!(pool.queue_max_wait, Some(Duration::from_millis(500)));
+    assert_eq!(pool.chdir, Some(PathBuf::from("/var/www")));
+    assert_eq!(pool.chroot, Some(PathBuf::from("/")));
+    assert_eq!(pool.rlimit_files, Some(65536));
+    assert_eq!(pool.rlimit_core, Some(RlimitCore::Unlimited));
+    assert_eq!(pool.process_priority, Some(-19));
+    assert!(pool.process_dumpable && pool.catch_workers_output && !pool.decorate_workers_output);
+}
+
+#[test]
+fn new_global_keys_are_read() {
+    let text = format!(
+        "[global]\nprocess_control_timeout = 20\nemergency_restart_threshold = 10\n\
+         emergency_restart_interval = \"1m\"\ngraceful_stop_on_term = true\n{}",
+        pool_with("")
+    );
+    let global = parse_ok(&text).global;
+    assert_eq!(global.process_control_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(global.emergency_restart_threshold, 10);
+    assert_eq!(global.emergency_restart_interval, Some(Duration::from_secs(60)));
+    assert!(global.graceful_stop_on_term);
+}
+
+#[test]
+fn zero_durations_and_sizes_mean_none() {
+    let pool = only_pool(&pool_with(
+        "pm_max_memory = \"0\"\npm_max_lifetime = 0\nrequest_terminate_timeout = \"0s\"\nqueue_max_wait = \"0\"",
+    ));
+    assert_eq!((pool.pm_max_memory, pool.pm_max_lifetime), (None, None));
+    assert_eq!((pool.request_terminate_timeout, pool.queue_max_wait), (None, None));
+    let text = format!("[global]\nprocess_control_timeout = 0\nemergency_restart_interval = \"0\"\n{}", pool_with(""));
+    let global = parse_ok(&text).global;
+    assert_eq!((global.process_control_timeout, global.emergency_restart_interval), (None, None));
+}
+
+#[test]
+fn durations_in_every_spelling() {
+    let cases = [
+        ("30", Duration::from_secs(30)),
+        ("\"30\"", Duration::from_secs(30)),
+        ("\"30s\"", Duration::from_secs(30)),
+        ("\"5m\"", Duration::from_secs(300)),
+        ("\"1h\"", Duration::from_secs(3600)),
+        ("\"1d\"", Duration::from_secs(86_400)),
+        ("\"250ms\"", Duration::from_millis(250)),
+    ];
+    for (spelling, expected) in cases {
+        let pool = only_pool(&pool_with(&format!("request_terminate_timeout = {spelling}")));
+        assert_eq!(pool.request_terminate_timeout, Some(expected), "{spelling}");
+    }
+}
+
+#[test]
+fn rlimit_core_takes_a_number_or_unlimited() {
+    for (spelling, expected) in [("0", RlimitCore::Limited(0)), ("1048576", RlimitCore::Limited(1 << 20))] {
+        assert_eq!(only_pool(&pool_with(&format!("rlimit_core = {spelling}"))).rlimit_core, Some(expected));
+    }
+    assert_eq!(only_pool(&pool_with("rlimit_core = \"unlimited\"")).rlimit_core, Some(RlimitCore::Unlimited));
+    let priority = |n: i32| only_pool(&pool_with(&format!("process_priority = {n}"))).process_priority;
+    assert_eq!((priority(MIN_PROCESS_PRIORITY), priority(MAX_PROCESS_PRIORITY)), (Some(-19), Some(20)));
+}
+
+/// A "dynamic" pool of 5 children whose `extra` lines start at line 5 (`pm` is line 4).
+fn dynamic_with(extra: &str) -> String {
+    format!("[pool.www]\nlisten = \"/run/www.sock\"\npm_max_children = 5\npm = \"dynamic\"\n{extra}\n")
+}
+
+#[test]
+fn dynamic_pools_get_php_fpm_start_servers() {
+    let cases = [
+        // (min, max, start as written, start as built)
+        (1, 3, None, 2),
+        (2, 5, None, 3),
+        (1, 2, None, 1),
+        (4, 4, None, 4),
+        (1, 5, Some(1), 1),
+        (1, 5, Some(5), 5),
+    ];
+    for (min, max, start, expected) in cases {
+        let start = start.map(|n| format!("pm_start_servers = {n}")).unwrap_or_default();
+        let text = dynamic_with(&format!("pm_min_spare_servers = {min}\npm_max_spare_servers = {max}\n{start}"));
+        let pool = only_pool(&text);
+        assert_eq!(pool.pm, PmMode::Dynamic);
+        assert_eq!(
+            (pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers),
+            (Some(expected), Some(min), Some(max)),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn static_and_ondemand_ignore_the_spare_counts() {
+    for mode in ["static", "ondemand"] {
+        let text = pool_with(&format!(
+            "pm = \"{mode}\"\npm_min_spare_servers = 3\npm_max_spare_servers = 1\npm_start_servers = 9"
+        ));
+        let pool = only_pool(&text);
+        assert_eq!(
+            (pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers),
+            (Some(9), Some(3), Some(1))
+        );
+    }
+    // A zero idle timeout is refused only where it is used.
+    let pool = only_pool(&pool_with("pm = \"static\"\npm_process_idle_timeout = 0"));
+    assert_eq!(pool.pm_process_idle_timeout, Duration::ZERO);
 }
 
 #[test]
@@ -159,6 +325,45 @@ fn env_table() {
     assert_eq!(pool.env, [("TMPDIR".into(), "/tmp".into()), ("WORKERS".into(), "3".into())]);
     let errors = errors(&pool_with("[pool.www.env]\n\"A=B\" = \"x\"\n"));
     assert_eq!((errors[0].line, errors[0].key.as_deref()), (Some(5), Some("env.A=B")));
+}
+
+/// The example must show every key, set or commented out (`# key = ...`).
+#[test]
+fn example_config_shows_every_key() {
+    let shown = |key: &str| {
+        EXAMPLE.lines().any(|line| {
+            let line = line.trim_start_matches("# ");
+            line.starts_with(&format!("{key} = ")) || line.starts_with(&format!("[pool.www.{key}]"))
+        })
+    };
+    let keys = RawGlobal::KEYS.iter().chain(RawPoolKeys::KEYS);
+    let missing: Vec<_> = keys.filter(|key| !shown(key)).collect();
+    assert!(missing.is_empty(), "config/rustfpm.toml lacks {missing:?}");
+}
+
+/// Uncommenting the example's commented-out keys gives a valid file (but for paths that need not
+/// exist on this machine).
+#[test]
+fn example_config_commented_keys_parse() {
+    let known = |line: &str| {
+        let key = line.split(" = ").next().unwrap_or("");
+        line.contains(" = ") && (RawGlobal::KEYS.contains(&key) || RawPoolKeys::KEYS.contains(&key))
+    };
+    let text: String = EXAMPLE
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(setting) if known(setting) => format!("{setting}\n"),
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert!(text.contains("\npm_max_memory = "), "{text}");
+    match parse(&text, Path::new(FILE)) {
+        Ok(config) => assert_eq!(config.pools[0].queue_max_wait, Some(Duration::from_secs(30))),
+        Err(ConfigErrors(errors)) => {
+            let keys: Vec<_> = errors.iter().map(|e| e.key.as_deref().unwrap_or("")).collect();
+            assert!(keys.iter().all(|key| ["php_ini", "chroot"].contains(key)), "{errors:?}");
+        }
+    }
 }
 
 #[test]

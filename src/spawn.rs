@@ -1,0 +1,189 @@
+//! Exec'ing a pool's php-cgi parent: its command line, environment,
+//! credentials and process settings, applied between fork and exec with
+//! async-signal-safe calls only; and forwarding its stderr to the log.
+
+use std::ffi::{CString, OsString};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::thread;
+
+use nix::unistd::{Gid, Pid, Uid};
+
+/// Everything needed to exec one pool's php-cgi parent.
+#[derive(Debug)]
+pub struct ChildSpec {
+    /// Pool name, for log lines.
+    pub pool: String,
+    /// The php-cgi binary.
+    pub program: PathBuf,
+    /// Arguments after the program name (`-c`, `-d key=value`).
+    pub args: Vec<OsString>,
+    /// The complete environment of the children.
+    pub env: Vec<(OsString, OsString)>,
+    /// The pool's private listening socket, handed to php-cgi as fd 0.
+    pub listener: OwnedFd,
+    /// Credentials to switch to before exec; `None` keeps rustfpm's.
+    pub credentials: Option<Credentials>,
+    /// Process settings applied between fork and exec.
+    pub settings: ProcessSettings,
+    /// Where the children's stderr goes.
+    pub output: Output,
+}
+
+/// php-fpm's per-pool process settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSettings {
+    /// `chroot`: directory to chroot into (before switching user).
+    pub chroot: Option<CString>,
+    /// `chdir`: working directory (inside the chroot, if any).
+    pub chdir: Option<CString>,
+    /// `rlimit_files`: RLIMIT_NOFILE.
+    pub rlimit_files: Option<u64>,
+    /// `rlimit_core`: RLIMIT_CORE (`u64::MAX`: unlimited).
+    pub rlimit_core: Option<u64>,
+    /// `process_priority`: nice value.
+    pub priority: Option<i32>,
+    /// `process_dumpable`: PR_SET_DUMPABLE after the user switch.
+    pub dumpable: bool,
+}
+
+/// What happens to the children's stderr (`catch_workers_output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Discarded (php-fpm's default).
+    Discard,
+    /// Logged line by line, prefixed with pool (`decorate_workers_output`).
+    Decorated,
+    /// Logged line by line as written.
+    Raw,
+}
+
+/// User, group and supplementary groups of a pool's children.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// User id.
+    pub uid: Uid,
+    /// Primary group id.
+    pub gid: Gid,
+    /// Supplementary groups.
+    pub groups: Vec<Gid>,
+}
+
+/// Execs a pool's php-cgi parent; returns its pid.
+pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+    let mut cmd = std::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::from(spec.listener.try_clone()?))
+        .stdout(Stdio::null());
+    let stderr_read = match spec.output {
+        Output::Discard => {
+            cmd.stderr(Stdio::null());
+            None
+        }
+        _ => {
+            let (read, write) = std::io::pipe()?;
+            cmd.stderr(write);
+            Some(read)
+        }
+    };
+    let creds = spec.credentials.clone();
+    let settings = spec.settings.clone();
+    // SAFETY: the closure runs between fork and exec and makes only
+    // async-signal-safe system calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings));
+    }
+    let child = cmd.spawn()?;
+    drop(cmd);
+    if let Some(pipe) = stderr_read {
+        forward_stderr(spec.pool.clone(), spec.output, pipe);
+    }
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Signals whose disposition is reset to the default for php-cgi.
+const RESET_SIGNALS: [libc::c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGPIPE,
+];
+
+fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings) -> std::io::Result<()> {
+    let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+    // SAFETY: signal, prctl, setsid, setrlimit, setpriority, chroot, chdir,
+    // setgroups, setgid and setuid are async-signal-safe system calls; every
+    // pointer passed was allocated before the fork and is only read.
+    unsafe {
+        // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
+        // would survive exec; php-cgi must see the defaults.
+        for sig in RESET_SIGNALS {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+        check(libc::setsid())?;
+        if let Some(n) = settings.rlimit_files {
+            check(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
+        }
+        if let Some(n) = settings.rlimit_core {
+            let n = if n == u64::MAX { libc::RLIM_INFINITY } else { n };
+            check(libc::setrlimit(libc::RLIMIT_CORE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
+        }
+        if let Some(nice) = settings.priority {
+            check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
+        }
+        if let Some(root) = &settings.chroot {
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(c"/".as_ptr()))?;
+        }
+        if let Some(dir) = &settings.chdir {
+            check(libc::chdir(dir.as_ptr()))?;
+        }
+        if let Some(c) = creds {
+            let groups: &[Gid] = &c.groups;
+            check(libc::setgroups(groups.len(), groups.as_ptr().cast()))?;
+            check(libc::setgid(c.gid.as_raw()))?;
+            check(libc::setuid(c.uid.as_raw()))?;
+        }
+        if settings.dumpable {
+            check(libc::prctl(libc::PR_SET_DUMPABLE, 1))?;
+        }
+    }
+    Ok(())
+}
+
+/// Longest stderr line logged in one piece; longer lines are split into
+/// pieces marked as continued, never cut silently.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Copies the children's stderr into rustfpm's log, one line at a time.
+fn forward_stderr(pool: String, output: Output, pipe: std::io::PipeReader) {
+    let _ = thread::Builder::new().name(format!("stderr-{pool}")).spawn(move || {
+        let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let Ok(n) = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) else { return };
+            if n == 0 {
+                return;
+            }
+            let continued = !line.ends_with(b"\n");
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            let mark = if continued { " (line continues)" } else { "" };
+            match output {
+                Output::Decorated => crate::warning!("[pool {pool}] child said into stderr: \"{text}\"{mark}"),
+                _ => crate::warning!("{text}{mark}"),
+            }
+        }
+    });
+}
