@@ -91,7 +91,11 @@ impl Server {
     }
 
     fn start_pools(&self, config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
-        config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &self.supervisor, self.opts.allow_root)?)).collect()
+        config
+            .pools
+            .iter()
+            .map(|cfg| Ok(Pool::start(cfg, &config.global, &self.supervisor, self.opts.allow_root)?))
+            .collect()
     }
 
     fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listener: Listener) -> anyhow::Result<()> {

@@ -157,6 +157,7 @@ pub struct PoolActor {
     max_active: usize,
     max_queue_wait: Duration,
     recycled: [u64; Reason::ALL.len()],
+    crashes: VecDeque<Instant>,
     retiring: bool,
     retire_deadline: Option<TokioInstant>,
     policy: Policy,
@@ -211,6 +212,7 @@ impl PoolActor {
             max_active: 0,
             max_queue_wait: Duration::ZERO,
             recycled: [0; Reason::ALL.len()],
+            crashes: VecDeque::new(),
             retiring: false,
             retire_deadline: None,
             policy,
@@ -353,6 +355,7 @@ impl PoolActor {
         } else {
             self.check_child_loop();
         }
+        self.check_emergency(status);
         if let Some(i) = self.pending_lost.iter().position(|l| l.pid == Some(pid)) {
             let lost = self.pending_lost.swap_remove(i);
             return self.log_lost(&lost, Some(status));
@@ -466,6 +469,28 @@ impl PoolActor {
         );
         self.killed_for_loop = true;
         self.supervisor.send(Command::SignalGroup { pgid: parent, signal: nix::sys::signal::Signal::SIGKILL });
+    }
+
+    /// php-fpm's emergency restart: too many children dying of SIGSEGV or
+    /// SIGBUS within the interval restart the pool's php-cgi.
+    fn check_emergency(&mut self, status: ExitKind) {
+        use nix::sys::signal::Signal::{SIGBUS, SIGKILL, SIGSEGV};
+        let (Some((threshold, interval)), Some((parent, _))) = (self.policy.emergency, self.parent) else { return };
+        if !matches!(status, ExitKind::Signal(SIGSEGV | SIGBUS)) {
+            return;
+        }
+        let now = Instant::now();
+        self.crashes.retain(|t| now.duration_since(*t) <= interval);
+        self.crashes.push_back(now);
+        if self.crashes.len() >= threshold {
+            self.crashes.clear();
+            crate::alert!(
+                "[pool {}] {threshold} children exited on SIGSEGV or SIGBUS within {}s: emergency restart of php-cgi",
+                self.name,
+                interval.as_secs()
+            );
+            self.supervisor.send(Command::SignalGroup { pgid: parent, signal: SIGKILL });
+        }
     }
 
     /// Restarts at once after a parent that ran a while; with doubling delays

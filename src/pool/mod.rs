@@ -62,7 +62,13 @@ pub struct Pool {
 impl Pool {
     /// Creates the pool's socket, asks the supervisor to start php-cgi and
     /// spawns the actor. Must run inside the tokio runtime.
-    pub fn start(cfg: &config::Pool, supervisor: &Supervisor, allow_root: bool) -> Result<Arc<Pool>, PoolError> {
+    pub fn start(
+        cfg: &config::Pool,
+        global: &config::Global,
+        supervisor: &Supervisor,
+        allow_root: bool,
+    ) -> Result<Arc<Pool>, PoolError> {
+        explain_settings(cfg);
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
@@ -75,7 +81,7 @@ impl Pool {
             cfg.pm_max_children,
             supervisor.clone(),
             events_tx,
-            policy(cfg),
+            policy(cfg, global),
             epochs.clone(),
         );
         tokio::spawn(actor.run(rx, events_rx));
@@ -119,12 +125,36 @@ impl Pool {
 }
 
 /// The recycling rules of a pool's config.
-fn policy(cfg: &config::Pool) -> recycle::Policy {
+fn policy(cfg: &config::Pool, global: &config::Global) -> recycle::Policy {
     recycle::Policy {
         max_requests: cfg.pm_max_requests,
         max_memory: cfg.pm_max_memory,
         max_lifetime: cfg.pm_max_lifetime,
         idle_timeout: (cfg.pm == config::PmMode::Ondemand).then_some(cfg.pm_process_idle_timeout),
         max_spare: cfg.pm_max_spare_servers.filter(|_| cfg.pm == config::PmMode::Dynamic),
+        emergency: global
+            .emergency_restart_interval
+            .filter(|_| global.emergency_restart_threshold > 0)
+            .map(|interval| (global.emergency_restart_threshold, interval)),
+    }
+}
+
+/// php-fpm settings that have no effect here are named, never silently ignored.
+fn explain_settings(cfg: &config::Pool) {
+    if cfg.pm != config::PmMode::Static {
+        crate::notice!(
+            "[pool {}] pm = {:?}: all {} children are forked at start from one php-cgi parent (they share its \
+             OPcache; an unused child costs ~50 KB); used children are replaced when idle, so \
+             pm_start_servers and pm_max_spawn_rate have no effect",
+            cfg.name,
+            cfg.pm,
+            cfg.pm_max_children
+        );
+    }
+    if cfg.request_terminate_timeout_track_finished {
+        crate::warning!(
+            "[pool {}] request_terminate_timeout_track_finished has no effect: php-cgi has no fastcgi_finish_request()",
+            cfg.name
+        );
     }
 }

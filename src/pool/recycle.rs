@@ -60,6 +60,9 @@ pub struct Policy {
     pub idle_timeout: Option<Duration>,
     /// Keep at most this many used children idle (dynamic).
     pub max_spare: Option<usize>,
+    /// `emergency_restart_threshold` crashes (SIGSEGV/SIGBUS) within
+    /// `emergency_restart_interval` restart the whole pool.
+    pub emergency: Option<(usize, Duration)>,
 }
 
 /// What the planner needs to know about one slot.
