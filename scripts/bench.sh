@@ -14,13 +14,22 @@
 #   cpu    ~1 ms of CPU (CPU_ITERS md5 calls)       nginx without FastCGI keepalive
 #   keep   hello world, fastcgi_keep_conn on + keepalive 64; nginx is restarted before each
 #          round (php-fpm leaves children bound to idle nginx connections, stalling the next run)
+#   burst  BURST_N concurrent requests that each sleep BURST_MS (usleep) sent at once to a pool
+#          idle since its start: pm ondemand, BURST_N max children, idle timeout 10s (php-fpm
+#          then has no children). Each round starts that pool fresh (a separate php-fpm or
+#          rustfpm, with its own nginx server block, no keepalive), waits BURST_IDLE s, sends
+#          the requests from one python3 thread each (scripts/bench/burst.py), records the
+#          time from the first send to the last answer, and stops the pool.
 # Progress goes to stderr, the report to stdout. All processes are stopped and the temp dir
 # removed on any exit.
 #
 # Environment (defaults): DURATION=5 (s per round), ROUNDS=3, WARMUP=2 (s per warm-up run),
 #   CHILDREN=4, THREADS=2, CONNS=32 (wrk -t/-c), CPU_ITERS=6500 (or "auto": calibrate to
-#   ~1 ms here), WORKLOADS="hello cpu keep", ONLY= (php-fpm | rustfpm: run one side only),
-#   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto.
+#   ~1 ms here), WORKLOADS="hello cpu keep burst", ONLY= (php-fpm | rustfpm: run one side only),
+#   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
+#   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
+#   BURST_TIMEOUT=10 (s per request).
+# With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,21 +41,39 @@ CHILDREN=${CHILDREN:-4}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 CPU_ITERS=${CPU_ITERS:-6500}
-WORKLOADS=${WORKLOADS:-hello cpu keep}
+WORKLOADS=${WORKLOADS:-hello cpu keep burst}
 ONLY=${ONLY:-}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
+BURST_N=${BURST_N:-32}
+BURST_MS=${BURST_MS:-300}
+BURST_IDLE=${BURST_IDLE:-1}
+BURST_TIMEOUT=${BURST_TIMEOUT:-10}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
 rustfpm | php-fpm) BACKENDS=("$ONLY") ;;
 *) die "ONLY must be empty, rustfpm or php-fpm (got '$ONLY')" ;;
 esac
+WRK_WORKLOADS="" # the workloads measured with wrk against the static pools: all but burst
 for w in $WORKLOADS; do
-	case $w in hello | cpu | keep) ;; *) die "unknown workload '$w' (hello, cpu, keep)" ;; esac
+	case $w in
+	hello | cpu | keep) WRK_WORKLOADS+="$w " ;;
+	burst) ;;
+	*) die "unknown workload '$w' (hello, cpu, keep, burst)" ;;
+	esac
+done
+WRK_WORKLOADS=${WRK_WORKLOADS% }
+for v in BURST_N BURST_MS BURST_IDLE BURST_TIMEOUT; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
+measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
-ensure_packages php8.2-cgi php8.2-fpm nginx wrk
+packages=(php8.2-cgi php8.2-fpm nginx)
+[[ -n $WRK_WORKLOADS ]] && packages+=(wrk)
+measuring burst && packages+=(python3-minimal)
+ensure_packages "${packages[@]}"
+PYTHON=/usr/bin/python3
 enabled rustfpm && build_release
 
 TMP=$(mktemp -d /tmp/rustfpm-bench.XXXXXX)
@@ -61,84 +88,129 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 mkdir "$TMP/www"
-cp "$RF_ROOT/scripts/bench/hello.php" "$RF_ROOT/scripts/bench/cpu.php" "$TMP/www/"
+cp "$RF_ROOT/scripts/bench/hello.php" "$RF_ROOT/scripts/bench/cpu.php" "$RF_ROOT/scripts/bench/sleep.php" "$TMP/www/"
 chmod -R a+rX "$TMP/www"
+if enabled rustfpm; then
+	# A private copy: the burst workload restarts rustfpm every round, and a concurrent
+	# `cargo build` must not swap the binary between rounds.
+	cp "$RUSTFPM_BIN" "$TMP/rustfpm"
+	RUSTFPM_BIN="$TMP/rustfpm"
+fi
 
 # --- CPU workload calibration -------------------------------------------------------
 calibrate() { php-cgi8.2 -q -d register_argc_argv=1 "$RF_ROOT/scripts/bench/calibrate.php" "$1"; }
-if [[ $CPU_ITERS == auto ]]; then
-	ms=$(calibrate 20000)
-	CPU_ITERS=$(awk -v ms="$ms" 'BEGIN { n = 20000 / ms; printf "%d", int(n / 100 + 0.5) * 100 }')
-	log "calibrated: $CPU_ITERS md5 iterations ~ 1 ms"
+if [[ -n $WRK_WORKLOADS ]]; then
+	if [[ $CPU_ITERS == auto ]]; then
+		ms=$(calibrate 20000)
+		CPU_ITERS=$(awk -v ms="$ms" 'BEGIN { n = 20000 / ms; printf "%d", int(n / 100 + 0.5) * 100 }')
+		log "calibrated: $CPU_ITERS md5 iterations ~ 1 ms"
+	fi
+	CPU_MS=$(calibrate "$CPU_ITERS")
+	log "cpu workload: $CPU_ITERS md5 iterations = $CPU_MS ms (median, php-cgi, outside any server)"
 fi
-CPU_MS=$(calibrate "$CPU_ITERS")
-log "cpu workload: $CPU_ITERS md5 iterations = $CPU_MS ms (median, php-cgi, outside any server)"
 
 # --- backends -------------------------------------------------------------------------
+# The static pools (wrk workloads) start once; the burst pools (ondemand) start fresh for
+# every burst round (burst_start/burst_stop below), from configs written and checked here.
 FPM_SOCK="$TMP/php-fpm.sock"
 RF_SOCK="$TMP/rustfpm.sock"
 FPM_PID=""
 RF_PID=""
+declare -A BURST_SOCK=([php-fpm]="$TMP/burst-php-fpm.sock" [rustfpm]="$TMP/burst-rustfpm.sock")
 
-if enabled php-fpm; then
-	fpm_user=""
-	if ((EUID == 0)); then
-		# As Debian's stock www.conf: children and socket belong to www-data (php-fpm's
-		# listen.owner otherwise defaults to the user running it, root).
-		fpm_user=$'user = www-data\ngroup = www-data\nlisten.owner = www-data\nlisten.group = www-data'
-	fi
-	cat >"$TMP/php-fpm.conf" <<EOF
+fpm_user=""
+rf_user=""
+if ((EUID == 0)); then
+	# As Debian's stock www.conf: children and socket belong to www-data (php-fpm's
+	# listen.owner otherwise defaults to the user running it, root).
+	fpm_user=$'user = www-data\ngroup = www-data\nlisten.owner = www-data\nlisten.group = www-data'
+	rf_user=$'user = "www-data"\ngroup = "www-data"\nlisten_owner = "www-data"\nlisten_group = "www-data"'
+fi
+
+# fpm_conf NAME SOCK PM_LINES: a php-fpm config with one pool, all files under $TMP.
+fpm_conf() {
+	cat <<EOF
 ; generated by scripts/bench.sh
 [global]
-pid = $TMP/php-fpm.pid
-error_log = $TMP/php-fpm.log
+pid = $TMP/$1.pid
+error_log = $TMP/$1.log
 daemonize = no
 
 [bench]
-listen = $FPM_SOCK
+listen = $2
 $fpm_user
-pm = static
-pm.max_children = $CHILDREN
+$3
 EOF
-	php-fpm8.2 -t -y "$TMP/php-fpm.conf" 2>"$TMP/php-fpm-test.log" ||
-		die "php-fpm rejected its config: $(cat "$TMP/php-fpm-test.log")"
-	log "starting php-fpm ($CHILDREN children)"
-	start_bg php-fpm "$TMP/php-fpm.log" php-fpm8.2 -F -y "$TMP/php-fpm.conf"
-	FPM_PID=$RF_LAST_PID
-	wait_for_socket "$FPM_SOCK" "$FPM_PID" php-fpm
-	check_socket_access "$FPM_SOCK" php-fpm
-fi
-
-if enabled rustfpm; then
-	rf_user=""
-	if ((EUID == 0)); then
-		rf_user=$'user = "www-data"\ngroup = "www-data"\nlisten_owner = "www-data"\nlisten_group = "www-data"'
-	fi
-	cat >"$TMP/rustfpm.toml" <<EOF
+}
+# rf_conf SOCK PM_LINES: a rustfpm config with one pool.
+rf_conf() {
+	cat <<EOF
 # generated by scripts/bench.sh
 [global]
 error_log = "stderr"
 log_level = "notice"
 
 [pool.bench]
-listen = "$RF_SOCK"
-pm = "static"
-pm_max_children = $CHILDREN
+listen = "$1"
+$2
 # The same PHP build and php.ini as php-fpm's, so only the process manager differs.
 php_cgi = "$(command -v php-cgi8.2)"
 php_ini = "/etc/php/8.2/fpm/php.ini"
 $rf_user
 EOF
-	"$RUSTFPM_BIN" -t --config "$TMP/rustfpm.toml" >"$TMP/rustfpm-test.log" 2>&1 ||
-		die "rustfpm rejected its config: $(cat "$TMP/rustfpm-test.log")"
+}
+# check_conf BACKEND CONF: the backend's own config test (-t).
+check_conf() {
+	if [[ $1 == php-fpm ]]; then
+		php-fpm8.2 -t -y "$2" >"$TMP/conf-test.log" 2>&1 || die "php-fpm rejected $2: $(cat "$TMP/conf-test.log")"
+	else
+		"$RUSTFPM_BIN" -t --config "$2" >"$TMP/conf-test.log" 2>&1 || die "rustfpm rejected $2: $(cat "$TMP/conf-test.log")"
+	fi
+}
+# start_backend BACKEND CONF SOCK LOGNAME: start it, wait for its socket; the pid is in RF_LAST_PID.
+start_backend() {
+	local b=$1 conf=$2 sock=$3 name=$4 pid
+	rm -f "$sock" # a socket left from an earlier run would pass wait_for_socket at once
+	if [[ $b == php-fpm ]]; then
+		start_bg "$name" "$TMP/$name.log" php-fpm8.2 -F -y "$conf"
+	else
+		start_bg "$name" "$TMP/$name.log" "$RUSTFPM_BIN" --config "$conf"
+	fi
+	pid=$RF_LAST_PID
+	wait_for_socket "$sock" "$pid" "$name"
+	check_socket_access "$sock" "$name"
+	RF_LAST_PID=$pid
+}
+
+if [[ -n $WRK_WORKLOADS ]] && enabled php-fpm; then
+	fpm_conf php-fpm "$FPM_SOCK" "pm = static"$'\n'"pm.max_children = $CHILDREN" >"$TMP/php-fpm.conf"
+	check_conf php-fpm "$TMP/php-fpm.conf"
+	log "starting php-fpm ($CHILDREN children)"
+	start_backend php-fpm "$TMP/php-fpm.conf" "$FPM_SOCK" php-fpm
+	FPM_PID=$RF_LAST_PID
+fi
+if [[ -n $WRK_WORKLOADS ]] && enabled rustfpm; then
+	rf_conf "$RF_SOCK" "pm = \"static\""$'\n'"pm_max_children = $CHILDREN" >"$TMP/rustfpm.toml"
+	check_conf rustfpm "$TMP/rustfpm.toml"
 	log "starting rustfpm ($CHILDREN children)"
-	start_bg rustfpm "$TMP/rustfpm.log" "$RUSTFPM_BIN" --config "$TMP/rustfpm.toml"
+	start_backend rustfpm "$TMP/rustfpm.toml" "$RF_SOCK" rustfpm
 	RF_PID=$RF_LAST_PID
-	wait_for_socket "$RF_SOCK" "$RF_PID" rustfpm
-	check_socket_access "$RF_SOCK" rustfpm
+fi
+if measuring burst; then
+	enabled php-fpm && fpm_conf burst-php-fpm "${BURST_SOCK[php-fpm]}" \
+		"pm = ondemand"$'\n'"pm.max_children = $BURST_N"$'\n'"pm.process_idle_timeout = 10s" >"$TMP/burst-php-fpm.conf"
+	enabled rustfpm && rf_conf "${BURST_SOCK[rustfpm]}" \
+		"pm = \"ondemand\""$'\n'"pm_max_children = $BURST_N"$'\n'"pm_process_idle_timeout = \"10s\"" >"$TMP/burst-rustfpm.toml"
+	enabled php-fpm && check_conf php-fpm "$TMP/burst-php-fpm.conf"
+	enabled rustfpm && check_conf rustfpm "$TMP/burst-rustfpm.toml"
 fi
 
-# --- nginx: one server block per (backend, keepalive), all from the same template ----------
+# --- nginx: one server block per (backend, kind), all from the same template ----------------
+# Kinds: plain (no FastCGI keepalive) and keep (keepalive) for the static pools, burst (no
+# keepalive) for the ondemand pools.
+KINDS=()
+[[ -n $WRK_WORKLOADS ]] && KINDS+=(plain keep)
+measuring burst && KINDS+=(burst)
 declare -A PORT=()
 server_block() { # PORT UPSTREAM KEEP(on|off)
 	local keep_line=""
@@ -163,7 +235,8 @@ for b in "${BACKENDS[@]}"; do
 	up=${b//-/_}
 	body+="    upstream ${up}_plain { server unix:$sock; }"$'\n'
 	body+="    upstream ${up}_keep { server unix:$sock; keepalive 64; }"$'\n'
-	for kind in plain keep; do
+	body+="    upstream ${up}_burst { server unix:${BURST_SOCK[$b]}; }"$'\n'
+	for kind in "${KINDS[@]}"; do
 		p=$(free_port)
 		while [[ " ${PORT[*]} " == *" $p "* ]]; do p=$(free_port); done
 		PORT[$b,$kind]=$p
@@ -174,15 +247,21 @@ for b in "${BACKENDS[@]}"; do
 done
 nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"
 
-# start_nginx: start nginx, wait until it answers, and check every endpoint once (a 502 would
-# make a fast, wrong benchmark).
+# start_nginx: start nginx, wait until it answers, and check every endpoint of the static
+# pools once (a 502 would make a fast, wrong benchmark). The burst pools are not running yet
+# (and a request would leave php-fpm a child): their ports only have to accept connections;
+# each burst checks every answer.
 NGINX_PID=""
 start_nginx() {
 	nginx_start "$TMP"
 	NGINX_PID=$RF_LAST_PID
 	local b kind path
 	for b in "${BACKENDS[@]}"; do
-		for kind in plain keep; do
+		for kind in "${KINDS[@]}"; do
+			if [[ $kind == burst ]]; then
+				wait_for_http "${PORT[$b,$kind]}" / "$NGINX_PID" nginx
+				continue
+			fi
 			for path in /hello.php "/cpu.php?n=10"; do
 				wait_for_http "${PORT[$b,$kind]}" "$path" "$NGINX_PID" nginx
 				if [[ $RF_HTTP_STATUS != 200 ]]; then
@@ -220,6 +299,40 @@ run_wrk() {
 	wait "$pid" || rc=$?
 	forget_pid "$pid"
 	((rc == 0)) || die "wrk failed against $1 ($2): $(cat "$4")"
+}
+
+# run_burst BACKEND ROUND: start the backend's ondemand pool, leave it idle BURST_IDLE s, send
+# BURST_N concurrent requests that each sleep BURST_MS (burst.py, a tracked background job
+# like wrk), then stop the pool, so that every round starts from an idle pool. Records the
+# time from the first send to the last answer, the requests not answered 200, and how many
+# processes the pool's master had under it before and right after the burst.
+declare -A BURST_WALL=() BURST_FAILED=() BURST_PROCS=()
+run_burst() {
+	local b=$1 r=$2 conf pid cpid before after out rc=0 ms ok failed spread statuses
+	conf="$TMP/burst-php-fpm.conf"
+	[[ $b == rustfpm ]] && conf="$TMP/burst-rustfpm.toml"
+	start_backend "$b" "$conf" "${BURST_SOCK[$b]}" "burst-$b"
+	pid=$RF_LAST_PID
+	sleep "$BURST_IDLE"
+	pid_alive "$pid" || die "$b (ondemand) exited while idle: $(tail -n 5 "$TMP/burst-$b.log")"
+	before=$(descendants "$pid" | wc -l)
+	out="$TMP/burst-$b-$r.txt"
+	: >"$out"
+	start_bg burst "$out" "$PYTHON" "$RF_ROOT/scripts/bench/burst.py" \
+		"${PORT[$b,burst]}" "/sleep.php?ms=$BURST_MS" "$BURST_N" "$BURST_TIMEOUT"
+	cpid=$RF_LAST_PID
+	wait "$cpid" || rc=$?
+	forget_pid "$cpid"
+	after=$(descendants "$pid" | wc -l)
+	stop_pid "$pid" "burst-$b"
+	((rc == 0)) || die "burst client failed against $b: $(cat "$out")"
+	read -r ms ok failed spread statuses < <(tail -n 1 "$out")
+	[[ ${ms:-} =~ ^[0-9.]+$ && ${failed:-} =~ ^[0-9]+$ ]] || die "burst client printed no result: $(cat "$out")"
+	BURST_WALL[$b]+="$ms "
+	BURST_FAILED[$b]=$((${BURST_FAILED[$b]:-0} + failed))
+	BURST_PROCS[$b]+="$before→$after "
+	log "$(printf 'burst  round %d/%d %-8s %6.0f ms first send to last answer  %d/%d answered 200%s  processes %d → %d  (sends spread over %.1f ms)' \
+		"$r" "$ROUNDS" "$b" "$ms" "$ok" "$BURST_N" "${statuses:+ (failed: $statuses)}" "$before" "$after" "$spread")"
 }
 
 # parse_wrk FILE: prints "req/s p50_ms p99_ms non2xx socket_errors stalled"
@@ -262,8 +375,10 @@ warm() { # WORKLOAD
 }
 
 # Warm up both pools on the non-keepalive workloads, then measure their memory.
-warm hello
-warm cpu
+if [[ -n $WRK_WORKLOADS ]]; then
+	warm hello
+	warm cpu
+fi
 
 declare -A PSS_KB=() NPROCS=()
 RF_RSS_KB=""
@@ -286,6 +401,10 @@ for w in $WORKLOADS; do
 	[[ $w == keep ]] && warm keep
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for b in "${BACKENDS[@]}"; do
+			if [[ $w == burst ]]; then
+				run_burst "$b" "$r"
+				continue
+			fi
 			# Every keepalive round starts from a fresh nginx: php-fpm children stay bound to
 			# the idle connections nginx keeps from an earlier run, which would stall the next.
 			[[ $w == keep ]] && restart_nginx
@@ -349,24 +468,33 @@ fi
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
 	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version"
-	echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
-		"medians of $ROUNDS alternating rounds after warm-up"
-	echo "~1 ms CPU = $CPU_ITERS chained md5() calls, $CPU_MS ms each here (outside any server)"
-	echo
-	echo "| workload | php-fpm req/s | rustfpm req/s | ratio | php-fpm p50 / p99 | rustfpm p50 / p99 | p99 ratio |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
-	for w in $WORKLOADS; do
-		f_rps=$(med RPS "$w,php-fpm")
-		r_rps=$(med RPS "$w,rustfpm")
-		f_p50=$(med P50 "$w,php-fpm")
-		r_p50=$(med P50 "$w,rustfpm")
-		f_p99=$(med P99 "$w,php-fpm")
-		r_p99=$(med P99 "$w,rustfpm")
-		printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s |\n' "${LABEL[$w]}" \
-			"$(fmt_rps "$f_rps")" "$(fmt_rps "$r_rps")" "$(ratio "$r_rps" "$f_rps")" \
-			"$(fmt_ms "$f_p50")" "$(fmt_ms "$f_p99")" "$(fmt_ms "$r_p50")" "$(fmt_ms "$r_p99")" \
-			"$(ratio "$r_p99" "$f_p99")"
-	done
+	if [[ -n $WRK_WORKLOADS ]]; then
+		echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
+			"medians of $ROUNDS alternating rounds after warm-up"
+		echo "~1 ms CPU = $CPU_ITERS chained md5() calls, $CPU_MS ms each here (outside any server)"
+	fi
+	if measuring burst; then
+		echo "burst: pm ondemand, $BURST_N max children, idle timeout 10s, started fresh and idle ${BURST_IDLE}s, then"
+		echo "$BURST_N concurrent GETs of usleep(${BURST_MS} ms) through nginx (no keepalive), one connection each;" \
+			"time from the first send to the last answer, median of $ROUNDS alternating rounds"
+	fi
+	if [[ -n $WRK_WORKLOADS ]]; then
+		echo
+		echo "| workload | php-fpm req/s | rustfpm req/s | ratio | php-fpm p50 / p99 | rustfpm p50 / p99 | p99 ratio |"
+		echo "|---|---:|---:|---:|---:|---:|---:|"
+		for w in $WRK_WORKLOADS; do
+			f_rps=$(med RPS "$w,php-fpm")
+			r_rps=$(med RPS "$w,rustfpm")
+			f_p50=$(med P50 "$w,php-fpm")
+			r_p50=$(med P50 "$w,rustfpm")
+			f_p99=$(med P99 "$w,php-fpm")
+			r_p99=$(med P99 "$w,rustfpm")
+			printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s |\n' "${LABEL[$w]}" \
+				"$(fmt_rps "$f_rps")" "$(fmt_rps "$r_rps")" "$(ratio "$r_rps" "$f_rps")" \
+				"$(fmt_ms "$f_p50")" "$(fmt_ms "$f_p99")" "$(fmt_ms "$r_p50")" "$(fmt_ms "$r_p99")" \
+				"$(ratio "$r_p99" "$f_p99")"
+		done
+	fi
 	echo
 
 	f_hello=$(med RPS "hello,php-fpm")
@@ -391,9 +519,26 @@ fi
 		fi
 		echo "$line"
 	done
-	echo
+	if measuring burst; then
+		f_burst=$(med BURST_WALL php-fpm)
+		r_burst=$(med BURST_WALL rustfpm)
+		line="$BURST_N × $BURST_MS ms from idle (ondemand): php-fpm $(fmt_ms "$f_burst"), rustfpm $(fmt_ms "$r_burst")"
+		# The design target is for 32 requests of 300 ms.
+		if ((BURST_N == 32 && BURST_MS == 300)); then
+			line+=" (target ≤ 500 ms: $(check "$r_burst" '<=' 500))"
+		fi
+		for b in "${BACKENDS[@]}"; do
+			if ((${BURST_FAILED[$b]:-0})); then
+				line+="; $b: ${BURST_FAILED[$b]} of $((BURST_N * ROUNDS)) requests not answered 200"
+			fi
+		done
+		echo "$line"
+	fi
 
-	echo "memory after warm-up (sum of Pss over the pool's processes):"
+	if [[ -n ${PSS_KB[php-fpm]:-}${PSS_KB[rustfpm]:-} ]]; then
+		echo
+		echo "memory after warm-up (sum of Pss over the pool's processes):"
+	fi
 	if [[ -n ${PSS_KB[php-fpm]:-} ]]; then
 		echo "  php-fpm master + children (${NPROCS[php-fpm]} processes): $(mib "${PSS_KB[php-fpm]}")"
 	fi
@@ -404,7 +549,7 @@ fi
 	fi
 
 	errors=""
-	for w in $WORKLOADS; do
+	for w in $WRK_WORKLOADS; do
 		for b in "${BACKENDS[@]}"; do
 			if ((${BAD[$w,$b]:-0} || ${SOCKERR[$w,$b]:-0})); then
 				errors+="  $b, ${LABEL[$w]}: ${BAD[$w,$b]} non-2xx responses, ${SOCKERR[$w,$b]} socket errors/timeouts"$'\n'
@@ -418,7 +563,7 @@ fi
 	fi
 
 	stalls=""
-	for w in $WORKLOADS; do
+	for w in $WRK_WORKLOADS; do
 		for b in "${BACKENDS[@]}"; do
 			# shellcheck disable=SC2086  # the rounds are a space-separated list
 			if awk -v lim=$((CONNS / 8 > 2 ? CONNS / 8 : 2)) \
@@ -435,31 +580,50 @@ fi
 	fi
 
 	for b in "${BACKENDS[@]}"; do
-		n=$(grep -c -E 'WARNING|ERROR|ALERT' "$TMP/$b.log" || true)
-		if ((n > 0)); then
-			echo
-			echo "$b logged $n warnings/errors, e.g.:"
-			grep -E 'WARNING|ERROR|ALERT' "$TMP/$b.log" | head -n 3 | sed 's/^/  /'
-		fi
+		for logname in "$b" "burst-$b"; do
+			[[ -f $TMP/$logname.log ]] || continue
+			n=$(grep -c -E 'WARNING|ERROR|ALERT' "$TMP/$logname.log" || true)
+			if ((n > 0)); then
+				echo
+				echo "$logname logged $n warnings/errors, e.g.:"
+				grep -E 'WARNING|ERROR|ALERT' "$TMP/$logname.log" | head -n 3 | sed 's/^/  /'
+			fi
+		done
 	done
 
-	echo
-	echo "rounds: req/s (CPU used by other processes during the round, % of the machine):"
-	busy=0
-	for w in $WORKLOADS; do
+	if [[ -n $WRK_WORKLOADS ]]; then
+		echo
+		echo "rounds: req/s (CPU used by other processes during the round, % of the machine):"
+		busy=0
+		for w in $WRK_WORKLOADS; do
+			for b in "${BACKENDS[@]}"; do
+				read -ra rr <<<"${RPS[$w,$b]}"
+				read -ra oo <<<"${OTHER[$w,$b]}"
+				line=$(printf '  %-6s %-8s' "$w" "$b")
+				for i in "${!rr[@]}"; do
+					line+=$(printf ' %6.0f (%d%%)' "${rr[i]}" "${oo[i]}")
+					((oo[i] < 5)) || busy=1
+				done
+				echo "$line"
+			done
+		done
+		if ((busy)); then
+			echo "  note: other processes used 5% or more of the CPU in some rounds; ratios from this run are noisy."
+		fi
+	fi
+	if measuring burst; then
+		echo
+		echo "rounds, burst: ms from the first send to the last answer (processes under the pool's master"
+		echo "before → right after the burst):"
 		for b in "${BACKENDS[@]}"; do
-			read -ra rr <<<"${RPS[$w,$b]}"
-			read -ra oo <<<"${OTHER[$w,$b]}"
-			line=$(printf '  %-6s %-8s' "$w" "$b")
-			for i in "${!rr[@]}"; do
-				line+=$(printf ' %6.0f (%d%%)' "${rr[i]}" "${oo[i]}")
-				((oo[i] < 5)) || busy=1
+			read -ra tt <<<"${BURST_WALL[$b]}"
+			read -ra pp <<<"${BURST_PROCS[$b]}"
+			line=$(printf '  %-6s %-8s' burst "$b")
+			for i in "${!tt[@]}"; do
+				line+=$(printf ' %6.0f (%s)' "${tt[i]}" "${pp[i]}")
 			done
 			echo "$line"
 		done
-	done
-	if ((busy)); then
-		echo "  note: other processes used 5% or more of the CPU in some rounds; ratios from this run are noisy."
 	fi
 } >"$TMP/report.txt"
 
