@@ -8,6 +8,7 @@
 
 mod error;
 mod file;
+mod fpm;
 mod listen;
 mod pm;
 mod tables;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use fpm::{load_fpm, to_toml};
 pub use units::{parse_duration, parse_size};
 
 /// `[global] error_log` when unset.

@@ -2,6 +2,7 @@
 //! `errors`: what invalid files report.
 
 mod errors;
+mod fpm;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,636 @@
+//! php-fpm's INI configuration: Debian's real files, then self-contained files in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::EXAMPLE;
+use crate::config::file::{RawGlobal, RawPoolKeys, RawTable};
+use crate::config::fpm::directives::{Action, ARRAYS, GLOBAL, POOL};
+use crate::config::fpm::ini::{parse_value, wildcard, Parsed};
+use crate::config::fpm::interpret::fpm_bool;
+use crate::config::*;
+
+const DEBIAN: &str = "/etc/php/8.2/fpm/php-fpm.conf";
+
+/// A temp dir of config files.
+struct Files(tempfile::TempDir);
+
+impl Files {
+    fn new() -> Self {
+        Files(tempfile::tempdir().expect("a temp dir"))
+    }
+
+    fn dir(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Writes `text` to `name` (under the temp dir), creating its directories.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn load_ok(path: &Path, prefix: Option<&Path>) -> (Config, Vec<String>) {
+    match load_fpm(path, prefix) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("unexpected errors:\n{errors}"),
+    }
+}
+
+fn load_errors(path: &Path) -> Vec<ConfigError> {
+    match load_fpm(path, None) {
+        Ok((config, _)) => panic!("accepted: {config:?}"),
+        Err(ConfigErrors(errors)) => errors,
+    }
+}
+
+/// One file holding `text`, loaded without a prefix.
+fn load_text(text: &str) -> (Config, Vec<String>) {
+    let files = Files::new();
+    load_ok(&files.write("php-fpm.conf", text), None)
+}
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    let files = Files::new();
+    load_errors(&files.write("php-fpm.conf", text))
+}
+
+/// A valid pool `www` whose `extra` lines start at line 4.
+fn pool_with(extra: &str) -> String {
+    format!("[www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\n{extra}\n")
+}
+
+fn only_pool(text: &str) -> Pool {
+    load_text(text).0.pools.remove(0)
+}
+
+/// `config` with the orders that carry no meaning normalised, as text to compare.
+fn normalised(config: &Config) -> String {
+    let mut config = config.clone();
+    config.path = PathBuf::new();
+    for pool in &mut config.pools {
+        pool.ini.sort();
+        pool.admin_ini_keys.sort();
+        pool.env.sort();
+    }
+    format!("{config:#?}")
+}
+
+fn assert_round_trip(config: &Config) {
+    let text = to_toml(config);
+    let again = match parse(&text, &config.path) {
+        Ok(again) => again,
+        Err(errors) => panic!("to_toml gave an invalid file:\n{errors}\n{text}"),
+    };
+    assert_eq!(normalised(&again), normalised(config), "{text}");
+}
+
+fn ini(pool: &Pool) -> Vec<(&str, &str)> {
+    pool.ini.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+// ---- Debian's real configuration ----
+
+fn debian() -> Option<(Config, Vec<String>)> {
+    if !Path::new(DEBIAN).exists() {
+        eprintln!("note: {DEBIAN} is absent (install php8.2-fpm); skipping the test of Debian's config");
+        return None;
+    }
+    Some(load_ok(Path::new(DEBIAN), None))
+}
+
+#[test]
+fn debian_config_is_read() {
+    let Some((config, warnings)) = debian() else { return };
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.path, Path::new(DEBIAN));
+    assert_eq!(config.global.pid, Some(PathBuf::from("/run/php/php8.2-fpm.pid")));
+    assert_eq!(config.global.error_log, LogTarget::File("/var/log/php8.2-fpm.log".into()));
+    let [pool] = config.pools.as_slice() else { panic!("one pool expected: {:?}", config.pools) };
+    assert_eq!(pool.name, "www");
+    assert_eq!((pool.user.as_deref(), pool.group.as_deref()), (Some("www-data"), Some("www-data")));
+    assert_eq!(pool.listen, ListenAddr::Unix("/run/php/php8.2-fpm.sock".into()));
+    assert_eq!((pool.listen_owner.as_deref(), pool.listen_group.as_deref()), (Some("www-data"), Some("www-data")));
+    assert_eq!(pool.listen_mode, 0o660);
+    assert_eq!((pool.pm, pool.pm_max_children), (PmMode::Dynamic, 5));
+    let spares = (pool.pm_start_servers, pool.pm_min_spare_servers, pool.pm_max_spare_servers);
+    assert_eq!(spares, (Some(2), Some(1), Some(3)));
+    assert_eq!(pool.security_limit_extensions, [".php", ".phar"]);
+    assert!(pool.clear_env);
+}
+
+#[test]
+fn debian_config_round_trips_through_toml() {
+    let Some((config, _)) = debian() else { return };
+    assert_round_trip(&config);
+}
+
+// ---- the INI format ----
+
+#[test]
+fn include_globs_match_file_names_in_order() {
+    let files = Files::new();
+    let pool = |name: &str| format!("[{name}]\nlisten = /run/rustfpm-test/{name}.sock\npm.max_children = 2\n");
+    files.write("pool.d/b.conf", &pool("b"));
+    files.write("pool.d/a.conf", &pool("a"));
+    files.write("pool.d/notes.txt", "this is not INI\n");
+    files.write("pool.d/.hidden.conf", "not = read\n");
+    files.write("pool.d/dir.conf/x", "");
+    files.write("extra/c1.conf", &pool("c"));
+    let absolute = files.dir().join("extra/c?.conf");
+    // Relative to the prefix, as php-fpm resolves it.
+    let main = files.write(
+        "etc/php-fpm.conf",
+        &format!("[global]\ninclude = pool.d/*.conf\ninclude = \"{}\"\n", absolute.display()),
+    );
+    let (config, warnings) = load_ok(&main, Some(files.dir()));
+    let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn an_include_that_matches_nothing_is_a_warning() {
+    let files = Files::new();
+    let main =
+        files.write("php-fpm.conf", &format!("include = {}/none/*.conf\n{}", files.dir().display(), pool_with("")));
+    let (_, warnings) = load_ok(&main, None);
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains(&format!("{}:1: include = ", main.display())), "{warning}");
+    assert!(warning.contains("no file matches"), "{warning}");
+}
+
+#[test]
+fn includes_nest_at_most_five_files_deep() {
+    let files = Files::new();
+    let main = files.write("loop.conf", &format!("include = {}/loop.conf\n{}", files.dir().display(), pool_with("")));
+    let errors = load_errors(&main);
+    assert!(errors.iter().any(|e| e.message.contains("more than 5 files deep")), "{errors:?}");
+    assert!(errors.iter().all(|e| e.file == main && e.line.is_some()), "{errors:?}");
+}
+
+#[test]
+fn pool_and_environment_variables_are_substituted() {
+    std::env::set_var("RUSTFPM_FPM_TEST_DIR", "/srv/fpm-test");
+    std::env::remove_var("RUSTFPM_FPM_TEST_UNSET");
+    let text = "[global]\npid = ${RUSTFPM_FPM_TEST_DIR}/fpm.pid\n\
+                [one]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n\
+                chdir = \"${RUSTFPM_FPM_TEST_DIR}/$pool\"\n\
+                php_value[error_log] = ${RUSTFPM_FPM_TEST_DIR}/$pool.log\n\
+                php_value[a] = \"x${RUSTFPM_FPM_TEST_UNSET}y\"\n\
+                php_value[b] = ${RUSTFPM_FPM_TEST_UNSET:-fallback}\n\
+                php_value[c] = '${RUSTFPM_FPM_TEST_DIR} is kept'\n\
+                [two]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n";
+    let (config, warnings) = load_text(text);
+    assert_eq!(config.global.pid, Some(PathBuf::from("/srv/fpm-test/fpm.pid")));
+    let [one, two] = config.pools.as_slice() else { panic!() };
+    assert_eq!(one.listen, ListenAddr::Unix("/run/rustfpm-test/one.sock".into()));
+    assert_eq!(two.listen, ListenAddr::Unix("/run/rustfpm-test/two.sock".into()));
+    assert_eq!(one.chdir, Some(PathBuf::from("/srv/fpm-test/one")));
+    assert_eq!(
+        ini(one),
+        [
+            ("error_log", "/srv/fpm-test/one.log"),
+            ("a", "xy"),
+            ("b", "fallback"),
+            ("c", "${RUSTFPM_FPM_TEST_DIR} is kept")
+        ]
+    );
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains(":8: [pool one] php_value[a]: the environment variable RUSTFPM_FPM_TEST_UNSET"));
+}
+
+#[test]
+fn pool_is_refused_outside_a_pool() {
+    let errors = errors_of(&format!("pid = /run/$pool.pid\n{}", pool_with("")));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("pid")));
+    assert!(e.message.contains("only be used in a pool section"), "{e}");
+}
+
+#[test]
+fn php_values_flags_and_env() {
+    let pool = only_pool(&pool_with(
+        "php_admin_value[memory_limit] = 96M\nphp_value[date.timezone] = \"Europe/Paris\"\n\
+         php_flag[display_errors] = off\nphp_admin_flag[log_errors] = on\n\
+         env[PATH] = $PATH\nenv[TMP] = /tmp\nenv[HOSTNAME] = $RUSTFPM_FPM_TEST_NEVER_SET",
+    ));
+    assert_eq!(
+        ini(&pool),
+        [("date.timezone", "Europe/Paris"), ("display_errors", "0"), ("memory_limit", "96M"), ("log_errors", "1")]
+    );
+    assert_eq!(pool.admin_ini_keys, ["memory_limit", "log_errors"]);
+    let path = std::env::var("PATH").unwrap_or_default();
+    let env = [("HOSTNAME".to_string(), String::new()), ("PATH".to_string(), path), ("TMP".into(), "/tmp".into())];
+    assert_eq!(pool.env, env);
+}
+
+#[test]
+fn a_key_set_twice_in_one_list_keeps_the_first_value() {
+    let files = Files::new();
+    let main = files.write(
+        "php-fpm.conf",
+        &pool_with("php_value[memory_limit] = 64M\nphp_flag[memory_limit] = on\nphp_admin_value[memory_limit] = 1G"),
+    );
+    let (config, warnings) = load_ok(&main, None);
+    assert_eq!(ini(&config.pools[0]), [("memory_limit", "1G")]);
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    let first = format!("already set at {}:4", main.display());
+    assert!(warning.contains(":5: [pool www] php_flag[memory_limit]") && warning.contains(&first), "{warning}");
+}
+
+#[test]
+fn booleans_in_every_php_fpm_spelling() {
+    let cases =
+        [("yes", true), ("On", true), ("TRUE", true), ("1", true), ("\"yes\"", true), ("no", false), ("off", false)];
+    let more = [("False", false), ("0", false), ("none", false), ("", false), ("\"\"", false)];
+    for (spelling, expected) in cases.into_iter().chain(more) {
+        let pool = only_pool(&pool_with(&format!("catch_workers_output = {spelling}")));
+        assert_eq!(pool.catch_workers_output, expected, "{spelling}");
+    }
+    assert_eq!((fpm_bool("maybe"), fpm_bool("2")), (None, None));
+}
+
+#[test]
+fn every_mapped_pool_directive_is_read() {
+    let pool = only_pool(&pool_with(
+        "pm = Ondemand\npm.process_idle_timeout = 1m\npm.max_requests = 500\npm.max_spawn_rate = 4\n\
+         listen.backlog = -1\nlisten.owner = root\nlisten.group = root\nlisten.mode = 0600\nuser = root\n\
+         group = root\nrequest_terminate_timeout = 30s\nrequest_terminate_timeout_track_finished = yes\n\
+         rlimit_files = 4096\nrlimit_core = unlimited\nprocess.priority = -5\nprocess.dumpable = yes\n\
+         catch_workers_output = yes\ndecorate_workers_output = no\nclear_env = no\nchroot = /\nchdir = /tmp\n\
+         security.limit_extensions = .php .php7",
+    ));
+    assert_eq!((pool.pm, pool.pm_process_idle_timeout), (PmMode::Ondemand, Duration::from_secs(60)));
+    assert_eq!((pool.pm_max_requests, pool.pm_max_spawn_rate), (500, 4));
+    assert_eq!((pool.listen_backlog, pool.listen_mode), (MAX_LISTEN_BACKLOG, 0o600));
+    assert_eq!((pool.listen_owner.as_deref(), pool.listen_group.as_deref()), (Some("root"), Some("root")));
+    assert_eq!((pool.user.as_deref(), pool.group.as_deref()), (Some("root"), Some("root")));
+    assert_eq!(pool.request_terminate_timeout, Some(Duration::from_secs(30)));
+    assert!(pool.request_terminate_timeout_track_finished);
+    assert_eq!(
+        (pool.rlimit_files, pool.rlimit_core, pool.process_priority),
+        (Some(4096), Some(RlimitCore::Unlimited), Some(-5))
+    );
+    assert!(pool.process_dumpable && pool.catch_workers_output && !pool.decorate_workers_output && !pool.clear_env);
+    assert_eq!((pool.chroot, pool.chdir), (Some(PathBuf::from("/")), Some(PathBuf::from("/tmp"))));
+    assert_eq!(pool.security_limit_extensions, [".php", ".php7"]);
+}
+
+#[test]
+fn every_mapped_global_directive_is_read() {
+    let text = format!(
+        "[global]\nlog_level = WARN\nemergency_restart_threshold = 10\nemergency_restart_interval = 1m\n\
+         process_control_timeout = 10s\nerror_log = /var/log/fpm.log\npid = /run/fpm.pid\n{}",
+        pool_with("")
+    );
+    let (config, warnings) = load_text(&text);
+    let g = &config.global;
+    assert_eq!(g.log_level, LogLevel::Warning);
+    assert_eq!(g.emergency_restart_threshold, 10);
+    assert_eq!(g.emergency_restart_interval, Some(Duration::from_secs(60)));
+    assert_eq!(g.process_control_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(g.error_log, LogTarget::File("/var/log/fpm.log".into()));
+    assert_eq!(g.pid, Some(PathBuf::from("/run/fpm.pid")));
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn php_fpm_defaults_where_they_differ() {
+    let (config, _) = load_text(&pool_with("pm = dynamic\npm.min_spare_servers = 1\npm.max_spare_servers = 3"));
+    assert_eq!(config.global.error_log, LogTarget::File("/var/log/php-fpm.log".into()));
+    let pool = &config.pools[0];
+    assert_eq!(pool.security_limit_extensions, [".php", ".phar"]);
+    // pm.start_servers = 0 is php-fpm's "unset" for a dynamic pool.
+    let pool =
+        only_pool(&pool_with("pm = dynamic\npm.start_servers = 0\npm.min_spare_servers = 2\npm.max_spare_servers = 4"));
+    assert_eq!(pool.pm_start_servers, Some(3));
+}
+
+#[test]
+fn relative_paths_resolve_against_the_prefix() {
+    let files = Files::new();
+    let main = files.write(
+        "php-fpm.conf",
+        "error_log = log/fpm.log\npid = run/fpm.pid\n[a]\nlisten = a.sock\npm.max_children = 1\nchdir = www\n\
+         php_admin_value[error_log] = log/a.log\nphp_value[sendmail_path] = /usr/sbin/sendmail -t\n\
+         [b]\nprefix = pool-b\nlisten = b.sock\npm.max_children = 1\n[c]\nlisten = *:9000\npm.max_children = 1\n",
+    );
+    std::fs::create_dir(files.dir().join("pool-b")).unwrap();
+    let (config, _) = load_ok(&main, Some(files.dir()));
+    let under = |path: &str| files.dir().join(path);
+    assert_eq!(config.global.error_log, LogTarget::File(under("log/fpm.log")));
+    assert_eq!(config.global.pid, Some(under("run/fpm.pid")));
+    let [a, b, c] = config.pools.as_slice() else { panic!() };
+    assert_eq!(a.listen, ListenAddr::Unix(under("a.sock")));
+    assert_eq!(a.chdir, Some(under("www")));
+    let log = under("log/a.log");
+    // php_value first, then php_admin_value.
+    assert_eq!(ini(a), [("sendmail_path", "/usr/sbin/sendmail -t"), ("error_log", log.to_str().unwrap())]);
+    assert_eq!(b.listen, ListenAddr::Unix(under("pool-b/b.sock")));
+    assert_eq!(c.listen, ListenAddr::Tcp("0.0.0.0:9000".parse().unwrap()));
+    // Without a prefix: php-fpm's compiled-in ones.
+    let (config, _) = load_text("error_log = fpm.log\n[a]\nlisten = a.sock\npm.max_children = 1\n");
+    assert_eq!(config.global.error_log, LogTarget::File("/var/fpm.log".into()));
+    assert_eq!(config.pools[0].listen, ListenAddr::Unix("/usr/a.sock".into()));
+}
+
+#[test]
+fn sections_of_one_name_make_one_pool() {
+    let (config, _) = load_text(&format!("{}[global]\nlog_level = debug\n[WWW]\npm.max_children = 7\n", pool_with("")));
+    let [pool] = config.pools.as_slice() else { panic!("{:?}", config.pools) };
+    assert_eq!((pool.name.as_str(), pool.pm_max_children), ("www", 7));
+    assert_eq!(config.global.log_level, LogLevel::Debug);
+}
+
+#[test]
+fn values_as_zend_reads_them() {
+    let env = |name: &str| (name == "HOME").then(|| "/home/x".to_string());
+    let text = |raw: &str| parse_value(raw, &env).map(|p| p.text);
+    assert_eq!(text("  plain value  ; comment"), Ok("plain value".into()));
+    assert_eq!(text("\"quoted ; not a comment\" ; comment"), Ok("quoted ; not a comment".into()));
+    assert_eq!(text(r#""%R \"%m %r\" %s""#), Ok("%R \"%m %r\" %s".into()));
+    assert_eq!(text("'${HOME} raw'"), Ok("${HOME} raw".into()));
+    assert_eq!(text("${HOME}/x"), Ok("/home/x/x".into()));
+    assert_eq!(text("\"${HOME}\""), Ok("/home/x".into()));
+    assert_eq!(text("Yes"), Ok("1".into()));
+    assert_eq!(text("\"yes\""), Ok("yes".into()));
+    assert_eq!(text("off"), Ok("".into()));
+    assert_eq!(text("#not-a-comment"), Ok("#not-a-comment".into()));
+    assert_eq!(parse_value("${NOPE}", &env), Ok(Parsed { text: String::new(), unset: vec!["NOPE".into()] }));
+    for bad in ["\"open", "'open", "${OPEN"] {
+        assert!(parse_value(bad, &env).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn wildcards_match_as_glob_does() {
+    let cases = [
+        ("*.conf", "www.conf", true),
+        ("*.conf", "www.conf.bak", false),
+        ("*.conf", ".hidden.conf", false),
+        (".*.conf", ".hidden.conf", true),
+        ("w?w.conf", "www.conf", true),
+        ("*", "anything", true),
+        ("a*b*c", "aXXbYYc", true),
+        ("a*b*c", "aXXbYY", false),
+    ];
+    for (pattern, name, expected) in cases {
+        assert_eq!(wildcard(pattern.as_bytes(), name.as_bytes()), expected, "{pattern} {name}");
+    }
+}
+
+// ---- what is warned about, refused, or an error ----
+
+#[test]
+fn unsupported_directives_are_warnings_that_name_them() {
+    let text = "[global]\ndaemonize = yes\nevents.mechanism = epoll\nlog_limit = 4096\nerror_log = syslog\n\
+                syslog.ident = php-fpm\nrlimit_files = 1024\n\
+                [www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\npm.status_path = /status\n\
+                ping.path = /ping\nping.response = pong\naccess.log = /var/log/$pool.access.log\n\
+                access.format = \"%R %u\"\nslowlog = /var/log/slow.log\nrequest_slowlog_timeout = 5s\n\
+                listen.acl_users = www-data\naccess.suppress_path[] = /ping\n";
+    let (config, warnings) = load_text(text);
+    let expected = [
+        (2, "daemonize", "foreground"),
+        (3, "events.mechanism", "not supported yet"),
+        (4, "log_limit", "not supported yet"),
+        (5, "error_log", "syslog is not supported yet"),
+        (6, "syslog.ident", "not supported yet"),
+        (7, "rlimit_files", "LimitNOFILE="),
+        (11, "pm.status_path", "not supported yet"),
+        (12, "ping.path", "not supported yet"),
+        (13, "ping.response", "not supported yet"),
+        (14, "access.log", "not supported yet"),
+        (15, "access.format", "not supported yet"),
+        (16, "slowlog", "not supported yet"),
+        (17, "request_slowlog_timeout", "not supported yet"),
+        (18, "listen.acl_users", "may be refused"),
+        (19, "access.suppress_path[]", "not supported yet"),
+    ];
+    assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
+    for (warning, (line, key, message)) in warnings.iter().zip(expected) {
+        assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
+        assert!(warning.contains(message), "{warning}");
+    }
+    assert!(warnings[9].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[9]);
+    assert_eq!(config.global.error_log, LogTarget::Stderr);
+}
+
+#[test]
+fn directives_set_to_off_need_no_warning() {
+    let text = format!(
+        "daemonize = no\nprocess.max = 0\n{}",
+        pool_with("request_slowlog_timeout = 0\nslowlog =\naccess.log = \"\"\npm.status_path =")
+    );
+    let (_, warnings) = load_text(&text);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn unknown_directives_are_errors() {
+    let files = Files::new();
+    let main = files.write(
+        "php-fpm.conf",
+        "[global]\nbogus = 1\nuser = root\n[www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\n\
+         pm.max_childs = 5\npm_max_requests = 5\npid = /run/x.pid\nphp_values[x] = 1\nenv[] = x\n",
+    );
+    let errors = load_errors(&main);
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.pool.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("bogus"), None),
+            (Some(3), Some("user"), None),
+            (Some(7), Some("pm.max_childs"), Some("www")),
+            (Some(8), Some("pm_max_requests"), Some("www")),
+            (Some(9), Some("pid"), Some("www")),
+            (Some(10), Some("php_values[x]"), Some("www")),
+            (Some(11), Some("env[]"), Some("www")),
+        ]
+    );
+    assert!(errors.iter().all(|e| e.file == main));
+    assert!(errors[0].to_string().starts_with(&format!("{}:2: bogus = \"1\": unknown", main.display())));
+    assert!(errors[1].message.contains("belongs in a pool section"), "{}", errors[1]);
+    assert!(errors[3].message.contains("did you mean `pm.max_requests`"), "{}", errors[3]);
+    assert!(errors[4].message.contains("belongs in the [global] section"), "{}", errors[4]);
+    assert!(errors[6].message.contains("needs a key"), "{}", errors[6]);
+}
+
+#[test]
+fn several_errors_are_all_reported_with_file_and_line() {
+    let files = Files::new();
+    let pool = files.write(
+        "pool.d/www.conf",
+        "[www]\nlisten = localhost:9000\npm.max_children = many\npm = dynamic\nbogus.directive = 1\n\
+         catch_workers_output = perhaps\nrequest_terminate_timeout = 30x\n",
+    );
+    let main = files.write(
+        "php-fpm.conf",
+        &format!("[global]\nlog_level = loud\ninclude = {}/pool.d/*.conf\nbad line\n", files.dir().display()),
+    );
+    let errors = load_errors(&main);
+    let found: Vec<_> = errors.iter().map(|e| (e.file.as_path(), e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (main.as_path(), Some(2), Some("log_level")),
+            (pool.as_path(), Some(2), Some("listen")),
+            (pool.as_path(), Some(3), Some("pm.max_children")),
+            (pool.as_path(), Some(4), Some("pm.min_spare_servers")),
+            (pool.as_path(), Some(4), Some("pm.max_spare_servers")),
+            (pool.as_path(), Some(5), Some("bogus.directive")),
+            (pool.as_path(), Some(6), Some("catch_workers_output")),
+            (pool.as_path(), Some(7), Some("request_terminate_timeout")),
+            (main.as_path(), Some(4), None),
+        ]
+    );
+    let shown = ConfigErrors(errors).to_string();
+    for line in [
+        format!("{}:3: [pool www] pm.max_children = \"many\": must be a whole number", pool.display()),
+        format!("{}:4: [pool www] pm.min_spare_servers: is required when pm = dynamic", pool.display()),
+        format!("{}:6: [pool www] catch_workers_output = \"perhaps\": must be a boolean", pool.display()),
+        // An include leaves the reader in the included file's last section, as in php-fpm.
+        format!("{}:4: [pool www] expected `name = value`", main.display()),
+    ] {
+        assert!(shown.contains(&line), "{line}\nnot in\n{shown}");
+    }
+}
+
+#[test]
+fn validation_messages_use_php_fpm_names() {
+    let errors = errors_of(&pool_with("pm = dynamic\npm.min_spare_servers = 1\npm.max_spare_servers = 6"));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(6), Some("pm.max_spare_servers")));
+    assert_eq!(e.message, "cannot be greater than pm.max_children (4)");
+    let errors = errors_of("[global]\nlog_level = debug\n");
+    assert!(errors[0].message.contains("add a [NAME] section"), "{}", errors[0]);
+}
+
+#[test]
+fn allowed_clients_is_refused_where_ignoring_it_would_expose_php() {
+    let tcp = |listen: &str, clients: &str| {
+        format!("[www]\nlisten = {listen}\npm.max_children = 1\nlisten.allowed_clients = {clients}\n")
+    };
+    for (listen, clients) in [("0.0.0.0:9000", "127.0.0.1"), ("9000", "10.0.0.1"), ("127.0.0.1:9000", "10.0.0.1")] {
+        let errors = errors_of(&tcp(listen, clients));
+        let [e] = errors.as_slice() else { panic!("{errors:?}") };
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("listen.allowed_clients")));
+        assert!(e.message.contains("cannot restrict TCP clients"), "{e}");
+    }
+    let (_, warnings) = load_text(&tcp("127.0.0.1:9000", "127.0.0.1, ::1"));
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains("listen.allowed_clients") && warning.contains("only local clients"), "{warning}");
+    // php-fpm itself ignores the list on a Unix socket.
+    let (_, warnings) = load_text(&tcp("/run/rustfpm-test/www.sock", "10.0.0.1"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn apparmor_hat_is_refused() {
+    let errors = errors_of(&pool_with("apparmor_hat = www"));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("apparmor_hat")));
+    assert!(e.message.contains("would be unsafe"), "{e}");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let errors = errors_of(
+        "[www\nlisten = /a\n[www]\nlisten = /run/x.sock\npm.max_children = 1\nphp_value[x] = \"open\n\
+         pm[x] = 1\n= 2\nphp_value[x = 1\n",
+    );
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(1), None),
+            (Some(6), Some("php_value[x]")),
+            (Some(7), Some("pm[x]")),
+            (Some(8), None),
+            (Some(9), Some("php_value[x"))
+        ]
+    );
+    assert!(errors[0].message.contains("closing `]`"), "{}", errors[0]);
+    assert!(errors[1].message.contains("closing \""), "{}", errors[1]);
+}
+
+#[test]
+fn an_unreadable_file_is_one_error() {
+    let path = Path::new("/no/such/dir/php-fpm.conf");
+    let ConfigErrors(errors) = load_fpm(path, None).unwrap_err();
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert!(e.to_string().starts_with("/no/such/dir/php-fpm.conf: cannot read"), "{e}");
+}
+
+// ---- to_toml ----
+
+#[test]
+fn a_rich_config_round_trips_through_toml() {
+    let (config, _) = load_text(
+        "[global]\nlog_level = debug\npid = /run/fpm.pid\nemergency_restart_threshold = 3\n\
+         emergency_restart_interval = 90s\nprocess_control_timeout = 1h\n\
+         [www]\nlisten = 127.0.0.1:9000\npm = dynamic\npm.max_children = 8\npm.min_spare_servers = 2\n\
+         pm.max_spare_servers = 4\nlisten.backlog = 128\nuser = root\nrlimit_core = 0\nchdir = /tmp\n\
+         request_terminate_timeout = 1d\nsecurity.limit_extensions =\n\
+         php_value[date.timezone] = \"UTC\"\nphp_value[memory_limit] = 32M\nphp_admin_value[memory_limit] = 64M\n\
+         php_admin_flag[log_errors] = on\nphp_flag[display_errors] = off\nenv[QUOTE] = \"a \\\"b\\\" \\\\ c\"\n\
+         [\"other.pool\"]\nlisten = [::1]:9001\npm = ondemand\npm.max_children = 2\npm.process_idle_timeout = 2m\n",
+    );
+    assert_eq!(config.pools[1].name, "other.pool");
+    assert_eq!(config.pools[0].env, [("QUOTE".to_string(), "a \"b\" \\ c".to_string())]);
+    assert!(config.pools[0].security_limit_extensions.is_empty());
+    assert_round_trip(&config);
+    let text = to_toml(&config);
+    assert!(text.contains("[pool.\"other.pool\"]\n") && text.contains("\"date.timezone\" = \"UTC\""), "{text}");
+    assert!(text.contains("process_control_timeout = \"1h\"") && text.contains("listen_mode = \"0660\""), "{text}");
+}
+
+#[test]
+fn the_example_toml_round_trips() {
+    let config = parse(EXAMPLE, Path::new("/etc/rustfpm/rustfpm.toml")).unwrap();
+    assert_round_trip(&config);
+}
+
+// ---- the directive table ----
+
+#[test]
+fn every_directive_maps_to_a_known_key() {
+    for (table, keys) in [(GLOBAL, RawGlobal::KEYS), (POOL, RawPoolKeys::KEYS)] {
+        for (directive, action) in table {
+            if let Action::Set(key, _) = action {
+                assert!(keys.contains(key), "{directive} -> {key}");
+            }
+        }
+    }
+    for (array, _) in ARRAYS {
+        assert!(RawPoolKeys::TABLE_KEYS.contains(array), "{array}");
+    }
+}
+
+/// Every rustfpm key is filled from php-fpm, but for rustfpm's own extensions.
+#[test]
+fn every_key_has_a_php_fpm_directive() {
+    const EXTENSIONS: &[&str] = &[
+        "graceful_stop_on_term",
+        "pm_max_memory",
+        "pm_max_lifetime",
+        "php_cgi",
+        "php_ini",
+        "queue_max_len",
+        "queue_max_wait",
+    ];
+    let own =
+        [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
+    let mapped = |key: &str| {
+        GLOBAL.iter().chain(POOL).any(|(_, action)| matches!(action, Action::Set(k, _) if *k == key))
+            || own.iter().any(|(k, _)| *k == key)
+            || ARRAYS.iter().any(|(array, _)| *array == key)
+    };
+    let keys = RawGlobal::KEYS.iter().chain(RawPoolKeys::KEYS);
+    let missing: Vec<_> = keys.filter(|key| !mapped(key) && !EXTENSIONS.contains(key)).collect();
+    assert!(missing.is_empty(), "no php-fpm directive fills {missing:?}");
+}

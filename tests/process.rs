@@ -1,0 +1,871 @@
+//! Process management: recycling (pm_max_requests, pm_max_memory,
+//! pm_max_lifetime, idle children of ondemand/dynamic pools),
+//! request_terminate_timeout, queue_max_wait, SIGUSR2 reloads,
+//! graceful_stop_on_term, process_control_timeout, the per-pool process
+//! settings (chdir, rlimit_files, process_priority, catch_workers_output) and
+//! two pools in one rustfpm.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+/// GET that reports transport errors instead of panicking.
+fn try_get(url: &str) -> Result<Response, String> {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).redirects(0).build();
+    let resp = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.to_string()),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .iter()
+        .flat_map(|n| resp.all(n).into_iter().map(move |v| (n.clone(), v.to_string())))
+        .collect();
+    let mut body = Vec::new();
+    resp.into_reader().read_to_end(&mut body).map_err(|e| format!("reading body: {e}"))?;
+    Ok(Response { status, headers, body })
+}
+
+fn get_in_thread(url: String) -> JoinHandle<Result<Response, String>> {
+    std::thread::spawn(move || try_get(&url))
+}
+
+/// Waits for a (non-empty) file and returns its contents.
+fn wait_file(path: &Path, timeout: Duration) -> Option<String> {
+    let mut text = None;
+    wait_until(timeout, || {
+        text = std::fs::read_to_string(path).ok().filter(|t| !t.is_empty());
+        text.is_some()
+    });
+    text
+}
+
+/// The pid a pm_*.php response printed first.
+fn pid_in(r: &Response) -> i32 {
+    r.text()
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("expected a pid in the response body (status {}): {:?}", r.status, r.text()))
+}
+
+/// GET that must answer 200 with a pid; returns the pid.
+fn get_pid(url: &str) -> i32 {
+    let r = get(url);
+    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+    pid_in(&r)
+}
+
+/// (comm, state, ppid) of a process.
+fn stat(pid: i32) -> Option<(String, char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, state, ppid))
+}
+
+/// The php-cgi parents among the pool processes of `fpm` (those whose own
+/// parent is not a php-cgi process).
+fn php_parents(fpm: &Rustfpm) -> Vec<i32> {
+    let pids = fpm.php_pids();
+    pids.iter().copied().filter(|p| matches!(stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid))).collect()
+}
+
+/// The single php-cgi parent of a one-pool rustfpm.
+fn php_parent(fpm: &Rustfpm) -> Option<i32> {
+    let parents = php_parents(fpm);
+    (parents.len() == 1).then(|| parents[0])
+}
+
+/// Live php-cgi children of `parent`.
+fn php_children(parent: i32) -> Vec<i32> {
+    descendants(parent).into_iter().filter(|p| is_live_php(*p)).collect()
+}
+
+/// Number of log lines containing `needle`.
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Log lines containing `needle`, for failure messages.
+fn lines_with(log: &str, needle: &str) -> String {
+    log.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n")
+}
+
+/// The pid in a "child PID replaced (...)" log line.
+fn replaced_pids(log: &str, reason: &str) -> Vec<i32> {
+    let needle = format!("replaced ({reason})");
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .filter_map(|l| {
+            let after = &l[l.find("child ")? + 6..];
+            after.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn user_line() -> &'static str {
+    if is_root() {
+        "user = \"www-data\"\n"
+    } else {
+        ""
+    }
+}
+
+/// The config text of a one-pool rustfpm: extra `[global]` lines, and the
+/// body of `[pool.www]` (pm, pm_max_children, ...) after its listen and user.
+fn one_pool_config(socket: &Path, global: &str, pool: &str) -> String {
+    format!(
+        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\n{}{pool}\n",
+        socket.display(),
+        user_line()
+    )
+}
+
+/// rustfpm + nginx on a config written here: extra `[global]` lines and the
+/// whole pool body (the harness's `Stack::with` always writes `pm = "static"`).
+fn custom_stack(global: &str, pool: &str) -> Stack {
+    let site = Site::new();
+    let socket = site.path().join("rustfpm.sock");
+    let config = site.path().join("rustfpm.toml");
+    std::fs::write(&config, one_pool_config(&socket, global, pool)).unwrap();
+    let fpm = Rustfpm::start_with_config(&site, &config, Some(socket));
+    let nginx = Nginx::start(&site, &fpm);
+    Stack { nginx, fpm, site }
+}
+
+/// A static pool of `children`, with extra `[pool.www]` lines.
+fn static_stack(children: usize, extra: &str) -> Stack {
+    Stack::with(PoolOptions { children, extra: extra.into(), ..PoolOptions::default() })
+}
+
+/// Waits until none of `pids` is a live php-cgi; returns the survivors.
+fn wait_php_dead(pids: &[i32], timeout: Duration) -> Vec<i32> {
+    let mut left = Vec::new();
+    wait_until(timeout, || {
+        left = pids.iter().copied().filter(|p| is_live_php(*p)).collect();
+        left.is_empty()
+    });
+    left
+}
+
+/// SIGKILLs whatever php-cgi of `pids` is still alive (cleanup after a
+/// failed shutdown test).
+fn kill_php(pids: &[i32]) {
+    for p in pids.iter().copied().filter(|p| is_live_php(*p)) {
+        // SAFETY: kill(2) on a php-cgi process this test started.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+}
+
+// ---------------------------------------------------------------- recycling
+
+/// pm_max_requests = 5: no child serves more than 5 requests; each is
+/// replaced between requests, and every request succeeds.
+#[test]
+fn max_requests_replaces_children_after_five_requests() {
+    let stack = static_stack(2, "pm_max_requests = 5\n");
+    let mut seen: BTreeMap<i32, usize> = BTreeMap::new();
+    for i in 0..40 {
+        let prefix = if i % 2 == 0 { "" } else { "/ka" };
+        let pid = get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+        *seen.entry(pid).or_default() += 1;
+    }
+    let log = stack.fpm.log_text();
+    eprintln!("requests per child: {seen:?}");
+    let over: Vec<_> = seen.iter().filter(|(_, n)| **n > 5).collect();
+    assert!(
+        over.is_empty(),
+        "with pm_max_requests = 5, these children served more than 5 requests (pid, count): {over:?}; \
+         all pids seen: {seen:?}\nreplacement lines:\n{}",
+        lines_with(&log, "replaced")
+    );
+    assert!(seen.len() >= 8, "40 requests with at most 5 per child need at least 8 children, saw {seen:?}");
+    assert!(
+        wait_until(Duration::from_secs(3), || stack.fpm.log_text().contains("replaced (requests) after 5 requests")),
+        "no 'replaced (requests) after 5 requests' in the log"
+    );
+}
+
+/// pm_max_memory = "32M": a request that leaves the child holding more
+/// private memory than that gets the child replaced after it.
+///
+/// PHP frees a request's memory at its end, but the Zend allocator keeps
+/// cached 2 MB chunks (about the average of the previous count and the last
+/// request's peak) and does not return them to the OS: after a request that
+/// built ~128 MB of small strings the child still holds ~60 MB private
+/// memory (measured: /proc/PID/statm before the next request). So the leak
+/// is real and observable; no fake needed.
+#[test]
+fn max_memory_replaces_a_child_holding_too_much_memory() {
+    let stack = static_stack(1, "pm_max_memory = \"32M\"\n");
+    // Small requests: the child stays far below 32M and is kept.
+    let mut first = 0;
+    for i in 0..4 {
+        let r = get(&stack.url("/pm_memory.php"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let pid = pid_in(&r);
+        if i == 0 {
+            first = pid;
+        }
+        assert_eq!(pid, first, "the only child changed without a reason: {}", stack.fpm.log_text());
+    }
+    assert!(!stack.fpm.log_text().contains("replaced (memory)"), "replaced for memory after small requests");
+
+    // One big request; rustfpm measures after it. The pid of a fresh child is
+    // only learnt after its first request, so try a few times.
+    let mut big = Vec::new();
+    let replaced = wait_until(Duration::from_secs(5), || {
+        let r = get(&stack.url("/pm_memory.php?mb=128"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        big.push(r.text().trim().to_string());
+        wait_until(Duration::from_millis(500), || stack.fpm.log_text().contains("replaced (memory)"))
+    });
+    let log = stack.fpm.log_text();
+    assert!(
+        replaced,
+        "no 'replaced (memory)' after requests leaving the child with ~60 MB private memory \
+         (responses 'pid KiB-at-start KiB-at-end': {big:?})"
+    );
+    assert!(replaced_pids(&log, "memory").contains(&first), "{}", lines_with(&log, "replaced"));
+    let r = get(&stack.url("/pm_memory.php"));
+    assert_eq!(r.status, 200);
+    let next = pid_in(&r);
+    assert_ne!(next, first, "the next request was served by the replaced child");
+    assert!(wait_php_dead(&[first], Duration::from_secs(3)).is_empty(), "replaced child {first} still alive");
+    eprintln!("big requests: {big:?}; next: {}", r.text().trim());
+}
+
+/// pm_max_lifetime = 1: a child serving for more than 1 s is replaced
+/// between requests; requests keep succeeding.
+#[test]
+fn max_lifetime_replaces_old_children() {
+    let stack = static_stack(1, "pm_max_lifetime = 1\n");
+    let first = get_pid(&stack.url("/pm_pid.php"));
+    let mut pids = vec![first];
+    let started = Instant::now();
+    let replaced = wait_until(Duration::from_secs(6), || {
+        let prefix = if pids.len() % 2 == 0 { "" } else { "/ka" };
+        pids.push(get_pid(&stack.url(&format!("{prefix}/pm_pid.php"))));
+        stack.fpm.log_text().contains("replaced (lifetime)")
+    });
+    assert!(replaced, "no 'replaced (lifetime)' within 6 s of steady requests ({} requests)", pids.len());
+    eprintln!("lifetime replacement after {:?}", started.elapsed());
+    for prefix in ["", "/ka", "", "/ka"] {
+        pids.push(get_pid(&stack.url(&format!("{prefix}/pm_pid.php"))));
+    }
+    let last = *pids.last().unwrap();
+    assert_ne!(last, first, "still served by the first child after its lifetime");
+    assert!(wait_php_dead(&[first], Duration::from_secs(3)).is_empty(), "child {first} outlived its lifetime");
+}
+
+// ---------------------------------------------------------------- time limits
+
+/// request_terminate_timeout = "1s": a 5 s request (asleep or spinning) gets
+/// a 504, is logged as executing too slow, its child is killed and replaced,
+/// and the next requests succeed; through `/` and `/ka/`.
+fn terminate_timeout(spin: bool) {
+    let stack = static_stack(2, "request_terminate_timeout = \"1s\"\n");
+    assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
+    let script = stack.site.www().join("pm_sleep.php").display().to_string();
+    for (round, prefix) in ["", "/ka"].iter().enumerate() {
+        let name = format!("slow{round}");
+        let uri = format!("{prefix}/pm_sleep.php?name={name}&ms=5000&spin={}", spin as u8);
+        let sent = Instant::now();
+        let handle = get_in_thread(stack.url(&uri));
+        let pid: i32 = wait_file(&stack.site.scratch().join(&name), Duration::from_secs(5))
+            .expect("the slow script never started")
+            .trim()
+            .parse()
+            .unwrap();
+        let r = handle.join().unwrap().unwrap_or_else(|e| panic!("slow request via {prefix}/: {e}"));
+        let took = sent.elapsed();
+        assert_eq!(r.status, 504, "slow request (spin={spin}) via {prefix}/ after {took:?}: {}", r.text());
+        assert!(took < Duration::from_millis(4500), "the 504 came only after {took:?} (the script runs 5 s)");
+        let mut log = String::new();
+        let logged = wait_until(Duration::from_secs(3), || {
+            log = stack.fpm.log_text();
+            log.lines().any(|l| l.contains("executing too slow") && l.contains(&script) && l.contains(&uri))
+        });
+        assert!(
+            logged,
+            "no 'executing too slow' line naming '{script}' and '{uri}'; such lines:\n{}",
+            lines_with(&log, "executing too slow")
+        );
+        assert!(
+            wait_php_dead(&[pid], Duration::from_secs(3)).is_empty(),
+            "child {pid} of the timed-out request (spin={spin}) still alive 3 s after the 504"
+        );
+        for p in ["", "/ka", "", "/ka"] {
+            let next = get_pid(&stack.url(&format!("{p}/pm_pid.php")));
+            assert_ne!(next, pid, "served by the killed child");
+        }
+    }
+    let mut live = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            live = stack.fpm.php_pids();
+            live.len() == 3
+        }),
+        "the pool should be back to 1 parent + 2 children: {live:?}"
+    );
+}
+
+#[test]
+fn request_terminate_timeout_kills_a_sleeping_script_with_504() {
+    terminate_timeout(false);
+}
+
+#[test]
+fn request_terminate_timeout_kills_a_spinning_script_with_504() {
+    terminate_timeout(true);
+}
+
+/// queue_max_wait = "300ms", one child busy for 2 s: a waiting request gets
+/// a 503 with Retry-After well before the busy one ends.
+#[test]
+fn queue_max_wait_answers_503_with_retry_after() {
+    let stack = static_stack(1, "queue_max_wait = \"300ms\"\n");
+    assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
+    let busy = get_in_thread(stack.url("/pm_sleep.php?name=busy&ms=2000"));
+    assert!(wait_file(&stack.site.scratch().join("busy"), Duration::from_secs(5)).is_some(), "busy never started");
+    for prefix in ["", "/ka"] {
+        let sent = Instant::now();
+        let r = get(&stack.url(&format!("{prefix}/pm_pid.php")));
+        let took = sent.elapsed();
+        assert_eq!(r.status, 503, "queued request via {prefix}/ (after {took:?}): {}", r.text());
+        assert!(r.header("Retry-After").is_some(), "503 without Retry-After: {:?}", r.headers);
+        assert!(took < Duration::from_millis(1200), "the 503 (queue_max_wait 300ms) came after {took:?}");
+        eprintln!("503 via {prefix}/ after {took:?}");
+    }
+    let r = busy.join().unwrap().expect("busy request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for prefix in ["", "/ka", "", "/ka"] {
+        get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+    }
+}
+
+// ---------------------------------------------------------------- pm modes
+
+/// ondemand: a used child idle for more than pm_process_idle_timeout is
+/// replaced; requests keep succeeding.
+#[test]
+fn ondemand_replaces_idle_children() {
+    let stack = custom_stack("", "pm = \"ondemand\"\npm_max_children = 2\npm_process_idle_timeout = \"1s\"\n");
+    let mut used = BTreeSet::new();
+    for prefix in ["", "/ka", "", "/ka"] {
+        used.insert(get_pid(&stack.url(&format!("{prefix}/pm_pid.php"))));
+    }
+    let idle_from = Instant::now();
+    let mut log = String::new();
+    let replaced = wait_until(Duration::from_secs(5), || {
+        log = stack.fpm.log_text();
+        replaced_pids(&log, "idle").iter().any(|p| used.contains(p))
+    });
+    assert!(
+        replaced,
+        "no used child ({used:?}) 'replaced (idle)' within 5 s (idle timeout 1 s); replacement lines:\n{}",
+        lines_with(&log, "replaced")
+    );
+    eprintln!("idle replacement {:?} after the last request", idle_from.elapsed());
+    let gone: Vec<i32> = replaced_pids(&log, "idle").into_iter().filter(|p| used.contains(p)).collect();
+    assert!(wait_php_dead(&gone, Duration::from_secs(3)).is_empty(), "replaced idle children still alive");
+    for prefix in ["", "/ka", "", "/ka"] {
+        let pid = get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+        assert!(!gone.contains(&pid), "served by replaced child {pid}");
+    }
+}
+
+/// ondemand with 32 children: 32 concurrent 300 ms requests all complete.
+#[test]
+fn ondemand_serves_a_burst_of_32_concurrent_requests() {
+    let stack = custom_stack("", "pm = \"ondemand\"\npm_max_children = 32\npm_process_idle_timeout = \"10s\"\n");
+    assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..32)
+        .map(|i| {
+            let prefix = if i % 2 == 0 { "" } else { "/ka" };
+            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?ms=300")))
+        })
+        .collect();
+    let mut pids = BTreeSet::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.join().unwrap().unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        pids.insert(pid_in(&r));
+    }
+    let took = started.elapsed();
+    eprintln!("32 concurrent 300 ms requests (ondemand, 32 children) took {took:?} on {} children", pids.len());
+    assert!(took < Duration::from_secs(5), "32 concurrent 300 ms requests took {took:?}");
+}
+
+/// dynamic (4 children, 1..2 spare): serves; after a burst that used all
+/// four, the used idle children beyond 2 are replaced.
+#[test]
+fn dynamic_replaces_used_idle_children_beyond_max_spare() {
+    let stack = custom_stack(
+        "",
+        "pm = \"dynamic\"\npm_max_children = 4\npm_start_servers = 2\npm_min_spare_servers = 1\npm_max_spare_servers = 2\n",
+    );
+    for prefix in ["", "/ka", "", "/ka"] {
+        get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+    }
+    let before = count_lines(&stack.fpm.log_text(), "replaced (idle)");
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let prefix = if i % 2 == 0 { "" } else { "/ka" };
+            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?ms=200")))
+        })
+        .collect();
+    let mut used = BTreeSet::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.join().unwrap().unwrap_or_else(|e| panic!("burst request {i}: {e}"));
+        assert_eq!(r.status, 200, "burst request {i}: {}", r.text());
+        used.insert(pid_in(&r));
+    }
+    assert!(used.len() >= 3, "8 concurrent 200 ms requests on 4 children used only {used:?}");
+    let want = used.len() - 2;
+    let mut log = String::new();
+    let trimmed = wait_until(Duration::from_secs(3), || {
+        log = stack.fpm.log_text();
+        count_lines(&log, "replaced (idle)") - before >= want
+    });
+    assert!(
+        trimmed,
+        "after a burst on {} children ({used:?}) with pm_max_spare_servers = 2, expected {want} \
+         'replaced (idle)' within 3 s; replacement lines:\n{}",
+        used.len(),
+        lines_with(&log, "replaced")
+    );
+    for prefix in ["", "/ka", "", "/ka"] {
+        get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+    }
+}
+
+// ---------------------------------------------------------------- reload
+
+/// 10 SIGUSR2 reloads under continuous load through `/` and `/ka/`: no
+/// request fails, a new php-cgi generation serves, the old one goes.
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let stack = static_stack(4, "");
+    for _ in 0..4 {
+        get_pid(&stack.url("/pm_pid.php"));
+    }
+    let mut first_parent = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            first_parent = php_parent(&stack.fpm);
+            first_parent.is_some() && stack.fpm.php_pids().len() == 5
+        }),
+        "pool not up: {:?}",
+        stack.fpm.php_pids()
+    );
+    let first_parent = first_parent.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<JoinHandle<usize>> = (0..4)
+        .map(|i| {
+            let prefix = if i % 2 == 0 { "" } else { "/ka" };
+            let url = stack.url(&format!("{prefix}/pm_pid.php"));
+            let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    match try_get(&url) {
+                        Ok(r) if r.status == 200 && r.text().trim().parse::<i32>().is_ok() => {}
+                        Ok(r) => failures.lock().unwrap().push(format!("{url}: {} {:?}", r.status, r.text())),
+                        Err(e) => failures.lock().unwrap().push(format!("{url}: {e}")),
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                n
+            })
+        })
+        .collect();
+    // Let the load run, then reload 10 times, 300 ms apart (pacing, not sync).
+    assert!(wait_until(Duration::from_secs(5), || done.load(Ordering::Relaxed) >= 20), "the load does not run");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        stack.fpm.signal(libc::SIGUSR2);
+    }
+    let reloaded =
+        wait_until(Duration::from_secs(5), || count_lines(&stack.fpm.log_text(), "configuration reloaded") >= 10);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let total: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let failures = failures.lock().unwrap().clone();
+    let log = stack.fpm.log_text();
+    eprintln!("{total} requests during 10 reloads, {} failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed during 10 SIGUSR2 reloads (should be none); first ones:\n{}",
+        failures.len(),
+        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+    assert!(total >= 40, "the load barely ran: {total} requests");
+    assert_eq!(count_lines(&log, "Reloading in progress"), 10, "{}", lines_with(&log, "eload"));
+    assert!(reloaded, "not 10 'configuration reloaded' lines:\n{}", lines_with(&log, "eload"));
+    assert!(!log.contains("reload failed") && !log.contains("reload refused"), "{}", lines_with(&log, "reload"));
+
+    let mut now = Vec::new();
+    let settled = wait_until(Duration::from_secs(5), || {
+        now = stack.fpm.php_pids();
+        now.len() <= 5 && php_parent(&stack.fpm).is_some_and(|p| p != first_parent)
+    });
+    assert!(
+        settled,
+        "5 s after the last reload, expected one new php-cgi parent (not {first_parent}) with 4 children; \
+         live php-cgi under rustfpm: {now:?}, parents {:?}",
+        php_parents(&stack.fpm)
+    );
+    assert!(!is_live_php(first_parent), "the first php-cgi parent {first_parent} is still alive");
+    for prefix in ["", "/ka"] {
+        get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+    }
+}
+
+/// A request running during a reload finishes on the old generation, whose
+/// php-cgi processes then go away.
+#[test]
+fn reload_lets_a_running_request_finish() {
+    let stack = static_stack(2, "");
+    get_pid(&stack.url("/pm_pid.php"));
+    let mut parent = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        parent = php_parent(&stack.fpm);
+        parent.is_some() && stack.fpm.php_pids().len() == 3
+    }));
+    let old = stack.fpm.php_pids();
+    let busy = get_in_thread(stack.url("/ka/pm_sleep.php?name=r&ms=1500"));
+    let pid: i32 = wait_file(&stack.site.scratch().join("r"), Duration::from_secs(5))
+        .expect("request never started")
+        .trim()
+        .parse()
+        .unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(5), || stack.fpm.log_text().contains("configuration reloaded")),
+        "no reload:\n{}",
+        stack.fpm.log_text()
+    );
+    // New requests go to the new generation meanwhile.
+    for prefix in ["", "/ka"] {
+        let p = get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+        assert!(!old.contains(&p), "request after the reload served by old child {p}");
+    }
+    assert!(is_live_php(pid), "the old child {pid} was stopped while its request ran");
+    let r = busy.join().unwrap().unwrap_or_else(|e| panic!("request running across the reload: {e}"));
+    assert_eq!(r.status, 200, "request running across the reload: {}", r.text());
+    assert_eq!(pid_in(&r), pid);
+    let left = wait_php_dead(&old, Duration::from_secs(5));
+    assert!(left.is_empty(), "old generation php-cgi {left:?} still alive 5 s after its last request");
+}
+
+/// SIGUSR2 with a broken config: the error and the refusal are logged, the
+/// running pool keeps serving with the same php-cgi parent.
+#[test]
+fn reload_with_a_broken_config_is_refused() {
+    let stack = static_stack(2, "");
+    get_pid(&stack.url("/pm_pid.php"));
+    let mut parent = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        parent = php_parent(&stack.fpm);
+        parent.is_some()
+    }));
+    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
+    assert!(text.contains("pm_max_children = 2\n"), "{text}");
+    std::fs::write(&stack.fpm.config, text.replace("pm_max_children = 2\n", "pm_max_children = 0\n")).unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    let mut log = String::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            log = stack.fpm.log_text();
+            log.contains("reload refused")
+        }),
+        "no 'reload refused' after SIGUSR2 on a config with pm_max_children = 0:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("pm_max_children") && !l.contains("started with")),
+        "the log should name the bad key pm_max_children:\n{log}"
+    );
+    for prefix in ["", "/ka", "", "/ka"] {
+        get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
+    }
+    assert_eq!(php_parent(&stack.fpm), parent, "the php-cgi parent changed after a refused reload");
+    assert!(!log.contains("configuration reloaded"));
+}
+
+/// A reload from pm_max_children = 2 to 3: three requests run at once on
+/// three different children.
+#[test]
+fn reload_can_raise_max_children() {
+    let stack = static_stack(2, "");
+    get_pid(&stack.url("/pm_pid.php"));
+    let mut parent = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        parent = php_parent(&stack.fpm);
+        parent.is_some()
+    }));
+    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
+    std::fs::write(&stack.fpm.config, text.replace("pm_max_children = 2\n", "pm_max_children = 3\n")).unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    let mut now = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            now = stack.fpm.php_pids();
+            stack.fpm.log_text().contains("configuration reloaded")
+                && php_parent(&stack.fpm).is_some_and(|p| Some(p) != parent)
+                && now.len() == 4
+        }),
+        "no new generation of 1 parent + 3 children after the reload: {now:?}\n{}",
+        stack.fpm.log_text()
+    );
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let prefix = if i % 2 == 0 { "" } else { "/ka" };
+            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?name=c{i}&ms=1000")))
+        })
+        .collect();
+    let mut pids = BTreeSet::new();
+    for h in handles {
+        let r = h.join().unwrap().expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        pids.insert(pid_in(&r));
+    }
+    assert_eq!(pids.len(), 3, "3 concurrent requests after raising pm_max_children to 3 ran on {pids:?}");
+}
+
+// ---------------------------------------------------------------- stopping
+
+/// graceful_stop_on_term = true: SIGTERM lets the running request finish,
+/// then rustfpm exits 0.
+#[test]
+fn graceful_stop_on_term_finishes_the_running_request() {
+    let mut stack = custom_stack("graceful_stop_on_term = true\n", "pm = \"static\"\npm_max_children = 2\n");
+    get_pid(&stack.url("/pm_pid.php"));
+    let php = stack.fpm.php_pids();
+    let busy = get_in_thread(stack.url("/pm_sleep.php?name=g&ms=1000"));
+    assert!(wait_file(&stack.site.scratch().join("g"), Duration::from_secs(5)).is_some(), "request never started");
+    stack.fpm.signal(libc::SIGTERM);
+    let r = busy.join().unwrap().unwrap_or_else(|e| panic!("the request running at SIGTERM failed: {e}"));
+    assert_eq!(r.status, 200, "request running at SIGTERM with graceful_stop_on_term: {}", r.text());
+    let status = stack.fpm.wait_exit(Duration::from_secs(10)).expect("rustfpm did not exit within 10 s of SIGTERM");
+    assert!(status.success(), "rustfpm exit status: {status}");
+    let left = wait_php_dead(&php, Duration::from_secs(3));
+    kill_php(&left);
+    assert!(left.is_empty(), "php-cgi left alive after the graceful stop: {left:?}");
+}
+
+/// process_control_timeout = "1s": SIGQUIT with a 10 s request running
+/// exits within a few seconds and leaves no php-cgi behind.
+#[test]
+fn process_control_timeout_bounds_a_graceful_stop() {
+    let mut stack = custom_stack("process_control_timeout = \"1s\"\n", "pm = \"static\"\npm_max_children = 2\n");
+    get_pid(&stack.url("/pm_pid.php"));
+    let php = stack.fpm.php_pids();
+    let busy = get_in_thread(stack.url("/pm_sleep.php?name=q&ms=10000"));
+    assert!(wait_file(&stack.site.scratch().join("q"), Duration::from_secs(5)).is_some(), "request never started");
+    let sent = Instant::now();
+    stack.fpm.signal(libc::SIGQUIT);
+    let status = stack.fpm.wait_exit(Duration::from_secs(8));
+    let took = sent.elapsed();
+    let left = wait_php_dead(&php, Duration::from_secs(3));
+    kill_php(&left);
+    let status = status.unwrap_or_else(|| {
+        panic!("rustfpm did not exit within 8 s of SIGQUIT (process_control_timeout 1s, a 10 s request running)")
+    });
+    eprintln!("exited {took:?} after SIGQUIT with {status}");
+    assert!(took < Duration::from_secs(5), "rustfpm took {took:?} to exit (process_control_timeout 1s)");
+    assert!(left.is_empty(), "php-cgi left alive after the stop: {left:?}");
+    // The cut-off request ends one way or another: 502/504, a reset, or even
+    // a 200, as php-cgi's children take the SIGTERM that precedes the SIGKILL
+    // as "finish and exit", which cuts the script's usleep() short.
+    match busy.join().unwrap() {
+        Ok(r) => eprintln!("the cut-off request got {} {:?}", r.status, r.text()),
+        Err(e) => eprintln!("the cut-off request failed: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------- process settings
+
+/// chdir = "/tmp": the php-cgi processes start in /tmp (php-cgi itself
+/// changes to the script's directory for each request, so getcwd() in a
+/// script shows that, not `chdir`).
+#[test]
+fn chdir_sets_the_working_directory_of_php_cgi() {
+    let stack = static_stack(2, "chdir = \"/tmp\"\n");
+    let r = get(&stack.url("/pm_info.php"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines: Vec<String> = r.text().lines().map(String::from).collect();
+    eprintln!("pm_info.php: {lines:?}");
+    let parent: i32 = lines[1].parse().unwrap();
+    let cwd = std::fs::read_link(format!("/proc/{parent}/cwd")).unwrap();
+    assert_eq!(cwd, PathBuf::from("/tmp"), "cwd of the php-cgi parent {parent}");
+    // The idle children were forked in /tmp too (ones that served a request
+    // may have moved to the script's directory).
+    let children = php_children(parent);
+    let in_tmp = children
+        .iter()
+        .filter(|c| std::fs::read_link(format!("/proc/{c}/cwd")).is_ok_and(|d| d == Path::new("/tmp")))
+        .count();
+    assert!(in_tmp >= 1, "no php-cgi child of {parent} in /tmp: {children:?}");
+}
+
+/// rlimit_files = 1234: the children's open file limit.
+#[test]
+fn rlimit_files_sets_the_open_file_limit() {
+    let stack = static_stack(2, "rlimit_files = 1234\n");
+    let pid = get_pid(&stack.url("/pm_pid.php"));
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("Max open files line").to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], &["1234", "1234"], "child {pid}: {line}");
+}
+
+/// process_priority = 5: the children's nice value.
+#[test]
+fn process_priority_sets_the_nice_value() {
+    let stack = static_stack(2, "process_priority = 5\n");
+    let pid = get_pid(&stack.url("/pm_pid.php"));
+    let nice = |p: i32| -> i64 {
+        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let rest: Vec<&str> = text[text.rfind(')').unwrap() + 1..].split_whitespace().collect();
+        // Field 19 of stat is nice; `rest` starts at field 3.
+        rest[19 - 3].parse().unwrap()
+    };
+    assert_eq!(nice(pid), 5, "nice of child {pid}");
+    let parent = php_parent(&stack.fpm).expect("php-cgi parent");
+    assert_eq!(nice(parent), 5, "nice of parent {parent}");
+    // rustfpm itself keeps its own priority.
+    assert_eq!(nice(stack.fpm.pid()), 0, "rustfpm's own nice value changed");
+}
+
+/// catch_workers_output = true: what a child writes to its stderr (fd 2)
+/// shows up in rustfpm's log.
+#[test]
+fn catch_workers_output_logs_the_children_stderr() {
+    let stack = static_stack(2, "catch_workers_output = true\n");
+    for prefix in ["", "/ka"] {
+        let marker = format!("marker-caught{}", prefix.len());
+        get_pid(&stack.url(&format!("{prefix}/pm_stderr.php?m={marker}")));
+        let mut log = String::new();
+        assert!(
+            wait_until(Duration::from_secs(3), || {
+                log = stack.fpm.log_text();
+                log.lines().any(|l| l.contains("said into stderr") && l.contains(&marker))
+            }),
+            "'{marker}' written to fd 2 by the script is not in the log as 'said into stderr':\n{log}"
+        );
+    }
+}
+
+/// catch_workers_output off (the default): the children's stderr is
+/// discarded.
+#[test]
+fn without_catch_workers_output_stderr_is_discarded() {
+    let stack = static_stack(2, "");
+    get_pid(&stack.url("/pm_stderr.php?m=marker-discarded"));
+    // The positive case shows up within milliseconds; give it generous time.
+    let leaked = wait_until(Duration::from_millis(700), || stack.fpm.log_text().contains("marker-discarded"));
+    assert!(!leaked, "the child's stderr reached the log without catch_workers_output:\n{}", stack.fpm.log_text());
+    assert!(!stack.fpm.log_text().contains("said into stderr"));
+}
+
+// ---------------------------------------------------------------- two pools
+
+/// Two pools in one rustfpm, each behind its own socket and nginx: each
+/// serves with its own php-cgi parent and child count, and killing every
+/// child of one does not disturb the other.
+#[test]
+fn two_pools_are_independent() {
+    let site = Site::new();
+    let (sock_a, sock_b) = (site.path().join("a.sock"), site.path().join("b.sock"));
+    let user = user_line();
+    let text = format!(
+        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n\
+         [pool.alpha]\nlisten = \"{}\"\npm = \"static\"\npm_max_children = 2\n{user}\n\
+         [pool.beta]\nlisten = \"{}\"\npm = \"static\"\npm_max_children = 3\n{user}\n",
+        sock_a.display(),
+        sock_b.display()
+    );
+    let config = site.path().join("rustfpm.toml");
+    std::fs::write(&config, text).unwrap();
+    let fpm = Rustfpm::start_with_config(&site, &config, Some(sock_a.clone()));
+    // One nginx per pool, each in its own site dir (nginx.conf, pid file).
+    let (site_a, site_b) = (Site::new(), Site::new());
+    let nginx_a = Nginx::start_upstream(&site_a, &format!("unix:{}", sock_a.display()));
+    let nginx_b = Nginx::start_upstream(&site_b, &format!("unix:{}", sock_b.display()));
+
+    let info = |nginx: &Nginx, path: &str| -> (i32, i32) {
+        let r = get(&nginx.url(path));
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let l: Vec<i32> = r.text().lines().take(2).map(|x| x.parse().unwrap()).collect();
+        (l[0], l[1])
+    };
+    let (_, parent_a) = info(&nginx_a, "/pm_info.php");
+    let (_, parent_b) = info(&nginx_b, "/ka/pm_info.php");
+    assert_ne!(parent_a, parent_b, "both pools served by the same php-cgi parent");
+    let mut counts = (0, 0);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            counts = (php_children(parent_a).len(), php_children(parent_b).len());
+            counts == (2, 3)
+        }),
+        "children of alpha (pm_max_children 2) and beta (3): {counts:?}"
+    );
+    for _ in 0..6 {
+        assert_eq!(info(&nginx_a, "/pm_info.php").1, parent_a);
+        assert_eq!(info(&nginx_b, "/pm_info.php").1, parent_b);
+    }
+
+    let victims = php_children(parent_a);
+    let beta_before = php_children(parent_b);
+    for v in &victims {
+        // SAFETY: kill(2) on a php-cgi child of pool alpha.
+        unsafe { libc::kill(*v, libc::SIGKILL) };
+    }
+    // beta is untouched and serves at once.
+    for prefix in ["", "/ka", "", "/ka"] {
+        let (pid, parent) = info(&nginx_b, &format!("{prefix}/pm_info.php"));
+        assert_eq!(parent, parent_b);
+        assert!(beta_before.contains(&pid), "beta served by {pid}, not one of its children {beta_before:?}");
+    }
+    assert_eq!(php_children(parent_b), beta_before, "beta's children changed when alpha's were killed");
+    // alpha recovers.
+    assert!(wait_php_dead(&victims, Duration::from_secs(3)).is_empty());
+    let mut served = false;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            served = try_get(&nginx_a.url("/pm_info.php")).is_ok_and(|r| r.status == 200);
+            served && php_children(parent_a).len() == 2
+        }),
+        "alpha did not recover after its children were killed (served: {served}):\n{}",
+        fpm.log_text()
+    );
+    for _ in 0..4 {
+        let (pid, parent) = info(&nginx_a, "/pm_info.php");
+        assert_eq!(parent, parent_a);
+        assert!(!victims.contains(&pid));
+    }
+    drop(nginx_a);
+    drop(nginx_b);
+    drop(fpm);
+}
