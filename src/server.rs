@@ -27,6 +27,8 @@ pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
 pub struct Options {
     /// `-R`: allow pools to run as root.
     pub allow_root: bool,
+    /// Where the configuration comes from, for reloads.
+    pub source: Option<config::Source>,
 }
 
 /// Binds all listeners of `config` (before the runtime starts, so that errors
@@ -127,8 +129,14 @@ impl Server {
     /// configuration with errors is refused and the running pools are kept.
     fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
-        let config = match config::load(&self.config.path) {
-            Ok(config) => config,
+        let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
+        let config = match source.load() {
+            Ok((config, warnings)) => {
+                for w in &warnings {
+                    crate::warning!("{w}");
+                }
+                config
+            }
             Err(errors) => {
                 for e in &errors.0 {
                     crate::error!("{e}");

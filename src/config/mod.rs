@@ -11,6 +11,7 @@ mod file;
 mod fpm;
 mod listen;
 mod pm;
+mod source;
 mod tables;
 mod units;
 mod validate;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use fpm::{load_fpm, to_toml};
+pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 
 /// `[global] error_log` when unset.

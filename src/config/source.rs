@@ -1,0 +1,68 @@
+//! Where the configuration comes from and what the command line changes in
+//! it, kept so that a reload (SIGUSR2) reads it the same way again.
+
+use std::path::PathBuf;
+
+use super::{load, load_fpm, Config, ConfigErrors, LogTarget};
+
+/// The configuration file's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// rustfpm's TOML (`--config`).
+    Toml,
+    /// php-fpm's INI files (`--fpm-config`, `-y`), with php-fpm's prefix (`-p`).
+    Fpm { prefix: Option<PathBuf> },
+}
+
+/// A configuration file plus the command-line overrides php-fpm allows.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// `-c`: the php.ini every pool's children use.
+    pub php_ini: Option<PathBuf>,
+    /// `-d key=value`: INI settings for every pool's children.
+    pub defines: Vec<(String, String)>,
+    /// `-g`: the pid file.
+    pub pid: Option<PathBuf>,
+    /// `-O`: log to stderr whatever `error_log` says.
+    pub force_stderr: bool,
+}
+
+impl Source {
+    /// A TOML file without overrides.
+    pub fn toml(path: PathBuf) -> Source {
+        Source { path, format: Format::Toml, php_ini: None, defines: Vec::new(), pid: None, force_stderr: false }
+    }
+
+    /// Loads and validates the file and applies the overrides. Returns the
+    /// configuration and warnings about directives rustfpm does not honour.
+    pub fn load(&self) -> Result<(Config, Vec<String>), ConfigErrors> {
+        let (mut config, warnings) = match &self.format {
+            Format::Toml => (load(&self.path)?, Vec::new()),
+            Format::Fpm { prefix } => load_fpm(&self.path, prefix.as_deref())?,
+        };
+        self.apply(&mut config);
+        Ok((config, warnings))
+    }
+
+    fn apply(&self, config: &mut Config) {
+        if self.force_stderr {
+            config.global.error_log = LogTarget::Stderr;
+        }
+        if let Some(pid) = &self.pid {
+            config.global.pid = Some(pid.clone());
+        }
+        for pool in &mut config.pools {
+            if let Some(ini) = &self.php_ini {
+                pool.php_ini = Some(ini.clone());
+            }
+            for (key, value) in &self.defines {
+                pool.ini.retain(|(k, _)| k != key);
+                pool.ini.push((key.clone(), value.clone()));
+            }
+        }
+    }
+}
