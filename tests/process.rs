@@ -9,7 +9,6 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,39 +16,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
-
-/// GET that reports transport errors instead of panicking.
-fn try_get(url: &str) -> Result<Response, String> {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).redirects(0).build();
-    let resp = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .iter()
-        .flat_map(|n| resp.all(n).into_iter().map(move |v| (n.clone(), v.to_string())))
-        .collect();
-    let mut body = Vec::new();
-    resp.into_reader().read_to_end(&mut body).map_err(|e| format!("reading body: {e}"))?;
-    Ok(Response { status, headers, body })
-}
-
-fn get_in_thread(url: String) -> JoinHandle<Result<Response, String>> {
-    std::thread::spawn(move || try_get(&url))
-}
-
-/// Waits for a (non-empty) file and returns its contents.
-fn wait_file(path: &Path, timeout: Duration) -> Option<String> {
-    let mut text = None;
-    wait_until(timeout, || {
-        text = std::fs::read_to_string(path).ok().filter(|t| !t.is_empty());
-        text.is_some()
-    });
-    text
-}
 
 /// The pid a pm_*.php response printed first.
 fn pid_in(r: &Response) -> i32 {

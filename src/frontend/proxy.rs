@@ -84,7 +84,7 @@ where
     let pool = lease.pool;
     if let Err(e) = lease.worker().ensure_connected(&pool.socket).await {
         crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
-        return child_lost(conn, lease, head, &mut RequestStream::new(head.id), false).await;
+        return fail(conn, lease, head, &mut RequestStream::new(head.id), false, Lost::Exited).await;
     }
     let mut to_child = request_head(head);
     let mut request = RequestStream::new(head.id);
@@ -123,8 +123,8 @@ where
             }
             Outcome::Done { status: response.status }
         }
-        Err(Failure::Child) => child_lost(conn, lease, head, &mut request, response.sent_any).await,
-        Err(Failure::Timeout) => timed_out(conn, lease, head, &mut request, response.sent_any).await,
+        Err(Failure::Child) => fail(conn, lease, head, &mut request, response.sent_any, Lost::Exited).await,
+        Err(Failure::Timeout) => fail(conn, lease, head, &mut request, response.sent_any, Lost::TimedOut).await,
         Err(Failure::Client(e)) => Outcome::ClientGone(e),
     }
 }
@@ -189,36 +189,6 @@ where
     }
 }
 
-/// The request ran past `request_terminate_timeout`: the actor kills the
-/// child, nginx gets a 504 if nothing was sent yet (php-fpm gives a bare 502).
-async fn timed_out<R, W>(
-    conn: &mut Conn<R, W>,
-    lease: &mut Lease<'_>,
-    head: &Head,
-    request: &mut RequestStream,
-    sent_any: bool,
-) -> Outcome
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let pool = lease.pool;
-    let elapsed = lease.started.elapsed();
-    let worker = lease.worker();
-    let slot = worker.slot();
-    worker.discard();
-    let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
-    pool.tell(PoolMsg::TimedOut { slot, script: param(b"SCRIPT_FILENAME"), uri: param(b"REQUEST_URI"), elapsed });
-    lease.finish(504);
-    if sent_any {
-        return Outcome::ChildLost { answered: false };
-    }
-    let body = b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n";
-    let answered = answer(conn, head, "504 Gateway Timeout", &[], body, None).await.is_ok()
-        && super::body::skip(conn, request).await.is_ok();
-    Outcome::ChildLost { answered }
-}
-
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
 /// minus those never passed on.
 fn request_head(head: &Head) -> Vec<u8> {
@@ -237,31 +207,52 @@ fn request_head(head: &Head) -> Vec<u8> {
     out
 }
 
-async fn child_lost<R, W>(
+/// How a request failed on the child's side.
+enum Lost {
+    /// The child exited mid-request: 502.
+    Exited,
+    /// The request ran past `request_terminate_timeout`: the actor kills the
+    /// child, and nginx gets a 504 (php-fpm gives a bare 502).
+    TimedOut,
+}
+
+/// Ends a request whose child failed: the actor hears of it, nginx gets a
+/// complete error response if nothing was sent yet, else an abrupt close
+/// (the only way to tell it the response is incomplete).
+async fn fail<R, W>(
     conn: &mut Conn<R, W>,
     lease: &mut Lease<'_>,
     head: &Head,
     request: &mut RequestStream,
     sent_any: bool,
+    how: Lost,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let pool = lease.pool;
+    let (pool, elapsed) = (lease.pool, lease.started.elapsed());
     let worker = lease.worker();
     let slot = worker.slot();
     worker.discard();
     let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
-    pool.tell(PoolMsg::ChildLost { slot, script: param(b"SCRIPT_FILENAME"), uri: param(b"REQUEST_URI") });
-    lease.finish(502);
+    let (script, uri) = (param(b"SCRIPT_FILENAME"), param(b"REQUEST_URI"));
+    let (status, line, body): (u16, &str, &[u8]) = match how {
+        Lost::Exited => {
+            pool.tell(PoolMsg::ChildLost { slot, script, uri });
+            (502, "502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
+        }
+        Lost::TimedOut => {
+            pool.tell(PoolMsg::TimedOut { slot, script, uri, elapsed });
+            (504, "504 Gateway Timeout", b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n")
+        }
+    };
+    lease.finish(status);
     if sent_any {
-        // Part of the response is already out: only an abrupt close tells nginx it is incomplete.
         return Outcome::ChildLost { answered: false };
     }
-    let body = b"Bad Gateway: the PHP process serving this request exited.\n";
-    let answered = answer(conn, head, "502 Bad Gateway", &[], body, None).await.is_ok()
-        && super::body::skip(conn, request).await.is_ok();
+    let answered =
+        answer(conn, head, line, &[], body, None).await.is_ok() && super::body::skip(conn, request).await.is_ok();
     Outcome::ChildLost { answered }
 }
 

@@ -379,11 +379,11 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).redirects(0).build()
 }
 
-fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
+fn read_response(result: Result<ureq::Response, ureq::Error>) -> Result<Response, String> {
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("HTTP request failed: {e}"),
+        Err(e) => return Err(e.to_string()),
     };
     let status = resp.status();
     let mut names = resp.headers_names();
@@ -391,8 +391,32 @@ fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
     names.dedup();
     let headers = names.iter().flat_map(|n| resp.all(n).into_iter().map(move |v| (n.clone(), v.to_string()))).collect();
     let mut body = Vec::new();
-    resp.into_reader().read_to_end(&mut body).unwrap();
-    Response { status, headers, body }
+    resp.into_reader().read_to_end(&mut body).map_err(|e| format!("reading body: {e}"))?;
+    Ok(Response { status, headers, body })
+}
+
+fn finish(result: Result<ureq::Response, ureq::Error>) -> Response {
+    read_response(result).unwrap_or_else(|e| panic!("HTTP request failed: {e}"))
+}
+
+/// GET that reports transport errors instead of panicking.
+pub fn try_get(url: &str) -> Result<Response, String> {
+    read_response(agent().get(url).call())
+}
+
+/// [`try_get`] on its own thread.
+pub fn get_in_thread(url: String) -> std::thread::JoinHandle<Result<Response, String>> {
+    std::thread::spawn(move || try_get(&url))
+}
+
+/// Waits for a (non-empty) file and returns its contents.
+pub fn wait_file(path: &Path, timeout: Duration) -> Option<String> {
+    let mut text = None;
+    wait_until(timeout, || {
+        text = std::fs::read_to_string(path).ok().filter(|t| !t.is_empty());
+        text.is_some()
+    });
+    text
 }
 
 /// GET `url`.
