@@ -15,5 +15,6 @@ pub mod pool;
 pub mod server;
 pub mod signals;
 pub mod spawn;
+pub mod status;
 pub mod supervisor;
 pub mod sys;

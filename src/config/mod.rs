@@ -62,6 +62,8 @@ pub const MAX_PROCESS_PRIORITY: i32 = 20;
 pub const DEFAULT_PROCESS_DUMPABLE: bool = false;
 /// `catch_workers_output` when unset (php-fpm's default).
 pub const DEFAULT_CATCH_WORKERS_OUTPUT: bool = false;
+/// `ping_response` when unset (php-fpm's default).
+pub const DEFAULT_PING_RESPONSE: &str = "pong";
 /// `decorate_workers_output` when unset (php-fpm's default).
 pub const DEFAULT_DECORATE_WORKERS_OUTPUT: bool = true;
 /// `php_cgi` when unset; looked up on `PATH` when the children are spawned.
@@ -243,6 +245,12 @@ pub struct Pool {
     pub catch_workers_output: bool,
     /// With `catch_workers_output`: prefix each caught line with the pool, child and stream.
     pub decorate_workers_output: bool,
+    /// `pm.status_path`: the URI (SCRIPT_NAME) answered with the pool's status page.
+    pub pm_status_path: Option<String>,
+    /// `ping.path`: the URI answered with `ping_response`.
+    pub ping_path: Option<String>,
+    /// `ping.response`.
+    pub ping_response: String,
     /// `[pool.NAME.env]`, sorted by name.
     pub env: Vec<(String, String)>,
     /// Empty means no limit.

@@ -18,9 +18,10 @@ use super::{
     Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV,
     DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG,
     DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
-    DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
-    DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_PING_RESPONSE, DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE,
+    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR,
+    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
+    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -102,6 +103,9 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         process_dumpable: DEFAULT_PROCESS_DUMPABLE,
         catch_workers_output: DEFAULT_CATCH_WORKERS_OUTPUT,
         decorate_workers_output: DEFAULT_DECORATE_WORKERS_OUTPUT,
+        pm_status_path: None,
+        ping_path: None,
+        ping_response: DEFAULT_PING_RESPONSE.to_string(),
         env: Vec::new(),
         security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
         queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
@@ -156,6 +160,21 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.request_terminate_timeout = terminate;
     let track_finished = optional(&k.request_terminate_timeout_track_finished, r, boolean);
     set(&mut pool.request_terminate_timeout_track_finished, track_finished);
+    pool.pm_status_path = optional(&k.pm_status_path, r, uri_path);
+    pool.ping_path = optional(&k.ping_path, r, uri_path);
+    let response = |f: &Field<'_>, r: &mut Report<'_>| string(f, r).map(str::to_string);
+    set(&mut pool.ping_response, optional(&k.ping_response, r, response));
+}
+
+/// A URI path for the status and ping pages: must start with '/'.
+fn uri_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
+    parsed(f, r, |s| {
+        if s.starts_with('/') && !s.contains(char::is_whitespace) {
+            Ok(s.to_string())
+        } else {
+            Err("must be a path starting with '/', without spaces".to_string())
+        }
+    })
 }
 
 pub(super) fn set<T>(slot: &mut T, value: Option<T>) {

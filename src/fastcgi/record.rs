@@ -304,7 +304,10 @@ pub fn encode_simple_response(
             w.write(part.as_bytes());
         }
     }
-    w.write(b"Content-type: text/html; charset=UTF-8\r\n\r\n");
+    if !extra_headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        w.write(b"Content-type: text/html; charset=UTF-8\r\n");
+    }
+    w.write(b"\r\n");
     w.write(body);
     w.finish();
     encode_stream(out, RecordType::Stdout, request_id, &[]);

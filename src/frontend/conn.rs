@@ -115,6 +115,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut pool = current.borrow().clone();
+    if let Some(page) = super::pages::which(&pool, &head.params) {
+        return super::pages::answer(conn, &pool, &head, page).await;
+    }
     match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
         Verdict::Forward => {}
         Verdict::NotFound => {
@@ -152,7 +155,8 @@ where
             Err(e) => return refused(conn, &pool, &head, e).await,
         }
     };
-    let mut lease = proxy::Lease::new(&pool, worker, queued);
+    let info = pool.pages.status_path.is_some().then(|| super::pages::request_info(&head.params));
+    let mut lease = proxy::Lease::new(&pool, worker, queued, info);
     match proxy::run(conn, &mut lease, &head).await {
         Outcome::Done { status } => {
             lease.finish(status);
@@ -214,7 +218,7 @@ where
 }
 
 /// [`answer`] for a request no child has seen: its body is read and dropped.
-async fn answer_alone<R, W>(
+pub(super) async fn answer_alone<R, W>(
     conn: &mut Conn<R, W>,
     head: &Head,
     status: &str,

@@ -5,6 +5,7 @@ pub mod body;
 pub mod conn;
 pub mod inbuf;
 pub mod listen;
+pub mod pages;
 pub mod policy;
 pub mod proxy;
 

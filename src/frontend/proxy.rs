@@ -12,7 +12,7 @@ use super::conn::{answer, Conn, ConnError, Head};
 use super::policy::DROPPED_PARAMS;
 use crate::fastcgi::cursor::{Cursor, Flow, Piece};
 use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
-use crate::pool::{Pool, PoolMsg, Worker};
+use crate::pool::{Pool, PoolMsg, RequestInfo, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
@@ -40,8 +40,8 @@ pub struct Lease<'p> {
 
 impl<'p> Lease<'p> {
     /// Takes `worker` for a request that waited `queued` for it.
-    pub fn new(pool: &'p Pool, worker: Worker, queued: Duration) -> Lease<'p> {
-        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued });
+    pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
+        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
         Lease { pool, worker: Some(worker), started: Instant::now(), status: None }
     }
 

@@ -56,6 +56,10 @@ pub struct SlotSnapshot {
     pub since: Instant,
     /// Duration of the last request.
     pub last_duration: Duration,
+    /// When the current child was first seen serving.
+    pub child_since: Option<Instant>,
+    /// The running or last request, when the pool has a status page.
+    pub info: Option<RequestInfo>,
 }
 
 /// An immutable picture of a pool, for status pages and tests.
@@ -83,11 +87,27 @@ pub struct PoolSnapshot {
     pub recycled: [u64; Reason::ALL.len()],
 }
 
+/// What the status page shows of a request (collected only when the pool
+/// has a status page).
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// REQUEST_METHOD
+    pub method: String,
+    /// REQUEST_URI
+    pub uri: String,
+    /// CONTENT_LENGTH
+    pub content_length: u64,
+    /// REMOTE_USER
+    pub user: String,
+    /// SCRIPT_FILENAME
+    pub script: String,
+}
+
 /// Messages from the front end to the actor.
 #[derive(Debug)]
 pub enum PoolMsg {
     /// A request got slot `slot` after waiting `queued`.
-    RequestStarted { slot: usize, queued: Duration },
+    RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
     /// A request on `slot` ended with HTTP `status`.
     RequestFinished { slot: usize, status: u16, duration: Duration },
     /// A new connection on `slot` completed its first request; find its child.
@@ -123,6 +143,7 @@ struct LostRequest {
 #[derive(Debug)]
 struct Slot {
     pid: Option<Pid>,
+    info: Option<Box<RequestInfo>>,
     child_since: Option<Instant>,
     memory: Option<u64>,
     retire: Option<Reason>,
@@ -179,6 +200,7 @@ impl PoolActor {
         let now = Instant::now();
         let slot = || Slot {
             pid: None,
+            info: None,
             child_since: None,
             memory: None,
             retire: None,
@@ -252,7 +274,7 @@ impl PoolActor {
 
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
-            PoolMsg::RequestStarted { slot, queued } => self.request_started(slot, queued),
+            PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
             PoolMsg::RequestFinished { slot, status, duration } => self.request_finished(slot, status, duration),
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
@@ -273,7 +295,7 @@ impl PoolActor {
         }
     }
 
-    fn request_started(&mut self, slot: usize, queued: Duration) {
+    fn request_started(&mut self, slot: usize, queued: Duration, info: Option<Box<RequestInfo>>) {
         self.set_state(slot, SlotState::Busy);
         self.accepted += 1;
         self.busy += 1;
@@ -281,6 +303,9 @@ impl PoolActor {
         self.max_queue_wait = self.max_queue_wait.max(queued);
         self.metrics.queued(queued);
         self.metrics.busy(self.busy);
+        if let Some(s) = self.slots.get_mut(slot).filter(|_| info.is_some()) {
+            s.info = info;
+        }
     }
 
     fn request_finished(&mut self, slot: usize, status: u16, duration: Duration) {
@@ -648,6 +673,8 @@ impl PoolActor {
                     requests: s.requests,
                     since: s.since,
                     last_duration: s.last_duration,
+                    child_since: s.child_since,
+                    info: s.info.as_deref().cloned(),
                 })
                 .collect(),
             accepted: self.accepted,

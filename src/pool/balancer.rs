@@ -3,7 +3,7 @@
 //! worker. The front end only ever `try_recv`s and `try_send`s, so no tokio
 //! thread blocks; the semaphore is FIFO, so requests are served in order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -29,6 +29,8 @@ pub struct Balancer {
     idle_tx: Sender<Worker>,
     idle_rx: Receiver<Worker>,
     waiting: AtomicUsize,
+    max_waiting: AtomicUsize,
+    had_to_wait: AtomicU64,
     queue_max_len: usize,
     queue_max_wait: Option<Duration>,
 }
@@ -57,6 +59,8 @@ impl Balancer {
             idle_tx,
             idle_rx,
             waiting: AtomicUsize::new(0),
+            max_waiting: AtomicUsize::new(0),
+            had_to_wait: AtomicU64::new(0),
             queue_max_len,
             queue_max_wait,
         }
@@ -68,10 +72,13 @@ impl Balancer {
             permit.forget();
             return self.take().map(|w| (w, Duration::ZERO));
         }
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue_max_len {
+        self.had_to_wait.fetch_add(1, Ordering::Relaxed);
+        let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
+        if ahead >= self.queue_max_len {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(AcquireError::QueueFull);
         }
+        self.max_waiting.fetch_max(ahead + 1, Ordering::Relaxed);
         let _queued = Waiting(&self.waiting);
         let start = Instant::now();
         let permit = match self.queue_max_wait {
@@ -101,6 +108,21 @@ impl Balancer {
     /// Requests waiting for a worker right now (php-fpm's "listen queue").
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that ever waited at once.
+    pub fn max_waiting(&self) -> usize {
+        self.max_waiting.load(Ordering::Relaxed)
+    }
+
+    /// How many requests found every worker busy (php-fpm's "max children reached").
+    pub fn had_to_wait(&self) -> u64 {
+        self.had_to_wait.load(Ordering::Relaxed)
+    }
+
+    /// Most requests that may wait.
+    pub fn queue_max_len(&self) -> usize {
+        self.queue_max_len
     }
 
     /// Idle workers right now.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
-pub use actor::{PoolMsg, PoolSnapshot, SlotSnapshot, SlotState};
+pub use actor::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 pub use balancer::{AcquireError, Balancer};
 pub use worker::{ChildSocket, Worker};
 
@@ -38,6 +38,19 @@ pub enum PoolError {
     PhpCgi { pool: String, path: PathBuf, message: String },
 }
 
+/// php-fpm's ping and status pages of a pool.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    /// `pm_status_path`
+    pub status_path: Option<String>,
+    /// `ping_path`
+    pub ping_path: Option<String>,
+    /// `ping_response`
+    pub ping_response: String,
+    /// The process manager's name, for the status page.
+    pub pm: &'static str,
+}
+
 /// What the front end needs of a pool: shared by all its connection tasks.
 #[derive(Debug)]
 pub struct Pool {
@@ -53,6 +66,8 @@ pub struct Pool {
     pub limit_extensions: Vec<String>,
     /// Largest accepted params block of one request.
     pub max_params: usize,
+    /// The ping and status pages.
+    pub pages: Pages,
     /// `chroot` of the children: scripts are looked up inside it.
     pub chroot: Option<PathBuf>,
     /// `request_terminate_timeout`.
@@ -95,6 +110,16 @@ impl Pool {
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
             chroot: cfg.chroot.clone(),
+            pages: Pages {
+                status_path: cfg.pm_status_path.clone(),
+                ping_path: cfg.ping_path.clone(),
+                ping_response: cfg.ping_response.clone(),
+                pm: match cfg.pm {
+                    config::PmMode::Static => "static",
+                    config::PmMode::Dynamic => "dynamic",
+                    config::PmMode::Ondemand => "ondemand",
+                },
+            },
         }))
     }
 

@@ -63,6 +63,9 @@ fn pool(out: &mut String, p: &Pool) {
     line(out, "process_dumpable", p.process_dumpable);
     line(out, "catch_workers_output", p.catch_workers_output);
     line(out, "decorate_workers_output", p.decorate_workers_output);
+    optional(out, "pm_status_path", p.pm_status_path.as_deref().map(quote));
+    optional(out, "ping_path", p.ping_path.as_deref().map(quote));
+    line(out, "ping_response", quote(&p.ping_response));
     line(out, "security_limit_extensions", quote(&p.security_limit_extensions.join(" ")));
     line(out, "queue_max_len", p.queue_max_len);
     optional(out, "queue_max_wait", p.queue_max_wait.map(duration));

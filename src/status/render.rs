@@ -1,0 +1,1231 @@
+//! The status page's formats, byte for byte as php-fpm 8.2 writes them
+//! (`sapi/fpm/fpm/fpm_status.c`, checked against a running php-fpm 8.2):
+//! field names, order, alignment, separators, Content-Types and escaping.
+//!
+//! Where php-fpm writes a value unescaped and so can produce a broken
+//! document (a `"` in a script name inside JSON, say), rustfpm escapes every
+//! string the way php-fpm escapes the query string: JSON like PHP's
+//! `json_encode` (`\/`, `\u00e9`), XML and HTML with `&amp;` `&lt;` `&gt;`
+//! `&quot;`. For ordinary values the output is the same as php-fpm's.
+
+use std::fmt::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{PoolStatus, ProcessStatus};
+
+/// Output formats, chosen by the query string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The default: `name:   value` lines.
+    Text,
+    /// `?json`
+    Json,
+    /// `?xml`
+    Xml,
+    /// `?html`
+    Html,
+    /// `?openmetrics`: Prometheus/OpenMetrics text; `full` adds nothing.
+    OpenMetrics,
+}
+
+/// php-fpm's Content-Types. PHP appends `;charset=UTF-8` (its
+/// `default_charset`) to the `text/*` ones, so php-fpm sends them that way.
+const TEXT_TYPE: &str = "text/plain;charset=UTF-8";
+const JSON_TYPE: &str = "application/json";
+const XML_TYPE: &str = "text/xml;charset=UTF-8";
+const HTML_TYPE: &str = "text/html;charset=UTF-8";
+const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// From a query string ("json&full", "full", "html", "openmetrics", ""): the
+/// format and whether `full` was asked.
+///
+/// Like php-fpm, only the presence of a key counts (`?json=0` still asks for
+/// JSON), and when several formats are named the first of html, xml, json,
+/// openmetrics wins, whatever their order in the query.
+pub fn parse_query(query: &str) -> (Format, bool) {
+    let (mut full, mut html, mut xml, mut json, mut openmetrics) = (false, false, false, false, false);
+    for pair in query.split('&') {
+        let raw_key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        // PHP's `$_GET`: the key is url-decoded and `full[]` is the key `full`.
+        let key = percent_decode(raw_key);
+        let key = key.split_once('[').map_or(key.as_str(), |(k, _)| k);
+        match key {
+            "full" => full = true,
+            "html" => html = true,
+            "xml" => xml = true,
+            "json" => json = true,
+            "openmetrics" => openmetrics = true,
+            _ => {}
+        }
+    }
+    let format = if html {
+        Format::Html
+    } else if xml {
+        Format::Xml
+    } else if json {
+        Format::Json
+    } else if openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    };
+    (format, full)
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space), lossy on
+/// bytes that are not UTF-8.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Content-Type and body for `status` in `format`; `now` is used for
+/// "start since" and the per-process "start since".
+///
+/// Values rustfpm cannot measure — `last request cpu` and `last request
+/// memory` (php-fpm reads them from inside the child, with `times(2)` and the
+/// Zend memory manager's peak) — are written as `0.00` and `0`, as php-fpm
+/// writes them for a process that is running a request.
+///
+/// A process whose `start_time` is not known yet is shown as started `now`
+/// (`start since` 0).
+pub fn render(status: &PoolStatus, format: Format, full: bool, now: SystemTime) -> (&'static str, String) {
+    let mut out = String::with_capacity(if full { 1024 + 512 * status.processes.len() } else { 1024 });
+    let content_type = match format {
+        Format::Text => {
+            text(&mut out, status, full, now);
+            TEXT_TYPE
+        }
+        Format::Json => {
+            json(&mut out, status, full, now);
+            JSON_TYPE
+        }
+        Format::Xml => {
+            xml(&mut out, status, full, now);
+            XML_TYPE
+        }
+        Format::Html => {
+            html(&mut out, status, full, now);
+            HTML_TYPE
+        }
+        Format::OpenMetrics => {
+            openmetrics(&mut out, status, now);
+            OPENMETRICS_TYPE
+        }
+    };
+    (content_type, out)
+}
+
+/// One process's fields, as php-fpm prints them (empty strings become `-`).
+struct Proc<'a> {
+    pid: i32,
+    state: &'a str,
+    start_time: SystemTime,
+    start_since: u64,
+    requests: u64,
+    /// Microseconds, as php-fpm prints `request duration`.
+    duration_us: u64,
+    method: &'a str,
+    uri: &'a str,
+    content_length: u64,
+    user: &'a str,
+    script: &'a str,
+    /// `%.2f`
+    cpu: String,
+    memory: u64,
+}
+
+impl<'a> Proc<'a> {
+    fn new(p: &'a ProcessStatus, now: SystemTime) -> Self {
+        let dash = |s: &'a str| if s.is_empty() { "-" } else { s };
+        let start_time = p.start_time.unwrap_or(now);
+        let cpu = p.last_request_cpu.filter(|c| c.is_finite()).unwrap_or(0.0);
+        Proc {
+            pid: p.pid,
+            state: p.state,
+            start_time,
+            start_since: since(start_time, now),
+            requests: p.requests,
+            duration_us: u64::try_from(p.request_duration.as_micros()).unwrap_or(u64::MAX),
+            method: dash(&p.request_method),
+            uri: dash(&p.request_uri),
+            content_length: p.content_length,
+            user: dash(&p.user),
+            script: dash(&p.script),
+            cpu: format!("{cpu:.2}"),
+            memory: p.last_request_memory.unwrap_or(0),
+        }
+    }
+}
+
+fn procs(status: &PoolStatus, now: SystemTime) -> impl Iterator<Item = Proc<'_>> {
+    status.processes.iter().map(move |p| Proc::new(p, now))
+}
+
+/// Text: every label padded to 22 columns, as php-fpm aligns them.
+fn text(out: &mut String, s: &PoolStatus, full: bool, now: SystemTime) {
+    fn line(out: &mut String, label: &str, value: &dyn std::fmt::Display) {
+        let _ = writeln!(out, "{:<22}{value}", format!("{label}:"));
+    }
+    line(out, "pool", &s.pool);
+    line(out, "process manager", &s.process_manager);
+    line(out, "start time", &local_time(s.start_time));
+    line(out, "start since", &since(s.start_time, now));
+    line(out, "accepted conn", &s.accepted_conn);
+    line(out, "listen queue", &s.listen_queue);
+    line(out, "max listen queue", &s.max_listen_queue);
+    line(out, "listen queue len", &s.listen_queue_len);
+    line(out, "idle processes", &s.idle_processes);
+    line(out, "active processes", &s.active_processes);
+    line(out, "total processes", &s.total_processes);
+    line(out, "max active processes", &s.max_active_processes);
+    line(out, "max children reached", &s.max_children_reached);
+    line(out, "slow requests", &s.slow_requests);
+    if !full {
+        return;
+    }
+    for p in procs(s, now) {
+        out.push_str("\n************************\n");
+        line(out, "pid", &p.pid);
+        line(out, "state", &p.state);
+        line(out, "start time", &local_time(p.start_time));
+        line(out, "start since", &p.start_since);
+        line(out, "requests", &p.requests);
+        line(out, "request duration", &p.duration_us);
+        line(out, "request method", &p.method);
+        line(out, "request URI", &p.uri);
+        line(out, "content length", &p.content_length);
+        line(out, "user", &p.user);
+        line(out, "script", &p.script);
+        line(out, "last request cpu", &p.cpu);
+        line(out, "last request memory", &p.memory);
+    }
+}
+
+/// JSON on one line, php-fpm's keys (with spaces) and its `, "processes":[`.
+fn json(out: &mut String, s: &PoolStatus, full: bool, now: SystemTime) {
+    let _ = write!(
+        out,
+        "{{\"pool\":\"{}\",\"process manager\":\"{}\",\"start time\":{},\"start since\":{},\"accepted conn\":{},\
+         \"listen queue\":{},\"max listen queue\":{},\"listen queue len\":{},\"idle processes\":{},\
+         \"active processes\":{},\"total processes\":{},\"max active processes\":{},\"max children reached\":{},\
+         \"slow requests\":{}",
+        JsonStr(&s.pool),
+        JsonStr(s.process_manager),
+        unix_secs(s.start_time),
+        since(s.start_time, now),
+        s.accepted_conn,
+        s.listen_queue,
+        s.max_listen_queue,
+        s.listen_queue_len,
+        s.idle_processes,
+        s.active_processes,
+        s.total_processes,
+        s.max_active_processes,
+        s.max_children_reached,
+        s.slow_requests,
+    );
+    if !full {
+        out.push('}');
+        return;
+    }
+    out.push_str(", \"processes\":[");
+    for (i, p) in procs(s, now).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"pid\":{},\"state\":\"{}\",\"start time\":{},\"start since\":{},\"requests\":{},\
+             \"request duration\":{},\"request method\":\"{}\",\"request uri\":\"{}\",\"content length\":{},\
+             \"user\":\"{}\",\"script\":\"{}\",\"last request cpu\":{},\"last request memory\":{}}}",
+            p.pid,
+            JsonStr(p.state),
+            unix_secs(p.start_time),
+            p.start_since,
+            p.requests,
+            p.duration_us,
+            JsonStr(p.method),
+            JsonStr(p.uri),
+            p.content_length,
+            JsonStr(p.user),
+            JsonStr(p.script),
+            p.cpu,
+            p.memory,
+        );
+    }
+    out.push_str("]}");
+}
+
+/// XML: one element a line for the pool, one line a `<process>`.
+fn xml(out: &mut String, s: &PoolStatus, full: bool, now: SystemTime) {
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" ?>\n<status>\n<pool>{}</pool>\n<process-manager>{}</process-manager>\n\
+         <start-time>{}</start-time>\n<start-since>{}</start-since>\n<accepted-conn>{}</accepted-conn>\n\
+         <listen-queue>{}</listen-queue>\n<max-listen-queue>{}</max-listen-queue>\n\
+         <listen-queue-len>{}</listen-queue-len>\n<idle-processes>{}</idle-processes>\n\
+         <active-processes>{}</active-processes>\n<total-processes>{}</total-processes>\n\
+         <max-active-processes>{}</max-active-processes>\n<max-children-reached>{}</max-children-reached>\n\
+         <slow-requests>{}</slow-requests>\n",
+        Markup(&s.pool),
+        Markup(s.process_manager),
+        unix_secs(s.start_time),
+        since(s.start_time, now),
+        s.accepted_conn,
+        s.listen_queue,
+        s.max_listen_queue,
+        s.listen_queue_len,
+        s.idle_processes,
+        s.active_processes,
+        s.total_processes,
+        s.max_active_processes,
+        s.max_children_reached,
+        s.slow_requests,
+    );
+    if !full {
+        out.push_str("</status>");
+        return;
+    }
+    out.push_str("<processes>\n");
+    for p in procs(s, now) {
+        let _ = writeln!(
+            out,
+            "<process><pid>{}</pid><state>{}</state><start-time>{}</start-time><start-since>{}</start-since>\
+             <requests>{}</requests><request-duration>{}</request-duration><request-method>{}</request-method>\
+             <request-uri>{}</request-uri><content-length>{}</content-length><user>{}</user><script>{}</script>\
+             <last-request-cpu>{}</last-request-cpu><last-request-memory>{}</last-request-memory></process>",
+            p.pid,
+            Markup(p.state),
+            unix_secs(p.start_time),
+            p.start_since,
+            p.requests,
+            p.duration_us,
+            Markup(p.method),
+            Markup(p.uri),
+            p.content_length,
+            Markup(p.user),
+            Markup(p.script),
+            p.cpu,
+            p.memory,
+        );
+    }
+    out.push_str("</processes>\n</status>");
+}
+
+/// HTML (XHTML 1.0 Strict): a table for the pool, a bordered one for `full`.
+fn html(out: &mut String, s: &PoolStatus, full: bool, now: SystemTime) {
+    out.push_str(
+        "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \
+         \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\n\
+         <html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n\
+         <head><title>PHP-FPM Status Page</title></head>\n<body>\n<table>\n",
+    );
+    let mut row = |label: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "<tr><th>{label}</th><td>{value}</td></tr>");
+    };
+    row("pool", &Markup(&s.pool));
+    row("process manager", &Markup(s.process_manager));
+    row("start time", &Markup(&local_time(s.start_time)));
+    row("start since", &since(s.start_time, now));
+    row("accepted conn", &s.accepted_conn);
+    row("listen queue", &s.listen_queue);
+    row("max listen queue", &s.max_listen_queue);
+    row("listen queue len", &s.listen_queue_len);
+    row("idle processes", &s.idle_processes);
+    row("active processes", &s.active_processes);
+    row("total processes", &s.total_processes);
+    row("max active processes", &s.max_active_processes);
+    row("max children reached", &s.max_children_reached);
+    row("slow requests", &s.slow_requests);
+    out.push_str("</table>\n");
+    if !full {
+        out.push_str("</body></html>");
+        return;
+    }
+    out.push_str(
+        "<table border=\"1\">\n<tr><th>pid</th><th>state</th><th>start time</th><th>start since</th>\
+         <th>requests</th><th>request duration</th><th>request method</th><th>request uri</th>\
+         <th>content length</th><th>user</th><th>script</th><th>last request cpu</th>\
+         <th>last request memory</th></tr>\n",
+    );
+    for p in procs(s, now) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            p.pid,
+            Markup(p.state),
+            Markup(&local_time(p.start_time)),
+            p.start_since,
+            p.requests,
+            p.duration_us,
+            Markup(p.method),
+            Markup(p.uri),
+            p.content_length,
+            Markup(p.user),
+            Markup(p.script),
+            p.cpu,
+            p.memory,
+        );
+    }
+    out.push_str("</table></body></html>");
+}
+
+/// OpenMetrics: php-fpm 8.2's `phpfpm_*` families, in its order and with its
+/// HELP texts (including its `# TYPE` before `# HELP` for
+/// `phpfpm_listen_queue_length`). php-fpm has no per-process metrics, so
+/// `full` changes nothing.
+fn openmetrics(out: &mut String, s: &PoolStatus, now: SystemTime) {
+    let _ = writeln!(
+        out,
+        "# HELP phpfpm_up Could pool {} using a {} PM on PHP-FPM be reached?",
+        HelpText(&s.pool),
+        HelpText(s.process_manager)
+    );
+    out.push_str("# TYPE phpfpm_up gauge\nphpfpm_up 1\n");
+    let mut family = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    family("phpfpm_start_since", "counter", "The number of seconds since FPM has started.", &since(s.start_time, now));
+    family("phpfpm_accepted_connections", "counter", "The number of requests accepted by the pool.", &s.accepted_conn);
+    family(
+        "phpfpm_listen_queue",
+        "gauge",
+        "The number of requests in the queue of pending connections.",
+        &s.listen_queue,
+    );
+    family(
+        "phpfpm_max_listen_queue",
+        "counter",
+        "The maximum number of requests in the queue of pending connections since FPM has started.",
+        &s.max_listen_queue,
+    );
+    let _ = write!(
+        out,
+        "# TYPE phpfpm_listen_queue_length gauge\n\
+         # HELP phpfpm_listen_queue_length The size of the socket queue of pending connections.\n\
+         phpfpm_listen_queue_length {}\n",
+        s.listen_queue_len
+    );
+    let mut family = |name: &str, kind: &str, help: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    family("phpfpm_idle_processes", "gauge", "The number of idle processes.", &s.idle_processes);
+    family("phpfpm_active_processes", "gauge", "The number of active processes.", &s.active_processes);
+    family("phpfpm_total_processes", "gauge", "The number of idle + active processes.", &s.total_processes);
+    family(
+        "phpfpm_max_active_processes",
+        "counter",
+        "The maximum number of active processes since FPM has started.",
+        &s.max_active_processes,
+    );
+    family(
+        "phpfpm_max_children_reached",
+        "counter",
+        "The number of times, the process limit has been reached, when pm tries to start more children \
+         (works only for pm 'dynamic' and 'ondemand').",
+        &s.max_children_reached,
+    );
+    family(
+        "phpfpm_slow_requests",
+        "counter",
+        "The number of requests that exceeded your 'request_slowlog_timeout' value.",
+        &s.slow_requests,
+    );
+    out.push_str("# EOF\n");
+}
+
+/// Seconds since the epoch, rounded down (negative before 1970), as
+/// php-fpm's `time_t`.
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            -secs - i64::from(d.subsec_nanos() > 0)
+        }
+    }
+}
+
+/// php-fpm's "start since": whole seconds between the two epochs (0 if
+/// `start` is in the future).
+fn since(start: SystemTime, now: SystemTime) -> u64 {
+    u64::try_from(unix_secs(now).saturating_sub(unix_secs(start))).unwrap_or(0)
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// `t` as php-fpm's `strftime("%d/%b/%Y:%H:%M:%S %z", localtime(..))` in the
+/// C locale, e.g. `26/Nov/2026:17:47:08 +0000`. `-` if the C library cannot
+/// convert it (a year out of `int`'s range).
+fn local_time(t: SystemTime) -> String {
+    // time_t is 64 bits on every target rustfpm runs on (64-bit Linux).
+    let secs = unix_secs(t) as libc::time_t;
+    // SAFETY: `tm` is plain data for which all-zero bytes are a valid value
+    // (its `tm_zone` pointer becomes null, and is never read here).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live, properly aligned locals;
+    // localtime_r is the thread-safe variant and writes only into `tm`.
+    let converted = unsafe { libc::localtime_r(&secs, &mut tm) };
+    if converted.is_null() {
+        return "-".to_owned();
+    }
+    let month = usize::try_from(tm.tm_mon).ok().and_then(|m| MONTHS.get(m)).copied().unwrap_or("???");
+    let offset = tm.tm_gmtoff;
+    let (sign, offset) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+    format!(
+        "{:02}/{month}/{}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
+        tm.tm_mday,
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        offset / 3600,
+        offset % 3600 / 60
+    )
+}
+
+/// The inside of a JSON string, escaped as PHP's `json_encode` does by
+/// default (which php-fpm uses for the request URI): `"` `\` `/` and control
+/// characters escaped, every non-ASCII character as `\uXXXX` (UTF-16).
+struct JsonStr<'a>(&'a str);
+
+impl std::fmt::Display for JsonStr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(|c: char| matches!(c, '"' | '\\' | '/') || c < ' ' || !c.is_ascii()) {
+            f.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '/' => f.write_str("\\/")?,
+                '\u{8}' => f.write_str("\\b")?,
+                '\u{c}' => f.write_str("\\f")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                _ => {
+                    for unit in c.encode_utf16(&mut [0; 2]) {
+                        write!(f, "\\u{unit:04x}")?;
+                    }
+                }
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// Text for XML and HTML, escaped as php-fpm escapes the query string
+/// (`&` `<` `>` `"`; `'` and non-ASCII stay). Control characters that XML 1.0
+/// forbids (all below U+0020 but tab, LF and CR) become U+FFFD, so the
+/// document always parses; php-fpm passes them through.
+struct Markup<'a>(&'a str);
+
+impl std::fmt::Display for Markup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(|c: char| matches!(c, '&' | '<' | '>' | '"') || is_xml_forbidden(c)) {
+            f.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            f.write_str(match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                _ => "\u{fffd}",
+            })?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+fn is_xml_forbidden(c: char) -> bool {
+    c < ' ' && !matches!(c, '\t' | '\n' | '\r')
+}
+
+/// An OpenMetrics HELP text: `\`, newline and `"` escaped.
+struct HelpText<'a>(&'a str);
+
+impl std::fmt::Display for HelpText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '"' => f.write_str("\\\"")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const START: u64 = 1_700_000_000;
+    /// A URI with everything that needs escaping somewhere.
+    const NASTY_URI: &str = "/a\"b\\c/d?x=<1>&y='é😀'\n\t\u{1}";
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn now() -> SystemTime {
+        at(START + 3600) + Duration::from_millis(500)
+    }
+
+    fn sample() -> PoolStatus {
+        PoolStatus {
+            pool: "www".into(),
+            process_manager: "dynamic",
+            start_time: at(START),
+            accepted_conn: 1234,
+            listen_queue: 1,
+            max_listen_queue: 7,
+            listen_queue_len: 511,
+            idle_processes: 1,
+            active_processes: 1,
+            total_processes: 2,
+            max_active_processes: 2,
+            max_children_reached: 3,
+            slow_requests: 4,
+            processes: vec![
+                ProcessStatus {
+                    pid: 101,
+                    state: "Running",
+                    start_time: Some(at(START + 10)),
+                    requests: 5,
+                    request_duration: Duration::from_micros(1_234_567),
+                    request_method: "POST".into(),
+                    request_uri: NASTY_URI.into(),
+                    content_length: 42,
+                    user: "bob".into(),
+                    script: "/srv/www/index.php".into(),
+                    last_request_cpu: None,
+                    last_request_memory: None,
+                },
+                ProcessStatus {
+                    pid: 102,
+                    state: "Idle",
+                    start_time: None,
+                    requests: 0,
+                    request_duration: Duration::ZERO,
+                    request_method: String::new(),
+                    request_uri: String::new(),
+                    content_length: 0,
+                    user: String::new(),
+                    script: String::new(),
+                    last_request_cpu: Some(12.5),
+                    last_request_memory: Some(2_097_152),
+                },
+            ],
+        }
+    }
+
+    fn expected_text_head() -> String {
+        format!(
+            "pool:                 www\n\
+             process manager:      dynamic\n\
+             start time:           {}\n\
+             start since:          3600\n\
+             accepted conn:        1234\n\
+             listen queue:         1\n\
+             max listen queue:     7\n\
+             listen queue len:     511\n\
+             idle processes:       1\n\
+             active processes:     1\n\
+             total processes:      2\n\
+             max active processes: 2\n\
+             max children reached: 3\n\
+             slow requests:        4\n",
+            local_time(at(START))
+        )
+    }
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(parse_query(""), (Format::Text, false));
+        assert_eq!(parse_query("full"), (Format::Text, true));
+        assert_eq!(parse_query("json"), (Format::Json, false));
+        assert_eq!(parse_query("json&full"), (Format::Json, true));
+        assert_eq!(parse_query("full&json"), (Format::Json, true));
+        assert_eq!(parse_query("xml&full=1"), (Format::Xml, true));
+        assert_eq!(parse_query("html"), (Format::Html, false));
+        assert_eq!(parse_query("openmetrics"), (Format::OpenMetrics, false));
+        assert_eq!(parse_query("openmetrics&full"), (Format::OpenMetrics, true));
+        // Only the key's presence counts, as in php-fpm.
+        assert_eq!(parse_query("json=0&full=no"), (Format::Json, true));
+        // php-fpm's precedence: html, xml, json, openmetrics.
+        assert_eq!(parse_query("json&html"), (Format::Html, false));
+        assert_eq!(parse_query("openmetrics&xml"), (Format::Xml, false));
+        assert_eq!(parse_query("openmetrics&json"), (Format::Json, false));
+        // Keys as PHP's $_GET sees them.
+        assert_eq!(parse_query("%6Ason&full[]=1"), (Format::Json, true));
+        assert_eq!(parse_query("jsonx&fullish&x=json&%"), (Format::Text, false));
+        assert_eq!(parse_query("&&json&"), (Format::Json, false));
+    }
+
+    #[test]
+    fn text_short() {
+        let (ct, body) = render(&sample(), Format::Text, false, now());
+        assert_eq!(ct, "text/plain;charset=UTF-8");
+        assert_eq!(body, expected_text_head());
+    }
+
+    #[test]
+    fn text_full() {
+        let (ct, body) = render(&sample(), Format::Text, true, now());
+        assert_eq!(ct, "text/plain;charset=UTF-8");
+        let expected = format!(
+            "{}\n\
+             ************************\n\
+             pid:                  101\n\
+             state:                Running\n\
+             start time:           {}\n\
+             start since:          3590\n\
+             requests:             5\n\
+             request duration:     1234567\n\
+             request method:       POST\n\
+             request URI:          {NASTY_URI}\n\
+             content length:       42\n\
+             user:                 bob\n\
+             script:               /srv/www/index.php\n\
+             last request cpu:     0.00\n\
+             last request memory:  0\n\
+             \n\
+             ************************\n\
+             pid:                  102\n\
+             state:                Idle\n\
+             start time:           {}\n\
+             start since:          0\n\
+             requests:             0\n\
+             request duration:     0\n\
+             request method:       -\n\
+             request URI:          -\n\
+             content length:       0\n\
+             user:                 -\n\
+             script:               -\n\
+             last request cpu:     12.50\n\
+             last request memory:  2097152\n",
+            expected_text_head(),
+            local_time(at(START + 10)),
+            local_time(now()),
+        );
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn json_short_is_php_fpms_line() {
+        let (ct, body) = render(&sample(), Format::Json, false, now());
+        assert_eq!(ct, "application/json");
+        assert_eq!(
+            body,
+            "{\"pool\":\"www\",\"process manager\":\"dynamic\",\"start time\":1700000000,\"start since\":3600,\
+             \"accepted conn\":1234,\"listen queue\":1,\"max listen queue\":7,\"listen queue len\":511,\
+             \"idle processes\":1,\"active processes\":1,\"total processes\":2,\"max active processes\":2,\
+             \"max children reached\":3,\"slow requests\":4}"
+        );
+        let Json::Obj(fields) = parse_json(&body) else { panic!("not an object: {body}") };
+        assert!(!fields.iter().any(|(k, _)| k == "processes"));
+    }
+
+    const POOL_KEYS: [&str; 14] = [
+        "pool",
+        "process manager",
+        "start time",
+        "start since",
+        "accepted conn",
+        "listen queue",
+        "max listen queue",
+        "listen queue len",
+        "idle processes",
+        "active processes",
+        "total processes",
+        "max active processes",
+        "max children reached",
+        "slow requests",
+    ];
+    const PROCESS_KEYS: [&str; 13] = [
+        "pid",
+        "state",
+        "start time",
+        "start since",
+        "requests",
+        "request duration",
+        "request method",
+        "request uri",
+        "content length",
+        "user",
+        "script",
+        "last request cpu",
+        "last request memory",
+    ];
+
+    #[test]
+    fn json_full_parses_back_with_every_key() {
+        let (_, body) = render(&sample(), Format::Json, true, now());
+        // php-fpm's exact separator before the list, and PHP's escaping.
+        assert!(body.contains("\"slow requests\":4, \"processes\":[{\"pid\":101,"), "{body}");
+        assert!(body.ends_with("}]}"), "{body}");
+        assert!(body.contains(r#""request uri":"\/a\"b\\c\/d?x=<1>&y='\u00e9\ud83d\ude00'\n\t\u0001","#), "{body}");
+        assert!(body.is_ascii());
+
+        let Json::Obj(top) = parse_json(&body) else { panic!("not an object: {body}") };
+        let keys: Vec<&str> = top.iter().map(|(k, _)| k.as_str()).collect();
+        let mut want: Vec<&str> = POOL_KEYS.to_vec();
+        want.push("processes");
+        assert_eq!(keys, want, "php-fpm's keys in php-fpm's order");
+        assert_eq!(get(&top, "pool"), &Json::Str("www".into()));
+        assert_eq!(get(&top, "start time"), &Json::Num(START as f64));
+        assert_eq!(get(&top, "start since"), &Json::Num(3600.0));
+
+        let Json::Arr(procs) = get(&top, "processes") else { panic!("processes is not an array") };
+        assert_eq!(procs.len(), 2);
+        for p in procs {
+            let Json::Obj(p) = p else { panic!("process is not an object") };
+            let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, PROCESS_KEYS);
+        }
+        let (Json::Obj(first), Json::Obj(second)) = (&procs[0], &procs[1]) else { unreachable!() };
+        assert_eq!(get(first, "request uri"), &Json::Str(NASTY_URI.into()), "round-trips exactly");
+        assert_eq!(get(first, "request duration"), &Json::Num(1_234_567.0));
+        assert_eq!(get(first, "start since"), &Json::Num(3590.0));
+        assert_eq!(get(first, "start time"), &Json::Num((START + 10) as f64));
+        assert_eq!(get(first, "last request cpu"), &Json::Num(0.0));
+        assert_eq!(get(first, "last request memory"), &Json::Num(0.0));
+        assert_eq!(get(second, "request method"), &Json::Str("-".into()));
+        assert_eq!(get(second, "user"), &Json::Str("-".into()));
+        assert_eq!(get(second, "last request cpu"), &Json::Num(12.5));
+        assert!(body.contains("\"last request cpu\":0.00,"), "php-fpm's %.2f: {body}");
+    }
+
+    #[test]
+    fn json_escapes_like_php() {
+        let s = |x: &str| JsonStr(x).to_string();
+        assert_eq!(s("plain"), "plain");
+        assert_eq!(s("a\"b"), "a\\\"b");
+        assert_eq!(s("a\\b"), "a\\\\b");
+        assert_eq!(s("/x/"), "\\/x\\/");
+        assert_eq!(s("\n\r\t\u{8}\u{c}\u{0}\u{1f}"), "\\n\\r\\t\\b\\f\\u0000\\u001f");
+        assert_eq!(s("é€😀"), "\\u00e9\\u20ac\\ud83d\\ude00");
+        assert_eq!(s("'<>&\u{7f}"), "'<>&\u{7f}");
+        for tricky in ["", "\"", "é", "😀x", NASTY_URI, "\\\\\"\"", "a\u{10ffff}"] {
+            let doc = format!("\"{}\"", JsonStr(tricky));
+            assert_eq!(parse_json(&doc), Json::Str(tricky.into()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn xml_short_and_full() {
+        let (ct, short) = render(&sample(), Format::Xml, false, now());
+        assert_eq!(ct, "text/xml;charset=UTF-8");
+        let head = "<?xml version=\"1.0\" ?>\n<status>\n<pool>www</pool>\n<process-manager>dynamic</process-manager>\n\
+                    <start-time>1700000000</start-time>\n<start-since>3600</start-since>\n\
+                    <accepted-conn>1234</accepted-conn>\n<listen-queue>1</listen-queue>\n\
+                    <max-listen-queue>7</max-listen-queue>\n<listen-queue-len>511</listen-queue-len>\n\
+                    <idle-processes>1</idle-processes>\n<active-processes>1</active-processes>\n\
+                    <total-processes>2</total-processes>\n<max-active-processes>2</max-active-processes>\n\
+                    <max-children-reached>3</max-children-reached>\n<slow-requests>4</slow-requests>\n";
+        assert_eq!(short, format!("{head}</status>"));
+
+        let (_, full) = render(&sample(), Format::Xml, true, now());
+        let expected = format!(
+            "{head}<processes>\n\
+             <process><pid>101</pid><state>Running</state><start-time>1700000010</start-time>\
+             <start-since>3590</start-since><requests>5</requests><request-duration>1234567</request-duration>\
+             <request-method>POST</request-method>\
+             <request-uri>/a&quot;b\\c/d?x=&lt;1&gt;&amp;y='é😀'\n\t\u{fffd}</request-uri>\
+             <content-length>42</content-length><user>bob</user><script>/srv/www/index.php</script>\
+             <last-request-cpu>0.00</last-request-cpu><last-request-memory>0</last-request-memory></process>\n\
+             <process><pid>102</pid><state>Idle</state><start-time>{}</start-time><start-since>0</start-since>\
+             <requests>0</requests><request-duration>0</request-duration><request-method>-</request-method>\
+             <request-uri>-</request-uri><content-length>0</content-length><user>-</user><script>-</script>\
+             <last-request-cpu>12.50</last-request-cpu><last-request-memory>2097152</last-request-memory>\
+             </process>\n</processes>\n</status>",
+            unix_secs(now())
+        );
+        assert_eq!(full, expected);
+    }
+
+    #[test]
+    fn html_short_and_full() {
+        let (ct, short) = render(&sample(), Format::Html, false, now());
+        assert_eq!(ct, "text/html;charset=UTF-8");
+        let head = format!(
+            "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \
+             \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd\">\n\
+             <html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\n\
+             <head><title>PHP-FPM Status Page</title></head>\n<body>\n<table>\n\
+             <tr><th>pool</th><td>www</td></tr>\n\
+             <tr><th>process manager</th><td>dynamic</td></tr>\n\
+             <tr><th>start time</th><td>{}</td></tr>\n\
+             <tr><th>start since</th><td>3600</td></tr>\n\
+             <tr><th>accepted conn</th><td>1234</td></tr>\n\
+             <tr><th>listen queue</th><td>1</td></tr>\n\
+             <tr><th>max listen queue</th><td>7</td></tr>\n\
+             <tr><th>listen queue len</th><td>511</td></tr>\n\
+             <tr><th>idle processes</th><td>1</td></tr>\n\
+             <tr><th>active processes</th><td>1</td></tr>\n\
+             <tr><th>total processes</th><td>2</td></tr>\n\
+             <tr><th>max active processes</th><td>2</td></tr>\n\
+             <tr><th>max children reached</th><td>3</td></tr>\n\
+             <tr><th>slow requests</th><td>4</td></tr>\n\
+             </table>\n",
+            local_time(at(START))
+        );
+        assert_eq!(short, format!("{head}</body></html>"));
+
+        let (_, full) = render(&sample(), Format::Html, true, now());
+        let expected = format!(
+            "{head}<table border=\"1\">\n<tr><th>pid</th><th>state</th><th>start time</th><th>start since</th>\
+             <th>requests</th><th>request duration</th><th>request method</th><th>request uri</th>\
+             <th>content length</th><th>user</th><th>script</th><th>last request cpu</th>\
+             <th>last request memory</th></tr>\n\
+             <tr><td>101</td><td>Running</td><td>{}</td><td>3590</td><td>5</td><td>1234567</td><td>POST</td>\
+             <td>/a&quot;b\\c/d?x=&lt;1&gt;&amp;y='é😀'\n\t\u{fffd}</td><td>42</td><td>bob</td>\
+             <td>/srv/www/index.php</td><td>0.00</td><td>0</td></tr>\n\
+             <tr><td>102</td><td>Idle</td><td>{}</td><td>0</td><td>0</td><td>0</td><td>-</td><td>-</td>\
+             <td>0</td><td>-</td><td>-</td><td>12.50</td><td>2097152</td></tr>\n\
+             </table></body></html>",
+            local_time(at(START + 10)),
+            local_time(now()),
+        );
+        assert_eq!(full, expected);
+    }
+
+    #[test]
+    fn markup_escapes_every_special_character_in_every_field() {
+        let mut status = sample();
+        status.pool = "<p&\"o'>".into();
+        let p = &mut status.processes[1];
+        p.request_method = "<M>".into();
+        p.user = "a&b".into();
+        p.script = "/x\"y<z>.php".into();
+        for format in [Format::Xml, Format::Html] {
+            for full in [false, true] {
+                let (_, body) = render(&status, format, full, now());
+                assert!(body.contains("&lt;p&amp;&quot;o'&gt;"), "{format:?}: {body}");
+                assert!(!body.contains("<p&") && !body.contains("\"o'"), "{format:?}: {body}");
+                if full {
+                    for escaped in ["&lt;M&gt;", "a&amp;b", "/x&quot;y&lt;z&gt;.php", "&lt;1&gt;&amp;y="] {
+                        assert!(body.contains(escaped), "{format:?} lacks {escaped}: {body}");
+                    }
+                }
+                // Every `&` starts one of the four entities.
+                for (i, _) in body.match_indices('&') {
+                    let rest = &body[i..];
+                    assert!(
+                        ["&amp;", "&lt;", "&gt;", "&quot;"].iter().any(|e| rest.starts_with(e)),
+                        "{format:?}: bare & at {i}: {body}"
+                    );
+                }
+                assert!(!body.contains('\u{1}'));
+            }
+        }
+        assert_eq!(Markup("<&>\"'é\t\u{0}").to_string(), "&lt;&amp;&gt;&quot;'é\t\u{fffd}");
+    }
+
+    #[test]
+    fn openmetrics_as_php_fpm_8_2() {
+        let (ct, body) = render(&sample(), Format::OpenMetrics, false, now());
+        assert_eq!(ct, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+        let expected = "# HELP phpfpm_up Could pool www using a dynamic PM on PHP-FPM be reached?\n\
+# TYPE phpfpm_up gauge\n\
+phpfpm_up 1\n\
+# HELP phpfpm_start_since The number of seconds since FPM has started.\n\
+# TYPE phpfpm_start_since counter\n\
+phpfpm_start_since 3600\n\
+# HELP phpfpm_accepted_connections The number of requests accepted by the pool.\n\
+# TYPE phpfpm_accepted_connections counter\n\
+phpfpm_accepted_connections 1234\n\
+# HELP phpfpm_listen_queue The number of requests in the queue of pending connections.\n\
+# TYPE phpfpm_listen_queue gauge\n\
+phpfpm_listen_queue 1\n\
+# HELP phpfpm_max_listen_queue The maximum number of requests in the queue of pending connections since FPM has started.\n\
+# TYPE phpfpm_max_listen_queue counter\n\
+phpfpm_max_listen_queue 7\n\
+# TYPE phpfpm_listen_queue_length gauge\n\
+# HELP phpfpm_listen_queue_length The size of the socket queue of pending connections.\n\
+phpfpm_listen_queue_length 511\n\
+# HELP phpfpm_idle_processes The number of idle processes.\n\
+# TYPE phpfpm_idle_processes gauge\n\
+phpfpm_idle_processes 1\n\
+# HELP phpfpm_active_processes The number of active processes.\n\
+# TYPE phpfpm_active_processes gauge\n\
+phpfpm_active_processes 1\n\
+# HELP phpfpm_total_processes The number of idle + active processes.\n\
+# TYPE phpfpm_total_processes gauge\n\
+phpfpm_total_processes 2\n\
+# HELP phpfpm_max_active_processes The maximum number of active processes since FPM has started.\n\
+# TYPE phpfpm_max_active_processes counter\n\
+phpfpm_max_active_processes 2\n\
+# HELP phpfpm_max_children_reached The number of times, the process limit has been reached, when pm tries to start more children (works only for pm 'dynamic' and 'ondemand').\n\
+# TYPE phpfpm_max_children_reached counter\n\
+phpfpm_max_children_reached 3\n\
+# HELP phpfpm_slow_requests The number of requests that exceeded your 'request_slowlog_timeout' value.\n\
+# TYPE phpfpm_slow_requests counter\n\
+phpfpm_slow_requests 4\n\
+# EOF\n";
+        assert_eq!(body, expected);
+        // php-fpm has no per-process metrics: `full` is the same page.
+        assert_eq!(render(&sample(), Format::OpenMetrics, true, now()).1, expected);
+
+        let mut odd = sample();
+        odd.pool = "a\\b\"c\nd".into();
+        let (_, body) = render(&odd, Format::OpenMetrics, false, now());
+        assert!(body.starts_with("# HELP phpfpm_up Could pool a\\\\b\\\"c\\nd using a dynamic PM"), "{body}");
+        assert_eq!(body.lines().count(), expected.lines().count());
+    }
+
+    #[test]
+    fn start_since_never_negative_and_unknown_start_is_now() {
+        let mut status = sample();
+        status.start_time = now() + Duration::from_secs(5);
+        let (_, body) = render(&status, Format::Json, true, now());
+        assert!(body.contains("\"start since\":0,\"accepted conn\""), "{body}");
+        let Json::Obj(top) = parse_json(&body) else { panic!() };
+        let Json::Arr(procs) = get(&top, "processes") else { panic!() };
+        let Json::Obj(second) = &procs[1] else { panic!() };
+        assert_eq!(get(second, "start time"), &Json::Num(unix_secs(now()) as f64));
+        assert_eq!(get(second, "start since"), &Json::Num(0.0));
+    }
+
+    #[test]
+    fn empty_process_list_in_full() {
+        let mut status = sample();
+        status.processes.clear();
+        assert!(render(&status, Format::Json, true, now()).1.ends_with(", \"processes\":[]}"));
+        assert!(render(&status, Format::Xml, true, now()).1.ends_with("<processes>\n</processes>\n</status>"));
+        assert_eq!(render(&status, Format::Text, true, now()).1, expected_text_head());
+        let Json::Obj(_) = parse_json(&render(&status, Format::Json, true, now()).1) else { panic!() };
+    }
+
+    #[test]
+    fn unix_seconds_round_down() {
+        assert_eq!(unix_secs(UNIX_EPOCH), 0);
+        assert_eq!(unix_secs(at(START) + Duration::from_millis(999)), START as i64);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(500)), -1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(2)), -2);
+        assert_eq!(since(at(START), at(START + 3600) + Duration::from_millis(999)), 3600);
+    }
+
+    /// The local time agrees with the UTC instant once its own `%z` offset
+    /// is applied, and has strftime's `%d/%b/%Y:%H:%M:%S %z` shape.
+    #[test]
+    fn local_time_is_php_fpms_strftime() {
+        for secs in [0, 86_399, 951_782_400, 1_700_000_000, 1_709_251_199, 4_102_444_800] {
+            let text = local_time(at(secs));
+            let b = text.as_bytes();
+            assert_eq!(b.len(), 26, "{text}");
+            assert_eq!((b[2], b[6], b[11], b[14], b[17], b[20]), (b'/', b'/', b':', b':', b':', b' '), "{text}");
+            let num = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+            let (day, year, hour, min, sec) = (num(0..2), num(7..11), num(12..14), num(15..17), num(18..20));
+            let month = MONTHS.iter().position(|m| *m == &text[3..6]).unwrap() as i64 + 1;
+            let sign = match b[21] {
+                b'+' => 1,
+                b'-' => -1,
+                other => panic!("sign {other}"),
+            };
+            let offset = sign * (num(22..24) * 3600 + num(24..26) * 60);
+            let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec;
+            assert_eq!(local - offset, secs as i64, "{text}");
+        }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date.
+    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    // A tiny JSON reader, enough to check the output parses back.
+
+    #[derive(Debug, PartialEq)]
+    enum Json {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(Vec<(String, Json)>),
+    }
+
+    fn get<'a>(obj: &'a [(String, Json)], key: &str) -> &'a Json {
+        obj.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_else(|| panic!("no key {key:?}"))
+    }
+
+    fn parse_json(text: &str) -> Json {
+        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        let v = p.value();
+        p.ws();
+        assert_eq!(p.i, p.s.len(), "trailing bytes in {text}");
+        v
+    }
+
+    struct Parser<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.i).is_some_and(|b| b" \t\r\n".contains(b)) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, b: u8) {
+            self.ws();
+            assert_eq!(self.s.get(self.i), Some(&b), "expected {:?} at {}", b as char, self.i);
+            self.i += 1;
+        }
+
+        fn peek(&mut self) -> u8 {
+            self.ws();
+            self.s[self.i]
+        }
+
+        fn value(&mut self) -> Json {
+            match self.peek() {
+                b'{' => {
+                    self.eat(b'{');
+                    let mut fields = Vec::new();
+                    if self.peek() == b'}' {
+                        self.eat(b'}');
+                        return Json::Obj(fields);
+                    }
+                    loop {
+                        let key = self.string();
+                        self.eat(b':');
+                        fields.push((key, self.value()));
+                        if self.peek() == b',' {
+                            self.eat(b',');
+                        } else {
+                            self.eat(b'}');
+                            return Json::Obj(fields);
+                        }
+                    }
+                }
+                b'[' => {
+                    self.eat(b'[');
+                    let mut items = Vec::new();
+                    if self.peek() == b']' {
+                        self.eat(b']');
+                        return Json::Arr(items);
+                    }
+                    loop {
+                        items.push(self.value());
+                        if self.peek() == b',' {
+                            self.eat(b',');
+                        } else {
+                            self.eat(b']');
+                            return Json::Arr(items);
+                        }
+                    }
+                }
+                b'"' => Json::Str(self.string()),
+                b't' | b'f' | b'n' => {
+                    for (word, v) in [("true", Json::Bool(true)), ("false", Json::Bool(false)), ("null", Json::Null)] {
+                        if self.s[self.i..].starts_with(word.as_bytes()) {
+                            self.i += word.len();
+                            return v;
+                        }
+                    }
+                    panic!("bad literal at {}", self.i)
+                }
+                _ => {
+                    let start = self.i;
+                    while self.s.get(self.i).is_some_and(|b| b"+-.eE0123456789".contains(b)) {
+                        self.i += 1;
+                    }
+                    let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
+                    Json::Num(text.parse().unwrap_or_else(|_| panic!("bad number {text:?}")))
+                }
+            }
+        }
+
+        fn hex4(&mut self) -> u32 {
+            let text = std::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
+            self.i += 4;
+            u32::from_str_radix(text, 16).unwrap()
+        }
+
+        fn string(&mut self) -> String {
+            self.eat(b'"');
+            let mut out = String::new();
+            loop {
+                let b = self.s[self.i];
+                self.i += 1;
+                match b {
+                    b'"' => return out,
+                    b'\\' => {
+                        let e = self.s[self.i];
+                        self.i += 1;
+                        match e {
+                            b'"' | b'\\' | b'/' => out.push(e as char),
+                            b'b' => out.push('\u{8}'),
+                            b'f' => out.push('\u{c}'),
+                            b'n' => out.push('\n'),
+                            b'r' => out.push('\r'),
+                            b't' => out.push('\t'),
+                            b'u' => {
+                                let mut c = self.hex4();
+                                if (0xd800..0xdc00).contains(&c) {
+                                    assert_eq!(&self.s[self.i..self.i + 2], b"\\u", "lone high surrogate");
+                                    self.i += 2;
+                                    let low = self.hex4();
+                                    assert!((0xdc00..0xe000).contains(&low), "bad low surrogate");
+                                    c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+                                }
+                                out.push(char::from_u32(c).expect("a scalar value"));
+                            }
+                            other => panic!("bad escape \\{}", other as char),
+                        }
+                    }
+                    b if b < 0x20 => panic!("raw control byte {b:#x} in a JSON string"),
+                    _ => {
+                        // Copy one UTF-8 sequence.
+                        let start = self.i - 1;
+                        while self.s.get(self.i).is_some_and(|b| b & 0xc0 == 0x80) {
+                            self.i += 1;
+                        }
+                        out.push_str(std::str::from_utf8(&self.s[start..self.i]).unwrap());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! php-fpm's ping and status pages, through nginx.
+
+mod common;
+use common::*;
+
+fn stack() -> Stack {
+    Stack::with(PoolOptions {
+        extra: "pm_status_path = \"/status\"\nping_path = \"/ping\"\nping_response = \"pong!\"".into(),
+        ..Default::default()
+    })
+}
+
+/// The value of `"key":` in php-fpm's flat JSON (numbers and strings).
+fn json_field(json: &str, key: &str) -> Option<String> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"').to_string())
+}
+
+#[test]
+fn ping_answers_its_response_without_caching() {
+    let stack = stack();
+    let r = get(&stack.url("/ping"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "pong!");
+    assert!(r.header("Content-Type").unwrap_or_default().starts_with("text/plain"));
+    assert!(r.header("Cache-Control").unwrap_or_default().contains("no-cache"));
+}
+
+#[test]
+fn status_counts_are_exact_in_every_format() {
+    let stack = stack();
+    for _ in 0..10 {
+        assert_eq!(get(&stack.url("/hello.php")).status, 200);
+    }
+    let json = get(&stack.url("/status?json")).text();
+    assert_eq!(json_field(&json, "pool").as_deref(), Some("www"), "{json}");
+    assert_eq!(json_field(&json, "process manager").as_deref(), Some("static"));
+    assert_eq!(json_field(&json, "accepted conn").as_deref(), Some("10"), "{json}");
+    assert_eq!(json_field(&json, "total processes").as_deref(), Some("4"));
+    assert_eq!(json_field(&json, "active processes").as_deref(), Some("0"));
+    for key in ["start time", "start since", "listen queue", "max listen queue", "listen queue len", "idle processes"] {
+        assert!(json_field(&json, key).is_some(), "missing {key}: {json}");
+    }
+    let full = get(&stack.url("/status?json&full")).text();
+    assert_eq!(full.matches("\"pid\":").count(), 4, "{full}");
+    assert!(full.contains("hello.php"), "the last script of each process: {full}");
+    let text = get(&stack.url("/status")).text();
+    assert!(text.contains("pool:") && text.contains("accepted conn:"), "{text}");
+    let metrics = get(&stack.url("/status?openmetrics")).text();
+    assert!(metrics.contains("phpfpm_accepted_connections") && metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    for format in ["xml", "html"] {
+        let r = get(&stack.url(&format!("/status?{format}&full")));
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("accepted"), "{format}: {}", r.text());
+    }
+}
+
+#[test]
+fn status_shows_running_requests_and_the_listen_queue() {
+    let stack =
+        Stack::with(PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() });
+    stack.site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
+    let first = get_in_thread(stack.url("/slow.php?a=1"));
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        json_field(&get(&stack.url("/status?json")).text(), "active processes").as_deref() == Some("1")
+    }));
+    let second = get_in_thread(stack.url("/slow.php?a=2"));
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        json_field(&get(&stack.url("/status?json")).text(), "listen queue").as_deref() == Some("1")
+    }));
+    let full = get(&stack.url("/status?json&full")).text();
+    assert!(full.contains("Running") && full.contains("/slow.php?a=1"), "{full}");
+    assert_eq!(first.join().unwrap().unwrap().status, 200);
+    assert_eq!(second.join().unwrap().unwrap().status, 200);
+    let json = get(&stack.url("/status?json")).text();
+    assert_eq!(json_field(&json, "max listen queue").as_deref(), Some("1"), "{json}");
+    assert_eq!(json_field(&json, "max children reached").as_deref(), Some("1"), "{json}");
+}
