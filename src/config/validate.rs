@@ -160,16 +160,16 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.request_terminate_timeout = terminate;
     let track_finished = optional(&k.request_terminate_timeout_track_finished, r, boolean);
     set(&mut pool.request_terminate_timeout_track_finished, track_finished);
-    pool.pm_status_path = optional(&k.pm_status_path, r, uri_path);
-    pool.ping_path = optional(&k.ping_path, r, uri_path);
+    pool.pm_status_path = optional(&k.pm_status_path, r, uri_path).filter(|p| !p.is_empty());
+    pool.ping_path = optional(&k.ping_path, r, uri_path).filter(|p| !p.is_empty());
     let response = |f: &Field<'_>, r: &mut Report<'_>| string(f, r).map(str::to_string);
     set(&mut pool.ping_response, optional(&k.ping_response, r, response));
 }
 
-/// A URI path for the status and ping pages: must start with '/'.
+/// A URI path for the status and ping pages: must start with '/' ("" is off).
 fn uri_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<String> {
     parsed(f, r, |s| {
-        if s.starts_with('/') && !s.contains(char::is_whitespace) {
+        if s.is_empty() || s.starts_with('/') && !s.contains(char::is_whitespace) {
             Ok(s.to_string())
         } else {
             Err("must be a path starting with '/', without spaces".to_string())

@@ -401,9 +401,6 @@ fn unsupported_directives_are_warnings_that_name_them() {
         (5, "error_log", "syslog is not supported yet"),
         (6, "syslog.ident", "not supported yet"),
         (7, "rlimit_files", "LimitNOFILE="),
-        (11, "pm.status_path", "not supported yet"),
-        (12, "ping.path", "not supported yet"),
-        (13, "ping.response", "not supported yet"),
         (14, "access.log", "not supported yet"),
         (15, "access.format", "not supported yet"),
         (16, "slowlog", "not supported yet"),
@@ -416,7 +413,7 @@ fn unsupported_directives_are_warnings_that_name_them() {
         assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
         assert!(warning.contains(message), "{warning}");
     }
-    assert!(warnings[9].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[9]);
+    assert!(warnings[6].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[6]);
     assert_eq!(config.global.error_log, LogTarget::Stderr);
 }
 
