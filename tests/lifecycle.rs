@@ -14,18 +14,6 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
 
-/// (comm, state, ppid) of a process.
-fn stat(pid: i32) -> Option<(String, char, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_string();
-    let mut rest = text[close + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, state, ppid))
-}
-
 /// A process snapshot: pid and command name (to tell a reused pid apart).
 #[derive(Debug, Clone, PartialEq)]
 struct Proc {
@@ -38,7 +26,7 @@ fn live_tree(pid: i32) -> Vec<Proc> {
     descendants(pid)
         .into_iter()
         .filter_map(|p| {
-            let (comm, state, _) = stat(p)?;
+            let (comm, state, _) = proc_stat(p)?;
             (state != 'Z' && state != 'X').then_some(Proc { pid: p, comm })
         })
         .collect()
@@ -49,7 +37,7 @@ fn still_alive(procs: &[Proc]) -> Vec<Proc> {
     procs
         .iter()
         .filter(|p| {
-            matches!(stat(p.pid), Some((comm, state, _))
+            matches!(proc_stat(p.pid), Some((comm, state, _))
                 if comm == p.comm && state != 'Z' && state != 'X')
         })
         .cloned()
@@ -77,7 +65,7 @@ fn wait_all_dead(procs: &[Proc], timeout: Duration) -> Vec<Proc> {
 /// is not a php-cgi process.
 fn php_parent(fpm: &Rustfpm) -> Option<i32> {
     let pids = fpm.php_pids();
-    pids.iter().copied().find(|p| matches!(stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid)))
+    pids.iter().copied().find(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid)))
 }
 
 fn scratch_file(site: &Site, name: &str) -> PathBuf {

@@ -33,23 +33,11 @@ fn get_pid(url: &str) -> i32 {
     pid_in(&r)
 }
 
-/// (comm, state, ppid) of a process.
-fn stat(pid: i32) -> Option<(String, char, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_string();
-    let mut rest = text[close + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, state, ppid))
-}
-
 /// The php-cgi parents among the pool processes of `fpm` (those whose own
 /// parent is not a php-cgi process).
 fn php_parents(fpm: &Rustfpm) -> Vec<i32> {
     let pids = fpm.php_pids();
-    pids.iter().copied().filter(|p| matches!(stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid))).collect()
+    pids.iter().copied().filter(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid))).collect()
 }
 
 /// The single php-cgi parent of a one-pool rustfpm.

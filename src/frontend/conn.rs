@@ -96,7 +96,7 @@ where
         let Some(head) = read_head(conn, &pool, shutdown).await? else {
             return Ok(());
         };
-        let keep = handle(conn, current, head).await? && !*shutdown.borrow();
+        let keep = handle(conn, current, pool, head).await? && !*shutdown.borrow();
         if !keep {
             return Ok(());
         }
@@ -108,13 +108,13 @@ where
 async fn handle<R, W>(
     conn: &mut Conn<R, W>,
     current: &watch::Receiver<Arc<Pool>>,
+    mut pool: Arc<Pool>,
     head: Head,
 ) -> Result<bool, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut pool = current.borrow().clone();
     if let Some(page) = super::pages::which(&pool, &head.params) {
         return super::pages::answer(conn, &pool, &head, page).await;
     }
@@ -122,15 +122,9 @@ where
         Verdict::Forward => {}
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);
-            return answer_alone(
-                conn,
-                &head,
-                "404 Not Found",
-                &[],
-                b"File not found.\n",
-                Some(b"Primary script unknown"),
-            )
-            .await;
+            let reply =
+                Reply { stderr: Some(b"Primary script unknown"), ..Reply::new("404 Not Found", b"File not found.\n") };
+            return answer_alone(conn, &head, reply).await;
         }
         Verdict::Denied(script) => {
             crate::warning!(
@@ -138,7 +132,7 @@ where
                 pool.name,
                 script.display()
             );
-            return answer_alone(conn, &head, "403 Forbidden", &[], b"Access denied.\n", None).await;
+            return answer_alone(conn, &head, Reply::new("403 Forbidden", b"Access denied.\n")).await;
         }
     }
     let (worker, queued) = loop {
@@ -190,47 +184,53 @@ where
     W: AsyncWrite + Unpin,
 {
     let body = b"Service temporarily unavailable: all PHP workers are busy.\n";
-    answer_alone(conn, head, "503 Service Unavailable", &[("Retry-After", RETRY_AFTER)], body, None).await
+    let reply = Reply { headers: &[("Retry-After", RETRY_AFTER)], ..Reply::new("503 Service Unavailable", body) };
+    answer_alone(conn, head, reply).await
 }
 
-/// Writes a complete response of rustfpm's own, with an optional STDERR
-/// message that nginx logs. Returns whether the connection may be kept.
-pub async fn answer<R, W>(
-    conn: &mut Conn<R, W>,
-    head: &Head,
-    status: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    stderr: Option<&[u8]>,
-) -> Result<bool, ConnError>
+/// A complete response of rustfpm's own (no child involved).
+#[derive(Debug, Clone, Copy)]
+pub struct Reply<'a> {
+    /// HTTP status line, e.g. "404 Not Found".
+    pub status: &'a str,
+    /// Extra headers (a Content-Type here replaces the text/html default).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body.
+    pub body: &'a [u8],
+    /// A message for nginx's error log, sent as a STDERR record.
+    pub stderr: Option<&'a [u8]>,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply with a status and a body only.
+    pub fn new(status: &'a str, body: &'a [u8]) -> Reply<'a> {
+        Reply { status, headers: &[], body, stderr: None }
+    }
+}
+
+/// Writes `reply`. Returns whether the connection may be kept.
+pub async fn answer<R, W>(conn: &mut Conn<R, W>, head: &Head, reply: Reply<'_>) -> Result<bool, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     conn.out.clear();
-    if let Some(msg) = stderr {
+    if let Some(msg) = reply.stderr {
         encode_stream(&mut conn.out, RecordType::Stderr, head.id, msg);
         encode_stream(&mut conn.out, RecordType::Stderr, head.id, b"");
     }
-    encode_simple_response(&mut conn.out, head.id, status, headers, body);
+    encode_simple_response(&mut conn.out, head.id, reply.status, reply.headers, reply.body);
     conn.wr.write_all(&conn.out).await?;
     Ok(head.keep_conn)
 }
 
 /// [`answer`] for a request no child has seen: its body is read and dropped.
-pub(super) async fn answer_alone<R, W>(
-    conn: &mut Conn<R, W>,
-    head: &Head,
-    status: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    stderr: Option<&[u8]>,
-) -> Result<bool, ConnError>
+pub(super) async fn answer_alone<R, W>(conn: &mut Conn<R, W>, head: &Head, reply: Reply<'_>) -> Result<bool, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let keep = answer(conn, head, status, headers, body, stderr).await?;
+    let keep = answer(conn, head, reply).await?;
     super::body::skip(conn, &mut RequestStream::new(head.id)).await?;
     Ok(keep)
 }

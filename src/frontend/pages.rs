@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::conn::{answer_alone, Conn, ConnError, Head};
+use super::conn::{answer_alone, Conn, ConnError, Head, Reply};
 use crate::fastcgi::ParamsBuffer;
 use crate::pool::{Pool, PoolSnapshot, RequestInfo, SlotState};
 use crate::status::{self, PoolStatus, ProcessStatus};
@@ -48,13 +48,13 @@ where
             let query = String::from_utf8_lossy(head.params.get(b"QUERY_STRING").unwrap_or_default()).into_owned();
             let (format, full) = status::parse_query(&query);
             let Some(snapshot) = pool.snapshot().await else {
-                return answer_alone(conn, head, "503 Service Unavailable", &[], b"pool stopping\n", None).await;
+                return answer_alone(conn, head, Reply::new("503 Service Unavailable", b"pool stopping\n")).await;
             };
             status::render(&pool_status(pool, &snapshot), format, full, SystemTime::now())
         }
     };
     let headers = [("Content-Type", content_type), NO_CACHE[0], NO_CACHE[1]];
-    answer_alone(conn, head, "200 OK", &headers, body.as_bytes(), None).await
+    answer_alone(conn, head, Reply { headers: &headers, ..Reply::new("200 OK", body.as_bytes()) }).await
 }
 
 /// A request's details for the status page.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::body::RequestStream;
-use super::conn::{answer, Conn, ConnError, Head};
+use super::conn::{answer, Conn, ConnError, Head, Reply};
 use super::policy::DROPPED_PARAMS;
 use crate::fastcgi::cursor::{Cursor, Flow, Piece};
 use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
@@ -86,7 +86,10 @@ where
         crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
         return fail(conn, lease, head, &mut RequestStream::new(head.id), false, Lost::Exited).await;
     }
-    let mut to_child = request_head(head);
+    // The connection's scratch buffer carries the request to the child: no
+    // allocation per request.
+    let mut to_child = std::mem::take(&mut conn.out);
+    request_head(head, &mut to_child);
     let mut request = RequestStream::new(head.id);
     match request.take(conn.inbuf.pending(), &mut to_child) {
         Ok(used) => conn.inbuf.consume(used),
@@ -108,6 +111,8 @@ where
         }
         None => exchanged.await,
     };
+    to_child.clear();
+    conn.out = to_child;
     match result {
         Ok(sent_whole_records) => {
             // The child may answer before the body has reached it. php-cgi copes
@@ -191,9 +196,9 @@ where
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
 /// minus those never passed on.
-fn request_head(head: &Head) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.params.len() + 64);
-    encode_begin_request(&mut out, head.id, Role::Responder, FCGI_KEEP_CONN);
+fn request_head(head: &Head, out: &mut Vec<u8>) {
+    out.clear();
+    encode_begin_request(out, head.id, Role::Responder, FCGI_KEEP_CONN);
     let mut params = Vec::with_capacity(head.params.len());
     for (name, value) in head.params.pairs().flatten() {
         if !DROPPED_PARAMS.contains(&name) {
@@ -201,10 +206,9 @@ fn request_head(head: &Head) -> Vec<u8> {
         }
     }
     if !params.is_empty() {
-        encode_stream(&mut out, RecordType::Params, head.id, &params);
+        encode_stream(out, RecordType::Params, head.id, &params);
     }
-    encode_stream(&mut out, RecordType::Params, head.id, b"");
-    out
+    encode_stream(out, RecordType::Params, head.id, b"");
 }
 
 /// How a request failed on the child's side.
@@ -252,7 +256,7 @@ where
         return Outcome::ChildLost { answered: false };
     }
     let answered =
-        answer(conn, head, line, &[], body, None).await.is_ok() && super::body::skip(conn, request).await.is_ok();
+        answer(conn, head, Reply::new(line, body)).await.is_ok() && super::body::skip(conn, request).await.is_ok();
     Outcome::ChildLost { answered }
 }
 

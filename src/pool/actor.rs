@@ -77,8 +77,6 @@ pub struct PoolSnapshot {
     pub slots: Vec<SlotSnapshot>,
     /// Requests that got a child.
     pub accepted: u64,
-    /// Requests whose child died mid-request (answered 502).
-    pub crashed: u64,
     /// Highest number of busy slots seen.
     pub max_active: usize,
     /// Longest queue wait seen.
@@ -173,7 +171,6 @@ pub struct PoolActor {
     started: SystemTime,
     parent_starts: u64,
     accepted: u64,
-    crashed: u64,
     busy: usize,
     max_active: usize,
     max_queue_wait: Duration,
@@ -229,7 +226,6 @@ impl PoolActor {
             started: SystemTime::now(),
             parent_starts: 0,
             accepted: 0,
-            crashed: 0,
             busy: 0,
             max_active: 0,
             max_queue_wait: Duration::ZERO,
@@ -342,7 +338,6 @@ impl PoolActor {
     }
 
     fn child_lost(&mut self, slot: usize, script: &str, uri: &str) {
-        self.crashed += 1;
         self.recycled[Reason::Crash.index()] += 1;
         self.metrics.crash();
         let pid = self.slots.get_mut(slot).and_then(|s| {
@@ -678,7 +673,6 @@ impl PoolActor {
                 })
                 .collect(),
             accepted: self.accepted,
-            crashed: self.crashed,
             max_active: self.max_active,
             max_queue_wait: self.max_queue_wait,
             recycled: self.recycled,

@@ -211,17 +211,21 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     out
 }
 
+/// (comm, state, ppid) of a process, from /proc/PID/stat.
+pub fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, state, ppid))
+}
+
 /// True if `pid` is a php-cgi process that is alive (not a zombie).
 pub fn is_live_php(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
-    let state = stat[close + 1..].trim_start().chars().next().unwrap_or('?');
-    comm.starts_with("php-cgi") && state != 'Z' && state != 'X'
+    matches!(proc_stat(pid), Some((comm, state, _)) if comm.starts_with("php-cgi") && state != 'Z' && state != 'X')
 }
 
 /// A running nginx in front of rustfpm. Its whole process group is killed on drop.
