@@ -70,8 +70,14 @@ impl Drop for Lease<'_> {
             }
         };
         let duration = self.started.elapsed();
-        self.pool.tell(PoolMsg::RequestFinished { slot: worker.slot(), status, duration });
-        self.pool.balancer.release(worker);
+        // The actor lends the worker out again once it has decided whether
+        // its child must be replaced; without an actor (shutdown), we do.
+        let finished = PoolMsg::RequestFinished { slot: worker.slot(), status, duration, worker };
+        if let Err(tokio::sync::mpsc::error::SendError(PoolMsg::RequestFinished { worker, .. })) =
+            self.pool.actor.send(finished)
+        {
+            self.pool.balancer.release(worker);
+        }
     }
 }
 

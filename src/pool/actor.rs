@@ -13,8 +13,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
+use super::balancer::Balancer;
 use super::recycle::{self, Policy, Reason, SlotView};
-use super::worker::ChildSocket;
+use super::worker::{ChildSocket, Worker};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
@@ -107,7 +108,7 @@ pub enum PoolMsg {
     /// A request got slot `slot` after waiting `queued`.
     RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
     /// A request on `slot` ended with HTTP `status`.
-    RequestFinished { slot: usize, status: u16, duration: Duration },
+    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker },
     /// A new connection on `slot` completed its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` vanished mid-request.
@@ -138,9 +139,18 @@ struct LostRequest {
     at: Instant,
 }
 
+impl Slot {
+    /// Marked for replacement, idle, and its child's pid is still being looked up.
+    fn awaits_pid_to_retire(&self) -> bool {
+        self.retire.is_some() && self.state == SlotState::Idle && self.finding && self.pid.is_none()
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     pid: Option<Pid>,
+    /// The pid of this slot's new connection is being looked up.
+    finding: bool,
     info: Option<Box<RequestInfo>>,
     child_since: Option<Instant>,
     memory: Option<u64>,
@@ -150,6 +160,24 @@ struct Slot {
     requests: u64,
     since: Instant,
     last_duration: Duration,
+}
+
+/// What a pool actor is built from.
+pub struct ActorSetup {
+    /// How to exec the pool's php-cgi.
+    pub spec: Arc<ChildSpec>,
+    /// The children's socket.
+    pub socket: Arc<ChildSocket>,
+    /// The supervisor thread.
+    pub supervisor: Supervisor,
+    /// Where the supervisor reports to this actor.
+    pub events_tx: UnboundedSender<PoolEvent>,
+    /// Recycling rules.
+    pub policy: Policy,
+    /// One epoch per slot (so also the number of slots).
+    pub epochs: Arc<[AtomicU32]>,
+    /// The idle workers, to which the actor returns finished ones.
+    pub balancer: Arc<Balancer>,
 }
 
 /// The actor's private state.
@@ -180,23 +208,20 @@ pub struct PoolActor {
     retire_deadline: Option<TokioInstant>,
     policy: Policy,
     epochs: Arc<[AtomicU32]>,
+    balancer: Arc<Balancer>,
+    returning: Vec<Worker>,
     metrics: PoolMetrics,
 }
 
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
-    pub fn new(
-        spec: Arc<ChildSpec>,
-        socket: Arc<ChildSocket>,
-        children: usize,
-        supervisor: Supervisor,
-        events_tx: UnboundedSender<PoolEvent>,
-        policy: Policy,
-        epochs: Arc<[AtomicU32]>,
-    ) -> PoolActor {
+    pub fn new(setup: ActorSetup) -> PoolActor {
+        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer } = setup;
+        let children = epochs.len();
         let now = Instant::now();
         let slot = || Slot {
             pid: None,
+            finding: false,
             info: None,
             child_since: None,
             memory: None,
@@ -235,6 +260,8 @@ impl PoolActor {
             retire_deadline: None,
             policy,
             epochs,
+            balancer,
+            returning: Vec::new(),
         }
     }
 
@@ -257,7 +284,10 @@ impl PoolActor {
                     }
                     None => return,
                 },
-                Some(event) = events.recv() => self.on_event(event),
+                Some(event) = events.recv() => {
+                    self.on_event(event);
+                    self.apply_retirements();
+                }
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => self.tick(),
                 _ = sleep_until(self.retire_deadline.unwrap_or_else(far_future)), if self.retire_deadline.is_some() => {
@@ -271,7 +301,10 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
-            PoolMsg::RequestFinished { slot, status, duration } => self.request_finished(slot, status, duration),
+            PoolMsg::RequestFinished { slot, status, duration, worker } => {
+                self.request_finished(slot, status, duration);
+                self.returning.push(worker);
+            }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
@@ -332,6 +365,7 @@ impl PoolActor {
         if let Some(s) = self.slots.get_mut(slot) {
             s.inode = inode;
             s.requests = 0;
+            s.finding = true;
         }
         let events = self.events_tx.clone();
         self.supervisor.send(Command::FindChild { parent, slot, inode, events });
@@ -424,6 +458,7 @@ impl PoolActor {
                         s.child_since = pid.map(|_| Instant::now());
                     }
                     s.pid = pid;
+                    s.finding = false;
                 }
             }
         }
@@ -548,16 +583,26 @@ impl PoolActor {
         })
     }
 
-    /// Replaces the children of idle slots marked for retirement. Busy ones
-    /// wait for their request to end: a child is never killed mid-request.
+    /// Replaces the children of idle slots marked for retirement (busy ones
+    /// wait for their request to end: a child is never killed mid-request),
+    /// then lends the returned workers out again. Deciding before a worker is
+    /// lent again is what makes `pm_max_requests` exact.
     fn apply_retirements(&mut self) {
         for slot in 0..self.slots.len() {
             let s = &self.slots[slot];
-            if s.state == SlotState::Idle {
+            // A child being looked up is waited for: only a known child can be killed.
+            if s.state == SlotState::Idle && !(s.finding && s.pid.is_none()) {
                 if let Some(reason) = s.retire {
                     self.replace_child(slot, reason);
                 }
             }
+        }
+        let slots = &self.slots;
+        let (waiting, ready): (Vec<Worker>, Vec<Worker>) =
+            self.returning.drain(..).partition(|w| slots.get(w.slot()).is_some_and(Slot::awaits_pid_to_retire));
+        self.returning = waiting;
+        for worker in ready {
+            self.balancer.release(worker);
         }
     }
 
@@ -567,6 +612,7 @@ impl PoolActor {
         let s = &mut self.slots[slot];
         let (pid, requests, memory) = (s.pid.take(), s.requests, s.memory);
         s.retire = None;
+        s.finding = false;
         s.requests = 0;
         s.child_since = None;
         s.memory = None;

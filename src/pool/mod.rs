@@ -57,7 +57,7 @@ pub struct Pool {
     /// Pool name.
     pub name: String,
     /// Idle workers.
-    pub balancer: Balancer,
+    pub balancer: Arc<Balancer>,
     /// The children's socket.
     pub socket: Arc<ChildSocket>,
     /// The actor's mailbox.
@@ -90,20 +90,21 @@ impl Pool {
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
-        let actor = actor::PoolActor::new(
-            spec,
-            socket.clone(),
-            cfg.pm_max_children,
-            supervisor.clone(),
-            events_tx,
-            policy(cfg, global),
-            epochs.clone(),
-        );
-        tokio::spawn(actor.run(rx, events_rx));
         let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
+        let balancer = Arc::new(Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait));
+        let actor = actor::PoolActor::new(actor::ActorSetup {
+            spec,
+            socket: socket.clone(),
+            supervisor: supervisor.clone(),
+            events_tx,
+            policy: policy(cfg, global),
+            epochs,
+            balancer: balancer.clone(),
+        });
+        tokio::spawn(actor.run(rx, events_rx));
         Ok(Arc::new(Pool {
             name: cfg.name.clone(),
-            balancer: Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait),
+            balancer,
             socket,
             actor: tx,
             limit_extensions: cfg.security_limit_extensions.clone(),
