@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ fn serves_with_debians_php_fpm_conf() {
         "whoami.php",
         "<?php echo posix_getpwuid(posix_geteuid())['name'], ' ', php_sapi_name(), ' ', ini_get('memory_limit');",
     );
+    site.script("paths.php", "<?php echo $_SERVER['SCRIPT_NAME'], '|', $_SERVER['PATH_INFO'] ?? '', '|', $_GET['q'];");
     let log = site.path().join("rustfpm.log");
     let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
         .args(["-y", FPM_CONF, "-c", "/etc/php/8.2/fpm/php.ini", "-d", "memory_limit=77M", "-O", "-F"])
@@ -40,13 +42,42 @@ fn serves_with_debians_php_fpm_conf() {
         "{}",
         fpm.log_text()
     );
-    let nginx = Nginx::start_upstream(&site, &format!("unix:{SOCKET}"));
+    // nginx resolves the snippet's includes next to its config file, as in /etc/nginx.
+    for name in ["snippets", "fastcgi.conf"] {
+        std::os::unix::fs::symlink(Path::new("/etc/nginx").join(name), site.path().join(name)).unwrap();
+    }
+    let nginx = Nginx::start_http(&site, &debian_site(&site));
     let r = get(&nginx.url("/whoami.php"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "www-data cgi-fcgi 77M");
+    // The snippet splits PATH_INFO off and passes the query string.
+    let r = get(&nginx.url("/paths.php/extra/info?q=7"));
+    assert_eq!((r.status, r.text().as_str()), (200, "/paths.php|/extra/info|7"));
+    // try_files in the snippet answers a missing script itself.
+    assert_eq!(get(&nginx.url("/missing.php")).status, 404);
     let meta = std::fs::metadata(SOCKET).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.mode() & 0o777, 0o660);
+}
+
+/// The PHP block of Debian's default nginx site (`sites-available/default`),
+/// uncommented, with the site's docroot and a location that also takes
+/// `/script.php/path/info` (Debian's `\.php$` would not).
+fn debian_site(site: &Site) -> String {
+    format!(
+        r#"
+  server {{
+    listen 127.0.0.1:{{port}};
+    root {www};
+    index index.php index.html;
+    location ~ [^/]\.php(/|$) {{
+      include snippets/fastcgi-php.conf;
+      fastcgi_pass unix:{SOCKET};
+    }}
+  }}
+"#,
+        www = site.www().display()
+    )
 }
 
 #[test]

@@ -250,6 +250,37 @@ impl Nginx {
 
     /// nginx in front of any FastCGI address (`unix:/path` or `host:port`).
     pub fn start_upstream(site: &Site, upstream: &str) -> Nginx {
+        let locations = format!(
+            r#"
+  upstream php_ka {{ server {upstream}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{{port}};
+    root {www};
+    location ^~ /ka/ {{
+      rewrite ^/ka(/.*)$ $1 break;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_keep_conn on;
+      fastcgi_pass php_ka;
+    }}
+    location / {{
+      fastcgi_split_path_info ^(.+?\.[a-z]+)(/.*)$;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_pass {upstream};
+    }}
+  }}
+"#,
+            www = site.www().display(),
+        );
+        Self::start_http(site, &locations)
+    }
+
+    /// nginx with `http_body` (upstreams and one server, whose `listen`
+    /// is written `{port}`) inside the harness's usual `http` block.
+    pub fn start_http(site: &Site, http_body: &str) -> Nginx {
         let port = free_port();
         let dir = site.path();
         let user = if is_root() { "user www-data;" } else { "" };
@@ -270,32 +301,11 @@ http {{
   scgi_temp_path {d}/nginx-scgi;
   client_max_body_size 0;
   fastcgi_read_timeout 60s;
-  upstream php_ka {{ server {upstream}; keepalive 32; }}
-  server {{
-    listen 127.0.0.1:{port};
-    root {www};
-    location ^~ /ka/ {{
-      rewrite ^/ka(/.*)$ $1 break;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-      fastcgi_param PATH_INFO $fastcgi_path_info;
-      fastcgi_keep_conn on;
-      fastcgi_pass php_ka;
-    }}
-    location / {{
-      fastcgi_split_path_info ^(.+?\.[a-z]+)(/.*)$;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-      fastcgi_param PATH_INFO $fastcgi_path_info;
-      fastcgi_pass {upstream};
-    }}
-  }}
+{body}
 }}
 "#,
             d = dir.display(),
-            www = site.www().display(),
-            upstream =
-                upstream.strip_prefix("unix:").map(|p| format!("unix:{p}")).unwrap_or_else(|| upstream.to_string()),
+            body = http_body.replace("{port}", &port.to_string()),
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
