@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
-use crate::frontend::{self, Listener};
+use crate::frontend::{self, Listener, PoolListeners};
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
@@ -33,12 +33,12 @@ pub struct Options {
 
 /// Binds all listeners of `config` (before the runtime starts, so that errors
 /// are reported before anything is spawned).
-pub fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
+pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
     config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect()
 }
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.
-pub fn run(config: Config, listeners: Vec<Listener>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
+pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {
@@ -68,7 +68,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(config: Config, listeners: Vec<Listener>, supervisor: Supervisor, opts: Options) -> anyhow::Result<Self> {
+    fn start(
+        config: Config,
+        listeners: Vec<PoolListeners>,
+        supervisor: Supervisor,
+        opts: Options,
+    ) -> anyhow::Result<Self> {
         let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
         let (shutdown_tx, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<()>(1);
@@ -100,13 +105,22 @@ impl Server {
             .collect()
     }
 
-    fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listener: Listener) -> anyhow::Result<()> {
-        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
+    /// Starts accepting on a pool's listeners; both follow the same route,
+    /// so a reload moves them to the new generation together.
+    fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listeners: PoolListeners) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(pool.clone());
-        let done = self.done_tx.clone().context("server is stopping")?;
-        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done));
+        for listener in std::iter::once(listeners.main).chain(listeners.status) {
+            self.accept(cfg, listener, rx.clone())?;
+        }
         self.routes.insert(cfg.listen.to_string(), tx);
         self.pools.push(pool);
+        Ok(())
+    }
+
+    fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
+        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
+        let done = self.done_tx.clone().context("server is stopping")?;
+        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done));
         Ok(())
     }
 
@@ -161,6 +175,7 @@ impl Server {
         let mut old_routes = std::mem::take(&mut self.routes);
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
+                self.warn_kept_status_listener(cfg);
                 tx.send_replace(pool.clone());
                 self.routes.insert(cfg.listen.to_string(), tx);
                 self.pools.push(pool.clone());
@@ -178,6 +193,18 @@ impl Server {
         crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
         self.config = config;
         Ok(())
+    }
+
+    /// A kept listener keeps its status listener as it was.
+    fn warn_kept_status_listener(&self, cfg: &config::Pool) {
+        let old = self.config.pools.iter().find(|p| p.listen == cfg.listen).and_then(|p| p.pm_status_listen.as_ref());
+        if old != cfg.pm_status_listen.as_ref() {
+            crate::warning!(
+                "[pool {}] pm_status_listen changes take effect at the next restart (listen {} is kept open)",
+                cfg.name,
+                cfg.listen
+            );
+        }
     }
 
     /// Decide (the intent), tell (listeners and pools), wait (with a

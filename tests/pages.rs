@@ -78,3 +78,56 @@ fn status_shows_running_requests_and_the_listen_queue() {
     assert_eq!(json_field(&json, "max listen queue").as_deref(), Some("1"), "{json}");
     assert_eq!(json_field(&json, "max children reached").as_deref(), Some("1"), "{json}");
 }
+
+#[test]
+fn status_listen_serves_the_pages_while_every_child_is_busy_and_nothing_else() {
+    let site = Site::new();
+    let status_port = free_port();
+    let fpm = Rustfpm::start(
+        &site,
+        &PoolOptions {
+            children: 1,
+            extra: format!(
+                "pm_status_path = \"/status\"\nping_path = \"/ping\"\npm_status_listen = \"127.0.0.1:{status_port}\""
+            ),
+            ..Default::default()
+        },
+    );
+    let nginx = Nginx::start_http(
+        &site,
+        &format!(
+            r#"
+  server {{
+    listen 127.0.0.1:{{port}};
+    root {www};
+    include /etc/nginx/fastcgi_params;
+    fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+    location /monitor/ {{
+      rewrite ^/monitor(/.*)$ $1 break;
+      fastcgi_pass 127.0.0.1:{status_port};
+    }}
+    location / {{ fastcgi_pass unix:{socket}; }}
+  }}
+"#,
+            www = site.www().display(),
+            socket = fpm.socket.display(),
+        ),
+    );
+    let marker = site.path().join("ran");
+    site.script("touch.php", &format!("<?php touch('{}'); echo 'ran';", marker.display()));
+    site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
+    let slow = get_in_thread(url("/slow.php"));
+    let status = || get(&url("/monitor/status?json")).text();
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        json_field(&status(), "active processes").as_deref() == Some("1")
+    }));
+    assert_eq!(get(&url("/monitor/ping")).text(), "pong");
+    let r = get(&url("/monitor/touch.php"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(slow.join().unwrap().unwrap().text(), "ok");
+    assert!(!marker.exists(), "a script ran through pm_status_listen");
+    // The pool's own listener still serves both pages and scripts.
+    assert_eq!(get(&url("/touch.php")).text(), "ran");
+    assert_eq!(get(&url("/ping")).text(), "pong");
+}

@@ -247,6 +247,8 @@ pub struct Pool {
     pub decorate_workers_output: bool,
     /// `pm.status_path`: the URI (SCRIPT_NAME) answered with the pool's status page.
     pub pm_status_path: Option<String>,
+    /// `pm.status_listen`: a second listener that serves only the status and ping pages.
+    pub pm_status_listen: Option<ListenAddr>,
     /// `ping.path`: the URI answered with `ping_response`.
     pub ping_path: Option<String>,
     /// `ping.response`.

@@ -104,6 +104,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         catch_workers_output: DEFAULT_CATCH_WORKERS_OUTPUT,
         decorate_workers_output: DEFAULT_DECORATE_WORKERS_OUTPUT,
         pm_status_path: None,
+        pm_status_listen: None,
         ping_path: None,
         ping_response: DEFAULT_PING_RESPONSE.to_string(),
         env: Vec::new(),
@@ -162,8 +163,20 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     set(&mut pool.request_terminate_timeout_track_finished, track_finished);
     pool.pm_status_path = optional(&k.pm_status_path, r, uri_path).filter(|p| !p.is_empty());
     pool.ping_path = optional(&k.ping_path, r, uri_path).filter(|p| !p.is_empty());
+    status_listen(k, pool, r);
     let response = |f: &Field<'_>, r: &mut Report<'_>| string(f, r).map(str::to_string);
     set(&mut pool.ping_response, optional(&k.ping_response, r, response));
+}
+
+/// `pm_status_listen`: only useful with a page to serve there.
+fn status_listen(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
+    let Some(f) = &k.pm_status_listen else {
+        return;
+    };
+    pool.pm_status_listen = parsed(f, r, listen::parse_listen);
+    if pool.pm_status_listen.is_some() && pool.pm_status_path.is_none() && pool.ping_path.is_none() {
+        r.bad(f, "serves only the status and ping pages, so it needs pm_status_path or ping_path");
+    }
 }
 
 /// A URI path for the status and ping pages: must start with '/' ("" is off).
@@ -192,20 +205,27 @@ fn pool_name(raw: &RawPool<'_>, r: &mut Report<'_>) {
     }
 }
 
-/// Two pools cannot listen on the same address (nor one on a port's wildcard address and
-/// another on the same port).
+/// No two listeners may share an address (nor one take a port's wildcard address and another
+/// the same port): pools' `listen` and `pm_status_listen` alike.
 fn distinct_listen(raw: &RawFile<'_>, pools: &[Pool], r: &mut Report<'_>) {
-    for (i, pool) in pools.iter().enumerate() {
-        let Some(earlier) = pools[..i].iter().find(|p| clash(&p.listen, &pool.listen)) else {
-            continue;
-        };
-        let raw_pool = raw.pools.iter().find(|p| p.name == pool.name);
-        let Some(field) = raw_pool.and_then(|p| p.keys.listen.as_ref()) else {
-            continue;
-        };
-        r.pool = Some(pool.name.clone());
-        r.bad(field, format!("pool {} already listens on {}", earlier.name, earlier.listen));
-        r.pool = None;
+    let mut seen: Vec<(&str, &ListenAddr)> = Vec::new();
+    for pool in pools {
+        let raw_keys = raw.pools.iter().find(|p| p.name == pool.name).map(|p| &p.keys);
+        let addresses = [
+            (Some(&pool.listen), raw_keys.and_then(|k| k.listen.as_ref())),
+            (pool.pm_status_listen.as_ref(), raw_keys.and_then(|k| k.pm_status_listen.as_ref())),
+        ];
+        for (addr, field) in addresses {
+            let (Some(addr), Some(field)) = (addr, field) else {
+                continue;
+            };
+            if let Some((earlier, taken)) = seen.iter().find(|(_, taken)| clash(taken, addr)) {
+                r.pool = Some(pool.name.clone());
+                r.bad(field, format!("pool {earlier} already listens on {taken}"));
+                r.pool = None;
+            }
+            seen.push((&pool.name, addr));
+        }
     }
 }
 

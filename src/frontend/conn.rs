@@ -61,16 +61,24 @@ pub struct Conn<R, W> {
     pub inbuf: InBuf,
     /// Scratch buffer for records rustfpm writes.
     pub out: Vec<u8>,
+    /// Accepted on `pm_status_listen`: only the status and ping pages are served.
+    pub pages_only: bool,
+}
+
+impl<R, W> Conn<R, W> {
+    /// A new connection from its halves.
+    pub fn new(rd: R, wr: W, pages_only: bool) -> Self {
+        Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), pages_only }
+    }
 }
 
 /// Serves one nginx connection until it closes, fails, or shutdown. Each
 /// request goes to the pool `current` holds at its start (reload swaps it).
-pub async fn serve<R, W>(rd: R, wr: W, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>)
+pub async fn serve<R, W>(mut conn: Conn<R, W>, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut conn = Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new() };
     if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {
@@ -117,6 +125,13 @@ where
 {
     if let Some(page) = super::pages::which(&pool, &head.params) {
         return super::pages::answer(conn, &pool, &head, page).await;
+    }
+    if conn.pages_only {
+        let reply = Reply {
+            stderr: Some(b"only the status and ping pages are served on pm_status_listen"),
+            ..Reply::new("404 Not Found", b"File not found.\n")
+        };
+        return answer_alone(conn, &head, reply).await;
     }
     match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
         Verdict::Forward => {}

@@ -14,6 +14,7 @@ use nix::sys::socket::{
 use nix::unistd::{chown, Group, User};
 use tokio::sync::watch;
 
+use super::conn::Conn;
 use crate::config::{self, ListenAddr};
 use crate::pool::Pool;
 
@@ -34,6 +35,8 @@ pub enum ListenError {
 /// A bound listener, before the runtime takes it over.
 #[derive(Debug)]
 pub struct Listener {
+    /// `pm_status_listen`: serves only the pool's status and ping pages.
+    pub pages_only: bool,
     fd: OwnedFd,
     unix_path: Option<PathBuf>,
     tokio: Option<TokioListener>,
@@ -55,16 +58,16 @@ pub enum Accepted {
 
 impl Accepted {
     /// Serves the connection to its end.
-    pub async fn serve(mut self, current: watch::Receiver<Arc<Pool>>, shutdown: watch::Receiver<bool>) {
-        match &mut self {
-            Accepted::Unix(s) => {
+    pub async fn serve(self, current: watch::Receiver<Arc<Pool>>, shutdown: watch::Receiver<bool>, pages_only: bool) {
+        match self {
+            Accepted::Unix(mut s) => {
                 let (rd, wr) = s.split();
-                super::conn::serve(rd, wr, current, shutdown).await
+                super::conn::serve(Conn::new(rd, wr, pages_only), current, shutdown).await
             }
-            Accepted::Tcp(s) => {
+            Accepted::Tcp(mut s) => {
                 let _ = s.set_nodelay(true);
                 let (rd, wr) = s.split();
-                super::conn::serve(rd, wr, current, shutdown).await
+                super::conn::serve(Conn::new(rd, wr, pages_only), current, shutdown).await
             }
         }
     }
@@ -104,12 +107,29 @@ impl Drop for Listener {
     }
 }
 
-/// Binds the listen address of a pool.
-pub fn bind(cfg: &config::Pool) -> Result<Listener, ListenError> {
-    let addr = cfg.listen.to_string();
+/// A pool's listeners: `listen`, and `pm_status_listen` if set.
+#[derive(Debug)]
+pub struct PoolListeners {
+    /// `listen`.
+    pub main: Listener,
+    /// `pm_status_listen`.
+    pub status: Option<Listener>,
+}
+
+/// Binds the listen addresses of a pool.
+pub fn bind(cfg: &config::Pool) -> Result<PoolListeners, ListenError> {
+    let main = bind_at(cfg, &cfg.listen, false)?;
+    let status = cfg.pm_status_listen.as_ref().map(|addr| bind_at(cfg, addr, true)).transpose()?;
+    Ok(PoolListeners { main, status })
+}
+
+/// Binds `listen` (or the status listener: `pages_only`) with the pool's
+/// backlog, owner, group and mode.
+fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<Listener, ListenError> {
+    let addr = listen.to_string();
     let bind_err = |source: std::io::Error| ListenError::Bind { pool: cfg.name.clone(), addr: addr.clone(), source };
     let backlog = Backlog::new(cfg.listen_backlog).unwrap_or(Backlog::MAXCONN);
-    match &cfg.listen {
+    match listen {
         ListenAddr::Unix(path) => {
             remove_stale(cfg, path)?;
             let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
@@ -119,7 +139,7 @@ pub fn bind(cfg: &config::Pool) -> Result<Listener, ListenError> {
                 .map_err(io)
                 .map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            let listener = Listener { fd, unix_path: Some(path.clone()), tokio: None };
+            let listener = Listener { pages_only, fd, unix_path: Some(path.clone()), tokio: None };
             set_permissions(cfg, path)?;
             Ok(listener)
         }
@@ -129,7 +149,7 @@ pub fn bind(cfg: &config::Pool) -> Result<Listener, ListenError> {
             setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io).map_err(bind_err)?;
             sys_bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa)).map_err(io).map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            Ok(Listener { fd, unix_path: None, tokio: None })
+            Ok(Listener { pages_only, fd, unix_path: None, tokio: None })
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 
-pub use listen::{bind, ListenError, Listener};
+pub use listen::{bind, ListenError, Listener, PoolListeners};
 
 use crate::pool::Pool;
 
@@ -33,6 +33,7 @@ pub async fn accept_loop(
     done: mpsc::Sender<()>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pages_only = listener.pages_only;
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -50,7 +51,7 @@ pub async fn accept_loop(
             Ok(stream) => {
                 let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
                 tokio::spawn(async move {
-                    stream.serve(current, shutdown).await;
+                    stream.serve(current, shutdown, pages_only).await;
                     drop((permit, done));
                 });
             }

@@ -76,6 +76,7 @@ struct Interpreter<'a> {
 struct PoolPaths<'e> {
     prefix: Option<&'e Entry>,
     listen: Option<&'e Entry>,
+    status_listen: Option<&'e Entry>,
     allowed_clients: Option<&'e Entry>,
     chroot: Option<&'e Entry>,
     chdir: Option<&'e Entry>,
@@ -131,6 +132,7 @@ impl Interpreter<'_> {
                 None => error(e, notes, unknown(&e.name, POOL, GLOBAL, "the [global] section")),
                 Some(Prefix) => paths.prefix = Some(e),
                 Some(Listen) => paths.listen = Some(e),
+                Some(StatusListen) => paths.status_listen = Some(e),
                 Some(AllowedClients) => paths.allowed_clients = Some(e),
                 Some(Chroot) => paths.chroot = Some(e),
                 Some(Chdir) => paths.chdir = Some(e),
@@ -156,7 +158,7 @@ impl Interpreter<'_> {
         Some(path)
     }
 
-    /// `listen`, `listen.allowed_clients`, `chroot` and `chdir`, with relative paths resolved
+    /// `listen`, `pm.status_listen`, `listen.allowed_clients`, `chroot` and `chdir`, with relative paths resolved
     /// against `base` as php-fpm does.
     fn paths(&self, paths: &PoolPaths<'_>, base: &Path, items: &mut Vec<Item>, notes: &mut Notes<'_, '_>) {
         if let Some(e) = paths.listen {
@@ -165,6 +167,9 @@ impl Interpreter<'_> {
                 allowed_clients(clients, listen::parse_listen(&address).ok(), notes);
             }
             items.push(text("listen", address, e.line));
+        }
+        if let Some(e) = paths.status_listen.filter(|e| !e.value.is_empty()) {
+            items.push(text("pm_status_listen", listen_address(&e.value, base), e.line));
         }
         if let Some(e) = paths.chroot.filter(|e| !e.value.is_empty()) {
             match e.value.strip_prefix("$prefix") {

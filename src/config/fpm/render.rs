@@ -64,6 +64,7 @@ fn pool(out: &mut String, p: &Pool) {
     line(out, "catch_workers_output", p.catch_workers_output);
     line(out, "decorate_workers_output", p.decorate_workers_output);
     optional(out, "pm_status_path", p.pm_status_path.as_deref().map(quote));
+    optional(out, "pm_status_listen", p.pm_status_listen.as_ref().map(|a| quote(&a.to_string())));
     optional(out, "ping_path", p.ping_path.as_deref().map(quote));
     line(out, "ping_response", quote(&p.ping_response));
     line(out, "security_limit_extensions", quote(&p.security_limit_extensions.join(" ")));

@@ -221,6 +221,21 @@ fn ondemand_needs_an_idle_timeout() {
 }
 
 #[test]
+fn status_listen_needs_a_page_and_an_address_of_its_own() {
+    let alone = errors(&pool_with("pm_status_listen = \"127.0.0.1:9001\""));
+    let [e] = alone.as_slice() else { panic!("{alone:?}") };
+    assert_eq!(
+        (e.line, e.key.as_deref(), e.value.as_deref()),
+        (Some(4), Some("pm_status_listen"), Some("127.0.0.1:9001"))
+    );
+    assert!(e.message.contains("needs pm_status_path or ping_path"), "{}", e.message);
+    let clash = errors(&pool_with("ping_path = \"/ping\"\npm_status_listen = \"/run/www.sock\""));
+    let [e] = clash.as_slice() else { panic!("{clash:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("pm_status_listen")));
+    assert!(e.message.contains("pool www already listens on /run/www.sock"), "{}", e.message);
+}
+
+#[test]
 fn several_new_key_errors_are_all_reported() {
     let text = "[global]\nprocess_control_timeout = -3\ngraceful_stop_on_term = 1\n\n[pool.www]\n\
                 listen = \"/a.sock\"\npm_max_children = 4\npm = \"dynamic\"\npm_max_spare_servers = 8\n\

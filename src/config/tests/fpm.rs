@@ -281,6 +281,14 @@ fn every_mapped_pool_directive_is_read() {
 }
 
 #[test]
+fn status_listen_is_read_like_listen() {
+    let pool = only_pool(&pool_with("pm.status_path = /status\npm.status_listen = 127.0.0.1:9001"));
+    assert_eq!(pool.pm_status_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9001"));
+    let pool = only_pool(&pool_with("ping.path = /ping\npm.status_listen = *:9002"));
+    assert!(matches!(pool.pm_status_listen, Some(ListenAddr::Tcp(a)) if a.port() == 9002 && a.ip().is_unspecified()));
+}
+
+#[test]
 fn every_mapped_global_directive_is_read() {
     let text = format!(
         "[global]\nlog_level = WARN\nemergency_restart_threshold = 10\nemergency_restart_interval = 1m\n\
@@ -622,6 +630,7 @@ fn every_key_has_a_php_fpm_directive() {
     ];
     let own =
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
+    let own = [own.as_slice(), &[("pm_status_listen", "pm.status_listen")]].concat();
     let mapped = |key: &str| {
         GLOBAL.iter().chain(POOL).any(|(_, action)| matches!(action, Action::Set(k, _) if *k == key))
             || own.iter().any(|(k, _)| *k == key)
