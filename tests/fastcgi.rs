@@ -703,3 +703,99 @@ async fn stray_empty_stdin_between_kept_requests_is_skipped_like_php() {
     }
     assert_no_panic(&fpm);
 }
+
+/// hipages/php-fpm_exporter's view of the status page: its field names and
+/// types (Go's decoder refuses a string or a fraction where it wants an
+/// integer, as serde does).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ExporterPool {
+    pool: String,
+    #[serde(rename = "process manager")]
+    process_manager: String,
+    #[serde(rename = "start time")]
+    start_time: i64,
+    #[serde(rename = "start since")]
+    start_since: i64,
+    #[serde(rename = "accepted conn")]
+    accepted_conn: i64,
+    #[serde(rename = "listen queue")]
+    listen_queue: i64,
+    #[serde(rename = "max listen queue")]
+    max_listen_queue: i64,
+    #[serde(rename = "listen queue len")]
+    listen_queue_len: i64,
+    #[serde(rename = "idle processes")]
+    idle_processes: i64,
+    #[serde(rename = "active processes")]
+    active_processes: i64,
+    #[serde(rename = "total processes")]
+    total_processes: i64,
+    #[serde(rename = "max active processes")]
+    max_active_processes: i64,
+    #[serde(rename = "max children reached")]
+    max_children_reached: i64,
+    #[serde(rename = "slow requests")]
+    slow_requests: i64,
+    processes: Vec<ExporterProcess>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ExporterProcess {
+    pid: i64,
+    state: String,
+    #[serde(rename = "start time")]
+    start_time: i64,
+    #[serde(rename = "start since")]
+    start_since: i64,
+    requests: i64,
+    #[serde(rename = "request duration")]
+    request_duration: i64,
+    #[serde(rename = "request method")]
+    request_method: String,
+    #[serde(rename = "request uri")]
+    request_uri: String,
+    #[serde(rename = "content length")]
+    content_length: i64,
+    user: String,
+    script: String,
+    #[serde(rename = "last request cpu")]
+    last_request_cpu: f64,
+    #[serde(rename = "last request memory")]
+    last_request_memory: i64,
+}
+
+/// The exporter asks the pool's socket directly, with these params, and
+/// decodes the body as JSON.
+#[tokio::test]
+async fn status_json_decodes_as_php_fpm_exporter_reads_it() {
+    let site = Site::new();
+    let opts = PoolOptions { extra: "pm_status_path = \"/status\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    for _ in 0..3 {
+        assert_serves(&site, &fpm, "warm-up").await;
+    }
+    let params = fastcgi_client::Params::default()
+        .script_filename("/status")
+        .script_name("/status")
+        .server_software("go / php-fpm_exporter")
+        .remote_addr("127.0.0.1")
+        .query_string("json&full");
+    let client = fastcgi_client::Client::new(Compat(connect(&fpm).await));
+    let request = fastcgi_client::Request::new(params, fastcgi_client::io::empty());
+    let out = timeout(IO_TIMEOUT, client.execute_once(request)).await.expect("timed out").expect("status request");
+    let response = String::from_utf8(out.stdout.unwrap_or_default()).unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    let pool: ExporterPool = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!((pool.pool.as_str(), pool.process_manager.as_str()), ("www", "static"));
+    assert_eq!((pool.accepted_conn, pool.total_processes, pool.processes.len()), (3, 4, 4));
+    // The exporter counts processes by state and knows only these two.
+    assert!(pool.processes.iter().all(|p| p.state == "Idle" || p.state == "Running"), "{body}");
+    assert_eq!(pool.processes.iter().map(|p| p.requests).sum::<i64>(), 3, "{body}");
+    assert!(pool.processes.iter().all(|p| is_live_php(p.pid as i32)), "{body}");
+    let mut pids: Vec<i64> = pool.processes.iter().map(|p| p.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "one process per pid: {body}");
+}

@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
 use super::recycle::{self, Policy, Reason, SlotView};
+use super::snapshot;
 use super::worker::{ChildSocket, Worker};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
@@ -47,7 +48,8 @@ pub enum SlotState {
 pub struct SlotSnapshot {
     /// Slot index.
     pub slot: usize,
-    /// Pid of the php-cgi child serving this slot, once known.
+    /// Pid of the php-cgi child serving this slot; for a slot that has not
+    /// served yet, one of the parent's children that no slot has met.
     pub pid: Option<i32>,
     /// Current state.
     pub state: SlotState,
@@ -210,6 +212,7 @@ pub struct PoolActor {
     epochs: Arc<[AtomicU32]>,
     balancer: Arc<Balancer>,
     returning: Vec<Worker>,
+    snapshot_waiters: snapshot::Waiters,
     metrics: PoolMetrics,
 }
 
@@ -262,6 +265,7 @@ impl PoolActor {
             epochs,
             balancer,
             returning: Vec::new(),
+            snapshot_waiters: snapshot::Waiters::default(),
         }
     }
 
@@ -310,7 +314,8 @@ impl PoolActor {
             PoolMsg::Rejected => self.metrics.rejected(),
             PoolMsg::TimedOut { slot, script, uri, elapsed } => self.timed_out(slot, &script, &uri, elapsed),
             PoolMsg::Snapshot { respond_to } => {
-                let _ = respond_to.send(self.snapshot());
+                self.snapshot_waiters.hold(respond_to, Instant::now());
+                self.answer_snapshots();
             }
             PoolMsg::Stop => self.stop(),
             PoolMsg::Retire { limit } => self.retire(limit),
@@ -460,7 +465,17 @@ impl PoolActor {
                     s.pid = pid;
                     s.finding = false;
                 }
+                self.answer_snapshots();
             }
+        }
+    }
+
+    /// Answers the status page once no pid lookup runs (or it waited enough).
+    fn answer_snapshots(&mut self) {
+        let finding = self.slots.iter().any(|s| s.finding);
+        if self.snapshot_waiters.due(finding, Instant::now()) {
+            let snapshot = self.snapshot();
+            self.snapshot_waiters.answer(snapshot);
         }
     }
 
@@ -564,6 +579,7 @@ impl PoolActor {
     }
 
     fn tick(&mut self) {
+        self.answer_snapshots();
         self.flush_lost();
         self.repair_listener();
         let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
@@ -698,6 +714,10 @@ impl PoolActor {
     }
 
     fn snapshot(&self) -> PoolSnapshot {
+        let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
+        if let Some((parent, _)) = self.parent {
+            snapshot::fill_unbound(&mut pids, &snapshot::children_of(parent.as_raw()));
+        }
         PoolSnapshot {
             name: self.name.clone(),
             started: self.started,
@@ -709,7 +729,7 @@ impl PoolActor {
                 .enumerate()
                 .map(|(slot, s)| SlotSnapshot {
                     slot,
-                    pid: s.pid.map(Pid::as_raw),
+                    pid: pids[slot],
                     state: s.state,
                     requests: s.requests,
                     since: s.since,

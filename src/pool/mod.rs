@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod balancer;
 pub mod recycle;
+pub mod snapshot;
 pub mod spec;
 pub mod worker;
 
