@@ -15,6 +15,7 @@ use crate::frontend::{self, Listener};
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
+use crate::sys::daemon::Readiness;
 use crate::sys::guard::Guard;
 
 /// How long php-cgi gets between SIGTERM and SIGKILL when stopping.
@@ -23,12 +24,14 @@ pub const STOP_GRACE: Duration = Duration::from_secs(1);
 pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Run-time options from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Options {
     /// `-R`: allow pools to run as root.
     pub allow_root: bool,
     /// Where the configuration comes from, for reloads.
     pub source: Option<config::Source>,
+    /// When daemonized: tells the original process that start-up is done.
+    pub ready: Option<Readiness>,
 }
 
 /// Binds all listeners of `config` (before the runtime starts, so that errors
@@ -68,7 +71,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(config: Config, listeners: Vec<Listener>, supervisor: Supervisor, opts: Options) -> anyhow::Result<Self> {
+    fn start(
+        config: Config,
+        listeners: Vec<Listener>,
+        supervisor: Supervisor,
+        mut opts: Options,
+    ) -> anyhow::Result<Self> {
+        let ready = opts.ready.take();
         let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
         let (shutdown_tx, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<()>(1);
@@ -89,6 +98,10 @@ impl Server {
         }
         crate::notice!("fpm is running, pid {}", std::process::id());
         crate::notice!("ready to handle connections");
+        crate::log::set_launched();
+        if let Some(ready) = ready {
+            ready.notify().context("tell the calling process that the daemon is ready")?;
+        }
         Ok(server)
     }
 
