@@ -65,8 +65,6 @@ fn syslog_priority(level: LogLevel) -> i32 {
 /// Sets the minimum level, the line limit and the destination from the
 /// `[global]` settings. A file is opened for appending.
 pub fn init(global: &Global) -> std::io::Result<()> {
-    LEVEL.store(level_rank(global.log_level), Ordering::Relaxed);
-    LIMIT.store(global.log_limit, Ordering::Relaxed);
     let sink = match &global.error_log {
         LogTarget::Stderr => Sink::Stderr,
         LogTarget::File(path) => Sink::File { file: open_append(path)?, path: path.clone() },
@@ -74,6 +72,8 @@ pub fn init(global: &Global) -> std::io::Result<()> {
             Sink::Syslog(Syslog::new(global.syslog_socket.clone(), global.syslog_facility, global.syslog_ident.clone()))
         }
     };
+    LEVEL.store(level_rank(global.log_level), Ordering::Relaxed);
+    LIMIT.store(global.log_limit, Ordering::Relaxed);
     match TARGET.get() {
         Some(current) => *lock(current) = sink,
         None => {

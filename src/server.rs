@@ -99,8 +99,9 @@ impl Server {
         crate::notice!("fpm is running, pid {}", std::process::id());
         crate::notice!("ready to handle connections");
         crate::log::set_launched();
-        if let Some(ready) = ready {
-            ready.notify().context("tell the calling process that the daemon is ready")?;
+        if let Some(Err(e)) = ready.map(Readiness::notify) {
+            // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
+            crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
         }
         Ok(server)
     }
@@ -187,6 +188,9 @@ impl Server {
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
+        }
+        if let Err(e) = crate::log::init(&config.global) {
+            crate::error!("cannot open the new error_log: {e}; logging as before");
         }
         crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
         self.config = config;

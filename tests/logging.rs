@@ -139,3 +139,15 @@ fn syslog_receives_php_fpm_lines_with_facility_and_ident() {
     receive_until(&syslog, "error log reopened").expect("no 'reopened' datagram");
     assert!(!fpm.log_text().contains("reopened"), "after start-up a notice reached stderr too:\n{}", fpm.log_text());
 }
+
+#[test]
+fn a_reload_applies_the_new_log_settings() {
+    let stack = stack_with_global("");
+    let file = stack.site.path().join("after-reload.log");
+    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
+    let text = text.replace("error_log = \"stderr\"", &format!("error_log = \"{}\"", file.display()));
+    std::fs::write(&stack.fpm.config, text).unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    let moved = wait_file(&file, Duration::from_secs(10)).unwrap_or_default();
+    assert!(moved.contains("configuration reloaded"), "the log did not move to the new error_log:\n{moved}");
+}

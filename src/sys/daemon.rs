@@ -68,6 +68,10 @@ fn wait_for_word(pipe: OwnedFd, daemon: Pid) -> i32 {
     }
     match waitpid(daemon, None) {
         Ok(WaitStatus::Exited(_, code)) => code,
+        Ok(WaitStatus::Signaled(_, signal, _)) => {
+            eprintln!("ERROR: the daemon (pid {daemon}) was killed by {signal} while starting");
+            EXIT_NO_WORD
+        }
         _ => EXIT_NO_WORD,
     }
 }
