@@ -104,7 +104,7 @@ fn parse_args() -> Result<Parsed, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Exit(code)) => return code,
         Err(e) => {
@@ -112,7 +112,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let mut args = args;
     let Some(source) = args.source.clone() else { return ExitCode::from(EXIT_USAGE) };
     let config = match source.load() {
         Ok((config, warnings)) => {

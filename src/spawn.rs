@@ -178,7 +178,8 @@ fn forward_stderr(pool: String, output: Output, pipe: std::io::PipeReader) {
             if n == 0 && carried == 0 {
                 return;
             }
-            let continued = n > 0 && !line.ends_with(b"\n");
+            // Cut at the limit, not ended by a newline or the end of the pipe.
+            let continued = line.len() == room && !line.ends_with(b"\n");
             let keep = if continued { crate::log::keep_whole_chars(&line) } else { line.len() };
             let text = String::from_utf8_lossy(&line[..keep]);
             let text = text.trim_end_matches('\n');
