@@ -148,6 +148,35 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `text` between `head` and `tail` in as many lines as `log_limit`
+/// needs, each but the last marked [`CONTINUES`]: for text from children,
+/// which is split, never cut.
+pub fn write_split(level: LogLevel, head: &str, text: &str, tail: &str) {
+    let room = room(level, head.len() + tail.len() + CONTINUES.len());
+    let pieces = split(text, room);
+    let last = pieces.len().saturating_sub(1);
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let mark = if i < last { CONTINUES } else { "" };
+        write(level, format_args!("{head}{piece}{tail}{mark}"));
+    }
+}
+
+/// `text` in pieces of at most `room` bytes (at least 4), cut between characters.
+fn split(mut text: &str, room: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    while text.len() > room {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, rest) = text.split_at(end);
+        pieces.push(piece);
+        text = rest;
+    }
+    pieces.push(text);
+    pieces
+}
+
 /// `line` cut to `limit - 1` bytes (room for the newline), its end replaced
 /// by `...`, when it is longer.
 fn cut(mut line: String, limit: usize) -> String {
@@ -257,6 +286,16 @@ mod tests {
         let prefix = "[26-Nov-2026 14:51:02] WARNING: ".len();
         assert_eq!(room(LogLevel::Warning, 50), limit - prefix - 50 - 1);
         assert_eq!(room(LogLevel::Warning, usize::MAX / 2), 4);
+    }
+
+    #[test]
+    fn split_keeps_every_byte_and_every_character() {
+        assert_eq!(split("", 4), [""]);
+        assert_eq!(split("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        let text = "aé€😀".repeat(50);
+        let pieces = split(&text, 5);
+        assert!(pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()));
+        assert_eq!(pieces.concat(), text);
     }
 
     #[test]
