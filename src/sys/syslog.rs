@@ -26,17 +26,20 @@ impl Syslog {
     }
 
     /// Sends `message` at `priority` (a libc `LOG_*` level). A syslog daemon
-    /// that restarted is reconnected once.
+    /// that restarted is reconnected once. Never blocks: when the daemon's
+    /// queue is full the message is refused (`WouldBlock`), not waited for.
     pub fn send(&mut self, priority: i32, message: &str) -> io::Result<()> {
         let datagram = format(self.facility | priority, &stamp(), &self.ident, std::process::id(), message);
         if let Some(socket) = &self.socket {
-            if socket.send(datagram.as_bytes()).is_ok() {
-                return Ok(());
+            match socket.send(datagram.as_bytes()) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(_) => self.socket = None,
             }
         }
-        self.socket = None;
         let socket = UnixDatagram::unbound()?;
         socket.connect(&self.path)?;
+        socket.set_nonblocking(true)?;
         socket.send(datagram.as_bytes())?;
         self.socket = Some(socket);
         Ok(())
@@ -84,6 +87,16 @@ mod tests {
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.starts_with("<29>"), "{text}");
         assert!(text.ends_with(&format!(" rustfpm-test[{}]: [NOTICE] hello", std::process::id())), "{text}");
+    }
+
+    #[test]
+    fn a_full_syslog_queue_refuses_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let _server = UnixDatagram::bind(&path).unwrap();
+        let mut client = Syslog::new(path, libc::LOG_DAEMON, "x".into());
+        let refused = (0..100_000).map(|_| client.send(libc::LOG_NOTICE, "filler")).find_map(Result::err);
+        assert_eq!(refused.map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
     }
 
     #[test]
