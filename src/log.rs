@@ -6,17 +6,27 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::config::{LogLevel, LogTarget};
+use crate::config::{Global, LogLevel, LogTarget, DEFAULT_LOG_LIMIT};
+use crate::sys::syslog::Syslog;
 
 static LEVEL: AtomicU8 = AtomicU8::new(1);
+static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LIMIT);
+static LAUNCHED: AtomicBool = AtomicBool::new(false);
 static TARGET: OnceLock<Mutex<Sink>> = OnceLock::new();
+
+/// Appended to each piece of a child's line that was split at `log_limit`,
+/// except the last.
+pub const CONTINUES: &str = " (line continues)";
+/// Ends a line of rustfpm's own that was cut at `log_limit` (as php-fpm does).
+const CUT: &str = "...";
 
 enum Sink {
     Stderr,
     File { path: PathBuf, file: File },
+    Syslog(Syslog),
 }
 
 fn level_rank(level: LogLevel) -> u8 {
@@ -39,13 +49,31 @@ fn level_name(level: LogLevel) -> &'static str {
     }
 }
 
-/// Sets the minimum level and the destination. A file is opened for appending.
-pub fn init(level: LogLevel, target: &LogTarget) -> std::io::Result<()> {
-    LEVEL.store(level_rank(level), Ordering::Relaxed);
-    let sink = match target {
+/// php-fpm's mapping of its levels to syslog priorities (zlog.c). php-fpm sends
+/// every message at the priority of the configured `log_level`; rustfpm sends
+/// each at its own level's.
+fn syslog_priority(level: LogLevel) -> i32 {
+    match level {
+        LogLevel::Debug => libc::LOG_DEBUG,
+        LogLevel::Notice => libc::LOG_NOTICE,
+        LogLevel::Warning => libc::LOG_WARNING,
+        LogLevel::Error => libc::LOG_ERR,
+        LogLevel::Alert => libc::LOG_ALERT,
+    }
+}
+
+/// Sets the minimum level, the line limit and the destination from the
+/// `[global]` settings. A file is opened for appending.
+pub fn init(global: &Global) -> std::io::Result<()> {
+    let sink = match &global.error_log {
         LogTarget::Stderr => Sink::Stderr,
         LogTarget::File(path) => Sink::File { file: open_append(path)?, path: path.clone() },
+        LogTarget::Syslog => {
+            Sink::Syslog(Syslog::new(global.syslog_socket.clone(), global.syslog_facility, global.syslog_ident.clone()))
+        }
     };
+    LEVEL.store(level_rank(global.log_level), Ordering::Relaxed);
+    LIMIT.store(global.log_limit, Ordering::Relaxed);
     match TARGET.get() {
         Some(current) => *lock(current) = sink,
         None => {
@@ -53,6 +81,13 @@ pub fn init(level: LogLevel, target: &LogTarget) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Marks start-up as done (`ready to handle connections`). Until then, notices
+/// and worse also go to stderr when the log is elsewhere, as in php-fpm, so
+/// whoever started rustfpm sees why it failed.
+pub fn set_launched() {
+    LAUNCHED.store(true, Ordering::Relaxed);
 }
 
 /// Reopens the log file (SIGUSR1), so logrotate can move it away.
@@ -80,26 +115,95 @@ pub fn enabled(level: LogLevel) -> bool {
     level_rank(level) >= LEVEL.load(Ordering::Relaxed)
 }
 
+/// How many bytes of a child's text fit on one line at `level` next to
+/// `decoration` bytes of our own, within `log_limit` (newline included).
+pub fn room(level: LogLevel, decoration: usize) -> usize {
+    let prefix = "[26-Nov-2026 14:51:02] ".len() + level_name(level).len() + ": ".len();
+    LIMIT.load(Ordering::Relaxed).saturating_sub(prefix + decoration + 1).max(4)
+}
+
 /// Writes one line. Use the `notice!`, `warning!`, … macros instead.
 pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
-    let line = format!("[{}] {}: {}\n", timestamp(), level_name(level), args);
-    match TARGET.get().map(lock).as_deref_mut() {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    let line = cut(format!("[{}] {}: {}", timestamp(), level_name(level), args), limit) + "\n";
+    let starting = !LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice;
+    let to_stderr = match TARGET.get().map(lock).as_deref_mut() {
         Some(Sink::File { file, .. }) => {
             let _ = file.write_all(line.as_bytes());
+            starting
         }
-        _ => {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+        Some(Sink::Syslog(syslog)) => {
+            let message = cut(format!("[{}] {}", level_name(level), args), limit);
+            // Without a syslog daemon the line goes to stderr rather than nowhere.
+            let sent = syslog.send(syslog_priority(level), &message).is_ok();
+            starting || !sent
         }
+        Some(Sink::Stderr) | None => true,
+    };
+    if to_stderr {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+/// Writes `text` between `head` and `tail` in as many lines as `log_limit`
+/// needs, each but the last marked [`CONTINUES`]: for text from children,
+/// which is split, never cut.
+pub fn write_split(level: LogLevel, head: &str, text: &str, tail: &str) {
+    let room = room(level, head.len() + tail.len() + CONTINUES.len());
+    let pieces = split(text, room);
+    let last = pieces.len().saturating_sub(1);
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let mark = if i < last { CONTINUES } else { "" };
+        write(level, format_args!("{head}{piece}{tail}{mark}"));
+    }
+}
+
+/// `text` in pieces of at most `room` bytes (at least 4), cut between characters.
+fn split(mut text: &str, room: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    while text.len() > room {
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, rest) = text.split_at(end);
+        pieces.push(piece);
+        text = rest;
+    }
+    pieces.push(text);
+    pieces
+}
+
+/// `line` cut to `limit - 1` bytes (room for the newline), its end replaced
+/// by `...`, when it is longer.
+fn cut(mut line: String, limit: usize) -> String {
+    if line.len() < limit {
+        return line;
+    }
+    let mut end = limit.saturating_sub(1 + CUT.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line.truncate(end);
+    line.push_str(CUT);
+    line
+}
+
+/// Where to split a piece of a child's line so that a UTF-8 character cut at
+/// its end moves whole to the next piece: the length to keep.
+pub fn keep_whole_chars(piece: &[u8]) -> usize {
+    match std::str::from_utf8(piece) {
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+        _ => piece.len(),
     }
 }
 
 /// Local time as php-fpm prints it: `26-Nov-2026 14:51:02`.
 pub fn timestamp() -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let now = libc_now();
+    let now = local_time();
     let month = MONTHS.get(now.tm_mon as usize).copied().unwrap_or("???");
     format!(
         "{:02}-{}-{} {:02}:{:02}:{:02}",
@@ -112,7 +216,11 @@ pub fn timestamp() -> String {
     )
 }
 
-fn libc_now() -> libc::tm {
+/// Month names as php-fpm and syslog print them.
+pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// The local time, broken down.
+pub fn local_time() -> libc::tm {
     // SAFETY: time(NULL) has no preconditions; localtime_r writes only into `tm`,
     // which is a plain C struct for which all-zero bytes are a valid value.
     unsafe {
@@ -147,4 +255,54 @@ macro_rules! error {
 #[macro_export]
 macro_rules! alert {
     ($($arg:tt)*) => { $crate::log::write($crate::config::LogLevel::Alert, format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_lines_are_kept() {
+        assert_eq!(cut("abc".into(), 1024), "abc");
+    }
+
+    #[test]
+    fn long_lines_end_in_dots_and_fit_with_their_newline() {
+        let line = cut("x".repeat(2000), 1024);
+        assert_eq!(line.len() + 1, 1024);
+        assert!(line.ends_with("x..."), "{line}");
+    }
+
+    #[test]
+    fn cutting_respects_characters() {
+        let line = cut("é".repeat(1000), 512);
+        assert!(line.len() < 512 && line.ends_with("é..."), "{line}");
+    }
+
+    #[test]
+    fn room_leaves_space_for_prefix_decoration_and_newline() {
+        // The limit is the default (1024) unless a test binary's other test set it.
+        let limit = LIMIT.load(Ordering::Relaxed);
+        let prefix = "[26-Nov-2026 14:51:02] WARNING: ".len();
+        assert_eq!(room(LogLevel::Warning, 50), limit - prefix - 50 - 1);
+        assert_eq!(room(LogLevel::Warning, usize::MAX / 2), 4);
+    }
+
+    #[test]
+    fn split_keeps_every_byte_and_every_character() {
+        assert_eq!(split("", 4), [""]);
+        assert_eq!(split("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        let text = "aé€😀".repeat(50);
+        let pieces = split(&text, 5);
+        assert!(pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()));
+        assert_eq!(pieces.concat(), text);
+    }
+
+    #[test]
+    fn a_split_character_moves_to_the_next_piece() {
+        let text = "aé".as_bytes();
+        assert_eq!(keep_whole_chars(&text[..2]), 1);
+        assert_eq!(keep_whole_chars(text), 3);
+        assert_eq!(keep_whole_chars(b"a\xff"), 2, "invalid bytes are not held back");
+    }
 }

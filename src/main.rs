@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use rustfpm::config::{self, Format, Source};
 use rustfpm::server::{self, Options};
+use rustfpm::sys::daemon::{self, Readiness};
 use rustfpm::sys::guard::Guard;
 
 /// php-fpm's exit code for configuration errors (EX_CONFIG).
@@ -25,7 +26,8 @@ Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
   -d, --define KEY=VALUE       INI setting for every pool's children
   -g, --pid FILE               pid file
   -t, --test                   check the configuration and exit (-tt: and print it as TOML)
-  -F, --nodaemonize            stay in the foreground (rustfpm always does)
+  -D, --daemonize              run in the background (overrides `daemonize`)
+  -F, --nodaemonize            stay in the foreground (overrides `daemonize`)
   -O, --force-stderr           log to stderr whatever error_log says
   -R, --allow-to-run-as-root   allow pools to run as root
   -h, --help                   this help
@@ -48,6 +50,11 @@ fn value(it: &mut impl Iterator<Item = std::ffi::OsString>, flag: &str) -> Resul
     it.next().map(|v| v.to_string_lossy().into_owned()).ok_or(format!("{flag} needs a value"))
 }
 
+/// A path from the command line, made absolute: a daemon works in `/`.
+fn absolute(path: String) -> Result<PathBuf, String> {
+    std::path::absolute(&path).map_err(|e| format!("{path}: {e}"))
+}
+
 fn parse_args() -> Result<Parsed, String> {
     let mut args = Args { source: None, test: 0, allow_root: false, convert: false };
     let mut src = Source::toml(PathBuf::new());
@@ -63,20 +70,19 @@ fn parse_args() -> Result<Parsed, String> {
                 args.convert = true;
                 path = Some((value(&mut it, &arg)?.into(), true));
             }
-            "-p" | "--prefix" => prefix = Some(PathBuf::from(value(&mut it, &arg)?)),
-            "-c" | "--php-ini" => src.php_ini = Some(value(&mut it, &arg)?.into()),
+            "-p" | "--prefix" => prefix = Some(absolute(value(&mut it, &arg)?)?),
+            "-c" | "--php-ini" => src.php_ini = Some(absolute(value(&mut it, &arg)?)?),
             "-d" | "--define" => {
                 let def = value(&mut it, &arg)?;
                 let (k, v) = def.split_once('=').ok_or(format!("-d {def}: expected key=value"))?;
                 src.defines.push((k.trim().into(), v.trim().into()));
             }
-            "-g" | "--pid" => src.pid = Some(value(&mut it, &arg)?.into()),
+            "-g" | "--pid" => src.pid = Some(absolute(value(&mut it, &arg)?)?),
             "-t" | "--test" => args.test += 1,
             "-tt" => args.test += 2,
-            "-F" | "--nodaemonize" => {}
-            "-D" | "--daemonize" => {
-                return Err("-D: rustfpm does not daemonize; run it under systemd or with -F".into())
-            }
+            // As in php-fpm, the last of -D and -F wins, over the config file.
+            "-F" | "--nodaemonize" => src.daemonize = Some(false),
+            "-D" | "--daemonize" => src.daemonize = Some(true),
             "-O" | "--force-stderr" => src.force_stderr = true,
             "-R" | "--allow-to-run-as-root" => args.allow_root = true,
             "-h" | "--help" => {
@@ -98,7 +104,7 @@ fn parse_args() -> Result<Parsed, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Exit(code)) => return code,
         Err(e) => {
@@ -133,7 +139,14 @@ fn main() -> ExitCode {
         eprintln!("NOTICE: configuration file {} test is successful", source.path.display());
         return ExitCode::SUCCESS;
     }
-    match run(config, &args) {
+    let ready = match config.global.daemonize.then(|| detach(&mut args)).transpose() {
+        Ok(ready) => ready,
+        Err(e) => {
+            eprintln!("ERROR: cannot daemonize: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(config, &args, ready) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             rustfpm::alert!("{e:#}");
@@ -143,8 +156,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: config::Config, args: &Args) -> anyhow::Result<i32> {
-    rustfpm::log::init(config.global.log_level, &config.global.error_log)?;
+/// Forks into the background (the original process exits in there). The
+/// daemon works in `/`, so the file a reload reads again gets an absolute path
+/// (the command line's other paths already have one).
+fn detach(args: &mut Args) -> std::io::Result<Readiness> {
+    if let Some(source) = &mut args.source {
+        source.path = std::path::absolute(&source.path)?;
+    }
+    // SAFETY: no thread or runtime has been started yet.
+    unsafe { daemon::detach() }
+}
+
+fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow::Result<i32> {
+    rustfpm::log::init(&config.global)?;
+    if ready.is_some() && config.global.error_log == config::LogTarget::Stderr {
+        rustfpm::warning!("error_log is stderr: once the daemon is ready, its log goes to /dev/null");
+    }
     // Orphaned php-cgi processes re-parent to us, so we can reap them.
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
@@ -155,7 +182,7 @@ fn run(config: config::Config, args: &Args) -> anyhow::Result<i32> {
     if let Some(p) = &pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
-    let opts = Options { allow_root: args.allow_root, source: args.source.clone() };
+    let opts = Options { allow_root: args.allow_root, source: args.source.clone(), ready };
     let result = server::run(config, listeners, guard, opts);
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);

@@ -15,6 +15,7 @@ use crate::frontend::{self, Listener, PoolListeners};
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
+use crate::sys::daemon::Readiness;
 use crate::sys::guard::Guard;
 
 /// How long php-cgi gets between SIGTERM and SIGKILL when stopping.
@@ -23,12 +24,14 @@ pub const STOP_GRACE: Duration = Duration::from_secs(1);
 pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Run-time options from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Options {
     /// `-R`: allow pools to run as root.
     pub allow_root: bool,
     /// Where the configuration comes from, for reloads.
     pub source: Option<config::Source>,
+    /// When daemonized: tells the original process that start-up is done.
+    pub ready: Option<Readiness>,
 }
 
 /// Binds all listeners of `config` (before the runtime starts, so that errors
@@ -72,8 +75,9 @@ impl Server {
         config: Config,
         listeners: Vec<PoolListeners>,
         supervisor: Supervisor,
-        opts: Options,
+        mut opts: Options,
     ) -> anyhow::Result<Self> {
+        let ready = opts.ready.take();
         let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
         let (shutdown_tx, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<()>(1);
@@ -94,6 +98,11 @@ impl Server {
         }
         crate::notice!("fpm is running, pid {}", std::process::id());
         crate::notice!("ready to handle connections");
+        crate::log::set_launched();
+        if let Some(Err(e)) = ready.map(Readiness::notify) {
+            // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
+            crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
+        }
         Ok(server)
     }
 
@@ -189,6 +198,9 @@ impl Server {
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
+        }
+        if let Err(e) = crate::log::init(&config.global) {
+            crate::error!("cannot open the new error_log: {e}; logging as before");
         }
         crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
         self.config = config;

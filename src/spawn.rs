@@ -161,29 +161,34 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings) -> std::io:
     Ok(())
 }
 
-/// Longest stderr line logged in one piece; longer lines are split into
-/// pieces marked as continued, never cut silently.
-pub const MAX_LINE: usize = 64 * 1024;
-
-/// Copies the children's stderr into rustfpm's log, one line at a time.
+/// Copies the children's stderr into rustfpm's log, one line at a time. A
+/// line longer than `log_limit` is logged in pieces, each but the last marked
+/// as continued, never cut silently.
 fn forward_stderr(pool: String, output: Output, pipe: std::io::PipeReader) {
+    use crate::config::LogLevel;
+    let head = format!("[pool {pool}] child said into stderr: \"");
+    let decoration = if output == Output::Decorated { head.len() + 1 } else { 0 };
+    let room = crate::log::room(LogLevel::Warning, decoration + crate::log::CONTINUES.len());
     let _ = thread::Builder::new().name(format!("stderr-{pool}")).spawn(move || {
-        let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+        let mut reader = BufReader::with_capacity(room, pipe);
         let mut line = Vec::new();
         loop {
-            line.clear();
-            let Ok(n) = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line) else { return };
-            if n == 0 {
+            let carried = line.len();
+            let Ok(n) = (&mut reader).take((room - carried) as u64).read_until(b'\n', &mut line) else { return };
+            if n == 0 && carried == 0 {
                 return;
             }
-            let continued = !line.ends_with(b"\n");
-            let text = String::from_utf8_lossy(&line);
+            // Cut at the limit, not ended by a newline or the end of the pipe.
+            let continued = line.len() == room && !line.ends_with(b"\n");
+            let keep = if continued { crate::log::keep_whole_chars(&line) } else { line.len() };
+            let text = String::from_utf8_lossy(&line[..keep]);
             let text = text.trim_end_matches('\n');
-            let mark = if continued { " (line continues)" } else { "" };
+            let mark = if continued { crate::log::CONTINUES } else { "" };
             match output {
-                Output::Decorated => crate::warning!("[pool {pool}] child said into stderr: \"{text}\"{mark}"),
+                Output::Decorated => crate::warning!("{head}{text}\"{mark}"),
                 _ => crate::warning!("{text}{mark}"),
             }
+            line.drain(..keep);
         }
     });
 }

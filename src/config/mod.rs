@@ -10,6 +10,7 @@ mod error;
 mod file;
 mod fpm;
 mod listen;
+mod logging;
 mod pm;
 mod source;
 mod tables;
@@ -25,6 +26,10 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use fpm::{load_fpm, to_toml};
+pub use logging::{
+    DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
+    MIN_LOG_LIMIT, SYSLOG_FACILITIES,
+};
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 
@@ -36,6 +41,9 @@ pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Notice;
 pub const DEFAULT_EMERGENCY_RESTART_THRESHOLD: usize = 0;
 /// `[global] graceful_stop_on_term` when unset: SIGTERM stops at once, as in php-fpm.
 pub const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
+/// `[global] daemonize` when unset in the TOML: foreground (systemd's way). A php-fpm INI file
+/// without `daemonize` daemonizes, as under php-fpm.
+pub const DEFAULT_DAEMONIZE: bool = false;
 /// `listen_backlog` when unset (php-fpm's default).
 pub const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
@@ -102,6 +110,16 @@ pub struct Global {
     /// rustfpm extension: SIGTERM drains like SIGQUIT (waiting up to `process_control_timeout`)
     /// instead of stopping at once.
     pub graceful_stop_on_term: bool,
+    /// Facility of syslog messages (`syslog_facility`, a libc `LOG_*` value).
+    pub syslog_facility: i32,
+    /// Name syslog messages carry (`syslog_ident`).
+    pub syslog_ident: String,
+    /// rustfpm extension: the syslog socket (`syslog_socket`, default `/dev/log`).
+    pub syslog_socket: PathBuf,
+    /// Longest log line in bytes (`log_limit`); longer children's lines are split.
+    pub log_limit: usize,
+    /// Detach from the terminal and run in the background (`daemonize`, `-D`/`-F`).
+    pub daemonize: bool,
 }
 
 impl Default for Global {
@@ -114,15 +132,22 @@ impl Default for Global {
             emergency_restart_threshold: DEFAULT_EMERGENCY_RESTART_THRESHOLD,
             emergency_restart_interval: None,
             graceful_stop_on_term: DEFAULT_GRACEFUL_STOP_ON_TERM,
+            syslog_facility: DEFAULT_SYSLOG_FACILITY,
+            syslog_ident: DEFAULT_SYSLOG_IDENT.to_string(),
+            syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
+            log_limit: DEFAULT_LOG_LIMIT,
+            daemonize: DEFAULT_DAEMONIZE,
         }
     }
 }
 
-/// Where rustfpm's own log goes: `"stderr"` or an absolute file path.
+/// Where rustfpm's own log goes: `"stderr"`, `"syslog"` or an absolute file path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
     Stderr,
     File(PathBuf),
+    /// Datagrams to the `syslog_socket`, with `syslog_facility` and `syslog_ident`.
+    Syslog,
 }
 
 /// php-fpm's log levels, least severe first.

@@ -29,12 +29,22 @@ pub struct Source {
     pub pid: Option<PathBuf>,
     /// `-O`: log to stderr whatever `error_log` says.
     pub force_stderr: bool,
+    /// `-D` (`Some(true)`) or `-F` (`Some(false)`): overrides `daemonize`.
+    pub daemonize: Option<bool>,
 }
 
 impl Source {
     /// A TOML file without overrides.
     pub fn toml(path: PathBuf) -> Source {
-        Source { path, format: Format::Toml, php_ini: None, defines: Vec::new(), pid: None, force_stderr: false }
+        Source {
+            path,
+            format: Format::Toml,
+            php_ini: None,
+            defines: Vec::new(),
+            pid: None,
+            force_stderr: false,
+            daemonize: None,
+        }
     }
 
     /// Loads and validates the file and applies the overrides. Returns the
@@ -51,6 +61,9 @@ impl Source {
     fn apply(&self, config: &mut Config) {
         if self.force_stderr {
             config.global.error_log = LogTarget::Stderr;
+        }
+        if let Some(daemonize) = self.daemonize {
+            config.global.daemonize = daemonize;
         }
         if let Some(pid) = &self.pid {
             config.global.pid = Some(pid.clone());

@@ -12,7 +12,7 @@ use toml::de::DeValue;
 
 use super::error::Report;
 use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
-use super::{listen, pm, tables};
+use super::{listen, logging, pm, tables};
 use super::{parse_duration, parse_size};
 use super::{
     Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV,
@@ -37,7 +37,7 @@ pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Opti
 }
 
 fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
-    Global {
+    let mut global = Global {
         error_log: optional(&raw.error_log, r, error_log).unwrap_or(DEFAULT_ERROR_LOG),
         log_level: optional(&raw.log_level, r, log_level).unwrap_or(DEFAULT_LOG_LEVEL),
         pid: optional(&raw.pid, r, absolute_path),
@@ -47,7 +47,10 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         emergency_restart_interval: optional(&raw.emergency_restart_interval, r, duration).filter(|d| !d.is_zero()),
         graceful_stop_on_term: optional(&raw.graceful_stop_on_term, r, boolean)
             .unwrap_or(DEFAULT_GRACEFUL_STOP_ON_TERM),
-    }
+        ..Global::default()
+    };
+    logging::apply(raw, &mut global, r);
+    global
 }
 
 fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
@@ -243,10 +246,7 @@ fn clash(a: &ListenAddr, b: &ListenAddr) -> bool {
 fn error_log(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogTarget> {
     match string(f, r)? {
         "stderr" => Some(LogTarget::Stderr),
-        "syslog" => {
-            r.bad(f, "syslog is not supported yet; use \"stderr\" or a file");
-            None
-        }
+        "syslog" => Some(LogTarget::Syslog),
         _ => absolute_path(f, r).map(LogTarget::File),
     }
 }

@@ -70,6 +70,13 @@ fn run_guard(pipe: OwnedFd) -> ! {
             unsafe { libc::close(other) };
         }
     }
+    // The guard writes nothing; holding rustfpm's stdio open would keep a
+    // daemon's caller (`$(rustfpm -D)`) waiting for end-of-file.
+    if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+        for std_fd in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), std_fd);
+        }
+    }
     for sig in [
         Signal::SIGINT,
         Signal::SIGTERM,

@@ -101,13 +101,14 @@ impl Interpreter<'_> {
                 // Empty: php-fpm's default, below.
                 ErrorLog if e.value.is_empty() => {}
                 ErrorLog if e.value.eq_ignore_ascii_case("syslog") => {
-                    warn(e, notes, "syslog is not supported yet; logging to stderr");
-                    items.push(text("error_log", "stderr".to_string(), e.line));
+                    items.push(text("error_log", "syslog".to_string(), e.line));
                 }
                 ErrorLog => items.push(text("error_log", resolve(state, &e.value), e.line)),
-                Daemonize => match fpm_bool(&e.value) {
-                    Some(false) => {}
-                    Some(true) => warn(e, notes, "rustfpm always runs in the foreground; run it under systemd"),
+                // rustfpm always writes a child's line whole (up to log_limit), as php-fpm's
+                // default `log_buffering = yes` does.
+                LogBuffering => match fpm_bool(&e.value) {
+                    Some(true) => {}
+                    Some(false) => warn(e, notes, "rustfpm always buffers a child's output into whole lines; ignored"),
                     None => error(e, notes, BOOLEAN),
                 },
                 action => simple(e, action, &mut items, notes),
@@ -115,6 +116,10 @@ impl Interpreter<'_> {
         }
         if !items.iter().any(|item| item.key == "error_log") {
             items.push(text("error_log", resolve(state, FPM_DEFAULT_ERROR_LOG), 0));
+        }
+        // php-fpm daemonizes unless told otherwise (`daemonize = no`, or -F).
+        if !items.iter().any(|item| item.key == "daemonize") {
+            items.push(Item { key: "daemonize".to_string(), value: Value::Bool(true), line: 0 });
         }
         items
     }

@@ -23,8 +23,14 @@ fn global(out: &mut String, g: &Global) {
     let error_log = match &g.error_log {
         LogTarget::Stderr => "stderr".to_string(),
         LogTarget::File(path) => text_of(path),
+        LogTarget::Syslog => "syslog".to_string(),
     };
     line(out, "error_log", quote(&error_log));
+    line(out, "syslog_facility", quote(crate::config::logging::facility_name(g.syslog_facility)));
+    line(out, "syslog_ident", quote(&g.syslog_ident));
+    line(out, "syslog_socket", path(&g.syslog_socket));
+    line(out, "log_limit", g.log_limit);
+    line(out, "daemonize", g.daemonize);
     let level = LogLevel::ALL.iter().find(|(_, level)| *level == g.log_level).map_or("notice", |(name, _)| name);
     line(out, "log_level", quote(level));
     optional(out, "pid", g.pid.as_deref().map(path));

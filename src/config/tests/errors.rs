@@ -297,7 +297,7 @@ fn several_errors_are_all_reported_in_line_order() {
 
 #[test]
 fn unknown_keys_are_errors_everywhere() {
-    let text = "colour = 1\n[global]\ndaemonize = false\n[pool.www]\nlisten = \"/a\"\n\
+    let text = "colour = 1\n[global]\nevents_mechanism = \"epoll\"\n[pool.www]\nlisten = \"/a\"\n\
                 pm_max_children = 1\n\"pm.start_servers\" = 2\naccess.log = \"x\"\n[pool.www.extra]\n";
     let errors = errors(text);
     let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.pool.as_deref())).collect();
@@ -305,7 +305,7 @@ fn unknown_keys_are_errors_everywhere() {
         found,
         [
             (Some(1), Some("colour"), None),
-            (Some(3), Some("daemonize"), None),
+            (Some(3), Some("events_mechanism"), None),
             (Some(7), Some("pm.start_servers"), Some("www")),
             (Some(8), Some("access.log"), Some("www")),
             (Some(9), Some("extra"), Some("www")),

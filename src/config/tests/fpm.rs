@@ -395,7 +395,7 @@ fn wildcards_match_as_glob_does() {
 
 #[test]
 fn unsupported_directives_are_warnings_that_name_them() {
-    let text = "[global]\ndaemonize = yes\nevents.mechanism = epoll\nlog_limit = 4096\nerror_log = syslog\n\
+    let text = "[global]\nlog_buffering = no\nevents.mechanism = epoll\nlog_limit = 4096\nerror_log = syslog\n\
                 syslog.ident = php-fpm\nrlimit_files = 1024\n\
                 [www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\npm.status_path = /status\n\
                 ping.path = /ping\nping.response = pong\naccess.log = /var/log/$pool.access.log\n\
@@ -403,11 +403,8 @@ fn unsupported_directives_are_warnings_that_name_them() {
                 listen.acl_users = www-data\naccess.suppress_path[] = /ping\n";
     let (config, warnings) = load_text(text);
     let expected = [
-        (2, "daemonize", "foreground"),
+        (2, "log_buffering", "whole lines"),
         (3, "events.mechanism", "not supported yet"),
-        (4, "log_limit", "not supported yet"),
-        (5, "error_log", "syslog is not supported yet"),
-        (6, "syslog.ident", "not supported yet"),
         (7, "rlimit_files", "LimitNOFILE="),
         (14, "access.log", "not supported yet"),
         (15, "access.format", "not supported yet"),
@@ -421,8 +418,8 @@ fn unsupported_directives_are_warnings_that_name_them() {
         assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
         assert!(warning.contains(message), "{warning}");
     }
-    assert!(warnings[6].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[6]);
-    assert_eq!(config.global.error_log, LogTarget::Stderr);
+    assert!(warnings[3].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[3]);
+    assert_eq!(config.global.error_log, LogTarget::Syslog);
 }
 
 #[test]
@@ -621,6 +618,7 @@ fn every_directive_maps_to_a_known_key() {
 fn every_key_has_a_php_fpm_directive() {
     const EXTENSIONS: &[&str] = &[
         "graceful_stop_on_term",
+        "syslog_socket",
         "pm_max_memory",
         "pm_max_lifetime",
         "php_cgi",
