@@ -61,16 +61,21 @@ pub struct Conn<R, W> {
     pub inbuf: InBuf,
     /// Scratch buffer for records rustfpm writes.
     pub out: Vec<u8>,
+    /// nginx's address on TCP, when the access log shows it (`%R`).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Serves one nginx connection until it closes, fails, or shutdown. Each
 /// request goes to the pool `current` holds at its start (reload swaps it).
-pub async fn serve<R, W>(rd: R, wr: W, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<R, W>(
+    (rd, wr, peer): (R, W, Option<std::net::IpAddr>),
+    current: watch::Receiver<Arc<Pool>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut conn = Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new() };
+    let mut conn = Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), peer };
     if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {
@@ -149,8 +154,10 @@ where
             Err(e) => return refused(conn, &pool, &head, e).await,
         }
     };
-    let info = pool.pages.status_path.is_some().then(|| super::pages::request_info(&head.params));
+    let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
+    let info = wants_info.then(|| super::pages::request_info(&head.params));
     let mut lease = proxy::Lease::new(&pool, worker, queued, info);
+    lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer, head.started));
     match proxy::run(conn, &mut lease, &head).await {
         Outcome::Done { status } => {
             lease.finish(status);

@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use super::balancer::Balancer;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::worker::{ChildSocket, Worker};
+use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
@@ -84,10 +85,12 @@ pub struct PoolSnapshot {
     pub max_queue_wait: Duration,
     /// Children replaced, by reason (indexed like [`Reason::ALL`]).
     pub recycled: [u64; Reason::ALL.len()],
+    /// Requests that ran past `request_slowlog_timeout`.
+    pub slow_requests: u64,
 }
 
-/// What the status page shows of a request (collected only when the pool
-/// has a status page).
+/// What the status page and the slowlog show of a request (collected only
+/// when the pool has a status page or a slowlog).
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     /// REQUEST_METHOD
@@ -107,8 +110,9 @@ pub struct RequestInfo {
 pub enum PoolMsg {
     /// A request got slot `slot` after waiting `queued`.
     RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
-    /// A request on `slot` ended with HTTP `status`.
-    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker },
+    /// A request on `slot` ended with HTTP `status`; `access` is its access log
+    /// record, when the pool has an access log.
+    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
     /// A new connection on `slot` completed its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` vanished mid-request.
@@ -125,6 +129,9 @@ pub enum PoolMsg {
     /// (or when `limit` has passed).
     Retire { limit: Option<Duration> },
 }
+
+#[path = "actor_logs.rs"]
+mod logs;
 
 /// How many recent child exits the actor remembers.
 const RECENT_EXITS: usize = 64;
@@ -160,6 +167,10 @@ struct Slot {
     requests: u64,
     since: Instant,
     last_duration: Duration,
+    /// The child's CPU ticks when the request started (only for `%C` in the access log).
+    cpu_start: Option<(u64, u64)>,
+    /// The running request was already logged as slow.
+    slow_logged: bool,
 }
 
 /// What a pool actor is built from.
@@ -178,6 +189,8 @@ pub struct ActorSetup {
     pub epochs: Arc<[AtomicU32]>,
     /// The idle workers, to which the actor returns finished ones.
     pub balancer: Arc<Balancer>,
+    /// The pool's access log and slowlog.
+    pub logs: Arc<PoolLogs>,
 }
 
 /// The actor's private state.
@@ -211,12 +224,16 @@ pub struct PoolActor {
     balancer: Arc<Balancer>,
     returning: Vec<Worker>,
     metrics: PoolMetrics,
+    logs: Arc<PoolLogs>,
+    slow_requests: u64,
+    /// Access records whose child's pid is still being looked up: (slot, when, record).
+    pending_access: Vec<(usize, Instant, Box<Record>)>,
 }
 
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
     pub fn new(setup: ActorSetup) -> PoolActor {
-        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer } = setup;
+        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs } = setup;
         let children = epochs.len();
         let now = Instant::now();
         let slot = || Slot {
@@ -231,6 +248,8 @@ impl PoolActor {
             requests: 0,
             since: now,
             last_duration: Duration::ZERO,
+            cpu_start: None,
+            slow_logged: false,
         };
         PoolActor {
             name: spec.pool.clone(),
@@ -262,6 +281,9 @@ impl PoolActor {
             epochs,
             balancer,
             returning: Vec::new(),
+            logs,
+            slow_requests: 0,
+            pending_access: Vec::new(),
         }
     }
 
@@ -301,8 +323,11 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
-            PoolMsg::RequestFinished { slot, status, duration, worker } => {
+            PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
                 self.request_finished(slot, status, duration);
+                if let Some(record) = access {
+                    self.log_access(slot, record);
+                }
                 self.returning.push(worker);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
@@ -332,8 +357,13 @@ impl PoolActor {
         self.max_queue_wait = self.max_queue_wait.max(queued);
         self.metrics.queued(queued);
         self.metrics.busy(self.busy);
-        if let Some(s) = self.slots.get_mut(slot).filter(|_| info.is_some()) {
-            s.info = info;
+        let cpu_start = self.logs.cpu_at_start(self.slots.get(slot).and_then(|s| s.pid).map(Pid::as_raw));
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.cpu_start = cpu_start;
+            s.slow_logged = false;
+            if info.is_some() {
+                s.info = info;
+            }
         }
     }
 
@@ -341,11 +371,11 @@ impl PoolActor {
         self.busy = self.busy.saturating_sub(1);
         let next = if self.stopping { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
-        let max_memory = self.policy.max_memory;
+        let measure = self.policy.max_memory.is_some() || self.logs.wants_memory();
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
-            s.memory = max_memory.and(s.pid).and_then(|p| recycle::private_memory(p.as_raw()));
+            s.memory = s.pid.filter(|_| measure).and_then(|p| recycle::private_memory(p.as_raw()));
         }
         if let Some(view) = self.view(slot) {
             let reason = recycle::after_request(&self.policy, &view, Instant::now());
@@ -460,6 +490,7 @@ impl PoolActor {
                     s.pid = pid;
                     s.finding = false;
                 }
+                self.flush_access(Some(slot));
             }
         }
     }
@@ -565,6 +596,8 @@ impl PoolActor {
 
     fn tick(&mut self) {
         self.flush_lost();
+        self.check_slow();
+        self.flush_access(None);
         self.repair_listener();
         let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
         for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
@@ -722,6 +755,7 @@ impl PoolActor {
             max_active: self.max_active,
             max_queue_wait: self.max_queue_wait,
             recycled: self.recycled,
+            slow_requests: self.slow_requests,
         }
     }
 }

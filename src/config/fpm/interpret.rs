@@ -79,6 +79,8 @@ struct PoolPaths<'e> {
     allowed_clients: Option<&'e Entry>,
     chroot: Option<&'e Entry>,
     chdir: Option<&'e Entry>,
+    /// `access.log` and `slowlog`, with their TOML keys.
+    logs: Vec<(&'static str, &'e Entry)>,
 }
 
 impl Interpreter<'_> {
@@ -134,6 +136,7 @@ impl Interpreter<'_> {
                 Some(AllowedClients) => paths.allowed_clients = Some(e),
                 Some(Chroot) => paths.chroot = Some(e),
                 Some(Chdir) => paths.chdir = Some(e),
+                Some(LogPath(key)) => paths.logs.push((key, e)),
                 Some(action) => simple(e, action, &mut items, notes),
             }
         }
@@ -175,6 +178,11 @@ impl Interpreter<'_> {
         }
         if let Some(e) = paths.chdir.filter(|e| !e.value.is_empty()) {
             items.push(text("chdir", resolve(base, &e.value), e.line));
+        }
+        // Empty is off, as in php-fpm; a relative path is under the prefix (fpm_conf.c).
+        for (key, e) in &paths.logs {
+            let value = if e.value.is_empty() { String::new() } else { resolve(base, &e.value) };
+            items.push(text(key, value, e.line));
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod errors;
 mod fpm;
+mod logs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
