@@ -129,6 +129,7 @@ where
             crate::debug!("[pool {}] Primary script unknown", pool.name);
             let reply =
                 Reply { stderr: Some(b"Primary script unknown"), ..Reply::new("404 Not Found", b"File not found.\n") };
+            log_alone(conn, &pool, &head, 404);
             return answer_alone(conn, &head, reply).await;
         }
         Verdict::Denied(script) => {
@@ -137,6 +138,7 @@ where
                 pool.name,
                 script.display()
             );
+            log_alone(conn, &pool, &head, 403);
             return answer_alone(conn, &head, Reply::new("403 Forbidden", b"Access denied.\n")).await;
         }
     }
@@ -165,6 +167,16 @@ where
         }
         Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
         Outcome::ClientGone(e) => Err(e),
+    }
+}
+
+/// The access log line of a request rustfpm answers in php-fpm's stead (php-fpm's worker
+/// answers and logs these): no child is involved.
+fn log_alone<R, W>(conn: &Conn<R, W>, pool: &Pool, head: &Head, status: u16) {
+    if let Some(log) = pool.logs.access() {
+        let mut record = log.start(&pool.name, &head.params, conn.peer, head.started);
+        (record.status, record.duration) = (status, head.started.elapsed());
+        pool.logs.finish(record, crate::accesslog::ChildView::default());
     }
 }
 
