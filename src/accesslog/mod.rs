@@ -192,10 +192,10 @@ pub fn header_values(head: &[u8], names: &[String]) -> Vec<Option<String>> {
     names.iter().map(find).collect()
 }
 
-/// php-fpm's error-log line for a slow request.
+/// php-fpm's error-log line for a slow request (with its microseconds).
 pub fn slow_warning(pool: &str, pid: Option<i32>, info: &RequestInfo, elapsed: Duration) -> String {
     format!(
-        "[pool {pool}] child {}, script '{}' (request: \"{} {}\") executing too slow ({:.3} sec), logging",
+        "[pool {pool}] child {}, script '{}' (request: \"{} {}\") executing too slow ({:.6} sec), logging",
         pid_text(pid),
         info.script,
         info.method,
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(
             warning,
             "[pool www] child 1234, script '/var/www/x.php' (request: \"GET /x.php?a=1\") executing too slow \
-             (1.005 sec), logging"
+             (1.005000 sec), logging"
         );
         let entry = slow_entry("26-Nov-2026 14:51:02", "www", Some(1234), &info, Duration::from_millis(1005));
         assert!(entry.starts_with("\n[26-Nov-2026 14:51:02]  [pool www] pid 1234\nscript_filename = /var/www/x.php\n"));

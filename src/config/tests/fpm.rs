@@ -639,14 +639,16 @@ fn log_directives_resolve_against_the_prefix() {
     let main = files.write(
         "php-fpm.conf",
         "[www]\nlisten = www.sock\npm.max_children = 1\naccess.log = log/$pool.access.log\n\
-         access.format = \"%R %{mili}d %{REQUEST_ID}e\"\nslowlog = /var/log/$pool.slow\n\
+         access.format = \"%R - %u %t \\\"%m %r%Q%q\\\" %s %f %{milli}d %{kilo}M %{user}C%%\"\n\
+         slowlog = /var/log/$pool.slow\n\
          request_slowlog_timeout = 3s\n",
     );
     let (config, warnings) = load_ok(&main, Some(files.dir()));
     assert!(warnings.is_empty(), "{warnings:?}");
     let pool = &config.pools[0];
     assert_eq!(pool.access_log, Some(files.dir().join("log/www.access.log")));
-    assert_eq!(pool.access_format, "%R %{mili}d %{REQUEST_ID}e");
+    // Debian's example format, as www.conf has it.
+    assert_eq!(pool.access_format, "%R - %u %t \"%m %r%Q%q\" %s %f %{milli}d %{kilo}M %{user}C%%");
     assert_eq!(pool.slowlog, Some(PathBuf::from("/var/log/www.slow")));
     assert_eq!(pool.request_slowlog_timeout, Some(Duration::from_secs(3)));
     assert_round_trip(&config);
