@@ -38,16 +38,19 @@ fn log_path(stack: &Stack, name: &str) -> PathBuf {
 
 #[test]
 fn default_format_is_php_fpms() {
-    let stack = stack_with("access_log = \"{dir}/access.log\"", false);
+    let stack = stack_with("access_log = \"{dir}/access.log\"\nping_path = \"/ping\"", false);
     assert_eq!(get(&stack.url("/hello.php?x=1")).status, 200);
     assert_eq!(get(&stack.url("/missing.php")).status, 404);
-    let lines = wait_lines(&log_path(&stack, "access.log"), 2);
+    assert_eq!(get(&stack.url("/ping")).status, 200);
+    let lines = wait_lines(&log_path(&stack, "access.log"), 3);
     // %R is "-" on a unix socket and %u is empty: php-fpm's double space.
     let after = lines[0].strip_prefix("- -  ").unwrap_or_else(|| panic!("{}", lines[0]));
     let (time, rest) = after.split_at(after.find(' ').map_or(0, |space| space + 6));
     assert!(time.len() == 26 && time.contains('/') && time.contains(':'), "time {time:?} in {}", lines[0]);
     assert_eq!(rest, " \"GET /hello.php\" 200", "{}", lines[0]);
+    // Answered by rustfpm itself, and logged as php-fpm's worker logs them.
     assert!(lines[1].ends_with(" \"GET /missing.php\" 404"), "{}", lines[1]);
+    assert!(lines[2].ends_with(" \"GET /ping\" 200"), "{}", lines[2]);
 }
 
 #[test]

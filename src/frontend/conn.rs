@@ -121,6 +121,7 @@ where
     W: AsyncWrite + Unpin,
 {
     if let Some(page) = super::pages::which(&pool, &head.params) {
+        log_alone(conn, &pool, &head, 200);
         return super::pages::answer(conn, &pool, &head, page).await;
     }
     match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
@@ -171,7 +172,7 @@ where
 }
 
 /// The access log line of a request rustfpm answers in php-fpm's stead (php-fpm's worker
-/// answers and logs these): no child is involved.
+/// answers and logs these: 403, 404, the status and ping pages): no child is involved.
 fn log_alone<R, W>(conn: &Conn<R, W>, pool: &Pool, head: &Head, status: u16) {
     if let Some(log) = pool.logs.access() {
         let mut record = log.start(&pool.name, &head.params, conn.peer, head.started);
