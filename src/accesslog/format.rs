@@ -127,9 +127,17 @@ impl Format {
     }
 
     /// Appends the line for `rec` (without a newline) to `out`; `now` is the time of `%T`.
+    /// Control characters in values (a decoded `%0A` in SCRIPT_NAME, say) are written as
+    /// `\xNN`, so a request cannot forge log lines.
     pub fn render(&self, rec: &Record, now: SystemTime, out: &mut String) {
         for token in &self.tokens {
+            let start = out.len();
             self.render_token(token, rec, now, out);
+            if !matches!(token, Token::Literal(_)) && out[start..].contains(char::is_control) {
+                let value = escape_controls(&out[start..]);
+                out.truncate(start);
+                out.push_str(&value);
+            }
         }
     }
 
@@ -198,6 +206,19 @@ pub struct Record {
 pub struct CpuTime {
     pub user: f64,
     pub system: f64,
+}
+
+/// `s` with each control character written as `\xNN`.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn duration(out: &mut String, d: Duration, unit: DurationUnit) -> std::fmt::Result {

@@ -171,3 +171,9 @@ fn bad_formats_are_refused_with_a_reason() {
     assert!(parse_error("%{}o").contains("header's name"));
     assert!(parse_error(&format!("%{{{}}}e", "x".repeat(200))).contains("longer than"));
 }
+
+#[test]
+fn control_characters_in_values_cannot_forge_lines() {
+    let rec = Record { uri: "/a\n127.0.0.1 - x\r\t.php".into(), ..record() };
+    assert_eq!(line("%r%%\t", &rec), "/a\\x0A127.0.0.1 - x\\x0D\\x09.php%\t");
+}

@@ -132,10 +132,15 @@ impl PoolLogs {
         let Some(slow) = &self.slow else {
             return;
         };
-        let empty = RequestInfo::default();
-        let info = info.unwrap_or(&empty);
-        crate::warning!("{}", slow_warning(&self.pool, pid, info, elapsed));
-        let entry = slow_entry(&crate::log::timestamp(), &self.pool, pid, info, elapsed);
+        // Control characters written as \xNN: a request cannot forge log lines.
+        let info = info.map_or_else(RequestInfo::default, |i| RequestInfo {
+            method: format::escape_controls(&i.method),
+            uri: format::escape_controls(&i.uri),
+            script: format::escape_controls(&i.script),
+            ..RequestInfo::default()
+        });
+        crate::warning!("{}", slow_warning(&self.pool, pid, &info, elapsed));
+        let entry = slow_entry(&crate::log::timestamp(), &self.pool, pid, &info, elapsed);
         writer::send(writer::Msg::Text { path: slow.path.clone(), text: entry });
     }
 }
