@@ -47,6 +47,7 @@ pub fn open(path: &Path) -> std::io::Result<File> {
 pub fn send(msg: Msg) {
     if writer().try_send(msg).is_err() {
         DROPPED.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::log_lines_dropped(1);
     }
 }
 

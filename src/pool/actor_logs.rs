@@ -65,6 +65,7 @@ impl PoolActor {
             }
             s.slow_logged = true;
             self.slow_requests += 1;
+            self.metrics.slow();
             self.logs.slow(s.pid.map(Pid::as_raw), s.info.as_deref(), elapsed);
         }
     }
