@@ -72,8 +72,8 @@ pub enum Token {
     /// inside PHP and shows the child's private memory (resident minus shared, the measure
     /// `pm_max_memory` uses) when the request ended.
     Memory(MemoryUnit),
-    /// `%C` / `%{total|user|system}C`: the child's CPU time during the request, as a
-    /// percentage of the request's duration.
+    /// `%C` / `%{total|user|system}C`: the child's CPU time for the request (ticks since its
+    /// previous request), as a percentage of the request's duration.
     Cpu(CpuPart),
     /// `%{NAME}e`: a FastCGI param of the request.
     Param(String),

@@ -3,9 +3,10 @@
 //!
 //! The connection task collects what it knows of a request into a [`Record`] (only when the
 //! pool has an access log, and only the params and headers the format names); the pool actor
-//! adds the child's pid, CPU time and memory and hands the record to the writer thread, which
-//! renders and writes it. Async code never touches the files: it `try_send`s to
-//! [`writer`], and a full channel drops the line (counted and reported).
+//! adds the child's pid and hands the record to the writer thread, which reads the child's
+//! CPU time and memory from /proc when the format shows them, renders the line and writes it.
+//! Async code never touches files, /proc included: it `try_send`s to [`writer`], and a full
+//! channel drops the line (counted and reported).
 //!
 //! The slowlog shows pool, pid, script, request and elapsed time, but no PHP backtrace:
 //! php-fpm gets one by ptrace-attaching to the child and reading the PHP executor's memory,
@@ -60,10 +61,17 @@ struct SlowLog {
 pub struct ChildView {
     pub pid: Option<i32>,
     pub parent_pid: Option<i32>,
-    /// The child's CPU clock ticks (user, system) when the request started.
-    pub cpu_start: Option<(u64, u64)>,
-    /// The child's private memory after the request, if already measured.
+    /// The child's private memory after the request, if already measured (`pm_max_memory`).
     pub memory: Option<u64>,
+}
+
+/// What the writer reads from /proc for a line: only what the format shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probe {
+    /// `%C`: the child's CPU ticks.
+    pub cpu: bool,
+    /// `%M`: the child's private memory.
+    pub memory: bool,
 }
 
 impl PoolLogs {
@@ -100,16 +108,6 @@ impl PoolLogs {
         self.slow.as_ref().map(|s| s.timeout)
     }
 
-    /// Reads the child's CPU time at a request's start, when the format shows it.
-    pub fn cpu_at_start(&self, pid: Option<i32>) -> Option<(u64, u64)> {
-        self.access.as_ref().filter(|a| a.cpu).and(pid).and_then(cpu_ticks)
-    }
-
-    /// True when the actor must measure the child's memory after each request.
-    pub fn wants_memory(&self) -> bool {
-        self.access.as_ref().is_some_and(|a| a.memory)
-    }
-
     /// Completes `rec` with what the actor knows of the child and sends it to the writer.
     pub fn finish(&self, mut rec: Box<Record>, child: ChildView) {
         let Some(access) = &self.access else {
@@ -117,13 +115,9 @@ impl PoolLogs {
         };
         rec.pid = child.pid;
         rec.parent_pid = child.parent_pid;
-        if access.memory {
-            rec.memory = child.memory.or_else(|| child.pid.and_then(crate::pool::recycle::private_memory));
-        }
-        if let (true, Some(start), Some(pid)) = (access.cpu, child.cpu_start, child.pid) {
-            rec.cpu = cpu_ticks(pid).map(|end| cpu_spent(start, end, clock_ticks()));
-        }
-        writer::send(writer::Msg::Access { path: access.path.clone(), format: access.format.clone(), rec });
+        rec.memory = child.memory.filter(|_| access.memory);
+        let probe = Probe { cpu: access.cpu, memory: access.memory && rec.memory.is_none() };
+        writer::send(writer::Msg::Access { path: access.path.clone(), format: access.format.clone(), rec, probe });
     }
 
     /// Logs a request that has run past `request_slowlog_timeout`: a WARNING in the error
@@ -241,7 +235,8 @@ fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
-fn clock_ticks() -> f64 {
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if hz > 0 {
@@ -251,7 +246,8 @@ fn clock_ticks() -> f64 {
     }
 }
 
-fn cpu_spent(start: (u64, u64), end: (u64, u64), hz: f64) -> CpuTime {
+/// The CPU time between two samples of a process's ticks.
+pub fn cpu_spent(start: (u64, u64), end: (u64, u64), hz: f64) -> CpuTime {
     CpuTime { user: end.0.saturating_sub(start.0) as f64 / hz, system: end.1.saturating_sub(start.1) as f64 / hz }
 }
 

@@ -16,17 +16,21 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::format::{Format, Record};
+use super::Probe;
 
 /// Most lines waiting for the writer; past it, lines are dropped.
 pub const QUEUE: usize = 64 * 1024;
+/// Children whose CPU ticks the writer remembers (the table is cleared past this).
+const MAX_CHILDREN_TRACKED: usize = 16 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
 const FILE_MODE: u32 = 0o600;
 
 /// What the writer is asked to do.
 #[derive(Debug)]
 pub enum Msg {
-    /// Render `rec` in `format` and append it to `path`.
-    Access { path: Arc<Path>, format: Arc<Format>, rec: Box<Record> },
+    /// Render `rec` in `format` (after reading what `probe` asks from /proc) and append it
+    /// to `path`.
+    Access { path: Arc<Path>, format: Arc<Format>, rec: Box<Record>, probe: Probe },
     /// Append `text` to `path` as it is.
     Text { path: Arc<Path>, text: String },
     /// Close every file; the next line opens it again.
@@ -93,6 +97,8 @@ struct Writer {
     /// Files whose last write failed (reported once until a write succeeds).
     failing: Vec<Arc<Path>>,
     reported_drops: u64,
+    /// The CPU ticks of each child at its last logged request (for `%C`).
+    cpu: HashMap<i32, (u64, u64)>,
 }
 
 impl Writer {
@@ -113,7 +119,8 @@ impl Writer {
 
     fn handle(&mut self, msg: Msg, acks: &mut Vec<Sender<()>>) {
         match msg {
-            Msg::Access { path, format, rec } => {
+            Msg::Access { path, format, mut rec, probe } => {
+                self.probe(&mut rec, probe);
                 let buf = self.buffer(path);
                 format.render(&rec, SystemTime::now(), buf);
                 buf.push('\n');
@@ -124,6 +131,32 @@ impl Writer {
                 self.files.clear();
             }
             Msg::Flush(ack) => acks.push(ack),
+        }
+    }
+
+    /// Reads the child's memory and CPU ticks, as `probe` asks. CPU time is counted from the
+    /// child's previous logged request (the child is idle in between), so the first request
+    /// of each child shows `-`; a sample taken late, under load, may count a little of the
+    /// next request.
+    fn probe(&mut self, rec: &mut Record, probe: Probe) {
+        let Some(pid) = rec.pid else {
+            return;
+        };
+        if probe.memory {
+            // 0: the child has exited (a zombie's memory is gone), so unknown.
+            rec.memory = crate::pool::recycle::private_memory(pid).filter(|&bytes| bytes > 0);
+        }
+        if !probe.cpu {
+            return;
+        }
+        let Some(now) = super::cpu_ticks(pid) else {
+            return;
+        };
+        if self.cpu.len() >= MAX_CHILDREN_TRACKED && !self.cpu.contains_key(&pid) {
+            self.cpu.clear();
+        }
+        if let Some(before) = self.cpu.insert(pid, now) {
+            rec.cpu = Some(super::cpu_spent(before, now, super::clock_ticks()));
         }
     }
 
@@ -179,12 +212,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn probes_read_memory_and_cpu_since_the_previous_request() {
+        let mut writer = Writer::default();
+        let pid = std::process::id() as i32;
+        let probe = Probe { cpu: true, memory: true };
+        let mut first = Record { pid: Some(pid), ..Record::default() };
+        writer.probe(&mut first, probe);
+        assert!(first.memory.is_some_and(|bytes| bytes > 0), "{first:?}");
+        assert_eq!(first.cpu, None, "a child's first request has no previous sample");
+        let mut second = Record { pid: Some(pid), ..Record::default() };
+        writer.probe(&mut second, Probe { cpu: true, memory: false });
+        assert!(second.cpu.is_some() && second.memory.is_none(), "{second:?}");
+        let mut unknown = Record::default();
+        writer.probe(&mut unknown, probe);
+        assert!(unknown.cpu.is_none() && unknown.memory.is_none());
+    }
+
+    #[test]
     fn lines_are_written_and_files_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let path: Arc<Path> = Arc::from(dir.path().join("access.log").as_path());
         let format = Arc::new(Format::parse("%m %s").unwrap());
         let rec = Box::new(Record { method: "GET".into(), status: 200, ..Record::default() });
-        send(Msg::Access { path: path.clone(), format, rec });
+        send(Msg::Access { path: path.clone(), format, rec, probe: Probe::default() });
         send(Msg::Text { path: path.clone(), text: "text\n".into() });
         flush(Duration::from_secs(10));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "GET 200\ntext\n");

@@ -167,8 +167,6 @@ struct Slot {
     requests: u64,
     since: Instant,
     last_duration: Duration,
-    /// The child's CPU ticks when the request started (only for `%C` in the access log).
-    cpu_start: Option<(u64, u64)>,
     /// The running request was already logged as slow.
     slow_logged: bool,
 }
@@ -248,7 +246,6 @@ impl PoolActor {
             requests: 0,
             since: now,
             last_duration: Duration::ZERO,
-            cpu_start: None,
             slow_logged: false,
         };
         PoolActor {
@@ -357,9 +354,7 @@ impl PoolActor {
         self.max_queue_wait = self.max_queue_wait.max(queued);
         self.metrics.queued(queued);
         self.metrics.busy(self.busy);
-        let cpu_start = self.logs.cpu_at_start(self.slots.get(slot).and_then(|s| s.pid).map(Pid::as_raw));
         if let Some(s) = self.slots.get_mut(slot) {
-            s.cpu_start = cpu_start;
             s.slow_logged = false;
             if info.is_some() {
                 s.info = info;
@@ -371,11 +366,11 @@ impl PoolActor {
         self.busy = self.busy.saturating_sub(1);
         let next = if self.stopping { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
-        let measure = self.policy.max_memory.is_some() || self.logs.wants_memory();
+        let max_memory = self.policy.max_memory;
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
-            s.memory = s.pid.filter(|_| measure).and_then(|p| recycle::private_memory(p.as_raw()));
+            s.memory = max_memory.and(s.pid).and_then(|p| recycle::private_memory(p.as_raw()));
         }
         if let Some(view) = self.view(slot) {
             let reason = recycle::after_request(&self.policy, &view, Instant::now());

@@ -1,6 +1,6 @@
 //! The pool actor's side of the access log and slowlog: it knows each slot's child, so it
-//! completes access records with the child's pid, CPU time and memory, and its tick spots
-//! requests running past `request_slowlog_timeout`.
+//! completes access records with the child's pid (the writer thread reads the child's CPU
+//! time and memory), and its tick spots requests running past `request_slowlog_timeout`.
 
 use std::time::{Duration, Instant};
 
@@ -45,12 +45,7 @@ impl PoolActor {
         let Some(s) = self.slots.get(slot) else {
             return ChildView::default();
         };
-        ChildView {
-            pid: s.pid.map(Pid::as_raw),
-            parent_pid: self.parent.map(|(p, _)| p.as_raw()),
-            cpu_start: s.cpu_start,
-            memory: s.memory,
-        }
+        ChildView { pid: s.pid.map(Pid::as_raw), parent_pid: self.parent.map(|(p, _)| p.as_raw()), memory: s.memory }
     }
 
     /// Logs, once per request, each request that has run past `request_slowlog_timeout`.
