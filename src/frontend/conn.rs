@@ -67,8 +67,11 @@ pub struct Conn<R, W> {
 
 /// Serves one nginx connection until it closes, fails, or shutdown. Each
 /// request goes to the pool `current` holds at its start (reload swaps it).
+/// `peer`: nginx's address, when it is known and the access log shows it.
 pub async fn serve<R, W>(
-    (rd, wr, peer): (R, W, Option<std::net::IpAddr>),
+    rd: R,
+    wr: W,
+    peer: Option<std::net::IpAddr>,
     current: watch::Receiver<Arc<Pool>>,
     mut shutdown: watch::Receiver<bool>,
 ) where

@@ -59,7 +59,7 @@ impl Accepted {
         match &mut self {
             Accepted::Unix(s) => {
                 let (rd, wr) = s.split();
-                super::conn::serve((rd, wr, None), current, shutdown).await
+                super::conn::serve(rd, wr, None, current, shutdown).await
             }
             Accepted::Tcp(s) => {
                 let _ = s.set_nodelay(true);
@@ -67,7 +67,7 @@ impl Accepted {
                 let wants_peer = current.borrow().logs.access().is_some_and(|log| log.wants_peer());
                 let peer = if wants_peer { s.peer_addr().ok().map(|a| a.ip()) } else { None };
                 let (rd, wr) = s.split();
-                super::conn::serve((rd, wr, peer), current, shutdown).await
+                super::conn::serve(rd, wr, peer, current, shutdown).await
             }
         }
     }

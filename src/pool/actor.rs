@@ -301,7 +301,7 @@ impl PoolActor {
                         }
                         self.apply_retirements();
                     }
-                    None => return,
+                    None => return self.drain_access(),
                 },
                 Some(event) = events.recv() => {
                     self.on_event(event);

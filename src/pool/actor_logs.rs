@@ -41,6 +41,13 @@ impl PoolActor {
         }
     }
 
+    /// Sends every held record, known pid or not (the actor is ending).
+    pub(super) fn drain_access(&mut self) {
+        for (slot, _, record) in std::mem::take(&mut self.pending_access) {
+            self.logs.finish(record, self.child_view(slot));
+        }
+    }
+
     fn child_view(&self, slot: usize) -> ChildView {
         let Some(s) = self.slots.get(slot) else {
             return ChildView::default();
