@@ -30,6 +30,9 @@ pub(in crate::config) enum Action {
     /// Not supported yet: accepted with a warning, which adds this hint when it is not empty.
     /// No warning when the value is empty or a zero, php-fpm's "off".
     Warn(&'static str),
+    /// Accepted, but cannot have an effect in rustfpm: a warning saying why (none when the value
+    /// is empty or a zero).
+    NoEffect(&'static str),
     /// Not supported, and ignoring it would be unsafe: an error saying why.
     Refuse(&'static str),
     /// Converted by its own code (in `interpret`).
@@ -51,7 +54,7 @@ const ACL: &str = "only listen.owner, listen.group and listen.mode set the socke
                    and groups listed here may be refused";
 
 const NO_TRACE: &str = "rustfpm cannot read a PHP backtrace from a php-cgi child (php-fpm ptraces its own workers \
-                        and reads PHP's memory), so the slowlog names the pool, pid, script, request and elapsed \
+                        and reads PHP's memory); the slowlog names the pool, pid, script, request and elapsed \
                         time, without a trace";
 
 /// `[global]` directives (php-fpm 8.2's `ini_fpm_global_options`).
@@ -107,7 +110,7 @@ pub(in crate::config) const POOL: &[(&str, Action)] = &[
     ("access.format", Set("access_format", Kind::Text)),
     ("slowlog", LogPath("slowlog")),
     ("request_slowlog_timeout", Set("request_slowlog_timeout", Kind::Duration)),
-    ("request_slowlog_trace_depth", Warn(NO_TRACE)),
+    ("request_slowlog_trace_depth", NoEffect(NO_TRACE)),
     ("request_terminate_timeout", Set("request_terminate_timeout", Kind::Duration)),
     ("request_terminate_timeout_track_finished", Set("request_terminate_timeout_track_finished", Kind::Bool)),
     ("rlimit_files", Set("rlimit_files", Kind::Int)),

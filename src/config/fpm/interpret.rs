@@ -234,6 +234,8 @@ fn simple(e: &Entry, action: Action, items: &mut Vec<Item>, notes: &mut Notes<'_
         Warn(_) if means_off(&e.value) => {}
         Warn("") => warn(e, notes, "not supported yet by rustfpm; ignored"),
         Warn(hint) => warn(e, notes, format!("not supported yet by rustfpm; ignored ({hint})")),
+        NoEffect(_) if means_off(&e.value) => {}
+        NoEffect(why) => warn(e, notes, format!("has no effect: {why}")),
         Refuse(why) => error(e, notes, format!("not supported by rustfpm, and ignoring it would be unsafe: {why}")),
         _ => error(e, notes, "internal error: this directive has no conversion"),
     }
