@@ -7,6 +7,7 @@
 
 #[macro_use]
 pub mod log;
+pub mod accesslog;
 pub mod config;
 pub mod fastcgi;
 pub mod frontend;

@@ -22,6 +22,15 @@ pub const CHILD_CRASHES_TOTAL: &str = "rustfpm_child_crashes_total";
 pub const CHILDREN_RECYCLED_TOTAL: &str = "rustfpm_children_recycled_total";
 /// Busy children right now.
 pub const BUSY_CHILDREN: &str = "rustfpm_busy_children";
+/// Requests that ran past `request_slowlog_timeout`, by pool.
+pub const SLOW_REQUESTS_TOTAL: &str = "rustfpm_slow_requests_total";
+/// Access and slow log lines dropped because the log writer fell behind.
+pub const LOG_LINES_DROPPED_TOTAL: &str = "rustfpm_log_lines_dropped_total";
+
+/// Records access or slow log lines dropped (no pool label: one writer serves all pools).
+pub fn log_lines_dropped(n: u64) {
+    counter!(LOG_LINES_DROPPED_TOTAL).increment(n);
+}
 
 /// The registered metric handles of one pool.
 #[derive(Clone)]
@@ -87,6 +96,11 @@ impl PoolMetrics {
     /// Records a child replaced for `reason`.
     pub fn recycled(&self, reason: &'static str) {
         counter!(CHILDREN_RECYCLED_TOTAL, "pool" => self.pool.clone(), "reason" => reason).increment(1);
+    }
+
+    /// Records a request that ran past `request_slowlog_timeout`.
+    pub fn slow(&self) {
+        counter!(SLOW_REQUESTS_TOTAL, "pool" => self.pool.clone()).increment(1);
     }
 
     /// Records a start of the pool's php-cgi parent.

@@ -51,6 +51,7 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     supervisor.send(Command::Shutdown { grace: STOP_GRACE });
     let _ = thread.join();
     drop(runtime);
+    crate::accesslog::writer::flush(crate::accesslog::LOG_FLUSH_WAIT);
     crate::notice!("exiting, bye-bye!");
     result
 }
@@ -260,6 +261,7 @@ impl Server {
 }
 
 fn reopen_logs() {
+    crate::accesslog::writer::reopen();
     match crate::log::reopen() {
         Ok(()) => crate::notice!("error log reopened"),
         Err(e) => crate::error!("cannot reopen the error log: {e}"),

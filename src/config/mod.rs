@@ -11,6 +11,7 @@ mod file;
 mod fpm;
 mod listen;
 mod logging;
+mod logs;
 mod pm;
 mod source;
 mod tables;
@@ -80,6 +81,8 @@ pub const DEFAULT_PHP_CGI: &str = "php-cgi";
 pub const DEFAULT_CLEAR_ENV: bool = true;
 /// `security_limit_extensions` when unset.
 pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
+/// `access_format` when unset: php-fpm's default.
+pub const DEFAULT_ACCESS_FORMAT: &str = crate::accesslog::DEFAULT_FORMAT;
 /// `queue_max_len` when unset is `pm_max_children * DEFAULT_QUEUE_FACTOR`.
 pub const DEFAULT_QUEUE_FACTOR: usize = 16;
 
@@ -294,6 +297,14 @@ pub struct Pool {
     /// rustfpm extension: a queued request that waited this long for a child is answered 503.
     /// `None` (unset or `0`) waits without limit (`queue_max_len` still applies).
     pub queue_max_wait: Option<Duration>,
+    /// `access.log`: one line per request is appended here. `None`: no access log.
+    pub access_log: Option<PathBuf>,
+    /// `access.format`: php-fpm's `%` placeholders (validated).
+    pub access_format: String,
+    /// `slowlog`: requests running past `request_slowlog_timeout` are logged here.
+    pub slowlog: Option<PathBuf>,
+    /// `request_slowlog_timeout`. `None` (`0`, the default) is off; requires `slowlog`.
+    pub request_slowlog_timeout: Option<Duration>,
     /// `-d key=value` pairs for the children: php_value, php_flag, php_admin_value and
     /// php_admin_flag merged in that order, one entry per key, the later table winning.
     pub ini: Vec<(String, String)>,

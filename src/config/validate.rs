@@ -12,16 +12,16 @@ use toml::de::DeValue;
 
 use super::error::Report;
 use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
-use super::{listen, logging, pm, tables};
+use super::{listen, logging, logs, pm, tables};
 use super::{parse_duration, parse_size};
 use super::{
-    Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV,
-    DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG,
-    DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
-    DEFAULT_PING_RESPONSE, DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE,
-    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR,
-    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
-    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_ACCESS_FORMAT,
+    DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV, DEFAULT_DECORATE_WORKERS_OUTPUT,
+    DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG, DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG,
+    DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE, DEFAULT_PM,
+    DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE,
+    DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS,
+    MAX_CHILDREN, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -69,6 +69,7 @@ fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
     pm::apply(k, &mut pool, max_children, r);
     process_settings(k, &mut pool, r);
     request_settings(k, &mut pool, r);
+    logs::apply(k, &mut pool, r);
     tables::apply(k, &mut pool, r);
     r.pool = None;
     (r.count() == before).then_some(pool)
@@ -116,6 +117,10 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         request_terminate_timeout: None,
         request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
         queue_max_wait: None,
+        access_log: None,
+        access_format: DEFAULT_ACCESS_FORMAT.to_string(),
+        slowlog: None,
+        request_slowlog_timeout: None,
         ini: Vec::new(),
         admin_ini_keys: Vec::new(),
     }
@@ -314,7 +319,7 @@ fn path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     None
 }
 
-fn absolute_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
+pub(super) fn absolute_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     let path = path(f, r)?;
     if path.is_absolute() {
         return Some(path);

@@ -63,12 +63,15 @@ pub struct Conn<R, W> {
     pub out: Vec<u8>,
     /// Accepted on `pm_status_listen`: only the status and ping pages are served.
     pub pages_only: bool,
+    /// nginx's address on TCP, when the access log shows it (`%R`).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl<R, W> Conn<R, W> {
-    /// A new connection from its halves.
-    pub fn new(rd: R, wr: W, pages_only: bool) -> Self {
-        Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), pages_only }
+    /// A new connection from its halves; `peer` is nginx's address, when it
+    /// is known and the access log shows it.
+    pub fn new(rd: R, wr: W, pages_only: bool, peer: Option<std::net::IpAddr>) -> Self {
+        Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), pages_only, peer }
     }
 }
 
@@ -124,6 +127,7 @@ where
     W: AsyncWrite + Unpin,
 {
     if let Some(page) = super::pages::which(&pool, &head.params) {
+        log_alone(conn, &pool, &head, 200);
         return super::pages::answer(conn, &pool, &head, page).await;
     }
     if conn.pages_only {
@@ -131,6 +135,7 @@ where
             stderr: Some(b"only the status and ping pages are served on pm_status_listen"),
             ..Reply::new("404 Not Found", b"File not found.\n")
         };
+        log_alone(conn, &pool, &head, 404);
         return answer_alone(conn, &head, reply).await;
     }
     match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
@@ -139,6 +144,7 @@ where
             crate::debug!("[pool {}] Primary script unknown", pool.name);
             let reply =
                 Reply { stderr: Some(b"Primary script unknown"), ..Reply::new("404 Not Found", b"File not found.\n") };
+            log_alone(conn, &pool, &head, 404);
             return answer_alone(conn, &head, reply).await;
         }
         Verdict::Denied(script) => {
@@ -147,6 +153,7 @@ where
                 pool.name,
                 script.display()
             );
+            log_alone(conn, &pool, &head, 403);
             return answer_alone(conn, &head, Reply::new("403 Forbidden", b"Access denied.\n")).await;
         }
     }
@@ -164,8 +171,10 @@ where
             Err(e) => return refused(conn, &pool, &head, e).await,
         }
     };
-    let info = pool.pages.status_path.is_some().then(|| super::pages::request_info(&head.params));
+    let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
+    let info = wants_info.then(|| super::pages::request_info(&head.params));
     let mut lease = proxy::Lease::new(&pool, worker, queued, info);
+    lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer, head.started));
     match proxy::run(conn, &mut lease, &head).await {
         Outcome::Done { status } => {
             lease.finish(status);
@@ -176,6 +185,16 @@ where
     }
 }
 
+/// The access log line of a request rustfpm answers in php-fpm's stead (php-fpm's worker
+/// answers and logs these: 403, 404, the status and ping pages): no child is involved.
+fn log_alone<R, W>(conn: &Conn<R, W>, pool: &Pool, head: &Head, status: u16) {
+    if let Some(log) = pool.logs.access() {
+        let mut record = log.start(&pool.name, &head.params, conn.peer, head.started);
+        (record.status, record.duration) = (status, head.started.elapsed());
+        pool.logs.finish(record, crate::accesslog::ChildView::default());
+    }
+}
+
 /// 503 for a request that found the queue full or waited too long.
 async fn refused<R, W>(conn: &mut Conn<R, W>, pool: &Pool, head: &Head, why: AcquireError) -> Result<bool, ConnError>
 where
@@ -183,9 +202,9 @@ where
     W: AsyncWrite + Unpin,
 {
     pool.tell(PoolMsg::Rejected);
+    log_alone(conn, pool, head, 503);
     match why {
         AcquireError::QueueFull => {
-            pool.tell(PoolMsg::Rejected);
             crate::warning!("[pool {}] queue full ({} waiting): answered 503", pool.name, pool.balancer.waiting())
         }
         _ => crate::warning!("[pool {}] no child became free within queue_max_wait: answered 503", pool.name),

@@ -110,7 +110,7 @@ pub fn pool_status(pool: &Pool, snap: &PoolSnapshot) -> PoolStatus {
         total_processes: snap.slots.len(),
         max_active_processes: snap.max_active,
         max_children_reached: pool.balancer.had_to_wait(),
-        slow_requests: 0,
+        slow_requests: snap.slow_requests,
         processes,
     }
 }

@@ -36,13 +36,15 @@ pub struct Lease<'p> {
     /// When the request got its worker.
     pub started: Instant,
     status: Option<u16>,
+    /// The request's access log record, when the pool has an access log.
+    pub access: Option<Box<crate::accesslog::Record>>,
 }
 
 impl<'p> Lease<'p> {
     /// Takes `worker` for a request that waited `queued` for it.
     pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
         pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
-        Lease { pool, worker: Some(worker), started: Instant::now(), status: None }
+        Lease { pool, worker: Some(worker), started: Instant::now(), status: None, access: None }
     }
 
     fn worker(&mut self) -> &mut Worker {
@@ -70,9 +72,13 @@ impl Drop for Lease<'_> {
             }
         };
         let duration = self.started.elapsed();
+        let mut access = self.access.take();
+        if let Some(record) = access.as_mut() {
+            (record.status, record.duration) = (status, duration);
+        }
         // The actor lends the worker out again once it has decided whether
         // its child must be replaced; without an actor (shutdown), we do.
-        let finished = PoolMsg::RequestFinished { slot: worker.slot(), status, duration, worker };
+        let finished = PoolMsg::RequestFinished { slot: worker.slot(), status, duration, worker, access };
         if let Err(tokio::sync::mpsc::error::SendError(PoolMsg::RequestFinished { worker, .. })) =
             self.pool.actor.send(finished)
         {
@@ -107,7 +113,9 @@ where
         let (slot, inode) = (worker.slot(), worker.inode());
         pool.tell(PoolMsg::Connected { slot, inode });
     }
-    let mut response = ResponseStream::default();
+    // access log: keep the response head only when the format shows response headers.
+    let keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
+    let mut response = ResponseStream { keep_head, ..ResponseStream::default() };
     let started = lease.started;
     let exchanged = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response);
     let result = match pool.terminate_timeout {
@@ -131,6 +139,9 @@ where
             }
             if !sent_whole_records || request.content != seen {
                 lease.worker().discard();
+            }
+            if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
+                log.response_head(record, &response.head);
             }
             Outcome::Done { status: response.status }
         }
@@ -273,11 +284,21 @@ struct ResponseStream {
     status: u16,
     sent_any: bool,
     ended: bool,
+    /// Keep the first STDOUT bytes in `head` (for the access log's `%{..}o`).
+    keep_head: bool,
+    head: Vec<u8>,
 }
 
 impl Default for ResponseStream {
     fn default() -> Self {
-        ResponseStream { cursor: Cursor::new(), status: 200, sent_any: false, ended: false }
+        ResponseStream {
+            cursor: Cursor::new(),
+            status: 200,
+            sent_any: false,
+            ended: false,
+            keep_head: false,
+            head: Vec::new(),
+        }
     }
 }
 
@@ -287,6 +308,7 @@ impl ResponseStream {
     fn scan(&mut self, data: &[u8]) -> Result<usize, crate::fastcgi::CodecError> {
         let (mut status, mut first, mut ended) = (None, !self.sent_any, false);
         let mut stdout = false;
+        let (keep_head, head) = (self.keep_head, &mut self.head);
         let used = self.cursor.feed(data, |piece| match piece {
             Piece::Header(h) => {
                 stdout = h.record_type == RecordType::Stdout as u8;
@@ -295,6 +317,9 @@ impl ResponseStream {
             Piece::Content(bytes) if stdout && first => {
                 first = false;
                 status = parse_status(bytes);
+                if keep_head {
+                    head.extend_from_slice(&bytes[..bytes.len().min(crate::accesslog::MAX_RESPONSE_HEAD)]);
+                }
                 Flow::Continue
             }
             Piece::End(h) if h.record_type == RecordType::EndRequest as u8 => {

@@ -17,6 +17,7 @@ use super::balancer::Balancer;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::worker::{ChildSocket, Worker};
+use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
@@ -86,10 +87,12 @@ pub struct PoolSnapshot {
     pub max_queue_wait: Duration,
     /// Children replaced, by reason (indexed like [`Reason::ALL`]).
     pub recycled: [u64; Reason::ALL.len()],
+    /// Requests that ran past `request_slowlog_timeout`.
+    pub slow_requests: u64,
 }
 
-/// What the status page shows of a request (collected only when the pool
-/// has a status page).
+/// What the status page and the slowlog show of a request (collected only
+/// when the pool has a status page or a slowlog).
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     /// REQUEST_METHOD
@@ -109,8 +112,9 @@ pub struct RequestInfo {
 pub enum PoolMsg {
     /// A request got slot `slot` after waiting `queued`.
     RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
-    /// A request on `slot` ended with HTTP `status`.
-    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker },
+    /// A request on `slot` ended with HTTP `status`; `access` is its access log
+    /// record, when the pool has an access log.
+    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
     /// A new connection on `slot` completed its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` vanished mid-request.
@@ -127,6 +131,9 @@ pub enum PoolMsg {
     /// (or when `limit` has passed).
     Retire { limit: Option<Duration> },
 }
+
+#[path = "actor_logs.rs"]
+mod logs;
 
 /// How many recent child exits the actor remembers.
 const RECENT_EXITS: usize = 64;
@@ -162,6 +169,8 @@ struct Slot {
     requests: u64,
     since: Instant,
     last_duration: Duration,
+    /// The running request was already logged as slow.
+    slow_logged: bool,
 }
 
 /// What a pool actor is built from.
@@ -180,6 +189,8 @@ pub struct ActorSetup {
     pub epochs: Arc<[AtomicU32]>,
     /// The idle workers, to which the actor returns finished ones.
     pub balancer: Arc<Balancer>,
+    /// The pool's access log and slowlog.
+    pub logs: Arc<PoolLogs>,
 }
 
 /// The actor's private state.
@@ -214,12 +225,16 @@ pub struct PoolActor {
     returning: Vec<Worker>,
     snapshot_waiters: snapshot::Waiters,
     metrics: PoolMetrics,
+    logs: Arc<PoolLogs>,
+    slow_requests: u64,
+    /// Access records whose child's pid is still being looked up: (slot, when, record).
+    pending_access: Vec<(usize, Instant, Box<Record>)>,
 }
 
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
     pub fn new(setup: ActorSetup) -> PoolActor {
-        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer } = setup;
+        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs } = setup;
         let children = epochs.len();
         let now = Instant::now();
         let slot = || Slot {
@@ -234,6 +249,7 @@ impl PoolActor {
             requests: 0,
             since: now,
             last_duration: Duration::ZERO,
+            slow_logged: false,
         };
         PoolActor {
             name: spec.pool.clone(),
@@ -266,6 +282,9 @@ impl PoolActor {
             balancer,
             returning: Vec::new(),
             snapshot_waiters: snapshot::Waiters::default(),
+            logs,
+            slow_requests: 0,
+            pending_access: Vec::new(),
         }
     }
 
@@ -286,7 +305,7 @@ impl PoolActor {
                         }
                         self.apply_retirements();
                     }
-                    None => return,
+                    None => return self.drain_access(),
                 },
                 Some(event) = events.recv() => {
                     self.on_event(event);
@@ -305,8 +324,11 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
-            PoolMsg::RequestFinished { slot, status, duration, worker } => {
+            PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
                 self.request_finished(slot, status, duration);
+                if let Some(record) = access {
+                    self.log_access(slot, record);
+                }
                 self.returning.push(worker);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
@@ -337,8 +359,11 @@ impl PoolActor {
         self.max_queue_wait = self.max_queue_wait.max(queued);
         self.metrics.queued(queued);
         self.metrics.busy(self.busy);
-        if let Some(s) = self.slots.get_mut(slot).filter(|_| info.is_some()) {
-            s.info = info;
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.slow_logged = false;
+            if info.is_some() {
+                s.info = info;
+            }
         }
     }
 
@@ -466,6 +491,7 @@ impl PoolActor {
                     s.finding = false;
                 }
                 self.answer_snapshots();
+                self.flush_access(Some(slot));
             }
         }
     }
@@ -581,6 +607,8 @@ impl PoolActor {
     fn tick(&mut self) {
         self.answer_snapshots();
         self.flush_lost();
+        self.check_slow();
+        self.flush_access(None);
         self.repair_listener();
         let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
         for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
@@ -742,6 +770,7 @@ impl PoolActor {
             max_active: self.max_active,
             max_queue_wait: self.max_queue_wait,
             recycled: self.recycled,
+            slow_requests: self.slow_requests,
         }
     }
 }

@@ -19,6 +19,7 @@ pub use actor::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 pub use balancer::{AcquireError, Balancer};
 pub use worker::{ChildSocket, Worker};
 
+use crate::accesslog::PoolLogs;
 use crate::config;
 use crate::supervisor::Supervisor;
 
@@ -34,6 +35,9 @@ pub enum PoolError {
     /// A user/group/privilege problem.
     #[error("[pool {pool}] {message}")]
     Credentials { pool: String, message: String },
+    /// Its access log or slowlog cannot be opened for writing.
+    #[error("[pool {pool}] cannot open the log {path}: {source}")]
+    Logs { pool: String, path: PathBuf, source: std::io::Error },
     /// php-cgi could not be found.
     #[error("[pool {pool}] php_cgi {path}: {message}")]
     PhpCgi { pool: String, path: PathBuf, message: String },
@@ -73,6 +77,8 @@ pub struct Pool {
     pub chroot: Option<PathBuf>,
     /// `request_terminate_timeout`.
     pub terminate_timeout: Option<std::time::Duration>,
+    /// The access log and slowlog.
+    pub logs: Arc<PoolLogs>,
 }
 
 impl Pool {
@@ -85,6 +91,9 @@ impl Pool {
         allow_root: bool,
     ) -> Result<Arc<Pool>, PoolError> {
         explain_settings(cfg);
+        let logs =
+            PoolLogs::new(cfg).map_err(|(path, source)| PoolError::Logs { pool: cfg.name.clone(), path, source })?;
+        let logs = Arc::new(logs);
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
@@ -101,6 +110,7 @@ impl Pool {
             policy: policy(cfg, global),
             epochs,
             balancer: balancer.clone(),
+            logs: logs.clone(),
         });
         tokio::spawn(actor.run(rx, events_rx));
         Ok(Arc::new(Pool {
@@ -112,6 +122,7 @@ impl Pool {
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
             chroot: cfg.chroot.clone(),
+            logs,
             pages: Pages {
                 status_path: cfg.pm_status_path.clone(),
                 ping_path: cfg.ping_path.clone(),

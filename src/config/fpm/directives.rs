@@ -30,6 +30,9 @@ pub(in crate::config) enum Action {
     /// Not supported yet: accepted with a warning, which adds this hint when it is not empty.
     /// No warning when the value is empty or a zero, php-fpm's "off".
     Warn(&'static str),
+    /// Accepted, but cannot have an effect in rustfpm: a warning saying why (none when the value
+    /// is empty or a zero).
+    NoEffect(&'static str),
     /// Not supported, and ignoring it would be unsafe: an error saying why.
     Refuse(&'static str),
     /// Converted by its own code (in `interpret`).
@@ -42,12 +45,18 @@ pub(in crate::config) enum Action {
     AllowedClients,
     Chroot,
     Chdir,
+    /// A log file path, resolved against the pool's prefix, for this TOML key.
+    LogPath(&'static str),
 }
 
 use Action::*;
 
 const ACL: &str = "only listen.owner, listen.group and listen.mode set the socket's permissions, so the users \
                    and groups listed here may be refused";
+
+const NO_TRACE: &str = "rustfpm cannot read a PHP backtrace from a php-cgi child (php-fpm ptraces its own workers \
+                        and reads PHP's memory); the slowlog names the pool, pid, script, request and elapsed \
+                        time, without a trace";
 
 /// `[global]` directives (php-fpm 8.2's `ini_fpm_global_options`).
 pub(in crate::config) const GLOBAL: &[(&str, Action)] = &[
@@ -98,11 +107,11 @@ pub(in crate::config) const POOL: &[(&str, Action)] = &[
     ("pm.status_listen", StatusListen),
     ("ping.path", Set("ping_path", Kind::Text)),
     ("ping.response", Set("ping_response", Kind::Text)),
-    ("access.log", Warn("")),
-    ("access.format", Warn("")),
-    ("slowlog", Warn("")),
-    ("request_slowlog_timeout", Warn("")),
-    ("request_slowlog_trace_depth", Warn("")),
+    ("access.log", LogPath("access_log")),
+    ("access.format", Set("access_format", Kind::Text)),
+    ("slowlog", LogPath("slowlog")),
+    ("request_slowlog_timeout", Set("request_slowlog_timeout", Kind::Duration)),
+    ("request_slowlog_trace_depth", NoEffect(NO_TRACE)),
     ("request_terminate_timeout", Set("request_terminate_timeout", Kind::Duration)),
     ("request_terminate_timeout_track_finished", Set("request_terminate_timeout_track_finished", Kind::Bool)),
     ("rlimit_files", Set("rlimit_files", Kind::Int)),
@@ -181,7 +190,7 @@ pub(super) fn in_ini_terms(mut e: ConfigError) -> ConfigError {
         message = message.replace(toml, ini);
     }
     for (directive, action) in POOL.iter().chain(GLOBAL) {
-        if let Set(key, _) = action {
+        if let Set(key, _) | LogPath(key) = action {
             if key != directive {
                 message = message.replace(key, directive);
             }
@@ -208,6 +217,6 @@ fn ini_key(key: &str) -> String {
             return format!("{table}[{name}]");
         }
     }
-    let directive = POOL.iter().chain(GLOBAL).find(|(_, action)| matches!(action, Set(k, _) if *k == key));
+    let directive = POOL.iter().chain(GLOBAL).find(|(_, action)| matches!(action, Set(k, _) | LogPath(k) if *k == key));
     directive.map_or_else(|| key.to_string(), |(directive, _)| directive.to_string())
 }

@@ -80,6 +80,8 @@ struct PoolPaths<'e> {
     allowed_clients: Option<&'e Entry>,
     chroot: Option<&'e Entry>,
     chdir: Option<&'e Entry>,
+    /// `access.log` and `slowlog`, with their TOML keys.
+    logs: Vec<(&'static str, &'e Entry)>,
 }
 
 impl Interpreter<'_> {
@@ -141,6 +143,7 @@ impl Interpreter<'_> {
                 Some(AllowedClients) => paths.allowed_clients = Some(e),
                 Some(Chroot) => paths.chroot = Some(e),
                 Some(Chdir) => paths.chdir = Some(e),
+                Some(LogPath(key)) => paths.logs.push((key, e)),
                 Some(action) => simple(e, action, &mut items, notes),
             }
         }
@@ -185,6 +188,11 @@ impl Interpreter<'_> {
         }
         if let Some(e) = paths.chdir.filter(|e| !e.value.is_empty()) {
             items.push(text("chdir", resolve(base, &e.value), e.line));
+        }
+        // Empty is off, as in php-fpm; a relative path is under the prefix (fpm_conf.c).
+        for (key, e) in &paths.logs {
+            let value = if e.value.is_empty() { String::new() } else { resolve(base, &e.value) };
+            items.push(text(key, value, e.line));
         }
     }
 
@@ -236,6 +244,8 @@ fn simple(e: &Entry, action: Action, items: &mut Vec<Item>, notes: &mut Notes<'_
         Warn(_) if means_off(&e.value) => {}
         Warn("") => warn(e, notes, "not supported yet by rustfpm; ignored"),
         Warn(hint) => warn(e, notes, format!("not supported yet by rustfpm; ignored ({hint})")),
+        NoEffect(_) if means_off(&e.value) => {}
+        NoEffect(why) => warn(e, notes, format!("has no effect: {why}")),
         Refuse(why) => error(e, notes, format!("not supported by rustfpm, and ignoring it would be unsafe: {why}")),
         _ => error(e, notes, "internal error: this directive has no conversion"),
     }

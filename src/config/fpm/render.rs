@@ -78,6 +78,10 @@ fn pool(out: &mut String, p: &Pool) {
     optional(out, "queue_max_wait", p.queue_max_wait.map(duration));
     optional(out, "request_terminate_timeout", p.request_terminate_timeout.map(duration));
     line(out, "request_terminate_timeout_track_finished", p.request_terminate_timeout_track_finished);
+    optional(out, "access_log", p.access_log.as_deref().map(path));
+    line(out, "access_format", quote(&p.access_format));
+    optional(out, "slowlog", p.slowlog.as_deref().map(path));
+    optional(out, "request_slowlog_timeout", p.request_slowlog_timeout.map(duration));
     tables(out, p);
 }
 

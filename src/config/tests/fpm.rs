@@ -400,25 +400,23 @@ fn unsupported_directives_are_warnings_that_name_them() {
                 [www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\npm.status_path = /status\n\
                 ping.path = /ping\nping.response = pong\naccess.log = /var/log/$pool.access.log\n\
                 access.format = \"%R %u\"\nslowlog = /var/log/slow.log\nrequest_slowlog_timeout = 5s\n\
-                listen.acl_users = www-data\naccess.suppress_path[] = /ping\n";
+                listen.acl_users = www-data\naccess.suppress_path[] = /ping\nrequest_slowlog_trace_depth = 20\n";
     let (config, warnings) = load_text(text);
     let expected = [
         (2, "log_buffering", "whole lines"),
         (3, "events.mechanism", "not supported yet"),
         (7, "rlimit_files", "LimitNOFILE="),
-        (14, "access.log", "not supported yet"),
-        (15, "access.format", "not supported yet"),
-        (16, "slowlog", "not supported yet"),
-        (17, "request_slowlog_timeout", "not supported yet"),
         (18, "listen.acl_users", "may be refused"),
         (19, "access.suppress_path[]", "not supported yet"),
+        (20, "request_slowlog_trace_depth", "cannot read a PHP backtrace"),
     ];
     assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
     for (warning, (line, key, message)) in warnings.iter().zip(expected) {
         assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
         assert!(warning.contains(message), "{warning}");
     }
-    assert!(warnings[3].contains("[pool www] access.log = \"/var/log/www.access.log\""), "{}", warnings[3]);
+    assert!(warnings[3].contains("[pool www] listen.acl_users = \"www-data\""), "{}", warnings[3]);
+    assert_eq!(config.pools[0].access_log.as_deref(), Some(std::path::Path::new("/var/log/www.access.log")));
     assert_eq!(config.global.error_log, LogTarget::Syslog);
 }
 
@@ -630,11 +628,44 @@ fn every_key_has_a_php_fpm_directive() {
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
     let own = [own.as_slice(), &[("pm_status_listen", "pm.status_listen")]].concat();
     let mapped = |key: &str| {
-        GLOBAL.iter().chain(POOL).any(|(_, action)| matches!(action, Action::Set(k, _) if *k == key))
+        GLOBAL
+            .iter()
+            .chain(POOL)
+            .any(|(_, action)| matches!(action, Action::Set(k, _) | Action::LogPath(k) if *k == key))
             || own.iter().any(|(k, _)| *k == key)
             || ARRAYS.iter().any(|(array, _)| *array == key)
     };
     let keys = RawGlobal::KEYS.iter().chain(RawPoolKeys::KEYS);
     let missing: Vec<_> = keys.filter(|key| !mapped(key) && !EXTENSIONS.contains(key)).collect();
     assert!(missing.is_empty(), "no php-fpm directive fills {missing:?}");
+}
+
+#[test]
+fn log_directives_resolve_against_the_prefix() {
+    let files = Files::new();
+    let main = files.write(
+        "php-fpm.conf",
+        "[www]\nlisten = www.sock\npm.max_children = 1\naccess.log = log/$pool.access.log\n\
+         access.format = \"%R - %u %t \\\"%m %r%Q%q\\\" %s %f %{milli}d %{kilo}M %{user}C%%\"\n\
+         slowlog = /var/log/$pool.slow\n\
+         request_slowlog_timeout = 3s\n",
+    );
+    let (config, warnings) = load_ok(&main, Some(files.dir()));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let pool = &config.pools[0];
+    assert_eq!(pool.access_log, Some(files.dir().join("log/www.access.log")));
+    // Debian's example format, as www.conf has it.
+    assert_eq!(pool.access_format, "%R - %u %t \"%m %r%Q%q\" %s %f %{milli}d %{kilo}M %{user}C%%");
+    assert_eq!(pool.slowlog, Some(PathBuf::from("/var/log/www.slow")));
+    assert_eq!(pool.request_slowlog_timeout, Some(Duration::from_secs(3)));
+    assert_round_trip(&config);
+}
+
+#[test]
+fn log_errors_in_php_fpm_terms() {
+    let errors = errors_of(&pool_with("access.format = \"%Z\"\nrequest_slowlog_timeout = 10"));
+    let keys: Vec<_> = errors.iter().map(|e| e.key.as_deref()).collect();
+    assert_eq!(keys, [Some("access.format"), Some("request_slowlog_timeout")], "{errors:?}");
+    assert!(errors[0].message.contains("unknown placeholder '%Z'"), "{}", errors[0].message);
+    assert!(errors[1].message.contains("needs `slowlog`"), "{}", errors[1].message);
 }

@@ -4,6 +4,7 @@
 mod errors;
 mod fpm;
 mod logging;
+mod logs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

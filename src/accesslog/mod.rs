@@ -1,0 +1,295 @@
+//! php-fpm's per-pool `access.log` (one line per request, in `access.format`) and `slowlog`
+//! (requests running past `request_slowlog_timeout`).
+//!
+//! The connection task collects what it knows of a request into a [`Record`] (only when the
+//! pool has an access log, and only the params and headers the format names); the pool actor
+//! adds the child's pid and hands the record to the writer thread, which reads the child's
+//! CPU time and memory from /proc when the format shows them, renders the line and writes it.
+//! Async code never touches files, /proc included: it `try_send`s to [`writer`], and a full
+//! channel drops the line (counted and reported).
+//!
+//! The slowlog shows pool, pid, script, request and elapsed time, but no PHP backtrace:
+//! php-fpm gets one by ptrace-attaching to the child and reading the PHP executor's memory,
+//! which only works when the tracer knows the exact PHP build's struct layouts; rustfpm
+//! cannot do that safely, so `request_slowlog_trace_depth` has no effect.
+
+pub mod format;
+pub mod writer;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub use format::{CpuTime, Format, Record, Token, DEFAULT_FORMAT};
+
+use crate::config;
+use crate::fastcgi::ParamsBuffer;
+use crate::pool::RequestInfo;
+
+/// How long rustfpm waits at exit for queued log lines to be written.
+pub const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// Most bytes of a response's head kept to find the `%{..}o` headers.
+pub const MAX_RESPONSE_HEAD: usize = 8 * 1024;
+
+/// A pool's access log and slowlog.
+#[derive(Debug, Default)]
+pub struct PoolLogs {
+    pool: String,
+    access: Option<AccessLog>,
+    slow: Option<SlowLog>,
+}
+
+/// Where and how a pool logs its requests.
+#[derive(Debug)]
+pub struct AccessLog {
+    path: Arc<Path>,
+    format: Arc<Format>,
+    cpu: bool,
+    memory: bool,
+    remote_ip: bool,
+}
+
+#[derive(Debug)]
+struct SlowLog {
+    path: Arc<Path>,
+    timeout: Duration,
+}
+
+/// What the pool actor knows of the child that served a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildView {
+    pub pid: Option<i32>,
+    pub parent_pid: Option<i32>,
+    /// The child's private memory after the request, if already measured (`pm_max_memory`).
+    pub memory: Option<u64>,
+}
+
+/// What the writer reads from /proc for a line: only what the format shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Probe {
+    /// `%C`: the child's CPU ticks.
+    pub cpu: bool,
+    /// `%M`: the child's private memory.
+    pub memory: bool,
+}
+
+impl PoolLogs {
+    /// The logs of pool `cfg`: each file is opened once here, so that a path that cannot be
+    /// written is reported at start (the writer thread opens its own handles).
+    pub fn new(cfg: &config::Pool) -> Result<PoolLogs, (PathBuf, std::io::Error)> {
+        let mut logs = PoolLogs { pool: cfg.name.clone(), access: None, slow: None };
+        if let Some(path) = &cfg.access_log {
+            writer::open(path).map_err(|e| (path.clone(), e))?;
+            let format = Format::parse(&cfg.access_format)
+                .map_err(|e| (path.clone(), std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+            logs.access = Some(AccessLog {
+                path: Arc::from(path.as_path()),
+                cpu: format.uses(|t| matches!(t, Token::Cpu(_))),
+                memory: format.uses(|t| matches!(t, Token::Memory(_))),
+                remote_ip: format.uses(|t| *t == Token::RemoteIp),
+                format: Arc::new(format),
+            });
+        }
+        if let (Some(path), Some(timeout)) = (&cfg.slowlog, cfg.request_slowlog_timeout) {
+            writer::open(path).map_err(|e| (path.clone(), e))?;
+            logs.slow = Some(SlowLog { path: Arc::from(path.as_path()), timeout });
+        }
+        Ok(logs)
+    }
+
+    /// The access log, if the pool has one.
+    pub fn access(&self) -> Option<&AccessLog> {
+        self.access.as_ref()
+    }
+
+    /// `request_slowlog_timeout`, when the slowlog is on.
+    pub fn slow_timeout(&self) -> Option<Duration> {
+        self.slow.as_ref().map(|s| s.timeout)
+    }
+
+    /// Completes `rec` with what the actor knows of the child and sends it to the writer.
+    pub fn finish(&self, mut rec: Box<Record>, child: ChildView) {
+        let Some(access) = &self.access else {
+            return;
+        };
+        rec.pid = child.pid;
+        rec.parent_pid = child.parent_pid;
+        rec.memory = child.memory.filter(|_| access.memory);
+        let probe = Probe { cpu: access.cpu, memory: access.memory && rec.memory.is_none() };
+        writer::send(writer::Msg::Access { path: access.path.clone(), format: access.format.clone(), rec, probe });
+    }
+
+    /// Logs a request that has run past `request_slowlog_timeout`: a WARNING in the error
+    /// log and an entry in the slowlog, as php-fpm does.
+    pub fn slow(&self, pid: Option<i32>, info: Option<&RequestInfo>, elapsed: Duration) {
+        let Some(slow) = &self.slow else {
+            return;
+        };
+        // Control characters written as \xNN: a request cannot forge log lines.
+        let info = info.map_or_else(RequestInfo::default, |i| RequestInfo {
+            method: format::escape_controls(&i.method),
+            uri: format::escape_controls(&i.uri),
+            script: format::escape_controls(&i.script),
+            ..RequestInfo::default()
+        });
+        crate::warning!("{}", slow_warning(&self.pool, pid, &info, elapsed));
+        let entry = slow_entry(&crate::log::timestamp(), &self.pool, pid, &info, elapsed);
+        writer::send(writer::Msg::Text { path: slow.path.clone(), text: entry });
+    }
+}
+
+impl AccessLog {
+    /// The record of a request about to be proxied: what its params say. `peer` is the
+    /// FastCGI client's address (None on a Unix socket); `arrived`, when its head came in.
+    pub fn start(&self, pool: &str, params: &ParamsBuffer, peer: Option<IpAddr>, arrived: Instant) -> Box<Record> {
+        let text = |name: &[u8]| String::from_utf8_lossy(params.get(name).unwrap_or_default()).into_owned();
+        let wanted = |name: &String| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
+        Box::new(Record {
+            remote_ip: peer,
+            user: text(b"REMOTE_USER"),
+            method: text(b"REQUEST_METHOD"),
+            uri: text(b"SCRIPT_NAME"),
+            query: text(b"QUERY_STRING"),
+            script: text(b"SCRIPT_FILENAME"),
+            content_length: text(b"CONTENT_LENGTH").trim().parse().unwrap_or(0),
+            accepted: SystemTime::now().checked_sub(arrived.elapsed()),
+            params: self.format.params.iter().map(wanted).collect(),
+            pool: pool.to_string(),
+            ..Record::default()
+        })
+    }
+
+    /// True when the format shows response headers (the proxy then keeps the response head).
+    pub fn wants_headers(&self) -> bool {
+        !self.format.headers.is_empty()
+    }
+
+    /// True when the format shows the FastCGI client's address.
+    pub fn wants_peer(&self) -> bool {
+        self.remote_ip
+    }
+
+    /// Fills `rec`'s `%{..}o` values from the start of the response (CGI headers).
+    pub fn response_head(&self, rec: &mut Record, head: &[u8]) {
+        rec.headers = header_values(head, &self.format.headers);
+    }
+}
+
+/// The values of the headers `names` in a CGI response head (names matched without regard
+/// to case; the first of repeated headers wins).
+pub fn header_values(head: &[u8], names: &[String]) -> Vec<Option<String>> {
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
+    let lines: Vec<&[u8]> = head[..end].split(|&b| b == b'\n').collect();
+    let find = |name: &String| {
+        lines.iter().find_map(|line| {
+            let (key, value) = line.split_at(line.iter().position(|&b| b == b':')?);
+            key.eq_ignore_ascii_case(name.as_bytes())
+                .then(|| String::from_utf8_lossy(value[1..].trim_ascii()).into_owned())
+        })
+    };
+    names.iter().map(find).collect()
+}
+
+/// php-fpm's error-log line for a slow request (with its microseconds).
+pub fn slow_warning(pool: &str, pid: Option<i32>, info: &RequestInfo, elapsed: Duration) -> String {
+    format!(
+        "[pool {pool}] child {}, script '{}' (request: \"{} {}\") executing too slow ({:.6} sec), logging",
+        pid_text(pid),
+        info.script,
+        info.method,
+        info.uri,
+        elapsed.as_secs_f64()
+    )
+}
+
+/// A slowlog entry: php-fpm's header lines, then the request and the time it has run, and
+/// why there is no backtrace.
+pub fn slow_entry(timestamp: &str, pool: &str, pid: Option<i32>, info: &RequestInfo, elapsed: Duration) -> String {
+    format!(
+        "\n[{timestamp}]  [pool {pool}] pid {}\nscript_filename = {}\nrequest = {} {}\nelapsed = {:.3} sec\n\
+         (no backtrace: rustfpm cannot read PHP's stack from a php-cgi child)\n",
+        pid_text(pid),
+        info.script,
+        info.method,
+        info.uri,
+        elapsed.as_secs_f64()
+    )
+}
+
+fn pid_text(pid: Option<i32>) -> String {
+    pid.map_or_else(|| "?".to_string(), |p| p.to_string())
+}
+
+/// The CPU clock ticks (user, system) of process `pid`, from /proc/PID/stat.
+pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+/// utime and stime (fields 14 and 15) of a /proc/PID/stat line; the command name, in
+/// parentheses, may contain spaces.
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+/// The CPU time between two samples of a process's ticks.
+pub fn cpu_spent(start: (u64, u64), end: (u64, u64), hz: f64) -> CpuTime {
+    CpuTime { user: end.0.saturating_sub(start.0) as f64 / hz, system: end.1.saturating_sub(start.1) as f64 / hz }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_from_a_cgi_head() {
+        let head = b"Status: 404 Not Found\r\nContent-type: text/html; charset=UTF-8\r\nX-A:  b \r\n\r\nX-B: body";
+        let names = ["Content-Type".to_string(), "x-a".to_string(), "X-B".to_string()];
+        let values = header_values(head, &names);
+        assert_eq!(values, [Some("text/html; charset=UTF-8".to_string()), Some("b".to_string()), None]);
+    }
+
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let stat = "1234 (php cgi) S 1 2 3 4 5 6 7 8 9 10 250 37 0 0 20 0 1 0 100 200 300";
+        assert_eq!(parse_cpu_ticks(stat), Some((250, 37)));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        let own = cpu_ticks(std::process::id() as i32);
+        assert!(own.is_some());
+        let spent = cpu_spent((100, 10), (150, 35), 100.0);
+        assert_eq!(spent, CpuTime { user: 0.5, system: 0.25 });
+    }
+
+    #[test]
+    fn slow_lines_name_pool_pid_script_and_request() {
+        let info = RequestInfo {
+            method: "GET".into(),
+            uri: "/x.php?a=1".into(),
+            script: "/var/www/x.php".into(),
+            ..RequestInfo::default()
+        };
+        let warning = slow_warning("www", Some(1234), &info, Duration::from_millis(1005));
+        assert_eq!(
+            warning,
+            "[pool www] child 1234, script '/var/www/x.php' (request: \"GET /x.php?a=1\") executing too slow \
+             (1.005000 sec), logging"
+        );
+        let entry = slow_entry("26-Nov-2026 14:51:02", "www", Some(1234), &info, Duration::from_millis(1005));
+        assert!(entry.starts_with("\n[26-Nov-2026 14:51:02]  [pool www] pid 1234\nscript_filename = /var/www/x.php\n"));
+        assert!(entry.contains("request = GET /x.php?a=1\nelapsed = 1.005 sec\n"), "{entry}");
+    }
+}

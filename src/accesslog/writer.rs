@@ -1,0 +1,249 @@
+//! The one thread that writes every pool's access log and slowlog. Async code only
+//! [`send`]s to it (never blocking: a full channel drops the line and counts it); the thread
+//! renders access lines, batches what has queued up, and writes each file with one `write`
+//! per batch. Files are opened on first use and closed on [`reopen`] (SIGUSR1), so that
+//! logrotate can move them away.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::format::{Format, Record};
+use super::Probe;
+
+/// Most lines waiting for the writer; past it, lines are dropped.
+pub const QUEUE: usize = 64 * 1024;
+/// Children whose CPU ticks the writer remembers (the table is cleared past this).
+const MAX_CHILDREN_TRACKED: usize = 16 * 1024;
+/// php-fpm creates its log files readable and writable by their owner only.
+const FILE_MODE: u32 = 0o600;
+
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub enum Msg {
+    /// Render `rec` in `format` (after reading what `probe` asks from /proc) and append it
+    /// to `path`.
+    Access { path: Arc<Path>, format: Arc<Format>, rec: Box<Record>, probe: Probe },
+    /// Append `text` to `path` as it is.
+    Text { path: Arc<Path>, text: String },
+    /// Close every file; the next line opens it again.
+    Reopen,
+    /// Answer once everything sent before has been written.
+    Flush(Sender<()>),
+}
+
+static WRITER: OnceLock<Sender<Msg>> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Opens `path` for appending as the writer does (creating it, mode 0600).
+pub fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path)
+}
+
+/// Queues `msg` for the writer thread (started on first use). Never blocks.
+pub fn send(msg: Msg) {
+    if writer().try_send(msg).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::log_lines_dropped(1);
+    }
+}
+
+/// Lines dropped so far because the writer fell behind.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Asks the writer to close and reopen its files (SIGUSR1).
+pub fn reopen() {
+    if WRITER.get().is_some() {
+        send(Msg::Reopen);
+    }
+}
+
+/// Waits up to `limit` for the lines sent so far to be written (at exit). Blocks: call it
+/// from a plain thread, never from async code.
+pub fn flush(limit: Duration) {
+    if WRITER.get().is_none() {
+        return;
+    }
+    let (tx, rx) = bounded(1);
+    send(Msg::Flush(tx));
+    let _ = rx.recv_timeout(limit);
+}
+
+fn writer() -> &'static Sender<Msg> {
+    WRITER.get_or_init(|| {
+        let (tx, rx) = bounded(QUEUE);
+        let spawned = std::thread::Builder::new().name("rustfpm-logs".into()).spawn(move || Writer::default().run(rx));
+        if let Err(e) = spawned {
+            crate::error!("cannot start the access log writer thread: {e}; access and slow logs are off");
+        }
+        tx
+    })
+}
+
+#[derive(Default)]
+struct Writer {
+    files: HashMap<Arc<Path>, File>,
+    /// Text waiting to be written, per file, in arrival order of the files.
+    pending: Vec<(Arc<Path>, String)>,
+    /// Files whose last write failed (reported once until a write succeeds).
+    failing: Vec<Arc<Path>>,
+    reported_drops: u64,
+    /// The CPU ticks of each child at its last logged request (for `%C`).
+    cpu: HashMap<i32, (u64, u64)>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(msg) = rx.recv() {
+            let mut acks = Vec::new();
+            self.handle(msg, &mut acks);
+            while let Ok(msg) = rx.try_recv() {
+                self.handle(msg, &mut acks);
+            }
+            self.write_pending();
+            self.report_drops();
+            for ack in acks {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg, acks: &mut Vec<Sender<()>>) {
+        match msg {
+            Msg::Access { path, format, mut rec, probe } => {
+                self.probe(&mut rec, probe);
+                let buf = self.buffer(path);
+                format.render(&rec, SystemTime::now(), buf);
+                buf.push('\n');
+            }
+            Msg::Text { path, text } => self.buffer(path).push_str(&text),
+            Msg::Reopen => {
+                self.write_pending();
+                self.files.clear();
+            }
+            Msg::Flush(ack) => acks.push(ack),
+        }
+    }
+
+    /// Reads the child's memory and CPU ticks, as `probe` asks. CPU time is counted from the
+    /// child's previous logged request (the child is idle in between), so the first request
+    /// of each child shows `-`; a sample taken late, under load, may count a little of the
+    /// next request.
+    fn probe(&mut self, rec: &mut Record, probe: Probe) {
+        let Some(pid) = rec.pid else {
+            return;
+        };
+        if probe.memory {
+            // 0: the child has exited (a zombie's memory is gone), so unknown.
+            rec.memory = crate::pool::recycle::private_memory(pid).filter(|&bytes| bytes > 0);
+        }
+        if !probe.cpu {
+            return;
+        }
+        let Some(now) = super::cpu_ticks(pid) else {
+            return;
+        };
+        if self.cpu.len() >= MAX_CHILDREN_TRACKED && !self.cpu.contains_key(&pid) {
+            self.cpu.clear();
+        }
+        if let Some(before) = self.cpu.insert(pid, now) {
+            rec.cpu = Some(super::cpu_spent(before, now, super::clock_ticks()));
+        }
+    }
+
+    fn buffer(&mut self, path: Arc<Path>) -> &mut String {
+        let at = match self.pending.iter().position(|(p, _)| *p == path) {
+            Some(at) => at,
+            None => {
+                self.pending.push((path, String::new()));
+                self.pending.len() - 1
+            }
+        };
+        &mut self.pending[at].1
+    }
+
+    fn write_pending(&mut self) {
+        for (path, text) in std::mem::take(&mut self.pending) {
+            let result = self.file(&path).and_then(|f| f.write_all(text.as_bytes()));
+            match result {
+                Ok(()) => self.failing.retain(|p| *p != path),
+                Err(e) => {
+                    self.files.remove(&path);
+                    if !self.failing.contains(&path) {
+                        crate::error!("cannot write to the log {}: {e}; lines are lost", path.display());
+                        self.failing.push(path);
+                    }
+                }
+            }
+        }
+    }
+
+    fn file(&mut self, path: &Arc<Path>) -> std::io::Result<&mut File> {
+        if !self.files.contains_key(path) {
+            let file = open(path)?;
+            self.files.insert(path.clone(), file);
+        }
+        self.files.get_mut(path).ok_or_else(|| std::io::Error::other("log file vanished"))
+    }
+
+    fn report_drops(&mut self) {
+        let dropped = dropped();
+        if dropped > self.reported_drops {
+            crate::warning!(
+                "{} access/slow log line(s) dropped: the log writer fell behind (queue of {QUEUE} full)",
+                dropped - self.reported_drops
+            );
+            self.reported_drops = dropped;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_read_memory_and_cpu_since_the_previous_request() {
+        let mut writer = Writer::default();
+        let pid = std::process::id() as i32;
+        let probe = Probe { cpu: true, memory: true };
+        let mut first = Record { pid: Some(pid), ..Record::default() };
+        writer.probe(&mut first, probe);
+        assert!(first.memory.is_some_and(|bytes| bytes > 0), "{first:?}");
+        assert_eq!(first.cpu, None, "a child's first request has no previous sample");
+        let mut second = Record { pid: Some(pid), ..Record::default() };
+        writer.probe(&mut second, Probe { cpu: true, memory: false });
+        assert!(second.cpu.is_some() && second.memory.is_none(), "{second:?}");
+        let mut unknown = Record::default();
+        writer.probe(&mut unknown, probe);
+        assert!(unknown.cpu.is_none() && unknown.memory.is_none());
+    }
+
+    #[test]
+    fn lines_are_written_and_files_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Arc<Path> = Arc::from(dir.path().join("access.log").as_path());
+        let format = Arc::new(Format::parse("%m %s").unwrap());
+        let rec = Box::new(Record { method: "GET".into(), status: 200, ..Record::default() });
+        send(Msg::Access { path: path.clone(), format, rec, probe: Probe::default() });
+        send(Msg::Text { path: path.clone(), text: "text\n".into() });
+        flush(Duration::from_secs(10));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "GET 200\ntext\n");
+        let moved = dir.path().join("access.log.1");
+        std::fs::rename(&path, &moved).unwrap();
+        reopen();
+        send(Msg::Text { path: path.clone(), text: "after\n".into() });
+        flush(Duration::from_secs(10));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "GET 200\ntext\n");
+    }
+}
