@@ -1,0 +1,206 @@
+//! PHP's messages on their way to nginx, rewritten into php-fpm's shape.
+//!
+//! php-cgi writes each message as `message\n` into an FCGI_STDERR record;
+//! consecutive messages share one record until output of another type (or a
+//! flush) closes it, and nginx logs each record as one `FastCGI sent in
+//! stderr: "..."` line. php-fpm writes the same messages into the same
+//! stream, but each one prefixed with `PHP message: `, without the newline,
+//! and every message of a request after its first preceded by `; `
+//! (php-src `sapi/fpm/fpm/fpm_main.c`, `sapi_cgi_log_fastcgi`). Records map
+//! one to one, so the rewritten messages reach nginx where php-fpm's would.
+//!
+//! Where one message ends inside a record is not marked: a message may itself
+//! span lines (an uncaught exception's stack trace, `error_log(print_r(..))`).
+//! A line starts a new message when it begins a record or starts with `PHP `
+//! (every PHP error, warning and notice does); other lines continue the
+//! message before them, their newline kept, as php-fpm keeps a multi-line
+//! message's. So two `error_log()` lines in one record stay one message.
+//!
+//! Memory: a record's content is at most 65535 bytes and is rewritten when
+//! the record ends, so what is held is bounded by one record.
+
+use crate::fastcgi::{RecordType, StreamWriter};
+
+/// What php-fpm puts before each message.
+pub const MESSAGE_PREFIX: &[u8] = b"PHP message: ";
+
+/// What php-fpm puts between two messages of one request.
+pub const SEPARATOR: &[u8] = b"; ";
+
+/// Rewrites the STDERR records of one response.
+#[derive(Debug, Default)]
+pub struct StderrRewriter {
+    /// Content of the STDERR record being read.
+    record: Vec<u8>,
+    /// Rewritten content, reused between records.
+    scratch: Vec<u8>,
+    /// A message was sent in this request: the next one gets `; `.
+    started: bool,
+    /// The last record ended inside a message (no trailing newline).
+    mid_message: bool,
+}
+
+impl StderrRewriter {
+    /// Takes content bytes of the current STDERR record.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.record.extend_from_slice(bytes);
+    }
+
+    /// Ends the current record: appends its messages, rewritten, to `out` as
+    /// STDERR records of request `id`. A line holding `marker` (alone, or
+    /// followed by a space and hex digits) is left out; returns the bytes
+    /// those digits encode if one was seen.
+    pub fn finish_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+        let record = std::mem::take(&mut self.record);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let seen = self.rewrite(&record, marker, &mut scratch);
+        if !scratch.is_empty() {
+            let mut writer = StreamWriter::new(out, RecordType::Stderr, id);
+            writer.write(&scratch);
+            writer.finish();
+        }
+        self.record = record;
+        self.record.clear();
+        self.scratch = scratch;
+        seen
+    }
+
+    /// Rewrites one record's content into `out`; the marker's payload if seen.
+    fn rewrite(&mut self, content: &[u8], marker: Option<&[u8]>, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+        if content.is_empty() {
+            return None;
+        }
+        let body = content.strip_suffix(b"\n").unwrap_or(content);
+        let (mut seen, mut fresh) = (None, !self.mid_message);
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            if let Some(payload) = marker.and_then(|m| marker_payload(line, m)) {
+                (seen, fresh) = (Some(payload), true);
+                continue;
+            }
+            if fresh || !self.started || (i > 0 && line.starts_with(b"PHP ")) {
+                if self.started {
+                    out.extend_from_slice(SEPARATOR);
+                }
+                out.extend_from_slice(MESSAGE_PREFIX);
+                self.started = true;
+            } else if i > 0 {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(line);
+            fresh = false;
+        }
+        self.mid_message = !content.ends_with(b"\n");
+        seen
+    }
+}
+
+/// The payload of a marker line: `marker` alone (empty payload) or
+/// `marker HEX`; `None` if `line` is anything else.
+fn marker_payload(line: &[u8], marker: &[u8]) -> Option<Vec<u8>> {
+    let rest = line.strip_prefix(marker)?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let hex = rest.strip_prefix(b" ")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::Header;
+
+    /// The content of each STDERR record in `bytes`.
+    fn records(bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let h = Header::parse(rest).unwrap().unwrap();
+            assert_eq!(h.record_type, RecordType::Stderr as u8);
+            let len = usize::from(h.content_length);
+            out.push(String::from_utf8(rest[8..8 + len].to_vec()).unwrap());
+            rest = &rest[8 + len + usize::from(h.padding_length)..];
+        }
+        out
+    }
+
+    /// Rewrites each of `inputs` as one record of one request.
+    fn rewrite_all(inputs: &[&str]) -> Vec<String> {
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        for input in inputs {
+            r.push(input.as_bytes());
+            r.finish_record(1, None, &mut out);
+        }
+        records(&out)
+    }
+
+    #[test]
+    fn messages_are_prefixed_and_joined() {
+        let got = rewrite_all(&["PHP Warning:  a in /x.php on line 2\nPHP Notice:  b in /x.php on line 3\n"]);
+        assert_eq!(
+            got,
+            ["PHP message: PHP Warning:  a in /x.php on line 2; PHP message: PHP Notice:  b in /x.php on line 3"]
+        );
+    }
+
+    #[test]
+    fn later_records_of_a_request_start_with_the_separator() {
+        let got = rewrite_all(&["PHP Warning:  a\n", "PHP Warning:  b\n"]);
+        assert_eq!(got, ["PHP message: PHP Warning:  a", "; PHP message: PHP Warning:  b"]);
+    }
+
+    #[test]
+    fn multi_line_messages_stay_whole() {
+        let trace = "PHP Fatal error:  Uncaught Exception: boom in /x.php:3\nStack trace:\n#0 {main}\n  thrown in /x.php on line 3\n";
+        let got = rewrite_all(&[&format!("PHP Warning:  w\n{trace}")]);
+        let expected = format!("PHP message: PHP Warning:  w; PHP message: {}", trace.strip_suffix('\n').unwrap());
+        assert_eq!(got, [expected]);
+    }
+
+    #[test]
+    fn a_record_starts_a_message_unless_the_last_one_was_cut() {
+        // A message longer than php-cgi's buffer continues in the next record.
+        let got = rewrite_all(&["custom line one\nline two\n", "PHP Warning:  long", " tail\n", "next\n"]);
+        assert_eq!(
+            got,
+            [
+                "PHP message: custom line one\nline two",
+                "; PHP message: PHP Warning:  long",
+                " tail",
+                "; PHP message: next",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_marker_line_is_taken_out() {
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        r.push(b"PHP Warning:  a\nMARK\n");
+        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), Some(vec![]));
+        r.push(b"MARK 410d0a\n");
+        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), Some(b"A\r\n".to_vec()));
+        r.push(b"MARKER\nMARK 4\nMARK zz\n");
+        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), None);
+        assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK 4\nMARK zz"]);
+    }
+
+    #[test]
+    fn big_records_are_split_and_nothing_is_kept() {
+        let long = format!("PHP Warning:  {}\n", "x".repeat(70_000));
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        r.push(&long.as_bytes()[..65_535]);
+        r.finish_record(1, None, &mut out);
+        r.push(&long.as_bytes()[65_535..]);
+        r.finish_record(1, None, &mut out);
+        let got = records(&out).concat();
+        assert_eq!(got, format!("PHP message: {}", long.trim_end()));
+        assert!(r.record.is_empty());
+    }
+}

@@ -1,0 +1,202 @@
+//! `fastcgi_finish_request()` for php-cgi, which lacks it (php-fpm defines it
+//! in `sapi/fpm/fpm/fpm_main.c`).
+//!
+//! rustfpm writes a small PHP file per pool and starts php-cgi with
+//! `-d auto_prepend_file=` pointing at it. The file defines the function
+//! when it does not exist: the first call ends every output buffer with
+//! flush, `flush()`es, and writes the pool's marker line through the SAPI
+//! logger (`error_log(..., 4)`), which php-cgi sends as an FCGI_STDERR record
+//! on the same connection, after all output so far; then it returns true
+//! (false on later calls, as php-fpm). If the script had sent no output yet,
+//! php-cgi has not sent its headers either, so the marker carries them
+//! (hex-encoded). The proxy completes the response for nginx when it sees the
+//! marker, and discards the rest of the child's output until its own end.
+//! Output after the call is also dropped inside PHP by a discarding buffer.
+//!
+//! A prepend file set in the pool's ini table or in its `php_ini` is included
+//! by the polyfill. The marker needs `fastcgi.logging` on (forced unless the
+//! pool's ini table sets it). Chroot pools get no polyfill: the file would
+//! have to live inside the chroot.
+
+use std::ffi::OsString;
+use std::hash::{BuildHasher, Hasher};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::PoolError;
+use crate::config;
+
+/// The polyfill file of one pool; removed with its directory on drop.
+#[derive(Debug)]
+pub struct Polyfill {
+    dir: PathBuf,
+    file: PathBuf,
+    marker: String,
+    /// The pool's ini table sets `fastcgi.logging` itself.
+    logging_set: bool,
+}
+
+impl Polyfill {
+    /// Writes the polyfill for `cfg`; `None` for a chroot pool.
+    pub fn for_pool(cfg: &config::Pool) -> Result<Option<Polyfill>, PoolError> {
+        if cfg.chroot.is_some() {
+            return Ok(None);
+        }
+        let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
+        let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
+        let (file, marker) = (dir.join("fastcgi_finish_request.php"), new_marker());
+        let user_file = user_prepend(cfg);
+        let written = std::fs::write(&file, source(&cfg.name, &marker, user_file.as_deref()))
+            .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
+        let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
+        let polyfill = Polyfill { dir, file, marker, logging_set };
+        written.map_err(|e| err(&polyfill.file, e))?;
+        Ok(Some(polyfill))
+    }
+
+    /// The line the polyfill logs when the script finishes its request.
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+
+    /// php-cgi arguments that load the polyfill (after the pool's `-d`s).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args = vec!["-d".into(), format!("auto_prepend_file={}", self.file.display()).into()];
+        if !self.logging_set {
+            args.extend(["-d".into(), "fastcgi.logging=1".into()]);
+        }
+        args
+    }
+}
+
+impl Drop for Polyfill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A new directory any user may read, for files the children load.
+fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100 {
+        let dir = base.join(format!("rustfpm-{}-{pool}-php-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => {
+                // The umask may have narrowed the mode.
+                return match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)) {
+                    Ok(()) => Ok(dir),
+                    Err(e) => Err((dir, e)),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err((dir, e)),
+        }
+    }
+    Err((base, std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
+}
+
+/// A marker no script prints by accident: random per pool and run.
+fn new_marker() -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("rustfpm-fastcgi-finish-request-{:016x}", hasher.finish())
+}
+
+/// The `auto_prepend_file` the pool would use without the polyfill: its ini
+/// table's, else its `php_ini`'s.
+fn user_prepend(cfg: &config::Pool) -> Option<String> {
+    if let Some((_, value)) = cfg.ini.iter().rev().find(|(k, _)| k == "auto_prepend_file") {
+        return Some(value.clone()).filter(|v| !v.is_empty());
+    }
+    let text = std::fs::read_to_string(cfg.php_ini.as_ref()?).ok()?;
+    ini_value(&text, "auto_prepend_file").filter(|v| !v.is_empty())
+}
+
+/// The last value of `key` in php.ini text (quotes removed).
+fn ini_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.split(';').next().unwrap_or("").trim().trim_matches('"').to_string())
+        .next_back()
+}
+
+/// The polyfill's PHP source.
+fn source(pool: &str, marker: &str, user_file: Option<&str>) -> String {
+    let user = user_file.map(|f| format!("require {};\n", php_string(f))).unwrap_or_default();
+    format!(
+        r#"<?php
+// Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request().
+if (!function_exists('fastcgi_finish_request')) {{
+    function fastcgi_finish_request(): bool
+    {{
+        static $finished = false;
+        if ($finished) {{
+            return false;
+        }}
+        $finished = true;
+        while (ob_get_level() > 0 && @ob_end_flush()) {{
+        }}
+        flush();
+        $head = '';
+        if (!headers_sent()) {{
+            $code = http_response_code();
+            if (is_int($code) && $code !== 200) {{
+                $head .= "Status: $code\r\n";
+            }}
+            $typed = false;
+            foreach (headers_list() as $line) {{
+                $head .= $line . "\r\n";
+                $typed = $typed || stripos($line, 'content-type:') === 0;
+            }}
+            $mime = (string) ini_get('default_mimetype');
+            if (!$typed && $mime !== '') {{
+                $charset = (string) ini_get('default_charset');
+                $text = $charset !== '' && stripos($mime, 'text/') === 0;
+                $head .= 'Content-type: ' . $mime . ($text ? '; charset=' . $charset : '') . "\r\n";
+            }}
+            $head = ' ' . bin2hex($head . "\r\n");
+        }}
+        error_log({marker} . $head, 4);
+        flush();
+        ob_start(static function (string $output): string {{ return ''; }}, 4096);
+        return true;
+    }}
+}}
+{user}"#,
+        marker = php_string(marker),
+    )
+}
+
+/// `s` as a single-quoted PHP string literal.
+fn php_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_differ() {
+        assert_ne!(new_marker(), new_marker());
+        assert!(new_marker().starts_with("rustfpm-fastcgi-finish-request-"));
+    }
+
+    #[test]
+    fn php_ini_prepend_is_found() {
+        let text =
+            "; auto_prepend_file = /commented\nauto_prepend_file =\nauto_prepend_file = \"/srv/pre.php\" ; note\n";
+        assert_eq!(ini_value(text, "auto_prepend_file").as_deref(), Some("/srv/pre.php"));
+        assert_eq!(ini_value("x = 1\n", "auto_prepend_file"), None);
+    }
+
+    #[test]
+    fn source_includes_the_user_file_quoted() {
+        let php = source("www", "MARK", Some("/srv/it's.php"));
+        assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
+        assert!(php.contains("error_log('MARK' . $head, 4);"), "{php}");
+        assert!(!source("www", "MARK", None).contains("require"));
+    }
+}
