@@ -40,6 +40,9 @@ fn response_completes_at_the_call_and_the_script_runs_on() {
     for _ in 0..8 {
         assert_eq!(get(&stack.url("/hello.php")).status, 200);
     }
+    // PHP's messages after the call go to rustfpm's log, not nginx's.
+    let late = "after fastcgi_finish_request(): PHP message: PHP Warning:  after finish in";
+    assert!(wait_until(Duration::from_secs(10), || stack.fpm.log_text().contains(late)), "{}", stack.fpm.log_text());
     let log = std::fs::read_to_string(stack.site.path().join("nginx-error.log")).unwrap();
     assert!(!log.contains("rustfpm-fastcgi-finish-request"), "the marker reached nginx:\n{log}");
     assert!(!log.contains("after finish"), "output after the call reached nginx:\n{log}");

@@ -118,6 +118,7 @@ where
         response: &mut response,
         deadline,
         keep_conn: head.keep_conn,
+        pool: &pool.name,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
     to_child.clear();
@@ -158,6 +159,8 @@ struct Exchange<'a, 'm> {
     deadline: Option<Instant>,
     /// nginx keeps its connection after the request.
     keep_conn: bool,
+    /// The pool's name, for log lines.
+    pool: &'a str,
 }
 
 impl Exchange<'_, '_> {
@@ -263,6 +266,11 @@ impl Exchange<'_, '_> {
                         conn.wr.shutdown().await.map_err(client)?;
                     }
                 }
+            }
+            if discard && !self.response.out.is_empty() {
+                // nginx is done with the request: PHP's later messages go to our log.
+                let text = super::stderr::text(&self.response.out);
+                crate::warning!("[pool {}] after fastcgi_finish_request(): {text}", self.pool);
             }
             self.response.out.clear();
             data = &data[scan.consumed..];

@@ -19,7 +19,7 @@
 //! Memory: a record's content is at most 65535 bytes and is rewritten when
 //! the record ends, so what is held is bounded by one record.
 
-use crate::fastcgi::{RecordType, StreamWriter};
+use crate::fastcgi::{parse_record, RecordType, StreamWriter};
 
 /// What php-fpm puts before each message.
 pub const MESSAGE_PREFIX: &[u8] = b"PHP message: ";
@@ -93,6 +93,18 @@ impl StderrRewriter {
         self.mid_message = !content.ends_with(b"\n");
         seen
     }
+}
+
+/// The text carried by STDERR records as [`StderrRewriter::finish_record`]
+/// writes them, without a leading separator (for rustfpm's own log).
+pub fn text(records: &[u8]) -> String {
+    let (mut text, mut rest) = (Vec::new(), records);
+    while let Ok(Some((record, used))) = parse_record(rest) {
+        text.extend_from_slice(record.content);
+        rest = &rest[used..];
+    }
+    let text = text.strip_prefix(SEPARATOR).unwrap_or(&text);
+    String::from_utf8_lossy(text).into_owned()
 }
 
 /// The payload of a marker line: `marker` alone (empty payload) or
@@ -188,6 +200,18 @@ mod tests {
         r.push(b"MARKER\nMARK 4\nMARK zz\n");
         assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), None);
         assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK 4\nMARK zz"]);
+    }
+
+    #[test]
+    fn text_is_read_back_for_the_log() {
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        r.push(b"PHP Warning:  a\n");
+        r.finish_record(1, None, &mut out);
+        out.clear();
+        r.push(b"PHP Warning:  b\nPHP Notice:  c\n");
+        r.finish_record(1, None, &mut out);
+        assert_eq!(text(&out), "PHP message: PHP Warning:  b; PHP message: PHP Notice:  c");
     }
 
     #[test]
