@@ -68,6 +68,7 @@ fn headers_reach_the_client_when_nothing_was_output() {
     let r = get(&stack.url(&format!("/finish_redirect.php?{query}")));
     assert_eq!(r.status, 302, "{r:?}");
     assert_eq!(r.header("Location"), Some("/elsewhere"));
+    assert_eq!(r.header("X-Big").map(str::len), Some(3000));
     assert!(r.headers_named("Set-Cookie").iter().any(|c| c.starts_with("finished=yes")), "{r:?}");
     assert_eq!(r.text(), "");
     assert!(!result.exists());

@@ -5,7 +5,7 @@
 //! the pool's finish marker means the script called
 //! `fastcgi_finish_request()` (see `crate::pool::finish`).
 
-use super::stderr::StderrRewriter;
+use super::stderr::{Marked, StderrRewriter};
 use crate::fastcgi::cursor::{Cursor, Piece};
 use crate::fastcgi::{CodecError, RecordType, HEADER_LEN};
 
@@ -28,6 +28,8 @@ pub struct ResponseStream<'m> {
     record_type: u8,
     stderr: StderrRewriter,
     marker: Option<&'m [u8]>,
+    /// What the polyfill said so far.
+    marked: Marked,
     /// Bytes for nginx after the forwarded part of the last scan.
     pub out: Vec<u8>,
     /// The HTTP status the child sent.
@@ -50,6 +52,7 @@ impl<'m> ResponseStream<'m> {
             record_type: 0,
             stderr: StderrRewriter::default(),
             marker,
+            marked: Marked::default(),
             out: Vec::new(),
             status: 200,
             sent_any: false,
@@ -120,15 +123,17 @@ impl<'m> ResponseStream<'m> {
 
     fn end_stderr(&mut self) {
         self.record_type = 0;
-        let payload = self.stderr.finish_record(self.id, self.marker, &mut self.out);
-        if let (Some(mut headers), None) = (payload, &self.finished) {
-            if self.sent_any {
-                headers.clear();
-            } else if let Some(status) = parse_status(&headers) {
-                self.status = status;
-            }
-            self.finished = Some(headers);
+        self.stderr.finish_record(self.id, self.marker, &mut self.out, &mut self.marked);
+        if !self.marked.finished || self.finished.is_some() {
+            return;
         }
+        let mut headers = std::mem::take(&mut self.marked.headers);
+        if self.sent_any {
+            headers.clear();
+        } else if let Some(status) = parse_status(&headers) {
+            self.status = status;
+        }
+        self.finished = Some(headers);
     }
 }
 
@@ -210,7 +215,9 @@ mod tests {
     fn the_marker_finishes_and_carries_the_headers() {
         let mut input = Vec::new();
         encode_stream(&mut input, RecordType::Stderr, 1, b"PHP Notice:  n\n");
-        encode_stream(&mut input, RecordType::Stderr, 1, b"MARK 5374617475733a203330320d0a0d0a\n");
+        encode_stream(&mut input, RecordType::Stderr, 1, b"MARK:5374617475733a\n");
+        encode_stream(&mut input, RecordType::Stderr, 1, b"MARK:203330320d0a0d0a\n");
+        encode_stream(&mut input, RecordType::Stderr, 1, b"MARK\n");
         let mut expected = Vec::new();
         encode_stream(&mut expected, RecordType::Stderr, 1, b"PHP message: PHP Notice:  n");
         for chunk in [1, 7, 9, 64, input.len()] {
@@ -223,7 +230,7 @@ mod tests {
 
     #[test]
     fn headers_already_sent_are_not_sent_again() {
-        let input = response(&[b"MARK 5374617475733a203330320d0a0d0a\n"]);
+        let input = response(&[b"MARK:5374617475733a203330320d0a0d0a\nMARK\n"]);
         let (_, r) = relay(&input, input.len(), Some(b"MARK"));
         assert_eq!(r.finished.as_deref(), Some(&b""[..]));
         assert_eq!(r.status, 404);

@@ -27,6 +27,19 @@ pub const MESSAGE_PREFIX: &[u8] = b"PHP message: ";
 /// What php-fpm puts between two messages of one request.
 pub const SEPARATOR: &[u8] = b"; ";
 
+/// Most header bytes the finish marker may carry (nginx refuses headers
+/// larger than its `fastcgi_buffer_size` anyway).
+pub const MAX_MARKED_HEADERS: usize = 64 * 1024;
+
+/// What the `fastcgi_finish_request()` polyfill said in one record.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Marked {
+    /// CGI header bytes the script had not sent (`MARKER:HEX` lines).
+    pub headers: Vec<u8>,
+    /// The script finished its request (a `MARKER` line).
+    pub finished: bool,
+}
+
 /// Rewrites the STDERR records of one response.
 #[derive(Debug, Default)]
 pub struct StderrRewriter {
@@ -47,14 +60,13 @@ impl StderrRewriter {
     }
 
     /// Ends the current record: appends its messages, rewritten, to `out` as
-    /// STDERR records of request `id`. A line holding `marker` (alone, or
-    /// followed by a space and hex digits) is left out; returns the bytes
-    /// those digits encode if one was seen.
-    pub fn finish_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+    /// STDERR records of request `id`. Lines of the polyfill's `marker` are
+    /// left out and reported in `marked`.
+    pub fn finish_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
         let record = std::mem::take(&mut self.record);
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let seen = self.rewrite(&record, marker, &mut scratch);
+        self.rewrite(&record, marker, &mut scratch, marked);
         if !scratch.is_empty() {
             let mut writer = StreamWriter::new(out, RecordType::Stderr, id);
             writer.write(&scratch);
@@ -63,19 +75,18 @@ impl StderrRewriter {
         self.record = record;
         self.record.clear();
         self.scratch = scratch;
-        seen
     }
 
-    /// Rewrites one record's content into `out`; the marker's payload if seen.
-    fn rewrite(&mut self, content: &[u8], marker: Option<&[u8]>, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+    /// Rewrites one record's content into `out`.
+    fn rewrite(&mut self, content: &[u8], marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
         if content.is_empty() {
-            return None;
+            return;
         }
         let body = content.strip_suffix(b"\n").unwrap_or(content);
-        let (mut seen, mut fresh) = (None, !self.mid_message);
+        let mut fresh = !self.mid_message;
         for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-            if let Some(payload) = marker.and_then(|m| marker_payload(line, m)) {
-                (seen, fresh) = (Some(payload), true);
+            if marker.is_some_and(|m| take_marker(line, m, marked)) {
+                fresh = true;
                 continue;
             }
             if fresh || !self.started || (i > 0 && line.starts_with(b"PHP ")) {
@@ -91,7 +102,6 @@ impl StderrRewriter {
             fresh = false;
         }
         self.mid_message = !content.ends_with(b"\n");
-        seen
     }
 }
 
@@ -107,18 +117,29 @@ pub fn text(records: &[u8]) -> String {
     String::from_utf8_lossy(text).into_owned()
 }
 
-/// The payload of a marker line: `marker` alone (empty payload) or
-/// `marker HEX`; `None` if `line` is anything else.
-fn marker_payload(line: &[u8], marker: &[u8]) -> Option<Vec<u8>> {
-    let rest = line.strip_prefix(marker)?;
+/// Takes a line of the polyfill's: `marker` alone (the request is finished)
+/// or `marker:HEX` (header bytes). False if `line` is anything else.
+fn take_marker(line: &[u8], marker: &[u8], marked: &mut Marked) -> bool {
+    let Some(rest) = line.strip_prefix(marker) else {
+        return false;
+    };
     if rest.is_empty() {
-        return Some(Vec::new());
+        marked.finished = true;
+        return true;
     }
-    let hex = rest.strip_prefix(b" ")?;
-    if hex.len() % 2 != 0 {
-        return None;
+    let Some(hex) = rest.strip_prefix(b":").filter(|h| h.len() % 2 == 0) else {
+        return false;
+    };
+    let bytes: Option<Vec<u8>> =
+        hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect();
+    match bytes {
+        Some(bytes) if marked.headers.len() + bytes.len() <= MAX_MARKED_HEADERS => {
+            marked.headers.extend_from_slice(&bytes);
+            true
+        }
+        Some(_) => true,
+        None => false,
     }
-    hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()
 }
 
 #[cfg(test)]
@@ -146,7 +167,7 @@ mod tests {
         let mut out = Vec::new();
         for input in inputs {
             r.push(input.as_bytes());
-            r.finish_record(1, None, &mut out);
+            r.finish_record(1, None, &mut out, &mut Marked::default());
         }
         records(&out)
     }
@@ -190,16 +211,21 @@ mod tests {
     }
 
     #[test]
-    fn the_marker_line_is_taken_out() {
+    fn the_marker_lines_are_taken_out() {
         let mut r = StderrRewriter::default();
-        let mut out = Vec::new();
-        r.push(b"PHP Warning:  a\nMARK\n");
-        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), Some(vec![]));
-        r.push(b"MARK 410d0a\n");
-        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), Some(b"A\r\n".to_vec()));
-        r.push(b"MARKER\nMARK 4\nMARK zz\n");
-        assert_eq!(r.finish_record(1, Some(b"MARK"), &mut out), None);
-        assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK 4\nMARK zz"]);
+        let (mut out, mut marked) = (Vec::new(), Marked::default());
+        r.push(b"PHP Warning:  a\nMARK:410d\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.push(b"MARK:0a\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false });
+        r.push(b"MARK\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert!(marked.finished);
+        r.push(b"MARKER\nMARK:4\nMARK:zz\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked.headers, b"A\r\n");
+        assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK:4\nMARK:zz"]);
     }
 
     #[test]
@@ -207,10 +233,10 @@ mod tests {
         let mut r = StderrRewriter::default();
         let mut out = Vec::new();
         r.push(b"PHP Warning:  a\n");
-        r.finish_record(1, None, &mut out);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
         out.clear();
         r.push(b"PHP Warning:  b\nPHP Notice:  c\n");
-        r.finish_record(1, None, &mut out);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
         assert_eq!(text(&out), "PHP message: PHP Warning:  b; PHP message: PHP Notice:  c");
     }
 
@@ -220,9 +246,9 @@ mod tests {
         let mut r = StderrRewriter::default();
         let mut out = Vec::new();
         r.push(&long.as_bytes()[..65_535]);
-        r.finish_record(1, None, &mut out);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
         r.push(&long.as_bytes()[65_535..]);
-        r.finish_record(1, None, &mut out);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
         let got = records(&out).concat();
         assert_eq!(got, format!("PHP message: {}", long.trim_end()));
         assert!(r.record.is_empty());

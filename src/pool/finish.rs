@@ -139,8 +139,8 @@ if (!function_exists('fastcgi_finish_request')) {{
         while (ob_get_level() > 0 && @ob_end_flush()) {{
         }}
         flush();
-        $head = '';
         if (!headers_sent()) {{
+            $head = '';
             $code = http_response_code();
             if (is_int($code) && $code !== 200) {{
                 $head .= "Status: $code\r\n";
@@ -156,9 +156,13 @@ if (!function_exists('fastcgi_finish_request')) {{
                 $text = $charset !== '' && stripos($mime, 'text/') === 0;
                 $head .= 'Content-type: ' . $mime . ($text ? '; charset=' . $charset : '') . "\r\n";
             }}
-            $head = ' ' . bin2hex($head . "\r\n");
+            // One record per piece: a flush() closes each.
+            foreach (str_split(bin2hex($head . "\r\n"), 4096) as $piece) {{
+                error_log({marker} . ':' . $piece, 4);
+                flush();
+            }}
         }}
-        error_log({marker} . $head, 4);
+        error_log({marker}, 4);
         flush();
         ob_start(static function (string $output): string {{ return ''; }}, 4096);
         return true;
@@ -196,7 +200,7 @@ mod tests {
     fn source_includes_the_user_file_quoted() {
         let php = source("www", "MARK", Some("/srv/it's.php"));
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
-        assert!(php.contains("error_log('MARK' . $head, 4);"), "{php}");
+        assert!(php.contains("error_log('MARK', 4);"), "{php}");
         assert!(!source("www", "MARK", None).contains("require"));
     }
 }

@@ -2,6 +2,8 @@
 // No output before the call: the headers must still reach the client.
 $go = $_GET['go'];
 header('Location: /elsewhere');
+// Big enough that the headers travel in two pieces.
+header('X-Big: ' . str_repeat('b', 3000));
 setcookie('finished', 'yes');
 fastcgi_finish_request();
 echo "never seen";
