@@ -8,9 +8,11 @@
 //! logger (`error_log(..., 4)`), which php-cgi sends as an FCGI_STDERR record
 //! on the same connection, after all output so far; then it returns true
 //! (false on later calls, as php-fpm). If the script had sent no output yet,
-//! php-cgi has not sent its headers either, so the marker carries them
-//! (hex-encoded). The proxy completes the response for nginx when it sees the
-//! marker, and discards the rest of the child's output until its own end.
+//! php-cgi has not sent its headers either, so they go first, hex-encoded in
+//! `MARKER:HEX` lines of at most 4 KiB, each flushed into a record of its own
+//! (a longer line could be split across records). The proxy completes the
+//! response for nginx at the `MARKER` line, and discards the rest of the
+//! child's output until its own end.
 //! Output after the call is also dropped inside PHP by a discarding buffer.
 //!
 //! A prepend file set in the pool's ini table or in its `php_ini` is included
