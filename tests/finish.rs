@@ -95,6 +95,17 @@ fn a_user_prepend_file_still_runs() {
 }
 
 #[test]
+fn open_basedir_pools_still_load_the_polyfill() {
+    let site = Site::new();
+    site.script("finish_exists.php", "<?php\necho var_export(function_exists('fastcgi_finish_request'), true);\n");
+    let tables = format!("[pool.www.php_admin_value]\nopen_basedir = \"{}\"\n", site.www().display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { tables, ..Default::default() });
+    let nginx = Nginx::start(&site, &fpm);
+    let r = get(&nginx.url("/finish_exists.php"));
+    assert_eq!((r.status, r.text().as_str()), (200, "true"), "{r:?}");
+}
+
+#[test]
 fn the_terminate_timeout_ends_at_the_call_by_default() {
     // As php-fpm: request_terminate_timeout no longer applies once the
     // script has called fastcgi_finish_request(). The script runs on 2 s

@@ -16,7 +16,8 @@
 //! Output after the call is also dropped inside PHP by a discarding buffer.
 //!
 //! A prepend file set in the pool's ini table or in its `php_ini` is included
-//! by the polyfill. The marker needs `fastcgi.logging` on (forced unless the
+//! by the polyfill; an `open_basedir` set there gets the polyfill's directory
+//! added. The marker needs `fastcgi.logging` on (forced unless the
 //! pool's ini table sets it). Chroot pools get no polyfill: the file would
 //! have to live inside the chroot.
 
@@ -36,6 +37,8 @@ pub struct Polyfill {
     marker: String,
     /// The pool's ini table sets `fastcgi.logging` itself.
     logging_set: bool,
+    /// The pool's `open_basedir`, which must let the polyfill in.
+    open_basedir: Option<String>,
 }
 
 impl Polyfill {
@@ -47,11 +50,12 @@ impl Polyfill {
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let (file, marker) = (dir.join("fastcgi_finish_request.php"), new_marker());
-        let user_file = user_prepend(cfg);
+        let user_file = pool_setting(cfg, "auto_prepend_file");
+        let open_basedir = pool_setting(cfg, "open_basedir");
         let written = std::fs::write(&file, source(&cfg.name, &marker, user_file.as_deref()))
             .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
-        let polyfill = Polyfill { dir, file, marker, logging_set };
+        let polyfill = Polyfill { dir, file, marker, logging_set, open_basedir };
         written.map_err(|e| err(&polyfill.file, e))?;
         Ok(Some(polyfill))
     }
@@ -66,6 +70,9 @@ impl Polyfill {
         let mut args = vec!["-d".into(), format!("auto_prepend_file={}", self.file.display()).into()];
         if !self.logging_set {
             args.extend(["-d".into(), "fastcgi.logging=1".into()]);
+        }
+        if let Some(dirs) = &self.open_basedir {
+            args.extend(["-d".into(), format!("open_basedir={dirs}:{}", self.dir.display()).into()]);
         }
         args
     }
@@ -105,14 +112,14 @@ fn new_marker() -> String {
     format!("rustfpm-fastcgi-finish-request-{:016x}", hasher.finish())
 }
 
-/// The `auto_prepend_file` the pool would use without the polyfill: its ini
-/// table's, else its `php_ini`'s.
-fn user_prepend(cfg: &config::Pool) -> Option<String> {
-    if let Some((_, value)) = cfg.ini.iter().rev().find(|(k, _)| k == "auto_prepend_file") {
+/// A non-empty INI setting of the pool as php-cgi would see it without the
+/// polyfill: from its ini table, else from its `php_ini`.
+fn pool_setting(cfg: &config::Pool, key: &str) -> Option<String> {
+    if let Some((_, value)) = cfg.ini.iter().rev().find(|(k, _)| k == key) {
         return Some(value.clone()).filter(|v| !v.is_empty());
     }
     let text = std::fs::read_to_string(cfg.php_ini.as_ref()?).ok()?;
-    ini_value(&text, "auto_prepend_file").filter(|v| !v.is_empty())
+    ini_value(&text, key).filter(|v| !v.is_empty())
 }
 
 /// The last value of `key` in php.ini text (quotes removed).
