@@ -95,6 +95,30 @@ fn a_user_prepend_file_still_runs() {
 }
 
 #[test]
+fn prepend_and_open_basedir_from_php_ini_are_kept() {
+    // php-cgi's own view of its settings (phpinfo) is what the polyfill follows.
+    let site = Site::new();
+    let prepend = site.www().join("prepend_user.inc");
+    std::fs::write(&prepend, "<?php\n$GLOBALS['prepended'] = 'yes';\n").unwrap();
+    site.script(
+        "finish_prepend.php",
+        "<?php\necho ($prepended ?? 'no') . ' ' . var_export(function_exists('fastcgi_finish_request'), true);\n",
+    );
+    let ini = site.path().join("php.ini");
+    let text = format!(
+        "open_basedir = \"{www}\"\nauto_prepend_file = \"{}\"\n",
+        prepend.display(),
+        www = site.www().display()
+    );
+    std::fs::write(&ini, text).unwrap();
+    let extra = format!("php_ini = \"{}\"\n", ini.display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { extra, ..Default::default() });
+    let nginx = Nginx::start(&site, &fpm);
+    let r = get(&nginx.url("/finish_prepend.php"));
+    assert_eq!((r.status, r.text().as_str()), (200, "yes true"), "{r:?}");
+}
+
+#[test]
 fn open_basedir_pools_still_load_the_polyfill() {
     let site = Site::new();
     site.script("finish_exists.php", "<?php\necho var_export(function_exists('fastcgi_finish_request'), true);\n");

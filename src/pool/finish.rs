@@ -15,9 +15,10 @@
 //! child's output until its own end.
 //! Output after the call is also dropped inside PHP by a discarding buffer.
 //!
-//! A prepend file set in the pool's ini table or in its `php_ini` is included
-//! by the polyfill; an `open_basedir` set there gets the polyfill's directory
-//! added. The marker needs `fastcgi.logging` on (forced unless the
+//! The pool's own `auto_prepend_file` is included by the polyfill, and its
+//! `open_basedir` gets the polyfill's directory added; both are read from
+//! `php-cgi -i` with the pool's arguments (every php.ini, conf.d file and
+//! `-d`), else from the pool's config. The marker needs `fastcgi.logging` on (forced unless the
 //! pool's ini table sets it). Chroot pools get no polyfill: the file would
 //! have to live inside the chroot.
 
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use super::PoolError;
 use crate::config;
+use crate::spawn::ChildSpec;
 
 /// The polyfill file of one pool; removed with its directory on drop.
 #[derive(Debug)]
@@ -42,16 +44,17 @@ pub struct Polyfill {
 }
 
 impl Polyfill {
-    /// Writes the polyfill for `cfg`; `None` for a chroot pool.
-    pub fn for_pool(cfg: &config::Pool) -> Result<Option<Polyfill>, PoolError> {
+    /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
+    /// `None` for a chroot pool.
+    pub fn for_pool(cfg: &config::Pool, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() {
             return Ok(None);
         }
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let (file, marker) = (dir.join("fastcgi_finish_request.php"), new_marker());
-        let user_file = pool_setting(cfg, "auto_prepend_file");
-        let open_basedir = pool_setting(cfg, "open_basedir");
+        let settings = Settings::of(cfg, spec);
+        let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let written = std::fs::write(&file, source(&cfg.name, &marker, user_file.as_deref()))
             .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
@@ -112,14 +115,57 @@ fn new_marker() -> String {
     format!("rustfpm-fastcgi-finish-request-{:016x}", hasher.finish())
 }
 
-/// A non-empty INI setting of the pool as php-cgi would see it without the
-/// polyfill: from its ini table, else from its `php_ini`.
-fn pool_setting(cfg: &config::Pool, key: &str) -> Option<String> {
-    if let Some((_, value)) = cfg.ini.iter().rev().find(|(k, _)| k == key) {
-        return Some(value.clone()).filter(|v| !v.is_empty());
+/// Where the pool's own INI settings are read from.
+enum Settings {
+    /// php-cgi's phpinfo (`-i`, which runs no script) with the pool's
+    /// arguments: every php.ini and `-d` it would read.
+    Phpinfo(String),
+    /// php-cgi could not say: the pool's ini table and `php_ini` only.
+    Config(Vec<(String, String)>, Option<String>),
+}
+
+impl Settings {
+    fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
+        let output = std::process::Command::new(&spec.program)
+            .args(&spec.args)
+            .arg("-i")
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output();
+        match output.ok().and_then(|o| String::from_utf8(o.stdout).ok()) {
+            Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
+            _ => {
+                let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+                Settings::Config(cfg.ini.clone(), php_ini)
+            }
+        }
     }
-    let text = std::fs::read_to_string(cfg.php_ini.as_ref()?).ok()?;
-    ini_value(&text, key).filter(|v| !v.is_empty())
+
+    /// The value of `key`, if set and not empty.
+    fn get(&self, key: &str) -> Option<String> {
+        let value = match self {
+            Settings::Phpinfo(html) => phpinfo_value(html, key),
+            Settings::Config(ini, php_ini) => match ini.iter().rev().find(|(k, _)| k == key) {
+                Some((_, v)) => Some(v.clone()),
+                None => php_ini.as_deref().and_then(|text| ini_value(text, key)),
+            },
+        };
+        value.filter(|v| !v.is_empty())
+    }
+}
+
+/// The local value of `key` in php-cgi's HTML phpinfo.
+fn phpinfo_value(html: &str, key: &str) -> Option<String> {
+    let row = format!("<tr><td class=\"e\">{key}</td><td class=\"v\">");
+    let start = html.find(&row)? + row.len();
+    let value = &html[start..start + html[start..].find("</td>")?];
+    if value.starts_with("<i>") {
+        return Some(String::new());
+    }
+    let unescaped = value.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#039;", "'");
+    Some(unescaped.replace("&amp;", "&"))
 }
 
 /// The last value of `key` in php.ini text (quotes removed).
@@ -203,6 +249,15 @@ mod tests {
             "; auto_prepend_file = /commented\nauto_prepend_file =\nauto_prepend_file = \"/srv/pre.php\" ; note\n";
         assert_eq!(ini_value(text, "auto_prepend_file").as_deref(), Some("/srv/pre.php"));
         assert_eq!(ini_value("x = 1\n", "auto_prepend_file"), None);
+    }
+
+    #[test]
+    fn phpinfo_values_are_read() {
+        let html = "<tr><td class=\"e\">auto_prepend_file</td><td class=\"v\">/x/a&amp;b.php</td><td class=\"v\">/y</td></tr>\n\
+                    <tr><td class=\"e\">open_basedir</td><td class=\"v\"><i>no value</i></td><td class=\"v\"><i>no value</i></td></tr>";
+        assert_eq!(phpinfo_value(html, "auto_prepend_file").as_deref(), Some("/x/a&b.php"));
+        assert_eq!(phpinfo_value(html, "open_basedir").as_deref(), Some(""));
+        assert_eq!(phpinfo_value(html, "open"), None);
     }
 
     #[test]

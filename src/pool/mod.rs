@@ -95,8 +95,10 @@ impl Pool {
         explain_settings(cfg);
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
-        let finish = finish::Polyfill::for_pool(cfg)?;
-        let spec = Arc::new(spec::child_spec(cfg, &socket, finish.as_ref(), allow_root)?);
+        let mut spec = spec::child_spec(cfg, &socket, allow_root)?;
+        let finish = finish::Polyfill::for_pool(cfg, &spec)?;
+        spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
+        let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
-use super::finish::Polyfill;
 use super::worker::ChildSocket;
 use super::PoolError;
 use crate::config;
@@ -49,12 +48,7 @@ fn bind_unix(path: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// The complete exec description of a pool's php-cgi parent.
-pub fn child_spec(
-    cfg: &config::Pool,
-    socket: &ChildSocket,
-    finish: Option<&Polyfill>,
-    allow_root: bool,
-) -> Result<ChildSpec, PoolError> {
+pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) -> Result<ChildSpec, PoolError> {
     let credentials = credentials(cfg, allow_root)?;
     let home_user = match &credentials {
         Some(c) => User::from_uid(c.uid).ok().flatten(),
@@ -63,7 +57,7 @@ pub fn child_spec(
     Ok(ChildSpec {
         pool: cfg.name.clone(),
         program: find_program(&cfg.name, &cfg.php_cgi)?,
-        args: args(cfg, finish),
+        args: args(cfg),
         env: environment(cfg, home_user.as_ref()),
         listener: socket.listener.try_clone().map_err(|source| PoolError::ChildSocket {
             pool: cfg.name.clone(),
@@ -95,7 +89,7 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
     }
 }
 
-fn args(cfg: &config::Pool, finish: Option<&Polyfill>) -> Vec<OsString> {
+fn args(cfg: &config::Pool) -> Vec<OsString> {
     let mut args = Vec::new();
     if let Some(ini) = &cfg.php_ini {
         args.push("-c".into());
@@ -105,7 +99,6 @@ fn args(cfg: &config::Pool, finish: Option<&Polyfill>) -> Vec<OsString> {
         args.push("-d".into());
         args.push(format!("{key}={value}").into());
     }
-    args.extend(finish.map(Polyfill::args).unwrap_or_default());
     args
 }
 
