@@ -16,6 +16,9 @@
 //! message before them, their newline kept, as php-fpm keeps a multi-line
 //! message's. So two `error_log()` lines in one record stay one message.
 //!
+//! Lines of the `fastcgi_finish_request()` polyfill (`crate::pool::finish`)
+//! are taken out here and never reach nginx.
+//!
 //! Memory: a record's content is at most 65535 bytes and is rewritten when
 //! the record ends, so what is held is bounded by one record.
 
