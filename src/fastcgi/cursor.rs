@@ -64,7 +64,37 @@ impl Cursor {
         }
     }
 
-    fn step(&mut self, data: &[u8], f: &mut impl FnMut(Piece<'_>) -> Flow) -> Result<usize, CodecError> {
+    /// Takes at most one piece from `data`: returns how many bytes were
+    /// consumed and the piece they made, if any (`None` for padding or an
+    /// incomplete header, whose bytes the cursor keeps). A completed record is
+    /// reported as [`Piece::End`] before any further byte is taken.
+    pub fn advance<'d>(&mut self, data: &'d [u8]) -> Result<(usize, Option<Piece<'d>>), CodecError> {
+        if let Some(h) = self.current.filter(|_| self.content_left == 0 && self.padding_left == 0) {
+            self.current = None;
+            return Ok((0, Some(Piece::End(h))));
+        }
+        if data.is_empty() {
+            return Ok((0, None));
+        }
+        let mut piece = None;
+        let used = self.step(data, &mut |p| {
+            piece = Some(p);
+            Flow::Continue
+        })?;
+        Ok((used, piece))
+    }
+
+    /// True inside a record (after its header, before its end was reported).
+    pub fn in_record(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The header bytes of the record being read, once its header is complete.
+    pub fn header_bytes(&self) -> &[u8; HEADER_LEN] {
+        &self.header
+    }
+
+    fn step<'d>(&mut self, data: &'d [u8], f: &mut impl FnMut(Piece<'d>) -> Flow) -> Result<usize, CodecError> {
         let Some(_) = self.current else {
             let take = (HEADER_LEN - self.have).min(data.len());
             self.header[self.have..self.have + take].copy_from_slice(&data[..take]);

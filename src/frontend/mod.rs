@@ -8,6 +8,8 @@ pub mod listen;
 pub mod pages;
 pub mod policy;
 pub mod proxy;
+pub mod response;
+pub mod stderr;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The proxy: one request from nginx to a child and its response back,
 //! streamed both ways through fixed buffers. Records from the child are
-//! forwarded byte for byte (the child uses nginx's request id); the cursor only
-//! watches where they start and end.
+//! forwarded byte for byte (the child uses nginx's request id), except STDERR
+//! records, rewritten into php-fpm's shape ([`super::response`]).
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::body::RequestStream;
 use super::conn::{answer, Conn, ConnError, Head, Reply};
 use super::policy::DROPPED_PARAMS;
-use crate::fastcgi::cursor::{Cursor, Flow, Piece};
-use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
+use super::response::ResponseStream;
+use crate::fastcgi::{
+    encode_begin_request, encode_end_request, encode_pair, encode_stream, ProtocolStatus, RecordType, Role,
+    FCGI_KEEP_CONN,
+};
 use crate::pool::{Pool, PoolMsg, RequestInfo, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
@@ -113,18 +116,19 @@ where
         let (slot, inode) = (worker.slot(), worker.inode());
         pool.tell(PoolMsg::Connected { slot, inode });
     }
+    let mut response = ResponseStream::new(head.id, pool.finish_marker());
     // access log: keep the response head only when the format shows response headers.
-    let keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
-    let mut response = ResponseStream { keep_head, ..ResponseStream::default() };
-    let started = lease.started;
-    let exchanged = exchange(conn, lease.worker(), &mut to_child, &mut request, &mut response);
-    let result = match pool.terminate_timeout {
-        Some(limit) => {
-            let left = limit.saturating_sub(started.elapsed());
-            tokio::time::timeout(left, exchanged).await.unwrap_or(Err(Failure::Timeout))
-        }
-        None => exchanged.await,
+    response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
+    let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
+    let mut exchange = Exchange {
+        to_child: &mut to_child,
+        request: &mut request,
+        response: &mut response,
+        deadline,
+        keep_conn: head.keep_conn,
+        pool: &pool.name,
     };
+    let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
     to_child.clear();
     conn.out = to_child;
     match result {
@@ -157,58 +161,150 @@ enum Failure {
     Client(ConnError),
 }
 
-/// Moves bytes both ways until the child's END_REQUEST has been forwarded.
-/// Returns whether what was sent to the child ends on a record boundary.
-async fn exchange<R, W>(
-    conn: &mut Conn<R, W>,
-    worker: &mut Worker,
-    to_child: &mut Vec<u8>,
-    request: &mut RequestStream,
-    response: &mut ResponseStream,
-) -> Result<bool, Failure>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let Some((up, buf)) = worker.io() else {
-        return Err(Failure::Child);
-    };
-    let (mut up_rd, mut up_wr) = up.split();
-    let mut written = 0;
-    loop {
-        let want_client = to_child.len() - written < MAX_BODY_BUFFER && conn.inbuf.pending().len() < MAX_BODY_BUFFER;
-        tokio::select! {
-            biased;
-            n = up_rd.read(buf) => {
-                let n = n.map_err(|_| Failure::Child)?;
-                if n == 0 {
-                    return Err(Failure::Child);
+/// One request's traffic between nginx and a child.
+struct Exchange<'a, 'm> {
+    to_child: &'a mut Vec<u8>,
+    request: &'a mut RequestStream,
+    response: &'a mut ResponseStream<'m>,
+    /// When `request_terminate_timeout` runs out.
+    deadline: Option<Instant>,
+    /// nginx keeps its connection after the request.
+    keep_conn: bool,
+    /// The pool's name, for log lines.
+    pool: &'a str,
+}
+
+impl Exchange<'_, '_> {
+    /// Moves bytes both ways until the child's END_REQUEST has been read.
+    /// After `fastcgi_finish_request()`, nginx has its whole response and the
+    /// rest of the child's is discarded (the deadline stays only if
+    /// `track_finished`). Returns whether what was sent to the child ends on a
+    /// record boundary.
+    async fn run<R, W>(
+        &mut self,
+        conn: &mut Conn<R, W>,
+        worker: &mut Worker,
+        track_finished: bool,
+    ) -> Result<bool, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Some((up, buf)) = worker.io() else {
+            return Err(Failure::Child);
+        };
+        let (mut up_rd, mut up_wr) = up.split();
+        let (mut written, mut client_open) = (0, true);
+        // One timer per request, polled only while there is a deadline.
+        let timer = tokio::time::sleep_until(self.deadline.map_or_else(far_future, tokio::time::Instant::from_std));
+        tokio::pin!(timer);
+        loop {
+            let pending = self.to_child.len() - written;
+            let want_client = client_open
+                && pending < MAX_BODY_BUFFER
+                && conn.inbuf.pending().len() < MAX_BODY_BUFFER
+                && !(self.finished() && self.request.done);
+            tokio::select! {
+                biased;
+                () = &mut timer, if self.deadline.is_some() => return Err(Failure::Timeout),
+                n = up_rd.read(buf) => {
+                    let n = n.map_err(|_| Failure::Child)?;
+                    if n == 0 {
+                        return Err(Failure::Child);
+                    }
+                    let was_finished = self.finished();
+                    self.relay(conn, &buf[..n]).await?;
+                    if self.finished() && !was_finished && !track_finished {
+                        self.deadline = None;
+                    }
+                    if self.response.ended {
+                        return Ok(self.request.at_boundary() && written == self.to_child.len());
+                    }
                 }
-                let used = response.scan(&buf[..n]).map_err(|_| Failure::Child)?;
-                conn.wr.write_all(&buf[..used]).await.map_err(|e| Failure::Client(e.into()))?;
-                if response.ended {
-                    return Ok(request.at_boundary() && written == to_child.len());
+                n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
+                    written += n.map_err(|_| Failure::Child)?;
+                    if written == self.to_child.len() {
+                        self.to_child.clear();
+                        written = 0;
+                    }
                 }
-            }
-            n = up_wr.write(&to_child[written..]), if written < to_child.len() => {
-                written += n.map_err(|_| Failure::Child)?;
-                if written == to_child.len() {
-                    to_child.clear();
-                    written = 0;
-                }
-            }
-            n = conn.inbuf.fill(&mut conn.rd), if want_client => {
-                let n = n.map_err(|e| Failure::Client(e.into()))?;
-                if n == 0 {
-                    return Err(Failure::Client(ConnError::UnexpectedEof));
-                }
-                if !request.done {
-                    let used = request.take(conn.inbuf.pending(), to_child).map_err(Failure::Client)?;
-                    conn.inbuf.consume(used);
+                n = conn.inbuf.fill(&mut conn.rd), if want_client => {
+                    match n {
+                        Ok(n) if n > 0 => self.take_body(conn)?,
+                        // nginx has its response and may hang up.
+                        _ if self.finished() => client_open = false,
+                        Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
+                        Err(e) => return Err(Failure::Client(e.into())),
+                    }
                 }
             }
         }
     }
+
+    fn finished(&self) -> bool {
+        self.response.finished.is_some()
+    }
+
+    /// Passes request body bytes from nginx on towards the child.
+    fn take_body<R, W>(&mut self, conn: &mut Conn<R, W>) -> Result<(), Failure> {
+        if !self.request.done {
+            let used = self.request.take(conn.inbuf.pending(), self.to_child).map_err(Failure::Client)?;
+            conn.inbuf.consume(used);
+        }
+        Ok(())
+    }
+
+    /// Sends nginx what it gets of one read from the child: nothing once the
+    /// script has finished the request.
+    async fn relay<R, W>(&mut self, conn: &mut Conn<R, W>, mut data: &[u8]) -> Result<(), Failure>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let client = |e: std::io::Error| Failure::Client(e.into());
+        while !data.is_empty() && !self.response.ended {
+            let discard = self.finished();
+            let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
+            if !discard {
+                conn.wr.write_all(&data[..scan.forward]).await.map_err(client)?;
+                conn.wr.write_all(&self.response.out).await.map_err(client)?;
+                if let Some(headers) = &self.response.finished {
+                    let end = end_of_response(self.response.id(), headers);
+                    conn.wr.write_all(&end).await.map_err(client)?;
+                    self.response.sent_any = true;
+                    if !self.keep_conn {
+                        // Without FCGI_KEEP_CONN, nginx ends the response when
+                        // the connection closes (php-fpm closes it here too).
+                        conn.wr.shutdown().await.map_err(client)?;
+                    }
+                }
+            }
+            if discard && !self.response.out.is_empty() {
+                // nginx is done with the request: PHP's later messages go to our log.
+                let text = super::stderr::text(&self.response.out);
+                crate::warning!("[pool {}] after fastcgi_finish_request(): {text}", self.pool);
+            }
+            self.response.out.clear();
+            data = &data[scan.consumed..];
+        }
+        Ok(())
+    }
+}
+
+/// What completes a response at `fastcgi_finish_request()`: the headers not
+/// sent yet, the end of STDOUT and END_REQUEST.
+fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() + 48);
+    if !headers.is_empty() {
+        encode_stream(&mut out, RecordType::Stdout, id, headers);
+    }
+    encode_stream(&mut out, RecordType::Stdout, id, b"");
+    encode_end_request(&mut out, id, 0, ProtocolStatus::RequestComplete);
+    out
+}
+
+/// A deadline that never comes.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
@@ -275,87 +371,4 @@ where
     let answered =
         answer(conn, head, Reply::new(line, body)).await.is_ok() && super::body::skip(conn, request).await.is_ok();
     Outcome::ChildLost { answered }
-}
-
-/// The response on its way from the child: watches for the HTTP status in the
-/// first STDOUT bytes and for END_REQUEST.
-struct ResponseStream {
-    cursor: Cursor,
-    status: u16,
-    sent_any: bool,
-    ended: bool,
-    /// Keep the first STDOUT bytes in `head` (for the access log's `%{..}o`).
-    keep_head: bool,
-    head: Vec<u8>,
-}
-
-impl Default for ResponseStream {
-    fn default() -> Self {
-        ResponseStream {
-            cursor: Cursor::new(),
-            status: 200,
-            sent_any: false,
-            ended: false,
-            keep_head: false,
-            head: Vec::new(),
-        }
-    }
-}
-
-impl ResponseStream {
-    /// Returns how many bytes of `data` to forward (all of them, or up to
-    /// the end of END_REQUEST).
-    fn scan(&mut self, data: &[u8]) -> Result<usize, crate::fastcgi::CodecError> {
-        let (mut status, mut first, mut ended) = (None, !self.sent_any, false);
-        let mut stdout = false;
-        let (keep_head, head) = (self.keep_head, &mut self.head);
-        let used = self.cursor.feed(data, |piece| match piece {
-            Piece::Header(h) => {
-                stdout = h.record_type == RecordType::Stdout as u8;
-                Flow::Continue
-            }
-            Piece::Content(bytes) if stdout && first => {
-                first = false;
-                status = parse_status(bytes);
-                if keep_head {
-                    head.extend_from_slice(&bytes[..bytes.len().min(crate::accesslog::MAX_RESPONSE_HEAD)]);
-                }
-                Flow::Continue
-            }
-            Piece::End(h) if h.record_type == RecordType::EndRequest as u8 => {
-                ended = true;
-                Flow::Stop
-            }
-            _ => Flow::Continue,
-        })?;
-        if let Some(s) = status {
-            self.status = s;
-        }
-        self.sent_any |= !first;
-        self.ended = ended;
-        Ok(used)
-    }
-}
-
-/// The status a CGI response sets with a `Status:` header (200 if none).
-fn parse_status(head: &[u8]) -> Option<u16> {
-    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
-    head[..end].split(|&b| b == b'\n').find_map(|line| {
-        let rest = line.strip_prefix(b"Status:").or_else(|| line.strip_prefix(b"status:"))?;
-        let digits = rest.trim_ascii_start().get(..3)?;
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_from_cgi_headers() {
-        assert_eq!(parse_status(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nx"), Some(404));
-        assert_eq!(parse_status(b"Content-type: text/html\r\nStatus: 302 Found\r\n\r\n"), Some(302));
-        assert_eq!(parse_status(b"Content-type: text/html\r\n\r\nStatus: 500"), None);
-        assert_eq!(parse_status(b"Status: x"), None);
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod balancer;
+pub mod finish;
 pub mod recycle;
 pub mod snapshot;
 pub mod spec;
@@ -38,6 +39,9 @@ pub enum PoolError {
     /// Its access log or slowlog cannot be opened for writing.
     #[error("[pool {pool}] cannot open the log {path}: {source}")]
     Logs { pool: String, path: PathBuf, source: std::io::Error },
+    /// The `fastcgi_finish_request()` polyfill could not be written.
+    #[error("[pool {pool}] cannot write the fastcgi_finish_request() polyfill {path}: {source}")]
+    Polyfill { pool: String, path: PathBuf, source: std::io::Error },
     /// php-cgi could not be found.
     #[error("[pool {pool}] php_cgi {path}: {message}")]
     PhpCgi { pool: String, path: PathBuf, message: String },
@@ -79,6 +83,11 @@ pub struct Pool {
     pub terminate_timeout: Option<std::time::Duration>,
     /// The access log and slowlog.
     pub logs: Arc<PoolLogs>,
+    /// `request_terminate_timeout_track_finished`: the timeout still runs
+    /// after `fastcgi_finish_request()`.
+    pub track_finished: bool,
+    /// The `fastcgi_finish_request()` polyfill of the children, if any.
+    pub finish: Option<finish::Polyfill>,
 }
 
 impl Pool {
@@ -96,7 +105,10 @@ impl Pool {
         let logs = Arc::new(logs);
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
-        let spec = Arc::new(spec::child_spec(cfg, &socket, allow_root)?);
+        let mut spec = spec::child_spec(cfg, &socket, allow_root)?;
+        let finish = finish::Polyfill::for_pool(cfg, &spec)?;
+        spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
+        let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
@@ -121,6 +133,8 @@ impl Pool {
             limit_extensions: cfg.security_limit_extensions.clone(),
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
+            track_finished: cfg.request_terminate_timeout_track_finished,
+            finish,
             chroot: cfg.chroot.clone(),
             logs,
             pages: Pages {
@@ -134,6 +148,11 @@ impl Pool {
                 },
             },
         }))
+    }
+
+    /// The line that tells the proxy a script called `fastcgi_finish_request()`.
+    pub fn finish_marker(&self) -> Option<&[u8]> {
+        self.finish.as_ref().map(|f| f.marker().as_bytes())
     }
 
     /// Sends a message to the actor (never blocks).
@@ -189,9 +208,10 @@ fn explain_settings(cfg: &config::Pool) {
             cfg.pm_max_children
         );
     }
-    if cfg.request_terminate_timeout_track_finished {
+    if cfg.request_terminate_timeout_track_finished && cfg.chroot.is_some() {
         crate::warning!(
-            "[pool {}] request_terminate_timeout_track_finished has no effect: php-cgi has no fastcgi_finish_request()",
+            "[pool {}] request_terminate_timeout_track_finished has no effect: chroot pools have no \
+             fastcgi_finish_request()",
             cfg.name
         );
     }

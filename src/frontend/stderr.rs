@@ -1,0 +1,259 @@
+//! PHP's messages on their way to nginx, rewritten into php-fpm's shape.
+//!
+//! php-cgi writes each message as `message\n` into an FCGI_STDERR record;
+//! consecutive messages share one record until output of another type (or a
+//! flush) closes it, and nginx logs each record as one `FastCGI sent in
+//! stderr: "..."` line. php-fpm writes the same messages into the same
+//! stream, but each one prefixed with `PHP message: `, without the newline,
+//! and every message of a request after its first preceded by `; `
+//! (php-src `sapi/fpm/fpm/fpm_main.c`, `sapi_cgi_log_fastcgi`). Records map
+//! one to one, so the rewritten messages reach nginx where php-fpm's would.
+//!
+//! Where one message ends inside a record is not marked: a message may itself
+//! span lines (an uncaught exception's stack trace, `error_log(print_r(..))`).
+//! A line starts a new message when it begins a record or starts with `PHP `
+//! (every PHP error, warning and notice does); other lines continue the
+//! message before them, their newline kept, as php-fpm keeps a multi-line
+//! message's. So two `error_log()` lines in one record stay one message.
+//!
+//! Lines of the `fastcgi_finish_request()` polyfill (`crate::pool::finish`)
+//! are taken out here and never reach nginx.
+//!
+//! Memory: a record's content is at most 65535 bytes and is rewritten when
+//! the record ends, so what is held is bounded by one record.
+
+use crate::fastcgi::{parse_record, RecordType, StreamWriter};
+
+/// What php-fpm puts before each message.
+pub const MESSAGE_PREFIX: &[u8] = b"PHP message: ";
+
+/// What php-fpm puts between two messages of one request.
+pub const SEPARATOR: &[u8] = b"; ";
+
+/// Most header bytes the finish marker may carry (nginx refuses headers
+/// larger than its `fastcgi_buffer_size` anyway).
+pub const MAX_MARKED_HEADERS: usize = 64 * 1024;
+
+/// What the `fastcgi_finish_request()` polyfill said in one record.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Marked {
+    /// CGI header bytes the script had not sent (`MARKER:HEX` lines).
+    pub headers: Vec<u8>,
+    /// The script finished its request (a `MARKER` line).
+    pub finished: bool,
+}
+
+/// Rewrites the STDERR records of one response.
+#[derive(Debug, Default)]
+pub struct StderrRewriter {
+    /// Content of the STDERR record being read.
+    record: Vec<u8>,
+    /// Rewritten content, reused between records.
+    scratch: Vec<u8>,
+    /// A message was sent in this request: the next one gets `; `.
+    started: bool,
+    /// The last record ended inside a message (no trailing newline).
+    mid_message: bool,
+}
+
+impl StderrRewriter {
+    /// Takes content bytes of the current STDERR record.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.record.extend_from_slice(bytes);
+    }
+
+    /// Ends the current record: appends its messages, rewritten, to `out` as
+    /// STDERR records of request `id`. Lines of the polyfill's `marker` are
+    /// left out and reported in `marked`.
+    pub fn finish_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
+        let record = std::mem::take(&mut self.record);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.rewrite(&record, marker, &mut scratch, marked);
+        if !scratch.is_empty() {
+            let mut writer = StreamWriter::new(out, RecordType::Stderr, id);
+            writer.write(&scratch);
+            writer.finish();
+        }
+        self.record = record;
+        self.record.clear();
+        self.scratch = scratch;
+    }
+
+    /// Rewrites one record's content into `out`.
+    fn rewrite(&mut self, content: &[u8], marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
+        if content.is_empty() {
+            return;
+        }
+        let body = content.strip_suffix(b"\n").unwrap_or(content);
+        let mut fresh = !self.mid_message;
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            if marker.is_some_and(|m| take_marker(line, m, marked)) {
+                fresh = true;
+                continue;
+            }
+            if fresh || !self.started || (i > 0 && line.starts_with(b"PHP ")) {
+                if self.started {
+                    out.extend_from_slice(SEPARATOR);
+                }
+                out.extend_from_slice(MESSAGE_PREFIX);
+                self.started = true;
+            } else if i > 0 {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(line);
+            fresh = false;
+        }
+        self.mid_message = !content.ends_with(b"\n");
+    }
+}
+
+/// The text carried by STDERR records as [`StderrRewriter::finish_record`]
+/// writes them, without a leading separator (for rustfpm's own log).
+pub fn text(records: &[u8]) -> String {
+    let (mut text, mut rest) = (Vec::new(), records);
+    while let Ok(Some((record, used))) = parse_record(rest) {
+        text.extend_from_slice(record.content);
+        rest = &rest[used..];
+    }
+    let text = text.strip_prefix(SEPARATOR).unwrap_or(&text);
+    String::from_utf8_lossy(text).into_owned()
+}
+
+/// Takes a line of the polyfill's: `marker` alone (the request is finished)
+/// or `marker:HEX` (header bytes). False if `line` is anything else.
+fn take_marker(line: &[u8], marker: &[u8], marked: &mut Marked) -> bool {
+    let Some(rest) = line.strip_prefix(marker) else {
+        return false;
+    };
+    if rest.is_empty() {
+        marked.finished = true;
+        return true;
+    }
+    let Some(hex) = rest.strip_prefix(b":").filter(|h| h.len() % 2 == 0) else {
+        return false;
+    };
+    let bytes: Option<Vec<u8>> =
+        hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect();
+    match bytes {
+        Some(bytes) if marked.headers.len() + bytes.len() <= MAX_MARKED_HEADERS => {
+            marked.headers.extend_from_slice(&bytes);
+            true
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::Header;
+
+    /// The content of each STDERR record in `bytes`.
+    fn records(bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let h = Header::parse(rest).unwrap().unwrap();
+            assert_eq!(h.record_type, RecordType::Stderr as u8);
+            let len = usize::from(h.content_length);
+            out.push(String::from_utf8(rest[8..8 + len].to_vec()).unwrap());
+            rest = &rest[8 + len + usize::from(h.padding_length)..];
+        }
+        out
+    }
+
+    /// Rewrites each of `inputs` as one record of one request.
+    fn rewrite_all(inputs: &[&str]) -> Vec<String> {
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        for input in inputs {
+            r.push(input.as_bytes());
+            r.finish_record(1, None, &mut out, &mut Marked::default());
+        }
+        records(&out)
+    }
+
+    #[test]
+    fn messages_are_prefixed_and_joined() {
+        let got = rewrite_all(&["PHP Warning:  a in /x.php on line 2\nPHP Notice:  b in /x.php on line 3\n"]);
+        assert_eq!(
+            got,
+            ["PHP message: PHP Warning:  a in /x.php on line 2; PHP message: PHP Notice:  b in /x.php on line 3"]
+        );
+    }
+
+    #[test]
+    fn later_records_of_a_request_start_with_the_separator() {
+        let got = rewrite_all(&["PHP Warning:  a\n", "PHP Warning:  b\n"]);
+        assert_eq!(got, ["PHP message: PHP Warning:  a", "; PHP message: PHP Warning:  b"]);
+    }
+
+    #[test]
+    fn multi_line_messages_stay_whole() {
+        let trace = "PHP Fatal error:  Uncaught Exception: boom in /x.php:3\nStack trace:\n#0 {main}\n  thrown in /x.php on line 3\n";
+        let got = rewrite_all(&[&format!("PHP Warning:  w\n{trace}")]);
+        let expected = format!("PHP message: PHP Warning:  w; PHP message: {}", trace.strip_suffix('\n').unwrap());
+        assert_eq!(got, [expected]);
+    }
+
+    #[test]
+    fn a_record_starts_a_message_unless_the_last_one_was_cut() {
+        // A message longer than php-cgi's buffer continues in the next record.
+        let got = rewrite_all(&["custom line one\nline two\n", "PHP Warning:  long", " tail\n", "next\n"]);
+        assert_eq!(
+            got,
+            [
+                "PHP message: custom line one\nline two",
+                "; PHP message: PHP Warning:  long",
+                " tail",
+                "; PHP message: next",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_marker_lines_are_taken_out() {
+        let mut r = StderrRewriter::default();
+        let (mut out, mut marked) = (Vec::new(), Marked::default());
+        r.push(b"PHP Warning:  a\nMARK:410d\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.push(b"MARK:0a\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false });
+        r.push(b"MARK\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert!(marked.finished);
+        r.push(b"MARKER\nMARK:4\nMARK:zz\n");
+        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked.headers, b"A\r\n");
+        assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK:4\nMARK:zz"]);
+    }
+
+    #[test]
+    fn text_is_read_back_for_the_log() {
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        r.push(b"PHP Warning:  a\n");
+        r.finish_record(1, None, &mut out, &mut Marked::default());
+        out.clear();
+        r.push(b"PHP Warning:  b\nPHP Notice:  c\n");
+        r.finish_record(1, None, &mut out, &mut Marked::default());
+        assert_eq!(text(&out), "PHP message: PHP Warning:  b; PHP message: PHP Notice:  c");
+    }
+
+    #[test]
+    fn big_records_are_split_and_nothing_is_kept() {
+        let long = format!("PHP Warning:  {}\n", "x".repeat(70_000));
+        let mut r = StderrRewriter::default();
+        let mut out = Vec::new();
+        r.push(&long.as_bytes()[..65_535]);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
+        r.push(&long.as_bytes()[65_535..]);
+        r.finish_record(1, None, &mut out, &mut Marked::default());
+        let got = records(&out).concat();
+        assert_eq!(got, format!("PHP message: {}", long.trim_end()));
+        assert!(r.record.is_empty());
+    }
+}

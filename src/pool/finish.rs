@@ -1,0 +1,270 @@
+//! `fastcgi_finish_request()` for php-cgi, which lacks it (php-fpm defines it
+//! in `sapi/fpm/fpm/fpm_main.c`).
+//!
+//! rustfpm writes a small PHP file per pool and starts php-cgi with
+//! `-d auto_prepend_file=` pointing at it. The file defines the function
+//! when it does not exist: the first call ends every output buffer with
+//! flush, `flush()`es, and writes the pool's marker line through the SAPI
+//! logger (`error_log(..., 4)`), which php-cgi sends as an FCGI_STDERR record
+//! on the same connection, after all output so far; then it returns true
+//! (false on later calls, as php-fpm). If the script had sent no output yet,
+//! php-cgi has not sent its headers either, so they go first, hex-encoded in
+//! `MARKER:HEX` lines of at most 4 KiB, each flushed into a record of its own
+//! (a longer line could be split across records). The proxy completes the
+//! response for nginx at the `MARKER` line, and discards the rest of the
+//! child's output until its own end.
+//! Output after the call is also dropped inside PHP by a discarding buffer.
+//!
+//! The pool's own `auto_prepend_file` is included by the polyfill, and its
+//! `open_basedir` gets the polyfill's directory added; both are read from
+//! `php-cgi -i` with the pool's arguments (every php.ini, conf.d file and
+//! `-d`), else from the pool's config. The marker needs `fastcgi.logging` on (forced unless the
+//! pool's ini table sets it). Chroot pools get no polyfill: the file would
+//! have to live inside the chroot.
+
+use std::ffi::OsString;
+use std::hash::{BuildHasher, Hasher};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::PoolError;
+use crate::config;
+use crate::spawn::ChildSpec;
+
+/// The polyfill file of one pool; removed with its directory on drop.
+#[derive(Debug)]
+pub struct Polyfill {
+    dir: PathBuf,
+    file: PathBuf,
+    marker: String,
+    /// The pool's ini table sets `fastcgi.logging` itself.
+    logging_set: bool,
+    /// The pool's `open_basedir`, which must let the polyfill in.
+    open_basedir: Option<String>,
+}
+
+impl Polyfill {
+    /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
+    /// `None` for a chroot pool.
+    pub fn for_pool(cfg: &config::Pool, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
+        if cfg.chroot.is_some() {
+            return Ok(None);
+        }
+        let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
+        let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
+        let (file, marker) = (dir.join("fastcgi_finish_request.php"), new_marker());
+        let settings = Settings::of(cfg, spec);
+        let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
+        let written = std::fs::write(&file, source(&cfg.name, &marker, user_file.as_deref()))
+            .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
+        let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
+        let polyfill = Polyfill { dir, file, marker, logging_set, open_basedir };
+        written.map_err(|e| err(&polyfill.file, e))?;
+        Ok(Some(polyfill))
+    }
+
+    /// The line the polyfill logs when the script finishes its request.
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+
+    /// php-cgi arguments that load the polyfill (after the pool's `-d`s).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args = vec!["-d".into(), format!("auto_prepend_file={}", self.file.display()).into()];
+        if !self.logging_set {
+            args.extend(["-d".into(), "fastcgi.logging=1".into()]);
+        }
+        if let Some(dirs) = &self.open_basedir {
+            args.extend(["-d".into(), format!("open_basedir={dirs}:{}", self.dir.display()).into()]);
+        }
+        args
+    }
+}
+
+impl Drop for Polyfill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A new directory any user may read, for files the children load.
+fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100 {
+        let dir = base.join(format!("rustfpm-{}-{pool}-php-{attempt}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => {
+                // The umask may have narrowed the mode.
+                return match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)) {
+                    Ok(()) => Ok(dir),
+                    Err(e) => Err((dir, e)),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err((dir, e)),
+        }
+    }
+    Err((base, std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
+}
+
+/// A marker no script prints by accident: random per pool and run.
+fn new_marker() -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("rustfpm-fastcgi-finish-request-{:016x}", hasher.finish())
+}
+
+/// Where the pool's own INI settings are read from.
+enum Settings {
+    /// php-cgi's phpinfo (`-i`, which runs no script) with the pool's
+    /// arguments: every php.ini and `-d` it would read.
+    Phpinfo(String),
+    /// php-cgi could not say: the pool's ini table and `php_ini` only.
+    Config(Vec<(String, String)>, Option<String>),
+}
+
+impl Settings {
+    fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
+        let output = std::process::Command::new(&spec.program)
+            .args(&spec.args)
+            .arg("-i")
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output();
+        match output.ok().and_then(|o| String::from_utf8(o.stdout).ok()) {
+            Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
+            _ => {
+                let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+                Settings::Config(cfg.ini.clone(), php_ini)
+            }
+        }
+    }
+
+    /// The value of `key`, if set and not empty.
+    fn get(&self, key: &str) -> Option<String> {
+        let value = match self {
+            Settings::Phpinfo(html) => phpinfo_value(html, key),
+            Settings::Config(ini, php_ini) => match ini.iter().rev().find(|(k, _)| k == key) {
+                Some((_, v)) => Some(v.clone()),
+                None => php_ini.as_deref().and_then(|text| ini_value(text, key)),
+            },
+        };
+        value.filter(|v| !v.is_empty())
+    }
+}
+
+/// The local value of `key` in php-cgi's HTML phpinfo.
+fn phpinfo_value(html: &str, key: &str) -> Option<String> {
+    let row = format!("<tr><td class=\"e\">{key}</td><td class=\"v\">");
+    let start = html.find(&row)? + row.len();
+    let value = &html[start..start + html[start..].find("</td>")?];
+    if value.starts_with("<i>") {
+        return Some(String::new());
+    }
+    let unescaped = value.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#039;", "'");
+    Some(unescaped.replace("&amp;", "&"))
+}
+
+/// The last value of `key` in php.ini text (quotes removed).
+fn ini_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.split(';').next().unwrap_or("").trim().trim_matches('"').to_string())
+        .next_back()
+}
+
+/// The polyfill's PHP source.
+fn source(pool: &str, marker: &str, user_file: Option<&str>) -> String {
+    let user = user_file.map(|f| format!("require {};\n", php_string(f))).unwrap_or_default();
+    format!(
+        r#"<?php
+// Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request().
+if (!function_exists('fastcgi_finish_request')) {{
+    function fastcgi_finish_request(): bool
+    {{
+        static $finished = false;
+        if ($finished) {{
+            return false;
+        }}
+        $finished = true;
+        while (ob_get_level() > 0 && @ob_end_flush()) {{
+        }}
+        flush();
+        if (!headers_sent()) {{
+            $head = '';
+            $code = http_response_code();
+            if (is_int($code) && $code !== 200) {{
+                $head .= "Status: $code\r\n";
+            }}
+            $typed = false;
+            foreach (headers_list() as $line) {{
+                $head .= $line . "\r\n";
+                $typed = $typed || stripos($line, 'content-type:') === 0;
+            }}
+            $mime = (string) ini_get('default_mimetype');
+            if (!$typed && $mime !== '') {{
+                $charset = (string) ini_get('default_charset');
+                $text = $charset !== '' && stripos($mime, 'text/') === 0;
+                $head .= 'Content-type: ' . $mime . ($text ? '; charset=' . $charset : '') . "\r\n";
+            }}
+            // One record per piece: a flush() closes each.
+            foreach (str_split(bin2hex($head . "\r\n"), 4096) as $piece) {{
+                error_log({marker} . ':' . $piece, 4);
+                flush();
+            }}
+        }}
+        error_log({marker}, 4);
+        flush();
+        ob_start(static function (string $output): string {{ return ''; }}, 4096);
+        return true;
+    }}
+}}
+{user}"#,
+        marker = php_string(marker),
+    )
+}
+
+/// `s` as a single-quoted PHP string literal.
+fn php_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_differ() {
+        assert_ne!(new_marker(), new_marker());
+        assert!(new_marker().starts_with("rustfpm-fastcgi-finish-request-"));
+    }
+
+    #[test]
+    fn php_ini_prepend_is_found() {
+        let text =
+            "; auto_prepend_file = /commented\nauto_prepend_file =\nauto_prepend_file = \"/srv/pre.php\" ; note\n";
+        assert_eq!(ini_value(text, "auto_prepend_file").as_deref(), Some("/srv/pre.php"));
+        assert_eq!(ini_value("x = 1\n", "auto_prepend_file"), None);
+    }
+
+    #[test]
+    fn phpinfo_values_are_read() {
+        let html = "<tr><td class=\"e\">auto_prepend_file</td><td class=\"v\">/x/a&amp;b.php</td><td class=\"v\">/y</td></tr>\n\
+                    <tr><td class=\"e\">open_basedir</td><td class=\"v\"><i>no value</i></td><td class=\"v\"><i>no value</i></td></tr>";
+        assert_eq!(phpinfo_value(html, "auto_prepend_file").as_deref(), Some("/x/a&b.php"));
+        assert_eq!(phpinfo_value(html, "open_basedir").as_deref(), Some(""));
+        assert_eq!(phpinfo_value(html, "open"), None);
+    }
+
+    #[test]
+    fn source_includes_the_user_file_quoted() {
+        let php = source("www", "MARK", Some("/srv/it's.php"));
+        assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
+        assert!(php.contains("error_log('MARK', 4);"), "{php}");
+        assert!(!source("www", "MARK", None).contains("require"));
+    }
+}
