@@ -10,8 +10,8 @@ mod error;
 mod file;
 mod fpm;
 mod listen;
-mod logging;
-mod logs;
+mod error_log;
+mod request_logs;
 mod pm;
 mod source;
 mod tables;
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use fpm::{load_fpm, to_toml};
-pub use logging::{
+pub use error_log::{
     DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };

@@ -12,7 +12,7 @@ use toml::de::DeValue;
 
 use super::error::Report;
 use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
-use super::{listen, logging, logs, pm, tables};
+use super::{error_log, listen, pm, request_logs, tables};
 use super::{parse_duration, parse_size};
 use super::{
     Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_ACCESS_FORMAT,
@@ -49,7 +49,7 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
             .unwrap_or(DEFAULT_GRACEFUL_STOP_ON_TERM),
         ..Global::default()
     };
-    logging::apply(raw, &mut global, r);
+    error_log::apply(raw, &mut global, r);
     global
 }
 
@@ -69,7 +69,7 @@ fn pool(raw: &RawPool<'_>, r: &mut Report<'_>) -> Option<Pool> {
     pm::apply(k, &mut pool, max_children, r);
     process_settings(k, &mut pool, r);
     request_settings(k, &mut pool, r);
-    logs::apply(k, &mut pool, r);
+    request_logs::apply(k, &mut pool, r);
     tables::apply(k, &mut pool, r);
     r.pool = None;
     (r.count() == before).then_some(pool)

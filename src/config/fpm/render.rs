@@ -26,7 +26,7 @@ fn global(out: &mut String, g: &Global) {
         LogTarget::Syslog => "syslog".to_string(),
     };
     line(out, "error_log", quote(&error_log));
-    line(out, "syslog_facility", quote(crate::config::logging::facility_name(g.syslog_facility)));
+    line(out, "syslog_facility", quote(crate::config::error_log::facility_name(g.syslog_facility)));
     line(out, "syslog_ident", quote(&g.syslog_ident));
     line(out, "syslog_socket", path(&g.syslog_socket));
     line(out, "log_limit", g.log_limit);

@@ -3,8 +3,8 @@
 
 mod errors;
 mod fpm;
-mod logging;
-mod logs;
+mod error_log;
+mod request_logs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
