@@ -397,7 +397,12 @@ if [[ -n $RF_PID ]]; then
 	RF_RSS_KB=$(rss_kb "$RF_PID")
 fi
 
+prev=
 for w in $WORKLOADS; do
+	# After keepalive rounds, a fresh nginx too: its idle upstream connections would hold
+	# php-fpm's children.
+	[[ $prev == keep ]] && restart_nginx
+	prev=$w
 	[[ $w == keep ]] && warm keep
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for b in "${BACKENDS[@]}"; do

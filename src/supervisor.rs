@@ -37,6 +37,8 @@ pub enum PoolEvent {
     ChildFound { slot: usize, inode: u32, pid: Option<Pid> },
     /// A child of the pool's php-cgi parent exited (needs process events).
     ChildExited { pid: Pid, status: ExitKind },
+    /// What the last request of `slot`'s child `pid` cost (see `pool::usage`).
+    Usage { slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64> },
 }
 
 /// How a process ended.

@@ -131,3 +131,28 @@ fn status_listen_serves_the_pages_while_every_child_is_busy_and_nothing_else() {
     assert_eq!(get(&url("/touch.php")).text(), "ran");
     assert_eq!(get(&url("/ping")).text(), "pong");
 }
+
+#[test]
+fn status_shows_the_last_requests_cpu_and_memory() {
+    let stack =
+        Stack::with(PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() });
+    // ~150 ms of CPU.
+    stack.site.script(
+        "burn.php",
+        "<?php $s = str_repeat('x', 8 << 20); $t = microtime(true); while (microtime(true) - $t < 0.15) { md5($s[0]); } echo 'ok';",
+    );
+    // A child's first request has no previous sample to count from.
+    for _ in 0..2 {
+        assert_eq!(get(&stack.url("/burn.php")).text(), "ok");
+    }
+    let field = |json: &str, key: &str| json_field(json, key).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut json = String::new();
+    let sampled = wait_until(std::time::Duration::from_secs(5), || {
+        json = get(&stack.url("/status?json&full")).text();
+        field(&json, "last request cpu") > 0.0
+    });
+    assert!(sampled, "{json}");
+    assert!(field(&json, "last request cpu") > 20.0, "a busy loop: {json}");
+    // The child's private memory (PHP's heap, at least), not PHP's own peak.
+    assert!(field(&json, "last request memory") > 1024.0 * 1024.0, "{json}");
+}

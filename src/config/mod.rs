@@ -7,12 +7,12 @@
 //! collected and returned together in [`ConfigErrors`], each naming file, line, pool, key and value.
 
 mod error;
+mod error_log;
 mod file;
 mod fpm;
 mod listen;
-mod error_log;
-mod request_logs;
 mod pm;
+mod request_logs;
 mod source;
 mod tables;
 mod units;
@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use fpm::{load_fpm, to_toml};
 pub use error_log::{
     DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };
+pub use fpm::{load_fpm, to_toml};
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 

@@ -92,8 +92,8 @@ pub fn pool_status(pool: &Pool, snap: &PoolSnapshot) -> PoolStatus {
                 content_length: info.content_length,
                 user: info.user,
                 script: info.script,
-                last_request_cpu: None,
-                last_request_memory: None,
+                last_request_cpu: s.last_cpu,
+                last_request_memory: s.last_memory,
             }
         })
         .collect();

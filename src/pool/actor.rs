@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 use super::balancer::Balancer;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
+use super::usage;
 use super::worker::{ChildSocket, Worker};
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
@@ -64,6 +65,10 @@ pub struct SlotSnapshot {
     pub child_since: Option<Instant>,
     /// The running or last request, when the pool has a status page.
     pub info: Option<RequestInfo>,
+    /// CPU (%) of the last request, when sampled (see `pool::usage`).
+    pub last_cpu: Option<f64>,
+    /// Private memory of the child after the last request, when sampled.
+    pub last_memory: Option<u64>,
 }
 
 /// An immutable picture of a pool, for status pages and tests.
@@ -163,6 +168,8 @@ struct Slot {
     info: Option<Box<RequestInfo>>,
     child_since: Option<Instant>,
     memory: Option<u64>,
+    /// CPU (%) and memory of the last request, as `usage` sampled them.
+    last_usage: (Option<f64>, Option<u64>),
     retire: Option<Reason>,
     inode: u32,
     state: SlotState,
@@ -191,11 +198,14 @@ pub struct ActorSetup {
     pub balancer: Arc<Balancer>,
     /// The pool's access log and slowlog.
     pub logs: Arc<PoolLogs>,
+    /// Sample each request's CPU and memory for the status page.
+    pub sample_usage: bool,
 }
 
 /// The actor's private state.
 pub struct PoolActor {
     name: String,
+    sample_usage: bool,
     slots: Vec<Slot>,
     spec: Arc<ChildSpec>,
     socket: Arc<ChildSocket>,
@@ -234,7 +244,7 @@ pub struct PoolActor {
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
     pub fn new(setup: ActorSetup) -> PoolActor {
-        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs } = setup;
+        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs, sample_usage } = setup;
         let children = epochs.len();
         let now = Instant::now();
         let slot = || Slot {
@@ -243,6 +253,7 @@ impl PoolActor {
             info: None,
             child_since: None,
             memory: None,
+            last_usage: (None, None),
             retire: None,
             inode: 0,
             state: SlotState::Starting,
@@ -253,6 +264,7 @@ impl PoolActor {
         };
         PoolActor {
             name: spec.pool.clone(),
+            sample_usage,
             metrics: PoolMetrics::new(&spec.pool),
             slots: (0..children).map(|_| slot()).collect(),
             spec,
@@ -376,6 +388,10 @@ impl PoolActor {
             s.requests += 1;
             s.last_duration = duration;
             s.memory = max_memory.and(s.pid).and_then(|p| recycle::private_memory(p.as_raw()));
+            if let Some(pid) = s.pid.filter(|_| self.sample_usage) {
+                let reply = self.events_tx.clone();
+                usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+            }
         }
         if let Some(view) = self.view(slot) {
             let reason = recycle::after_request(&self.policy, &view, Instant::now());
@@ -482,10 +498,16 @@ impl PoolActor {
             }
             PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
             PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
+            PoolEvent::Usage { slot, pid, cpu, memory } => {
+                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
+                    s.last_usage = (cpu, memory);
+                }
+            }
             PoolEvent::ChildFound { slot, inode, pid } => {
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
                     if s.pid != pid {
                         s.child_since = pid.map(|_| Instant::now());
+                        s.last_usage = (None, None);
                     }
                     s.pid = pid;
                     s.finding = false;
@@ -764,6 +786,8 @@ impl PoolActor {
                     last_duration: s.last_duration,
                     child_since: s.child_since,
                     info: s.info.as_deref().cloned(),
+                    last_cpu: s.last_usage.0,
+                    last_memory: s.last_usage.1,
                 })
                 .collect(),
             accepted: self.accepted,

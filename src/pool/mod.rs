@@ -7,6 +7,7 @@ pub mod finish;
 pub mod recycle;
 pub mod snapshot;
 pub mod spec;
+pub mod usage;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -123,6 +124,7 @@ impl Pool {
             epochs,
             balancer: balancer.clone(),
             logs: logs.clone(),
+            sample_usage: cfg.pm_status_path.is_some(),
         });
         tokio::spawn(actor.run(rx, events_rx));
         Ok(Arc::new(Pool {

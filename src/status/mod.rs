@@ -64,8 +64,8 @@ pub struct ProcessStatus {
     pub user: String,
     /// `script`
     pub script: String,
-    /// `last request cpu` in percent; None: rustfpm cannot know it.
+    /// `last request cpu` in percent; None: not measured (see `pool::usage`).
     pub last_request_cpu: Option<f64>,
-    /// `last request memory` in bytes; None: rustfpm cannot know it.
+    /// `last request memory` in bytes; None: not measured (see `pool::usage`).
     pub last_request_memory: Option<u64>,
 }

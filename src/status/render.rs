@@ -102,10 +102,9 @@ fn hex_value(b: u8) -> Option<u8> {
 /// Content-Type and body for `status` in `format`; `now` is used for
 /// "start since" and the per-process "start since".
 ///
-/// Values rustfpm cannot measure — `last request cpu` and `last request
-/// memory` (php-fpm reads them from inside the child, with `times(2)` and the
-/// Zend memory manager's peak) — are written as `0.00` and `0`, as php-fpm
-/// writes them for a process that is running a request.
+/// `last request cpu` and `last request memory` not measured (yet) are
+/// written as `0.00` and `0`, as php-fpm writes them for a process that is
+/// running a request.
 ///
 /// A process whose `start_time` is not known yet is shown as started `now`
 /// (`start since` 0).

@@ -1,9 +1,9 @@
 //! Whole-file tests: text in, `Config` or every error out. This file: what valid files give;
 //! `errors`: what invalid files report.
 
+mod error_log;
 mod errors;
 mod fpm;
-mod error_log;
 mod request_logs;
 
 use std::net::SocketAddr;

@@ -1,0 +1,131 @@
+//! The status page's "last request cpu" and "last request memory". After
+//! each request of a pool with a status page, the actor hands the child's pid
+//! to one sampler thread, which reads /proc and reports back to the actor as a
+//! [`PoolEvent::Usage`], so the actor never reads /proc per request.
+//!
+//! What rustfpm can know differs from php-fpm's figures: the CPU is the
+//! child's user + system time since its previous request ended, over the
+//! request's duration (as php-fpm's percentage; 0 for a child's first
+//! request); the memory is the child's private memory after the request (the
+//! `pm_max_memory` measure), where php-fpm shows PHP's peak allocation. A
+//! sample taken after the child has begun its next request includes a little
+//! of that one.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::recycle::private_memory;
+use crate::accesslog::{clock_ticks, cpu_ticks};
+use crate::supervisor::PoolEvent;
+
+/// Samples waiting to be read; past this, samples are skipped (the status
+/// page then shows the previous figures).
+const QUEUE: usize = 4096;
+/// Children remembered before forgetting those not seen for [`FORGET_AFTER`].
+const REMEMBERED: usize = 4096;
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+/// One finished request to sample.
+#[derive(Debug)]
+pub struct Sample {
+    /// The child that served it.
+    pub pid: i32,
+    /// Its slot.
+    pub slot: usize,
+    /// How long the request took.
+    pub duration: Duration,
+    /// The pool actor's events.
+    pub reply: UnboundedSender<PoolEvent>,
+}
+
+/// Queues `sample` for the sampler thread; never blocks.
+pub fn request(sample: Sample) {
+    let _ = sampler().try_send(sample);
+}
+
+fn sampler() -> &'static Sender<Sample> {
+    static SAMPLER: OnceLock<Sender<Sample>> = OnceLock::new();
+    SAMPLER.get_or_init(|| {
+        let (tx, rx) = bounded(QUEUE);
+        let spawned = std::thread::Builder::new().name("rustfpm-usage".into()).spawn(move || run(rx));
+        if let Err(e) = spawned {
+            crate::error!("cannot start the usage sampler thread: {e}; the status page shows no cpu/memory");
+        }
+        tx
+    })
+}
+
+fn run(rx: Receiver<Sample>) {
+    let hz = clock_ticks();
+    let mut ticks = Ticks::default();
+    for sample in rx {
+        let now = cpu_ticks(sample.pid).map(|(user, system)| user + system);
+        let cpu = now.and_then(|now| ticks.since_last(sample.pid, now, Instant::now()));
+        let cpu = cpu.map(|spent| cpu_percent(spent, hz, sample.duration));
+        let memory = private_memory(sample.pid);
+        let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
+    }
+}
+
+/// Each child's CPU ticks at its last sample.
+#[derive(Debug, Default)]
+struct Ticks {
+    last: HashMap<i32, (u64, Instant)>,
+}
+
+impl Ticks {
+    /// Ticks spent since `pid`'s previous sample (None for its first).
+    fn since_last(&mut self, pid: i32, now_ticks: u64, now: Instant) -> Option<u64> {
+        if self.last.len() >= REMEMBERED {
+            self.last.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < FORGET_AFTER);
+        }
+        let previous = self.last.insert(pid, (now_ticks, now));
+        previous.map(|(ticks, _)| now_ticks.saturating_sub(ticks))
+    }
+}
+
+/// php-fpm's "last request cpu": CPU time over wall time, in percent.
+fn cpu_percent(ticks: u64, hz: f64, duration: Duration) -> f64 {
+    let wall = duration.as_secs_f64();
+    if wall > 0.0 {
+        ticks as f64 / hz / wall * 100.0
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_count_from_the_previous_sample_of_the_same_child() {
+        let (mut ticks, now) = (Ticks::default(), Instant::now());
+        assert_eq!(ticks.since_last(10, 50, now), None);
+        assert_eq!(ticks.since_last(11, 7, now), None);
+        assert_eq!(ticks.since_last(10, 53, now), Some(3));
+        assert_eq!(ticks.since_last(11, 7, now), Some(0));
+    }
+
+    #[test]
+    fn cpu_is_a_percentage_of_the_request_duration() {
+        assert_eq!(cpu_percent(5, 100.0, Duration::from_millis(100)), 50.0);
+        assert_eq!(cpu_percent(5, 100.0, Duration::ZERO), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_sample_of_this_process_comes_back_as_an_event() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let pid = std::process::id() as i32;
+        for _ in 0..2 {
+            request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply: tx.clone() });
+        }
+        let first = rx.recv().await;
+        assert!(matches!(first, Some(PoolEvent::Usage { slot: 3, cpu: None, memory: Some(m), .. }) if m > 0));
+        assert!(matches!(rx.recv().await, Some(PoolEvent::Usage { cpu: Some(c), .. }) if c >= 0.0));
+    }
+}
