@@ -153,3 +153,22 @@ fn an_unwritable_log_stops_the_start() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("[pool www] cannot open the log") && stderr.contains("no/such/dir/a.log"), "{stderr}");
 }
+
+#[test]
+fn suppressed_paths_are_left_out_only_when_plain_and_successful() {
+    let extra = "access_log = \"{dir}/access.log\"\naccess_format = \"%m %r%Q%q %s\"\nping_path = \"/ping\"\n\
+                 access_suppress_path = [\"/ping\", \"/hello.php\"]";
+    let stack = stack_with(extra, false);
+    stack.site.script("other.php", "<?php echo 'other';");
+    stack.site.script("fail.php", "<?php http_response_code(500);");
+    for path in ["/ping", "/hello.php", "/ping?full", "/other.php"] {
+        assert_eq!(get(&stack.url(path)).status, 200, "{path}");
+    }
+    assert_eq!(get(&stack.url("/fail.php")).status, 500);
+    wait_lines(&log_path(&stack, "access.log"), 3);
+    // Whatever was to be logged of the requests above is written by now.
+    assert_eq!(get(&stack.url("/other.php?last")).status, 200);
+    let mut lines = wait_lines(&log_path(&stack, "access.log"), 4);
+    lines.sort();
+    assert_eq!(lines, ["GET /fail.php 500", "GET /other.php 200", "GET /other.php?last 200", "GET /ping?full 200"]);
+}

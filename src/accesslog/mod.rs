@@ -48,6 +48,8 @@ pub struct AccessLog {
     cpu: bool,
     memory: bool,
     remote_ip: bool,
+    /// `access_suppress_path`.
+    suppress: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,7 @@ impl PoolLogs {
                 cpu: format.uses(|t| matches!(t, Token::Cpu(_))),
                 memory: format.uses(|t| matches!(t, Token::Memory(_))),
                 remote_ip: format.uses(|t| *t == Token::RemoteIp),
+                suppress: cfg.access_suppress_path.clone(),
                 format: Arc::new(format),
             });
         }
@@ -110,7 +113,7 @@ impl PoolLogs {
 
     /// Completes `rec` with what the actor knows of the child and sends it to the writer.
     pub fn finish(&self, mut rec: Box<Record>, child: ChildView) {
-        let Some(access) = &self.access else {
+        let Some(access) = self.access.as_ref().filter(|a| !a.suppressed(&rec)) else {
             return;
         };
         rec.pid = child.pid;
@@ -158,6 +161,16 @@ impl AccessLog {
             pool: pool.to_string(),
             ..Record::default()
         })
+    }
+
+    /// php-fpm's `access.suppress_path` rule: a plain, successful request for one of the
+    /// listed script URIs (GET or HEAD, no query string, no body, 2xx) is not logged.
+    pub fn suppressed(&self, rec: &Record) -> bool {
+        matches!(rec.method.as_str(), "GET" | "HEAD")
+            && rec.query.is_empty()
+            && rec.content_length == 0
+            && (200..300).contains(&rec.status)
+            && self.suppress.contains(&rec.uri)
     }
 
     /// True when the format shows response headers (the proxy then keeps the response head).
@@ -291,5 +304,25 @@ mod tests {
         let entry = slow_entry("26-Nov-2026 14:51:02", "www", Some(1234), &info, Duration::from_millis(1005));
         assert!(entry.starts_with("\n[26-Nov-2026 14:51:02]  [pool www] pid 1234\nscript_filename = /var/www/x.php\n"));
         assert!(entry.contains("request = GET /x.php?a=1\nelapsed = 1.005 sec\n"), "{entry}");
+    }
+
+    #[test]
+    fn only_plain_successful_requests_for_listed_paths_are_suppressed() {
+        let log = AccessLog {
+            path: Arc::from(Path::new("/dev/null")),
+            format: Arc::new(Format::parse("%r").unwrap()),
+            cpu: false,
+            memory: false,
+            remote_ip: false,
+            suppress: vec!["/ping".to_string()],
+        };
+        let plain = || Record { method: "GET".into(), uri: "/ping".into(), status: 200, ..Record::default() };
+        assert!(log.suppressed(&plain()));
+        assert!(log.suppressed(&Record { method: "HEAD".into(), ..plain() }));
+        assert!(!log.suppressed(&Record { uri: "/ping2".into(), ..plain() }));
+        assert!(!log.suppressed(&Record { method: "POST".into(), ..plain() }));
+        assert!(!log.suppressed(&Record { query: "full".into(), ..plain() }));
+        assert!(!log.suppressed(&Record { content_length: 1, ..plain() }));
+        assert!(!log.suppressed(&Record { status: 500, ..plain() }));
     }
 }

@@ -301,6 +301,9 @@ pub struct Pool {
     pub access_log: Option<PathBuf>,
     /// `access.format`: php-fpm's `%` placeholders (validated).
     pub access_format: String,
+    /// `access.suppress_path[]`: script URIs (SCRIPT_NAME) whose plain successful requests
+    /// are not logged (a GET or HEAD without query string or body, answered 2xx).
+    pub access_suppress_path: Vec<String>,
     /// `slowlog`: requests running past `request_slowlog_timeout` are logged here.
     pub slowlog: Option<PathBuf>,
     /// `request_slowlog_timeout`. `None` (`0`, the default) is off; requires `slowlog`.

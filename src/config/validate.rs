@@ -119,6 +119,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         queue_max_wait: None,
         access_log: None,
         access_format: DEFAULT_ACCESS_FORMAT.to_string(),
+        access_suppress_path: Vec::new(),
         slowlog: None,
         request_slowlog_timeout: None,
         ini: Vec::new(),

@@ -21,6 +21,8 @@ pub(super) enum Value {
     Int(String),
     Bool(bool),
     Text(String),
+    /// An array of strings, as TOML text (`["/ping", "/status"]`).
+    List(String),
 }
 
 /// One TOML key and its value. Table entries are keyed `env.NAME`, `php_value.NAME`, ...
@@ -200,11 +202,12 @@ impl Interpreter<'_> {
     fn arrays(&self, entries: &[&Entry], base: &Path, chroot: bool, items: &mut Vec<Item>, notes: &mut Notes<'_, '_>) {
         let mut seen: Vec<(&str, &str, usize)> = Vec::new();
         let mut env = Vec::new();
+        let mut suppress = Vec::new();
         for e in entries {
             let index = e.index.as_deref().unwrap_or_default();
             let Some(&(table, list)) = ARRAYS.iter().find(|(name, _)| *name == e.name) else {
                 match e.name.as_str() {
-                    "access.suppress_path" => simple(e, Warn(""), items, notes),
+                    "access.suppress_path" => suppress.push(e.value.clone()),
                     _ => error(e, notes, "unknown php-fpm directive"),
                 }
                 continue;
@@ -234,6 +237,10 @@ impl Interpreter<'_> {
         // Like the TOML table, sorted by name.
         env.sort_by(|a, b| a.key.cmp(&b.key));
         items.extend(env);
+        if let Some(first) = entries.iter().find(|e| e.name == "access.suppress_path") {
+            let list = Value::List(super::render::string_array(&suppress));
+            items.push(Item { key: "access_suppress_path".to_string(), value: list, line: first.line });
+        }
     }
 }
 

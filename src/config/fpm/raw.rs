@@ -37,6 +37,9 @@ fn value(value: &Value) -> DeValue<'_> {
         Value::Int(n) => DeValue::parse(n).map(|v| v.into_inner()).unwrap_or_else(|_| DeValue::String(n.into())),
         Value::Bool(b) => DeValue::Boolean(*b),
         Value::Text(s) => DeValue::String(s.into()),
+        Value::List(toml) => {
+            DeValue::parse(toml).map(|v| v.into_inner()).unwrap_or_else(|_| DeValue::String(toml.into()))
+        }
     }
 }
 

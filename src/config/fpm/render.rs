@@ -80,6 +80,9 @@ fn pool(out: &mut String, p: &Pool) {
     line(out, "request_terminate_timeout_track_finished", p.request_terminate_timeout_track_finished);
     optional(out, "access_log", p.access_log.as_deref().map(path));
     line(out, "access_format", quote(&p.access_format));
+    if !p.access_suppress_path.is_empty() {
+        line(out, "access_suppress_path", string_array(&p.access_suppress_path));
+    }
     optional(out, "slowlog", p.slowlog.as_deref().map(path));
     optional(out, "request_slowlog_timeout", p.request_slowlog_timeout.map(duration));
     tables(out, p);
@@ -139,6 +142,12 @@ fn key(name: &str) -> String {
 }
 
 /// A TOML basic string.
+/// A TOML array of strings: `["/ping", "/status"]`.
+pub(super) fn string_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

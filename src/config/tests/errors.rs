@@ -393,3 +393,17 @@ fn dotted_key_clash_explains_the_underscore_spelling() {
     assert_eq!(e.line, Some(5));
     assert!(e.message.contains("`listen_owner`"), "{}", e.message);
 }
+
+#[test]
+fn suppress_paths_must_be_a_list_of_paths() {
+    for (line, message) in [
+        ("access_suppress_path = \"/ping\"", "expected an array of strings"),
+        ("access_suppress_path = [\"ping\"]", "each starting with '/'"),
+        ("access_suppress_path = [1]", "each starting with '/'"),
+    ] {
+        let found = errors(&pool_with(line));
+        let [e] = found.as_slice() else { panic!("{line}: {found:?}") };
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("access_suppress_path")), "{line}");
+        assert!(e.message.contains(message), "{line}: {}", e.message);
+    }
+}

@@ -407,7 +407,6 @@ fn unsupported_directives_are_warnings_that_name_them() {
         (3, "events.mechanism", "not supported yet"),
         (7, "rlimit_files", "LimitNOFILE="),
         (18, "listen.acl_users", "may be refused"),
-        (19, "access.suppress_path[]", "not supported yet"),
         (20, "request_slowlog_trace_depth", "cannot read a PHP backtrace"),
     ];
     assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
@@ -418,6 +417,7 @@ fn unsupported_directives_are_warnings_that_name_them() {
     assert!(warnings[3].contains("[pool www] listen.acl_users = \"www-data\""), "{}", warnings[3]);
     assert_eq!(config.pools[0].access_log.as_deref(), Some(std::path::Path::new("/var/log/www.access.log")));
     assert_eq!(config.global.error_log, LogTarget::Syslog);
+    assert_eq!(config.pools[0].access_suppress_path, ["/ping"]);
 }
 
 #[test]
@@ -626,7 +626,11 @@ fn every_key_has_a_php_fpm_directive() {
     ];
     let own =
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
-    let own = [own.as_slice(), &[("pm_status_listen", "pm.status_listen")]].concat();
+    let own = [
+        own.as_slice(),
+        &[("pm_status_listen", "pm.status_listen"), ("access_suppress_path", "access.suppress_path[]")],
+    ]
+    .concat();
     let mapped = |key: &str| {
         GLOBAL
             .iter()
