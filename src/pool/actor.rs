@@ -10,10 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::unistd::Pid;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
+use super::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
+use super::msg::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
@@ -23,119 +24,8 @@ use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
 
-/// A parent that exits sooner than this after starting counts as a crash loop.
-pub const FAST_EXIT: Duration = Duration::from_secs(1);
-/// Longest wait between restarts of a crash-looping parent.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
-/// The window in which child exits are counted for crash-loop detection.
-pub const CRASH_WINDOW: Duration = Duration::from_secs(1);
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
-
-/// What a slot is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotState {
-    /// Waiting for the pool's php-cgi parent to run.
-    Starting,
-    /// Ready for a request.
-    Idle,
-    /// Serving a request.
-    Busy,
-    /// The pool is stopping.
-    Exiting,
-}
-
-/// One slot as the actor sees it.
-#[derive(Debug, Clone)]
-pub struct SlotSnapshot {
-    /// Slot index.
-    pub slot: usize,
-    /// Pid of the php-cgi child serving this slot; for a slot that has not
-    /// served yet, one of the parent's children that no slot has met.
-    pub pid: Option<i32>,
-    /// Current state.
-    pub state: SlotState,
-    /// Requests served by this slot's current child.
-    pub requests: u64,
-    /// When the current state began.
-    pub since: Instant,
-    /// Duration of the last request.
-    pub last_duration: Duration,
-    /// When the current child was first seen serving.
-    pub child_since: Option<Instant>,
-    /// The running or last request, when the pool has a status page.
-    pub info: Option<RequestInfo>,
-    /// CPU (%) of the last request, when sampled (see `pool::usage`).
-    pub last_cpu: Option<f64>,
-    /// Private memory of the child after the last request, when sampled.
-    pub last_memory: Option<u64>,
-}
-
-/// An immutable picture of a pool, for status pages and tests.
-#[derive(Debug, Clone)]
-pub struct PoolSnapshot {
-    /// Pool name.
-    pub name: String,
-    /// When the pool started.
-    pub started: SystemTime,
-    /// Pid of the php-cgi parent, when running.
-    pub parent_pid: Option<i32>,
-    /// Times the php-cgi parent was started.
-    pub parent_starts: u64,
-    /// All slots.
-    pub slots: Vec<SlotSnapshot>,
-    /// Requests that got a child.
-    pub accepted: u64,
-    /// Highest number of busy slots seen.
-    pub max_active: usize,
-    /// Longest queue wait seen.
-    pub max_queue_wait: Duration,
-    /// Children replaced, by reason (indexed like [`Reason::ALL`]).
-    pub recycled: [u64; Reason::ALL.len()],
-    /// Requests that ran past `request_slowlog_timeout`.
-    pub slow_requests: u64,
-}
-
-/// What the status page and the slowlog show of a request (collected only
-/// when the pool has a status page or a slowlog).
-#[derive(Debug, Clone, Default)]
-pub struct RequestInfo {
-    /// REQUEST_METHOD
-    pub method: String,
-    /// REQUEST_URI
-    pub uri: String,
-    /// CONTENT_LENGTH
-    pub content_length: u64,
-    /// REMOTE_USER
-    pub user: String,
-    /// SCRIPT_FILENAME
-    pub script: String,
-}
-
-/// Messages from the front end to the actor.
-#[derive(Debug)]
-pub enum PoolMsg {
-    /// A request got slot `slot` after waiting `queued`.
-    RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
-    /// A request on `slot` ended with HTTP `status`; `access` is its access log
-    /// record, when the pool has an access log.
-    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
-    /// A new connection on `slot` completed its first request; find its child.
-    Connected { slot: usize, inode: u32 },
-    /// The child of `slot` vanished mid-request.
-    ChildLost { slot: usize, script: String, uri: String },
-    /// A request was refused because the queue was full.
-    Rejected,
-    /// A request on `slot` ran past `request_terminate_timeout`: kill its child.
-    TimedOut { slot: usize, script: String, uri: String, elapsed: Duration },
-    /// Send a snapshot.
-    Snapshot { respond_to: oneshot::Sender<PoolSnapshot> },
-    /// Stop restarting children: the pool is shutting down.
-    Stop,
-    /// A reload replaced this pool: stop its children once no request runs
-    /// (or when `limit` has passed).
-    Retire { limit: Option<Duration> },
-}
 
 #[path = "actor_logs.rs"]
 mod logs;
@@ -799,73 +689,6 @@ impl PoolActor {
     }
 }
 
-/// Child exits within [`CRASH_WINDOW`] beyond which a pool is in a crash loop.
-pub fn crash_loop_limit(children: usize) -> usize {
-    (children * 2).max(10)
-}
-
-/// Exit times of recent children, to spot a crash loop.
-#[derive(Debug, Default)]
-pub struct ExitRate {
-    window: VecDeque<Instant>,
-}
-
-impl ExitRate {
-    /// Records an exit at `now`; true when more than `limit` happened within
-    /// [`CRASH_WINDOW`].
-    pub fn record(&mut self, now: Instant, limit: usize) -> bool {
-        while self.window.front().is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW) {
-            self.window.pop_front();
-        }
-        self.window.push_back(now);
-        if self.window.len() > limit {
-            self.window.clear();
-            return true;
-        }
-        false
-    }
-}
-
-/// The delay before the next start, given how long the last parent ran.
-pub fn backoff(streak: &mut u32, ran_for: Duration) -> Duration {
-    if ran_for >= FAST_EXIT {
-        *streak = 0;
-        return Duration::ZERO;
-    }
-    *streak += 1;
-    let secs = 1u64 << (*streak - 1).min(5);
-    Duration::from_secs(secs).min(MAX_BACKOFF)
-}
-
 fn far_future() -> TokioInstant {
     TokioInstant::now() + Duration::from_secs(86400)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_rate_spots_a_loop_only_within_the_window() {
-        let mut rate = ExitRate::default();
-        let t0 = Instant::now();
-        let spaced = (0..50).any(|i| rate.record(t0 + Duration::from_millis(400 * i), 3));
-        assert!(!spaced, "one exit every 400 ms is no loop at limit 3");
-        let mut rate = ExitRate::default();
-        let burst: Vec<bool> = (0..5).map(|i| rate.record(t0 + Duration::from_millis(i), 3)).collect();
-        assert_eq!(burst, [false, false, false, true, false]);
-        assert_eq!(crash_loop_limit(4), 10);
-        assert_eq!(crash_loop_limit(64), 128);
-    }
-
-    #[test]
-    fn backoff_doubles_then_caps_and_resets() {
-        let mut streak = 0;
-        let fast = Duration::from_millis(10);
-        let delays: Vec<u64> = (0..8).map(|_| backoff(&mut streak, fast).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 32, 32]);
-        assert_eq!(backoff(&mut streak, Duration::from_secs(5)), Duration::ZERO);
-        assert_eq!(streak, 0);
-        assert_eq!(backoff(&mut streak, fast), Duration::from_secs(1));
-    }
 }

@@ -3,7 +3,9 @@
 
 pub mod actor;
 pub mod balancer;
+pub mod crash;
 pub mod finish;
+pub mod msg;
 pub mod recycle;
 pub mod snapshot;
 pub mod spec;
@@ -17,8 +19,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
-pub use actor::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 pub use balancer::{AcquireError, Balancer};
+pub use msg::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 pub use worker::{ChildSocket, Worker};
 
 use crate::accesslog::PoolLogs;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::actor::SlotState;
+use super::msg::SlotState;
 
 /// Why a child was replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::actor::PoolSnapshot;
+use super::msg::PoolSnapshot;
 
 /// Longest a snapshot waits for pid lookups in progress.
 pub const LOOKUP_WAIT: Duration = Duration::from_millis(300);

@@ -1,0 +1,115 @@
+//! What the pool actor is told and what it tells: the messages from the
+//! front end, and the snapshots it answers with.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::recycle::Reason;
+use super::worker::Worker;
+use crate::accesslog::Record;
+
+/// What a slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting for the pool's php-cgi parent to run.
+    Starting,
+    /// Ready for a request.
+    Idle,
+    /// Serving a request.
+    Busy,
+    /// The pool is stopping.
+    Exiting,
+}
+
+/// One slot as the actor sees it.
+#[derive(Debug, Clone)]
+pub struct SlotSnapshot {
+    /// Slot index.
+    pub slot: usize,
+    /// Pid of the php-cgi child serving this slot; for a slot that has not
+    /// served yet, one of the parent's children that no slot has met.
+    pub pid: Option<i32>,
+    /// Current state.
+    pub state: SlotState,
+    /// Requests served by this slot's current child.
+    pub requests: u64,
+    /// When the current state began.
+    pub since: Instant,
+    /// Duration of the last request.
+    pub last_duration: Duration,
+    /// When the current child was first seen serving.
+    pub child_since: Option<Instant>,
+    /// The running or last request, when the pool has a status page.
+    pub info: Option<RequestInfo>,
+    /// CPU (%) of the last request, when sampled (see `pool::usage`).
+    pub last_cpu: Option<f64>,
+    /// Private memory of the child after the last request, when sampled.
+    pub last_memory: Option<u64>,
+}
+
+/// An immutable picture of a pool, for status pages and tests.
+#[derive(Debug, Clone)]
+pub struct PoolSnapshot {
+    /// Pool name.
+    pub name: String,
+    /// When the pool started.
+    pub started: SystemTime,
+    /// Pid of the php-cgi parent, when running.
+    pub parent_pid: Option<i32>,
+    /// Times the php-cgi parent was started.
+    pub parent_starts: u64,
+    /// All slots.
+    pub slots: Vec<SlotSnapshot>,
+    /// Requests that got a child.
+    pub accepted: u64,
+    /// Highest number of busy slots seen.
+    pub max_active: usize,
+    /// Longest queue wait seen.
+    pub max_queue_wait: Duration,
+    /// Children replaced, by reason (indexed like [`Reason::ALL`]).
+    pub recycled: [u64; Reason::ALL.len()],
+    /// Requests that ran past `request_slowlog_timeout`.
+    pub slow_requests: u64,
+}
+
+/// What the status page and the slowlog show of a request (collected only
+/// when the pool has a status page or a slowlog).
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// REQUEST_METHOD
+    pub method: String,
+    /// REQUEST_URI
+    pub uri: String,
+    /// CONTENT_LENGTH
+    pub content_length: u64,
+    /// REMOTE_USER
+    pub user: String,
+    /// SCRIPT_FILENAME
+    pub script: String,
+}
+
+/// Messages from the front end to the actor.
+#[derive(Debug)]
+pub enum PoolMsg {
+    /// A request got slot `slot` after waiting `queued`.
+    RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
+    /// A request on `slot` ended with HTTP `status`; `access` is its access log
+    /// record, when the pool has an access log.
+    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
+    /// A new connection on `slot` completed its first request; find its child.
+    Connected { slot: usize, inode: u32 },
+    /// The child of `slot` vanished mid-request.
+    ChildLost { slot: usize, script: String, uri: String },
+    /// A request was refused because the queue was full.
+    Rejected,
+    /// A request on `slot` ran past `request_terminate_timeout`: kill its child.
+    TimedOut { slot: usize, script: String, uri: String, elapsed: Duration },
+    /// Send a snapshot.
+    Snapshot { respond_to: oneshot::Sender<PoolSnapshot> },
+    /// Stop restarting children: the pool is shutting down.
+    Stop,
+    /// A reload replaced this pool: stop its children once no request runs
+    /// (or when `limit` has passed).
+    Retire { limit: Option<Duration> },
+}
