@@ -76,15 +76,22 @@ fn headers_reach_the_client_when_nothing_was_output() {
     assert_eq!(wait_file(&result, Duration::from_secs(30)).as_deref(), Some("ok"));
 }
 
-#[test]
-fn a_user_prepend_file_still_runs() {
-    let site = Site::new();
+/// A prepend file of the user's, and a script that shows whether it ran and
+/// whether `fastcgi_finish_request()` exists.
+fn user_prepend(site: &Site) -> std::path::PathBuf {
     let prepend = site.www().join("prepend_user.inc");
     std::fs::write(&prepend, "<?php\n$GLOBALS['prepended'] = 'yes';\n").unwrap();
     site.script(
         "finish_prepend.php",
         "<?php\necho ($prepended ?? 'no') . ' ' . var_export(function_exists('fastcgi_finish_request'), true);\n",
     );
+    prepend
+}
+
+#[test]
+fn a_user_prepend_file_still_runs() {
+    let site = Site::new();
+    let prepend = user_prepend(&site);
     let opts = PoolOptions {
         tables: format!("[pool.www.php_value]\nauto_prepend_file = \"{}\"\n", prepend.display()),
         ..Default::default()
@@ -98,12 +105,7 @@ fn a_user_prepend_file_still_runs() {
 fn prepend_and_open_basedir_from_php_ini_are_kept() {
     // php-cgi's own view of its settings (phpinfo) is what the polyfill follows.
     let site = Site::new();
-    let prepend = site.www().join("prepend_user.inc");
-    std::fs::write(&prepend, "<?php\n$GLOBALS['prepended'] = 'yes';\n").unwrap();
-    site.script(
-        "finish_prepend.php",
-        "<?php\necho ($prepended ?? 'no') . ' ' . var_export(function_exists('fastcgi_finish_request'), true);\n",
-    );
+    let prepend = user_prepend(&site);
     let ini = site.path().join("php.ini");
     let text = format!(
         "open_basedir = \"{www}\"\nauto_prepend_file = \"{}\"\n",
