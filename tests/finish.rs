@@ -132,6 +132,17 @@ fn open_basedir_pools_still_load_the_polyfill() {
 }
 
 #[test]
+fn the_polyfill_can_be_turned_off() {
+    let site = Site::new();
+    site.script("finish_exists.php", "<?php\necho var_export(function_exists('fastcgi_finish_request'), true);\n");
+    let extra = "fastcgi_finish_request = false".to_string();
+    let fpm = Rustfpm::start(&site, &PoolOptions { extra, ..Default::default() });
+    let nginx = Nginx::start(&site, &fpm);
+    let r = get(&nginx.url("/finish_exists.php"));
+    assert_eq!((r.status, r.text().as_str()), (200, "false"), "{r:?}");
+}
+
+#[test]
 fn the_terminate_timeout_ends_at_the_call_by_default() {
     // As php-fpm: request_terminate_timeout no longer applies once the
     // script has called fastcgi_finish_request(). The script runs on 2 s
@@ -160,4 +171,24 @@ fn the_terminate_timeout_stops_after_the_call_if_tracked() {
     assert!(killed, "no timeout logged:\n{}", stack.fpm.log_text());
     assert!(!result.exists(), "the script was not stopped");
     assert_eq!(get(&stack.url("/hello.php")).status, 200);
+}
+
+/// The marker is this request's own secret: a script cannot see it in
+/// `$_SERVER`, and a user's input that looks like a marker in a PHP message
+/// neither ends the response nor sets its headers.
+#[test]
+fn no_input_can_forge_the_marker() {
+    let stack = Stack::start();
+    stack.site.script(
+        "echo_notice.php",
+        "<?php trigger_error($_GET['k'], E_USER_NOTICE); \
+         echo isset($_SERVER['RUSTFPM_FINISH_MARKER']) ? 'visible' : 'hidden', ' body';",
+    );
+    let fake = format!("rustfpm-finish-request-{}", "0123456789abcdef".repeat(2));
+    let headers = "Set-Cookie: sid=attacker\r\n\r\n".bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let input = format!("x\n{fake}:{headers}\n{fake}\n");
+    let query: String = input.bytes().map(|b| format!("%{b:02X}")).collect();
+    let r = get(&stack.url(&format!("/echo_notice.php?k={query}")));
+    assert_eq!((r.status, r.text().as_str()), (200, "hidden body"), "{r:?}");
+    assert!(r.headers_named("Set-Cookie").is_empty(), "{r:?}");
 }

@@ -121,14 +121,16 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::Exit
     }
 }
 
-/// rustfpm's private socket dirs (`$TMPDIR/rustfpm-PID-POOL-N`) of `pid`.
+/// rustfpm's private runtime dirs (`rustfpm-PID-POOL-KIND-XXXXXX` under
+/// /run/rustfpm or $TMPDIR) of `pid`.
 fn private_dirs(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("rustfpm-{pid}-");
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()).collect()
-        })
-        .unwrap_or_default()
+    [PathBuf::from("/run/rustfpm"), std::env::temp_dir()]
+        .iter()
+        .flat_map(|base| std::fs::read_dir(base).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Removes what `private_dirs` found (test cleanup); returns them.

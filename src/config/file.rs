@@ -106,6 +106,7 @@ raw_table! {
         pm, pm_max_children, pm_start_servers, pm_min_spare_servers, pm_max_spare_servers,
         pm_max_spawn_rate, pm_process_idle_timeout, pm_max_requests, pm_max_memory, pm_max_lifetime,
         php_cgi, php_ini, clear_env, security_limit_extensions, queue_max_len, queue_max_wait,
+        fastcgi_finish_request,
         request_terminate_timeout, request_terminate_timeout_track_finished, chdir, chroot,
         rlimit_files, rlimit_core, process_priority, process_dumpable, catch_workers_output,
         decorate_workers_output, pm_status_path, pm_status_listen, ping_path, ping_response, access_log,

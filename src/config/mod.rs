@@ -79,6 +79,8 @@ pub const DEFAULT_DECORATE_WORKERS_OUTPUT: bool = true;
 pub const DEFAULT_PHP_CGI: &str = "php-cgi";
 /// `clear_env` when unset (php-fpm's default).
 pub const DEFAULT_CLEAR_ENV: bool = true;
+/// `fastcgi_finish_request` when unset: php-cgi gets the polyfill.
+pub const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
 /// `security_limit_extensions` when unset.
 pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
 /// `access_format` when unset: php-fpm's default.
@@ -297,6 +299,8 @@ pub struct Pool {
     /// rustfpm extension: a queued request that waited this long for a child is answered 503.
     /// `None` (unset or `0`) waits without limit (`queue_max_len` still applies).
     pub queue_max_wait: Option<Duration>,
+    /// rustfpm extension: give php-cgi a `fastcgi_finish_request()` (a prepended polyfill).
+    pub fastcgi_finish_request: bool,
     /// `access.log`: one line per request is appended here. `None`: no access log.
     pub access_log: Option<PathBuf>,
     /// `access.format`: php-fpm's `%` placeholders (validated).

@@ -17,11 +17,12 @@ use super::{parse_duration, parse_size};
 use super::{
     Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_ACCESS_FORMAT,
     DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV, DEFAULT_DECORATE_WORKERS_OUTPUT,
-    DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG, DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG,
-    DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE, DEFAULT_PM,
-    DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE,
-    DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS,
-    MAX_CHILDREN, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG, DEFAULT_FASTCGI_FINISH_REQUEST,
+    DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
+    DEFAULT_PING_RESPONSE, DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE,
+    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR,
+    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
+    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -117,6 +118,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         request_terminate_timeout: None,
         request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
         queue_max_wait: None,
+        fastcgi_finish_request: DEFAULT_FASTCGI_FINISH_REQUEST,
         access_log: None,
         access_format: DEFAULT_ACCESS_FORMAT.to_string(),
         access_suppress_path: Vec::new(),
@@ -166,6 +168,7 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
     set(&mut pool.queue_max_len, optional(&k.queue_max_len, r, queue));
     pool.queue_max_wait = optional(&k.queue_max_wait, r, duration).filter(|d| !d.is_zero());
+    set(&mut pool.fastcgi_finish_request, optional(&k.fastcgi_finish_request, r, boolean));
     let terminate = optional(&k.request_terminate_timeout, r, duration).filter(|d| !d.is_zero());
     pool.request_terminate_timeout = terminate;
     let track_finished = optional(&k.request_terminate_timeout_track_finished, r, boolean);

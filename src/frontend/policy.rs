@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::fastcgi::ParamsBuffer;
 
-/// Params never passed to a child. `HTTP_PROXY` is the httpoxy hole.
-pub const DROPPED_PARAMS: [&[u8]; 1] = [b"HTTP_PROXY"];
+/// Params never passed on from nginx to a child. `HTTP_PROXY` is the httpoxy
+/// hole; the `fastcgi_finish_request()` marker is rustfpm's to set.
+pub const DROPPED_PARAMS: [&[u8]; 2] = [b"HTTP_PROXY", crate::pool::finish::MARKER_PARAM];
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use crate::fastcgi::{
     encode_begin_request, encode_end_request, encode_pair, encode_stream, ProtocolStatus, RecordType, Role,
     FCGI_KEEP_CONN,
 };
+use crate::pool::finish::{Marker, MARKER_PARAM};
 use crate::pool::{Pool, PoolMsg, RequestInfo, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
@@ -104,7 +105,8 @@ where
     // The connection's scratch buffer carries the request to the child: no
     // allocation per request.
     let mut to_child = std::mem::take(&mut conn.out);
-    request_head(head, &mut to_child);
+    let marker = pool.finish_marker();
+    request_head(head, marker.as_ref(), &mut to_child);
     let mut request = RequestStream::new(head.id);
     match request.take(conn.inbuf.pending(), &mut to_child) {
         Ok(used) => conn.inbuf.consume(used),
@@ -116,7 +118,7 @@ where
         let (slot, inode) = (worker.slot(), worker.inode());
         pool.tell(PoolMsg::Connected { slot, inode });
     }
-    let mut response = ResponseStream::new(head.id, pool.finish_marker());
+    let mut response = ResponseStream::new(head.id, marker.as_ref().map(Marker::as_bytes));
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
     let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
@@ -139,6 +141,11 @@ where
             // step, so it is closed. The rest of the body is skipped.
             let seen = request.content;
             if let Err(e) = super::body::skip(conn, &mut request).await {
+                if response.finished.is_some() {
+                    // nginx had its whole response: log that, not a 499.
+                    lease.worker().discard();
+                    lease.finish(response.status);
+                }
                 return Outcome::ClientGone(e);
             }
             if !sent_whole_records || request.content != seen {
@@ -149,8 +156,16 @@ where
             }
             Outcome::Done { status: response.status }
         }
-        Err(Failure::Child) => fail(conn, lease, head, &mut request, response.sent_any, Lost::Exited).await,
-        Err(Failure::Timeout) => fail(conn, lease, head, &mut request, response.sent_any, Lost::TimedOut).await,
+        Err(failure @ (Failure::Child | Failure::Timeout)) => {
+            let how = if matches!(failure, Failure::Child) { Lost::Exited } else { Lost::TimedOut };
+            let outcome = fail(conn, lease, head, &mut request, response.sent_any, how).await;
+            if response.finished.is_some() {
+                // The child failed after fastcgi_finish_request(): nginx had a
+                // complete response, and that is what the request logs.
+                lease.finish(response.status);
+            }
+            outcome
+        }
         Err(Failure::Client(e)) => Outcome::ClientGone(e),
     }
 }
@@ -279,14 +294,26 @@ impl Exchange<'_, '_> {
                 }
             }
             if discard && !self.response.out.is_empty() {
-                // nginx is done with the request: PHP's later messages go to our log.
-                let text = super::stderr::text(&self.response.out);
-                crate::warning!("[pool {}] after fastcgi_finish_request(): {text}", self.pool);
+                self.log_late_messages();
             }
             self.response.out.clear();
             data = &data[scan.consumed..];
         }
         Ok(())
+    }
+}
+
+impl Exchange<'_, '_> {
+    /// nginx is done with the request: PHP's later messages go to rustfpm's
+    /// log, one line each (control characters escaped), split at `log_limit`.
+    fn log_late_messages(&self) {
+        let text = super::stderr::text(&self.response.out);
+        if text.is_empty() {
+            return;
+        }
+        let head = format!("[pool {}] after fastcgi_finish_request(): ", self.pool);
+        let text = crate::accesslog::format::escape_controls(&text);
+        crate::log::write_split(crate::config::LogLevel::Warning, &head, &text, "");
     }
 }
 
@@ -308,8 +335,8 @@ fn far_future() -> tokio::time::Instant {
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
-/// minus those never passed on.
-fn request_head(head: &Head, out: &mut Vec<u8>) {
+/// minus those never passed on, plus the request's finish marker.
+fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     out.clear();
     encode_begin_request(out, head.id, Role::Responder, FCGI_KEEP_CONN);
     let mut params = Vec::with_capacity(head.params.len());
@@ -317,6 +344,9 @@ fn request_head(head: &Head, out: &mut Vec<u8>) {
         if !DROPPED_PARAMS.contains(&name) {
             encode_pair(&mut params, name, value);
         }
+    }
+    if let Some(marker) = marker {
+        encode_pair(&mut params, MARKER_PARAM, marker.as_bytes());
     }
     if !params.is_empty() {
         encode_stream(out, RecordType::Params, head.id, &params);

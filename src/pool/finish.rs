@@ -22,10 +22,15 @@
 //! pool's ini table sets it). Chroot pools get no polyfill: the file would
 //! have to live inside the chroot.
 
+use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
-use std::hash::{BuildHasher, Hasher};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::hash::BuildHasher;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::PoolError;
 use crate::config;
@@ -36,7 +41,10 @@ use crate::spawn::ChildSpec;
 pub struct Polyfill {
     dir: PathBuf,
     file: PathBuf,
-    marker: String,
+    /// Keys for the requests' markers (SipHash, random per pool).
+    keys: RandomState,
+    /// Requests given a marker so far.
+    issued: AtomicU64,
     /// The pool's ini table sets `fastcgi.logging` itself.
     logging_set: bool,
     /// The pool's `open_basedir`, which must let the polyfill in.
@@ -45,27 +53,42 @@ pub struct Polyfill {
 
 impl Polyfill {
     /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
-    /// `None` for a chroot pool.
+    /// `None` for a chroot pool or with `fastcgi_finish_request = false`.
     pub fn for_pool(cfg: &config::Pool, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
-        if cfg.chroot.is_some() {
+        if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
-        let (file, marker) = (dir.join("fastcgi_finish_request.php"), new_marker());
+        let file = dir.join("fastcgi_finish_request.php");
         let settings = Settings::of(cfg, spec);
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
-        let written = std::fs::write(&file, source(&cfg.name, &marker, user_file.as_deref()))
+        let written = std::fs::write(&file, source(&cfg.name, user_file.as_deref()))
             .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
-        let polyfill = Polyfill { dir, file, marker, logging_set, open_basedir };
+        let (keys, issued) = (RandomState::new(), AtomicU64::new(0));
+        let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir };
         written.map_err(|e| err(&polyfill.file, e))?;
         Ok(Some(polyfill))
     }
 
-    /// The line the polyfill logs when the script finishes its request.
-    pub fn marker(&self) -> &str {
-        &self.marker
+    /// A new request's marker: the line the polyfill logs when the script
+    /// finishes that request. It reaches the polyfill as the param
+    /// [`MARKER_PARAM`] and is unknown to anyone else, so no text a script
+    /// writes to its log (a user's input in a warning, say) can end another
+    /// request's response, or forge one.
+    pub fn request_marker(&self) -> Marker {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let random = [self.keys.hash_one((n, 0u8)), self.keys.hash_one((n, 1u8))];
+        let mut bytes = [0u8; MARKER_LEN];
+        bytes[..MARKER_PREFIX.len()].copy_from_slice(MARKER_PREFIX);
+        let hex = &mut bytes[MARKER_PREFIX.len()..];
+        for (i, nibble) in
+            random.iter().flat_map(|word| (0..16).rev().map(move |k| (word >> (k * 4)) & 0xf)).enumerate()
+        {
+            hex[i] = b"0123456789abcdef"[nibble as usize];
+        }
+        Marker(bytes)
     }
 
     /// php-cgi arguments that load the polyfill (after the pool's `-d`s).
@@ -90,29 +113,24 @@ impl Drop for Polyfill {
 
 /// A new directory any user may read, for files the children load.
 fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
-    let base = std::env::temp_dir();
-    for attempt in 0..100 {
-        let dir = base.join(format!("rustfpm-{}-{pool}-php-{attempt}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
-            Ok(()) => {
-                // The umask may have narrowed the mode.
-                return match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)) {
-                    Ok(()) => Ok(dir),
-                    Err(e) => Err((dir, e)),
-                };
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err((dir, e)),
-        }
-    }
-    Err((base, std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
+    crate::sys::rundir::create(pool, "php", 0o755).map_err(|e| (PathBuf::from(crate::sys::rundir::RUN_DIR), e))
 }
 
-/// A marker no script prints by accident: random per pool and run.
-fn new_marker() -> String {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    format!("rustfpm-fastcgi-finish-request-{:016x}", hasher.finish())
+/// The FastCGI param that carries a request's marker to the polyfill (which
+/// takes it out of `$_SERVER`); the same param from nginx is dropped.
+pub const MARKER_PARAM: &[u8] = b"RUSTFPM_FINISH_MARKER";
+const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
+const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
+
+/// One request's marker: [`MARKER_PREFIX`] and 128 random bits in hex.
+#[derive(Debug, Clone, Copy)]
+pub struct Marker([u8; MARKER_LEN]);
+
+impl Marker {
+    /// The marker's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Where the pool's own INI settings are read from.
@@ -126,15 +144,7 @@ enum Settings {
 
 impl Settings {
     fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
-        let output = std::process::Command::new(&spec.program)
-            .args(&spec.args)
-            .arg("-i")
-            .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output();
-        match output.ok().and_then(|o| String::from_utf8(o.stdout).ok()) {
+        match phpinfo(spec) {
             Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
             _ => {
                 let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
@@ -153,6 +163,40 @@ impl Settings {
             },
         };
         value.filter(|v| !v.is_empty())
+    }
+}
+
+/// How long php-cgi gets to print its phpinfo (it runs no script, but its
+/// extensions start up).
+const PHPINFO_WAIT: Duration = Duration::from_secs(5);
+
+/// php-cgi's phpinfo with the pool's arguments, run as the pool's user;
+/// None if it fails or takes longer than [`PHPINFO_WAIT`] (it is killed).
+fn phpinfo(spec: &ChildSpec) -> Option<String> {
+    let mut cmd = std::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .arg("-i")
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(creds) = &spec.credentials {
+        cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
+    }
+    let child = cmd.spawn().ok()?;
+    let pid = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(PHPINFO_WAIT) {
+        Ok(Ok(output)) => String::from_utf8(output.stdout).ok(),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            crate::warning!("{} -i did not answer within {PHPINFO_WAIT:?}; killed", spec.program.display());
+            // SAFETY: kill(2) on our own child, which its waiting thread has not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            None
+        }
     }
 }
 
@@ -178,16 +222,31 @@ fn ini_value(text: &str, key: &str) -> Option<String> {
 }
 
 /// The polyfill's PHP source.
-fn source(pool: &str, marker: &str, user_file: Option<&str>) -> String {
+fn source(pool: &str, user_file: Option<&str>) -> String {
     let user = user_file.map(|f| format!("require {};\n", php_string(f))).unwrap_or_default();
     format!(
         r#"<?php
 // Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request().
+namespace Rustfpm {{
+    /** This request's marker, taken out of $_SERVER at the request's start. */
+    function finish_marker(): string
+    {{
+        static $marker = null;
+        if ($marker === null) {{
+            $marker = (string) ($_SERVER[{param}] ?? '');
+            unset($_SERVER[{param}], $_ENV[{param}]);
+        }}
+        return $marker;
+    }}
+    finish_marker();
+}}
+namespace {{
 if (!function_exists('fastcgi_finish_request')) {{
     function fastcgi_finish_request(): bool
     {{
         static $finished = false;
-        if ($finished) {{
+        $marker = \Rustfpm\finish_marker();
+        if ($finished || $marker === '') {{
             return false;
         }}
         $finished = true;
@@ -213,18 +272,19 @@ if (!function_exists('fastcgi_finish_request')) {{
             }}
             // One record per piece: a flush() closes each.
             foreach (str_split(bin2hex($head . "\r\n"), 4096) as $piece) {{
-                error_log({marker} . ':' . $piece, 4);
+                error_log($marker . ':' . $piece, 4);
                 flush();
             }}
         }}
-        error_log({marker}, 4);
+        error_log($marker, 4);
         flush();
         ob_start(static function (string $output): string {{ return ''; }}, 4096);
         return true;
     }}
 }}
-{user}"#,
-        marker = php_string(marker),
+{user}}}
+"#,
+        param = php_string(std::str::from_utf8(MARKER_PARAM).unwrap_or_default()),
     )
 }
 
@@ -238,9 +298,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markers_differ() {
-        assert_ne!(new_marker(), new_marker());
-        assert!(new_marker().starts_with("rustfpm-fastcgi-finish-request-"));
+    fn each_request_gets_its_own_marker() {
+        let polyfill = Polyfill {
+            dir: PathBuf::new(),
+            file: PathBuf::new(),
+            keys: RandomState::new(),
+            issued: AtomicU64::new(0),
+            logging_set: false,
+            open_basedir: None,
+        };
+        let (a, b) = (polyfill.request_marker(), polyfill.request_marker());
+        assert_ne!(a.as_bytes(), b.as_bytes());
+        let text = std::str::from_utf8(a.as_bytes()).unwrap();
+        let hex = text.strip_prefix("rustfpm-finish-request-").unwrap();
+        assert!(hex.len() == 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
     }
 
     #[test]
@@ -262,9 +333,9 @@ mod tests {
 
     #[test]
     fn source_includes_the_user_file_quoted() {
-        let php = source("www", "MARK", Some("/srv/it's.php"));
+        let php = source("www", Some("/srv/it's.php"));
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
-        assert!(php.contains("error_log('MARK', 4);"), "{php}");
-        assert!(!source("www", "MARK", None).contains("require"));
+        assert!(php.contains("$_SERVER['RUSTFPM_FINISH_MARKER']"), "{php}");
+        assert!(!source("www", None).contains("require"));
     }
 }

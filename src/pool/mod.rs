@@ -154,9 +154,9 @@ impl Pool {
         }))
     }
 
-    /// The line that tells the proxy a script called `fastcgi_finish_request()`.
-    pub fn finish_marker(&self) -> Option<&[u8]> {
-        self.finish.as_ref().map(|f| f.marker().as_bytes())
+    /// A new request's `fastcgi_finish_request()` marker, if the pool has the polyfill.
+    pub fn finish_marker(&self) -> Option<finish::Marker> {
+        self.finish.as_ref().map(finish::Polyfill::request_marker)
     }
 
     /// Sends a message to the actor (never blocks).

@@ -3,7 +3,6 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
@@ -20,16 +19,11 @@ const OWN_VARIABLES: [&str; 5] = ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "
 /// Makes a directory only rustfpm's user can enter, and the children's
 /// listening socket inside it.
 pub fn child_socket(pool: &str) -> Result<ChildSocket, PoolError> {
-    let base = std::env::temp_dir();
-    let mut attempt = 0u32;
-    let dir = loop {
-        let dir = base.join(format!("rustfpm-{}-{pool}-{attempt}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => break dir,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(source) => return Err(PoolError::ChildSocket { pool: pool.into(), path: dir, source }),
-        }
-    };
+    let dir = crate::sys::rundir::create(pool, "sock", 0o700).map_err(|source| PoolError::ChildSocket {
+        pool: pool.into(),
+        path: crate::sys::rundir::RUN_DIR.into(),
+        source,
+    })?;
     let path = dir.join("children.sock");
     match bind_unix(&path) {
         Ok(listener) => Ok(ChildSocket { path, dir, listener }),

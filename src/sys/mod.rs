@@ -5,5 +5,6 @@ pub mod daemon;
 pub mod guard;
 pub mod proc_events;
 pub mod procfs;
+pub mod rundir;
 pub mod sockdiag;
 pub mod syslog;

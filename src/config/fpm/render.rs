@@ -76,6 +76,7 @@ fn pool(out: &mut String, p: &Pool) {
     line(out, "security_limit_extensions", quote(&p.security_limit_extensions.join(" ")));
     line(out, "queue_max_len", p.queue_max_len);
     optional(out, "queue_max_wait", p.queue_max_wait.map(duration));
+    line(out, "fastcgi_finish_request", p.fastcgi_finish_request);
     optional(out, "request_terminate_timeout", p.request_terminate_timeout.map(duration));
     line(out, "request_terminate_timeout_track_finished", p.request_terminate_timeout_track_finished);
     optional(out, "access_log", p.access_log.as_deref().map(path));

@@ -623,6 +623,7 @@ fn every_key_has_a_php_fpm_directive() {
         "php_ini",
         "queue_max_len",
         "queue_max_wait",
+        "fastcgi_finish_request",
     ];
     let own =
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
