@@ -201,6 +201,15 @@ pub struct Record {
     pub cpu: Option<CpuTime>,
 }
 
+impl Record {
+    /// Bytes of text the record holds.
+    pub fn text_bytes(&self) -> usize {
+        let texts = [&self.user, &self.method, &self.uri, &self.query, &self.script, &self.pool];
+        let values = self.params.iter().chain(&self.headers).flatten();
+        texts.iter().map(|s| s.len()).sum::<usize>() + values.map(String::len).sum::<usize>()
+    }
+}
+
 /// CPU time spent, in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuTime {

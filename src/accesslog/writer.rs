@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +20,9 @@ use super::Probe;
 
 /// Most lines waiting for the writer; past it, lines are dropped.
 pub const QUEUE: usize = 64 * 1024;
+/// Most bytes of text those lines may hold (long URIs add up while a log disk
+/// stalls); past it, lines are dropped.
+pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Children whose CPU ticks the writer remembers (the table is cleared past this).
 const MAX_CHILDREN_TRACKED: usize = 16 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
@@ -41,6 +44,7 @@ pub enum Msg {
 
 static WRITER: OnceLock<Sender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Opens `path` for appending as the writer does (creating it, mode 0600).
 pub fn open(path: &Path) -> std::io::Result<File> {
@@ -49,9 +53,23 @@ pub fn open(path: &Path) -> std::io::Result<File> {
 
 /// Queues `msg` for the writer thread (started on first use). Never blocks.
 pub fn send(msg: Msg) {
-    if writer().try_send(msg).is_err() {
+    let size = msg.text_bytes();
+    let queued = QUEUED_BYTES.fetch_add(size, Ordering::Relaxed);
+    if queued + size > QUEUE_BYTES || writer().try_send(msg).is_err() {
+        QUEUED_BYTES.fetch_sub(size, Ordering::Relaxed);
         DROPPED.fetch_add(1, Ordering::Relaxed);
         crate::metrics::log_lines_dropped(1);
+    }
+}
+
+impl Msg {
+    /// The text a message holds, for [`QUEUE_BYTES`].
+    fn text_bytes(&self) -> usize {
+        match self {
+            Msg::Access { rec, .. } => rec.text_bytes(),
+            Msg::Text { text, .. } => text.len(),
+            Msg::Reopen | Msg::Flush(_) => 0,
+        }
     }
 }
 
@@ -118,6 +136,7 @@ impl Writer {
     }
 
     fn handle(&mut self, msg: Msg, acks: &mut Vec<Sender<()>>) {
+        QUEUED_BYTES.fetch_sub(msg.text_bytes(), Ordering::Relaxed);
         match msg {
             Msg::Access { path, format, mut rec, probe } => {
                 self.probe(&mut rec, probe);
