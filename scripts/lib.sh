@@ -195,11 +195,12 @@ port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# free_port: print a TCP port on 127.0.0.1 that nothing listens on now.
+# free_port: print a TCP port on 127.0.0.1 that nothing listens on now, below the kernel's
+# ephemeral range (32768 and up here), where a client connection could hold it.
 free_port() {
 	local p i
 	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000))
 		port_in_use "$p" || {
 			echo "$p"
 			return 0

@@ -8,6 +8,7 @@
 mod common;
 use common::*;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -92,7 +93,8 @@ fn many_and_long_messages_all_arrive_and_the_body_is_intact() {
     assert_eq!(get(&stack.url("/hello.php")).status, 200);
 }
 
-/// php-fpm 8.2 on a unix socket in `site`, killed on drop.
+/// php-fpm 8.2 on a unix socket in `site`; its whole process group (master
+/// and workers) is killed on drop.
 struct PhpFpm {
     child: Child,
     socket: std::path::PathBuf,
@@ -118,6 +120,7 @@ impl PhpFpm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .ok()?;
         let fpm = PhpFpm { child, socket };
@@ -128,7 +131,8 @@ impl PhpFpm {
 
 impl Drop for PhpFpm {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on the process group we created for php-fpm.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
