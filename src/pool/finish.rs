@@ -74,9 +74,9 @@ impl Polyfill {
 
     /// A new request's marker: the line the polyfill logs when the script
     /// finishes that request. It reaches the polyfill as the param
-    /// [`MARKER_PARAM`] and is unknown to anyone else, so no text a script
-    /// writes to its log (a user's input in a warning, say) can end another
-    /// request's response, or forge one.
+    /// [`MARKER_PARAM`] and is unknown to the client, so no text a script
+    /// writes to its log (a user's input in a warning, say) can end a
+    /// response, or forge one.
     pub fn request_marker(&self) -> Marker {
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
         let random = [self.keys.hash_one((n, 0u8)), self.keys.hash_one((n, 1u8))];
@@ -116,8 +116,8 @@ fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
     crate::sys::rundir::create(pool, "php", 0o755).map_err(|e| (PathBuf::from(crate::sys::rundir::RUN_DIR), e))
 }
 
-/// The FastCGI param that carries a request's marker to the polyfill (which
-/// takes it out of `$_SERVER`); the same param from nginx is dropped.
+/// The FastCGI param that carries a request's marker to the polyfill; the
+/// same param from nginx is dropped.
 pub const MARKER_PARAM: &[u8] = b"RUSTFPM_FINISH_MARKER";
 const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
 const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
@@ -227,25 +227,13 @@ fn source(pool: &str, user_file: Option<&str>) -> String {
     format!(
         r#"<?php
 // Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request().
-namespace Rustfpm {{
-    /** This request's marker, taken out of $_SERVER at the request's start. */
-    function finish_marker(): string
-    {{
-        static $marker = null;
-        if ($marker === null) {{
-            $marker = (string) ($_SERVER[{param}] ?? '');
-            unset($_SERVER[{param}], $_ENV[{param}]);
-        }}
-        return $marker;
-    }}
-    finish_marker();
-}}
-namespace {{
+// (Nothing here may name the server superglobal: that alone makes PHP build it for
+// every request.)
 if (!function_exists('fastcgi_finish_request')) {{
     function fastcgi_finish_request(): bool
     {{
         static $finished = false;
-        $marker = \Rustfpm\finish_marker();
+        $marker = (string) getenv({param});
         if ($finished || $marker === '') {{
             return false;
         }}
@@ -282,8 +270,7 @@ if (!function_exists('fastcgi_finish_request')) {{
         return true;
     }}
 }}
-{user}}}
-"#,
+{user}"#,
         param = php_string(std::str::from_utf8(MARKER_PARAM).unwrap_or_default()),
     )
 }
@@ -335,7 +322,8 @@ mod tests {
     fn source_includes_the_user_file_quoted() {
         let php = source("www", Some("/srv/it's.php"));
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
-        assert!(php.contains("$_SERVER['RUSTFPM_FINISH_MARKER']"), "{php}");
+        assert!(php.contains("getenv('RUSTFPM_FINISH_MARKER')"), "{php}");
+        assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
         assert!(!source("www", None).contains("require"));
     }
 }
