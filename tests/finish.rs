@@ -120,26 +120,32 @@ fn prepend_and_open_basedir_from_php_ini_are_kept() {
     assert_eq!((r.status, r.text().as_str()), (200, "yes true"), "{r:?}");
 }
 
-#[test]
-fn open_basedir_pools_still_load_the_polyfill() {
+/// What `function_exists('fastcgi_finish_request')` says in a pool started
+/// with `opts(site)`.
+fn function_exists_in(opts: impl FnOnce(&Site) -> PoolOptions) -> String {
     let site = Site::new();
     site.script("finish_exists.php", "<?php\necho var_export(function_exists('fastcgi_finish_request'), true);\n");
-    let tables = format!("[pool.www.php_admin_value]\nopen_basedir = \"{}\"\n", site.www().display());
-    let fpm = Rustfpm::start(&site, &PoolOptions { tables, ..Default::default() });
+    let fpm = Rustfpm::start(&site, &opts(&site));
     let nginx = Nginx::start(&site, &fpm);
     let r = get(&nginx.url("/finish_exists.php"));
-    assert_eq!((r.status, r.text().as_str()), (200, "true"), "{r:?}");
+    assert_eq!(r.status, 200, "{r:?}");
+    r.text()
+}
+
+#[test]
+fn open_basedir_pools_still_load_the_polyfill() {
+    let exists = function_exists_in(|site| {
+        let tables = format!("[pool.www.php_admin_value]\nopen_basedir = \"{}\"\n", site.www().display());
+        PoolOptions { tables, ..Default::default() }
+    });
+    assert_eq!(exists, "true");
 }
 
 #[test]
 fn the_polyfill_can_be_turned_off() {
-    let site = Site::new();
-    site.script("finish_exists.php", "<?php\necho var_export(function_exists('fastcgi_finish_request'), true);\n");
-    let extra = "fastcgi_finish_request = false".to_string();
-    let fpm = Rustfpm::start(&site, &PoolOptions { extra, ..Default::default() });
-    let nginx = Nginx::start(&site, &fpm);
-    let r = get(&nginx.url("/finish_exists.php"));
-    assert_eq!((r.status, r.text().as_str()), (200, "false"), "{r:?}");
+    let exists =
+        function_exists_in(|_| PoolOptions { extra: "fastcgi_finish_request = false".into(), ..Default::default() });
+    assert_eq!(exists, "false");
 }
 
 #[test]
