@@ -18,24 +18,33 @@ const MAX_ARG: usize = 128;
 /// Units of `%{..}d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationUnit {
+    /// `seconds` (the default), three decimals.
     Seconds,
+    /// `mili`, `miliseconds` (php-fpm's spelling), three decimals.
     Milli,
+    /// `micro`, `microseconds`, whole.
     Micro,
 }
 
 /// Units of `%{..}M`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryUnit {
+    /// `bytes` (the default).
     Bytes,
+    /// `kilo`, `kilobytes`.
     Kilo,
+    /// `mega`, `megabytes`.
     Mega,
 }
 
 /// Which CPU time `%{..}C` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuPart {
+    /// `total` (the default): user + system.
     Total,
+    /// `user`.
     User,
+    /// `system`.
     System,
 }
 
@@ -178,22 +187,35 @@ impl Format {
 /// Everything a line can show of one request.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
+    /// `%R`: the FastCGI client's address (None on a unix socket).
     pub remote_ip: Option<IpAddr>,
+    /// `%u`: REMOTE_USER.
     pub user: String,
+    /// `%m`: REQUEST_METHOD.
     pub method: String,
+    /// `%r`: SCRIPT_NAME.
     pub uri: String,
+    /// `%q`: QUERY_STRING.
     pub query: String,
+    /// `%f`: SCRIPT_FILENAME.
     pub script: String,
+    /// `%l`: CONTENT_LENGTH.
     pub content_length: u64,
+    /// `%s`: the HTTP status.
     pub status: u16,
+    /// `%t`: when the request arrived.
     pub accepted: Option<SystemTime>,
+    /// `%d`: how long it took.
     pub duration: Duration,
     /// Values of the format's `%{..}e` params, in the order of [`Format::params`].
     pub params: Vec<Option<String>>,
     /// Values of the format's `%{..}o` headers, in the order of [`Format::headers`].
     pub headers: Vec<Option<String>>,
+    /// `%n`: the pool.
     pub pool: String,
+    /// `%p`: the php-cgi child.
     pub pid: Option<i32>,
+    /// `%P`: that child's parent.
     pub parent_pid: Option<i32>,
     /// Bytes, see [`Token::Memory`].
     pub memory: Option<u64>,
@@ -213,7 +235,9 @@ impl Record {
 /// CPU time spent, in seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuTime {
+    /// User time.
     pub user: f64,
+    /// System time.
     pub system: f64,
 }
 

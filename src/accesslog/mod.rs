@@ -61,7 +61,9 @@ struct SlowLog {
 /// What the pool actor knows of the child that served a request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildView {
+    /// The child's pid, once looked up.
     pub pid: Option<i32>,
+    /// Its parent's (the pool's php-cgi parent).
     pub parent_pid: Option<i32>,
     /// The child's private memory after the request, if already measured (`pm_max_memory`).
     pub memory: Option<u64>,

@@ -11,12 +11,17 @@ use super::file::Field;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", render(self))]
 pub struct ConfigError {
+    /// The file with the mistake.
     pub file: PathBuf,
     /// 1-based.
     pub line: Option<usize>,
+    /// The pool it is in, if any.
     pub pool: Option<String>,
+    /// The key, in the file's own terms (`pm.max_children` in php-fpm's files).
     pub key: Option<String>,
+    /// The value as written.
     pub value: Option<String>,
+    /// What is wrong, and how to put it right.
     pub message: String,
 }
 

@@ -2,7 +2,7 @@
 //! directive names with `.` written `_` (`pm_max_children`).
 //!
 //! Reading happens in two steps, as two types: [`file`] walks the spanned TOML tree into a raw
-//! file type that knows every key and its line (unknown keys are errors there), and [`validate`]
+//! file type that knows every key and its line (unknown keys are errors there), and `validate`
 //! turns that into the typed [`Config`]. Neither step stops at the first problem: every error is
 //! collected and returned together in [`ConfigErrors`], each naming file, line, pool, key and value.
 
@@ -93,6 +93,7 @@ pub const DEFAULT_QUEUE_FACTOR: usize = 16;
 pub struct Config {
     /// The file it was read from (for messages and reloads).
     pub path: PathBuf,
+    /// `[global]`.
     pub global: Global,
     /// In file order.
     pub pools: Vec<Pool>,
@@ -101,8 +102,11 @@ pub struct Config {
 /// The `[global]` table.
 #[derive(Debug, Clone)]
 pub struct Global {
+    /// `error_log`: where rustfpm's own log goes.
     pub error_log: LogTarget,
+    /// `log_level`: the least severe level written.
     pub log_level: LogLevel,
+    /// `pid`: the pid file, written at start and removed at exit.
     pub pid: Option<PathBuf>,
     /// How long children may take to finish their requests on a graceful stop or reload
     /// before they are killed. `None` (`0`, the default) waits without limit.
@@ -149,7 +153,9 @@ impl Default for Global {
 /// Where rustfpm's own log goes: `"stderr"`, `"syslog"` or an absolute file path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
+    /// rustfpm's stderr.
     Stderr,
+    /// Appended to this file (reopened on SIGUSR1).
     File(PathBuf),
     /// Datagrams to the `syslog_socket`, with `syslog_facility` and `syslog_ident`.
     Syslog,
@@ -158,10 +164,15 @@ pub enum LogTarget {
 /// php-fpm's log levels, least severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// `debug`
     Debug,
+    /// `notice`
     Notice,
+    /// `warning` (php-fpm also reads `warn`)
     Warning,
+    /// `error`
     Error,
+    /// `alert`
     Alert,
 }
 
@@ -179,7 +190,9 @@ impl LogLevel {
 /// A pool's `listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// A unix socket at this path.
     Unix(PathBuf),
+    /// TCP on this address and port.
     Tcp(SocketAddr),
 }
 
@@ -223,15 +236,25 @@ pub enum RlimitCore {
 /// A validated `[pool.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct Pool {
+    /// The pool's name (`[pool.NAME]`, php-fpm's `[NAME]`).
     pub name: String,
+    /// `listen`: where nginx connects.
     pub listen: ListenAddr,
+    /// `listen_backlog`: the kernel's accept queue length.
     pub listen_backlog: i32,
+    /// `listen_owner`: owner of a unix socket (default: the pool's user).
     pub listen_owner: Option<String>,
+    /// `listen_group`: group of a unix socket (default: the pool's group).
     pub listen_group: Option<String>,
+    /// `listen_mode`: mode of a unix socket.
     pub listen_mode: u32,
+    /// `user`: the children's user (when rustfpm runs as root).
     pub user: Option<String>,
+    /// `group`: the children's group (default: the user's).
     pub group: Option<String>,
+    /// `pm`: static, dynamic or ondemand.
     pub pm: PmMode,
+    /// `pm_max_children`: the number of children (the most, for dynamic and ondemand).
     pub pm_max_children: usize,
     /// Children forked at start. Always `Some` when `pm` is `Dynamic` (when unset:
     /// `min + (max - min) / 2` of the spare servers, as php-fpm); otherwise as written (unused).
@@ -256,6 +279,7 @@ pub struct Pool {
     pub php_cgi: PathBuf,
     /// Passed to the children as `-c`.
     pub php_ini: Option<PathBuf>,
+    /// `clear_env`: the children start with an empty environment plus `env`.
     pub clear_env: bool,
     /// Directory the children start in (inside `chroot` when that is set). Absolute; not
     /// checked for existence here. `None`: rustfpm's working directory (`/` after a chroot).

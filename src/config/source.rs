@@ -11,7 +11,10 @@ pub enum Format {
     /// rustfpm's TOML (`--config`).
     Toml,
     /// php-fpm's INI files (`--fpm-config`, `-y`), with php-fpm's prefix (`-p`).
-    Fpm { prefix: Option<PathBuf> },
+    Fpm {
+        /// php-fpm's `-p`.
+        prefix: Option<PathBuf>,
+    },
 }
 
 /// A configuration file plus the command-line overrides php-fpm allows.

@@ -122,7 +122,7 @@ pub const MARKER_PARAM: &[u8] = b"RUSTFPM_FINISH_MARKER";
 const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
 const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
 
-/// One request's marker: [`MARKER_PREFIX`] and 128 random bits in hex.
+/// One request's marker: `rustfpm-finish-request-` and 128 random bits in hex.
 #[derive(Debug, Clone, Copy)]
 pub struct Marker([u8; MARKER_LEN]);
 
