@@ -6,5 +6,6 @@ pub mod guard;
 pub mod proc_events;
 pub mod procfs;
 pub mod rundir;
+pub mod safe_fs;
 pub mod sockdiag;
 pub mod syslog;
