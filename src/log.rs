@@ -3,9 +3,9 @@
 //! One global logger, set once at start-up. Each line is written with a single
 //! `write` call so lines from different threads never interleave.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -102,8 +102,13 @@ pub fn reopen() -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_append(path: &PathBuf) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+/// The error log's mode when rustfpm creates it (php-fpm's).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Opens the error log for appending without following a link another user placed
+/// ([`crate::sys::safe_fs`]); the error names the path (and the owner of a refused link).
+fn open_append(path: &Path) -> std::io::Result<File> {
+    crate::sys::safe_fs::open_append(path, FILE_MODE)
 }
 
 fn lock(m: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {

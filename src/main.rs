@@ -5,15 +5,20 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use rustfpm::config::{self, Format, Source};
 use rustfpm::server::{self, Options};
 use rustfpm::sys::daemon::{self, Readiness};
 use rustfpm::sys::guard::Guard;
+use rustfpm::sys::safe_fs;
 
 /// php-fpm's exit code for configuration errors (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 /// Exit code for command-line mistakes (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+/// The pid file's mode (php-fpm's).
+const PID_FILE_MODE: u32 = 0o644;
 
 const USAGE: &str = "\
 Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
@@ -179,13 +184,19 @@ fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow:
     // SAFETY: no thread or runtime has been started yet.
     let guard = unsafe { Guard::start() }?;
     let pid_file = config.global.pid.clone();
-    if let Some(p) = &pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id()))?;
-    }
+    let pid_id = match &pid_file {
+        // Written under a new name and renamed into place: a link planted at the path is
+        // replaced, never written through.
+        Some(p) => Some(
+            safe_fs::replace(p, format!("{}\n", std::process::id()).as_bytes(), PID_FILE_MODE)
+                .with_context(|| format!("cannot write the pid file {}", p.display()))?,
+        ),
+        None => None,
+    };
     let opts = Options { allow_root: args.allow_root, source: args.source.clone(), ready };
     let result = server::run(config, listeners, guard, opts);
-    if let Some(p) = &pid_file {
-        let _ = std::fs::remove_file(p);
+    if let (Some(p), Some(id)) = (&pid_file, pid_id) {
+        let _ = safe_fs::remove_if_same(p, id);
     }
     result
 }

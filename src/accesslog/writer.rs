@@ -5,9 +5,8 @@
 //! logrotate can move them away.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -46,9 +45,10 @@ static WRITER: OnceLock<Sender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// Opens `path` for appending as the writer does (creating it, mode 0600).
+/// Opens `path` for appending as the writer does (creating it, mode 0600), without
+/// following a link another user placed ([`crate::sys::safe_fs`]).
 pub fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path)
+    crate::sys::safe_fs::open_append(path, FILE_MODE)
 }
 
 /// Queues `msg` for the writer thread (started on first use). Never blocks.

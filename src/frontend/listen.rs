@@ -2,21 +2,24 @@
 //! `listen_owner`, `listen_group` and `listen_mode`, or TCP on IPv4/IPv6, each
 //! with `listen_backlog`.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nix::fcntl::AtFlags;
 use nix::sys::socket::{
     bind as sys_bind, listen as sys_listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
     SockaddrStorage, UnixAddr,
 };
-use nix::unistd::{chown, Group, User};
+use nix::sys::stat::{fchmodat, FchmodatFlags, Mode, SFlag};
+use nix::unistd::{fchownat, Gid, Group, Uid, User};
 use tokio::sync::watch;
 
 use super::conn::Conn;
 use crate::config::{self, ListenAddr};
 use crate::pool::Pool;
+use crate::sys::safe_fs::{self, Dir, FileId};
 
 /// Errors while binding a listener.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +41,9 @@ pub struct Listener {
     /// `pm_status_listen`: serves only the pool's status and ping pages.
     pub pages_only: bool,
     fd: OwnedFd,
-    unix_path: Option<PathBuf>,
+    /// A unix socket's path, and the socket file bound there (removed at drop only if
+    /// it is still that one).
+    unix: Option<(PathBuf, FileId)>,
     tokio: Option<TokioListener>,
 }
 
@@ -89,7 +94,7 @@ impl Listener {
     /// Hands the socket to the tokio runtime (call inside it).
     pub fn register(mut self) -> std::io::Result<Listener> {
         let fd = self.fd.try_clone()?;
-        self.tokio = Some(if self.unix_path.is_some() {
+        self.tokio = Some(if self.unix.is_some() {
             let std = std::os::unix::net::UnixListener::from(fd);
             std.set_nonblocking(true)?;
             TokioListener::Unix(tokio::net::UnixListener::from_std(std)?)
@@ -104,8 +109,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(path) = &self.unix_path {
-            let _ = std::fs::remove_file(path);
+        if let Some((path, id)) = &self.unix {
+            let _ = safe_fs::remove_if_same(path, *id);
         }
     }
 }
@@ -134,17 +139,8 @@ fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<
     let backlog = Backlog::new(cfg.listen_backlog).unwrap_or(Backlog::MAXCONN);
     match listen {
         ListenAddr::Unix(path) => {
-            remove_stale(cfg, path)?;
-            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-                .map_err(io)
-                .map_err(bind_err)?;
-            sys_bind(fd.as_raw_fd(), &UnixAddr::new(path).map_err(io).map_err(bind_err)?)
-                .map_err(io)
-                .map_err(bind_err)?;
-            sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            let listener = Listener { pages_only, fd, unix_path: Some(path.clone()), tokio: None };
-            set_permissions(cfg, path)?;
-            Ok(listener)
+            let (fd, id) = bind_unix(cfg, path, backlog)?;
+            Ok(Listener { pages_only, fd, unix: Some((path.clone(), id)), tokio: None })
         }
         ListenAddr::Tcp(sa) => {
             let family = if sa.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
@@ -152,45 +148,95 @@ fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<
             setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io).map_err(bind_err)?;
             sys_bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa)).map_err(io).map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            Ok(Listener { pages_only, fd, unix_path: None, tokio: None })
+            Ok(Listener { pages_only, fd, unix: None, tokio: None })
         }
     }
+}
+
+/// The name of the socket inside its private directory.
+const PRIVATE_NAME: &str = "s";
+
+/// Binds a unix socket that is never reachable at `path` before it has its owner and mode:
+/// the ids are looked up first; the socket is bound in a new private directory next to
+/// `path` (reached through `/proc/self/fd`, so the address stays short), given its mode and
+/// owner there with calls that follow no link, set listening, and renamed into place. The
+/// rename replaces a stale socket; a live one, or anything else in the way, is refused.
+fn bind_unix(cfg: &config::Pool, path: &Path, backlog: Backlog) -> Result<(OwnedFd, FileId), ListenError> {
+    let bind_err =
+        |source: std::io::Error| ListenError::Bind { pool: cfg.name.clone(), addr: path.display().to_string(), source };
+    let ids = socket_ids(cfg, path)?;
+    let (parent, name) = safe_fs::split(path).map_err(bind_err)?;
+    let dir = Dir::open(&parent).map_err(bind_err)?;
+    check_in_the_way(cfg, &dir, &name, path)?;
+    let (private, private_name) = dir.make_dir(".rustfpm-bind-", 0o700).map_err(bind_err)?;
+    let bound = bind_private(cfg, &private, ids, backlog)
+        .and_then(|(fd, id)| private.rename_into(OsStr::new(PRIVATE_NAME), &dir, &name).map(|()| (fd, id)));
+    if bound.is_err() {
+        let _ = private.remove(OsStr::new(PRIVATE_NAME));
+    }
+    let _ = dir.remove_dir(&private_name);
+    bound.map_err(bind_err)
+}
+
+/// Owner and group the socket gets: `None` when rustfpm is not root (it cannot chown).
+type SocketIds = Option<(Option<Uid>, Option<Gid>)>;
+
+/// Binds, sets mode and owner, and listens, inside the private directory `private`.
+fn bind_private(
+    cfg: &config::Pool,
+    private: &Dir,
+    ids: SocketIds,
+    backlog: Backlog,
+) -> std::io::Result<(OwnedFd, FileId)> {
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io)?;
+    let inside = format!("/proc/self/fd/{}/{PRIVATE_NAME}", private.fd());
+    sys_bind(fd.as_raw_fd(), &UnixAddr::new(inside.as_str()).map_err(io)?).map_err(io)?;
+    let mode = Mode::from_bits_truncate(cfg.listen_mode);
+    fchmodat(Some(private.fd()), PRIVATE_NAME, mode, FchmodatFlags::FollowSymlink).map_err(io)?;
+    if let Some((uid, gid)) = ids {
+        fchownat(Some(private.fd()), PRIVATE_NAME, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
+    }
+    sys_listen(&fd, backlog).map_err(io)?;
+    let id = private.id_of(OsStr::new(PRIVATE_NAME))?;
+    Ok((fd, id))
 }
 
 fn io(e: nix::Error) -> std::io::Error {
     std::io::Error::from(e)
 }
 
-/// Removes a socket file left by a dead process; refuses if something answers.
-fn remove_stale(cfg: &config::Pool, path: &Path) -> Result<(), ListenError> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+/// Refuses what is at `name` in `dir` unless it is a socket no one answers on (left by a
+/// dead process; the rename replaces it). Nothing is followed or removed here.
+fn check_in_the_way(cfg: &config::Pool, dir: &Dir, name: &OsStr, path: &Path) -> Result<(), ListenError> {
+    let addr = path.display().to_string();
+    let bind_err = |source: std::io::Error| ListenError::Bind { pool: cfg.name.clone(), addr: addr.clone(), source };
+    let Some(st) = dir.entry(name).map_err(bind_err)? else {
         return Ok(());
     };
-    let addr = path.display().to_string();
-    if !meta.file_type().is_socket() {
-        let source =
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file that is not a socket is in the way");
-        return Err(ListenError::Bind { pool: cfg.name.clone(), addr, source });
+    if !safe_fs::is(&st, SFlag::S_IFSOCK) {
+        let kind = if safe_fs::is(&st, SFlag::S_IFLNK) { "a symbolic link" } else { "a file that is not a socket" };
+        let owner = safe_fs::Owner(st.st_uid);
+        let message = format!("{kind} is in the way (owned by {owner}); refusing to replace it");
+        return Err(bind_err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, message)));
     }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    let through_fd = format!("/proc/self/fd/{}/{}", dir.fd(), name.to_string_lossy());
+    if std::os::unix::net::UnixStream::connect(through_fd).is_ok() {
         return Err(ListenError::InUse { pool: cfg.name.clone(), addr });
     }
-    let _ = std::fs::remove_file(path);
     Ok(())
 }
 
-fn set_permissions(cfg: &config::Pool, path: &Path) -> Result<(), ListenError> {
+/// The socket's owner and group, looked up before anything is bound. As php-fpm: the
+/// socket belongs to the pool's user (and its group) by default.
+fn socket_ids(cfg: &config::Pool, path: &Path) -> Result<SocketIds, ListenError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Ok(None);
+    }
     let err = |message: String| ListenError::Permissions {
         pool: cfg.name.clone(),
         addr: path.display().to_string(),
         message,
     };
-    let mode = std::fs::Permissions::from_mode(cfg.listen_mode);
-    std::fs::set_permissions(path, mode).map_err(|e| err(e.to_string()))?;
-    if !nix::unistd::Uid::effective().is_root() {
-        return Ok(());
-    }
-    // As php-fpm: the socket belongs to the pool's user (and its group) by default.
     let owner = cfg.listen_owner.as_ref().or(cfg.user.as_ref());
     let uid = match owner {
         Some(name) => Some(lookup_user(name).ok_or_else(|| err(format!("no user '{name}'")))?),
@@ -200,7 +246,7 @@ fn set_permissions(cfg: &config::Pool, path: &Path) -> Result<(), ListenError> {
         Some(name) => Some(lookup_group(name).ok_or_else(|| err(format!("no group '{name}'")))?),
         None => uid.and_then(|u| User::from_uid(u).ok().flatten()).map(|u| u.gid),
     };
-    chown(path, uid, gid).map_err(|e| err(e.to_string()))
+    Ok(Some((uid, gid)))
 }
 
 fn lookup_user(name: &str) -> Option<nix::unistd::Uid> {

@@ -25,7 +25,6 @@
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::hash::BuildHasher;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -63,8 +62,7 @@ impl Polyfill {
         let file = dir.join("fastcgi_finish_request.php");
         let settings = Settings::of(cfg, spec);
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
-        let written = std::fs::write(&file, source(&cfg.name, user_file.as_deref()))
-            .and_then(|()| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)));
+        let written = crate::sys::safe_fs::replace(&file, source(&cfg.name, user_file.as_deref()).as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
         let (keys, issued) = (RandomState::new(), AtomicU64::new(0));
         let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir };

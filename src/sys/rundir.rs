@@ -4,23 +4,22 @@
 //! else under the temp dir, with unguessable names (`mkdtemp`), so no other
 //! user can take a name rustfpm needs.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use super::safe_fs::Dir;
 
 /// Where runtime directories go when it is a directory rustfpm may write to.
 pub const RUN_DIR: &str = "/run/rustfpm";
 
 /// A new directory `rustfpm-PID-POOL-KIND-XXXXXX` with `mode` (the pid
-/// says whose it is; the random end makes it unguessable).
+/// says whose it is; the random end makes it unguessable). Made with `mkdirat` in a
+/// directory reached without following another user's links, and refused unless no
+/// other user can rename it or a directory above it afterwards (`/tmp` is fine: sticky), so
+/// its path can be used as it is.
 pub fn create(pool: &str, kind: &str, mode: u32) -> std::io::Result<PathBuf> {
-    let template = base().join(format!("rustfpm-{}-{pool}-{kind}-XXXXXX", std::process::id()));
-    let dir = nix::unistd::mkdtemp(&template)?;
-    // mkdtemp makes it 0700.
-    if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)) {
-        let _ = std::fs::remove_dir(&dir);
-        return Err(e);
-    }
-    Ok(dir)
+    let base = Dir::open(&base())?;
+    let (dir, _) = base.create_private_dir(&format!("rustfpm-{}-{pool}-{kind}-", std::process::id()), mode)?;
+    Ok(dir.path().to_path_buf())
 }
 
 fn base() -> PathBuf {

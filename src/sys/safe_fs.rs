@@ -291,6 +291,13 @@ impl Dir {
             let mode = self.stat.st_mode & 0o7777;
             return Err(Refused::Unstable { path: self.path.clone(), owner: self.owner(), mode }.into());
         }
+        self.make_dir(prefix, mode)
+    }
+
+    /// Creates a new directory `PREFIX` + 6 random characters with exactly `mode`, in this
+    /// directory, and opens it. Its path may be renamed by whoever can write here; use its
+    /// descriptor.
+    pub fn make_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
         let name = self.fresh_name(prefix, |name| mkdirat(Some(self.fd()), name, Mode::S_IRWXU))?;
         let result = self.open_own_dir(&name, mode);
         if result.is_err() {
@@ -306,7 +313,7 @@ impl Dir {
         let dir = Dir::from_fd(fd, self.path.join(name))?;
         fchmod(dir.fd(), Mode::from_bits_truncate(mode)).map_err(|e| self.io_err(name, e))?;
         let stat = fstat(dir.fd()).map_err(|e| self.io_err(name, e))?;
-        Ok(Dir { stat, ..dir })
+        Ok(Dir { stat, stable: self.stable && self.keeps_our_entries(), ..dir })
     }
 
     /// Runs `create` on new random names `PREFIX` + 6 characters until one did not exist.
@@ -332,9 +339,7 @@ impl Dir {
     /// in its place is left alone.
     pub fn remove_if_same(&self, name: &OsStr, id: FileId) -> io::Result<()> {
         match self.entry(name)? {
-            Some(st) if FileId::of(&st) == id => {
-                unlinkat(Some(self.fd()), name, UnlinkatFlags::NoRemoveDir).map_err(|e| self.io_err(name, e))
-            }
+            Some(st) if FileId::of(&st) == id => self.remove(name),
             _ => Ok(()),
         }
     }
@@ -345,6 +350,11 @@ impl Dir {
             Some(st) => Ok(FileId::of(&st)),
             None => Err(self.io_err(name, nix::Error::ENOENT)),
         }
+    }
+
+    /// Removes the entry `name` (not a directory).
+    pub fn remove(&self, name: &OsStr) -> io::Result<()> {
+        unlinkat(Some(self.fd()), name, UnlinkatFlags::NoRemoveDir).map_err(|e| self.io_err(name, e))
     }
 
     /// Removes the empty directory `name`.
@@ -379,7 +389,7 @@ fn walk(start: Dir, path: &Path, budget: &mut usize) -> io::Result<Dir> {
 }
 
 /// `path`'s directory and file name; an error when it names no file (`/`, `..`).
-fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
+pub fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !path.as_os_str().as_bytes().ends_with(b"/") => Ok((parent.into(), name.into())),
         _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display()))),
@@ -403,7 +413,7 @@ pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
     dir.open_file(&name, OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT, mode, through)
 }
 
-/// Replaces `path` with a new file holding `contents`, with `mode` (less the umask): written
+/// Replaces `path` with a new file holding `contents`, with exactly `mode`: written
 /// under a random name with `O_EXCL` and renamed into place, so a link at `path` is replaced,
 /// never written through. Returns the new file's identity, for [`remove_if_same`].
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<FileId> {
@@ -421,7 +431,10 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<FileId> {
         Ok(())
     })?;
     let written = match file.as_mut() {
-        Some(f) => f.write_all(contents).and_then(|()| fstat(f.as_raw_fd()).map_err(io::Error::from)),
+        Some(f) => f
+            .write_all(contents)
+            .and_then(|()| fchmod(f.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(io::Error::from))
+            .and_then(|()| fstat(f.as_raw_fd()).map_err(io::Error::from)),
         None => Err(io::Error::other("temporary file vanished")),
     };
     let result = written.and_then(|st| dir.rename_into(&temp, &dir, &name).map(|()| FileId::of(&st)));
@@ -442,7 +455,8 @@ fn trusted_owner(uid: u32) -> bool {
     uid == 0 || uid == nix::unistd::geteuid().as_raw()
 }
 
-fn is(st: &FileStat, kind: SFlag) -> bool {
+/// True when `st` is of `kind` (`S_IFREG`, `S_IFLNK`, `S_IFSOCK`, ...).
+pub fn is(st: &FileStat, kind: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
 }
 
