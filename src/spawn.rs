@@ -46,8 +46,6 @@ pub struct ProcessSettings {
     pub rlimit_core: Option<u64>,
     /// `process_priority`: nice value.
     pub priority: Option<i32>,
-    /// `process_dumpable`: PR_SET_DUMPABLE after the user switch.
-    pub dumpable: bool,
 }
 
 /// What happens to the children's stderr (`catch_workers_output`).
@@ -93,10 +91,11 @@ pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     };
     let creds = spec.credentials.clone();
     let settings = spec.settings.clone();
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings));
+        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, parent));
     }
     let child = cmd.spawn()?;
     drop(cmd);
@@ -118,10 +117,16 @@ const RESET_SIGNALS: [libc::c_int; 8] = [
     libc::SIGPIPE,
 ];
 
-fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings) -> std::io::Result<()> {
+/// Between fork and exec: signal dispositions, session, limits, chroot, credentials, and
+/// last the parent-death signal, which the kernel clears on a change of credentials (so
+/// it must come after `setuid`). It fires when the forking *thread* exits, and is a second
+/// line only: the guard process ([`crate::sys::guard`]) kills every group rustfpm started
+/// whatever way rustfpm ends. `PR_SET_DUMPABLE` is not set: `execve` resets it (php-cgi is
+/// dumpable whatever `process_dumpable` says), see `explain_settings` in `pool`.
+fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: libc::pid_t) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
     // SAFETY: signal, prctl, setsid, setrlimit, setpriority, chroot, chdir,
-    // setgroups, setgid and setuid are async-signal-safe system calls; every
+    // setgroups, setgid, setuid and getppid are async-signal-safe system calls; every
     // pointer passed was allocated before the fork and is only read.
     unsafe {
         // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
@@ -129,7 +134,6 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings) -> std::io:
         for sig in RESET_SIGNALS {
             libc::signal(sig, libc::SIG_DFL);
         }
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
         check(libc::setsid())?;
         if let Some(n) = settings.rlimit_files {
             check(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
@@ -154,8 +158,10 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings) -> std::io:
             check(libc::setgid(c.gid.as_raw()))?;
             check(libc::setuid(c.uid.as_raw()))?;
         }
-        if settings.dumpable {
-            check(libc::prctl(libc::PR_SET_DUMPABLE, 1))?;
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+        // The parent may have died before the signal was armed.
+        if libc::getppid() != parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
     }
     Ok(())
@@ -191,4 +197,46 @@ fn forward_stderr(pool: String, output: Output, pipe: std::io::PipeReader) {
             line.drain(..keep);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::time::{Duration, Instant};
+
+    /// The kernel clears the parent-death signal when credentials change: a child spawned as
+    /// another user (when the test runs as root) must still die when its forking thread ends.
+    #[test]
+    fn the_parent_death_signal_survives_the_user_switch() {
+        let credentials = nix::unistd::geteuid().is_root().then(|| Credentials {
+            uid: Uid::from_raw(65534),
+            gid: Gid::from_raw(65534),
+            groups: vec![Gid::from_raw(65534)],
+        });
+        let spec = ChildSpec {
+            pool: "test".into(),
+            program: "/bin/sleep".into(),
+            args: vec!["60".into()],
+            env: Vec::new(),
+            listener: std::fs::File::open("/dev/null").unwrap().into(),
+            credentials,
+            settings: ProcessSettings::default(),
+            output: Output::Discard,
+        };
+        let pid = thread::spawn(move || spawn_parent(&spec).unwrap()).join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                WaitStatus::StillAlive if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                WaitStatus::StillAlive => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    panic!("the child outlived the thread that forked it by 10 s: no parent-death signal");
+                }
+                status => break status,
+            }
+        };
+        assert_eq!(status, WaitStatus::Signaled(pid, nix::sys::signal::Signal::SIGKILL, false));
+    }
 }

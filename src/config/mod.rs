@@ -293,7 +293,8 @@ pub struct Pool {
     /// Nice value of the children, `MIN_PROCESS_PRIORITY..=MAX_PROCESS_PRIORITY`. `None`:
     /// inherited.
     pub process_priority: Option<i32>,
-    /// Set PR_SET_DUMPABLE on the children even when they run as another user.
+    /// php-fpm's `process.dumpable`. No effect here: exec() leaves php-cgi dumpable whatever it
+    /// says (a notice tells so at start).
     pub process_dumpable: bool,
     /// Send the children's stdout and stderr to rustfpm's log instead of discarding them.
     pub catch_workers_output: bool,

@@ -212,6 +212,21 @@ fn explain_settings(cfg: &config::Pool) {
             cfg.pm_max_children
         );
     }
+    if !cfg.admin_ini_keys.is_empty() {
+        crate::warning!(
+            "[pool {}] php_admin_value/php_admin_flag cannot be locked in php-cgi: scripts can still change {} \
+             with ini_set() (they are passed as -d, as php_value is)",
+            cfg.name,
+            cfg.admin_ini_keys.join(", ")
+        );
+    }
+    if !cfg.process_dumpable && cfg.user.is_some() && nix::unistd::Uid::effective().is_root() {
+        crate::notice!(
+            "[pool {}] process_dumpable = no has no effect: exec() makes php-cgi dumpable again (its /proc \
+             files belong to its user, as with process_dumpable = yes)",
+            cfg.name
+        );
+    }
     if cfg.request_terminate_timeout_track_finished && cfg.chroot.is_some() {
         crate::warning!(
             "[pool {}] request_terminate_timeout_track_finished has no effect: chroot pools have no \

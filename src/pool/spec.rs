@@ -79,7 +79,6 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
             config::RlimitCore::Unlimited => u64::MAX,
         }),
         priority: cfg.process_priority,
-        dumpable: cfg.process_dumpable,
     }
 }
 
