@@ -1,0 +1,369 @@
+//! Attacks on rustfpm running as root that must fail (issue 8): a pool's user, who owns a
+//! directory rustfpm writes into (as `www-data` owns Debian's `/run/php`), plants symlinks
+//! and hard links where rustfpm's pid file, logs and sockets go, before start and before a
+//! SIGUSR1 reopen. The attacker is the real unprivileged user `nobody`; the tests need root
+//! (CI runs them as root) and fail loudly without it.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+/// `nobody` / `nogroup` on Debian: the attacker.
+const ATTACKER: u32 = 65534;
+/// What the canary holds; it must never change.
+const CANARY: &str = "canary\n";
+
+/// A site with `run/`, a directory owned by the attacker, and `canary`, a file of root's
+/// (mode 0600) that rustfpm must never write, chown or chmod.
+struct Lab {
+    site: Site,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        assert!(
+            is_root(),
+            "tests/security.rs plays an attacker (uid {ATTACKER}) against rustfpm running as root: run it as root"
+        );
+        let site = Site::new();
+        let run = site.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::os::unix::fs::chown(&run, Some(ATTACKER), Some(ATTACKER)).unwrap();
+        let canary = site.path().join("canary");
+        std::fs::write(&canary, CANARY).unwrap();
+        std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Lab { site }
+    }
+
+    fn run(&self, name: &str) -> PathBuf {
+        self.site.path().join("run").join(name)
+    }
+
+    fn canary(&self) -> PathBuf {
+        self.site.path().join("canary")
+    }
+
+    /// Runs a command as the attacker.
+    fn as_attacker(&self, program: &str, args: &[&Path]) {
+        let status = Command::new(program).args(args).uid(ATTACKER).gid(ATTACKER).status().unwrap();
+        assert!(status.success(), "{program} {args:?} as uid {ATTACKER}: {status}");
+    }
+
+    /// As the attacker: `run/NAME` becomes a symlink to `target`.
+    fn plant_symlink(&self, name: &str, target: &Path) {
+        self.as_attacker("ln", &[Path::new("-sfn"), target, &self.run(name)]);
+    }
+
+    /// As the attacker: rustfpm's `run/NAME` is moved away and replaced by a symlink to the canary.
+    fn swap_for_symlink(&self, name: &str) {
+        self.as_attacker("mv", &[&self.run(name), &self.run(&format!("{name}.1"))]);
+        self.plant_symlink(name, &self.canary());
+    }
+
+    fn assert_canary_intact(&self) {
+        let meta = std::fs::metadata(self.canary()).unwrap();
+        assert_eq!(std::fs::read_to_string(self.canary()).unwrap(), CANARY, "root wrote through the attacker's link");
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600), "the canary's owner or mode changed");
+    }
+
+    /// A config with `global` lines and `pool` lines (`{run}` stands for the attacker's
+    /// directory); the pool runs as www-data.
+    fn config(&self, global: &str, pool: &str) -> PathBuf {
+        self.config_at(&self.socket(), global, pool)
+    }
+
+    /// [`Lab::config`] with the pool listening on `listen`.
+    fn config_at(&self, listen: &Path, global: &str, pool: &str) -> PathBuf {
+        let text = format!(
+            "[global]\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\npm = \"static\"\n\
+             pm_max_children = 1\nuser = \"www-data\"\n{pool}\n",
+            listen.display()
+        )
+        .replace("{run}", &self.site.path().join("run").display().to_string());
+        let path = self.site.path().join("rustfpm.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.site.path().join("rustfpm.sock")
+    }
+
+    fn start(&self, config: &Path) -> Rustfpm {
+        Rustfpm::start_with_config(&self.site, config, Some(self.socket()))
+    }
+
+    /// Starts rustfpm on `config`, expecting it to refuse: returns what it said.
+    fn start_refused(&self, config: &Path) -> String {
+        let log = self.site.path().join("refused.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut status = None;
+        wait_until(WAIT, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rustfpm started although it should have refused:\n{text}");
+        }
+        assert!(status.is_some_and(|s| !s.success()), "rustfpm exited successfully:\n{text}");
+        text
+    }
+}
+
+/// The refusal names the path and the owner of what was planted.
+fn assert_names(said: &str, path: &Path, owner: &str) {
+    assert!(said.contains(&path.display().to_string()) && said.contains(owner), "{said}");
+}
+
+#[test]
+fn pid_file_symlink_is_not_followed() {
+    let lab = Lab::new();
+    lab.plant_symlink("rf.pid", &lab.canary());
+    let pid_file = lab.run("rf.pid");
+    let fpm = lab.start(&lab.config(&format!("pid = \"{}\"", pid_file.display()), ""));
+    lab.assert_canary_intact();
+    let meta = std::fs::symlink_metadata(&pid_file).unwrap();
+    assert!(meta.is_file() && meta.uid() == 0, "the link was replaced by root's own pid file: {meta:?}");
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), format!("{}\n", fpm.pid()));
+    drop(fpm);
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn pid_file_replaced_by_the_attacker_is_left_alone_at_exit() {
+    let lab = Lab::new();
+    let pid_file = lab.run("rf.pid");
+    let fpm = lab.start(&lab.config(&format!("pid = \"{}\"", pid_file.display()), ""));
+    lab.swap_for_symlink("rf.pid");
+    drop(fpm);
+    lab.assert_canary_intact();
+    assert!(std::fs::symlink_metadata(&pid_file).unwrap().is_symlink(), "rustfpm removes only its own pid file");
+}
+
+#[test]
+fn error_log_symlink_is_refused_at_start() {
+    let lab = Lab::new();
+    lab.plant_symlink("error.log", &lab.canary());
+    let said = lab.start_refused(&lab.config(&format!("error_log = \"{}\"", lab.run("error.log").display()), ""));
+    assert_names(&said, &lab.run("error.log"), "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn error_log_symlink_is_not_followed_on_reopen() {
+    let lab = Lab::new();
+    let log = lab.run("error.log");
+    let fpm = lab.start(&lab.config(&format!("error_log = \"{}\"", log.display()), ""));
+    assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o600, "php-fpm's mode for the error log");
+    lab.swap_for_symlink("error.log");
+    fpm.signal(libc::SIGUSR1);
+    // The refusal is written to the log rustfpm still holds, now at error.log.1.
+    let moved = lab.run("error.log.1");
+    let said = || std::fs::read_to_string(&moved).unwrap_or_default();
+    assert!(wait_until(WAIT, || said().contains("cannot reopen the error log")), "{}", said());
+    assert_names(&said(), &log, "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn error_log_hard_link_to_a_root_file_is_refused() {
+    let lab = Lab::new();
+    // fs.protected_hardlinks stops `nobody` from making this link; root makes it here to stand
+    // for a system without that protection (or a link made before the file was root's).
+    std::fs::hard_link(lab.canary(), lab.run("error.log")).unwrap();
+    let said = lab.start_refused(&lab.config(&format!("error_log = \"{}\"", lab.run("error.log").display()), ""));
+    assert_names(&said, &lab.run("error.log"), "2 hard links");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn access_log_symlink_is_refused_at_start() {
+    let lab = Lab::new();
+    lab.plant_symlink("access.log", &lab.canary());
+    let said = lab.start_refused(&lab.config("", &format!("access_log = \"{}\"", lab.run("access.log").display())));
+    assert_names(&said, &lab.run("access.log"), "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn slowlog_symlink_is_refused_at_start() {
+    let lab = Lab::new();
+    lab.plant_symlink("slow.log", &lab.canary());
+    let pool = format!("slowlog = \"{}\"\nrequest_slowlog_timeout = \"1s\"", lab.run("slow.log").display());
+    let said = lab.start_refused(&lab.config("", &pool));
+    assert_names(&said, &lab.run("slow.log"), "nobody");
+    lab.assert_canary_intact();
+}
+
+/// Starts rustfpm with `pool` lines and nginx, runs `url` once so that the log `name` is
+/// written, swaps it for a symlink, sends SIGUSR1 and runs `url` again: the writer must
+/// refuse the link.
+fn request_log_reopen_attack(name: &str, pool: &str, url: &str) {
+    let lab = Lab::new();
+    lab.site.script("sleepy.php", "<?php sleep(2); echo 'slept';");
+    let fpm = lab.start(&lab.config("error_log = \"stderr\"", pool));
+    let nginx = Nginx::start(&lab.site, &fpm);
+    assert_eq!(get(&nginx.url(url)).status, 200);
+    assert!(wait_file(&lab.run(name), WAIT).is_some(), "the log {name} is written");
+    assert_eq!(std::fs::metadata(lab.run(name)).unwrap().mode() & 0o777, 0o600);
+    lab.swap_for_symlink(name);
+    fpm.signal(libc::SIGUSR1);
+    assert!(wait_until(WAIT, || fpm.log_text().contains("error log reopened")), "{}", fpm.log_text());
+    assert_eq!(get(&nginx.url(url)).status, 200);
+    let refused = format!("cannot write to the log {}", lab.run(name).display());
+    assert!(wait_until(WAIT, || fpm.log_text().contains(&refused)), "{}", fpm.log_text());
+    assert_names(&fpm.log_text(), &lab.run(name), "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn access_log_symlink_is_not_followed_on_reopen() {
+    request_log_reopen_attack("access.log", "access_log = \"{run}/access.log\"", "/hello.php");
+}
+
+#[test]
+fn slowlog_symlink_is_not_followed_on_reopen() {
+    request_log_reopen_attack(
+        "slow.log",
+        "slowlog = \"{run}/slow.log\"\nrequest_slowlog_timeout = \"1s\"",
+        "/sleepy.php",
+    );
+}
+
+#[test]
+fn socket_path_symlink_is_refused() {
+    let lab = Lab::new();
+    let target = lab.site.path().join("planted.sock");
+    lab.plant_symlink("www.sock", &target);
+    let said = lab.start_refused(&lab.config_at(&lab.run("www.sock"), "", ""));
+    assert_names(&said, &lab.run("www.sock"), "nobody");
+    assert!(std::fs::symlink_metadata(&target).is_err(), "nothing was created through the link");
+}
+
+#[test]
+fn socket_dir_symlink_is_refused() {
+    let lab = Lab::new();
+    let private = lab.site.path().join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    lab.plant_symlink("sub", &private);
+    let said = lab.start_refused(&lab.config_at(&lab.run("sub").join("www.sock"), "", ""));
+    assert_names(&said, &lab.run("sub"), "nobody");
+    assert_eq!(std::fs::read_dir(&private).unwrap().count(), 0, "nothing was bound in root's directory");
+}
+
+#[test]
+fn socket_has_its_mode_and_owner_from_the_start() {
+    let lab = Lab::new();
+    let listen = lab.run("www.sock");
+    let config = lab.config_at(&listen, "", "listen_mode = \"0660\"");
+    let watch = Inotify::watch(&lab.run(""));
+    let fpm = Rustfpm::start_with_config(&lab.site, &config, Some(listen.clone()));
+    let meta = std::fs::symlink_metadata(&listen).unwrap();
+    let www_data = nix_uid("www-data");
+    assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o660, www_data), "{meta:?}");
+    let events = watch.events();
+    let arrivals: Vec<_> = events.iter().filter(|(_, name)| name == "www.sock").map(|(mask, _)| *mask).collect();
+    assert!(
+        !arrivals.is_empty() && arrivals.iter().all(|mask| mask & libc::IN_MOVED_TO != 0),
+        "the socket must appear at its path only by a rename, with its mode and owner already set: {events:?}"
+    );
+    assert!(Nginx::start(&lab.site, &fpm).port > 0);
+}
+
+#[test]
+fn php_admin_value_is_reported_as_not_locked() {
+    let lab = Lab::new();
+    let pool = "[pool.www.php_admin_value]\nmemory_limit = \"96M\"\n[pool.www.php_admin_flag]\nlog_errors = true";
+    let fpm = lab.start(&lab.config("error_log = \"stderr\"", pool));
+    let log = fpm.log_text();
+    let warning = "[pool www] php_admin_value/php_admin_flag cannot be locked in php-cgi: scripts can still change \
+                   memory_limit, log_errors with ini_set()";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+}
+
+#[test]
+fn process_dumpable_no_is_reported_as_having_no_effect() {
+    let lab = Lab::new();
+    let fpm = lab.start(&lab.config("error_log = \"stderr\"", "process_dumpable = false"));
+    assert!(fpm.log_text().contains("process_dumpable = no has no effect"), "{}", fpm.log_text());
+    // What the notice says: php-cgi's /proc files belong to its user (it is dumpable).
+    let www_data = nix_uid("www-data");
+    assert!(wait_until(WAIT, || !fpm.php_pids().is_empty()));
+    for pid in fpm.php_pids() {
+        let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
+        assert!(owner.is_err() || owner.as_ref().is_ok_and(|uid| *uid == www_data), "/proc/{pid}: {owner:?}");
+    }
+}
+
+fn nix_uid(name: &str) -> u32 {
+    let out = Command::new("id").arg("-u").arg(name).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no user {name}"))
+}
+
+/// inotify on one directory: what was created, moved in or changed there, by name.
+struct Inotify {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Inotify {
+    fn watch(dir: &Path) -> Inotify {
+        use std::os::fd::FromRawFd;
+        // SAFETY: inotify_init1 takes flags only; the fd it returns is owned here.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0, "inotify_init1: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by inotify_init1.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_ATTRIB;
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(std::os::fd::AsRawFd::as_raw_fd(&fd), path.as_ptr(), mask) };
+        assert!(wd >= 0, "inotify_add_watch {}: {}", dir.display(), std::io::Error::last_os_error());
+        Inotify { fd }
+    }
+
+    /// The events so far: (mask, name).
+    fn events(&self) -> Vec<(u32, String)> {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads at most buf.len() bytes into buf.
+            let n =
+                unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(&self.fd), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n as usize]);
+        }
+        let mut events = Vec::new();
+        let mut rest = bytes.as_slice();
+        // struct inotify_event: wd (i32), mask (u32), cookie (u32), len (u32), name[len].
+        while rest.len() >= 16 {
+            let word = |at: usize| u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+            let (mask, len) = (word(4), word(12) as usize);
+            let Some(name) = rest.get(16..16 + len) else { break };
+            let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
+            events.push((mask, name));
+            rest = &rest[16 + len..];
+        }
+        events
+    }
+}
