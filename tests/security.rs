@@ -184,6 +184,32 @@ fn error_log_symlink_is_not_followed_on_reopen() {
 }
 
 #[test]
+fn error_log_symlink_is_not_followed_on_reload() {
+    let lab = Lab::new();
+    let log = lab.run("error.log");
+    let fpm = lab.start(&lab.config(&format!("error_log = \"{}\"", log.display()), ""));
+    lab.swap_for_symlink("error.log");
+    fpm.signal(libc::SIGUSR2);
+    let moved = lab.run("error.log.1");
+    let said = || std::fs::read_to_string(&moved).unwrap_or_default();
+    assert!(wait_until(WAIT, || said().contains("cannot open the new error_log")), "{}", said());
+    assert_names(&said(), &log, "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
+fn access_log_symlink_is_not_followed_on_reload() {
+    let lab = Lab::new();
+    let fpm = lab.start(&lab.config("error_log = \"stderr\"", "access_log = \"{run}/access.log\""));
+    lab.swap_for_symlink("access.log");
+    fpm.signal(libc::SIGUSR2);
+    let refused = "reload failed";
+    assert!(wait_until(WAIT, || fpm.log_text().contains(refused)), "{}", fpm.log_text());
+    assert_names(&fpm.log_text(), &lab.run("access.log"), "nobody");
+    lab.assert_canary_intact();
+}
+
+#[test]
 fn error_log_hard_link_to_a_root_file_is_refused() {
     let lab = Lab::new();
     // fs.protected_hardlinks stops `nobody` from making this link; root makes it here to stand
