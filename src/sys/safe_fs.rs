@@ -336,7 +336,8 @@ impl Dir {
     }
 
     /// Removes the entry `name` when it is still the file `id`; a link or another file put
-    /// in its place is left alone.
+    /// in its place is left alone. (A file made after ours was deleted may reuse its inode
+    /// number and be removed: harmless, the directory's writers could remove it anyway.)
     pub fn remove_if_same(&self, name: &OsStr, id: FileId) -> io::Result<()> {
         match self.entry(name)? {
             Some(st) if FileId::of(&st) == id => self.remove(name),
@@ -587,8 +588,8 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(d.path("open")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["rf.pid"], "no temporary file is left behind");
         // Only the file rustfpm made is removed at exit.
-        std::fs::remove_file(d.path("open/rf.pid")).unwrap();
-        std::fs::write(d.path("open/rf.pid"), "someone else's").unwrap();
+        std::fs::write(d.path("open/other"), "someone else's").unwrap();
+        std::fs::rename(d.path("open/other"), d.path("open/rf.pid")).unwrap();
         remove_if_same(&d.path("open/rf.pid"), id).unwrap();
         assert!(d.path("open/rf.pid").exists());
         let id = replace(&d.path("open/rf.pid"), b"43\n", 0o644).unwrap();
