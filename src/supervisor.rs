@@ -35,6 +35,9 @@ pub enum PoolEvent {
     ParentExited { pid: Pid, status: ExitKind },
     /// The child holding the worker connection `inode` of `slot` is `pid`.
     ChildFound { slot: usize, inode: u32, pid: Option<Pid> },
+    /// Whether the child at the other end of `slot`'s abandoned connection
+    /// `inode` still holds it open.
+    PeerChecked { slot: usize, inode: u32, open: bool },
     /// A child of the pool's php-cgi parent exited (needs process events).
     ChildExited { pid: Pid, status: ExitKind },
     /// What the last request of `slot`'s child `pid` cost (see `pool::usage`).
@@ -78,6 +81,8 @@ pub enum Command {
     SignalGroup { pgid: Pid, signal: Signal },
     /// Find the child of `parent` holding the peer of our socket `inode`.
     FindChild { parent: Pid, slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
+    /// Tell whether the peer of our socket `inode` still has it open.
+    CheckPeer { slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
     /// Reap exited processes (sent on SIGCHLD).
     Reap,
     /// Kill all remaining groups (TERM, then KILL after `grace`), reap them, then return.
@@ -128,6 +133,12 @@ impl State {
                 Command::Spawn { spec, events } => self.spawn(&spec, events),
                 Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
                 Command::FindChild { parent, slot, inode, events } => find_child(parent, slot, inode, &events),
+                Command::CheckPeer { slot, inode, events } => {
+                    // An error (no netlink) counts as closed: the worker then
+                    // reconnects and waits in the children's accept queue.
+                    let open = matches!(sockdiag::unix_peer_inode(inode), Ok(Some(_)));
+                    let _ = events.send(PoolEvent::PeerChecked { slot, inode, open });
+                }
                 Command::Reap => self.reap(),
                 Command::Shutdown { grace } => return self.shutdown(&rx, grace),
             }

@@ -175,11 +175,8 @@ where
     let info = wants_info.then(|| super::pages::request_info(&head.params));
     let mut lease = proxy::Lease::new(&pool, worker, queued, info);
     lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer, head.started));
-    match proxy::run(conn, &mut lease, &head).await {
-        Outcome::Done { status } => {
-            lease.finish(status);
-            Ok(head.keep_conn)
-        }
+    match proxy::run(conn, lease, &head).await {
+        Outcome::Done { .. } => Ok(head.keep_conn),
         Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
         Outcome::ClientGone(e) => Err(e),
     }

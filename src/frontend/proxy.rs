@@ -3,6 +3,7 @@
 //! forwarded byte for byte (the child uses nginx's request id), except STDERR
 //! records, rewritten into php-fpm's shape ([`super::response`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,7 +17,8 @@ use crate::fastcgi::{
     FCGI_KEEP_CONN,
 };
 use crate::pool::finish::{Marker, MARKER_PARAM};
-use crate::pool::{Pool, PoolMsg, RequestInfo, Worker};
+use crate::pool::{AbandonCause, Abandoned, Pool, PoolMsg, RequestInfo, Worker};
+use tokio::sync::mpsc::error::SendError;
 
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
@@ -32,14 +34,16 @@ pub enum Outcome {
     ClientGone(ConnError),
 }
 
-/// A worker on loan to one request. Whatever happens to the request, the
-/// worker goes back to the pool and the actor hears how it ended.
+/// A worker on loan to one request. It goes back to the pool only through
+/// the actor: [`Lease::release`] once the child has ended the request, or
+/// [`Lease::abandon`] while the child may still be running it (then the actor
+/// holds the worker until the child lets go). Dropping a lease that still
+/// holds its worker abandons the request.
 pub struct Lease<'p> {
     pool: &'p Pool,
     worker: Option<Worker>,
     /// When the request got its worker.
     pub started: Instant,
-    status: Option<u16>,
     /// The request's access log record, when the pool has an access log.
     pub access: Option<Box<crate::accesslog::Record>>,
 }
@@ -48,51 +52,84 @@ impl<'p> Lease<'p> {
     /// Takes `worker` for a request that waited `queued` for it.
     pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
         pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
-        Lease { pool, worker: Some(worker), started: Instant::now(), status: None, access: None }
+        Lease { pool, worker: Some(worker), started: Instant::now(), access: None }
     }
 
     fn worker(&mut self) -> &mut Worker {
-        self.worker.as_mut().expect("lease holds its worker until dropped")
+        self.worker.as_mut().expect("lease holds its worker until released or abandoned")
     }
 
-    /// Marks the request complete with `status`; the connection is kept.
-    pub fn finish(&mut self, status: u16) {
-        self.status = Some(status);
+    /// The access record, completed with the request's status and duration.
+    fn record(&mut self, status: u16) -> Option<Box<crate::accesslog::Record>> {
+        let mut access = self.access.take();
+        if let Some(record) = access.as_mut() {
+            (record.status, record.duration) = (status, self.started.elapsed());
+        }
+        access
     }
-}
 
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
+    /// The child has ended the request (or is gone): the worker goes back to
+    /// the pool, with its connection if `keep` (it is in step for the next
+    /// request). The actor decides first whether the child must be replaced.
+    pub fn release(&mut self, status: u16, keep: bool) {
         let Some(mut worker) = self.worker.take() else {
             return;
         };
-        let status = match self.status {
-            Some(status) => status,
-            None => {
-                // Unfinished: the child may still be mid-request. Closing its
-                // connection lets the script see the abort; a new one waits.
-                worker.discard();
-                499
-            }
-        };
-        let duration = self.started.elapsed();
-        let mut access = self.access.take();
-        if let Some(record) = access.as_mut() {
-            (record.status, record.duration) = (status, duration);
+        if !keep {
+            worker.discard();
         }
-        // The actor lends the worker out again once it has decided whether
-        // its child must be replaced; without an actor (shutdown), we do.
-        let finished = PoolMsg::RequestFinished { slot: worker.slot(), status, duration, worker, access };
-        if let Err(tokio::sync::mpsc::error::SendError(PoolMsg::RequestFinished { worker, .. })) =
-            self.pool.actor.send(finished)
+        let (slot, duration, access) = (worker.slot(), self.started.elapsed(), self.record(status));
+        let finished = PoolMsg::RequestFinished { slot, status, duration, worker, access };
+        if let Err(SendError(PoolMsg::RequestFinished { worker, .. })) = self.pool.actor.send(finished) {
+            // No actor (shutdown): nobody else will lend it again.
+            self.pool.balancer.release(worker);
+        }
+    }
+
+    /// Gives up on a request whose child may still be running it. The actor
+    /// holds the worker, counted busy, until the child has let go of the
+    /// connection, and kills the child at `deadline`
+    /// (`request_terminate_timeout`) or at once for [`AbandonCause::TimedOut`].
+    pub fn abandon(&mut self, cause: AbandonCause, status: u16, deadline: Option<Instant>, head: Option<&Head>) {
+        let Some(mut worker) = self.worker.take() else {
+            return;
+        };
+        worker.abandon();
+        let param = |name: &[u8]| {
+            let value = head.and_then(|h| h.params.get(name)).unwrap_or(b"-");
+            String::from_utf8_lossy(value).into_owned()
+        };
+        let abandoned = Abandoned {
+            worker,
+            cause,
+            status,
+            started: self.started,
+            deadline,
+            script: param(b"SCRIPT_FILENAME"),
+            uri: param(b"REQUEST_URI"),
+            access: self.record(status),
+        };
+        if let Err(SendError(PoolMsg::Abandoned(abandoned))) =
+            self.pool.actor.send(PoolMsg::Abandoned(Box::new(abandoned)))
         {
+            let mut worker = abandoned.worker;
+            worker.discard();
             self.pool.balancer.release(worker);
         }
     }
 }
 
-/// Runs one request through a child.
-pub async fn run<R, W>(conn: &mut Conn<R, W>, lease: &mut Lease<'_>, head: &Head) -> Outcome
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // The request's task was cancelled mid-request (shutdown).
+        let deadline = self.pool.terminate_timeout.map(|limit| self.started + limit);
+        self.abandon(AbandonCause::ClientGone, 499, deadline, None);
+    }
+}
+
+/// Runs one request through a child. Whatever happens, the lease's worker
+/// is released or abandoned on return.
+pub async fn run<R, W>(conn: &mut Conn<R, W>, mut lease: Lease<'_>, head: &Head) -> Outcome
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -100,7 +137,8 @@ where
     let pool = lease.pool;
     if let Err(e) = lease.worker().ensure_connected(&pool.socket).await {
         crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
-        return fail(conn, lease, head, &mut RequestStream::new(head.id), false, Lost::Exited).await;
+        let failed = Failed { how: Lost::Exited, sent_any: false, nginx_has: None };
+        return fail(conn, lease, head, &mut RequestStream::new(head.id), failed).await;
     }
     // The connection's scratch buffer carries the request to the child: no
     // allocation per request.
@@ -110,7 +148,10 @@ where
     let mut request = RequestStream::new(head.id);
     match request.take(conn.inbuf.pending(), &mut to_child) {
         Ok(used) => conn.inbuf.consume(used),
-        Err(e) => return Outcome::ClientGone(e),
+        Err(e) => {
+            lease.release(499, false);
+            return Outcome::ClientGone(e);
+        }
     }
     let worker = lease.worker();
     if worker.is_fresh() {
@@ -122,51 +163,48 @@ where
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
     let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
+    let lifted = AtomicBool::new(false);
     let mut exchange = Exchange {
         to_child: &mut to_child,
         request: &mut request,
         response: &mut response,
         deadline,
+        lifted: &lifted,
         keep_conn: head.keep_conn,
         pool: &pool.name,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
     to_child.clear();
     conn.out = to_child;
+    // After fastcgi_finish_request() nginx has a complete response, whatever
+    // happens next: that is what the request is logged with.
+    let nginx_has = response.finished.is_some().then_some(response.status);
     match result {
         Ok(sent_whole_records) => {
-            // The child may answer before the body has reached it. php-cgi copes
-            // with a body it got whole, or with a missing empty end-of-body
-            // record (the usual GET); anything else leaves its connection out of
-            // step, so it is closed. The rest of the body is skipped.
-            let seen = request.content;
-            if let Err(e) = super::body::skip(conn, &mut request).await {
-                if response.finished.is_some() {
-                    // nginx had its whole response: log that, not a 499.
-                    lease.worker().discard();
-                    lease.finish(response.status);
-                }
-                return Outcome::ClientGone(e);
-            }
-            if !sent_whole_records || request.content != seen {
-                lease.worker().discard();
-            }
+            // The child has ended the request, so its worker is free at once.
+            // php-cgi copes with a body it got whole, or with a missing empty
+            // end-of-body record (the usual GET); anything else leaves its
+            // connection out of step, so it is closed. The rest of the body
+            // is then skipped without holding the worker.
             if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
                 log.response_head(record, &response.head);
             }
-            Outcome::Done { status: response.status }
+            lease.release(response.status, sent_whole_records && request.done);
+            match super::body::skip(conn, &mut request).await {
+                Ok(()) => Outcome::Done { status: response.status },
+                Err(e) => Outcome::ClientGone(e),
+            }
         }
         Err(failure @ (Failure::Child | Failure::Timeout)) => {
             let how = if matches!(failure, Failure::Child) { Lost::Exited } else { Lost::TimedOut };
-            let outcome = fail(conn, lease, head, &mut request, response.sent_any, how).await;
-            if response.finished.is_some() {
-                // The child failed after fastcgi_finish_request(): nginx had a
-                // complete response, and that is what the request logs.
-                lease.finish(response.status);
-            }
-            outcome
+            let failed = Failed { how, sent_any: response.sent_any, nginx_has };
+            fail(conn, lease, head, &mut request, failed).await
         }
-        Err(Failure::Client(e)) => Outcome::ClientGone(e),
+        Err(Failure::Client(e)) => {
+            let deadline = deadline.filter(|_| !lifted.load(Ordering::Relaxed));
+            lease.abandon(AbandonCause::ClientGone, nginx_has.unwrap_or(499), deadline, Some(head));
+            Outcome::ClientGone(e)
+        }
     }
 }
 
@@ -183,6 +221,9 @@ struct Exchange<'a, 'm> {
     response: &'a mut ResponseStream<'m>,
     /// When `request_terminate_timeout` runs out.
     deadline: Option<Instant>,
+    /// The deadline no longer holds: set after `fastcgi_finish_request()`
+    /// unless the timeout tracks finished requests.
+    lifted: &'a AtomicBool,
     /// nginx keeps its connection after the request.
     keep_conn: bool,
     /// The pool's name, for log lines.
@@ -190,12 +231,43 @@ struct Exchange<'a, 'm> {
 }
 
 impl Exchange<'_, '_> {
+    /// Moves bytes both ways until the child's END_REQUEST has been read, or
+    /// `request_terminate_timeout` runs out, whatever the exchange is waiting
+    /// for at that moment (the child, nginx's body, or a slow nginx reading
+    /// the response). Returns whether what was sent to the child ends on a
+    /// record boundary.
+    async fn run<R, W>(
+        &mut self,
+        conn: &mut Conn<R, W>,
+        worker: &mut Worker,
+        track_finished: bool,
+    ) -> Result<bool, Failure>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (deadline, lifted) = (self.deadline, self.lifted);
+        let work = self.relay_all(conn, worker, track_finished);
+        let Some(at) = deadline else {
+            return work.await;
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => return result,
+            () = tokio::time::sleep_until(at.into()) => {}
+        }
+        if lifted.load(Ordering::Relaxed) {
+            work.await
+        } else {
+            Err(Failure::Timeout)
+        }
+    }
+
     /// Moves bytes both ways until the child's END_REQUEST has been read.
     /// After `fastcgi_finish_request()`, nginx has its whole response and the
     /// rest of the child's is discarded (the deadline stays only if
-    /// `track_finished`). Returns whether what was sent to the child ends on a
-    /// record boundary.
-    async fn run<R, W>(
+    /// `track_finished`).
+    async fn relay_all<R, W>(
         &mut self,
         conn: &mut Conn<R, W>,
         worker: &mut Worker,
@@ -210,9 +282,6 @@ impl Exchange<'_, '_> {
         };
         let (mut up_rd, mut up_wr) = up.split();
         let (mut written, mut client_open) = (0, true);
-        // One timer per request, polled only while there is a deadline.
-        let timer = tokio::time::sleep_until(self.deadline.map_or_else(far_future, tokio::time::Instant::from_std));
-        tokio::pin!(timer);
         loop {
             let pending = self.to_child.len() - written;
             let want_client = client_open
@@ -221,7 +290,6 @@ impl Exchange<'_, '_> {
                 && !(self.finished() && self.request.done);
             tokio::select! {
                 biased;
-                () = &mut timer, if self.deadline.is_some() => return Err(Failure::Timeout),
                 n = up_rd.read(buf) => {
                     let n = n.map_err(|_| Failure::Child)?;
                     if n == 0 {
@@ -230,7 +298,7 @@ impl Exchange<'_, '_> {
                     let was_finished = self.finished();
                     self.relay(conn, &buf[..n]).await?;
                     if self.finished() && !was_finished && !track_finished {
-                        self.deadline = None;
+                        self.lifted.store(true, Ordering::Relaxed);
                     }
                     if self.response.ended {
                         return Ok(self.request.at_boundary() && written == self.to_child.len());
@@ -329,11 +397,6 @@ fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A deadline that never comes.
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
-}
-
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
 /// minus those never passed on, plus the request's finish marker.
 fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
@@ -363,39 +426,47 @@ enum Lost {
     TimedOut,
 }
 
+/// How a request failed on the child's side, and what nginx has of it.
+struct Failed {
+    how: Lost,
+    /// Part of the response has reached nginx: no error page can follow.
+    sent_any: bool,
+    /// nginx already has a complete response with this status
+    /// (`fastcgi_finish_request()`).
+    nginx_has: Option<u16>,
+}
+
 /// Ends a request whose child failed: the actor hears of it, nginx gets a
 /// complete error response if nothing was sent yet, else an abrupt close
 /// (the only way to tell it the response is incomplete).
 async fn fail<R, W>(
     conn: &mut Conn<R, W>,
-    lease: &mut Lease<'_>,
+    mut lease: Lease<'_>,
     head: &Head,
     request: &mut RequestStream,
-    sent_any: bool,
-    how: Lost,
+    failed: Failed,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (pool, elapsed) = (lease.pool, lease.started.elapsed());
-    let worker = lease.worker();
-    let slot = worker.slot();
-    worker.discard();
-    let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
-    let (script, uri) = (param(b"SCRIPT_FILENAME"), param(b"REQUEST_URI"));
-    let (status, line, body): (u16, &str, &[u8]) = match how {
+    let pool = lease.pool;
+    let (line, body): (&str, &[u8]) = match failed.how {
         Lost::Exited => {
+            let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
+            let (slot, script, uri) = (lease.worker().slot(), param(b"SCRIPT_FILENAME"), param(b"REQUEST_URI"));
             pool.tell(PoolMsg::ChildLost { slot, script, uri });
-            (502, "502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
+            lease.release(failed.nginx_has.unwrap_or(502), false);
+            ("502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
         }
         Lost::TimedOut => {
-            pool.tell(PoolMsg::TimedOut { slot, script, uri, elapsed });
-            (504, "504 Gateway Timeout", b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n")
+            // The actor kills the child, by its pid, before lending the worker again.
+            let status = failed.nginx_has.unwrap_or(504);
+            lease.abandon(AbandonCause::TimedOut, status, Some(Instant::now()), Some(head));
+            ("504 Gateway Timeout", b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n")
         }
     };
-    lease.finish(status);
-    if sent_any {
+    if failed.sent_any {
         return Outcome::ChildLost { answered: false };
     }
     let answered =

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
 use super::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
-use super::msg::{PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
+use super::msg::{AbandonCause, Abandoned, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
@@ -29,6 +29,12 @@ pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
 #[path = "actor_logs.rs"]
 mod logs;
+
+#[path = "actor_abandoned.rs"]
+mod abandoned;
+
+/// How often abandoned requests are checked for their child having let go.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How many recent child exits the actor remembers.
 const RECENT_EXITS: usize = 64;
@@ -68,6 +74,8 @@ struct Slot {
     last_duration: Duration,
     /// The running request was already logged as slow.
     slow_logged: bool,
+    /// An abandoned request whose child may still be running it.
+    held: Option<abandoned::Held>,
 }
 
 /// What a pool actor is built from.
@@ -151,6 +159,7 @@ impl PoolActor {
             since: now,
             last_duration: Duration::ZERO,
             slow_logged: false,
+            held: None,
         };
         PoolActor {
             name: spec.pool.clone(),
@@ -194,6 +203,8 @@ impl PoolActor {
     pub async fn run(mut self, mut msgs: UnboundedReceiver<PoolMsg>, mut events: UnboundedReceiver<PoolEvent>) {
         let mut repair = tokio::time::interval(REPAIR_INTERVAL);
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settle = tokio::time::interval(SETTLE_INTERVAL);
+        settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let respawn_at = self.respawn_at;
             tokio::select! {
@@ -215,6 +226,10 @@ impl PoolActor {
                 }
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => self.tick(),
+                _ = settle.tick(), if self.holds_abandoned() => {
+                    self.check_held();
+                    self.apply_retirements();
+                }
                 _ = sleep_until(self.retire_deadline.unwrap_or_else(far_future)), if self.retire_deadline.is_some() => {
                     crate::warning!("[pool {}] process_control_timeout passed with {} request(s) running; killing", self.name, self.busy);
                     self.stop_children(nix::sys::signal::Signal::SIGKILL);
@@ -236,7 +251,7 @@ impl PoolActor {
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
-            PoolMsg::TimedOut { slot, script, uri, elapsed } => self.timed_out(slot, &script, &uri, elapsed),
+            PoolMsg::Abandoned(request) => self.hold_abandoned(request),
             PoolMsg::Snapshot { respond_to } => {
                 self.snapshot_waiters.hold(respond_to, Instant::now());
                 self.answer_snapshots();
@@ -294,16 +309,26 @@ impl PoolActor {
         self.stop_children_when_idle();
     }
 
+    /// A new connection of `slot` served its first request: look up the
+    /// child that accepted it (once the parent runs, if it does not yet).
     fn find_child(&mut self, slot: usize, inode: u32) {
-        let Some((parent, _)) = self.parent else {
-            return;
-        };
         if let Some(s) = self.slots.get_mut(slot) {
             s.inode = inode;
             s.requests = 0;
-            s.finding = true;
         }
-        let events = self.events_tx.clone();
+        self.look_up_child(slot);
+    }
+
+    /// Asks the supervisor which child holds `slot`'s connection.
+    fn look_up_child(&mut self, slot: usize) {
+        let (Some((parent, _)), Some(s)) = (self.parent, self.slots.get_mut(slot)) else {
+            return;
+        };
+        if s.inode == 0 || s.finding {
+            return;
+        }
+        s.finding = true;
+        let (inode, events) = (s.inode, self.events_tx.clone());
         self.supervisor.send(Command::FindChild { parent, slot, inode, events });
     }
 
@@ -388,6 +413,7 @@ impl PoolActor {
             }
             PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
             PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
+            PoolEvent::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
             PoolEvent::Usage { slot, pid, cpu, memory } => {
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
                     s.last_usage = (cpu, memory);
@@ -434,6 +460,10 @@ impl PoolActor {
         for i in 0..self.slots.len() {
             if self.slots[i].state == SlotState::Starting {
                 self.set_state(i, SlotState::Idle);
+            }
+            // Connections made before the parent ran: their child is known now.
+            if self.slots[i].pid.is_none() {
+                self.look_up_child(i);
             }
         }
         if self.stopping {
@@ -596,16 +626,6 @@ impl PoolActor {
             self.name,
             reason.as_str()
         );
-    }
-
-    fn timed_out(&mut self, slot: usize, script: &str, uri: &str, elapsed: Duration) {
-        let pid = self.slots.get(slot).and_then(|s| s.pid).map_or_else(|| "?".into(), |p| p.to_string());
-        crate::warning!(
-            "[pool {}] child {pid}, script '{script}' (uri '{uri}') executing too slow ({:.3} sec), terminating",
-            self.name,
-            elapsed.as_secs_f64()
-        );
-        self.replace_child(slot, Reason::Timeout);
     }
 
     /// Clears a stray O_NONBLOCK on the children's listener; true if it was set.

@@ -89,6 +89,39 @@ pub struct RequestInfo {
     pub script: String,
 }
 
+/// Why the front end gave up on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbandonCause {
+    /// nginx went away (or broke protocol) before the child had answered.
+    ClientGone,
+    /// The request ran past `request_terminate_timeout`: kill its child.
+    TimedOut,
+}
+
+/// A request the front end gave up on before its child ended it. The child
+/// may still be running the script, so the worker is not lent again until
+/// the child has closed its end of the connection (or was killed).
+#[derive(Debug)]
+pub struct Abandoned {
+    /// The worker; its connection is shut down (see [`Worker::abandon`]).
+    pub worker: Worker,
+    /// Why it was abandoned.
+    pub cause: AbandonCause,
+    /// The status the request is counted and logged with (499, 504, or what
+    /// nginx already got after `fastcgi_finish_request()`).
+    pub status: u16,
+    /// When the request got its worker.
+    pub started: Instant,
+    /// When `request_terminate_timeout` runs out for it, if it has one.
+    pub deadline: Option<Instant>,
+    /// SCRIPT_FILENAME and REQUEST_URI, for the log line if its child is killed.
+    pub script: String,
+    /// See `script`.
+    pub uri: String,
+    /// Its access log record, when the pool has an access log.
+    pub access: Option<Box<Record>>,
+}
+
 /// Messages from the front end to the actor.
 #[derive(Debug)]
 pub enum PoolMsg {
@@ -103,8 +136,9 @@ pub enum PoolMsg {
     ChildLost { slot: usize, script: String, uri: String },
     /// A request was refused because the queue was full.
     Rejected,
-    /// A request on `slot` ran past `request_terminate_timeout`: kill its child.
-    TimedOut { slot: usize, script: String, uri: String, elapsed: Duration },
+    /// The front end gave up on a request whose child may still be running
+    /// it; the actor holds the worker until the child is done with it.
+    Abandoned(Box<Abandoned>),
     /// Send a snapshot.
     Snapshot { respond_to: oneshot::Sender<PoolSnapshot> },
     /// Stop restarting children: the pool is shutting down.

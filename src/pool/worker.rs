@@ -124,6 +124,18 @@ impl Worker {
         Ok(())
     }
 
+    /// Gives up on the request the child may still be running: both
+    /// directions of the connection are shut down but it stays open. The
+    /// child's next write fails (its script sees the abort at its next
+    /// output, as under php-fpm) and it then closes its end, which the pool
+    /// actor watches for ([`crate::sys::sockdiag::unix_peer_inode`] turns
+    /// `None`) before it lends the worker again.
+    pub fn abandon(&mut self) {
+        if let Some(conn) = &self.conn {
+            let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+    }
+
     /// Closes the connection: the child sees its client gone and, once its
     /// script ends, accepts the next connection.
     pub fn discard(&mut self) {

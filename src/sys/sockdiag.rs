@@ -15,7 +15,8 @@ const UNIX_DIAG_PEER: u16 = 2;
 const NLMSG_HDRLEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
 
-/// Returns the inode of the socket connected to the unix socket `inode`, if any.
+/// Returns the inode of the socket connected to the unix socket `inode`, if
+/// any: `None` once the peer has closed its end (the kernel then reports 0).
 pub fn unix_peer_inode(inode: u32) -> io::Result<Option<u32>> {
     let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
     send(fd.as_raw_fd(), &request(inode), MsgFlags::empty())?;
@@ -70,7 +71,7 @@ fn parse_reply(buf: &[u8]) -> io::Result<Option<u32>> {
             break;
         }
         if rta_type == UNIX_DIAG_PEER {
-            return Ok(u32_at(buf, at + 4));
+            return Ok(u32_at(buf, at + 4).filter(|&peer| peer != 0));
         }
         at += (rta_len + 3) & !3;
     }

@@ -1,0 +1,235 @@
+//! Requests that nginx gives up on (the browser went away), or that rustfpm
+//! stops relaying: the worker stays busy until its child has ended the
+//! request, `request_terminate_timeout` still kills that child by its pid, and
+//! the next request is served. Spoken as raw FastCGI on the pool's socket, the
+//! way nginx speaks it, with blocking std sockets.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a test waits for anything before calling it a hang.
+const HANG: Duration = Duration::from_secs(30);
+
+fn record(kind: u8, content: &[u8]) -> Vec<u8> {
+    let padding = (8 - content.len() % 8) % 8;
+    let mut out = vec![1, kind, 0, 1];
+    out.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[padding as u8, 0]);
+    out.extend_from_slice(content);
+    out.resize(out.len() + padding, 0);
+    out
+}
+
+fn pair(out: &mut Vec<u8>, name: &str, value: &str) {
+    for len in [name.len(), value.len()] {
+        if len < 128 {
+            out.push(len as u8);
+        } else {
+            out.extend_from_slice(&(len as u32 | 0x8000_0000).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// A request's head for `script` of the site, with `body_len` bytes of body
+/// announced; the body records are not included.
+fn request_head(site: &Site, script: &str, body_len: usize) -> Vec<u8> {
+    let filename = site.www().join(script);
+    let method = if body_len > 0 { "POST" } else { "GET" };
+    let mut params = Vec::new();
+    for (k, v) in [
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REQUEST_METHOD", method),
+        ("SCRIPT_FILENAME", filename.to_str().unwrap()),
+        ("SCRIPT_NAME", &format!("/{script}")),
+        ("REQUEST_URI", &format!("/{script}")),
+        ("DOCUMENT_ROOT", site.www().to_str().unwrap()),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("CONTENT_LENGTH", &body_len.to_string()),
+        ("CONTENT_TYPE", "application/octet-stream"),
+    ] {
+        pair(&mut params, k, v);
+    }
+    let mut out = record(1, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend(record(4, &params));
+    out.extend(record(4, b""));
+    out
+}
+
+/// A whole GET request.
+fn get(site: &Site, script: &str) -> Vec<u8> {
+    let mut out = request_head(site, script, 0);
+    out.extend(record(5, b""));
+    out
+}
+
+/// Sends `request` on a new connection; returns the STDOUT of the response.
+fn fetch(socket: &Path, request: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).expect("connect to the pool");
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("a response before the hang limit");
+    stdout_of(&reply)
+}
+
+/// The STDOUT content of a response's records.
+fn stdout_of(mut bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    while bytes.len() >= 8 {
+        let len = u16::from_be_bytes([bytes[4], bytes[5]]) as usize;
+        let end = (8 + len + bytes[6] as usize).min(bytes.len());
+        if bytes[1] == 6 {
+            out.extend_from_slice(&bytes[8..(8 + len).min(bytes.len())]);
+        }
+        bytes = &bytes[end..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn wait_for_file(path: &Path) {
+    assert!(wait_until(HANG, || path.exists()), "{} never appeared", path.display());
+}
+
+/// The issue's reproduction: a request abandoned while its script spins
+/// without output. `request_terminate_timeout` kills that child (its real pid,
+/// its script in the log line), and the request queued behind it is served.
+#[test]
+fn abandoned_spinning_request_is_killed_and_the_next_is_served() {
+    let site = Site::new();
+    site.script("spin.php", "<?php $end = microtime(true) + 60; while (microtime(true) < $end) {} echo 'spun';");
+    site.script("hello.php", "<?php echo 'hello';");
+    let opts = PoolOptions { children: 1, extra: "request_terminate_timeout = \"2s\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut spinning = UnixStream::connect(&fpm.socket).unwrap();
+    spinning.write_all(&get(&site, "spin.php")).unwrap();
+    let busy = wait_until(HANG, || fpm.log_text().contains("slot 0") || !fpm.php_pids().is_empty());
+    assert!(busy);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(spinning);
+
+    assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
+    assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
+    let log = fpm.log_text();
+    let line = log.lines().find(|l| l.contains("terminating")).unwrap_or_else(|| panic!("no kill logged:\n{log}"));
+    assert!(line.contains("spin.php") && line.contains("abandoned by the web server"), "{line}");
+    let pid: i32 = line.split("child ").nth(1).and_then(|r| r.split(',').next()).and_then(|p| p.parse().ok()).unwrap();
+    assert!(pid > 1, "{line}");
+    assert!(!log.contains("hello.php' executing too slow"), "{log}");
+}
+
+/// A worker whose request was abandoned is not lent again until its child has
+/// ended that request, and the script sees the abort at its next output, as
+/// under php-fpm (`connection_status()` is CONNECTION_ABORTED).
+#[test]
+fn abandoned_request_keeps_its_worker_until_the_script_ends() {
+    let site = Site::new();
+    let scratch = site.scratch();
+    let (started, gate, done, status) =
+        (scratch.join("started"), scratch.join("gate"), scratch.join("done"), scratch.join("status"));
+    site.script(
+        "gated.php",
+        &format!(
+            "<?php register_shutdown_function(function () {{ file_put_contents('{status}', connection_status()); }});
+            touch('{started}');
+            while (!file_exists('{gate}')) usleep(10000);
+            touch('{done}');
+            for ($i = 0; $i < 100; $i++) {{ echo str_repeat('x', 8192), \"\\n\"; flush(); usleep(20000); }}",
+            status = status.display(),
+            started = started.display(),
+            gate = gate.display(),
+            done = done.display(),
+        ),
+    );
+    site.script("check.php", &format!("<?php echo file_exists('{}') ? 'after' : 'before';", done.display()));
+    let opts = PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+
+    let mut gated = UnixStream::connect(&fpm.socket).unwrap();
+    gated.write_all(&get(&site, "gated.php")).unwrap();
+    wait_for_file(&started);
+    drop(gated);
+    let socket = fpm.socket.clone();
+    let check = get(&site, "check.php");
+    let queued = std::thread::spawn(move || fetch(&socket, &check));
+
+    // The only child still runs the abandoned script: the pool counts it busy,
+    // and the new request waits in rustfpm's queue for the worker, instead of
+    // being written to a child that is still busy.
+    let waiting = wait_until(HANG, || {
+        let page = fetch(&fpm.socket, &status_request(&site));
+        page.contains("listen queue:         1") && page.contains("active processes:     1")
+    });
+    assert!(waiting, "{}", fetch(&fpm.socket, &status_request(&site)));
+    assert!(!queued.is_finished());
+    std::fs::write(&gate, "").unwrap();
+
+    let answer = queued.join().unwrap();
+    assert_eq!(answer.split("\r\n\r\n").nth(1), Some("after"), "{answer}");
+    wait_for_file(&status);
+    // CONNECTION_ABORTED (1): the script was stopped at its first output.
+    assert_eq!(std::fs::read_to_string(&status).unwrap(), "1");
+}
+
+fn status_request(site: &Site) -> Vec<u8> {
+    let mut params = Vec::new();
+    for (k, v) in [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/status"),
+        ("SCRIPT_FILENAME", &site.www().join("status").display().to_string()),
+        ("REQUEST_URI", "/status"),
+    ] {
+        pair(&mut params, k, v);
+    }
+    let mut out = record(1, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    out.extend(record(4, &params));
+    out.extend(record(4, b""));
+    out.extend(record(5, b""));
+    out
+}
+
+/// `request_terminate_timeout` also fires while rustfpm is blocked writing a
+/// response to a web server that does not read it.
+#[test]
+fn timeout_fires_while_the_web_server_does_not_read() {
+    let site = Site::new();
+    // It keeps running after the abort, so only the timeout ends it.
+    site.script("big.php", "<?php ignore_user_abort(true); echo str_repeat('x', 64 << 20); sleep(60);");
+    site.script("hello.php", "<?php echo 'hello';");
+    let opts = PoolOptions { children: 1, extra: "request_terminate_timeout = \"2s\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut stalled = UnixStream::connect(&fpm.socket).unwrap();
+    stalled.write_all(&get(&site, "big.php")).unwrap();
+
+    assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
+    let log = fpm.log_text();
+    assert!(log.lines().any(|l| l.contains("big.php") && l.contains("terminating")), "{log}");
+    drop(stalled);
+}
+
+/// A client that goes away in the middle of its upload: the child gets the
+/// end of the body, ends the request, and the pool serves the next one.
+#[test]
+fn upload_abandoned_midway_frees_the_worker() {
+    let site = Site::new();
+    site.script("upload.php", "<?php echo strlen(file_get_contents('php://input'));");
+    site.script("hello.php", "<?php echo 'hello';");
+    let opts = PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    for _ in 0..3 {
+        let mut upload = UnixStream::connect(&fpm.socket).unwrap();
+        let mut request = request_head(&site, "upload.php", 1 << 20);
+        request.extend(record(5, &[b'u'; 60000]));
+        upload.write_all(&request).unwrap();
+        drop(upload);
+        assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
+    }
+    let idle = wait_until(HANG, || fetch(&fpm.socket, &status_request(&site)).contains("active processes:     0"));
+    assert!(idle, "{}", fetch(&fpm.socket, &status_request(&site)));
+}
