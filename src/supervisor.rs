@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::spawn::{spawn_parent, ChildSpec};
+use crate::sys::pidfd::PidFd;
 use crate::sys::proc_events::ProcEvents;
 use crate::sys::{guard::Guard, procfs, sockdiag};
 
@@ -34,7 +35,8 @@ pub enum PoolEvent {
     /// The php-cgi parent exited; `status` says how.
     ParentExited { pid: Pid, status: ExitKind },
     /// The child holding the worker connection `inode` of `slot` is `pid`.
-    ChildFound { slot: usize, inode: u32, pid: Option<Pid> },
+    /// `pidfd` names that process for as long as the handle lives.
+    ChildFound { slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>> },
     /// Whether the child at the other end of `slot`'s abandoned connection
     /// `inode` still holds it open.
     PeerChecked { slot: usize, inode: u32, open: bool },
@@ -256,20 +258,29 @@ fn signal_group(pgid: Pid, signal: Signal) {
     let _ = kill(pgid, signal);
 }
 
-/// Finds the child holding the peer of our socket `inode`. Right after
-/// connecting, no child may have accepted yet: retry briefly.
+/// Finds the child holding the peer of our socket `inode`, and a pidfd for
+/// it, opened while it still holds the socket (so the pidfd names that very
+/// process). Right after connecting, no child may have accepted yet: retry
+/// briefly.
 fn find_child(parent: Pid, slot: usize, inode: u32, events: &UnboundedSender<PoolEvent>) {
     let lookup = || {
         let peer = sockdiag::unix_peer_inode(inode).ok().flatten()?;
-        procfs::child_holding_socket(parent.as_raw(), peer).map(Pid::from_raw)
+        let pid = procfs::child_holding_socket(parent.as_raw(), peer)?;
+        // A kernel without pidfds: the pid alone.
+        let pidfd = PidFd::open(pid).ok();
+        if pidfd.is_some() && !procfs::holds_socket(pid, peer) {
+            return None;
+        }
+        Some((Pid::from_raw(pid), pidfd.map(Arc::new)))
     };
-    let mut pid = lookup();
+    let mut found = lookup();
     for _ in 0..FIND_CHILD_TRIES {
-        if pid.is_some() {
+        if found.is_some() {
             break;
         }
         thread::sleep(FIND_CHILD_PAUSE);
-        pid = lookup();
+        found = lookup();
     }
-    let _ = events.send(PoolEvent::ChildFound { slot, inode, pid });
+    let (pid, pidfd) = found.map_or((None, None), |(pid, fd)| (Some(pid), fd));
+    let _ = events.send(PoolEvent::ChildFound { slot, inode, pid, pidfd });
 }

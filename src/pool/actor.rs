@@ -23,6 +23,7 @@ use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
+use crate::sys::pidfd::PidFd;
 
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
@@ -59,6 +60,9 @@ impl Slot {
 #[derive(Debug)]
 struct Slot {
     pid: Option<Pid>,
+    /// A handle on the process `pid` names (set with it): children are
+    /// killed through it, so a recycled pid is never signalled.
+    pidfd: Option<Arc<PidFd>>,
     /// The pid of this slot's new connection is being looked up.
     finding: bool,
     info: Option<Box<RequestInfo>>,
@@ -147,6 +151,7 @@ impl PoolActor {
         let now = Instant::now();
         let slot = || Slot {
             pid: None,
+            pidfd: None,
             finding: false,
             info: None,
             child_since: None,
@@ -419,13 +424,14 @@ impl PoolActor {
                     s.last_usage = (cpu, memory);
                 }
             }
-            PoolEvent::ChildFound { slot, inode, pid } => {
+            PoolEvent::ChildFound { slot, inode, pid, pidfd } => {
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
                     if s.pid != pid {
                         s.child_since = pid.map(|_| Instant::now());
                         s.last_usage = (None, None);
                     }
                     s.pid = pid;
+                    s.pidfd = pidfd;
                     s.finding = false;
                 }
                 self.answer_snapshots();
@@ -596,7 +602,7 @@ impl PoolActor {
     /// through the slot's epoch, to connect anew before its next request.
     fn replace_child(&mut self, slot: usize, reason: Reason) {
         let s = &mut self.slots[slot];
-        let (pid, requests, memory) = (s.pid.take(), s.requests, s.memory);
+        let (pid, pidfd, requests, memory) = (s.pid.take(), s.pidfd.take(), s.requests, s.memory);
         s.retire = None;
         s.finding = false;
         s.requests = 0;
@@ -614,7 +620,10 @@ impl PoolActor {
             );
             return;
         };
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = match pidfd {
+            Some(fd) => fd.signal(nix::sys::signal::Signal::SIGKILL).map_err(|_| ()),
+            None => nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(|_| ()),
+        };
         self.recycled[reason.index()] += 1;
         self.metrics.recycled(reason.as_str());
         let detail = match reason {

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod guard;
+pub mod pidfd;
 pub mod proc_events;
 pub mod procfs;
 pub mod rundir;
