@@ -19,6 +19,7 @@ use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
 use super::worker::{ChildSocket, Worker};
+use crate::accesslog::format::escape_controls;
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
@@ -362,8 +363,8 @@ impl PoolActor {
         crate::warning!(
             "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
             self.name,
-            lost.script,
-            lost.uri
+            escape_controls(&lost.script),
+            escape_controls(&lost.uri)
         );
     }
 
