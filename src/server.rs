@@ -93,7 +93,7 @@ impl Server {
             done_tx: Some(done_tx),
             done_rx,
         };
-        let pools = server.start_pools(&server.config.clone())?;
+        let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
             server.open_route(cfg, pool, listener)?;
         }
@@ -105,14 +105,6 @@ impl Server {
             crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
         }
         Ok(server)
-    }
-
-    fn start_pools(&self, config: &Config) -> anyhow::Result<Vec<Arc<Pool>>> {
-        config
-            .pools
-            .iter()
-            .map(|cfg| Ok(Pool::start(cfg, &config.global, &self.supervisor, self.opts.allow_root)?))
-            .collect()
     }
 
     /// Starts accepting on a pool's listeners; both follow the same route,
@@ -139,7 +131,7 @@ impl Server {
             match self.signals.next().await {
                 Intent::Reap => self.supervisor.send(Command::Reap),
                 Intent::ReopenLogs => reopen_logs(),
-                Intent::Reload => self.reload(),
+                Intent::Reload => self.reload().await,
                 stop => break stop,
             }
         };
@@ -151,36 +143,29 @@ impl Server {
     /// Listeners that stay are kept open and handed to the new pools; the old
     /// pools finish their in-flight requests, then their children stop. A
     /// configuration with errors is refused and the running pools are kept.
-    fn reload(&mut self) {
+    /// Reading the files, binding and starting the pools (which runs
+    /// `php-cgi -i`) happen on a blocking thread: the runtime keeps serving.
+    async fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
-        let config = match source.load() {
-            Ok((config, warnings)) => {
-                for w in &warnings {
-                    crate::warning!("{w}");
-                }
-                config
+        let kept: Vec<String> = self.routes.keys().cloned().collect();
+        let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
+        let prepared = tokio::task::spawn_blocking(move || prepare(&source, &kept, &supervisor, allow_root)).await;
+        let generation = match prepared {
+            Ok(Ok(generation)) => generation,
+            Ok(Err(Refused::Config)) => {
+                return crate::error!("reload refused: the configuration has errors; the running pools are kept")
             }
-            Err(errors) => {
-                for e in &errors.0 {
-                    crate::error!("{e}");
-                }
-                crate::error!("reload refused: the configuration has errors; the running pools are kept");
-                return;
-            }
+            Ok(Err(Refused::Start(e))) => return crate::error!("reload failed: {e:#}; the running pools are kept"),
+            Err(e) => return crate::error!("reload failed: {e}; the running pools are kept"),
         };
-        if let Err(e) = self.switch_to(config) {
+        if let Err(e) = self.switch_to(generation) {
             crate::error!("reload failed: {e:#}; the running pools are kept");
         }
     }
 
-    fn switch_to(&mut self, config: Config) -> anyhow::Result<()> {
-        // Everything that can fail happens before anything is switched.
-        let mut fresh = Vec::new();
-        for cfg in config.pools.iter().filter(|cfg| !self.routes.contains_key(&cfg.listen.to_string())) {
-            fresh.push((cfg.clone(), frontend::bind(cfg)?));
-        }
-        let pools = self.start_pools(&config)?;
+    fn switch_to(&mut self, generation: Generation) -> anyhow::Result<()> {
+        let Generation { config, fresh, pools } = generation;
         let retiring = std::mem::take(&mut self.pools);
         let mut old_routes = std::mem::take(&mut self.routes);
         for (cfg, pool) in config.pools.iter().zip(&pools) {
@@ -258,6 +243,60 @@ impl Server {
             }
         }
     }
+}
+
+/// A new generation of pools, started and ready to take over.
+struct Generation {
+    config: Config,
+    /// Pools whose listener is new, with that listener, bound.
+    fresh: Vec<(config::Pool, PoolListeners)>,
+    /// Every pool of `config`, in its order.
+    pools: Vec<Arc<Pool>>,
+}
+
+/// Why a reload did not happen (each already logged or carried).
+enum Refused {
+    /// The configuration has errors (logged, one line each).
+    Config,
+    /// A listener or a pool could not be started.
+    Start(anyhow::Error),
+}
+
+/// Reads the configuration again and starts its pools; everything that can
+/// fail happens here, before anything is switched. Blocking: runs on a
+/// blocking thread, inside the runtime's context (the pools' actors are
+/// spawned on it).
+fn prepare(
+    source: &config::Source,
+    kept: &[String],
+    supervisor: &Supervisor,
+    allow_root: bool,
+) -> Result<Generation, Refused> {
+    let config = match source.load() {
+        Ok((config, warnings)) => {
+            for w in &warnings {
+                crate::warning!("{w}");
+            }
+            config
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                crate::error!("{e}");
+            }
+            return Err(Refused::Config);
+        }
+    };
+    let mut fresh = Vec::new();
+    for cfg in config.pools.iter().filter(|cfg| !kept.contains(&cfg.listen.to_string())) {
+        fresh.push((cfg.clone(), frontend::bind(cfg).map_err(|e| Refused::Start(e.into()))?));
+    }
+    let pools = start_pools(&config, supervisor, allow_root).map_err(Refused::Start)?;
+    Ok(Generation { config, fresh, pools })
+}
+
+/// Starts every pool of `config` (must run inside the runtime's context).
+fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
+    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root)?)).collect()
 }
 
 fn reopen_logs() {
