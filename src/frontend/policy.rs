@@ -8,8 +8,16 @@
 //! counts with its last value; the path is `SCRIPT_FILENAME` (or
 //! `PATH_TRANSLATED` without it), replaced by `PATH_TRANSLATED` when
 //! `REDIRECT_URL` is set; trailing components are cut off until a regular
-//! file is found. Requests whose meaning depends on who reads them are
-//! refused with 403 ([`Refusal`]).
+//! file is found. Requests that could make php-cgi run another file than the
+//! one checked, or corrupt its memory, are refused with 403 ([`Refusal`]).
+//!
+//! Repeated params: php-cgi keeps the last value of a name (`fcgi_hash_set`
+//! in `main/fastcgi.c` replaces it), rustfpm passes every pair on in order,
+//! and [`ParamsBuffer::get`] returns the last value too, so rustfpm checks
+//! (and logs) what php-cgi uses. They are not refused: php-fpm takes the last
+//! as well, and nginx configs send differing repeats that work with it
+//! (`fastcgi.conf`'s `SCRIPT_FILENAME` followed by one built on
+//! `$realpath_root`).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +29,7 @@ use crate::fastcgi::ParamsBuffer;
 pub const DROPPED_PARAMS: [&[u8]; 2] = [b"HTTP_PROXY", crate::pool::finish::MARKER_PARAM];
 
 /// The params that decide which file php-cgi runs (and what it is told about
-/// it): a repeat with another value, or a NUL byte, is refused.
+/// it): a NUL byte in one is refused.
 pub const DECIDING: [&str; 6] =
     ["SCRIPT_FILENAME", "PATH_TRANSLATED", "REDIRECT_URL", "PATH_INFO", "SCRIPT_NAME", "DOCUMENT_ROOT"];
 
@@ -44,9 +52,6 @@ pub enum Verdict {
 /// Why a request is refused with 403.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// A deciding param is repeated with different values (php-cgi takes the last).
-    #[error("the param {0} is repeated with different values")]
-    Repeated(&'static str),
     /// A deciding param holds a NUL byte (php-cgi would cut the value there).
     #[error("the param {0} holds a NUL byte")]
     Nul(&'static str),
@@ -79,16 +84,13 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     /// Reads the deciding params in one pass: the last value of each, as
-    /// php-cgi does; refuses repeats that differ, and NUL bytes.
+    /// php-cgi does; refuses NUL bytes.
     pub fn of(params: &'a ParamsBuffer) -> Result<View<'a>, Refusal> {
         let mut values: [Option<&[u8]>; DECIDING.len()] = [None; DECIDING.len()];
         for (name, value) in params.pairs().map_while(Result::ok) {
             let Some(i) = DECIDING.iter().position(|d| d.as_bytes() == name) else {
                 continue;
             };
-            if values[i].is_some_and(|old| old != value) {
-                return Err(Refusal::Repeated(DECIDING[i]));
-            }
             if value.contains(&0) {
                 return Err(Refusal::Nul(DECIDING[i]));
             }
@@ -234,7 +236,9 @@ mod tests {
         let same = params_of(&[("SCRIPT_FILENAME", "/w/a.php"), ("SCRIPT_FILENAME", "/w/a.php")]);
         assert_eq!(View::of(&same).unwrap().path, Some(&b"/w/a.php"[..]));
         let two = params_of(&[("SCRIPT_FILENAME", "/w/a.php"), ("SCRIPT_FILENAME", "/w/up/a.jpg")]);
-        assert_eq!(View::of(&two), Err(Refusal::Repeated("SCRIPT_FILENAME")));
+        assert_eq!(View::of(&two).unwrap().path, Some(&b"/w/up/a.jpg"[..]));
+        let info = params_of(&[("PATH_INFO", "/long/enough"), ("SCRIPT_FILENAME", "/w/a.php/x/y"), ("PATH_INFO", "")]);
+        assert_eq!(View::of(&info).unwrap().path_info, Some(&b""[..]), "the underflow check sees the last PATH_INFO");
         let nul = params_of(&[("SCRIPT_FILENAME", "/w/a.jpg\0.php")]);
         assert_eq!(View::of(&nul), Err(Refusal::Nul("SCRIPT_FILENAME")));
     }
