@@ -195,7 +195,7 @@ mod tests {
     }
 
     fn check_(p: &ParamsBuffer, ext: &[String], chroot: Option<&Path>) -> Verdict {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(check(p, ext, chroot))
     }
 

@@ -31,6 +31,9 @@ pub const PATH_MAX: usize = libc::PATH_MAX as usize - 1;
 pub const LOOKUP_THREADS: usize = 2;
 /// Lookups waiting for a thread; past it the request is answered 503.
 pub const LOOKUP_QUEUE: usize = 256;
+/// How long a request waits for its lookup (a hung NFS server, say) before
+/// it is answered 503.
+pub const LOOKUP_WAIT: Duration = Duration::from_secs(5);
 /// How long an answer is trusted without another look (PHP's own realpath
 /// cache trusts paths for 120 s): a new or deleted file is seen within this time.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -71,17 +74,22 @@ pub async fn lookup(root: Option<&Path>, query: Query, path: &[u8]) -> Result<Fo
     if let Some(found) = CACHE.with_borrow(|c| c.get(root, query, path, now)) {
         return Ok(found);
     }
-    let (reply, answer) = oneshot::channel();
-    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply };
-    match queue() {
-        Some(tx) => tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
-        })?,
-        None => return Err(Busy),
-    }
-    let found = answer.await.map_err(|_| Busy)?;
+    let found = ask(queue().ok_or(Busy)?, root, query, path).await?;
     CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
     Ok(found)
+}
+
+/// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
+async fn ask(tx: &Sender<Job>, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply };
+    tx.try_send(job).map_err(|e| match e {
+        TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
+    })?;
+    match tokio::time::timeout(LOOKUP_WAIT, answer).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(_)) | Err(_) => Err(Busy),
+    }
 }
 
 /// One lookup for a lookup thread.
@@ -336,6 +344,21 @@ mod tests {
         let outside = format!("{}/secret.php", host.path().display());
         assert_eq!(resolve(r, Query::Primary, outside.as_bytes()), Found::Missing);
         assert_eq!(resolve(None, Query::Primary, outside.as_bytes()), Found::Script(outside.len()));
+    }
+
+    #[test]
+    fn a_full_queue_or_a_stuck_lookup_is_busy_never_a_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (tx, rx) = bounded(1);
+        rt.block_on(async {
+            // Nobody takes the first job: its request waits LOOKUP_WAIT (paused clock), then 503.
+            assert_eq!(ask(&tx, None, Query::Primary, b"/a").await, Err(Busy));
+            // The queue still holds it: the next request is refused at once.
+            assert_eq!(ask(&tx, None, Query::Primary, b"/b").await, Err(Busy));
+            assert_eq!(rx.len(), 1);
+            drop(rx);
+            assert_eq!(ask(&tx, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
+        });
     }
 
     #[test]
