@@ -228,15 +228,18 @@ impl ParamsBuffer {
         pairs(&self.buf)
     }
 
-    /// Find a param value by name (linear scan over pairs); None if absent or params malformed.
+    /// A param's value as php-cgi sees it: the **last** occurrence of a
+    /// repeated name (php-cgi's `fcgi_hash_set` replaces the value it holds).
+    /// None if absent or if the params are malformed.
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let mut found = None;
         for pair in self.pairs() {
             let (n, v) = pair.ok()?;
             if n == name {
-                return Some(v);
+                found = Some(v);
             }
         }
-        None
+        found
     }
 }
 
@@ -331,6 +334,19 @@ mod tests {
         pb.clear();
         assert!(pb.is_empty());
         assert_eq!(pb.get(b"REQUEST_METHOD"), None);
+    }
+
+    #[test]
+    fn repeated_names_resolve_to_the_last_value_as_in_php_cgi() {
+        let mut stream = Vec::new();
+        encode_pair(&mut stream, b"SCRIPT_FILENAME", b"/srv/www/index.php");
+        encode_pair(&mut stream, b"SAME", b"x");
+        encode_pair(&mut stream, b"SCRIPT_FILENAME", b"/srv/www/uploads/a.jpg");
+        encode_pair(&mut stream, b"SAME", b"x");
+        let mut pb = ParamsBuffer::new(1024);
+        pb.push(&stream).expect("under limit");
+        assert_eq!(pb.get(b"SCRIPT_FILENAME"), Some(&b"/srv/www/uploads/a.jpg"[..]));
+        assert_eq!(pb.get(b"SAME"), Some(&b"x"[..]));
     }
 
     #[test]

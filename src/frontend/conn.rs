@@ -138,7 +138,7 @@ where
         log_alone(conn, &pool, &head, 404);
         return answer_alone(conn, &head, reply).await;
     }
-    match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()) {
+    match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()).await {
         Verdict::Forward => {}
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);
@@ -148,13 +148,23 @@ where
             return answer_alone(conn, &head, reply).await;
         }
         Verdict::Denied(script) => {
+            let script = crate::accesslog::format::escape_controls(&script.to_string_lossy());
             crate::warning!(
-                "[pool {}] access to the script '{}' has been denied (see security_limit_extensions)",
-                pool.name,
-                script.display()
+                "[pool {}] access to the script '{script}' has been denied (see security_limit_extensions)",
+                pool.name
             );
             log_alone(conn, &pool, &head, 403);
             return answer_alone(conn, &head, Reply::new("403 Forbidden", b"Access denied.\n")).await;
+        }
+        Verdict::Refused(why) => {
+            crate::warning!("[pool {}] request refused: {why}; answered 403", pool.name);
+            log_alone(conn, &pool, &head, 403);
+            return answer_alone(conn, &head, Reply::new("403 Forbidden", b"Access denied.\n")).await;
+        }
+        Verdict::Busy => {
+            crate::warning!("[pool {}] script lookup queue full: answered 503", pool.name);
+            log_alone(conn, &pool, &head, 503);
+            return unavailable(conn, &head).await;
         }
     }
     let (worker, queued) = loop {

@@ -9,6 +9,7 @@ pub mod pages;
 pub mod policy;
 pub mod proxy;
 pub mod response;
+pub mod scripts;
 pub mod stderr;
 
 use std::sync::Arc;

@@ -1,103 +1,167 @@
 //! php-fpm's request checks that php-cgi lacks, made before any child sees
-//! the request: the script must exist (404 `File not found.`) and have an
-//! allowed extension (403 `Access denied.`, `security.limit_extensions`).
+//! the request, on the file php-cgi will actually run: the script must exist
+//! (404 `File not found.`) and have an allowed extension (403 `Access
+//! denied.`, `security.limit_extensions`).
+//!
+//! "The file php-cgi will run" is worked out as php-cgi's `init_request_info`
+//! (`sapi/cgi/cgi_main.c`, `cgi.fix_pathinfo=1`) does: a repeated param
+//! counts with its last value; the path is `SCRIPT_FILENAME` (or
+//! `PATH_TRANSLATED` without it), replaced by `PATH_TRANSLATED` when
+//! `REDIRECT_URL` is set; trailing components are cut off until a regular
+//! file is found. Requests that could make php-cgi run another file than the
+//! one checked, or corrupt its memory, are refused with 403 ([`Refusal`]).
+//!
+//! Repeated params: php-cgi keeps the last value of a name (`fcgi_hash_set`
+//! in `main/fastcgi.c` replaces it), rustfpm passes every pair on in order,
+//! and [`ParamsBuffer::get`] returns the last value too, so rustfpm checks
+//! (and logs) what php-cgi uses. They are not refused: php-fpm takes the last
+//! as well, and nginx configs send differing repeats that work with it
+//! (`fastcgi.conf`'s `SCRIPT_FILENAME` followed by one built on
+//! `$realpath_root`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
+use super::scripts::{self, Found, Query, PATH_MAX};
 use crate::fastcgi::ParamsBuffer;
 
 /// Params never passed on from nginx to a child. `HTTP_PROXY` is the httpoxy
 /// hole; the `fastcgi_finish_request()` marker is rustfpm's to set.
 pub const DROPPED_PARAMS: [&[u8]; 2] = [b"HTTP_PROXY", crate::pool::finish::MARKER_PARAM];
 
+/// The params that decide which file php-cgi runs (and what it is told about
+/// it): a NUL byte in one is refused.
+pub const DECIDING: [&str; 6] =
+    ["SCRIPT_FILENAME", "PATH_TRANSLATED", "REDIRECT_URL", "PATH_INFO", "SCRIPT_NAME", "DOCUMENT_ROOT"];
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Hand it to a child.
     Forward,
-    /// No SCRIPT_FILENAME, or no file at it: 404 and "Primary script unknown".
+    /// No script path, or no file at it: 404 and "Primary script unknown".
     NotFound,
     /// The script that PHP would run has an extension outside the allowed list.
     Denied(PathBuf),
+    /// The request is ambiguous or malformed in a way that could make php-cgi
+    /// run another file than the one checked, or corrupt its memory: 403.
+    Refused(Refusal),
+    /// The script lookup queue is full: 503.
+    Busy,
 }
 
-/// Checks a request's SCRIPT_FILENAME as php-fpm does. With a `chroot`, the
-/// path is the one the children see, inside it.
-pub fn check(params: &ParamsBuffer, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
-    let Some(raw) = params.get(b"SCRIPT_FILENAME").filter(|v| !v.is_empty()) else {
+/// Why a request is refused with 403.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A deciding param holds a NUL byte (php-cgi would cut the value there).
+    #[error("the param {0} holds a NUL byte")]
+    Nul(&'static str),
+    /// The script path is longer than PATH_MAX.
+    #[error("the script path is {0} bytes long, over PATH_MAX")]
+    TooLong(usize),
+    /// PATH_INFO is shorter than what php-cgi cuts off the script path: its
+    /// `env_path_info + pilen - slen` would point before the value
+    /// (CVE-2019-11043, nginx `fastcgi_split_path_info` with `%0a`).
+    #[error("PATH_INFO ({path_info} bytes) is shorter than the {cut} bytes cut off the script path")]
+    PathInfoUnderflow {
+        /// Length of PATH_INFO.
+        path_info: usize,
+        /// Bytes cut off the script path to find the script.
+        cut: usize,
+    },
+}
+
+/// The deciding params of a request as php-cgi reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct View<'a> {
+    /// The path php-cgi starts from (before cutting off trailing components).
+    pub path: Option<&'a [u8]>,
+    /// `PATH_TRANSLATED`, when it is not the path above (php-cgi runs it
+    /// instead when `cgi.fix_pathinfo=0`).
+    pub other_path: Option<&'a [u8]>,
+    /// `PATH_INFO`.
+    pub path_info: Option<&'a [u8]>,
+}
+
+impl<'a> View<'a> {
+    /// Reads the deciding params in one pass: the last value of each, as
+    /// php-cgi does; refuses NUL bytes.
+    pub fn of(params: &'a ParamsBuffer) -> Result<View<'a>, Refusal> {
+        let mut values: [Option<&[u8]>; DECIDING.len()] = [None; DECIDING.len()];
+        for (name, value) in params.pairs().map_while(Result::ok) {
+            let Some(i) = DECIDING.iter().position(|d| d.as_bytes() == name) else {
+                continue;
+            };
+            if value.contains(&0) {
+                return Err(Refusal::Nul(DECIDING[i]));
+            }
+            values[i] = Some(value);
+        }
+        let [script_filename, path_translated, redirect_url, path_info, ..] = values;
+        let mut path = script_filename.or(path_translated);
+        if let (Some(pt), Some(_)) = (path_translated, redirect_url) {
+            path = Some(pt);
+        }
+        let other_path = path_translated.filter(|pt| !pt.is_empty() && Some(*pt) != path);
+        Ok(View { path, other_path, path_info })
+    }
+
+    /// Checks what cutting `found` off the path means for PATH_INFO.
+    fn path_info_covers(&self, found: usize) -> Result<(), Refusal> {
+        let cut = self.path.map_or(0, |p| p.len() - found);
+        match self.path_info {
+            Some(pi) if pi.len() < cut => Err(Refusal::PathInfoUnderflow { path_info: pi.len(), cut }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks a request as php-fpm does, on the file php-cgi will run. With a
+/// `chroot`, paths are the ones the children see, resolved inside it.
+pub async fn check(params: &ParamsBuffer, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
+    let view = match View::of(params) {
+        Ok(view) => view,
+        Err(refusal) => return Verdict::Refused(refusal),
+    };
+    let Some(path) = view.path.filter(|p| !p.is_empty()) else {
         return Verdict::NotFound;
     };
-    match cached_primary_script(raw, chroot) {
-        None => Verdict::NotFound,
-        Some(script) if allowed(&script, limit_extensions) => Verdict::Forward,
-        Some(script) => Verdict::Denied(script),
-    }
-}
-
-/// How long a script found on disk is trusted without another `stat`
-/// (PHP's own realpath cache trusts paths for 120 s). Only hits are cached: a
-/// new file is seen at once, a deleted one within this time (php-cgi then
-/// answers 404 itself).
-pub const SCRIPT_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Most entries in the script cache; it is emptied when full.
-pub const SCRIPT_CACHE_MAX: usize = 4096;
-
-thread_local! {
-    // The front end runs on one thread, so a per-thread cache is never shared.
-    static SCRIPTS: RefCell<HashMap<Vec<u8>, (Instant, PathBuf)>> = RefCell::new(HashMap::new());
-}
-
-/// [`primary_script`] (under `chroot`), remembered for [`SCRIPT_CACHE_TTL`].
-fn cached_primary_script(raw: &[u8], chroot: Option<&Path>) -> Option<PathBuf> {
-    let path = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(raw));
-    let owned;
-    let path = match chroot {
-        Some(root) => {
-            owned = root.join(path.strip_prefix("/").unwrap_or(path));
-            owned.as_path()
+    for p in [Some(path), view.other_path].into_iter().flatten() {
+        if p.len() > PATH_MAX {
+            return Verdict::Refused(Refusal::TooLong(p.len()));
         }
-        None => path,
+    }
+    let script = match scripts::lookup(chroot, Query::Primary, path).await {
+        Err(scripts::Busy) => return Verdict::Busy,
+        Ok(Found::Missing) => return Verdict::NotFound,
+        Ok(Found::Script(len)) => len,
     };
-    let key = path.as_os_str().as_encoded_bytes();
-    let now = Instant::now();
-    let hit = SCRIPTS.with_borrow(|cache| {
-        cache.get(key).filter(|(at, _)| now.duration_since(*at) < SCRIPT_CACHE_TTL).map(|(_, p)| p.clone())
-    });
-    if hit.is_some() {
-        return hit;
+    if let Err(refusal) = view.path_info_covers(script) {
+        return Verdict::Refused(refusal);
     }
-    let found = primary_script(path)?;
-    SCRIPTS.with_borrow_mut(|cache| {
-        if cache.len() >= SCRIPT_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key.to_vec(), (now, found.clone()));
-    });
-    Some(found)
-}
-
-/// The file PHP would run for `path`: with `cgi.fix_pathinfo`, PHP strips
-/// trailing components until it finds a regular file (`/x.jpg/y.php` runs
-/// `/x.jpg`). None when no such file exists.
-pub fn primary_script(path: &Path) -> Option<PathBuf> {
-    let mut candidate = Some(path);
-    while let Some(p) = candidate.filter(|p| p.as_os_str().len() > 1) {
-        match std::fs::metadata(p) {
-            Ok(meta) if meta.is_file() => return Some(p.to_path_buf()),
-            Ok(_) => return None,
-            Err(_) => candidate = p.parent(),
+    if let Some(denied) = denied(&path[..script], limit_extensions) {
+        return denied;
+    }
+    // With cgi.fix_pathinfo=0, php-cgi runs PATH_TRANSLATED as it is.
+    if let Some(other) = view.other_path.filter(|_| !limit_extensions.is_empty()) {
+        match scripts::lookup(chroot, Query::Exact, other).await {
+            Err(scripts::Busy) => return Verdict::Busy,
+            Ok(Found::Script(_)) => return denied(other, limit_extensions).unwrap_or(Verdict::Forward),
+            Ok(Found::Missing) => {}
         }
     }
-    None
+    Verdict::Forward
 }
 
-/// True if `script` ends with one of `extensions` (or the list is empty).
+fn denied(script: &[u8], limit_extensions: &[String]) -> Option<Verdict> {
+    let script = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked_safe(script));
+    (!allowed(script, limit_extensions)).then(|| Verdict::Denied(script.to_path_buf()))
+}
+
+/// True if `script` ends with one of `extensions` (or the list is empty);
+/// like php-fpm, the name must be longer than the extension.
 pub fn allowed(script: &Path, extensions: &[String]) -> bool {
     let bytes = script.as_os_str().as_encoded_bytes();
-    extensions.is_empty() || extensions.iter().any(|ext| bytes.ends_with(ext.as_bytes()))
+    extensions.is_empty() || extensions.iter().any(|ext| bytes.len() > ext.len() && bytes.ends_with(ext.as_bytes()))
 }
 
 /// Byte-to-OsStr conversion for Unix, where any bytes are a valid OsStr.
@@ -116,16 +180,27 @@ mod tests {
     use super::*;
     use crate::fastcgi::encode_pair;
 
-    fn params(script: &str) -> ParamsBuffer {
+    fn params_of(pairs: &[(&str, &str)]) -> ParamsBuffer {
         let mut raw = Vec::new();
-        encode_pair(&mut raw, b"SCRIPT_FILENAME", script.as_bytes());
-        let mut p = ParamsBuffer::new(4096);
+        for (name, value) in pairs {
+            encode_pair(&mut raw, name.as_bytes(), value.as_bytes());
+        }
+        let mut p = ParamsBuffer::new(1 << 20);
         p.push(&raw).unwrap();
         p
     }
 
-    fn check_(p: &ParamsBuffer, ext: &[String]) -> Verdict {
-        check(p, ext, None)
+    fn params(script: &str) -> ParamsBuffer {
+        params_of(&[("SCRIPT_FILENAME", script)])
+    }
+
+    fn check_(p: &ParamsBuffer, ext: &[String], chroot: Option<&Path>) -> Verdict {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(check(p, ext, chroot))
+    }
+
+    fn php() -> [String; 1] {
+        [".php".to_string()]
     }
 
     #[test]
@@ -133,9 +208,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("www")).unwrap();
         std::fs::write(dir.path().join("www/a.php"), "<?php").unwrap();
-        let php = [".php".to_string()];
-        assert_eq!(check(&params("/www/a.php"), &php, Some(dir.path())), Verdict::Forward);
-        assert_eq!(check(&params("/www/b.php"), &php, Some(dir.path())), Verdict::NotFound);
+        let root = Some(dir.path());
+        assert_eq!(check_(&params("/www/a.php"), &php(), root), Verdict::Forward);
+        assert_eq!(check_(&params("/www/b.php"), &php(), root), Verdict::NotFound);
     }
 
     #[test]
@@ -144,13 +219,96 @@ mod tests {
         let d = dir.path().display();
         std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
         std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
-        let php = [".php".to_string()];
-        assert_eq!(check_(&params(&format!("{d}/index.php")), &php), Verdict::Forward);
-        assert_eq!(check_(&params(&format!("{d}/index.php/extra/path")), &php), Verdict::Forward);
-        assert_eq!(check_(&params(&format!("{d}/missing.php")), &php), Verdict::NotFound);
-        assert_eq!(check_(&params(&format!("{d}")), &php), Verdict::NotFound);
-        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &php), Verdict::Denied(dir.path().join("x.jpg")));
-        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &[]), Verdict::Forward);
-        assert_eq!(check(&ParamsBuffer::new(10), &php, None), Verdict::NotFound);
+        let php = php();
+        assert_eq!(check_(&params(&format!("{d}/index.php")), &php, None), Verdict::Forward);
+        assert_eq!(check_(&params(&format!("{d}/index.php/extra/path")), &php, None), Verdict::Forward);
+        assert_eq!(check_(&params(&format!("{d}/missing.php")), &php, None), Verdict::NotFound);
+        assert_eq!(check_(&params(&format!("{d}")), &php, None), Verdict::NotFound);
+        let jpg = Verdict::Denied(dir.path().join("x.jpg"));
+        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &php, None), jpg);
+        assert_eq!(check_(&params(&format!("{d}/x.jpg/")), &php, None), jpg);
+        assert_eq!(check_(&params(&format!("{d}/x.jpg/y.php")), &[], None), Verdict::Forward);
+        assert_eq!(check_(&ParamsBuffer::new(10), &php, None), Verdict::NotFound);
+    }
+
+    #[test]
+    fn the_last_of_repeated_values_is_what_php_cgi_runs() {
+        let same = params_of(&[("SCRIPT_FILENAME", "/w/a.php"), ("SCRIPT_FILENAME", "/w/a.php")]);
+        assert_eq!(View::of(&same).unwrap().path, Some(&b"/w/a.php"[..]));
+        let two = params_of(&[("SCRIPT_FILENAME", "/w/a.php"), ("SCRIPT_FILENAME", "/w/up/a.jpg")]);
+        assert_eq!(View::of(&two).unwrap().path, Some(&b"/w/up/a.jpg"[..]));
+        let info = params_of(&[("PATH_INFO", "/long/enough"), ("SCRIPT_FILENAME", "/w/a.php/x/y"), ("PATH_INFO", "")]);
+        assert_eq!(View::of(&info).unwrap().path_info, Some(&b""[..]), "the underflow check sees the last PATH_INFO");
+        let nul = params_of(&[("SCRIPT_FILENAME", "/w/a.jpg\0.php")]);
+        assert_eq!(View::of(&nul), Err(Refusal::Nul("SCRIPT_FILENAME")));
+    }
+
+    #[test]
+    fn path_translated_counts_where_php_cgi_uses_it() {
+        let only = params_of(&[("PATH_TRANSLATED", "/w/a.jpg")]);
+        assert_eq!(View::of(&only).unwrap().path, Some(&b"/w/a.jpg"[..]));
+        let plain = params_of(&[("SCRIPT_FILENAME", "/w/i.php"), ("PATH_TRANSLATED", "/w/a.jpg")]);
+        let view = View::of(&plain).unwrap();
+        assert_eq!((view.path, view.other_path), (Some(&b"/w/i.php"[..]), Some(&b"/w/a.jpg"[..])));
+        let redirected =
+            params_of(&[("SCRIPT_FILENAME", "/w/i.php"), ("PATH_TRANSLATED", "/w/a.jpg"), ("REDIRECT_URL", "")]);
+        let view = View::of(&redirected).unwrap();
+        assert_eq!((view.path, view.other_path), (Some(&b"/w/a.jpg"[..]), None));
+    }
+
+    #[test]
+    fn redirect_url_and_path_translated_cannot_run_an_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join("a.jpg"), "<?php").unwrap();
+        let (index, jpg) = (format!("{d}/index.php"), format!("{d}/a.jpg"));
+        let jpg_denied = Verdict::Denied(dir.path().join("a.jpg"));
+        let redirected = params_of(&[
+            ("SCRIPT_FILENAME", &index),
+            ("PATH_TRANSLATED", &jpg),
+            ("REDIRECT_URL", "/index.php"),
+            ("REDIRECT_STATUS", "200"),
+        ]);
+        assert_eq!(check_(&redirected, &php(), None), jpg_denied);
+        // cgi.fix_pathinfo=0 runs PATH_TRANSLATED even without REDIRECT_URL.
+        let plain = params_of(&[("SCRIPT_FILENAME", &index), ("PATH_TRANSLATED", &jpg)]);
+        assert_eq!(check_(&plain, &php(), None), jpg_denied);
+        // The usual nginx PATH_TRANSLATED (docroot + PATH_INFO, no such file) is fine.
+        let usual = params_of(&[("SCRIPT_FILENAME", &index), ("PATH_TRANSLATED", &format!("{d}/foo"))]);
+        assert_eq!(check_(&usual, &php(), None), Verdict::Forward);
+    }
+
+    #[test]
+    fn path_info_shorter_than_the_cut_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        let split = format!("{d}/index.php/PHP_VALUE\nsession.auto_start=1");
+        let cut = split.len() - format!("{d}/index.php").len();
+        for path_info in ["", "/x"] {
+            let p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", path_info)]);
+            let want = Refusal::PathInfoUnderflow { path_info: path_info.len(), cut };
+            assert_eq!(check_(&p, &php(), None), Verdict::Refused(want));
+        }
+        let no_path_info = params_of(&[("SCRIPT_FILENAME", &split)]);
+        assert_eq!(check_(&no_path_info, &php(), None), Verdict::Forward, "php-cgi leaves PATH_INFO unset");
+        let whole = params_of(&[("SCRIPT_FILENAME", &format!("{d}/index.php/a/b")), ("PATH_INFO", "/a/b")]);
+        assert_eq!(check_(&whole, &php(), None), Verdict::Forward);
+    }
+
+    #[test]
+    fn paths_past_path_max_are_refused_without_a_lookup() {
+        let long = "/a".repeat(120_000);
+        assert_eq!(check_(&params(&long), &php(), None), Verdict::Refused(Refusal::TooLong(240_000)));
+    }
+
+    #[test]
+    fn extensions_match_like_php_fpm() {
+        let php = php();
+        assert!(allowed(Path::new("/a.php"), &php));
+        assert!(!allowed(Path::new(".php"), &php), "php-fpm wants more than the extension");
+        assert!(!allowed(Path::new("/a.phps"), &php));
+        assert!(allowed(Path::new("/a.jpg"), &[]));
     }
 }

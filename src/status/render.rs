@@ -211,11 +211,11 @@ fn text(out: &mut String, s: &PoolStatus, full: bool, now: SystemTime) {
         line(out, "start since", &p.start_since);
         line(out, "requests", &p.requests);
         line(out, "request duration", &p.duration_us);
-        line(out, "request method", &p.method);
-        line(out, "request URI", &p.uri);
+        line(out, "request method", &Plain(p.method));
+        line(out, "request URI", &Plain(p.uri));
         line(out, "content length", &p.content_length);
-        line(out, "user", &p.user);
-        line(out, "script", &p.script);
+        line(out, "user", &Plain(p.user));
+        line(out, "script", &Plain(p.script));
         line(out, "last request cpu", &p.cpu);
         line(out, "last request memory", &p.memory);
     }
@@ -567,6 +567,23 @@ fn is_xml_forbidden(c: char) -> bool {
     c < ' ' && !matches!(c, '\t' | '\n' | '\r')
 }
 
+/// A request's value on a line of the text format: control characters as
+/// `\xNN` (as in the logs), so a request cannot add lines to the page.
+struct Plain<'a>(&'a str);
+
+impl std::fmt::Display for Plain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "\\x{:02X}", u32::from(c))?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An OpenMetrics HELP text: `\`, newline and `"` escaped.
 struct HelpText<'a>(&'a str);
 
@@ -714,7 +731,7 @@ mod tests {
              requests:             5\n\
              request duration:     1234567\n\
              request method:       POST\n\
-             request URI:          {NASTY_URI}\n\
+             request URI:          /a\"b\\c/d?x=<1>&y='é😀'\\x0A\\x09\\x01\n\
              content length:       42\n\
              user:                 bob\n\
              script:               /srv/www/index.php\n\

@@ -1,0 +1,385 @@
+//! Script lookups on the file system, off the runtime thread.
+//!
+//! Whether a request's script exists (and which prefix of its path php-cgi
+//! would run) takes `stat` calls: one per path component in the worst case,
+//! and a slow disk or NFS can stall each of them. They run on a few dedicated
+//! threads fed by a bounded channel; the front end only `try_send`s (a full
+//! queue answers [`Busy`], never an await on a blocking call) and awaits a
+//! oneshot. Answers are cached on the runtime thread, hits and misses alike,
+//! for [`CACHE_TTL`], in a cache bounded in entries and bytes.
+//!
+//! With a `chroot`, paths are resolved with `openat2(RESOLVE_IN_ROOT)` on the
+//! chroot directory: `..` and absolute symlinks stop at the chroot, exactly as
+//! for the chrooted children, so no request can make rustfpm look at a host
+//! file outside it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+/// Longest script path looked up (Linux `PATH_MAX`, which counts the final NUL).
+pub const PATH_MAX: usize = libc::PATH_MAX as usize - 1;
+/// Threads that run the lookups.
+pub const LOOKUP_THREADS: usize = 2;
+/// Lookups waiting for a thread; past it the request is answered 503.
+pub const LOOKUP_QUEUE: usize = 256;
+/// How long a request waits for its lookup (a hung NFS server, say) before
+/// it is answered 503.
+pub const LOOKUP_WAIT: Duration = Duration::from_secs(5);
+/// How long an answer is trusted without another look (PHP's own realpath
+/// cache trusts paths for 120 s): a new or deleted file is seen within this time.
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most answers cached; the cache is emptied when full.
+pub const CACHE_MAX_ENTRIES: usize = 4096;
+/// Most path bytes the cache holds; the cache is emptied past it.
+pub const CACHE_MAX_BYTES: usize = 1024 * 1024;
+
+/// What to look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Query {
+    /// The file php-cgi runs for the path with `cgi.fix_pathinfo=1`: the path
+    /// itself, or the longest prefix ending before a `/` that is a regular file.
+    Primary,
+    /// Whether the path itself is a regular file.
+    Exact,
+}
+
+/// What the file system said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The first `len` bytes of the path name a regular file.
+    Script(usize),
+    /// No regular file.
+    Missing,
+}
+
+/// Every lookup thread is busy and the queue is full (or the threads could
+/// not be started): the request gets a 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the script lookup queue is full")]
+pub struct Busy;
+
+/// Looks `path` up (inside `root`, when the pool is chrooted): from the
+/// cache, else on a lookup thread. Never blocks the calling thread.
+pub async fn lookup(root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+    let now = Instant::now();
+    if let Some(found) = CACHE.with_borrow(|c| c.get(root, query, path, now)) {
+        return Ok(found);
+    }
+    let found = ask(queue().ok_or(Busy)?, root, query, path).await?;
+    CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
+    Ok(found)
+}
+
+/// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
+async fn ask(tx: &Sender<Job>, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply };
+    tx.try_send(job).map_err(|e| match e {
+        TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
+    })?;
+    match tokio::time::timeout(LOOKUP_WAIT, answer).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(_)) | Err(_) => Err(Busy),
+    }
+}
+
+/// One lookup for a lookup thread.
+struct Job {
+    root: Option<PathBuf>,
+    query: Query,
+    path: Vec<u8>,
+    reply: oneshot::Sender<Found>,
+}
+
+static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+
+/// The lookup threads' queue, started on first use; None if no thread could start.
+fn queue() -> Option<&'static Sender<Job>> {
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = bounded(LOOKUP_QUEUE);
+            let started = (0..LOOKUP_THREADS).filter(|i| spawn_thread(*i, rx.clone())).count();
+            (started > 0).then_some(tx)
+        })
+        .as_ref()
+}
+
+fn spawn_thread(i: usize, rx: Receiver<Job>) -> bool {
+    let spawned = std::thread::Builder::new().name(format!("rustfpm-lookup-{i}")).spawn(move || {
+        for job in rx {
+            let found = resolve(job.root.as_deref(), job.query, &job.path);
+            let _ = job.reply.send(found);
+        }
+    });
+    match spawned {
+        Ok(_) => true,
+        Err(e) => {
+            crate::error!("cannot start a script lookup thread: {e}");
+            false
+        }
+    }
+}
+
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file (after following symlinks).
+    Regular,
+    /// Something else that exists: a directory, a device…
+    Other,
+    /// Nothing (or not reachable).
+    Missing,
+}
+
+/// Answers `query` for `path` on the file system. Blocks: lookup threads only.
+pub fn resolve(root: Option<&Path>, query: Query, path: &[u8]) -> Found {
+    match root {
+        None => answer(query, path, |p| kind_of(std::fs::metadata(OsStr::from_bytes(p)))),
+        Some(root) => match open_dir(root) {
+            Ok(dir) => answer(query, path, |p| kind_in_root(&dir, p)),
+            Err(e) => {
+                crate::error!("cannot open the chroot {}: {e}; its scripts are not found", root.display());
+                Found::Missing
+            }
+        },
+    }
+}
+
+/// `query` for `path`, with `stat` saying what each path names: php-cgi's
+/// `init_request_info` with `cgi.fix_pathinfo=1`. The path is used as it is
+/// when it exists and does not end in `/`; otherwise components are cut off
+/// at each `/` from the end until a prefix is a regular file.
+pub fn answer(query: Query, path: &[u8], mut stat: impl FnMut(&[u8]) -> Kind) -> Found {
+    if path.is_empty() {
+        return Found::Missing;
+    }
+    if query == Query::Exact || !path.ends_with(b"/") {
+        match stat(path) {
+            Kind::Regular => return Found::Script(path.len()),
+            // php-cgi takes an existing path as it is and fails to run a directory.
+            Kind::Other => return Found::Missing,
+            Kind::Missing if query == Query::Exact => return Found::Missing,
+            Kind::Missing => {}
+        }
+    }
+    let mut end = path.len();
+    while let Some(slash) = path[..end].iter().rposition(|&b| b == b'/') {
+        end = slash;
+        if end > 0 && stat(&path[..end]) == Kind::Regular {
+            return Found::Script(end);
+        }
+    }
+    Found::Missing
+}
+
+fn kind_of(meta: std::io::Result<std::fs::Metadata>) -> Kind {
+    match meta {
+        Ok(m) if m.is_file() => Kind::Regular,
+        Ok(_) => Kind::Other,
+        Err(_) => Kind::Missing,
+    }
+}
+
+fn open_dir(root: &Path) -> std::io::Result<OwnedFd> {
+    let c = CString::new(root.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated string; the fd is checked before use.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The kernel's `struct open_how` (openat2(2)).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// What `path` names inside the directory `root`, resolved as if `root` were
+/// `/` (`RESOLVE_IN_ROOT`): `..` and absolute symlinks cannot leave it.
+fn kind_in_root(root: &OwnedFd, path: &[u8]) -> Kind {
+    let Ok(c) = CString::new(path) else {
+        return Kind::Missing;
+    };
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and an
+    // open_how whose size is passed with it.
+    let fd =
+        unsafe { libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how, std::mem::size_of::<OpenHow>()) };
+    if fd < 0 {
+        return Kind::Missing;
+    }
+    // SAFETY: the syscall returned a new descriptor that nobody else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    kind_of(file.metadata())
+}
+
+thread_local! {
+    // The front end runs on one thread: a per-thread cache is never shared.
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// Answers for one root and query: path → (when looked up, answer).
+type Answers = HashMap<Vec<u8>, (Instant, Found)>;
+
+/// Lookup answers per root (`None`: no chroot) and query, each with the time
+/// it was looked up. Bounded by [`CACHE_MAX_ENTRIES`] and [`CACHE_MAX_BYTES`].
+#[derive(Debug, Default)]
+pub struct Cache {
+    roots: Vec<(Option<PathBuf>, Query, Answers)>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl Cache {
+    /// The answer for `path`, if it was looked up less than [`CACHE_TTL`] before `now`.
+    pub fn get(&self, root: Option<&Path>, query: Query, path: &[u8], now: Instant) -> Option<Found> {
+        let (_, _, map) = self.roots.iter().find(|(r, q, _)| r.as_deref() == root && *q == query)?;
+        map.get(path).filter(|(at, _)| now.saturating_duration_since(*at) < CACHE_TTL).map(|(_, f)| *f)
+    }
+
+    /// Remembers `found` for `path`; empties the cache first when it is full.
+    pub fn insert(&mut self, root: Option<&Path>, query: Query, path: &[u8], found: Found, now: Instant) {
+        let size = path.len() + root.map_or(0, |r| r.as_os_str().len());
+        if self.entries >= CACHE_MAX_ENTRIES || self.bytes + size > CACHE_MAX_BYTES {
+            *self = Cache::default();
+        }
+        let at = match self.roots.iter().position(|(r, q, _)| r.as_deref() == root && *q == query) {
+            Some(at) => at,
+            None => {
+                self.roots.push((root.map(Path::to_path_buf), query, HashMap::new()));
+                self.roots.len() - 1
+            }
+        };
+        if self.roots[at].2.insert(path.to_vec(), (now, found)).is_none() {
+            self.entries += 1;
+            self.bytes += size;
+        }
+    }
+
+    /// Answers held.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether no answer is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Path bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake file system: the regular files and the directories.
+    fn fs<'a>(files: &'a [&str], dirs: &'a [&str]) -> impl FnMut(&[u8]) -> Kind + 'a {
+        move |p: &[u8]| {
+            if files.iter().any(|f| f.as_bytes() == p) {
+                Kind::Regular
+            } else if dirs.iter().any(|d| d.as_bytes() == p) {
+                Kind::Other
+            } else {
+                Kind::Missing
+            }
+        }
+    }
+
+    #[test]
+    fn primary_script_is_found_as_php_cgi_finds_it() {
+        let (files, dirs) = (&["/w/index.php", "/w/x.jpg", "/w/d/../x.jpg"][..], &["/w", "/w/d"][..]);
+        let primary = |p: &str| answer(Query::Primary, p.as_bytes(), fs(files, dirs));
+        assert_eq!(primary("/w/index.php"), Found::Script(12));
+        assert_eq!(primary("/w/index.php/a/b"), Found::Script(12));
+        assert_eq!(primary("/w/x.jpg/y.php"), Found::Script(8));
+        // A trailing slash makes php-cgi cut even an existing path.
+        assert_eq!(primary("/w/x.jpg/"), Found::Script(8));
+        // php-cgi cuts at every `/`, also in `.` and `..` components.
+        assert_eq!(primary("/w/x.jpg/."), Found::Script(8));
+        assert_eq!(primary("/w/d/../x.jpg/z"), Found::Script(13));
+        assert_eq!(primary("/w/d"), Found::Missing, "a directory is not run");
+        assert_eq!(primary("/w/missing.php"), Found::Missing);
+        assert_eq!(primary(""), Found::Missing);
+        assert_eq!(answer(Query::Exact, b"/w/x.jpg/y.php", fs(files, dirs)), Found::Missing);
+        assert_eq!(answer(Query::Exact, b"/w/x.jpg", fs(files, dirs)), Found::Script(8));
+    }
+
+    #[test]
+    fn chroot_lookups_stay_inside_the_chroot() {
+        let host = tempfile::tempdir().unwrap();
+        let root = host.path().join("jail");
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::write(root.join("www/a.php"), "<?php").unwrap();
+        std::fs::write(host.path().join("secret.php"), "<?php").unwrap();
+        std::os::unix::fs::symlink(host.path().join("secret.php"), root.join("www/abs.php")).unwrap();
+        std::os::unix::fs::symlink("/www/a.php", root.join("www/inside.php")).unwrap();
+        let r = Some(root.as_path());
+        assert_eq!(resolve(r, Query::Primary, b"/www/a.php"), Found::Script(10));
+        assert_eq!(resolve(r, Query::Primary, b"/www/inside.php"), Found::Script(15));
+        assert_eq!(resolve(r, Query::Primary, b"/../secret.php"), Found::Missing);
+        assert_eq!(resolve(r, Query::Primary, b"/www/../../secret.php"), Found::Missing);
+        assert_eq!(resolve(r, Query::Primary, b"/www/abs.php"), Found::Missing, "an absolute link resolves inside");
+        let outside = format!("{}/secret.php", host.path().display());
+        assert_eq!(resolve(r, Query::Primary, outside.as_bytes()), Found::Missing);
+        assert_eq!(resolve(None, Query::Primary, outside.as_bytes()), Found::Script(outside.len()));
+    }
+
+    #[test]
+    fn a_full_queue_or_a_stuck_lookup_is_busy_never_a_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (tx, rx) = bounded(1);
+        rt.block_on(async {
+            // Nobody takes the first job: its request waits LOOKUP_WAIT (paused clock), then 503.
+            assert_eq!(ask(&tx, None, Query::Primary, b"/a").await, Err(Busy));
+            // The queue still holds it: the next request is refused at once.
+            assert_eq!(ask(&tx, None, Query::Primary, b"/b").await, Err(Busy));
+            assert_eq!(rx.len(), 1);
+            drop(rx);
+            assert_eq!(ask(&tx, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
+        });
+    }
+
+    #[test]
+    fn cache_expires_and_stays_bounded() {
+        let mut cache = Cache::default();
+        let t0 = Instant::now();
+        cache.insert(None, Query::Primary, b"/a", Found::Missing, t0);
+        assert_eq!(cache.get(None, Query::Primary, b"/a", t0), Some(Found::Missing), "misses are cached too");
+        assert_eq!(cache.get(None, Query::Exact, b"/a", t0), None);
+        assert_eq!(cache.get(Some(Path::new("/j")), Query::Primary, b"/a", t0), None);
+        assert_eq!(cache.get(None, Query::Primary, b"/a", t0 + CACHE_TTL), None);
+        for i in 0..CACHE_MAX_ENTRIES * 2 {
+            cache.insert(None, Query::Primary, format!("/p{i}").as_bytes(), Found::Missing, t0);
+            assert!(cache.len() <= CACHE_MAX_ENTRIES);
+        }
+        let long = vec![b'a'; PATH_MAX];
+        for i in 0..(CACHE_MAX_BYTES / PATH_MAX) * 3 {
+            let mut path = long.clone();
+            path.extend_from_slice(i.to_string().as_bytes());
+            cache.insert(Some(Path::new("/j")), Query::Primary, &path, Found::Missing, t0);
+            assert!(cache.bytes() <= CACHE_MAX_BYTES, "{} bytes", cache.bytes());
+        }
+    }
+}

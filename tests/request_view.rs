@@ -1,0 +1,357 @@
+//! One view of a request: each test is an attack on the script checks that
+//! must fail, against the real binary and real php-cgi (and real nginx where
+//! nginx's shape of the params matters): duplicate SCRIPT_FILENAME,
+//! PATH_TRANSLATED with REDIRECT_URL, PATH_INFO underflow (CVE-2019-11043),
+//! chroot escapes, forged log lines and a 240 KB SCRIPT_FILENAME.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+use rustfpm::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role};
+
+const END_REQUEST: u8 = 3;
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+/// How long any single read may take before the test calls it a hang.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// What an uploaded "image" with PHP code in it prints when it is run.
+const UPLOAD_RAN: &str = "UPLOAD-CODE-RAN";
+
+/// A request with exactly these params, in this order (repeats included).
+fn request(params: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut pairs = Vec::new();
+    for (name, value) in params {
+        encode_pair(&mut pairs, name.as_bytes(), value);
+    }
+    let mut out = Vec::new();
+    encode_begin_request(&mut out, 1, Role::Responder, 0);
+    encode_stream(&mut out, RecordType::Params, 1, &pairs);
+    encode_stream(&mut out, RecordType::Params, 1, b"");
+    encode_stream(&mut out, RecordType::Stdin, 1, b"");
+    out
+}
+
+/// A response: its status (from the CGI head), whole STDOUT and STDERR.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    stdout: String,
+    stderr: String,
+}
+
+/// Sends `params` to a pool's socket and reads the response to its END_REQUEST.
+fn send(socket: &Path, params: &[(&str, &[u8])]) -> Reply {
+    let mut s = UnixStream::connect(socket).expect("connect to the pool's socket");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(&request(params)).expect("send the request");
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    loop {
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).unwrap_or_else(|e| panic!("reading a record header: {e}"));
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).unwrap_or_else(|e| panic!("reading a record body: {e}"));
+        body.truncate(u16::from_be_bytes([head[4], head[5]]) as usize);
+        match head[1] {
+            STDOUT => stdout.extend(body),
+            STDERR => stderr.extend(body),
+            END_REQUEST => break,
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let status = stdout
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| l.strip_prefix("Status: "))
+        .and_then(|s| s.get(..3)?.parse().ok())
+        .unwrap_or(200);
+    Reply { status, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned() }
+}
+
+/// The usual params of a GET for `script` (a path in the docroot).
+fn base<'a>(site: &Site, script: &str, owned: &'a mut Vec<String>) -> Vec<(&'static str, &'a [u8])> {
+    owned.clear();
+    owned.push(site.www().join(script).display().to_string());
+    owned.push(format!("/{script}"));
+    owned.push(site.www().display().to_string());
+    let [filename, name, root] = [&owned[0], &owned[1], &owned[2]];
+    vec![
+        ("GATEWAY_INTERFACE", b"CGI/1.1"),
+        ("SERVER_PROTOCOL", b"HTTP/1.1"),
+        ("REQUEST_METHOD", b"GET"),
+        ("QUERY_STRING", b""),
+        ("REQUEST_URI", name.as_bytes()),
+        ("SCRIPT_NAME", name.as_bytes()),
+        ("DOCUMENT_ROOT", root.as_bytes()),
+        ("SCRIPT_FILENAME", filename.as_bytes()),
+    ]
+}
+
+/// A site with `index.php` and an uploaded `uploads/a.jpg` that holds PHP code.
+fn site_with_upload() -> Site {
+    let site = Site::new();
+    site.script("index.php", "<?php echo 'INDEX:', $_SERVER['SCRIPT_FILENAME'];");
+    std::fs::create_dir(site.www().join("uploads")).unwrap();
+    std::fs::write(site.www().join("uploads/a.jpg"), format!("GIF89a<?php echo '{UPLOAD_RAN}';")).unwrap();
+    site
+}
+
+fn assert_refused(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, 403, "{what}: {reply:?}");
+    assert!(reply.stdout.ends_with("Access denied.\n"), "{what}: {reply:?}");
+    assert!(!reply.stdout.contains(UPLOAD_RAN), "{what}: the upload ran: {reply:?}");
+}
+
+#[test]
+fn duplicate_script_filename_is_checked_on_the_value_php_cgi_runs() {
+    let site = site_with_upload();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let (jpg, index) = (site.www().join("uploads/a.jpg"), site.www().join("index.php"));
+    let (jpg, index) = (jpg.display().to_string(), index.display().to_string());
+    let mut owned = Vec::new();
+    let mut params = base(&site, "index.php", &mut owned);
+    params.push(("SCRIPT_FILENAME", jpg.as_bytes()));
+    assert_refused(&send(&fpm.socket, &params), "index.php then a.jpg");
+    let denied = format!("access to the script '{jpg}' has been denied");
+    assert!(wait_until(IO_TIMEOUT, || fpm.log_text().contains(&denied)), "no log line:\n{}", fpm.log_text());
+    // The other order: php-cgi runs index.php, the file that was checked.
+    let mut params = base(&site, "index.php", &mut owned);
+    params.retain(|(n, _)| *n != "SCRIPT_FILENAME");
+    params.extend([("SCRIPT_FILENAME", jpg.as_bytes()), ("SCRIPT_FILENAME", index.as_bytes())]);
+    let reply = send(&fpm.socket, &params);
+    assert_eq!((reply.status, reply.stdout.ends_with(&format!("INDEX:{index}"))), (200, true), "{reply:?}");
+    // nginx's fastcgi.conf value, then one built on $realpath_root (a symlinked docroot):
+    // served, as php-fpm serves it.
+    std::os::unix::fs::symlink(site.www(), site.path().join("current")).unwrap();
+    let linked = site.path().join("current/index.php").display().to_string();
+    let mut params = base(&site, "index.php", &mut owned);
+    params.retain(|(n, _)| *n != "SCRIPT_FILENAME");
+    params.extend([("SCRIPT_FILENAME", linked.as_bytes()), ("SCRIPT_FILENAME", index.as_bytes())]);
+    let reply = send(&fpm.socket, &params);
+    assert_eq!((reply.status, reply.stdout.ends_with(&format!("INDEX:{index}"))), (200, true), "{reply:?}");
+}
+
+#[test]
+fn path_translated_with_redirect_url_cannot_run_an_upload() {
+    let site = site_with_upload();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let jpg = site.www().join("uploads/a.jpg").display().to_string();
+    let mut owned = Vec::new();
+    let mut params = base(&site, "index.php", &mut owned);
+    params.extend([
+        ("PATH_TRANSLATED", jpg.as_bytes()),
+        ("REDIRECT_URL", b"/index.php".as_slice()),
+        ("REDIRECT_STATUS", b"200".as_slice()),
+    ]);
+    assert_refused(&send(&fpm.socket, &params), "PATH_TRANSLATED=a.jpg with REDIRECT_URL");
+    let denied = format!("access to the script '{jpg}' has been denied");
+    assert!(wait_until(IO_TIMEOUT, || fpm.log_text().contains(&denied)), "no log line:\n{}", fpm.log_text());
+    // Without REDIRECT_URL php-cgi (cgi.fix_pathinfo=1) would run SCRIPT_FILENAME, but with
+    // cgi.fix_pathinfo=0 it runs PATH_TRANSLATED: refused as well.
+    let mut params = base(&site, "index.php", &mut owned);
+    params.push(("PATH_TRANSLATED", jpg.as_bytes()));
+    assert_refused(&send(&fpm.socket, &params), "PATH_TRANSLATED=a.jpg");
+    // The redirect to a real script is served, by that script.
+    let index = site.www().join("index.php").display().to_string();
+    let mut params = base(&site, "uploads/none.php", &mut owned);
+    params.extend([("PATH_TRANSLATED", index.as_bytes()), ("REDIRECT_URL", b"/index.php".as_slice())]);
+    let reply = send(&fpm.socket, &params);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.stdout.contains(&format!("INDEX:{index}")), "php-cgi ran PATH_TRANSLATED: {reply:?}");
+}
+
+/// phuip-fpizdam's PHP_VALUE chain (CVE-2019-11043), as URI paths.
+const PHP_VALUE_CHAIN: [&str; 6] = [
+    "session.auto_start=1;;;",
+    "short_open_tag=1;;;;",
+    "html_errors=0;;;;;;;",
+    "include_path=/tmp;;;",
+    "auto_prepend_file=a;;",
+    "log_errors=1;;;;;;;;",
+];
+
+#[test]
+fn php_value_chain_through_nginx_split_path_info_is_refused() {
+    // The harness's nginx location is the vulnerable shape: fastcgi_split_path_info,
+    // PATH_INFO from $fastcgi_path_info, no try_files.
+    let stack = Stack::with(PoolOptions { children: 2, ..PoolOptions::default() });
+    stack.site.script("index.php", "<?php echo 'INDEX';");
+    let pids_before = php_pids_once_started(&stack.fpm, 2);
+    let query = "Q".repeat(1700);
+    let pisos = format!("8{}D", "=".repeat(1000));
+    for setting in PHP_VALUE_CHAIN {
+        let setting = setting.replace('=', "%3D").replace(';', "%3B");
+        let url = stack.url(&format!("/index.php/PHP_VALUE%0A{setting}?{query}"));
+        let resp = get_with(&url, &[("D-Pisos", &pisos), ("Ebut", "mamku tvoyu")]);
+        assert_eq!(resp.status, 403, "{url}: {}", resp.text());
+        assert_eq!(resp.text(), "Access denied.\n", "nothing but the refusal reaches the client");
+    }
+    let log = stack.fpm.log_text();
+    assert!(log.contains("PATH_INFO (0 bytes) is shorter than the"), "no log line for the refusal:\n{log}");
+    assert_eq!(get(&stack.url("/index.php")).text(), "INDEX", "the pool still serves");
+    assert_eq!(sorted(stack.fpm.php_pids()), pids_before, "no php-cgi process died or was replaced");
+}
+
+#[test]
+fn path_info_underflow_shapes_are_refused_before_php_cgi() {
+    let site = Site::new();
+    site.script("index.php", "<?php echo 'INDEX:', $_SERVER['PATH_INFO'] ?? '-';");
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let pids_before = php_pids_once_started(&fpm, 1);
+    let long_query = vec![b'Q'; 1700];
+    let mut owned = Vec::new();
+    for setting in PHP_VALUE_CHAIN {
+        let script_name = format!("/index.php/PHP_VALUE\n{setting}");
+        let filename = format!("{}{script_name}", site.www().display());
+        for path_info in [&b""[..], b"/", b"/x"] {
+            let mut params = base(&site, "index.php", &mut owned);
+            params.retain(|(n, _)| !matches!(*n, "SCRIPT_FILENAME" | "SCRIPT_NAME" | "QUERY_STRING"));
+            params.extend([
+                ("SCRIPT_FILENAME", filename.as_bytes()),
+                ("SCRIPT_NAME", script_name.as_bytes()),
+                ("PATH_INFO", path_info),
+                ("QUERY_STRING", &long_query[..]),
+                ("HTTP_D_PISOS", b"8=========D".as_slice()),
+            ]);
+            let reply = send(&fpm.socket, &params);
+            assert_refused(&reply, &format!("{setting} with PATH_INFO {:?}", String::from_utf8_lossy(path_info)));
+            assert!(!reply.stdout.contains("INDEX"), "the request reached php-cgi: {reply:?}");
+        }
+    }
+    // The well-formed split is served, with its PATH_INFO.
+    let filename = format!("{}/index.php/a/b", site.www().display());
+    let mut params = base(&site, "index.php", &mut owned);
+    params.retain(|(n, _)| *n != "SCRIPT_FILENAME");
+    params.extend([("SCRIPT_FILENAME", filename.as_bytes()), ("PATH_INFO", b"/a/b".as_slice())]);
+    let reply = send(&fpm.socket, &params);
+    assert!(reply.stdout.ends_with("INDEX:/a/b"), "{reply:?}");
+    assert_eq!(sorted(fpm.php_pids()), pids_before, "no php-cgi process died or was replaced");
+}
+
+#[test]
+fn chroot_escapes_give_no_oracle_on_host_files() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    let site = Site::new();
+    let jail = site.path().join("jail");
+    std::fs::create_dir_all(jail.join("www")).unwrap();
+    std::fs::write(jail.join("www/pic.jpg"), "GIF89a").unwrap();
+    let host = site.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("present.jpg"), "GIF89a").unwrap();
+    std::os::unix::fs::symlink(host.join("present.jpg"), jail.join("www/out-present.jpg")).unwrap();
+    std::os::unix::fs::symlink(host.join("absent.jpg"), jail.join("www/out-absent.jpg")).unwrap();
+    std::os::unix::fs::symlink("/www/pic.jpg", jail.join("www/in.jpg")).unwrap();
+    let opts = PoolOptions {
+        children: 1,
+        extra: format!("chroot = \"{}\"\nqueue_max_wait = \"1s\"", jail.display()),
+        ..PoolOptions::default()
+    };
+    let fpm = Rustfpm::start(&site, &opts);
+    let answer = |script: &str| {
+        let reply = send(&fpm.socket, &[("REQUEST_METHOD", b"GET"), ("SCRIPT_FILENAME", script.as_bytes())]);
+        (reply.status, reply.stdout.lines().last().unwrap_or_default().to_string(), reply.stderr)
+    };
+    let ups = "/..".repeat(site.path().components().count() + 2);
+    let host_rel = host.strip_prefix("/").unwrap().display().to_string();
+    for (present, absent) in [
+        (format!("{ups}/{host_rel}/present.jpg"), format!("{ups}/{host_rel}/absent.jpg")),
+        (format!("{}/present.jpg", host.display()), format!("{}/absent.jpg", host.display())),
+        ("/www/out-present.jpg".to_string(), "/www/out-absent.jpg".to_string()),
+        ("/www/out-present.jpg/x.php".to_string(), "/www/out-absent.jpg/x.php".to_string()),
+    ] {
+        let (a, b) = (answer(&present), answer(&absent));
+        assert_eq!(a, b, "{present} and {absent} must get the same answer");
+        assert_eq!(a.0, 404, "{present}: {a:?}");
+    }
+    // Lookups do happen inside the chroot: `..` and absolute links stop at its root.
+    for inside in ["/www/pic.jpg", "/../../www/pic.jpg", "/www/in.jpg", "/www/pic.jpg/x.php"] {
+        assert_eq!(answer(inside).0, 403, "{inside} names the chroot's /www/pic.jpg");
+    }
+}
+
+#[test]
+fn request_values_cannot_forge_log_lines() {
+    let site = Site::new();
+    let forged = "\n[05-Dec-2026 00:00:00] ALERT: forged line";
+    let jpg = format!("evil{forged}.jpg");
+    std::fs::write(site.www().join(&jpg), "GIF89a").unwrap();
+    let slow = format!("slow{forged}.php");
+    site.script(&slow, "<?php usleep(1500000); echo 'slept';");
+    let slowlog = site.path().join("slow.log");
+    let opts = PoolOptions {
+        children: 1,
+        extra: format!("slowlog = \"{}\"\nrequest_slowlog_timeout = \"1s\"", slowlog.display()),
+        ..PoolOptions::default()
+    };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut owned = Vec::new();
+    let reply = send(&fpm.socket, &base(&site, &jpg, &mut owned));
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let uri = format!("/x?q=1{forged}");
+    let mut params = base(&site, &slow, &mut owned);
+    params.retain(|(n, _)| *n != "REQUEST_URI");
+    params.push(("REQUEST_URI", uri.as_bytes()));
+    assert!(send(&fpm.socket, &params).stdout.ends_with("slept"));
+    let entry = wait_file(&slowlog, IO_TIMEOUT).expect("the slowlog is written");
+    assert!(wait_until(IO_TIMEOUT, || fpm.log_text().contains("executing too slow")), "{}", fpm.log_text());
+    for (name, text) in [("error log", fpm.log_text()), ("slowlog", entry)] {
+        assert!(!text.lines().any(|l| l.starts_with("[05-Dec-2026 00:00:00]")), "{name} has a forged line:\n{text}");
+        assert!(
+            text.contains("\\x0A[05-Dec-2026 00:00:00] ALERT: forged line"),
+            "{name} lacks the escaped value:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_240_kb_script_filename_is_answered_while_other_requests_are_served() {
+    let site = Site::new();
+    let opts = PoolOptions { children: 2, extra: "queue_max_wait = \"30s\"".into(), ..PoolOptions::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut owned = Vec::new();
+    let hello = base(&site, "hello.php", &mut owned);
+    let huge = "/a".repeat(120_000);
+    // Paths just under PATH_MAX, each different (no cache hit), cost a lookup each.
+    let deep: Vec<String> =
+        (0..64).map(|i| format!("{}/{}/{i}.php", site.www().display(), "d/".repeat(1900))).collect();
+    let attackers: Vec<_> = deep
+        .into_iter()
+        .map(|path| {
+            let socket = fpm.socket.clone();
+            std::thread::spawn(move || send(&socket, &[("SCRIPT_FILENAME", path.as_bytes())]).status)
+        })
+        .collect();
+    let reply = send(&fpm.socket, &[("SCRIPT_FILENAME", huge.as_bytes())]);
+    assert_eq!(reply.status, 403, "{reply:?}");
+    for _ in 0..20 {
+        let reply = send(&fpm.socket, &hello);
+        assert_eq!((reply.status, reply.stdout.ends_with("Hello, world\n")), (200, true), "{reply:?}");
+    }
+    for attacker in attackers {
+        let status = attacker.join().expect("attacker thread");
+        assert!(matches!(status, 404 | 503), "a deep path got {status}");
+    }
+    assert!(fpm.log_text().contains("over PATH_MAX"), "{}", fpm.log_text());
+}
+
+/// The php-cgi parent and its `children`, once all are running.
+fn php_pids_once_started(fpm: &Rustfpm, children: usize) -> Vec<i32> {
+    let started = wait_until(IO_TIMEOUT, || fpm.php_pids().len() == children + 1);
+    assert!(started, "php-cgi did not start {children} children: {:?}", fpm.php_pids());
+    sorted(fpm.php_pids())
+}
+
+fn sorted(mut pids: Vec<i32>) -> Vec<i32> {
+    pids.sort_unstable();
+    pids
+}
