@@ -103,15 +103,20 @@ fn wait_for_file(path: &Path) {
 #[test]
 fn abandoned_spinning_request_is_killed_and_the_next_is_served() {
     let site = Site::new();
-    site.script("spin.php", "<?php $end = microtime(true) + 60; while (microtime(true) < $end) {} echo 'spun';");
+    let started = site.scratch().join("started");
+    site.script(
+        "spin.php",
+        &format!(
+            "<?php touch('{}'); $end = microtime(true) + 60; while (microtime(true) < $end) {{}} echo 'spun';",
+            started.display()
+        ),
+    );
     site.script("hello.php", "<?php echo 'hello';");
     let opts = PoolOptions { children: 1, extra: "request_terminate_timeout = \"2s\"".into(), ..Default::default() };
     let fpm = Rustfpm::start(&site, &opts);
     let mut spinning = UnixStream::connect(&fpm.socket).unwrap();
     spinning.write_all(&get(&site, "spin.php")).unwrap();
-    let busy = wait_until(HANG, || fpm.log_text().contains("slot 0") || !fpm.php_pids().is_empty());
-    assert!(busy);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_file(&started);
     drop(spinning);
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
@@ -200,12 +205,20 @@ fn status_request(site: &Site) -> Vec<u8> {
 fn timeout_fires_while_the_web_server_does_not_read() {
     let site = Site::new();
     // It keeps running after the abort, so only the timeout ends it.
-    site.script("big.php", "<?php ignore_user_abort(true); echo str_repeat('x', 64 << 20); sleep(60);");
+    let started = site.scratch().join("started");
+    site.script(
+        "big.php",
+        &format!(
+            "<?php ignore_user_abort(true); touch('{}'); echo str_repeat('x', 64 << 20); sleep(60);",
+            started.display()
+        ),
+    );
     site.script("hello.php", "<?php echo 'hello';");
     let opts = PoolOptions { children: 1, extra: "request_terminate_timeout = \"2s\"".into(), ..Default::default() };
     let fpm = Rustfpm::start(&site, &opts);
     let mut stalled = UnixStream::connect(&fpm.socket).unwrap();
     stalled.write_all(&get(&site, "big.php")).unwrap();
+    wait_for_file(&started);
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
     let log = fpm.log_text();
