@@ -64,14 +64,6 @@ fn become_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 }
 
-fn user_line() -> &'static str {
-    if is_root() {
-        "user = \"www-data\"\n"
-    } else {
-        ""
-    }
-}
-
 /// A TOML config for `site` with a pid file and a log file; `global` adds lines to `[global]`.
 fn toml_config(site: &Site, global: &str) -> PathBuf {
     let text = format!(

@@ -13,14 +13,10 @@ const SOCKET: &str = "/run/php/php8.2-fpm.sock";
 
 #[test]
 fn serves_with_debians_php_fpm_conf() {
-    if !std::path::Path::new(FPM_CONF).exists() || !is_root() {
-        eprintln!("php8.2-fpm's config is not installed or not root; skipped");
-        return;
-    }
-    if std::os::unix::net::UnixStream::connect(SOCKET).is_ok() {
-        eprintln!("a php-fpm is serving {SOCKET}; skipped");
-        return;
-    }
+    require_file(FPM_CONF, "php8.2-fpm");
+    require_root("it runs Debian's pool as www-data");
+    let busy = std::os::unix::net::UnixStream::connect(SOCKET).is_ok();
+    assert!(!busy, "a php-fpm is serving {SOCKET}: stop it (systemctl stop php8.2-fpm) to run this test");
     std::fs::create_dir_all("/run/php").unwrap();
     let site = Site::new();
     site.script(
@@ -82,10 +78,7 @@ fn debian_site(site: &Site) -> String {
 
 #[test]
 fn convert_then_check_gives_the_same_config() {
-    if !std::path::Path::new(FPM_CONF).exists() {
-        eprintln!("php8.2-fpm's config is not installed; skipped");
-        return;
-    }
+    require_file(FPM_CONF, "php8.2-fpm");
     let out = Command::new(env!("CARGO_BIN_EXE_rustfpm")).args(["convert", FPM_CONF]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let toml = String::from_utf8(out.stdout).unwrap();

@@ -9,14 +9,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn user_line() -> &'static str {
-    if is_root() {
-        "user = \"www-data\"\n"
-    } else {
-        ""
-    }
-}
-
 /// rustfpm + nginx on a config with `global` lines added to `[global]`.
 fn stack_with_global(global: &str) -> Stack {
     let site = Site::new();

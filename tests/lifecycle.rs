@@ -535,14 +535,6 @@ fn full_queue_answers_503_with_retry_after() {
 
 // ---------------------------------------------------------------- config
 
-fn user_line() -> &'static str {
-    if is_root() {
-        "user = \"www-data\"\n"
-    } else {
-        ""
-    }
-}
-
 #[test]
 fn config_test_flag_accepts_good_and_reports_every_error() {
     let site = Site::new();
@@ -632,10 +624,7 @@ fn root_pool_config(site: &Site) -> (PathBuf, PathBuf, String) {
 /// As root, a pool without `user` is refused unless `-R` is given.
 #[test]
 fn pools_refuse_to_run_as_root_without_dash_r() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root("it checks what rustfpm refuses to root");
     let site = Site::new();
     let (config, socket, marker) = root_pool_config(&site);
     let log = site.path().join("refuse.log");
@@ -680,10 +669,7 @@ fn pools_refuse_to_run_as_root_without_dash_r() {
 /// must not leave rustfpm's private socket dir behind in $TMPDIR.
 #[test]
 fn failed_start_leaves_no_private_socket_dir() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root("it checks what rustfpm refuses to root");
     let site = Site::new();
     let (config, _, _) = root_pool_config(&site);
     let log = site.path().join("refuse.log");

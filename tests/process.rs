@@ -73,14 +73,6 @@ fn replaced_pids(log: &str, reason: &str) -> Vec<i32> {
         .collect()
 }
 
-fn user_line() -> &'static str {
-    if is_root() {
-        "user = \"www-data\"\n"
-    } else {
-        ""
-    }
-}
-
 /// The config text of a one-pool rustfpm: extra `[global]` lines, and the
 /// body of `[pool.www]` (pm, pm_max_children, ...) after its listen and user.
 fn one_pool_config(socket: &Path, global: &str, pool: &str) -> String {

@@ -237,10 +237,7 @@ fn path_info_underflow_shapes_are_refused_before_php_cgi() {
 
 #[test]
 fn chroot_escapes_give_no_oracle_on_host_files() {
-    if !is_root() {
-        eprintln!("skipped: chroot needs root");
-        return;
-    }
+    require_root("chroot needs root");
     let site = Site::new();
     let jail = site.path().join("jail");
     std::fs::create_dir_all(jail.join("www")).unwrap();

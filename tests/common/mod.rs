@@ -20,6 +20,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Fails the test unless it runs as root: scripts/test.sh runs the suite as
+/// root, so a test that needs root must not pass by doing nothing.
+pub fn require_root(why: &str) {
+    assert!(is_root(), "this test needs root ({why}); run the suite as root, as scripts/test.sh does");
+}
+
+/// Fails the test unless `path` exists (a file a Debian package installs;
+/// scripts/test.sh installs the packages).
+pub fn require_file(path: &str, package: &str) {
+    assert!(Path::new(path).exists(), "{path} is missing: install {package} (scripts/test.sh does)");
+}
+
+/// The TOML `user` line of a test pool: www-data when running as root.
+pub fn user_line() -> &'static str {
+    if is_root() {
+        "user = \"www-data\"\n"
+    } else {
+        ""
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
