@@ -605,6 +605,8 @@ impl std::fmt::Display for HelpText<'_> {
 mod tests {
     use std::time::Duration;
 
+    use serde_json::Value;
+
     use super::*;
 
     const START: u64 = 1_700_000_000;
@@ -770,8 +772,7 @@ mod tests {
              \"idle processes\":1,\"active processes\":1,\"total processes\":2,\"max active processes\":2,\
              \"max children reached\":3,\"slow requests\":4}"
         );
-        let Json::Obj(fields) = parse_json(&body) else { panic!("not an object: {body}") };
-        assert!(!fields.iter().any(|(k, _)| k == "processes"));
+        assert!(!keys(&parse_json(&body)).contains(&"processes"));
     }
 
     const POOL_KEYS: [&str; 14] = [
@@ -815,32 +816,29 @@ mod tests {
         assert!(body.contains(r#""request uri":"\/a\"b\\c\/d?x=<1>&y='\u00e9\ud83d\ude00'\n\t\u0001","#), "{body}");
         assert!(body.is_ascii());
 
-        let Json::Obj(top) = parse_json(&body) else { panic!("not an object: {body}") };
-        let keys: Vec<&str> = top.iter().map(|(k, _)| k.as_str()).collect();
+        let top = parse_json(&body);
         let mut want: Vec<&str> = POOL_KEYS.to_vec();
         want.push("processes");
-        assert_eq!(keys, want, "php-fpm's keys in php-fpm's order");
-        assert_eq!(get(&top, "pool"), &Json::Str("www".into()));
-        assert_eq!(get(&top, "start time"), &Json::Num(START as f64));
-        assert_eq!(get(&top, "start since"), &Json::Num(3600.0));
+        assert_eq!(keys(&top), want, "php-fpm's keys in php-fpm's order");
+        assert_eq!(top["pool"], "www");
+        assert_eq!(top["start time"], START);
+        assert_eq!(top["start since"], 3600);
 
-        let Json::Arr(procs) = get(&top, "processes") else { panic!("processes is not an array") };
+        let procs = top["processes"].as_array().expect("processes is an array");
         assert_eq!(procs.len(), 2);
         for p in procs {
-            let Json::Obj(p) = p else { panic!("process is not an object") };
-            let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
-            assert_eq!(keys, PROCESS_KEYS);
+            assert_eq!(keys(p), PROCESS_KEYS);
         }
-        let (Json::Obj(first), Json::Obj(second)) = (&procs[0], &procs[1]) else { unreachable!() };
-        assert_eq!(get(first, "request uri"), &Json::Str(NASTY_URI.into()), "round-trips exactly");
-        assert_eq!(get(first, "request duration"), &Json::Num(1_234_567.0));
-        assert_eq!(get(first, "start since"), &Json::Num(3590.0));
-        assert_eq!(get(first, "start time"), &Json::Num((START + 10) as f64));
-        assert_eq!(get(first, "last request cpu"), &Json::Num(0.0));
-        assert_eq!(get(first, "last request memory"), &Json::Num(0.0));
-        assert_eq!(get(second, "request method"), &Json::Str("-".into()));
-        assert_eq!(get(second, "user"), &Json::Str("-".into()));
-        assert_eq!(get(second, "last request cpu"), &Json::Num(12.5));
+        let (first, second) = (&procs[0], &procs[1]);
+        assert_eq!(first["request uri"], NASTY_URI, "round-trips exactly");
+        assert_eq!(first["request duration"], 1_234_567);
+        assert_eq!(first["start since"], 3590);
+        assert_eq!(first["start time"], START + 10);
+        assert_eq!(first["last request cpu"].as_f64(), Some(0.0));
+        assert_eq!(first["last request memory"], 0);
+        assert_eq!(second["request method"], "-");
+        assert_eq!(second["user"], "-");
+        assert_eq!(second["last request cpu"].as_f64(), Some(12.5));
         assert!(body.contains("\"last request cpu\":0.00,"), "php-fpm's %.2f: {body}");
     }
 
@@ -856,7 +854,7 @@ mod tests {
         assert_eq!(s("'<>&\u{7f}"), "'<>&\u{7f}");
         for tricky in ["", "\"", "é", "😀x", NASTY_URI, "\\\\\"\"", "a\u{10ffff}"] {
             let doc = format!("\"{}\"", JsonStr(tricky));
-            assert_eq!(parse_json(&doc), Json::Str(tricky.into()), "{doc}");
+            assert_eq!(parse_json(&doc), tricky, "{doc}");
         }
     }
 
@@ -1028,11 +1026,9 @@ phpfpm_slow_requests 4\n\
         status.start_time = now() + Duration::from_secs(5);
         let (_, body) = render(&status, Format::Json, true, now());
         assert!(body.contains("\"start since\":0,\"accepted conn\""), "{body}");
-        let Json::Obj(top) = parse_json(&body) else { panic!() };
-        let Json::Arr(procs) = get(&top, "processes") else { panic!() };
-        let Json::Obj(second) = &procs[1] else { panic!() };
-        assert_eq!(get(second, "start time"), &Json::Num(unix_secs(now()) as f64));
-        assert_eq!(get(second, "start since"), &Json::Num(0.0));
+        let second = &parse_json(&body)["processes"][1];
+        assert_eq!(second["start time"], unix_secs(now()));
+        assert_eq!(second["start since"], 0);
     }
 
     #[test]
@@ -1042,7 +1038,7 @@ phpfpm_slow_requests 4\n\
         assert!(render(&status, Format::Json, true, now()).1.ends_with(", \"processes\":[]}"));
         assert!(render(&status, Format::Xml, true, now()).1.ends_with("<processes>\n</processes>\n</status>"));
         assert_eq!(render(&status, Format::Text, true, now()).1, expected_text_head());
-        let Json::Obj(_) = parse_json(&render(&status, Format::Json, true, now()).1) else { panic!() };
+        assert!(parse_json(&render(&status, Format::Json, true, now()).1).is_object());
     }
 
     #[test]
@@ -1087,161 +1083,12 @@ phpfpm_slow_requests 4\n\
         era * 146_097 + doe - 719_468
     }
 
-    // A tiny JSON reader, enough to check the output parses back.
-
-    #[derive(Debug, PartialEq)]
-    enum Json {
-        Null,
-        Bool(bool),
-        Num(f64),
-        Str(String),
-        Arr(Vec<Json>),
-        Obj(Vec<(String, Json)>),
+    /// Parses a rendered JSON page with a real JSON parser, keeping key order.
+    fn parse_json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 
-    fn get<'a>(obj: &'a [(String, Json)], key: &str) -> &'a Json {
-        obj.iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_else(|| panic!("no key {key:?}"))
-    }
-
-    fn parse_json(text: &str) -> Json {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
-        let v = p.value();
-        p.ws();
-        assert_eq!(p.i, p.s.len(), "trailing bytes in {text}");
-        v
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.i).is_some_and(|b| b" \t\r\n".contains(b)) {
-                self.i += 1;
-            }
-        }
-
-        fn eat(&mut self, b: u8) {
-            self.ws();
-            assert_eq!(self.s.get(self.i), Some(&b), "expected {:?} at {}", b as char, self.i);
-            self.i += 1;
-        }
-
-        fn peek(&mut self) -> u8 {
-            self.ws();
-            self.s[self.i]
-        }
-
-        fn value(&mut self) -> Json {
-            match self.peek() {
-                b'{' => {
-                    self.eat(b'{');
-                    let mut fields = Vec::new();
-                    if self.peek() == b'}' {
-                        self.eat(b'}');
-                        return Json::Obj(fields);
-                    }
-                    loop {
-                        let key = self.string();
-                        self.eat(b':');
-                        fields.push((key, self.value()));
-                        if self.peek() == b',' {
-                            self.eat(b',');
-                        } else {
-                            self.eat(b'}');
-                            return Json::Obj(fields);
-                        }
-                    }
-                }
-                b'[' => {
-                    self.eat(b'[');
-                    let mut items = Vec::new();
-                    if self.peek() == b']' {
-                        self.eat(b']');
-                        return Json::Arr(items);
-                    }
-                    loop {
-                        items.push(self.value());
-                        if self.peek() == b',' {
-                            self.eat(b',');
-                        } else {
-                            self.eat(b']');
-                            return Json::Arr(items);
-                        }
-                    }
-                }
-                b'"' => Json::Str(self.string()),
-                b't' | b'f' | b'n' => {
-                    for (word, v) in [("true", Json::Bool(true)), ("false", Json::Bool(false)), ("null", Json::Null)] {
-                        if self.s[self.i..].starts_with(word.as_bytes()) {
-                            self.i += word.len();
-                            return v;
-                        }
-                    }
-                    panic!("bad literal at {}", self.i)
-                }
-                _ => {
-                    let start = self.i;
-                    while self.s.get(self.i).is_some_and(|b| b"+-.eE0123456789".contains(b)) {
-                        self.i += 1;
-                    }
-                    let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                    Json::Num(text.parse().unwrap_or_else(|_| panic!("bad number {text:?}")))
-                }
-            }
-        }
-
-        fn hex4(&mut self) -> u32 {
-            let text = std::str::from_utf8(&self.s[self.i..self.i + 4]).unwrap();
-            self.i += 4;
-            u32::from_str_radix(text, 16).unwrap()
-        }
-
-        fn string(&mut self) -> String {
-            self.eat(b'"');
-            let mut out = String::new();
-            loop {
-                let b = self.s[self.i];
-                self.i += 1;
-                match b {
-                    b'"' => return out,
-                    b'\\' => {
-                        let e = self.s[self.i];
-                        self.i += 1;
-                        match e {
-                            b'"' | b'\\' | b'/' => out.push(e as char),
-                            b'b' => out.push('\u{8}'),
-                            b'f' => out.push('\u{c}'),
-                            b'n' => out.push('\n'),
-                            b'r' => out.push('\r'),
-                            b't' => out.push('\t'),
-                            b'u' => {
-                                let mut c = self.hex4();
-                                if (0xd800..0xdc00).contains(&c) {
-                                    assert_eq!(&self.s[self.i..self.i + 2], b"\\u", "lone high surrogate");
-                                    self.i += 2;
-                                    let low = self.hex4();
-                                    assert!((0xdc00..0xe000).contains(&low), "bad low surrogate");
-                                    c = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
-                                }
-                                out.push(char::from_u32(c).expect("a scalar value"));
-                            }
-                            other => panic!("bad escape \\{}", other as char),
-                        }
-                    }
-                    b if b < 0x20 => panic!("raw control byte {b:#x} in a JSON string"),
-                    _ => {
-                        // Copy one UTF-8 sequence.
-                        let start = self.i - 1;
-                        while self.s.get(self.i).is_some_and(|b| b & 0xc0 == 0x80) {
-                            self.i += 1;
-                        }
-                        out.push_str(std::str::from_utf8(&self.s[start..self.i]).unwrap());
-                    }
-                }
-            }
-        }
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object().expect("an object").keys().map(String::as_str).collect()
     }
 }
