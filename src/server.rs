@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{self, Config};
 use crate::frontend::{self, Listener, PoolListeners};
@@ -69,6 +69,8 @@ struct Server {
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
     done_rx: mpsc::Receiver<()>,
+    /// Connections the open-file limit leaves room for, shared by every listener.
+    budget: (Arc<Semaphore>, usize),
 }
 
 impl Server {
@@ -82,6 +84,7 @@ impl Server {
         let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
         let (shutdown_tx, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<()>(1);
+        let budget = connection_budget(&config.pools);
         let mut server = Server {
             config,
             opts,
@@ -92,6 +95,7 @@ impl Server {
             shutdown_tx,
             done_tx: Some(done_tx),
             done_rx,
+            budget,
         };
         let pools = server.start_pools(&server.config.clone())?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -130,7 +134,8 @@ impl Server {
     fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
         let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
         let done = self.done_tx.clone().context("server is stopping")?;
-        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done));
+        let admission = frontend::Admission::new(cfg.listen_max_connections, self.budget.0.clone(), self.budget.1);
+        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done, admission));
         Ok(())
     }
 
@@ -258,6 +263,22 @@ impl Server {
             }
         }
     }
+}
+
+/// How many nginx connections the open-file limit leaves room for, once the
+/// pools' connections to their children are kept (computed at start; a reload
+/// keeps it).
+fn connection_budget(pools: &[config::Pool]) -> (Arc<Semaphore>, usize) {
+    let nofile = crate::sys::rlimit::open_files();
+    let children = pools.iter().map(|p| p.pm_max_children).sum();
+    let size = frontend::limits::connection_budget(nofile, crate::sys::rlimit::open_now(), pools.len(), children);
+    let wanted: usize = pools.iter().map(|p| p.listen_max_connections).sum();
+    if size < wanted {
+        crate::notice!(
+            "the open file limit ({nofile}) leaves room for {size} nginx connections in all (listen_max_connections add up to {wanted})"
+        );
+    }
+    (Arc::new(Semaphore::new(size)), size)
 }
 
 fn reopen_logs() {

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod guard;
 pub mod proc_events;
 pub mod procfs;
+pub mod rlimit;
 pub mod rundir;
 pub mod sockdiag;
 pub mod syslog;
