@@ -22,6 +22,10 @@ use crate::sys::guard::Guard;
 pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a fast stop waits for connection tasks to notice.
 pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
+/// The longest the end of a stop may take once it is decided (after a graceful
+/// stop's drain): past it, rustfpm exits anyway, and the guard kills what is
+/// left of the children. Nothing the stop waits for can then hold it up.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Run-time options from the command line.
 #[derive(Debug, Default)]
@@ -237,6 +241,7 @@ impl Server {
         } else {
             crate::notice!("Terminating ...");
         }
+        exit_by(STOP_DEADLINE);
         for pool in &self.pools {
             pool.stop();
         }
@@ -279,6 +284,22 @@ fn connection_budget(pools: &[config::Pool]) -> (Arc<Semaphore>, usize) {
         );
     }
     (Arc::new(Semaphore::new(size)), size)
+}
+
+/// Ends the process after `limit`, if it has not ended by then.
+fn exit_by(limit: Duration) {
+    let spawned = std::thread::Builder::new().name("stop-deadline".into()).spawn(move || {
+        std::thread::sleep(limit);
+        crate::alert!(
+            "stopping took longer than {}s: exiting now; the guard kills the remaining children",
+            limit.as_secs()
+        );
+        // SAFETY: _exit ends the process at once; it touches no memory of ours.
+        unsafe { libc::_exit(1) }
+    });
+    if let Err(e) = spawned {
+        crate::warning!("cannot start the stop deadline: {e}");
+    }
 }
 
 fn reopen_logs() {

@@ -321,7 +321,10 @@ fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>,
     }
     let secs = pool.read_timeout.map_or(0.0, |t| t.as_secs_f64());
     let what = if idle { "sent no request" } else { "did not complete a request head" };
-    crate::warning!("[pool {}] the web server {what} within {secs} s (request_read_timeout); connection closed", pool.name);
+    crate::warning!(
+        "[pool {}] the web server {what} within {secs} s (request_read_timeout); connection closed",
+        pool.name
+    );
     Ok(None)
 }
 

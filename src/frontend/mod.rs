@@ -118,9 +118,10 @@ async fn admit(
     };
     let mine = permit(own, || overload(format!("listen_max_connections ({}) reached", admission.max))).await;
     let size = admission.budget_size;
-    let shared =
-        permit(&admission.budget, || overload(format!("the open file limit leaves room for {size} connections, all open")))
-            .await;
+    let shared = permit(&admission.budget, || {
+        overload(format!("the open file limit leaves room for {size} connections, all open"))
+    })
+    .await;
     (mine, shared)
 }
 

@@ -13,7 +13,8 @@ pub fn set_open_files(wanted: Option<u64>) -> std::io::Result<u64> {
         None => (hard, hard),
     };
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(|e| {
-        let what = wanted.map_or_else(|| format!("raise the open file limit to {hard}"), |n| format!("set rlimit_files to {n}"));
+        let what = wanted
+            .map_or_else(|| format!("raise the open file limit to {hard}"), |n| format!("set rlimit_files to {n}"));
         std::io::Error::new(std::io::Error::from(e).kind(), format!("cannot {what}: {e}"))
     })?;
     Ok(soft)
