@@ -217,9 +217,17 @@ impl Server {
         Ok(())
     }
 
-    /// A kept listener keeps its status listener as it was.
+    /// A kept listener keeps its status listener and its connection limit as they were.
     fn warn_kept_status_listener(&self, cfg: &config::Pool) {
-        let old = self.config.pools.iter().find(|p| p.listen == cfg.listen).and_then(|p| p.pm_status_listen.as_ref());
+        let kept = self.config.pools.iter().find(|p| p.listen == cfg.listen);
+        if kept.is_some_and(|p| p.listen_max_connections != cfg.listen_max_connections) {
+            crate::warning!(
+                "[pool {}] listen_max_connections changes take effect at the next restart (listen {} is kept open)",
+                cfg.name,
+                cfg.listen
+            );
+        }
+        let old = kept.and_then(|p| p.pm_status_listen.as_ref());
         if old != cfg.pm_status_listen.as_ref() {
             crate::warning!(
                 "[pool {}] pm_status_listen changes take effect at the next restart (listen {} is kept open)",

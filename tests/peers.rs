@@ -179,6 +179,22 @@ fn silent_and_slowloris_connections_are_closed_after_request_read_timeout() {
 }
 
 #[test]
+fn a_request_body_that_stops_coming_is_dropped_after_request_read_timeout() {
+    let site = Site::new();
+    let fpm = start(&site, 1, "", "request_read_timeout = \"2s\"\nlisten_idle_timeout = \"0\"");
+    // rustfpm answers 404 itself and reads the body to drop it; the body stops half-way.
+    let mut head = request(&site, "no-such-script.php", true);
+    head.truncate(head.len() - 8); // without the empty STDIN record that ends the body
+    encode_stream(&mut head, RecordType::Stdin, 1, b"half a body");
+    let mut s = UnixStream::connect(&fpm.socket).unwrap();
+    s.write_all(&head).unwrap();
+    let reply = read_reply(&mut s, HANG).unwrap();
+    assert!(reply.contains("404"), "{reply}");
+    assert!(wait_closed(&mut s, HANG).is_some(), "a connection whose body stopped was kept open");
+    hello_once(&site, &fpm).unwrap();
+}
+
+#[test]
 fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
     let site = Site::new();
     let fpm = start(&site, 1, "", "listen_idle_timeout = \"2s\"\nrequest_read_timeout = \"60s\"");
