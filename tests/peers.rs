@@ -103,6 +103,20 @@ fn hello_once(site: &Site, fpm: &Rustfpm) -> Result<(), String> {
     hello(site, &mut s)
 }
 
+/// A hello.php request on each of `conns`, each answered.
+fn hello_each(site: &Site, conns: &mut [UnixStream]) {
+    for s in conns {
+        hello(site, s).unwrap();
+    }
+}
+
+/// `n` connections, each with one request answered and kept open.
+fn kept_connections(site: &Site, fpm: &Rustfpm, n: usize) -> Vec<UnixStream> {
+    let mut conns: Vec<UnixStream> = (0..n).map(|_| UnixStream::connect(&fpm.socket).unwrap()).collect();
+    hello_each(site, &mut conns);
+    conns
+}
+
 /// Waits until rustfpm closes `s` (a read sees end-of-file or a reset);
 /// returns how long that took, or None if it stayed open past `limit`.
 fn wait_closed(s: &mut UnixStream, limit: Duration) -> Option<Duration> {
@@ -211,10 +225,7 @@ fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
 fn listen_max_connections_stops_accepting_and_resumes_while_held_connections_are_served() {
     let site = Site::new();
     let fpm = start(&site, 2, "", "listen_max_connections = 2");
-    let mut held: Vec<UnixStream> = (0..2).map(|_| UnixStream::connect(&fpm.socket).unwrap()).collect();
-    for s in &mut held {
-        hello(&site, s).unwrap();
-    }
+    let mut held = kept_connections(&site, &fpm, 2);
     // A third connection waits in the listen queue: its request is not answered...
     let mut waiting = UnixStream::connect(&fpm.socket).unwrap();
     waiting.write_all(&request(&site, "hello.php", true)).unwrap();
@@ -223,9 +234,7 @@ fn listen_max_connections_stops_accepting_and_resumes_while_held_connections_are
     assert!(early.is_err(), "a connection past listen_max_connections was served: {early:?}");
     // ...while the held ones are served, again and again.
     for _ in 0..3 {
-        for s in &mut held {
-            hello(&site, s).unwrap();
-        }
+        hello_each(&site, &mut held);
     }
     let lines = log_lines(&fpm, "listen_max_connections (2) reached");
     let allowed = started.elapsed().as_secs() as usize + 2;
@@ -242,10 +251,7 @@ fn out_of_descriptors_accept_waits_and_held_connections_still_get_answers() {
     let site = Site::new();
     let fpm = start(&site, 1, "", "");
     // The worker's connection to its child is made on the first request and kept.
-    let mut held: Vec<UnixStream> = (0..4).map(|_| UnixStream::connect(&fpm.socket).unwrap()).collect();
-    for s in &mut held {
-        hello(&site, s).unwrap();
-    }
+    let mut held = kept_connections(&site, &fpm, 4);
     // Now not one descriptor more: accept fails with EMFILE.
     set_soft_nofile(fpm.pid(), open_fds(fpm.pid()));
     let mut waiting: Vec<UnixStream> = (0..8).map(|_| UnixStream::connect(&fpm.socket).unwrap()).collect();
@@ -255,9 +261,7 @@ fn out_of_descriptors_accept_waits_and_held_connections_still_get_answers() {
     let started = Instant::now();
     assert!(wait_until(HANG, || log_lines(&fpm, "accept failed") > 0), "no accept failure:\n{}", fpm.log_text());
     for _ in 0..10 {
-        for s in &mut held {
-            hello(&site, s).unwrap();
-        }
+        hello_each(&site, &mut held);
         std::thread::sleep(Duration::from_millis(200));
     }
     let lines = log_lines(&fpm, "accept failed");
