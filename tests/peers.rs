@@ -140,8 +140,8 @@ fn open_fds(pid: i32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
 }
 
-/// Sets the soft RLIMIT_NOFILE of process `pid` (the hard one is kept).
-fn set_soft_nofile(pid: i32, soft: u64) {
+/// Sets the soft RLIMIT_NOFILE of process `pid` (the hard one is kept); returns the old one.
+fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
     let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: prlimit reads and writes only the two structs passed, which live on this stack.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
@@ -150,6 +150,7 @@ fn set_soft_nofile(pid: i32, soft: u64) {
     // SAFETY: as above.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "prlimit({pid}, {soft}): {}", std::io::Error::last_os_error());
+    old.rlim_cur
 }
 
 /// "Max open files" soft and hard limits of process `pid`, from /proc/PID/limits.
@@ -253,13 +254,14 @@ fn out_of_descriptors_accept_waits_and_held_connections_still_get_answers() {
     // The worker's connection to its child is made on the first request and kept.
     let mut held = kept_connections(&site, &fpm, 4);
     // Now not one descriptor more: accept fails with EMFILE.
-    set_soft_nofile(fpm.pid(), open_fds(fpm.pid()));
+    let before = set_soft_nofile(fpm.pid(), open_fds(fpm.pid()));
     let mut waiting: Vec<UnixStream> = (0..8).map(|_| UnixStream::connect(&fpm.socket).unwrap()).collect();
     for s in &mut waiting {
         s.write_all(&request(&site, "hello.php", true)).unwrap();
     }
     let started = Instant::now();
-    assert!(wait_until(HANG, || log_lines(&fpm, "accept failed") > 0), "no accept failure:\n{}", fpm.log_text());
+    let emfile = "accept failed: Too many open files (os error 24) (rustfpm's open file limit";
+    assert!(wait_until(HANG, || log_lines(&fpm, emfile) > 0), "no accept failure:\n{}", fpm.log_text());
     for _ in 0..10 {
         hello_each(&site, &mut held);
         std::thread::sleep(Duration::from_millis(200));
@@ -269,7 +271,7 @@ fn out_of_descriptors_accept_waits_and_held_connections_still_get_answers() {
     assert!(lines <= allowed, "{lines} accept failures logged in {:?}:\n{}", started.elapsed(), fpm.log_text());
     assert!(!fpm.log_text().contains("502"), "{}", fpm.log_text());
     // Descriptors again: the connections that waited are served.
-    set_soft_nofile(fpm.pid(), 4096);
+    set_soft_nofile(fpm.pid(), before);
     for s in &mut waiting {
         let reply = read_reply(s, HANG).unwrap();
         assert!(reply.contains("Hello, world"), "{reply}");

@@ -67,9 +67,14 @@ pub async fn accept_loop(
     let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
     let pages_only = listener.pages_only;
     loop {
+        let names = current.clone();
         let held = tokio::select! {
-            held = admit(&own, &admission, &current, &mut throttle) => held,
+            held = admit(&own, &admission, &names, &mut throttle) => held,
             _ = shutdown.changed() => return,
+            changed = current.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -89,15 +94,24 @@ pub async fn accept_loop(
             }
             Err(e) => {
                 if throttle.allow(Instant::now()) {
-                    let limit = crate::sys::rlimit::open_files();
                     crate::error!(
-                        "[pool {}] accept failed: {e} (open file limit {limit}); new connections wait in the listen queue, open ones are served",
-                        current.borrow().name
+                        "[pool {}] accept failed: {e}{}; new connections wait in the listen queue, open ones are served",
+                        current.borrow().name,
+                        accept_failure_cause(&e)
                     );
                 }
                 tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
+    }
+}
+
+/// What an `accept` error means for the operator, when it is about descriptors.
+fn accept_failure_cause(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => format!(" (rustfpm's open file limit, {}, is reached)", crate::sys::rlimit::open_files()),
+        Some(libc::ENFILE) => " (the system's file table is full: fs.file-max)".to_string(),
+        _ => String::new(),
     }
 }
 
