@@ -249,7 +249,7 @@ impl Server {
         } else {
             crate::notice!("Terminating ...");
         }
-        exit_by(STOP_DEADLINE);
+        exit_by(STOP_DEADLINE, self.config.global.pid.clone());
         for pool in &self.pools {
             pool.stop();
         }
@@ -294,14 +294,18 @@ fn connection_budget(pools: &[config::Pool]) -> (Arc<Semaphore>, usize) {
     (Arc::new(Semaphore::new(size)), size)
 }
 
-/// Ends the process after `limit`, if it has not ended by then.
-fn exit_by(limit: Duration) {
+/// Ends the process after `limit`, if it has not ended by then (removing the
+/// pid file first, as a normal exit does).
+fn exit_by(limit: Duration, pid_file: Option<std::path::PathBuf>) {
     let spawned = std::thread::Builder::new().name("stop-deadline".into()).spawn(move || {
         std::thread::sleep(limit);
         crate::alert!(
             "stopping took longer than {}s: exiting now; the guard kills the remaining children",
             limit.as_secs()
         );
+        if let Some(path) = pid_file {
+            let _ = std::fs::remove_file(path);
+        }
         // SAFETY: _exit ends the process at once; it touches no memory of ours.
         unsafe { libc::_exit(1) }
     });
