@@ -374,3 +374,25 @@ fn a_sigkill_of_the_whole_process_group_leaves_no_php_cgi_behind() {
     }
     assert!(gone, "php-cgi processes {left:?} outlived a SIGKILL of rustfpm's process group");
 }
+
+#[test]
+fn a_stop_held_up_by_a_stopped_guard_ends_at_the_stop_deadline() {
+    let site = Site::new();
+    let mut fpm = start(&site, 2, "", "");
+    hello_once(&site, &fpm).unwrap();
+    let php = fpm.php_pids();
+    let guard = descendants(fpm.pid())
+        .into_iter()
+        .find(|p| matches!(proc_stat(*p), Some((comm, _, _)) if comm == "rustfpm-guard"))
+        .expect("the guard process");
+    // The supervisor waits for the guard at the end of a stop: a stopped guard holds it up.
+    // SAFETY: kill(2) of the guard of our own rustfpm.
+    unsafe { libc::kill(guard, libc::SIGSTOP) };
+    fpm.signal(libc::SIGTERM);
+    let exited = fpm.wait_exit(HANG);
+    // SAFETY: as above; the guard goes on and kills what is left of the pool.
+    unsafe { libc::kill(guard, libc::SIGCONT) };
+    assert!(exited.is_some(), "rustfpm did not exit on SIGTERM:\n{}", fpm.log_text());
+    assert!(fpm.log_text().contains("stopping took longer than 4s"), "{}", fpm.log_text());
+    assert!(wait_until(HANG, || !php.iter().any(|p| is_live_php(*p))), "php-cgi left behind");
+}
