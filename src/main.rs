@@ -174,6 +174,7 @@ fn detach(args: &mut Args) -> std::io::Result<Readiness> {
 
 fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow::Result<i32> {
     rustfpm::log::init(&config.global)?;
+    rustfpm::sys::rlimit::set_open_files(config.global.rlimit_files)?;
     if ready.is_some() && config.global.error_log == config::LogTarget::Stderr {
         rustfpm::warning!("error_log is stderr: once the daemon is ready, its log goes to /dev/null");
     }

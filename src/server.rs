@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{self, Config};
 use crate::frontend::{self, Listener, PoolListeners};
@@ -22,6 +22,10 @@ use crate::sys::guard::Guard;
 pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a fast stop waits for connection tasks to notice.
 pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
+/// The longest the end of a stop may take once it is decided (after a graceful
+/// stop's drain): past it, rustfpm exits anyway, and the guard kills what is
+/// left of the children. Nothing the stop waits for can then hold it up.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Run-time options from the command line.
 #[derive(Debug, Default)]
@@ -69,6 +73,8 @@ struct Server {
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
     done_rx: mpsc::Receiver<()>,
+    /// Connections the open-file limit leaves room for, shared by every listener.
+    budget: (Arc<Semaphore>, usize),
 }
 
 impl Server {
@@ -82,6 +88,7 @@ impl Server {
         let signals = Signals::install(config.global.graceful_stop_on_term).context("install signal handlers")?;
         let (shutdown_tx, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel::<()>(1);
+        let budget = connection_budget(&config.pools);
         let mut server = Server {
             config,
             opts,
@@ -92,6 +99,7 @@ impl Server {
             shutdown_tx,
             done_tx: Some(done_tx),
             done_rx,
+            budget,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -122,7 +130,8 @@ impl Server {
     fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
         let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
         let done = self.done_tx.clone().context("server is stopping")?;
-        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done));
+        let admission = frontend::Admission::new(cfg.listen_max_connections, self.budget.0.clone(), self.budget.1);
+        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done, admission));
         Ok(())
     }
 
@@ -193,9 +202,17 @@ impl Server {
         Ok(())
     }
 
-    /// A kept listener keeps its status listener as it was.
+    /// A kept listener keeps its status listener and its connection limit as they were.
     fn warn_kept_status_listener(&self, cfg: &config::Pool) {
-        let old = self.config.pools.iter().find(|p| p.listen == cfg.listen).and_then(|p| p.pm_status_listen.as_ref());
+        let kept = self.config.pools.iter().find(|p| p.listen == cfg.listen);
+        if kept.is_some_and(|p| p.listen_max_connections != cfg.listen_max_connections) {
+            crate::warning!(
+                "[pool {}] listen_max_connections changes take effect at the next restart (listen {} is kept open)",
+                cfg.name,
+                cfg.listen
+            );
+        }
+        let old = kept.and_then(|p| p.pm_status_listen.as_ref());
         if old != cfg.pm_status_listen.as_ref() {
             crate::warning!(
                 "[pool {}] pm_status_listen changes take effect at the next restart (listen {} is kept open)",
@@ -217,6 +234,7 @@ impl Server {
         } else {
             crate::notice!("Terminating ...");
         }
+        exit_by(STOP_DEADLINE, self.config.global.pid.clone());
         for pool in &self.pools {
             pool.stop();
         }
@@ -297,6 +315,42 @@ fn prepare(
 /// Starts every pool of `config` (must run inside the runtime's context).
 fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
     config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root)?)).collect()
+}
+
+/// How many nginx connections the open-file limit leaves room for, once the
+/// pools' connections to their children are kept (computed at start; a reload
+/// keeps it).
+fn connection_budget(pools: &[config::Pool]) -> (Arc<Semaphore>, usize) {
+    let nofile = crate::sys::rlimit::open_files();
+    let children = pools.iter().map(|p| p.pm_max_children).sum();
+    let size = frontend::limits::connection_budget(nofile, crate::sys::rlimit::open_now(), pools.len(), children);
+    let wanted: usize = pools.iter().map(|p| p.listen_max_connections).sum();
+    if size < wanted {
+        crate::notice!(
+            "the open file limit ({nofile}) leaves room for {size} nginx connections in all (listen_max_connections add up to {wanted})"
+        );
+    }
+    (Arc::new(Semaphore::new(size)), size)
+}
+
+/// Ends the process after `limit`, if it has not ended by then (removing the
+/// pid file first, as a normal exit does).
+fn exit_by(limit: Duration, pid_file: Option<std::path::PathBuf>) {
+    let spawned = std::thread::Builder::new().name("stop-deadline".into()).spawn(move || {
+        std::thread::sleep(limit);
+        crate::alert!(
+            "stopping took longer than {}s: exiting now; the guard kills the remaining children",
+            limit.as_secs()
+        );
+        if let Some(path) = pid_file {
+            let _ = std::fs::remove_file(path);
+        }
+        // SAFETY: _exit ends the process at once; it touches no memory of ours.
+        unsafe { libc::_exit(1) }
+    });
+    if let Err(e) = spawned {
+        crate::warning!("cannot start the stop deadline: {e}");
+    }
 }
 
 fn reopen_logs() {

@@ -6,6 +6,7 @@
 //! Pools talk to it with [`Command`]s and hear back through [`PoolEvent`]s.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -95,6 +96,9 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     tx: Sender<Command>,
+    /// Set when Shutdown is sent: queued child look-ups are skipped, so a
+    /// backlog of them (a kill storm) cannot delay the stop.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -103,15 +107,20 @@ impl Supervisor {
     pub fn start(guard: Guard) -> (Supervisor, thread::JoinHandle<()>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let exits = start_exit_watch();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let handle = thread::Builder::new()
             .name("supervisor".into())
-            .spawn(move || State::new(guard, exits).run(rx))
+            .spawn(move || State::new(guard, exits).run(rx, &stop))
             .expect("spawn supervisor thread");
-        (Supervisor { tx }, handle)
+        (Supervisor { tx, stopping }, handle)
     }
 
     /// Sends a command; never blocks (the channel is unbounded).
     pub fn send(&self, cmd: Command) {
+        if matches!(cmd, Command::Shutdown { .. }) {
+            self.stopping.store(true, Ordering::Relaxed);
+        }
         let _ = self.tx.send(cmd);
     }
 }
@@ -129,9 +138,10 @@ impl State {
         State { guard, parents: HashMap::new(), exits }
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
+    fn run(mut self, rx: Receiver<Command>, stopping: &AtomicBool) {
         while let Ok(cmd) = rx.recv() {
             match cmd {
+                Command::FindChild { .. } if stopping.load(Ordering::Relaxed) => {}
                 Command::Spawn { spec, events } => self.spawn(&spec, events),
                 Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
                 Command::FindChild { parent, slot, inode, events } => find_child(parent, slot, inode, &events),

@@ -95,7 +95,7 @@ raw_table! {
     RawGlobal {
         error_log, log_level, pid, process_control_timeout, emergency_restart_threshold,
         emergency_restart_interval, graceful_stop_on_term,
-        syslog_facility, syslog_ident, syslog_socket, log_limit, daemonize,
+        syslog_facility, syslog_ident, syslog_socket, log_limit, daemonize, rlimit_files,
     } tables {}
 }
 
@@ -106,6 +106,7 @@ raw_table! {
         pm, pm_max_children, pm_start_servers, pm_min_spare_servers, pm_max_spare_servers,
         pm_max_spawn_rate, pm_process_idle_timeout, pm_max_requests, pm_max_memory, pm_max_lifetime,
         php_cgi, php_ini, clear_env, security_limit_extensions, queue_max_len, queue_max_wait,
+        request_read_timeout, listen_idle_timeout, listen_max_connections,
         fastcgi_finish_request,
         request_terminate_timeout, request_terminate_timeout_track_finished, chdir, chroot,
         rlimit_files, rlimit_core, process_priority, process_dumpable, catch_workers_output,

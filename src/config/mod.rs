@@ -85,6 +85,17 @@ pub const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
 pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
 /// `access_format` when unset: php-fpm's default.
 pub const DEFAULT_ACCESS_FORMAT: &str = crate::accesslog::DEFAULT_FORMAT;
+/// `request_read_timeout` when unset: nginx sends a request head (and, with its default
+/// request buffering, the body) at once; an unbuffered body pauses at most nginx's
+/// `client_body_timeout` (60 s by default) between reads.
+pub const DEFAULT_REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// `listen_idle_timeout` when unset: longer than nginx's upstream `keepalive_timeout` (60 s by
+/// default), so that nginx, not rustfpm, closes the idle connections it keeps.
+pub const DEFAULT_LISTEN_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `listen_max_connections` when unset.
+pub const DEFAULT_LISTEN_MAX_CONNECTIONS: usize = 16 * 1024;
+/// Largest accepted `listen_max_connections`.
+pub const MAX_LISTEN_MAX_CONNECTIONS: usize = 1 << 20;
 /// `queue_max_len` when unset is `pm_max_children * DEFAULT_QUEUE_FACTOR`.
 pub const DEFAULT_QUEUE_FACTOR: usize = 16;
 
@@ -129,6 +140,9 @@ pub struct Global {
     pub log_limit: usize,
     /// Detach from the terminal and run in the background (`daemonize`, `-D`/`-F`).
     pub daemonize: bool,
+    /// `rlimit_files`: RLIMIT_NOFILE of rustfpm itself (soft and hard, as php-fpm sets its
+    /// master's). `None`: the soft limit is raised to the hard limit.
+    pub rlimit_files: Option<u64>,
 }
 
 impl Default for Global {
@@ -146,6 +160,7 @@ impl Default for Global {
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             log_limit: DEFAULT_LOG_LIMIT,
             daemonize: DEFAULT_DAEMONIZE,
+            rlimit_files: None,
         }
     }
 }
@@ -326,6 +341,16 @@ pub struct Pool {
     pub queue_max_wait: Option<Duration>,
     /// rustfpm extension: give php-cgi a `fastcgi_finish_request()` (a prepended polyfill).
     pub fastcgi_finish_request: bool,
+    /// rustfpm extension: a request head must arrive within this time of its first byte (of the
+    /// connection, on a new one), and a request body may not pause longer; the connection is
+    /// closed otherwise. `None` (`0`) is no limit.
+    pub request_read_timeout: Option<Duration>,
+    /// rustfpm extension: a kept-alive connection idle this long between requests is closed.
+    /// `None` (`0`) is no limit.
+    pub listen_idle_timeout: Option<Duration>,
+    /// rustfpm extension: most connections open at once on each of the pool's listeners; past
+    /// it, new connections wait in the kernel's listen queue.
+    pub listen_max_connections: usize,
     /// `access.log`: one line per request is appended here. `None`: no access log.
     pub access_log: Option<PathBuf>,
     /// `access.format`: php-fpm's `%` placeholders (validated).

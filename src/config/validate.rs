@@ -18,11 +18,12 @@ use super::{
     Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_ACCESS_FORMAT,
     DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV, DEFAULT_DECORATE_WORKERS_OUTPUT,
     DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG, DEFAULT_FASTCGI_FINISH_REQUEST,
-    DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
-    DEFAULT_PING_RESPONSE, DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE,
-    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR,
-    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
-    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_IDLE_TIMEOUT, DEFAULT_LISTEN_MAX_CONNECTIONS,
+    DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE, DEFAULT_PM,
+    DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE,
+    DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY,
+    MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -48,6 +49,7 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         emergency_restart_interval: optional(&raw.emergency_restart_interval, r, duration).filter(|d| !d.is_zero()),
         graceful_stop_on_term: optional(&raw.graceful_stop_on_term, r, boolean)
             .unwrap_or(DEFAULT_GRACEFUL_STOP_ON_TERM),
+        rlimit_files: optional(&raw.rlimit_files, r, rlimit_files),
         ..Global::default()
     };
     error_log::apply(raw, &mut global, r);
@@ -119,6 +121,9 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
         queue_max_wait: None,
         fastcgi_finish_request: DEFAULT_FASTCGI_FINISH_REQUEST,
+        request_read_timeout: Some(DEFAULT_REQUEST_READ_TIMEOUT),
+        listen_idle_timeout: Some(DEFAULT_LISTEN_IDLE_TIMEOUT),
+        listen_max_connections: DEFAULT_LISTEN_MAX_CONNECTIONS,
         access_log: None,
         access_format: DEFAULT_ACCESS_FORMAT.to_string(),
         access_suppress_path: Vec::new(),
@@ -139,6 +144,16 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.listen_group = optional(&k.listen_group, r, group);
     let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
     set(&mut pool.listen_mode, optional(&k.listen_mode, r, mode));
+    let connections =
+        |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 1..=MAX_LISTEN_MAX_CONNECTIONS as i64).map(|n| n as usize);
+    set(&mut pool.listen_max_connections, optional(&k.listen_max_connections, r, connections));
+    set(&mut pool.request_read_timeout, optional(&k.request_read_timeout, r, duration).map(nonzero));
+    set(&mut pool.listen_idle_timeout, optional(&k.listen_idle_timeout, r, duration).map(nonzero));
+}
+
+/// A duration where `0` means "no limit".
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
@@ -149,8 +164,7 @@ fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));
     pool.chdir = optional(&k.chdir, r, absolute_path);
     pool.chroot = optional(&k.chroot, r, directory);
-    let files = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 1..=i64::MAX).map(|n| n as u64);
-    pool.rlimit_files = optional(&k.rlimit_files, r, files);
+    pool.rlimit_files = optional(&k.rlimit_files, r, rlimit_files);
     pool.rlimit_core = optional(&k.rlimit_core, r, rlimit_core);
     let priority = |f: &Field<'_>, r: &mut Report<'_>| {
         int_in(f, r, i64::from(MIN_PROCESS_PRIORITY)..=i64::from(MAX_PROCESS_PRIORITY)).map(|n| n as i32)
@@ -357,6 +371,11 @@ fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
 /// A count: an integer of at least 0.
 fn count(f: &Field<'_>, r: &mut Report<'_>) -> Option<usize> {
     int_in(f, r, 0..=i64::MAX).map(|n| n as usize)
+}
+
+/// `rlimit_files`: a number of descriptors, at least 1.
+fn rlimit_files(f: &Field<'_>, r: &mut Report<'_>) -> Option<u64> {
+    int_in(f, r, 1..=i64::MAX).map(|n| n as u64)
 }
 
 /// `rlimit_core`: a number of bytes, or `"unlimited"`.

@@ -62,7 +62,8 @@ impl RequestStream {
 }
 
 /// Reads and drops the rest of a request body, so that the connection is at
-/// the next request (or can be closed without resetting unread data).
+/// the next request (or can be closed without resetting unread data). A pause
+/// longer than `request_read_timeout` ends it with `ErrorKind::TimedOut`.
 pub async fn skip<R, W>(conn: &mut Conn<R, W>, body: &mut RequestStream) -> Result<(), ConnError>
 where
     R: AsyncRead + Unpin,
@@ -76,7 +77,7 @@ where
         if body.done {
             return Ok(());
         }
-        if conn.inbuf.fill(&mut conn.rd).await? == 0 {
+        if conn.inbuf.fill_timed(&mut conn.rd).await? == 0 {
             return Err(ConnError::UnexpectedEof);
         }
     }

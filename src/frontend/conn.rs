@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::body::RequestStream;
 use super::inbuf::InBuf;
+use super::limits::{HeadClock, Phase};
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
 use crate::fastcgi::{
@@ -277,7 +278,9 @@ where
 }
 
 /// Reads records until a request head is complete. Management records are
-/// answered on the way. Ok(None): nginx closed an idle connection, or shutdown.
+/// answered on the way. Ok(None): nginx closed an idle connection, it stayed
+/// idle past `listen_idle_timeout`, or shutdown. A head not complete within
+/// `request_read_timeout` closes the connection.
 async fn read_head<R, W>(
     conn: &mut Conn<R, W>,
     pool: &Pool,
@@ -288,6 +291,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut head: Option<Head> = None;
+    conn.inbuf.read_timeout = pool.read_timeout;
+    let mut clock = HeadClock::new(Instant::now(), conn.inbuf.is_fresh(), pool.read_timeout, pool.idle_timeout);
     loop {
         if let Some(done) = parse_head(conn, &mut head, pool.max_params).await? {
             return Ok(Some(done));
@@ -296,18 +301,38 @@ where
         if idle && *shutdown.borrow() {
             return Ok(None);
         }
+        if !idle {
+            clock.request_begun(Instant::now());
+        }
         let n = tokio::select! {
-            n = conn.inbuf.fill(&mut conn.rd) => n?,
+            n = conn.inbuf.fill_until(&mut conn.rd, clock.deadline()) => n,
             _ = shutdown.changed(), if idle => continue,
         };
-        if n == 0 {
-            return if head.is_none() && conn.inbuf.pending().is_empty() {
-                Ok(None)
-            } else {
-                Err(ConnError::UnexpectedEof)
-            };
+        match n {
+            Ok(0) if idle => return Ok(None),
+            Ok(0) => return Err(ConnError::UnexpectedEof),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return head_timed_out(pool, clock.phase(), idle),
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The end of a connection whose wait for a request head ran out: quiet for
+/// an idle one, a warning for a peer that began a request and did not finish
+/// its head (or never sent a byte on a new connection).
+fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>, ConnError> {
+    if phase == Phase::Idle {
+        crate::debug!("[pool {}] idle connection closed after listen_idle_timeout", pool.name);
+        return Ok(None);
+    }
+    let secs = pool.read_timeout.map_or(0.0, |t| t.as_secs_f64());
+    let what = if idle { "sent no request" } else { "did not complete a request head" };
+    crate::warning!(
+        "[pool {}] the web server {what} within {secs} s (request_read_timeout); connection closed",
+        pool.name
+    );
+    Ok(None)
 }
 
 /// Handles the complete records in the buffer; returns the head once its

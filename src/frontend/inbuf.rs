@@ -1,6 +1,8 @@
 //! The read side of a downstream (nginx) connection: a buffer that is filled
 //! from the socket and consumed from the front.
 
+use std::time::{Duration, Instant};
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Read-chunk size, and the buffer size an idle connection keeps.
@@ -11,6 +13,11 @@ pub const CHUNK: usize = 16 * 1024;
 pub struct InBuf {
     data: Vec<u8>,
     start: usize,
+    /// Nothing was ever read: a new connection.
+    read_any: bool,
+    /// `request_read_timeout` of the request being read: the longest pause
+    /// [`InBuf::fill_timed`] waits for (the pool's, set for each request head).
+    pub read_timeout: Option<Duration>,
 }
 
 impl InBuf {
@@ -35,7 +42,43 @@ impl InBuf {
             self.start = 0;
         }
         self.data.reserve(CHUNK);
-        rd.read_buf(&mut self.data).await
+        let n = rd.read_buf(&mut self.data).await?;
+        self.read_any |= n > 0;
+        Ok(n)
+    }
+
+    /// [`InBuf::fill`], giving up at `deadline` with `ErrorKind::TimedOut`.
+    pub async fn fill_until<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        deadline: Option<Instant>,
+    ) -> std::io::Result<usize> {
+        let Some(at) = deadline else {
+            return self.fill(rd).await;
+        };
+        match tokio::time::timeout_at(at.into(), self.fill(rd)).await {
+            Ok(read) => read,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// [`InBuf::fill`], giving up after a pause of `read_timeout`, with an
+    /// error that says so.
+    pub async fn fill_timed<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> std::io::Result<usize> {
+        let limit = self.read_timeout;
+        let read = self.fill_until(rd, limit.map(|t| Instant::now() + t)).await;
+        read.map_err(|e| match (e.kind(), limit) {
+            (std::io::ErrorKind::TimedOut, Some(t)) => std::io::Error::new(
+                e.kind(),
+                format!("the web server sent nothing for {} s (request_read_timeout)", t.as_secs_f64()),
+            ),
+            _ => e,
+        })
+    }
+
+    /// True until the first byte arrives: a connection that has sent nothing.
+    pub fn is_fresh(&self) -> bool {
+        !self.read_any
     }
 
     /// Releases memory beyond one chunk (between requests).

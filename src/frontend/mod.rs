@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn;
 pub mod inbuf;
+pub mod limits;
 pub mod listen;
 pub mod pages;
 pub mod policy;
@@ -13,34 +14,68 @@ pub mod scripts;
 pub mod stderr;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub use listen::{bind, ListenError, Listener, PoolListeners};
 
 use crate::pool::Pool;
+use limits::Throttle;
 
-/// Most simultaneous nginx connections per pool; past it, new connections
-/// wait in the kernel's listen queue.
-pub const MAX_CONNECTIONS: usize = 16 * 1024;
+/// How often a listener logs that it stopped accepting, at most.
+pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept` (the connection waits in the listen queue).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What bounds the connections of one listener.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// `listen_max_connections`: most connections of this listener.
+    pub max: usize,
+    /// Connections the open-file limit leaves room for, shared by every
+    /// listener ([`limits::connection_budget`]).
+    pub budget: Arc<Semaphore>,
+    /// The budget's size, for messages.
+    pub budget_size: usize,
+}
+
+impl Admission {
+    /// `max` connections on this listener, within a shared `budget` of `budget_size`.
+    pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize) -> Self {
+        Admission { max, budget, budget_size }
+    }
+}
+
+/// The permits one connection holds while it is open.
+type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 /// Accepts connections until `shutdown` turns true or `current` (the pool
 /// this listener serves, replaced on reload) is closed, then drops the
 /// listener. Every connection task holds a clone of `done`, so the caller can
-/// wait for all of them by waiting for the channel to close.
+/// wait for all of them by waiting for the channel to close. At the limits of
+/// `admission`, new connections wait in the kernel's listen queue; so do they
+/// when `accept` fails (out of descriptors), and connections already held are
+/// served on.
 pub async fn accept_loop(
     listener: Listener,
     mut current: watch::Receiver<Arc<Pool>>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
+    admission: Admission,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let own = Arc::new(Semaphore::new(admission.max));
+    let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
     let pages_only = listener.pages_only;
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        let names = current.clone();
+        let held = tokio::select! {
+            held = admit(&own, &admission, &names, &mut throttle) => held,
             _ = shutdown.changed() => return,
+            changed = current.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -55,13 +90,68 @@ pub async fn accept_loop(
                 let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
                 tokio::spawn(async move {
                     stream.serve(current, shutdown, pages_only).await;
-                    drop((permit, done));
+                    drop((held, done));
                 });
             }
             Err(e) => {
-                crate::error!("[pool {}] accept failed: {e}", current.borrow().name);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if throttle.allow(Instant::now()) {
+                    crate::error!(
+                        "[pool {}] accept failed: {e}{}; new connections wait in the listen queue, open ones are served",
+                        current.borrow().name,
+                        accept_failure_cause(&e)
+                    );
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
+    }
+}
+
+/// What an `accept` error means for the operator, when it is about descriptors.
+fn accept_failure_cause(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => format!(" (rustfpm's open file limit, {}, is reached)", crate::sys::rlimit::open_files()),
+        Some(libc::ENFILE) => " (the system's file table is full: fs.file-max)".to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Takes this listener's and the shared budget's permit for one connection,
+/// waiting (and saying so, at most once per [`OVERLOAD_LOG_EVERY`]) while
+/// either is used up.
+async fn admit(
+    own: &Arc<Semaphore>,
+    admission: &Admission,
+    current: &watch::Receiver<Arc<Pool>>,
+    throttle: &mut Throttle,
+) -> Held {
+    let mut overload = |what: String| {
+        if throttle.allow(Instant::now()) {
+            let pool = current.borrow().name.clone();
+            crate::warning!("[pool {pool}] {what}: new connections wait in the listen queue until one closes");
+        }
+    };
+    let mine = permit(own, || overload(format!("listen_max_connections ({}) reached", admission.max))).await;
+    let size = admission.budget_size;
+    let shared = permit(&admission.budget, || {
+        overload(format!("the open file limit leaves room for {size} connections, all open"))
+    })
+    .await;
+    (mine, shared)
+}
+
+/// A permit of `limit`; `full` is called once if it has to wait for one.
+async fn permit(limit: &Arc<Semaphore>, full: impl FnOnce()) -> OwnedSemaphorePermit {
+    match limit.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(TryAcquireError::NoPermits) => {
+            full();
+            match limit.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => std::future::pending().await,
+            }
+        }
+        // Never closed: the semaphores live as long as their listeners.
+        Err(TryAcquireError::Closed) => std::future::pending().await,
     }
 }

@@ -84,6 +84,10 @@ pub struct Pool {
     pub chroot: Option<PathBuf>,
     /// `request_terminate_timeout`.
     pub terminate_timeout: Option<std::time::Duration>,
+    /// `request_read_timeout`: for a request head, and each pause in a request body.
+    pub read_timeout: Option<std::time::Duration>,
+    /// `listen_idle_timeout`: for a kept-alive connection between requests.
+    pub idle_timeout: Option<std::time::Duration>,
     /// The access log and slowlog.
     pub logs: Arc<PoolLogs>,
     /// `request_terminate_timeout_track_finished`: the timeout still runs
@@ -138,6 +142,8 @@ impl Pool {
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
             track_finished: cfg.request_terminate_timeout_track_finished,
+            read_timeout: cfg.request_read_timeout,
+            idle_timeout: cfg.listen_idle_timeout,
             finish,
             chroot: cfg.chroot.clone(),
             logs,

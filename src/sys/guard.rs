@@ -1,7 +1,9 @@
 //! The guard: a tiny process forked at start-up that kills every php-cgi
 //! process group rustfpm started once rustfpm is gone, however it went
 //! (SIGKILL included). It learns the groups through a pipe and sees rustfpm's
-//! end as end-of-file on it.
+//! end as end-of-file on it. It runs in a session of its own, so that a
+//! SIGKILL sent to rustfpm's whole process group (`kill -9 -PGID`,
+//! supervisord's `killasgroup`) leaves it alive to do its work.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -63,6 +65,10 @@ impl Guard {
 }
 
 fn run_guard(pipe: OwnedFd) -> ! {
+    // Out of rustfpm's process group (and off its terminal): a group kill
+    // must not take the guard with it. A new fork is never a group leader,
+    // so this cannot fail.
+    let _ = nix::unistd::setsid();
     let fd = pipe.as_raw_fd();
     for other in 3..1024 {
         if other != fd {

@@ -6,6 +6,7 @@ pub mod guard;
 pub mod pidfd;
 pub mod proc_events;
 pub mod procfs;
+pub mod rlimit;
 pub mod rundir;
 pub mod safe_fs;
 pub mod sockdiag;

@@ -144,8 +144,22 @@ impl Rustfpm {
 
     /// Starts rustfpm on an existing config file.
     pub fn start_with_config(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
+        Self::launch(site, config, socket, false)
+    }
+
+    /// [`Rustfpm::start_with_config`] in a process group of its own (whose id is its pid),
+    /// as supervisord starts a program.
+    pub fn start_in_own_group(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
+        Self::launch(site, config, socket, true)
+    }
+
+    fn launch(site: &Site, config: &Path, socket: Option<PathBuf>, own_group: bool) -> Rustfpm {
         let log = site.path().join("rustfpm.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
+        if own_group {
+            command.process_group(0);
+        }
+        let child = command
             .arg("--config")
             .arg(config)
             .env("RUSTFPM_TEST_SECRET", "must-not-leak")

@@ -73,7 +73,7 @@ pub(in crate::config) const GLOBAL: &[(&str, Action)] = &[
     ("process.max", Warn("each pool's pm.max_children still applies")),
     ("process.priority", Warn("set process.priority in each pool, or Nice= in the systemd unit")),
     ("daemonize", Set("daemonize", Kind::Bool)),
-    ("rlimit_files", Warn("set rlimit_files in each pool, or LimitNOFILE= in the systemd unit")),
+    ("rlimit_files", Set("rlimit_files", Kind::Int)),
     ("rlimit_core", Warn("set rlimit_core in each pool, or LimitCORE= in the systemd unit")),
     ("events.mechanism", Warn("")),
     ("systemd_interval", Warn("")),

@@ -38,6 +38,7 @@ fn global(out: &mut String, g: &Global) {
     line(out, "emergency_restart_threshold", g.emergency_restart_threshold);
     optional(out, "emergency_restart_interval", g.emergency_restart_interval.map(duration));
     line(out, "graceful_stop_on_term", g.graceful_stop_on_term);
+    optional(out, "rlimit_files", g.rlimit_files);
 }
 
 fn pool(out: &mut String, p: &Pool) {
@@ -77,6 +78,9 @@ fn pool(out: &mut String, p: &Pool) {
     line(out, "queue_max_len", p.queue_max_len);
     optional(out, "queue_max_wait", p.queue_max_wait.map(duration));
     line(out, "fastcgi_finish_request", p.fastcgi_finish_request);
+    line(out, "request_read_timeout", p.request_read_timeout.map_or_else(|| quote("0"), duration));
+    line(out, "listen_idle_timeout", p.listen_idle_timeout.map_or_else(|| quote("0"), duration));
+    line(out, "listen_max_connections", p.listen_max_connections);
     optional(out, "request_terminate_timeout", p.request_terminate_timeout.map(duration));
     line(out, "request_terminate_timeout_track_finished", p.request_terminate_timeout_track_finished);
     optional(out, "access_log", p.access_log.as_deref().map(path));

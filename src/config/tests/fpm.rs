@@ -402,10 +402,10 @@ fn unsupported_directives_are_warnings_that_name_them() {
                 access.format = \"%R %u\"\nslowlog = /var/log/slow.log\nrequest_slowlog_timeout = 5s\n\
                 listen.acl_users = www-data\naccess.suppress_path[] = /ping\nrequest_slowlog_trace_depth = 20\n";
     let (config, warnings) = load_text(text);
+    assert_eq!(config.global.rlimit_files, Some(1024), "the global rlimit_files is rustfpm's own");
     let expected = [
         (2, "log_buffering", "whole lines"),
         (3, "events.mechanism", "not supported yet"),
-        (7, "rlimit_files", "LimitNOFILE="),
         (18, "listen.acl_users", "may be refused"),
         (20, "request_slowlog_trace_depth", "cannot read a PHP backtrace"),
     ];
@@ -414,7 +414,7 @@ fn unsupported_directives_are_warnings_that_name_them() {
         assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
         assert!(warning.contains(message), "{warning}");
     }
-    assert!(warnings[3].contains("[pool www] listen.acl_users = \"www-data\""), "{}", warnings[3]);
+    assert!(warnings[2].contains("[pool www] listen.acl_users = \"www-data\""), "{}", warnings[2]);
     assert_eq!(config.pools[0].access_log.as_deref(), Some(std::path::Path::new("/var/log/www.access.log")));
     assert_eq!(config.global.error_log, LogTarget::Syslog);
     assert_eq!(config.pools[0].access_suppress_path, ["/ping"]);
@@ -624,6 +624,9 @@ fn every_key_has_a_php_fpm_directive() {
         "queue_max_len",
         "queue_max_wait",
         "fastcgi_finish_request",
+        "request_read_timeout",
+        "listen_idle_timeout",
+        "listen_max_connections",
     ];
     let own =
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];

@@ -102,6 +102,10 @@ fn defaults_fill_every_new_key() {
     assert_eq!(pool.request_terminate_timeout, None);
     assert_eq!(pool.request_terminate_timeout_track_finished, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED);
     assert_eq!(pool.queue_max_wait, None);
+    assert_eq!(pool.request_read_timeout, Some(DEFAULT_REQUEST_READ_TIMEOUT));
+    assert_eq!(pool.listen_idle_timeout, Some(DEFAULT_LISTEN_IDLE_TIMEOUT));
+    assert_eq!(pool.listen_max_connections, DEFAULT_LISTEN_MAX_CONNECTIONS);
+    assert_eq!(config.global.rlimit_files, None);
     assert_eq!((pool.chdir.as_ref(), pool.chroot.as_ref()), (None, None));
     assert_eq!((pool.rlimit_files, pool.rlimit_core, pool.process_priority), (None, None, None));
     assert_eq!(pool.process_dumpable, DEFAULT_PROCESS_DUMPABLE);
@@ -373,4 +377,18 @@ fn example_config_commented_keys_parse() {
 fn load_reads_the_example_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rustfpm.toml");
     assert_eq!(load(&path).unwrap().path, path);
+}
+
+#[test]
+fn slow_peer_limits_are_read_and_zero_is_no_limit() {
+    let text = format!(
+        "[global]\nrlimit_files = 4096\n{}",
+        pool_with("request_read_timeout = \"2s\"\nlisten_idle_timeout = \"0\"\nlisten_max_connections = 10")
+    );
+    let config = parse_ok(&text);
+    assert_eq!(config.global.rlimit_files, Some(4096));
+    let pool = &config.pools[0];
+    assert_eq!(pool.request_read_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(pool.listen_idle_timeout, None);
+    assert_eq!(pool.listen_max_connections, 10);
 }
