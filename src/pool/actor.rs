@@ -38,6 +38,8 @@ mod abandoned;
 /// How often abandoned requests are checked for their child having let go.
 const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How long php-cgi of a pool that is gone gets between SIGTERM and SIGKILL.
+const DETACHED_STOP_GRACE: Duration = Duration::from_secs(5);
 /// How many recent child exits the actor remembers.
 const RECENT_EXITS: usize = 64;
 /// How long a lost request's log line waits for the child's exit status.
@@ -131,6 +133,10 @@ pub struct PoolActor {
     recycled: [u64; Reason::ALL.len()],
     crashes: VecDeque<Instant>,
     retiring: bool,
+    /// A Spawn was sent to the supervisor and has not been answered yet.
+    spawning: bool,
+    /// Every handle is gone: the actor only waits for its php-cgi to exit.
+    detached: bool,
     retire_deadline: Option<TokioInstant>,
     policy: Policy,
     epochs: Arc<[AtomicU32]>,
@@ -193,6 +199,8 @@ impl PoolActor {
             recycled: [0; Reason::ALL.len()],
             crashes: VecDeque::new(),
             retiring: false,
+            spawning: false,
+            detached: false,
             retire_deadline: None,
             policy,
             epochs,
@@ -214,7 +222,7 @@ impl PoolActor {
         loop {
             let respawn_at = self.respawn_at;
             tokio::select! {
-                msg = msgs.recv() => match msg {
+                msg = msgs.recv(), if !self.detached => match msg {
                     Some(msg) => {
                         self.handle(msg);
                         // The whole mailbox first: decisions below need every
@@ -224,11 +232,19 @@ impl PoolActor {
                         }
                         self.apply_retirements();
                     }
-                    None => return self.drain_access(),
+                    None => {
+                        self.detach();
+                        if self.finished_detaching() {
+                            return self.drain_access();
+                        }
+                    }
                 },
                 Some(event) = events.recv() => {
                     self.on_event(event);
                     self.apply_retirements();
+                    if self.finished_detaching() {
+                        return self.drain_access();
+                    }
                 }
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => self.tick(),
@@ -414,6 +430,7 @@ impl PoolActor {
         match event {
             PoolEvent::ParentStarted { pid } => self.parent_started(pid),
             PoolEvent::SpawnFailed { error } => {
+                self.spawning = false;
                 crate::error!("[pool {}] {error}", self.name);
                 self.schedule_respawn(Duration::ZERO);
             }
@@ -456,10 +473,31 @@ impl PoolActor {
             return;
         }
         let events = self.events_tx.clone();
+        self.spawning = true;
         self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
     }
 
+    /// The pool is gone (every handle dropped): its php-cgi must not outlive
+    /// it, including a parent whose start is still on its way.
+    fn detach(&mut self) {
+        self.detached = true;
+        self.stop();
+        self.balancer.close();
+        if let Some((pgid, _)) = self.parent {
+            self.supervisor.send(Command::SignalGroup { pgid, signal: nix::sys::signal::Signal::SIGTERM });
+        }
+        if self.retire_deadline.is_none() {
+            self.retire_deadline = Some(TokioInstant::now() + DETACHED_STOP_GRACE);
+        }
+    }
+
+    /// Detached, and no php-cgi of this pool runs or is being started.
+    fn finished_detaching(&self) -> bool {
+        self.detached && self.parent.is_none() && !self.spawning
+    }
+
     fn parent_started(&mut self, pid: Pid) {
+        self.spawning = false;
         self.parent = Some((pid, Instant::now()));
         self.parent_starts += 1;
         self.metrics.parent_start(if self.parent_starts == 1 { "start" } else { "restart" });

@@ -98,10 +98,19 @@ impl Balancer {
         })
     }
 
-    /// Puts a worker back in the idle queue.
+    /// Puts a worker back in the idle queue; once the balancer is closed, the
+    /// worker is dropped instead, closing its connection so that its child,
+    /// which would wait on a kept connection for ever, can exit.
     pub fn release(&self, worker: Worker) {
+        if self.permits.is_closed() {
+            return drop(worker);
+        }
         if self.idle_tx.try_send(worker).is_ok() {
             self.permits.add_permits(1);
+        }
+        if self.permits.is_closed() {
+            // Closed meanwhile: close() may have drained the queue before our send.
+            self.drain_idle();
         }
     }
 
@@ -130,9 +139,17 @@ impl Balancer {
         self.permits.available_permits()
     }
 
-    /// Refuses all current and future waiters (shutdown).
+    /// Refuses all current and future waiters (shutdown, or a reload retired
+    /// the pool) and closes the idle workers' connections to their children.
     pub fn close(&self) {
         self.permits.close();
+        self.drain_idle();
+    }
+
+    fn drain_idle(&self) {
+        while let Ok(worker) = self.idle_rx.try_recv() {
+            drop(worker);
+        }
     }
 }
 
@@ -177,6 +194,16 @@ mod tests {
         let (_w, _) = b.acquire().await.unwrap();
         assert_eq!(b.acquire().await.err(), Some(AcquireError::WaitedTooLong));
         assert_eq!(b.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_drops_idle_and_returning_workers() {
+        let b = Balancer::new(workers(2), 8, None);
+        let (w, _) = b.acquire().await.unwrap();
+        b.close();
+        assert!(b.idle_rx.is_empty(), "idle workers dropped at close");
+        b.release(w);
+        assert!(b.idle_rx.is_empty(), "a worker returned after close is dropped");
     }
 
     #[tokio::test]
