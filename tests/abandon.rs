@@ -246,3 +246,24 @@ fn upload_abandoned_midway_frees_the_worker() {
     let idle = wait_until(HANG, || fetch(&fpm.socket, &status_request(&site)).contains("active processes:     0"));
     assert!(idle, "{}", fetch(&fpm.socket, &status_request(&site)));
 }
+
+/// A body that stops coming while it is being forwarded would hold the child
+/// for ever: after `request_read_timeout` without a byte, the request is
+/// abandoned and the worker goes to the next request.
+#[test]
+fn a_body_that_stops_coming_frees_the_worker_after_request_read_timeout() {
+    let site = Site::new();
+    site.script("upload.php", "<?php echo strlen(file_get_contents('php://input'));");
+    site.script("hello.php", "<?php echo 'hello';");
+    let opts = PoolOptions { children: 1, extra: "request_read_timeout = \"1s\"".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut stalled = UnixStream::connect(&fpm.socket).unwrap();
+    let mut request = request_head(&site, "upload.php", 1 << 20);
+    request.extend(record(5, &[b'u'; 60000]));
+    stalled.write_all(&request).unwrap();
+
+    assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
+    let log = fpm.log_text();
+    assert!(log.contains("request_read_timeout"), "{log}");
+    drop(stalled);
+}

@@ -86,6 +86,9 @@ where
     if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {
+            ConnError::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                crate::warning!("[pool {}] {e}; connection closed", pool.name)
+            }
             ConnError::Io(_) | ConnError::UnexpectedEof => {
                 crate::debug!("[pool {}] connection closed: {e}", pool.name)
             }

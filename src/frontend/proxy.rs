@@ -311,7 +311,10 @@ impl Exchange<'_, '_> {
                         written = 0;
                     }
                 }
-                n = conn.inbuf.fill(&mut conn.rd), if want_client => {
+                // A body that stops coming holds the child: each pause in it
+                // is bounded by request_read_timeout (after the body, nginx
+                // only waits for the response).
+                n = fill_body(conn, !self.request.done), if want_client => {
                     match n {
                         Ok(n) if n > 0 => self.take_body(conn)?,
                         // nginx has its response and may hang up.
@@ -395,6 +398,16 @@ fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
     encode_stream(&mut out, RecordType::Stdout, id, b"");
     encode_end_request(&mut out, id, 0, ProtocolStatus::RequestComplete);
     out
+}
+
+/// Reads more from nginx: with `request_read_timeout` while the body is
+/// still coming, without a limit once it is complete.
+async fn fill_body<R: AsyncRead + Unpin, W>(conn: &mut Conn<R, W>, body_coming: bool) -> std::io::Result<usize> {
+    if body_coming {
+        conn.inbuf.fill_timed(&mut conn.rd).await
+    } else {
+        conn.inbuf.fill(&mut conn.rd).await
+    }
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
