@@ -84,6 +84,9 @@ pub enum Command {
     SignalGroup { pgid: Pid, signal: Signal },
     /// Find the child of `parent` holding the peer of our socket `inode`.
     FindChild { parent: Pid, slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
+    /// SIGKILL one php-cgi child: through its pidfd when there is one (a
+    /// recycled pid is then never signalled), else by pid.
+    KillChild { pid: Pid, pidfd: Option<Arc<PidFd>> },
     /// Tell whether the peer of our socket `inode` still has it open.
     CheckPeer { slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
     /// Reap exited processes (sent on SIGCHLD).
@@ -116,6 +119,14 @@ impl Supervisor {
         (Supervisor { tx, stopping }, handle)
     }
 
+    /// A supervisor with no thread behind it, for tests: what is sent to it
+    /// comes out of the receiver.
+    #[cfg(test)]
+    pub fn fake() -> (Supervisor, Receiver<Command>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Supervisor { tx, stopping: Arc::new(AtomicBool::new(false)) }, rx)
+    }
+
     /// Sends a command; never blocks (the channel is unbounded).
     pub fn send(&self, cmd: Command) {
         if matches!(cmd, Command::Shutdown { .. }) {
@@ -144,6 +155,7 @@ impl State {
                 Command::FindChild { .. } if stopping.load(Ordering::Relaxed) => {}
                 Command::Spawn { spec, events } => self.spawn(&spec, events),
                 Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
+                Command::KillChild { pid, pidfd } => kill_child(pid, pidfd.as_deref()),
                 Command::FindChild { parent, slot, inode, events } => find_child(parent, slot, inode, &events),
                 Command::CheckPeer { slot, inode, events } => {
                     // An error (no netlink) counts as closed: the worker then
@@ -261,6 +273,13 @@ fn reap_everything() {
         thread::sleep(Duration::from_millis(20));
     }
     crate::alert!("some child processes could not be reaped");
+}
+
+fn kill_child(pid: Pid, pidfd: Option<&PidFd>) {
+    let _ = match pidfd {
+        Some(fd) => fd.signal(Signal::SIGKILL).map_err(|_| ()),
+        None => kill(pid, Signal::SIGKILL).map_err(|_| ()),
+    };
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {

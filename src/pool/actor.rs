@@ -26,6 +26,10 @@ use crate::spawn::ChildSpec;
 use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
 use crate::sys::pidfd::PidFd;
 
+#[cfg(test)]
+#[path = "actor_tests.rs"]
+mod tests;
+
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -659,10 +663,7 @@ impl PoolActor {
             );
             return;
         };
-        let _ = match pidfd {
-            Some(fd) => fd.signal(nix::sys::signal::Signal::SIGKILL).map_err(|_| ()),
-            None => nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(|_| ()),
-        };
+        self.supervisor.send(Command::KillChild { pid, pidfd });
         self.recycled[reason.index()] += 1;
         self.metrics.recycled(reason.as_str());
         let detail = match reason {

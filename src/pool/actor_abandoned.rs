@@ -15,7 +15,7 @@ use crate::supervisor::Command;
 /// An abandoned request the actor holds on to.
 #[derive(Debug)]
 pub(super) struct Held {
-    request: Box<Abandoned>,
+    pub(super) request: Box<Abandoned>,
     /// A CheckPeer is on its way to the supervisor.
     checking: bool,
     /// Its child was killed for `request_terminate_timeout`.
