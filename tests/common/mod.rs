@@ -3,6 +3,8 @@
 //! when the guard drops.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -106,6 +108,13 @@ impl Default for PoolOptions {
 impl Rustfpm {
     /// Writes a config for `site` and starts rustfpm; waits until it listens.
     pub fn start(site: &Site, opts: &PoolOptions) -> Rustfpm {
+        let (config, socket) = Self::write_config(site, opts);
+        Self::start_with_config(site, &config, socket)
+    }
+
+    /// Writes the config of [`Rustfpm::start`] for `site`; returns its path
+    /// and the pool's unix socket (None for a TCP pool).
+    pub fn write_config(site: &Site, opts: &PoolOptions) -> (PathBuf, Option<PathBuf>) {
         let socket = site.path().join("rustfpm.sock");
         let listen = match opts.tcp_port {
             Some(port) => format!("127.0.0.1:{port}"),
@@ -118,13 +127,26 @@ impl Rustfpm {
         );
         let config = site.path().join("rustfpm.toml");
         std::fs::write(&config, text).unwrap();
-        Self::start_with_config(site, &config, opts.tcp_port.is_none().then_some(socket))
+        (config, opts.tcp_port.is_none().then_some(socket))
     }
 
     /// Starts rustfpm on an existing config file.
     pub fn start_with_config(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
+        Self::start_command(site, config, socket, |_| {})
+    }
+
+    /// [`Rustfpm::start_with_config`], with `setup` applied to the command
+    /// first (limits, environment).
+    pub fn start_command(
+        site: &Site,
+        config: &Path,
+        socket: Option<PathBuf>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Rustfpm {
         let log = site.path().join("rustfpm.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
+        setup(&mut command);
+        let child = command
             .arg("--config")
             .arg(config)
             .env("RUSTFPM_TEST_SECRET", "must-not-leak")
