@@ -680,7 +680,7 @@ fn client_aborts_lose_no_slot() {
     for a in aborters {
         a.join().expect("an aborting client panicked");
     }
-    let tally = load.finish();
+    let tally = load.join();
     eprintln!("{}", tally.summary());
     assert_eq!(
         tally.odd.len(),

@@ -266,6 +266,8 @@ pub struct Odd {
     pub body_len: usize,
     /// The transport error, or what was wrong with a 200's body.
     pub what: String,
+    /// When the request was sent, and how long it took.
+    pub started: Instant,
     pub took: Duration,
 }
 
@@ -347,6 +349,11 @@ impl Load {
     /// Stops the clients (each ends its request in flight) and returns what they saw.
     pub fn finish(self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits for the clients to send their `limit` and returns what they saw.
+    pub fn join(self) -> Tally {
         let mut all = Tally::default();
         for t in self.threads {
             all.add(t.join().expect("a load client thread panicked"));
@@ -376,7 +383,14 @@ fn client_loop(
         tally.sent += 1;
         let (method, path, body) = req.wire();
         let started = Instant::now();
-        let odd = |status, body_len, what| Odd { path: path.clone(), status, body_len, what, took: started.elapsed() };
+        let odd = |status, body_len, what| Odd {
+            path: path.clone(),
+            status,
+            body_len,
+            what,
+            started,
+            took: started.elapsed(),
+        };
         let bad = match http.request(method, &path, &body) {
             Ok(reply) => {
                 *tally.by_status.entry(reply.status).or_default() += 1;
