@@ -353,12 +353,19 @@ impl Load {
     }
 
     /// Waits for the clients to send their `limit` and returns what they saw.
-    pub fn join(self) -> Tally {
+    pub fn join(mut self) -> Tally {
         let mut all = Tally::default();
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             all.add(t.join().expect("a load client thread panicked"));
         }
         all
+    }
+}
+
+impl Drop for Load {
+    /// Clients left running by a failed test stop at their next request.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
