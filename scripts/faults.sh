@@ -25,7 +25,7 @@ failed=()
 for build in ${BUILDS:-debug release}; do
 	flags=()
 	[[ $build == release ]] && flags=(--release)
-	for t in faults stress; do
+	for t in faults faults_clients stress; do
 		section "$t ($build, full size)"
 		if ! cargo test "${flags[@]}" --test "$t" -- --test-threads=1 --nocapture "${ignored[@]}"; then
 			failed+=("$t/$build")

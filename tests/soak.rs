@@ -11,7 +11,6 @@ use common::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const STATUS: &str = "/status";
 const CHILDREN: usize = 4;
 /// Requests before the baseline is taken.
 const WARM_UP: u64 = 10_000;

@@ -235,12 +235,6 @@ fn four_pools_of_64_survive_start_and_back_to_back_reloads_under_polling() {
     stress(false);
 }
 
-/// The php-cgi parents under rustfpm (php-cgi processes whose parent is not php-cgi).
-fn php_parents(fpm: &Rustfpm) -> Vec<i32> {
-    let pids = fpm.php_pids();
-    pids.iter().copied().filter(|p| matches!(proc_stat(*p), Some((_, _, pp)) if !pids.contains(&pp))).collect()
-}
-
 /// True while rustfpm runs.
 fn rustfpm_alive(fpm: &Rustfpm) -> bool {
     matches!(proc_stat(fpm.pid()), Some((_, state, _)) if state != 'Z')

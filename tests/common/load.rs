@@ -469,6 +469,66 @@ pub fn wait_at_rest(port: u16, path: &str, children: u64, timeout: Duration) -> 
     last
 }
 
+/// The path of the status page the fault, soak and stress pools serve.
+pub const STATUS: &str = "/status";
+
+/// The php-cgi children under `fpm` (php-cgi processes whose parent is php-cgi).
+pub fn php_children(fpm: &super::Rustfpm) -> Vec<i32> {
+    let pids = fpm.php_pids();
+    pids.iter()
+        .copied()
+        .filter(|p| matches!(super::proc_stat(*p), Some((_, _, ppid)) if pids.contains(&ppid)))
+        .collect()
+}
+
+/// The php-cgi parents under `fpm` (php-cgi processes whose parent is not php-cgi).
+pub fn php_parents(fpm: &super::Rustfpm) -> Vec<i32> {
+    let pids = fpm.php_pids();
+    pids.iter()
+        .copied()
+        .filter(|p| matches!(super::proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid)))
+        .collect()
+}
+
+/// Hello world, half the clients through nginx keep-alive, every `sleep_every`th
+/// request a short sleep (so that kills hit requests in flight).
+pub fn hello_mix(sleep_every: u64) -> Mix {
+    Arc::new(move |client, n| {
+        let prefix = if client % 2 == 0 { "" } else { "/ka" };
+        if sleep_every > 0 && n % sleep_every == 0 {
+            Req::Sleep { prefix, ms: 20 }
+        } else {
+            Req::Hello { prefix }
+        }
+    })
+}
+
+/// Waits (15 s) until the pool of `fpm` behind nginx on `port` is at rest
+/// ([`check_at_rest`]) and each slot shows a different live child; returns
+/// its status.
+pub fn pool_at_rest(fpm: &super::Rustfpm, port: u16, children: u64, what: &str) -> serde_json::Value {
+    let mut last = Err(String::new());
+    super::wait_until(Duration::from_secs(15), || {
+        last =
+            wait_at_rest(port, STATUS, children, Duration::ZERO).and_then(|s| slots_are_children(&s, fpm).map(|()| s));
+        last.is_ok()
+    });
+    last.unwrap_or_else(|e| panic!("{what}: the pool is not at rest 15 s later: {e}"))
+}
+
+/// The status page's pids are the live children of `fpm`, each once.
+pub fn slots_are_children(status: &serde_json::Value, fpm: &super::Rustfpm) -> Result<(), String> {
+    let mut shown: Vec<i64> =
+        status["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
+    let mut live: Vec<i64> = php_children(fpm).into_iter().map(i64::from).collect();
+    shown.sort_unstable();
+    live.sort_unstable();
+    if shown != live {
+        return Err(format!("the status page shows pids {shown:?}, the pool's live children are {live:?}: {status}"));
+    }
+    Ok(())
+}
+
 /// VmRSS of `pid` in KiB.
 pub fn rss_kib(pid: i32) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
