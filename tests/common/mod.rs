@@ -3,6 +3,8 @@
 //! when the guard drops.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -127,6 +129,13 @@ impl Default for PoolOptions {
 impl Rustfpm {
     /// Writes a config for `site` and starts rustfpm; waits until it listens.
     pub fn start(site: &Site, opts: &PoolOptions) -> Rustfpm {
+        let (config, socket) = Self::write_config(site, opts);
+        Self::start_with_config(site, &config, socket)
+    }
+
+    /// Writes the config of [`Rustfpm::start`] for `site`; returns its path
+    /// and the pool's unix socket (None for a TCP pool).
+    pub fn write_config(site: &Site, opts: &PoolOptions) -> (PathBuf, Option<PathBuf>) {
         let socket = site.path().join("rustfpm.sock");
         let listen = match opts.tcp_port {
             Some(port) => format!("127.0.0.1:{port}"),
@@ -139,26 +148,33 @@ impl Rustfpm {
         );
         let config = site.path().join("rustfpm.toml");
         std::fs::write(&config, text).unwrap();
-        Self::start_with_config(site, &config, opts.tcp_port.is_none().then_some(socket))
+        (config, opts.tcp_port.is_none().then_some(socket))
     }
 
     /// Starts rustfpm on an existing config file.
     pub fn start_with_config(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
-        Self::launch(site, config, socket, false)
+        Self::start_command(site, config, socket, |_| {})
     }
 
     /// [`Rustfpm::start_with_config`] in a process group of its own (whose id is its pid),
     /// as supervisord starts a program.
     pub fn start_in_own_group(site: &Site, config: &Path, socket: Option<PathBuf>) -> Rustfpm {
-        Self::launch(site, config, socket, true)
+        Self::start_command(site, config, socket, |command| {
+            command.process_group(0);
+        })
     }
 
-    fn launch(site: &Site, config: &Path, socket: Option<PathBuf>, own_group: bool) -> Rustfpm {
+    /// [`Rustfpm::start_with_config`], with `setup` applied to the command
+    /// first (limits, environment, process group).
+    pub fn start_command(
+        site: &Site,
+        config: &Path,
+        socket: Option<PathBuf>,
+        setup: impl FnOnce(&mut Command),
+    ) -> Rustfpm {
         let log = site.path().join("rustfpm.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
-        if own_group {
-            command.process_group(0);
-        }
+        setup(&mut command);
         let child = command
             .arg("--config")
             .arg(config)
