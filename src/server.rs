@@ -75,6 +75,8 @@ struct Server {
     done_rx: mpsc::Receiver<()>,
     /// Connections the open-file limit leaves room for, shared by every listener.
     budget: (Arc<Semaphore>, usize),
+    /// Asks waiting connections of every listener to close when the budget is used up.
+    budget_pressure: frontend::shed::Pressure,
 }
 
 impl Server {
@@ -100,6 +102,7 @@ impl Server {
             done_tx: Some(done_tx),
             done_rx,
             budget,
+            budget_pressure: Default::default(),
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -130,7 +133,9 @@ impl Server {
     fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
         let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
         let done = self.done_tx.clone().context("server is stopping")?;
-        let admission = frontend::Admission::new(cfg.listen_max_connections, self.budget.0.clone(), self.budget.1);
+        let (budget, size) = (self.budget.0.clone(), self.budget.1);
+        let admission =
+            frontend::Admission::new(cfg.listen_max_connections, budget, size, self.budget_pressure.clone());
         tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done, admission));
         Ok(())
     }

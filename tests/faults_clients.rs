@@ -143,7 +143,7 @@ fn idle_and_slowloris_connections_do_not_starve_requests() {
 
 /// Under `ulimit -n 512`: the connections exceed rustfpm's descriptors.
 #[test]
-#[ignore = "issue 13: fd exhaustion (accept fails with EMFILE; nginx gets 502 for every request)"]
+
 fn idle_and_slowloris_connections_beyond_the_fd_limit_do_not_starve_requests() {
     idle_and_slowloris(512);
 }
@@ -295,7 +295,7 @@ fn client_aborts_lose_no_slot() {
 }
 
 #[test]
-#[ignore = "issue 13: after client aborts the status page sometimes shows one child's pid in two slots (a slot's pid is stale or wrong)"]
+
 fn client_aborts_leave_each_slot_on_its_own_child() {
     client_aborts(true);
 }

@@ -13,6 +13,7 @@ use super::inbuf::InBuf;
 use super::limits::{HeadClock, Phase};
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
+use super::shed::Shed;
 use crate::fastcgi::{
     encode_end_request, encode_get_values_result, encode_simple_response, encode_stream, encode_unknown_type,
     parse_record, BeginRequest, CodecError, ParamsBuffer, ProtocolStatus, RecordType, Role,
@@ -66,13 +67,16 @@ pub struct Conn<R, W> {
     pub pages_only: bool,
     /// nginx's address on TCP, when the access log shows it (`%R`).
     pub peer: Option<std::net::IpAddr>,
+    /// Asks this connection to close while it waits for a request head, when
+    /// its listener needs room.
+    pub shed: Shed,
 }
 
 impl<R, W> Conn<R, W> {
     /// A new connection from its halves; `peer` is nginx's address, when it
     /// is known and the access log shows it.
     pub fn new(rd: R, wr: W, pages_only: bool, peer: Option<std::net::IpAddr>) -> Self {
-        Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), pages_only, peer }
+        Conn { rd, wr, inbuf: InBuf::default(), out: Vec::new(), pages_only, peer, shed: Shed::default() }
     }
 }
 
@@ -310,6 +314,13 @@ where
         let n = tokio::select! {
             n = conn.inbuf.fill_until(&mut conn.rd, clock.deadline()) => n,
             _ = shutdown.changed(), if idle => continue,
+            cutoff = conn.shed.next() => {
+                if clock.waiting_since() <= cutoff {
+                    crate::debug!("[pool {}] connection waiting for a request closed to make room", pool.name);
+                    return Ok(None);
+                }
+                continue;
+            }
         };
         match n {
             Ok(0) if idle => return Ok(None),

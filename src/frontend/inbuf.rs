@@ -41,6 +41,12 @@ impl InBuf {
             self.data.drain(..self.start);
             self.start = 0;
         }
+        if self.data.capacity() == 0 {
+            // A connection waiting for its next request holds no buffer: a
+            // read of nothing waits until the socket is readable, then the
+            // buffer is allocated for the bytes that came.
+            rd.read(&mut []).await?;
+        }
         self.data.reserve(CHUNK);
         let n = rd.read_buf(&mut self.data).await?;
         self.read_any |= n > 0;
@@ -81,9 +87,14 @@ impl InBuf {
         !self.read_any
     }
 
-    /// Releases memory beyond one chunk (between requests).
+    /// Releases the buffer between requests (all of it when nothing is
+    /// pending, else what is beyond one chunk).
     pub fn shrink(&mut self) {
-        if self.data.capacity() > 4 * CHUNK && self.pending().len() < CHUNK {
+        if self.pending().is_empty() {
+            // Between requests: an idle connection keeps no buffer.
+            self.data = Vec::new();
+            self.start = 0;
+        } else if self.data.capacity() > 4 * CHUNK && self.pending().len() < CHUNK {
             let rest = self.pending().to_vec();
             self.data = rest;
             self.start = 0;

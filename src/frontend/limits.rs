@@ -19,6 +19,7 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy)]
 pub struct HeadClock {
     phase: Phase,
+    since: Instant,
     deadline: Option<Instant>,
     read_timeout: Option<Duration>,
 }
@@ -28,7 +29,7 @@ impl HeadClock {
     /// head; a kept one is idle until a byte of the next request arrives.
     pub fn new(now: Instant, fresh: bool, read_timeout: Option<Duration>, idle_timeout: Option<Duration>) -> Self {
         let (phase, limit) = if fresh { (Phase::Head, read_timeout) } else { (Phase::Idle, idle_timeout) };
-        HeadClock { phase, deadline: limit.map(|t| now + t), read_timeout }
+        HeadClock { phase, since: now, deadline: limit.map(|t| now + t), read_timeout }
     }
 
     /// Bytes of a request have arrived at `now`: an idle wait becomes a head
@@ -38,6 +39,12 @@ impl HeadClock {
             self.phase = Phase::Head;
             self.deadline = self.read_timeout.map(|t| now + t);
         }
+    }
+
+    /// When the wait began (a head that trickles in waits since the connect
+    /// or since the end of the previous request).
+    pub fn waiting_since(&self) -> Instant {
+        self.since
     }
 
     /// What is being waited for.

@@ -63,11 +63,18 @@ pub enum Accepted {
 
 impl Accepted {
     /// Serves the connection to its end.
-    pub async fn serve(self, current: watch::Receiver<Arc<Pool>>, shutdown: watch::Receiver<bool>, pages_only: bool) {
+    pub async fn serve(
+        self,
+        current: watch::Receiver<Arc<Pool>>,
+        shutdown: watch::Receiver<bool>,
+        pages_only: bool,
+        shed: super::shed::Shed,
+    ) {
         match self {
             Accepted::Unix(mut s) => {
                 let (rd, wr) = s.split();
-                super::conn::serve(Conn::new(rd, wr, pages_only, None), current, shutdown).await
+                let conn = Conn { shed, ..Conn::new(rd, wr, pages_only, None) };
+                super::conn::serve(conn, current, shutdown).await
             }
             Accepted::Tcp(mut s) => {
                 let _ = s.set_nodelay(true);
@@ -75,7 +82,8 @@ impl Accepted {
                 let wants_peer = current.borrow().logs.access().is_some_and(|log| log.wants_peer());
                 let peer = if wants_peer { s.peer_addr().ok().map(|a| a.ip()) } else { None };
                 let (rd, wr) = s.split();
-                super::conn::serve(Conn::new(rd, wr, pages_only, peer), current, shutdown).await
+                let conn = Conn { shed, ..Conn::new(rd, wr, pages_only, peer) };
+                super::conn::serve(conn, current, shutdown).await
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod proxy;
 pub mod response;
 pub mod scripts;
+pub mod shed;
 pub mod stderr;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use listen::{bind, ListenError, Listener, PoolListeners};
 
 use crate::pool::Pool;
 use limits::Throttle;
+use shed::{Pressure, Shed, SHED_AFTER};
 
 /// How often a listener logs that it stopped accepting, at most.
 pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -38,12 +40,14 @@ pub struct Admission {
     pub budget: Arc<Semaphore>,
     /// The budget's size, for messages.
     pub budget_size: usize,
+    /// Asks the connections of every listener to make room in the budget.
+    pub budget_pressure: Pressure,
 }
 
 impl Admission {
     /// `max` connections on this listener, within a shared `budget` of `budget_size`.
-    pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize) -> Self {
-        Admission { max, budget, budget_size }
+    pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize, budget_pressure: Pressure) -> Self {
+        Admission { max, budget, budget_size, budget_pressure }
     }
 }
 
@@ -64,7 +68,7 @@ pub async fn accept_loop(
     done: mpsc::Sender<()>,
     admission: Admission,
 ) {
-    let own = Arc::new(Semaphore::new(admission.max));
+    let own = (Arc::new(Semaphore::new(admission.max)), Pressure::default());
     let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
     let pages_only = listener.pages_only;
     loop {
@@ -88,8 +92,9 @@ pub async fn accept_loop(
         match accepted {
             Ok(stream) => {
                 let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
+                let shed = Shed::new(&own.1, &admission.budget_pressure);
                 tokio::spawn(async move {
-                    stream.serve(current, shutdown, pages_only).await;
+                    stream.serve(current, shutdown, pages_only, shed).await;
                     drop((held, done));
                 });
             }
@@ -118,9 +123,10 @@ fn accept_failure_cause(e: &std::io::Error) -> String {
 
 /// Takes this listener's and the shared budget's permit for one connection,
 /// waiting (and saying so, at most once per [`OVERLOAD_LOG_EVERY`]) while
-/// either is used up.
+/// either is used up; meanwhile connections that have waited for a request
+/// head longer than [`SHED_AFTER`] are asked to close.
 async fn admit(
-    own: &Arc<Semaphore>,
+    own: &(Arc<Semaphore>, Pressure),
     admission: &Admission,
     current: &watch::Receiver<Arc<Pool>>,
     throttle: &mut Throttle,
@@ -131,9 +137,10 @@ async fn admit(
             crate::warning!("[pool {pool}] {what}: new connections wait in the listen queue until one closes");
         }
     };
-    let mine = permit(own, || overload(format!("listen_max_connections ({}) reached", admission.max))).await;
+    let max = admission.max;
+    let mine = permit(&own.0, &own.1, || overload(format!("listen_max_connections ({max}) reached"))).await;
     let size = admission.budget_size;
-    let shared = permit(&admission.budget, || {
+    let shared = permit(&admission.budget, &admission.budget_pressure, || {
         overload(format!("the open file limit leaves room for {size} connections, all open"))
     })
     .await;
@@ -141,17 +148,24 @@ async fn admit(
 }
 
 /// A permit of `limit`; `full` is called once if it has to wait for one.
-async fn permit(limit: &Arc<Semaphore>, full: impl FnOnce()) -> OwnedSemaphorePermit {
+/// While it waits, `pressure` sheds connections that wait for a request.
+async fn permit(limit: &Arc<Semaphore>, pressure: &Pressure, full: impl FnOnce()) -> OwnedSemaphorePermit {
     match limit.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(TryAcquireError::NoPermits) => {
-            full();
-            match limit.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => std::future::pending().await,
-            }
-        }
+        Ok(p) => return p,
+        Err(TryAcquireError::NoPermits) => full(),
         // Never closed: the semaphores live as long as their listeners.
-        Err(TryAcquireError::Closed) => std::future::pending().await,
+        Err(TryAcquireError::Closed) => return std::future::pending().await,
+    }
+    loop {
+        if let Some(cutoff) = Instant::now().checked_sub(SHED_AFTER) {
+            pressure.shed(cutoff);
+        }
+        tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => return p,
+                Err(_) => return std::future::pending().await,
+            },
+            () = tokio::time::sleep(SHED_AFTER / 4) => {}
+        }
     }
 }

@@ -272,6 +272,9 @@ impl PoolActor {
                 if let Some(record) = access {
                     self.log_access(slot, record);
                 }
+                if !worker.is_connected() {
+                    self.unbind(slot);
+                }
                 self.returning.push(worker);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
@@ -343,6 +346,15 @@ impl PoolActor {
             s.requests = 0;
         }
         self.look_up_child(slot);
+    }
+
+    /// The slot's connection was closed: its child is free to accept another
+    /// slot's connection, so it is no longer this slot's (unless its pid is
+    /// still being looked up, for the access log).
+    fn unbind(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot).filter(|s| !s.finding) {
+            (s.pid, s.pidfd, s.inode) = (None, None, 0);
+        }
     }
 
     /// Asks the supervisor which child holds `slot`'s connection.

@@ -87,6 +87,11 @@ impl Worker {
         self.inode
     }
 
+    /// Holds a connection to a child.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
     /// Marks the connection as used.
     pub fn mark_used(&mut self) {
         self.fresh = false;
