@@ -45,7 +45,7 @@ impl InBuf {
             // A connection waiting for its next request holds no buffer: a
             // read of nothing waits until the socket is readable, then the
             // buffer is allocated for the bytes that came.
-            rd.read(&mut []).await?;
+            let _nothing: usize = rd.read(&mut []).await?;
         }
         self.data.reserve(CHUNK);
         let n = rd.read_buf(&mut self.data).await?;
