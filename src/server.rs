@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
 use crate::frontend::{self, Listener, PoolListeners};
+use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
@@ -69,6 +70,8 @@ struct Server {
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
     done_rx: mpsc::Receiver<()>,
+    /// systemd's `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, watchdog.
+    notifier: Option<Notifier>,
 }
 
 impl Server {
@@ -92,6 +95,7 @@ impl Server {
             shutdown_tx,
             done_tx: Some(done_tx),
             done_rx,
+            notifier: None,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -100,6 +104,7 @@ impl Server {
         crate::notice!("fpm is running, pid {}", std::process::id());
         crate::notice!("ready to handle connections");
         crate::log::set_launched();
+        server.notifier = Some(Notifier::start(&server.pools, server.config.global.systemd_interval));
         if let Some(Err(e)) = ready.map(Readiness::notify) {
             // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
             crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
@@ -132,6 +137,8 @@ impl Server {
                 Intent::Reap => self.supervisor.send(Command::Reap),
                 Intent::ReopenLogs => reopen_logs(),
                 Intent::Reload => self.reload().await,
+                #[cfg(debug_assertions)]
+                Intent::WedgeActor => self.wedge_actor(),
                 stop => break stop,
             }
         };
@@ -147,6 +154,28 @@ impl Server {
     /// `php-cgi -i`) happen on a blocking thread: the runtime keeps serving.
     async fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
+        self.notify(Notifier::reloading);
+        self.reload_pools().await;
+        let pools = self.pools.clone();
+        self.notify(|n| n.reloaded(&pools));
+    }
+
+    fn notify(&mut self, f: impl FnOnce(&mut Notifier)) {
+        if let Some(notifier) = self.notifier.as_mut() {
+            f(notifier);
+        }
+    }
+
+    /// Debug builds: the first pool's actor hangs, as a deadlocked one would.
+    #[cfg(debug_assertions)]
+    fn wedge_actor(&self) {
+        if let Some(pool) = self.pools.first() {
+            crate::warning!("[pool {}] debug: wedging the pool's actor (SIGRTMIN+1)", pool.name);
+            pool.heartbeat.wedge();
+        }
+    }
+
+    async fn reload_pools(&mut self) {
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
         let kept: Vec<String> = self.routes.keys().cloned().collect();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
@@ -208,6 +237,7 @@ impl Server {
     /// Decide (the intent), tell (listeners and pools), wait (with a
     /// deadline, or until a second signal asks for a fast stop).
     async fn shutdown(&mut self, intent: Intent) {
+        self.notify(Notifier::stopping);
         let _ = self.shutdown_tx.send(true);
         self.done_tx = None;
         self.routes.clear();

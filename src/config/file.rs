@@ -95,7 +95,7 @@ raw_table! {
     RawGlobal {
         error_log, log_level, pid, process_control_timeout, emergency_restart_threshold,
         emergency_restart_interval, graceful_stop_on_term,
-        syslog_facility, syslog_ident, syslog_socket, log_limit, daemonize,
+        syslog_facility, syslog_ident, syslog_socket, log_limit, daemonize, systemd_interval, metrics_listen,
     } tables {}
 }
 

@@ -45,6 +45,9 @@ pub const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
 /// `[global] daemonize` when unset in the TOML: foreground (systemd's way). A php-fpm INI file
 /// without `daemonize` daemonizes, as under php-fpm.
 pub const DEFAULT_DAEMONIZE: bool = false;
+/// `[global] systemd_interval` when unset (php-fpm's default): how often the systemd `STATUS=`
+/// line is refreshed.
+pub const DEFAULT_SYSTEMD_INTERVAL: Duration = Duration::from_secs(10);
 /// `listen_backlog` when unset (php-fpm's default).
 pub const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
@@ -129,6 +132,11 @@ pub struct Global {
     pub log_limit: usize,
     /// Detach from the terminal and run in the background (`daemonize`, `-D`/`-F`).
     pub daemonize: bool,
+    /// `systemd_interval`: how often the `STATUS=` line is sent to systemd (`None`: `0`, never
+    /// refreshed after start-up).
+    pub systemd_interval: Option<Duration>,
+    /// rustfpm extension: where the Prometheus endpoint listens (`metrics_listen`; off when unset).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Global {
@@ -146,6 +154,8 @@ impl Default for Global {
             syslog_socket: PathBuf::from(DEFAULT_SYSLOG_SOCKET),
             log_limit: DEFAULT_LOG_LIMIT,
             daemonize: DEFAULT_DAEMONIZE,
+            systemd_interval: Some(DEFAULT_SYSTEMD_INTERVAL),
+            metrics_listen: None,
         }
     }
 }
