@@ -118,6 +118,11 @@ fn main() -> ExitCode {
         }
     };
     let Some(source) = args.source.clone() else { return ExitCode::from(EXIT_USAGE) };
+    // SAFETY: no thread has been started yet (the environment changes).
+    if let Err(e) = unsafe { rustfpm::sys::systemd::take_activated_sockets() } {
+        eprintln!("ERROR: cannot take the sockets systemd passed (LISTEN_FDS): {e}");
+        return ExitCode::from(1);
+    }
     let config = match source.load() {
         Ok((config, warnings)) => {
             for w in &warnings {

@@ -38,7 +38,14 @@ pub struct Options {
 /// Binds all listeners of `config` (before the runtime starts, so that errors
 /// are reported before anything is spawned).
 pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
-    config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect()
+    let listeners = config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect();
+    for socket in crate::sys::systemd::activated().iter().filter(|s| !s.is_used()) {
+        crate::warning!(
+            "systemd passed a socket (name '{}') that no pool's listen matches by name or address; it stays unused",
+            socket.name
+        );
+    }
+    listeners
 }
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.

@@ -83,19 +83,9 @@ fn write_config(site: &Site, global: &str, pool: &str) -> PathBuf {
 
 /// Starts rustfpm with systemd's variables; returns once it logs that it listens.
 fn start(site: &Site, config: &Path, notify: &NotifySocket, extra_env: &[(&str, &str)]) -> Rustfpm {
-    let log = site.path().join("rustfpm.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
-    cmd.arg("--config").arg(config).env("NOTIFY_SOCKET", &notify.path);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start rustfpm");
-    let fpm = Rustfpm { child: Some(child), socket: site.path().join("rustfpm.sock"), config: config.into(), log };
+    cmd.arg("--config").arg(config).env("NOTIFY_SOCKET", &notify.path).envs(extra_env.iter().copied());
+    let fpm = Rustfpm::spawn(site, cmd, config, &site.path().join("rustfpm.sock"));
     let up = wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections"));
     assert!(up, "rustfpm did not start:\n{}", fpm.log_text());
     fpm

@@ -1,8 +1,11 @@
 //! systemd's service protocol (sd_notify(3)) through the `sd-notify` crate:
 //! readiness, status, reload and stop notifications, and the watchdog's
-//! interval. Everything is a no-op when rustfpm was not started with a
-//! `NOTIFY_SOCKET`.
+//! interval (no-ops when rustfpm was not started with a `NOTIFY_SOCKET`);
+//! and the listening sockets of socket activation (sd_listen_fds(3)).
 
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -55,4 +58,68 @@ pub fn watchdog() {
 /// `WatchdogSec=` as systemd passed it (`WATCHDOG_USEC`, for this process), if set.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+}
+
+/// A listening socket that systemd passed (socket activation: `LISTEN_FDS`,
+/// `LISTEN_PID`, `LISTEN_FDNAMES`). Owned for the life of the process: pools
+/// get duplicates, so the socket outlives reloads, and its path is never
+/// unlinked by rustfpm.
+#[derive(Debug)]
+pub struct Activated {
+    /// The descriptor (close-on-exec: never inherited by php-cgi).
+    pub fd: OwnedFd,
+    /// Its `FileDescriptorName=` (systemd's default is the socket unit's name).
+    pub name: String,
+    used: AtomicBool,
+}
+
+impl Activated {
+    /// Marks the socket as taken by a pool.
+    pub fn take(&self) {
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    /// True once a pool took it.
+    pub fn is_used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+static ACTIVATED: OnceLock<Vec<Activated>> = OnceLock::new();
+
+/// Takes the sockets systemd passed to this process and removes `LISTEN_PID`,
+/// `LISTEN_FDS` and `LISTEN_FDNAMES` from the environment (so no child sees
+/// them). Returns how many there are. Call once, first thing.
+///
+/// # Safety
+/// The process must be single-threaded (the environment is changed).
+pub unsafe fn take_activated_sockets() -> std::io::Result<usize> {
+    let fds: Vec<(RawFd, String)> = match sd_notify::listen_fds_with_names() {
+        Ok(fds) => fds.collect(),
+        // A LISTEN_FDNAMES that does not match LISTEN_FDS: the sockets still count, unnamed.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput && std::env::var_os("LISTEN_FDNAMES").is_some() => {
+            crate::warning!(
+                "systemd: LISTEN_FDNAMES does not match LISTEN_FDS; matching the passed sockets by address"
+            );
+            sd_notify::listen_fds()?.map(|fd| (fd, String::new())).collect()
+        }
+        Err(e) => return Err(e),
+    };
+    for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: the caller guarantees no other thread reads or writes the environment.
+        unsafe { std::env::remove_var(key) };
+    }
+    let sockets: Vec<Activated> = fds
+        .into_iter()
+        // SAFETY: systemd hands these descriptors to this process; nothing else owns them.
+        .map(|(fd, name)| Activated { fd: unsafe { OwnedFd::from_raw_fd(fd) }, name, used: AtomicBool::new(false) })
+        .collect();
+    let n = sockets.len();
+    let _ = ACTIVATED.set(sockets);
+    Ok(n)
+}
+
+/// The sockets systemd passed (empty without socket activation).
+pub fn activated() -> &'static [Activated] {
+    ACTIVATED.get().map_or(&[], Vec::as_slice)
 }
