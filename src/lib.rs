@@ -9,6 +9,7 @@
 pub mod log;
 pub mod accesslog;
 pub mod config;
+pub mod exporter;
 pub mod fastcgi;
 pub mod frontend;
 pub mod metrics;

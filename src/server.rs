@@ -11,6 +11,7 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{self, Config};
+use crate::exporter::Sampler;
 use crate::frontend::{self, Listener, PoolListeners};
 use crate::notify::Notifier;
 use crate::pool::Pool;
@@ -50,6 +51,10 @@ pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.
 pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
+    if let Some(addr) = config.global.metrics_listen {
+        crate::metrics::install(addr)?;
+        crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {
@@ -79,6 +84,8 @@ struct Server {
     done_rx: mpsc::Receiver<()>,
     /// systemd's `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, watchdog.
     notifier: Option<Notifier>,
+    /// Refreshes the sampled metrics (with `metrics_listen`).
+    sampler: Option<Sampler>,
 }
 
 impl Server {
@@ -103,6 +110,7 @@ impl Server {
             done_tx: Some(done_tx),
             done_rx,
             notifier: None,
+            sampler: None,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -112,6 +120,7 @@ impl Server {
         crate::notice!("ready to handle connections");
         crate::log::set_launched();
         server.notifier = Some(Notifier::start(&server.pools, server.config.global.systemd_interval));
+        server.sampler = server.config.global.metrics_listen.map(|_| Sampler::start(&server.pools));
         if let Some(Err(e)) = ready.map(Readiness::notify) {
             // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
             crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
@@ -162,9 +171,16 @@ impl Server {
     async fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
         self.notify(Notifier::reloading);
+        let metrics_listen = self.config.global.metrics_listen;
         self.reload_pools().await;
         let pools = self.pools.clone();
         self.notify(|n| n.reloaded(&pools));
+        if let Some(sampler) = &self.sampler {
+            sampler.update(&pools);
+        }
+        if self.config.global.metrics_listen != metrics_listen {
+            crate::warning!("metrics_listen changes take effect at the next restart");
+        }
     }
 
     fn notify(&mut self, f: impl FnOnce(&mut Notifier)) {
