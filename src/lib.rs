@@ -14,6 +14,7 @@ pub mod fastcgi;
 pub mod frontend;
 pub mod metrics;
 pub mod notify;
+pub mod ping;
 pub mod pool;
 pub mod server;
 pub mod signals;

@@ -31,6 +31,7 @@ pub use error_log::{
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };
 pub use fpm::{load_fpm, to_toml};
+pub use listen::parse_tcp;
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 
