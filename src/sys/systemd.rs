@@ -94,23 +94,22 @@ static ACTIVATED: OnceLock<Vec<Activated>> = OnceLock::new();
 /// # Safety
 /// The process must be single-threaded (the environment is changed).
 pub unsafe fn take_activated_sockets() -> std::io::Result<usize> {
-    let fds: Vec<(RawFd, String)> = match sd_notify::listen_fds_with_names() {
-        Ok(fds) => fds.collect(),
-        // A LISTEN_FDNAMES that does not match LISTEN_FDS: the sockets still count, unnamed.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput && std::env::var_os("LISTEN_FDNAMES").is_some() => {
-            crate::warning!(
-                "systemd: LISTEN_FDNAMES does not match LISTEN_FDS; matching the passed sockets by address"
-            );
-            sd_notify::listen_fds()?.map(|fd| (fd, String::new())).collect()
+    let fds: Vec<RawFd> = sd_notify::listen_fds()?.collect();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
+    let mut names: Vec<String> = names.map(|n| n.split(':').map(str::to_string).collect()).unwrap_or_default();
+    if !fds.is_empty() && names.len() != fds.len() {
+        if !names.is_empty() {
+            crate::warning!("systemd: LISTEN_FDNAMES does not name each of LISTEN_FDS; matching by address only");
         }
-        Err(e) => return Err(e),
-    };
+        names = vec![String::new(); fds.len()];
+    }
     for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // SAFETY: the caller guarantees no other thread reads or writes the environment.
         unsafe { std::env::remove_var(key) };
     }
     let sockets: Vec<Activated> = fds
         .into_iter()
+        .zip(names)
         // SAFETY: systemd hands these descriptors to this process; nothing else owns them.
         .map(|(fd, name)| Activated { fd: unsafe { OwnedFd::from_raw_fd(fd) }, name, used: AtomicBool::new(false) })
         .collect();
