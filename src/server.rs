@@ -198,6 +198,8 @@ impl Server {
         }
     }
 
+    /// Reads the configuration again and switches to its pools, or keeps the
+    /// running ones when it has errors or they cannot start.
     async fn reload_pools(&mut self) {
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
         let kept: Vec<String> = self.routes.keys().cloned().collect();
