@@ -16,12 +16,11 @@ use common::*;
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
 
-fn config(site: &Site, listen: &Path, extra: &str) -> PathBuf {
+fn config(site: &Site, listen: impl std::fmt::Display, extra: &str) -> PathBuf {
     let user = if is_root() { "user = \"www-data\"\n" } else { "" };
     let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{}\"\npm = \"static\"\n\
-         pm_max_children = 2\nclear_env = false\n{user}{extra}\n",
-        listen.display()
+        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\n\
+         pm_max_children = 2\nclear_env = false\n{user}{extra}\n"
     );
     let path = site.path().join("rustfpm.toml");
     std::fs::write(&path, text).unwrap();
@@ -61,7 +60,7 @@ fn a_pool_serves_on_the_socket_systemd_passed_across_reloads() {
     let site = Site::new();
     site.script("env_names.php", "<?php foreach (getenv() as $k => $v) { echo \"$k\\n\"; }");
     let socket = site.path().join("activated.sock");
-    let config = config(&site, &socket, "");
+    let config = config(&site, socket.display(), "");
     let fpm = activate(&site, &socket, None, &config);
     let inode = std::fs::metadata(&socket).unwrap().ino();
     let nginx = Nginx::start(&site, &fpm);
@@ -101,7 +100,7 @@ fn a_socket_named_after_the_pool_is_taken_whatever_listen_says() {
     let site = Site::new();
     let socket = site.path().join("named.sock");
     let configured = site.path().join("configured.sock");
-    let config = config(&site, &configured, "");
+    let config = config(&site, configured.display(), "");
     let fpm = activate(&site, &socket, Some("www"), &config);
     let nginx = Nginx::start_upstream(&site, &format!("unix:{}", socket.display()));
     assert_eq!(get(&nginx.url("/hello.php")).status, 200, "{}", fpm.log_text());
@@ -109,11 +108,27 @@ fn a_socket_named_after_the_pool_is_taken_whatever_listen_says() {
     assert!(!configured.exists(), "rustfpm bound its listen path although systemd passed the pool's socket");
 }
 
+#[test]
+fn a_tcp_socket_is_matched_by_address() {
+    let site = Site::new();
+    let port = free_port();
+    let config = config(&site, format!("127.0.0.1:{port}"), "");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l").arg(format!("127.0.0.1:{port}")).args(["-E", "PATH"]);
+    cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
+    let fpm = Rustfpm::spawn(&site, cmd, &config, Path::new(""));
+    let listening = wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(listening, "systemd-socket-activate did not listen:\n{}", fpm.log_text());
+    let nginx = Nginx::start_upstream(&site, &format!("127.0.0.1:{port}"));
+    assert_eq!(get(&nginx.url("/hello.php")).status, 200, "{}", fpm.log_text());
+    assert!(fpm.log_text().contains(&format!("bound to 127.0.0.1:{port}")), "{}", fpm.log_text());
+}
+
 /// The shipped units, with this build's paths, as systemd itself reads them.
 #[test]
 fn the_shipped_units_pass_systemd_analyze_verify() {
     let site = Site::new();
-    let config = config(&site, &site.path().join("rustfpm.sock"), "");
+    let config = config(&site, site.path().join("rustfpm.sock").display(), "");
     let dir = site.path().join("units");
     std::fs::create_dir(&dir).unwrap();
     for unit in ["rustfpm.service", "rustfpm.socket"] {
@@ -159,7 +174,7 @@ fn rustfpm_works_with_only_the_units_capabilities() {
     let site = Site::new();
     let socket = site.path().join("rustfpm.sock");
     let extra = "pm_max_requests = 2\npm_status_path = \"/status\"\n";
-    let config = config(&site, &socket, extra);
+    let config = config(&site, socket.display(), extra);
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--bounding-set=-all,{}", unit_capabilities()));
     cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
