@@ -169,6 +169,20 @@ pub fn log_lines_dropped(n: u64) {
     counter!(LOG_LINES_DROPPED_TOTAL).increment(n);
 }
 
+/// The status classes of [`REQUESTS_TOTAL`], indexed by the status's first digit less one.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Counts a response rustfpm gave without a child (403, 404, 503, the status
+/// and ping pages); those a child gave are counted by [`PoolMetrics::request`].
+pub fn answered_without_child(pool: &str, status: u16) {
+    let class = STATUS_CLASSES[class_index(status)];
+    counter!(REQUESTS_TOTAL, "pool" => pool.to_string(), "status" => class).increment(1);
+}
+
 /// The registered metric handles of one pool.
 #[derive(Clone)]
 pub struct PoolMetrics {
@@ -192,9 +206,8 @@ impl PoolMetrics {
     /// Registers the handles of pool `pool`.
     pub fn new(pool: &str) -> PoolMetrics {
         let p = pool.to_string();
-        let class = |c: &'static str| counter!(REQUESTS_TOTAL, "pool" => p.clone(), "status" => c);
         PoolMetrics {
-            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+            by_class: STATUS_CLASSES.map(|c| counter!(REQUESTS_TOTAL, "pool" => p.clone(), "status" => c)),
             duration: histogram!(REQUEST_DURATION, "pool" => p.clone()),
             queue_wait: histogram!(QUEUE_WAIT, "pool" => p.clone()),
             accepted: counter!(ACCEPTED_TOTAL, "pool" => p.clone()),
@@ -207,8 +220,7 @@ impl PoolMetrics {
 
     /// Records one answered request.
     pub fn request(&self, status: u16, duration: Duration) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].increment(1);
+        self.by_class[class_index(status)].increment(1);
         self.duration.record(duration.as_secs_f64());
     }
 

@@ -59,6 +59,8 @@ fn the_endpoint_serves_pool_metrics_a_prometheus_parser_reads() {
     }
     site.script("gone.php", "<?php http_response_code(404); echo 'gone';");
     assert_eq!(get(&nginx.url("/gone.php")).status, 404);
+    // Answered by rustfpm itself (no such script): counted too, but no child was involved.
+    assert_eq!(get(&nginx.url("/missing.php")).status, 404);
 
     // Sampled gauges follow within a couple of seconds.
     let mut s = scrape(port);
@@ -68,7 +70,7 @@ fn the_endpoint_serves_pool_metrics_a_prometheus_parser_reads() {
     });
     let www = [("pool", "www")];
     assert_eq!(value(&s, "rustfpm_requests_total", &[("pool", "www"), ("status", "2xx")]), Some(10.0));
-    assert_eq!(value(&s, "rustfpm_requests_total", &[("pool", "www"), ("status", "4xx")]), Some(1.0));
+    assert_eq!(value(&s, "rustfpm_requests_total", &[("pool", "www"), ("status", "4xx")]), Some(2.0));
     assert_eq!(value(&s, "rustfpm_accepted_connections_total", &www), Some(11.0));
     assert_eq!(value(&s, "phpfpm_accepted_connections", &www), Some(11.0), "{:#?}", s.samples);
     let (observed, buckets) = histogram(&s, "rustfpm_request_duration_seconds").expect("a duration histogram");
