@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh        # as root on a fresh Debian bookworm: installs what is missing
 #
-# Installs php8.2-cgi, php8.2-fpm and nginx when missing (the integration tests drive real
+# Installs php8.2-cgi, php8.2-fpm, nginx and systemd's tools when missing (the integration tests drive real
 # php-cgi children and compare with php-fpm behind nginx; they pick free ports, so a system
 # nginx on port 80 does not matter), plus a C toolchain / pkg-config only when absent.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
@@ -17,7 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TEST_THREADS=${TEST_THREADS:-2}
 
 section "prerequisites"
-pkgs=(php8.2-cgi php8.2-fpm nginx)
+# systemd: systemd-socket-activate and systemd-analyze for the socket-activation and unit tests.
+pkgs=(php8.2-cgi php8.2-fpm nginx systemd)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 ensure_packages "${pkgs[@]}"

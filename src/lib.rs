@@ -9,9 +9,12 @@
 pub mod log;
 pub mod accesslog;
 pub mod config;
+pub mod exporter;
 pub mod fastcgi;
 pub mod frontend;
 pub mod metrics;
+pub mod notify;
+pub mod ping;
 pub mod pool;
 pub mod server;
 pub mod signals;

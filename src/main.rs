@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use rustfpm::config::{self, Format, Source};
+use rustfpm::ping::Target;
 use rustfpm::server::{self, Options};
 use rustfpm::sys::daemon::{self, Readiness};
 use rustfpm::sys::guard::Guard;
@@ -23,6 +24,8 @@ const PID_FILE_MODE: u32 = 0o644;
 const USAGE: &str = "\
 Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
        rustfpm convert FILE          print a php-fpm config as rustfpm TOML
+       rustfpm ping [--socket PATH | --tcp IP:PORT] [--path /ping]
+                                     ask a pool's ping page over FastCGI; exit 0 if it answers 200
 
   --config FILE                rustfpm's TOML configuration
   -y, --fpm-config FILE        php-fpm's configuration (php-fpm.conf and its includes)
@@ -109,6 +112,9 @@ fn parse_args() -> Result<Parsed, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "ping") {
+        return ping_main();
+    }
     let mut args = match parse_args() {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Exit(code)) => return code,
@@ -118,6 +124,11 @@ fn main() -> ExitCode {
         }
     };
     let Some(source) = args.source.clone() else { return ExitCode::from(EXIT_USAGE) };
+    // SAFETY: no thread has been started yet (the environment changes).
+    if let Err(e) = unsafe { rustfpm::sys::systemd::take_activated_sockets() } {
+        eprintln!("ERROR: cannot take the sockets systemd passed (LISTEN_FDS): {e}");
+        return ExitCode::from(1);
+    }
     let config = match source.load() {
         Ok((config, warnings)) => {
             for w in &warnings {
@@ -200,4 +211,44 @@ fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow:
         let _ = safe_fs::remove_if_same(p, id);
     }
     result
+}
+
+/// `rustfpm ping [--socket PATH | --tcp IP:PORT] [--path /ping]`: one line, exit 0 or 1
+/// (64 for a usage mistake).
+fn ping_main() -> ExitCode {
+    let parsed = (|| {
+        let (mut target, mut path) = (None, rustfpm::ping::DEFAULT_PATH.to_string());
+        let mut it = std::env::args_os().skip(2);
+        while let Some(arg) = it.next() {
+            let arg = arg.to_string_lossy().into_owned();
+            match arg.as_str() {
+                "--socket" => target = Some(Target::Unix(value(&mut it, &arg)?.into())),
+                "--tcp" => {
+                    let v = value(&mut it, &arg)?;
+                    let addr = config::parse_tcp(&v).map_err(|e| format!("--tcp {v}: {e}"))?;
+                    target = Some(Target::Tcp(addr));
+                }
+                "--path" => path = value(&mut it, &arg)?,
+                other => return Err(format!("ping: unknown option '{other}'")),
+            }
+        }
+        Ok::<_, String>((target.ok_or("ping: --socket PATH or --tcp IP:PORT is required")?, path))
+    })();
+    let (target, path) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rustfpm: {e}\n\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match rustfpm::ping::ping(&target, &path) {
+        Ok(pong) => {
+            println!("OK: {target} answered {path} with 200 ({}) in {} ms", pong.body, pong.took.as_millis());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("FAIL: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -11,7 +11,9 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{self, Config};
+use crate::exporter::Sampler;
 use crate::frontend::{self, Listener, PoolListeners};
+use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
@@ -41,11 +43,22 @@ pub struct Options {
 /// Binds all listeners of `config` (before the runtime starts, so that errors
 /// are reported before anything is spawned).
 pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
-    config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect()
+    let listeners = config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect();
+    for socket in crate::sys::systemd::activated().iter().filter(|s| !s.is_used()) {
+        crate::warning!(
+            "systemd passed a socket (name '{}') that no pool's listen matches by name or address; it stays unused",
+            socket.name
+        );
+    }
+    listeners
 }
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.
 pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
+    if let Some(addr) = config.global.metrics_listen {
+        crate::metrics::install(addr)?;
+        crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {
@@ -77,6 +90,10 @@ struct Server {
     budget: (Arc<Semaphore>, usize),
     /// Asks waiting connections of every listener to close when the budget is used up.
     budget_pressure: frontend::shed::Pressure,
+    /// systemd's `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, watchdog.
+    notifier: Option<Notifier>,
+    /// Refreshes the sampled metrics (with `metrics_listen`).
+    sampler: Option<Sampler>,
 }
 
 impl Server {
@@ -103,6 +120,8 @@ impl Server {
             done_rx,
             budget,
             budget_pressure: Default::default(),
+            notifier: None,
+            sampler: None,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -111,6 +130,8 @@ impl Server {
         crate::notice!("fpm is running, pid {}", std::process::id());
         crate::notice!("ready to handle connections");
         crate::log::set_launched();
+        server.notifier = Some(Notifier::start(&server.pools, server.config.global.systemd_interval));
+        server.sampler = server.config.global.metrics_listen.map(|_| Sampler::start(&server.pools));
         if let Some(Err(e)) = ready.map(Readiness::notify) {
             // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
             crate::warning!("cannot tell the calling process that the daemon is ready: {e}");
@@ -146,6 +167,8 @@ impl Server {
                 Intent::Reap => self.supervisor.send(Command::Reap),
                 Intent::ReopenLogs => reopen_logs(),
                 Intent::Reload => self.reload().await,
+                #[cfg(debug_assertions)]
+                Intent::WedgeActor => self.wedge_actor(),
                 stop => break stop,
             }
         };
@@ -161,6 +184,37 @@ impl Server {
     /// `php-cgi -i`) happen on a blocking thread: the runtime keeps serving.
     async fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
+        self.notify(Notifier::reloading);
+        let metrics_listen = self.config.global.metrics_listen;
+        self.reload_pools().await;
+        let pools = self.pools.clone();
+        self.notify(|n| n.reloaded(&pools));
+        if let Some(sampler) = &self.sampler {
+            sampler.update(&pools);
+        }
+        if self.config.global.metrics_listen != metrics_listen {
+            crate::warning!("metrics_listen changes take effect at the next restart");
+        }
+    }
+
+    fn notify(&mut self, f: impl FnOnce(&mut Notifier)) {
+        if let Some(notifier) = self.notifier.as_mut() {
+            f(notifier);
+        }
+    }
+
+    /// Debug builds: the first pool's actor hangs, as a deadlocked one would.
+    #[cfg(debug_assertions)]
+    fn wedge_actor(&self) {
+        if let Some(pool) = self.pools.first() {
+            crate::warning!("[pool {}] debug: wedging the pool's actor (SIGRTMIN+1)", pool.name);
+            pool.heartbeat.wedge();
+        }
+    }
+
+    /// Reads the configuration again and switches to its pools, or keeps the
+    /// running ones when it has errors or they cannot start.
+    async fn reload_pools(&mut self) {
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
         let kept: Vec<String> = self.routes.keys().cloned().collect();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
@@ -230,6 +284,7 @@ impl Server {
     /// Decide (the intent), tell (listeners and pools), wait (with a
     /// deadline, or until a second signal asks for a fast stop).
     async fn shutdown(&mut self, intent: Intent) {
+        self.notify(Notifier::stopping);
         let _ = self.shutdown_tx.send(true);
         self.done_tx = None;
         self.routes.clear();

@@ -15,6 +15,10 @@ pub enum Intent {
     Reload,
     /// SIGCHLD: reap exited processes.
     Reap,
+    /// Debug builds only, SIGRTMIN+1: the first pool's actor hangs (to test
+    /// that systemd's watchdog pings stop).
+    #[cfg(debug_assertions)]
+    WedgeActor,
 }
 
 /// The signal streams rustfpm listens to.
@@ -35,10 +39,12 @@ impl Signals {
             (SignalKind::user_defined2(), Intent::Reload),
             (SignalKind::child(), Intent::Reap),
         ];
-        let mut streams = Vec::with_capacity(table.len());
+        let mut streams = Vec::with_capacity(table.len() + 1);
         for (kind, intent) in table {
             streams.push((signal(kind)?, intent));
         }
+        #[cfg(debug_assertions)]
+        streams.push((signal(SignalKind::from_raw(libc::SIGRTMIN() + 1))?, Intent::WedgeActor));
         Ok(Signals { streams })
     }
 

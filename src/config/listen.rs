@@ -25,6 +25,15 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     ip(host).map(|ip| ListenAddr::Tcp(SocketAddr::new(ip, port)))
 }
 
+/// Parses a TCP address (`"127.0.0.1:9253"`, `"[::1]:9253"`, or a port for every IPv4
+/// address), as `listen` writes one; a socket path is refused.
+pub fn parse_tcp(s: &str) -> Result<SocketAddr, String> {
+    match parse_listen(s)? {
+        ListenAddr::Tcp(addr) => Ok(addr),
+        ListenAddr::Unix(_) => Err("must be a TCP address such as \"127.0.0.1:9253\"".to_string()),
+    }
+}
+
 fn unix_path(s: &str) -> Result<ListenAddr, String> {
     if s.ends_with('/') {
         return Err("a socket path must name a file, not a directory".to_string());

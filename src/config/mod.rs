@@ -31,6 +31,7 @@ pub use error_log::{
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };
 pub use fpm::{load_fpm, to_toml};
+pub use listen::parse_tcp;
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 
@@ -45,6 +46,9 @@ pub const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
 /// `[global] daemonize` when unset in the TOML: foreground (systemd's way). A php-fpm INI file
 /// without `daemonize` daemonizes, as under php-fpm.
 pub const DEFAULT_DAEMONIZE: bool = false;
+/// `[global] systemd_interval` when unset (php-fpm's default): how often the systemd `STATUS=`
+/// line is refreshed.
+pub const DEFAULT_SYSTEMD_INTERVAL: Duration = Duration::from_secs(10);
 /// `listen_backlog` when unset (php-fpm's default).
 pub const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
@@ -143,6 +147,11 @@ pub struct Global {
     /// `rlimit_files`: RLIMIT_NOFILE of rustfpm itself (soft and hard, as php-fpm sets its
     /// master's). `None`: the soft limit is raised to the hard limit.
     pub rlimit_files: Option<u64>,
+    /// `systemd_interval`: how often the `STATUS=` line is sent to systemd (`None`: `0`, never
+    /// refreshed after start-up).
+    pub systemd_interval: Option<Duration>,
+    /// rustfpm extension: where the Prometheus endpoint listens (`metrics_listen`; off when unset).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Global {
@@ -161,6 +170,8 @@ impl Default for Global {
             log_limit: DEFAULT_LOG_LIMIT,
             daemonize: DEFAULT_DAEMONIZE,
             rlimit_files: None,
+            systemd_interval: Some(DEFAULT_SYSTEMD_INTERVAL),
+            metrics_listen: None,
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{
     DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE, DEFAULT_PM,
     DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE,
     DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY,
     MIN_PROCESS_PRIORITY,
 };
 
@@ -50,6 +50,9 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         graceful_stop_on_term: optional(&raw.graceful_stop_on_term, r, boolean)
             .unwrap_or(DEFAULT_GRACEFUL_STOP_ON_TERM),
         rlimit_files: optional(&raw.rlimit_files, r, rlimit_files),
+        systemd_interval: optional(&raw.systemd_interval, r, duration)
+            .map_or(Some(DEFAULT_SYSTEMD_INTERVAL), |d| Some(d).filter(|d| !d.is_zero())),
+        metrics_listen: optional(&raw.metrics_listen, r, |f, r| parsed(f, r, listen::parse_tcp)),
         ..Global::default()
     };
     error_log::apply(raw, &mut global, r);

@@ -203,6 +203,7 @@ where
 /// The access log line of a request rustfpm answers in php-fpm's stead (php-fpm's worker
 /// answers and logs these: 403, 404, the status and ping pages): no child is involved.
 fn log_alone<R, W>(conn: &Conn<R, W>, pool: &Pool, head: &Head, status: u16) {
+    crate::metrics::answered_without_child(&pool.name, status);
     if let Some(log) = pool.logs.access() {
         let mut record = log.start(&pool.name, &head.params, conn.peer, head.started);
         (record.status, record.duration) = (status, head.started.elapsed());

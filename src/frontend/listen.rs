@@ -41,8 +41,10 @@ pub struct Listener {
     /// `pm_status_listen`: serves only the pool's status and ping pages.
     pub pages_only: bool,
     fd: OwnedFd,
+    /// A unix socket (else TCP).
+    is_unix: bool,
     /// A unix socket's path, and the socket file bound there (removed at drop only if
-    /// it is still that one).
+    /// it is still that one); `None` for TCP and for sockets systemd passed.
     unix: Option<(PathBuf, FileId)>,
     tokio: Option<TokioListener>,
 }
@@ -102,7 +104,7 @@ impl Listener {
     /// Hands the socket to the tokio runtime (call inside it).
     pub fn register(mut self) -> std::io::Result<Listener> {
         let fd = self.fd.try_clone()?;
-        self.tokio = Some(if self.unix.is_some() {
+        self.tokio = Some(if self.is_unix {
             let std = std::os::unix::net::UnixListener::from(fd);
             std.set_nonblocking(true)?;
             TokioListener::Unix(tokio::net::UnixListener::from_std(std)?)
@@ -144,11 +146,14 @@ pub fn bind(cfg: &config::Pool) -> Result<PoolListeners, ListenError> {
 fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<Listener, ListenError> {
     let addr = listen.to_string();
     let bind_err = |source: std::io::Error| ListenError::Bind { pool: cfg.name.clone(), addr: addr.clone(), source };
+    if let Some(listener) = activated::listener(cfg, listen, pages_only)? {
+        return Ok(listener);
+    }
     let backlog = Backlog::new(cfg.listen_backlog).unwrap_or(Backlog::MAXCONN);
     match listen {
         ListenAddr::Unix(path) => {
             let (fd, id) = bind_unix(cfg, path, backlog)?;
-            Ok(Listener { pages_only, fd, unix: Some((path.clone(), id)), tokio: None })
+            Ok(Listener { pages_only, fd, is_unix: true, unix: Some((path.clone(), id)), tokio: None })
         }
         ListenAddr::Tcp(sa) => {
             let family = if sa.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
@@ -156,10 +161,13 @@ fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<
             setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io).map_err(bind_err)?;
             sys_bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa)).map_err(io).map_err(bind_err)?;
             sys_listen(&fd, backlog).map_err(io).map_err(bind_err)?;
-            Ok(Listener { pages_only, fd, unix: None, tokio: None })
+            Ok(Listener { pages_only, fd, is_unix: false, unix: None, tokio: None })
         }
     }
 }
+
+#[path = "listen_activated.rs"]
+mod activated;
 
 /// The name of the socket inside its private directory.
 const PRIVATE_NAME: &str = "s";

@@ -109,6 +109,8 @@ pub struct ActorSetup {
     pub logs: Arc<PoolLogs>,
     /// Sample each request's CPU and memory for the status page.
     pub sample_usage: bool,
+    /// Beaten by the actor's loop, watched by systemd's watchdog.
+    pub heartbeat: Arc<super::health::Heartbeat>,
 }
 
 /// The actor's private state.
@@ -152,12 +154,14 @@ pub struct PoolActor {
     slow_requests: u64,
     /// Access records whose child's pid is still being looked up: (slot, when, record).
     pending_access: Vec<(usize, Instant, Box<Record>)>,
+    heartbeat: Arc<super::health::Heartbeat>,
 }
 
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
     pub fn new(setup: ActorSetup) -> PoolActor {
-        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs, sample_usage } = setup;
+        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs, sample_usage, heartbeat } =
+            setup;
         let children = epochs.len();
         let now = Instant::now();
         let slot = || Slot {
@@ -214,6 +218,7 @@ impl PoolActor {
             logs,
             slow_requests: 0,
             pending_access: Vec::new(),
+            heartbeat,
         }
     }
 
@@ -251,7 +256,10 @@ impl PoolActor {
                     }
                 }
                 _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
-                _ = repair.tick() => self.tick(),
+                _ = repair.tick() => {
+                    self.tick();
+                    self.heartbeat.beat().await;
+                }
                 _ = settle.tick(), if self.holds_abandoned() => {
                     self.check_held();
                     self.apply_retirements();

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod balancer;
 pub mod crash;
 pub mod finish;
+pub mod health;
 pub mod msg;
 pub mod recycle;
 pub mod snapshot;
@@ -95,6 +96,8 @@ pub struct Pool {
     pub track_finished: bool,
     /// The `fastcgi_finish_request()` polyfill of the children, if any.
     pub finish: Option<finish::Polyfill>,
+    /// When the actor's loop last ran (for systemd's watchdog).
+    pub heartbeat: Arc<health::Heartbeat>,
 }
 
 impl Pool {
@@ -121,6 +124,7 @@ impl Pool {
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
         let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
         let balancer = Arc::new(Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait));
+        let heartbeat = Arc::new(health::Heartbeat::default());
         let actor = actor::PoolActor::new(actor::ActorSetup {
             spec,
             socket: socket.clone(),
@@ -131,6 +135,7 @@ impl Pool {
             balancer: balancer.clone(),
             logs: logs.clone(),
             sample_usage: cfg.pm_status_path.is_some(),
+            heartbeat: heartbeat.clone(),
         });
         tokio::spawn(actor.run(rx, events_rx));
         Ok(Arc::new(Pool {
@@ -147,6 +152,7 @@ impl Pool {
             finish,
             chroot: cfg.chroot.clone(),
             logs,
+            heartbeat,
             pages: Pages {
                 status_path: cfg.pm_status_path.clone(),
                 ping_path: cfg.ping_path.clone(),
@@ -175,6 +181,14 @@ impl Pool {
         let (respond_to, rx) = oneshot::channel();
         self.tell(PoolMsg::Snapshot { respond_to });
         rx.await.ok()
+    }
+
+    /// True once the php-cgi parent runs with all its children forked and one
+    /// of them answers a FastCGI request on the children's socket.
+    pub async fn answers(&self) -> bool {
+        let Some(snapshot) = self.snapshot().await else { return false };
+        let Some(parent) = snapshot.parent_pid else { return false };
+        snapshot::children_of(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
     }
 
     /// Retires the pool after a reload: queued requests move to the new pool,

@@ -14,7 +14,8 @@ use crate::config;
 use crate::spawn::{ChildSpec, Credentials, Output, ProcessSettings};
 
 /// Variables rustfpm itself uses or receives, never passed to children.
-const OWN_VARIABLES: [&str; 5] = ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"];
+const OWN_VARIABLES: [&str; 6] =
+    ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// Makes a directory only rustfpm's user can enter, and the children's
 /// listening socket inside it.

@@ -41,6 +41,10 @@ pub unsafe fn detach() -> io::Result<Readiness> {
     match unsafe { fork() }? {
         ForkResult::Parent { child } => {
             drop(write_end);
+            // Under systemd (Type=notify), the daemon becomes the service's main process.
+            if super::systemd::enabled() {
+                super::systemd::main_pid(child.as_raw().unsigned_abs());
+            }
             std::process::exit(wait_for_word(read_end, child))
         }
         ForkResult::Child => {

@@ -11,3 +11,4 @@ pub mod rundir;
 pub mod safe_fs;
 pub mod sockdiag;
 pub mod syslog;
+pub mod systemd;

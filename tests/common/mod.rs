@@ -191,6 +191,19 @@ impl Rustfpm {
         fpm
     }
 
+    /// Runs `cmd` (rustfpm, or a wrapper that execs it, such as `setpriv` or
+    /// `systemd-socket-activate`) with its stderr in `rustfpm.log`; does not wait.
+    pub fn spawn(site: &Site, mut cmd: Command, config: &Path, socket: &Path) -> Rustfpm {
+        let log = site.path().join("rustfpm.log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+        Rustfpm { child: Some(child), socket: socket.into(), config: config.into(), log }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(-1)
     }

@@ -39,6 +39,8 @@ fn global(out: &mut String, g: &Global) {
     optional(out, "emergency_restart_interval", g.emergency_restart_interval.map(duration));
     line(out, "graceful_stop_on_term", g.graceful_stop_on_term);
     optional(out, "rlimit_files", g.rlimit_files);
+    line(out, "systemd_interval", duration(g.systemd_interval.unwrap_or_default()));
+    optional(out, "metrics_listen", g.metrics_listen.map(|a| quote(&a.to_string())));
 }
 
 fn pool(out: &mut String, p: &Pool) {

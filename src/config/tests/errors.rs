@@ -410,3 +410,30 @@ fn suppress_paths_must_be_a_list_of_paths() {
         assert!(e.message.contains(message), "{line}: {}", e.message);
     }
 }
+
+#[test]
+fn metrics_listen_and_systemd_interval_are_checked() {
+    let text = "[global]\nmetrics_listen = \"/run/metrics.sock\"\nsystemd_interval = \"often\"\n";
+    let errors = errors(&format!("{text}{}", pool_with("")));
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.value.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("metrics_listen"), Some("/run/metrics.sock")),
+            (Some(3), Some("systemd_interval"), Some("often")),
+        ]
+    );
+    assert!(errors[0].message.contains("TCP address"), "{}", errors[0].message);
+
+    let defaults = parse_ok(&pool_with(""));
+    assert_eq!(defaults.global.metrics_listen, None, "metrics are off by default");
+    assert_eq!(defaults.global.systemd_interval, Some(std::time::Duration::from_secs(10)));
+    let set = parse_ok(&format!(
+        "[global]\nmetrics_listen = \"127.0.0.1:9253\"\nsystemd_interval = \"0\"\n{}",
+        pool_with("")
+    ));
+    assert_eq!(set.global.metrics_listen, Some("127.0.0.1:9253".parse().unwrap()));
+    assert_eq!(set.global.systemd_interval, None, "0 turns the STATUS= refresh off");
+    let again = parse_ok(&crate::config::to_toml(&set));
+    assert_eq!((again.global.metrics_listen, again.global.systemd_interval), (set.global.metrics_listen, None));
+}

@@ -616,6 +616,7 @@ fn every_directive_maps_to_a_known_key() {
 fn every_key_has_a_php_fpm_directive() {
     const EXTENSIONS: &[&str] = &[
         "graceful_stop_on_term",
+        "metrics_listen",
         "syslog_socket",
         "pm_max_memory",
         "pm_max_lifetime",
