@@ -65,6 +65,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
         balancer: balancer.clone(),
         logs: Arc::new(PoolLogs::new(&cfg).unwrap()),
         sample_usage: false,
+        heartbeat: Default::default(),
     });
     let mut h = Harness { actor, commands, balancer, socket, _events: events, _dir: dir };
     h.actor.on_event(PoolEvent::ParentStarted { pid: Pid::from_raw(PARENT) });
