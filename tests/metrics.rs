@@ -43,15 +43,9 @@ fn histogram(scrape: &Scrape, name: &str) -> Option<(f64, usize)> {
 #[test]
 fn the_endpoint_serves_pool_metrics_a_prometheus_parser_reads() {
     let port = free_port();
-    let stack = Stack::with(PoolOptions { children: 2, extra: "pm_max_requests = 3\n".into(), ..Default::default() });
-    // metrics_listen is a [global] key: rewrite the harness's config and restart on it.
-    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
-    let text = text.replace("[global]\n", &format!("[global]\nmetrics_listen = \"127.0.0.1:{port}\"\n"));
-    std::fs::write(&stack.fpm.config, text).unwrap();
-    let Stack { nginx, fpm, site } = stack;
-    drop(fpm);
-    let fpm =
-        Rustfpm::start_with_config(&site, &site.path().join("rustfpm.toml"), Some(site.path().join("rustfpm.sock")));
+    let global = format!("metrics_listen = \"127.0.0.1:{port}\"");
+    let opts = PoolOptions { children: 2, extra: "pm_max_requests = 3\n".into(), global, ..Default::default() };
+    let Stack { nginx, fpm, site } = Stack::with(opts);
     assert!(fpm.log_text().contains(&format!("serving Prometheus metrics on http://127.0.0.1:{port}")));
 
     for _ in 0..10 {

@@ -118,11 +118,13 @@ pub struct PoolOptions {
     pub tables: String,
     /// Listen on TCP 127.0.0.1:PORT instead of a unix socket.
     pub tcp_port: Option<u16>,
+    /// Extra lines inside `[global]`.
+    pub global: String,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { children: 4, extra: String::new(), tables: String::new(), tcp_port: None }
+        PoolOptions { children: 4, extra: String::new(), tables: String::new(), tcp_port: None, global: String::new() }
     }
 }
 
@@ -141,10 +143,10 @@ impl Rustfpm {
             Some(port) => format!("127.0.0.1:{port}"),
             None => socket.display().to_string(),
         };
-        let user = if is_root() { "user = \"www-data\"\n" } else { "" };
+        let user = user_line();
         let text = format!(
-            "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\npm_max_children = {}\n{user}{}\n{}\n",
-            opts.children, opts.extra, opts.tables
+            "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{}\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\npm_max_children = {}\n{user}{}\n{}\n",
+            opts.global, opts.children, opts.extra, opts.tables
         );
         let config = site.path().join("rustfpm.toml");
         std::fs::write(&config, text).unwrap();
