@@ -11,6 +11,7 @@ pub mod accesslog;
 pub mod config;
 pub mod fastcgi;
 pub mod frontend;
+pub mod fuzzing;
 pub mod metrics;
 pub mod pool;
 pub mod server;

@@ -305,7 +305,7 @@ where
 
 /// Handles the complete records in the buffer; returns the head once its
 /// empty PARAMS record has arrived.
-async fn parse_head<R, W>(
+pub(crate) async fn parse_head<R, W>(
     conn: &mut Conn<R, W>,
     head: &mut Option<Head>,
     max_params: usize,
