@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target (fuzz/fuzz_targets/TARGET.rs) for MINUTES, then minimises its corpus
 # (fuzz/corpus/TARGET/, which `cargo test --test fuzz_corpus` replays) and prints the figures.
+# A failing input found here goes, once fixed, into fuzz/corpus/TARGET/ under its libFuzzer name
+# (crash-*, timeout-*, oom-*): minimising never drops those.
 #
 #   scripts/fuzz.sh TARGET MINUTES    # TARGET: record params request_head child_response fpm_ini
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh request_head 60   # stop after 10 M executions if sooner
@@ -82,9 +84,17 @@ while :; do
 	die "$target failed (log: $log_file, inputs: fuzz/artifacts/$target/)"
 done
 
+# Minimised to the inputs that reach every branch reached (-use_counters=0: not every hit count,
+# which keeps the committed corpus a few dozen small files). Inputs that once failed, named as
+# libFuzzer names them (crash-*, timeout-*, oom-*) and committed with their fix, are kept as
+# they are.
 section "minimising $corpus"
-cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$target" "$corpus" -- "${LIMITS[@]}" >"$log_file.cmin" 2>&1 ||
-	die "cmin of $target failed (log: $log_file.cmin)"
+kept=fuzz/target/kept/$target
+mkdir -p "$kept"
+find "$corpus" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' \) -exec mv -t "$kept" {} +
+cargo fuzz cmin "${FUZZ_FLAGS[@]}" "$target" "$corpus" -- "${LIMITS[@]}" -use_counters=0 >"$log_file.cmin" 2>&1 ||
+	die "cmin of $target failed (log: $log_file.cmin; inputs set aside: $kept)"
+find "$kept" -type f -exec mv -t "$corpus" {} +
 
 section "figures"
 printf '%s: %s executions, %s exec/s, %s min, %s stall(s) set aside, corpus %s files / %s\n' \
