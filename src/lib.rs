@@ -12,6 +12,7 @@ pub mod config;
 pub mod exporter;
 pub mod fastcgi;
 pub mod frontend;
+pub mod fuzzing;
 pub mod metrics;
 pub mod notify;
 pub mod ping;

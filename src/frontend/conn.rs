@@ -352,7 +352,7 @@ fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>,
 
 /// Handles the complete records in the buffer; returns the head once its
 /// empty PARAMS record has arrived.
-async fn parse_head<R, W>(
+pub(crate) async fn parse_head<R, W>(
     conn: &mut Conn<R, W>,
     head: &mut Option<Head>,
     max_params: usize,

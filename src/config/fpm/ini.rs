@@ -61,7 +61,8 @@ pub(super) fn read(
             return None;
         }
     };
-    let mut reader = Reader { prefix, sources, notes, document: Document::default(), cursor: Cursor::Global };
+    let open = file_id(path).into_iter().collect();
+    let mut reader = Reader { prefix, sources, notes, document: Document::default(), cursor: Cursor::Global, open };
     reader.text(path, &text, 1);
     reader.notes.set_pool(None);
     Some(reader.document)
@@ -82,6 +83,10 @@ struct Reader<'a, 'r, 'p> {
     notes: &'a mut Notes<'r, 'p>,
     document: Document,
     cursor: Cursor,
+    /// The files being read (device, inode), the outermost first. A file that includes itself
+    /// ends in php-fpm's depth error anyway; reading it again at every level up to the limit
+    /// multiplied the reads by its `include` lines at each level (ten such lines: 10^4 reads).
+    open: Vec<(u64, u64)>,
 }
 
 impl Reader<'_, '_, '_> {
@@ -184,8 +189,22 @@ impl Reader<'_, '_, '_> {
             self.notes.warn(at, Some("include"), Some(&shown), "no file matches this include pattern");
         }
         for file in files {
+            let id = file_id(&file);
+            if id.is_some_and(|id| self.open.contains(&id)) {
+                let message = format!(
+                    "includes nest more than {FPM_MAX_INCLUDE_DEPTH} files deep (php-fpm's limit): the file includes itself"
+                );
+                self.error(at, Some("include"), Some(&file.display().to_string()), message);
+                continue;
+            }
             match std::fs::read(&file) {
-                Ok(bytes) => self.text(&file, &String::from_utf8_lossy(&bytes), depth + 1),
+                Ok(bytes) => {
+                    self.open.extend(id);
+                    self.text(&file, &String::from_utf8_lossy(&bytes), depth + 1);
+                    if id.is_some() {
+                        self.open.pop();
+                    }
+                }
                 Err(err) => {
                     let message = format!("cannot read the included file: {err}");
                     self.error(at, Some("include"), Some(&file.display().to_string()), message);
@@ -197,6 +216,12 @@ impl Reader<'_, '_, '_> {
     fn error(&mut self, at: usize, key: Option<&str>, value: Option<&str>, message: impl Into<String>) {
         self.notes.error(at, key, value, message);
     }
+}
+
+/// What tells a file from another whatever path names it: its device and inode.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|meta| (meta.dev(), meta.ino()))
 }
 
 /// The variable `name` of rustfpm's environment, if it is set (as text, if it is not UTF-8).
@@ -351,12 +376,28 @@ pub(in crate::config) fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
     matches(pattern, name)
 }
 
+/// Glob matching that backtracks only to the last `*`: time bounded by the product of the two
+/// lengths (trying every split at every `*` took exponential time: `*a*a*a*a*a*a*a*a*a*a*b`
+/// against a long name of `a`s never ended).
 fn matches(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.first(), name.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => matches(&pattern[1..], name) || (!name.is_empty() && matches(pattern, &name[1..])),
-        (Some(b'?'), Some(_)) => matches(&pattern[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => matches(&pattern[1..], &name[1..]),
-        _ => false,
+    let (mut p, mut n) = (0, 0);
+    // The last `*` seen, and where in `name` its run of characters ends for now.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => (p, n) = (p + 1, n + 1),
+            _ => match star {
+                Some((at, end)) => {
+                    star = Some((at, end + 1));
+                    (p, n) = (at + 1, end + 1);
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == b'*')
 }

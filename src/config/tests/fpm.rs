@@ -173,6 +173,17 @@ fn includes_nest_at_most_five_files_deep() {
 }
 
 #[test]
+fn a_file_that_includes_itself_is_not_read_again() {
+    let files = Files::new();
+    let line = format!("include = {}/loop.conf\n", files.dir().display());
+    let main = files.write("loop.conf", &format!("{}{}", line.repeat(20), pool_with("")));
+    let errors = load_errors(&main);
+    // One error per include line; reading the file again at every level made 20^5 (and never ended).
+    let refused = errors.iter().filter(|e| e.message.contains("the file includes itself")).count();
+    assert_eq!(refused, 20, "{errors:?}");
+}
+
+#[test]
 fn pool_and_environment_variables_are_substituted() {
     std::env::set_var("RUSTFPM_FPM_TEST_DIR", "/srv/fpm-test");
     std::env::remove_var("RUSTFPM_FPM_TEST_UNSET");
@@ -385,10 +396,23 @@ fn wildcards_match_as_glob_does() {
         ("*", "anything", true),
         ("a*b*c", "aXXbYYc", true),
         ("a*b*c", "aXXbYY", false),
+        ("*b", "abab", true),
+        ("a*", "", false),
+        ("**", "", true),
+        ("?", "", false),
+        ("*a?", "xab", true),
     ];
     for (pattern, name, expected) in cases {
         assert_eq!(wildcard(pattern.as_bytes(), name.as_bytes()), expected, "{pattern} {name}");
     }
+}
+
+#[test]
+fn wildcards_take_no_exponential_time() {
+    // Every split tried at every `*` would take longer than the universe has.
+    let name = [b'a'; 255];
+    assert!(!wildcard(b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", &name));
+    assert!(wildcard(b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*", &name));
 }
 
 // ---- what is warned about, refused, or an error ----
