@@ -14,7 +14,7 @@ use crate::config::{self, Config};
 use crate::exporter::Sampler;
 use crate::frontend::{self, Listener, PoolListeners};
 use crate::notify::Notifier;
-use crate::pool::Pool;
+use crate::pool::{Health, Pool};
 use crate::signals::{Intent, Signals};
 use crate::supervisor::{Command, Supervisor};
 use crate::sys::daemon::Readiness;
@@ -94,6 +94,8 @@ struct Server {
     notifier: Option<Notifier>,
     /// Refreshes the sampled metrics (with `metrics_listen`).
     sampler: Option<Sampler>,
+    /// A SIGUSR2 came while a reload waited for its pools.
+    reload_again: bool,
 }
 
 impl Server {
@@ -122,6 +124,7 @@ impl Server {
             budget_pressure: Default::default(),
             notifier: None,
             sampler: None,
+            reload_again: false,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -166,7 +169,11 @@ impl Server {
             match self.signals.next().await {
                 Intent::Reap => self.supervisor.send(Command::Reap),
                 Intent::ReopenLogs => reopen_logs(),
-                Intent::Reload => self.reload().await,
+                Intent::Reload => {
+                    if let Some(stop) = self.reload_while_asked().await {
+                        break stop;
+                    }
+                }
                 #[cfg(debug_assertions)]
                 Intent::WedgeActor => self.wedge_actor(),
                 stop => break stop,
@@ -182,11 +189,22 @@ impl Server {
     /// configuration with errors is refused and the running pools are kept.
     /// Reading the files, binding and starting the pools (which runs
     /// `php-cgi -i`) happen on a blocking thread: the runtime keeps serving.
-    async fn reload(&mut self) {
+    /// Reloads, again while another SIGUSR2 came during the reload.
+    async fn reload_while_asked(&mut self) -> Option<Intent> {
+        loop {
+            let stop = self.reload().await;
+            if stop.is_some() || !std::mem::take(&mut self.reload_again) {
+                return stop;
+            }
+        }
+    }
+
+    /// Returns a stop that was asked for while the new pools started.
+    async fn reload(&mut self) -> Option<Intent> {
         crate::notice!("Reloading in progress ...");
         self.notify(Notifier::reloading);
         let metrics_listen = self.config.global.metrics_listen;
-        self.reload_pools().await;
+        let stop = self.reload_pools().await;
         let pools = self.pools.clone();
         self.notify(|n| n.reloaded(&pools));
         if let Some(sampler) = &self.sampler {
@@ -195,6 +213,7 @@ impl Server {
         if self.config.global.metrics_listen != metrics_listen {
             crate::warning!("metrics_listen changes take effect at the next restart");
         }
+        stop
     }
 
     fn notify(&mut self, f: impl FnOnce(&mut Notifier)) {
@@ -212,9 +231,10 @@ impl Server {
         }
     }
 
-    /// Reads the configuration again and switches to its pools, or keeps the
-    /// running ones when it has errors or they cannot start.
-    async fn reload_pools(&mut self) {
+    /// Reads the configuration again and switches to its pools once they
+    /// answer, or keeps the running ones when it has errors or they cannot
+    /// start. Returns a stop asked for meanwhile (the new pools are dropped).
+    async fn reload_pools(&mut self) -> Option<Intent> {
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
         let kept: Vec<String> = self.routes.keys().cloned().collect();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
@@ -222,13 +242,83 @@ impl Server {
         let generation = match prepared {
             Ok(Ok(generation)) => generation,
             Ok(Err(Refused::Config)) => {
-                return crate::error!("reload refused: the configuration has errors; the running pools are kept")
+                crate::error!("reload refused: the configuration has errors; the running pools are kept");
+                return None;
             }
-            Ok(Err(Refused::Start(e))) => return crate::error!("reload failed: {e:#}; the running pools are kept"),
-            Err(e) => return crate::error!("reload failed: {e}; the running pools are kept"),
+            Ok(Err(Refused::Start(e))) => {
+                crate::error!("reload failed: {e:#}; the running pools are kept");
+                return None;
+            }
+            Err(e) => {
+                crate::error!("reload failed: {e}; the running pools are kept");
+                return None;
+            }
         };
+        match self.await_start(&generation).await {
+            Ok(()) => {}
+            Err(outcome) => {
+                for pool in &generation.pools {
+                    pool.stop();
+                }
+                return match outcome {
+                    NotStarted::Refused(why) => {
+                        crate::error!("reload refused: {why}; the running pools are kept");
+                        None
+                    }
+                    NotStarted::Stop(intent) => Some(intent),
+                };
+            }
+        }
         if let Err(e) = self.switch_to(generation) {
             crate::error!("reload failed: {e:#}; the running pools are kept");
+        }
+        None
+    }
+
+    /// Waits until every pool of `generation` answers (at most
+    /// [`RELOAD_START_LIMIT`]), handling signals meanwhile: a php_cgi that
+    /// exits at start, or pools that never answer, refuse the reload.
+    async fn await_start(&mut self, generation: &Generation) -> Result<(), NotStarted> {
+        let deadline = tokio::time::Instant::now() + RELOAD_START_LIMIT;
+        loop {
+            let mut starting = None;
+            for (cfg, pool) in generation.config.pools.iter().zip(&generation.pools) {
+                match pool.health().await {
+                    Health::Answering => {}
+                    Health::Starting => starting = Some(cfg),
+                    Health::Failed => {
+                        let why = format!(
+                            "[pool {}] php_cgi {} exited right after it started",
+                            cfg.name,
+                            cfg.php_cgi.display()
+                        );
+                        return Err(NotStarted::Refused(why));
+                    }
+                }
+            }
+            let Some(cfg) = starting else { return Ok(()) };
+            if tokio::time::Instant::now() >= deadline {
+                let why = format!(
+                    "[pool {}] php_cgi {} did not answer within {} s",
+                    cfg.name,
+                    cfg.php_cgi.display(),
+                    RELOAD_START_LIMIT.as_secs()
+                );
+                return Err(NotStarted::Refused(why));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RELOAD_START_POLL) => {}
+                intent = self.signals.next() => match intent {
+                    Intent::Reap => self.supervisor.send(Command::Reap),
+                    Intent::ReopenLogs => reopen_logs(),
+                    // Another reload follows this one (signals that arrive
+                    // during a reload merge into one).
+                    Intent::Reload => self.reload_again = true,
+                    #[cfg(debug_assertions)]
+                    Intent::WedgeActor => self.wedge_actor(),
+                    stop => return Err(NotStarted::Stop(stop)),
+                },
+            }
         }
     }
 
@@ -330,6 +420,19 @@ struct Generation {
     fresh: Vec<(config::Pool, PoolListeners)>,
     /// Every pool of `config`, in its order.
     pools: Vec<Arc<Pool>>,
+}
+
+/// How long a reload waits for its new pools to answer before it is refused.
+const RELOAD_START_LIMIT: Duration = Duration::from_secs(30);
+/// How often a reload checks whether its new pools answer.
+const RELOAD_START_POLL: Duration = Duration::from_millis(50);
+
+/// Why a reload's new pools were not switched to.
+enum NotStarted {
+    /// They cannot serve: the reason, for the log.
+    Refused(String),
+    /// A stop was asked for while they started.
+    Stop(Intent),
 }
 
 /// Why a reload did not happen (each already logged or carried).

@@ -121,8 +121,10 @@ fn child_kill_storm_fails_only_the_killed_requests() {
     let lost = lines_with(&log, "answered 502");
     assert_eq!(lost.len() as u64, failed, "one log line per 502:\n{}", lost.join("\n"));
     for line in &lost {
-        let pid = line.split("child ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok());
-        assert!(pid.is_some_and(|p: i32| killed.contains(&p)), "a 502 not on a killed child: {line}");
+        let pid = line.split("child ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+        // "?": the child was killed before the look-up of its new connection found it.
+        let known = pid.parse().is_ok_and(|p: i32| killed.contains(&p));
+        assert!(known || pid == "?", "a 502 not on a killed child: {line}");
     }
     assert!(lines_with(&log, "exiting in a loop").is_empty(), "the kills were taken for a crash loop");
     // Every request the clients sent, and those after the storm, reached a child.
@@ -282,13 +284,11 @@ fn reload_with_a_missing_php_cgi_is_refused() {
 }
 
 #[test]
-#[ignore = "issue 13: a php_cgi that exits at start is accepted at reload (old generation retired, new one restarts with backoff)"]
 fn reload_with_a_failing_php_cgi_is_refused() {
     reload_with_a_bad_php_cgi("failing");
 }
 
 #[test]
-#[ignore = "issue 13: a php_cgi that answers -i but exits at start is accepted at reload (old generation retired)"]
 fn reload_with_a_php_cgi_that_dies_at_start_is_refused() {
     reload_with_a_bad_php_cgi("broken");
 }

@@ -51,6 +51,17 @@ pub enum PoolError {
     PhpCgi { pool: String, path: PathBuf, message: String },
 }
 
+/// How a pool's php-cgi is doing, for a reload deciding whether to switch to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Every child has been forked and one answers FastCGI.
+    Answering,
+    /// Not yet.
+    Starting,
+    /// Its php-cgi parent exited after it started, or its actor is gone.
+    Failed,
+}
+
 /// php-fpm's ping and status pages of a pool.
 #[derive(Debug, Clone)]
 pub struct Pages {
@@ -189,6 +200,19 @@ impl Pool {
         let Some(snapshot) = self.snapshot().await else { return false };
         let Some(parent) = snapshot.parent_pid else { return false };
         snapshot::children_of(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
+    }
+
+    /// How the pool's php-cgi is doing: answering, still starting, or its
+    /// parent exited after it started (a php_cgi that cannot serve).
+    pub async fn health(&self) -> Health {
+        let Some(snapshot) = self.snapshot().await else {
+            return Health::Failed;
+        };
+        match snapshot.parent_pid {
+            None if snapshot.parent_starts > 0 => Health::Failed,
+            Some(_) if self.answers().await => Health::Answering,
+            _ => Health::Starting,
+        }
     }
 
     /// Retires the pool after a reload: queued requests move to the new pool,
