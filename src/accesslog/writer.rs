@@ -113,7 +113,7 @@ struct Writer {
     /// Text waiting to be written, per file, in arrival order of the files.
     pending: Vec<(Arc<Path>, String)>,
     /// Files whose last write failed (reported once until a write succeeds).
-    failing: Vec<Arc<Path>>,
+    failing: Vec<(Arc<Path>, u64)>,
     reported_drops: u64,
     /// The CPU ticks of each child at its last logged request (for `%C`).
     cpu: HashMap<i32, (u64, u64)>,
@@ -194,15 +194,32 @@ impl Writer {
         for (path, text) in std::mem::take(&mut self.pending) {
             let result = self.file(&path).and_then(|f| f.write_all(text.as_bytes()));
             match result {
-                Ok(()) => self.failing.retain(|p| *p != path),
+                Ok(()) => self.recovered(&path),
                 Err(e) => {
                     self.files.remove(&path);
-                    if !self.failing.contains(&path) {
-                        crate::error!("cannot write to the log {}: {e}; lines are lost", path.display());
-                        self.failing.push(path);
+                    let lines = text.matches('\n').count() as u64;
+                    crate::metrics::log_lines_dropped(lines);
+                    match self.failing.iter_mut().find(|(p, _)| *p == path) {
+                        Some((_, lost)) => *lost += lines,
+                        None => {
+                            crate::error!("cannot write to the log {}: {e}; lines are lost", path.display());
+                            self.failing.push((path, lines));
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// A write to `path` succeeded: if it had been failing, say how many
+    /// lines were lost meanwhile.
+    fn recovered(&mut self, path: &Arc<Path>) {
+        if let Some(at) = self.failing.iter().position(|(p, _)| p == path) {
+            let (_, lost) = self.failing.swap_remove(at);
+            crate::notice!(
+                "{lost} line(s) lost while the log {} could not be written; writing it again",
+                path.display()
+            );
         }
     }
 
