@@ -265,7 +265,11 @@ impl PoolActor {
                     self.apply_retirements();
                 }
                 _ = sleep_until(self.retire_deadline.unwrap_or_else(far_future)), if self.retire_deadline.is_some() => {
-                    crate::warning!("[pool {}] process_control_timeout passed with {} request(s) running; killing", self.name, self.busy);
+                    if self.detached {
+                        crate::warning!("[pool {}] php-cgi still running {}s after SIGTERM; killing", self.name, DETACHED_STOP_GRACE.as_secs());
+                    } else {
+                        crate::warning!("[pool {}] process_control_timeout passed with {} request(s) running; killing", self.name, self.busy);
+                    }
                     self.stop_children(nix::sys::signal::Signal::SIGKILL);
                 }
             }
