@@ -125,7 +125,7 @@ const RESET_SIGNALS: [libc::c_int; 8] = [
 /// dumpable whatever `process_dumpable` says), see `explain_settings` in `pool`.
 fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: libc::pid_t) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
-    // SAFETY: signal, prctl, setsid, setrlimit, setpriority, chroot, chdir,
+    // SAFETY: signal, prctl, setsid, close_range, setrlimit, setpriority, chroot, chdir,
     // setgroups, setgid, setuid and getppid are async-signal-safe system calls; every
     // pointer passed was allocated before the fork and is only read.
     unsafe {
@@ -135,6 +135,10 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
             libc::signal(sig, libc::SIG_DFL);
         }
         check(libc::setsid())?;
+        // Descriptors rustfpm inherited without close-on-exec (from a shell,
+        // a supervisor, a test harness) must not reach php-cgi: marked
+        // close-on-exec, so they close at exec (fds 0-2 are php-cgi's).
+        check(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int)?;
         if let Some(n) = settings.rlimit_files {
             check(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
         }

@@ -393,3 +393,31 @@ impl Inotify {
         events
     }
 }
+
+/// A descriptor rustfpm inherited without close-on-exec (from a shell, a supervisor) never
+/// reaches php-cgi, which runs the pool user's code.
+#[test]
+fn inherited_descriptors_do_not_reach_php_cgi() {
+    let site = Site::new();
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a local array; no close-on-exec, so rustfpm inherits both ends.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let inode = std::fs::metadata(format!("/proc/self/fd/{}", fds[1])).unwrap().ino();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 2, ..Default::default() });
+    let php = fpm.php_pids();
+    assert!(!php.is_empty(), "no php-cgi under rustfpm");
+    let rustfpm_has = std::fs::read_dir(format!("/proc/{}/fd", fpm.pid())).unwrap().count();
+    assert!(rustfpm_has > 3);
+    for pid in php {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            let leaked = target.to_string_lossy() == format!("pipe:[{inode}]");
+            assert!(!leaked, "php-cgi {pid} holds rustfpm's inherited pipe as fd {:?}", fd.file_name());
+        }
+    }
+    // SAFETY: our own descriptors from pipe(2) above.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}
