@@ -12,6 +12,7 @@ pub mod config;
 pub mod fastcgi;
 pub mod frontend;
 pub mod metrics;
+pub mod php;
 pub mod pool;
 pub mod server;
 pub mod signals;

@@ -65,6 +65,8 @@ struct Server {
     /// Each listener's current pool; replacing it moves new requests to a
     /// new generation, dropping it ends the listener's accept loop.
     routes: HashMap<String, watch::Sender<Arc<Pool>>>,
+    /// Each listener's file descriptor, for php-fpm's reload notices.
+    listen_fds: HashMap<String, i32>,
     pools: Vec<Arc<Pool>>,
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
@@ -88,6 +90,7 @@ impl Server {
             supervisor,
             signals,
             routes: HashMap::new(),
+            listen_fds: HashMap::new(),
             pools: Vec::new(),
             shutdown_tx,
             done_tx: Some(done_tx),
@@ -97,8 +100,7 @@ impl Server {
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
             server.open_route(cfg, pool, listener)?;
         }
-        crate::notice!("fpm is running, pid {}", std::process::id());
-        crate::notice!("ready to handle connections");
+        running_notices();
         crate::log::set_launched();
         if let Some(Err(e)) = ready.map(Readiness::notify) {
             // The caller gave up waiting; the daemon serves on regardless, as php-fpm's does.
@@ -111,6 +113,7 @@ impl Server {
     /// so a reload moves them to the new generation together.
     fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listeners: PoolListeners) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(pool.clone());
+        self.listen_fds.insert(cfg.listen.to_string(), std::os::fd::AsRawFd::as_raw_fd(&listeners.main));
         for listener in std::iter::once(listeners.main).chain(listeners.status) {
             self.accept(cfg, listener, rx.clone())?;
         }
@@ -148,6 +151,11 @@ impl Server {
     async fn reload(&mut self) {
         crate::notice!("Reloading in progress ...");
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
+        crate::notice!(
+            "reloading: re-reading {} (pid {} and its listeners stay)",
+            source.path.display(),
+            std::process::id()
+        );
         let kept: Vec<String> = self.routes.keys().cloned().collect();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
         let prepared = tokio::task::spawn_blocking(move || prepare(&source, &kept, &supervisor, allow_root)).await;
@@ -170,6 +178,8 @@ impl Server {
         let mut old_routes = std::mem::take(&mut self.routes);
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
+                let fd = self.listen_fds.get(&cfg.listen.to_string()).copied().unwrap_or(-1);
+                crate::notice!("using inherited socket fd={fd}, \"{}\"", cfg.listen);
                 self.warn_kept_status_listener(cfg);
                 tx.send_replace(pool.clone());
                 self.routes.insert(cfg.listen.to_string(), tx);
@@ -181,6 +191,9 @@ impl Server {
                 self.open_route(&cfg, pool.clone(), listener)?;
             }
         }
+        for gone in old_routes.keys() {
+            self.listen_fds.remove(gone);
+        }
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
@@ -189,6 +202,7 @@ impl Server {
             crate::error!("cannot open the new error_log: {e}; logging as before");
         }
         crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
+        running_notices();
         self.config = config;
         Ok(())
     }
@@ -299,10 +313,17 @@ fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> an
     config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root)?)).collect()
 }
 
+/// php-fpm's start notices, also logged when a reload is done.
+fn running_notices() {
+    crate::notice!("fpm is running, pid {}", std::process::id());
+    crate::notice!("ready to handle connections");
+}
+
 fn reopen_logs() {
-    crate::accesslog::writer::reopen();
     match crate::log::reopen() {
-        Ok(()) => crate::notice!("error log reopened"),
+        Ok(()) => crate::notice!("error log file re-opened"),
         Err(e) => crate::error!("cannot reopen the error log: {e}"),
     }
+    crate::accesslog::writer::reopen();
+    crate::notice!("access log file re-opened");
 }

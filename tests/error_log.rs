@@ -136,7 +136,7 @@ fn syslog_receives_php_fpm_lines_with_facility_and_ident() {
 
     // Once started, messages go to syslog only, no longer also to stderr.
     fpm.signal(libc::SIGUSR1);
-    receive_until(&syslog, "error log reopened").expect("no 'reopened' datagram");
+    receive_until(&syslog, "error log file re-opened").expect("no 'reopened' datagram");
     assert!(!fpm.log_text().contains("reopened"), "after start-up a notice reached stderr too:\n{}", fpm.log_text());
 }
 

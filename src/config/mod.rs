@@ -30,7 +30,7 @@ pub use error_log::{
     DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };
-pub use fpm::{load_fpm, to_toml};
+pub use fpm::{fpm_dump, fpm_wording, load_fpm, to_toml};
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
 
@@ -279,6 +279,9 @@ pub struct Pool {
     pub php_cgi: PathBuf,
     /// Passed to the children as `-c`.
     pub php_ini: Option<PathBuf>,
+    /// PHP's own flags from rustfpm's command line, passed to the children: `-n` (no
+    /// php.ini; `php_ini` is then not passed) and `-e` (extended information).
+    pub php_flags: Vec<String>,
     /// `clear_env`: the children start with an empty environment plus `env`.
     pub clear_env: bool,
     /// Directory the children start in (inside `chroot` when that is set). Absolute; not

@@ -26,8 +26,11 @@ pub struct Source {
     pub format: Format,
     /// `-c`: the php.ini every pool's children use.
     pub php_ini: Option<PathBuf>,
-    /// `-d key=value`: INI settings for every pool's children.
+    /// `-d key=value`: INI settings for every pool's children. A pool's own
+    /// `php_value`/`php_admin_value` of the same key wins, as in php-fpm.
     pub defines: Vec<(String, String)>,
+    /// PHP's `-n` (no php.ini) and `-e` (extended information), for every pool's children.
+    pub php_flags: Vec<String>,
     /// `-g`: the pid file.
     pub pid: Option<PathBuf>,
     /// `-O`: log to stderr whatever `error_log` says.
@@ -44,6 +47,7 @@ impl Source {
             format: Format::Toml,
             php_ini: None,
             defines: Vec::new(),
+            php_flags: Vec::new(),
             pid: None,
             force_stderr: false,
             daemonize: None,
@@ -75,10 +79,12 @@ impl Source {
             if let Some(ini) = &self.php_ini {
                 pool.php_ini = Some(ini.clone());
             }
-            for (key, value) in &self.defines {
-                pool.ini.retain(|(k, _)| k != key);
-                pool.ini.push((key.clone(), value.clone()));
-            }
+            pool.php_flags.clone_from(&self.php_flags);
+            // php-fpm's -d sets the master's INI, which a pool's php_value overrides: the
+            // pool's entries come last, and php-cgi takes the last -d of a key.
+            let pooled: Vec<(String, String)> = std::mem::take(&mut pool.ini);
+            pool.ini = self.defines.iter().filter(|(k, _)| !pooled.iter().any(|(p, _)| p == k)).cloned().collect();
+            pool.ini.extend(pooled);
         }
     }
 }

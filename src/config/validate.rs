@@ -99,6 +99,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         pm_max_lifetime: None,
         php_cgi: PathBuf::from(DEFAULT_PHP_CGI),
         php_ini: None,
+        php_flags: Vec::new(),
         clear_env: DEFAULT_CLEAR_ENV,
         chdir: None,
         chroot: None,

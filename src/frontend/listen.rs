@@ -81,6 +81,12 @@ impl Accepted {
     }
 }
 
+impl std::os::fd::AsRawFd for Listener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl Listener {
     /// Accepts the next connection. Must run inside the tokio runtime.
     pub async fn accept(&self) -> std::io::Result<Accepted> {

@@ -53,14 +53,13 @@ pub struct Polyfill {
 impl Polyfill {
     /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
     /// `None` for a chroot pool or with `fastcgi_finish_request = false`.
-    pub fn for_pool(cfg: &config::Pool, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
+    pub fn for_pool(cfg: &config::Pool, settings: &Settings) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
-        let settings = Settings::of(cfg, spec);
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let written = crate::sys::safe_fs::replace(&file, source(&cfg.name, user_file.as_deref()).as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
@@ -132,7 +131,7 @@ impl Marker {
 }
 
 /// Where the pool's own INI settings are read from.
-enum Settings {
+pub enum Settings {
     /// php-cgi's phpinfo (`-i`, which runs no script) with the pool's
     /// arguments: every php.ini and `-d` it would read.
     Phpinfo(String),
@@ -141,7 +140,9 @@ enum Settings {
 }
 
 impl Settings {
-    fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
+    /// The settings of the pool `cfg` whose php-cgi `spec` runs: php-cgi's own
+    /// phpinfo if it answers (a blocking child process), else the pool's config.
+    pub fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
         match phpinfo(spec) {
             Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
             _ => {
@@ -149,6 +150,15 @@ impl Settings {
                 Settings::Config(cfg.ini.clone(), php_ini)
             }
         }
+    }
+
+    /// What php-cgi sends as `X-Powered-By` (`PHP/8.2.36`) when `expose_php` is
+    /// on, for rustfpm's own pages; `None` when it is off, or unknown (no phpinfo).
+    pub fn powered_by(&self) -> Option<String> {
+        let Settings::Phpinfo(html) = self else { return None };
+        let on = self.get("expose_php").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1");
+        let version = html.split_once("<h1 class=\"p\">PHP Version ")?.1.split_once('<')?.0.trim();
+        on.then(|| format!("PHP/{version}"))
     }
 
     /// The value of `key`, if set and not empty.

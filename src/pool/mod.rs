@@ -61,6 +61,8 @@ pub struct Pages {
     pub ping_response: String,
     /// The process manager's name, for the status page.
     pub pm: &'static str,
+    /// `X-Powered-By` as the pool's php-cgi sends it (`expose_php`), if it does.
+    pub powered_by: Option<String>,
 }
 
 /// What the front end needs of a pool: shared by all its connection tasks.
@@ -109,7 +111,8 @@ impl Pool {
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let mut spec = spec::child_spec(cfg, &socket, allow_root)?;
-        let finish = finish::Polyfill::for_pool(cfg, &spec)?;
+        let settings = finish::Settings::of(cfg, &spec);
+        let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
@@ -150,6 +153,7 @@ impl Pool {
                     config::PmMode::Dynamic => "dynamic",
                     config::PmMode::Ondemand => "ondemand",
                 },
+                powered_by: settings.powered_by(),
             },
         }))
     }

@@ -83,8 +83,9 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
 }
 
 fn args(cfg: &config::Pool) -> Vec<OsString> {
-    let mut args = Vec::new();
-    if let Some(ini) = &cfg.php_ini {
+    let mut args: Vec<OsString> = cfg.php_flags.iter().map(OsString::from).collect();
+    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
+    if let Some(ini) = cfg.php_ini.as_ref().filter(|_| !no_ini) {
         args.push("-c".into());
         args.push(ini.clone().into_os_string());
     }

@@ -207,6 +207,8 @@ impl Interpreter<'_> {
             let index = e.index.as_deref().unwrap_or_default();
             let Some(&(table, list)) = ARRAYS.iter().find(|(name, _)| *name == e.name) else {
                 match e.name.as_str() {
+                    "access.suppress_path" if !index.is_empty() => error(e, notes, SUPPRESS_KEYED),
+                    "access.suppress_path" if !e.value.starts_with('/') => error(e, notes, SUPPRESS_SLASH),
                     "access.suppress_path" => suppress.push(e.value.clone()),
                     _ => error(e, notes, "unknown php-fpm directive"),
                 }
@@ -386,6 +388,11 @@ fn resolve(base: &Path, value: &str) -> String {
 fn text(key: &str, value: String, line: usize) -> Item {
     Item { key: key.to_string(), value: Value::Text(value), line }
 }
+
+/// php-fpm's words for an `access.suppress_path[KEY]` entry.
+pub(super) const SUPPRESS_KEYED: &str = "Keys provided to field 'access.suppress_path' are ignored";
+/// php-fpm's words for an `access.suppress_path[]` value that is not a path.
+pub(super) const SUPPRESS_SLASH: &str = "Values provided to field 'access.suppress_path' must begin with '/'";
 
 fn error(e: &Entry, notes: &mut Notes<'_, '_>, message: impl Into<String>) {
     notes.error(e.line, Some(&e.key()), Some(&e.value), message);
