@@ -134,22 +134,52 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
     }
     let limit = LIMIT.load(Ordering::Relaxed);
     let line = cut(format!("[{}] {}: {}", timestamp(), level_name(level), args), limit) + "\n";
+    put(level, line.as_bytes(), || cut(format!("[{}] {}", level_name(level), args), limit));
+}
+
+/// Writes a line of a child's output as php-fpm does: `[time] LEVEL: {head}{bytes}{tail}`, or
+/// with `raw` the bytes alone (`decorate_workers_output = no`). The bytes are written as they
+/// are (php-fpm does not convert them either) and not cut: the caller fits them to
+/// [`child_room`].
+pub fn write_child(level: LogLevel, raw: bool, head: &str, bytes: &[u8], tail: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let mut line =
+        if raw { Vec::new() } else { format!("[{}] {}: {head}", timestamp(), level_name(level)).into_bytes() };
+    line.extend_from_slice(bytes);
+    line.extend_from_slice(tail.as_bytes());
+    line.push(b'\n');
+    let limit = LIMIT.load(Ordering::Relaxed);
+    put(level, &line, || cut(format!("[{}] {head}{}{tail}", level_name(level), String::from_utf8_lossy(bytes)), limit));
+}
+
+/// How many bytes of a child's output fit on one line next to `decoration` bytes of ours
+/// (none when `raw`), within `log_limit` with the newline, as php-fpm counts.
+pub fn child_room(level: LogLevel, raw: bool, decoration: usize) -> usize {
+    match raw {
+        true => LIMIT.load(Ordering::Relaxed).saturating_sub(1).max(4),
+        false => room(level, decoration),
+    }
+}
+
+/// Sends a formatted line to the sink (and to stderr while starting, or when syslog fails).
+fn put(level: LogLevel, line: &[u8], syslog_text: impl FnOnce() -> String) {
     let starting = !LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice;
     let to_stderr = match TARGET.get().map(lock).as_deref_mut() {
         Some(Sink::File { file, .. }) => {
-            let _ = file.write_all(line.as_bytes());
+            let _ = file.write_all(line);
             starting
         }
         Some(Sink::Syslog(syslog)) => {
-            let message = cut(format!("[{}] {}", level_name(level), args), limit);
             // Without a syslog daemon the line goes to stderr rather than nowhere.
-            let sent = syslog.send(syslog_priority(level), &message).is_ok();
+            let sent = syslog.send(syslog_priority(level), &syslog_text()).is_ok();
             starting || !sent
         }
         Some(Sink::Stderr) | None => true,
     };
     if to_stderr {
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let _ = std::io::stderr().write_all(line);
     }
 }
 

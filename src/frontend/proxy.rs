@@ -162,6 +162,9 @@ where
     let mut response = ResponseStream::new(head.id, marker.as_ref().map(Marker::as_bytes));
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
+    if pool.output.is_some() {
+        response.collect_messages();
+    }
     let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
     let lifted = AtomicBool::new(false);
     let mut exchange = Exchange {
@@ -174,6 +177,9 @@ where
         pool: &pool.name,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    if let Some(output) = &pool.output {
+        output.request_done(response.take_messages());
+    }
     to_child.clear();
     conn.out = to_child;
     // After fastcgi_finish_request() nginx has a complete response, whatever

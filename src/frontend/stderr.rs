@@ -54,6 +54,9 @@ pub struct StderrRewriter {
     started: bool,
     /// The last record ended inside a message (no trailing newline).
     mid_message: bool,
+    /// Every message of the request, as PHP wrote it, when the pool logs them
+    /// (`catch_workers_output`: php-fpm's children copy them to their stderr).
+    pub messages: Option<Vec<Vec<u8>>>,
 }
 
 impl StderrRewriter {
@@ -92,7 +95,8 @@ impl StderrRewriter {
                 fresh = true;
                 continue;
             }
-            if fresh || !self.started || (i > 0 && line.starts_with(b"PHP ")) {
+            let new_message = fresh || !self.started || (i > 0 && line.starts_with(b"PHP "));
+            if new_message {
                 if self.started {
                     out.extend_from_slice(SEPARATOR);
                 }
@@ -102,9 +106,26 @@ impl StderrRewriter {
                 out.push(b'\n');
             }
             out.extend_from_slice(line);
+            self.collect(new_message, i > 0, line);
             fresh = false;
         }
         self.mid_message = !content.ends_with(b"\n");
+    }
+}
+
+impl StderrRewriter {
+    /// Keeps a line of a message, when messages are collected.
+    fn collect(&mut self, new_message: bool, after_newline: bool, line: &[u8]) {
+        let Some(messages) = self.messages.as_mut() else { return };
+        match messages.last_mut() {
+            Some(last) if !new_message => {
+                if after_newline {
+                    last.push(b'\n');
+                }
+                last.extend_from_slice(line);
+            }
+            _ => messages.push(line.to_vec()),
+        }
     }
 }
 

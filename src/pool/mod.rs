@@ -6,6 +6,7 @@ pub mod balancer;
 pub mod crash;
 pub mod finish;
 pub mod msg;
+pub mod output;
 pub mod recycle;
 pub mod snapshot;
 pub mod spec;
@@ -45,6 +46,9 @@ pub enum PoolError {
     /// The `fastcgi_finish_request()` polyfill could not be written.
     #[error("[pool {pool}] cannot write the fastcgi_finish_request() polyfill {path}: {source}")]
     Polyfill { pool: String, path: PathBuf, source: std::io::Error },
+    /// The pipes or thread for the children's output could not be set up.
+    #[error("[pool {pool}] cannot capture the children's output: {source}")]
+    Output { pool: String, source: std::io::Error },
     /// php-cgi could not be found.
     #[error("[pool {pool}] php_cgi {path}: {message}")]
     PhpCgi { pool: String, path: PathBuf, message: String },
@@ -93,6 +97,8 @@ pub struct Pool {
     pub track_finished: bool,
     /// The `fastcgi_finish_request()` polyfill of the children, if any.
     pub finish: Option<finish::Polyfill>,
+    /// The children's output in the log (`catch_workers_output`), if caught.
+    pub output: Option<output::OutputHandle>,
 }
 
 impl Pool {
@@ -111,6 +117,15 @@ impl Pool {
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let mut spec = spec::child_spec(cfg, &socket, allow_root)?;
+        let output = match cfg.catch_workers_output {
+            true => {
+                let (handle, capture) = output::start(&cfg.name, cfg.decorate_workers_output)
+                    .map_err(|source| PoolError::Output { pool: cfg.name.clone(), source })?;
+                spec.output = crate::spawn::Output::Capture(capture);
+                Some(handle)
+            }
+            false => None,
+        };
         let settings = finish::Settings::of(cfg, &spec);
         let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
@@ -142,6 +157,7 @@ impl Pool {
             terminate_timeout: cfg.request_terminate_timeout,
             track_finished: cfg.request_terminate_timeout_track_finished,
             finish,
+            output,
             chroot: cfg.chroot.clone(),
             logs,
             pages: Pages {

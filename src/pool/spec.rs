@@ -60,11 +60,8 @@ pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) ->
         })?,
         credentials,
         settings: settings(cfg),
-        output: match (cfg.catch_workers_output, cfg.decorate_workers_output) {
-            (false, _) => Output::Discard,
-            (true, true) => Output::Decorated,
-            (true, false) => Output::Raw,
-        },
+        // Pool::start sets up the capture (`catch_workers_output`).
+        output: Output::Discard,
     })
 }
 
