@@ -15,6 +15,7 @@ use crate::sys::syslog::Syslog;
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LIMIT);
 static LAUNCHED: AtomicBool = AtomicBool::new(false);
+static FORCE_STDERR: AtomicBool = AtomicBool::new(false);
 static TARGET: OnceLock<Mutex<Sink>> = OnceLock::new();
 
 /// Appended to each piece of a child's line that was split at `log_limit`,
@@ -81,6 +82,11 @@ pub fn init(global: &Global) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `-O`: every line goes to stderr as well as to `error_log` (as php-fpm's `--force-stderr`).
+pub fn force_stderr() {
+    FORCE_STDERR.store(true, Ordering::Relaxed);
 }
 
 /// Marks start-up as done (`ready to handle connections`). Until then, notices
@@ -165,7 +171,8 @@ pub fn child_room(level: LogLevel, raw: bool, decoration: usize) -> usize {
 
 /// Sends a formatted line to the sink (and to stderr while starting, or when syslog fails).
 fn put(level: LogLevel, line: &[u8], syslog_text: impl FnOnce() -> String) {
-    let starting = !LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice;
+    let starting =
+        (!LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice) || FORCE_STDERR.load(Ordering::Relaxed);
     let to_stderr = match TARGET.get().map(lock).as_deref_mut() {
         Some(Sink::File { file, .. }) => {
             let _ = file.write_all(line);

@@ -204,6 +204,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // As php-fpm's -O, which only counts in the foreground.
+    if source.force_stderr && !config.global.daemonize {
+        rustfpm::log::force_stderr();
+    }
     if args.convert {
         print!("{}", config::to_toml(&config));
         return ExitCode::SUCCESS;

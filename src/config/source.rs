@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{load, load_fpm, Config, ConfigErrors, LogTarget};
+use super::{load, load_fpm, Config, ConfigErrors};
 
 /// The configuration file's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Source {
     pub php_flags: Vec<String>,
     /// `-g`: the pid file.
     pub pid: Option<PathBuf>,
-    /// `-O`: log to stderr whatever `error_log` says.
+    /// `-O`: log to stderr too, whatever `error_log` says.
     pub force_stderr: bool,
     /// `-D` (`Some(true)`) or `-F` (`Some(false)`): overrides `daemonize`.
     pub daemonize: Option<bool>,
@@ -66,9 +66,7 @@ impl Source {
     }
 
     fn apply(&self, config: &mut Config) {
-        if self.force_stderr {
-            config.global.error_log = LogTarget::Stderr;
-        }
+        // `-O` keeps error_log: the log goes to stderr as well (crate::log::force_stderr).
         if let Some(daemonize) = self.daemonize {
             config.global.daemonize = daemonize;
         }

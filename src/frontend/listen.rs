@@ -73,7 +73,7 @@ impl Accepted {
                 let _ = s.set_nodelay(true);
                 // Only the access log's %R needs nginx's address.
                 let wants_peer = current.borrow().logs.access().is_some_and(|log| log.wants_peer());
-                let peer = if wants_peer { s.peer_addr().ok().map(|a| a.ip()) } else { None };
+                let peer = if wants_peer { s.peer_addr().ok().map(|a| a.ip().to_canonical()) } else { None };
                 let (rd, wr) = s.split();
                 super::conn::serve(Conn::new(rd, wr, pages_only, peer), current, shutdown).await
             }

@@ -175,9 +175,10 @@ where
         lifted: &lifted,
         keep_conn: head.keep_conn,
         pool: &pool.name,
+        output: pool.output.as_ref(),
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
-    if let Some(output) = &pool.output {
+    if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
         output.request_done(response.take_messages());
     }
     to_child.clear();
@@ -234,6 +235,8 @@ struct Exchange<'a, 'm> {
     keep_conn: bool,
     /// The pool's name, for log lines.
     pool: &'a str,
+    /// The pool's worker output log (`catch_workers_output`).
+    output: Option<&'a crate::pool::output::OutputHandle>,
 }
 
 impl Exchange<'_, '_> {
@@ -353,6 +356,10 @@ impl Exchange<'_, '_> {
         while !data.is_empty() && !self.response.ended {
             let discard = self.finished();
             let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
+            if let Some(output) = self.output.filter(|_| self.response.ended) {
+                // Logged before nginx learns that the request is over (php-fpm's order).
+                output.request_done(self.response.take_messages());
+            }
             if !discard {
                 conn.wr.write_all(&data[..scan.forward]).await.map_err(client)?;
                 conn.wr.write_all(&self.response.out).await.map_err(client)?;

@@ -135,9 +135,8 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
             Err(err("please specify user and group other than root (or run with -R)".into()))
         };
     };
-    let user = User::from_name(name)
-        .map_err(|e| err(format!("cannot look up user '{name}': {e}")))?
-        .ok_or_else(|| err(format!("user '{name}' does not exist")))?;
+    let user = user_entry(name).map_err(|e| err(format!("cannot look up user '{name}': {e}")))?;
+    let user = user.ok_or_else(|| err(format!("user '{name}' does not exist")))?;
     let gid = match &cfg.group {
         Some(g) => {
             Group::from_name(g)
@@ -150,9 +149,24 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
     if (user.uid.is_root() || gid == Gid::from_raw(0)) && !allow_root {
         return Err(err("please specify user and group other than root (or run with -R)".into()));
     }
-    let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| err(format!("bad user name '{name}'")))?;
+    let cname = std::ffi::CString::new(user.name.as_bytes()).map_err(|_| err(format!("bad user name '{name}'")))?;
     let groups = getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
     Ok(Some(Credentials { uid: user.uid, gid, groups }))
+}
+
+/// The passwd entry of `name`; a number is a uid, as in php-fpm, and one without an entry
+/// stands for itself: its group is the same number, its home `/`.
+fn user_entry(name: &str) -> nix::Result<Option<User>> {
+    let Ok(uid) = name.parse::<u32>() else { return User::from_name(name) };
+    Ok(Some(User::from_uid(Uid::from_raw(uid))?.unwrap_or_else(|| User {
+        name: name.to_string(),
+        passwd: Default::default(),
+        uid: Uid::from_raw(uid),
+        gid: Gid::from_raw(uid),
+        gecos: Default::default(),
+        dir: "/".into(),
+        shell: "/bin/sh".into(),
+    })))
 }
 
 fn find_program(pool: &str, program: &Path) -> Result<PathBuf, PoolError> {

@@ -164,7 +164,7 @@ pub fn fpm_wording(e: &ConfigError) -> String {
             return "log_limit must be greater than 512".into();
         }
         "listen" if e.message.contains("the port must be") => {
-            return format!("{pool}invalid port value '{}'", value.rsplit(':').next().unwrap_or(value));
+            return format!("invalid port value '{}'", value.rsplit(':').next().unwrap_or(value));
         }
         _ => {}
     }
