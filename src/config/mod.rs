@@ -85,8 +85,6 @@ pub const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
 pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
 /// `access_format` when unset: php-fpm's default.
 pub const DEFAULT_ACCESS_FORMAT: &str = crate::accesslog::DEFAULT_FORMAT;
-/// `queue_max_len` when unset is `pm_max_children * DEFAULT_QUEUE_FACTOR`.
-pub const DEFAULT_QUEUE_FACTOR: usize = 16;
 
 /// A validated configuration file.
 #[derive(Debug, Clone)]
@@ -316,6 +314,8 @@ pub struct Pool {
     /// Empty means no limit.
     pub security_limit_extensions: Vec<String>,
     /// 0 means no queue: a request that finds every child busy is answered 503 at once.
+    /// Unset: `listen_backlog` (where php-fpm's requests would wait), so rustfpm never
+    /// refuses what php-fpm would have queued.
     pub queue_max_len: usize,
     /// A request running longer than this has its child killed. `None` (`0`, the default) is
     /// no limit.

@@ -20,9 +20,8 @@ use super::{
     DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG, DEFAULT_FASTCGI_FINISH_REQUEST,
     DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI,
     DEFAULT_PING_RESPONSE, DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE,
-    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_QUEUE_FACTOR,
-    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN,
-    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, MAX_CHILDREN, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -115,7 +114,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         ping_response: DEFAULT_PING_RESPONSE.to_string(),
         env: Vec::new(),
         security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
-        queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
+        queue_max_len: DEFAULT_LISTEN_BACKLOG as usize,
         request_terminate_timeout: None,
         request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
         queue_max_wait: None,
@@ -167,7 +166,8 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     let extensions = optional(&k.security_limit_extensions, r, extensions);
     set(&mut pool.security_limit_extensions, extensions);
     let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
-    set(&mut pool.queue_max_len, optional(&k.queue_max_len, r, queue));
+    // Unset: as many as the listen backlog, where php-fpm's requests would wait.
+    pool.queue_max_len = optional(&k.queue_max_len, r, queue).unwrap_or(pool.listen_backlog.max(1) as usize);
     pool.queue_max_wait = optional(&k.queue_max_wait, r, duration).filter(|d| !d.is_zero());
     set(&mut pool.fastcgi_finish_request, optional(&k.fastcgi_finish_request, r, boolean));
     let terminate = optional(&k.request_terminate_timeout, r, duration).filter(|d| !d.is_zero());

@@ -114,8 +114,12 @@ fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
 }
 
 /// The FastCGI param that carries a request's marker to the polyfill; the
-/// same param from nginx is dropped.
-pub const MARKER_PARAM: &[u8] = b"RUSTFPM_FINISH_MARKER";
+/// same param from nginx is dropped. Its name is a single space: PHP skips a
+/// variable whose name is only spaces when it builds `$_SERVER` (php-src
+/// `main/php_variables.c`, `php_register_variable_ex`), so scripts, `phpinfo()`
+/// and `getenv()` without a name never list it, while php-cgi's `getenv(' ')`
+/// looks the param up by its exact name (`fcgi_getenv`). No per-request work.
+pub const MARKER_PARAM: &[u8] = b" ";
 const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
 const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
 
@@ -330,7 +334,7 @@ mod tests {
     fn source_includes_the_user_file_quoted() {
         let php = source("www", Some("/srv/it's.php"));
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
-        assert!(php.contains("getenv('RUSTFPM_FINISH_MARKER')"), "{php}");
+        assert!(php.contains("getenv(' ')"), "{php}");
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
         assert!(!source("www", None).contains("require"));
     }

@@ -11,7 +11,7 @@
 //!
 //! php-fpm's children also copy every PHP message (`error_log()`, warnings) to their stderr as
 //! `NOTICE: PHP message: ...`; php-cgi sends them on FCGI_STDERR only, so the proxy hands them
-//! here and they are logged as that line of the child's stderr.
+//! here and they are logged as that line of the child's stderr, at once.
 //!
 //! All of a pool's children share one pipe per stream (they are forked by one php-cgi parent),
 //! so which child wrote a line cannot be known: `child N` names the php-cgi parent.
@@ -56,8 +56,14 @@ pub struct Capture {
 enum Event {
     /// A request ended: flush partial lines.
     RequestDone,
-    /// A PHP message of a request (FCGI_STDERR), to log as the child's stderr would show it.
-    Message(Vec<u8>),
+}
+
+/// A PHP message (FCGI_STDERR) as a php-fpm child copies it to its stderr.
+fn php_message_line(message: &[u8]) -> Vec<u8> {
+    let mut line = PHP_MESSAGE.to_vec();
+    line.extend_from_slice(message);
+    line.push(b'\n');
+    line
 }
 
 /// The front end's handle on a pool's output thread; dropping it ends the thread.
@@ -65,13 +71,18 @@ enum Event {
 pub struct OutputHandle {
     tx: Sender<Event>,
     wake: OwnedFd,
+    format: Format,
+    pid: Arc<AtomicU32>,
 }
 
 impl OutputHandle {
-    /// A request ended: its PHP `messages` are logged, then partial lines are flushed.
+    /// A request ended: its PHP `messages` are logged at once (before nginx hears of the end,
+    /// as php-fpm's are), then the thread flushes the partial lines of the pipes.
     pub fn request_done(&self, messages: Vec<Vec<u8>>) {
+        let pid = self.pid.load(Ordering::Relaxed);
+        let mut lines = Lines::new("stderr");
         for message in messages {
-            self.send(Event::Message(message));
+            lines.push(&php_message_line(&message), &self.format, pid);
         }
         self.send(Event::RequestDone);
     }
@@ -93,6 +104,7 @@ pub fn start(pool: &str, decorated: bool) -> std::io::Result<(OutputHandle, Capt
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let pid = Arc::new(AtomicU32::new(0));
     let format = Format { pool: pool.to_string(), raw: !decorated };
+    let handle = OutputHandle { tx, wake: wake_w, format: format.clone(), pid: pid.clone() };
     let reader = Reader {
         pipes: [OwnedFd::from(err_r), OwnedFd::from(out_r)],
         streams: [Lines::new("stderr"), Lines::new("stdout")],
@@ -105,7 +117,7 @@ pub fn start(pool: &str, decorated: bool) -> std::io::Result<(OutputHandle, Capt
         set_nonblocking(fd)?;
     }
     std::thread::Builder::new().name(format!("output-{pool}")).spawn(move || reader.run())?;
-    Ok((OutputHandle { tx, wake: wake_w }, Capture { stdout: out_w.into(), stderr: err_w.into(), pid }))
+    Ok((handle, Capture { stdout: out_w.into(), stderr: err_w.into(), pid }))
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
@@ -198,18 +210,9 @@ impl Reader {
                 self.read_pipe(i);
             }
             let pid = self.pid.load(Ordering::Relaxed);
-            match event {
-                Event::Message(text) => {
-                    let mut line = PHP_MESSAGE.to_vec();
-                    line.extend_from_slice(&text);
-                    line.push(b'\n');
-                    self.streams[0].push(&line, &self.format, pid);
-                }
-                Event::RequestDone => {
-                    for lines in &mut self.streams {
-                        lines.finish(&self.format, pid, "");
-                    }
-                }
+            let Event::RequestDone = event;
+            for lines in &mut self.streams {
+                lines.finish(&self.format, pid, "");
             }
         }
     }
