@@ -16,6 +16,8 @@ static LEVEL: AtomicU8 = AtomicU8::new(1);
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LIMIT);
 static LAUNCHED: AtomicBool = AtomicBool::new(false);
 static FORCE_STDERR: AtomicBool = AtomicBool::new(false);
+/// The least level copied to stderr while starting (notices, or errors for a daemon).
+static START_LEVEL: AtomicU8 = AtomicU8::new(1);
 static TARGET: OnceLock<Mutex<Sink>> = OnceLock::new();
 
 /// Appended to each piece of a child's line that was split at `log_limit`,
@@ -87,6 +89,12 @@ pub fn init(global: &Global) -> std::io::Result<()> {
 /// `-O`: every line goes to stderr as well as to `error_log` (as php-fpm's `--force-stderr`).
 pub fn force_stderr() {
     FORCE_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// A daemon's start: only errors and worse reach the caller's stderr (php-fpm's daemon
+/// prints nothing else there; the rest is in `error_log`).
+pub fn daemon_start() {
+    START_LEVEL.store(level_rank(LogLevel::Error), Ordering::Relaxed);
 }
 
 /// Marks start-up as done (`ready to handle connections`). Until then, notices

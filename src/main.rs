@@ -252,6 +252,9 @@ fn detach(args: &mut Args) -> std::io::Result<Readiness> {
 
 fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow::Result<i32> {
     rustfpm::log::init(&config.global)?;
+    if ready.is_some() {
+        rustfpm::log::daemon_start();
+    }
     if ready.is_some() && config.global.error_log == config::LogTarget::Stderr {
         rustfpm::warning!("error_log is stderr: once the daemon is ready, its log goes to /dev/null");
     }

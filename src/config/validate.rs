@@ -142,8 +142,11 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
 }
 
 fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
-    pool.user = optional(&k.user, r, user);
-    pool.group = optional(&k.group, r, group);
+    // Not root: php-fpm ignores user and group (with a notice at start), whatever they name.
+    let root = nix::unistd::Uid::effective().is_root();
+    let any = |f: &Field<'_>, r: &mut Report<'_>| string(f, r).map(str::to_string);
+    pool.user = optional(&k.user, r, if root { user } else { any });
+    pool.group = optional(&k.group, r, if root { group } else { any });
     set(&mut pool.php_cgi, optional(&k.php_cgi, r, path));
     pool.php_ini = optional(&k.php_ini, r, existing_path);
     set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));

@@ -124,7 +124,7 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
     let err = |message: String| PoolError::Credentials { pool: cfg.name.clone(), message };
     if !Uid::effective().is_root() {
         if cfg.user.is_some() {
-            crate::notice!("[pool {}] 'user' directive is ignored when rustfpm is not running as root", cfg.name);
+            crate::notice!("[pool {}] 'user' directive is ignored when FPM is not running as root", cfg.name);
         }
         return Ok(None);
     }
