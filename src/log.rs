@@ -179,8 +179,8 @@ pub fn child_room(level: LogLevel, raw: bool, decoration: usize) -> usize {
 
 /// Sends a formatted line to the sink (and to stderr while starting, or when syslog fails).
 fn put(level: LogLevel, line: &[u8], syslog_text: impl FnOnce() -> String) {
-    let starting =
-        (!LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice) || FORCE_STDERR.load(Ordering::Relaxed);
+    let starting = !LAUNCHED.load(Ordering::Relaxed) && level_rank(level) >= START_LEVEL.load(Ordering::Relaxed);
+    let starting = starting || FORCE_STDERR.load(Ordering::Relaxed);
     let to_stderr = match TARGET.get().map(lock).as_deref_mut() {
         Some(Sink::File { file, .. }) => {
             let _ = file.write_all(line);
