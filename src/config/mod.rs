@@ -257,6 +257,8 @@ pub struct Pool {
     /// Children forked at start. Always `Some` when `pm` is `Dynamic` (when unset:
     /// `min + (max - min) / 2` of the spare servers, as php-fpm); otherwise as written (unused).
     pub pm_start_servers: Option<usize>,
+    /// `pm_start_servers` was not set and got its default (php-fpm says so at start).
+    pub pm_start_servers_defaulted: bool,
     /// Fewest idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).
     pub pm_min_spare_servers: Option<usize>,
     /// Most idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).

@@ -89,6 +89,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         pm: DEFAULT_PM,
         pm_max_children,
         pm_start_servers: None,
+        pm_start_servers_defaulted: false,
         pm_min_spare_servers: None,
         pm_max_spare_servers: None,
         pm_max_spawn_rate: DEFAULT_PM_MAX_SPAWN_RATE,

@@ -222,6 +222,9 @@ fn policy(cfg: &config::Pool, global: &config::Global) -> recycle::Policy {
 
 /// php-fpm settings that have no effect here are named, never silently ignored.
 fn explain_settings(cfg: &config::Pool) {
+    if let (true, Some(n)) = (cfg.pm_start_servers_defaulted, cfg.pm_start_servers) {
+        crate::notice!("[pool {}] pm.start_servers is not set. It's been set to {n}.", cfg.name);
+    }
     if cfg.pm != config::PmMode::Static {
         crate::notice!(
             "[pool {}] pm = {:?}: all {} children are forked at start from one php-cgi parent (they share its \
