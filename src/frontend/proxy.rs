@@ -179,7 +179,7 @@ where
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
     if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
-        output.request_done(response.take_messages());
+        drop(output.request_done(response.take_messages()));
     }
     to_child.clear();
     conn.out = to_child;
@@ -358,7 +358,8 @@ impl Exchange<'_, '_> {
             let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
             if let Some(output) = self.output.filter(|_| self.response.ended) {
                 // Logged before nginx learns that the request is over (php-fpm's order).
-                output.request_done(self.response.take_messages());
+                let logged = output.request_done(self.response.take_messages());
+                let _ = tokio::time::timeout(crate::pool::output::REQUEST_DONE_WAIT, logged).await;
             }
             if !discard {
                 conn.wr.write_all(&data[..scan.forward]).await.map_err(client)?;

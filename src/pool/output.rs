@@ -38,6 +38,8 @@ const PHP_MESSAGE: &[u8] = b"NOTICE: PHP message: ";
 const QUEUE: usize = 4096;
 /// How long the thread goes on reading after its pool is gone, for the children's last words.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long the proxy waits for the output thread at the end of a request.
+pub const REQUEST_DONE_WAIT: Duration = Duration::from_millis(100);
 /// Bytes read at once from a pipe.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -54,8 +56,8 @@ pub struct Capture {
 
 /// What the front end tells the output thread.
 enum Event {
-    /// A request ended: flush partial lines.
-    RequestDone,
+    /// A request ended: flush partial lines, then say so.
+    RequestDone(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A PHP message (FCGI_STDERR) as a php-fpm child copies it to its stderr.
@@ -76,15 +78,19 @@ pub struct OutputHandle {
 }
 
 impl OutputHandle {
-    /// A request ended: its PHP `messages` are logged at once (before nginx hears of the end,
-    /// as php-fpm's are), then the thread flushes the partial lines of the pipes.
-    pub fn request_done(&self, messages: Vec<Vec<u8>>) {
+    /// A request ended: its PHP `messages` are logged at once, then the thread logs what the
+    /// pipes hold and flushes their partial lines. The answer comes when it has (or never, if
+    /// its queue is full): the proxy waits for it, a little, before nginx hears of the end, so
+    /// a request's lines are in the log before anything that follows it (php-fpm's order).
+    pub fn request_done(&self, messages: Vec<Vec<u8>>) -> tokio::sync::oneshot::Receiver<()> {
         let pid = self.pid.load(Ordering::Relaxed);
         let mut lines = Lines::new("stderr");
         for message in messages {
             lines.push(&php_message_line(&message), &self.format, pid);
         }
-        self.send(Event::RequestDone);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Event::RequestDone(tx));
+        rx
     }
 
     /// Never blocks: a full queue drops the event, a full wake-up pipe is already awake.
@@ -210,10 +216,11 @@ impl Reader {
                 self.read_pipe(i);
             }
             let pid = self.pid.load(Ordering::Relaxed);
-            let Event::RequestDone = event;
+            let Event::RequestDone(done) = event;
             for lines in &mut self.streams {
                 lines.finish(&self.format, pid, "");
             }
+            let _ = done.send(());
         }
     }
 }
