@@ -176,10 +176,15 @@ impl Server {
         let Generation { config, fresh, pools } = generation;
         let retiring = std::mem::take(&mut self.pools);
         let mut old_routes = std::mem::take(&mut self.routes);
+        // As php-fpm after its re-exec: every listener is carried into the reload; those of
+        // pools that are gone are closed below.
+        let mut carried: Vec<_> = self.listen_fds.iter().collect();
+        carried.sort_by_key(|(_, fd)| **fd);
+        for (listen, fd) in carried {
+            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
+        }
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
-                let fd = self.listen_fds.get(&cfg.listen.to_string()).copied().unwrap_or(-1);
-                crate::notice!("using inherited socket fd={fd}, \"{}\"", cfg.listen);
                 self.warn_kept_status_listener(cfg);
                 tx.send_replace(pool.clone());
                 self.routes.insert(cfg.listen.to_string(), tx);
@@ -310,7 +315,8 @@ fn prepare(
 
 /// Starts every pool of `config` (must run inside the runtime's context).
 fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
-    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root)?)).collect()
+    let probes = crate::pool::finish::Probes::default();
+    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root, &probes)?)).collect()
 }
 
 /// php-fpm's start notices, also logged when a reload is done.

@@ -143,11 +143,31 @@ pub enum Settings {
     Config(Vec<(String, String)>, Option<String>),
 }
 
+/// php-cgi's answers to `-i` during one start or reload: pools whose php-cgi runs with the
+/// same program, arguments, environment and user get the same phpinfo, which is asked once
+/// (a reload of many alike pools would otherwise run php-cgi once per pool).
+#[derive(Default)]
+pub struct Probes(std::cell::RefCell<Vec<(String, Option<String>)>>);
+
+impl Probes {
+    fn phpinfo(&self, spec: &ChildSpec) -> Option<String> {
+        let creds = spec.credentials.as_ref().map(|c| (c.uid, c.gid));
+        let key = format!("{:?} {:?} {:?} {creds:?}", spec.program, spec.args, spec.env);
+        if let Some((_, answer)) = self.0.borrow().iter().find(|(k, _)| *k == key) {
+            return answer.clone();
+        }
+        let answer = phpinfo(spec);
+        self.0.borrow_mut().push((key, answer.clone()));
+        answer
+    }
+}
+
 impl Settings {
     /// The settings of the pool `cfg` whose php-cgi `spec` runs: php-cgi's own
-    /// phpinfo if it answers (a blocking child process), else the pool's config.
-    pub fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
-        match phpinfo(spec) {
+    /// phpinfo if it answers (a blocking child process, asked once per alike pool
+    /// of `probes`), else the pool's config.
+    pub fn of(cfg: &config::Pool, spec: &ChildSpec, probes: &Probes) -> Settings {
+        match probes.phpinfo(spec) {
             Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
             _ => {
                 let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());

@@ -109,6 +109,7 @@ impl Pool {
         global: &config::Global,
         supervisor: &Supervisor,
         allow_root: bool,
+        probes: &finish::Probes,
     ) -> Result<Arc<Pool>, PoolError> {
         explain_settings(cfg);
         let logs =
@@ -126,7 +127,7 @@ impl Pool {
             }
             false => None,
         };
-        let settings = finish::Settings::of(cfg, &spec);
+        let settings = finish::Settings::of(cfg, &spec, probes);
         let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let spec = Arc::new(spec);
