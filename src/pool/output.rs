@@ -315,7 +315,7 @@ impl Lines {
         if fits < suffix.len() {
             let head = format.head(self.stream, pid);
             let head = if format.raw { "" } else { head.trim_end_matches('"') };
-            crate::log::write_child(LogLevel::Warning, format.raw, head, suffix[fits..].as_bytes(), "");
+            crate::log::write_child(LogLevel::Warning, format.raw, head, &suffix.as_bytes()[fits..], "");
         }
         self.line.clear();
     }

@@ -55,7 +55,7 @@ pub(super) fn read(
     notes: &mut Notes<'_, '_>,
 ) -> Option<Document> {
     let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => decode(path, &bytes, notes),
         Err(err) => {
             notes.errors.push(None, None, None, format!("cannot read the configuration file: {err}"));
             return None;
@@ -65,6 +65,20 @@ pub(super) fn read(
     reader.text(path, &text, 1);
     reader.notes.set_pool(None);
     Some(reader.document)
+}
+
+/// A file's text; bytes that are not UTF-8 are replaced (U+FFFD), with a warning naming the
+/// file and the first such line, never silently.
+fn decode(file: &Path, bytes: &[u8], notes: &mut Notes<'_, '_>) -> String {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let message = format!(
+            "{}:{line}: not UTF-8; the bytes that are not were replaced by U+FFFD (save the file as UTF-8)",
+            file.display()
+        );
+        notes.warnings.push(None, None, None, message);
+    }
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Where the entries being read go.
@@ -185,7 +199,10 @@ impl Reader<'_, '_, '_> {
         }
         for file in files {
             match std::fs::read(&file) {
-                Ok(bytes) => self.text(&file, &String::from_utf8_lossy(&bytes), depth + 1),
+                Ok(bytes) => {
+                    let text = decode(&file, &bytes, self.notes);
+                    self.text(&file, &text, depth + 1)
+                }
                 Err(err) => {
                     let message = format!("cannot read the included file: {err}");
                     self.error(at, Some("include"), Some(&file.display().to_string()), message);

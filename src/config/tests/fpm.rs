@@ -72,6 +72,8 @@ fn normalised(config: &Config) -> String {
     let mut config = config.clone();
     config.path = PathBuf::new();
     for pool in &mut config.pools {
+        // Converted TOML says the default out loud: it is no longer a default there.
+        pool.pm_start_servers_defaulted = false;
         pool.ini.sort();
         pool.admin_ini_keys.sort();
         pool.env.sort();
@@ -673,4 +675,16 @@ fn log_errors_in_php_fpm_terms() {
     assert_eq!(keys, [Some("access.format"), Some("request_slowlog_timeout")], "{errors:?}");
     assert!(errors[0].message.contains("unknown placeholder '%Z'"), "{}", errors[0].message);
     assert!(errors[1].message.contains("needs `slowlog`"), "{}", errors[1].message);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_warned_about() {
+    let files = Files::new();
+    let bytes: Vec<u8> =
+        pool_with("ping.response = po@ng").into_bytes().into_iter().map(|b| if b == b'@' { 0xff } else { b }).collect();
+    let path = files.write("php-fpm.conf", "");
+    std::fs::write(&path, bytes).unwrap();
+    let (config, warnings) = load_ok(&path, None);
+    assert_eq!(config.pools[0].ping_response, "po\u{fffd}ng");
+    assert!(warnings.iter().any(|w| w.contains("php-fpm.conf:4: not UTF-8")), "{warnings:?}");
 }
