@@ -318,3 +318,22 @@ fn a_numeric_user_runs_the_children_with_that_uid() {
     let nginx = Nginx::start(&site, &fpm);
     assert_eq!(get(&nginx.url("/id.php")).text(), "33:33");
 }
+
+#[test]
+fn allowed_clients_refuse_other_addresses_as_php_fpm_does() {
+    for (clients, served) in [("127.0.0.1", true), ("10.0.0.1, ::1", false)] {
+        let site = Site::new();
+        let port = free_port();
+        let text = ini(&site, "", &format!("listen.allowed_clients = {clients}\n")).replace(
+            &format!("listen = {}", site.path().join("fpm.sock").display()),
+            &format!("listen = 127.0.0.1:{port}"),
+        );
+        let fpm = start_fpm(&site, &text, &["-n"]);
+        let nginx = Nginx::start_upstream(&site, &format!("127.0.0.1:{port}"));
+        let r = get(&nginx.url("/hello.php"));
+        assert_eq!(r.status == 200, served, "{clients}: {} {}", r.status, r.text());
+        let refused = "ERROR: [pool www] Connection disallowed: IP address '127.0.0.1' has been dropped.";
+        let logged = wait_until(if served { Duration::ZERO } else { WAIT }, || fpm.log_text().contains(refused));
+        assert_eq!(logged, !served, "{}", fpm.log_text());
+    }
+}

@@ -246,6 +246,9 @@ pub struct Pool {
     pub listen_group: Option<String>,
     /// `listen_mode`: mode of a unix socket.
     pub listen_mode: u32,
+    /// `listen_allowed_clients`: the only client addresses a TCP listener serves (IPv4 clients
+    /// of an IPv6 listener count as IPv4). Empty: any.
+    pub listen_allowed_clients: Vec<std::net::IpAddr>,
     /// `user`: the children's user (when rustfpm runs as root).
     pub user: Option<String>,
     /// `group`: the children's group (default: the user's).

@@ -83,6 +83,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         listen_backlog: DEFAULT_LISTEN_BACKLOG,
         listen_owner: None,
         listen_group: None,
+        listen_allowed_clients: Vec::new(),
         listen_mode: DEFAULT_LISTEN_MODE,
         user: None,
         group: None,
@@ -140,6 +141,8 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.listen_group = optional(&k.listen_group, r, group);
     let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
     set(&mut pool.listen_mode, optional(&k.listen_mode, r, mode));
+    let clients = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::allowed_clients);
+    set(&mut pool.listen_allowed_clients, optional(&k.listen_allowed_clients, r, clients));
 }
 
 fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {

@@ -99,6 +99,8 @@ pub struct Pool {
     pub finish: Option<finish::Polyfill>,
     /// The children's output in the log (`catch_workers_output`), if caught.
     pub output: Option<output::OutputHandle>,
+    /// `listen_allowed_clients` (empty: any client).
+    pub allowed_clients: Vec<std::net::IpAddr>,
 }
 
 impl Pool {
@@ -159,6 +161,7 @@ impl Pool {
             track_finished: cfg.request_terminate_timeout_track_finished,
             finish,
             output,
+            allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
             logs,
             pages: Pages {
@@ -173,6 +176,20 @@ impl Pool {
                 powered_by: settings.powered_by(),
             },
         }))
+    }
+
+    /// `listen_allowed_clients`: whether a TCP client at `peer` may be served. A refused one
+    /// is logged as php-fpm logs it; its connection is closed unanswered, as php-fpm's.
+    pub fn allows(&self, peer: Option<std::net::IpAddr>) -> bool {
+        match peer {
+            _ if self.allowed_clients.is_empty() => true,
+            Some(ip) if self.allowed_clients.contains(&ip) => true,
+            Some(ip) => {
+                crate::error!("[pool {}] Connection disallowed: IP address '{ip}' has been dropped.", self.name);
+                false
+            }
+            None => false,
+        }
     }
 
     /// A new request's `fastcgi_finish_request()` marker, if the pool has the polyfill.

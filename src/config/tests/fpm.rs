@@ -513,22 +513,20 @@ fn validation_messages_use_php_fpm_names() {
 }
 
 #[test]
-fn allowed_clients_is_refused_where_ignoring_it_would_expose_php() {
+fn allowed_clients_are_read_for_tcp_listeners() {
     let tcp = |listen: &str, clients: &str| {
         format!("[www]\nlisten = {listen}\npm.max_children = 1\nlisten.allowed_clients = {clients}\n")
     };
-    for (listen, clients) in [("0.0.0.0:9000", "127.0.0.1"), ("9000", "10.0.0.1"), ("127.0.0.1:9000", "10.0.0.1")] {
-        let errors = errors_of(&tcp(listen, clients));
-        let [e] = errors.as_slice() else { panic!("{errors:?}") };
-        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("listen.allowed_clients")));
-        assert!(e.message.contains("cannot restrict TCP clients"), "{e}");
-    }
-    let (_, warnings) = load_text(&tcp("127.0.0.1:9000", "127.0.0.1, ::1"));
-    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
-    assert!(warning.contains("listen.allowed_clients") && warning.contains("only local clients"), "{warning}");
+    let pool = only_pool(&tcp("[::]:9000", "127.0.0.1, ::1"));
+    let expected: Vec<std::net::IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(pool.listen_allowed_clients, expected);
+    let errors = errors_of(&tcp("0.0.0.0:9000", "xxx"));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("listen.allowed_clients")));
+    assert!(e.message.contains("Wrong IP address 'xxx' in listen.allowed_clients"), "{e}");
     // php-fpm itself ignores the list on a Unix socket.
-    let (_, warnings) = load_text(&tcp("/run/rustfpm-test/www.sock", "10.0.0.1"));
-    assert!(warnings.is_empty(), "{warnings:?}");
+    let (config, warnings) = load_text(&tcp("/run/rustfpm-test/www.sock", "10.0.0.1"));
+    assert!(warnings.is_empty() && config.pools[0].listen_allowed_clients.is_empty(), "{warnings:?}");
 }
 
 #[test]
