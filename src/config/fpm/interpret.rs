@@ -3,7 +3,6 @@
 //! paths are resolved against the prefixes as php-fpm resolves them. Values are only converted
 //! here: the TOML loader's validation checks them.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::directives::{find, unknown, Action, Action::*, Kind, ARRAYS, BOOLEAN, GLOBAL, PATH_SETTINGS, POOL};

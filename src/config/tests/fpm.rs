@@ -629,7 +629,11 @@ fn every_key_has_a_php_fpm_directive() {
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
     let own = [
         own.as_slice(),
-        &[("pm_status_listen", "pm.status_listen"), ("access_suppress_path", "access.suppress_path[]")],
+        &[
+            ("pm_status_listen", "pm.status_listen"),
+            ("access_suppress_path", "access.suppress_path[]"),
+            ("listen_allowed_clients", "listen.allowed_clients"),
+        ],
     ]
     .concat();
     let mapped = |key: &str| {
