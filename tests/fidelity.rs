@@ -337,3 +337,42 @@ fn allowed_clients_refuse_other_addresses_as_php_fpm_does() {
         assert_eq!(logged, !served, "{}", fpm.log_text());
     }
 }
+
+/// nginx logs each FCGI_STDERR record as one entry: a warning, a notice and a script's own
+/// `error_log()` line make one entry on one line, as with php-fpm.
+#[test]
+fn nginx_gets_single_line_entries_for_several_php_messages() {
+    let stack = Stack::start();
+    stack.site.script(
+        "three.php",
+        "<?php ini_set('log_errors', '1'); ini_set('display_errors', '0'); error_reporting(E_ALL);\n\
+         $a = []; echo @$a['x'] ?? ''; trigger_error('a notice', E_USER_NOTICE);\n\
+         trigger_error('a warning', E_USER_WARNING); error_log('my own line'); echo 'ok';",
+    );
+    assert_eq!(get(&stack.url("/three.php")).text(), "ok");
+    let path = stack.site.path().join("nginx-error.log");
+    let mut entry = String::new();
+    wait_until(WAIT, || {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        entry = log.lines().find(|l| l.contains("a notice")).unwrap_or_default().to_string();
+        entry.contains("my own line")
+    });
+    assert!(
+        entry.contains("PHP message: PHP Notice:  a notice")
+            && entry.contains("; PHP message: PHP Warning:  a warning")
+            && entry.contains("; PHP message: my own line"),
+        "{}",
+        std::fs::read_to_string(&path).unwrap_or_default()
+    );
+}
+
+/// Unset `queue_max_len` follows `listen.backlog`: rustfpm queues what php-fpm's kernel queue
+/// would have held, and the status page says how much.
+#[test]
+fn the_queue_follows_the_listen_backlog() {
+    let site = Site::new();
+    let fpm = start_fpm(&site, &ini(&site, "", "listen.backlog = 4096\npm.status_path = /status\n"), &["-n"]);
+    let nginx = Nginx::start(&site, &fpm);
+    let json = get(&nginx.url("/status?json")).text();
+    assert!(json.contains("\"listen queue len\":4096"), "{json}");
+}
