@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::config::LogLevel;
 
@@ -153,26 +154,35 @@ impl Reader {
             if timeout.is_some_and(|t| t.is_zero()) {
                 break;
             }
-            let mut fds = vec![nix::poll::PollFd::new(self.wake.as_fd(), nix::poll::PollFlags::POLLIN)];
-            fds.extend(self.pipes.iter().map(|p| nix::poll::PollFd::new(p.as_fd(), nix::poll::PollFlags::POLLIN)));
-            let wait = timeout.map_or(nix::poll::PollTimeout::NONE, |t| {
-                nix::poll::PollTimeout::try_from(t.as_millis().min(60_000) as i32)
-                    .unwrap_or(nix::poll::PollTimeout::NONE)
+            // Only what can still say something: a closed end would wake poll for ever.
+            let mut watched: Vec<Option<usize>> = if linger.is_none() { vec![None] } else { Vec::new() };
+            watched.extend((0..2).filter(|i| open[*i]).map(Some));
+            let fd = |w: &Option<usize>| match w {
+                None => self.wake.as_fd(),
+                Some(i) => self.pipes[*i].as_fd(),
+            };
+            let mut fds: Vec<PollFd> = watched.iter().map(|w| PollFd::new(fd(w), PollFlags::POLLIN)).collect();
+            let wait = timeout.map_or(PollTimeout::NONE, |t| {
+                PollTimeout::try_from(t.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE)
             });
             if nix::poll::poll(&mut fds, wait).is_err() {
                 continue;
             }
-            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let ready: Vec<Option<usize>> = watched
+                .iter()
+                .zip(&fds)
+                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(w, _)| *w)
+                .collect();
             drop(fds);
-            if ready[0] && !self.drain_wake() && linger.is_none() {
-                linger = Some(Instant::now() + LINGER);
-            }
-            for (i, is_ready) in ready[1..].iter().enumerate() {
-                if *is_ready && open[i] {
-                    open[i] = self.read_pipe(i);
+            for which in ready {
+                match which {
+                    None if !self.drain_wake() => linger = Some(Instant::now() + LINGER),
+                    None => {}
+                    Some(i) => open[i] = self.read_pipe(i),
                 }
             }
-            self.handle_events();
+            self.handle_events(&mut open);
         }
         let pid = self.pid.load(Ordering::Relaxed);
         for lines in &mut self.streams {
@@ -209,11 +219,13 @@ impl Reader {
         }
     }
 
-    fn handle_events(&mut self) {
+    fn handle_events(&mut self, open: &mut [bool; 2]) {
         while let Ok(event) = self.rx.try_recv() {
             // What the children wrote before the request ended comes first.
-            for i in 0..2 {
-                self.read_pipe(i);
+            for (i, is_open) in open.iter_mut().enumerate() {
+                if *is_open {
+                    *is_open = self.read_pipe(i);
+                }
             }
             let pid = self.pid.load(Ordering::Relaxed);
             let Event::RequestDone(done) = event;
