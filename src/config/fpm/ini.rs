@@ -260,7 +260,7 @@ pub(in crate::config) struct Parsed {
 }
 
 /// Parses the text after `=`: a `;` outside quotes starts a comment; `"..."` keeps its text
-/// (with `\"` and `\\` escapes, and `${ENV}` substituted); `'...'` keeps its text as it is; bare
+/// (with `\"`, `\\` and `\$` escapes, and `${ENV}` substituted); `'...'` keeps its text as it is; bare
 /// text is trimmed, has `${ENV}` substituted, and the bare keywords true/on/yes become "1" and
 /// false/off/no/none/null become "" (zend's normal mode, which php-fpm uses).
 pub(in crate::config) fn parse_value(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, String> {
@@ -307,7 +307,8 @@ fn double_quoted<'s>(
         rest = &rest[c.len_utf8()..];
         match c {
             '"' => return Ok(rest),
-            '\\' if rest.starts_with(['"', '\\']) => {
+            // zend's escapes in double quotes: `\"`, `\\`, and `\$` (a literal `$`, no `${..}`).
+            '\\' if rest.starts_with(['"', '\\', '$']) => {
                 parsed.text.push_str(&rest[..1]);
                 rest = &rest[1..];
             }

@@ -366,6 +366,7 @@ fn values_as_zend_reads_them() {
     assert_eq!(text("'${HOME} raw'"), Ok("${HOME} raw".into()));
     assert_eq!(text("${HOME}/x"), Ok("/home/x/x".into()));
     assert_eq!(text("\"${HOME}\""), Ok("/home/x".into()));
+    assert_eq!(text(r#""\${HOME} costs \$5""#), Ok("${HOME} costs $5".into()));
     assert_eq!(text("Yes"), Ok("1".into()));
     assert_eq!(text("\"yes\""), Ok("yes".into()));
     assert_eq!(text("off"), Ok("".into()));
