@@ -20,8 +20,8 @@ static FORCE_STDERR: AtomicBool = AtomicBool::new(false);
 static START_LEVEL: AtomicU8 = AtomicU8::new(1);
 static TARGET: OnceLock<Mutex<Sink>> = OnceLock::new();
 
-/// Appended to each piece of a child's line that was split at `log_limit`,
-/// except the last.
+/// Appended to each piece of a message split at `log_limit` by [`write_split`] (PHP's
+/// messages after `fastcgi_finish_request()`), except the last.
 pub const CONTINUES: &str = " (line continues)";
 /// Ends a line of rustfpm's own that was cut at `log_limit` (as php-fpm does).
 const CUT: &str = "...";
@@ -242,15 +242,6 @@ fn cut(mut line: String, limit: usize) -> String {
     line
 }
 
-/// Where to split a piece of a child's line so that a UTF-8 character cut at
-/// its end moves whole to the next piece: the length to keep.
-pub fn keep_whole_chars(piece: &[u8]) -> usize {
-    match std::str::from_utf8(piece) {
-        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-        _ => piece.len(),
-    }
-}
-
 /// Local time as php-fpm prints it: `26-Nov-2026 14:51:02`.
 pub fn timestamp() -> String {
     let now = local_time();
@@ -346,13 +337,5 @@ mod tests {
         let pieces = split(&text, 5);
         assert!(pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()));
         assert_eq!(pieces.concat(), text);
-    }
-
-    #[test]
-    fn a_split_character_moves_to_the_next_piece() {
-        let text = "aé".as_bytes();
-        assert_eq!(keep_whole_chars(&text[..2]), 1);
-        assert_eq!(keep_whole_chars(text), 3);
-        assert_eq!(keep_whole_chars(b"a\xff"), 2, "invalid bytes are not held back");
     }
 }
