@@ -15,6 +15,7 @@ pub mod frontend;
 pub mod fuzzing;
 pub mod metrics;
 pub mod notify;
+pub mod php;
 pub mod ping;
 pub mod pool;
 pub mod server;

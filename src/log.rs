@@ -15,10 +15,13 @@ use crate::sys::syslog::Syslog;
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LOG_LIMIT);
 static LAUNCHED: AtomicBool = AtomicBool::new(false);
+static FORCE_STDERR: AtomicBool = AtomicBool::new(false);
+/// The least level copied to stderr while starting (notices, or errors for a daemon).
+static START_LEVEL: AtomicU8 = AtomicU8::new(1);
 static TARGET: OnceLock<Mutex<Sink>> = OnceLock::new();
 
-/// Appended to each piece of a child's line that was split at `log_limit`,
-/// except the last.
+/// Appended to each piece of a message split at `log_limit` by [`write_split`] (PHP's
+/// messages after `fastcgi_finish_request()`), except the last.
 pub const CONTINUES: &str = " (line continues)";
 /// Ends a line of rustfpm's own that was cut at `log_limit` (as php-fpm does).
 const CUT: &str = "...";
@@ -83,6 +86,17 @@ pub fn init(global: &Global) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `-O`: every line goes to stderr as well as to `error_log` (as php-fpm's `--force-stderr`).
+pub fn force_stderr() {
+    FORCE_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// A daemon's start: only errors and worse reach the caller's stderr (php-fpm's daemon
+/// prints nothing else there; the rest is in `error_log`).
+pub fn daemon_start() {
+    START_LEVEL.store(level_rank(LogLevel::Error), Ordering::Relaxed);
+}
+
 /// Marks start-up as done (`ready to handle connections`). Until then, notices
 /// and worse also go to stderr when the log is elsewhere, as in php-fpm, so
 /// whoever started rustfpm sees why it failed.
@@ -134,22 +148,53 @@ pub fn write(level: LogLevel, args: std::fmt::Arguments<'_>) {
     }
     let limit = LIMIT.load(Ordering::Relaxed);
     let line = cut(format!("[{}] {}: {}", timestamp(), level_name(level), args), limit) + "\n";
-    let starting = !LAUNCHED.load(Ordering::Relaxed) && level >= LogLevel::Notice;
+    put(level, line.as_bytes(), || cut(format!("[{}] {}", level_name(level), args), limit));
+}
+
+/// Writes a line of a child's output as php-fpm does: `[time] LEVEL: {head}{bytes}{tail}`, or
+/// with `raw` the bytes alone (`decorate_workers_output = no`). The bytes are written as they
+/// are (php-fpm does not convert them either) and not cut: the caller fits them to
+/// [`child_room`].
+pub fn write_child(level: LogLevel, raw: bool, head: &str, bytes: &[u8], tail: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let mut line =
+        if raw { Vec::new() } else { format!("[{}] {}: {head}", timestamp(), level_name(level)).into_bytes() };
+    line.extend_from_slice(bytes);
+    line.extend_from_slice(tail.as_bytes());
+    line.push(b'\n');
+    let limit = LIMIT.load(Ordering::Relaxed);
+    put(level, &line, || cut(format!("[{}] {head}{}{tail}", level_name(level), String::from_utf8_lossy(bytes)), limit));
+}
+
+/// How many bytes of a child's output fit on one line next to `decoration` bytes of ours
+/// (none when `raw`), within `log_limit` with the newline, as php-fpm counts.
+pub fn child_room(level: LogLevel, raw: bool, decoration: usize) -> usize {
+    match raw {
+        true => LIMIT.load(Ordering::Relaxed).saturating_sub(1).max(4),
+        false => room(level, decoration),
+    }
+}
+
+/// Sends a formatted line to the sink (and to stderr while starting, or when syslog fails).
+fn put(level: LogLevel, line: &[u8], syslog_text: impl FnOnce() -> String) {
+    let starting = !LAUNCHED.load(Ordering::Relaxed) && level_rank(level) >= START_LEVEL.load(Ordering::Relaxed);
+    let starting = starting || FORCE_STDERR.load(Ordering::Relaxed);
     let to_stderr = match TARGET.get().map(lock).as_deref_mut() {
         Some(Sink::File { file, .. }) => {
-            let _ = file.write_all(line.as_bytes());
+            let _ = file.write_all(line);
             starting
         }
         Some(Sink::Syslog(syslog)) => {
-            let message = cut(format!("[{}] {}", level_name(level), args), limit);
             // Without a syslog daemon the line goes to stderr rather than nowhere.
-            let sent = syslog.send(syslog_priority(level), &message).is_ok();
+            let sent = syslog.send(syslog_priority(level), &syslog_text()).is_ok();
             starting || !sent
         }
         Some(Sink::Stderr) | None => true,
     };
     if to_stderr {
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let _ = std::io::stderr().write_all(line);
     }
 }
 
@@ -195,15 +240,6 @@ fn cut(mut line: String, limit: usize) -> String {
     line.truncate(end);
     line.push_str(CUT);
     line
-}
-
-/// Where to split a piece of a child's line so that a UTF-8 character cut at
-/// its end moves whole to the next piece: the length to keep.
-pub fn keep_whole_chars(piece: &[u8]) -> usize {
-    match std::str::from_utf8(piece) {
-        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-        _ => piece.len(),
-    }
 }
 
 /// Local time as php-fpm prints it: `26-Nov-2026 14:51:02`.
@@ -301,13 +337,5 @@ mod tests {
         let pieces = split(&text, 5);
         assert!(pieces.iter().all(|p| p.len() <= 5 && !p.is_empty()));
         assert_eq!(pieces.concat(), text);
-    }
-
-    #[test]
-    fn a_split_character_moves_to_the_next_piece() {
-        let text = "aé".as_bytes();
-        assert_eq!(keep_whole_chars(&text[..2]), 1);
-        assert_eq!(keep_whole_chars(text), 3);
-        assert_eq!(keep_whole_chars(b"a\xff"), 2, "invalid bytes are not held back");
     }
 }

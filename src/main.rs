@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use rustfpm::config::{self, Format, Source};
+use rustfpm::php::{self, PhpQuery};
 use rustfpm::ping::Target;
 use rustfpm::server::{self, Options};
 use rustfpm::sys::daemon::{self, Readiness};
@@ -31,7 +32,11 @@ Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
   -y, --fpm-config FILE        php-fpm's configuration (php-fpm.conf and its includes)
   -p, --prefix DIR             php-fpm's prefix for relative paths (with -y)
   -c, --php-ini PATH           php.ini (file or directory) for every pool's children
-  -d, --define KEY=VALUE       INI setting for every pool's children
+  -n, --no-php-ini             no php.ini for the children (PHP's -n)
+  -d, --define KEY[=VALUE]     INI setting for every pool's children (a pool's php_value wins)
+  -e, --profile-info           extended information for debuggers/profilers (PHP's -e)
+  -i, --info                   PHP information (php-cgi's phpinfo) and exit
+  -m, --modules                PHP's compiled-in modules and exit
   -g, --pid FILE               pid file
   -t, --test                   check the configuration and exit (-tt: and print it as TOML)
   -D, --daemonize              run in the background (overrides `daemonize`)
@@ -39,7 +44,8 @@ Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
   -O, --force-stderr           log to stderr whatever error_log says
   -R, --allow-to-run-as-root   allow pools to run as root
   -h, --help                   this help
-  -v, --version                print the version
+  -v, --version                PHP's version, as php-fpm prints it, and exit
+      --rustfpm-version        rustfpm's own version
 ";
 
 struct Args {
@@ -51,11 +57,9 @@ struct Args {
 
 enum Parsed {
     Run(Args),
+    /// `-v`, `-i`, `-m`: PHP's answer, asked of php-cgi with these flags.
+    Php(PhpQuery, Vec<String>),
     Exit(ExitCode),
-}
-
-fn value(it: &mut impl Iterator<Item = std::ffi::OsString>, flag: &str) -> Result<String, String> {
-    it.next().map(|v| v.to_string_lossy().into_owned()).ok_or(format!("{flag} needs a value"))
 }
 
 /// A path from the command line, made absolute: a daemon works in `/`.
@@ -63,29 +67,67 @@ fn absolute(path: String) -> Result<PathBuf, String> {
     std::path::absolute(&path).map_err(|e| format!("{path}: {e}"))
 }
 
+/// Flags that take a value, short and long; the value may be attached
+/// (`-dKEY=VALUE`, `-yFILE`, `--prefix=DIR`) or the next argument.
+const WITH_VALUE: [(&str, &str); 6] = [
+    ("-y", "--fpm-config"),
+    ("-p", "--prefix"),
+    ("-c", "--php-ini"),
+    ("-d", "--define"),
+    ("-g", "--pid"),
+    ("", "--config"),
+];
+
+/// Splits `arg` into its flag and an attached value.
+fn split_flag(arg: &str) -> (&str, Option<&str>) {
+    for (short, long) in WITH_VALUE {
+        if let Some(v) = arg.strip_prefix(long).and_then(|rest| rest.strip_prefix('=')) {
+            return (long, Some(v));
+        }
+        if !short.is_empty() && arg.len() > 2 && arg.starts_with(short) && !arg.starts_with("--") {
+            return (short, Some(&arg[2..]));
+        }
+    }
+    (arg, None)
+}
+
+/// PHP's `-d foo[=bar]`: `foo` alone means `foo=1`.
+fn define(def: &str) -> (String, String) {
+    match def.split_once('=') {
+        Some((k, v)) => (k.trim().into(), v.trim().into()),
+        None => (def.trim().into(), "1".into()),
+    }
+}
+
 fn parse_args() -> Result<Parsed, String> {
     let mut args = Args { source: None, test: 0, allow_root: false, convert: false };
     let mut src = Source::toml(PathBuf::new());
     let mut path: Option<(PathBuf, bool)> = None;
     let mut prefix = None;
+    let mut query = None;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
-        match arg.as_str() {
-            "--config" => path = Some((value(&mut it, &arg)?.into(), false)),
-            "-y" | "--fpm-config" => path = Some((value(&mut it, &arg)?.into(), true)),
+        let (flag, attached) = split_flag(&arg);
+        let mut value = || match attached {
+            Some(v) => Ok(v.to_string()),
+            None => it.next().map(|v| v.to_string_lossy().into_owned()).ok_or(format!("{flag} needs a value")),
+        };
+        match flag {
+            "--config" => path = Some((value()?.into(), false)),
+            "-y" | "--fpm-config" => path = Some((value()?.into(), true)),
             "convert" if path.is_none() => {
                 args.convert = true;
-                path = Some((value(&mut it, &arg)?.into(), true));
+                path = Some((value()?.into(), true));
             }
-            "-p" | "--prefix" => prefix = Some(absolute(value(&mut it, &arg)?)?),
-            "-c" | "--php-ini" => src.php_ini = Some(absolute(value(&mut it, &arg)?)?),
-            "-d" | "--define" => {
-                let def = value(&mut it, &arg)?;
-                let (k, v) = def.split_once('=').ok_or(format!("-d {def}: expected key=value"))?;
-                src.defines.push((k.trim().into(), v.trim().into()));
+            "-p" | "--prefix" => prefix = Some(absolute(value()?)?),
+            "-c" | "--php-ini" => src.php_ini = Some(absolute(value()?)?),
+            "-d" | "--define" => src.defines.push(define(&value()?)),
+            "-g" | "--pid" => src.pid = Some(absolute(value()?)?),
+            "-n" | "--no-php-ini" | "-e" | "--profile-info" => {
+                let short = if flag.starts_with("-n") || flag == "--no-php-ini" { "-n" } else { "-e" };
+                src.php_flags.push(short.into());
             }
-            "-g" | "--pid" => src.pid = Some(absolute(value(&mut it, &arg)?)?),
             "-t" | "--test" => args.test += 1,
             "-tt" => args.test += 2,
             // As in php-fpm, the last of -D and -F wins, over the config file.
@@ -97,18 +139,36 @@ fn parse_args() -> Result<Parsed, String> {
                 print!("{USAGE}");
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
-            "-v" | "--version" => {
-                println!("rustfpm {} (php-fpm compatible command line)", env!("CARGO_PKG_VERSION"));
+            "-v" | "--version" => query = query.or(Some(PhpQuery::Version)),
+            "-i" | "--info" => query = query.or(Some(PhpQuery::Info)),
+            "-m" | "--modules" => query = query.or(Some(PhpQuery::Modules)),
+            "--rustfpm-version" => {
+                println!("rustfpm {}", env!("CARGO_PKG_VERSION"));
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             other => return Err(format!("unknown option '{other}'")),
         }
+    }
+    if let Some(query) = query {
+        return Ok(Parsed::Php(query, php_args(&src)));
     }
     let (file, fpm) = path.ok_or("--config FILE or --fpm-config FILE is required")?;
     src.path = file;
     src.format = if fpm { Format::Fpm { prefix } } else { Format::Toml };
     args.source = Some(src);
     Ok(Parsed::Run(args))
+}
+
+/// php-cgi's arguments for PHP's own flags from the command line.
+fn php_args(src: &Source) -> Vec<String> {
+    let mut args = src.php_flags.clone();
+    if let Some(ini) = src.php_ini.as_ref().filter(|_| !args.iter().any(|f| f == "-n")) {
+        args.extend(["-c".into(), ini.display().to_string()]);
+    }
+    for (k, v) in &src.defines {
+        args.extend(["-d".into(), format!("{k}={v}")]);
+    }
+    args
 }
 
 fn main() -> ExitCode {
@@ -118,8 +178,10 @@ fn main() -> ExitCode {
     let mut args = match parse_args() {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Exit(code)) => return code,
+        Ok(Parsed::Php(query, php_args)) => return php::answer(query, &php_args),
         Err(e) => {
-            eprintln!("rustfpm: {e}\n\n{USAGE}");
+            // php-fpm's first line is its usage (scripts look for it).
+            eprintln!("{USAGE}\nrustfpm: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -129,12 +191,21 @@ fn main() -> ExitCode {
         eprintln!("ERROR: cannot take the sockets systemd passed (LISTEN_FDS): {e}");
         return ExitCode::from(1);
     }
+    let fpm = matches!(source.format, Format::Fpm { .. });
     let config = match source.load() {
         Ok((config, warnings)) => {
             for w in &warnings {
-                eprintln!("WARNING: {w}");
+                rustfpm::warning!("{w}");
             }
             config
+        }
+        Err(errors) if fpm => {
+            // php-fpm's words and layout: scripts and tests read them.
+            for e in &errors.0 {
+                rustfpm::error!("{}", config::fpm_wording(e));
+            }
+            rustfpm::error!("FPM initialization failed");
+            return ExitCode::from(EXIT_CONFIG);
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -144,15 +215,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // As php-fpm's -O, which only counts in the foreground.
+    if source.force_stderr && !config.global.daemonize {
+        rustfpm::log::force_stderr();
+    }
     if args.convert {
         print!("{}", config::to_toml(&config));
         return ExitCode::SUCCESS;
     }
     if args.test > 0 {
-        if args.test > 1 {
-            print!("{}", config::to_toml(&config));
+        match args.test {
+            1 => {}
+            // php-fpm's -tt logs the settings as notices.
+            _ if fpm => config::fpm_dump(&config).iter().for_each(|line| rustfpm::notice!("{line}")),
+            _ => print!("{}", config::to_toml(&config)),
         }
-        eprintln!("NOTICE: configuration file {} test is successful", source.path.display());
+        rustfpm::notice!("configuration file {} test is successful", source.path.display());
         return ExitCode::SUCCESS;
     }
     let ready = match config.global.daemonize.then(|| detach(&mut args)).transpose() {
@@ -186,6 +264,9 @@ fn detach(args: &mut Args) -> std::io::Result<Readiness> {
 fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow::Result<i32> {
     rustfpm::log::init(&config.global)?;
     rustfpm::sys::rlimit::set_open_files(config.global.rlimit_files)?;
+    if ready.is_some() {
+        rustfpm::log::daemon_start();
+    }
     if ready.is_some() && config.global.error_log == config::LogTarget::Stderr {
         rustfpm::warning!("error_log is stderr: once the daemon is ready, its log goes to /dev/null");
     }
@@ -215,6 +296,11 @@ fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow:
 
 /// `rustfpm ping [--socket PATH | --tcp IP:PORT] [--path /ping]`: one line, exit 0 or 1
 /// (64 for a usage mistake).
+/// The value after `flag` (the next argument).
+fn value(it: &mut impl Iterator<Item = std::ffi::OsString>, flag: &str) -> Result<String, String> {
+    it.next().map(|v| v.to_string_lossy().into_owned()).ok_or(format!("{flag} needs a value"))
+}
+
 fn ping_main() -> ExitCode {
     let parsed = (|| {
         let (mut target, mut path) = (None, rustfpm::ping::DEFAULT_PATH.to_string());

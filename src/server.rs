@@ -82,6 +82,8 @@ struct Server {
     /// Each listener's current pool; replacing it moves new requests to a
     /// new generation, dropping it ends the listener's accept loop.
     routes: HashMap<String, watch::Sender<Arc<Pool>>>,
+    /// Each listener's file descriptor, for php-fpm's reload notices.
+    listen_fds: HashMap<String, i32>,
     pools: Vec<Arc<Pool>>,
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
@@ -116,6 +118,7 @@ impl Server {
             supervisor,
             signals,
             routes: HashMap::new(),
+            listen_fds: HashMap::new(),
             pools: Vec::new(),
             shutdown_tx,
             done_tx: Some(done_tx),
@@ -130,8 +133,7 @@ impl Server {
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
             server.open_route(cfg, pool, listener)?;
         }
-        crate::notice!("fpm is running, pid {}", std::process::id());
-        crate::notice!("ready to handle connections");
+        running_notices();
         crate::log::set_launched();
         server.notifier = Some(Notifier::start(&server.pools, server.config.global.systemd_interval));
         server.sampler = server.config.global.metrics_listen.map(|_| Sampler::start(&server.pools));
@@ -146,6 +148,7 @@ impl Server {
     /// so a reload moves them to the new generation together.
     fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listeners: PoolListeners) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(pool.clone());
+        self.listen_fds.insert(cfg.listen.to_string(), std::os::fd::AsRawFd::as_raw_fd(&listeners.main));
         for listener in std::iter::once(listeners.main).chain(listeners.status) {
             self.accept(cfg, listener, rx.clone())?;
         }
@@ -236,6 +239,11 @@ impl Server {
     /// start. Returns a stop asked for meanwhile (the new pools are dropped).
     async fn reload_pools(&mut self) -> Option<Intent> {
         let source = self.opts.source.clone().unwrap_or_else(|| config::Source::toml(self.config.path.clone()));
+        crate::notice!(
+            "reloading: re-reading {} (pid {} and its listeners stay)",
+            source.path.display(),
+            std::process::id()
+        );
         let kept: Vec<String> = self.routes.keys().cloned().collect();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
         let prepared = tokio::task::spawn_blocking(move || prepare(&source, &kept, &supervisor, allow_root)).await;
@@ -326,6 +334,13 @@ impl Server {
         let Generation { config, fresh, pools } = generation;
         let retiring = std::mem::take(&mut self.pools);
         let mut old_routes = std::mem::take(&mut self.routes);
+        // As php-fpm after its re-exec: every listener is carried into the reload; those of
+        // pools that are gone are closed below.
+        let mut carried: Vec<_> = self.listen_fds.iter().collect();
+        carried.sort_by_key(|(_, fd)| **fd);
+        for (listen, fd) in carried {
+            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
+        }
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
                 self.warn_kept_status_listener(cfg);
@@ -339,6 +354,9 @@ impl Server {
                 self.open_route(&cfg, pool.clone(), listener)?;
             }
         }
+        for gone in old_routes.keys() {
+            self.listen_fds.remove(gone);
+        }
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
@@ -347,6 +365,7 @@ impl Server {
             crate::error!("cannot open the new error_log: {e}; logging as before");
         }
         crate::notice!("configuration reloaded: {} pool(s)", self.pools.len());
+        running_notices();
         self.config = config;
         Ok(())
     }
@@ -477,7 +496,14 @@ fn prepare(
 
 /// Starts every pool of `config` (must run inside the runtime's context).
 fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
-    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root)?)).collect()
+    let probes = crate::pool::finish::Probes::default();
+    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root, &probes)?)).collect()
+}
+
+/// php-fpm's start notices, also logged when a reload is done.
+fn running_notices() {
+    crate::notice!("fpm is running, pid {}", std::process::id());
+    crate::notice!("ready to handle connections");
 }
 
 /// How many nginx connections the open-file limit leaves room for, once the
@@ -517,9 +543,10 @@ fn exit_by(limit: Duration, pid_file: Option<std::path::PathBuf>) {
 }
 
 fn reopen_logs() {
-    crate::accesslog::writer::reopen();
     match crate::log::reopen() {
-        Ok(()) => crate::notice!("error log reopened"),
+        Ok(()) => crate::notice!("error log file re-opened"),
         Err(e) => crate::error!("cannot reopen the error log: {e}"),
     }
+    crate::accesslog::writer::reopen();
+    crate::notice!("access log file re-opened");
 }

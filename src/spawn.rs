@@ -1,14 +1,12 @@
 //! Exec'ing a pool's php-cgi parent: its command line, environment,
 //! credentials and process settings, applied between fork and exec with
-//! async-signal-safe calls only; and forwarding its stderr to the log.
+//! async-signal-safe calls only.
 
 use std::ffi::{CString, OsString};
-use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::thread;
 
 use nix::unistd::{Gid, Pid, Uid};
 
@@ -48,15 +46,13 @@ pub struct ProcessSettings {
     pub priority: Option<i32>,
 }
 
-/// What happens to the children's stderr (`catch_workers_output`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happens to the children's stdout and stderr (`catch_workers_output`).
+#[derive(Debug)]
 pub enum Output {
     /// Discarded (php-fpm's default).
     Discard,
-    /// Logged line by line, prefixed with pool (`decorate_workers_output`).
-    Decorated,
-    /// Logged line by line as written.
-    Raw,
+    /// Into the pool's output pipes, logged line by line ([`crate::pool::output`]).
+    Capture(crate::pool::output::Capture),
 }
 
 /// User, group and supplementary groups of a pool's children.
@@ -76,18 +72,10 @@ pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     cmd.args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::from(spec.listener.try_clone()?))
-        .stdout(Stdio::null());
-    let stderr_read = match spec.output {
-        Output::Discard => {
-            cmd.stderr(Stdio::null());
-            None
-        }
-        _ => {
-            let (read, write) = std::io::pipe()?;
-            cmd.stderr(write);
-            Some(read)
-        }
+        .stdin(Stdio::from(spec.listener.try_clone()?));
+    match &spec.output {
+        Output::Discard => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+        Output::Capture(c) => cmd.stdout(c.stdout.try_clone()?).stderr(c.stderr.try_clone()?),
     };
     let creds = spec.credentials.clone();
     let settings = spec.settings.clone();
@@ -99,8 +87,8 @@ pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     }
     let child = cmd.spawn()?;
     drop(cmd);
-    if let Some(pipe) = stderr_read {
-        forward_stderr(spec.pool.clone(), spec.output, pipe);
+    if let Output::Capture(c) = &spec.output {
+        c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Pid::from_raw(child.id() as i32))
 }
@@ -171,42 +159,11 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
     Ok(())
 }
 
-/// Copies the children's stderr into rustfpm's log, one line at a time. A
-/// line longer than `log_limit` is logged in pieces, each but the last marked
-/// as continued, never cut silently.
-fn forward_stderr(pool: String, output: Output, pipe: std::io::PipeReader) {
-    use crate::config::LogLevel;
-    let head = format!("[pool {pool}] child said into stderr: \"");
-    let decoration = if output == Output::Decorated { head.len() + 1 } else { 0 };
-    let room = crate::log::room(LogLevel::Warning, decoration + crate::log::CONTINUES.len());
-    let _ = thread::Builder::new().name(format!("stderr-{pool}")).spawn(move || {
-        let mut reader = BufReader::with_capacity(room, pipe);
-        let mut line = Vec::new();
-        loop {
-            let carried = line.len();
-            let Ok(n) = (&mut reader).take((room - carried) as u64).read_until(b'\n', &mut line) else { return };
-            if n == 0 && carried == 0 {
-                return;
-            }
-            // Cut at the limit, not ended by a newline or the end of the pipe.
-            let continued = line.len() == room && !line.ends_with(b"\n");
-            let keep = if continued { crate::log::keep_whole_chars(&line) } else { line.len() };
-            let text = String::from_utf8_lossy(&line[..keep]);
-            let text = text.trim_end_matches('\n');
-            let mark = if continued { crate::log::CONTINUES } else { "" };
-            match output {
-                Output::Decorated => crate::warning!("{head}{text}\"{mark}"),
-                _ => crate::warning!("{text}{mark}"),
-            }
-            line.drain(..keep);
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use std::thread;
     use std::time::{Duration, Instant};
 
     /// The kernel clears the parent-death signal when credentials change: a child spawned as

@@ -236,7 +236,13 @@ fn start_exit_watch() -> Option<Sender<Registration>> {
     let events = match ProcEvents::open() {
         Ok(events) => events,
         Err(e) => {
-            crate::notice!("exit statuses of php-cgi children will not be logged: process events unavailable ({e})");
+            // Expected when not root (the connector needs CAP_NET_ADMIN): no news to log then.
+            let message =
+                format!("exit statuses of php-cgi children will not be logged: process events unavailable ({e})");
+            match e.raw_os_error() {
+                Some(libc::EPERM) => crate::debug!("{message}"),
+                _ => crate::notice!("{message}"),
+            }
             return None;
         }
     };

@@ -1,5 +1,5 @@
-//! rustfpm's own log: `log_limit` splitting a child's long stderr line into
-//! marked pieces, and `error_log = "syslog"` sending php-fpm's syslog lines to
+//! rustfpm's own log: `log_limit` wrapping a child's long stderr line as
+//! php-fpm does, and `error_log = "syslog"` sending php-fpm's syslog lines to
 //! a datagram socket (a test-owned one, through `syslog_socket`).
 
 mod common;
@@ -29,23 +29,31 @@ fn stack_with_global(global: &str) -> Stack {
 const LONG_LINE_PHP: &str = "<?php\n$fd = fopen('php://stderr', 'w');\n\
      fwrite($fd, 'BEGIN' . str_repeat('a', 5000) . \"END\\n\");\nfclose($fd);\necho 'ok';\n";
 
-/// The text between the quotes of each `said into stderr` line, and whether it is marked.
-fn pieces(log: &str) -> Vec<(&str, bool, usize)> {
-    let head = "child said into stderr: \"";
+/// The text between the quotes of each `said into stderr` line, and the line's length with
+/// its newline.
+fn pieces(log: &str) -> Vec<(&str, usize)> {
     log.lines()
         .filter_map(|line| {
-            let start = line.find(head)? + head.len();
-            let (body, marked) = match line.strip_suffix("\" (line continues)") {
-                Some(body) => (body, true),
-                None => (line.strip_suffix('"')?, false),
-            };
-            Some((&body[start..], marked, line.len() + 1))
+            let start = line.find(" said into stderr: \"")? + " said into stderr: \"".len();
+            line.strip_suffix('"').map(|body| (&body[start..], line.len() + 1))
         })
         .collect()
 }
 
+/// php-fpm's wrapping: every piece but the last fills `limit` exactly, the last fits, and
+/// together they are the line.
+fn assert_wrapped(log: &str, limit: usize) {
+    let pieces = pieces(log);
+    assert!(pieces.len() >= 5, "5008 bytes in lines of {limit} need at least 5 pieces: {}", pieces.len());
+    let (last, others) = pieces.split_last().unwrap();
+    assert!(others.iter().all(|(_, len)| *len == limit), "a piece does not fill log_limit:\n{log}");
+    assert!(last.1 <= limit, "the last piece is longer than log_limit:\n{log}");
+    let joined: String = pieces.iter().map(|(text, _)| *text).collect();
+    assert_eq!(joined, format!("BEGIN{}END", "a".repeat(5000)), "pieces lose or add bytes");
+}
+
 #[test]
-fn a_long_child_line_is_logged_in_marked_pieces_within_log_limit() {
+fn a_long_child_line_is_wrapped_at_log_limit() {
     let stack = stack_with_global("log_limit = 1024");
     stack.site.script("long.php", LONG_LINE_PHP);
     assert_eq!(get(&stack.url("/long.php")).text(), "ok");
@@ -55,14 +63,7 @@ fn a_long_child_line_is_logged_in_marked_pieces_within_log_limit() {
         log.contains("END\"")
     });
     assert!(complete, "the line's end never reached the log:\n{log}");
-    let pieces = pieces(&log);
-    assert!(pieces.len() >= 5, "5000 bytes in lines of 1024 need at least 5 pieces: {}", pieces.len());
-    let (last, others) = pieces.split_last().unwrap();
-    assert!(others.iter().all(|(_, marked, _)| *marked), "every piece but the last is marked:\n{log}");
-    assert!(!last.1, "the last piece is not marked:\n{log}");
-    assert!(pieces.iter().all(|(_, _, len)| *len <= 1024), "a line is longer than log_limit:\n{log}");
-    let joined: String = pieces.iter().map(|(text, _, _)| *text).collect();
-    assert_eq!(joined, format!("BEGIN{}END", "a".repeat(5000)), "pieces lose or add bytes");
+    assert_wrapped(&log, 1024);
 }
 
 #[test]
@@ -75,8 +76,7 @@ fn the_default_log_limit_is_php_fpms_1024() {
         log = stack.fpm.log_text();
         log.contains("END\"")
     }));
-    let lengths: Vec<usize> = pieces(&log).iter().map(|(_, _, len)| *len).collect();
-    assert!(lengths.len() >= 5 && lengths.iter().all(|len| *len <= 1024), "{lengths:?}");
+    assert_wrapped(&log, 1024);
 }
 
 /// Receives datagrams until one contains `needle`, for at most 10 s.
@@ -124,12 +124,15 @@ fn syslog_receives_php_fpm_lines_with_facility_and_ident() {
     let nginx = Nginx::start(&site, &fpm);
     get(&nginx.url("/pm_stderr.php?m=marker-syslog"));
     let line = receive_until(&syslog, "marker-syslog").expect("the child's line did not reach syslog");
-    assert!(line.starts_with("<164>") && line.contains("[WARNING] [pool www] child said into stderr"), "{line}");
+    assert!(
+        line.starts_with("<164>") && line.contains("[WARNING] [pool www] child ") && line.contains(" said into stderr"),
+        "{line}"
+    );
 
     // Once started, messages go to syslog only, no longer also to stderr.
     fpm.signal(libc::SIGUSR1);
-    receive_until(&syslog, "error log reopened").expect("no 'reopened' datagram");
-    assert!(!fpm.log_text().contains("reopened"), "after start-up a notice reached stderr too:\n{}", fpm.log_text());
+    receive_until(&syslog, "error log file re-opened").expect("no 'reopened' datagram");
+    assert!(!fpm.log_text().contains("re-opened"), "after start-up a notice reached stderr too:\n{}", fpm.log_text());
 }
 
 #[test]

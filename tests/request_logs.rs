@@ -127,7 +127,7 @@ fn sigusr1_reopens_the_access_log() {
     wait_lines(&path, 1);
     std::fs::rename(&path, &moved).unwrap();
     stack.fpm.signal(libc::SIGUSR1);
-    assert!(wait_until(WAIT, || stack.fpm.log_text().contains("error log reopened")), "{}", stack.fpm.log_text());
+    assert!(wait_until(WAIT, || stack.fpm.log_text().contains("error log file re-opened")), "{}", stack.fpm.log_text());
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
     assert_eq!(wait_lines(&path, 1), ["/pm_pid.php"]);
     assert_eq!(std::fs::read_to_string(&moved).unwrap(), "/hello.php\n");

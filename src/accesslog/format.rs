@@ -109,6 +109,12 @@ pub struct Format {
 }
 
 impl Format {
+    /// True when a line shows something of the child that ran the request (its pid, its
+    /// parent's, its CPU time or memory), which the pool actor may have to look up first.
+    pub fn wants_child(&self) -> bool {
+        self.tokens.iter().any(|t| matches!(t, Token::Pid | Token::ParentPid | Token::Cpu(_) | Token::Memory(_)))
+    }
+
     /// Parses `text`; the error says which placeholder is wrong and why.
     pub fn parse(text: &str) -> Result<Format, String> {
         let tokens = tokenize(text)?;

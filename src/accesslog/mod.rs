@@ -180,6 +180,11 @@ impl AccessLog {
         !self.format.headers.is_empty()
     }
 
+    /// True when the format shows the child that ran a request ([`format::Format::wants_child`]).
+    pub fn wants_child(&self) -> bool {
+        self.format.wants_child()
+    }
+
     /// True when the format shows the FastCGI client's address.
     pub fn wants_peer(&self) -> bool {
         self.remote_ip

@@ -103,7 +103,7 @@ raw_table! {
 raw_table! {
     /// The keys of one `[pool.NAME]`.
     RawPoolKeys {
-        listen, listen_backlog, listen_owner, listen_group, listen_mode, user, group,
+        listen, listen_backlog, listen_owner, listen_group, listen_mode, listen_allowed_clients, user, group,
         pm, pm_max_children, pm_start_servers, pm_min_spare_servers, pm_max_spare_servers,
         pm_max_spawn_rate, pm_process_idle_timeout, pm_max_requests, pm_max_memory, pm_max_lifetime,
         php_cgi, php_ini, clear_env, security_limit_extensions, queue_max_len, queue_max_wait,

@@ -14,6 +14,7 @@
 //! back into the INI file and line it came from.
 
 pub(super) mod directives;
+mod dump;
 pub(super) mod ini;
 pub(super) mod interpret;
 mod raw;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, ConfigErrors, Report};
 use super::Config;
 
+pub use dump::{fpm_dump, fpm_wording};
 pub use render::to_toml;
 
 /// php-fpm's compiled-in prefix (`PHP_PREFIX`) on Debian: what relative `include` paths, socket

@@ -82,6 +82,19 @@ pub fn backlog(n: i64) -> Result<i32, String> {
     }
 }
 
+/// `listen_allowed_clients`: IP addresses separated by commas (php-fpm's spelling), at least one.
+pub fn allowed_clients(s: &str) -> Result<Vec<IpAddr>, String> {
+    let parse = |client: &str| {
+        let client = client.trim();
+        client.parse::<IpAddr>().map_err(|_| format!("Wrong IP address '{client}' in listen.allowed_clients"))
+    };
+    let clients = s.split(',').filter(|c| !c.trim().is_empty()).map(parse).collect::<Result<Vec<_>, _>>()?;
+    match clients.is_empty() {
+        true => Err("There are no allowed addresses".to_string()),
+        false => Ok(clients),
+    }
+}
+
 /// `listen_mode`: an octal string such as `"0660"` or `"660"`, at most `0777`.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {

@@ -30,7 +30,7 @@ pub use error_log::{
     DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
     MIN_LOG_LIMIT, SYSLOG_FACILITIES,
 };
-pub use fpm::{load_fpm, to_toml};
+pub use fpm::{fpm_dump, fpm_wording, load_fpm, to_toml};
 pub use listen::parse_tcp;
 pub use source::{Format, Source};
 pub use units::{parse_duration, parse_size};
@@ -100,8 +100,6 @@ pub const DEFAULT_LISTEN_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_LISTEN_MAX_CONNECTIONS: usize = 16 * 1024;
 /// Largest accepted `listen_max_connections`.
 pub const MAX_LISTEN_MAX_CONNECTIONS: usize = 1 << 20;
-/// `queue_max_len` when unset is `pm_max_children * DEFAULT_QUEUE_FACTOR`.
-pub const DEFAULT_QUEUE_FACTOR: usize = 16;
 
 /// A validated configuration file.
 #[derive(Debug, Clone)]
@@ -274,6 +272,9 @@ pub struct Pool {
     pub listen_group: Option<String>,
     /// `listen_mode`: mode of a unix socket.
     pub listen_mode: u32,
+    /// `listen_allowed_clients`: the only client addresses a TCP listener serves (IPv4 clients
+    /// of an IPv6 listener count as IPv4). Empty: any.
+    pub listen_allowed_clients: Vec<std::net::IpAddr>,
     /// `user`: the children's user (when rustfpm runs as root).
     pub user: Option<String>,
     /// `group`: the children's group (default: the user's).
@@ -285,6 +286,8 @@ pub struct Pool {
     /// Children forked at start. Always `Some` when `pm` is `Dynamic` (when unset:
     /// `min + (max - min) / 2` of the spare servers, as php-fpm); otherwise as written (unused).
     pub pm_start_servers: Option<usize>,
+    /// `pm_start_servers` was not set and got its default (php-fpm says so at start).
+    pub pm_start_servers_defaulted: bool,
     /// Fewest idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).
     pub pm_min_spare_servers: Option<usize>,
     /// Most idle children. Always `Some` when `pm` is `Dynamic`; otherwise as written (unused).
@@ -305,6 +308,9 @@ pub struct Pool {
     pub php_cgi: PathBuf,
     /// Passed to the children as `-c`.
     pub php_ini: Option<PathBuf>,
+    /// PHP's own flags from rustfpm's command line, passed to the children: `-n` (no
+    /// php.ini; `php_ini` is then not passed) and `-e` (extended information).
+    pub php_flags: Vec<String>,
     /// `clear_env`: the children start with an empty environment plus `env`.
     pub clear_env: bool,
     /// Directory the children start in (inside `chroot` when that is set). Absolute; not
@@ -339,6 +345,8 @@ pub struct Pool {
     /// Empty means no limit.
     pub security_limit_extensions: Vec<String>,
     /// 0 means no queue: a request that finds every child busy is answered 503 at once.
+    /// Unset: `listen_backlog` (where php-fpm's requests would wait), so rustfpm never
+    /// refuses what php-fpm would have queued.
     pub queue_max_len: usize,
     /// A request running longer than this has its child killed. `None` (`0`, the default) is
     /// no limit.

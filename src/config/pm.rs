@@ -76,7 +76,10 @@ fn dynamic(k: &RawPoolKeys<'_>, pool: &mut Pool, pm_line: usize, max_children: O
         return;
     }
     match (&k.pm_start_servers, pool.pm_start_servers) {
-        (None, _) => pool.pm_start_servers = Some(min + (max - min) / 2),
+        (None, _) => {
+            pool.pm_start_servers = Some(min + (max - min) / 2);
+            pool.pm_start_servers_defaulted = true;
+        }
         (Some(field), Some(start)) if start < min || start > max => r.bad(
             field,
             format!(

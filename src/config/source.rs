@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{load, load_fpm, Config, ConfigErrors, LogTarget};
+use super::{load, load_fpm, Config, ConfigErrors};
 
 /// The configuration file's format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +26,14 @@ pub struct Source {
     pub format: Format,
     /// `-c`: the php.ini every pool's children use.
     pub php_ini: Option<PathBuf>,
-    /// `-d key=value`: INI settings for every pool's children.
+    /// `-d key=value`: INI settings for every pool's children. A pool's own
+    /// `php_value`/`php_admin_value` of the same key wins, as in php-fpm.
     pub defines: Vec<(String, String)>,
+    /// PHP's `-n` (no php.ini) and `-e` (extended information), for every pool's children.
+    pub php_flags: Vec<String>,
     /// `-g`: the pid file.
     pub pid: Option<PathBuf>,
-    /// `-O`: log to stderr whatever `error_log` says.
+    /// `-O`: log to stderr too, whatever `error_log` says.
     pub force_stderr: bool,
     /// `-D` (`Some(true)`) or `-F` (`Some(false)`): overrides `daemonize`.
     pub daemonize: Option<bool>,
@@ -44,6 +47,7 @@ impl Source {
             format: Format::Toml,
             php_ini: None,
             defines: Vec::new(),
+            php_flags: Vec::new(),
             pid: None,
             force_stderr: false,
             daemonize: None,
@@ -62,9 +66,7 @@ impl Source {
     }
 
     fn apply(&self, config: &mut Config) {
-        if self.force_stderr {
-            config.global.error_log = LogTarget::Stderr;
-        }
+        // `-O` keeps error_log: the log goes to stderr as well (crate::log::force_stderr).
         if let Some(daemonize) = self.daemonize {
             config.global.daemonize = daemonize;
         }
@@ -75,10 +77,12 @@ impl Source {
             if let Some(ini) = &self.php_ini {
                 pool.php_ini = Some(ini.clone());
             }
-            for (key, value) in &self.defines {
-                pool.ini.retain(|(k, _)| k != key);
-                pool.ini.push((key.clone(), value.clone()));
-            }
+            pool.php_flags.clone_from(&self.php_flags);
+            // php-fpm's -d sets the master's INI, which a pool's php_value overrides: the
+            // pool's entries come last, and php-cgi takes the last -d of a key.
+            let pooled: Vec<(String, String)> = std::mem::take(&mut pool.ini);
+            pool.ini = self.defines.iter().filter(|(k, _)| !pooled.iter().any(|(p, _)| p == k)).cloned().collect();
+            pool.ini.extend(pooled);
         }
     }
 }

@@ -21,9 +21,8 @@ use super::{
     DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_IDLE_TIMEOUT, DEFAULT_LISTEN_MAX_CONNECTIONS,
     DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE, DEFAULT_PM,
     DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT, DEFAULT_PROCESS_DUMPABLE,
-    DEFAULT_QUEUE_FACTOR, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS,
-    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS,
+    DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -89,12 +88,14 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         listen_backlog: DEFAULT_LISTEN_BACKLOG,
         listen_owner: None,
         listen_group: None,
+        listen_allowed_clients: Vec::new(),
         listen_mode: DEFAULT_LISTEN_MODE,
         user: None,
         group: None,
         pm: DEFAULT_PM,
         pm_max_children,
         pm_start_servers: None,
+        pm_start_servers_defaulted: false,
         pm_min_spare_servers: None,
         pm_max_spare_servers: None,
         pm_max_spawn_rate: DEFAULT_PM_MAX_SPAWN_RATE,
@@ -104,6 +105,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         pm_max_lifetime: None,
         php_cgi: PathBuf::from(DEFAULT_PHP_CGI),
         php_ini: None,
+        php_flags: Vec::new(),
         clear_env: DEFAULT_CLEAR_ENV,
         chdir: None,
         chroot: None,
@@ -119,7 +121,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         ping_response: DEFAULT_PING_RESPONSE.to_string(),
         env: Vec::new(),
         security_limit_extensions: DEFAULT_SECURITY_LIMIT_EXTENSIONS.iter().map(|ext| ext.to_string()).collect(),
-        queue_max_len: pm_max_children * DEFAULT_QUEUE_FACTOR,
+        queue_max_len: DEFAULT_LISTEN_BACKLOG as usize,
         request_terminate_timeout: None,
         request_terminate_timeout_track_finished: DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
         queue_max_wait: None,
@@ -147,6 +149,8 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.listen_group = optional(&k.listen_group, r, group);
     let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
     set(&mut pool.listen_mode, optional(&k.listen_mode, r, mode));
+    let clients = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::allowed_clients);
+    set(&mut pool.listen_allowed_clients, optional(&k.listen_allowed_clients, r, clients));
     let connections =
         |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 1..=MAX_LISTEN_MAX_CONNECTIONS as i64).map(|n| n as usize);
     set(&mut pool.listen_max_connections, optional(&k.listen_max_connections, r, connections));
@@ -160,8 +164,11 @@ fn nonzero(d: Duration) -> Option<Duration> {
 }
 
 fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
-    pool.user = optional(&k.user, r, user);
-    pool.group = optional(&k.group, r, group);
+    // Not root: php-fpm ignores user and group (with a notice at start), whatever they name.
+    let root = nix::unistd::Uid::effective().is_root();
+    let any = |f: &Field<'_>, r: &mut Report<'_>| string(f, r).map(str::to_string);
+    pool.user = optional(&k.user, r, if root { user } else { any });
+    pool.group = optional(&k.group, r, if root { group } else { any });
     set(&mut pool.php_cgi, optional(&k.php_cgi, r, path));
     pool.php_ini = optional(&k.php_ini, r, existing_path);
     set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));
@@ -183,7 +190,8 @@ fn request_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     let extensions = optional(&k.security_limit_extensions, r, extensions);
     set(&mut pool.security_limit_extensions, extensions);
     let queue = |f: &Field<'_>, r: &mut Report<'_>| int_in(f, r, 0..=i64::MAX).map(|n| n as usize);
-    set(&mut pool.queue_max_len, optional(&k.queue_max_len, r, queue));
+    // Unset: as many as the listen backlog, where php-fpm's requests would wait.
+    pool.queue_max_len = optional(&k.queue_max_len, r, queue).unwrap_or(pool.listen_backlog.max(1) as usize);
     pool.queue_max_wait = optional(&k.queue_max_wait, r, duration).filter(|d| !d.is_zero());
     set(&mut pool.fastcgi_finish_request, optional(&k.fastcgi_finish_request, r, boolean));
     let terminate = optional(&k.request_terminate_timeout, r, duration).filter(|d| !d.is_zero());

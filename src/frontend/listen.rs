@@ -81,13 +81,25 @@ impl Accepted {
             Accepted::Tcp(mut s) => {
                 let _ = s.set_nodelay(true);
                 // Only the access log's %R needs nginx's address.
-                let wants_peer = current.borrow().logs.access().is_some_and(|log| log.wants_peer());
-                let peer = if wants_peer { s.peer_addr().ok().map(|a| a.ip()) } else { None };
+                let (wants_peer, allowed) = {
+                    let pool = current.borrow();
+                    (pool.logs.access().is_some_and(|log| log.wants_peer()), !pool.allowed_clients.is_empty())
+                };
+                let peer = if wants_peer || allowed { s.peer_addr().ok().map(|a| a.ip().to_canonical()) } else { None };
+                if allowed && !current.borrow().allows(peer) {
+                    return;
+                }
                 let (rd, wr) = s.split();
                 let conn = Conn { shed, ..Conn::new(rd, wr, pages_only, peer) };
                 super::conn::serve(conn, current, shutdown).await
             }
         }
+    }
+}
+
+impl std::os::fd::AsRawFd for Listener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

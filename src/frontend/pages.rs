@@ -14,6 +14,9 @@ use crate::status::{self, PoolStatus, ProcessStatus};
 const NO_CACHE: [(&str, &str); 2] =
     [("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"), ("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0")];
 
+/// The ping page's type, as php-fpm sends it.
+const PING_TYPE: &str = "text/plain;charset=UTF-8";
+
 /// Which page a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -43,7 +46,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let (content_type, body) = match page {
-        Page::Ping => ("text/plain", pool.pages.ping_response.clone()),
+        Page::Ping => (PING_TYPE, pool.pages.ping_response.clone()),
         Page::Status => {
             let query = String::from_utf8_lossy(head.params.get(b"QUERY_STRING").unwrap_or_default()).into_owned();
             let (format, full) = status::parse_query(&query);
@@ -53,7 +56,10 @@ where
             status::render(&pool_status(pool, &snapshot), format, full, SystemTime::now())
         }
     };
-    let headers = [("Content-Type", content_type), NO_CACHE[0], NO_CACHE[1]];
+    let mut headers = vec![("Content-type", content_type), NO_CACHE[0], NO_CACHE[1]];
+    if let Some(powered_by) = &pool.pages.powered_by {
+        headers.insert(0, ("X-Powered-By", powered_by));
+    }
     answer_alone(conn, head, Reply { headers: &headers, ..Reply::new("200 OK", body.as_bytes()) }).await
 }
 

@@ -162,6 +162,9 @@ where
     let mut response = ResponseStream::new(head.id, marker.as_ref().map(Marker::as_bytes));
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
+    if pool.output.is_some() {
+        response.collect_messages();
+    }
     let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
     let lifted = AtomicBool::new(false);
     let mut exchange = Exchange {
@@ -172,8 +175,12 @@ where
         lifted: &lifted,
         keep_conn: head.keep_conn,
         pool: &pool.name,
+        output: pool.output.as_ref(),
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
+        drop(output.request_done(response.take_messages()));
+    }
     to_child.clear();
     conn.out = to_child;
     // After fastcgi_finish_request() nginx has a complete response, whatever
@@ -228,6 +235,8 @@ struct Exchange<'a, 'm> {
     keep_conn: bool,
     /// The pool's name, for log lines.
     pool: &'a str,
+    /// The pool's worker output log (`catch_workers_output`).
+    output: Option<&'a crate::pool::output::OutputHandle>,
 }
 
 impl Exchange<'_, '_> {
@@ -350,6 +359,11 @@ impl Exchange<'_, '_> {
         while !data.is_empty() && !self.response.ended {
             let discard = self.finished();
             let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
+            if let Some(output) = self.output.filter(|_| self.response.ended) {
+                // Logged before nginx learns that the request is over (php-fpm's order).
+                let logged = output.request_done(self.response.take_messages());
+                let _ = tokio::time::timeout(crate::pool::output::REQUEST_DONE_WAIT, logged).await;
+            }
             if !discard {
                 conn.wr.write_all(&data[..scan.forward]).await.map_err(client)?;
                 conn.wr.write_all(&self.response.out).await.map_err(client)?;

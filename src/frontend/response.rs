@@ -67,6 +67,16 @@ impl<'m> ResponseStream<'m> {
         }
     }
 
+    /// Keeps every PHP message of the response, for [`ResponseStream::take_messages`].
+    pub fn collect_messages(&mut self) {
+        self.stderr.messages = Some(Vec::new());
+    }
+
+    /// The PHP messages kept so far (none unless [`ResponseStream::collect_messages`]).
+    pub fn take_messages(&mut self) -> Vec<Vec<u8>> {
+        self.stderr.messages.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// The request id.
     pub fn id(&self) -> u16 {
         self.id

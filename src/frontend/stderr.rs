@@ -27,6 +27,9 @@ use crate::fastcgi::{parse_record, RecordType, StreamWriter};
 /// What php-fpm puts before each message.
 pub const MESSAGE_PREFIX: &[u8] = b"PHP message: ";
 
+/// How the lines of an uncaught exception's trace start (besides `#N`).
+const TRACE_LINES: [&[u8]; 3] = [b"Stack trace:", b"  thrown in ", b"Next "];
+
 /// What php-fpm puts between two messages of one request.
 pub const SEPARATOR: &[u8] = b"; ";
 
@@ -54,6 +57,12 @@ pub struct StderrRewriter {
     started: bool,
     /// The last record ended inside a message (no trailing newline).
     mid_message: bool,
+    /// The message being written is a PHP error (`PHP Warning:  ...`), which only
+    /// an uncaught exception's trace continues.
+    in_php_error: bool,
+    /// Every message of the request, as PHP wrote it, when the pool logs them
+    /// (`catch_workers_output`: php-fpm's children copy them to their stderr).
+    pub messages: Option<Vec<Vec<u8>>>,
 }
 
 impl StderrRewriter {
@@ -92,7 +101,11 @@ impl StderrRewriter {
                 fresh = true;
                 continue;
             }
-            if fresh || !self.started || (i > 0 && line.starts_with(b"PHP ")) {
+            let new_message = fresh || !self.started || (i > 0 && !self.continues(line));
+            if new_message {
+                self.in_php_error = line.starts_with(b"PHP ");
+            }
+            if new_message {
                 if self.started {
                     out.extend_from_slice(SEPARATOR);
                 }
@@ -102,9 +115,38 @@ impl StderrRewriter {
                 out.push(b'\n');
             }
             out.extend_from_slice(line);
+            self.collect(new_message, i > 0, line);
             fresh = false;
         }
         self.mid_message = !content.ends_with(b"\n");
+    }
+}
+
+impl StderrRewriter {
+    /// Whether `line`, after a newline, continues the message before it rather than
+    /// starting one: the trace of an uncaught exception continues a PHP error; any line but
+    /// a PHP error continues a message of the script's own (`error_log("a\nb")`).
+    fn continues(&self, line: &[u8]) -> bool {
+        if self.in_php_error {
+            TRACE_LINES.iter().any(|start| line.starts_with(start))
+                || (line.starts_with(b"#") && line.get(1).is_some_and(u8::is_ascii_digit))
+        } else {
+            !line.starts_with(b"PHP ")
+        }
+    }
+
+    /// Keeps a line of a message, when messages are collected.
+    fn collect(&mut self, new_message: bool, after_newline: bool, line: &[u8]) {
+        let Some(messages) = self.messages.as_mut() else { return };
+        match messages.last_mut() {
+            Some(last) if !new_message => {
+                if after_newline {
+                    last.push(b'\n');
+                }
+                last.extend_from_slice(line);
+            }
+            _ => messages.push(line.to_vec()),
+        }
     }
 }
 
@@ -181,6 +223,18 @@ mod tests {
         assert_eq!(
             got,
             ["PHP message: PHP Warning:  a in /x.php on line 2; PHP message: PHP Notice:  b in /x.php on line 3"]
+        );
+    }
+
+    /// nginx logs each record as one entry: a script's own line after a PHP error is a
+    /// message of its own, so the entry stays on one line, as php-fpm's does.
+    #[test]
+    fn a_script_line_after_a_php_error_is_its_own_message() {
+        let got = rewrite_all(&["PHP Warning:  w in /x.php on line 2\nPHP Notice:  n in /x.php on line 3\nmine\n"]);
+        assert_eq!(
+            got,
+            ["PHP message: PHP Warning:  w in /x.php on line 2; PHP message: PHP Notice:  n in /x.php on line 3; \
+              PHP message: mine"]
         );
     }
 

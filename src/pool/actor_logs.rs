@@ -14,9 +14,11 @@ const PID_WAIT: Duration = Duration::from_millis(500);
 
 impl PoolActor {
     /// Sends `record` to the access log, or holds it while the slot's child pid is being
-    /// looked up (a new connection's first request), so that `%p` names the child.
+    /// looked up (a new connection's first request), so that `%p` names the child. A format
+    /// that shows nothing of the child never waits: lines stay in the order requests ended.
     pub(super) fn log_access(&mut self, slot: usize, record: Box<Record>) {
-        let finding = self.slots.get(slot).is_some_and(|s| s.finding && s.pid.is_none());
+        let wants_child = self.logs.access().is_some_and(|a| a.wants_child());
+        let finding = wants_child && self.slots.get(slot).is_some_and(|s| s.finding && s.pid.is_none());
         if finding {
             self.pending_access.push((slot, Instant::now(), record));
             return;

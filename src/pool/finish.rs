@@ -53,14 +53,13 @@ pub struct Polyfill {
 impl Polyfill {
     /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
     /// `None` for a chroot pool or with `fastcgi_finish_request = false`.
-    pub fn for_pool(cfg: &config::Pool, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
+    pub fn for_pool(cfg: &config::Pool, settings: &Settings) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
-        let settings = Settings::of(cfg, spec);
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let written = crate::sys::safe_fs::replace(&file, source(&cfg.name, user_file.as_deref()).as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
@@ -115,8 +114,12 @@ fn runtime_dir(pool: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
 }
 
 /// The FastCGI param that carries a request's marker to the polyfill; the
-/// same param from nginx is dropped.
-pub const MARKER_PARAM: &[u8] = b"RUSTFPM_FINISH_MARKER";
+/// same param from nginx is dropped. Its name is a single space: PHP skips a
+/// variable whose name is only spaces when it builds `$_SERVER` (php-src
+/// `main/php_variables.c`, `php_register_variable_ex`), so scripts, `phpinfo()`
+/// and `getenv()` without a name never list it, while php-cgi's `getenv(' ')`
+/// looks the param up by its exact name (`fcgi_getenv`). No per-request work.
+pub const MARKER_PARAM: &[u8] = b" ";
 const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
 const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
 
@@ -132,7 +135,7 @@ impl Marker {
 }
 
 /// Where the pool's own INI settings are read from.
-enum Settings {
+pub enum Settings {
     /// php-cgi's phpinfo (`-i`, which runs no script) with the pool's
     /// arguments: every php.ini and `-d` it would read.
     Phpinfo(String),
@@ -140,15 +143,46 @@ enum Settings {
     Config(Vec<(String, String)>, Option<String>),
 }
 
+/// php-cgi's answers to `-i` during one start or reload: pools whose php-cgi runs with the
+/// same program, arguments, environment and user get the same phpinfo, which is asked once
+/// (a reload of many alike pools would otherwise run php-cgi once per pool).
+#[derive(Default)]
+pub struct Probes(std::cell::RefCell<Vec<(String, Option<String>)>>);
+
+impl Probes {
+    fn phpinfo(&self, spec: &ChildSpec) -> Option<String> {
+        let creds = spec.credentials.as_ref().map(|c| (c.uid, c.gid));
+        let key = format!("{:?} {:?} {:?} {creds:?}", spec.program, spec.args, spec.env);
+        if let Some((_, answer)) = self.0.borrow().iter().find(|(k, _)| *k == key) {
+            return answer.clone();
+        }
+        let answer = phpinfo(spec);
+        self.0.borrow_mut().push((key, answer.clone()));
+        answer
+    }
+}
+
 impl Settings {
-    fn of(cfg: &config::Pool, spec: &ChildSpec) -> Settings {
-        match phpinfo(spec) {
+    /// The settings of the pool `cfg` whose php-cgi `spec` runs: php-cgi's own
+    /// phpinfo if it answers (a blocking child process, asked once per alike pool
+    /// of `probes`), else the pool's config.
+    pub fn of(cfg: &config::Pool, spec: &ChildSpec, probes: &Probes) -> Settings {
+        match probes.phpinfo(spec) {
             Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
             _ => {
                 let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
                 Settings::Config(cfg.ini.clone(), php_ini)
             }
         }
+    }
+
+    /// What php-cgi sends as `X-Powered-By` (`PHP/8.2.36`) when `expose_php` is
+    /// on, for rustfpm's own pages; `None` when it is off, or unknown (no phpinfo).
+    pub fn powered_by(&self) -> Option<String> {
+        let Settings::Phpinfo(html) = self else { return None };
+        let on = self.get("expose_php").is_some_and(|v| v.eq_ignore_ascii_case("on") || v == "1");
+        let version = html.split_once("<h1 class=\"p\">PHP Version ")?.1.split_once('<')?.0.trim();
+        on.then(|| format!("PHP/{version}"))
     }
 
     /// The value of `key`, if set and not empty.
@@ -320,7 +354,7 @@ mod tests {
     fn source_includes_the_user_file_quoted() {
         let php = source("www", Some("/srv/it's.php"));
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
-        assert!(php.contains("getenv('RUSTFPM_FINISH_MARKER')"), "{php}");
+        assert!(php.contains("getenv(' ')"), "{php}");
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
         assert!(!source("www", None).contains("require"));
     }

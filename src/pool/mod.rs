@@ -7,6 +7,7 @@ pub mod crash;
 pub mod finish;
 pub mod health;
 pub mod msg;
+pub mod output;
 pub mod recycle;
 pub mod snapshot;
 pub mod spec;
@@ -46,6 +47,9 @@ pub enum PoolError {
     /// The `fastcgi_finish_request()` polyfill could not be written.
     #[error("[pool {pool}] cannot write the fastcgi_finish_request() polyfill {path}: {source}")]
     Polyfill { pool: String, path: PathBuf, source: std::io::Error },
+    /// The pipes or thread for the children's output could not be set up.
+    #[error("[pool {pool}] cannot capture the children's output: {source}")]
+    Output { pool: String, source: std::io::Error },
     /// php-cgi could not be found.
     #[error("[pool {pool}] php_cgi {path}: {message}")]
     PhpCgi { pool: String, path: PathBuf, message: String },
@@ -73,6 +77,8 @@ pub struct Pages {
     pub ping_response: String,
     /// The process manager's name, for the status page.
     pub pm: &'static str,
+    /// `X-Powered-By` as the pool's php-cgi sends it (`expose_php`), if it does.
+    pub powered_by: Option<String>,
 }
 
 /// What the front end needs of a pool: shared by all its connection tasks.
@@ -109,6 +115,10 @@ pub struct Pool {
     pub finish: Option<finish::Polyfill>,
     /// When the actor's loop last ran (for systemd's watchdog).
     pub heartbeat: Arc<health::Heartbeat>,
+    /// The children's output in the log (`catch_workers_output`), if caught.
+    pub output: Option<output::OutputHandle>,
+    /// `listen_allowed_clients` (empty: any client).
+    pub allowed_clients: Vec<std::net::IpAddr>,
 }
 
 impl Pool {
@@ -119,6 +129,7 @@ impl Pool {
         global: &config::Global,
         supervisor: &Supervisor,
         allow_root: bool,
+        probes: &finish::Probes,
     ) -> Result<Arc<Pool>, PoolError> {
         explain_settings(cfg);
         let logs =
@@ -127,7 +138,17 @@ impl Pool {
         let socket = spec::child_socket(&cfg.name)?;
         let socket = Arc::new(socket);
         let mut spec = spec::child_spec(cfg, &socket, allow_root)?;
-        let finish = finish::Polyfill::for_pool(cfg, &spec)?;
+        let output = match cfg.catch_workers_output {
+            true => {
+                let (handle, capture) = output::start(&cfg.name, cfg.decorate_workers_output)
+                    .map_err(|source| PoolError::Output { pool: cfg.name.clone(), source })?;
+                spec.output = crate::spawn::Output::Capture(capture);
+                Some(handle)
+            }
+            false => None,
+        };
+        let settings = finish::Settings::of(cfg, &spec, probes);
+        let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
@@ -161,6 +182,8 @@ impl Pool {
             read_timeout: cfg.request_read_timeout,
             idle_timeout: cfg.listen_idle_timeout,
             finish,
+            output,
+            allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
             logs,
             heartbeat,
@@ -173,8 +196,23 @@ impl Pool {
                     config::PmMode::Dynamic => "dynamic",
                     config::PmMode::Ondemand => "ondemand",
                 },
+                powered_by: settings.powered_by(),
             },
         }))
+    }
+
+    /// `listen_allowed_clients`: whether a TCP client at `peer` may be served. A refused one
+    /// is logged as php-fpm logs it; its connection is closed unanswered, as php-fpm's.
+    pub fn allows(&self, peer: Option<std::net::IpAddr>) -> bool {
+        match peer {
+            _ if self.allowed_clients.is_empty() => true,
+            Some(ip) if self.allowed_clients.contains(&ip) => true,
+            Some(ip) => {
+                crate::error!("[pool {}] Connection disallowed: IP address '{ip}' has been dropped.", self.name);
+                false
+            }
+            None => false,
+        }
     }
 
     /// A new request's `fastcgi_finish_request()` marker, if the pool has the polyfill.
@@ -246,6 +284,9 @@ fn policy(cfg: &config::Pool, global: &config::Global) -> recycle::Policy {
 
 /// php-fpm settings that have no effect here are named, never silently ignored.
 fn explain_settings(cfg: &config::Pool) {
+    if let (true, Some(n)) = (cfg.pm_start_servers_defaulted, cfg.pm_start_servers) {
+        crate::notice!("[pool {}] pm.start_servers is not set. It's been set to {n}.", cfg.name);
+    }
     if cfg.pm != config::PmMode::Static {
         crate::notice!(
             "[pool {}] pm = {:?}: all {} children are forked at start from one php-cgi parent (they share its \

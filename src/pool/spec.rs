@@ -61,11 +61,8 @@ pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) ->
         })?,
         credentials,
         settings: settings(cfg),
-        output: match (cfg.catch_workers_output, cfg.decorate_workers_output) {
-            (false, _) => Output::Discard,
-            (true, true) => Output::Decorated,
-            (true, false) => Output::Raw,
-        },
+        // Pool::start sets up the capture (`catch_workers_output`).
+        output: Output::Discard,
     })
 }
 
@@ -84,8 +81,9 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
 }
 
 fn args(cfg: &config::Pool) -> Vec<OsString> {
-    let mut args = Vec::new();
-    if let Some(ini) = &cfg.php_ini {
+    let mut args: Vec<OsString> = cfg.php_flags.iter().map(OsString::from).collect();
+    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
+    if let Some(ini) = cfg.php_ini.as_ref().filter(|_| !no_ini) {
         args.push("-c".into());
         args.push(ini.clone().into_os_string());
     }
@@ -127,7 +125,7 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
     let err = |message: String| PoolError::Credentials { pool: cfg.name.clone(), message };
     if !Uid::effective().is_root() {
         if cfg.user.is_some() {
-            crate::notice!("[pool {}] 'user' directive is ignored when rustfpm is not running as root", cfg.name);
+            crate::notice!("[pool {}] 'user' directive is ignored when FPM is not running as root", cfg.name);
         }
         return Ok(None);
     }
@@ -138,9 +136,8 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
             Err(err("please specify user and group other than root (or run with -R)".into()))
         };
     };
-    let user = User::from_name(name)
-        .map_err(|e| err(format!("cannot look up user '{name}': {e}")))?
-        .ok_or_else(|| err(format!("user '{name}' does not exist")))?;
+    let user = user_entry(name).map_err(|e| err(format!("cannot look up user '{name}': {e}")))?;
+    let user = user.ok_or_else(|| err(format!("user '{name}' does not exist")))?;
     let gid = match &cfg.group {
         Some(g) => {
             Group::from_name(g)
@@ -153,9 +150,24 @@ fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credential
     if (user.uid.is_root() || gid == Gid::from_raw(0)) && !allow_root {
         return Err(err("please specify user and group other than root (or run with -R)".into()));
     }
-    let cname = std::ffi::CString::new(name.as_bytes()).map_err(|_| err(format!("bad user name '{name}'")))?;
+    let cname = std::ffi::CString::new(user.name.as_bytes()).map_err(|_| err(format!("bad user name '{name}'")))?;
     let groups = getgrouplist(&cname, gid).unwrap_or_else(|_| vec![gid]);
     Ok(Some(Credentials { uid: user.uid, gid, groups }))
+}
+
+/// The passwd entry of `name`; a number is a uid, as in php-fpm, and one without an entry
+/// stands for itself: its group is the same number, its home `/`.
+fn user_entry(name: &str) -> nix::Result<Option<User>> {
+    let Ok(uid) = name.parse::<u32>() else { return User::from_name(name) };
+    Ok(Some(User::from_uid(Uid::from_raw(uid))?.unwrap_or_else(|| User {
+        name: name.to_string(),
+        passwd: Default::default(),
+        uid: Uid::from_raw(uid),
+        gid: Gid::from_raw(uid),
+        gecos: Default::default(),
+        dir: "/".into(),
+        shell: "/bin/sh".into(),
+    })))
 }
 
 fn find_program(pool: &str, program: &Path) -> Result<PathBuf, PoolError> {

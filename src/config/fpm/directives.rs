@@ -210,8 +210,18 @@ const MESSAGE_TERMS: &[(&str, &str)] = &[
     ("pm = \"ondemand\"", "pm = ondemand"),
 ];
 
+/// Keys whose directive is read by its own code rather than a `Set`, with that directive.
+const OWN_KEYS: [(&str, &str); 3] = [
+    ("listen_allowed_clients", "listen.allowed_clients"),
+    ("pm_status_listen", "pm.status_listen"),
+    ("access_suppress_path", "access.suppress_path[]"),
+];
+
 /// `pm_max_children` -> `pm.max_children`; `php_value.memory_limit` -> `php_value[memory_limit]`.
 fn ini_key(key: &str) -> String {
+    if let Some((_, directive)) = OWN_KEYS.iter().find(|(own, _)| *own == key) {
+        return directive.to_string();
+    }
     if let Some((table, name)) = key.split_once('.') {
         if ARRAYS.iter().any(|(array, _)| *array == table) {
             return format!("{table}[{name}]");

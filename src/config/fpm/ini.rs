@@ -55,7 +55,7 @@ pub(super) fn read(
     notes: &mut Notes<'_, '_>,
 ) -> Option<Document> {
     let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(bytes) => decode(path, &bytes, notes),
         Err(err) => {
             notes.errors.push(None, None, None, format!("cannot read the configuration file: {err}"));
             return None;
@@ -66,6 +66,20 @@ pub(super) fn read(
     reader.text(path, &text, 1);
     reader.notes.set_pool(None);
     Some(reader.document)
+}
+
+/// A file's text; bytes that are not UTF-8 are replaced (U+FFFD), with a warning naming the
+/// file and the first such line, never silently.
+fn decode(file: &Path, bytes: &[u8], notes: &mut Notes<'_, '_>) -> String {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let message = format!(
+            "{}:{line}: not UTF-8; the bytes that are not were replaced by U+FFFD (save the file as UTF-8)",
+            file.display()
+        );
+        notes.warnings.push(None, None, None, message);
+    }
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Where the entries being read go.
@@ -199,8 +213,9 @@ impl Reader<'_, '_, '_> {
             }
             match std::fs::read(&file) {
                 Ok(bytes) => {
+                    let text = decode(&file, &bytes, self.notes);
                     self.open.extend(id);
-                    self.text(&file, &String::from_utf8_lossy(&bytes), depth + 1);
+                    self.text(&file, &text, depth + 1);
                     if id.is_some() {
                         self.open.pop();
                     }
@@ -268,7 +283,7 @@ pub(in crate::config) struct Parsed {
 }
 
 /// Parses the text after `=`: a `;` outside quotes starts a comment; `"..."` keeps its text
-/// (with `\"` and `\\` escapes, and `${ENV}` substituted); `'...'` keeps its text as it is; bare
+/// (with `\"`, `\\` and `\$` escapes, and `${ENV}` substituted); `'...'` keeps its text as it is; bare
 /// text is trimmed, has `${ENV}` substituted, and the bare keywords true/on/yes become "1" and
 /// false/off/no/none/null become "" (zend's normal mode, which php-fpm uses).
 pub(in crate::config) fn parse_value(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, String> {
@@ -315,7 +330,8 @@ fn double_quoted<'s>(
         rest = &rest[c.len_utf8()..];
         match c {
             '"' => return Ok(rest),
-            '\\' if rest.starts_with(['"', '\\']) => {
+            // zend's escapes in double quotes: `\"`, `\\`, and `\$` (a literal `$`, no `${..}`).
+            '\\' if rest.starts_with(['"', '\\', '$']) => {
                 parsed.text.push_str(&rest[..1]);
                 rest = &rest[1..];
             }

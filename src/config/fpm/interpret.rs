@@ -3,7 +3,6 @@
 //! paths are resolved against the prefixes as php-fpm resolves them. Values are only converted
 //! here: the TOML loader's validation checks them.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::directives::{find, unknown, Action, Action::*, Kind, ARRAYS, BOOLEAN, GLOBAL, PATH_SETTINGS, POOL};
@@ -174,7 +173,7 @@ impl Interpreter<'_> {
         if let Some(e) = paths.listen {
             let address = listen_address(&e.value, base);
             if let Some(clients) = paths.allowed_clients {
-                allowed_clients(clients, listen::parse_listen(&address).ok(), notes);
+                allowed_clients(clients, listen::parse_listen(&address).ok(), items);
             }
             items.push(text("listen", address, e.line));
         }
@@ -207,6 +206,8 @@ impl Interpreter<'_> {
             let index = e.index.as_deref().unwrap_or_default();
             let Some(&(table, list)) = ARRAYS.iter().find(|(name, _)| *name == e.name) else {
                 match e.name.as_str() {
+                    "access.suppress_path" if !index.is_empty() => error(e, notes, SUPPRESS_KEYED),
+                    "access.suppress_path" if !e.value.starts_with('/') => error(e, notes, SUPPRESS_SLASH),
                     "access.suppress_path" => suppress.push(e.value.clone()),
                     _ => error(e, notes, "unknown php-fpm directive"),
                 }
@@ -287,31 +288,12 @@ fn listen_address(value: &str, base: &Path) -> String {
     }
 }
 
-/// `listen.allowed_clients`. php-fpm checks it on TCP listeners only (so on a Unix socket it is
-/// honoured by doing nothing). rustfpm cannot filter TCP clients yet. Ignoring the list is
-/// harmless when the pool listens on loopback and the list names only loopback addresses: the
-/// same local clients connect either way, so that is a warning. Anywhere else, ignoring it would
-/// let clients php-fpm refuses (any host that reaches the port) run PHP code, so it is refused.
-fn allowed_clients(e: &Entry, listen: Option<ListenAddr>, notes: &mut Notes<'_, '_>) {
-    let Some(ListenAddr::Tcp(address)) = listen else {
-        return;
-    };
-    if e.value.trim().is_empty() {
-        return;
+/// `listen.allowed_clients`. php-fpm checks it on TCP listeners only, so on a Unix socket it is
+/// honoured by doing nothing.
+fn allowed_clients(e: &Entry, listen: Option<ListenAddr>, items: &mut Vec<Item>) {
+    if matches!(listen, Some(ListenAddr::Tcp(_))) && !e.value.trim().is_empty() {
+        items.push(text("listen_allowed_clients", e.value.clone(), e.line));
     }
-    let loopback = |client: &str| client.trim().parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if address.ip().is_loopback() && e.value.split(',').all(loopback) {
-        let message = format!(
-            "not enforced by rustfpm yet; ignored, which is harmless here: the pool listens on {address}, \
-             which only local clients can reach"
-        );
-        return warn(e, notes, message);
-    }
-    let message = format!(
-        "rustfpm cannot restrict TCP clients yet, and ignoring this list would let any host that reaches \
-         {address} run PHP code; listen on a Unix socket or a loopback address instead"
-    );
-    error(e, notes, message);
 }
 
 /// An `env[...]` value: `$NAME` is that variable of rustfpm's environment (empty when unset),
@@ -386,6 +368,11 @@ fn resolve(base: &Path, value: &str) -> String {
 fn text(key: &str, value: String, line: usize) -> Item {
     Item { key: key.to_string(), value: Value::Text(value), line }
 }
+
+/// php-fpm's words for an `access.suppress_path[KEY]` entry.
+pub(super) const SUPPRESS_KEYED: &str = "Keys provided to field 'access.suppress_path' are ignored";
+/// php-fpm's words for an `access.suppress_path[]` value that is not a path.
+pub(super) const SUPPRESS_SLASH: &str = "Values provided to field 'access.suppress_path' must begin with '/'";
 
 fn error(e: &Entry, notes: &mut Notes<'_, '_>, message: impl Into<String>) {
     notes.error(e.line, Some(&e.key()), Some(&e.value), message);

@@ -54,6 +54,10 @@ fn pool(out: &mut String, p: &Pool) {
     optional(out, "listen_owner", p.listen_owner.as_deref().map(quote));
     optional(out, "listen_group", p.listen_group.as_deref().map(quote));
     line(out, "listen_mode", quote(&format!("{:04o}", p.listen_mode)));
+    if !p.listen_allowed_clients.is_empty() {
+        let clients: Vec<String> = p.listen_allowed_clients.iter().map(|ip| ip.to_string()).collect();
+        line(out, "listen_allowed_clients", quote(&clients.join(",")));
+    }
     optional(out, "user", p.user.as_deref().map(quote));
     optional(out, "group", p.group.as_deref().map(quote));
     process_manager(out, p);

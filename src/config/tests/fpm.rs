@@ -72,6 +72,8 @@ fn normalised(config: &Config) -> String {
     let mut config = config.clone();
     config.path = PathBuf::new();
     for pool in &mut config.pools {
+        // Converted TOML says the default out loud: it is no longer a default there.
+        pool.pm_start_servers_defaulted = false;
         pool.ini.sort();
         pool.admin_ini_keys.sort();
         pool.env.sort();
@@ -375,6 +377,7 @@ fn values_as_zend_reads_them() {
     assert_eq!(text("'${HOME} raw'"), Ok("${HOME} raw".into()));
     assert_eq!(text("${HOME}/x"), Ok("/home/x/x".into()));
     assert_eq!(text("\"${HOME}\""), Ok("/home/x".into()));
+    assert_eq!(text(r#""\${HOME} costs \$5""#), Ok("${HOME} costs $5".into()));
     assert_eq!(text("Yes"), Ok("1".into()));
     assert_eq!(text("\"yes\""), Ok("yes".into()));
     assert_eq!(text("off"), Ok("".into()));
@@ -535,22 +538,20 @@ fn validation_messages_use_php_fpm_names() {
 }
 
 #[test]
-fn allowed_clients_is_refused_where_ignoring_it_would_expose_php() {
+fn allowed_clients_are_read_for_tcp_listeners() {
     let tcp = |listen: &str, clients: &str| {
         format!("[www]\nlisten = {listen}\npm.max_children = 1\nlisten.allowed_clients = {clients}\n")
     };
-    for (listen, clients) in [("0.0.0.0:9000", "127.0.0.1"), ("9000", "10.0.0.1"), ("127.0.0.1:9000", "10.0.0.1")] {
-        let errors = errors_of(&tcp(listen, clients));
-        let [e] = errors.as_slice() else { panic!("{errors:?}") };
-        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("listen.allowed_clients")));
-        assert!(e.message.contains("cannot restrict TCP clients"), "{e}");
-    }
-    let (_, warnings) = load_text(&tcp("127.0.0.1:9000", "127.0.0.1, ::1"));
-    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
-    assert!(warning.contains("listen.allowed_clients") && warning.contains("only local clients"), "{warning}");
+    let pool = only_pool(&tcp("[::]:9000", "127.0.0.1, ::1"));
+    let expected: Vec<std::net::IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(pool.listen_allowed_clients, expected);
+    let errors = errors_of(&tcp("0.0.0.0:9000", "xxx"));
+    let [e] = errors.as_slice() else { panic!("{errors:?}") };
+    assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("listen.allowed_clients")));
+    assert!(e.message.contains("Wrong IP address 'xxx' in listen.allowed_clients"), "{e}");
     // php-fpm itself ignores the list on a Unix socket.
-    let (_, warnings) = load_text(&tcp("/run/rustfpm-test/www.sock", "10.0.0.1"));
-    assert!(warnings.is_empty(), "{warnings:?}");
+    let (config, warnings) = load_text(&tcp("/run/rustfpm-test/www.sock", "10.0.0.1"));
+    assert!(warnings.is_empty() && config.pools[0].listen_allowed_clients.is_empty(), "{warnings:?}");
 }
 
 #[test]
@@ -657,7 +658,11 @@ fn every_key_has_a_php_fpm_directive() {
         [("pid", "pid"), ("error_log", "error_log"), ("listen", "listen"), ("chroot", "chroot"), ("chdir", "chdir")];
     let own = [
         own.as_slice(),
-        &[("pm_status_listen", "pm.status_listen"), ("access_suppress_path", "access.suppress_path[]")],
+        &[
+            ("pm_status_listen", "pm.status_listen"),
+            ("access_suppress_path", "access.suppress_path[]"),
+            ("listen_allowed_clients", "listen.allowed_clients"),
+        ],
     ]
     .concat();
     let mapped = |key: &str| {
@@ -701,4 +706,16 @@ fn log_errors_in_php_fpm_terms() {
     assert_eq!(keys, [Some("access.format"), Some("request_slowlog_timeout")], "{errors:?}");
     assert!(errors[0].message.contains("unknown placeholder '%Z'"), "{}", errors[0].message);
     assert!(errors[1].message.contains("needs `slowlog`"), "{}", errors[1].message);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_warned_about() {
+    let files = Files::new();
+    let bytes: Vec<u8> =
+        pool_with("ping.response = po@ng").into_bytes().into_iter().map(|b| if b == b'@' { 0xff } else { b }).collect();
+    let path = files.write("php-fpm.conf", "");
+    std::fs::write(&path, bytes).unwrap();
+    let (config, warnings) = load_ok(&path, None);
+    assert_eq!(config.pools[0].ping_response, "po\u{fffd}ng");
+    assert!(warnings.iter().any(|w| w.contains("php-fpm.conf:4: not UTF-8")), "{warnings:?}");
 }

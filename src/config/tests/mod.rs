@@ -81,7 +81,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(pool.php_ini, None);
     assert_eq!(pool.clear_env, DEFAULT_CLEAR_ENV);
     assert_eq!(pool.security_limit_extensions, DEFAULT_SECURITY_LIMIT_EXTENSIONS);
-    assert_eq!(pool.queue_max_len, 4 * DEFAULT_QUEUE_FACTOR);
+    assert_eq!(pool.queue_max_len, DEFAULT_LISTEN_BACKLOG as usize);
     assert!(pool.env.is_empty() && pool.ini.is_empty() && pool.admin_ini_keys.is_empty());
 }
 
