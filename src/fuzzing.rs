@@ -120,7 +120,7 @@ pub fn params(data: &[u8]) {
     }
 }
 
-/// The front end's request-head state machine ([`parse_head`]) on a connection whose peer sends
+/// The front end's request-head state machine (`frontend::conn::parse_head`) on a connection whose peer sends
 /// the input after its first byte, in reads of a size the first byte picks. Heads are read
 /// one after the other, each request's body skipped in between, as on a kept connection, until
 /// the input ends or the connection would be closed. Everything written back must be whole
