@@ -62,6 +62,7 @@ impl Cluster {
         let http = format!(
             r#"
   upstream php {{
+    zone php 64k;
     server 127.0.0.1:{port_a} max_fails=1 fail_timeout=30s;
     server 127.0.0.1:{port_b} max_fails=1 fail_timeout=30s;
     keepalive 16;
