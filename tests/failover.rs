@@ -219,8 +219,12 @@ fn in_flight(stop: Stop) {
                 assert!(again, "GET id={id}, in flight on the killed a, was not run again on b");
             }
         }
-        // a takes no new request while it drains.
-        Stop::Drain => assert_eq!(cluster.who(4), ["b", "b", "b", "b"]),
+        // Once a has begun to drain, it takes no new request.
+        Stop::Drain => {
+            let draining = wait_until(Duration::from_secs(10), || cluster.a.log_text().contains("Finishing ..."));
+            assert!(draining, "a did not start draining:\n{}", cluster.a.log_text());
+            assert_eq!(cluster.who(4), ["b", "b", "b", "b"]);
+        }
         Stop::Term => {}
     }
     if stop != Stop::Drain {
