@@ -266,21 +266,22 @@ pub fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<String> 
     )];
     let mut rows = Vec::new();
     for v in views {
-        let at = v.target.as_ref().map(|t| format!(" ({t})")).unwrap_or_default();
+        let at = v.target.as_ref().map(|t| format!(" | {t}")).unwrap_or_default();
         match &v.status {
-            Err(why) => lines.push(format!("pool {}{at}: {why}", v.pool)),
+            Err(why) => lines.push(format!("pool {}: {why}{at}", v.pool)),
             Ok(s) => {
                 let rate = v.rate.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
+                // The figures that change first (an 80-column screen shows them), the address last.
                 lines.push(format!(
-                    "pool {}{at} {}: active {} idle {} total {} | queue {} (max {}) | req/s {rate} | accepted {} \
-                     slow {} max children reached {}",
+                    "pool {}: req/s {rate} | active {} idle {} total {} | queue {} (max {}) | {}, accepted {}, \
+                     slow {}, max children reached {}{at}",
                     v.pool,
-                    s.pm,
                     s.active,
                     s.idle,
                     s.total,
                     s.queue,
                     s.max_queue,
+                    s.pm,
                     s.accepted,
                     s.slow,
                     s.max_children_reached
