@@ -19,9 +19,9 @@ struct Tmux {
 impl Tmux {
     /// Starts `command` in a detached 200x50 session named `top`; the pane
     /// stays (dead) when the command exits, so its exit can be seen.
-    fn start(dir: &Path, command: &str) -> Tmux {
+    fn start(dir: &Path, name: &str, command: &str) -> Tmux {
         require_file("/usr/bin/tmux", "tmux");
-        let tmux = Tmux { socket: dir.join("tmux.sock") };
+        let tmux = Tmux { socket: dir.join(format!("tmux-{name}.sock")) };
         let out = tmux.run(&["new-session", "-d", "-s", "top", "-x", "200", "-y", "50", command]);
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
         tmux.run(&["set-option", "-t", "top", "remain-on-exit", "on"]);
@@ -36,11 +36,41 @@ impl Tmux {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
     }
 
-    /// `Some(exit status)` once the pane's process has exited.
+    /// Once the pane's process has exited: its exit status, or `signal N`.
     fn dead(&self) -> Option<String> {
-        let out = self.run(&["display-message", "-p", "-t", "top", "#{pane_dead} #{pane_dead_status}"]);
+        let format = "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}";
+        let out = self.run(&["display-message", "-p", "-t", "top", format]);
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        text.strip_prefix("1 ").map(str::to_string)
+        match text.split(':').collect::<Vec<_>>()[..] {
+            // tmux may mark the pane dead a moment before it has the status.
+            ["1", "", ""] => None,
+            ["1", "", signal] => Some(format!("signal {signal}")),
+            ["1", status, _] => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Waits until the screen shows `pool www` (drawn in raw mode, so keys are keys).
+    fn wait_drawn(&self) -> String {
+        let mut screen = String::new();
+        let drawn = wait_until(Duration::from_secs(15), || {
+            screen = self.screen();
+            screen.contains("pool www")
+        });
+        assert!(drawn, "top drew nothing: {:?}\n{screen}", self.dead());
+        screen
+    }
+
+    /// Sends `key` and returns how top ended.
+    fn quit_with(&self, key: &str) -> String {
+        self.run(&["send-keys", "-t", "top", key]);
+        let mut status = None;
+        let ended = wait_until(Duration::from_secs(15), || {
+            status = self.dead();
+            status.is_some()
+        });
+        assert!(ended, "{key} did not end top; the screen:\n{}", self.screen());
+        status.unwrap_or_default()
     }
 }
 
@@ -81,7 +111,7 @@ fn top_shows_the_busy_child_and_quits_on_q_and_ctrl_c() {
     let pid = wait_file(&scratch.join("pid"), Duration::from_secs(10)).expect("busy.php did not start");
 
     let command = format!("{} top --config {}", env!("CARGO_BIN_EXE_rustfpm"), fpm.config.display());
-    let tmux = Tmux::start(site.path(), &command);
+    let tmux = Tmux::start(site.path(), "q", &command);
     let mut screen = String::new();
     let shown = wait_until(Duration::from_secs(15), || {
         screen = tmux.screen();
@@ -99,22 +129,13 @@ fn top_shows_the_busy_child_and_quits_on_q_and_ctrl_c() {
         std::fs::write(path, &screen).unwrap();
     }
 
-    tmux.run(&["send-keys", "-t", "top", "q"]);
-    let mut status = None;
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            status = tmux.dead();
-            status.is_some()
-        }),
-        "q did not end top"
-    );
-    assert_eq!(status.as_deref(), Some("0"), "top's exit status after q");
+    assert_eq!(tmux.quit_with("q"), "0", "top's exit status after q");
 
-    // Ctrl-C too (raw mode makes it a key, not a signal).
-    tmux.run(&["respawn-pane", "-t", "top", &command]);
-    assert!(wait_until(Duration::from_secs(15), || tmux.screen().contains("pool www")), "{}", tmux.screen());
-    tmux.run(&["send-keys", "-t", "top", "C-c"]);
-    assert!(wait_until(Duration::from_secs(5), || tmux.dead().is_some()), "Ctrl-C did not end top");
+    // Ctrl-C too (raw mode makes it a key, not a signal: top exits 0), in a fresh terminal.
+    drop(tmux);
+    let tmux = Tmux::start(site.path(), "ctrl-c", &command);
+    tmux.wait_drawn();
+    assert_eq!(tmux.quit_with("C-c"), "0", "top's exit status after Ctrl-C");
 
     // --once: the same screen as plain text, without a terminal.
     let once =
