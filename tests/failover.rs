@@ -1,9 +1,13 @@
 //! Scale-out (docs/deploy.md): two rustfpm instances on two TCP ports behind
-//! one nginx `upstream` with `fastcgi_next_upstream error timeout`. Stopping
-//! one (SIGTERM, which stops at once, or SIGKILL) under load: nginx's try on
-//! the stopped instance fails (refused connect, or a connection closed before
-//! the response header) and nginx passes the request to the other instance,
-//! so no client sees an error. The rule, checked precisely: a request nginx
+//! one nginx `upstream` with `fastcgi_next_upstream error timeout http_503`
+//! (a request that reaches an instance as it stops at once gets rustfpm's
+//! 503, "all PHP workers are busy": the script did not run). Stopping
+//! one under load (SIGTERM with `graceful_stop_on_term`, or SIGKILL): nginx's
+//! try on the stopped instance fails (refused connect, or a connection closed
+//! before the response header) and nginx passes the request to the other
+//! instance, so no client sees an error. A plain SIGTERM (stop at once) may
+//! cost the requests in flight on it (rustfpm's own 502). The rule for a
+//! request in flight, checked precisely: a request nginx
 //! may repeat (GET) that was in flight on the stopped instance is run again
 //! on the other one and answered 200; a POST in flight is not repeated (nginx
 //! does not retry non-idempotent requests once sent, without
@@ -61,6 +65,7 @@ impl Cluster {
         let ((a, port_a), (b, port_b)) = (instance(&site, "a", global_a), instance(&site_b, "b", ""));
         let http = format!(
             r#"
+  log_format upstreams '$upstream_addr|$upstream_status|$status';
   upstream php {{
     zone php 64k;
     server 127.0.0.1:{port_a} max_fails=1 fail_timeout=30s;
@@ -70,18 +75,20 @@ impl Cluster {
   server {{
     listen 127.0.0.1:{{port}};
     root {www};
+    access_log {log} upstreams;
     location / {{
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
       fastcgi_pass php;
       fastcgi_keep_conn on;
-      fastcgi_next_upstream error timeout;
+      fastcgi_next_upstream error timeout http_503;
       fastcgi_next_upstream_tries 2;
       fastcgi_connect_timeout 2s;
     }}
   }}
 "#,
-            www = site.www().display()
+            www = site.www().display(),
+            log = site.path().join("upstreams.log").display()
         );
         let nginx = Nginx::start_http(&site, &http);
         Cluster { site, _site_b: site_b, a, _b: b, nginx }
@@ -98,13 +105,16 @@ impl Cluster {
         assert!(exited.is_some(), "instance a did not exit:\n{}", self.a.log_text());
     }
 
-    /// nginx's error log lines about tries that failed on an upstream.
-    fn failed_tries(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(self.site.path().join("nginx-error.log")).unwrap_or_default();
-        let failed = |l: &&str| l.contains("upstream") && (l.contains("failed (") || l.contains("prematurely closed"));
-        log.lines().filter(failed).map(String::from).collect()
+    /// nginx's access log lines of requests it passed to a second server
+    /// (`$upstream_addr` names two): `addresses|statuses|status`.
+    fn passed_on(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.site.path().join("upstreams.log")).unwrap_or_default();
+        log.lines().filter(|l| l.split('|').next().is_some_and(|a| a.contains(", "))).map(String::from).collect()
     }
 }
+
+/// Load clients, each with one request at a time.
+const CLIENTS: usize = 8;
 
 fn load_fails_over(stop: Stop) {
     let mut cluster = Cluster::start(stop.global());
@@ -116,7 +126,7 @@ fn load_fails_over(stop: Stop) {
         1 => Req::Sleep { prefix: "", ms: 20 },
         _ => Req::Path { path: "/who.php".into(), expect: String::new() },
     });
-    let load = Load::start(cluster.nginx.port, 8, None, mix);
+    let load = Load::start(cluster.nginx.port, CLIENTS, None, mix);
     assert!(load.wait_sent(300, Duration::from_secs(60)), "the load did not get going");
     cluster.a.signal(stop.signal());
     cluster.wait_a_exit();
@@ -124,18 +134,26 @@ fn load_fails_over(stop: Stop) {
     assert!(load.wait_sent(at_stop + 300, Duration::from_secs(60)), "the load stalled after the stop");
     let tally = load.finish();
 
-    assert!(tally.odd.is_empty(), "{}\n{}", tally.summary(), tally.first_odd(10));
-    assert_eq!(tally.count(200), tally.sent, "{}", tally.summary());
+    // Stopped at once, a request a was running when its child was stopped may get rustfpm's own
+    // 502 (a complete answer: nginx passes it on): at most one per client, the one in flight.
+    // Drained or killed, none fails.
+    let exited =
+        |o: &common::load::Odd| o.status == Some(502) && o.what.contains("process serving this request exited");
+    let allowed = if stop == Stop::Term { CLIENTS } else { 0 };
+    let unexplained: Vec<_> = tally.odd.iter().filter(|o| !exited(o)).collect();
+    assert!(unexplained.is_empty() && tally.odd.len() <= allowed, "{}\n{}", tally.summary(), tally.first_odd(10));
+    assert_eq!(tally.count(200) + tally.odd.len() as u64, tally.sent, "{}", tally.summary());
     let after = cluster.who(6);
     assert!(after.iter().all(|w| w == "b"), "after the stop: {after:?}");
-    // The stopped instance was tried and failed (so the zero errors above are failover, not luck).
-    let failed = cluster.failed_tries();
-    assert!(!failed.is_empty(), "nginx logged no failed try on the stopped instance");
-    eprintln!("{stop:?}: {}; nginx's failed tries: {}\n{}", tally.summary(), failed.len(), failed.join("\n"));
+    // The stopped instance was tried, and nginx passed the request on (so the answers above are
+    // failover, not luck).
+    let passed = cluster.passed_on();
+    assert!(!passed.is_empty(), "nginx passed no request on from the stopped instance");
+    eprintln!("{stop:?}: {}; passed on: {}\n{}", tally.summary(), passed.len(), passed.join("\n"));
 }
 
 #[test]
-fn sigterm_on_one_instance_under_load_fails_over_without_errors() {
+fn sigterm_on_one_instance_under_load_fails_over_losing_at_most_the_requests_in_flight() {
     load_fails_over(Stop::Term);
 }
 
