@@ -18,7 +18,8 @@ TEST_THREADS=${TEST_THREADS:-2}
 
 section "prerequisites"
 # systemd: systemd-socket-activate and systemd-analyze for the socket-activation and unit tests.
-pkgs=(php8.2-cgi php8.2-fpm nginx systemd)
+# tmux: tests/top.rs runs `rustfpm top` in it and reads the screen.
+pkgs=(php8.2-cgi php8.2-fpm nginx systemd tmux)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 ensure_packages "${pkgs[@]}"

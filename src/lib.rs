@@ -24,3 +24,4 @@ pub mod spawn;
 pub mod status;
 pub mod supervisor;
 pub mod sys;
+pub mod top;

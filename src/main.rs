@@ -27,6 +27,7 @@ Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
        rustfpm convert FILE          print a php-fpm config as rustfpm TOML
        rustfpm ping [--socket PATH | --tcp IP:PORT] [--path /ping]
                                      ask a pool's ping page over FastCGI; exit 0 if it answers 200
+       rustfpm top (--config FILE | -y FILE)  live view of every pool's children (q quits)
 
   --config FILE                rustfpm's TOML configuration
   -y, --fpm-config FILE        php-fpm's configuration (php-fpm.conf and its includes)
@@ -174,6 +175,9 @@ fn php_args(src: &Source) -> Vec<String> {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "ping") {
         return ping_main();
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "top") {
+        return rustfpm::top::main(std::env::args_os().skip(2));
     }
     let mut args = match parse_args() {
         Ok(Parsed::Run(args)) => args,

@@ -16,8 +16,8 @@ use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, parse_rec
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The path asked for when none is given (php-fpm's usual `ping.path`).
 pub const DEFAULT_PATH: &str = "/ping";
-/// Most response bytes kept to read the status and the first body line.
-const KEEP: usize = 64 * 1024;
+/// Most response bytes kept (a full status page of a large pool fits).
+const KEEP: usize = 4 * 1024 * 1024;
 /// The request id used.
 const REQUEST_ID: u16 = 1;
 
@@ -71,6 +71,14 @@ pub struct Pong {
 
 /// Sends the request for `path` to `target` and reads the answer.
 pub fn ping(target: &Target, path: &str) -> Result<Pong, PingError> {
+    let (body, took) = get(target, path, "")?;
+    Ok(Pong { body: first_line(&body).trim_start_matches(": ").to_string(), took })
+}
+
+/// Sends `GET path?query` to `target` over FastCGI; the body of a 200 answer
+/// and how long the exchange took (any other status is an error). `rustfpm
+/// top` reads the status pages with it.
+pub fn get(target: &Target, path: &str, query: &str) -> Result<(String, Duration), PingError> {
     let started = Instant::now();
     let io = |source| PingError::Io { target: target.clone(), path: path.to_string(), source };
     let connect = |source| PingError::Connect { target: target.clone(), source };
@@ -86,11 +94,11 @@ pub fn ping(target: &Target, path: &str) -> Result<Pong, PingError> {
             Box::new(s)
         }
     };
-    stream.write_all(&request(path)).map_err(io)?;
+    stream.write_all(&request(path, query)).map_err(io)?;
     let stdout = read_stdout(&mut stream, target, path)?;
     let (status, body) = split_response(&stdout);
     if status.starts_with("200") {
-        return Ok(Pong { body: first_line(&body).trim_start_matches(": ").to_string(), took: started.elapsed() });
+        return Ok((body, started.elapsed()));
     }
     Err(PingError::Status { target: target.clone(), path: path.to_string(), status, body })
 }
@@ -98,8 +106,9 @@ pub fn ping(target: &Target, path: &str) -> Result<Pong, PingError> {
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
-/// The FastCGI request nginx would send for `GET path`.
-pub fn request(path: &str) -> Vec<u8> {
+/// The FastCGI request nginx would send for `GET path?query`.
+pub fn request(path: &str, query: &str) -> Vec<u8> {
+    let uri = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let mut params = Vec::new();
     for (name, value) in [
         ("GATEWAY_INTERFACE", "CGI/1.1"),
@@ -107,9 +116,9 @@ pub fn request(path: &str) -> Vec<u8> {
         ("REQUEST_METHOD", "GET"),
         ("SCRIPT_NAME", path),
         ("SCRIPT_FILENAME", path),
-        ("REQUEST_URI", path),
+        ("REQUEST_URI", &uri),
         ("DOCUMENT_URI", path),
-        ("QUERY_STRING", ""),
+        ("QUERY_STRING", query),
         ("SERVER_PROTOCOL", "HTTP/1.1"),
         ("REMOTE_ADDR", "127.0.0.1"),
         ("SERVER_NAME", "localhost"),
@@ -183,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_request_is_well_formed_fastcgi() {
-        let bytes = request("/ping");
+        let bytes = request("/ping", "");
         let mut at = 0;
         let mut kinds = Vec::new();
         while let Ok(Some((record, used))) = parse_record(&bytes[at..]) {
