@@ -102,6 +102,8 @@ pub struct Supervisor {
     /// Set when Shutdown is sent: queued child look-ups are skipped, so a
     /// backlog of them (a kill storm) cannot delay the stop.
     stopping: Arc<AtomicBool>,
+    /// A fake for tests: kills are sent as commands, not carried out.
+    fake: bool,
 }
 
 impl Supervisor {
@@ -116,7 +118,7 @@ impl Supervisor {
             .name("supervisor".into())
             .spawn(move || State::new(guard, exits).run(rx, &stop))
             .expect("spawn supervisor thread");
-        (Supervisor { tx, stopping }, handle)
+        (Supervisor { tx, stopping, fake: false }, handle)
     }
 
     /// A supervisor with no thread behind it, for tests: what is sent to it
@@ -124,7 +126,18 @@ impl Supervisor {
     #[cfg(test)]
     pub fn fake() -> (Supervisor, Receiver<Command>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (Supervisor { tx, stopping: Arc::new(AtomicBool::new(false)) }, rx)
+        (Supervisor { tx, stopping: Arc::new(AtomicBool::new(false)), fake: true }, rx)
+    }
+
+    /// SIGKILLs one php-cgi child at once, on the caller's thread (one
+    /// non-blocking system call), so that it is dead before its worker is
+    /// lent again: through its pidfd, else by pid. A fake records the kill as
+    /// [`Command::KillChild`].
+    pub fn kill_child(&self, pid: Pid, pidfd: Option<Arc<PidFd>>) {
+        if self.fake {
+            return self.send(Command::KillChild { pid, pidfd });
+        }
+        kill_child(pid, pidfd.as_deref());
     }
 
     /// Sends a command; never blocks (the channel is unbounded).

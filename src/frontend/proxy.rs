@@ -196,7 +196,11 @@ where
             if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
                 log.response_head(record, &response.head);
             }
-            lease.release(response.status, sent_whole_records && request.done);
+            // Every byte of CONTENT_LENGTH reached the child: at most the empty
+            // end-of-body record is missing, which php-cgi skips before its next request.
+            let declared = head.params.get(b"CONTENT_LENGTH").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+            let body_sent = request.done || request.content == declared.unwrap_or(0);
+            lease.release(response.status, sent_whole_records && body_sent);
             match super::body::skip(conn, &mut request).await {
                 Ok(()) => Outcome::Done { status: response.status },
                 Err(e) => Outcome::ClientGone(e),

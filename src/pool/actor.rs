@@ -58,9 +58,11 @@ struct LostRequest {
 }
 
 impl Slot {
-    /// Marked for replacement, idle, and its child's pid is still being looked up.
-    fn awaits_pid_to_retire(&self) -> bool {
-        self.retire.is_some() && self.state == SlotState::Idle && self.finding && self.pid.is_none()
+    /// Idle, its child's pid is still being looked up, and the answer may
+    /// retire the child: it is marked already, or `counts` (the child may have
+    /// served requests for another slot's connection before, which count on).
+    fn awaits_pid_to_retire(&self, counts: bool) -> bool {
+        (self.retire.is_some() || counts) && self.state == SlotState::Idle && self.finding && self.pid.is_none()
     }
 }
 
@@ -152,6 +154,8 @@ pub struct PoolActor {
     metrics: PoolMetrics,
     logs: Arc<PoolLogs>,
     slow_requests: u64,
+    /// Children whose slot's connection was closed: what each served, by pid.
+    unbound: std::collections::HashMap<Pid, (u64, Option<Instant>)>,
     /// Access records whose child's pid is still being looked up: (slot, when, record).
     pending_access: Vec<(usize, Instant, Box<Record>)>,
     heartbeat: Arc<super::health::Heartbeat>,
@@ -218,6 +222,7 @@ impl PoolActor {
             logs,
             slow_requests: 0,
             pending_access: Vec::new(),
+            unbound: Default::default(),
             heartbeat,
         }
     }
@@ -363,10 +368,18 @@ impl PoolActor {
     /// The slot's connection was closed: its child is free to accept another
     /// slot's connection, so it is no longer this slot's (unless its pid is
     /// still being looked up, for the access log).
+    /// What it served is remembered with its pid, so that pm_max_requests and
+    /// pm_max_lifetime count on when another slot's connection meets it.
     fn unbind(&mut self, slot: usize) {
-        if let Some(s) = self.slots.get_mut(slot).filter(|s| !s.finding) {
-            (s.pid, s.pidfd, s.inode) = (None, None, 0);
+        let most = self.slots.len().max(1) * 2;
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        if let Some(pid) = s.pid.take() {
+            if self.unbound.len() >= most {
+                self.unbound.clear();
+            }
+            self.unbound.insert(pid, (s.requests, s.child_since));
         }
+        (s.pidfd, s.inode, s.finding, s.requests, s.child_since) = (None, 0, false, 0, None);
     }
 
     /// Asks the supervisor which child holds `slot`'s connection.
@@ -413,6 +426,7 @@ impl PoolActor {
     }
 
     fn child_exited(&mut self, pid: Pid, status: ExitKind) {
+        self.unbound.remove(&pid);
         // The usual cause of children dying at once: a script made the shared
         // listener non-blocking. Repairing it ends the loop without a restart.
         if self.repair_listener() {
@@ -471,8 +485,23 @@ impl PoolActor {
                 }
             }
             PoolEvent::ChildFound { slot, inode, pid, pidfd } => {
+                let carried = pid.and_then(|p| self.unbound.remove(&p));
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
-                    if s.pid != pid {
+                    if let Some((requests, since)) = carried {
+                        // A child another connection of this pool had: it counts on.
+                        s.requests += requests;
+                        s.child_since = since;
+                        if s.state == SlotState::Idle && s.retire.is_none() {
+                            let view = SlotView {
+                                state: s.state,
+                                requests: s.requests,
+                                child_since: s.child_since,
+                                since: s.since,
+                                memory: s.memory,
+                            };
+                            s.retire = recycle::after_request(&self.policy, &view, Instant::now());
+                        }
+                    } else if s.pid != pid {
                         s.child_since = pid.map(|_| Instant::now());
                         s.last_usage = (None, None);
                     }
@@ -554,6 +583,7 @@ impl PoolActor {
             s.pid = None;
             s.inode = 0;
         }
+        self.unbound.clear();
         if self.stopping {
             return;
         }
@@ -657,8 +687,9 @@ impl PoolActor {
             }
         }
         let slots = &self.slots;
+        let counts = self.policy.max_requests > 0 || self.policy.max_lifetime.is_some();
         let (waiting, ready): (Vec<Worker>, Vec<Worker>) =
-            self.returning.drain(..).partition(|w| slots.get(w.slot()).is_some_and(Slot::awaits_pid_to_retire));
+            self.returning.drain(..).partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_retire(counts)));
         self.returning = waiting;
         for worker in ready {
             self.balancer.release(worker);
@@ -687,7 +718,7 @@ impl PoolActor {
             );
             return;
         };
-        self.supervisor.send(Command::KillChild { pid, pidfd });
+        self.supervisor.kill_child(pid, pidfd);
         self.recycled[reason.index()] += 1;
         self.metrics.recycled(reason.as_str());
         let detail = match reason {
