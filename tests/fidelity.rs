@@ -308,9 +308,7 @@ fn force_stderr_keeps_the_error_log_file() {
 
 #[test]
 fn a_numeric_user_runs_the_children_with_that_uid() {
-    if !is_root() {
-        return eprintln!("skipped: needs root to switch users");
-    }
+    require_root("switching users needs root");
     let site = Site::new();
     site.script("id.php", "<?php echo posix_getuid(), ':', posix_getgid();");
     let text = ini(&site, "", "").replace("user = www-data\n", "user = 33\n");
