@@ -253,7 +253,9 @@ fn upload_abandoned_midway_frees_the_worker() {
 #[test]
 fn a_body_that_stops_coming_frees_the_worker_after_request_read_timeout() {
     let site = Site::new();
-    site.script("upload.php", "<?php echo strlen(file_get_contents('php://input'));");
+    let started = site.scratch().join("started");
+    let upload = format!("<?php touch('{}'); echo strlen(file_get_contents('php://input'));", started.display());
+    site.script("upload.php", &upload);
     site.script("hello.php", "<?php echo 'hello';");
     let opts = PoolOptions { children: 1, extra: "request_read_timeout = \"1s\"".into(), ..Default::default() };
     let fpm = Rustfpm::start(&site, &opts);
@@ -261,6 +263,7 @@ fn a_body_that_stops_coming_frees_the_worker_after_request_read_timeout() {
     let mut request = request_head(&site, "upload.php", 1 << 20);
     request.extend(record(5, &[b'u'; 60000]));
     stalled.write_all(&request).unwrap();
+    wait_for_file(&started);
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
     let log = fpm.log_text();
