@@ -404,8 +404,13 @@ fn inherited_descriptors_do_not_reach_php_cgi() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let inode = std::fs::metadata(format!("/proc/self/fd/{}", fds[1])).unwrap().ino();
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 2, ..Default::default() });
-    let php = fpm.php_pids();
-    assert!(!php.is_empty(), "no php-cgi under rustfpm");
+    // The parent and its two children (php-cgi starts after rustfpm says it is ready).
+    let mut php = Vec::new();
+    let up = wait_until(WAIT, || {
+        php = fpm.php_pids();
+        php.len() >= 3
+    });
+    assert!(up, "php-cgi under rustfpm: {php:?}");
     let rustfpm_has = std::fs::read_dir(format!("/proc/{}/fd", fpm.pid())).unwrap().count();
     assert!(rustfpm_has > 3);
     for pid in php {
