@@ -241,6 +241,16 @@ impl ParamsBuffer {
         }
         found
     }
+
+    /// [`ParamsBuffer::get`] as text (invalid UTF-8 replaced), empty if absent.
+    pub fn text(&self, name: &[u8]) -> String {
+        String::from_utf8_lossy(self.get(name).unwrap_or_default()).into_owned()
+    }
+
+    /// [`ParamsBuffer::get`] as a number (`CONTENT_LENGTH`), without allocating.
+    pub fn number(&self, name: &[u8]) -> Option<u64> {
+        std::str::from_utf8(self.get(name)?).ok()?.trim().parse().ok()
+    }
 }
 
 #[cfg(test)]

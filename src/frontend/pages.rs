@@ -65,13 +65,12 @@ where
 
 /// A request's details for the status page.
 pub fn request_info(params: &ParamsBuffer) -> Box<RequestInfo> {
-    let text = |name: &[u8]| String::from_utf8_lossy(params.get(name).unwrap_or_default()).into_owned();
     Box::new(RequestInfo {
-        method: text(b"REQUEST_METHOD"),
-        uri: text(b"REQUEST_URI"),
-        content_length: text(b"CONTENT_LENGTH").parse().unwrap_or(0),
-        user: text(b"REMOTE_USER"),
-        script: text(b"SCRIPT_FILENAME"),
+        method: params.text(b"REQUEST_METHOD"),
+        uri: params.text(b"REQUEST_URI"),
+        content_length: params.number(b"CONTENT_LENGTH").unwrap_or(0),
+        user: params.text(b"REMOTE_USER"),
+        script: params.text(b"SCRIPT_FILENAME"),
     })
 }
 

@@ -59,6 +59,11 @@ impl<'p> Lease<'p> {
         self.worker.as_mut().expect("lease holds its worker until released or abandoned")
     }
 
+    /// When `request_terminate_timeout` runs out for this request, if it has one.
+    fn deadline(&self) -> Option<Instant> {
+        self.pool.terminate_timeout.map(|limit| self.started + limit)
+    }
+
     /// The access record, completed with the request's status and duration.
     fn record(&mut self, status: u16) -> Option<Box<crate::accesslog::Record>> {
         let mut access = self.access.take();
@@ -122,8 +127,7 @@ impl<'p> Lease<'p> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         // The request's task was cancelled mid-request (shutdown).
-        let deadline = self.pool.terminate_timeout.map(|limit| self.started + limit);
-        self.abandon(AbandonCause::ClientGone, 499, deadline, None);
+        self.abandon(AbandonCause::ClientGone, 499, self.deadline(), None);
     }
 }
 
@@ -165,7 +169,7 @@ where
     if pool.output.is_some() {
         response.collect_messages();
     }
-    let deadline = pool.terminate_timeout.map(|limit| lease.started + limit);
+    let deadline = lease.deadline();
     let lifted = AtomicBool::new(false);
     let mut exchange = Exchange {
         to_child: &mut to_child,
@@ -198,8 +202,7 @@ where
             }
             // Every byte of CONTENT_LENGTH reached the child: at most the empty
             // end-of-body record is missing, which php-cgi skips before its next request.
-            let declared = head.params.get(b"CONTENT_LENGTH").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-            let body_sent = request.done || request.content == declared.unwrap_or(0);
+            let body_sent = request.done || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
             lease.release(response.status, sent_whole_records && body_sent);
             match super::body::skip(conn, &mut request).await {
                 Ok(()) => Outcome::Done { status: response.status },
@@ -484,8 +487,8 @@ where
     let pool = lease.pool;
     let (line, body): (&str, &[u8]) = match failed.how {
         Lost::Exited => {
-            let param = |name: &[u8]| String::from_utf8_lossy(head.params.get(name).unwrap_or_default()).into_owned();
-            let (slot, script, uri) = (lease.worker().slot(), param(b"SCRIPT_FILENAME"), param(b"REQUEST_URI"));
+            let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
+            let slot = lease.worker().slot();
             pool.tell(PoolMsg::ChildLost { slot, script, uri });
             lease.release(failed.nginx_has.unwrap_or(502), false);
             ("502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")

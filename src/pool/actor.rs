@@ -486,21 +486,13 @@ impl PoolActor {
             }
             PoolEvent::ChildFound { slot, inode, pid, pidfd } => {
                 let carried = pid.and_then(|p| self.unbound.remove(&p));
+                let mut recheck = false;
                 if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
                     if let Some((requests, since)) = carried {
                         // A child another connection of this pool had: it counts on.
                         s.requests += requests;
                         s.child_since = since;
-                        if s.state == SlotState::Idle && s.retire.is_none() {
-                            let view = SlotView {
-                                state: s.state,
-                                requests: s.requests,
-                                child_since: s.child_since,
-                                since: s.since,
-                                memory: s.memory,
-                            };
-                            s.retire = recycle::after_request(&self.policy, &view, Instant::now());
-                        }
+                        recheck = s.state == SlotState::Idle && s.retire.is_none();
                     } else if s.pid != pid {
                         s.child_since = pid.map(|_| Instant::now());
                         s.last_usage = (None, None);
@@ -508,6 +500,9 @@ impl PoolActor {
                     s.pid = pid;
                     s.pidfd = pidfd;
                     s.finding = false;
+                }
+                if let Some(view) = self.view(slot).filter(|_| recheck) {
+                    self.slots[slot].retire = recycle::after_request(&self.policy, &view, Instant::now());
                 }
                 self.answer_snapshots();
                 self.flush_access(Some(slot));

@@ -236,6 +236,10 @@ impl Pool {
     /// of them answers a FastCGI request on the children's socket.
     pub async fn answers(&self) -> bool {
         let Some(snapshot) = self.snapshot().await else { return false };
+        self.answers_in(&snapshot).await
+    }
+
+    async fn answers_in(&self, snapshot: &PoolSnapshot) -> bool {
         let Some(parent) = snapshot.parent_pid else { return false };
         snapshot::children_of(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
     }
@@ -248,7 +252,7 @@ impl Pool {
         };
         match snapshot.parent_pid {
             None if snapshot.parent_starts > 0 => Health::Failed,
-            Some(_) if self.answers().await => Health::Answering,
+            Some(_) if self.answers_in(&snapshot).await => Health::Answering,
             _ => Health::Starting,
         }
     }
