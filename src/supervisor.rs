@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::{kill, Signal};
@@ -155,21 +155,49 @@ struct State {
     guard: Guard,
     parents: HashMap<Pid, (String, UnboundedSender<PoolEvent>)>,
     exits: Option<Sender<Registration>>,
+    /// Child look-ups waiting for a child to accept their connection: tried
+    /// again from the loop, so that other commands (a CheckPeer above all)
+    /// are never held up behind one.
+    lookups: Vec<Lookup>,
+}
+
+/// A [`Command::FindChild`] still looking.
+struct Lookup {
+    parent: Pid,
+    slot: usize,
+    inode: u32,
+    events: UnboundedSender<PoolEvent>,
+    tries: u32,
+    due: Instant,
 }
 
 impl State {
     fn new(guard: Guard, exits: Option<Sender<Registration>>) -> State {
-        State { guard, parents: HashMap::new(), exits }
+        State { guard, parents: HashMap::new(), exits, lookups: Vec::new() }
     }
 
     fn run(mut self, rx: Receiver<Command>, stopping: &AtomicBool) {
-        while let Ok(cmd) = rx.recv() {
+        loop {
+            let next = match self.lookups.iter().map(|l| l.due).min() {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(due) => rx.recv_deadline(due),
+            };
+            let cmd = match next {
+                Ok(cmd) => cmd,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retry_lookups(stopping.load(Ordering::Relaxed));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             match cmd {
                 Command::FindChild { .. } if stopping.load(Ordering::Relaxed) => {}
                 Command::Spawn { spec, events } => self.spawn(&spec, events),
                 Command::SignalGroup { pgid, signal } => signal_group(pgid, signal),
                 Command::KillChild { pid, pidfd } => kill_child(pid, pidfd.as_deref()),
-                Command::FindChild { parent, slot, inode, events } => find_child(parent, slot, inode, &events),
+                Command::FindChild { parent, slot, inode, events } => {
+                    self.look_up(Lookup { parent, slot, inode, events, tries: 0, due: Instant::now() })
+                }
                 Command::CheckPeer { slot, inode, events } => {
                     // An error (no netlink) counts as closed: the worker then
                     // reconnects and waits in the children's accept queue.
@@ -181,6 +209,32 @@ impl State {
             }
         }
         self.shutdown(&rx, Duration::from_secs(1));
+    }
+
+    /// Looks for the child holding `lookup`'s connection once; reports it,
+    /// or, while no child has accepted the connection yet, tries again
+    /// `FIND_CHILD_PAUSE` later (up to `FIND_CHILD_TRIES` times).
+    fn look_up(&mut self, mut lookup: Lookup) {
+        let found = find_child(lookup.parent, lookup.inode);
+        if found.is_none() && lookup.tries < FIND_CHILD_TRIES {
+            lookup.tries += 1;
+            lookup.due = Instant::now() + FIND_CHILD_PAUSE;
+            return self.lookups.push(lookup);
+        }
+        let (pid, pidfd) = found.map_or((None, None), |(pid, fd)| (Some(pid), fd));
+        let Lookup { slot, inode, events, .. } = lookup;
+        let _ = events.send(PoolEvent::ChildFound { slot, inode, pid, pidfd });
+    }
+
+    /// Tries the look-ups that are due again (drops them all once stopping).
+    fn retry_lookups(&mut self, stopping: bool) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<Lookup>, Vec<Lookup>) =
+            std::mem::take(&mut self.lookups).into_iter().partition(|l| l.due <= now && !stopping);
+        self.lookups = if stopping { Vec::new() } else { waiting };
+        for lookup in due {
+            self.look_up(lookup);
+        }
     }
 
     fn spawn(&mut self, spec: &ChildSpec, events: UnboundedSender<PoolEvent>) {
@@ -308,27 +362,68 @@ fn signal_group(pgid: Pid, signal: Signal) {
 
 /// Finds the child holding the peer of our socket `inode`, and a pidfd for
 /// it, opened while it still holds the socket (so the pidfd names that very
-/// process). Right after connecting, no child may have accepted yet: retry
-/// briefly.
-fn find_child(parent: Pid, slot: usize, inode: u32, events: &UnboundedSender<PoolEvent>) {
-    let lookup = || {
-        let peer = sockdiag::unix_peer_inode(inode).ok().flatten()?;
-        let pid = procfs::child_holding_socket(parent.as_raw(), peer)?;
-        // A kernel without pidfds: the pid alone.
-        let pidfd = PidFd::open(pid).ok();
-        if pidfd.is_some() && !procfs::holds_socket(pid, peer) {
-            return None;
-        }
-        Some((Pid::from_raw(pid), pidfd.map(Arc::new)))
-    };
-    let mut found = lookup();
-    for _ in 0..FIND_CHILD_TRIES {
-        if found.is_some() {
-            break;
-        }
-        thread::sleep(FIND_CHILD_PAUSE);
-        found = lookup();
+/// process). None while no child has accepted the connection yet.
+fn find_child(parent: Pid, inode: u32) -> Option<(Pid, Option<Arc<PidFd>>)> {
+    let peer = sockdiag::unix_peer_inode(inode).ok().flatten()?;
+    let pid = procfs::child_holding_socket(parent.as_raw(), peer)?;
+    // A kernel without pidfds: the pid alone.
+    let pidfd = PidFd::open(pid).ok();
+    if pidfd.is_some() && !procfs::holds_socket(pid, peer) {
+        return None;
     }
-    let (pid, pidfd) = found.map_or((None, None), |(pid, fd)| (Some(pid), fd));
-    let _ = events.send(PoolEvent::ChildFound { slot, inode, pid, pidfd });
+    Some((Pid::from_raw(pid), pidfd.map(Arc::new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn inode_of(s: &UnixStream) -> u32 {
+        std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(s))).unwrap().ino() as u32
+    }
+
+    /// A connection no child has accepted yet is looked up again later from
+    /// the loop: the look-up returns at once, so a CheckPeer queued behind it
+    /// is answered without waiting for it (a burst of aborted requests used
+    /// to stall a pool for seconds, one look-up after another).
+    #[test]
+    fn a_pending_look_up_does_not_hold_the_thread() {
+        let dir = std::env::temp_dir().join(format!("rustfpm-lookup-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let _listener = UnixListener::bind(&dir).unwrap();
+        let conn = UnixStream::connect(&dir).unwrap();
+        let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let mut state = State::new(Guard::inert(), None);
+        let parent = Pid::from_raw(std::process::id() as i32);
+        let inode = inode_of(&conn);
+        state.look_up(Lookup { parent, slot: 3, inode, events, tries: 0, due: Instant::now() });
+        assert!(heard.try_recv().is_err(), "nothing is reported while no child has accepted");
+        assert_eq!(state.lookups.len(), 1);
+        // Due or not, every retry counts; once they are used up, the pool hears "not found".
+        for _ in 0..=FIND_CHILD_TRIES {
+            for l in &mut state.lookups {
+                l.due = Instant::now();
+            }
+            state.retry_lookups(false);
+        }
+        match heard.try_recv() {
+            Ok(PoolEvent::ChildFound { slot: 3, inode: i, pid: None, .. }) => assert_eq!(i, inode),
+            other => panic!("expected ChildFound without a pid, got {other:?}"),
+        }
+        assert!(state.lookups.is_empty());
+        let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn stopping_drops_pending_look_ups() {
+        let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let mut state = State::new(Guard::inert(), None);
+        let parent = Pid::from_raw(std::process::id() as i32);
+        state.lookups.push(Lookup { parent, slot: 0, inode: 1, events, tries: 1, due: Instant::now() });
+        state.retry_lookups(true);
+        assert!(state.lookups.is_empty());
+        assert!(heard.try_recv().is_err());
+    }
 }

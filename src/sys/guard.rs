@@ -41,6 +41,13 @@ impl Guard {
         }
     }
 
+    /// A guard with no process behind it, for unit tests of its owner.
+    #[cfg(test)]
+    pub fn inert() -> Guard {
+        let (_, write_end) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        Guard { pipe: File::from(write_end), pid: Pid::from_raw(0) }
+    }
+
     /// Pid of the guard process.
     pub fn pid(&self) -> Pid {
         self.pid
