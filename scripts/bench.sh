@@ -364,7 +364,28 @@ parse_wrk() {
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-declare -A RPS=() P50=() P99=() BAD=() SOCKERR=() STALLED=() OTHER=()
+declare -A RPS=() P50=() P99=() BAD=() SOCKERR=() STALLED=() OTHER=() US_MGR=() US_NGX=() US_PHP=()
+# cpu_split BACKEND: "MANAGER NGINX PHP" CPU nanoseconds so far: the process manager itself
+# (rustfpm with all its threads, or php-fpm's master), nginx (master and workers), and the
+# PHP processes under the manager (php-cgi, or php-fpm's children).
+cpu_split() {
+	local mgr=$RF_PID
+	[[ $1 == php-fpm ]] && mgr=$FPM_PID
+	local -a php ngx
+	mapfile -t php < <(descendants "$mgr")
+	mapfile -t ngx < <(
+		echo "$NGINX_PID"
+		descendants "$NGINX_PID"
+	)
+	echo "$(cpu_ns "$mgr") $(cpu_ns "${ngx[@]}") $(cpu_ns "${php[@]}")"
+}
+last_of() { # ARRAY_NAME KEY: the last recorded round, or "-"
+	local -n arr=$1
+	local v=${arr[$2]:-}
+	v=${v% }
+	echo "${v##* }" | sed 's/^$/-/'
+}
+us_per() { awk -v ns="$1" -v n="$2" 'BEGIN { printf "%.2f", ns / n / 1000 }'; } # NS REQUESTS
 warm() { # WORKLOAD
 	local b
 	for b in "${BACKENDS[@]}"; do
@@ -419,10 +440,18 @@ for w in $WORKLOADS; do
 			# (nginx, both pools, wrk, and helpers; reaped children count via cutime).
 			read -r busy0 all0 < <(cpu_jiffies)
 			ours0=$(tree_jiffies $$)
+			read -r mgr0 ngx0 php0 < <(cpu_split "$b")
 			: >"$out"
 			run_wrk "$b" "$w" "$DURATION" "$out"
+			read -r mgr1 ngx1 php1 < <(cpu_split "$b")
 			ours1=$(tree_jiffies $$)
 			read -r busy1 all1 < <(cpu_jiffies)
+			n=$(awk '/ requests in / { print $1 }' "$out")
+			if [[ ${n:-0} -gt 0 ]]; then
+				US_MGR[$w,$b]+="$(us_per "$((mgr1 - mgr0))" "$n") "
+				US_NGX[$w,$b]+="$(us_per "$((ngx1 - ngx0))" "$n") "
+				US_PHP[$w,$b]+="$(us_per "$((php1 - php0))" "$n") "
+			fi
 			other=$(((busy1 - busy0 - (ours1 - ours0)) * 100 / (all1 - all0 > 0 ? all1 - all0 : 1)))
 			((other >= 0)) || other=0
 			OTHER[$w,$b]+="$other "
@@ -433,8 +462,9 @@ for w in $WORKLOADS; do
 			BAD[$w,$b]=$((${BAD[$w,$b]:-0} + bad))
 			SOCKERR[$w,$b]=$((${SOCKERR[$w,$b]:-0} + sock))
 			STALLED[$w,$b]+="$stalled "
-			log "$(printf '%-6s round %d/%d %-8s %9.0f req/s  p50 %8.2f ms  p99 %8.2f ms  non-2xx %d  socket errors %d  stalled ~%d  other CPU %d%%' \
-				"$w" "$r" "$ROUNDS" "$b" "$rps" "$p50" "$p99" "$bad" "$sock" "$stalled" "$other")"
+			log "$(printf '%-6s round %d/%d %-8s %9.0f req/s  p50 %8.2f ms  p99 %8.2f ms  non-2xx %d  socket errors %d  stalled ~%d  other CPU %d%%  CPU/req: %s %s µs, nginx %s µs, PHP %s µs' \
+				"$w" "$r" "$ROUNDS" "$b" "$rps" "$p50" "$p99" "$bad" "$sock" "$stalled" "$other" \
+				"$b" "$(last_of US_MGR "$w,$b")" "$(last_of US_NGX "$w,$b")" "$(last_of US_PHP "$w,$b")")"
 		done
 	done
 done
@@ -499,6 +529,23 @@ fi
 				"$(fmt_ms "$f_p50")" "$(fmt_ms "$f_p99")" "$(fmt_ms "$r_p50")" "$(fmt_ms "$r_p99")" \
 				"$(ratio "$r_p99" "$f_p99")"
 		done
+	fi
+	if [[ -n $WRK_WORKLOADS ]]; then
+		echo
+		echo "CPU per request, µs (median of the rounds; /proc/PID/task/*/schedstat over each round ÷ wrk's requests):"
+		echo
+		echo "| workload | rustfpm | php-fpm master | nginx (rustfpm / php-fpm) | PHP (rustfpm's php-cgi / php-fpm's children) |"
+		echo "|---|---:|---:|---:|---:|"
+		for w in $WRK_WORKLOADS; do
+			printf '| %s | %s | %s | %s / %s | %s / %s |\n' "${LABEL[$w]}" \
+				"$(med US_MGR "$w,rustfpm")" "$(med US_MGR "$w,php-fpm")" \
+				"$(med US_NGX "$w,rustfpm")" "$(med US_NGX "$w,php-fpm")" \
+				"$(med US_PHP "$w,rustfpm")" "$(med US_PHP "$w,php-fpm")"
+		done
+		r_hello_us=$(med US_MGR "hello,rustfpm")
+		r_keep_us=$(med US_MGR "keep,rustfpm")
+		[[ -n $r_hello_us ]] && echo "rustfpm CPU per request without keepalive: $r_hello_us µs (target ≤ 12 µs: $(check "$r_hello_us" '<=' 12))"
+		[[ -n $r_keep_us ]] && echo "rustfpm CPU per request with keepalive: $r_keep_us µs (target ≤ 9 µs: $(check "$r_keep_us" '<=' 9))"
 	fi
 	echo
 
