@@ -60,6 +60,31 @@ fn the_checker_finds_what_it_should_and_nothing_else() {
     assert!(report.starts_with("a <-> c\n") && !report.contains("<-> d"), "{report}");
 }
 
+/// Files of one directory: `super` from a `#[path]` module is the file that declares it, and
+/// `crate::f::x` is the file x.rs.
+#[test]
+fn files_of_a_directory_resolve_to_the_file_that_holds_the_module() {
+    let outer = "#[cfg(test)]\n#[path = \"outer_extra.rs\"]\nmod extra;\nuse super::sib::X;\n";
+    let texts = [
+        ("f/mod.rs", "pub struct Thing;\n"),
+        ("f/outer.rs", outer),
+        ("f/outer_extra.rs", "use super::Y;\nuse super::super::Thing;\n"),
+        ("f/sib.rs", "fn g() { crate::f::outer::Y::new(); }\n"),
+    ];
+    let mut files: Vec<SrcFile> = texts.into_iter().map(|(path, text)| SrcFile::new(path.into(), text)).collect();
+    place_path_modules(&mut files);
+    let edges = file_edges(&files, "f");
+    let pairs: BTreeSet<(&str, &str)> = edges.keys().map(|(f, t)| (f.as_str(), t.as_str())).collect();
+    let expected = [
+        ("f/outer.rs", "f/sib.rs"),
+        ("f/outer_extra.rs", "f/mod.rs"),
+        ("f/outer_extra.rs", "f/outer.rs"),
+        ("f/sib.rs", "f/outer.rs"),
+    ];
+    assert_eq!(pairs, expected.into());
+    assert!(two_way(&edges).contains("f/sib.rs -> f/outer.rs at f/sib.rs:1 (crate::f::outer::Y::new)"));
+}
+
 #[test]
 fn cycles_of_any_length_are_found() {
     let site = || vec![Site { file: PathBuf::from("src/x.rs"), line: 1, path: "crate::y".into() }];
@@ -103,17 +128,24 @@ fn read_src() -> Vec<SrcFile> {
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
             let mut file = SrcFile::new(path.strip_prefix(&root).expect("under src/").to_path_buf(), &text);
             file.path = Path::new("src").join(&file.path);
+            let count = |c: char| file.tokens.iter().filter(|t| t.kind == Tok::Punct(c)).count();
+            assert_eq!(count('{'), count('}'), "the checker misread {}: its braces do not pair", file.path.display());
             file
         })
         .filter(|file| file.module != ["lib"] && file.module != ["main"])
         .collect();
+    place_path_modules(&mut files);
+    files
+}
+
+/// Gives each file that a `#[path]` module names the module path of that module.
+fn place_path_modules(files: &mut [SrcFile]) {
     let moved: Vec<(PathBuf, Vec<String>)> = files.iter().flat_map(path_modules).collect();
     for (path, module) in moved {
         if let Some(file) = files.iter_mut().find(|file| file.path == path) {
             file.module = module;
         }
     }
-    files
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
