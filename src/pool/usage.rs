@@ -24,7 +24,7 @@ use crate::sys::procfs::{clock_ticks, private_memory, CpuTable};
 /// page then shows the previous figures).
 const QUEUE: usize = 4096;
 
-/// One finished request to sample.
+/// One request that has ended, to sample.
 #[derive(Debug)]
 pub struct Sample {
     /// The child that served it.

@@ -45,12 +45,12 @@ pub fn fd_inode(fd: i32) -> io::Result<u32> {
     Ok(fs::metadata(format!("/proc/self/fd/{fd}"))?.ino() as u32)
 }
 
-/// Resident set size of this process in bytes.
-pub fn self_rss() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+/// Resident memory of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
+pub fn rss(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A process's private memory in bytes: resident minus shared pages, from
@@ -159,9 +159,12 @@ mod tests {
     }
 
     #[test]
-    fn reads_own_private_memory() {
-        assert!(private_memory(std::process::id() as i32).is_some_and(|m| m > 0));
+    fn reads_own_private_and_resident_memory() {
+        let me = std::process::id() as i32;
+        assert!(private_memory(me).is_some_and(|m| m > 0));
+        assert!(rss(me).is_some_and(|m| m > 0));
         assert_eq!(private_memory(-5), None);
+        assert_eq!(rss(-5), None);
     }
 
     #[test]
