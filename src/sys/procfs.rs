@@ -7,8 +7,9 @@ use std::io;
 use std::time::{Duration, Instant};
 
 /// Processes a [`CpuTable`] remembers before forgetting those not sampled for [`FORGET_AFTER`].
-const REMEMBERED: usize = 16 * 1024;
-const FORGET_AFTER: Duration = Duration::from_secs(600);
+pub const REMEMBERED: usize = 16 * 1024;
+/// How long a [`CpuTable`] that is full keeps a process that has not been sampled.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// Pids of the direct children of `pid` (all its threads).
 pub fn children(pid: i32) -> Vec<i32> {
