@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::frontend::pages::pool_status;
-use crate::pool::recycle::private_memory;
 use crate::pool::{Pool, SlotState};
+use crate::sys::procfs::private_memory;
 
 /// How often the gauges are refreshed.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);

@@ -244,32 +244,7 @@ fn cut(mut line: String, limit: usize) -> String {
 
 /// Local time as php-fpm prints it: `26-Nov-2026 14:51:02`.
 pub fn timestamp() -> String {
-    let now = local_time();
-    let month = MONTHS.get(now.tm_mon as usize).copied().unwrap_or("???");
-    format!(
-        "{:02}-{}-{} {:02}:{:02}:{:02}",
-        now.tm_mday,
-        month,
-        now.tm_year + 1900,
-        now.tm_hour,
-        now.tm_min,
-        now.tm_sec
-    )
-}
-
-/// Month names as php-fpm and syslog print them.
-pub const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// The local time, broken down.
-pub fn local_time() -> libc::tm {
-    // SAFETY: time(NULL) has no preconditions; localtime_r writes only into `tm`,
-    // which is a plain C struct for which all-zero bytes are a valid value.
-    unsafe {
-        let t = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
-    }
+    crate::sys::localtime::now("%d-%b-%Y %H:%M:%S")
 }
 
 /// Logs at DEBUG level.

@@ -191,9 +191,15 @@ fn main() -> ExitCode {
     };
     let Some(source) = args.source.clone() else { return ExitCode::from(EXIT_USAGE) };
     // SAFETY: no thread has been started yet (the environment changes).
-    if let Err(e) = unsafe { rustfpm::sys::systemd::take_activated_sockets() } {
-        eprintln!("ERROR: cannot take the sockets systemd passed (LISTEN_FDS): {e}");
-        return ExitCode::from(1);
+    match unsafe { rustfpm::sys::systemd::take_activated_sockets() } {
+        Ok(taken) if taken.names_ignored => {
+            rustfpm::warning!("systemd: LISTEN_FDNAMES does not name each of LISTEN_FDS; matching by address only")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("ERROR: cannot take the sockets systemd passed (LISTEN_FDS): {e}");
+            return ExitCode::from(1);
+        }
     }
     let fpm = matches!(source.format, Format::Fpm { .. });
     let config = match source.load() {

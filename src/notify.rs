@@ -47,7 +47,7 @@ impl Notifier {
     pub fn reloading(&mut self) {
         if self.enabled {
             self.abort_ready();
-            systemd::reloading();
+            told(systemd::reloading());
         }
     }
 
@@ -62,7 +62,7 @@ impl Notifier {
     pub fn stopping(&mut self) {
         if self.enabled {
             self.abort_ready();
-            systemd::stopping();
+            told(systemd::stopping());
         }
     }
 
@@ -86,8 +86,15 @@ impl Notifier {
             }
             let counts = Counts::of(&pools).await;
             crate::notice!("every pool's children answer; told systemd READY=1");
-            systemd::ready(&counts.status_line(0.0));
+            told(systemd::ready(&counts.status_line(0.0)));
         }));
+    }
+}
+
+/// Logs a notification systemd could not be sent (never fatal).
+fn told(sent: std::io::Result<()>) {
+    if let Err(e) = sent {
+        crate::warning!("cannot notify systemd (NOTIFY_SOCKET): {e}");
     }
 }
 
@@ -115,14 +122,14 @@ async fn run(pools: watch::Receiver<Vec<Arc<Pool>>>, status_every: Option<Durati
             _ = status.tick(), if status_every.is_some() => {
                 let current = pools.borrow().clone();
                 let counts = Counts::of(&current).await;
-                systemd::status(&counts.status_line(traffic.rate(counts.requests, Instant::now())));
+                told(systemd::status(&counts.status_line(traffic.rate(counts.requests, Instant::now()))));
             }
             _ = ping.tick(), if watchdog.is_some() => {
                 let stale = stale_pool(&pools.borrow(), stale_after, Instant::now());
                 match stale {
                     None => {
                         withheld = false;
-                        systemd::watchdog();
+                        told(systemd::watchdog());
                     }
                     Some((pool, age)) if !withheld => {
                         withheld = true;

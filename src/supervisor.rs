@@ -292,7 +292,7 @@ impl State {
             signal_group(*pid, Signal::SIGKILL);
         }
         // The guard kills what is left of the groups and exits.
-        self.guard.finish();
+        self.guard.close();
         reap_everything();
     }
 }

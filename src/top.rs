@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, Format, ListenAddr, Source};
 use crate::ping::{self, Target};
+use crate::sys::procfs::rss;
 
 /// How often the pools are asked.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -186,14 +187,6 @@ fn read(target: &Target, path: &str) -> Result<PoolStatus, String> {
     serde_json::from_str(&body).map_err(|e| format!("{target} {path}?{QUERY} is not a JSON status page: {e}"))
 }
 
-/// Resident memory of a local process, from `/proc/PID/status` (`VmRSS`), in bytes.
-fn rss(pid: i64) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Whether pids read from `target` are this host's (so `/proc` describes them).
 fn local(target: &Option<Target>) -> bool {
     match target {
@@ -304,7 +297,10 @@ pub fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<String> 
     for (pool, here, c) in rows {
         let took = if c.busy() { elapsed(c.duration_us) } else { "-".to_string() };
         // Resident memory of a live child when it runs on this host; else what the page says.
-        let memory = here.then(|| rss(c.pid)).flatten().or((c.last_memory > 0).then_some(c.last_memory));
+        let memory = here
+            .then(|| i32::try_from(c.pid).ok().and_then(rss))
+            .flatten()
+            .or((c.last_memory > 0).then_some(c.last_memory));
         let memory = memory.map_or_else(|| "-".to_string(), bytes);
         lines.push(format!(
             "{:<12} {:>8} {:<9} {:>6} {:>8} {:>7} {:<script_width$} {} {}",

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use format::{CpuTime, Format, Record, Token, DEFAULT_FORMAT};
+pub use format::{CpuTime, Record};
 
 use crate::config;
+use crate::config::access_format::{AccessFormat, Token};
 use crate::fastcgi::ParamsBuffer;
-use crate::pool::RequestInfo;
 
 /// How long rustfpm waits at exit for queued log lines to be written.
 pub const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
@@ -44,7 +44,7 @@ pub struct PoolLogs {
 #[derive(Debug)]
 pub struct AccessLog {
     path: Arc<Path>,
-    format: Arc<Format>,
+    format: Arc<AccessFormat>,
     cpu: bool,
     memory: bool,
     remote_ip: bool,
@@ -69,6 +69,22 @@ pub struct ChildView {
     pub memory: Option<u64>,
 }
 
+/// What the status page and the slowlog show of a request (collected only
+/// when the pool has a status page or a slowlog).
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// REQUEST_METHOD
+    pub method: String,
+    /// REQUEST_URI
+    pub uri: String,
+    /// CONTENT_LENGTH
+    pub content_length: u64,
+    /// REMOTE_USER
+    pub user: String,
+    /// SCRIPT_FILENAME
+    pub script: String,
+}
+
 /// What the writer reads from /proc for a line: only what the format shows.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Probe {
@@ -85,15 +101,14 @@ impl PoolLogs {
         let mut logs = PoolLogs { pool: cfg.name.clone(), access: None, slow: None };
         if let Some(path) = &cfg.access_log {
             writer::open(path).map_err(|e| (path.clone(), e))?;
-            let format = Format::parse(&cfg.access_format)
-                .map_err(|e| (path.clone(), std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+            let format = &cfg.access_format;
             logs.access = Some(AccessLog {
                 path: Arc::from(path.as_path()),
                 cpu: format.uses(|t| matches!(t, Token::Cpu(_))),
                 memory: format.uses(|t| matches!(t, Token::Memory(_))),
                 remote_ip: format.uses(|t| *t == Token::RemoteIp),
                 suppress: cfg.access_suppress_path.clone(),
-                format: Arc::new(format),
+                format: Arc::new(format.clone()),
             });
         }
         if let (Some(path), Some(timeout)) = (&cfg.slowlog, cfg.request_slowlog_timeout) {
@@ -113,8 +128,9 @@ impl PoolLogs {
         self.slow.as_ref().map(|s| s.timeout)
     }
 
-    /// Completes `rec` with what the actor knows of the child and sends it to the writer.
-    pub fn finish(&self, mut rec: Box<Record>, child: ChildView) {
+    /// Logs a request that has ended: completes `rec` with what the actor knows of the child
+    /// and sends it to the writer (unless `access.suppress_path` drops it).
+    pub fn log_access(&self, mut rec: Box<Record>, child: ChildView) {
         let Some(access) = self.access.as_ref().filter(|a| !a.suppressed(&rec)) else {
             return;
         };
@@ -180,7 +196,7 @@ impl AccessLog {
         !self.format.headers.is_empty()
     }
 
-    /// True when the format shows the child that ran a request ([`format::Format::wants_child`]).
+    /// True when the format shows the child that ran a request ([`AccessFormat::wants_child`]).
     pub fn wants_child(&self) -> bool {
         self.format.wants_child()
     }
@@ -241,36 +257,6 @@ fn pid_text(pid: Option<i32>) -> String {
     pid.map_or_else(|| "?".to_string(), |p| p.to_string())
 }
 
-/// The CPU clock ticks (user, system) of process `pid`, from /proc/PID/stat.
-pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_cpu_ticks(&stat)
-}
-
-/// utime and stime (fields 14 and 15) of a /proc/PID/stat line; the command name, in
-/// parentheses, may contain spaces.
-fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
-}
-
-/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
-pub fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
-    }
-}
-
-/// The CPU time between two samples of a process's ticks.
-pub fn cpu_spent(start: (u64, u64), end: (u64, u64), hz: f64) -> CpuTime {
-    CpuTime { user: end.0.saturating_sub(start.0) as f64 / hz, system: end.1.saturating_sub(start.1) as f64 / hz }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,17 +267,6 @@ mod tests {
         let names = ["Content-Type".to_string(), "x-a".to_string(), "X-B".to_string()];
         let values = header_values(head, &names);
         assert_eq!(values, [Some("text/html; charset=UTF-8".to_string()), Some("b".to_string()), None]);
-    }
-
-    #[test]
-    fn cpu_ticks_from_proc_stat() {
-        let stat = "1234 (php cgi) S 1 2 3 4 5 6 7 8 9 10 250 37 0 0 20 0 1 0 100 200 300";
-        assert_eq!(parse_cpu_ticks(stat), Some((250, 37)));
-        assert_eq!(parse_cpu_ticks("garbage"), None);
-        let own = cpu_ticks(std::process::id() as i32);
-        assert!(own.is_some());
-        let spent = cpu_spent((100, 10), (150, 35), 100.0);
-        assert_eq!(spent, CpuTime { user: 0.5, system: 0.25 });
     }
 
     #[test]
@@ -317,7 +292,7 @@ mod tests {
     fn only_plain_successful_requests_for_listed_paths_are_suppressed() {
         let log = AccessLog {
             path: Arc::from(Path::new("/dev/null")),
-            format: Arc::new(Format::parse("%r").unwrap()),
+            format: Arc::new(AccessFormat::parse("%r").unwrap()),
             cpu: false,
             memory: false,
             remote_ip: false,

@@ -14,16 +14,16 @@ use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::format::{Format, Record};
+use super::format::{render, CpuTime, Record};
 use super::Probe;
+use crate::config::access_format::AccessFormat;
+use crate::sys::procfs::{clock_ticks, private_memory, CpuTable, CpuTicks};
 
 /// Most lines waiting for the writer; past it, lines are dropped.
 pub const QUEUE: usize = 64 * 1024;
 /// Most bytes of text those lines may hold (long URIs add up while a log disk
 /// stalls); past it, lines are dropped.
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
-/// Children whose CPU ticks the writer remembers (the table is cleared past this).
-const MAX_CHILDREN_TRACKED: usize = 16 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
 const FILE_MODE: u32 = 0o600;
 
@@ -32,7 +32,7 @@ const FILE_MODE: u32 = 0o600;
 pub enum Msg {
     /// Render `rec` in `format` (after reading what `probe` asks from /proc) and append it
     /// to `path`.
-    Access { path: Arc<Path>, format: Arc<Format>, rec: Box<Record>, probe: Probe },
+    Access { path: Arc<Path>, format: Arc<AccessFormat>, rec: Box<Record>, probe: Probe },
     /// Append `text` to `path` as it is.
     Text { path: Arc<Path>, text: String },
     /// Close every file; the next line opens it again.
@@ -107,6 +107,12 @@ fn writer() -> &'static Sender<Msg> {
     })
 }
 
+/// Ticks as seconds.
+fn cpu_time(ticks: CpuTicks) -> CpuTime {
+    let hz = clock_ticks();
+    CpuTime { user: ticks.user as f64 / hz, system: ticks.system as f64 / hz }
+}
+
 #[derive(Default)]
 struct Writer {
     files: HashMap<Arc<Path>, File>,
@@ -116,7 +122,7 @@ struct Writer {
     failing: Vec<(Arc<Path>, u64)>,
     reported_drops: u64,
     /// The CPU ticks of each child at its last logged request (for `%C`).
-    cpu: HashMap<i32, (u64, u64)>,
+    cpu: CpuTable,
 }
 
 impl Writer {
@@ -141,7 +147,7 @@ impl Writer {
             Msg::Access { path, format, mut rec, probe } => {
                 self.probe(&mut rec, probe);
                 let buf = self.buffer(path);
-                format.render(&rec, SystemTime::now(), buf);
+                render(&format, &rec, SystemTime::now(), buf);
                 buf.push('\n');
             }
             Msg::Text { path, text } => self.buffer(path).push_str(&text),
@@ -163,19 +169,10 @@ impl Writer {
         };
         if probe.memory {
             // 0: the child has exited (a zombie's memory is gone), so unknown.
-            rec.memory = crate::pool::recycle::private_memory(pid).filter(|&bytes| bytes > 0);
+            rec.memory = private_memory(pid).filter(|&bytes| bytes > 0);
         }
-        if !probe.cpu {
-            return;
-        }
-        let Some(now) = super::cpu_ticks(pid) else {
-            return;
-        };
-        if self.cpu.len() >= MAX_CHILDREN_TRACKED && !self.cpu.contains_key(&pid) {
-            self.cpu.clear();
-        }
-        if let Some(before) = self.cpu.insert(pid, now) {
-            rec.cpu = Some(super::cpu_spent(before, now, super::clock_ticks()));
+        if probe.cpu {
+            rec.cpu = self.cpu.spent(pid).map(cpu_time);
         }
     }
 
@@ -268,7 +265,7 @@ mod tests {
     fn lines_are_written_and_files_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let path: Arc<Path> = Arc::from(dir.path().join("access.log").as_path());
-        let format = Arc::new(Format::parse("%m %s").unwrap());
+        let format = Arc::new(AccessFormat::parse("%m %s").unwrap());
         let rec = Box::new(Record { method: "GET".into(), status: 200, ..Record::default() });
         send(Msg::Access { path: path.clone(), format, rec, probe: Probe::default() });
         send(Msg::Text { path: path.clone(), text: "text\n".into() });

@@ -6,6 +6,7 @@
 //! turns that into the typed [`Config`]. Neither step stops at the first problem: every error is
 //! collected and returned together in [`ConfigErrors`], each naming file, line, pool, key and value.
 
+pub mod access_format;
 mod error;
 mod error_log;
 mod file;
@@ -88,7 +89,7 @@ pub const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
 /// `security_limit_extensions` when unset.
 pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
 /// `access_format` when unset: php-fpm's default.
-pub const DEFAULT_ACCESS_FORMAT: &str = crate::accesslog::DEFAULT_FORMAT;
+pub const DEFAULT_ACCESS_FORMAT: &str = "%R - %u %t \"%m %r\" %s";
 /// `request_read_timeout` when unset: nginx sends a request head (and, with its default
 /// request buffering, the body) at once; an unbuffered body pauses at most nginx's
 /// `client_body_timeout` (60 s by default) between reads.
@@ -372,8 +373,8 @@ pub struct Pool {
     pub listen_max_connections: usize,
     /// `access.log`: one line per request is appended here. `None`: no access log.
     pub access_log: Option<PathBuf>,
-    /// `access.format`: php-fpm's `%` placeholders (validated).
-    pub access_format: String,
+    /// `access.format`: php-fpm's `%` placeholders, parsed.
+    pub access_format: access_format::AccessFormat,
     /// `access.suppress_path[]`: script URIs (SCRIPT_NAME) whose plain successful requests
     /// are not logged (a GET or HEAD without query string or body, answered 2xx).
     pub access_suppress_path: Vec<String>,

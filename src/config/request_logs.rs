@@ -5,19 +5,19 @@ use std::path::PathBuf;
 
 use toml::de::DeValue;
 
+use super::access_format::AccessFormat;
 use super::error::Report;
 use super::file::{Field, RawPoolKeys};
 use super::validate::{absolute_path, duration, optional, set, string, wrong_type};
 use super::Pool;
-use crate::accesslog::Format;
 
 /// Fills the pool's log fields. An empty path is off, as in php-fpm.
 pub(super) fn apply(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     pool.access_log = optional(&k.access_log, r, log_path).flatten();
     let format = |f: &Field<'_>, r: &mut Report<'_>| {
         let text = string(f, r)?;
-        match Format::parse(text) {
-            Ok(_) => Some(text.to_string()),
+        match AccessFormat::parse(text) {
+            Ok(format) => Some(format),
             Err(e) => {
                 r.bad(f, format!("invalid access log format: {e}"));
                 None

@@ -207,7 +207,7 @@ fn log_alone<R, W>(conn: &Conn<R, W>, pool: &Pool, head: &Head, status: u16) {
     if let Some(log) = pool.logs.access() {
         let mut record = log.start(&pool.name, &head.params, conn.peer, head.started);
         (record.status, record.duration) = (status, head.started.elapsed());
-        pool.logs.finish(record, crate::accesslog::ChildView::default());
+        pool.logs.log_access(record, crate::accesslog::ChildView::default());
     }
 }
 

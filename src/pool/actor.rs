@@ -338,7 +338,7 @@ impl PoolActor {
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
-            s.memory = max_memory.and(s.pid).and_then(|p| recycle::private_memory(p.as_raw()));
+            s.memory = max_memory.and(s.pid).and_then(|p| crate::sys::procfs::private_memory(p.as_raw()));
             if let Some(pid) = s.pid.filter(|_| self.sample_usage) {
                 let reply = self.events_tx.clone();
                 usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
@@ -775,7 +775,7 @@ impl PoolActor {
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
         if let Some((parent, _)) = self.parent {
-            snapshot::fill_unbound(&mut pids, &snapshot::children_of(parent.as_raw()));
+            snapshot::fill_unbound(&mut pids, &crate::sys::procfs::children(parent.as_raw()));
         }
         PoolSnapshot {
             name: self.name.clone(),

@@ -23,7 +23,7 @@ impl PoolActor {
             self.pending_access.push((slot, Instant::now(), record));
             return;
         }
-        self.logs.finish(record, self.child_view(slot));
+        self.logs.log_access(record, self.child_view(slot));
     }
 
     /// Sends the held records of `slot` (its pid is now known), or, with `None`, those that
@@ -39,14 +39,14 @@ impl PoolActor {
         let (send, keep): (Vec<_>, Vec<_>) = self.pending_access.drain(..).partition(ready);
         self.pending_access = keep;
         for (slot, _, record) in send {
-            self.logs.finish(record, self.child_view(slot));
+            self.logs.log_access(record, self.child_view(slot));
         }
     }
 
     /// Sends every held record, known pid or not (the actor is ending).
     pub(super) fn drain_access(&mut self) {
         for (slot, _, record) in std::mem::take(&mut self.pending_access) {
-            self.logs.finish(record, self.child_view(slot));
+            self.logs.log_access(record, self.child_view(slot));
         }
     }
 

@@ -241,7 +241,7 @@ impl Pool {
 
     async fn answers_in(&self, snapshot: &PoolSnapshot) -> bool {
         let Some(parent) = snapshot.parent_pid else { return false };
-        snapshot::children_of(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
+        crate::sys::procfs::children(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
     }
 
     /// How the pool's php-cgi is doing: answering, still starting, or its

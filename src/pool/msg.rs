@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::recycle::Reason;
 use super::worker::Worker;
 use crate::accesslog::Record;
+pub use crate::accesslog::RequestInfo;
 
 /// What a slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +72,6 @@ pub struct PoolSnapshot {
     pub recycled: [u64; Reason::ALL.len()],
     /// Requests that ran past `request_slowlog_timeout`.
     pub slow_requests: u64,
-}
-
-/// What the status page and the slowlog show of a request (collected only
-/// when the pool has a status page or a slowlog).
-#[derive(Debug, Clone, Default)]
-pub struct RequestInfo {
-    /// REQUEST_METHOD
-    pub method: String,
-    /// REQUEST_URI
-    pub uri: String,
-    /// CONTENT_LENGTH
-    pub content_length: u64,
-    /// REMOTE_USER
-    pub user: String,
-    /// SCRIPT_FILENAME
-    pub script: String,
 }
 
 /// Why the front end gave up on a request.

@@ -123,18 +123,6 @@ pub fn idle_plan(policy: &Policy, slots: &[SlotView], now: Instant) -> Vec<(usiz
     plan
 }
 
-/// A process's private memory in bytes: resident minus shared pages, from
-/// `/proc/PID/statm` (cheap enough to read after every request).
-pub fn private_memory(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let mut fields = text.split_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
-    let resident = fields.next()??;
-    let shared = fields.next()??;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    Some(resident.saturating_sub(shared) * page)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,11 +179,5 @@ mod tests {
             view(SlotState::Busy, 1, Duration::from_secs(9), now),
         ];
         assert_eq!(idle_plan(&p, &slots, now), [(1, Reason::Idle), (0, Reason::Idle)]);
-    }
-
-    #[test]
-    fn reads_own_private_memory() {
-        assert!(private_memory(std::process::id() as i32).is_some_and(|m| m > 0));
-        assert_eq!(private_memory(-5), None);
     }
 }

@@ -11,25 +11,20 @@
 //! sample taken after the child has begun its next request includes a little
 //! of that one.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::recycle::private_memory;
-use crate::accesslog::{clock_ticks, cpu_ticks};
 use crate::supervisor::PoolEvent;
+use crate::sys::procfs::{clock_ticks, private_memory, CpuTable};
 
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).
 const QUEUE: usize = 4096;
-/// Children remembered before forgetting those not seen for [`FORGET_AFTER`].
-const REMEMBERED: usize = 4096;
-const FORGET_AFTER: Duration = Duration::from_secs(600);
 
-/// One finished request to sample.
+/// One request that has ended, to sample.
 #[derive(Debug)]
 pub struct Sample {
     /// The child that served it.
@@ -61,30 +56,11 @@ fn sampler() -> &'static Sender<Sample> {
 
 fn run(rx: Receiver<Sample>) {
     let hz = clock_ticks();
-    let mut ticks = Ticks::default();
+    let mut ticks = CpuTable::default();
     for sample in rx {
-        let now = cpu_ticks(sample.pid).map(|(user, system)| user + system);
-        let cpu = now.and_then(|now| ticks.since_last(sample.pid, now, Instant::now()));
-        let cpu = cpu.map(|spent| cpu_percent(spent, hz, sample.duration));
+        let cpu = ticks.spent(sample.pid).map(|spent| cpu_percent(spent.total(), hz, sample.duration));
         let memory = private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
-    }
-}
-
-/// Each child's CPU ticks at its last sample.
-#[derive(Debug, Default)]
-struct Ticks {
-    last: HashMap<i32, (u64, Instant)>,
-}
-
-impl Ticks {
-    /// Ticks spent since `pid`'s previous sample (None for its first).
-    fn since_last(&mut self, pid: i32, now_ticks: u64, now: Instant) -> Option<u64> {
-        if self.last.len() >= REMEMBERED {
-            self.last.retain(|_, (_, seen)| now.saturating_duration_since(*seen) < FORGET_AFTER);
-        }
-        let previous = self.last.insert(pid, (now_ticks, now));
-        previous.map(|(ticks, _)| now_ticks.saturating_sub(ticks))
     }
 }
 
@@ -101,15 +77,6 @@ fn cpu_percent(ticks: u64, hz: f64, duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticks_count_from_the_previous_sample_of_the_same_child() {
-        let (mut ticks, now) = (Ticks::default(), Instant::now());
-        assert_eq!(ticks.since_last(10, 50, now), None);
-        assert_eq!(ticks.since_last(11, 7, now), None);
-        assert_eq!(ticks.since_last(10, 53, now), Some(3));
-        assert_eq!(ticks.since_last(11, 7, now), Some(0));
-    }
 
     #[test]
     fn cpu_is_a_percentage_of_the_request_duration() {

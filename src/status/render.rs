@@ -474,36 +474,11 @@ fn since(start: SystemTime, now: SystemTime) -> u64 {
     u64::try_from(unix_secs(now).saturating_sub(unix_secs(start))).unwrap_or(0)
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
 /// `t` as php-fpm's `strftime("%d/%b/%Y:%H:%M:%S %z", localtime(..))` in the
 /// C locale, e.g. `26/Nov/2026:17:47:08 +0000`. `-` if the C library cannot
 /// convert it (a year out of `int`'s range).
 fn local_time(t: SystemTime) -> String {
-    // time_t is 64 bits on every target rustfpm runs on (64-bit Linux).
-    let secs = unix_secs(t) as libc::time_t;
-    // SAFETY: `tm` is plain data for which all-zero bytes are a valid value
-    // (its `tm_zone` pointer becomes null, and is never read here).
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live, properly aligned locals;
-    // localtime_r is the thread-safe variant and writes only into `tm`.
-    let converted = unsafe { libc::localtime_r(&secs, &mut tm) };
-    if converted.is_null() {
-        return "-".to_owned();
-    }
-    let month = usize::try_from(tm.tm_mon).ok().and_then(|m| MONTHS.get(m)).copied().unwrap_or("???");
-    let offset = tm.tm_gmtoff;
-    let (sign, offset) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
-    format!(
-        "{:02}/{month}/{}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
-        tm.tm_mday,
-        i64::from(tm.tm_year) + 1900,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        offset / 3600,
-        offset % 3600 / 60
-    )
+    crate::sys::localtime::strftime("%d/%b/%Y:%H:%M:%S %z", unix_secs(t)).unwrap_or_else(|| "-".to_owned())
 }
 
 /// The inside of a JSON string, escaped as PHP's `json_encode` does by
@@ -1054,6 +1029,7 @@ phpfpm_slow_requests 4\n\
     /// is applied, and has strftime's `%d/%b/%Y:%H:%M:%S %z` shape.
     #[test]
     fn local_time_is_php_fpms_strftime() {
+        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
         for secs in [0, 86_399, 951_782_400, 1_700_000_000, 1_709_251_199, 4_102_444_800] {
             let text = local_time(at(secs));
             let b = text.as_bytes();

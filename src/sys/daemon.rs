@@ -43,7 +43,9 @@ pub unsafe fn detach() -> io::Result<Readiness> {
             drop(write_end);
             // Under systemd (Type=notify), the daemon becomes the service's main process.
             if super::systemd::enabled() {
-                super::systemd::main_pid(child.as_raw().unsigned_abs());
+                if let Err(e) = super::systemd::main_pid(child.as_raw().unsigned_abs()) {
+                    eprintln!("WARNING: cannot notify systemd (NOTIFY_SOCKET) of the daemon's pid {child}: {e}");
+                }
             }
             std::process::exit(wait_for_word(read_end, child))
         }

@@ -63,8 +63,8 @@ impl Guard {
         let _ = self.pipe.write_all(&(-pgid.as_raw()).to_ne_bytes());
     }
 
-    /// Ends the guard and reaps it (normal shutdown).
-    pub fn finish(self) {
+    /// Ends the guard (closes its pipe) and reaps it (normal shutdown).
+    pub fn close(self) {
         let pid = self.pid;
         drop(self.pipe);
         let _ = waitpid(pid, None);

@@ -1,8 +1,9 @@
 //! Thin, Linux-specific system helpers: process-tree guard, socket peer lookup,
-//! /proc readers. Each wraps one kernel facility and knows nothing of pools.
+//! /proc readers, local time. Each wraps one kernel facility and knows nothing of pools.
 
 pub mod daemon;
 pub mod guard;
+pub mod localtime;
 pub mod pidfd;
 pub mod proc_events;
 pub mod procfs;

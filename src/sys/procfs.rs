@@ -1,8 +1,15 @@
-//! Readers for /proc: children of a process, which process holds a socket,
-//! and a process's memory.
+//! Readers for /proc: children of a process, which process holds a socket, a
+//! process's memory and CPU time (with the clock and page sizes to read them by).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::time::{Duration, Instant};
+
+/// Processes a [`CpuTable`] remembers before forgetting those not sampled for [`FORGET_AFTER`].
+pub const REMEMBERED: usize = 16 * 1024;
+/// How long a [`CpuTable`] that is full keeps a process that has not been sampled.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// Pids of the direct children of `pid` (all its threads).
 pub fn children(pid: i32) -> Vec<i32> {
@@ -39,12 +46,94 @@ pub fn fd_inode(fd: i32) -> io::Result<u32> {
     Ok(fs::metadata(format!("/proc/self/fd/{fd}"))?.ino() as u32)
 }
 
-/// Resident set size of this process in bytes.
-pub fn self_rss() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
+/// Resident memory of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
+pub fn rss(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A process's private memory in bytes: resident minus shared pages, from
+/// `/proc/PID/statm` (cheap enough to read after every request).
+pub fn private_memory(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let mut fields = text.split_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
+    let resident = fields.next()??;
+    let shared = fields.next()??;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(resident.saturating_sub(shared) * page)
+}
+
+/// A process's CPU time, in clock ticks ([`clock_ticks`] a second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// In user mode (utime).
+    pub user: u64,
+    /// In the kernel (stime).
+    pub system: u64,
+}
+
+impl CpuTicks {
+    /// User + system.
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+}
+
+/// The CPU ticks of process `pid`, from /proc/PID/stat.
+pub fn cpu_ticks(pid: i32) -> Option<CpuTicks> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+/// utime and stime (fields 14 and 15) of a /proc/PID/stat line; the command name, in
+/// parentheses, may contain spaces.
+fn parse_cpu_ticks(stat: &str) -> Option<CpuTicks> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    Some(CpuTicks { user: fields.next()?.parse().ok()?, system: fields.next()?.parse().ok()? })
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+/// Each process's CPU ticks at its previous sample, to tell what it spent in between (a
+/// php-cgi child between the ends of two requests: it is idle in between). Bounded: past
+/// [`REMEMBERED`] processes, those not sampled for [`FORGET_AFTER`] are forgotten.
+#[derive(Debug, Default)]
+pub struct CpuTable {
+    last: HashMap<i32, (CpuTicks, Instant)>,
+}
+
+impl CpuTable {
+    /// Reads `pid`'s ticks; returns those spent since its previous sample (None for its
+    /// first, or when /proc cannot be read).
+    pub fn spent(&mut self, pid: i32) -> Option<CpuTicks> {
+        let now = cpu_ticks(pid)?;
+        self.record(pid, now, Instant::now())
+    }
+
+    /// Remembers `ticks` as `pid`'s at `at`; returns those spent since its previous sample.
+    fn record(&mut self, pid: i32, ticks: CpuTicks, at: Instant) -> Option<CpuTicks> {
+        if self.last.len() >= REMEMBERED {
+            self.last.retain(|_, (_, seen)| at.saturating_duration_since(*seen) < FORGET_AFTER);
+        }
+        let (before, _) = self.last.insert(pid, (ticks, at))?;
+        Some(CpuTicks {
+            user: ticks.user.saturating_sub(before.user),
+            system: ticks.system.saturating_sub(before.system),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +157,47 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(kids.contains(&(child.id() as i32)));
+    }
+
+    #[test]
+    fn reads_own_private_and_resident_memory() {
+        let me = std::process::id() as i32;
+        assert!(private_memory(me).is_some_and(|m| m > 0));
+        assert!(rss(me).is_some_and(|m| m > 0));
+        assert_eq!(private_memory(-5), None);
+        assert_eq!(rss(-5), None);
+    }
+
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let stat = "1234 (php cgi) S 1 2 3 4 5 6 7 8 9 10 250 37 0 0 20 0 1 0 100 200 300";
+        assert_eq!(parse_cpu_ticks(stat), Some(CpuTicks { user: 250, system: 37 }));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert!(cpu_ticks(std::process::id() as i32).is_some());
+        assert!(clock_ticks() > 0.0);
+    }
+
+    #[test]
+    fn the_table_counts_from_the_previous_sample_of_the_same_process() {
+        let (mut table, now) = (CpuTable::default(), Instant::now());
+        let ticks = |user, system| CpuTicks { user, system };
+        assert_eq!(table.record(10, ticks(50, 5), now), None);
+        assert_eq!(table.record(11, ticks(7, 0), now), None);
+        assert_eq!(table.record(10, ticks(53, 9), now), Some(ticks(3, 4)));
+        assert_eq!(table.record(11, ticks(7, 0), now), Some(ticks(0, 0)));
+        let me = std::process::id() as i32;
+        assert_eq!(table.spent(me), None, "a first sample");
+        assert!(table.spent(me).is_some());
+        assert_eq!(table.spent(-5), None);
+    }
+
+    #[test]
+    fn the_table_forgets_processes_not_seen_for_long_when_full() {
+        let (mut table, start) = (CpuTable::default(), Instant::now());
+        for pid in 0..REMEMBERED as i32 {
+            table.record(pid, CpuTicks::default(), start);
+        }
+        table.record(-1, CpuTicks::default(), start + FORGET_AFTER);
+        assert_eq!(table.last.len(), 1, "only the newest is kept");
     }
 }

@@ -53,9 +53,7 @@ pub fn format(pri: i32, stamp: &str, ident: &str, pid: u32, message: &str) -> St
 
 /// Local time as syslog writes it: `Nov  6 14:51:02` (day padded with a space).
 fn stamp() -> String {
-    let now = crate::log::local_time();
-    let month = crate::log::MONTHS.get(now.tm_mon as usize).copied().unwrap_or("???");
-    format!("{month} {:>2} {:02}:{:02}:{:02}", now.tm_mday, now.tm_hour, now.tm_min, now.tm_sec)
+    super::localtime::now("%b %e %H:%M:%S")
 }
 
 #[cfg(test)]

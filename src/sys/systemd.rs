@@ -15,20 +15,18 @@ pub fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty())
 }
 
-/// Sends `states` in one datagram; a failure is logged, never fatal.
-fn send(states: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        crate::warning!("cannot notify systemd (NOTIFY_SOCKET): {e}");
-    }
+/// Sends `states` in one datagram. A failure is the caller's to report (never fatal).
+fn send(states: &[NotifyState<'_>]) -> std::io::Result<()> {
+    sd_notify::notify(states)
 }
 
 /// `READY=1`, this process's `MAINPID=` and a `STATUS=` line: every pool answers.
-pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::MainPid(std::process::id()), NotifyState::Status(status)]);
+pub fn ready(status: &str) -> std::io::Result<()> {
+    send(&[NotifyState::Ready, NotifyState::MainPid(std::process::id()), NotifyState::Status(status)])
 }
 
 /// `RELOADING=1` with `MONOTONIC_USEC=` (systemd 253+ matches the two to time the reload).
-pub fn reloading() {
+pub fn reloading() -> std::io::Result<()> {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now, NotifyState::Status("Reloading")]),
         Err(_) => send(&[NotifyState::Reloading, NotifyState::Status("Reloading")]),
@@ -36,23 +34,23 @@ pub fn reloading() {
 }
 
 /// `STOPPING=1`.
-pub fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("Stopping")]);
+pub fn stopping() -> std::io::Result<()> {
+    send(&[NotifyState::Stopping, NotifyState::Status("Stopping")])
 }
 
 /// A new `STATUS=` line.
-pub fn status(line: &str) {
-    send(&[NotifyState::Status(line)]);
+pub fn status(line: &str) -> std::io::Result<()> {
+    send(&[NotifyState::Status(line)])
 }
 
 /// `MAINPID=pid`: sent by the original process of a daemon for the daemon.
-pub fn main_pid(pid: u32) {
-    send(&[NotifyState::MainPid(pid)]);
+pub fn main_pid(pid: u32) -> std::io::Result<()> {
+    send(&[NotifyState::MainPid(pid)])
 }
 
 /// `WATCHDOG=1`.
-pub fn watchdog() {
-    send(&[NotifyState::Watchdog]);
+pub fn watchdog() -> std::io::Result<()> {
+    send(&[NotifyState::Watchdog])
 }
 
 /// `WatchdogSec=` as systemd passed it (`WATCHDOG_USEC`, for this process), if set.
@@ -87,20 +85,29 @@ impl Activated {
 
 static ACTIVATED: OnceLock<Vec<Activated>> = OnceLock::new();
 
+/// What [`take_activated_sockets`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// How many sockets systemd passed.
+    pub sockets: usize,
+    /// `LISTEN_FDNAMES` was set but did not name each socket: its names were set aside, and
+    /// the sockets are matched to pools by address only (the caller warns).
+    pub names_ignored: bool,
+}
+
 /// Takes the sockets systemd passed to this process and removes `LISTEN_PID`,
 /// `LISTEN_FDS` and `LISTEN_FDNAMES` from the environment (so no child sees
-/// them). Returns how many there are. Call once, first thing.
+/// them). Call once, first thing.
 ///
 /// # Safety
 /// The process must be single-threaded (the environment is changed).
-pub unsafe fn take_activated_sockets() -> std::io::Result<usize> {
+pub unsafe fn take_activated_sockets() -> std::io::Result<Taken> {
     let fds: Vec<RawFd> = sd_notify::listen_fds()?.collect();
     let names = std::env::var("LISTEN_FDNAMES").ok();
     let mut names: Vec<String> = names.map(|n| n.split(':').map(str::to_string).collect()).unwrap_or_default();
+    let mut names_ignored = false;
     if !fds.is_empty() && names.len() != fds.len() {
-        if !names.is_empty() {
-            crate::warning!("systemd: LISTEN_FDNAMES does not name each of LISTEN_FDS; matching by address only");
-        }
+        names_ignored = !names.is_empty();
         names = vec![String::new(); fds.len()];
     }
     for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
@@ -113,9 +120,9 @@ pub unsafe fn take_activated_sockets() -> std::io::Result<usize> {
         // SAFETY: systemd hands these descriptors to this process; nothing else owns them.
         .map(|(fd, name)| Activated { fd: unsafe { OwnedFd::from_raw_fd(fd) }, name, used: AtomicBool::new(false) })
         .collect();
-    let n = sockets.len();
+    let taken = Taken { sockets: sockets.len(), names_ignored };
     let _ = ACTIVATED.set(sockets);
-    Ok(n)
+    Ok(taken)
 }
 
 /// The sockets systemd passed (empty without socket activation).

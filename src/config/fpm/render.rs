@@ -90,7 +90,7 @@ fn pool(out: &mut String, p: &Pool) {
     optional(out, "request_terminate_timeout", p.request_terminate_timeout.map(duration));
     line(out, "request_terminate_timeout_track_finished", p.request_terminate_timeout_track_finished);
     optional(out, "access_log", p.access_log.as_deref().map(path));
-    line(out, "access_format", quote(&p.access_format));
+    line(out, "access_format", quote(p.access_format.text()));
     if !p.access_suppress_path.is_empty() {
         line(out, "access_suppress_path", string_array(&p.access_suppress_path));
     }

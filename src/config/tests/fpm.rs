@@ -693,7 +693,7 @@ fn log_directives_resolve_against_the_prefix() {
     let pool = &config.pools[0];
     assert_eq!(pool.access_log, Some(files.dir().join("log/www.access.log")));
     // Debian's example format, as www.conf has it.
-    assert_eq!(pool.access_format, "%R - %u %t \"%m %r%Q%q\" %s %f %{milli}d %{kilo}M %{user}C%%");
+    assert_eq!(pool.access_format.text(), "%R - %u %t \"%m %r%Q%q\" %s %f %{milli}d %{kilo}M %{user}C%%");
     assert_eq!(pool.slowlog, Some(PathBuf::from("/var/log/www.slow")));
     assert_eq!(pool.request_slowlog_timeout, Some(Duration::from_secs(3)));
     assert_round_trip(&config);

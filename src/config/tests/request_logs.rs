@@ -10,7 +10,7 @@ use crate::config::DEFAULT_ACCESS_FORMAT;
 fn logs_are_off_by_default() {
     let pool = only_pool(&pool_with(""));
     assert_eq!((pool.access_log, pool.slowlog, pool.request_slowlog_timeout), (None, None, None));
-    assert_eq!(pool.access_format, DEFAULT_ACCESS_FORMAT);
+    assert_eq!(pool.access_format.text(), DEFAULT_ACCESS_FORMAT);
     assert_eq!(DEFAULT_ACCESS_FORMAT, "%R - %u %t \"%m %r\" %s");
 }
 
@@ -21,7 +21,7 @@ fn log_keys_are_read() {
          slowlog = \"/var/log/s.log\"\nrequest_slowlog_timeout = \"2s\"",
     ));
     assert_eq!(pool.access_log.as_deref(), Some(Path::new("/var/log/a.log")));
-    assert_eq!(pool.access_format, "%m %{mili}d %{HTTP_HOST}e");
+    assert_eq!(pool.access_format.text(), "%m %{mili}d %{HTTP_HOST}e");
     assert_eq!(pool.slowlog.as_deref(), Some(Path::new("/var/log/s.log")));
     assert_eq!(pool.request_slowlog_timeout, Some(Duration::from_secs(2)));
 }
