@@ -16,15 +16,10 @@ use common::*;
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
 
+/// A pool of 2 children on `listen` that keeps rustfpm's environment, with `extra` lines.
 fn config(site: &Site, listen: impl std::fmt::Display, extra: &str) -> PathBuf {
-    let user = if is_root() { "user = \"www-data\"\n" } else { "" };
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\n\
-         pm_max_children = 2\nclear_env = false\n{user}{extra}\n"
-    );
-    let path = site.path().join("rustfpm.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let opts = PoolOptions { children: 2, extra: format!("clear_env = false\n{extra}"), ..Default::default() };
+    site.write_config(&opts.config_text(listen))
 }
 
 /// `systemd-socket-activate -l SOCKET [--fdname=NAME] rustfpm --config CONFIG`:
