@@ -450,7 +450,7 @@ impl Nginx {
     pub fn start_http(site: &Site, http_body: &str) -> Nginx {
         let port = free_port();
         let dir = site.path();
-        let user = if is_root() { "user www-data;" } else { "" };
+        let user = pool_user().map(|u| format!("user {u};")).unwrap_or_default();
         let conf = format!(
             r#"{user}
 worker_processes 1;
@@ -476,6 +476,7 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        require_file("/usr/sbin/nginx", "nginx");
         let child = Command::new("nginx")
             .arg("-c")
             .arg(&conf_path)
@@ -486,7 +487,7 @@ http {{
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("start nginx (apt-get install nginx)");
+            .unwrap_or_else(|e| panic!("start nginx: {e}"));
         let nginx = Nginx { child, port };
         let up = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(
