@@ -596,14 +596,15 @@ fn root_pool_config(site: &Site) -> (PathBuf, PathBuf, String) {
     let socket = site.path().join("root.sock");
     let marker = format!("{}/root-marker", site.path().display());
     let config = site.path().join("root.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[global]\nerror_log = \"stderr\"\n\n[pool.www]\nlisten = \"{}\"\nlisten_mode = \"0666\"\npm = \"static\"\npm_max_children = 2\n\n[pool.www.php_admin_value]\nerror_log = \"{marker}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let opts = PoolOptions {
+        children: 2,
+        user: None,
+        log_level: "notice",
+        extra: "listen_mode = \"0666\"".into(),
+        tables: format!("[pool.www.php_admin_value]\nerror_log = \"{marker}\"\n"),
+        ..Default::default()
+    };
+    std::fs::write(&config, opts.config_text(socket.display())).unwrap();
     (config, socket, marker)
 }
 
