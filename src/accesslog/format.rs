@@ -132,6 +132,7 @@ impl Format {
     }
 
     /// The tokens, in order.
+    #[cfg(test)]
     pub fn tokens(&self) -> &[Token] {
         &self.tokens
     }

@@ -39,14 +39,6 @@ pub fn fd_inode(fd: i32) -> io::Result<u32> {
     Ok(fs::metadata(format!("/proc/self/fd/{fd}"))?.ino() as u32)
 }
 
-/// Resident set size of this process in bytes.
-pub fn self_rss() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
