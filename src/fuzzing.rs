@@ -25,10 +25,10 @@ use crate::frontend::conn::{parse_head, Conn, ConnError};
 use crate::frontend::response::ResponseStream;
 
 /// The params limit of the request-head target: small, so that the 431 path is reached.
-pub const FUZZ_MAX_PARAMS: usize = 4096;
+pub(crate) const FUZZ_MAX_PARAMS: usize = 4096;
 
 /// The FastCGI record parser: [`parse_record`] over the whole input, checked against the
-/// streaming [`Cursor`] fed in reads of a size the first byte picks; both must see the same
+/// streaming `Cursor` fed in reads of a size the first byte picks; both must see the same
 /// records. Every record's content also goes through the fixed-body parsers and is encoded
 /// back as a stream.
 pub fn record(data: &[u8]) {
@@ -80,8 +80,8 @@ fn records_streamed(data: &[u8], chunk: usize) -> Vec<(Header, Vec<u8>)> {
     found
 }
 
-/// The params parser: [`parse_pairs`] and its iterator, pairs encoded back and parsed again,
-/// [`ParamsBuffer`] with a limit, and the `GET_VALUES` answer to the input taken as a query.
+/// The params parser: `parse_pairs` and its iterator, pairs encoded back and parsed again,
+/// `ParamsBuffer` with a limit, and the `GET_VALUES` answer to the input taken as a query.
 pub fn params(data: &[u8]) {
     match parse_pairs(data) {
         Ok(list) => {
@@ -185,7 +185,7 @@ fn run_to_end<F: Future>(fut: F) -> F::Output {
 /// The finish marker the child-response target gives the stream when the second byte asks.
 const FUZZ_MARKER: &[u8] = b"MARK";
 
-/// The child-response parser ([`ResponseStream::scan`], with the STDERR rewriting behind it)
+/// The child-response parser (`ResponseStream::scan`, with the STDERR rewriting behind it)
 /// over the input after two bytes: the first picks the size of the reads from the child, the
 /// second whether a finish marker is set and the response head kept. What reaches nginx must be
 /// whole records up to the cut where the input ends, and no STDERR line of it the marker.
@@ -234,7 +234,7 @@ fn check_sent(sent: &[u8], marker: Option<&[u8]>) {
 }
 
 /// The php-fpm INI reader: the input as `php-fpm.conf` (in a directory of its own, which is also
-/// the prefix), loaded with [`crate::config::load_fpm`]. A config it accepts must convert to
+/// the prefix), loaded with `crate::config::load_fpm`. A config it accepts must convert to
 /// TOML that the native loader accepts (`rustfpm convert`).
 pub fn fpm_ini(data: &[u8]) {
     fpm_ini_in(&fuzz_dir(), data)

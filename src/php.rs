@@ -28,7 +28,7 @@ impl PhpQuery {
 }
 
 /// php-cgi's answer to `query` with PHP's flags `php_args`, as php-fpm prints it.
-pub fn output(query: PhpQuery, php_args: &[String]) -> Result<String, String> {
+pub(crate) fn output(query: PhpQuery, php_args: &[String]) -> Result<String, String> {
     // A CGI request's variables (SCRIPT_FILENAME, REQUEST_METHOD, ...) in our environment
     // would make php-cgi run that script instead of answering: it gets PATH only.
     let out = Command::new(DEFAULT_PHP_CGI)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::fastcgi::{encode_begin_request, encode_pair, encode_stream, parse_record, EndRequest, RecordType, Role};
 
 /// How long the whole exchange may take.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// The path asked for when none is given (php-fpm's usual `ping.path`).
 pub const DEFAULT_PATH: &str = "/ping";
 /// Most response bytes kept (a full status page of a large pool fits).
@@ -78,7 +78,7 @@ pub fn ping(target: &Target, path: &str) -> Result<Pong, PingError> {
 /// Sends `GET path?query` to `target` over FastCGI; the body of a 200 answer
 /// and how long the exchange took (any other status is an error). `rustfpm
 /// top` reads the status pages with it.
-pub fn get(target: &Target, path: &str, query: &str) -> Result<(String, Duration), PingError> {
+pub(crate) fn get(target: &Target, path: &str, query: &str) -> Result<(String, Duration), PingError> {
     let started = Instant::now();
     let io = |source| PingError::Io { target: target.clone(), path: path.to_string(), source };
     let connect = |source| PingError::Connect { target: target.clone(), source };
@@ -107,7 +107,7 @@ trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 /// The FastCGI request nginx would send for `GET path?query`.
-pub fn request(path: &str, query: &str) -> Vec<u8> {
+pub(crate) fn request(path: &str, query: &str) -> Vec<u8> {
     let uri = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let mut params = Vec::new();
     for (name, value) in [
@@ -167,7 +167,7 @@ fn read_stdout(stream: &mut impl Read, target: &Target, path: &str) -> Result<Ve
 }
 
 /// The CGI status (`200 OK` when there is no `Status:` header) and the body.
-pub fn split_response(stdout: &[u8]) -> (String, String) {
+pub(crate) fn split_response(stdout: &[u8]) -> (String, String) {
     let text = String::from_utf8_lossy(stdout);
     let (head, body) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n")).unwrap_or((&text, ""));
     let status = head

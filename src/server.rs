@@ -21,13 +21,13 @@ use crate::sys::daemon::Readiness;
 use crate::sys::guard::Guard;
 
 /// How long php-cgi gets between SIGTERM and SIGKILL when stopping.
-pub const STOP_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a fast stop waits for connection tasks to notice.
-pub const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
 /// The longest the end of a stop may take once it is decided (after a graceful
 /// stop's drain): past it, rustfpm exits anyway, and the guard kills what is
 /// left of the children. Nothing the stop waits for can then hold it up.
-pub const STOP_DEADLINE: Duration = Duration::from_secs(4);
+pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Run-time options from the command line.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //!
 //! Once a second it asks each pool's status page (`pm_status_path`, with
 //! `?json&full`) over FastCGI, the way nginx would, through the pool's
-//! `pm_status_listen` or else its `listen` ([`crate::ping::get`]); so it works
+//! `pm_status_listen` or else its `listen` (`crate::ping::get`); so it works
 //! against php-fpm's status pages too. A pool without a status path is named
 //! as such. The screen: one line per pool (processes by state, the queue,
 //! req/s from the change of `accepted conn`), then every child, busy ones first,
@@ -32,7 +32,7 @@ use crate::ping::{self, Target};
 use crate::sys::procfs::rss;
 
 /// How often the pools are asked.
-pub const REFRESH: Duration = Duration::from_secs(1);
+pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 /// The query asked of each status page.
 const QUERY: &str = "json&full";
 /// Exit code for command-line mistakes (EX_USAGE), as the rest of the CLI.
@@ -52,7 +52,7 @@ Usage: rustfpm top (--config FILE | -y FILE [-p DIR]) [--once]
 
 /// Where one pool's status page is read, or why it cannot be.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The pool's name.
     pub pool: String,
     /// The address and the status path, or why there is none.
@@ -61,7 +61,7 @@ pub struct Endpoint {
 
 /// The status pages of `config`'s pools: through `pm_status_listen` if set,
 /// else through `listen`.
-pub fn endpoints(config: &Config) -> Vec<Endpoint> {
+pub(crate) fn endpoints(config: &Config) -> Vec<Endpoint> {
     config
         .pools
         .iter()
@@ -83,7 +83,7 @@ pub fn endpoints(config: &Config) -> Vec<Endpoint> {
 /// A pool's status page (`?json&full`), php-fpm's keys.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct PoolStatus {
+pub(crate) struct PoolStatus {
     /// `pool`
     pub pool: String,
     /// `process manager`
@@ -120,7 +120,7 @@ pub struct PoolStatus {
 /// One child in a full status page.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct Child {
+pub(crate) struct Child {
     /// `pid`
     pub pid: i64,
     /// `state` ("Idle", "Running", ...)
@@ -151,7 +151,7 @@ impl Child {
 
 /// One pool as last read.
 #[derive(Debug, Clone)]
-pub struct PoolView {
+pub(crate) struct PoolView {
     /// The pool's name (from the configuration).
     pub pool: String,
     /// Where it was read.
@@ -163,7 +163,7 @@ pub struct PoolView {
 }
 
 /// Reads every pool once; `previous` (accepted conn and when, by pool) gives req/s.
-pub fn sample(endpoints: &[Endpoint], previous: &mut HashMap<String, (u64, Instant)>) -> Vec<PoolView> {
+pub(crate) fn sample(endpoints: &[Endpoint], previous: &mut HashMap<String, (u64, Instant)>) -> Vec<PoolView> {
     endpoints
         .iter()
         .map(|e| {
@@ -197,7 +197,7 @@ fn local(target: &Option<Target>) -> bool {
 }
 
 /// `1.5s`, `320ms`, `2m05s`, `1h02m`.
-pub fn elapsed(us: u64) -> String {
+pub(crate) fn elapsed(us: u64) -> String {
     let ms = us / 1000;
     match ms {
         0..=999 => format!("{ms}ms"),
@@ -208,7 +208,7 @@ pub fn elapsed(us: u64) -> String {
 }
 
 /// `512K`, `12.3M`, `1.1G`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const K: f64 = 1024.0;
     let n = n as f64;
     if n < K * K {
@@ -248,7 +248,7 @@ fn head(s: &str, width: usize) -> String {
 }
 
 /// The screen as lines of at most `width` characters.
-pub fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<String> {
+pub(crate) fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<String> {
     let clock = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (h, m, s) = (clock / 3600 % 24, clock / 60 % 60, clock % 60);
     let mut lines = vec![format!(

@@ -16,21 +16,22 @@ use common::*;
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd");
 
+/// A pool of 2 children on `listen` that keeps rustfpm's environment, with `extra` lines.
 fn config(site: &Site, listen: impl std::fmt::Display, extra: &str) -> PathBuf {
-    let user = if is_root() { "user = \"www-data\"\n" } else { "" };
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\n\
-         pm_max_children = 2\nclear_env = false\n{user}{extra}\n"
-    );
-    let path = site.path().join("rustfpm.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let opts = PoolOptions { children: 2, extra: format!("clear_env = false\n{extra}"), ..Default::default() };
+    site.write_config(&opts.config_text(listen))
+}
+
+/// systemd's `systemd-socket-activate`, which scripts/test.sh installs.
+fn socket_activate() -> Command {
+    require_file("/usr/bin/systemd-socket-activate", "systemd");
+    Command::new("systemd-socket-activate")
 }
 
 /// `systemd-socket-activate -l SOCKET [--fdname=NAME] rustfpm --config CONFIG`:
 /// rustfpm starts (as the same process) at the first connection.
 fn activate(site: &Site, socket: &Path, fdname: Option<&str>, config: &Path) -> Rustfpm {
-    let mut cmd = Command::new("systemd-socket-activate");
+    let mut cmd = socket_activate();
     cmd.arg("-l").arg(socket);
     if let Some(name) = fdname {
         cmd.arg(format!("--fdname={name}"));
@@ -113,7 +114,7 @@ fn a_tcp_socket_is_matched_by_address() {
     let site = Site::new();
     let port = free_port();
     let config = config(&site, format!("127.0.0.1:{port}"), "");
-    let mut cmd = Command::new("systemd-socket-activate");
+    let mut cmd = socket_activate();
     cmd.arg("-l").arg(format!("127.0.0.1:{port}")).args(["-E", "PATH"]);
     cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
     let fpm = Rustfpm::spawn(&site, cmd, &config, Path::new(""));
@@ -138,6 +139,7 @@ fn the_shipped_units_pass_systemd_analyze_verify() {
             .replace("/etc/rustfpm/rustfpm.toml", &config.display().to_string());
         std::fs::write(dir.join(unit), text).unwrap();
     }
+    require_file("/usr/bin/systemd-analyze", "systemd");
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(dir.join("rustfpm.service"))
@@ -172,12 +174,12 @@ fn rustfpm_works_with_only_the_units_capabilities() {
     let socket = site.path().join("rustfpm.sock");
     let extra = "pm_max_requests = 2\npm_status_path = \"/status\"\n";
     let config = config(&site, socket.display(), extra);
+    require_file("/usr/bin/setpriv", "util-linux");
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--bounding-set=-all,{}", unit_capabilities()));
     cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
     let fpm = Rustfpm::spawn(&site, cmd, &config, &socket);
-    let up = wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections"));
-    assert!(up, "{}", fpm.log_text());
+    fpm.wait_ready();
     let status = std::fs::read_to_string(format!("/proc/{}/status", fpm.pid())).unwrap();
     let cap_bnd = status.lines().find(|l| l.starts_with("CapBnd:")).unwrap_or_default().to_string();
     assert!(!cap_bnd.ends_with("000001ffffffffff"), "the bounding set was not limited: {cap_bnd}");

@@ -66,16 +66,14 @@ fn become_subreaper() {
 
 /// A TOML config for `site` with a pid file and a log file; `global` adds lines to `[global]`.
 fn toml_config(site: &Site, global: &str) -> PathBuf {
-    let text = format!(
-        "[global]\nerror_log = \"{}\"\npid = \"{}\"\n{global}\n[pool.www]\nlisten = \"{}\"\npm_max_children = 2\n{}",
-        site.path().join("rustfpm.log").display(),
-        pid_file(site).display(),
-        site.path().join("rustfpm.sock").display(),
-        user_line()
-    );
-    let path = site.path().join("rustfpm.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let opts = PoolOptions {
+        children: 2,
+        error_log: Some(site.path().join("rustfpm.log").display().to_string()),
+        log_level: "notice",
+        global: format!("pid = \"{}\"\n{global}", pid_file(site).display()),
+        ..Default::default()
+    };
+    Rustfpm::write_config(site, &opts).0
 }
 
 fn pid_file(site: &Site) -> PathBuf {
@@ -195,16 +193,8 @@ fn dash_f_wins_over_daemonize_true() {
     let site = Site::new();
     let config = toml_config(&site, "daemonize = true");
     become_subreaper();
-    let log = site.path().join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
-        .args(["--config", config.to_str().unwrap(), "-F"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start rustfpm");
-    let mut fpm = Rustfpm { child: Some(child), socket: site.path().join("rustfpm.sock"), config, log };
-    assert!(wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections")));
+    let args = ["--config", config.to_str().unwrap(), "-F"];
+    let mut fpm = Rustfpm::start_args(&site, &args, &config, &site.path().join("rustfpm.sock"));
     assert!(fpm.wait_exit(Duration::from_millis(300)).is_none(), "rustfpm -F returned: it daemonized");
     assert_eq!(
         wait_file(&pid_file(&site), Duration::from_secs(5)).map(|t| t.trim().to_string()),
@@ -216,7 +206,7 @@ fn dash_f_wins_over_daemonize_true() {
 fn a_php_fpm_config_without_daemonize_daemonizes_as_php_fpm_does() {
     let site = Site::new();
     let conf = site.path().join("php-fpm.conf");
-    let user = if is_root() { "user = www-data\n" } else { "" };
+    let user = ini_user_line();
     let text = format!(
         "[global]\npid = {}\nerror_log = {}\n[www]\nlisten = {}\npm = static\npm.max_children = 1\n{user}",
         pid_file(&site).display(),

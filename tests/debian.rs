@@ -5,8 +5,7 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const FPM_CONF: &str = "/etc/php/8.2/fpm/php-fpm.conf";
 const SOCKET: &str = "/run/php/php8.2-fpm.sock";
@@ -24,20 +23,8 @@ fn serves_with_debians_php_fpm_conf() {
         "<?php echo posix_getpwuid(posix_geteuid())['name'], ' ', php_sapi_name(), ' ', ini_get('memory_limit');",
     );
     site.script("paths.php", "<?php echo $_SERVER['SCRIPT_NAME'], '|', $_SERVER['PATH_INFO'] ?? '', '|', $_GET['q'];");
-    let log = site.path().join("rustfpm.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
-        .args(["-y", FPM_CONF, "-c", "/etc/php/8.2/fpm/php.ini", "-d", "memory_limit=77M", "-O", "-F"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let fpm = Rustfpm { child: Some(child), socket: SOCKET.into(), config: FPM_CONF.into(), log };
-    assert!(
-        wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections")),
-        "{}",
-        fpm.log_text()
-    );
+    let args = ["-y", FPM_CONF, "-c", "/etc/php/8.2/fpm/php.ini", "-d", "memory_limit=77M", "-O", "-F"];
+    let _fpm = Rustfpm::start_args(&site, &args, Path::new(FPM_CONF), Path::new(SOCKET));
     // nginx resolves the snippet's includes next to its config file, as in /etc/nginx.
     for name in ["snippets", "fastcgi.conf"] {
         std::os::unix::fs::symlink(Path::new("/etc/nginx").join(name), site.path().join(name)).unwrap();

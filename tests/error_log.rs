@@ -9,21 +9,20 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A pool of one child whose stderr rustfpm logs, with `global` lines in `[global]`.
+fn options(global: &str) -> PoolOptions {
+    PoolOptions {
+        children: 1,
+        extra: "catch_workers_output = true".into(),
+        global: global.into(),
+        log_level: "notice",
+        ..Default::default()
+    }
+}
+
 /// rustfpm + nginx on a config with `global` lines added to `[global]`.
 fn stack_with_global(global: &str) -> Stack {
-    let site = Site::new();
-    let socket = site.path().join("rustfpm.sock");
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\n{global}\n[pool.www]\nlisten = \"{}\"\npm_max_children = 1\n\
-         catch_workers_output = true\n{}",
-        socket.display(),
-        user_line()
-    );
-    let config = site.path().join("rustfpm.toml");
-    std::fs::write(&config, text).unwrap();
-    let fpm = Rustfpm::start_with_config(&site, &config, Some(socket));
-    let nginx = Nginx::start(&site, &fpm);
-    Stack { nginx, fpm, site }
+    Stack::with(options(global))
 }
 
 const LONG_LINE_PHP: &str = "<?php\n$fd = fopen('php://stderr', 'w');\n\
@@ -104,17 +103,11 @@ fn syslog_socket(dir: &Path) -> UnixDatagram {
 fn syslog_receives_php_fpm_lines_with_facility_and_ident() {
     let site = Site::new();
     let syslog = syslog_socket(site.path());
-    let socket = site.path().join("rustfpm.sock");
-    let text = format!(
-        "[global]\nerror_log = \"syslog\"\nsyslog_facility = \"local4\"\nsyslog_ident = \"fpm-test\"\n\
-         syslog_socket = \"{}\"\n[pool.www]\nlisten = \"{}\"\npm_max_children = 1\ncatch_workers_output = true\n{}",
-        site.path().join("log.sock").display(),
-        socket.display(),
-        user_line()
+    let global = format!(
+        "syslog_facility = \"local4\"\nsyslog_ident = \"fpm-test\"\nsyslog_socket = \"{}\"",
+        site.path().join("log.sock").display()
     );
-    let config = site.path().join("rustfpm.toml");
-    std::fs::write(&config, text).unwrap();
-    let fpm = Rustfpm::start_with_config(&site, &config, Some(socket));
+    let fpm = Rustfpm::start(&site, &PoolOptions { error_log: Some("syslog".into()), ..options(&global) });
     let ready = receive_until(&syslog, "ready to handle connections").expect("no 'ready' datagram");
     // local4 (20) * 8 + notice (5)
     let expected = format!("fpm-test[{}]: [NOTICE] ready to handle connections", fpm.pid());

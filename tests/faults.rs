@@ -95,7 +95,7 @@ fn child_kill_storm_fails_only_the_killed_requests() {
     let mut killed = Vec::new();
     let end = Instant::now() + scale(Duration::from_secs(3), Duration::from_secs(30));
     while Instant::now() < end {
-        let kids = php_children(&stack.fpm);
+        let kids = stack.fpm.php_children();
         if !kids.is_empty() {
             let pid = kids[rng.below(kids.len() as u64) as usize];
             kill(pid, libc::SIGKILL);
@@ -183,7 +183,7 @@ fn parent_kill_under_load_recovers() {
     let children = 4;
     let stack = stack(children, "");
     at_rest(&stack, children as u64, "at start");
-    let parents = php_parents(&stack.fpm);
+    let parents = stack.fpm.php_parents();
     assert_eq!(parents.len(), 1, "one php-cgi parent: {parents:?}");
     let old = stack.fpm.php_pids();
     let load = Load::start(stack.nginx.port, 4, None, hello_mix(4));
@@ -239,7 +239,7 @@ fn refusals(log: &str) -> usize {
 fn reload_with_a_bad_php_cgi(kind: &str) {
     let stack = stack(2, "");
     at_rest(&stack, 2, "at start");
-    let parent = php_parents(&stack.fpm);
+    let parent = stack.fpm.php_parents();
     let original = std::fs::read_to_string(&stack.fpm.config).unwrap();
     let binary = stack.site.path().join(format!("{kind}-php-cgi"));
     match kind {
@@ -262,7 +262,7 @@ fn reload_with_a_bad_php_cgi(kind: &str) {
     assert!(named, "no log line names the {kind} php_cgi {}:\n{log}", binary.display());
     let sent = load.sent();
     assert!(load.wait_sent(sent + 20, Duration::from_secs(10)), "no requests served after the {kind} reload:\n{log}");
-    assert_eq!(php_parents(&stack.fpm), parent, "the php-cgi parent changed after refusing a {kind} php_cgi");
+    assert_eq!(stack.fpm.php_parents(), parent, "the php-cgi parent changed after refusing a {kind} php_cgi");
     std::fs::write(&stack.fpm.config, original).unwrap();
     stack.fpm.signal(libc::SIGUSR2);
     assert!(

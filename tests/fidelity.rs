@@ -17,26 +17,13 @@ const WAIT: Duration = Duration::from_secs(10);
 fn start_fpm(site: &Site, ini: &str, args: &[&str]) -> Rustfpm {
     let config = site.path().join("php-fpm.conf");
     std::fs::write(&config, ini).unwrap();
-    let log = site.path().join("rustfpm.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
-        .args(args)
-        .arg("-y")
-        .arg(&config)
-        .args(["-F", "-O", "-R"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start rustfpm");
-    let socket = site.path().join("fpm.sock");
-    let fpm = Rustfpm { child: Some(child), socket, config, log };
-    assert!(wait_until(WAIT, || fpm.log_text().contains("ready to handle connections")), "{}", fpm.log_text());
-    fpm
+    let args = [args, &["-y", config.to_str().unwrap(), "-F", "-O", "-R"]].concat();
+    Rustfpm::start_args(site, &args, &config, &site.path().join("fpm.sock"))
 }
 
 /// A pool on `site`'s socket with `extra` lines; `global` lines in `[global]`.
 fn ini(site: &Site, global: &str, extra: &str) -> String {
-    let user = if is_root() { "user = www-data\n" } else { "" };
+    let user = ini_user_line();
     format!(
         "[global]\nerror_log = {}\n{global}\n[www]\nlisten = {}\n{user}pm = static\npm.max_children = 2\n{extra}\n",
         site.path().join("error.log").display(),
@@ -371,6 +358,6 @@ fn the_queue_follows_the_listen_backlog() {
     let site = Site::new();
     let fpm = start_fpm(&site, &ini(&site, "", "listen.backlog = 4096\npm.status_path = /status\n"), &["-n"]);
     let nginx = Nginx::start(&site, &fpm);
-    let json = get(&nginx.url("/status?json")).text();
-    assert!(json.contains("\"listen queue len\":4096"), "{json}");
+    let json = get_json(&nginx.url("/status?json"));
+    assert_eq!(json["listen queue len"], 4096, "{json}");
 }

@@ -319,8 +319,8 @@ fn child_environment_is_clean_plus_pool_env() {
         assert!(!env.contains_key(leaked), "{leaked} leaked into the child: {env:#?}");
     }
     assert!(!text.contains("must-not-leak"), "{text}");
-    if is_root() {
-        assert_eq!(env.get("USER").map(String::as_str), Some("www-data"), "{env:#?}");
+    if let Some(user) = pool_user() {
+        assert_eq!(env.get("USER").map(String::as_str), Some(user), "{env:#?}");
     }
     assert!(text.contains("getenv FOO='bar'\n"), "{text}");
 }

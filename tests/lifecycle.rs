@@ -61,13 +61,6 @@ fn wait_all_dead(procs: &[Proc], timeout: Duration) -> Vec<Proc> {
     left
 }
 
-/// The php-cgi parent among the pool's processes: the one whose own parent
-/// is not a php-cgi process.
-fn php_parent(fpm: &Rustfpm) -> Option<i32> {
-    let pids = fpm.php_pids();
-    pids.iter().copied().find(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid)))
-}
-
 fn scratch_file(site: &Site, name: &str) -> PathBuf {
     site.scratch().join(name)
 }
@@ -304,7 +297,7 @@ fn child_killed_mid_request(prefix: &str) {
         assert_eq!(get(&stack.url(&format!("{prefix}/hello.php"))).status, 200);
     }
     assert!(wait_until(Duration::from_secs(5), || stack.fpm.php_pids().len() == 5));
-    let parent = php_parent(&stack.fpm);
+    let parent = stack.fpm.php_parent();
     let victim_req = get_in_thread(stack.url(&format!("{prefix}/lc_pid_sleep.php?name=victim")));
     let text = wait_file(&scratch_file(&stack.site, "victim"), Duration::from_secs(10))
         .expect("the script never wrote its pid");
@@ -336,7 +329,7 @@ fn child_killed_mid_request(prefix: &str) {
         now.len() == 5 && !now.contains(&victim)
     });
     assert!(replaced, "pool should be back to 1 parent + 4 children without {victim}: {now:?}\nlog:\n{log}");
-    assert_eq!(php_parent(&stack.fpm), parent, "php-cgi parent changed");
+    assert_eq!(stack.fpm.php_parent(), parent, "php-cgi parent changed");
     assert!(!stack.fpm.log_text().contains("panicked"));
 }
 
@@ -370,7 +363,7 @@ fn warm_pool(stack: &Stack) -> i32 {
         pids.len() == 5
     });
     assert!(ready, "expected 1 php-cgi parent + 4 children: {pids:?}");
-    php_parent(&stack.fpm).expect("php-cgi parent")
+    stack.fpm.php_parent().expect("php-cgi parent")
 }
 
 /// After the script: 50 requests all 200, 1 + 4 php-cgi processes that stay
@@ -397,7 +390,7 @@ fn assert_pool_healthy(stack: &Stack, parent: i32, what: &str) {
     pids.sort();
     later.sort();
     assert_eq!(pids, later, "{what}: php-cgi children keep changing (fork loop?)");
-    assert_eq!(php_parent(&stack.fpm), Some(parent), "{what}: the php-cgi parent was replaced");
+    assert_eq!(stack.fpm.php_parent(), Some(parent), "{what}: the php-cgi parent was replaced");
 }
 
 /// A script setting O_NONBLOCK on php-cgi's stdin (the shared listener) must
@@ -434,7 +427,7 @@ fn nonblocking_stdin_then_a_child_exit_does_not_restart_the_pool() {
             r.text()
         );
         std::thread::sleep(Duration::from_millis(400));
-        let now = php_parent(&stack.fpm);
+        let now = stack.fpm.php_parent();
         assert_eq!(
             now,
             Some(parent),
@@ -539,15 +532,8 @@ fn full_queue_answers_503_with_retry_after() {
 fn config_test_flag_accepts_good_and_reports_every_error() {
     let site = Site::new();
     let good = site.path().join("good.toml");
-    std::fs::write(
-        &good,
-        format!(
-            "[global]\nerror_log = \"stderr\"\n\n[pool.www]\nlisten = \"{}/good.sock\"\npm = \"static\"\npm_max_children = 2\n{}",
-            site.path().display(),
-            user_line()
-        ),
-    )
-    .unwrap();
+    let opts = PoolOptions { children: 2, ..Default::default() };
+    std::fs::write(&good, opts.config_text(site.path().join("good.sock").display())).unwrap();
     let log = site.path().join("check.log");
     let run = run_rustfpm(&["-t", "--config", good.to_str().unwrap()], &log);
     let (status, stderr) = (run.status, run.stderr);
@@ -610,14 +596,15 @@ fn root_pool_config(site: &Site) -> (PathBuf, PathBuf, String) {
     let socket = site.path().join("root.sock");
     let marker = format!("{}/root-marker", site.path().display());
     let config = site.path().join("root.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[global]\nerror_log = \"stderr\"\n\n[pool.www]\nlisten = \"{}\"\nlisten_mode = \"0666\"\npm = \"static\"\npm_max_children = 2\n\n[pool.www.php_admin_value]\nerror_log = \"{marker}\"\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
+    let opts = PoolOptions {
+        children: 2,
+        user: None,
+        log_level: "notice",
+        extra: "listen_mode = \"0666\"".into(),
+        tables: format!("[pool.www.php_admin_value]\nerror_log = \"{marker}\"\n"),
+        ..Default::default()
+    };
+    std::fs::write(&config, opts.config_text(socket.display())).unwrap();
     (config, socket, marker)
 }
 
@@ -641,22 +628,7 @@ fn pools_refuse_to_run_as_root_without_dash_r() {
     assert!(left.is_empty(), "php-cgi left running after the refusal: {left:?}");
 
     // With -R it runs, as root.
-    let log = site.path().join("rustfpm.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
-        .arg("-R")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn rustfpm -R");
-    let fpm = Rustfpm { child: Some(child), socket: socket.clone(), config: config.clone(), log };
-    assert!(
-        wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections")),
-        "rustfpm -R did not become ready:\n{}",
-        fpm.log_text()
-    );
+    let fpm = Rustfpm::start_args(&site, &["-R", "--config", config.to_str().unwrap()], &config, &socket);
     let nginx = Nginx::start(&site, &fpm);
     let r = get(&nginx.url("/lc_whoami.php"));
     assert_eq!(r.status, 200, "{}", r.text());

@@ -10,14 +10,6 @@ fn stack() -> Stack {
     })
 }
 
-/// The value of `"key":` in php-fpm's flat JSON (numbers and strings).
-fn json_field(json: &str, key: &str) -> Option<String> {
-    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let rest = &json[at..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    Some(rest[..end].trim_matches('"').to_string())
-}
-
 #[test]
 fn ping_answers_its_response_without_caching() {
     let stack = stack();
@@ -34,18 +26,22 @@ fn status_counts_are_exact_in_every_format() {
     for _ in 0..10 {
         assert_eq!(get(&stack.url("/hello.php")).status, 200);
     }
-    let json = get(&stack.url("/status?json")).text();
-    assert_eq!(json_field(&json, "pool").as_deref(), Some("www"), "{json}");
-    assert_eq!(json_field(&json, "process manager").as_deref(), Some("static"));
-    assert_eq!(json_field(&json, "accepted conn").as_deref(), Some("10"), "{json}");
-    assert_eq!(json_field(&json, "total processes").as_deref(), Some("4"));
-    assert_eq!(json_field(&json, "active processes").as_deref(), Some("0"));
+    let json = get_json(&stack.url("/status?json"));
+    assert_eq!(json["pool"], "www", "{json}");
+    assert_eq!(json["process manager"], "static", "{json}");
+    assert_eq!(json["accepted conn"], 10, "{json}");
+    assert_eq!(json["total processes"], 4, "{json}");
+    assert_eq!(json["active processes"], 0, "{json}");
     for key in ["start time", "start since", "listen queue", "max listen queue", "listen queue len", "idle processes"] {
-        assert!(json_field(&json, key).is_some(), "missing {key}: {json}");
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
     }
-    let full = get(&stack.url("/status?json&full")).text();
-    assert_eq!(full.matches("\"pid\":").count(), 4, "{full}");
-    assert!(full.contains("hello.php"), "the last script of each process: {full}");
+    let full = get_json(&stack.url("/status?json&full"));
+    let processes = full["processes"].as_array().unwrap_or_else(|| panic!("no processes: {full}"));
+    assert_eq!(processes.len(), 4, "{full}");
+    assert!(
+        processes.iter().any(|p| p["script"].as_str().is_some_and(|s| s.ends_with("hello.php"))),
+        "no process shows hello.php as its last script: {full}"
+    );
     let text = get(&stack.url("/status")).text();
     assert!(text.contains("pool:") && text.contains("accepted conn:"), "{text}");
     let metrics = get(&stack.url("/status?openmetrics")).text();
@@ -64,19 +60,19 @@ fn status_shows_running_requests_and_the_listen_queue() {
     stack.site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
     let first = get_in_thread(stack.url("/slow.php?a=1"));
     assert!(wait_until(std::time::Duration::from_secs(5), || {
-        json_field(&get(&stack.url("/status?json")).text(), "active processes").as_deref() == Some("1")
+        get_json(&stack.url("/status?json"))["active processes"] == 1
     }));
     let second = get_in_thread(stack.url("/slow.php?a=2"));
     assert!(wait_until(std::time::Duration::from_secs(5), || {
-        json_field(&get(&stack.url("/status?json")).text(), "listen queue").as_deref() == Some("1")
+        get_json(&stack.url("/status?json"))["listen queue"] == 1
     }));
     let full = get(&stack.url("/status?json&full")).text();
     assert!(full.contains("Running") && full.contains("/slow.php?a=1"), "{full}");
     assert_eq!(first.join().unwrap().unwrap().status, 200);
     assert_eq!(second.join().unwrap().unwrap().status, 200);
-    let json = get(&stack.url("/status?json")).text();
-    assert_eq!(json_field(&json, "max listen queue").as_deref(), Some("1"), "{json}");
-    assert_eq!(json_field(&json, "max children reached").as_deref(), Some("1"), "{json}");
+    let json = get_json(&stack.url("/status?json"));
+    assert_eq!(json["max listen queue"], 1, "{json}");
+    assert_eq!(json["max children reached"], 1, "{json}");
 }
 
 #[test]
@@ -118,9 +114,8 @@ fn status_listen_serves_the_pages_while_every_child_is_busy_and_nothing_else() {
     site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
     let slow = get_in_thread(url("/slow.php"));
-    let status = || get(&url("/monitor/status?json")).text();
     assert!(wait_until(std::time::Duration::from_secs(5), || {
-        json_field(&status(), "active processes").as_deref() == Some("1")
+        get_json(&url("/monitor/status?json"))["active processes"] == 1
     }));
     assert_eq!(get(&url("/monitor/ping")).text(), "pong");
     let r = get(&url("/monitor/touch.php"));
@@ -145,23 +140,25 @@ fn status_shows_the_last_requests_cpu_and_memory() {
     for _ in 0..2 {
         assert_eq!(get(&stack.url("/burn.php")).text(), "ok");
     }
-    let field = |json: &str, key: &str| json_field(json, key).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let mut json = String::new();
+    // The one child's figures, from the full page.
+    let child = |json: &serde_json::Value, key: &str| json["processes"][0][key].as_f64().unwrap_or(0.0);
+    let mut json = serde_json::Value::Null;
     let sampled = wait_until(std::time::Duration::from_secs(5), || {
-        json = get(&stack.url("/status?json&full")).text();
-        field(&json, "last request cpu") > 0.0
+        json = get_json(&stack.url("/status?json&full"));
+        child(&json, "last request cpu") > 0.0
     });
     assert!(sampled, "{json}");
-    let busy = field(&json, "last request cpu");
+    let busy = child(&json, "last request cpu");
     // The child's private memory (PHP's heap, at least), not PHP's own peak.
-    assert!(field(&json, "last request memory") > 1024.0 * 1024.0, "{json}");
+    assert!(child(&json, "last request memory") > 1024.0 * 1024.0, "{json}");
     // A request that sleeps as long shows less CPU than the busy loop (a
     // loaded machine lowers both, so they are compared, not bounded).
     stack.site.script("nap.php", "<?php usleep(150000); echo 'ok';");
     assert_eq!(get(&stack.url("/nap.php")).text(), "ok");
     let napped = wait_until(std::time::Duration::from_secs(5), || {
-        json = get(&stack.url("/status?json&full")).text();
-        json.contains("nap.php") && field(&json, "last request cpu") < busy
+        json = get_json(&stack.url("/status?json&full"));
+        json["processes"][0]["script"].as_str().is_some_and(|s| s.ends_with("nap.php"))
+            && child(&json, "last request cpu") < busy
     });
     assert!(napped, "busy loop {busy}%, then: {json}");
 }

@@ -9,7 +9,6 @@ use common::*;
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rustfpm::fastcgi::{
@@ -21,24 +20,14 @@ const HANG: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------- helpers
 
-/// Writes a config with `global` lines in `[global]` and `pool` lines in
-/// `[pool.www]` (a unix socket, `children` static children).
-fn config(site: &Site, children: usize, global: &str, pool: &str) -> (PathBuf, PathBuf) {
-    let socket = site.path().join("rustfpm.sock");
-    let user = if is_root() { "user = \"www-data\"\n" } else { "" };
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\n\
-         pm = \"static\"\npm_max_children = {children}\n{user}{pool}\n",
-        socket.display()
-    );
-    let path = site.path().join("rustfpm.toml");
-    std::fs::write(&path, text).unwrap();
-    (path, socket)
+/// A pool of `children` static children on a unix socket, with `global`
+/// lines in `[global]` and `pool` lines in `[pool.www]`.
+fn options(children: usize, global: &str, pool: &str) -> PoolOptions {
+    PoolOptions { children, global: global.into(), extra: pool.into(), ..Default::default() }
 }
 
 fn start(site: &Site, children: usize, global: &str, pool: &str) -> Rustfpm {
-    let (path, socket) = config(site, children, global, pool);
-    Rustfpm::start_with_config(site, &path, Some(socket))
+    Rustfpm::start(site, &options(children, global, pool))
 }
 
 /// A GET of `script` in the site's docroot, kept alive or not.
@@ -360,8 +349,8 @@ fn sigterm_right_after_children_were_killed_exits() {
 #[test]
 fn a_sigkill_of_the_whole_process_group_leaves_no_php_cgi_behind() {
     let site = Site::new();
-    let (path, socket) = config(&site, 4, "", "");
-    let mut fpm = Rustfpm::start_in_own_group(&site, &path, Some(socket));
+    let (path, socket) = Rustfpm::write_config(&site, &options(4, "", ""));
+    let mut fpm = Rustfpm::start_in_own_group(&site, &path, socket);
     hello_once(&site, &fpm).unwrap();
     assert!(wait_until(HANG, || fpm.php_pids().len() >= 5), "php-cgi parent and 4 children expected");
     let php = fpm.php_pids();

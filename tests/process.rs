@@ -33,24 +33,6 @@ fn get_pid(url: &str) -> i32 {
     pid_in(&r)
 }
 
-/// The php-cgi parents among the pool processes of `fpm` (those whose own
-/// parent is not a php-cgi process).
-fn php_parents(fpm: &Rustfpm) -> Vec<i32> {
-    let pids = fpm.php_pids();
-    pids.iter().copied().filter(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid))).collect()
-}
-
-/// The single php-cgi parent of a one-pool rustfpm.
-fn php_parent(fpm: &Rustfpm) -> Option<i32> {
-    let parents = php_parents(fpm);
-    (parents.len() == 1).then(|| parents[0])
-}
-
-/// Live php-cgi children of `parent`.
-fn php_children(parent: i32) -> Vec<i32> {
-    descendants(parent).into_iter().filter(|p| is_live_php(*p)).collect()
-}
-
 /// Number of log lines containing `needle`.
 fn count_lines(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
@@ -71,28 +53,6 @@ fn replaced_pids(log: &str, reason: &str) -> Vec<i32> {
             after.split_whitespace().next()?.parse().ok()
         })
         .collect()
-}
-
-/// The config text of a one-pool rustfpm: extra `[global]` lines, and the
-/// body of `[pool.www]` (pm, pm_max_children, ...) after its listen and user.
-fn one_pool_config(socket: &Path, global: &str, pool: &str) -> String {
-    format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\n{}{pool}\n",
-        socket.display(),
-        user_line()
-    )
-}
-
-/// rustfpm + nginx on a config written here: extra `[global]` lines and the
-/// whole pool body (the harness's `Stack::with` always writes `pm = "static"`).
-fn custom_stack(global: &str, pool: &str) -> Stack {
-    let site = Site::new();
-    let socket = site.path().join("rustfpm.sock");
-    let config = site.path().join("rustfpm.toml");
-    std::fs::write(&config, one_pool_config(&socket, global, pool)).unwrap();
-    let fpm = Rustfpm::start_with_config(&site, &config, Some(socket));
-    let nginx = Nginx::start(&site, &fpm);
-    Stack { nginx, fpm, site }
 }
 
 /// A static pool of `children`, with extra `[pool.www]` lines.
@@ -312,7 +272,7 @@ fn queue_max_wait_answers_503_with_retry_after() {
 /// replaced; requests keep succeeding.
 #[test]
 fn ondemand_replaces_idle_children() {
-    let stack = custom_stack("", "pm = \"ondemand\"\npm_max_children = 2\npm_process_idle_timeout = \"1s\"\n");
+    let stack = Stack::with(PoolOptions { children: 2, pm: Pm::Ondemand { idle_timeout: "1s" }, ..Default::default() });
     let mut used = BTreeSet::new();
     for prefix in ["", "/ka", "", "/ka"] {
         used.insert(get_pid(&stack.url(&format!("{prefix}/pm_pid.php"))));
@@ -340,7 +300,8 @@ fn ondemand_replaces_idle_children() {
 /// ondemand with 32 children: 32 concurrent 300 ms requests all complete.
 #[test]
 fn ondemand_serves_a_burst_of_32_concurrent_requests() {
-    let stack = custom_stack("", "pm = \"ondemand\"\npm_max_children = 32\npm_process_idle_timeout = \"10s\"\n");
+    let stack =
+        Stack::with(PoolOptions { children: 32, pm: Pm::Ondemand { idle_timeout: "10s" }, ..Default::default() });
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
     let started = Instant::now();
     let handles: Vec<_> = (0..32)
@@ -364,10 +325,11 @@ fn ondemand_serves_a_burst_of_32_concurrent_requests() {
 /// four, the used idle children beyond 2 are replaced.
 #[test]
 fn dynamic_replaces_used_idle_children_beyond_max_spare() {
-    let stack = custom_stack(
-        "",
-        "pm = \"dynamic\"\npm_max_children = 4\npm_start_servers = 2\npm_min_spare_servers = 1\npm_max_spare_servers = 2\n",
-    );
+    let stack = Stack::with(PoolOptions {
+        children: 4,
+        pm: Pm::Dynamic { start: 2, min_spare: 1, max_spare: 2 },
+        ..Default::default()
+    });
     for prefix in ["", "/ka", "", "/ka"] {
         get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
     }
@@ -416,7 +378,7 @@ fn reloads_under_load_fail_no_request() {
     let mut first_parent = None;
     assert!(
         wait_until(Duration::from_secs(5), || {
-            first_parent = php_parent(&stack.fpm);
+            first_parent = stack.fpm.php_parent();
             first_parent.is_some() && stack.fpm.php_pids().len() == 5
         }),
         "pool not up: {:?}",
@@ -477,13 +439,13 @@ fn reloads_under_load_fail_no_request() {
     let mut now = Vec::new();
     let settled = wait_until(Duration::from_secs(5), || {
         now = stack.fpm.php_pids();
-        now.len() <= 5 && php_parent(&stack.fpm).is_some_and(|p| p != first_parent)
+        now.len() <= 5 && stack.fpm.php_parent().is_some_and(|p| p != first_parent)
     });
     assert!(
         settled,
         "5 s after the last reload, expected one new php-cgi parent (not {first_parent}) with 4 children; \
          live php-cgi under rustfpm: {now:?}, parents {:?}",
-        php_parents(&stack.fpm)
+        stack.fpm.php_parents()
     );
     assert!(!is_live_php(first_parent), "the first php-cgi parent {first_parent} is still alive");
     for prefix in ["", "/ka"] {
@@ -499,7 +461,7 @@ fn reload_lets_a_running_request_finish() {
     get_pid(&stack.url("/pm_pid.php"));
     let mut parent = None;
     assert!(wait_until(Duration::from_secs(5), || {
-        parent = php_parent(&stack.fpm);
+        parent = stack.fpm.php_parent();
         parent.is_some() && stack.fpm.php_pids().len() == 3
     }));
     let old = stack.fpm.php_pids();
@@ -536,7 +498,7 @@ fn reload_with_a_broken_config_is_refused() {
     get_pid(&stack.url("/pm_pid.php"));
     let mut parent = None;
     assert!(wait_until(Duration::from_secs(5), || {
-        parent = php_parent(&stack.fpm);
+        parent = stack.fpm.php_parent();
         parent.is_some()
     }));
     let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
@@ -558,7 +520,7 @@ fn reload_with_a_broken_config_is_refused() {
     for prefix in ["", "/ka", "", "/ka"] {
         get_pid(&stack.url(&format!("{prefix}/pm_pid.php")));
     }
-    assert_eq!(php_parent(&stack.fpm), parent, "the php-cgi parent changed after a refused reload");
+    assert_eq!(stack.fpm.php_parent(), parent, "the php-cgi parent changed after a refused reload");
     assert!(!log.contains("configuration reloaded"));
 }
 
@@ -570,7 +532,7 @@ fn reload_can_raise_max_children() {
     get_pid(&stack.url("/pm_pid.php"));
     let mut parent = None;
     assert!(wait_until(Duration::from_secs(5), || {
-        parent = php_parent(&stack.fpm);
+        parent = stack.fpm.php_parent();
         parent.is_some()
     }));
     let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
@@ -581,7 +543,7 @@ fn reload_can_raise_max_children() {
         wait_until(Duration::from_secs(5), || {
             now = stack.fpm.php_pids();
             stack.fpm.log_text().contains("configuration reloaded")
-                && php_parent(&stack.fpm).is_some_and(|p| Some(p) != parent)
+                && stack.fpm.php_parent().is_some_and(|p| Some(p) != parent)
                 && now.len() == 4
         }),
         "no new generation of 1 parent + 3 children after the reload: {now:?}\n{}",
@@ -608,7 +570,8 @@ fn reload_can_raise_max_children() {
 /// then rustfpm exits 0.
 #[test]
 fn graceful_stop_on_term_finishes_the_running_request() {
-    let mut stack = custom_stack("graceful_stop_on_term = true\n", "pm = \"static\"\npm_max_children = 2\n");
+    let mut stack =
+        Stack::with(PoolOptions { children: 2, global: "graceful_stop_on_term = true".into(), ..Default::default() });
     get_pid(&stack.url("/pm_pid.php"));
     let php = stack.fpm.php_pids();
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=g&ms=1000"));
@@ -627,7 +590,11 @@ fn graceful_stop_on_term_finishes_the_running_request() {
 /// exits within a few seconds and leaves no php-cgi behind.
 #[test]
 fn process_control_timeout_bounds_a_graceful_stop() {
-    let mut stack = custom_stack("process_control_timeout = \"1s\"\n", "pm = \"static\"\npm_max_children = 2\n");
+    let mut stack = Stack::with(PoolOptions {
+        children: 2,
+        global: "process_control_timeout = \"1s\"".into(),
+        ..Default::default()
+    });
     get_pid(&stack.url("/pm_pid.php"));
     let php = stack.fpm.php_pids();
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=q&ms=10000"));
@@ -670,7 +637,7 @@ fn chdir_sets_the_working_directory_of_php_cgi() {
     assert_eq!(cwd, PathBuf::from("/tmp"), "cwd of the php-cgi parent {parent}");
     // The idle children were forked in /tmp too (ones that served a request
     // may have moved to the script's directory).
-    let children = php_children(parent);
+    let children = php_children_of(parent);
     let in_tmp = children
         .iter()
         .filter(|c| std::fs::read_link(format!("/proc/{c}/cwd")).is_ok_and(|d| d == Path::new("/tmp")))
@@ -701,7 +668,7 @@ fn process_priority_sets_the_nice_value() {
         rest[19 - 3].parse().unwrap()
     };
     assert_eq!(nice(pid), 5, "nice of child {pid}");
-    let parent = php_parent(&stack.fpm).expect("php-cgi parent");
+    let parent = stack.fpm.php_parent().expect("php-cgi parent");
     assert_eq!(nice(parent), 5, "nice of parent {parent}");
     // rustfpm itself keeps its own priority.
     assert_eq!(nice(stack.fpm.pid()), 0, "rustfpm's own nice value changed");
@@ -747,16 +714,13 @@ fn without_catch_workers_output_stderr_is_discarded() {
 fn two_pools_are_independent() {
     let site = Site::new();
     let (sock_a, sock_b) = (site.path().join("a.sock"), site.path().join("b.sock"));
-    let user = user_line();
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n\n\
-         [pool.alpha]\nlisten = \"{}\"\npm = \"static\"\npm_max_children = 2\n{user}\n\
-         [pool.beta]\nlisten = \"{}\"\npm = \"static\"\npm_max_children = 3\n{user}\n",
-        sock_a.display(),
-        sock_b.display()
-    );
-    let config = site.path().join("rustfpm.toml");
-    std::fs::write(&config, text).unwrap();
+    let pool = |children| PoolOptions { children, ..Default::default() };
+    let config = site.write_config(&format!(
+        "{}{}{}",
+        pool(2).global_table(),
+        pool(2).pool_table("alpha", sock_a.display()),
+        pool(3).pool_table("beta", sock_b.display())
+    ));
     let fpm = Rustfpm::start_with_config(&site, &config, Some(sock_a.clone()));
     // One nginx per pool, each in its own site dir (nginx.conf, pid file).
     let (site_a, site_b) = (Site::new(), Site::new());
@@ -775,7 +739,7 @@ fn two_pools_are_independent() {
     let mut counts = (0, 0);
     assert!(
         wait_until(Duration::from_secs(5), || {
-            counts = (php_children(parent_a).len(), php_children(parent_b).len());
+            counts = (php_children_of(parent_a).len(), php_children_of(parent_b).len());
             counts == (2, 3)
         }),
         "children of alpha (pm_max_children 2) and beta (3): {counts:?}"
@@ -785,8 +749,8 @@ fn two_pools_are_independent() {
         assert_eq!(info(&nginx_b, "/pm_info.php").1, parent_b);
     }
 
-    let victims = php_children(parent_a);
-    let beta_before = php_children(parent_b);
+    let victims = php_children_of(parent_a);
+    let beta_before = php_children_of(parent_b);
     for v in &victims {
         // SAFETY: kill(2) on a php-cgi child of pool alpha.
         unsafe { libc::kill(*v, libc::SIGKILL) };
@@ -797,14 +761,14 @@ fn two_pools_are_independent() {
         assert_eq!(parent, parent_b);
         assert!(beta_before.contains(&pid), "beta served by {pid}, not one of its children {beta_before:?}");
     }
-    assert_eq!(php_children(parent_b), beta_before, "beta's children changed when alpha's were killed");
+    assert_eq!(php_children_of(parent_b), beta_before, "beta's children changed when alpha's were killed");
     // alpha recovers.
     assert!(wait_php_dead(&victims, Duration::from_secs(3)).is_empty());
     let mut served = false;
     assert!(
         wait_until(Duration::from_secs(5), || {
             served = try_get(&nginx_a.url("/pm_info.php")).is_ok_and(|r| r.status == 200);
-            served && php_children(parent_a).len() == 2
+            served && php_children_of(parent_a).len() == 2
         }),
         "alpha did not recover after its children were killed (served: {served}):\n{}",
         fpm.log_text()

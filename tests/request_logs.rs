@@ -113,8 +113,8 @@ fn slow_request_is_logged_once_with_a_warning() {
         "WARNING: [pool www] child {pid}, script '{script}' (request: \"GET /sleepy.php?n=1\") executing too slow"
     );
     assert!(log.contains(&warning) && log.contains("sec), logging"), "{log}");
-    let json = get(&stack.url("/status?json")).text();
-    assert!(json.contains("\"slow requests\":1"), "{json}");
+    let json = get_json(&stack.url("/status?json"));
+    assert_eq!(json["slow requests"], 1, "{json}");
     assert_eq!(get(&stack.url("/hello.php")).status, 200);
     assert_eq!(std::fs::read_to_string(log_path(&stack, "slow.log")).unwrap().matches("script_filename").count(), 1);
 }

@@ -28,10 +28,7 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        assert!(
-            is_root(),
-            "tests/security.rs plays an attacker (uid {ATTACKER}) against rustfpm running as root: run it as root"
-        );
+        require_root(&format!("it plays an attacker (uid {ATTACKER}) against rustfpm running as root"));
         let site = Site::new();
         let run = site.path().join("run");
         std::fs::create_dir(&run).unwrap();
@@ -81,15 +78,16 @@ impl Lab {
 
     /// [`Lab::config`] with the pool listening on `listen`.
     fn config_at(&self, listen: &Path, global: &str, pool: &str) -> PathBuf {
-        let text = format!(
-            "[global]\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\npm = \"static\"\n\
-             pm_max_children = 1\nuser = \"www-data\"\n{pool}\n",
-            listen.display()
-        )
-        .replace("{run}", &self.site.path().join("run").display().to_string());
-        let path = self.site.path().join("rustfpm.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        let opts = PoolOptions {
+            children: 1,
+            user: Some("www-data"),
+            error_log: None,
+            global: global.into(),
+            extra: pool.into(),
+            ..Default::default()
+        };
+        let text = opts.config_text(listen.display());
+        self.site.write_config(&text.replace("{run}", &self.site.path().join("run").display().to_string()))
     }
 
     fn socket(&self) -> PathBuf {

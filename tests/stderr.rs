@@ -106,7 +106,7 @@ impl PhpFpm {
         require_file(program, "php8.2-fpm");
         let dir = site.path();
         let socket = dir.join("php-fpm.sock");
-        let user = if is_root() { "user = www-data\ngroup = www-data\nlisten.owner = www-data\n" } else { "" };
+        let user = pool_user().map(|u| format!("user = {u}\ngroup = {u}\nlisten.owner = {u}\n")).unwrap_or_default();
         let conf = format!(
             "[global]\nerror_log = {d}/php-fpm.log\ndaemonize = no\npid = {d}/php-fpm.pid\n\n[www]\n{user}\
              listen = {s}\npm = static\npm.max_children = 2\n",

@@ -17,14 +17,16 @@ const RELOADS: usize = 10;
 
 /// Four pools, each with its own socket, status page and `[env]`.
 fn config(site: &Site) -> String {
-    let user = if is_root() { "user = \"www-data\"\n" } else { "" };
-    let mut text = "[global]\nerror_log = \"stderr\"\nlog_level = \"notice\"\n".to_string();
+    let opts = PoolOptions {
+        children: CHILDREN,
+        extra: "pm_status_path = \"/status\"".into(),
+        log_level: "notice",
+        ..Default::default()
+    };
+    let mut text = opts.global_table();
     for p in POOLS {
-        text += &format!(
-            "\n[pool.{p}]\nlisten = \"{sock}\"\npm = \"static\"\npm_max_children = {CHILDREN}\n\
-             pm_status_path = \"/status\"\n{user}\n[pool.{p}.env]\nFOO = \"foo-{p}\"\nPOOL_NAME = \"{p}\"\n",
-            sock = site.path().join(format!("{p}.sock")).display()
-        );
+        text += &opts.pool_table(p, site.path().join(format!("{p}.sock")).display());
+        text += &format!("\n[pool.{p}.env]\nFOO = \"foo-{p}\"\nPOOL_NAME = \"{p}\"\n");
     }
     text
 }
@@ -78,8 +80,7 @@ fn pool_mix(pool: &'static str, status: bool) -> Mix {
 /// shown once), and exact counts for requests sent after the reloads.
 fn stress(settle: bool) {
     let site = Site::new();
-    let config_path = site.path().join("rustfpm.toml");
-    std::fs::write(&config_path, config(&site)).unwrap();
+    let config_path = site.write_config(&config(&site));
     let nginx = nginx(&site);
     let started = Instant::now();
     let pollers: Vec<Load> = POOLS.iter().map(|p| Load::start(nginx.port, 1, None, pool_mix(p, true))).collect();
@@ -95,7 +96,7 @@ fn stress(settle: bool) {
     // Each signal once the previous one was taken (signals that arrive
     // during a reload are merged into one).
     for i in 1..=RELOADS {
-        let parents = php_parents(&fpm);
+        let parents = fpm.php_parents();
         fpm.signal(libc::SIGUSR2);
         let taken =
             wait_until(Duration::from_secs(20), || fpm.log_text().matches("Reloading in progress").count() >= i);
@@ -178,7 +179,7 @@ fn one_generation(fpm: &Rustfpm, i: usize, before: &[i32]) {
     let mut live = Vec::new();
     let done = wait_until(Duration::from_secs(30), || {
         live = fpm.php_pids();
-        let parents = php_parents(fpm);
+        let parents = fpm.php_parents();
         fpm.log_text().matches("configuration reloaded").count() >= i
             && parents.len() == POOLS.len()
             && parents.iter().all(|p| !before.contains(p))

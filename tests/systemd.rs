@@ -69,26 +69,18 @@ fn slow_php_cgi(site: &Site) -> PathBuf {
     path
 }
 
+/// A pool of 2 children on `rustfpm.sock`, with `global` lines in `[global]`
+/// and `pool` lines in `[pool.www]`.
 fn write_config(site: &Site, global: &str, pool: &str) -> PathBuf {
-    let user = if is_root() { "user = \"www-data\"\n" } else { "" };
-    let text = format!(
-        "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{global}\n\n[pool.www]\nlisten = \"{}\"\n\
-         pm = \"static\"\npm_max_children = 2\n{user}{pool}\n",
-        site.path().join("rustfpm.sock").display()
-    );
-    let config = site.path().join("rustfpm.toml");
-    std::fs::write(&config, text).unwrap();
-    config
+    let opts = PoolOptions { children: 2, global: global.into(), extra: pool.into(), ..Default::default() };
+    Rustfpm::write_config(site, &opts).0
 }
 
 /// Starts rustfpm with systemd's variables; returns once it logs that it listens.
 fn start(site: &Site, config: &Path, notify: &NotifySocket, extra_env: &[(&str, &str)]) -> Rustfpm {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
-    cmd.arg("--config").arg(config).env("NOTIFY_SOCKET", &notify.path).envs(extra_env.iter().copied());
-    let fpm = Rustfpm::spawn(site, cmd, config, &site.path().join("rustfpm.sock"));
-    let up = wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections"));
-    assert!(up, "rustfpm did not start:\n{}", fpm.log_text());
-    fpm
+    Rustfpm::start_command(site, config, Some(site.path().join("rustfpm.sock")), |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path).envs(extra_env.iter().copied());
+    })
 }
 
 fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {

@@ -105,11 +105,7 @@ fn top_shows_the_busy_child_and_quits_on_q_and_ctrl_c() {
     let opts = PoolOptions {
         children: 2,
         extra: "pm_status_path = \"/fpm-status\"\n".into(),
-        tables: format!(
-            "[pool.api]\nlisten = \"{}\"\npm = \"static\"\npm_max_children = 1\n{}",
-            api_socket.display(),
-            user_line()
-        ),
+        tables: PoolOptions { children: 1, ..Default::default() }.pool_table("api", api_socket.display()),
         ..Default::default()
     };
     let fpm = Rustfpm::start(&site, &opts);

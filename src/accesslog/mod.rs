@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use format::{CpuTime, Record};
+pub use format::Record;
 
 use crate::config;
 use crate::config::access_format::{AccessFormat, Token};

@@ -84,12 +84,18 @@ pub(crate) struct Report<'p> {
 }
 
 impl<'p> Report<'p> {
-    pub fn new(file: &'p Path) -> Self {
+    pub(crate) fn new(file: &'p Path) -> Self {
         Report { file, pool: None, errors: Vec::new() }
     }
 
     /// Records one error.
-    pub fn push(&mut self, line: Option<usize>, key: Option<&str>, value: Option<String>, message: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        line: Option<usize>,
+        key: Option<&str>,
+        value: Option<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line,
@@ -101,17 +107,17 @@ impl<'p> Report<'p> {
     }
 
     /// Records an error about `field`'s value.
-    pub fn bad(&mut self, field: &Field<'_>, message: impl Into<String>) {
+    pub(crate) fn bad(&mut self, field: &Field<'_>, message: impl Into<String>) {
         self.push(Some(field.line), Some(&field.key), field.shown(), message);
     }
 
     /// How many errors so far; a step that adds none succeeded.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.errors.len()
     }
 
     /// The errors in line order (errors without a line last).
-    pub fn finish(mut self) -> Vec<ConfigError> {
+    pub(crate) fn finish(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         self.errors
     }

@@ -9,20 +9,20 @@ use super::validate::{boolean, int_in, optional, string};
 use super::Global;
 
 /// `syslog_facility` when unset (php-fpm's default).
-pub const DEFAULT_SYSLOG_FACILITY: i32 = libc::LOG_DAEMON;
+pub(crate) const DEFAULT_SYSLOG_FACILITY: i32 = libc::LOG_DAEMON;
 /// `syslog_ident` when unset (php-fpm's default).
-pub const DEFAULT_SYSLOG_IDENT: &str = "php-fpm";
+pub(crate) const DEFAULT_SYSLOG_IDENT: &str = "php-fpm";
 /// `syslog_socket` when unset: the local syslog daemon's socket.
-pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+pub(crate) const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// `log_limit` when unset (php-fpm's default).
-pub const DEFAULT_LOG_LIMIT: usize = 1024;
+pub(crate) const DEFAULT_LOG_LIMIT: usize = 1024;
 /// Smallest accepted `log_limit` (php-fpm's `ZLOG_MIN_LIMIT`).
-pub const MIN_LOG_LIMIT: usize = 512;
+pub(crate) const MIN_LOG_LIMIT: usize = 512;
 /// Largest accepted `log_limit`: a child's line is buffered up to this size.
-pub const MAX_LOG_LIMIT: usize = 1024 * 1024;
+pub(crate) const MAX_LOG_LIMIT: usize = 1024 * 1024;
 
 /// The facilities php-fpm's `syslog.facility` accepts, with their libc values.
-pub const SYSLOG_FACILITIES: [(&str, i32); 20] = [
+pub(crate) const SYSLOG_FACILITIES: [(&str, i32); 20] = [
     ("auth", libc::LOG_AUTH),
     ("authpriv", libc::LOG_AUTHPRIV),
     ("cron", libc::LOG_CRON),

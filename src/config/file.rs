@@ -23,7 +23,7 @@ pub(crate) struct Field<'a> {
 
 impl Field<'_> {
     /// The value as shown in messages; `None` for tables and arrays.
-    pub fn shown(&self) -> Option<String> {
+    pub(crate) fn shown(&self) -> Option<String> {
         shown(self.value)
     }
 }
@@ -44,11 +44,11 @@ pub(crate) fn shown(value: &DeValue<'_>) -> Option<String> {
 pub(crate) struct LineIndex(Vec<usize>);
 
 impl LineIndex {
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         LineIndex(text.match_indices('\n').map(|(at, _)| at).collect())
     }
 
-    pub fn line(&self, offset: usize) -> usize {
+    pub(crate) fn line(&self, offset: usize) -> usize {
         self.0.partition_point(|&newline| newline < offset) + 1
     }
 }

@@ -30,21 +30,21 @@ pub use render::to_toml;
 
 /// php-fpm's compiled-in prefix (`PHP_PREFIX`) on Debian: what relative `include` paths, socket
 /// paths, `chdir` and pool `prefix`es are resolved against when no prefix (`-p`) is given.
-pub const FPM_DEFAULT_PREFIX: &str = "/usr";
+pub(crate) const FPM_DEFAULT_PREFIX: &str = "/usr";
 /// php-fpm's `PHP_LOCALSTATEDIR` on Debian: what relative `error_log` and `pid` paths are resolved
 /// against when no prefix is given.
-pub const FPM_DEFAULT_STATE_PREFIX: &str = "/var";
+pub(crate) const FPM_DEFAULT_STATE_PREFIX: &str = "/var";
 /// php-fpm's `error_log` when unset, relative to the state prefix.
-pub const FPM_DEFAULT_ERROR_LOG: &str = "log/php-fpm.log";
+pub(crate) const FPM_DEFAULT_ERROR_LOG: &str = "log/php-fpm.log";
 /// php-fpm's `security.limit_extensions` when unset (rustfpm's TOML default is stricter).
-pub const FPM_DEFAULT_SECURITY_LIMIT_EXTENSIONS: &str = ".php .phar";
+pub(crate) const FPM_DEFAULT_SECURITY_LIMIT_EXTENSIONS: &str = ".php .phar";
 /// php-fpm refuses to nest includes more than this many files deep (the main file counts).
-pub const FPM_MAX_INCLUDE_DEPTH: usize = 5;
+pub(crate) const FPM_MAX_INCLUDE_DEPTH: usize = 5;
 
 /// Reads php-fpm's configuration at `path` (`php-fpm.conf` and what it includes) into a validated
 /// [`Config`]. `prefix` is php-fpm's `-p`. Returns the config with one warning per directive that
 /// was accepted but is not supported yet, or every error found, each naming its file and line.
-pub fn load_fpm(path: &Path, prefix: Option<&Path>) -> Result<(Config, Vec<String>), ConfigErrors> {
+pub(crate) fn load_fpm(path: &Path, prefix: Option<&Path>) -> Result<(Config, Vec<String>), ConfigErrors> {
     let mut sources = Sources::default();
     let mut errors = Report::new(path);
     let mut warnings = Report::new(path);

@@ -10,7 +10,7 @@ const LISTEN_FORMS: &str = "use an absolute socket path (\"/run/php/www.sock\"),
 
 /// Parses a `listen` value: `"/run/php/x.sock"`, `"127.0.0.1:9000"`, `"[::1]:9000"`, or
 /// `"9000"` (every IPv4 address). Host names are refused, not resolved.
-pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+pub(crate) fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     if s.starts_with('/') {
         return unix_path(s);
     }
@@ -74,7 +74,7 @@ fn ip(host: &str) -> Result<IpAddr, String> {
 
 /// `listen_backlog`: at least 1, or -1 for the maximum (php-fpm's spelling), which becomes
 /// [`MAX_LISTEN_BACKLOG`].
-pub fn backlog(n: i64) -> Result<i32, String> {
+pub(crate) fn backlog(n: i64) -> Result<i32, String> {
     match n {
         -1 => Ok(MAX_LISTEN_BACKLOG),
         1..=0x7fff_ffff => Ok(n as i32),
@@ -83,7 +83,7 @@ pub fn backlog(n: i64) -> Result<i32, String> {
 }
 
 /// `listen_allowed_clients`: IP addresses separated by commas (php-fpm's spelling), at least one.
-pub fn allowed_clients(s: &str) -> Result<Vec<IpAddr>, String> {
+pub(crate) fn allowed_clients(s: &str) -> Result<Vec<IpAddr>, String> {
     let parse = |client: &str| {
         let client = client.trim();
         client.parse::<IpAddr>().map_err(|_| format!("Wrong IP address '{client}' in listen.allowed_clients"))
@@ -96,7 +96,7 @@ pub fn allowed_clients(s: &str) -> Result<Vec<IpAddr>, String> {
 }
 
 /// `listen_mode`: an octal string such as `"0660"` or `"660"`, at most `0777`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err("must be an octal permission mode such as \"0660\"".to_string());
     }

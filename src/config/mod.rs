@@ -27,80 +27,78 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use error_log::{
-    DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET, MAX_LOG_LIMIT,
-    MIN_LOG_LIMIT, SYSLOG_FACILITIES,
-};
-pub use fpm::{fpm_dump, fpm_wording, load_fpm, to_toml};
+pub(crate) use error_log::{DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET};
+pub(crate) use fpm::load_fpm;
+pub use fpm::{fpm_dump, fpm_wording, to_toml};
 pub use listen::parse_tcp;
 pub use source::{Format, Source};
-pub use units::{parse_duration, parse_size};
+pub(crate) use units::{parse_duration, parse_size};
 
 /// `[global] error_log` when unset.
-pub const DEFAULT_ERROR_LOG: LogTarget = LogTarget::Stderr;
+pub(crate) const DEFAULT_ERROR_LOG: LogTarget = LogTarget::Stderr;
 /// `[global] log_level` when unset (php-fpm's default).
-pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Notice;
+pub(crate) const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Notice;
 /// `[global] emergency_restart_threshold` when unset: 0, off (php-fpm's default).
-pub const DEFAULT_EMERGENCY_RESTART_THRESHOLD: usize = 0;
+pub(crate) const DEFAULT_EMERGENCY_RESTART_THRESHOLD: usize = 0;
 /// `[global] graceful_stop_on_term` when unset: SIGTERM stops at once, as in php-fpm.
-pub const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
+pub(crate) const DEFAULT_GRACEFUL_STOP_ON_TERM: bool = false;
 /// `[global] daemonize` when unset in the TOML: foreground (systemd's way). A php-fpm INI file
 /// without `daemonize` daemonizes, as under php-fpm.
-pub const DEFAULT_DAEMONIZE: bool = false;
+pub(crate) const DEFAULT_DAEMONIZE: bool = false;
 /// `[global] systemd_interval` when unset (php-fpm's default): how often the systemd `STATUS=`
 /// line is refreshed.
-pub const DEFAULT_SYSTEMD_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SYSTEMD_INTERVAL: Duration = Duration::from_secs(10);
 /// `listen_backlog` when unset (php-fpm's default).
-pub const DEFAULT_LISTEN_BACKLOG: i32 = 511;
+pub(crate) const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
-pub const MAX_LISTEN_BACKLOG: i32 = 65535;
+pub(crate) const MAX_LISTEN_BACKLOG: i32 = 65535;
 /// `listen_mode` when unset.
-pub const DEFAULT_LISTEN_MODE: u32 = 0o660;
+pub(crate) const DEFAULT_LISTEN_MODE: u32 = 0o660;
 /// `pm` when unset.
-pub const DEFAULT_PM: PmMode = PmMode::Static;
+pub(crate) const DEFAULT_PM: PmMode = PmMode::Static;
 /// Largest accepted `pm_max_children`.
-pub const MAX_CHILDREN: usize = 4096;
+pub(crate) const MAX_CHILDREN: usize = 4096;
 /// `pm_max_spawn_rate` when unset (php-fpm's default).
-pub const DEFAULT_PM_MAX_SPAWN_RATE: usize = 32;
+pub(crate) const DEFAULT_PM_MAX_SPAWN_RATE: usize = 32;
 /// `pm_process_idle_timeout` when unset (php-fpm's default).
-pub const DEFAULT_PM_PROCESS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_PM_PROCESS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `pm_max_requests` when unset: 0, children are never recycled for their request count.
-pub const DEFAULT_PM_MAX_REQUESTS: u64 = 0;
+pub(crate) const DEFAULT_PM_MAX_REQUESTS: u64 = 0;
 /// `request_terminate_timeout_track_finished` when unset (php-fpm's default).
-pub const DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED: bool = false;
+pub(crate) const DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED: bool = false;
 /// Lowest (most favourable) accepted `process_priority`, as in php-fpm.
-pub const MIN_PROCESS_PRIORITY: i32 = -19;
+pub(crate) const MIN_PROCESS_PRIORITY: i32 = -19;
 /// Highest (least favourable) accepted `process_priority`, as in php-fpm.
-pub const MAX_PROCESS_PRIORITY: i32 = 20;
+pub(crate) const MAX_PROCESS_PRIORITY: i32 = 20;
 /// `process_dumpable` when unset (php-fpm's default).
-pub const DEFAULT_PROCESS_DUMPABLE: bool = false;
+pub(crate) const DEFAULT_PROCESS_DUMPABLE: bool = false;
 /// `catch_workers_output` when unset (php-fpm's default).
-pub const DEFAULT_CATCH_WORKERS_OUTPUT: bool = false;
+pub(crate) const DEFAULT_CATCH_WORKERS_OUTPUT: bool = false;
 /// `ping_response` when unset (php-fpm's default).
-pub const DEFAULT_PING_RESPONSE: &str = "pong";
+pub(crate) const DEFAULT_PING_RESPONSE: &str = "pong";
 /// `decorate_workers_output` when unset (php-fpm's default).
-pub const DEFAULT_DECORATE_WORKERS_OUTPUT: bool = true;
+pub(crate) const DEFAULT_DECORATE_WORKERS_OUTPUT: bool = true;
 /// `php_cgi` when unset; looked up on `PATH` when the children are spawned.
-pub const DEFAULT_PHP_CGI: &str = "php-cgi";
+pub(crate) const DEFAULT_PHP_CGI: &str = "php-cgi";
 /// `clear_env` when unset (php-fpm's default).
-pub const DEFAULT_CLEAR_ENV: bool = true;
+pub(crate) const DEFAULT_CLEAR_ENV: bool = true;
 /// `fastcgi_finish_request` when unset: php-cgi gets the polyfill.
-pub const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
+pub(crate) const DEFAULT_FASTCGI_FINISH_REQUEST: bool = true;
 /// `security_limit_extensions` when unset.
-pub const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
+pub(crate) const DEFAULT_SECURITY_LIMIT_EXTENSIONS: &[&str] = &[".php"];
 /// `access_format` when unset: php-fpm's default.
-pub const DEFAULT_ACCESS_FORMAT: &str = "%R - %u %t \"%m %r\" %s";
+pub(crate) const DEFAULT_ACCESS_FORMAT: &str = "%R - %u %t \"%m %r\" %s";
 /// `request_read_timeout` when unset: nginx sends a request head (and, with its default
 /// request buffering, the body) at once; an unbuffered body pauses at most nginx's
 /// `client_body_timeout` (60 s by default) between reads.
-pub const DEFAULT_REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// `listen_idle_timeout` when unset: longer than nginx's upstream `keepalive_timeout` (60 s by
 /// default), so that nginx, not rustfpm, closes the idle connections it keeps.
-pub const DEFAULT_LISTEN_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_LISTEN_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `listen_max_connections` when unset.
-pub const DEFAULT_LISTEN_MAX_CONNECTIONS: usize = 16 * 1024;
+pub(crate) const DEFAULT_LISTEN_MAX_CONNECTIONS: usize = 16 * 1024;
 /// Largest accepted `listen_max_connections`.
-pub const MAX_LISTEN_MAX_CONNECTIONS: usize = 1 << 20;
+pub(crate) const MAX_LISTEN_MAX_CONNECTIONS: usize = 1 << 20;
 
 /// A validated configuration file.
 #[derive(Debug, Clone)]
@@ -203,7 +201,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// Every level with its php-fpm spelling.
-    pub const ALL: [(&'static str, LogLevel); 5] = [
+    pub(crate) const ALL: [(&'static str, LogLevel); 5] = [
         ("debug", LogLevel::Debug),
         ("notice", LogLevel::Notice),
         ("warning", LogLevel::Warning),
@@ -245,7 +243,7 @@ pub enum PmMode {
 
 impl PmMode {
     /// Every mode with its php-fpm spelling.
-    pub const ALL: [(&'static str, PmMode); 3] =
+    pub(crate) const ALL: [(&'static str, PmMode); 3] =
         [("static", PmMode::Static), ("dynamic", PmMode::Dynamic), ("ondemand", PmMode::Ondemand)];
 }
 
@@ -390,7 +388,7 @@ pub struct Pool {
 }
 
 /// Reads and validates the configuration file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text, path),
         Err(err) => {
@@ -400,7 +398,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Parses and validates `text`; `path` is used only in messages and [`Config::path`].
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut report = error::Report::new(path);
     let config = file::read(text, &mut report, |raw, report| validate::config(raw, path, report));
     match (config, report.finish()) {

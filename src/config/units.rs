@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Parses a duration as php-fpm writes them: `"30"` (seconds), `"30s"`, `"5m"`, `"1h"`, `"1d"`,
 /// and, beyond php-fpm, `"500ms"`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     let millis_per_unit: u64 = match unit {
@@ -31,7 +31,7 @@ fn duration_error(s: &str) -> String {
 
 /// Parses a size as PHP writes them: `"1024"` (bytes), `"512K"`, `"128M"`, `"1G"` (units of
 /// 1024, either case).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let (number, shift) = match s.as_bytes().last() {
         Some(b'k' | b'K') => (&s[..s.len() - 1], 10),
         Some(b'm' | b'M') => (&s[..s.len() - 1], 20),

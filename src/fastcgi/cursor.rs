@@ -6,7 +6,7 @@ use super::{CodecError, Header, HEADER_LEN};
 
 /// One step through the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Piece<'a> {
+pub(crate) enum Piece<'a> {
     /// A record header was read.
     Header(Header),
     /// Some content bytes of the current record (padding is skipped).
@@ -17,7 +17,7 @@ pub enum Piece<'a> {
 
 /// Whether to keep going after a [`Piece::End`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(crate) enum Flow {
     /// Go on with the next record.
     Continue,
     /// Stop right after this record.
@@ -26,7 +26,7 @@ pub enum Flow {
 
 /// Position inside a record stream, kept across reads.
 #[derive(Debug, Default, Clone)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     header: [u8; HEADER_LEN],
     have: usize,
     current: Option<Header>,
@@ -36,19 +36,19 @@ pub struct Cursor {
 
 impl Cursor {
     /// A cursor at a record boundary.
-    pub fn new() -> Cursor {
+    pub(crate) fn new() -> Cursor {
         Cursor::default()
     }
 
     /// True when the cursor sits exactly between two records.
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.current.is_none() && self.have == 0
     }
 
     /// Walks `data`, reporting each piece to `f`. Returns how many bytes were
     /// consumed: all of `data`, or fewer if `f` returned [`Flow::Stop`] at the
     /// end of a record.
-    pub fn feed(&mut self, data: &[u8], mut f: impl FnMut(Piece<'_>) -> Flow) -> Result<usize, CodecError> {
+    pub(crate) fn feed(&mut self, data: &[u8], mut f: impl FnMut(Piece<'_>) -> Flow) -> Result<usize, CodecError> {
         let mut pos = 0;
         loop {
             if let Some(h) = self.current.filter(|_| self.content_left == 0 && self.padding_left == 0) {
@@ -68,7 +68,7 @@ impl Cursor {
     /// consumed and the piece they made, if any (`None` for padding or an
     /// incomplete header, whose bytes the cursor keeps). A completed record is
     /// reported as [`Piece::End`] before any further byte is taken.
-    pub fn advance<'d>(&mut self, data: &'d [u8]) -> Result<(usize, Option<Piece<'d>>), CodecError> {
+    pub(crate) fn advance<'d>(&mut self, data: &'d [u8]) -> Result<(usize, Option<Piece<'d>>), CodecError> {
         if let Some(h) = self.current.filter(|_| self.content_left == 0 && self.padding_left == 0) {
             self.current = None;
             return Ok((0, Some(Piece::End(h))));
@@ -85,12 +85,12 @@ impl Cursor {
     }
 
     /// True inside a record (after its header, before its end was reported).
-    pub fn in_record(&self) -> bool {
+    pub(crate) fn in_record(&self) -> bool {
         self.current.is_some()
     }
 
     /// The header bytes of the record being read, once its header is complete.
-    pub fn header_bytes(&self) -> &[u8; HEADER_LEN] {
+    pub(crate) fn header_bytes(&self) -> &[u8; HEADER_LEN] {
         &self.header
     }
 

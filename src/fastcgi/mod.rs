@@ -28,27 +28,29 @@
 //! in 1 byte when below 128, otherwise in 4 bytes with the high bit set.
 //!
 //! The parsing functions borrow from the caller's buffer ([`parse_record`],
-//! [`pairs`]); the encoders append to a caller-owned `Vec<u8>` so buffers can
+//! `pairs`); the encoders append to a caller-owned `Vec<u8>` so buffers can
 //! be reused across requests.
 
-pub mod cursor;
+pub(crate) mod cursor;
 mod params;
 mod record;
 
-pub use params::{encode_get_values_result, encode_pair, pairs, parse_pairs, Pair, Pairs, ParamsBuffer, MAX_PAIR_LEN};
-pub use record::{
-    encode_begin_request, encode_end_request, encode_simple_response, encode_stream, encode_unknown_type, padding_for,
-    parse_record, BeginRequest, EndRequest, Header, Record, StreamWriter,
+pub use params::encode_pair;
+pub(crate) use params::{encode_get_values_result, pairs, parse_pairs, ParamsBuffer};
+pub use record::{encode_begin_request, encode_stream, parse_record, Header, Record};
+pub(crate) use record::{
+    encode_end_request, encode_simple_response, encode_unknown_type, padding_for, BeginRequest, EndRequest,
+    StreamWriter,
 };
 
 /// The only FastCGI protocol version (`FCGI_VERSION_1`).
-pub const VERSION_1: u8 = 1;
+pub(crate) const VERSION_1: u8 = 1;
 /// Size of a record header in bytes (`FCGI_HEADER_LEN`).
-pub const HEADER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 8;
 /// Largest content length a single record can carry.
-pub const MAX_CONTENT_LEN: usize = 65535;
+pub(crate) const MAX_CONTENT_LEN: usize = 65535;
 /// Management records use request id 0.
-pub const NULL_REQUEST_ID: u16 = 0;
+pub(crate) const NULL_REQUEST_ID: u16 = 0;
 /// `BEGIN_REQUEST` flag: keep the connection open after the request ends.
 pub const FCGI_KEEP_CONN: u8 = 1;
 
@@ -82,7 +84,7 @@ pub enum RecordType {
 
 impl RecordType {
     /// Map a raw type byte to a known record type, `None` if unknown.
-    pub fn from_u8(v: u8) -> Option<RecordType> {
+    pub(crate) fn from_u8(v: u8) -> Option<RecordType> {
         use RecordType::*;
         Some(match v {
             1 => BeginRequest,
@@ -115,7 +117,7 @@ pub enum Role {
 
 impl Role {
     /// Map a raw role number to a known role, `None` if unknown.
-    pub fn from_u16(v: u16) -> Option<Role> {
+    pub(crate) fn from_u16(v: u16) -> Option<Role> {
         match v {
             1 => Some(Role::Responder),
             2 => Some(Role::Authorizer),
@@ -126,9 +128,10 @@ impl Role {
 }
 
 /// Protocol-level outcome reported in an `END_REQUEST` record.
+#[allow(dead_code, reason = "the protocol's whole table: rustfpm sends only RequestComplete and UnknownRole")]
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolStatus {
+pub(crate) enum ProtocolStatus {
     /// Normal end of request.
     RequestComplete = 0,
     /// Rejected: the application does not multiplex connections.
@@ -141,7 +144,8 @@ pub enum ProtocolStatus {
 
 impl ProtocolStatus {
     /// Map a raw status byte to a known status, `None` if unknown.
-    pub fn from_u8(v: u8) -> Option<ProtocolStatus> {
+    #[cfg(test)]
+    pub(crate) fn from_u8(v: u8) -> Option<ProtocolStatus> {
         match v {
             0 => Some(ProtocolStatus::RequestComplete),
             1 => Some(ProtocolStatus::CantMpxConn),

@@ -9,10 +9,10 @@ use super::record::{close_record, open_record};
 use super::{CodecError, RecordType, NULL_REQUEST_ID};
 
 /// One decoded name-value pair `(name, value)`, borrowed from the params bytes.
-pub type Pair<'a> = (&'a [u8], &'a [u8]);
+pub(crate) type Pair<'a> = (&'a [u8], &'a [u8]);
 
 /// Largest name or value length the 4-byte encoding can express (2^31 - 1).
-pub const MAX_PAIR_LEN: usize = 0x7fff_ffff;
+pub(crate) const MAX_PAIR_LEN: usize = 0x7fff_ffff;
 
 /// Append one length field (1 byte below 128, else 4 bytes with the high bit).
 #[inline]
@@ -28,7 +28,7 @@ fn encode_len(out: &mut Vec<u8>, len: usize) {
 /// Append one name-value pair in FastCGI encoding (1-byte length if < 128, else 4-byte with high bit).
 ///
 /// # Panics
-/// If `name` or `value` is longer than [`MAX_PAIR_LEN`] bytes.
+/// If `name` or `value` is longer than `MAX_PAIR_LEN` bytes.
 pub fn encode_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(8 + name.len() + value.len());
     encode_len(out, name.len());
@@ -40,7 +40,7 @@ pub fn encode_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Iterator over the name-value pairs of a params byte string, borrowing
 /// from it. Yields `Err` once on a truncated pair, then stops.
 #[derive(Debug, Clone)]
-pub struct Pairs<'a> {
+pub(crate) struct Pairs<'a> {
     buf: &'a [u8],
     /// Offset of the next unread byte; never exceeds `buf.len()`.
     pos: usize,
@@ -49,7 +49,7 @@ pub struct Pairs<'a> {
 
 /// Iterator version without allocation.
 #[must_use]
-pub fn pairs(buf: &[u8]) -> Pairs<'_> {
+pub(crate) fn pairs(buf: &[u8]) -> Pairs<'_> {
     Pairs { buf, pos: 0, failed: false }
 }
 
@@ -107,7 +107,7 @@ impl std::iter::FusedIterator for Pairs<'_> {}
 
 /// Parse all name-value pairs of a complete params byte string (concatenated content of PARAMS records
 /// or of a GET_VALUES record). Errors on truncated pairs (length says more than remains).
-pub fn parse_pairs(buf: &[u8]) -> Result<Vec<Pair<'_>>, CodecError> {
+pub(crate) fn parse_pairs(buf: &[u8]) -> Result<Vec<Pair<'_>>, CodecError> {
     pairs(buf).collect()
 }
 
@@ -120,7 +120,7 @@ const KNOWN_VALUES: [&[u8]; 3] = [b"FCGI_MAX_CONNS", b"FCGI_MAX_REQS", b"FCGI_MP
 /// Each known name is answered once, in query order; `mpxs_conns` is sent as
 /// `"1"` or `"0"`. On a malformed query nothing is appended and the error is
 /// returned.
-pub fn encode_get_values_result(
+pub(crate) fn encode_get_values_result(
     out: &mut Vec<u8>,
     query: &[u8],
     max_conns: u32,
@@ -182,14 +182,14 @@ pub struct ParamsBuffer {
 
 impl ParamsBuffer {
     /// An empty buffer that accepts at most `limit` bytes in total.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         ParamsBuffer { buf: Vec::new(), limit }
     }
 
     /// Append one PARAMS record's content. Err(ParamsTooLarge{limit}) once total > limit.
     ///
     /// On error nothing is appended.
-    pub fn push(&mut self, content: &[u8]) -> Result<(), CodecError> {
+    pub(crate) fn push(&mut self, content: &[u8]) -> Result<(), CodecError> {
         // Invariant: buf.len() <= limit, so the subtraction cannot underflow.
         if content.len() > self.limit - self.buf.len() {
             return Err(CodecError::ParamsTooLarge { limit: self.limit });
@@ -199,39 +199,43 @@ impl ParamsBuffer {
     }
 
     /// The accumulated params bytes.
-    pub fn bytes(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// Number of accumulated bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// Whether nothing has been accumulated.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     /// The byte limit given to [`ParamsBuffer::new`].
-    pub fn limit(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// Forget the accumulated bytes, keeping the allocation.
-    pub fn clear(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn clear(&mut self) {
         self.buf.clear();
     }
 
     /// Iterate over the accumulated name-value pairs.
-    pub fn pairs(&self) -> Pairs<'_> {
+    pub(crate) fn pairs(&self) -> Pairs<'_> {
         pairs(&self.buf)
     }
 
     /// A param's value as php-cgi sees it: the **last** occurrence of a
     /// repeated name (php-cgi's `fcgi_hash_set` replaces the value it holds).
     /// None if absent or if the params are malformed.
-    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
         let mut found = None;
         for pair in self.pairs() {
             let (n, v) = pair.ok()?;
@@ -243,12 +247,12 @@ impl ParamsBuffer {
     }
 
     /// [`ParamsBuffer::get`] as text (invalid UTF-8 replaced), empty if absent.
-    pub fn text(&self, name: &[u8]) -> String {
+    pub(crate) fn text(&self, name: &[u8]) -> String {
         String::from_utf8_lossy(self.get(name).unwrap_or_default()).into_owned()
     }
 
     /// [`ParamsBuffer::get`] as a number (`CONTENT_LENGTH`), without allocating.
-    pub fn number(&self, name: &[u8]) -> Option<u64> {
+    pub(crate) fn number(&self, name: &[u8]) -> Option<u64> {
         std::str::from_utf8(self.get(name)?).ok()?.trim().parse().ok()
     }
 }

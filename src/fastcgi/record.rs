@@ -8,18 +8,18 @@ use super::{
 
 /// Number of padding bytes that round `content_len` up to a multiple of 8.
 #[inline]
-pub fn padding_for(content_len: usize) -> u8 {
+pub(crate) fn padding_for(content_len: usize) -> u8 {
     ((8 - (content_len & 7)) & 7) as u8
 }
 
 /// A decoded record header (see the module docs for the byte layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Protocol version, always [`VERSION_1`] once parsed.
+    /// Protocol version, always `VERSION_1` once parsed.
     pub version: u8,
     /// Raw record type; may be a type we do not know (see [`Header::kind`]).
     pub record_type: u8,
-    /// Request id, [`NULL_REQUEST_ID`] for management records.
+    /// Request id, `NULL_REQUEST_ID` for management records.
     pub request_id: u16,
     /// Number of content bytes following the header.
     pub content_length: u16,
@@ -30,7 +30,7 @@ pub struct Header {
 impl Header {
     /// Header for a record of `content_length` bytes, padded to a multiple of 8.
     #[inline]
-    pub fn new(record_type: RecordType, request_id: u16, content_length: u16) -> Header {
+    pub(crate) fn new(record_type: RecordType, request_id: u16, content_length: u16) -> Header {
         Header {
             version: VERSION_1,
             record_type: record_type as u8,
@@ -42,7 +42,7 @@ impl Header {
 
     /// Parse the 8 header bytes. Ok(None) if buf.len() < 8. Err(BadVersion) if version != 1.
     #[inline]
-    pub fn parse(buf: &[u8]) -> Result<Option<Header>, CodecError> {
+    pub(crate) fn parse(buf: &[u8]) -> Result<Option<Header>, CodecError> {
         let Some(b) = buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
@@ -69,13 +69,13 @@ impl Header {
 
     /// Append the 8 wire bytes of this header to `out`.
     #[inline]
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_bytes());
     }
 
     /// header + content + padding
     #[inline]
-    pub fn record_len(&self) -> usize {
+    pub(crate) fn record_len(&self) -> usize {
         HEADER_LEN + usize::from(self.content_length) + usize::from(self.padding_length)
     }
 
@@ -112,7 +112,7 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, CodecErro
 
 /// Body of a `BEGIN_REQUEST` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BeginRequest {
+pub(crate) struct BeginRequest {
     /// Raw role number (see [`BeginRequest::role_kind`]).
     pub role: u16,
     /// Flags, e.g. [`FCGI_KEEP_CONN`].
@@ -121,34 +121,34 @@ pub struct BeginRequest {
 
 impl BeginRequest {
     /// content must be exactly 8 bytes else Err(BadBeginRequest)
-    pub fn parse(content: &[u8]) -> Result<BeginRequest, CodecError> {
+    pub(crate) fn parse(content: &[u8]) -> Result<BeginRequest, CodecError> {
         let b: &[u8; 8] = content.try_into().map_err(|_| CodecError::BadBeginRequest(content.len()))?;
         Ok(BeginRequest { role: u16::from_be_bytes([b[0], b[1]]), flags: b[2] })
     }
 
     /// Whether the web server wants the connection kept open afterwards.
-    pub fn keep_conn(&self) -> bool {
+    pub(crate) fn keep_conn(&self) -> bool {
         self.flags & FCGI_KEEP_CONN != 0
     }
 
     /// The role, `None` if the raw role number is unknown.
-    pub fn role_kind(&self) -> Option<Role> {
+    pub(crate) fn role_kind(&self) -> Option<Role> {
         Role::from_u16(self.role)
     }
 }
 
 /// Body of an `END_REQUEST` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndRequest {
+pub(crate) struct EndRequest {
     /// Application exit status (like a CGI exit code).
     pub app_status: u32,
-    /// Raw protocol status (see [`ProtocolStatus::from_u8`]).
+    /// Raw protocol status (a [`ProtocolStatus`] value).
     pub protocol_status: u8,
 }
 
 impl EndRequest {
     /// content must be exactly 8 bytes else Err(BadEndRequest)
-    pub fn parse(content: &[u8]) -> Result<EndRequest, CodecError> {
+    pub(crate) fn parse(content: &[u8]) -> Result<EndRequest, CodecError> {
         let b: &[u8; 8] = content.try_into().map_err(|_| CodecError::BadEndRequest(content.len()))?;
         Ok(EndRequest { app_status: u32::from_be_bytes([b[0], b[1], b[2], b[3]]), protocol_status: b[4] })
     }
@@ -169,7 +169,7 @@ pub fn encode_begin_request(out: &mut Vec<u8>, request_id: u16, role: Role, flag
 }
 
 /// Append an `END_REQUEST` record.
-pub fn encode_end_request(out: &mut Vec<u8>, request_id: u16, app_status: u32, status: ProtocolStatus) {
+pub(crate) fn encode_end_request(out: &mut Vec<u8>, request_id: u16, app_status: u32, status: ProtocolStatus) {
     let [a0, a1, a2, a3] = app_status.to_be_bytes();
     let body = [a0, a1, a2, a3, status as u8, 0, 0, 0];
     encode_fixed(out, RecordType::EndRequest, request_id, body);
@@ -177,7 +177,7 @@ pub fn encode_end_request(out: &mut Vec<u8>, request_id: u16, app_status: u32, s
 
 /// Append an `UNKNOWN_TYPE` management record (request id 0) naming the
 /// record type byte we did not understand.
-pub fn encode_unknown_type(out: &mut Vec<u8>, unknown: u8) {
+pub(crate) fn encode_unknown_type(out: &mut Vec<u8>, unknown: u8) {
     let body = [unknown, 0, 0, 0, 0, 0, 0, 0];
     encode_fixed(out, RecordType::UnknownType, NULL_REQUEST_ID, body);
 }
@@ -211,7 +211,7 @@ pub(crate) fn close_record(out: &mut Vec<u8>, start: usize) {
 /// drop. No empty end-of-stream record is written: use [`encode_stream`]
 /// with empty data for that.
 #[derive(Debug)]
-pub struct StreamWriter<'o> {
+pub(crate) struct StreamWriter<'o> {
     out: &'o mut Vec<u8>,
     record_type: RecordType,
     request_id: u16,
@@ -221,12 +221,12 @@ pub struct StreamWriter<'o> {
 
 impl<'o> StreamWriter<'o> {
     /// Start writing `record_type` records for `request_id` at the end of `out`.
-    pub fn new(out: &'o mut Vec<u8>, record_type: RecordType, request_id: u16) -> Self {
+    pub(crate) fn new(out: &'o mut Vec<u8>, record_type: RecordType, request_id: u16) -> Self {
         StreamWriter { out, record_type, request_id, open: None }
     }
 
     /// Append `data` to the stream, splitting it across records as needed.
-    pub fn write(&mut self, mut data: &[u8]) {
+    pub(crate) fn write(&mut self, mut data: &[u8]) {
         let records = data.len() / MAX_CONTENT_LEN + 1;
         self.out.reserve(data.len() + records * (HEADER_LEN + 7));
         while !data.is_empty() {
@@ -242,7 +242,7 @@ impl<'o> StreamWriter<'o> {
     }
 
     /// Close the open record, if any.
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.close();
     }
 
@@ -288,7 +288,7 @@ pub fn encode_stream(out: &mut Vec<u8>, record_type: RecordType, request_id: u16
 ///
 /// Header names and values are written verbatim: callers must not pass
 /// values containing CR or LF.
-pub fn encode_simple_response(
+pub(crate) fn encode_simple_response(
     out: &mut Vec<u8>,
     request_id: u16,
     status: &str,

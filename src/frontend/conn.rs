@@ -194,7 +194,7 @@ where
     let mut lease = proxy::Lease::new(&pool, worker, queued, info);
     lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer, head.started));
     match proxy::run(conn, lease, &head).await {
-        Outcome::Done { .. } => Ok(head.keep_conn),
+        Outcome::Done => Ok(head.keep_conn),
         Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
         Outcome::ClientGone(e) => Err(e),
     }

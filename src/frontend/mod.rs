@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-pub use listen::{bind, ListenError, Listener, PoolListeners};
+pub use listen::{bind, Listener, PoolListeners};
 
 use crate::pool::Pool;
 use limits::Throttle;

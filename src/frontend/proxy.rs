@@ -26,8 +26,8 @@ pub const MAX_BODY_BUFFER: usize = 128 * 1024;
 /// How a proxied request ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The child answered; `status` is the HTTP status it sent.
-    Done { status: u16 },
+    /// The child answered.
+    Done,
     /// The child went away mid-request. `answered`: nginx got a 502.
     ChildLost { answered: bool },
     /// nginx went away (or broke protocol); the child's connection was closed.
@@ -205,7 +205,7 @@ where
             let body_sent = request.done || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
             lease.release(response.status, sent_whole_records && body_sent);
             match super::body::skip(conn, &mut request).await {
-                Ok(()) => Outcome::Done { status: response.status },
+                Ok(()) => Outcome::Done,
                 Err(e) => Outcome::ClientGone(e),
             }
         }

@@ -275,16 +275,13 @@ impl Cache {
     }
 
     /// Answers held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries
     }
 
-    /// Whether no answer is held.
-    pub fn is_empty(&self) -> bool {
-        self.entries == 0
-    }
-
     /// Path bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
 pub use balancer::{AcquireError, Balancer};
-pub use msg::{AbandonCause, Abandoned, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
+pub use msg::{AbandonCause, Abandoned, PoolMsg, PoolSnapshot, RequestInfo, SlotState};
 pub use worker::{ChildSocket, Worker};
 
 use crate::accesslog::PoolLogs;

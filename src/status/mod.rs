@@ -6,7 +6,7 @@ mod render;
 
 use std::time::{Duration, SystemTime};
 
-pub use render::{parse_query, render, Format};
+pub use render::{parse_query, render};
 
 /// One pool's status, as php-fpm reports it.
 #[derive(Debug, Clone)]

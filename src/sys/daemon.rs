@@ -17,10 +17,10 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, dup2, fork, pipe2, setsid, ForkResult, Pid};
 
 /// How long the original process waits for the daemon's word (php-fpm's 10 s).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exit code of the original process when the daemon neither got ready nor
 /// exited in time, or died of a signal (EX_SOFTWARE, as php-fpm).
-pub const EXIT_NO_WORD: i32 = 70;
+pub(crate) const EXIT_NO_WORD: i32 = 70;
 /// The byte that says "ready".
 const READY: u8 = b'1';
 
@@ -86,7 +86,7 @@ impl Readiness {
     /// In the daemon, once it is ready to handle connections: detaches from
     /// the terminal (stdin, stdout, stderr to /dev/null) and tells the
     /// original process, which then exits 0.
-    pub fn notify(self) -> io::Result<()> {
+    pub(crate) fn notify(self) -> io::Result<()> {
         let null = File::options().read(true).write(true).open("/dev/null")?;
         for fd in 0..=2 {
             dup2(null.as_raw_fd(), fd)?;

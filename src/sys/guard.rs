@@ -49,22 +49,22 @@ impl Guard {
     }
 
     /// Pid of the guard process.
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         self.pid
     }
 
     /// Adds a process group to kill when rustfpm dies.
-    pub fn watch_group(&mut self, pgid: Pid) {
+    pub(crate) fn watch_group(&mut self, pgid: Pid) {
         let _ = self.pipe.write_all(&pgid.as_raw().to_ne_bytes());
     }
 
     /// Removes a process group that rustfpm has reaped itself.
-    pub fn forget_group(&mut self, pgid: Pid) {
+    pub(crate) fn forget_group(&mut self, pgid: Pid) {
         let _ = self.pipe.write_all(&(-pgid.as_raw()).to_ne_bytes());
     }
 
     /// Ends the guard (closes its pipe) and reaps it (normal shutdown).
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         let pid = self.pid;
         drop(self.pipe);
         let _ = waitpid(pid, None);

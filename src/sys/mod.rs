@@ -3,13 +3,13 @@
 
 pub mod daemon;
 pub mod guard;
-pub mod localtime;
-pub mod pidfd;
-pub mod proc_events;
-pub mod procfs;
+pub(crate) mod localtime;
+pub(crate) mod pidfd;
+pub(crate) mod proc_events;
+pub(crate) mod procfs;
 pub mod rlimit;
-pub mod rundir;
+pub(crate) mod rundir;
 pub mod safe_fs;
-pub mod sockdiag;
-pub mod syslog;
+pub(crate) mod sockdiag;
+pub(crate) mod syslog;
 pub mod systemd;

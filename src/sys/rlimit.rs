@@ -21,11 +21,11 @@ pub fn set_open_files(wanted: Option<u64>) -> std::io::Result<u64> {
 }
 
 /// The soft RLIMIT_NOFILE in force.
-pub fn open_files() -> u64 {
+pub(crate) fn open_files() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
 /// How many descriptors this process has open now.
-pub fn open_now() -> u64 {
+pub(crate) fn open_now() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u64)
 }

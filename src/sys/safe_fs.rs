@@ -8,7 +8,7 @@
 //! The defence: a path is walked one component at a time from `/` with `openat(O_PATH |
 //! O_NOFOLLOW)`, holding each directory by its descriptor, so a component swapped after it
 //! was opened changes nothing. A symlink on the way is followed only where no other user
-//! could have placed it or swapped it: in a [trusted](Dir::trusted) directory (owned by root
+//! could have placed it or swapped it: in a trusted directory (owned by root
 //! or by rustfpm's user and writable by no one else), or owned by root/rustfpm's user in a
 //! sticky directory owned by them (`/tmp`). Anywhere else it is refused with an error that
 //! names the link and its owner. The last component is opened with `O_NOFOLLOW` from the
@@ -36,7 +36,7 @@ const NAME_ATTEMPTS: usize = 16;
 
 /// Why a path was refused: what was found there, and who owns it.
 #[derive(Debug, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// A symlink in a directory where another user could have placed it.
     #[error("refusing {path}: it is a symbolic link owned by {owner}, in a directory other users can write")]
     Symlink { path: PathBuf, owner: Owner },
@@ -65,7 +65,7 @@ impl From<Refused> for io::Error {
 
 /// A file's owner, shown as `uid N (name)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner(pub u32);
+pub(crate) struct Owner(pub u32);
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,7 +92,7 @@ impl FileId {
 /// A directory held by its descriptor (`O_PATH`), reached without following a link that
 /// another user could have placed.
 #[derive(Debug)]
-pub struct Dir {
+pub(crate) struct Dir {
     fd: OwnedFd,
     path: PathBuf,
     stat: FileStat,
@@ -103,35 +103,36 @@ pub struct Dir {
 
 impl Dir {
     /// Opens the directory `path` (made absolute against the working directory).
-    pub fn open(path: &Path) -> io::Result<Dir> {
+    pub(crate) fn open(path: &Path) -> io::Result<Dir> {
         let path = std::path::absolute(path)?;
         let mut budget = MAX_SYMLINKS;
         walk(root()?, &path, &mut budget)
     }
 
     /// The directory's path, as asked (symlinks not resolved).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The descriptor, for `*at` calls and `/proc/self/fd/N` paths.
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
     /// The directory's owner.
-    pub fn owner(&self) -> Owner {
+    pub(crate) fn owner(&self) -> Owner {
         Owner(self.stat.st_uid)
     }
 
     /// Owned by root or by rustfpm's user, and writable by no one else: nothing in it can
     /// have been placed by another user.
-    pub fn trusted(&self) -> bool {
+    pub(crate) fn trusted(&self) -> bool {
         trusted_owner(self.stat.st_uid) && self.stat.st_mode & 0o022 == 0
     }
 
     /// True when no other user can change what this directory's path names.
-    pub fn stable(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn stable(&self) -> bool {
         self.stable
     }
 
@@ -142,7 +143,7 @@ impl Dir {
     }
 
     /// The entry `name` itself (a link is not followed), or `None` when there is none.
-    pub fn entry(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+    pub(crate) fn entry(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
         match fstatat(Some(self.fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(st)),
             Err(nix::Error::ENOENT) => Ok(None),
@@ -286,7 +287,7 @@ impl Dir {
 
     /// Creates a new directory `PREFIX` + 6 random characters with exactly `mode`, in this
     /// directory; fails unless no other user can remove or rename it afterwards.
-    pub fn create_private_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
+    pub(crate) fn create_private_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
         if !(self.stable && self.keeps_our_entries()) {
             let mode = self.stat.st_mode & 0o7777;
             return Err(Refused::Unstable { path: self.path.clone(), owner: self.owner(), mode }.into());
@@ -297,7 +298,7 @@ impl Dir {
     /// Creates a new directory `PREFIX` + 6 random characters with exactly `mode`, in this
     /// directory, and opens it. Its path may be renamed by whoever can write here; use its
     /// descriptor.
-    pub fn make_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
+    pub(crate) fn make_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
         let name = self.fresh_name(prefix, |name| mkdirat(Some(self.fd()), name, Mode::S_IRWXU))?;
         let result = self.open_own_dir(&name, mode);
         if result.is_err() {
@@ -331,7 +332,7 @@ impl Dir {
 
     /// Moves our entry `from` of this directory to `to` in `dest`, replacing (not following)
     /// whatever `to` named.
-    pub fn rename_into(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
+    pub(crate) fn rename_into(&self, from: &OsStr, dest: &Dir, to: &OsStr) -> io::Result<()> {
         renameat(Some(self.fd()), from, Some(dest.fd()), to).map_err(|e| dest.io_err(to, e))
     }
 
@@ -346,7 +347,7 @@ impl Dir {
     }
 
     /// The identity of the entry `name` (not following a link).
-    pub fn id_of(&self, name: &OsStr) -> io::Result<FileId> {
+    pub(crate) fn id_of(&self, name: &OsStr) -> io::Result<FileId> {
         match self.entry(name)? {
             Some(st) => Ok(FileId::of(&st)),
             None => Err(self.io_err(name, nix::Error::ENOENT)),
@@ -354,12 +355,12 @@ impl Dir {
     }
 
     /// Removes the entry `name` (not a directory).
-    pub fn remove(&self, name: &OsStr) -> io::Result<()> {
+    pub(crate) fn remove(&self, name: &OsStr) -> io::Result<()> {
         unlinkat(Some(self.fd()), name, UnlinkatFlags::NoRemoveDir).map_err(|e| self.io_err(name, e))
     }
 
     /// Removes the empty directory `name`.
-    pub fn remove_dir(&self, name: &OsStr) -> io::Result<()> {
+    pub(crate) fn remove_dir(&self, name: &OsStr) -> io::Result<()> {
         unlinkat(Some(self.fd()), name, UnlinkatFlags::RemoveDir).map_err(|e| self.io_err(name, e))
     }
 }
@@ -390,7 +391,7 @@ fn walk(start: Dir, path: &Path, budget: &mut usize) -> io::Result<Dir> {
 }
 
 /// `path`'s directory and file name; an error when it names no file (`/`, `..`).
-pub fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
+pub(crate) fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !path.as_os_str().as_bytes().ends_with(b"/") => Ok((parent.into(), name.into())),
         _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file name", path.display()))),
@@ -409,7 +410,7 @@ fn resolve(path: &Path) -> io::Result<(Dir, OsString, bool)> {
 /// Opens `path` for appending, creating it with `mode` (less the umask) if missing, without
 /// following a link another user placed (see the module docs). For logs, at start and on
 /// every reopen.
-pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+pub(crate) fn open_append(path: &Path, mode: u32) -> io::Result<File> {
     let (dir, name, through) = resolve(path)?;
     dir.open_file(&name, OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT, mode, through)
 }
@@ -457,7 +458,7 @@ fn trusted_owner(uid: u32) -> bool {
 }
 
 /// True when `st` is of `kind` (`S_IFREG`, `S_IFLNK`, `S_IFSOCK`, ...).
-pub fn is(st: &FileStat, kind: SFlag) -> bool {
+pub(crate) fn is(st: &FileStat, kind: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == kind.bits()
 }
 

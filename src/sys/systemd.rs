@@ -11,7 +11,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// True when a service manager listens for notifications (`NOTIFY_SOCKET` is set).
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty())
 }
 
@@ -21,12 +21,12 @@ fn send(states: &[NotifyState<'_>]) -> std::io::Result<()> {
 }
 
 /// `READY=1`, this process's `MAINPID=` and a `STATUS=` line: every pool answers.
-pub fn ready(status: &str) -> std::io::Result<()> {
+pub(crate) fn ready(status: &str) -> std::io::Result<()> {
     send(&[NotifyState::Ready, NotifyState::MainPid(std::process::id()), NotifyState::Status(status)])
 }
 
 /// `RELOADING=1` with `MONOTONIC_USEC=` (systemd 253+ matches the two to time the reload).
-pub fn reloading() -> std::io::Result<()> {
+pub(crate) fn reloading() -> std::io::Result<()> {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now, NotifyState::Status("Reloading")]),
         Err(_) => send(&[NotifyState::Reloading, NotifyState::Status("Reloading")]),
@@ -34,27 +34,27 @@ pub fn reloading() -> std::io::Result<()> {
 }
 
 /// `STOPPING=1`.
-pub fn stopping() -> std::io::Result<()> {
+pub(crate) fn stopping() -> std::io::Result<()> {
     send(&[NotifyState::Stopping, NotifyState::Status("Stopping")])
 }
 
 /// A new `STATUS=` line.
-pub fn status(line: &str) -> std::io::Result<()> {
+pub(crate) fn status(line: &str) -> std::io::Result<()> {
     send(&[NotifyState::Status(line)])
 }
 
 /// `MAINPID=pid`: sent by the original process of a daemon for the daemon.
-pub fn main_pid(pid: u32) -> std::io::Result<()> {
+pub(crate) fn main_pid(pid: u32) -> std::io::Result<()> {
     send(&[NotifyState::MainPid(pid)])
 }
 
 /// `WATCHDOG=1`.
-pub fn watchdog() -> std::io::Result<()> {
+pub(crate) fn watchdog() -> std::io::Result<()> {
     send(&[NotifyState::Watchdog])
 }
 
 /// `WatchdogSec=` as systemd passed it (`WATCHDOG_USEC`, for this process), if set.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
 }
 
@@ -63,7 +63,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// get duplicates, so the socket outlives reloads, and its path is never
 /// unlinked by rustfpm.
 #[derive(Debug)]
-pub struct Activated {
+pub(crate) struct Activated {
     /// The descriptor (close-on-exec: never inherited by php-cgi).
     pub fd: OwnedFd,
     /// Its `FileDescriptorName=` (systemd's default is the socket unit's name).
@@ -73,12 +73,12 @@ pub struct Activated {
 
 impl Activated {
     /// Marks the socket as taken by a pool.
-    pub fn take(&self) {
+    pub(crate) fn take(&self) {
         self.used.store(true, Ordering::Relaxed);
     }
 
     /// True once a pool took it.
-    pub fn is_used(&self) -> bool {
+    pub(crate) fn is_used(&self) -> bool {
         self.used.load(Ordering::Relaxed)
     }
 }
@@ -126,6 +126,6 @@ pub unsafe fn take_activated_sockets() -> std::io::Result<Taken> {
 }
 
 /// The sockets systemd passed (empty without socket activation).
-pub fn activated() -> &'static [Activated] {
+pub(crate) fn activated() -> &'static [Activated] {
     ACTIVATED.get().map_or(&[], Vec::as_slice)
 }

@@ -472,24 +472,6 @@ pub fn wait_at_rest(port: u16, path: &str, children: u64, timeout: Duration) -> 
 /// The path of the status page the fault, soak and stress pools serve.
 pub const STATUS: &str = "/status";
 
-/// The php-cgi children under `fpm` (php-cgi processes whose parent is php-cgi).
-pub fn php_children(fpm: &super::Rustfpm) -> Vec<i32> {
-    let pids = fpm.php_pids();
-    pids.iter()
-        .copied()
-        .filter(|p| matches!(super::proc_stat(*p), Some((_, _, ppid)) if pids.contains(&ppid)))
-        .collect()
-}
-
-/// The php-cgi parents under `fpm` (php-cgi processes whose parent is not php-cgi).
-pub fn php_parents(fpm: &super::Rustfpm) -> Vec<i32> {
-    let pids = fpm.php_pids();
-    pids.iter()
-        .copied()
-        .filter(|p| matches!(super::proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid)))
-        .collect()
-}
-
 /// Hello world, half the clients through nginx keep-alive, every `sleep_every`th
 /// request a short sleep (so that kills hit requests in flight).
 pub fn hello_mix(sleep_every: u64) -> Mix {
@@ -520,7 +502,7 @@ pub fn pool_at_rest(fpm: &super::Rustfpm, port: u16, children: u64, what: &str) 
 pub fn slots_are_children(status: &serde_json::Value, fpm: &super::Rustfpm) -> Result<(), String> {
     let mut shown: Vec<i64> =
         status["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_i64()).collect();
-    let mut live: Vec<i64> = php_children(fpm).into_iter().map(i64::from).collect();
+    let mut live: Vec<i64> = fpm.php_children().into_iter().map(i64::from).collect();
     shown.sort_unstable();
     live.sort_unstable();
     if shown != live {

@@ -34,13 +34,20 @@ pub fn require_file(path: &str, package: &str) {
     assert!(Path::new(path).exists(), "{path} is missing: install {package} (scripts/test.sh does)");
 }
 
-/// The TOML `user` line of a test pool: www-data when running as root.
-pub fn user_line() -> &'static str {
-    if is_root() {
-        "user = \"www-data\"\n"
-    } else {
-        ""
-    }
+/// The user test pools run as: www-data when the tests run as root, none
+/// (the test's own user) otherwise.
+pub fn pool_user() -> Option<&'static str> {
+    is_root().then_some("www-data")
+}
+
+/// The TOML `user` line of a test pool run as [`pool_user`].
+pub fn user_line() -> String {
+    pool_user().map(|u| format!("user = \"{u}\"\n")).unwrap_or_default()
+}
+
+/// The php-fpm (ini) `user` line of a test pool run as [`pool_user`].
+pub fn ini_user_line() -> String {
+    pool_user().map(|u| format!("user = {u}\n")).unwrap_or_default()
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -94,6 +101,13 @@ impl Site {
         self.dir.path().join("scratch")
     }
 
+    /// Writes `text` as the site's `rustfpm.toml`; returns its path.
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path().join("rustfpm.toml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
     /// Adds a PHP script to the docroot.
     pub fn script(&self, name: &str, body: &str) {
         std::fs::write(self.www().join(name), body).unwrap();
@@ -108,23 +122,87 @@ pub struct Rustfpm {
     pub log: PathBuf,
 }
 
-/// Options for a test pool.
+/// How a test pool manages its children: `pm` and the numbers that go with it
+/// (`pm_max_children` is [`PoolOptions::children`]).
+#[derive(Clone, Debug)]
+pub enum Pm {
+    /// `pm = "static"`: all children all the time.
+    Static,
+    /// `pm = "dynamic"`: `start` children at first, between `min_spare` and
+    /// `max_spare` idle ones later.
+    Dynamic { start: usize, min_spare: usize, max_spare: usize },
+    /// `pm = "ondemand"`: children start for requests and end after
+    /// `idle_timeout` (a duration such as `"1s"`) idle.
+    Ondemand { idle_timeout: &'static str },
+}
+
+/// A test config: `[global]` and the pool `www` (plus any `tables`).
 #[derive(Clone)]
 pub struct PoolOptions {
+    /// `pm_max_children`.
     pub children: usize,
+    /// `pm` and its numbers.
+    pub pm: Pm,
+    /// The pool's `user` (default: [`pool_user`]).
+    pub user: Option<&'static str>,
     /// Extra lines appended inside `[pool.www]`.
     pub extra: String,
-    /// Extra TOML appended after the pool (e.g. `[pool.www.env]` tables).
+    /// Extra TOML appended after the pool (e.g. `[pool.www.env]` tables, other pools).
     pub tables: String,
     /// Listen on TCP 127.0.0.1:PORT instead of a unix socket.
     pub tcp_port: Option<u16>,
+    /// `[global]`'s `error_log` (default `stderr`; None writes no line).
+    pub error_log: Option<String>,
+    /// `[global]`'s `log_level` (default `debug`).
+    pub log_level: &'static str,
     /// Extra lines inside `[global]`.
     pub global: String,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { children: 4, extra: String::new(), tables: String::new(), tcp_port: None, global: String::new() }
+        PoolOptions {
+            children: 4,
+            pm: Pm::Static,
+            user: pool_user(),
+            extra: String::new(),
+            tables: String::new(),
+            tcp_port: None,
+            error_log: Some("stderr".into()),
+            log_level: "debug",
+            global: String::new(),
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The whole config: `[global]`, then `[pool.www]` listening on `listen`,
+    /// then [`PoolOptions::tables`].
+    pub fn config_text(&self, listen: impl std::fmt::Display) -> String {
+        format!("{}\n{}\n{}\n", self.global_table(), self.pool_table("www", listen), self.tables)
+    }
+
+    /// The `[global]` table of these options.
+    pub fn global_table(&self) -> String {
+        let error_log = self.error_log.as_ref().map(|e| format!("error_log = \"{e}\"\n")).unwrap_or_default();
+        format!("[global]\n{error_log}log_level = \"{}\"\n{}\n", self.log_level, self.global)
+    }
+
+    /// The `[pool.NAME]` table of these options (without [`PoolOptions::tables`]):
+    /// for a config with several pools.
+    pub fn pool_table(&self, name: &str, listen: impl std::fmt::Display) -> String {
+        let pm = match &self.pm {
+            Pm::Static => "pm = \"static\"\n".to_string(),
+            Pm::Dynamic { start, min_spare, max_spare } => format!(
+                "pm = \"dynamic\"\npm_start_servers = {start}\npm_min_spare_servers = {min_spare}\n\
+                 pm_max_spare_servers = {max_spare}\n"
+            ),
+            Pm::Ondemand { idle_timeout } => {
+                format!("pm = \"ondemand\"\npm_process_idle_timeout = \"{idle_timeout}\"\n")
+            }
+        };
+        let user = self.user.map(|u| format!("user = \"{u}\"\n")).unwrap_or_default();
+        format!("[pool.{name}]\nlisten = \"{listen}\"\n{pm}pm_max_children = {}\n{user}{}\n", self.children, self.extra)
     }
 }
 
@@ -143,13 +221,7 @@ impl Rustfpm {
             Some(port) => format!("127.0.0.1:{port}"),
             None => socket.display().to_string(),
         };
-        let user = user_line();
-        let text = format!(
-            "[global]\nerror_log = \"stderr\"\nlog_level = \"debug\"\n{}\n\n[pool.www]\nlisten = \"{listen}\"\npm = \"static\"\npm_max_children = {}\n{user}{}\n{}\n",
-            opts.global, opts.children, opts.extra, opts.tables
-        );
-        let config = site.path().join("rustfpm.toml");
-        std::fs::write(&config, text).unwrap();
+        let config = site.write_config(&opts.config_text(&listen));
         (config, opts.tcp_port.is_none().then_some(socket))
     }
 
@@ -174,23 +246,28 @@ impl Rustfpm {
         socket: Option<PathBuf>,
         setup: impl FnOnce(&mut Command),
     ) -> Rustfpm {
-        let log = site.path().join("rustfpm.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
         setup(&mut command);
-        let child = command
-            .arg("--config")
-            .arg(config)
-            .env("RUSTFPM_TEST_SECRET", "must-not-leak")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rustfpm");
-        let fpm =
-            Rustfpm { child: Some(child), socket: socket.clone().unwrap_or_default(), config: config.into(), log };
-        let ready = wait_until(Duration::from_secs(10), || fpm.log_text().contains("ready to handle connections"));
-        assert!(ready, "rustfpm did not become ready:\n{}", fpm.log_text());
+        command.arg("--config").arg(config).env("RUSTFPM_TEST_SECRET", "must-not-leak");
+        let fpm = Self::spawn(site, command, config, &socket.unwrap_or_default());
+        fpm.wait_ready();
         fpm
+    }
+
+    /// Runs rustfpm with `args` (which name `config`, and make it listen on
+    /// `socket`) and waits until it is ready.
+    pub fn start_args(site: &Site, args: &[&str], config: &Path, socket: &Path) -> Rustfpm {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
+        command.args(args);
+        let fpm = Self::spawn(site, command, config, socket);
+        fpm.wait_ready();
+        fpm
+    }
+
+    /// Waits until rustfpm logs that it is ready; fails the test with its log if not.
+    pub fn wait_ready(&self) {
+        let ready = wait_until(Duration::from_secs(10), || self.log_text().contains("ready to handle connections"));
+        assert!(ready, "rustfpm did not become ready:\n{}", self.log_text());
     }
 
     /// Runs `cmd` (rustfpm, or a wrapper that execs it, such as `setpriv` or
@@ -240,6 +317,25 @@ impl Rustfpm {
     pub fn php_pids(&self) -> Vec<i32> {
         descendants(self.pid()).into_iter().filter(|p| is_live_php(*p)).collect()
     }
+
+    /// The php-cgi parents under rustfpm (php-cgi processes whose parent is not php-cgi).
+    pub fn php_parents(&self) -> Vec<i32> {
+        let pids = self.php_pids();
+        pids.iter().copied().filter(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if !pids.contains(&ppid))).collect()
+    }
+
+    /// The single php-cgi parent of a one-pool rustfpm (None while there is
+    /// none, or more than one during a reload).
+    pub fn php_parent(&self) -> Option<i32> {
+        let parents = self.php_parents();
+        (parents.len() == 1).then(|| parents[0])
+    }
+
+    /// The php-cgi children under rustfpm (php-cgi processes whose parent is php-cgi).
+    pub fn php_children(&self) -> Vec<i32> {
+        let pids = self.php_pids();
+        pids.iter().copied().filter(|p| matches!(proc_stat(*p), Some((_, _, ppid)) if pids.contains(&ppid))).collect()
+    }
 }
 
 impl Drop for Rustfpm {
@@ -287,6 +383,11 @@ pub fn proc_stat(pid: i32) -> Option<(String, char, i32)> {
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
     Some((comm, state, ppid))
+}
+
+/// The live php-cgi children of the php-cgi parent `parent`.
+pub fn php_children_of(parent: i32) -> Vec<i32> {
+    descendants(parent).into_iter().filter(|p| is_live_php(*p)).collect()
 }
 
 /// True if `pid` is a php-cgi process that is alive (not a zombie).
@@ -349,7 +450,7 @@ impl Nginx {
     pub fn start_http(site: &Site, http_body: &str) -> Nginx {
         let port = free_port();
         let dir = site.path();
-        let user = if is_root() { "user www-data;" } else { "" };
+        let user = pool_user().map(|u| format!("user {u};")).unwrap_or_default();
         let conf = format!(
             r#"{user}
 worker_processes 1;
@@ -375,6 +476,7 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        require_file("/usr/sbin/nginx", "nginx");
         let child = Command::new("nginx")
             .arg("-c")
             .arg(&conf_path)
@@ -385,7 +487,7 @@ http {{
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .expect("start nginx (apt-get install nginx)");
+            .unwrap_or_else(|e| panic!("start nginx: {e}"));
         let nginx = Nginx { child, port };
         let up = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(
@@ -502,6 +604,13 @@ pub fn wait_file(path: &Path, timeout: Duration) -> Option<String> {
 /// GET `url`.
 pub fn get(url: &str) -> Response {
     finish(agent().get(url).call())
+}
+
+/// GET `url`, which must answer 200 with JSON (a status page's `?json`); decoded.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let r = get(url);
+    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {}", r.text()))
 }
 
 /// GET with extra request headers.

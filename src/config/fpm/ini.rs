@@ -22,7 +22,7 @@ pub(super) struct Entry {
 
 impl Entry {
     /// The directive as written: `pm.max_children`, `env[PATH]`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match &self.index {
             Some(index) => format!("{}[{index}]", self.name),
             None => self.name.clone(),
