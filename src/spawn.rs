@@ -6,7 +6,7 @@ use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 
 use nix::unistd::{Gid, Pid, Uid};
 
@@ -66,8 +66,9 @@ pub struct Credentials {
     pub groups: Vec<Gid>,
 }
 
-/// Execs a pool's php-cgi parent; returns its pid.
-pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+/// Execs a pool's php-cgi parent; returns its pid. For the supervisor only:
+/// it reaps what it starts.
+pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
@@ -91,6 +92,45 @@ pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// A short run of a pool's php-cgi that prints an answer and exits (`-i`):
+/// the pool's program, arguments, environment and user, but no listener.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The php-cgi binary.
+    pub program: PathBuf,
+    /// The pool's arguments, then the query's flag.
+    pub args: Vec<OsString>,
+    /// The pool's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The pool's user and group; `None` keeps rustfpm's.
+    pub credentials: Option<Credentials>,
+}
+
+impl ChildSpec {
+    /// The pool's php-cgi asked `flag` (`-i`) instead of serving.
+    pub fn query(&self, flag: &str) -> Query {
+        let mut args = self.args.clone();
+        args.push(flag.into());
+        Query { program: self.program.clone(), args, env: self.env.clone(), credentials: self.credentials.clone() }
+    }
+}
+
+/// Starts `query` with its stdout piped (stdin and stderr are /dev/null).
+/// For the supervisor only: it reaps what it starts.
+pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
+    let mut cmd = std::process::Command::new(&query.program);
+    cmd.args(&query.args)
+        .env_clear()
+        .envs(query.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(creds) = &query.credentials {
+        cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
+    }
+    cmd.spawn()
 }
 
 /// Signals whose disposition is reset to the default for php-cgi.

@@ -17,9 +17,10 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use super::{ActorSetup, PoolActor};
 use crate::accesslog::PoolLogs;
 use crate::pool::recycle::Policy;
+use crate::pool::PoolEvent;
 use crate::pool::{AbandonCause, Abandoned, Balancer, ChildSocket, PoolMsg, SlotState, Worker};
 use crate::spawn::{ChildSpec, Output};
-use crate::supervisor::{Command, PoolEvent, Supervisor};
+use crate::supervisor::{Command, ExitKind, Report, Supervisor};
 
 const PARENT: i32 = 4000;
 
@@ -68,7 +69,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
         heartbeat: Default::default(),
     });
     let mut h = Harness { actor, commands, balancer, socket, _events: events, _dir: dir };
-    h.actor.on_event(PoolEvent::ParentStarted { pid: Pid::from_raw(PARENT) });
+    h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
 
@@ -89,13 +90,13 @@ impl Harness {
         let slot = worker.slot();
         let msg = PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
-        self.actor.apply_retirements();
+        self.actor.replace_and_lend();
     }
 
     /// The supervisor tells the actor which child serves `slot`.
     fn child_found(&mut self, slot: usize, pid: i32) {
         let inode = self.actor.slots[slot].inode;
-        self.actor.on_event(PoolEvent::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None });
+        self.report(Report::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None });
     }
 
     fn abandon(&mut self, mut worker: Worker, cause: AbandonCause, deadline: Option<Instant>) {
@@ -104,6 +105,11 @@ impl Harness {
         let started = Instant::now();
         let request = Abandoned { worker, cause, status: 499, started, deadline, script, uri, access: None };
         self.actor.handle(PoolMsg::Abandoned(Box::new(request)));
+    }
+
+    /// The supervisor reports to the actor.
+    fn report(&mut self, report: Report) {
+        self.actor.on_event(PoolEvent::Supervisor(report));
     }
 
     fn commands(&self) -> Vec<Command> {
@@ -134,11 +140,11 @@ async fn a_finished_request_counts_and_returns_its_worker() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     let slot = worker.slot();
-    assert_eq!((h.actor.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
+    assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
     assert_eq!(h.balancer.idle(), 1);
     h.finish_request(worker);
-    assert_eq!((h.actor.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
-    assert_eq!((h.actor.accepted, h.actor.slots[slot].requests), (1, 1));
+    assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
+    assert_eq!((h.actor.counters.accepted, h.actor.slots[slot].requests), (1, 1));
     assert_eq!(h.balancer.idle(), 2);
 }
 
@@ -164,18 +170,18 @@ async fn an_abandoned_request_holds_its_worker_until_the_child_lets_go() {
     h.child_found(0, 77);
     let inode = worker.inode();
     h.abandon(worker, AbandonCause::ClientGone, None);
-    h.actor.apply_retirements();
-    assert_eq!((h.actor.busy, h.balancer.idle()), (1, 0), "still busy, not lent");
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0), "still busy, not lent");
     assert_eq!(peer_checks(&h.commands()), 1);
 
-    h.actor.on_event(PoolEvent::PeerChecked { slot: 0, inode, open: true });
+    h.report(Report::PeerChecked { slot: 0, inode, open: true });
     h.actor.check_held();
     assert_eq!(peer_checks(&h.commands()), 1, "asked again");
-    assert_eq!((h.actor.busy, h.balancer.idle()), (1, 0));
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0));
 
-    h.actor.on_event(PoolEvent::PeerChecked { slot: 0, inode, open: false });
-    h.actor.apply_retirements();
-    assert_eq!((h.actor.busy, h.balancer.idle()), (0, 1), "released once the child closed");
+    h.report(Report::PeerChecked { slot: 0, inode, open: false });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (0, 1), "released once the child closed");
     assert!(kills(&h.commands()).is_empty(), "nothing killed without a deadline");
 }
 
@@ -194,7 +200,7 @@ async fn an_abandoned_request_past_its_deadline_kills_that_child() {
     assert_eq!(kills(&h.commands()), vec![77]);
     h.actor.check_held();
     assert!(kills(&h.commands()).is_empty(), "killed once");
-    assert_eq!(h.actor.busy, 1, "busy until the child has let go");
+    assert_eq!(h.actor.counters.busy, 1, "busy until the child has let go");
 }
 
 #[tokio::test]
@@ -203,7 +209,7 @@ async fn a_timed_out_request_with_an_unknown_child_is_looked_up_then_killed() {
     let worker = h.start_request().await;
     // The Connected look-up came back empty: the child is not known.
     let inode = h.actor.slots[0].inode;
-    h.actor.on_event(PoolEvent::ChildFound { slot: 0, inode, pid: None, pidfd: None });
+    h.report(Report::ChildFound { slot: 0, inode, pid: None, pidfd: None });
     h.commands();
     h.abandon(worker, AbandonCause::TimedOut, Some(Instant::now()));
     let commands = h.commands();
@@ -228,15 +234,14 @@ async fn a_retired_pool_stops_its_children_once_the_last_request_ends() {
 #[tokio::test]
 async fn a_detached_actor_waits_for_the_parent_whose_start_was_on_its_way() {
     let mut h = harness(1, Policy::default());
-    h.actor
-        .on_event(PoolEvent::ParentExited { pid: Pid::from_raw(PARENT), status: crate::supervisor::ExitKind::Code(0) });
+    h.report(Report::ParentExited { pid: Pid::from_raw(PARENT), status: ExitKind::Code(0) });
     h.actor.spawn_parent();
     h.actor.detach();
-    assert!(!h.actor.finished_detaching(), "a spawn is on its way");
-    h.actor.on_event(PoolEvent::ParentStarted { pid: Pid::from_raw(PARENT + 1) });
+    assert!(!h.actor.detach_done(), "a spawn is on its way");
+    h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT + 1) });
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM], "stopped as soon as it started");
-    assert!(!h.actor.finished_detaching());
-    let status = crate::supervisor::ExitKind::Signal(Signal::SIGTERM);
-    h.actor.on_event(PoolEvent::ParentExited { pid: Pid::from_raw(PARENT + 1), status });
-    assert!(h.actor.finished_detaching());
+    assert!(!h.actor.detach_done());
+    let status = ExitKind::Signal(Signal::SIGTERM);
+    h.report(Report::ParentExited { pid: Pid::from_raw(PARENT + 1), status });
+    assert!(h.actor.detach_done());
 }

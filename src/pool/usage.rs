@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::msg::PoolEvent;
 use super::recycle::private_memory;
 use crate::accesslog::{clock_ticks, cpu_ticks};
-use crate::supervisor::PoolEvent;
 
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).

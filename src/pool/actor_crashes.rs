@@ -1,0 +1,73 @@
+//! Requests whose child died under them (the front end answered 502): one log
+//! line each, with the child's exit status when the kernel reports it. The
+//! front end's report and the exit may come in either order, so each waits
+//! for the other a little.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use crate::supervisor::ExitKind;
+
+/// How many recent child exits are remembered.
+const RECENT_EXITS: usize = 64;
+/// How long a crashed request's log line waits for the child's exit status.
+pub(super) const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+
+/// A request whose child died under it.
+#[derive(Debug)]
+pub(super) struct CrashedRequest {
+    pub(super) pid: Option<Pid>,
+    pub(super) script: String,
+    pub(super) uri: String,
+    at: Instant,
+}
+
+impl CrashedRequest {
+    /// The request `script` (`uri`) whose child `pid` died now.
+    pub(super) fn new(pid: Option<Pid>, script: &str, uri: &str) -> CrashedRequest {
+        CrashedRequest { pid, script: script.into(), uri: uri.into(), at: Instant::now() }
+    }
+}
+
+/// Recent exits and the crashed requests that wait for theirs.
+#[derive(Debug, Default)]
+pub(super) struct Crashes {
+    recent_exits: VecDeque<(Pid, ExitKind)>,
+    waiting: Vec<CrashedRequest>,
+}
+
+impl Crashes {
+    /// A request crashed: it is to be logged now, with its child's exit
+    /// status if that came already; or `None`: it waits for the status of its
+    /// (known) child.
+    pub(super) fn crashed(&mut self, request: CrashedRequest) -> Option<(CrashedRequest, Option<ExitKind>)> {
+        let exit = request.pid.and_then(|p| self.recent_exits.iter().find(|(q, _)| *q == p).map(|(_, e)| *e));
+        if exit.is_none() && request.pid.is_some() {
+            self.waiting.push(request);
+            return None;
+        }
+        Some((request, exit))
+    }
+
+    /// A child exited: the crashed request that waited for it, if any (else
+    /// the exit is remembered for a report still to come).
+    pub(super) fn exited(&mut self, pid: Pid, status: ExitKind) -> Option<CrashedRequest> {
+        if let Some(i) = self.waiting.iter().position(|l| l.pid == Some(pid)) {
+            return Some(self.waiting.swap_remove(i));
+        }
+        if self.recent_exits.len() == RECENT_EXITS {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits.push_back((pid, status));
+        None
+    }
+
+    /// Crashed requests that waited longer than [`EXIT_STATUS_WAIT`].
+    pub(super) fn late(&mut self) -> Vec<CrashedRequest> {
+        let (late, waiting) = self.waiting.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
+        self.waiting = waiting;
+        late
+    }
+}
