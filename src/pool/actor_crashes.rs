@@ -64,6 +64,12 @@ impl Crashes {
         None
     }
 
+    /// Crashed requests waiting for their child's exit status (tests).
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Crashed requests that waited longer than [`EXIT_STATUS_WAIT`].
     pub(super) fn late(&mut self) -> Vec<CrashedRequest> {
         let (late, waiting) = self.waiting.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);

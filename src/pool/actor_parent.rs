@@ -112,6 +112,14 @@ impl Parent {
         delay
     }
 
+    /// Makes the running parent look started `by` earlier (tests).
+    #[cfg(test)]
+    pub(super) fn backdate(&mut self, by: Duration) {
+        if let Some((_, started)) = &mut self.running {
+            *started -= by;
+        }
+    }
+
     /// Parents in a row that exited right after their start.
     pub(super) fn fast_exits(&self) -> u32 {
         self.fast_exits
