@@ -3,162 +3,67 @@
 //! supervisor report to it by message; everyone else asks it for a
 //! [`PoolSnapshot`].
 //!
-//! Its state is grouped by concern, each part with its own decisions: the
-//! slots ([`Slot`]), the php-cgi parent (`actor_parent.rs`), the counters
-//! (`actor_counters.rs`), the pool's end (`actor_ending.rs`), requests whose
-//! child crashed (`actor_crashes.rs`), abandoned requests
-//! (`actor_abandoned.rs`) and the logs (`actor_logs.rs`). Words: a child is
-//! *replaced* (killed between requests; php-cgi forks a fresh one) for a
-//! [`Reason`]; a pool (a generation of a reload) is *retired*; a child that
-//! dies under a request has *crashed*.
+//! This file holds the loop, the requests' flow and the replacement of
+//! children; the rest of its state is grouped by concern, each part with its
+//! own decisions: the slots (`actor_slot.rs`), the php-cgi parent
+//! (`actor_parent.rs`), the counters (`actor_counters.rs`), the pool's end
+//! (`actor_ending.rs`), requests whose child crashed (`actor_crashes.rs`),
+//! abandoned requests (`actor_abandoned.rs`) and the logs (`actor_logs.rs`).
+//! Unit tests feed it messages and read its decisions (`actor_tests.rs`).
+//!
+//! Words: a child is *replaced* (killed between requests; php-cgi forks a
+//! fresh one) for a [`Reason`]; a pool (one generation, after a reload) is
+//! *retired*; a child that dies under a request has *crashed*.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
-use super::crash::{crash_loop_limit, CRASH_WINDOW};
 use super::msg::{AbandonCause, Abandoned, PoolEvent, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
 use super::worker::{ChildSocket, Worker};
-use crate::accesslog::format::escape_controls;
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
-use crate::supervisor::{Command, ExitKind, Report, Reporter, Supervisor};
+use crate::supervisor::{Command, Report, Reporter, Supervisor};
 use crate::sys::pidfd::PidFd;
 
+#[path = "actor_abandoned.rs"]
+mod abandoned;
+#[path = "actor_counters.rs"]
+mod counters;
+#[path = "actor_crashes.rs"]
+mod crashes;
+#[path = "actor_ending.rs"]
+mod ending;
+#[path = "actor_logs.rs"]
+mod logs;
+#[path = "actor_parent.rs"]
+mod parent;
+#[path = "actor_slot.rs"]
+mod slot;
 #[cfg(test)]
 #[path = "actor_tests.rs"]
 mod tests;
 
-#[path = "actor_logs.rs"]
-mod logs;
-
-#[path = "actor_abandoned.rs"]
-mod abandoned;
-
-#[path = "actor_parent.rs"]
-mod parent;
-
-#[path = "actor_counters.rs"]
-mod counters;
-
-#[path = "actor_ending.rs"]
-mod ending;
-
-#[path = "actor_crashes.rs"]
-mod crashes;
-
 use counters::Counters;
-use crashes::{CrashedRequest, Crashes};
-use ending::{Ending, DETACHED_STOP_GRACE};
+use crashes::Crashes;
+use ending::Ending;
 use parent::Parent;
+use slot::{slot_snapshot, Carried, Slot};
 
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often abandoned requests are checked for their child having let go.
 const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
-
-#[derive(Debug)]
-struct Slot {
-    pid: Option<Pid>,
-    /// A handle on the process `pid` names (set with it): children are
-    /// killed through it, so a recycled pid is never signalled.
-    pidfd: Option<Arc<PidFd>>,
-    /// The pid of this slot's new connection is being looked up.
-    finding: bool,
-    info: Option<Box<RequestInfo>>,
-    child_since: Option<Instant>,
-    memory: Option<u64>,
-    /// CPU (%) and memory of the last request, as `usage` sampled them.
-    last_usage: (Option<f64>, Option<u64>),
-    /// The child is to be replaced, for this reason, once the slot is idle.
-    replace: Option<Reason>,
-    inode: u32,
-    state: SlotState,
-    requests: u64,
-    since: Instant,
-    last_duration: Duration,
-    /// The running request was already logged as slow.
-    slow_logged: bool,
-    /// An abandoned request whose child may still be running it.
-    held: Option<abandoned::Held>,
-}
-
-impl Slot {
-    fn new(now: Instant) -> Slot {
-        Slot {
-            pid: None,
-            pidfd: None,
-            finding: false,
-            info: None,
-            child_since: None,
-            memory: None,
-            last_usage: (None, None),
-            replace: None,
-            inode: 0,
-            state: SlotState::Starting,
-            requests: 0,
-            since: now,
-            last_duration: Duration::ZERO,
-            slow_logged: false,
-            held: None,
-        }
-    }
-
-    /// Its child's pid is being looked up and not known yet.
-    fn awaits_pid(&self) -> bool {
-        self.finding && self.pid.is_none()
-    }
-
-    /// Idle, its child's pid is still being looked up, and the answer may
-    /// replace the child: it is marked already, or `counts` (the child may have
-    /// served requests for another slot's connection before, which count on).
-    fn awaits_pid_to_replace(&self, counts: bool) -> bool {
-        (self.replace.is_some() || counts) && self.state == SlotState::Idle && self.awaits_pid()
-    }
-
-    /// Forgets the slot's child (its connection is gone): what it knew of it.
-    fn forget_child(&mut self) -> (Option<Pid>, Option<Arc<PidFd>>) {
-        let known = (self.pid.take(), self.pidfd.take());
-        (self.inode, self.finding, self.requests, self.child_since) = (0, false, 0, None);
-        known
-    }
-}
-
-/// Children whose slot's connection was closed: what each served, by pid, so
-/// that pm_max_requests and pm_max_lifetime count on when another slot's
-/// connection meets it.
-#[derive(Debug, Default)]
-struct Carried(HashMap<Pid, (u64, Option<Instant>)>);
-
-impl Carried {
-    /// Remembers `pid`'s count, keeping at most `most` children.
-    fn remember(&mut self, pid: Pid, served: (u64, Option<Instant>), most: usize) {
-        if self.0.len() >= most {
-            self.0.clear();
-        }
-        self.0.insert(pid, served);
-    }
-
-    fn take(&mut self, pid: Pid) -> Option<(u64, Option<Instant>)> {
-        self.0.remove(&pid)
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-}
 
 /// What a pool actor is built from.
 pub struct ActorSetup {
@@ -301,13 +206,7 @@ impl PoolActor {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
             PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
                 self.request_ended(slot, status, duration);
-                if let Some(record) = access {
-                    self.log_access(slot, record);
-                }
-                if !worker.is_connected() {
-                    self.unbind(slot);
-                }
-                self.returning.push(worker);
+                self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
             PoolMsg::ChildCrashed { slot, script, uri } => self.child_crashed(slot, &script, &uri),
@@ -390,10 +289,23 @@ impl PoolActor {
         self.stop_children_when_idle();
     }
 
+    /// Takes back the worker of an ended request (to be lent again by
+    /// [`Self::replace_and_lend`]) and logs the request.
+    fn take_back(&mut self, worker: Worker, access: Option<Box<Record>>) {
+        let slot = worker.slot();
+        if let Some(record) = access {
+            self.log_access(slot, record);
+        }
+        if !worker.is_connected() {
+            self.unbind(slot);
+        }
+        self.returning.push(worker);
+    }
+
     /// Marks the child of `slot` for replacement if a limit (requests,
     /// memory, lifetime) says so; an existing mark stays.
     fn mark_if_due(&mut self, slot: usize) {
-        let Some(view) = self.view(slot) else { return };
+        let Some(view) = self.slots.get(slot).map(Slot::view) else { return };
         if let Some(reason) = recycle::after_request(&self.policy, &view, Instant::now()) {
             self.slots[slot].replace = Some(reason);
         }
@@ -460,69 +372,6 @@ impl PoolActor {
         self.flush_access(Some(slot));
     }
 
-    /// The child of `slot` died under its request (the front end answered
-    /// 502): counted, and logged with its exit status once known.
-    fn child_crashed(&mut self, slot: usize, script: &str, uri: &str) {
-        self.counters.replaced(Reason::Crash);
-        self.metrics.crash();
-        let pid = self.slots.get_mut(slot).and_then(|s| {
-            s.inode = 0;
-            s.requests = 0;
-            s.pid.take()
-        });
-        if let Some((request, status)) = self.crashes.crashed(CrashedRequest::new(pid, script, uri)) {
-            self.log_crash(&request, status);
-        }
-    }
-
-    /// One line per request whose child crashed under it, with the exit
-    /// status when the kernel reported it.
-    fn log_crash(&self, crashed: &CrashedRequest, status: Option<ExitKind>) {
-        let pid = crashed.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
-        let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
-        crate::warning!(
-            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
-            self.name,
-            escape_controls(&crashed.script),
-            escape_controls(&crashed.uri)
-        );
-    }
-
-    fn child_exited(&mut self, pid: Pid, status: ExitKind) {
-        self.carried.take(pid);
-        // The usual cause of children dying at once: a script made the shared
-        // listener non-blocking. Repairing it ends the loop without a restart.
-        if self.repair_listener() {
-            self.parent.forget_child_exits();
-        } else {
-            self.check_child_loop();
-        }
-        self.check_emergency(status);
-        if let Some(crashed) = self.crashes.exited(pid, status) {
-            return self.log_crash(&crashed, Some(status));
-        }
-        // A busy slot's child: the front end's report of the crashed request
-        // follows, and is logged together with this status.
-        let busy = self.slots.iter().any(|s| s.pid == Some(pid) && s.state == SlotState::Busy);
-        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid) && s.state != SlotState::Busy) {
-            s.pid = None;
-        }
-        if !busy {
-            match status {
-                ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
-                ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
-                ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
-            }
-        }
-    }
-
-    /// Crashed requests whose exit status never came are logged without it.
-    fn log_late_crashes(&mut self) {
-        for crashed in self.crashes.late() {
-            self.log_crash(&crashed, None);
-        }
-    }
-
     /// Answers the status page once no pid lookup runs (or it waited enough).
     fn answer_snapshots(&mut self) {
         let finding = self.slots.iter().any(|s| s.finding);
@@ -532,123 +381,23 @@ impl PoolActor {
         }
     }
 
-    fn spawn_parent(&mut self) {
-        self.parent.cancel_start();
-        if self.ending.stopping() {
-            return;
-        }
-        self.parent.spawn_sent();
-        let events = self.reporter.clone();
-        self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
-    }
-
-    /// The pool is gone (every handle dropped): its php-cgi must not outlive
-    /// it, including a parent whose start is still on its way.
-    fn detach(&mut self) {
-        self.stop();
-        self.ending.detach();
-        self.balancer.close();
-        self.signal_children(Signal::SIGTERM);
-    }
-
-    /// Detached, and no php-cgi of this pool runs or is being started.
-    fn detach_done(&self) -> bool {
-        self.ending.detached() && !self.parent.alive()
-    }
-
-    fn parent_started(&mut self, pid: Pid) {
-        let first = self.parent.started(pid);
-        self.metrics.parent_start(if first { "start" } else { "restart" });
-        crate::notice!("[pool {}] php-cgi parent {pid} started with {} children", self.name, self.slots.len());
-        for i in 0..self.slots.len() {
-            if self.slots[i].state == SlotState::Starting {
-                self.set_state(i, SlotState::Idle);
-            }
-            // Connections made before the parent ran: their child is known now.
-            if self.slots[i].pid.is_none() {
-                self.look_up_child(i);
-            }
-        }
-        if self.ending.stopping() {
-            self.signal_children(Signal::SIGTERM);
-        }
-    }
-
-    fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
-        let Some(ran) = self.parent.exited(pid) else { return };
-        for s in &mut self.slots {
-            s.pid = None;
-            s.inode = 0;
-        }
-        self.carried.clear();
-        if self.ending.stopping() {
-            return;
-        }
-        crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
-        self.start_parent_later(ran);
-    }
-
-    /// Schedules the next parent after one that ran `ran` (see
-    /// [`Parent::schedule_start`]), and says so when it is held back.
-    fn start_parent_later(&mut self, ran: Duration) {
-        let delay = self.parent.schedule_start(ran);
-        if !delay.is_zero() {
-            crate::error!(
-                "[pool {}] php-cgi keeps exiting right after start ({} times in a row); next start in {}s",
-                self.name,
-                self.parent.fast_exits(),
-                delay.as_secs()
-            );
-        }
-    }
-
-    /// Children that keep dying (php-cgi re-forks them without any limit) make
-    /// the whole pool restart with backoff.
-    fn check_child_loop(&mut self) {
-        let limit = crash_loop_limit(self.slots.len());
-        let Some(parent) = self.parent.child_exit_loop(limit) else { return };
-        crate::error!(
-            "[pool {}] children are exiting in a loop (more than {limit} in {}s); restarting php-cgi with backoff",
-            self.name,
-            CRASH_WINDOW.as_secs()
-        );
-        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
-    }
-
-    /// php-fpm's emergency restart: too many children dying of SIGSEGV or
-    /// SIGBUS within the interval restart the pool's php-cgi.
-    fn check_emergency(&mut self, status: ExitKind) {
-        let Some((threshold, interval)) = self.policy.emergency else { return };
-        let Some(parent) = self.parent.emergency(status, (threshold, interval)) else { return };
-        crate::alert!(
-            "[pool {}] {threshold} children exited on SIGSEGV or SIGBUS within {}s: emergency restart of php-cgi",
-            self.name,
-            interval.as_secs()
-        );
-        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
-    }
-
     fn tick(&mut self) {
         self.answer_snapshots();
         self.log_late_crashes();
         self.check_slow();
         self.flush_access(None);
         self.repair_listener();
-        let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
-        for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
-            self.slots[slot].replace = Some(reason);
-        }
+        self.mark_idle_due();
         self.replace_and_lend();
     }
 
-    fn view(&self, slot: usize) -> Option<SlotView> {
-        self.slots.get(slot).map(|s| SlotView {
-            state: s.state,
-            requests: s.requests,
-            child_since: s.child_since,
-            since: s.since,
-            memory: s.memory,
-        })
+    /// Marks the idle children that the idle rules (lifetime,
+    /// `pm_process_idle_timeout`, `pm_max_spare_servers`) replace.
+    fn mark_idle_due(&mut self) {
+        let views: Vec<SlotView> = self.slots.iter().map(Slot::view).collect();
+        for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
+            self.slots[slot].replace = Some(reason);
+        }
     }
 
     /// Replaces the children of idle slots marked for replacement (busy ones
@@ -721,63 +470,6 @@ impl PoolActor {
         repaired
     }
 
-    /// A reload replaced this pool: its children stop once its last request
-    /// ends (or are killed when `limit` passes).
-    fn retire(&mut self, limit: Option<Duration>) {
-        self.stop();
-        self.ending.retire(limit);
-        crate::notice!("[pool {}] retiring: {} request(s) still running", self.name, self.counters.busy);
-        self.stop_children_when_idle();
-    }
-
-    /// Ends a retired pool's children once its last request is done.
-    fn stop_children_when_idle(&mut self) {
-        if self.ending.children_due_to_stop(self.counters.busy) {
-            self.stop_children(Signal::SIGTERM);
-        }
-    }
-
-    /// The children outlived their time (a retired pool's limit, or a
-    /// detached pool's grace): killed.
-    fn kill_deadline_passed(&mut self) {
-        if self.ending.detached() {
-            crate::warning!(
-                "[pool {}] php-cgi still running {}s after SIGTERM; killing",
-                self.name,
-                DETACHED_STOP_GRACE.as_secs()
-            );
-        } else {
-            crate::warning!(
-                "[pool {}] process_control_timeout passed with {} request(s) running; killing",
-                self.name,
-                self.counters.busy
-            );
-        }
-        self.stop_children(Signal::SIGKILL);
-    }
-
-    fn stop_children(&mut self, signal: Signal) {
-        self.ending.children_stopped();
-        self.signal_children(signal);
-    }
-
-    /// Signals the php-cgi parent's whole group, if it runs.
-    fn signal_children(&self, signal: Signal) {
-        if let Some(pgid) = self.parent.pid() {
-            self.supervisor.send(Command::SignalGroup { pgid, signal });
-        }
-    }
-
-    fn stop(&mut self) {
-        self.ending.stop();
-        self.parent.cancel_start();
-        for i in 0..self.slots.len() {
-            if self.slots[i].state != SlotState::Busy {
-                self.set_state(i, SlotState::Exiting);
-            }
-        }
-    }
-
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
         if let Some(parent) = self.parent.pid() {
@@ -796,21 +488,6 @@ impl PoolActor {
             recycled: c.replaced,
             slow_requests: c.slow_requests,
         }
-    }
-}
-
-fn slot_snapshot(slot: usize, s: &Slot, pid: Option<i32>) -> SlotSnapshot {
-    SlotSnapshot {
-        slot,
-        pid,
-        state: s.state,
-        requests: s.requests,
-        since: s.since,
-        last_duration: s.last_duration,
-        child_since: s.child_since,
-        info: s.info.as_deref().cloned(),
-        last_cpu: s.last_usage.0,
-        last_memory: s.last_usage.1,
     }
 }
 

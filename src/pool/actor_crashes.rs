@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
+use super::{PoolActor, Reason, SlotState};
+use crate::accesslog::format::escape_controls;
 use crate::supervisor::ExitKind;
 
 /// How many recent child exits are remembered.
@@ -75,5 +77,70 @@ impl Crashes {
         let (late, waiting) = self.waiting.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
         self.waiting = waiting;
         late
+    }
+}
+
+impl PoolActor {
+    /// The child of `slot` died under its request (the front end answered
+    /// 502): counted, and logged with its exit status once known.
+    pub(super) fn child_crashed(&mut self, slot: usize, script: &str, uri: &str) {
+        self.counters.replaced(Reason::Crash);
+        self.metrics.crash();
+        let pid = self.slots.get_mut(slot).and_then(|s| {
+            s.inode = 0;
+            s.requests = 0;
+            s.pid.take()
+        });
+        if let Some((request, status)) = self.crashes.crashed(CrashedRequest::new(pid, script, uri)) {
+            self.log_crash(&request, status);
+        }
+    }
+
+    /// One line per request whose child crashed under it, with the exit
+    /// status when the kernel reported it.
+    pub(super) fn log_crash(&self, crashed: &CrashedRequest, status: Option<ExitKind>) {
+        let pid = crashed.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
+        crate::warning!(
+            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
+            self.name,
+            escape_controls(&crashed.script),
+            escape_controls(&crashed.uri)
+        );
+    }
+
+    pub(super) fn child_exited(&mut self, pid: Pid, status: ExitKind) {
+        self.carried.take(pid);
+        // The usual cause of children dying at once: a script made the shared
+        // listener non-blocking. Repairing it ends the loop without a restart.
+        if self.repair_listener() {
+            self.parent.forget_child_exits();
+        } else {
+            self.check_child_loop();
+        }
+        self.check_emergency(status);
+        if let Some(crashed) = self.crashes.exited(pid, status) {
+            return self.log_crash(&crashed, Some(status));
+        }
+        // A busy slot's child: the front end's report of the crashed request
+        // follows, and is logged together with this status.
+        let busy = self.slots.iter().any(|s| s.pid == Some(pid) && s.state == SlotState::Busy);
+        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid) && s.state != SlotState::Busy) {
+            s.pid = None;
+        }
+        if !busy {
+            match status {
+                ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+            }
+        }
+    }
+
+    /// Crashed requests whose exit status never came are logged without it.
+    pub(super) fn log_late_crashes(&mut self) {
+        for crashed in self.crashes.late() {
+            self.log_crash(&crashed, None);
+        }
     }
 }

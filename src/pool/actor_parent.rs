@@ -7,12 +7,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal::{SIGBUS, SIGSEGV};
+use nix::sys::signal::Signal::{self, SIGBUS, SIGSEGV};
 use nix::unistd::Pid;
 use tokio::time::Instant as TokioInstant;
 
-use crate::pool::crash::{backoff, ExitRate};
-use crate::supervisor::ExitKind;
+use super::{PoolActor, SlotState};
+use crate::pool::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
+use crate::supervisor::{Command, ExitKind};
 
 /// The php-cgi parent's lifecycle.
 #[derive(Debug)]
@@ -156,5 +157,89 @@ impl Parent {
         }
         self.segfaults.clear();
         Some(pid)
+    }
+}
+
+impl PoolActor {
+    pub(super) fn spawn_parent(&mut self) {
+        self.parent.cancel_start();
+        if self.ending.stopping() {
+            return;
+        }
+        self.parent.spawn_sent();
+        let events = self.reporter.clone();
+        self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
+    }
+
+    pub(super) fn parent_started(&mut self, pid: Pid) {
+        let first = self.parent.started(pid);
+        self.metrics.parent_start(if first { "start" } else { "restart" });
+        crate::notice!("[pool {}] php-cgi parent {pid} started with {} children", self.name, self.slots.len());
+        for i in 0..self.slots.len() {
+            if self.slots[i].state == SlotState::Starting {
+                self.set_state(i, SlotState::Idle);
+            }
+            // Connections made before the parent ran: their child is known now.
+            if self.slots[i].pid.is_none() {
+                self.look_up_child(i);
+            }
+        }
+        if self.ending.stopping() {
+            self.signal_children(Signal::SIGTERM);
+        }
+    }
+
+    pub(super) fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
+        let Some(ran) = self.parent.exited(pid) else { return };
+        for s in &mut self.slots {
+            s.pid = None;
+            s.inode = 0;
+        }
+        self.carried.clear();
+        if self.ending.stopping() {
+            return;
+        }
+        crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
+        self.start_parent_later(ran);
+    }
+
+    /// Schedules the next parent after one that ran `ran` (see
+    /// [`Parent::schedule_start`]), and says so when it is held back.
+    pub(super) fn start_parent_later(&mut self, ran: Duration) {
+        let delay = self.parent.schedule_start(ran);
+        if !delay.is_zero() {
+            crate::error!(
+                "[pool {}] php-cgi keeps exiting right after start ({} times in a row); next start in {}s",
+                self.name,
+                self.parent.fast_exits(),
+                delay.as_secs()
+            );
+        }
+    }
+
+    /// Children that keep dying (php-cgi re-forks them without any limit) make
+    /// the whole pool restart with backoff.
+    pub(super) fn check_child_loop(&mut self) {
+        let limit = crash_loop_limit(self.slots.len());
+        let Some(parent) = self.parent.child_exit_loop(limit) else { return };
+        crate::error!(
+            "[pool {}] children are exiting in a loop (more than {limit} in {}s); restarting php-cgi with backoff",
+            self.name,
+            CRASH_WINDOW.as_secs()
+        );
+        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
+    }
+
+    /// php-fpm's emergency restart: too many children dying of SIGSEGV or
+    /// SIGBUS within the interval restart the pool's php-cgi.
+    pub(super) fn check_emergency(&mut self, status: ExitKind) {
+        let Some((threshold, interval)) = self.policy.emergency else { return };
+        let Some(parent) = self.parent.emergency(status, (threshold, interval)) else { return };
+        crate::alert!(
+            "[pool {}] {threshold} children exited on SIGSEGV or SIGBUS within {}s: emergency restart of php-cgi",
+            self.name,
+            interval.as_secs()
+        );
+        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
     }
 }
