@@ -7,6 +7,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use nix::unistd::{Gid, Pid, Uid};
 
@@ -51,8 +53,19 @@ pub struct ProcessSettings {
 pub enum Output {
     /// Discarded (php-fpm's default).
     Discard,
-    /// Into the pool's output pipes, logged line by line ([`crate::pool::output`]).
-    Capture(crate::pool::output::Capture),
+    /// Into the pool's output pipes, logged line by line (by `pool::output`).
+    Capture(Capture),
+}
+
+/// The write ends the children get as their stdout and stderr, and the pid their lines name.
+#[derive(Debug)]
+pub struct Capture {
+    /// The children's fd 1.
+    pub stdout: OwnedFd,
+    /// The children's fd 2.
+    pub stderr: OwnedFd,
+    /// The php-cgi parent's pid, set when it is spawned.
+    pub pid: Arc<AtomicU32>,
 }
 
 /// User, group and supplementary groups of a pool's children.

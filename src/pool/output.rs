@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::config::LogLevel;
+use crate::spawn::Capture;
 
 /// php-fpm's flush marker in a child's output.
 pub const FLUSH_MARKER: &[u8] = b"\0fscf\0";
@@ -43,17 +44,6 @@ const LINGER: Duration = Duration::from_secs(2);
 pub const REQUEST_DONE_WAIT: Duration = Duration::from_millis(100);
 /// Bytes read at once from a pipe.
 const READ_SIZE: usize = 16 * 1024;
-
-/// The write ends the children get as their stdout and stderr, and the pid their lines name.
-#[derive(Debug)]
-pub struct Capture {
-    /// The children's fd 1.
-    pub stdout: OwnedFd,
-    /// The children's fd 2.
-    pub stderr: OwnedFd,
-    /// The php-cgi parent's pid, set when it is spawned.
-    pub pid: Arc<AtomicU32>,
-}
 
 /// What the front end tells the output thread.
 enum Event {
