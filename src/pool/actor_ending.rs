@@ -45,6 +45,7 @@ impl Ending {
     }
 
     /// Stop: no more restarts.
+    /// Stops: no parent starts any more, and every slot but the busy ones exits.
     pub(super) fn stop(&mut self) {
         self.stopping = true;
     }
@@ -112,6 +113,7 @@ impl PoolActor {
         self.stop_children(Signal::SIGKILL);
     }
 
+    /// Signals the children to stop: nothing is pending after that.
     pub(super) fn stop_children(&mut self, signal: Signal) {
         self.ending.children_stopped();
         self.signal_children(signal);

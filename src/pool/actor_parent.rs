@@ -126,15 +126,15 @@ impl Parent {
         self.fast_exits
     }
 
-    /// A child exited: the parent to kill when more than `limit` did within
-    /// [`crate::pool::crash::CRASH_WINDOW`] (php-cgi re-forks them without any limit).
-    pub(super) fn child_exit_loop(&mut self, limit: usize) -> Option<Pid> {
-        let pid = self.pid()?;
-        if self.killed_for_loop || !self.child_exits.record(Instant::now(), limit) {
-            return None;
+    /// A child exited: true when the running parent is to be killed, because
+    /// more than `limit` did within [`crate::pool::crash::CRASH_WINDOW`]
+    /// (php-cgi re-forks them without any limit).
+    pub(super) fn child_exit_loop(&mut self, limit: usize) -> bool {
+        if self.running.is_none() || self.killed_for_loop || !self.child_exits.record(Instant::now(), limit) {
+            return false;
         }
         self.killed_for_loop = true;
-        Some(pid)
+        true
     }
 
     /// Child exits so far do not count towards a loop (its cause was repaired).
@@ -142,25 +142,27 @@ impl Parent {
         self.child_exits = ExitRate::default();
     }
 
-    /// php-fpm's emergency restart: the parent to kill when `threshold`
-    /// children exited on SIGSEGV or SIGBUS within `interval`.
-    pub(super) fn emergency(&mut self, status: ExitKind, (threshold, interval): (usize, Duration)) -> Option<Pid> {
-        let pid = self.pid()?;
-        if !matches!(status, ExitKind::Signal(SIGSEGV | SIGBUS)) {
-            return None;
+    /// php-fpm's emergency restart: true when the running parent is to be
+    /// killed, because `threshold` children exited on SIGSEGV or SIGBUS
+    /// within `interval`.
+    pub(super) fn emergency(&mut self, status: ExitKind, (threshold, interval): (usize, Duration)) -> bool {
+        if self.running.is_none() || !matches!(status, ExitKind::Signal(SIGSEGV | SIGBUS)) {
+            return false;
         }
         let now = Instant::now();
         self.segfaults.retain(|t| now.duration_since(*t) <= interval);
         self.segfaults.push_back(now);
         if self.segfaults.len() < threshold {
-            return None;
+            return false;
         }
         self.segfaults.clear();
-        Some(pid)
+        true
     }
 }
 
 impl PoolActor {
+    /// The next parent is due: asks the supervisor to start it (unless the
+    /// pool stops meanwhile).
     pub(super) fn spawn_parent(&mut self) {
         self.parent.cancel_start();
         if self.ending.stopping() {
@@ -171,6 +173,8 @@ impl PoolActor {
         self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
     }
 
+    /// The parent runs: waiting slots become idle, and the children of
+    /// connections made before it ran are looked up. A stopping pool stops it.
     pub(super) fn parent_started(&mut self, pid: Pid) {
         let first = self.parent.started(pid);
         self.metrics.parent_start(if first { "start" } else { "restart" });
@@ -189,6 +193,8 @@ impl PoolActor {
         }
     }
 
+    /// The parent exited (its group was killed with it): every child is
+    /// forgotten, and the next parent scheduled unless the pool stops.
     pub(super) fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
         let Some(ran) = self.parent.exited(pid) else { return };
         for s in &mut self.slots {
@@ -221,25 +227,29 @@ impl PoolActor {
     /// the whole pool restart with backoff.
     pub(super) fn check_child_loop(&mut self) {
         let limit = crash_loop_limit(self.slots.len());
-        let Some(parent) = self.parent.child_exit_loop(limit) else { return };
+        if !self.parent.child_exit_loop(limit) {
+            return;
+        }
         crate::error!(
             "[pool {}] children are exiting in a loop (more than {limit} in {}s); restarting php-cgi with backoff",
             self.name,
             CRASH_WINDOW.as_secs()
         );
-        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
+        self.signal_children(Signal::SIGKILL);
     }
 
     /// php-fpm's emergency restart: too many children dying of SIGSEGV or
     /// SIGBUS within the interval restart the pool's php-cgi.
     pub(super) fn check_emergency(&mut self, status: ExitKind) {
         let Some((threshold, interval)) = self.policy.emergency else { return };
-        let Some(parent) = self.parent.emergency(status, (threshold, interval)) else { return };
+        if !self.parent.emergency(status, (threshold, interval)) {
+            return;
+        }
         crate::alert!(
             "[pool {}] {threshold} children exited on SIGSEGV or SIGBUS within {}s: emergency restart of php-cgi",
             self.name,
             interval.as_secs()
         );
-        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: Signal::SIGKILL });
+        self.signal_children(Signal::SIGKILL);
     }
 }
