@@ -133,17 +133,26 @@ impl ChildSpec {
 /// Starts `query` with its stdout piped (stdin and stderr are /dev/null).
 /// For the supervisor only: it reaps what it starts.
 pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
+    query_command(query).stderr(Stdio::null()).spawn()
+}
+
+/// Runs `query` to its end, its stderr on ours, for a client command that
+/// runs without a supervisor (`rustfpm -i`): what it printed and how it ended.
+pub fn run_query(query: &Query) -> std::io::Result<std::process::Output> {
+    query_command(query).stderr(Stdio::inherit()).output()
+}
+
+fn query_command(query: &Query) -> std::process::Command {
     let mut cmd = std::process::Command::new(&query.program);
     cmd.args(&query.args)
         .env_clear()
         .envs(query.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stdout(Stdio::piped());
     if let Some(creds) = &query.credentials {
         cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
     }
-    cmd.spawn()
+    cmd
 }
 
 /// Signals whose disposition is reset to the default for php-cgi.
