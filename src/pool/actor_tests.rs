@@ -391,7 +391,8 @@ async fn a_timed_out_request_kills_its_child_at_once_and_holds_the_worker_until_
     let worker = h.start_request().await;
     h.child_found(0, 77);
     let inode = worker.inode();
-    h.abandon(worker, AbandonCause::TimedOut, Some(Instant::now()));
+    // The front end's word is enough: the actor kills whatever the deadline says.
+    h.abandon(worker, AbandonCause::TimedOut, None);
     assert_eq!(kills(&h.commands()), vec![77]);
     assert_eq!(replaced(&h, Reason::Timeout), 1);
     h.actor.replace_and_lend();
@@ -582,4 +583,18 @@ async fn a_child_marked_for_replacement_is_killed_only_once_its_request_ended() 
     h.finish_request(worker);
     assert_eq!(kills(&h.commands()), vec![77]);
     assert_eq!(replaced(&h, Reason::Lifetime), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_pool_stops_its_running_parent_and_kills_it_after_the_grace() {
+    let mut h = harness(1, Policy::default());
+    h.actor.detach();
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
+    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + super::ending::DETACHED_STOP_GRACE));
+    assert!(!h.actor.detach_done(), "its parent runs");
+    h.actor.kill_deadline_passed();
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
+    assert!(h.actor.detach_done());
+    assert_eq!(spawns(&h.commands()), 0);
 }
