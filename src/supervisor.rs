@@ -194,7 +194,8 @@ impl Supervisor {
 
     /// Runs `query` (the supervisor starts and reaps it) and waits at most
     /// `limit` for what it prints; a query that takes longer is killed.
-    /// Blocking: for a thread that may wait, never a runtime thread.
+    /// Blocking: for a thread that may wait (a reload's `spawn_blocking`
+    /// thread; at start-up, the runtime thread before anything is served).
     pub fn query(&self, query: Query, limit: Duration) -> Result<Vec<u8>, QueryError> {
         let (respond_to, answers) = crossbeam_channel::bounded(2);
         let program = query.program.display().to_string();
