@@ -107,17 +107,17 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-/// A short run of a pool's php-cgi that prints an answer and exits (`-i`):
-/// the pool's program, arguments, environment and user, but no listener.
+/// A short run of php-cgi that prints an answer and exits (`-i`, `-v`): for a
+/// pool, its program, arguments, environment and user, but no listener.
 #[derive(Debug, Clone)]
 pub struct Query {
     /// The php-cgi binary.
     pub program: PathBuf,
-    /// The pool's arguments, then the query's flag.
+    /// Its arguments, the flag last.
     pub args: Vec<OsString>,
-    /// The pool's environment.
+    /// Its complete environment.
     pub env: Vec<(OsString, OsString)>,
-    /// The pool's user and group; `None` keeps rustfpm's.
+    /// The user and group to run as; `None` keeps rustfpm's.
     pub credentials: Option<Credentials>,
 }
 

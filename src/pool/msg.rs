@@ -160,9 +160,3 @@ pub enum PoolEvent {
     /// What the last request of `slot`'s child `pid` cost (see `pool::usage`).
     Usage { slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64> },
 }
-
-impl From<Report> for PoolEvent {
-    fn from(report: Report) -> PoolEvent {
-        PoolEvent::Supervisor(report)
-    }
-}
