@@ -1,10 +1,13 @@
 //! PHP's own informational flags (`-v`, `-i`, `-m`), answered as php-fpm
 //! answers them: by the PHP that runs the scripts, here php-cgi, asked with
 //! the command line's `-n`, `-c` and `-d`.
+//! A client command: php-cgi runs once, through [`crate::spawn::run_query`], with no
+//! supervisor (rustfpm does not serve then).
 
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use crate::config::DEFAULT_PHP_CGI;
+use crate::spawn::{run_query, Query};
 
 /// What PHP is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +34,10 @@ impl PhpQuery {
 pub(crate) fn output(query: PhpQuery, php_args: &[String]) -> Result<String, String> {
     // A CGI request's variables (SCRIPT_FILENAME, REQUEST_METHOD, ...) in our environment
     // would make php-cgi run that script instead of answering: it gets PATH only.
-    let out = Command::new(DEFAULT_PHP_CGI)
-        .env_clear()
-        .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
-        .args(php_args)
-        .args(["-q", query.flag()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {DEFAULT_PHP_CGI} {}: {e}", query.flag()))?;
+    let args = php_args.iter().map(Into::into).chain(["-q".into(), query.flag().into()]).collect();
+    let env = std::env::var_os("PATH").map(|path| ("PATH".into(), path)).into_iter().collect();
+    let php_cgi = Query { program: DEFAULT_PHP_CGI.into(), args, env, credentials: None };
+    let out = run_query(&php_cgi).map_err(|e| format!("cannot run {DEFAULT_PHP_CGI} {}: {e}", query.flag()))?;
     if !out.status.success() {
         return Err(format!("{DEFAULT_PHP_CGI} {} failed: {}", query.flag(), out.status));
     }

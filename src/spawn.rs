@@ -6,7 +6,7 @@ use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub struct ProcessSettings {
 pub enum Output {
     /// Discarded (php-fpm's default).
     Discard,
-    /// Into the pool's output pipes, logged line by line ([`crate::pool::output`]).
+    /// Into the pool's output pipes, logged line by line (by `pool::output`).
     Capture(Capture),
 }
 
@@ -79,8 +79,9 @@ pub struct Credentials {
     pub groups: Vec<Gid>,
 }
 
-/// Execs a pool's php-cgi parent; returns its pid.
-pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+/// Execs a pool's php-cgi parent; returns its pid. For the supervisor only:
+/// it reaps what it starts.
+pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
@@ -104,6 +105,54 @@ pub fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// A short run of php-cgi that prints an answer and exits (`-i`, `-v`): for a
+/// pool, its program, arguments, environment and user, but no listener.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The php-cgi binary.
+    pub program: PathBuf,
+    /// Its arguments, the flag last.
+    pub args: Vec<OsString>,
+    /// Its complete environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The user and group to run as; `None` keeps rustfpm's.
+    pub credentials: Option<Credentials>,
+}
+
+impl ChildSpec {
+    /// The pool's php-cgi asked `flag` (`-i`) instead of serving.
+    pub fn query(&self, flag: &str) -> Query {
+        let mut args = self.args.clone();
+        args.push(flag.into());
+        Query { program: self.program.clone(), args, env: self.env.clone(), credentials: self.credentials.clone() }
+    }
+}
+
+/// Starts `query` with its stdout piped (stdin and stderr are /dev/null).
+/// For the supervisor only: it reaps what it starts.
+pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
+    query_command(query).stderr(Stdio::null()).spawn()
+}
+
+/// Runs `query` to its end, its stderr on ours, for a client command that
+/// runs without a supervisor (`rustfpm -i`): what it printed and how it ended.
+pub fn run_query(query: &Query) -> std::io::Result<std::process::Output> {
+    query_command(query).stderr(Stdio::inherit()).output()
+}
+
+fn query_command(query: &Query) -> std::process::Command {
+    let mut cmd = std::process::Command::new(&query.program);
+    cmd.args(&query.args)
+        .env_clear()
+        .envs(query.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some(creds) = &query.credentials {
+        cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
+    }
+    cmd
 }
 
 /// Signals whose disposition is reset to the default for php-cgi.

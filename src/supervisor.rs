@@ -1,11 +1,18 @@
 //! The supervisor: one long-lived thread that starts php-cgi pool parents,
 //! signals their process groups, reaps every exit, and finds which child holds
-//! a connection. It is the only code that forks, and it forks from a thread that
-//! lives as long as rustfpm, so the children's parent-death signal is sound.
+//! a connection. While rustfpm serves, it is the only code that forks: pool
+//! parents, and the short php-cgi runs a pool asks (`php-cgi -i` for its
+//! settings, [`Supervisor::query`]). It forks from a thread that lives as long
+//! as rustfpm, so the children's parent-death signal is sound. (Before it
+//! starts, `main` forks the guard it then owns, and daemonizes; `rustfpm -i`,
+//! `ping` and `top` are client commands with no supervisor.)
 //!
-//! Pools talk to it with [`Command`]s and hear back through [`PoolEvent`]s.
+//! Pools talk to it with [`Command`]s and hear back through a [`Reporter`]
+//! each pool gives it, which puts [`Report`]s into that pool's own inbox (the
+//! supervisor knows none of the pool's types).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -15,9 +22,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use tokio::sync::mpsc::UnboundedSender;
 
-use crate::spawn::{spawn_parent, ChildSpec};
+use crate::spawn::{spawn_parent, spawn_query, ChildSpec, Query};
 use crate::sys::pidfd::PidFd;
 use crate::sys::proc_events::ProcEvents;
 use crate::sys::{guard::Guard, procfs, sockdiag};
@@ -26,9 +32,9 @@ use crate::sys::{guard::Guard, procfs, sockdiag};
 const FIND_CHILD_TRIES: u32 = 40;
 const FIND_CHILD_PAUSE: Duration = Duration::from_millis(5);
 
-/// What the supervisor reports to a pool.
+/// What the supervisor reports to a pool about its processes.
 #[derive(Debug)]
-pub enum PoolEvent {
+pub enum Report {
     /// The php-cgi parent is running.
     ParentStarted { pid: Pid },
     /// The php-cgi parent could not be started.
@@ -43,8 +49,28 @@ pub enum PoolEvent {
     PeerChecked { slot: usize, inode: u32, open: bool },
     /// A child of the pool's php-cgi parent exited (needs process events).
     ChildExited { pid: Pid, status: ExitKind },
-    /// What the last request of `slot`'s child `pid` cost (see `pool::usage`).
-    Usage { slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64> },
+}
+
+/// Where the supervisor sends one pool's [`Report`]s: a function the pool
+/// gives, which puts them into its own inbox (dropping them once it is gone).
+#[derive(Clone)]
+pub struct Reporter(Arc<dyn Fn(Report) + Send + Sync>);
+
+impl Reporter {
+    /// A reporter that hands each report to `deliver`.
+    pub fn new(deliver: impl Fn(Report) + Send + Sync + 'static) -> Reporter {
+        Reporter(Arc::new(deliver))
+    }
+
+    fn send(&self, report: Report) {
+        (self.0)(report)
+    }
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reporter")
+    }
 }
 
 /// How a process ended.
@@ -78,21 +104,47 @@ impl std::fmt::Display for ExitKind {
 /// Requests to the supervisor thread.
 #[derive(Debug)]
 pub enum Command {
-    /// Start a pool parent; events go to `events`.
-    Spawn { spec: Arc<ChildSpec>, events: UnboundedSender<PoolEvent> },
+    /// Start a pool parent; reports go to `events`.
+    Spawn { spec: Arc<ChildSpec>, events: Reporter },
     /// Send `signal` to the process group of a pool parent.
     SignalGroup { pgid: Pid, signal: Signal },
     /// Find the child of `parent` holding the peer of our socket `inode`.
-    FindChild { parent: Pid, slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
+    FindChild { parent: Pid, slot: usize, inode: u32, events: Reporter },
     /// SIGKILL one php-cgi child: through its pidfd when there is one (a
     /// recycled pid is then never signalled), else by pid.
     KillChild { pid: Pid, pidfd: Option<Arc<PidFd>> },
     /// Tell whether the peer of our socket `inode` still has it open.
-    CheckPeer { slot: usize, inode: u32, events: UnboundedSender<PoolEvent> },
+    CheckPeer { slot: usize, inode: u32, events: Reporter },
+    /// Start `query` and tell `respond_to` its pid, then what it printed.
+    Query { query: Query, respond_to: Sender<QueryAnswer> },
+    /// Kill the query `pid`, unless it was reaped already (its answer came too late).
+    EndQuery { pid: Pid },
     /// Reap exited processes (sent on SIGCHLD).
     Reap,
     /// Kill all remaining groups (TERM, then KILL after `grace`), reap them, then return.
     Shutdown { grace: Duration },
+}
+
+/// Why a [`Supervisor::query`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// It could not be started, or its output read.
+    #[error("{0}: {1}")]
+    Failed(String, String),
+    /// It printed nothing complete within the limit, and was killed.
+    #[error("{0} did not answer within {1:?}; killed")]
+    TimedOut(String, Duration),
+}
+
+/// What the supervisor tells the asker of a [`Command::Query`].
+#[derive(Debug)]
+pub enum QueryAnswer {
+    /// The query runs as `pid`.
+    Started(Pid),
+    /// What it printed on stdout, once it closed it.
+    Printed(std::io::Result<Vec<u8>>),
+    /// It could not be started.
+    Failed(String),
 }
 
 /// Handle to the supervisor thread.
@@ -140,6 +192,32 @@ impl Supervisor {
         kill_child(pid, pidfd.as_deref());
     }
 
+    /// Runs `query` (the supervisor starts and reaps it) and waits at most
+    /// `limit` for what it prints; a query that takes longer is killed.
+    /// Blocking: for a thread that may wait (a reload's `spawn_blocking`
+    /// thread; at start-up, the runtime thread before anything is served).
+    pub fn query(&self, query: Query, limit: Duration) -> Result<Vec<u8>, QueryError> {
+        let (respond_to, answers) = crossbeam_channel::bounded(2);
+        let program = query.program.display().to_string();
+        self.send(Command::Query { query, respond_to });
+        let deadline = Instant::now() + limit;
+        let mut started = None;
+        loop {
+            match answers.recv_deadline(deadline) {
+                Ok(QueryAnswer::Started(pid)) => started = Some(pid),
+                Ok(QueryAnswer::Printed(out)) => return out.map_err(|e| QueryError::Failed(program, e.to_string())),
+                Ok(QueryAnswer::Failed(error)) => return Err(QueryError::Failed(program, error)),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(pid) = started {
+                        self.send(Command::EndQuery { pid });
+                    }
+                    return Err(QueryError::TimedOut(program, limit));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(QueryError::Failed(program, "no supervisor".into())),
+            }
+        }
+    }
+
     /// Sends a command; never blocks (the channel is unbounded).
     pub fn send(&self, cmd: Command) {
         if matches!(cmd, Command::Shutdown { .. }) {
@@ -149,11 +227,13 @@ impl Supervisor {
     }
 }
 
-type Registration = (Pid, UnboundedSender<PoolEvent>);
+type Registration = (Pid, Reporter);
 
 struct State {
     guard: Guard,
-    parents: HashMap<Pid, (String, UnboundedSender<PoolEvent>)>,
+    parents: HashMap<Pid, (String, Reporter)>,
+    /// Queries started and not reaped yet: their pid cannot name another process.
+    queries: HashSet<Pid>,
     exits: Option<Sender<Registration>>,
     /// Child look-ups waiting for a child to accept their connection: tried
     /// again from the loop, so that other commands (a CheckPeer above all)
@@ -166,14 +246,14 @@ struct Lookup {
     parent: Pid,
     slot: usize,
     inode: u32,
-    events: UnboundedSender<PoolEvent>,
+    events: Reporter,
     tries: u32,
     due: Instant,
 }
 
 impl State {
     fn new(guard: Guard, exits: Option<Sender<Registration>>) -> State {
-        State { guard, parents: HashMap::new(), exits, lookups: Vec::new() }
+        State { guard, parents: HashMap::new(), queries: HashSet::new(), exits, lookups: Vec::new() }
     }
 
     fn run(mut self, rx: Receiver<Command>, stopping: &AtomicBool) {
@@ -202,7 +282,13 @@ impl State {
                     // An error (no netlink) counts as closed: the worker then
                     // reconnects and waits in the children's accept queue.
                     let open = matches!(sockdiag::unix_peer_inode(inode), Ok(Some(_)));
-                    let _ = events.send(PoolEvent::PeerChecked { slot, inode, open });
+                    events.send(Report::PeerChecked { slot, inode, open });
+                }
+                Command::Query { query, respond_to } => self.query(&query, respond_to),
+                Command::EndQuery { pid } => {
+                    if self.queries.contains(&pid) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
                 }
                 Command::Reap => self.reap(),
                 Command::Shutdown { grace } => return self.shutdown(&rx, grace),
@@ -223,7 +309,7 @@ impl State {
         }
         let (pid, pidfd) = found.map_or((None, None), |(pid, fd)| (Some(pid), fd));
         let Lookup { slot, inode, events, .. } = lookup;
-        let _ = events.send(PoolEvent::ChildFound { slot, inode, pid, pidfd });
+        events.send(Report::ChildFound { slot, inode, pid, pidfd });
     }
 
     /// Tries the look-ups that are due again (drops them all once stopping).
@@ -237,7 +323,33 @@ impl State {
         }
     }
 
-    fn spawn(&mut self, spec: &ChildSpec, events: UnboundedSender<PoolEvent>) {
+    /// Starts `query`; a thread of its own reads what it prints, so the
+    /// supervisor never waits for it. Its exit is reaped with the others.
+    fn query(&mut self, query: &Query, respond_to: Sender<QueryAnswer>) {
+        let program = query.program.display().to_string();
+        let mut child = match spawn_query(query) {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = respond_to.send(QueryAnswer::Failed(format!("cannot start it: {e}")));
+                return;
+            }
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        self.queries.insert(pid);
+        let _ = respond_to.send(QueryAnswer::Started(pid));
+        let Some(mut stdout) = child.stdout.take() else { return };
+        let read = move || {
+            let mut out = Vec::new();
+            let printed = stdout.read_to_end(&mut out).map(|_| out);
+            let _ = respond_to.send(QueryAnswer::Printed(printed));
+        };
+        if let Err(e) = thread::Builder::new().name("query-output".into()).spawn(read) {
+            crate::error!("cannot read what {program} prints: {e}; killed");
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    fn spawn(&mut self, spec: &ChildSpec, events: Reporter) {
         match spawn_parent(spec) {
             Ok(pid) => {
                 self.guard.watch_group(pid);
@@ -245,11 +357,11 @@ impl State {
                     let _ = exits.send((pid, events.clone()));
                 }
                 self.parents.insert(pid, (spec.pool.clone(), events.clone()));
-                let _ = events.send(PoolEvent::ParentStarted { pid });
+                events.send(Report::ParentStarted { pid });
             }
             Err(e) => {
                 let error = format!("cannot start {}: {e}", spec.program.display());
-                let _ = events.send(PoolEvent::SpawnFailed { error });
+                events.send(Report::SpawnFailed { error });
             }
         }
     }
@@ -264,6 +376,7 @@ impl State {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            self.queries.remove(&pid);
             if pid == self.guard.pid() {
                 crate::alert!("the guard process {pid} {status}; children may outlive a crash of rustfpm");
                 continue;
@@ -272,7 +385,7 @@ impl State {
                 // The group may still hold children: they must not outlive their parent.
                 signal_group(pid, Signal::SIGKILL);
                 self.guard.forget_group(pid);
-                let _ = events.send(PoolEvent::ParentExited { pid, status });
+                events.send(Report::ParentExited { pid, status });
             }
         }
     }
@@ -315,13 +428,13 @@ fn start_exit_watch() -> Option<Sender<Registration>> {
     };
     let (tx, rx) = crossbeam_channel::unbounded::<Registration>();
     let spawned = thread::Builder::new().name("proc-events".into()).spawn(move || {
-        let mut parents: HashMap<i32, UnboundedSender<PoolEvent>> = HashMap::new();
+        let mut parents: HashMap<i32, Reporter> = HashMap::new();
         while let Ok(exit) = events.next_exit() {
             parents.extend(rx.try_iter().map(|(pid, tx)| (pid.as_raw(), tx)));
             parents.remove(&exit.pid);
             if let Some(pool) = parents.get(&exit.parent) {
                 let status = ExitKind::from_wait_status(exit.wait_status);
-                let _ = pool.send(PoolEvent::ChildExited { pid: Pid::from_raw(exit.pid), status });
+                pool.send(Report::ChildExited { pid: Pid::from_raw(exit.pid), status });
             }
         }
     });
@@ -394,7 +507,8 @@ mod tests {
         let _ = std::fs::remove_file(&dir);
         let _listener = UnixListener::bind(&dir).unwrap();
         let conn = UnixStream::connect(&dir).unwrap();
-        let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let events = Reporter::new(move |r| drop(tx.send(r)));
         let mut state = State::new(Guard::inert(), None);
         let parent = Pid::from_raw(std::process::id() as i32);
         let inode = inode_of(&conn);
@@ -409,7 +523,7 @@ mod tests {
             state.retry_lookups(false);
         }
         match heard.try_recv() {
-            Ok(PoolEvent::ChildFound { slot: 3, inode: i, pid: None, .. }) => assert_eq!(i, inode),
+            Ok(Report::ChildFound { slot: 3, inode: i, pid: None, .. }) => assert_eq!(i, inode),
             other => panic!("expected ChildFound without a pid, got {other:?}"),
         }
         assert!(state.lookups.is_empty());
@@ -418,7 +532,8 @@ mod tests {
 
     #[test]
     fn stopping_drops_pending_look_ups() {
-        let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let events = Reporter::new(move |r| drop(tx.send(r)));
         let mut state = State::new(Guard::inert(), None);
         let parent = Pid::from_raw(std::process::id() as i32);
         state.lookups.push(Lookup { parent, slot: 0, inode: 1, events, tries: 1, due: Instant::now() });

@@ -489,7 +489,7 @@ where
         Lost::Exited => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
             let slot = lease.worker().slot();
-            pool.tell(PoolMsg::ChildLost { slot, script, uri });
+            pool.tell(PoolMsg::ChildCrashed { slot, script, uri });
             lease.release(failed.nginx_has.unwrap_or(502), false);
             ("502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
         }

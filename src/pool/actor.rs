@@ -2,8 +2,19 @@
 //! states, counters) and of its php-cgi parent's lifecycle. Workers and the
 //! supervisor report to it by message; everyone else asks it for a
 //! [`PoolSnapshot`].
+//!
+//! This file holds the loop, the requests' flow and the replacement of
+//! children; the rest of its state is grouped by concern, each part with its
+//! own decisions: the slots (`actor_slot.rs`), the php-cgi parent
+//! (`actor_parent.rs`), the counters (`actor_counters.rs`), the pool's end
+//! (`actor_ending.rs`), requests whose child crashed (`actor_crashes.rs`),
+//! abandoned requests (`actor_abandoned.rs`) and the logs (`actor_logs.rs`).
+//! Unit tests feed it messages and read its decisions (`actor_tests.rs`).
+//!
+//! Words: a child is *replaced* (killed between requests; php-cgi forks a
+//! fresh one) for a [`Reason`]; a pool (one generation, after a reload) is
+//! *retired*; a child that dies under a request has *crashed*.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,83 +24,46 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
-use super::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
-use super::msg::{AbandonCause, Abandoned, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
+use super::msg::{AbandonCause, Abandoned, PoolEvent, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
 use super::worker::{ChildSocket, Worker};
-use crate::accesslog::format::escape_controls;
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
-use crate::supervisor::{Command, ExitKind, PoolEvent, Supervisor};
+use crate::supervisor::{Command, Report, Reporter, Supervisor};
 use crate::sys::pidfd::PidFd;
 
+#[path = "actor_abandoned.rs"]
+mod abandoned;
+#[path = "actor_counters.rs"]
+mod counters;
+#[path = "actor_crashes.rs"]
+mod crashes;
+#[path = "actor_ending.rs"]
+mod ending;
+#[path = "actor_logs.rs"]
+mod logs;
+#[path = "actor_parent.rs"]
+mod parent;
+#[path = "actor_slot.rs"]
+mod slot;
 #[cfg(test)]
 #[path = "actor_tests.rs"]
 mod tests;
 
+use counters::Counters;
+use crashes::Crashes;
+use ending::Ending;
+use parent::Parent;
+use slot::{slot_snapshot, Carried, Slot};
+
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
-#[path = "actor_logs.rs"]
-mod logs;
-
-#[path = "actor_abandoned.rs"]
-mod abandoned;
-
 /// How often abandoned requests are checked for their child having let go.
 const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
-
-/// How long php-cgi of a pool that is gone gets between SIGTERM and SIGKILL.
-const DETACHED_STOP_GRACE: Duration = Duration::from_secs(5);
-/// How many recent child exits the actor remembers.
-const RECENT_EXITS: usize = 64;
-/// How long a lost request's log line waits for the child's exit status.
-const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
-
-#[derive(Debug)]
-struct LostRequest {
-    pid: Option<Pid>,
-    script: String,
-    uri: String,
-    at: Instant,
-}
-
-impl Slot {
-    /// Idle, its child's pid is still being looked up, and the answer may
-    /// retire the child: it is marked already, or `counts` (the child may have
-    /// served requests for another slot's connection before, which count on).
-    fn awaits_pid_to_retire(&self, counts: bool) -> bool {
-        (self.retire.is_some() || counts) && self.state == SlotState::Idle && self.finding && self.pid.is_none()
-    }
-}
-
-#[derive(Debug)]
-struct Slot {
-    pid: Option<Pid>,
-    /// A handle on the process `pid` names (set with it): children are
-    /// killed through it, so a recycled pid is never signalled.
-    pidfd: Option<Arc<PidFd>>,
-    /// The pid of this slot's new connection is being looked up.
-    finding: bool,
-    info: Option<Box<RequestInfo>>,
-    child_since: Option<Instant>,
-    memory: Option<u64>,
-    /// CPU (%) and memory of the last request, as `usage` sampled them.
-    last_usage: (Option<f64>, Option<u64>),
-    retire: Option<Reason>,
-    inode: u32,
-    state: SlotState,
-    requests: u64,
-    since: Instant,
-    last_duration: Duration,
-    /// The running request was already logged as slow.
-    slow_logged: bool,
-    /// An abandoned request whose child may still be running it.
-    held: Option<abandoned::Held>,
-}
 
 /// What a pool actor is built from.
 pub struct ActorSetup {
@@ -99,13 +73,13 @@ pub struct ActorSetup {
     pub socket: Arc<ChildSocket>,
     /// The supervisor thread.
     pub supervisor: Supervisor,
-    /// Where the supervisor reports to this actor.
+    /// The actor's second inbox, for the supervisor's reports and samples.
     pub events_tx: UnboundedSender<PoolEvent>,
     /// Recycling rules.
     pub policy: Policy,
     /// One epoch per slot (so also the number of slots).
     pub epochs: Arc<[AtomicU32]>,
-    /// The idle workers, to which the actor returns finished ones.
+    /// The idle workers, to which the actor returns the workers of ended requests.
     pub balancer: Arc<Balancer>,
     /// The pool's access log and slowlog.
     pub logs: Arc<PoolLogs>,
@@ -118,46 +92,31 @@ pub struct ActorSetup {
 /// The actor's private state.
 pub struct PoolActor {
     name: String,
-    sample_usage: bool,
+    started: SystemTime,
     slots: Vec<Slot>,
+    parent: Parent,
+    ending: Ending,
+    counters: Counters,
+    crashes: Crashes,
+    carried: Carried,
+    /// Workers of ended requests, lent again once their child is settled.
+    returning: Vec<Worker>,
+    snapshot_waiters: snapshot::Waiters,
+    /// Access records whose child's pid is still being looked up: (slot, when, record).
+    pending_access: Vec<(usize, Instant, Box<Record>)>,
+    policy: Policy,
+    sample_usage: bool,
     spec: Arc<ChildSpec>,
     socket: Arc<ChildSocket>,
     supervisor: Supervisor,
+    /// The second inbox's sender (for usage samples), and the same inbox as
+    /// the supervisor sees it.
     events_tx: UnboundedSender<PoolEvent>,
-    parent: Option<(Pid, Instant)>,
-    crash_streak: u32,
-    recent_exits: VecDeque<(Pid, ExitKind)>,
-    child_exits: ExitRate,
-    killed_for_loop: bool,
-    pending_lost: Vec<LostRequest>,
-    respawn_at: Option<TokioInstant>,
-    stopping: bool,
-    started: SystemTime,
-    parent_starts: u64,
-    accepted: u64,
-    busy: usize,
-    max_active: usize,
-    max_queue_wait: Duration,
-    recycled: [u64; Reason::ALL.len()],
-    crashes: VecDeque<Instant>,
-    retiring: bool,
-    /// A Spawn was sent to the supervisor and has not been answered yet.
-    spawning: bool,
-    /// Every handle is gone: the actor only waits for its php-cgi to exit.
-    detached: bool,
-    retire_deadline: Option<TokioInstant>,
-    policy: Policy,
+    reporter: Reporter,
     epochs: Arc<[AtomicU32]>,
     balancer: Arc<Balancer>,
-    returning: Vec<Worker>,
-    snapshot_waiters: snapshot::Waiters,
     metrics: PoolMetrics,
     logs: Arc<PoolLogs>,
-    slow_requests: u64,
-    /// Children whose slot's connection was closed: what each served, by pid.
-    unbound: std::collections::HashMap<Pid, (u64, Option<Instant>)>,
-    /// Access records whose child's pid is still being looked up: (slot, when, record).
-    pending_access: Vec<(usize, Instant, Box<Record>)>,
     heartbeat: Arc<super::health::Heartbeat>,
 }
 
@@ -166,63 +125,31 @@ impl PoolActor {
     pub fn new(setup: ActorSetup) -> PoolActor {
         let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs, sample_usage, heartbeat } =
             setup;
-        let children = epochs.len();
         let now = Instant::now();
-        let slot = || Slot {
-            pid: None,
-            pidfd: None,
-            finding: false,
-            info: None,
-            child_since: None,
-            memory: None,
-            last_usage: (None, None),
-            retire: None,
-            inode: 0,
-            state: SlotState::Starting,
-            requests: 0,
-            since: now,
-            last_duration: Duration::ZERO,
-            slow_logged: false,
-            held: None,
-        };
+        let inbox = events_tx.clone();
         PoolActor {
             name: spec.pool.clone(),
+            started: SystemTime::now(),
+            slots: (0..epochs.len()).map(|_| Slot::new(now)).collect(),
+            parent: Parent::new(),
+            ending: Ending::default(),
+            counters: Counters::default(),
+            crashes: Crashes::default(),
+            carried: Carried::default(),
+            returning: Vec::new(),
+            snapshot_waiters: snapshot::Waiters::default(),
+            pending_access: Vec::new(),
+            policy,
             sample_usage,
             metrics: PoolMetrics::new(&spec.pool),
-            slots: (0..children).map(|_| slot()).collect(),
             spec,
             socket,
             supervisor,
             events_tx,
-            parent: None,
-            crash_streak: 0,
-            recent_exits: VecDeque::new(),
-            child_exits: ExitRate::default(),
-            killed_for_loop: false,
-            pending_lost: Vec::new(),
-            respawn_at: Some(TokioInstant::now()),
-            stopping: false,
-            started: SystemTime::now(),
-            parent_starts: 0,
-            accepted: 0,
-            busy: 0,
-            max_active: 0,
-            max_queue_wait: Duration::ZERO,
-            recycled: [0; Reason::ALL.len()],
-            crashes: VecDeque::new(),
-            retiring: false,
-            spawning: false,
-            detached: false,
-            retire_deadline: None,
-            policy,
+            reporter: Reporter::new(move |report| drop(inbox.send(PoolEvent::Supervisor(report)))),
             epochs,
             balancer,
-            returning: Vec::new(),
-            snapshot_waiters: snapshot::Waiters::default(),
             logs,
-            slow_requests: 0,
-            pending_access: Vec::new(),
-            unbound: Default::default(),
             heartbeat,
         }
     }
@@ -234,9 +161,9 @@ impl PoolActor {
         let mut settle = tokio::time::interval(SETTLE_INTERVAL);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let respawn_at = self.respawn_at;
+            let (start_at, kill_at) = (self.parent.start_at(), self.ending.kill_at());
             tokio::select! {
-                msg = msgs.recv(), if !self.detached => match msg {
+                msg = msgs.recv(), if !self.ending.detached() => match msg {
                     Some(msg) => {
                         self.handle(msg);
                         // The whole mailbox first: decisions below need every
@@ -244,39 +171,32 @@ impl PoolActor {
                         while let Ok(msg) = msgs.try_recv() {
                             self.handle(msg);
                         }
-                        self.apply_retirements();
+                        self.replace_and_lend();
                     }
                     None => {
                         self.detach();
-                        if self.finished_detaching() {
+                        if self.detach_done() {
                             return self.drain_access();
                         }
                     }
                 },
                 Some(event) = events.recv() => {
                     self.on_event(event);
-                    self.apply_retirements();
-                    if self.finished_detaching() {
+                    self.replace_and_lend();
+                    if self.detach_done() {
                         return self.drain_access();
                     }
                 }
-                _ = sleep_until(respawn_at.unwrap_or_else(far_future)), if respawn_at.is_some() => self.spawn_parent(),
+                _ = sleep_until(start_at.unwrap_or_else(far_future)), if start_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => {
                     self.tick();
                     self.heartbeat.beat().await;
                 }
                 _ = settle.tick(), if self.holds_abandoned() => {
                     self.check_held();
-                    self.apply_retirements();
+                    self.replace_and_lend();
                 }
-                _ = sleep_until(self.retire_deadline.unwrap_or_else(far_future)), if self.retire_deadline.is_some() => {
-                    if self.detached {
-                        crate::warning!("[pool {}] php-cgi still running {}s after SIGTERM; killing", self.name, DETACHED_STOP_GRACE.as_secs());
-                    } else {
-                        crate::warning!("[pool {}] process_control_timeout passed with {} request(s) running; killing", self.name, self.busy);
-                    }
-                    self.stop_children(nix::sys::signal::Signal::SIGKILL);
-                }
+                _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => self.kill_deadline_passed(),
             }
         }
     }
@@ -285,17 +205,11 @@ impl PoolActor {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
             PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
-                self.request_finished(slot, status, duration);
-                if let Some(record) = access {
-                    self.log_access(slot, record);
-                }
-                if !worker.is_connected() {
-                    self.unbind(slot);
-                }
-                self.returning.push(worker);
+                self.request_ended(slot, status, duration);
+                self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
-            PoolMsg::ChildLost { slot, script, uri } => self.child_lost(slot, &script, &uri),
+            PoolMsg::ChildCrashed { slot, script, uri } => self.child_crashed(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
             PoolMsg::Abandoned(request) => self.hold_abandoned(request),
             PoolMsg::Snapshot { respond_to } => {
@@ -304,6 +218,32 @@ impl PoolActor {
             }
             PoolMsg::Stop => self.stop(),
             PoolMsg::Retire { limit } => self.retire(limit),
+        }
+    }
+
+    fn on_event(&mut self, event: PoolEvent) {
+        match event {
+            PoolEvent::Supervisor(report) => self.on_report(report),
+            PoolEvent::Usage { slot, pid, cpu, memory } => {
+                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
+                    s.last_usage = (cpu, memory);
+                }
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::ParentStarted { pid } => self.parent_started(pid),
+            Report::SpawnFailed { error } => {
+                crate::error!("[pool {}] {error}", self.name);
+                self.parent.spawn_failed();
+                self.start_parent_later(Duration::ZERO);
+            }
+            Report::ParentExited { pid, status } => self.parent_exited(pid, status),
+            Report::ChildExited { pid, status } => self.child_exited(pid, status),
+            Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
+            Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
         }
     }
 
@@ -316,12 +256,9 @@ impl PoolActor {
 
     fn request_started(&mut self, slot: usize, queued: Duration, info: Option<Box<RequestInfo>>) {
         self.set_state(slot, SlotState::Busy);
-        self.accepted += 1;
-        self.busy += 1;
-        self.max_active = self.max_active.max(self.busy);
-        self.max_queue_wait = self.max_queue_wait.max(queued);
+        self.counters.request_started(queued);
         self.metrics.queued(queued);
-        self.metrics.busy(self.busy);
+        self.metrics.busy(self.counters.busy);
         if let Some(s) = self.slots.get_mut(slot) {
             s.slow_logged = false;
             if info.is_some() {
@@ -330,9 +267,11 @@ impl PoolActor {
         }
     }
 
-    fn request_finished(&mut self, slot: usize, status: u16, duration: Duration) {
-        self.busy = self.busy.saturating_sub(1);
-        let next = if self.stopping { SlotState::Exiting } else { SlotState::Idle };
+    /// A request of `slot` ended (or its abandoned request was let go): the
+    /// slot is idle, and its child is marked for replacement if a limit says so.
+    fn request_ended(&mut self, slot: usize, status: u16, duration: Duration) {
+        self.counters.request_ended();
+        let next = if self.ending.stopping() { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
         let max_memory = self.policy.max_memory;
         if let Some(s) = self.slots.get_mut(slot) {
@@ -344,15 +283,32 @@ impl PoolActor {
                 usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
             }
         }
-        if let Some(view) = self.view(slot) {
-            let reason = recycle::after_request(&self.policy, &view, Instant::now());
-            if let Some(s) = self.slots.get_mut(slot).filter(|_| reason.is_some()) {
-                s.retire = reason;
-            }
-        }
+        self.mark_if_due(slot);
         self.metrics.request(status, duration);
-        self.metrics.busy(self.busy);
+        self.metrics.busy(self.counters.busy);
         self.stop_children_when_idle();
+    }
+
+    /// Takes back the worker of an ended request (to be lent again by
+    /// [`Self::replace_and_lend`]) and logs the request.
+    fn take_back(&mut self, worker: Worker, access: Option<Box<Record>>) {
+        let slot = worker.slot();
+        if let Some(record) = access {
+            self.log_access(slot, record);
+        }
+        if !worker.is_connected() {
+            self.unbind(slot);
+        }
+        self.returning.push(worker);
+    }
+
+    /// Marks the child of `slot` for replacement if a limit (requests,
+    /// memory, lifetime) says so; an existing mark stays.
+    fn mark_if_due(&mut self, slot: usize) {
+        let Some(view) = self.slots.get(slot).map(Slot::view) else { return };
+        if let Some(reason) = recycle::after_request(&self.policy, &view, Instant::now()) {
+            self.slots[slot].replace = Some(reason);
+        }
     }
 
     /// A new connection of `slot` served its first request: look up the
@@ -367,147 +323,53 @@ impl PoolActor {
 
     /// The slot's connection was closed: its child is free to accept another
     /// slot's connection, so it is no longer this slot's (unless its pid is
-    /// still being looked up, for the access log).
-    /// What it served is remembered with its pid, so that pm_max_requests and
-    /// pm_max_lifetime count on when another slot's connection meets it.
+    /// still being looked up, for the access log). What it served is carried
+    /// with its pid.
     fn unbind(&mut self, slot: usize) {
         let most = self.slots.len().max(1) * 2;
         let Some(s) = self.slots.get_mut(slot) else { return };
-        if let Some(pid) = s.pid.take() {
-            if self.unbound.len() >= most {
-                self.unbound.clear();
-            }
-            self.unbound.insert(pid, (s.requests, s.child_since));
+        let served = (s.requests, s.child_since);
+        if let (Some(pid), _) = s.forget_child() {
+            self.carried.remember(pid, served, most);
         }
-        (s.pidfd, s.inode, s.finding, s.requests, s.child_since) = (None, 0, false, 0, None);
     }
 
     /// Asks the supervisor which child holds `slot`'s connection.
     fn look_up_child(&mut self, slot: usize) {
-        let (Some((parent, _)), Some(s)) = (self.parent, self.slots.get_mut(slot)) else {
+        let (Some(parent), Some(s)) = (self.parent.pid(), self.slots.get_mut(slot)) else {
             return;
         };
         if s.inode == 0 || s.finding {
             return;
         }
         s.finding = true;
-        let (inode, events) = (s.inode, self.events_tx.clone());
+        let (inode, events) = (s.inode, self.reporter.clone());
         self.supervisor.send(Command::FindChild { parent, slot, inode, events });
     }
 
-    fn child_lost(&mut self, slot: usize, script: &str, uri: &str) {
-        self.recycled[Reason::Crash.index()] += 1;
-        self.metrics.crash();
-        let pid = self.slots.get_mut(slot).and_then(|s| {
-            s.inode = 0;
-            s.requests = 0;
-            s.pid.take()
-        });
-        let lost = LostRequest { pid, script: script.into(), uri: uri.into(), at: Instant::now() };
-        let exit = pid.and_then(|p| self.recent_exits.iter().find(|(q, _)| *q == p).map(|(_, e)| *e));
-        match exit {
-            Some(status) => self.log_lost(&lost, Some(status)),
-            None if pid.is_some() => self.pending_lost.push(lost),
-            None => self.log_lost(&lost, None),
-        }
-    }
-
-    /// One line per request lost to a dying child, with the exit status when
-    /// the kernel reported it.
-    fn log_lost(&self, lost: &LostRequest, status: Option<ExitKind>) {
-        let pid = lost.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
-        let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
-        crate::warning!(
-            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
-            self.name,
-            escape_controls(&lost.script),
-            escape_controls(&lost.uri)
-        );
-    }
-
-    fn child_exited(&mut self, pid: Pid, status: ExitKind) {
-        self.unbound.remove(&pid);
-        // The usual cause of children dying at once: a script made the shared
-        // listener non-blocking. Repairing it ends the loop without a restart.
-        if self.repair_listener() {
-            self.child_exits = ExitRate::default();
-        } else {
-            self.check_child_loop();
-        }
-        self.check_emergency(status);
-        if let Some(i) = self.pending_lost.iter().position(|l| l.pid == Some(pid)) {
-            let lost = self.pending_lost.swap_remove(i);
-            return self.log_lost(&lost, Some(status));
-        }
-        // A busy slot's child: the front end's report of the lost request
-        // follows, and is logged together with this status.
-        let busy = self.slots.iter().any(|s| s.pid == Some(pid) && s.state == SlotState::Busy);
-        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid) && s.state != SlotState::Busy) {
-            s.pid = None;
-        }
-        if !busy {
-            match status {
-                ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
-                ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
-                ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+    /// The supervisor found (or not) the child of `slot`'s connection `inode`.
+    /// A child another connection of this pool had counts on from there.
+    fn child_found(&mut self, slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>) {
+        let carried = pid.and_then(|p| self.carried.take(p));
+        let mut recheck = false;
+        if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
+            if let Some((requests, since)) = carried {
+                s.requests += requests;
+                s.child_since = since;
+                recheck = s.state == SlotState::Idle && s.replace.is_none();
+            } else if s.pid != pid {
+                s.child_since = pid.map(|_| Instant::now());
+                s.last_usage = (None, None);
             }
+            s.pid = pid;
+            s.pidfd = pidfd;
+            s.finding = false;
         }
-        if self.recent_exits.len() == RECENT_EXITS {
-            self.recent_exits.pop_front();
+        if recheck {
+            self.mark_if_due(slot);
         }
-        self.recent_exits.push_back((pid, status));
-    }
-
-    /// Lost requests whose exit status never came are logged without it.
-    fn flush_lost(&mut self) {
-        let (late, waiting): (Vec<_>, Vec<_>) =
-            self.pending_lost.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
-        self.pending_lost = waiting;
-        for lost in &late {
-            self.log_lost(lost, None);
-        }
-    }
-
-    fn on_event(&mut self, event: PoolEvent) {
-        match event {
-            PoolEvent::ParentStarted { pid } => self.parent_started(pid),
-            PoolEvent::SpawnFailed { error } => {
-                self.spawning = false;
-                crate::error!("[pool {}] {error}", self.name);
-                self.schedule_respawn(Duration::ZERO);
-            }
-            PoolEvent::ParentExited { pid, status } => self.parent_exited(pid, status),
-            PoolEvent::ChildExited { pid, status } => self.child_exited(pid, status),
-            PoolEvent::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
-            PoolEvent::Usage { slot, pid, cpu, memory } => {
-                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
-                    s.last_usage = (cpu, memory);
-                }
-            }
-            PoolEvent::ChildFound { slot, inode, pid, pidfd } => {
-                let carried = pid.and_then(|p| self.unbound.remove(&p));
-                let mut recheck = false;
-                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
-                    if let Some((requests, since)) = carried {
-                        // A child another connection of this pool had: it counts on.
-                        s.requests += requests;
-                        s.child_since = since;
-                        recheck = s.state == SlotState::Idle && s.retire.is_none();
-                    } else if s.pid != pid {
-                        s.child_since = pid.map(|_| Instant::now());
-                        s.last_usage = (None, None);
-                    }
-                    s.pid = pid;
-                    s.pidfd = pidfd;
-                    s.finding = false;
-                }
-                if let Some(view) = self.view(slot).filter(|_| recheck) {
-                    self.slots[slot].retire = recycle::after_request(&self.policy, &view, Instant::now());
-                }
-                self.answer_snapshots();
-                self.flush_access(Some(slot));
-            }
-        }
+        self.answer_snapshots();
+        self.flush_access(Some(slot));
     }
 
     /// Answers the status page once no pid lookup runs (or it waited enough).
@@ -519,172 +381,45 @@ impl PoolActor {
         }
     }
 
-    fn spawn_parent(&mut self) {
-        self.respawn_at = None;
-        if self.stopping {
-            return;
-        }
-        let events = self.events_tx.clone();
-        self.spawning = true;
-        self.supervisor.send(Command::Spawn { spec: self.spec.clone(), events });
-    }
-
-    /// The pool is gone (every handle dropped): its php-cgi must not outlive
-    /// it, including a parent whose start is still on its way.
-    fn detach(&mut self) {
-        self.detached = true;
-        self.stop();
-        self.balancer.close();
-        if let Some((pgid, _)) = self.parent {
-            self.supervisor.send(Command::SignalGroup { pgid, signal: nix::sys::signal::Signal::SIGTERM });
-        }
-        if self.retire_deadline.is_none() {
-            self.retire_deadline = Some(TokioInstant::now() + DETACHED_STOP_GRACE);
-        }
-    }
-
-    /// Detached, and no php-cgi of this pool runs or is being started.
-    fn finished_detaching(&self) -> bool {
-        self.detached && self.parent.is_none() && !self.spawning
-    }
-
-    fn parent_started(&mut self, pid: Pid) {
-        self.spawning = false;
-        self.parent = Some((pid, Instant::now()));
-        self.parent_starts += 1;
-        self.metrics.parent_start(if self.parent_starts == 1 { "start" } else { "restart" });
-        crate::notice!("[pool {}] php-cgi parent {pid} started with {} children", self.name, self.slots.len());
-        for i in 0..self.slots.len() {
-            if self.slots[i].state == SlotState::Starting {
-                self.set_state(i, SlotState::Idle);
-            }
-            // Connections made before the parent ran: their child is known now.
-            if self.slots[i].pid.is_none() {
-                self.look_up_child(i);
-            }
-        }
-        if self.stopping {
-            self.supervisor.send(Command::SignalGroup { pgid: pid, signal: nix::sys::signal::Signal::SIGTERM });
-        }
-    }
-
-    fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
-        let started = match self.parent {
-            Some((p, started)) if p == pid => started,
-            _ => return,
-        };
-        self.parent = None;
-        for s in &mut self.slots {
-            s.pid = None;
-            s.inode = 0;
-        }
-        self.unbound.clear();
-        if self.stopping {
-            return;
-        }
-        crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);
-        // A parent we killed for a child crash loop counts as a fast exit.
-        let ran = if std::mem::take(&mut self.killed_for_loop) { Duration::ZERO } else { started.elapsed() };
-        self.schedule_respawn(ran);
-    }
-
-    /// Children that keep dying (php-cgi re-forks them without any limit) make
-    /// the whole pool restart with backoff.
-    fn check_child_loop(&mut self) {
-        let Some((parent, _)) = self.parent else {
-            return;
-        };
-        let limit = crash_loop_limit(self.slots.len());
-        if self.killed_for_loop || !self.child_exits.record(Instant::now(), limit) {
-            return;
-        }
-        crate::error!(
-            "[pool {}] children are exiting in a loop (more than {limit} in {}s); restarting php-cgi with backoff",
-            self.name,
-            CRASH_WINDOW.as_secs()
-        );
-        self.killed_for_loop = true;
-        self.supervisor.send(Command::SignalGroup { pgid: parent, signal: nix::sys::signal::Signal::SIGKILL });
-    }
-
-    /// php-fpm's emergency restart: too many children dying of SIGSEGV or
-    /// SIGBUS within the interval restart the pool's php-cgi.
-    fn check_emergency(&mut self, status: ExitKind) {
-        use nix::sys::signal::Signal::{SIGBUS, SIGKILL, SIGSEGV};
-        let (Some((threshold, interval)), Some((parent, _))) = (self.policy.emergency, self.parent) else { return };
-        if !matches!(status, ExitKind::Signal(SIGSEGV | SIGBUS)) {
-            return;
-        }
-        let now = Instant::now();
-        self.crashes.retain(|t| now.duration_since(*t) <= interval);
-        self.crashes.push_back(now);
-        if self.crashes.len() >= threshold {
-            self.crashes.clear();
-            crate::alert!(
-                "[pool {}] {threshold} children exited on SIGSEGV or SIGBUS within {}s: emergency restart of php-cgi",
-                self.name,
-                interval.as_secs()
-            );
-            self.supervisor.send(Command::SignalGroup { pgid: parent, signal: SIGKILL });
-        }
-    }
-
-    /// Restarts at once after a parent that ran a while; with doubling delays
-    /// when parents keep dying within [`FAST_EXIT`] of starting.
-    fn schedule_respawn(&mut self, ran: Duration) {
-        let delay = backoff(&mut self.crash_streak, ran);
-        if !delay.is_zero() {
-            crate::error!(
-                "[pool {}] php-cgi keeps exiting right after start ({} times in a row); next start in {}s",
-                self.name,
-                self.crash_streak,
-                delay.as_secs()
-            );
-        }
-        self.respawn_at = Some(TokioInstant::now() + delay);
-    }
-
     fn tick(&mut self) {
         self.answer_snapshots();
-        self.flush_lost();
+        self.log_late_crashes();
         self.check_slow();
         self.flush_access(None);
         self.repair_listener();
-        let views: Vec<SlotView> = (0..self.slots.len()).filter_map(|i| self.view(i)).collect();
+        self.mark_idle_due();
+        self.replace_and_lend();
+    }
+
+    /// Marks the idle children that the idle rules (lifetime,
+    /// `pm_process_idle_timeout`, `pm_max_spare_servers`) replace.
+    fn mark_idle_due(&mut self) {
+        let views: Vec<SlotView> = self.slots.iter().map(Slot::view).collect();
         for (slot, reason) in recycle::idle_plan(&self.policy, &views, Instant::now()) {
-            self.slots[slot].retire = Some(reason);
+            self.slots[slot].replace = Some(reason);
         }
-        self.apply_retirements();
     }
 
-    fn view(&self, slot: usize) -> Option<SlotView> {
-        self.slots.get(slot).map(|s| SlotView {
-            state: s.state,
-            requests: s.requests,
-            child_since: s.child_since,
-            since: s.since,
-            memory: s.memory,
-        })
-    }
-
-    /// Replaces the children of idle slots marked for retirement (busy ones
+    /// Replaces the children of idle slots marked for replacement (busy ones
     /// wait for their request to end: a child is never killed mid-request),
     /// then lends the returned workers out again. Deciding before a worker is
     /// lent again is what makes `pm_max_requests` exact.
-    fn apply_retirements(&mut self) {
+    fn replace_and_lend(&mut self) {
         for slot in 0..self.slots.len() {
             let s = &self.slots[slot];
             // A child being looked up is waited for: only a known child can be killed.
-            if s.state == SlotState::Idle && !(s.finding && s.pid.is_none()) {
-                if let Some(reason) = s.retire {
+            if s.state == SlotState::Idle && !s.awaits_pid() {
+                if let Some(reason) = s.replace {
                     self.replace_child(slot, reason);
                 }
             }
         }
         let slots = &self.slots;
         let counts = self.policy.max_requests > 0 || self.policy.max_lifetime.is_some();
-        let (waiting, ready): (Vec<Worker>, Vec<Worker>) =
-            self.returning.drain(..).partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_retire(counts)));
+        let (waiting, ready): (Vec<Worker>, Vec<Worker>) = self
+            .returning
+            .drain(..)
+            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts)));
         self.returning = waiting;
         for worker in ready {
             self.balancer.release(worker);
@@ -695,13 +430,9 @@ impl PoolActor {
     /// through the slot's epoch, to connect anew before its next request.
     fn replace_child(&mut self, slot: usize, reason: Reason) {
         let s = &mut self.slots[slot];
-        let (pid, pidfd, requests, memory) = (s.pid.take(), s.pidfd.take(), s.requests, s.memory);
-        s.retire = None;
-        s.finding = false;
-        s.requests = 0;
-        s.child_since = None;
-        s.memory = None;
-        s.inode = 0;
+        let (requests, memory) = (s.requests, s.memory.take());
+        s.replace = None;
+        let (pid, pidfd) = s.forget_child();
         if let Some(epoch) = self.epochs.get(slot) {
             epoch.fetch_add(1, Ordering::Relaxed);
         }
@@ -714,7 +445,7 @@ impl PoolActor {
             return;
         };
         self.supervisor.kill_child(pid, pidfd);
-        self.recycled[reason.index()] += 1;
+        self.counters.replaced(reason);
         self.metrics.recycled(reason.as_str());
         let detail = match reason {
             Reason::Memory => format!(", {} KiB private memory", memory.unwrap_or(0) / 1024),
@@ -739,71 +470,23 @@ impl PoolActor {
         repaired
     }
 
-    fn retire(&mut self, limit: Option<Duration>) {
-        self.stop();
-        self.retiring = true;
-        self.retire_deadline = limit.map(|l| TokioInstant::now() + l);
-        crate::notice!("[pool {}] retiring: {} request(s) still running", self.name, self.busy);
-        self.stop_children_when_idle();
-    }
-
-    /// Ends a retired pool's children once its last request is done.
-    fn stop_children_when_idle(&mut self) {
-        if self.retiring && self.busy == 0 {
-            self.stop_children(nix::sys::signal::Signal::SIGTERM);
-        }
-    }
-
-    fn stop_children(&mut self, signal: nix::sys::signal::Signal) {
-        self.retiring = false;
-        self.retire_deadline = None;
-        if let Some((pgid, _)) = self.parent {
-            self.supervisor.send(Command::SignalGroup { pgid, signal });
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stopping = true;
-        self.respawn_at = None;
-        for i in 0..self.slots.len() {
-            if self.slots[i].state != SlotState::Busy {
-                self.set_state(i, SlotState::Exiting);
-            }
-        }
-    }
-
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
-        if let Some((parent, _)) = self.parent {
+        if let Some(parent) = self.parent.pid() {
             snapshot::fill_unbound(&mut pids, &crate::sys::procfs::children(parent.as_raw()));
         }
+        let c = &self.counters;
         PoolSnapshot {
             name: self.name.clone(),
             started: self.started,
-            parent_pid: self.parent.map(|(p, _)| p.as_raw()),
-            parent_starts: self.parent_starts,
-            slots: self
-                .slots
-                .iter()
-                .enumerate()
-                .map(|(slot, s)| SlotSnapshot {
-                    slot,
-                    pid: pids[slot],
-                    state: s.state,
-                    requests: s.requests,
-                    since: s.since,
-                    last_duration: s.last_duration,
-                    child_since: s.child_since,
-                    info: s.info.as_deref().cloned(),
-                    last_cpu: s.last_usage.0,
-                    last_memory: s.last_usage.1,
-                })
-                .collect(),
-            accepted: self.accepted,
-            max_active: self.max_active,
-            max_queue_wait: self.max_queue_wait,
-            recycled: self.recycled,
-            slow_requests: self.slow_requests,
+            parent_pid: self.parent.pid().map(Pid::as_raw),
+            parent_starts: self.parent.starts(),
+            slots: self.slots.iter().enumerate().map(|(slot, s)| slot_snapshot(slot, s, pids[slot])).collect(),
+            accepted: c.accepted,
+            max_active: c.max_active,
+            max_queue_wait: c.max_queue_wait,
+            recycled: c.replaced,
+            slow_requests: c.slow_requests,
         }
     }
 }

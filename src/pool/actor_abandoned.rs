@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
+use super::Reason;
 use super::{AbandonCause, Abandoned, PoolActor};
 use crate::accesslog::format::escape_controls;
-use crate::pool::recycle::Reason;
 use crate::supervisor::Command;
 
 /// An abandoned request the actor holds on to.
@@ -60,7 +60,7 @@ impl PoolActor {
             let Some(held) = self.slots[slot].held.as_mut() else { continue };
             if !held.checking {
                 held.checking = true;
-                let (inode, events) = (held.request.worker.inode(), self.events_tx.clone());
+                let (inode, events) = (held.request.worker.inode(), self.reporter.clone());
                 self.supervisor.send(Command::CheckPeer { slot, inode, events });
             }
         }
@@ -80,7 +80,7 @@ impl PoolActor {
         let Some(Held { request, .. }) = self.slots[slot].held.take() else { return };
         let Abandoned { mut worker, status, started, access, .. } = *request;
         worker.discard();
-        self.request_finished(slot, status, started.elapsed());
+        self.request_ended(slot, status, started.elapsed());
         if let Some(record) = access {
             self.log_access(slot, record);
         }

@@ -18,7 +18,7 @@ impl PoolActor {
     /// that shows nothing of the child never waits: lines stay in the order requests ended.
     pub(super) fn log_access(&mut self, slot: usize, record: Box<Record>) {
         let wants_child = self.logs.access().is_some_and(|a| a.wants_child());
-        let finding = wants_child && self.slots.get(slot).is_some_and(|s| s.finding && s.pid.is_none());
+        let finding = wants_child && self.slots.get(slot).is_some_and(|s| s.awaits_pid());
         if finding {
             self.pending_access.push((slot, Instant::now(), record));
             return;
@@ -54,7 +54,7 @@ impl PoolActor {
         let Some(s) = self.slots.get(slot) else {
             return ChildView::default();
         };
-        ChildView { pid: s.pid.map(Pid::as_raw), parent_pid: self.parent.map(|(p, _)| p.as_raw()), memory: s.memory }
+        ChildView { pid: s.pid.map(Pid::as_raw), parent_pid: self.parent.pid().map(Pid::as_raw), memory: s.memory }
     }
 
     /// Logs, once per request, each request that has run past `request_slowlog_timeout`.
@@ -68,7 +68,7 @@ impl PoolActor {
                 continue;
             }
             s.slow_logged = true;
-            self.slow_requests += 1;
+            self.counters.slow_requests += 1;
             self.metrics.slow();
             self.logs.slow(s.pid.map(Pid::as_raw), s.info.as_deref(), elapsed);
         }

@@ -13,13 +13,15 @@ use crossbeam_channel::Receiver;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::time::Instant as TokioInstant;
 
 use super::{ActorSetup, PoolActor};
 use crate::accesslog::PoolLogs;
-use crate::pool::recycle::Policy;
+use crate::pool::msg::PoolEvent;
+use crate::pool::recycle::{Policy, Reason};
 use crate::pool::{AbandonCause, Abandoned, Balancer, ChildSocket, PoolMsg, SlotState, Worker};
 use crate::spawn::{ChildSpec, Output};
-use crate::supervisor::{Command, PoolEvent, Supervisor};
+use crate::supervisor::{Command, ExitKind, Report, Supervisor};
 
 const PARENT: i32 = 4000;
 
@@ -68,7 +70,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
         heartbeat: Default::default(),
     });
     let mut h = Harness { actor, commands, balancer, socket, _events: events, _dir: dir };
-    h.actor.on_event(PoolEvent::ParentStarted { pid: Pid::from_raw(PARENT) });
+    h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
 
@@ -85,17 +87,29 @@ impl Harness {
         worker
     }
 
+    /// The child of `worker`'s request died under it: the front end reports
+    /// the crash, drops the connection and returns the worker.
+    fn crash_request(&mut self, mut worker: Worker) {
+        let slot = worker.slot();
+        let (script, uri) = ("/srv/boom.php".into(), "/boom.php".into());
+        self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri });
+        worker.discard();
+        let msg = PoolMsg::RequestFinished { slot, status: 502, duration: Duration::ZERO, worker, access: None };
+        self.actor.handle(msg);
+        self.actor.replace_and_lend();
+    }
+
     fn finish_request(&mut self, worker: Worker) {
         let slot = worker.slot();
         let msg = PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
-        self.actor.apply_retirements();
+        self.actor.replace_and_lend();
     }
 
     /// The supervisor tells the actor which child serves `slot`.
     fn child_found(&mut self, slot: usize, pid: i32) {
         let inode = self.actor.slots[slot].inode;
-        self.actor.on_event(PoolEvent::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None });
+        self.report(Report::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None });
     }
 
     fn abandon(&mut self, mut worker: Worker, cause: AbandonCause, deadline: Option<Instant>) {
@@ -104,6 +118,11 @@ impl Harness {
         let started = Instant::now();
         let request = Abandoned { worker, cause, status: 499, started, deadline, script, uri, access: None };
         self.actor.handle(PoolMsg::Abandoned(Box::new(request)));
+    }
+
+    /// The supervisor reports to the actor.
+    fn report(&mut self, report: Report) {
+        self.actor.on_event(PoolEvent::Supervisor(report));
     }
 
     fn commands(&self) -> Vec<Command> {
@@ -125,6 +144,22 @@ fn group_signals(commands: &[Command]) -> Vec<Signal> {
         .collect()
 }
 
+fn spawns(commands: &[Command]) -> usize {
+    commands.iter().filter(|c| matches!(c, Command::Spawn { .. })).count()
+}
+
+fn look_ups(commands: &[Command]) -> Vec<usize> {
+    commands.iter().filter_map(|c| if let Command::FindChild { slot, .. } = c { Some(*slot) } else { None }).collect()
+}
+
+fn replaced(h: &Harness, reason: Reason) -> u64 {
+    h.actor.snapshot().recycled[reason.index()]
+}
+
+fn pid(raw: i32) -> Pid {
+    Pid::from_raw(raw)
+}
+
 fn peer_checks(commands: &[Command]) -> usize {
     commands.iter().filter(|c| matches!(c, Command::CheckPeer { .. })).count()
 }
@@ -134,11 +169,11 @@ async fn a_finished_request_counts_and_returns_its_worker() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     let slot = worker.slot();
-    assert_eq!((h.actor.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
+    assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
     assert_eq!(h.balancer.idle(), 1);
     h.finish_request(worker);
-    assert_eq!((h.actor.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
-    assert_eq!((h.actor.accepted, h.actor.slots[slot].requests), (1, 1));
+    assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
+    assert_eq!((h.actor.counters.accepted, h.actor.slots[slot].requests), (1, 1));
     assert_eq!(h.balancer.idle(), 2);
 }
 
@@ -164,18 +199,18 @@ async fn an_abandoned_request_holds_its_worker_until_the_child_lets_go() {
     h.child_found(0, 77);
     let inode = worker.inode();
     h.abandon(worker, AbandonCause::ClientGone, None);
-    h.actor.apply_retirements();
-    assert_eq!((h.actor.busy, h.balancer.idle()), (1, 0), "still busy, not lent");
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0), "still busy, not lent");
     assert_eq!(peer_checks(&h.commands()), 1);
 
-    h.actor.on_event(PoolEvent::PeerChecked { slot: 0, inode, open: true });
+    h.report(Report::PeerChecked { slot: 0, inode, open: true });
     h.actor.check_held();
     assert_eq!(peer_checks(&h.commands()), 1, "asked again");
-    assert_eq!((h.actor.busy, h.balancer.idle()), (1, 0));
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0));
 
-    h.actor.on_event(PoolEvent::PeerChecked { slot: 0, inode, open: false });
-    h.actor.apply_retirements();
-    assert_eq!((h.actor.busy, h.balancer.idle()), (0, 1), "released once the child closed");
+    h.report(Report::PeerChecked { slot: 0, inode, open: false });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (0, 1), "released once the child closed");
     assert!(kills(&h.commands()).is_empty(), "nothing killed without a deadline");
 }
 
@@ -194,7 +229,7 @@ async fn an_abandoned_request_past_its_deadline_kills_that_child() {
     assert_eq!(kills(&h.commands()), vec![77]);
     h.actor.check_held();
     assert!(kills(&h.commands()).is_empty(), "killed once");
-    assert_eq!(h.actor.busy, 1, "busy until the child has let go");
+    assert_eq!(h.actor.counters.busy, 1, "busy until the child has let go");
 }
 
 #[tokio::test]
@@ -203,7 +238,7 @@ async fn a_timed_out_request_with_an_unknown_child_is_looked_up_then_killed() {
     let worker = h.start_request().await;
     // The Connected look-up came back empty: the child is not known.
     let inode = h.actor.slots[0].inode;
-    h.actor.on_event(PoolEvent::ChildFound { slot: 0, inode, pid: None, pidfd: None });
+    h.report(Report::ChildFound { slot: 0, inode, pid: None, pidfd: None });
     h.commands();
     h.abandon(worker, AbandonCause::TimedOut, Some(Instant::now()));
     let commands = h.commands();
@@ -228,15 +263,338 @@ async fn a_retired_pool_stops_its_children_once_the_last_request_ends() {
 #[tokio::test]
 async fn a_detached_actor_waits_for_the_parent_whose_start_was_on_its_way() {
     let mut h = harness(1, Policy::default());
-    h.actor
-        .on_event(PoolEvent::ParentExited { pid: Pid::from_raw(PARENT), status: crate::supervisor::ExitKind::Code(0) });
+    h.report(Report::ParentExited { pid: Pid::from_raw(PARENT), status: ExitKind::Code(0) });
     h.actor.spawn_parent();
     h.actor.detach();
-    assert!(!h.actor.finished_detaching(), "a spawn is on its way");
-    h.actor.on_event(PoolEvent::ParentStarted { pid: Pid::from_raw(PARENT + 1) });
+    assert!(!h.actor.detach_done(), "a spawn is on its way");
+    h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT + 1) });
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM], "stopped as soon as it started");
-    assert!(!h.actor.finished_detaching());
-    let status = crate::supervisor::ExitKind::Signal(Signal::SIGTERM);
-    h.actor.on_event(PoolEvent::ParentExited { pid: Pid::from_raw(PARENT + 1), status });
-    assert!(h.actor.finished_detaching());
+    assert!(!h.actor.detach_done());
+    let status = ExitKind::Signal(Signal::SIGTERM);
+    h.report(Report::ParentExited { pid: Pid::from_raw(PARENT + 1), status });
+    assert!(h.actor.detach_done());
+}
+
+// A child's replacement after it crashed or exited.
+
+#[tokio::test]
+async fn a_crashed_child_is_counted_and_its_slot_looks_up_the_next_one() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.commands();
+    h.crash_request(worker);
+    assert_eq!(replaced(&h, Reason::Crash), 1);
+    assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].requests), (None, 0), "the dead child is forgotten");
+    assert_eq!(h.actor.crashes.waiting(), 1, "its log line waits for the exit status");
+    h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Signal(Signal::SIGSEGV) });
+    assert_eq!(h.actor.crashes.waiting(), 0, "logged with it");
+    assert!(kills(&h.commands()).is_empty(), "a dead child is not killed again");
+
+    assert_eq!(h.balancer.idle(), 1, "the worker is lent again");
+    let worker = h.start_request().await;
+    assert_eq!(look_ups(&h.commands()), vec![0], "its new connection's child is looked up");
+    h.child_found(0, 78);
+    h.finish_request(worker);
+    assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].requests), (Some(pid(78)), 1));
+}
+
+#[tokio::test]
+async fn a_crash_whose_exit_came_first_is_logged_at_once() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Code(255) });
+    assert_eq!(h.actor.slots[0].pid, Some(pid(77)), "a busy slot keeps its child until the front end reports");
+    h.crash_request(worker);
+    assert_eq!(h.actor.crashes.waiting(), 0);
+    assert_eq!(replaced(&h, Reason::Crash), 1);
+}
+
+#[tokio::test]
+async fn an_idle_childs_exit_frees_its_slot() {
+    let mut h = harness(2, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(worker.slot(), 77);
+    h.finish_request(worker);
+    h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Code(0) });
+    assert!(h.actor.slots.iter().all(|s| s.pid.is_none()));
+    assert_eq!(replaced(&h, Reason::Crash), 0, "an exit between requests is no crash");
+    assert!(kills(&h.commands()).is_empty());
+}
+
+// Recycling.
+
+#[tokio::test]
+async fn max_memory_replaces_a_child_past_the_limit() {
+    let mut h = harness(1, Policy { max_memory: Some(1), ..Policy::default() });
+    // The test process stands in for the child: its private memory is real.
+    let me = std::process::id() as i32;
+    let worker = h.start_request().await;
+    h.child_found(0, me);
+    h.finish_request(worker);
+    assert_eq!(kills(&h.commands()), vec![me], "killed (by the fake supervisor: only recorded)");
+    assert_eq!(replaced(&h, Reason::Memory), 1);
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn max_memory_keeps_a_child_within_the_limit() {
+    let mut h = harness(1, Policy { max_memory: Some(u64::MAX), ..Policy::default() });
+    let worker = h.start_request().await;
+    h.child_found(0, std::process::id() as i32);
+    h.finish_request(worker);
+    assert!(kills(&h.commands()).is_empty());
+    assert_eq!(replaced(&h, Reason::Memory), 0);
+}
+
+#[tokio::test]
+async fn max_requests_counts_on_when_another_connection_meets_the_child() {
+    let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
+    for _ in 0..2 {
+        let worker = h.start_request().await;
+        h.child_found(0, 77);
+        h.finish_request(worker);
+    }
+    // The connection closes (nginx went away between requests, say): child 77
+    // accepts a new one, and its two requests count on.
+    let mut worker = h.start_request().await;
+    worker.discard();
+    h.actor.handle(PoolMsg::RequestFinished { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
+    h.actor.replace_and_lend();
+    assert!(kills(&h.commands()).is_empty(), "request 3 ended on a connection whose child is unknown");
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    assert_eq!(h.actor.slots[0].requests, 3);
+    h.finish_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
+}
+
+#[tokio::test]
+async fn a_used_idle_child_beyond_the_spare_count_is_replaced_on_the_tick() {
+    let mut h = harness(2, Policy { max_spare: Some(0), ..Policy::default() });
+    let busy = h.start_request().await;
+    let idle = h.start_request().await;
+    h.child_found(busy.slot(), 77);
+    h.child_found(idle.slot(), 78);
+    h.finish_request(idle);
+    h.actor.tick();
+    assert_eq!(kills(&h.commands()), vec![78], "the busy child is never killed");
+    assert_eq!(replaced(&h, Reason::Idle), 1);
+}
+
+// Abandoned requests and request_terminate_timeout.
+
+#[tokio::test]
+async fn a_timed_out_request_kills_its_child_at_once_and_holds_the_worker_until_it_let_go() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    let inode = worker.inode();
+    // The front end's word is enough: the actor kills whatever the deadline says.
+    h.abandon(worker, AbandonCause::TimedOut, None);
+    assert_eq!(kills(&h.commands()), vec![77]);
+    assert_eq!(replaced(&h, Reason::Timeout), 1);
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0), "held");
+    h.report(Report::PeerChecked { slot: 0, inode, open: false });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (0, 1));
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker reconnects");
+}
+
+#[tokio::test]
+async fn a_peer_check_of_an_older_connection_is_ignored() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let inode = worker.inode();
+    h.abandon(worker, AbandonCause::ClientGone, None);
+    h.report(Report::PeerChecked { slot: 0, inode: inode.wrapping_add(1), open: false });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0));
+}
+
+// Retirement of a generation, stop, and the end of a pool.
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_pool_kills_its_children_when_its_limit_passes() {
+    let mut h = harness(1, Policy::default());
+    let _worker = h.start_request().await;
+    h.actor.handle(PoolMsg::Retire { limit: Some(Duration::from_secs(10)) });
+    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + Duration::from_secs(10)));
+    assert!(group_signals(&h.commands()).is_empty());
+    h.actor.kill_deadline_passed();
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
+    assert_eq!(h.actor.ending.kill_at(), None);
+}
+
+#[tokio::test]
+async fn an_idle_retired_pool_stops_its_children_at_once_and_never_restarts_them() {
+    let mut h = harness(2, Policy::default());
+    h.actor.handle(PoolMsg::Retire { limit: None });
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
+    assert!(h.actor.slots.iter().all(|s| s.state == SlotState::Exiting));
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGTERM) });
+    assert_eq!(h.actor.parent.start_at(), None, "no restart");
+    assert_eq!(h.actor.snapshot().parent_pid, None);
+}
+
+#[tokio::test]
+async fn a_stopped_pool_finishes_its_requests_but_starts_no_parent() {
+    let mut h = harness(2, Policy::default());
+    let worker = h.start_request().await;
+    h.actor.handle(PoolMsg::Stop);
+    let slot = worker.slot();
+    assert_eq!(h.actor.slots[slot].state, SlotState::Busy, "a running request runs on");
+    assert!(group_signals(&h.commands()).is_empty(), "stop signals nothing: the supervisor's shutdown does");
+    h.finish_request(worker);
+    assert_eq!(h.actor.slots[slot].state, SlotState::Exiting);
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Code(0) });
+    h.actor.spawn_parent();
+    assert_eq!((h.actor.parent.start_at(), spawns(&h.commands())), (None, 0));
+}
+
+// Counters.
+
+#[tokio::test]
+async fn counters_keep_the_peak_and_the_longest_queue_wait() {
+    let mut h = harness(3, Policy::default());
+    let waits = [Duration::ZERO, Duration::from_millis(30), Duration::from_millis(5)];
+    for (slot, queued) in waits.into_iter().enumerate() {
+        h.actor.handle(PoolMsg::RequestStarted { slot, queued, info: None });
+    }
+    for slot in 0..2 {
+        let worker = Worker::new(slot, h.actor.epochs.clone());
+        h.actor.handle(PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None });
+    }
+    h.actor.handle(PoolMsg::RequestStarted { slot: 0, queued: Duration::ZERO, info: None });
+    let snapshot = h.actor.snapshot();
+    assert_eq!(h.actor.counters.busy, 2);
+    assert_eq!((snapshot.accepted, snapshot.max_active), (4, 3));
+    assert_eq!(snapshot.max_queue_wait, Duration::from_millis(30));
+}
+
+#[tokio::test]
+async fn a_queued_request_gets_the_worker_the_actor_returns() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let balancer = h.balancer.clone();
+    let queued = tokio::spawn(async move { balancer.acquire().await.map(|(w, _)| w.slot()) });
+    while h.balancer.waiting() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.balancer.had_to_wait(), 1, "max children reached, once");
+    h.finish_request(worker);
+    assert_eq!(queued.await.unwrap(), Ok(0));
+    assert_eq!(h.balancer.waiting(), 0);
+}
+
+// The php-cgi parent: restarts, backoff, loops.
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_that_ran_a_while_is_restarted_at_once_and_its_children_forgotten() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.finish_request(worker);
+    h.actor.parent.backdate(Duration::from_secs(60));
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
+    assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].inode), (None, 0));
+    assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now()));
+    h.actor.spawn_parent();
+    assert_eq!(spawns(&h.commands()), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn parents_exiting_right_after_start_restart_with_doubling_delays() {
+    let mut h = harness(1, Policy::default());
+    for (n, delay) in [1, 2, 4].into_iter().enumerate() {
+        let parent = pid(PARENT + n as i32);
+        h.report(Report::ParentExited { pid: parent, status: ExitKind::Code(1) });
+        assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now() + Duration::from_secs(delay)), "exit {n}");
+        h.actor.spawn_parent();
+        h.report(Report::ParentStarted { pid: pid(PARENT + n as i32 + 1) });
+    }
+    h.actor.parent.backdate(Duration::from_secs(60));
+    h.report(Report::ParentExited { pid: pid(PARENT + 3), status: ExitKind::Code(1) });
+    assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now()), "a long run resets the backoff");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_spawn_is_tried_again_with_backoff() {
+    let mut h = harness(1, Policy::default());
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Code(0) });
+    h.actor.spawn_parent();
+    h.commands();
+    h.report(Report::SpawnFailed { error: "cannot start /bin/false: denied".into() });
+    let delay = Duration::from_secs(2);
+    assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now() + delay), "the second fast failure in a row");
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_exiting_in_a_loop_kill_the_parent_once_and_delay_its_restart() {
+    let mut h = harness(1, Policy::default());
+    let limit = crate::pool::crash::crash_loop_limit(1);
+    for n in 0..=limit as i32 {
+        h.report(Report::ChildExited { pid: pid(100 + n), status: ExitKind::Code(0) });
+    }
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
+    h.report(Report::ChildExited { pid: pid(99), status: ExitKind::Code(0) });
+    assert!(group_signals(&h.commands()).is_empty(), "killed once");
+    h.actor.parent.backdate(Duration::from_secs(60));
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
+    let delay = Duration::from_secs(1);
+    assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now() + delay), "killed for the loop: a fast exit");
+}
+
+#[tokio::test]
+async fn segfaults_past_the_emergency_threshold_restart_the_parent() {
+    let emergency = Some((2, Duration::from_secs(60)));
+    let mut h = harness(4, Policy { emergency, ..Policy::default() });
+    h.report(Report::ChildExited { pid: pid(101), status: ExitKind::Signal(Signal::SIGSEGV) });
+    h.report(Report::ChildExited { pid: pid(102), status: ExitKind::Code(255) });
+    assert!(group_signals(&h.commands()).is_empty(), "one segfault, one ordinary exit");
+    h.report(Report::ChildExited { pid: pid(103), status: ExitKind::Signal(Signal::SIGBUS) });
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
+}
+
+// Status page snapshots.
+
+#[tokio::test]
+async fn a_snapshot_waits_for_the_look_up_of_a_new_connections_child() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let (respond_to, mut answer) = tokio::sync::oneshot::channel();
+    h.actor.handle(PoolMsg::Snapshot { respond_to });
+    assert!(answer.try_recv().is_err(), "the pid is being looked up");
+    h.child_found(0, 77);
+    assert_eq!(answer.try_recv().unwrap().slots[0].pid, Some(77));
+    h.finish_request(worker);
+}
+
+#[tokio::test]
+async fn a_child_marked_for_replacement_is_killed_only_once_its_request_ended() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.actor.slots[0].replace = Some(Reason::Lifetime);
+    h.actor.replace_and_lend();
+    assert!(kills(&h.commands()).is_empty(), "never mid-request");
+    h.finish_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77]);
+    assert_eq!(replaced(&h, Reason::Lifetime), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_pool_stops_its_running_parent_and_kills_it_after_the_grace() {
+    let mut h = harness(1, Policy::default());
+    h.actor.detach();
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
+    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + super::ending::DETACHED_STOP_GRACE));
+    assert!(!h.actor.detach_done(), "its parent runs");
+    h.actor.kill_deadline_passed();
+    assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
+    h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
+    assert!(h.actor.detach_done());
+    assert_eq!(spawns(&h.commands()), 0);
 }

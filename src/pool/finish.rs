@@ -25,15 +25,14 @@
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::hash::BuildHasher;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::PoolError;
 use crate::config;
 use crate::spawn::ChildSpec;
+use crate::supervisor::{QueryError, Supervisor};
 
 /// The polyfill file of one pool; removed with its directory on drop.
 #[derive(Debug)]
@@ -150,13 +149,13 @@ pub enum Settings {
 pub struct Probes(std::cell::RefCell<Vec<(String, Option<String>)>>);
 
 impl Probes {
-    fn phpinfo(&self, spec: &ChildSpec) -> Option<String> {
+    fn phpinfo(&self, spec: &ChildSpec, supervisor: &Supervisor) -> Option<String> {
         let creds = spec.credentials.as_ref().map(|c| (c.uid, c.gid));
         let key = format!("{:?} {:?} {:?} {creds:?}", spec.program, spec.args, spec.env);
         if let Some((_, answer)) = self.0.borrow().iter().find(|(k, _)| *k == key) {
             return answer.clone();
         }
-        let answer = phpinfo(spec);
+        let answer = phpinfo(spec, supervisor);
         self.0.borrow_mut().push((key, answer.clone()));
         answer
     }
@@ -164,10 +163,10 @@ impl Probes {
 
 impl Settings {
     /// The settings of the pool `cfg` whose php-cgi `spec` runs: php-cgi's own
-    /// phpinfo if it answers (a blocking child process, asked once per alike pool
-    /// of `probes`), else the pool's config.
-    pub fn of(cfg: &config::Pool, spec: &ChildSpec, probes: &Probes) -> Settings {
-        match probes.phpinfo(spec) {
+    /// phpinfo if it answers (a child process the supervisor runs, waited for
+    /// here, and asked once per alike pool of `probes`), else the pool's config.
+    pub fn of(cfg: &config::Pool, spec: &ChildSpec, supervisor: &Supervisor, probes: &Probes) -> Settings {
+        match probes.phpinfo(spec, supervisor) {
             Some(html) if html.contains("<td class=\"e\">open_basedir</td>") => Settings::Phpinfo(html),
             _ => {
                 let php_ini = cfg.php_ini.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
@@ -202,31 +201,18 @@ impl Settings {
 /// extensions start up).
 const PHPINFO_WAIT: Duration = Duration::from_secs(5);
 
-/// php-cgi's phpinfo with the pool's arguments, run as the pool's user;
-/// None if it fails or takes longer than [`PHPINFO_WAIT`] (it is killed).
-fn phpinfo(spec: &ChildSpec) -> Option<String> {
-    let mut cmd = std::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .arg("-i")
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(creds) = &spec.credentials {
-        cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
-    }
-    let child = cmd.spawn().ok()?;
-    let pid = child.id();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(PHPINFO_WAIT) {
-        Ok(Ok(output)) => String::from_utf8(output.stdout).ok(),
-        Ok(Err(_)) => None,
-        Err(_) => {
-            crate::warning!("{} -i did not answer within {PHPINFO_WAIT:?}; killed", spec.program.display());
-            // SAFETY: kill(2) on our own child, which its waiting thread has not reaped.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+/// php-cgi's phpinfo with the pool's arguments, run by the supervisor as the
+/// pool's user; None if it fails or takes longer than [`PHPINFO_WAIT`] (it is
+/// killed).
+fn phpinfo(spec: &ChildSpec, supervisor: &Supervisor) -> Option<String> {
+    match supervisor.query(spec.query("-i"), PHPINFO_WAIT) {
+        Ok(printed) => String::from_utf8(printed).ok(),
+        Err(e @ QueryError::TimedOut(..)) => {
+            crate::warning!("[pool {}] {e}: its settings are read from its config instead", spec.pool);
+            None
+        }
+        Err(e @ QueryError::Failed(..)) => {
+            crate::debug!("[pool {}] {e}: its settings are read from its config instead", spec.pool);
             None
         }
     }

@@ -147,7 +147,7 @@ impl Pool {
             }
             false => None,
         };
-        let settings = finish::Settings::of(cfg, &spec, probes);
+        let settings = finish::Settings::of(cfg, &spec, supervisor, probes);
         let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let spec = Arc::new(spec);

@@ -1,5 +1,6 @@
 //! What the pool actor is told and what it tells: the messages from the
-//! front end, and the snapshots it answers with.
+//! front end ([`PoolMsg`]), the events from the supervisor and the pool's
+//! own threads ([`PoolEvent`]), and the snapshots it answers with.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,6 +10,7 @@ use super::recycle::Reason;
 use super::worker::Worker;
 use crate::accesslog::Record;
 pub use crate::accesslog::RequestInfo;
+use crate::supervisor::Report;
 
 /// What a slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +119,9 @@ pub enum PoolMsg {
     RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
     /// A new connection on `slot` completed its first request; find its child.
     Connected { slot: usize, inode: u32 },
-    /// The child of `slot` vanished mid-request.
-    ChildLost { slot: usize, script: String, uri: String },
+    /// The child of `slot` died under its request (crashed): the front end
+    /// answered 502.
+    ChildCrashed { slot: usize, script: String, uri: String },
     /// A request was refused because the queue was full.
     Rejected,
     /// The front end gave up on a request whose child may still be running
@@ -131,4 +134,14 @@ pub enum PoolMsg {
     /// A reload replaced this pool: stop its children once no request runs
     /// (or when `limit` has passed).
     Retire { limit: Option<Duration> },
+}
+
+/// The actor's second inbox: what the supervisor and the pool's helper
+/// threads report. It is never closed while the pool's php-cgi may run.
+#[derive(Debug)]
+pub enum PoolEvent {
+    /// What the supervisor reports about the pool's processes.
+    Supervisor(Report),
+    /// What the last request of `slot`'s child `pid` cost (see `pool::usage`).
+    Usage { slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64> },
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::supervisor::PoolEvent;
+use super::msg::PoolEvent;
 use crate::sys::procfs::{clock_ticks, private_memory, CpuTable};
 
 /// Samples waiting to be read; past this, samples are skipped (the status

@@ -1,0 +1,146 @@
+//! Requests whose child died under them (the front end answered 502): one log
+//! line each, with the child's exit status when the kernel reports it. The
+//! front end's report and the exit may come in either order, so each waits
+//! for the other a little.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::{PoolActor, Reason, SlotState};
+use crate::accesslog::format::escape_controls;
+use crate::supervisor::ExitKind;
+
+/// How many recent child exits are remembered.
+const RECENT_EXITS: usize = 64;
+/// How long a crashed request's log line waits for the child's exit status.
+pub(super) const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
+
+/// A request whose child died under it.
+#[derive(Debug)]
+pub(super) struct CrashedRequest {
+    pub(super) pid: Option<Pid>,
+    pub(super) script: String,
+    pub(super) uri: String,
+    at: Instant,
+}
+
+impl CrashedRequest {
+    /// The request `script` (`uri`) whose child `pid` died now.
+    pub(super) fn new(pid: Option<Pid>, script: &str, uri: &str) -> CrashedRequest {
+        CrashedRequest { pid, script: script.into(), uri: uri.into(), at: Instant::now() }
+    }
+}
+
+/// Recent exits and the crashed requests that wait for theirs.
+#[derive(Debug, Default)]
+pub(super) struct Crashes {
+    recent_exits: VecDeque<(Pid, ExitKind)>,
+    waiting: Vec<CrashedRequest>,
+}
+
+impl Crashes {
+    /// A request crashed: it is to be logged now, with its child's exit
+    /// status if that came already; or `None`: it waits for the status of its
+    /// (known) child.
+    pub(super) fn crashed(&mut self, request: CrashedRequest) -> Option<(CrashedRequest, Option<ExitKind>)> {
+        let exit = request.pid.and_then(|p| self.recent_exits.iter().find(|(q, _)| *q == p).map(|(_, e)| *e));
+        if exit.is_none() && request.pid.is_some() {
+            self.waiting.push(request);
+            return None;
+        }
+        Some((request, exit))
+    }
+
+    /// A child exited: the crashed request that waited for it, if any (else
+    /// the exit is remembered for a report still to come).
+    pub(super) fn exited(&mut self, pid: Pid, status: ExitKind) -> Option<CrashedRequest> {
+        if let Some(i) = self.waiting.iter().position(|l| l.pid == Some(pid)) {
+            return Some(self.waiting.swap_remove(i));
+        }
+        if self.recent_exits.len() == RECENT_EXITS {
+            self.recent_exits.pop_front();
+        }
+        self.recent_exits.push_back((pid, status));
+        None
+    }
+
+    /// Crashed requests waiting for their child's exit status (tests).
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Crashed requests that waited longer than [`EXIT_STATUS_WAIT`].
+    pub(super) fn late(&mut self) -> Vec<CrashedRequest> {
+        let (late, waiting) = self.waiting.drain(..).partition(|l| l.at.elapsed() > EXIT_STATUS_WAIT);
+        self.waiting = waiting;
+        late
+    }
+}
+
+impl PoolActor {
+    /// The child of `slot` died under its request (the front end answered
+    /// 502): counted, and logged with its exit status once known.
+    pub(super) fn child_crashed(&mut self, slot: usize, script: &str, uri: &str) {
+        self.counters.replaced(Reason::Crash);
+        self.metrics.crash();
+        let pid = self.slots.get_mut(slot).and_then(|s| {
+            s.inode = 0;
+            s.requests = 0;
+            s.pid.take()
+        });
+        if let Some((request, status)) = self.crashes.crashed(CrashedRequest::new(pid, script, uri)) {
+            self.log_crash(&request, status);
+        }
+    }
+
+    /// One line per request whose child crashed under it, with the exit
+    /// status when the kernel reported it.
+    pub(super) fn log_crash(&self, crashed: &CrashedRequest, status: Option<ExitKind>) {
+        let pid = crashed.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
+        crate::warning!(
+            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
+            self.name,
+            escape_controls(&crashed.script),
+            escape_controls(&crashed.uri)
+        );
+    }
+
+    pub(super) fn child_exited(&mut self, pid: Pid, status: ExitKind) {
+        self.carried.take(pid);
+        // The usual cause of children dying at once: a script made the shared
+        // listener non-blocking. Repairing it ends the loop without a restart.
+        if self.repair_listener() {
+            self.parent.forget_child_exits();
+        } else {
+            self.check_child_loop();
+        }
+        self.check_emergency(status);
+        if let Some(crashed) = self.crashes.exited(pid, status) {
+            return self.log_crash(&crashed, Some(status));
+        }
+        // A busy slot's child: the front end's report of the crashed request
+        // follows, and is logged together with this status.
+        let busy = self.slots.iter().any(|s| s.pid == Some(pid) && s.state == SlotState::Busy);
+        for s in self.slots.iter_mut().filter(|s| s.pid == Some(pid) && s.state != SlotState::Busy) {
+            s.pid = None;
+        }
+        if !busy {
+            match status {
+                ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
+                ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
+            }
+        }
+    }
+
+    /// Crashed requests whose exit status never came are logged without it.
+    pub(super) fn log_late_crashes(&mut self) {
+        for crashed in self.crashes.late() {
+            self.log_crash(&crashed, None);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! A slot as the actor sees it: its child (pid, pidfd, the look-up of a new
+//! connection's child), its state and counts, and a mark when its child is
+//! to be replaced. And what children whose connection closed had served, so
+//! that their counts carry on when another slot's connection meets them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::{Reason, RequestInfo, SlotSnapshot, SlotState, SlotView};
+use crate::sys::pidfd::PidFd;
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) pid: Option<Pid>,
+    /// A handle on the process `pid` names (set with it): children are
+    /// killed through it, so a recycled pid is never signalled.
+    pub(super) pidfd: Option<Arc<PidFd>>,
+    /// The pid of this slot's new connection is being looked up.
+    pub(super) finding: bool,
+    pub(super) info: Option<Box<RequestInfo>>,
+    pub(super) child_since: Option<Instant>,
+    pub(super) memory: Option<u64>,
+    /// CPU (%) and memory of the last request, as `usage` sampled them.
+    pub(super) last_usage: (Option<f64>, Option<u64>),
+    /// The child is to be replaced, for this reason, once the slot is idle.
+    pub(super) replace: Option<Reason>,
+    pub(super) inode: u32,
+    pub(super) state: SlotState,
+    pub(super) requests: u64,
+    pub(super) since: Instant,
+    pub(super) last_duration: Duration,
+    /// The running request was already logged as slow.
+    pub(super) slow_logged: bool,
+    /// An abandoned request whose child may still be running it.
+    pub(super) held: Option<super::abandoned::Held>,
+}
+
+impl Slot {
+    pub(super) fn new(now: Instant) -> Slot {
+        Slot {
+            pid: None,
+            pidfd: None,
+            finding: false,
+            info: None,
+            child_since: None,
+            memory: None,
+            last_usage: (None, None),
+            replace: None,
+            inode: 0,
+            state: SlotState::Starting,
+            requests: 0,
+            since: now,
+            last_duration: Duration::ZERO,
+            slow_logged: false,
+            held: None,
+        }
+    }
+
+    /// What the recycling rules need to know of it.
+    pub(super) fn view(&self) -> SlotView {
+        let Slot { state, requests, child_since, since, memory, .. } = *self;
+        SlotView { state, requests, child_since, since, memory }
+    }
+
+    /// Its child's pid is being looked up and not known yet.
+    pub(super) fn awaits_pid(&self) -> bool {
+        self.finding && self.pid.is_none()
+    }
+
+    /// Idle, its child's pid is still being looked up, and the answer may
+    /// replace the child: it is marked already, or `counts` (the child may have
+    /// served requests for another slot's connection before, which count on).
+    pub(super) fn awaits_pid_to_replace(&self, counts: bool) -> bool {
+        (self.replace.is_some() || counts) && self.state == SlotState::Idle && self.awaits_pid()
+    }
+
+    /// Forgets the slot's child (its connection is gone): what it knew of it.
+    pub(super) fn forget_child(&mut self) -> (Option<Pid>, Option<Arc<PidFd>>) {
+        let known = (self.pid.take(), self.pidfd.take());
+        (self.inode, self.finding, self.requests, self.child_since) = (0, false, 0, None);
+        known
+    }
+}
+
+/// Children whose slot's connection was closed: what each served, by pid, so
+/// that pm_max_requests and pm_max_lifetime count on when another slot's
+/// connection meets it.
+#[derive(Debug, Default)]
+pub(super) struct Carried(HashMap<Pid, (u64, Option<Instant>)>);
+
+impl Carried {
+    /// Remembers `pid`'s count, keeping at most `most` children.
+    pub(super) fn remember(&mut self, pid: Pid, served: (u64, Option<Instant>), most: usize) {
+        if self.0.len() >= most {
+            self.0.clear();
+        }
+        self.0.insert(pid, served);
+    }
+
+    pub(super) fn take(&mut self, pid: Pid) -> Option<(u64, Option<Instant>)> {
+        self.0.remove(&pid)
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+pub(super) fn slot_snapshot(slot: usize, s: &Slot, pid: Option<i32>) -> SlotSnapshot {
+    SlotSnapshot {
+        slot,
+        pid,
+        state: s.state,
+        requests: s.requests,
+        since: s.since,
+        last_duration: s.last_duration,
+        child_since: s.child_since,
+        info: s.info.as_deref().cloned(),
+        last_cpu: s.last_usage.0,
+        last_memory: s.last_usage.1,
+    }
+}
