@@ -3,6 +3,8 @@
 
 pub mod body;
 pub mod conn;
+pub mod connection;
+pub mod error;
 pub mod inbuf;
 pub mod limits;
 pub mod listen;
