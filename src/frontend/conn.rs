@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::connection::{Connection, Head, Reply};
 use super::error::ConnError;
+use super::lease::Lease;
 use super::pages;
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
@@ -70,7 +71,7 @@ async fn handle(
     };
     let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
     let info = wants_info.then(|| pages::request_info(&head.params));
-    let mut lease = proxy::Lease::new(&pool, worker, queued, info);
+    let mut lease = Lease::new(&pool, worker, queued, info);
     lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer(), head.started));
     match proxy::run(conn, lease, &head).await {
         Outcome::Done { .. } => Ok(head.keep_conn),

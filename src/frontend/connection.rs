@@ -356,3 +356,92 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::{encode_begin_request, encode_pair, FCGI_KEEP_CONN};
+
+    /// A connection whose peer sent `input` and closed; what is written to it is kept.
+    fn over(input: &[u8]) -> Connection<tokio::io::Join<&[u8], Vec<u8>>> {
+        Connection::new(tokio::io::join(input, Vec::new()), false, None, Shed::default())
+    }
+
+    /// A request as nginx sends it: head, then `body` in one STDIN record and the empty one.
+    fn request(out: &mut Vec<u8>, id: u16, script: &[u8], body: &[u8]) {
+        encode_begin_request(out, id, Role::Responder, FCGI_KEEP_CONN);
+        let mut params = Vec::new();
+        encode_pair(&mut params, b"SCRIPT_NAME", script);
+        encode_stream(out, RecordType::Params, id, &params);
+        encode_stream(out, RecordType::Params, id, b"");
+        if !body.is_empty() {
+            encode_stream(out, RecordType::Stdin, id, body);
+        }
+        encode_stream(out, RecordType::Stdin, id, b"");
+    }
+
+    /// Reads records until a head is complete, as `read_head` does without a pool.
+    async fn next_head<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>) -> Option<Head> {
+        let mut head = None;
+        loop {
+            if let Some(complete) = conn.parse_head(&mut head, 1024).await.expect("valid records") {
+                return Some(complete);
+            }
+            if conn.fill().await.expect("in-memory read") == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The types of the records written to the connection.
+    fn written(conn: &Connection<tokio::io::Join<&[u8], Vec<u8>>>) -> Vec<u8> {
+        let mut rest = conn.stream().writer().as_slice();
+        let mut kinds = Vec::new();
+        while let Some((rec, used)) = parse_record(rest).expect("whole records") {
+            kinds.push(rec.header.record_type);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty(), "a record was cut");
+        kinds
+    }
+
+    #[tokio::test]
+    async fn an_answer_skips_the_body_and_the_next_head_follows() {
+        let mut input = Vec::new();
+        request(&mut input, 1, b"/first.php", b"a body nobody reads");
+        request(&mut input, 2, b"/second.php", b"");
+        let mut conn = over(&input);
+        let first = next_head(&mut conn).await.expect("first head");
+        assert_eq!((first.id, first.keep_conn), (1, true));
+        assert!(conn.answer_alone(&first, Reply::new("404 Not Found", b"gone\n")).await.expect("answered"));
+        conn.between_requests();
+        let second = next_head(&mut conn).await.expect("second head");
+        assert_eq!(second.params.get(b"SCRIPT_NAME"), Some(&b"/second.php"[..]));
+        conn.skip_body(&mut RequestStream::new(second.id)).await.expect("empty body");
+        assert!(next_head(&mut conn).await.is_none());
+        let (stdout, end) = (RecordType::Stdout as u8, RecordType::EndRequest as u8);
+        assert_eq!(written(&conn), [stdout, stdout, end]);
+    }
+
+    #[tokio::test]
+    async fn management_records_are_answered_while_the_head_is_read() {
+        let mut input = Vec::new();
+        encode_stream(&mut input, RecordType::GetValues, 0, b"");
+        input.extend_from_slice(&[1, 99, 0, 0, 0, 0, 0, 0]);
+        request(&mut input, 1, b"/x.php", b"");
+        let mut conn = over(&input);
+        assert_eq!(next_head(&mut conn).await.expect("head").id, 1);
+        assert_eq!(written(&conn), [RecordType::GetValuesResult as u8, RecordType::UnknownType as u8]);
+    }
+
+    #[tokio::test]
+    async fn a_second_request_before_the_first_head_is_complete_is_refused() {
+        let mut input = Vec::new();
+        encode_begin_request(&mut input, 1, Role::Responder, FCGI_KEEP_CONN);
+        encode_begin_request(&mut input, 2, Role::Responder, FCGI_KEEP_CONN);
+        let mut conn = over(&input);
+        conn.fill().await.expect("in-memory read");
+        let err = conn.parse_head(&mut None, 1024).await.expect_err("multiplexing");
+        assert!(matches!(err, ConnError::Protocol(_)), "{err}");
+    }
+}

@@ -4,13 +4,14 @@
 //! records, rewritten into php-fpm's shape ([`super::response`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::RequestStream;
 use super::connection::{Connection, Head, Reply};
 use super::error::ConnError;
+use super::lease::Lease;
 use super::policy::DROPPED_PARAMS;
 use super::response::ResponseStream;
 use crate::fastcgi::{
@@ -18,8 +19,7 @@ use crate::fastcgi::{
     FCGI_KEEP_CONN,
 };
 use crate::pool::finish::{Marker, MARKER_PARAM};
-use crate::pool::{AbandonCause, Abandoned, Pool, PoolMsg, RequestInfo, Worker};
-use tokio::sync::mpsc::error::SendError;
+use crate::pool::{AbandonCause, PoolMsg, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
@@ -35,103 +35,6 @@ pub enum Outcome {
     ClientGone(ConnError),
 }
 
-/// A worker on loan to one request. It goes back to the pool only through
-/// the actor: [`Lease::release`] once the child has ended the request, or
-/// [`Lease::abandon`] while the child may still be running it (then the actor
-/// holds the worker until the child lets go). Dropping a lease that still
-/// holds its worker abandons the request.
-pub struct Lease<'p> {
-    pool: &'p Pool,
-    worker: Option<Worker>,
-    /// When the request got its worker.
-    pub started: Instant,
-    /// The request's access log record, when the pool has an access log.
-    pub access: Option<Box<crate::accesslog::Record>>,
-}
-
-impl<'p> Lease<'p> {
-    /// Takes `worker` for a request that waited `queued` for it.
-    pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
-        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
-        Lease { pool, worker: Some(worker), started: Instant::now(), access: None }
-    }
-
-    fn worker(&mut self) -> &mut Worker {
-        self.worker.as_mut().expect("lease holds its worker until released or abandoned")
-    }
-
-    /// When `request_terminate_timeout` runs out for this request, if it has one.
-    fn deadline(&self) -> Option<Instant> {
-        self.pool.terminate_timeout.map(|limit| self.started + limit)
-    }
-
-    /// The access record, completed with the request's status and duration.
-    fn record(&mut self, status: u16) -> Option<Box<crate::accesslog::Record>> {
-        let mut access = self.access.take();
-        if let Some(record) = access.as_mut() {
-            (record.status, record.duration) = (status, self.started.elapsed());
-        }
-        access
-    }
-
-    /// The child has ended the request (or is gone): the worker goes back to
-    /// the pool, with its connection if `keep` (it is in step for the next
-    /// request). The actor decides first whether the child must be replaced.
-    pub fn release(&mut self, status: u16, keep: bool) {
-        let Some(mut worker) = self.worker.take() else {
-            return;
-        };
-        if !keep {
-            worker.discard();
-        }
-        let (slot, duration, access) = (worker.slot(), self.started.elapsed(), self.record(status));
-        let finished = PoolMsg::RequestFinished { slot, status, duration, worker, access };
-        if let Err(SendError(PoolMsg::RequestFinished { worker, .. })) = self.pool.actor.send(finished) {
-            // No actor (shutdown): nobody else will lend it again.
-            self.pool.balancer.release(worker);
-        }
-    }
-
-    /// Gives up on a request whose child may still be running it. The actor
-    /// holds the worker, counted busy, until the child has let go of the
-    /// connection, and kills the child at `deadline`
-    /// (`request_terminate_timeout`) or at once for [`AbandonCause::TimedOut`].
-    pub fn abandon(&mut self, cause: AbandonCause, status: u16, deadline: Option<Instant>, head: Option<&Head>) {
-        let Some(mut worker) = self.worker.take() else {
-            return;
-        };
-        worker.abandon();
-        let param = |name: &[u8]| {
-            let value = head.and_then(|h| h.params.get(name)).unwrap_or(b"-");
-            String::from_utf8_lossy(value).into_owned()
-        };
-        let abandoned = Abandoned {
-            worker,
-            cause,
-            status,
-            started: self.started,
-            deadline,
-            script: param(b"SCRIPT_FILENAME"),
-            uri: param(b"REQUEST_URI"),
-            access: self.record(status),
-        };
-        if let Err(SendError(PoolMsg::Abandoned(abandoned))) =
-            self.pool.actor.send(PoolMsg::Abandoned(Box::new(abandoned)))
-        {
-            let mut worker = abandoned.worker;
-            worker.discard();
-            self.pool.balancer.release(worker);
-        }
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        // The request's task was cancelled mid-request (shutdown).
-        self.abandon(AbandonCause::ClientGone, 499, self.deadline(), None);
-    }
-}
-
 /// Runs one request through a child, in four steps: connect to the child,
 /// send it the request head, exchange the body and the response, settle the
 /// lease. Whatever happens, the lease's worker is released or abandoned on return.
@@ -140,7 +43,7 @@ pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Ou
         let failed = Failed { how: Lost::Exited, sent_any: false, nginx_has: None };
         return fail(conn, lease, head, &mut RequestStream::new(head.id), failed).await;
     }
-    let marker = lease.pool.finish_marker();
+    let marker = lease.pool().finish_marker();
     let mut request = RequestStream::new(head.id);
     // The connection's scratch buffer carries the request to the child: no
     // allocation per request.
@@ -159,7 +62,7 @@ pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Ou
 /// Step 1: the worker's connection to its child, opened if it has none.
 /// False: the child cannot be reached (said in the log).
 async fn connect(lease: &mut Lease<'_>) -> bool {
-    let pool = lease.pool;
+    let pool = lease.pool();
     match lease.worker().ensure_connected(&pool.socket).await {
         Ok(()) => true,
         Err(e) => {
@@ -181,7 +84,7 @@ fn send_head(
 ) -> Result<(), ConnError> {
     request_head(head, marker, to_child);
     conn.take_body(request, to_child)?;
-    let pool = lease.pool;
+    let pool = lease.pool();
     let worker = lease.worker();
     if worker.is_fresh() {
         worker.mark_used();
@@ -210,7 +113,7 @@ async fn exchange(
     request: &mut RequestStream,
     response: &mut ResponseStream<'_>,
 ) -> Exchanged {
-    let pool = lease.pool;
+    let pool = lease.pool();
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
     if pool.output.is_some() {
@@ -256,7 +159,7 @@ async fn settle(
             // end-of-body record (the usual GET); anything else leaves its
             // connection out of step, so it is closed. The rest of the body
             // is then skipped without holding the worker.
-            let pool = lease.pool;
+            let pool = lease.pool();
             if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
                 log.response_head(record, &response.head);
             }
@@ -510,7 +413,7 @@ async fn fail(
     request: &mut RequestStream,
     failed: Failed,
 ) -> Outcome {
-    let pool = lease.pool;
+    let pool = lease.pool();
     let (line, body): (&str, &[u8]) = match failed.how {
         Lost::Exited => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
