@@ -362,8 +362,11 @@ mod tests {
     use super::*;
     use crate::fastcgi::{encode_begin_request, encode_pair, FCGI_KEEP_CONN};
 
-    /// A connection whose peer sent `input` and closed; what is written to it is kept.
-    fn over(input: &[u8]) -> Connection<tokio::io::Join<&[u8], Vec<u8>>> {
+    /// A socket over memory: what the peer sent, and what was written to it.
+    type Memory<'a> = tokio::io::Join<&'a [u8], Vec<u8>>;
+
+    /// A connection whose peer sent `input` and closed.
+    fn over(input: &[u8]) -> Connection<Memory<'_>> {
         Connection::new(tokio::io::join(input, Vec::new()), false, None, Shed::default())
     }
 
@@ -381,7 +384,7 @@ mod tests {
     }
 
     /// Reads records until a head is complete, as `read_head` does without a pool.
-    async fn next_head<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Connection<S>) -> Option<Head> {
+    async fn next_head(conn: &mut Connection<Memory<'_>>) -> Option<Head> {
         let mut head = None;
         loop {
             if let Some(complete) = conn.parse_head(&mut head, 1024).await.expect("valid records") {
@@ -394,7 +397,7 @@ mod tests {
     }
 
     /// The types of the records written to the connection.
-    fn written(conn: &Connection<tokio::io::Join<&[u8], Vec<u8>>>) -> Vec<u8> {
+    fn written(conn: &Connection<Memory<'_>>) -> Vec<u8> {
         let mut rest = conn.stream().writer().as_slice();
         let mut kinds = Vec::new();
         while let Some((rec, used)) = parse_record(rest).expect("whole records") {
