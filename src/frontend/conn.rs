@@ -4,6 +4,7 @@
 //! FCGI_KEEP_CONN. The connection's I/O is [`Connection`]'s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -64,10 +65,9 @@ async fn handle(
         return answered;
     }
     let (pool, worker, queued) = match acquire(current, pool).await {
-        Ok(got) => got,
-        Err((pool, Some(why))) => return refused(conn, &pool, &head, why).await,
-        // A reload retired the pool and no other took over: shutdown.
-        Err((_, None)) => return unavailable(conn, &head).await.map(|_| false),
+        Lent::Worker(pool, worker, queued) => (pool, worker, queued),
+        Lent::Refused(pool, why) => return refused(conn, &pool, &head, why).await,
+        Lent::Retired => return unavailable(conn, &head).await.map(|_| false),
     };
     let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
     let info = wants_info.then(|| pages::request_info(&head.params));
@@ -126,25 +126,30 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &Head) -
     Some(conn.answer_alone(head, reply).await)
 }
 
-/// A worker of the pool `current` holds, and how long the request waited for
-/// it. A pool a reload retires while the request waits hands it on to the
-/// new one. Err: the pool that refused, and why (None: no pool took over).
-async fn acquire(
-    current: &watch::Receiver<Arc<Pool>>,
-    mut pool: Arc<Pool>,
-) -> Result<(Arc<Pool>, Worker, std::time::Duration), (Arc<Pool>, Option<AcquireError>)> {
+/// What a request that waits for a worker gets.
+enum Lent {
+    /// A worker of this pool, after waiting this long.
+    Worker(Arc<Pool>, Worker, Duration),
+    /// This pool refused: its queue is full, or no worker came within `queue_max_wait`.
+    Refused(Arc<Pool>, AcquireError),
+    /// A reload retired the pool and no other took over (shutdown).
+    Retired,
+}
+
+/// A worker of the pool `current` holds. A pool that a reload retires while
+/// the request waits hands it on to the new one.
+async fn acquire(current: &watch::Receiver<Arc<Pool>>, mut pool: Arc<Pool>) -> Lent {
     loop {
         match pool.balancer.acquire().await {
-            Ok((worker, queued)) => return Ok((pool, worker, queued)),
+            Ok((worker, queued)) => return Lent::Worker(pool, worker, queued),
             Err(AcquireError::Closed) => {
-                // A reload retired this pool while we queued: the new one takes over.
                 let next = current.borrow().clone();
                 if Arc::ptr_eq(&next, &pool) {
-                    return Err((pool, None));
+                    return Lent::Retired;
                 }
                 pool = next;
             }
-            Err(e) => return Err((pool, Some(e))),
+            Err(e) => return Lent::Refused(pool, e),
         }
     }
 }
