@@ -20,8 +20,9 @@ use crate::fastcgi::{
     encode_get_values_result, encode_pair, encode_stream, pairs, parse_pairs, parse_record, BeginRequest, CodecError,
     EndRequest, Header, ParamsBuffer, RecordType,
 };
-use crate::frontend::body::{self, RequestStream};
-use crate::frontend::conn::{parse_head, Conn, ConnError};
+use crate::frontend::body::RequestStream;
+use crate::frontend::connection::Connection;
+use crate::frontend::error::ConnError;
 use crate::frontend::response::ResponseStream;
 
 /// The params limit of the request-head target: small, so that the 431 path is reached.
@@ -120,7 +121,7 @@ pub fn params(data: &[u8]) {
     }
 }
 
-/// The front end's request-head state machine (`frontend::conn::parse_head`) on a connection whose peer sends
+/// The front end's request-head state machine (`Connection::parse_head`) on a connection whose peer sends
 /// the input after its first byte, in reads of a size the first byte picks. Heads are read
 /// one after the other, each request's body skipped in between, as on a kept connection, until
 /// the input ends or the connection would be closed. Everything written back must be whole
@@ -130,9 +131,9 @@ pub fn request_head(data: &[u8]) {
         return;
     };
     let reader = Chunked { data, step: usize::from(chunk).max(1) };
-    let mut conn = Conn::new(reader, Vec::new(), false, None);
+    let mut conn = Connection::new(tokio::io::join(reader, Vec::new()), false, None, Default::default());
     let _ = run_to_end(heads(&mut conn));
-    let written = &conn.wr;
+    let written = conn.stream().writer();
     let mut rest = written.as_slice();
     while let Ok(Some((_, used))) = parse_record(rest) {
         rest = &rest[used..];
@@ -141,17 +142,17 @@ pub fn request_head(data: &[u8]) {
 }
 
 /// Reads heads and skips bodies until the input ends or an error.
-async fn heads(conn: &mut Conn<Chunked<'_>, Vec<u8>>) -> Result<(), ConnError> {
+async fn heads(conn: &mut Connection<tokio::io::Join<Chunked<'_>, Vec<u8>>>) -> Result<(), ConnError> {
     let mut head = None;
     loop {
-        if let Some(done) = parse_head(conn, &mut head, FUZZ_MAX_PARAMS).await? {
+        if let Some(done) = conn.parse_head(&mut head, FUZZ_MAX_PARAMS).await? {
             assert!(done.params.len() <= FUZZ_MAX_PARAMS);
             let _ = crate::frontend::pages::request_info(&done.params);
-            body::skip(conn, &mut RequestStream::new(done.id)).await?;
-            conn.inbuf.shrink();
+            conn.skip_body(&mut RequestStream::new(done.id)).await?;
+            conn.between_requests();
             continue;
         }
-        if conn.inbuf.fill(&mut conn.rd).await? == 0 {
+        if conn.fill().await? == 0 {
             return Ok(());
         }
     }

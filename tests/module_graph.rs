@@ -26,7 +26,7 @@ fn top_level_modules_form_no_cycle() {
 }
 
 #[test]
-#[ignore = "until the frontend connection type lands"]
+
 fn frontend_files_import_one_way() {
     let files = read_src();
     let edges = file_edges(&files, "frontend");

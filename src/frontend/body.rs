@@ -1,9 +1,8 @@
 //! The request body on its way from nginx: STDIN records, followed until the
 //! empty one that ends the body, forwarded or skipped without being held whole.
+//! Pure: the connection reads the bytes and hands them in.
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use super::conn::{Conn, ConnError};
+use super::error::ConnError;
 use crate::fastcgi::cursor::{Cursor, Flow, Piece};
 use crate::fastcgi::RecordType;
 
@@ -13,7 +12,7 @@ pub struct RequestStream {
     id: u16,
     cursor: Cursor,
     /// The empty STDIN record that ends the body has been seen.
-    pub done: bool,
+    pub ended: bool,
     /// Body bytes seen so far.
     pub content: u64,
 }
@@ -21,7 +20,7 @@ pub struct RequestStream {
 impl RequestStream {
     /// The body of request `id`, nothing read yet.
     pub fn new(id: u16) -> RequestStream {
-        RequestStream { id, cursor: Cursor::new(), done: false, content: 0 }
+        RequestStream { id, cursor: Cursor::new(), ended: false, content: 0 }
     }
 
     /// True between two records (what was taken so far is whole records).
@@ -32,10 +31,10 @@ impl RequestStream {
     /// Appends to `out` the body bytes found at the start of `data`; returns
     /// how many bytes of `data` belong to this request.
     pub fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
-        if self.done {
+        if self.ended {
             return Ok(0);
         }
-        let (id, mut bad, mut done, mut content) = (self.id, false, false, 0);
+        let (id, mut bad, mut ended, mut content) = (self.id, false, false, 0);
         let used = self.cursor.feed(data, |piece| match piece {
             Piece::Content(bytes) => {
                 content += bytes.len() as u64;
@@ -46,7 +45,7 @@ impl RequestStream {
                 Flow::Continue
             }
             Piece::End(h) if h.content_length == 0 => {
-                done = true;
+                ended = true;
                 Flow::Stop
             }
             _ => Flow::Continue,
@@ -55,31 +54,9 @@ impl RequestStream {
             return Err(ConnError::Protocol("expected STDIN records of the current request"));
         }
         out.extend_from_slice(&data[..used]);
-        self.done = done;
+        self.ended = ended;
         self.content += content;
         Ok(used)
-    }
-}
-
-/// Reads and drops the rest of a request body, so that the connection is at
-/// the next request (or can be closed without resetting unread data). A pause
-/// longer than `request_read_timeout` ends it with `ErrorKind::TimedOut`.
-pub async fn skip<R, W>(conn: &mut Conn<R, W>, body: &mut RequestStream) -> Result<(), ConnError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut sink = Vec::new();
-    loop {
-        let used = body.take(conn.inbuf.pending(), &mut sink)?;
-        conn.inbuf.consume(used);
-        sink.clear();
-        if body.done {
-            return Ok(());
-        }
-        if conn.inbuf.fill_timed(&mut conn.rd).await? == 0 {
-            return Err(ConnError::UnexpectedEof);
-        }
     }
 }
 
@@ -98,7 +75,7 @@ mod tests {
         let mut r = RequestStream::new(1);
         let mut out = Vec::new();
         assert_eq!(r.take(&bytes, &mut out).unwrap(), len);
-        assert!(r.done);
+        assert!(r.ended);
         assert_eq!(out.len(), len);
     }
 

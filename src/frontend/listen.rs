@@ -16,7 +16,7 @@ use nix::sys::stat::{fchmodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Group, Uid, User};
 use tokio::sync::watch;
 
-use super::conn::Conn;
+use super::connection::{Connection, Stream};
 use crate::config::{self, ListenAddr};
 use crate::pool::Pool;
 use crate::sys::safe_fs::{self, Dir, FileId};
@@ -73,12 +73,11 @@ impl Accepted {
         shed: super::shed::Shed,
     ) {
         match self {
-            Accepted::Unix(mut s) => {
-                let (rd, wr) = s.split();
-                let conn = Conn { shed, ..Conn::new(rd, wr, pages_only, None) };
+            Accepted::Unix(s) => {
+                let conn = Connection::new(Stream::Unix(s), pages_only, None, shed);
                 super::conn::serve(conn, current, shutdown).await
             }
-            Accepted::Tcp(mut s) => {
+            Accepted::Tcp(s) => {
                 let _ = s.set_nodelay(true);
                 // Only the access log's %R needs nginx's address.
                 let (wants_peer, allowed) = {
@@ -89,8 +88,7 @@ impl Accepted {
                 if allowed && !current.borrow().allows(peer) {
                     return;
                 }
-                let (rd, wr) = s.split();
-                let conn = Conn { shed, ..Conn::new(rd, wr, pages_only, peer) };
+                let conn = Connection::new(Stream::Tcp(s), pages_only, peer, shed);
                 super::conn::serve(conn, current, shutdown).await
             }
         }

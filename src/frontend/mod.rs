@@ -3,7 +3,10 @@
 
 pub mod body;
 pub mod conn;
+pub mod connection;
+pub mod error;
 pub mod inbuf;
+pub mod lease;
 pub mod limits;
 pub mod listen;
 pub mod pages;

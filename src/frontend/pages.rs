@@ -3,9 +3,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use super::conn::{answer_alone, Conn, ConnError, Head, Reply};
+use super::connection::{Connection, Head, Reply};
+use super::error::ConnError;
 use crate::fastcgi::ParamsBuffer;
 use crate::pool::{Pool, PoolSnapshot, RequestInfo, SlotState};
 use crate::status::{self, PoolStatus, ProcessStatus};
@@ -40,18 +39,14 @@ pub fn which(pool: &Pool, params: &ParamsBuffer) -> Option<Page> {
 }
 
 /// Answers a page request. Returns whether the connection may be kept.
-pub async fn answer<R, W>(conn: &mut Conn<R, W>, pool: &Pool, head: &Head, page: Page) -> Result<bool, ConnError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+pub async fn answer(conn: &mut Connection, pool: &Pool, head: &Head, page: Page) -> Result<bool, ConnError> {
     let (content_type, body) = match page {
         Page::Ping => (PING_TYPE, pool.pages.ping_response.clone()),
         Page::Status => {
             let query = String::from_utf8_lossy(head.params.get(b"QUERY_STRING").unwrap_or_default()).into_owned();
             let (format, full) = status::parse_query(&query);
             let Some(snapshot) = pool.snapshot().await else {
-                return answer_alone(conn, head, Reply::new("503 Service Unavailable", b"pool stopping\n")).await;
+                return conn.answer_alone(head, Reply::new("503 Service Unavailable", b"pool stopping\n")).await;
             };
             status::render(&pool_status(pool, &snapshot), format, full, SystemTime::now())
         }
@@ -60,7 +55,7 @@ where
     if let Some(powered_by) = &pool.pages.powered_by {
         headers.insert(0, ("X-Powered-By", powered_by));
     }
-    answer_alone(conn, head, Reply { headers: &headers, ..Reply::new("200 OK", body.as_bytes()) }).await
+    conn.answer_alone(head, Reply { headers: &headers, ..Reply::new("200 OK", body.as_bytes()) }).await
 }
 
 /// A request's details for the status page.

@@ -4,12 +4,14 @@
 //! records, rewritten into php-fpm's shape ([`super::response`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::RequestStream;
-use super::conn::{answer, Conn, ConnError, Head, Reply};
+use super::connection::{Connection, Head, Reply};
+use super::error::ConnError;
+use super::lease::Lease;
 use super::policy::DROPPED_PARAMS;
 use super::response::ResponseStream;
 use crate::fastcgi::{
@@ -17,8 +19,7 @@ use crate::fastcgi::{
     FCGI_KEEP_CONN,
 };
 use crate::pool::finish::{Marker, MARKER_PARAM};
-use crate::pool::{AbandonCause, Abandoned, Pool, PoolMsg, RequestInfo, Worker};
-use tokio::sync::mpsc::error::SendError;
+use crate::pool::{AbandonCause, PoolMsg, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
@@ -34,136 +35,85 @@ pub enum Outcome {
     ClientGone(ConnError),
 }
 
-/// A worker on loan to one request. It goes back to the pool only through
-/// the actor: [`Lease::release`] once the child has ended the request, or
-/// [`Lease::abandon`] while the child may still be running it (then the actor
-/// holds the worker until the child lets go). Dropping a lease that still
-/// holds its worker abandons the request.
-pub struct Lease<'p> {
-    pool: &'p Pool,
-    worker: Option<Worker>,
-    /// When the request got its worker.
-    pub started: Instant,
-    /// The request's access log record, when the pool has an access log.
-    pub access: Option<Box<crate::accesslog::Record>>,
-}
-
-impl<'p> Lease<'p> {
-    /// Takes `worker` for a request that waited `queued` for it.
-    pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
-        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
-        Lease { pool, worker: Some(worker), started: Instant::now(), access: None }
-    }
-
-    fn worker(&mut self) -> &mut Worker {
-        self.worker.as_mut().expect("lease holds its worker until released or abandoned")
-    }
-
-    /// When `request_terminate_timeout` runs out for this request, if it has one.
-    fn deadline(&self) -> Option<Instant> {
-        self.pool.terminate_timeout.map(|limit| self.started + limit)
-    }
-
-    /// The access record, completed with the request's status and duration.
-    fn record(&mut self, status: u16) -> Option<Box<crate::accesslog::Record>> {
-        let mut access = self.access.take();
-        if let Some(record) = access.as_mut() {
-            (record.status, record.duration) = (status, self.started.elapsed());
-        }
-        access
-    }
-
-    /// The child has ended the request (or is gone): the worker goes back to
-    /// the pool, with its connection if `keep` (it is in step for the next
-    /// request). The actor decides first whether the child must be replaced.
-    pub fn release(&mut self, status: u16, keep: bool) {
-        let Some(mut worker) = self.worker.take() else {
-            return;
-        };
-        if !keep {
-            worker.discard();
-        }
-        let (slot, duration, access) = (worker.slot(), self.started.elapsed(), self.record(status));
-        let finished = PoolMsg::RequestFinished { slot, status, duration, worker, access };
-        if let Err(SendError(PoolMsg::RequestFinished { worker, .. })) = self.pool.actor.send(finished) {
-            // No actor (shutdown): nobody else will lend it again.
-            self.pool.balancer.release(worker);
-        }
-    }
-
-    /// Gives up on a request whose child may still be running it. The actor
-    /// holds the worker, counted busy, until the child has let go of the
-    /// connection, and kills the child at `deadline`
-    /// (`request_terminate_timeout`) or at once for [`AbandonCause::TimedOut`].
-    pub fn abandon(&mut self, cause: AbandonCause, status: u16, deadline: Option<Instant>, head: Option<&Head>) {
-        let Some(mut worker) = self.worker.take() else {
-            return;
-        };
-        worker.abandon();
-        let param = |name: &[u8]| {
-            let value = head.and_then(|h| h.params.get(name)).unwrap_or(b"-");
-            String::from_utf8_lossy(value).into_owned()
-        };
-        let abandoned = Abandoned {
-            worker,
-            cause,
-            status,
-            started: self.started,
-            deadline,
-            script: param(b"SCRIPT_FILENAME"),
-            uri: param(b"REQUEST_URI"),
-            access: self.record(status),
-        };
-        if let Err(SendError(PoolMsg::Abandoned(abandoned))) =
-            self.pool.actor.send(PoolMsg::Abandoned(Box::new(abandoned)))
-        {
-            let mut worker = abandoned.worker;
-            worker.discard();
-            self.pool.balancer.release(worker);
-        }
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        // The request's task was cancelled mid-request (shutdown).
-        self.abandon(AbandonCause::ClientGone, 499, self.deadline(), None);
-    }
-}
-
-/// Runs one request through a child. Whatever happens, the lease's worker
-/// is released or abandoned on return.
-pub async fn run<R, W>(conn: &mut Conn<R, W>, mut lease: Lease<'_>, head: &Head) -> Outcome
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let pool = lease.pool;
-    if let Err(e) = lease.worker().ensure_connected(&pool.socket).await {
-        crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
+/// Runs one request through a child, in four steps: connect to the child,
+/// send it the request head, exchange the body and the response, settle the
+/// lease. Whatever happens, the lease's worker is released or abandoned on return.
+pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Outcome {
+    if !connect(&mut lease).await {
         let failed = Failed { how: Lost::Exited, sent_any: false, nginx_has: None };
         return fail(conn, lease, head, &mut RequestStream::new(head.id), failed).await;
     }
+    let marker = lease.pool().finish_marker();
+    let mut request = RequestStream::new(head.id);
     // The connection's scratch buffer carries the request to the child: no
     // allocation per request.
-    let mut to_child = std::mem::take(&mut conn.out);
-    let marker = pool.finish_marker();
-    request_head(head, marker.as_ref(), &mut to_child);
-    let mut request = RequestStream::new(head.id);
-    match request.take(conn.inbuf.pending(), &mut to_child) {
-        Ok(used) => conn.inbuf.consume(used),
+    let mut to_child = conn.take_scratch();
+    if let Err(e) = send_head(conn, &mut lease, head, marker.as_ref(), &mut request, &mut to_child) {
+        conn.restore_scratch(to_child);
+        lease.release(499, false);
+        return Outcome::ClientGone(e);
+    }
+    let mut response = ResponseStream::new(head.id, marker.as_ref().map(Marker::as_bytes));
+    let exchanged = exchange(conn, &mut lease, head, &mut to_child, &mut request, &mut response).await;
+    conn.restore_scratch(to_child);
+    settle(conn, lease, head, &mut request, &response, exchanged).await
+}
+
+/// Step 1: the worker's connection to its child, opened if it has none.
+/// False: the child cannot be reached (said in the log).
+async fn connect(lease: &mut Lease<'_>) -> bool {
+    let pool = lease.pool();
+    match lease.worker().ensure_connected(&pool.socket).await {
+        Ok(()) => true,
         Err(e) => {
-            lease.release(499, false);
-            return Outcome::ClientGone(e);
+            crate::error!("[pool {}] cannot connect to php-cgi: {e}", pool.name);
+            false
         }
     }
+}
+
+/// Step 2: queues for the child the request head and the body bytes already
+/// read (the exchange writes them), and tells the actor of a new connection.
+fn send_head(
+    conn: &mut Connection,
+    lease: &mut Lease<'_>,
+    head: &Head,
+    marker: Option<&Marker>,
+    request: &mut RequestStream,
+    to_child: &mut Vec<u8>,
+) -> Result<(), ConnError> {
+    request_head(head, marker, to_child);
+    conn.take_body(request, to_child)?;
+    let pool = lease.pool();
     let worker = lease.worker();
     if worker.is_fresh() {
         worker.mark_used();
         let (slot, inode) = (worker.slot(), worker.inode());
         pool.tell(PoolMsg::Connected { slot, inode });
     }
-    let mut response = ResponseStream::new(head.id, marker.as_ref().map(Marker::as_bytes));
+    Ok(())
+}
+
+/// How the exchange ended.
+struct Exchanged {
+    /// Ok: the child ended the request; whether what it was sent ends on a
+    /// record boundary.
+    result: Result<bool, Failure>,
+    /// `request_terminate_timeout`'s deadline, unless `fastcgi_finish_request()` lifted it.
+    deadline: Option<Instant>,
+}
+
+/// Step 3: moves the body to the child and its response to nginx until the
+/// child ends the request, either side fails, or `request_terminate_timeout`.
+async fn exchange(
+    conn: &mut Connection,
+    lease: &mut Lease<'_>,
+    head: &Head,
+    to_child: &mut Vec<u8>,
+    request: &mut RequestStream,
+    response: &mut ResponseStream<'_>,
+) -> Exchanged {
+    let pool = lease.pool();
     // access log: keep the response head only when the format shows response headers.
     response.keep_head = lease.access.is_some() && pool.logs.access().is_some_and(|a| a.wants_headers());
     if pool.output.is_some() {
@@ -172,9 +122,9 @@ where
     let deadline = lease.deadline();
     let lifted = AtomicBool::new(false);
     let mut exchange = Exchange {
-        to_child: &mut to_child,
-        request: &mut request,
-        response: &mut response,
+        to_child,
+        request,
+        response: &mut *response,
         deadline,
         lifted: &lifted,
         keep_conn: head.keep_conn,
@@ -185,26 +135,39 @@ where
     if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
         drop(output.request_done(response.take_messages()));
     }
-    to_child.clear();
-    conn.out = to_child;
+    Exchanged { result, deadline: deadline.filter(|_| !lifted.load(Ordering::Relaxed)) }
+}
+
+/// Step 4: the worker goes back to the pool (or is abandoned to the actor),
+/// and nginx gets the rest of what it is owed: an error page if the child
+/// failed before answering, and the rest of the body is skipped.
+async fn settle(
+    conn: &mut Connection,
+    mut lease: Lease<'_>,
+    head: &Head,
+    request: &mut RequestStream,
+    response: &ResponseStream<'_>,
+    exchanged: Exchanged,
+) -> Outcome {
     // After fastcgi_finish_request() nginx has a complete response, whatever
     // happens next: that is what the request is logged with.
-    let nginx_has = response.finished.is_some().then_some(response.status);
-    match result {
+    let nginx_has = response.completed.is_some().then_some(response.status);
+    match exchanged.result {
         Ok(sent_whole_records) => {
             // The child has ended the request, so its worker is free at once.
             // php-cgi copes with a body it got whole, or with a missing empty
             // end-of-body record (the usual GET); anything else leaves its
             // connection out of step, so it is closed. The rest of the body
             // is then skipped without holding the worker.
+            let pool = lease.pool();
             if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
                 log.response_head(record, &response.head);
             }
             // Every byte of CONTENT_LENGTH reached the child: at most the empty
             // end-of-body record is missing, which php-cgi skips before its next request.
-            let body_sent = request.done || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
+            let body_sent = request.ended || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
             lease.release(response.status, sent_whole_records && body_sent);
-            match super::body::skip(conn, &mut request).await {
+            match conn.skip_body(request).await {
                 Ok(()) => Outcome::Done,
                 Err(e) => Outcome::ClientGone(e),
             }
@@ -212,11 +175,10 @@ where
         Err(failure @ (Failure::Child | Failure::Timeout)) => {
             let how = if matches!(failure, Failure::Child) { Lost::Exited } else { Lost::TimedOut };
             let failed = Failed { how, sent_any: response.sent_any, nginx_has };
-            fail(conn, lease, head, &mut request, failed).await
+            fail(conn, lease, head, request, failed).await
         }
         Err(Failure::Client(e)) => {
-            let deadline = deadline.filter(|_| !lifted.load(Ordering::Relaxed));
-            lease.abandon(AbandonCause::ClientGone, nginx_has.unwrap_or(499), deadline, Some(head));
+            lease.abandon(AbandonCause::ClientGone, nginx_has.unwrap_or(499), exchanged.deadline, Some(head));
             Outcome::ClientGone(e)
         }
     }
@@ -252,16 +214,7 @@ impl Exchange<'_, '_> {
     /// for at that moment (the child, nginx's body, or a slow nginx reading
     /// the response). Returns whether what was sent to the child ends on a
     /// record boundary.
-    async fn run<R, W>(
-        &mut self,
-        conn: &mut Conn<R, W>,
-        worker: &mut Worker,
-        track_finished: bool,
-    ) -> Result<bool, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    async fn run(&mut self, conn: &mut Connection, worker: &mut Worker, track_finished: bool) -> Result<bool, Failure> {
         let (deadline, lifted) = (self.deadline, self.lifted);
         let work = self.relay_all(conn, worker, track_finished);
         let Some(at) = deadline else {
@@ -283,16 +236,12 @@ impl Exchange<'_, '_> {
     /// After `fastcgi_finish_request()`, nginx has its whole response and the
     /// rest of the child's is discarded (the deadline stays only if
     /// `track_finished`).
-    async fn relay_all<R, W>(
+    async fn relay_all(
         &mut self,
-        conn: &mut Conn<R, W>,
+        conn: &mut Connection,
         worker: &mut Worker,
         track_finished: bool,
-    ) -> Result<bool, Failure>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
+    ) -> Result<bool, Failure> {
         let Some((up, buf)) = worker.io() else {
             return Err(Failure::Child);
         };
@@ -302,8 +251,8 @@ impl Exchange<'_, '_> {
             let pending = self.to_child.len() - written;
             let want_client = client_open
                 && pending < MAX_BODY_BUFFER
-                && conn.inbuf.pending().len() < MAX_BODY_BUFFER
-                && !(self.finished() && self.request.done);
+                && conn.buffered() < MAX_BODY_BUFFER
+                && !(self.completed() && self.request.ended);
             tokio::select! {
                 biased;
                 n = up_rd.read(buf) => {
@@ -311,9 +260,9 @@ impl Exchange<'_, '_> {
                     if n == 0 {
                         return Err(Failure::Child);
                     }
-                    let was_finished = self.finished();
+                    let was_completed = self.completed();
                     self.relay(conn, &buf[..n]).await?;
-                    if self.finished() && !was_finished && !track_finished {
+                    if self.completed() && !was_completed && !track_finished {
                         self.lifted.store(true, Ordering::Relaxed);
                     }
                     if self.response.ended {
@@ -330,11 +279,11 @@ impl Exchange<'_, '_> {
                 // A body that stops coming holds the child: each pause in it
                 // is bounded by request_read_timeout (after the body, nginx
                 // only waits for the response).
-                n = fill_body(conn, !self.request.done), if want_client => {
+                n = conn.read_body(!self.request.ended), if want_client => {
                     match n {
                         Ok(n) if n > 0 => self.take_body(conn)?,
                         // nginx has its response and may hang up.
-                        _ if self.finished() => client_open = false,
+                        _ if self.completed() => client_open = false,
                         Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
                         Err(e) => return Err(Failure::Client(e.into())),
                     }
@@ -343,28 +292,22 @@ impl Exchange<'_, '_> {
         }
     }
 
-    fn finished(&self) -> bool {
-        self.response.finished.is_some()
+    /// nginx has a complete response: the script called `fastcgi_finish_request()`.
+    fn completed(&self) -> bool {
+        self.response.completed.is_some()
     }
 
     /// Passes request body bytes from nginx on towards the child.
-    fn take_body<R, W>(&mut self, conn: &mut Conn<R, W>) -> Result<(), Failure> {
-        if !self.request.done {
-            let used = self.request.take(conn.inbuf.pending(), self.to_child).map_err(Failure::Client)?;
-            conn.inbuf.consume(used);
-        }
-        Ok(())
+    fn take_body(&mut self, conn: &mut Connection) -> Result<(), Failure> {
+        conn.take_body(self.request, self.to_child).map_err(Failure::Client)
     }
 
     /// Sends nginx what it gets of one read from the child: nothing once the
-    /// script has finished the request.
-    async fn relay<R, W>(&mut self, conn: &mut Conn<R, W>, mut data: &[u8]) -> Result<(), Failure>
-    where
-        W: AsyncWrite + Unpin,
-    {
+    /// script has called `fastcgi_finish_request()`.
+    async fn relay(&mut self, conn: &mut Connection, mut data: &[u8]) -> Result<(), Failure> {
         let client = |e: std::io::Error| Failure::Client(e.into());
         while !data.is_empty() && !self.response.ended {
-            let discard = self.finished();
+            let discard = self.completed();
             let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
             if let Some(output) = self.output.filter(|_| self.response.ended) {
                 // Logged before nginx learns that the request is over (php-fpm's order).
@@ -372,16 +315,16 @@ impl Exchange<'_, '_> {
                 let _ = tokio::time::timeout(crate::pool::output::REQUEST_DONE_WAIT, logged).await;
             }
             if !discard {
-                conn.wr.write_all(&data[..scan.forward]).await.map_err(client)?;
-                conn.wr.write_all(&self.response.out).await.map_err(client)?;
-                if let Some(headers) = &self.response.finished {
+                conn.send(&data[..scan.forward]).await.map_err(client)?;
+                conn.send(&self.response.out).await.map_err(client)?;
+                if let Some(headers) = &self.response.completed {
                     let end = end_of_response(self.response.id(), headers);
-                    conn.wr.write_all(&end).await.map_err(client)?;
+                    conn.send(&end).await.map_err(client)?;
                     self.response.sent_any = true;
                     if !self.keep_conn {
                         // Without FCGI_KEEP_CONN, nginx ends the response when
                         // the connection closes (php-fpm closes it here too).
-                        conn.wr.shutdown().await.map_err(client)?;
+                        conn.close_write().await.map_err(client)?;
                     }
                 }
             }
@@ -419,16 +362,6 @@ fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
     encode_stream(&mut out, RecordType::Stdout, id, b"");
     encode_end_request(&mut out, id, 0, ProtocolStatus::RequestComplete);
     out
-}
-
-/// Reads more from nginx: with `request_read_timeout` while the body is
-/// still coming, without a limit once it is complete.
-async fn fill_body<R: AsyncRead + Unpin, W>(conn: &mut Conn<R, W>, body_coming: bool) -> std::io::Result<usize> {
-    if body_coming {
-        conn.inbuf.fill_timed(&mut conn.rd).await
-    } else {
-        conn.inbuf.fill(&mut conn.rd).await
-    }
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
@@ -473,18 +406,14 @@ struct Failed {
 /// Ends a request whose child failed: the actor hears of it, nginx gets a
 /// complete error response if nothing was sent yet, else an abrupt close
 /// (the only way to tell it the response is incomplete).
-async fn fail<R, W>(
-    conn: &mut Conn<R, W>,
+async fn fail(
+    conn: &mut Connection,
     mut lease: Lease<'_>,
     head: &Head,
     request: &mut RequestStream,
     failed: Failed,
-) -> Outcome
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let pool = lease.pool;
+) -> Outcome {
+    let pool = lease.pool();
     let (line, body): (&str, &[u8]) = match failed.how {
         Lost::Exited => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
@@ -503,7 +432,6 @@ where
     if failed.sent_any {
         return Outcome::ChildLost { answered: false };
     }
-    let answered =
-        answer(conn, head, Reply::new(line, body)).await.is_ok() && super::body::skip(conn, request).await.is_ok();
+    let answered = conn.answer(head, Reply::new(line, body)).await.is_ok() && conn.skip_body(request).await.is_ok();
     Outcome::ChildLost { answered }
 }

@@ -38,9 +38,10 @@ pub struct ResponseStream<'m> {
     pub sent_any: bool,
     /// The child's END_REQUEST was read.
     pub ended: bool,
-    /// The script called `fastcgi_finish_request()`: the CGI headers it had
-    /// not sent yet (empty if it had).
-    pub finished: Option<Vec<u8>>,
+    /// Set when the script called `fastcgi_finish_request()`, which completes
+    /// nginx's response early: the CGI headers it had not sent yet (empty if
+    /// it had).
+    pub completed: Option<Vec<u8>>,
     /// Keep the first STDOUT bytes in `head` (for the access log's `%{..}o`).
     pub keep_head: bool,
     /// The start of the response (its CGI headers), when `keep_head`.
@@ -61,7 +62,7 @@ impl<'m> ResponseStream<'m> {
             status: 200,
             sent_any: false,
             ended: false,
-            finished: None,
+            completed: None,
             keep_head: false,
             head: Vec::new(),
         }
@@ -147,8 +148,8 @@ impl<'m> ResponseStream<'m> {
 
     fn end_stderr(&mut self) {
         self.record_type = 0;
-        self.stderr.finish_record(self.id, self.marker, &mut self.out, &mut self.marked);
-        if !self.marked.finished || self.finished.is_some() {
+        self.stderr.end_record(self.id, self.marker, &mut self.out, &mut self.marked);
+        if !self.marked.finished || self.completed.is_some() {
             return;
         }
         let mut headers = std::mem::take(&mut self.marked.headers);
@@ -158,7 +159,7 @@ impl<'m> ResponseStream<'m> {
             self.status = status;
         }
         self.keep(&headers);
-        self.finished = Some(headers);
+        self.completed = Some(headers);
     }
 }
 
@@ -248,7 +249,7 @@ mod tests {
         for chunk in [1, 7, 9, 64, input.len()] {
             let (sent, r) = relay(&input, chunk, Some(b"MARK"));
             assert_eq!(sent, expected, "chunk {chunk}");
-            assert_eq!(r.finished.as_deref(), Some(&b"Status: 302\r\n\r\n"[..]));
+            assert_eq!(r.completed.as_deref(), Some(&b"Status: 302\r\n\r\n"[..]));
             assert_eq!(r.status, 302);
         }
     }
@@ -257,7 +258,7 @@ mod tests {
     fn headers_already_sent_are_not_sent_again() {
         let input = response(&[b"MARK:5374617475733a203330320d0a0d0a\nMARK\n"]);
         let (_, r) = relay(&input, input.len(), Some(b"MARK"));
-        assert_eq!(r.finished.as_deref(), Some(&b""[..]));
+        assert_eq!(r.completed.as_deref(), Some(&b""[..]));
         assert_eq!(r.status, 404);
     }
 }

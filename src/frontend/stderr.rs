@@ -74,7 +74,7 @@ impl StderrRewriter {
     /// Ends the current record: appends its messages, rewritten, to `out` as
     /// STDERR records of request `id`. Lines of the polyfill's `marker` are
     /// left out and reported in `marked`.
-    pub fn finish_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
+    pub fn end_record(&mut self, id: u16, marker: Option<&[u8]>, out: &mut Vec<u8>, marked: &mut Marked) {
         let record = std::mem::take(&mut self.record);
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -150,7 +150,7 @@ impl StderrRewriter {
     }
 }
 
-/// The text carried by STDERR records as [`StderrRewriter::finish_record`]
+/// The text carried by STDERR records as [`StderrRewriter::end_record`]
 /// writes them, without a leading separator (for rustfpm's own log).
 pub fn text(records: &[u8]) -> String {
     let (mut text, mut rest) = (Vec::new(), records);
@@ -212,7 +212,7 @@ mod tests {
         let mut out = Vec::new();
         for input in inputs {
             r.push(input.as_bytes());
-            r.finish_record(1, None, &mut out, &mut Marked::default());
+            r.end_record(1, None, &mut out, &mut Marked::default());
         }
         records(&out)
     }
@@ -272,15 +272,15 @@ mod tests {
         let mut r = StderrRewriter::default();
         let (mut out, mut marked) = (Vec::new(), Marked::default());
         r.push(b"PHP Warning:  a\nMARK:410d\n");
-        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         r.push(b"MARK:0a\n");
-        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false });
         r.push(b"MARK\n");
-        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert!(marked.finished);
         r.push(b"MARKER\nMARK:4\nMARK:zz\n");
-        r.finish_record(1, Some(b"MARK"), &mut out, &mut marked);
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert_eq!(marked.headers, b"A\r\n");
         assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK:4\nMARK:zz"]);
     }
@@ -290,10 +290,10 @@ mod tests {
         let mut r = StderrRewriter::default();
         let mut out = Vec::new();
         r.push(b"PHP Warning:  a\n");
-        r.finish_record(1, None, &mut out, &mut Marked::default());
+        r.end_record(1, None, &mut out, &mut Marked::default());
         out.clear();
         r.push(b"PHP Warning:  b\nPHP Notice:  c\n");
-        r.finish_record(1, None, &mut out, &mut Marked::default());
+        r.end_record(1, None, &mut out, &mut Marked::default());
         assert_eq!(text(&out), "PHP message: PHP Warning:  b; PHP message: PHP Notice:  c");
     }
 
@@ -303,9 +303,9 @@ mod tests {
         let mut r = StderrRewriter::default();
         let mut out = Vec::new();
         r.push(&long.as_bytes()[..65_535]);
-        r.finish_record(1, None, &mut out, &mut Marked::default());
+        r.end_record(1, None, &mut out, &mut Marked::default());
         r.push(&long.as_bytes()[65_535..]);
-        r.finish_record(1, None, &mut out, &mut Marked::default());
+        r.end_record(1, None, &mut out, &mut Marked::default());
         let got = records(&out).concat();
         assert_eq!(got, format!("PHP message: {}", long.trim_end()));
         assert!(r.record.is_empty());

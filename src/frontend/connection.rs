@@ -1,0 +1,450 @@
+//! One nginx connection's I/O. [`Connection`] owns the socket and the bytes
+//! read from it; its methods read request heads (answering management
+//! records on the way), write rustfpm's own answers, pass request bodies on or
+//! skip them, and carry the child's response to nginx. What to do with a
+//! request is decided elsewhere: `conn.rs` dispatches, `proxy.rs` relays.
+
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::watch;
+
+use super::body::RequestStream;
+use super::error::ConnError;
+use super::inbuf::InBuf;
+use super::limits::{HeadClock, Phase};
+use super::shed::Shed;
+use crate::fastcgi::{
+    encode_end_request, encode_get_values_result, encode_simple_response, encode_stream, encode_unknown_type,
+    parse_record, BeginRequest, ParamsBuffer, ProtocolStatus, RecordType, Role,
+};
+use crate::pool::Pool;
+
+/// A request head: BEGIN_REQUEST and all PARAMS.
+#[derive(Debug)]
+pub struct Head {
+    /// The request id nginx chose (used unchanged towards the child).
+    pub id: u16,
+    /// nginx asked to keep the connection open.
+    pub keep_conn: bool,
+    /// The request's params.
+    pub params: ParamsBuffer,
+    /// When the first record of the request arrived.
+    pub started: Instant,
+}
+
+/// A complete response of rustfpm's own (no child involved).
+#[derive(Debug, Clone, Copy)]
+pub struct Reply<'a> {
+    /// HTTP status line, e.g. "404 Not Found".
+    pub status: &'a str,
+    /// Extra headers (a Content-Type here replaces the text/html default).
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body.
+    pub body: &'a [u8],
+    /// A message for nginx's error log, sent as a STDERR record.
+    pub stderr: Option<&'a [u8]>,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply with a status and a body only.
+    pub fn new(status: &'a str, body: &'a [u8]) -> Reply<'a> {
+        Reply { status, headers: &[], body, stderr: None }
+    }
+}
+
+/// An accepted nginx connection's socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// Over a unix socket.
+    Unix(UnixStream),
+    /// Over TCP.
+    Tcp(TcpStream),
+}
+
+/// A downstream (nginx) connection: its socket, the bytes read and not yet
+/// handled, and a scratch buffer for the records rustfpm writes. Generic only
+/// so that the fuzz targets can run it over memory; the server uses [`Stream`].
+pub struct Connection<S = Stream> {
+    stream: S,
+    inbuf: InBuf,
+    out: Vec<u8>,
+    /// Accepted on `pm_status_listen`: only the status and ping pages are served.
+    pages_only: bool,
+    /// nginx's address on TCP, when the access log or `listen.allowed_clients` needs it.
+    peer: Option<IpAddr>,
+    /// Asks this connection to close while it waits for a request head, when
+    /// its listener needs room.
+    shed: Shed,
+}
+
+impl<S> Connection<S> {
+    /// A new connection over `stream`; `peer` is nginx's address, when it is
+    /// known and needed; `shed` tells it when to make room.
+    pub fn new(stream: S, pages_only: bool, peer: Option<IpAddr>, shed: Shed) -> Self {
+        Connection { stream, inbuf: InBuf::default(), out: Vec::new(), pages_only, peer, shed }
+    }
+
+    /// Accepted on `pm_status_listen`: only the status and ping pages are served.
+    pub fn pages_only(&self) -> bool {
+        self.pages_only
+    }
+
+    /// nginx's address, when it was looked up.
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// The socket (for the fuzz targets: what was written to it).
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    /// Between two requests on a kept connection: releases what the read
+    /// buffer holds beyond what is pending.
+    pub fn between_requests(&mut self) {
+        self.inbuf.shrink();
+    }
+
+    /// Bytes read from nginx and not handled yet.
+    pub fn buffered(&self) -> usize {
+        self.inbuf.pending().len()
+    }
+
+    /// Lends the scratch buffer (empty) to a request that streams records
+    /// through it, so that no request allocates one; see [`Connection::restore_scratch`].
+    pub fn take_scratch(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Takes the scratch buffer back, emptied.
+    pub fn restore_scratch(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.out = buf;
+    }
+
+    /// Moves the body bytes of `body` found in the read buffer into `out`.
+    pub fn take_body(&mut self, body: &mut RequestStream, out: &mut Vec<u8>) -> Result<(), ConnError> {
+        let used = body.take(self.inbuf.pending(), out)?;
+        self.inbuf.consume(used);
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Reads records until a request head is complete. Management records are
+    /// answered on the way. Ok(None): nginx closed an idle connection, it stayed
+    /// idle past `listen_idle_timeout`, it was shed, or shutdown. A head not
+    /// complete within `request_read_timeout` closes the connection.
+    pub async fn read_head(
+        &mut self,
+        pool: &Pool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Head>, ConnError> {
+        let mut head: Option<Head> = None;
+        self.inbuf.read_timeout = pool.read_timeout;
+        let mut clock = HeadClock::new(Instant::now(), self.inbuf.is_fresh(), pool.read_timeout, pool.idle_timeout);
+        loop {
+            if let Some(complete) = self.parse_head(&mut head, pool.max_params).await? {
+                return Ok(Some(complete));
+            }
+            let idle = head.is_none() && self.inbuf.pending().is_empty();
+            if idle && *shutdown.borrow() {
+                return Ok(None);
+            }
+            if !idle {
+                clock.request_begun(Instant::now());
+            }
+            let n = tokio::select! {
+                n = self.inbuf.fill_until(&mut self.stream, clock.deadline()) => n,
+                _ = shutdown.changed(), if idle => continue,
+                cutoff = self.shed.next() => {
+                    if clock.waiting_since() <= cutoff {
+                        crate::debug!("[pool {}] connection waiting for a request closed to make room", pool.name);
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            };
+            match n {
+                Ok(0) if idle => return Ok(None),
+                Ok(0) => return Err(ConnError::UnexpectedEof),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return head_timed_out(pool, clock.phase(), idle),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Handles the complete records in the read buffer; returns the head once
+    /// its empty PARAMS record has arrived. `head` holds a head begun in an
+    /// earlier call.
+    pub(crate) async fn parse_head(
+        &mut self,
+        head: &mut Option<Head>,
+        max_params: usize,
+    ) -> Result<Option<Head>, ConnError> {
+        self.out.clear();
+        let mut complete = None;
+        while let Some((rec, used)) = parse_record(self.inbuf.pending())? {
+            let h = rec.header;
+            match (h.kind(), head.as_mut()) {
+                (Some(RecordType::BeginRequest), None) => {
+                    let begin = BeginRequest::parse(rec.content)?;
+                    if begin.role_kind() == Some(Role::Responder) {
+                        *head = Some(Head {
+                            id: h.request_id,
+                            keep_conn: begin.keep_conn(),
+                            params: ParamsBuffer::new(max_params),
+                            started: Instant::now(),
+                        });
+                    } else {
+                        encode_end_request(&mut self.out, h.request_id, 0, ProtocolStatus::UnknownRole);
+                    }
+                }
+                (Some(RecordType::Params), Some(hd)) if hd.id == h.request_id => {
+                    if rec.content.is_empty() {
+                        self.inbuf.consume(used);
+                        complete = head.take();
+                        break;
+                    }
+                    if let Err(e) = hd.params.push(rec.content) {
+                        let id = hd.id;
+                        self.out.clear();
+                        let (status, body) = ("431 Request Header Fields Too Large", b"Request headers too large.\n");
+                        encode_simple_response(&mut self.out, id, status, &[], body);
+                        self.stream.write_all(&self.out).await?;
+                        return Err(e.into());
+                    }
+                }
+                (Some(RecordType::GetValues), _) if h.request_id == 0 => {
+                    encode_get_values_result(&mut self.out, rec.content, 1024, 1024, false)?;
+                }
+                (Some(RecordType::AbortRequest), Some(hd)) if hd.id == h.request_id => {
+                    encode_end_request(&mut self.out, h.request_id, 0, ProtocolStatus::RequestComplete);
+                    *head = None;
+                }
+                (None, _) => encode_unknown_type(&mut self.out, h.record_type),
+                // As php-cgi: stray empty STDIN records between requests are skipped.
+                (Some(RecordType::Stdin), None) if rec.content.is_empty() => {}
+                (Some(RecordType::BeginRequest), Some(_)) => {
+                    return Err(ConnError::Protocol("cannot multiplex requests on one connection"))
+                }
+                _ => return Err(ConnError::Protocol("unexpected record before the request head was complete")),
+            }
+            self.inbuf.consume(used);
+        }
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+        }
+        Ok(complete)
+    }
+
+    /// Writes `reply` to request `head`. Returns whether the connection may be kept.
+    pub async fn answer(&mut self, head: &Head, reply: Reply<'_>) -> Result<bool, ConnError> {
+        self.out.clear();
+        if let Some(msg) = reply.stderr {
+            encode_stream(&mut self.out, RecordType::Stderr, head.id, msg);
+            encode_stream(&mut self.out, RecordType::Stderr, head.id, b"");
+        }
+        encode_simple_response(&mut self.out, head.id, reply.status, reply.headers, reply.body);
+        self.stream.write_all(&self.out).await?;
+        Ok(head.keep_conn)
+    }
+
+    /// [`Connection::answer`] for a request no child has seen: its body is read and dropped.
+    pub async fn answer_alone(&mut self, head: &Head, reply: Reply<'_>) -> Result<bool, ConnError> {
+        let keep = self.answer(head, reply).await?;
+        self.skip_body(&mut RequestStream::new(head.id)).await?;
+        Ok(keep)
+    }
+
+    /// Reads and drops the rest of a request body, so that the connection is at
+    /// the next request (or can be closed without resetting unread data). A pause
+    /// longer than `request_read_timeout` ends it with `ErrorKind::TimedOut`.
+    pub async fn skip_body(&mut self, body: &mut RequestStream) -> Result<(), ConnError> {
+        let mut sink = Vec::new();
+        loop {
+            self.take_body(body, &mut sink)?;
+            sink.clear();
+            if body.ended {
+                return Ok(());
+            }
+            if self.inbuf.fill_timed(&mut self.stream).await? == 0 {
+                return Err(ConnError::UnexpectedEof);
+            }
+        }
+    }
+
+    /// Reads once more from nginx, without a time limit. Returns the number of
+    /// new bytes (0 at EOF).
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        self.inbuf.fill(&mut self.stream).await
+    }
+
+    /// Reads more from nginx: with `request_read_timeout` while the body is
+    /// still coming, without a limit once it is complete.
+    pub async fn read_body(&mut self, body_coming: bool) -> io::Result<usize> {
+        if body_coming {
+            self.inbuf.fill_timed(&mut self.stream).await
+        } else {
+            self.fill().await
+        }
+    }
+
+    /// Writes `bytes` (part of a child's response) to nginx.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Shuts the write side: nginx sees the end of the response.
+    pub async fn close_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await
+    }
+}
+
+/// The end of a connection whose wait for a request head ran out: quiet for
+/// an idle one, a warning for a peer that began a request and did not complete
+/// its head (or never sent a byte on a new connection).
+fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>, ConnError> {
+    if phase == Phase::Idle {
+        crate::debug!("[pool {}] idle connection closed after listen_idle_timeout", pool.name);
+        return Ok(None);
+    }
+    let secs = pool.read_timeout.map_or(0.0, |t| t.as_secs_f64());
+    let what = if idle { "sent no request" } else { "did not complete a request head" };
+    crate::warning!(
+        "[pool {}] the web server {what} within {secs} s (request_read_timeout); connection closed",
+        pool.name
+    );
+    Ok(None)
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::{encode_begin_request, encode_pair, FCGI_KEEP_CONN};
+
+    /// A socket over memory: what the peer sent, and what was written to it.
+    type Memory<'a> = tokio::io::Join<&'a [u8], Vec<u8>>;
+
+    /// A connection whose peer sent `input` and closed.
+    fn over(input: &[u8]) -> Connection<Memory<'_>> {
+        Connection::new(tokio::io::join(input, Vec::new()), false, None, Shed::default())
+    }
+
+    /// A request as nginx sends it: head, then `body` in one STDIN record and the empty one.
+    fn request(out: &mut Vec<u8>, id: u16, script: &[u8], body: &[u8]) {
+        encode_begin_request(out, id, Role::Responder, FCGI_KEEP_CONN);
+        let mut params = Vec::new();
+        encode_pair(&mut params, b"SCRIPT_NAME", script);
+        encode_stream(out, RecordType::Params, id, &params);
+        encode_stream(out, RecordType::Params, id, b"");
+        if !body.is_empty() {
+            encode_stream(out, RecordType::Stdin, id, body);
+        }
+        encode_stream(out, RecordType::Stdin, id, b"");
+    }
+
+    /// Reads records until a head is complete, as `read_head` does without a pool.
+    async fn next_head(conn: &mut Connection<Memory<'_>>) -> Option<Head> {
+        let mut head = None;
+        loop {
+            if let Some(complete) = conn.parse_head(&mut head, 1024).await.expect("valid records") {
+                return Some(complete);
+            }
+            if conn.fill().await.expect("in-memory read") == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The types of the records written to the connection.
+    fn written(conn: &Connection<Memory<'_>>) -> Vec<u8> {
+        let mut rest = conn.stream().writer().as_slice();
+        let mut kinds = Vec::new();
+        while let Some((rec, used)) = parse_record(rest).expect("whole records") {
+            kinds.push(rec.header.record_type);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty(), "a record was cut");
+        kinds
+    }
+
+    #[tokio::test]
+    async fn an_answer_skips_the_body_and_the_next_head_follows() {
+        let mut input = Vec::new();
+        request(&mut input, 1, b"/first.php", b"a body nobody reads");
+        request(&mut input, 2, b"/second.php", b"");
+        let mut conn = over(&input);
+        let first = next_head(&mut conn).await.expect("first head");
+        assert_eq!((first.id, first.keep_conn), (1, true));
+        assert!(conn.answer_alone(&first, Reply::new("404 Not Found", b"gone\n")).await.expect("answered"));
+        conn.between_requests();
+        let second = next_head(&mut conn).await.expect("second head");
+        assert_eq!(second.params.get(b"SCRIPT_NAME"), Some(&b"/second.php"[..]));
+        conn.skip_body(&mut RequestStream::new(second.id)).await.expect("empty body");
+        assert!(next_head(&mut conn).await.is_none());
+        let (stdout, end) = (RecordType::Stdout as u8, RecordType::EndRequest as u8);
+        assert_eq!(written(&conn), [stdout, stdout, end]);
+    }
+
+    #[tokio::test]
+    async fn management_records_are_answered_while_the_head_is_read() {
+        let mut input = Vec::new();
+        encode_stream(&mut input, RecordType::GetValues, 0, b"");
+        input.extend_from_slice(&[1, 99, 0, 0, 0, 0, 0, 0]);
+        request(&mut input, 1, b"/x.php", b"");
+        let mut conn = over(&input);
+        assert_eq!(next_head(&mut conn).await.expect("head").id, 1);
+        assert_eq!(written(&conn), [RecordType::GetValuesResult as u8, RecordType::UnknownType as u8]);
+    }
+
+    #[tokio::test]
+    async fn a_second_request_before_the_first_head_is_complete_is_refused() {
+        let mut input = Vec::new();
+        encode_begin_request(&mut input, 1, Role::Responder, FCGI_KEEP_CONN);
+        encode_begin_request(&mut input, 2, Role::Responder, FCGI_KEEP_CONN);
+        let mut conn = over(&input);
+        conn.fill().await.expect("in-memory read");
+        let err = conn.parse_head(&mut None, 1024).await.expect_err("multiplexing");
+        assert!(matches!(err, ConnError::Protocol(_)), "{err}");
+    }
+}
