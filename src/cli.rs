@@ -371,15 +371,9 @@ fn report(e: &clap::Error) -> ExitCode {
     }
     let mut cmd = command();
     cmd.build();
-    let first = std::env::args().nth(1).unwrap_or_default();
+    let first = args().nth(1).unwrap_or_default();
     match cmd.find_subcommand_mut(&first) {
-        Some(sub) => eprintln!(
-            "rustfpm {first}: {}
-
-{}",
-            reason(e),
-            sub.render_usage()
-        ),
+        Some(sub) => eprintln!("rustfpm {first}: {}\n\n{}", reason(e), sub.render_usage()),
         None => {
             print!("{}", cmd.render_help());
             eprintln!("\nrustfpm: {}", reason(e));
@@ -395,11 +389,16 @@ fn reason(e: &clap::Error) -> String {
     let end = ["\nUsage:", "\nFor more information"].iter().filter_map(|m| text.find(m)).min();
     let reason = text[..end.unwrap_or(text.len())].trim_end().trim_start_matches("error: ");
     let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return reason.to_string() };
-    let given = std::env::args().skip(1).find(|a| a.starts_with(&format!("{arg}=")));
+    let given = args().skip(1).find(|a| a.starts_with(&format!("{arg}=")));
     match given {
         Some(given) => reason.replacen(&format!("'{arg}'"), &format!("'{given}'"), 1),
         None => reason.to_string(),
     }
+}
+
+/// The process's arguments as text (a byte that is not UTF-8 shown as U+FFFD).
+fn args() -> impl Iterator<Item = String> {
+    std::env::args_os().map(|a| a.to_string_lossy().into_owned())
 }
 
 /// A path from the command line, made absolute: a daemon works in `/`.
