@@ -3,12 +3,15 @@
 #
 #   sudo scripts/demo.sh          # Ctrl-C stops nginx and rustfpm and removes the temp dir
 #
-# Installs php8.2-cgi and nginx when missing, builds target/release/rustfpm, and runs both
-# servers from a private temp dir (config, socket, pid, logs, nginx temp paths), so the
-# system's own nginx and php-fpm are not touched.
+# Installs php8.2-cgi and nginx when missing, builds target/release/rustfpm, installs its
+# shell completions and man pages (as root), and runs both servers from a private temp dir
+# (config, socket, pid, logs, nginx temp paths), so the system's own nginx and php-fpm are
+# not touched.
 #
 # Environment: PORT (default 8080), CHILDREN (default 4),
-#              RUSTFPM_BIN (use this binary instead of building one).
+#              RUSTFPM_BIN (use this binary instead of building one),
+#              DESTDIR (install the completions and man pages under this root instead of /),
+#              INSTALL_ONLY=1 (stop after installing them).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,8 +20,34 @@ PORT=${PORT:-8080}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
 CHILDREN=${CHILDREN:-4}
 
+# install_cli_docs: the completions (bash, zsh, fish) and man pages (rustfpm(1) and one per
+# subcommand) that the binary generates, in Debian's places for them: bash-completion, zsh and
+# fish load them from there on their own, and `man rustfpm` finds the pages.
+install_cli_docs() {
+	local root=${DESTDIR:-} gen page
+	if ((EUID != 0)) && [[ -z $root ]]; then
+		log "not root: completions and man pages not installed (as root, or with DESTDIR=...)"
+		return 0
+	fi
+	gen=$(mktemp -d /tmp/rustfpm-generate.XXXXXX)
+	"$RUSTFPM_BIN" generate "$gen" || die "rustfpm generate $gen failed"
+	install -D -m 644 "$gen/bash/rustfpm" "$root/usr/share/bash-completion/completions/rustfpm"
+	install -D -m 644 "$gen/zsh/_rustfpm" "$root/usr/share/zsh/vendor-completions/_rustfpm"
+	install -D -m 644 "$gen/fish/rustfpm.fish" "$root/usr/share/fish/vendor_completions.d/rustfpm.fish"
+	for page in "$gen"/man1/*.1; do
+		gzip -9 -n -c "$page" >"$page.gz"
+		install -D -m 644 "$page.gz" "$root/usr/share/man/man1/${page##*/}.gz"
+	done
+	rm -rf "$gen"
+	log "installed completions (bash, zsh, fish) and man pages (man rustfpm) under $root/usr/share"
+}
+
 ensure_packages php8.2-cgi nginx
 build_release
+install_cli_docs
+if [[ ${INSTALL_ONLY:-} == 1 ]]; then
+	exit 0
+fi
 
 if port_in_use "$PORT"; then
 	die "127.0.0.1:$PORT is already in use (choose another with PORT=...)"

@@ -16,9 +16,7 @@
 //! dependencies to one small crate.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,7 +25,7 @@ use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::{cursor, queue, style, terminal};
 use serde::Deserialize;
 
-use crate::config::{Config, Format, ListenAddr, Source};
+use crate::config::{Config, ListenAddr, Source};
 use crate::ping::{self, Target};
 use crate::sys::procfs::rss;
 
@@ -35,20 +33,8 @@ use crate::sys::procfs::rss;
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 /// The query asked of each status page.
 const QUERY: &str = "json&full";
-/// Exit code for command-line mistakes (EX_USAGE), as the rest of the CLI.
-const EXIT_USAGE: u8 = 64;
 /// Exit code for a configuration that cannot be read (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-
-const USAGE: &str = "\
-Usage: rustfpm top (--config FILE | -y FILE [-p DIR]) [--once]
-  live view of every pool's children, from their status pages (pm_status_path)
-  --config FILE        rustfpm's TOML configuration
-  -y, --fpm-config FILE php-fpm's configuration
-  -p, --prefix DIR     php-fpm's prefix (with -y)
-  --once               print one screen as plain text and exit
-  keys: q, Esc or Ctrl-C quit
-";
 
 /// Where one pool's status page is read, or why it cannot be.
 #[derive(Debug, Clone)]
@@ -318,56 +304,18 @@ pub(crate) fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<S
     lines.into_iter().map(|l| head(&l, width)).collect()
 }
 
-struct Args {
-    source: Source,
-    once: bool,
-}
-
-fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
-    let value = |it: &mut dyn Iterator<Item = OsString>, flag: &str| {
-        it.next().map(|v| v.to_string_lossy().into_owned()).ok_or(format!("top: {flag} needs a value"))
-    };
-    let (mut path, mut fpm, mut prefix, mut once) = (None, false, None, false);
-    while let Some(arg) = it.next() {
-        let arg = arg.to_string_lossy().into_owned();
-        match arg.as_str() {
-            "--config" => (path, fpm) = (Some(PathBuf::from(value(&mut it, &arg)?)), false),
-            "-y" | "--fpm-config" => (path, fpm) = (Some(PathBuf::from(value(&mut it, &arg)?)), true),
-            "-p" | "--prefix" => prefix = Some(PathBuf::from(value(&mut it, &arg)?)),
-            "--once" => once = true,
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("top: unknown option '{other}'")),
-        }
-    }
-    let mut source = Source::toml(path.ok_or("top: --config FILE or -y FILE is required")?);
-    if fpm {
-        source.format = Format::Fpm { prefix };
-    }
-    Ok(Some(Args { source, once }))
-}
-
-/// `rustfpm top ARGS` (the arguments after `top`).
-pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
-    let args = match parse(args) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("rustfpm: {e}\n\n{USAGE}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let config = match args.source.load() {
+/// `rustfpm top`: the live view of `source`'s pools, or with `once` one
+/// screen as plain text (the command line is parsed in the binary).
+pub fn main(source: Source, once: bool) -> ExitCode {
+    let config = match source.load() {
         Ok((config, _warnings)) => config,
         Err(e) => {
-            eprintln!("rustfpm top: cannot read {}: {e}", args.source.path.display());
+            eprintln!("rustfpm top: cannot read {}: {e}", source.path.display());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     let endpoints = endpoints(&config);
-    if args.once {
+    if once {
         let views = sample(&endpoints, &mut HashMap::new());
         // Plain text is not cut to a width.
         for line in render(&views, usize::MAX, SystemTime::now()) {
