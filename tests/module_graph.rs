@@ -26,7 +26,6 @@ fn top_level_modules_form_no_cycle() {
 }
 
 #[test]
-
 fn frontend_files_import_one_way() {
     let files = read_src();
     let edges = file_edges(&files, "frontend");
