@@ -108,6 +108,7 @@ fn a_script_gets_its_pools_status_as_php_fpm_shapes_it() {
     assert_eq!(mine["request-uri"], "/fpm_status.php", "{mine}");
     assert_eq!(mine["query-string"], "a=b", "{mine}");
     assert_eq!(mine["request-length"], 0, "{mine}");
+    assert_eq!(mine["requests"], 1, "php-fpm counts the running request: {mine}");
     assert_eq!(mine["user"], "-", "{mine}");
     assert!(mine["script"].as_str().is_some_and(|s| s.ends_with("/www/fpm_status.php")), "{mine}");
     assert_eq!(out["types"], serde_json::json!(["double", "integer"]), "{out}");

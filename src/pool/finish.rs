@@ -68,7 +68,8 @@ impl Polyfill {
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
-        let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET));
+        let header = error_header(cfg);
+        let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), header.as_deref());
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
         let (keys, issued, gone) = (RandomState::new(), AtomicU64::new(0), tokio::sync::watch::channel(()).0);
@@ -276,9 +277,49 @@ fn ini_value(text: &str, key: &str) -> Option<String> {
         .next_back()
 }
 
-/// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`.
-fn source(pool: &str, user_file: Option<&str>, status_socket: &Path) -> String {
-    let user = user_file.map(|f| format!("require {};\n", php_string(f))).unwrap_or_default();
+/// php-fpm's `fastcgi.error_header` of the pool (its ini table, then its
+/// php.ini), unquoted; php-cgi has no such setting, so the polyfill applies it.
+fn error_header(cfg: &config::Pool) -> Option<String> {
+    const KEY: &str = "fastcgi.error_header";
+    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
+    let value = match cfg.ini.iter().rev().find(|(k, _)| k == KEY) {
+        Some((_, v)) => Some(v.clone()),
+        None => cfg
+            .php_ini
+            .as_ref()
+            .filter(|_| !no_ini)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| ini_value(&t, KEY)),
+    }?;
+    let value = value.trim();
+    let unquoted = ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+    Some(unquoted.unwrap_or(value).to_string()).filter(|v| !v.is_empty())
+}
+
+/// php-fpm's use of `fastcgi.error_header`: after a script ended with a fatal
+/// error (exit status 255) and before any header was sent, the header
+/// replaces the status line. A shutdown function registered by the polyfill
+/// runs before the script's own ones and before the output buffers are
+/// flushed; it costs each request of such a pool one registration.
+fn error_header_source(header: &str) -> String {
+    format!(
+        r#"register_shutdown_function(static function (): void {{
+    $error = error_get_last();
+    $fatal = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+    if ($error !== null && ($error['type'] & $fatal) !== 0 && !headers_sent()) {{
+        header({});
+    }}
+}});
+"#,
+        php_string(header)
+    )
+}
+
+/// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`; a
+/// fatal error sends `error_header`, if set.
+fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, error_header: Option<&str>) -> String {
+    let mut user = error_header.map(error_header_source).unwrap_or_default();
+    user.extend(user_file.map(|f| format!("require {};\n", php_string(f))));
     format!(
         r#"<?php
 // Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request() and
@@ -441,11 +482,14 @@ mod tests {
     #[test]
     fn source_includes_the_user_file_quoted() {
         let socket = Path::new("/run/rustfpm/www-php/status.sock");
-        let php = source("www", Some("/srv/it's.php"), socket);
+        let php = source("www", Some("/srv/it's.php"), socket, None);
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
         assert!(php.contains("getenv(' ')"), "{php}");
         assert!(php.contains("stream_socket_client('unix:///run/rustfpm/www-php/status.sock'"), "{php}");
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
-        assert!(!source("www", None, socket).contains("require"));
+        assert!(!source("www", None, socket, None).contains("require"));
+        assert!(!php.contains("register_shutdown_function"), "{php}");
+        let php = source("www", None, socket, Some("HTTP/1.1 500 PHP's Error"));
+        assert!(php.contains(r"header('HTTP/1.1 500 PHP\'s Error');"), "{php}");
     }
 }
