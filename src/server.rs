@@ -497,7 +497,12 @@ fn prepare(
 /// Starts every pool of `config` (must run inside the runtime's context).
 fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
     let probes = crate::pool::finish::Probes::default();
-    config.pools.iter().map(|cfg| Ok(Pool::start(cfg, &config.global, supervisor, allow_root, &probes)?)).collect()
+    let start = |cfg| -> anyhow::Result<Arc<Pool>> {
+        let pool = Pool::start(cfg, &config.global, supervisor, allow_root, &probes)?;
+        frontend::status_channel::serve(&pool);
+        Ok(pool)
+    };
+    config.pools.iter().map(start).collect()
 }
 
 /// php-fpm's start notices, also logged when a reload is done.

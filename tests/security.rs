@@ -314,17 +314,6 @@ fn socket_has_its_mode_and_owner_from_the_start() {
 }
 
 #[test]
-fn php_admin_value_is_reported_as_not_locked() {
-    let lab = Lab::new();
-    let pool = "[pool.www.php_admin_value]\nmemory_limit = \"96M\"\n[pool.www.php_admin_flag]\nlog_errors = true";
-    let fpm = lab.start(&lab.config("error_log = \"stderr\"", pool));
-    let log = fpm.log_text();
-    let warning = "[pool www] php_admin_value/php_admin_flag cannot be locked in php-cgi: scripts can still change \
-                   memory_limit, log_errors with ini_set()";
-    assert_eq!(log.matches(warning).count(), 1, "{log}");
-}
-
-#[test]
 fn process_dumpable_no_is_reported_as_having_no_effect() {
     let lab = Lab::new();
     let fpm = lab.start(&lab.config("error_log = \"stderr\"", "process_dumpable = false"));

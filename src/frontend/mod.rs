@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod response;
 pub mod scripts;
 pub mod shed;
+pub mod status_channel;
 pub mod stderr;
 
 use std::sync::Arc;

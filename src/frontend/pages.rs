@@ -85,7 +85,8 @@ pub fn pool_status(pool: &Pool, snap: &PoolSnapshot) -> PoolStatus {
                 pid: s.pid.unwrap_or(0),
                 state: if running { "Running" } else { "Idle" },
                 start_time: s.child_since.map(wall),
-                requests: s.requests,
+                // php-fpm counts a request when it starts.
+                requests: s.requests + u64::from(running),
                 request_duration: if running { now.saturating_duration_since(s.since) } else { s.last_duration },
                 request_method: info.method,
                 request_uri: info.uri,

@@ -21,6 +21,11 @@
 //! `-d`), else from the pool's config. The marker needs `fastcgi.logging` on (forced unless the
 //! pool's ini table sets it). Chroot pools get no polyfill: the file would
 //! have to live inside the chroot.
+//!
+//! The same file defines `fpm_get_status()`, which php-cgi lacks too: it asks
+//! rustfpm over the pool's private status socket, beside the file (see
+//! `frontend::status_channel`), and turns the status page's JSON into
+//! php-fpm's array. Requests that do not call it pay nothing.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
@@ -47,6 +52,8 @@ pub struct Polyfill {
     logging_set: bool,
     /// The pool's `open_basedir`, which must let the polyfill in.
     open_basedir: Option<String>,
+    /// Told (by being dropped) that the pool is gone: its status socket closes.
+    gone: tokio::sync::watch::Sender<()>,
 }
 
 impl Polyfill {
@@ -60,10 +67,12 @@ impl Polyfill {
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
-        let written = crate::sys::safe_fs::replace(&file, source(&cfg.name, user_file.as_deref()).as_bytes(), 0o644);
+        let header = error_header(cfg);
+        let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), header.as_deref());
+        let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
-        let (keys, issued) = (RandomState::new(), AtomicU64::new(0));
-        let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir };
+        let (keys, issued, gone) = (RandomState::new(), AtomicU64::new(0), tokio::sync::watch::channel(()).0);
+        let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir, gone };
         written.map_err(|e| err(&polyfill.file, e))?;
         Ok(Some(polyfill))
     }
@@ -98,10 +107,25 @@ impl Polyfill {
         }
         args
     }
+
+    /// Where `fpm_get_status()` asks rustfpm: a unix socket in the polyfill's
+    /// directory, bound by `frontend::status_channel`.
+    pub fn status_socket(&self) -> PathBuf {
+        self.dir.join(STATUS_SOCKET)
+    }
+
+    /// A receiver whose `changed()` fails once the polyfill (so the pool) is gone.
+    pub fn gone(&self) -> tokio::sync::watch::Receiver<()> {
+        self.gone.subscribe()
+    }
 }
+
+/// The status socket's name in the polyfill's directory.
+const STATUS_SOCKET: &str = "status.sock";
 
 impl Drop for Polyfill {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.status_socket());
         let _ = std::fs::remove_file(&self.file);
         let _ = std::fs::remove_dir(&self.dir);
     }
@@ -239,12 +263,53 @@ fn ini_value(text: &str, key: &str) -> Option<String> {
         .next_back()
 }
 
-/// The polyfill's PHP source.
-fn source(pool: &str, user_file: Option<&str>) -> String {
-    let user = user_file.map(|f| format!("require {};\n", php_string(f))).unwrap_or_default();
+/// php-fpm's `fastcgi.error_header` of the pool (its ini table, then its
+/// php.ini), unquoted; php-cgi has no such setting, so the polyfill applies it.
+fn error_header(cfg: &config::Pool) -> Option<String> {
+    const KEY: &str = "fastcgi.error_header";
+    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
+    let value = match cfg.ini.iter().rev().find(|(k, _)| k == KEY) {
+        Some((_, v)) => Some(v.clone()),
+        None => cfg
+            .php_ini
+            .as_ref()
+            .filter(|_| !no_ini)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| ini_value(&t, KEY)),
+    }?;
+    let value = value.trim();
+    let unquoted = ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+    Some(unquoted.unwrap_or(value).to_string()).filter(|v| !v.is_empty())
+}
+
+/// php-fpm's use of `fastcgi.error_header`: after a script ended with a fatal
+/// error (exit status 255) and before any header was sent, the header
+/// replaces the status line. A shutdown function registered by the polyfill
+/// runs before the script's own ones and before the output buffers are
+/// flushed; it costs each request of such a pool one registration.
+fn error_header_source(header: &str) -> String {
+    format!(
+        r#"register_shutdown_function(static function (): void {{
+    $error = error_get_last();
+    $fatal = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+    if ($error !== null && ($error['type'] & $fatal) !== 0 && !headers_sent()) {{
+        header({});
+    }}
+}});
+"#,
+        php_string(header)
+    )
+}
+
+/// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`; a
+/// fatal error sends `error_header`, if set.
+fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, error_header: Option<&str>) -> String {
+    let mut user = error_header.map(error_header_source).unwrap_or_default();
+    user.extend(user_file.map(|f| format!("require {};\n", php_string(f))));
     format!(
         r#"<?php
-// Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request().
+// Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request() and
+// no fpm_get_status().
 // (Nothing here may name the server superglobal: that alone makes PHP build it for
 // every request.)
 if (!function_exists('fastcgi_finish_request')) {{
@@ -288,8 +353,71 @@ if (!function_exists('fastcgi_finish_request')) {{
         return true;
     }}
 }}
-{user}"#,
+{status}{user}"#,
         param = php_string(std::str::from_utf8(MARKER_PARAM).unwrap_or_default()),
+        status = status_source(&php_string(&format!("unix://{}", status_socket.display()))),
+    )
+}
+
+/// `fpm_get_status()`: the status page's JSON (`?json&full`) from rustfpm,
+/// as php-fpm's array (keys with `-`, `request-uri` split from its
+/// `query-string`, `request-length`). rustfpm answers only the pool's own
+/// children. The caller's own process shows its request even when the pool
+/// keeps no request details (no status page or slowlog): it is read from
+/// the request's params, as php-fpm would have recorded it.
+fn status_source(socket: &str) -> String {
+    format!(
+        r#"if (!function_exists('fpm_get_status')) {{
+    function fpm_get_status(): array|false
+    {{
+        $conn = @stream_socket_client({socket}, $errno, $errstr, 5);
+        if ($conn === false) {{
+            return false;
+        }}
+        stream_set_timeout($conn, 5);
+        $json = stream_get_contents($conn);
+        fclose($conn);
+        $page = is_string($json) ? json_decode($json, true) : null;
+        if (!is_array($page) || !is_array($page['processes'] ?? null)) {{
+            return false;
+        }}
+        $status = [];
+        foreach ($page as $key => $value) {{
+            if ($key !== 'processes') {{
+                $status[str_replace(' ', '-', $key)] = $value;
+            }}
+        }}
+        $status['procs'] = [];
+        foreach ($page['processes'] as $p) {{
+            if ($p['pid'] === getmypid() && $p['request method'] === '-') {{
+                $p['request method'] = (string) getenv('REQUEST_METHOD');
+                $p['request uri'] = (string) getenv('REQUEST_URI');
+                $p['content length'] = (int) getenv('CONTENT_LENGTH');
+                $p['user'] = (string) getenv('REMOTE_USER');
+                $p['script'] = (string) getenv('SCRIPT_FILENAME');
+            }}
+            $uri = explode('?', (string) $p['request uri'], 2);
+            $status['procs'][] = [
+                'pid' => $p['pid'],
+                'state' => $p['state'],
+                'start-time' => $p['start time'],
+                'start-since' => $p['start since'],
+                'requests' => $p['requests'],
+                'request-duration' => $p['request duration'],
+                'request-method' => $p['request method'],
+                'request-uri' => $uri[0],
+                'query-string' => $uri[1] ?? '',
+                'request-length' => $p['content length'],
+                'user' => $p['user'] === '' ? '-' : $p['user'],
+                'script' => $p['script'],
+                'last-request-cpu' => (float) $p['last request cpu'],
+                'last-request-memory' => $p['last request memory'],
+            ];
+        }}
+        return $status;
+    }}
+}}
+"#
     )
 }
 
@@ -311,6 +439,7 @@ mod tests {
             issued: AtomicU64::new(0),
             logging_set: false,
             open_basedir: None,
+            gone: tokio::sync::watch::channel(()).0,
         };
         let (a, b) = (polyfill.request_marker(), polyfill.request_marker());
         assert_ne!(a.as_bytes(), b.as_bytes());
@@ -338,10 +467,15 @@ mod tests {
 
     #[test]
     fn source_includes_the_user_file_quoted() {
-        let php = source("www", Some("/srv/it's.php"));
+        let socket = Path::new("/run/rustfpm/www-php/status.sock");
+        let php = source("www", Some("/srv/it's.php"), socket, None);
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
         assert!(php.contains("getenv(' ')"), "{php}");
+        assert!(php.contains("stream_socket_client('unix:///run/rustfpm/www-php/status.sock'"), "{php}");
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
-        assert!(!source("www", None).contains("require"));
+        assert!(!source("www", None, socket, None).contains("require"));
+        assert!(!php.contains("register_shutdown_function"), "{php}");
+        let php = source("www", None, socket, Some("HTTP/1.1 500 PHP's Error"));
+        assert!(php.contains(r"header('HTTP/1.1 500 PHP\'s Error');"), "{php}");
     }
 }

@@ -2,6 +2,7 @@
 //! actor. [`Pool::start`] builds all of it from a validated pool config.
 
 pub mod actor;
+pub mod admin_ini;
 pub mod balancer;
 pub mod crash;
 pub mod finish;
@@ -150,6 +151,8 @@ impl Pool {
         let settings = finish::Settings::of(cfg, &spec, supervisor, probes);
         let finish = finish::Polyfill::for_pool(cfg, &settings)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
+        let lock = admin_ini::lock_args(cfg, &spec.args);
+        spec.args.extend(lock); // php-cgi's last -d
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
@@ -299,14 +302,6 @@ fn explain_settings(cfg: &config::Pool) {
             cfg.name,
             cfg.pm,
             cfg.pm_max_children
-        );
-    }
-    if !cfg.admin_ini_keys.is_empty() {
-        crate::warning!(
-            "[pool {}] php_admin_value/php_admin_flag cannot be locked in php-cgi: scripts can still change {} \
-             with ini_set() (they are passed as -d, as php_value is)",
-            cfg.name,
-            cfg.admin_ini_keys.join(", ")
         );
     }
     if !cfg.process_dumpable && cfg.user.is_some() && nix::unistd::Uid::effective().is_root() {

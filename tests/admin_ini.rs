@@ -1,0 +1,52 @@
+//! `php_admin_value` is unchangeable by scripts, as in php-fpm: neither a
+//! `.user.ini` nor `ini_set()` changes it, while a `php_value` loses to
+//! `.user.ini` and yields to `ini_set()`. Real nginx → rustfpm → php-cgi.
+
+mod common;
+use common::*;
+
+/// What the script in `www/admin/` sees, next to a `.user.ini` that sets
+/// both keys.
+fn seen(tables: &str) -> String {
+    let stack = Stack::with(PoolOptions { children: 1, tables: tables.into(), ..PoolOptions::default() });
+    let dir = stack.site.www().join("admin");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".user.ini"), "memory_limit=64M\ndate.timezone=Europe/Paris\n").unwrap();
+    std::fs::write(
+        dir.join("ini.php"),
+        "<?php echo ini_get('memory_limit'), ' ', ini_get('date.timezone'), ' ', \
+         var_export(ini_set('memory_limit', '100M'), true), ' ', ini_get('memory_limit');",
+    )
+    .unwrap();
+    let r = get(&stack.url("/admin/ini.php"));
+    assert_eq!(r.status, 200, "{r:?}");
+    r.text()
+}
+
+#[test]
+fn admin_values_win_over_user_ini_and_ini_set() {
+    let tables = "[pool.www.php_admin_value]\nmemory_limit = \"32M\"\n\
+                  [pool.www.php_value]\n\"date.timezone\" = \"Europe/London\"\n";
+    assert_eq!(seen(tables), "32M Europe/Paris false 32M");
+}
+
+#[test]
+fn plain_values_lose_to_user_ini_and_ini_set() {
+    let tables = "[pool.www.php_value]\nmemory_limit = \"32M\"\n\"date.timezone\" = \"Europe/London\"\n";
+    assert_eq!(seen(tables), "64M Europe/Paris '64M' 100M");
+}
+
+#[test]
+fn a_locked_open_basedir_still_lets_the_polyfill_in() {
+    let site = Site::new();
+    let tables = format!("[pool.www.php_admin_value]\nopen_basedir = \"{}\"\n", site.www().display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, tables, ..PoolOptions::default() });
+    let nginx = Nginx::start(&site, &fpm);
+    site.script(
+        "basedir.php",
+        "<?php echo ini_get('open_basedir') !== '' ? 'set' : 'unset', ' ', \
+         var_export(function_exists('fastcgi_finish_request'), true), ' ', var_export(ini_set('open_basedir', '/'), true);",
+    );
+    let r = get(&nginx.url("/basedir.php"));
+    assert_eq!((r.status, r.text().as_str()), (200, "set true false"), "{r:?}");
+}
