@@ -98,7 +98,7 @@ fn serving(snapshot: &PoolSnapshot, pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::SlotSnapshot;
+    use crate::pool::msg::SlotSnapshot;
     use std::time::Instant;
 
     fn slot(slot: usize, pid: i32, state: SlotState) -> SlotSnapshot {

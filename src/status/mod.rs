@@ -6,7 +6,7 @@ mod render;
 
 use std::time::{Duration, SystemTime};
 
-pub use render::{parse_query, render};
+pub use render::{parse_query, render, Format};
 
 /// One pool's status, as php-fpm reports it.
 #[derive(Debug, Clone)]
