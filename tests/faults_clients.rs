@@ -295,7 +295,6 @@ fn client_aborts_lose_no_slot() {
 }
 
 #[test]
-
 fn client_aborts_leave_each_slot_on_its_own_child() {
     client_aborts(true);
 }

@@ -350,6 +350,14 @@ impl PoolActor {
     /// The supervisor found (or not) the child of `slot`'s connection `inode`.
     /// A child another connection of this pool had counts on from there.
     fn child_found(&mut self, slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>) {
+        // The answer for a connection the slot has since replaced (its look-up
+        // waited for a child to accept while the slot connected anew): the
+        // current connection was not looked up (one look-up at a time), so it
+        // is now.
+        if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode != inode && s.finding) {
+            s.finding = false;
+            self.look_up_child(slot);
+        }
         let carried = pid.and_then(|p| self.carried.take(p));
         let mut recheck = false;
         if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {

@@ -414,6 +414,29 @@ async fn a_peer_check_of_an_older_connection_is_ignored() {
     assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0));
 }
 
+/// A look-up that waited for a child to accept an abandoned connection may
+/// answer after the slot connected anew: the new connection is looked up
+/// then, and the late answer names no child of the slot.
+#[tokio::test]
+async fn a_late_answer_for_an_older_connection_looks_up_the_current_one() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let old = worker.inode();
+    assert_eq!(look_ups(&h.commands()), vec![0]);
+    h.abandon(worker, AbandonCause::ClientGone, None);
+    h.report(Report::PeerChecked { slot: 0, inode: old, open: false });
+    h.actor.replace_and_lend();
+    let worker = h.start_request().await;
+    assert_ne!(worker.inode(), old);
+    assert_eq!(look_ups(&h.commands()), Vec::<usize>::new(), "one look-up at a time");
+    h.report(Report::ChildFound { slot: 0, inode: old, pid: Some(pid(4242)), pidfd: None });
+    assert_eq!(look_ups(&h.commands()), vec![0], "the current connection is looked up");
+    assert_eq!(h.actor.slots[0].pid, None, "the late answer binds no child");
+    h.child_found(0, 4343);
+    assert_eq!(h.actor.slots[0].pid, Some(pid(4343)));
+    h.finish_request(worker);
+}
+
 // Retirement of a generation, stop, and the end of a pool.
 
 #[tokio::test(start_paused = true)]
