@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh        # as root on a fresh Debian bookworm: installs what is missing
 #
-# Installs php8.2-cgi, php8.2-fpm, nginx and systemd's tools when missing (the integration tests drive real
+# Installs php8.2-cgi, php8.2-fpm, nginx, systemd's tools, tmux and acl when missing (the integration tests drive real
 # php-cgi children and compare with php-fpm behind nginx; they pick free ports, so a system
 # nginx on port 80 does not matter), plus a C toolchain / pkg-config only when absent.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
@@ -19,7 +19,8 @@ TEST_THREADS=${TEST_THREADS:-2}
 section "prerequisites"
 # systemd: systemd-socket-activate and systemd-analyze for the socket-activation and unit tests.
 # tmux: tests/top.rs runs `rustfpm top` in it and reads the screen.
-pkgs=(php8.2-cgi php8.2-fpm nginx systemd tmux)
+# acl: getfacl, which tests/listen_sockets.rs reads a socket's listen.acl_users with.
+pkgs=(php8.2-cgi php8.2-fpm nginx systemd tmux acl)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 ensure_packages "${pkgs[@]}"

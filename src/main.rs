@@ -247,8 +247,17 @@ fn main() -> ExitCode {
     match run(config, &args, ready) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            rustfpm::alert!("{e:#}");
-            rustfpm::alert!("FPM initialization failed");
+            // php-fpm's words and level for a listener it cannot bind (its test-suite reads them).
+            match e.downcast_ref::<rustfpm::frontend::ListenError>().filter(|_| fpm) {
+                Some(listen) => {
+                    rustfpm::error!("{}", listen.fpm_wording());
+                    rustfpm::error!("FPM initialization failed");
+                }
+                None => {
+                    rustfpm::alert!("{e:#}");
+                    rustfpm::alert!("FPM initialization failed");
+                }
+            }
             ExitCode::from(1)
         }
     }

@@ -2,7 +2,7 @@
 //! setting, as php-fpm logs them at NOTICE level) and its wording of the configuration
 //! errors its users and scripts know.
 
-use crate::config::{Config, ConfigError, ListenAddr, LogTarget, PmMode, Pool};
+use crate::config::{Config, ConfigError, LogTarget, PmMode, Pool};
 
 /// The `-tt` dump of `config` in php-fpm's layout: `[global]`, then a `[NAME]` section per
 /// pool, each setting as `\tdirective = value` with php-fpm's directive names. `error_reporting`
@@ -30,10 +30,7 @@ pub fn fpm_dump(config: &Config) -> Vec<String> {
 }
 
 fn pool_settings(p: &Pool) -> Vec<(String, String)> {
-    let listen = match &p.listen {
-        ListenAddr::Unix(path) => path.display().to_string(),
-        ListenAddr::Tcp(addr) => addr.to_string(),
-    };
+    let listen = p.listen.to_string();
     let count = |n: Option<usize>| n.map_or("0".to_string(), |n| n.to_string());
     let mut s: Vec<(String, String)> = vec![
         ("listen".into(), listen),

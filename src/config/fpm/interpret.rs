@@ -291,7 +291,7 @@ fn listen_address(value: &str, base: &Path) -> String {
 /// `listen.allowed_clients`. php-fpm checks it on TCP listeners only, so on a Unix socket it is
 /// honoured by doing nothing.
 fn allowed_clients(e: &Entry, listen: Option<ListenAddr>, items: &mut Vec<Item>) {
-    if matches!(listen, Some(ListenAddr::Tcp(_))) && !e.value.trim().is_empty() {
+    if matches!(listen, Some(ListenAddr::Tcp(_) | ListenAddr::Port(_))) && !e.value.trim().is_empty() {
         items.push(text("listen_allowed_clients", e.value.clone(), e.line));
     }
 }
