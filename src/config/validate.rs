@@ -381,8 +381,10 @@ fn directory(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     None
 }
 
+/// An absolute path to an existing file: a relative one would name another file once the
+/// daemon works in `/`.
 fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
-    let path = path(f, r)?;
+    let path = absolute_path(f, r)?;
     if path.exists() {
         return Some(path);
     }

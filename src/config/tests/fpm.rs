@@ -719,3 +719,12 @@ fn bytes_that_are_not_utf8_are_warned_about() {
     assert_eq!(config.pools[0].ping_response, "po\u{fffd}ng");
     assert!(warnings.iter().any(|w| w.contains("php-fpm.conf:4: not UTF-8")), "{warnings:?}");
 }
+
+#[test]
+fn listen_backlog_defaults_to_php_fpms_kernel_maximum() {
+    let pool = only_pool(&pool_with(""));
+    assert_eq!((pool.listen_backlog, pool.queue_max_len), (MAX_LISTEN_BACKLOG, MAX_LISTEN_BACKLOG as usize));
+    let dump = crate::config::fpm_dump(&load_text(&pool_with("")).0);
+    assert!(dump.iter().any(|line| line.ends_with("listen.backlog = -1")), "{dump:#?}");
+    assert_eq!(only_pool(&pool_with("listen.backlog = 511")).listen_backlog, 511);
+}
