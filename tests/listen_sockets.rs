@@ -1,6 +1,7 @@
 //! Listen sockets as php-fpm makes them: a bare port serves both address families (with
 //! php-fpm's fallback to IPv4 and its words when the port is taken), and
-//! `listen.acl_users`/`listen.acl_groups` reach the unix socket as a POSIX ACL.
+//! `listen.acl_users`/`listen.acl_groups` reach the unix socket as a POSIX ACL; a php-fpm
+//! config's backlog defaults to php-fpm's -1; a TOML `php_ini` must be absolute.
 
 mod common;
 use common::*;
@@ -145,4 +146,28 @@ fn an_unknown_acl_user_fails_the_start_not_the_configuration_test() {
     let status = fpm.wait_exit(WAIT).expect("rustfpm did not exit");
     assert_eq!(status.code(), Some(1), "{}", fpm.log_text());
     assert!(fpm.log_text().contains("no user 'no-such-user-here'"), "{}", fpm.log_text());
+}
+
+#[test]
+fn a_php_fpm_pool_without_a_backlog_queues_as_many_as_the_kernel_would() {
+    let site = Site::new();
+    let socket = site.path().join("fpm.sock");
+    let fpm = spawn_fpm(&site, &ini(&site, &socket.display().to_string(), "pm.status_path = /status\n"));
+    ready(&fpm);
+    let nginx = Nginx::start(&site, &fpm);
+    let json = get(&nginx.url("/status?json")).text();
+    assert!(json.contains("\"listen queue len\":65535"), "php-fpm's default backlog is -1 on Linux: {json}");
+}
+
+#[test]
+fn a_relative_php_ini_is_refused_before_it_can_name_another_file() {
+    let site = Site::new();
+    std::fs::write(site.path().join("php.ini"), "memory_limit = 64M\n").unwrap();
+    let extra = "php_ini = \"php.ini\"\n".to_string();
+    let (config, _) = Rustfpm::write_config(&site, &PoolOptions { extra, ..PoolOptions::default() });
+    let mut test = Command::new(env!("CARGO_BIN_EXE_rustfpm"));
+    let out = test.arg("-t").arg("--config").arg(&config).current_dir(site.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("php_ini = \"php.ini\": must be an absolute path"), "{stderr}");
 }
