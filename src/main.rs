@@ -19,8 +19,6 @@ use rustfpm::sys::safe_fs;
 const EXIT_CONFIG: u8 = 78;
 /// Exit code for command-line mistakes (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
-/// The pid file's mode (php-fpm's).
-const PID_FILE_MODE: u32 = 0o644;
 
 const USAGE: &str = "\
 Usage: rustfpm [--config FILE | --fpm-config FILE] [options]
@@ -294,7 +292,7 @@ fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow:
         // Written under a new name and renamed into place: a link planted at the path is
         // replaced, never written through.
         Some(p) => Some(
-            safe_fs::replace(p, format!("{}\n", std::process::id()).as_bytes(), PID_FILE_MODE)
+            safe_fs::replace(p, format!("{}\n", std::process::id()).as_bytes(), server::PID_FILE_MODE)
                 .with_context(|| format!("cannot write the pid file {}", p.display()))?,
         ),
         None => None,
