@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh        # as root on a fresh Debian bookworm: installs what is missing
 #
-# Installs php8.2-cgi, php8.2-fpm, nginx, systemd's tools, tmux and man-db when missing (the integration tests drive real
+# Installs php8.2-cgi, php8.2-fpm, nginx, systemd's tools, tmux, man-db and acl when missing (the integration tests drive real
 # php-cgi children and compare with php-fpm behind nginx; they pick free ports, so a system
 # nginx on port 80 does not matter), plus a C toolchain / pkg-config only when absent.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any failed.

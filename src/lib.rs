@@ -12,6 +12,8 @@ pub mod config;
 pub(crate) mod exporter;
 pub mod fastcgi;
 pub(crate) mod frontend;
+/// Why a pool's socket could not be made (the binary words it as php-fpm for php-fpm configs).
+pub use frontend::listen::ListenError;
 pub mod fuzzing;
 pub(crate) mod metrics;
 pub(crate) mod notify;

@@ -19,8 +19,6 @@ use rustfpm::sys::safe_fs;
 
 /// php-fpm's exit code for configuration errors (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-/// The pid file's mode (php-fpm's).
-const PID_FILE_MODE: u32 = 0o644;
 
 /// What to do with a loaded configuration.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,8 +122,17 @@ fn with_config(mut args: Args, action: Action) -> ExitCode {
     match run(config, &args, ready) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            rustfpm::alert!("{e:#}");
-            rustfpm::alert!("FPM initialization failed");
+            // php-fpm's words and level for a listener it cannot bind (its test-suite reads them).
+            match e.downcast_ref::<rustfpm::ListenError>().filter(|_| fpm) {
+                Some(listen) => {
+                    rustfpm::error!("{}", listen.fpm_wording());
+                    rustfpm::error!("FPM initialization failed");
+                }
+                None => {
+                    rustfpm::alert!("{e:#}");
+                    rustfpm::alert!("FPM initialization failed");
+                }
+            }
             ExitCode::from(1)
         }
     }
@@ -160,7 +167,7 @@ fn run(config: config::Config, args: &Args, ready: Option<Readiness>) -> anyhow:
         // Written under a new name and renamed into place: a link planted at the path is
         // replaced, never written through.
         Some(p) => Some(
-            safe_fs::replace(p, format!("{}\n", std::process::id()).as_bytes(), PID_FILE_MODE)
+            safe_fs::replace(p, format!("{}\n", std::process::id()).as_bytes(), server::PID_FILE_MODE)
                 .with_context(|| format!("cannot write the pid file {}", p.display()))?,
         ),
         None => None,

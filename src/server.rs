@@ -24,6 +24,8 @@ use crate::sys::guard::Guard;
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a fast stop waits for connection tasks to notice.
 pub(crate) const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
+/// The pid file's mode (php-fpm's).
+pub const PID_FILE_MODE: u32 = 0o644;
 /// The longest the end of a stop may take once it is decided (after a graceful
 /// stop's drain): past it, rustfpm exits anyway, and the guard kills what is
 /// left of the children. Nothing the stop waits for can then hold it up.
@@ -98,6 +100,16 @@ struct Server {
     sampler: Option<Sampler>,
     /// A SIGUSR2 came while a reload waited for its pools.
     reload_again: bool,
+    /// The pid file a reload wrote (the one written at start is its writer's to remove).
+    pid_file: Option<(std::path::PathBuf, crate::sys::safe_fs::FileId)>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some((path, id)) = self.pid_file.take() {
+            let _ = crate::sys::safe_fs::remove_if_same(&path, id);
+        }
+    }
 }
 
 impl Server {
@@ -128,6 +140,7 @@ impl Server {
             notifier: None,
             sampler: None,
             reload_again: false,
+            pid_file: None,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -206,8 +219,11 @@ impl Server {
     async fn reload(&mut self) -> Option<Intent> {
         crate::notice!("Reloading in progress ...");
         self.notify(Notifier::reloading);
-        let metrics_listen = self.config.global.metrics_listen;
+        let (metrics_listen, pid) = (self.config.global.metrics_listen, self.config.global.pid.clone());
         let stop = self.reload_pools().await;
+        if self.config.global.pid != pid {
+            self.move_pid_file();
+        }
         let pools = self.pools.clone();
         self.notify(|n| n.reloaded(&pools));
         if let Some(sampler) = &self.sampler {
@@ -217,6 +233,19 @@ impl Server {
             crate::warning!("metrics_listen changes take effect at the next restart");
         }
         stop
+    }
+
+    /// A reload that names another pid file writes it, as php-fpm's re-exec does, and removes
+    /// the one an earlier reload wrote.
+    fn move_pid_file(&mut self) {
+        if let Some((path, id)) = self.pid_file.take() {
+            let _ = crate::sys::safe_fs::remove_if_same(&path, id);
+        }
+        let Some(path) = self.config.global.pid.clone() else { return };
+        match crate::sys::safe_fs::replace(&path, format!("{}\n", std::process::id()).as_bytes(), PID_FILE_MODE) {
+            Ok(id) => self.pid_file = Some((path, id)),
+            Err(e) => crate::error!("cannot write the pid file {}: {e}", path.display()),
+        }
     }
 
     fn notify(&mut self, f: impl FnOnce(&mut Notifier)) {

@@ -56,6 +56,8 @@ pub(crate) fn endpoints(config: &Config) -> Vec<Endpoint> {
             let target = match addr {
                 ListenAddr::Unix(path) => Target::Unix(path.clone()),
                 ListenAddr::Tcp(addr) => Target::Tcp(*addr),
+                // Every address: 127.0.0.1 answers whether [::] or 0.0.0.0 was bound.
+                ListenAddr::Port(port) => Target::Tcp((std::net::Ipv4Addr::LOCALHOST, *port).into()),
             };
             let page = match &p.pm_status_path {
                 Some(path) => Ok((target, path.clone())),

@@ -103,7 +103,8 @@ raw_table! {
 raw_table! {
     /// The keys of one `[pool.NAME]`.
     RawPoolKeys {
-        listen, listen_backlog, listen_owner, listen_group, listen_mode, listen_allowed_clients, user, group,
+        listen, listen_backlog, listen_owner, listen_group, listen_mode, listen_acl_users, listen_acl_groups,
+        listen_allowed_clients, user, group,
         pm, pm_max_children, pm_start_servers, pm_min_spare_servers, pm_max_spare_servers,
         pm_max_spawn_rate, pm_process_idle_timeout, pm_max_requests, pm_max_memory, pm_max_lifetime,
         php_cgi, php_ini, clear_env, security_limit_extensions, queue_max_len, queue_max_wait,
@@ -330,8 +331,8 @@ mod tests {
 
     #[test]
     fn unsupported_dotted_directive_is_named() {
-        let message = unknown_key_message("listen.acl_users", RawPoolKeys::KEYS);
-        assert!(message.contains("`listen_acl_users` is not a supported key"), "{message}");
+        let message = unknown_key_message("listen.setfib", RawPoolKeys::KEYS);
+        assert!(message.contains("`listen_setfib` is not a supported key"), "{message}");
     }
 
     #[test]

@@ -9,14 +9,13 @@ const LISTEN_FORMS: &str = "use an absolute socket path (\"/run/php/www.sock\"),
     \"IPv4:port\" (\"127.0.0.1:9000\"), \"[IPv6]:port\" (\"[::1]:9000\") or a port (\"9000\")";
 
 /// Parses a `listen` value: `"/run/php/x.sock"`, `"127.0.0.1:9000"`, `"[::1]:9000"`, or
-/// `"9000"` (every IPv4 address). Host names are refused, not resolved.
+/// `"9000"` (every address: [`ListenAddr::Port`]). Host names are refused, not resolved.
 pub(crate) fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     if s.starts_with('/') {
         return unix_path(s);
     }
     if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
-        let port = port(s)?;
-        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)));
+        return port(s).map(ListenAddr::Port);
     }
     let Some((host, port_text)) = s.rsplit_once(':') else {
         return Err(format!("not a listen address; {LISTEN_FORMS}"));
@@ -30,6 +29,7 @@ pub(crate) fn parse_listen(s: &str) -> Result<ListenAddr, String> {
 pub fn parse_tcp(s: &str) -> Result<SocketAddr, String> {
     match parse_listen(s)? {
         ListenAddr::Tcp(addr) => Ok(addr),
+        ListenAddr::Port(port) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
         ListenAddr::Unix(_) => Err("must be a TCP address such as \"127.0.0.1:9253\"".to_string()),
     }
 }
@@ -120,7 +120,8 @@ mod tests {
         assert_eq!(parse_listen("/run/php/x.sock"), Ok(unix));
         assert_eq!(parse_listen("127.0.0.1:9000"), Ok(tcp("127.0.0.1:9000")));
         assert_eq!(parse_listen("[::1]:9000"), Ok(tcp("[::1]:9000")));
-        assert_eq!(parse_listen("9000"), Ok(tcp("0.0.0.0:9000")));
+        assert_eq!(parse_listen("9000"), Ok(ListenAddr::Port(9000)));
+        assert_eq!(parse_tcp("9000"), Ok("0.0.0.0:9000".parse().unwrap()));
         assert_eq!(parse_listen("0.0.0.0:80"), Ok(tcp("0.0.0.0:80")));
     }
 

@@ -217,6 +217,20 @@ pub enum ListenAddr {
     Unix(PathBuf),
     /// TCP on this address and port.
     Tcp(SocketAddr),
+    /// A bare port (`listen = 9000`): every address of both families, as php-fpm binds it:
+    /// `[::]` dual-stack, or `0.0.0.0` when IPv6 is unavailable.
+    Port(u16),
+}
+
+impl ListenAddr {
+    /// The TCP address to reach or compare: a bare port is `[::]` (which also serves IPv4).
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            ListenAddr::Unix(_) => None,
+            ListenAddr::Tcp(addr) => Some(*addr),
+            ListenAddr::Port(port) => Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, *port))),
+        }
+    }
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -224,6 +238,7 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Unix(path) => write!(f, "{}", path.display()),
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Port(port) => write!(f, "{port}"),
         }
     }
 }
@@ -271,6 +286,12 @@ pub struct Pool {
     pub listen_group: Option<String>,
     /// `listen_mode`: mode of a unix socket.
     pub listen_mode: u32,
+    /// `listen_acl_users`: users given read and write access to a unix socket by a POSIX ACL
+    /// (names or uids). With this or `listen_acl_groups`, `listen_owner`/`listen_group` are
+    /// ignored, as php-fpm does.
+    pub listen_acl_users: Vec<String>,
+    /// `listen_acl_groups`: groups given read and write access to a unix socket by a POSIX ACL.
+    pub listen_acl_groups: Vec<String>,
     /// `listen_allowed_clients`: the only client addresses a TCP listener serves (IPv4 clients
     /// of an IPv6 listener count as IPv4). Empty: any.
     pub listen_allowed_clients: Vec<std::net::IpAddr>,

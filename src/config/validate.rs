@@ -89,6 +89,8 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         listen_backlog: DEFAULT_LISTEN_BACKLOG,
         listen_owner: None,
         listen_group: None,
+        listen_acl_users: Vec::new(),
+        listen_acl_groups: Vec::new(),
         listen_allowed_clients: Vec::new(),
         listen_mode: DEFAULT_LISTEN_MODE,
         user: None,
@@ -148,6 +150,8 @@ fn listen_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     set(&mut pool.listen_backlog, optional(&k.listen_backlog, r, backlog));
     pool.listen_owner = optional(&k.listen_owner, r, user);
     pool.listen_group = optional(&k.listen_group, r, group);
+    set(&mut pool.listen_acl_users, optional(&k.listen_acl_users, r, names));
+    set(&mut pool.listen_acl_groups, optional(&k.listen_acl_groups, r, names));
     let mode = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::parse_mode);
     set(&mut pool.listen_mode, optional(&k.listen_mode, r, mode));
     let clients = |f: &Field<'_>, r: &mut Report<'_>| parsed(f, r, listen::allowed_clients);
@@ -268,8 +272,8 @@ fn distinct_listen(raw: &RawFile<'_>, pools: &[Pool], r: &mut Report<'_>) {
 }
 
 fn clash(a: &ListenAddr, b: &ListenAddr) -> bool {
-    match (a, b) {
-        (ListenAddr::Tcp(a), ListenAddr::Tcp(b)) => {
+    match (a.tcp(), b.tcp()) {
+        (Some(a), Some(b)) => {
             a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
         }
         _ => a == b,
@@ -336,6 +340,13 @@ fn account(
     None
 }
 
+/// Names separated by commas (php-fpm's `listen.acl_users` spelling). As php-fpm, they are
+/// looked up when the socket is made, not by a configuration test.
+fn names(f: &Field<'_>, r: &mut Report<'_>) -> Option<Vec<String>> {
+    let names = string(f, r)?.split(',').map(str::trim).filter(|n| !n.is_empty());
+    Some(names.map(String::from).collect())
+}
+
 fn path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     let s = string(f, r)?;
     let problem = if s.is_empty() {
@@ -371,8 +382,10 @@ fn directory(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     None
 }
 
+/// An absolute path to an existing file: a relative one would name another file once the
+/// daemon works in `/`.
 fn existing_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
-    let path = path(f, r)?;
+    let path = absolute_path(f, r)?;
     if path.exists() {
         return Some(path);
     }

@@ -27,7 +27,7 @@ pub(super) fn listener(
     let err = |message: String| ListenError::Bind {
         pool: cfg.name.clone(),
         addr: listen.to_string(),
-        source: std::io::Error::other(message),
+        error: std::io::Error::other(message),
     };
     let fd_no = socket.fd.as_raw_fd();
     if !getsockopt(&socket.fd, sockopt::AcceptConn).unwrap_or(false) {
@@ -61,14 +61,14 @@ fn address(socket: &Activated) -> Option<ListenAddr> {
     tcp.map(ListenAddr::Tcp)
 }
 
-/// The same address; `0.0.0.0:P` (php-fpm's `listen = P`) also matches
-/// systemd's dual-stack `[::]:P` (`ListenStream=P`).
+/// The same address; any unspecified address (`0.0.0.0:P`, `[::]:P`, php-fpm's `listen = P`)
+/// also matches systemd's dual-stack `[::]:P` (`ListenStream=P`).
 fn same(bound: &ListenAddr, listen: &ListenAddr) -> bool {
-    match (bound, listen) {
-        (ListenAddr::Tcp(b), ListenAddr::Tcp(l)) if b.port() == l.port() => {
+    match (bound.tcp(), listen.tcp()) {
+        (Some(b), Some(l)) if b.port() == l.port() => {
             b.ip() == l.ip() || (b.ip().is_unspecified() && l.ip().is_unspecified())
         }
-        (b, l) => b == l,
+        _ => bound == listen,
     }
 }
 
@@ -83,6 +83,9 @@ mod tests {
     #[test]
     fn addresses_match_as_systemd_binds_them() {
         assert!(same(&tcp("[::]:9000"), &tcp("0.0.0.0:9000")));
+        assert!(same(&tcp("[::]:9000"), &ListenAddr::Port(9000)));
+        assert!(same(&tcp("0.0.0.0:9000"), &ListenAddr::Port(9000)));
+        assert!(!same(&tcp("[::]:9001"), &ListenAddr::Port(9000)));
         assert!(same(&tcp("127.0.0.1:9000"), &tcp("127.0.0.1:9000")));
         assert!(!same(&tcp("127.0.0.1:9000"), &tcp("127.0.0.1:9001")));
         assert!(!same(&tcp("[::]:9000"), &tcp("127.0.0.1:9000")));

@@ -359,6 +359,23 @@ impl Dir {
         unlinkat(Some(self.fd()), name, UnlinkatFlags::NoRemoveDir).map_err(|e| self.io_err(name, e))
     }
 
+    /// Sets the POSIX access ACL of the entry `name` (the kernel's `system.posix_acl_access`
+    /// encoding), not following a link there; the kernel also sets the mode bits it implies.
+    pub fn set_access_acl(&self, name: &OsStr, acl: &[u8]) -> io::Result<()> {
+        let mut path = format!("/proc/self/fd/{}/", self.fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        let path = std::ffi::CString::new(path).map_err(|_| self.io_err(name, nix::Error::EINVAL))?;
+        // SAFETY: both strings are NUL-terminated and outlive the call; the value pointer and
+        // length describe `acl`, which the kernel only reads.
+        let rc = unsafe {
+            libc::lsetxattr(path.as_ptr(), c"system.posix_acl_access".as_ptr(), acl.as_ptr().cast(), acl.len(), 0)
+        };
+        match rc {
+            0 => Ok(()),
+            _ => Err(self.io_err(name, nix::Error::last())),
+        }
+    }
+
     /// Removes the empty directory `name`.
     pub(crate) fn remove_dir(&self, name: &OsStr) -> io::Result<()> {
         unlinkat(Some(self.fd()), name, UnlinkatFlags::RemoveDir).map_err(|e| self.io_err(name, e))

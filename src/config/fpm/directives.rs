@@ -51,9 +51,6 @@ pub(in crate::config) enum Action {
 
 use Action::*;
 
-const ACL: &str = "only listen.owner, listen.group and listen.mode set the socket's permissions, so the users \
-                   and groups listed here may be refused";
-
 const NO_TRACE: &str = "rustfpm cannot read a PHP backtrace from a php-cgi child (php-fpm ptraces its own workers \
                         and reads PHP's memory); the slowlog names the pool, pid, script, request and elapsed \
                         time, without a trace";
@@ -86,8 +83,8 @@ pub(in crate::config) const POOL: &[(&str, Action)] = &[
     ("group", Set("group", Kind::Text)),
     ("listen", Listen),
     ("listen.backlog", Set("listen_backlog", Kind::Int)),
-    ("listen.acl_users", Warn(ACL)),
-    ("listen.acl_groups", Warn(ACL)),
+    ("listen.acl_users", Set("listen_acl_users", Kind::Text)),
+    ("listen.acl_groups", Set("listen_acl_groups", Kind::Text)),
     ("listen.owner", Set("listen_owner", Kind::Text)),
     ("listen.group", Set("listen_group", Kind::Text)),
     ("listen.mode", Set("listen_mode", Kind::Text)),

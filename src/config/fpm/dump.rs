@@ -2,7 +2,7 @@
 //! setting, as php-fpm logs them at NOTICE level) and its wording of the configuration
 //! errors its users and scripts know.
 
-use crate::config::{Config, ConfigError, ListenAddr, LogTarget, PmMode, Pool};
+use crate::config::{Config, ConfigError, LogTarget, PmMode, Pool, MAX_LISTEN_BACKLOG};
 
 /// The `-tt` dump of `config` in php-fpm's layout: `[global]`, then a `[NAME]` section per
 /// pool, each setting as `\tdirective = value` with php-fpm's directive names. `error_reporting`
@@ -30,14 +30,11 @@ pub fn fpm_dump(config: &Config) -> Vec<String> {
 }
 
 fn pool_settings(p: &Pool) -> Vec<(String, String)> {
-    let listen = match &p.listen {
-        ListenAddr::Unix(path) => path.display().to_string(),
-        ListenAddr::Tcp(addr) => addr.to_string(),
-    };
+    let listen = p.listen.to_string();
     let count = |n: Option<usize>| n.map_or("0".to_string(), |n| n.to_string());
     let mut s: Vec<(String, String)> = vec![
         ("listen".into(), listen),
-        ("listen.backlog".into(), p.listen_backlog.to_string()),
+        ("listen.backlog".into(), backlog(p.listen_backlog)),
         ("user".into(), p.user.clone().unwrap_or_default()),
         ("group".into(), p.group.clone().unwrap_or_default()),
         ("pm".into(), pm_name(p.pm).into()),
@@ -62,6 +59,14 @@ fn pool_settings(p: &Pool) -> Vec<(String, String)> {
         s.push((format!("{table}[{key}]"), shown_ini_value(key, value)));
     }
     s
+}
+
+/// php-fpm shows the kernel's maximum as it is written, `-1`.
+fn backlog(n: i32) -> String {
+    match n {
+        MAX_LISTEN_BACKLOG => "-1".to_string(),
+        n => n.to_string(),
+    }
 }
 
 fn pm_name(pm: PmMode) -> &'static str {

@@ -268,6 +268,10 @@ fn php_fpm_defaults(items: &mut Vec<Item>) {
     if dynamic && last(items, "pm_start_servers") == Some(Value::Int("0".to_string())) {
         items.retain(|item| item.key != "pm_start_servers");
     }
+    // php-fpm 8.2's FPM_BACKLOG_DEFAULT on Linux: -1, the kernel's maximum.
+    if last(items, "listen_backlog").is_none() {
+        items.push(Item { key: "listen_backlog".to_string(), value: Value::Int("-1".to_string()), line: 0 });
+    }
     if last(items, "security_limit_extensions").is_none() {
         items.push(text("security_limit_extensions", FPM_DEFAULT_SECURITY_LIMIT_EXTENSIONS.to_string(), 0));
     }
@@ -291,7 +295,7 @@ fn listen_address(value: &str, base: &Path) -> String {
 /// `listen.allowed_clients`. php-fpm checks it on TCP listeners only, so on a Unix socket it is
 /// honoured by doing nothing.
 fn allowed_clients(e: &Entry, listen: Option<ListenAddr>, items: &mut Vec<Item>) {
-    if matches!(listen, Some(ListenAddr::Tcp(_))) && !e.value.trim().is_empty() {
+    if matches!(listen, Some(ListenAddr::Tcp(_) | ListenAddr::Port(_))) && !e.value.trim().is_empty() {
         items.push(text("listen_allowed_clients", e.value.clone(), e.line));
     }
 }

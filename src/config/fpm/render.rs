@@ -47,13 +47,18 @@ fn pool(out: &mut String, p: &Pool) {
     let _ = write!(out, "\n[pool.{}]\n", key(&p.name));
     let listen = match &p.listen {
         ListenAddr::Unix(socket) => text_of(socket),
-        ListenAddr::Tcp(address) => address.to_string(),
+        tcp => tcp.to_string(),
     };
     line(out, "listen", quote(&listen));
     line(out, "listen_backlog", p.listen_backlog);
     optional(out, "listen_owner", p.listen_owner.as_deref().map(quote));
     optional(out, "listen_group", p.listen_group.as_deref().map(quote));
     line(out, "listen_mode", quote(&format!("{:04o}", p.listen_mode)));
+    for (key, names) in [("listen_acl_users", &p.listen_acl_users), ("listen_acl_groups", &p.listen_acl_groups)] {
+        if !names.is_empty() {
+            line(out, key, quote(&names.join(",")));
+        }
+    }
     if !p.listen_allowed_clients.is_empty() {
         let clients: Vec<String> = p.listen_allowed_clients.iter().map(|ip| ip.to_string()).collect();
         line(out, "listen_allowed_clients", quote(&clients.join(",")));

@@ -22,6 +22,7 @@ fn every_bad_value_names_key_value_and_line() {
         ("pm = 1", "pm", "1", "expected a string"),
         ("php_cgi = \"\"", "php_cgi", "", "empty"),
         ("php_ini = \"/no/such/php.ini\"", "php_ini", "/no/such/php.ini", "no such file"),
+        ("php_ini = \"Cargo.toml\"", "php_ini", "Cargo.toml", "must be an absolute path"),
         ("clear_env = \"no\"", "clear_env", "no", "write false"),
         ("security_limit_extensions = \"php\"", "security_limit_extensions", "php", "dot"),
         ("queue_max_len = -1", "queue_max_len", "-1", "at least 0"),

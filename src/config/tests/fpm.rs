@@ -295,7 +295,7 @@ fn status_listen_is_read_like_listen() {
     let pool = only_pool(&pool_with("pm.status_path = /status\npm.status_listen = 127.0.0.1:9001"));
     assert_eq!(pool.pm_status_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9001"));
     let pool = only_pool(&pool_with("ping.path = /ping\npm.status_listen = *:9002"));
-    assert!(matches!(pool.pm_status_listen, Some(ListenAddr::Tcp(a)) if a.port() == 9002 && a.ip().is_unspecified()));
+    assert_eq!(pool.pm_status_listen, Some(ListenAddr::Port(9002)));
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn relative_paths_resolve_against_the_prefix() {
     // php_value first, then php_admin_value.
     assert_eq!(ini(a), [("sendmail_path", "/usr/sbin/sendmail -t"), ("error_log", log.to_str().unwrap())]);
     assert_eq!(b.listen, ListenAddr::Unix(under("pool-b/b.sock")));
-    assert_eq!(c.listen, ListenAddr::Tcp("0.0.0.0:9000".parse().unwrap()));
+    assert_eq!(c.listen, ListenAddr::Port(9000));
     // Without a prefix: php-fpm's compiled-in ones.
     let (config, _) = load_text("error_log = fpm.log\n[a]\nlisten = a.sock\npm.max_children = 1\n");
     assert_eq!(config.global.error_log, LogTarget::File("/var/fpm.log".into()));
@@ -424,13 +424,13 @@ fn unsupported_directives_are_warnings_that_name_them() {
                 [www]\nlisten = /run/rustfpm-test/www.sock\npm.max_children = 4\npm.status_path = /status\n\
                 ping.path = /ping\nping.response = pong\naccess.log = /var/log/$pool.access.log\n\
                 access.format = \"%R %u\"\nslowlog = /var/log/slow.log\nrequest_slowlog_timeout = 5s\n\
-                listen.acl_users = www-data\naccess.suppress_path[] = /ping\nrequest_slowlog_trace_depth = 20\n";
+                listen.setfib = 1\naccess.suppress_path[] = /ping\nrequest_slowlog_trace_depth = 20\n";
     let (config, warnings) = load_text(text);
     assert_eq!(config.global.rlimit_files, Some(1024), "the global rlimit_files is rustfpm's own");
     let expected = [
         (2, "log_buffering", "whole lines"),
         (3, "events.mechanism", "not supported yet"),
-        (18, "listen.acl_users", "may be refused"),
+        (18, "listen.setfib", "not supported yet"),
         (20, "request_slowlog_trace_depth", "cannot read a PHP backtrace"),
     ];
     assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
@@ -438,7 +438,7 @@ fn unsupported_directives_are_warnings_that_name_them() {
         assert!(warning.contains(&format!(":{line}: ")) && warning.contains(key), "{key}: {warning}");
         assert!(warning.contains(message), "{warning}");
     }
-    assert!(warnings[2].contains("[pool www] listen.acl_users = \"www-data\""), "{}", warnings[2]);
+    assert!(warnings[2].contains("[pool www] listen.setfib = \"1\""), "{}", warnings[2]);
     assert_eq!(config.pools[0].access_log.as_deref(), Some(std::path::Path::new("/var/log/www.access.log")));
     assert_eq!(config.global.error_log, LogTarget::Syslog);
     assert_eq!(config.pools[0].access_suppress_path, ["/ping"]);
@@ -715,4 +715,13 @@ fn bytes_that_are_not_utf8_are_warned_about() {
     let (config, warnings) = load_ok(&path, None);
     assert_eq!(config.pools[0].ping_response, "po\u{fffd}ng");
     assert!(warnings.iter().any(|w| w.contains("php-fpm.conf:4: not UTF-8")), "{warnings:?}");
+}
+
+#[test]
+fn listen_backlog_defaults_to_php_fpms_kernel_maximum() {
+    let pool = only_pool(&pool_with(""));
+    assert_eq!((pool.listen_backlog, pool.queue_max_len), (MAX_LISTEN_BACKLOG, MAX_LISTEN_BACKLOG as usize));
+    let dump = crate::config::fpm_dump(&load_text(&pool_with("")).0);
+    assert!(dump.iter().any(|line| line.ends_with("listen.backlog = -1")), "{dump:#?}");
+    assert_eq!(only_pool(&pool_with("listen.backlog = 511")).listen_backlog, 511);
 }

@@ -6,7 +6,6 @@ mod errors;
 mod fpm;
 mod request_logs;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -293,7 +292,7 @@ fn listen_spellings_in_a_pool() {
         ("/run/php/x.sock", ListenAddr::Unix("/run/php/x.sock".into())),
         ("127.0.0.1:9000", ListenAddr::Tcp("127.0.0.1:9000".parse().unwrap())),
         ("[::1]:9000", ListenAddr::Tcp("[::1]:9000".parse().unwrap())),
-        ("9000", ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 9000)))),
+        ("9000", ListenAddr::Port(9000)),
     ];
     for (spelling, expected) in cases {
         let pool = only_pool(&format!("[pool.a]\nlisten = \"{spelling}\"\npm_max_children = 1\n"));
