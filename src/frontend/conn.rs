@@ -128,7 +128,7 @@ async fn handle<R, W>(
     conn: &mut Conn<R, W>,
     current: &watch::Receiver<Arc<Pool>>,
     mut pool: Arc<Pool>,
-    head: Head,
+    mut head: Head,
 ) -> Result<bool, ConnError>
 where
     R: AsyncRead + Unpin,
@@ -146,7 +146,7 @@ where
         log_alone(conn, &pool, &head, 404);
         return answer_alone(conn, &head, reply).await;
     }
-    match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()).await {
+    match policy::check(&mut head.params, &pool.limit_extensions, pool.chroot.as_deref(), pool.fix_pathinfo).await {
         Verdict::Forward => {}
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);
