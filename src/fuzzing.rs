@@ -4,8 +4,9 @@
 //! hangs and huge allocations libFuzzer looks for).
 //!
 //! The parsers are the ones that read bytes from someone else: FastCGI records and params (from
-//! nginx and from php-cgi), the request head (nginx), the child's response (php-cgi) and the
-//! php-fpm INI files (the operator).
+//! nginx and from php-cgi), the request head and its view, with Apache's params rewritten as
+//! php-fpm rewrites them (nginx, Apache), the child's response (php-cgi) and the php-fpm INI
+//! files (the operator).
 
 use std::future::Future;
 use std::io;
@@ -20,9 +21,11 @@ use crate::fastcgi::{
     encode_get_values_result, encode_pair, encode_stream, pairs, parse_pairs, parse_record, BeginRequest, CodecError,
     EndRequest, Header, ParamsBuffer, RecordType,
 };
+use crate::frontend::apache;
 use crate::frontend::body::RequestStream;
 use crate::frontend::connection::Connection;
 use crate::frontend::error::ConnError;
+use crate::frontend::policy::View;
 use crate::frontend::response::ResponseStream;
 
 /// The params limit of the request-head target: small, so that the 431 path is reached.
@@ -148,6 +151,7 @@ async fn heads(conn: &mut Connection<tokio::io::Join<Chunked<'_>, Vec<u8>>>) -> 
         if let Some(done) = conn.parse_head(&mut head, FUZZ_MAX_PARAMS).await? {
             assert!(done.params.len() <= FUZZ_MAX_PARAMS);
             let _ = crate::frontend::pages::request_info(&done.params);
+            request_view(&done.params);
             conn.skip_body(&mut RequestStream::new(done.id)).await?;
             conn.between_requests();
             continue;
@@ -156,6 +160,30 @@ async fn heads(conn: &mut Connection<tokio::io::Join<Chunked<'_>, Vec<u8>>>) -> 
             return Ok(());
         }
     }
+}
+
+/// The request view of a head ([`View::of`]) and, for Apache's `proxy:` shapes, php-fpm's
+/// rewrite of its params ([`apache`]) with the script taken to end at the last `/` of the path
+/// (the file-system answer the front end gets from a lookup): the rewrite must encode, name
+/// that script in its last SCRIPT_FILENAME, stay bounded, and leave nothing for a second one.
+fn request_view(params: &ParamsBuffer) {
+    let Ok(view) = View::of(params) else {
+        return;
+    };
+    let Some(stripped) = view.apache else {
+        return;
+    };
+    assert!(!stripped.path.contains(&b'?'), "a query is left in {:?}", stripped.path);
+    let last_slash = stripped.path.iter().rposition(|&b| b == b'/').filter(|&i| i > 0 && stripped.apache);
+    let script = last_slash.unwrap_or(stripped.path.len());
+    let mut puts: apache::Puts = vec![(b"SCRIPT_FILENAME", stripped.path.to_vec())];
+    puts.extend(apache::split_path_info(stripped.path, script, &view.env));
+    let added: usize = puts.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    let rewritten = apache::rewrite(params, &puts, apache::withheld(&view.env, &puts)).expect("the rewrite encodes");
+    assert!(rewritten.len() <= params.len() + added, "{} bytes from {}", rewritten.len(), params.len());
+    assert_eq!(rewritten.get(b"SCRIPT_FILENAME"), Some(&stripped.path[..script]));
+    let again = View::of(&rewritten).expect("the rewrite adds no NUL");
+    assert!(again.apache.is_none() || !stripped.apache, "the rewrite left a proxy: prefix");
 }
 
 /// A peer that has sent `data` and closed, read at most `step` bytes at a time.

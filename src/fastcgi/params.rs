@@ -216,7 +216,6 @@ impl ParamsBuffer {
     }
 
     /// The byte limit given to [`ParamsBuffer::new`].
-    #[cfg(test)]
     pub(crate) fn limit(&self) -> usize {
         self.limit
     }

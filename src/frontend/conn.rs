@@ -59,9 +59,9 @@ async fn handle(
     conn: &mut Connection,
     current: &watch::Receiver<Arc<Pool>>,
     pool: Arc<Pool>,
-    head: Head,
+    mut head: Head,
 ) -> Result<bool, ConnError> {
-    if let Some(answered) = answer_without_child(conn, &pool, &head).await {
+    if let Some(answered) = answer_without_child(conn, &pool, &mut head).await {
         return answered;
     }
     let (pool, worker, queued) = match acquire(current, pool).await {
@@ -83,7 +83,7 @@ async fn handle(
 /// Answers the requests no child sees: the pages, anything but the pages on
 /// `pm_status_listen`, and what the script policy refuses. None: the request
 /// goes to a child.
-async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &Head) -> Option<Result<bool, ConnError>> {
+async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Head) -> Option<Result<bool, ConnError>> {
     if let Some(page) = pages::which(pool, &head.params) {
         log_alone(conn, pool, head, 200);
         return Some(pages::answer(conn, pool, head, page).await);
@@ -96,7 +96,14 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &Head) -
         log_alone(conn, pool, head, 404);
         return Some(conn.answer_alone(head, reply).await);
     }
-    let (status, reply) = match policy::check(&head.params, &pool.limit_extensions, pool.chroot.as_deref()).await {
+    let (status, reply) = match policy::check(
+        &mut head.params,
+        &pool.limit_extensions,
+        pool.chroot.as_deref(),
+        pool.fix_pathinfo,
+    )
+    .await
+    {
         Verdict::Forward => return None,
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);

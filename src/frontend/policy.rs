@@ -18,9 +18,14 @@
 //! as well, and nginx configs send differing repeats that work with it
 //! (`fastcgi.conf`'s `SCRIPT_FILENAME` followed by one built on
 //! `$realpath_root`).
+//!
+//! Apache's `mod_proxy_fcgi` params (`SCRIPT_FILENAME` = `proxy:fcgi://HOST/path`) are first
+//! rewritten as php-fpm rewrites them ([`super::apache`]); the checks then run on the rewritten
+//! params, which are what php-cgi is sent. Only requests with that prefix pay for it.
 
 use std::path::{Path, PathBuf};
 
+use super::apache::{self, Stripped};
 use super::scripts::{self, Found, Query, PATH_MAX};
 use crate::fastcgi::ParamsBuffer;
 
@@ -68,6 +73,10 @@ pub enum Refusal {
         /// Bytes cut off the script path to find the script.
         cut: usize,
     },
+    /// The params of an Apache request, rewritten as php-fpm rewrites them,
+    /// would not fit a FastCGI params stream.
+    #[error("the params ({0} bytes) cannot be rewritten as php-fpm rewrites Apache's")]
+    Rewrite(usize),
 }
 
 /// The deciding params of a request as php-cgi reads them.
@@ -80,6 +89,11 @@ pub struct View<'a> {
     pub other_path: Option<&'a [u8]>,
     /// `PATH_INFO`.
     pub path_info: Option<&'a [u8]>,
+    /// `SCRIPT_FILENAME` with Apache's `proxy:` prefix, as php-fpm reads it: php-fpm
+    /// rewrites such a request before anything else, and so must rustfpm.
+    pub apache: Option<Stripped<'a>>,
+    /// What php-fpm reads to split the path info off an Apache request.
+    pub env: apache::Env<'a>,
 }
 
 impl<'a> View<'a> {
@@ -96,13 +110,15 @@ impl<'a> View<'a> {
             }
             values[i] = Some(value);
         }
-        let [script_filename, path_translated, redirect_url, path_info, ..] = values;
+        let [script_filename, path_translated, redirect_url, path_info, script_name, document_root] = values;
         let mut path = script_filename.or(path_translated);
         if let (Some(pt), Some(_)) = (path_translated, redirect_url) {
             path = Some(pt);
         }
         let other_path = path_translated.filter(|pt| !pt.is_empty() && Some(*pt) != path);
-        Ok(View { path, other_path, path_info })
+        let apache = script_filename.and_then(apache::strip);
+        let env = apache::Env { script_name, path_info, path_translated, document_root, redirect_url };
+        Ok(View { path, other_path, path_info, apache, env })
     }
 
     /// Checks what cutting `found` off the path means for PATH_INFO.
@@ -116,12 +132,63 @@ impl<'a> View<'a> {
 }
 
 /// Checks a request as php-fpm does, on the file php-cgi will run. With a
-/// `chroot`, paths are the ones the children see, resolved inside it.
-pub async fn check(params: &ParamsBuffer, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
-    let view = match View::of(params) {
-        Ok(view) => view,
+/// `chroot`, paths are the ones the children see, resolved inside it. An
+/// Apache request's params are first rewritten in place as php-fpm rewrites
+/// them (`fix_pathinfo`: the pool's `cgi.fix_pathinfo`), and checked as
+/// rewritten: they are what php-cgi is sent.
+pub async fn check(
+    params: &mut ParamsBuffer,
+    limit_extensions: &[String],
+    chroot: Option<&Path>,
+    fix_pathinfo: bool,
+) -> Verdict {
+    let rewritten = match View::of(params) {
         Err(refusal) => return Verdict::Refused(refusal),
+        Ok(View { apache: Some(stripped), env, .. }) => {
+            match normalise(params, stripped, &env, chroot, fix_pathinfo).await {
+                Ok(rewritten) => rewritten,
+                Err(verdict) => return verdict,
+            }
+        }
+        Ok(view) => return check_view(view, limit_extensions, chroot).await,
     };
+    *params = rewritten;
+    match View::of(params) {
+        Ok(view) => check_view(view, limit_extensions, chroot).await,
+        Err(refusal) => Verdict::Refused(refusal),
+    }
+}
+
+/// The params of an Apache request as php-fpm leaves them, to be sent to
+/// php-cgi instead: the `proxy:` prefix and query gone from SCRIPT_FILENAME
+/// and, with `cgi.fix_pathinfo`, the path info split off as php-fpm splits it
+/// (which needs the script lookup).
+async fn normalise(
+    params: &ParamsBuffer,
+    stripped: Stripped<'_>,
+    env: &apache::Env<'_>,
+    chroot: Option<&Path>,
+    fix_pathinfo: bool,
+) -> Result<ParamsBuffer, Verdict> {
+    let path = stripped.path;
+    let mut puts: apache::Puts = vec![(b"SCRIPT_FILENAME", path.to_vec())];
+    let mut withheld: &[&[u8]] = &[];
+    if fix_pathinfo && stripped.apache {
+        if path.len() > PATH_MAX {
+            return Err(Verdict::Refused(Refusal::TooLong(path.len())));
+        }
+        match scripts::lookup(chroot, Query::Primary, path).await {
+            Err(scripts::Busy) => return Err(Verdict::Busy),
+            Ok(Found::Missing) => return Err(Verdict::NotFound),
+            Ok(Found::Script(len)) => puts.extend(apache::split_path_info(path, len, env)),
+        }
+        withheld = apache::withheld(env, &puts);
+    }
+    apache::rewrite(params, &puts, withheld).map_err(|_| Verdict::Refused(Refusal::Rewrite(params.len())))
+}
+
+/// [`check`] on the params php-cgi is sent.
+async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
     let Some(path) = view.path.filter(|p| !p.is_empty()) else {
         return Verdict::NotFound;
     };
@@ -195,8 +262,12 @@ mod tests {
     }
 
     fn check_(p: &ParamsBuffer, ext: &[String], chroot: Option<&Path>) -> Verdict {
+        check_fix(&mut p.clone(), ext, chroot, true)
+    }
+
+    fn check_fix(p: &mut ParamsBuffer, ext: &[String], chroot: Option<&Path>, fix_pathinfo: bool) -> Verdict {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(check(p, ext, chroot))
+        rt.block_on(check(p, ext, chroot, fix_pathinfo))
     }
 
     fn php() -> [String; 1] {
@@ -301,6 +372,88 @@ mod tests {
     fn paths_past_path_max_are_refused_without_a_lookup() {
         let long = "/a".repeat(120_000);
         assert_eq!(check_(&params(&long), &php(), None), Verdict::Refused(Refusal::TooLong(240_000)));
+    }
+
+    /// A docroot with `a.php` and an uploaded `x.jpg`; its path as text.
+    fn apache_site() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
+        let d = dir.path().display().to_string();
+        (dir, d)
+    }
+
+    #[test]
+    fn apache_params_are_rewritten_as_php_fpm_does_then_checked() {
+        let (_dir, d) = apache_site();
+        let sf = format!("proxy:fcgi://127.0.0.1:9000{d}/a.php/pinfo?q=1");
+        let mut p = params_of(&[("SCRIPT_FILENAME", &sf), ("SCRIPT_NAME", "/a.php/pinfo"), ("DOCUMENT_ROOT", &d)]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward);
+        let script = format!("{d}/a.php");
+        assert_eq!(p.get(b"SCRIPT_FILENAME"), Some(script.as_bytes()));
+        assert_eq!(p.get(b"ORIG_SCRIPT_FILENAME"), Some(format!("{d}/a.php/pinfo").as_bytes()));
+        assert_eq!(p.get(b"SCRIPT_NAME"), Some(&b"/a.php"[..]));
+        assert_eq!(p.get(b"ORIG_SCRIPT_NAME"), Some(&b"/a.php/pinfo"[..]));
+        assert_eq!(p.get(b"PATH_INFO"), Some(&b"/pinfo"[..]));
+        assert_eq!(p.get(b"PATH_TRANSLATED"), Some(format!("{d}/pinfo").as_bytes()));
+        // cgi.fix_pathinfo=0: only the prefix and the query go.
+        let mut p = params_of(&[("SCRIPT_FILENAME", &format!("PROXY:balancer://b{d}/a.php?q"))]);
+        assert_eq!(check_fix(&mut p, &php(), None, false), Verdict::Forward);
+        assert_eq!(p.get(b"SCRIPT_FILENAME"), Some(script.as_bytes()));
+        assert_eq!(p.get(b"PATH_INFO"), None);
+    }
+
+    #[test]
+    fn nginx_params_are_left_byte_for_byte() {
+        let (_dir, d) = apache_site();
+        let original = params_of(&[("SCRIPT_FILENAME", &format!("{d}/a.php/x")), ("PATH_INFO", "/x")]);
+        let mut p = original.clone();
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward);
+        assert_eq!(p.bytes(), original.bytes());
+    }
+
+    #[test]
+    fn hostile_apache_shapes_get_a_precise_answer() {
+        let (dir, d) = apache_site();
+        let fcgi = |path: &str| format!("proxy:fcgi://h{path}");
+        let check_sf = |sf: &str| check_fix(&mut params(sf), &php(), None, true);
+        let jpg = Verdict::Denied(dir.path().join("x.jpg"));
+        assert_eq!(check_sf(&fcgi(&format!("{d}/x.jpg/y.php"))), jpg, "the extension of the file php-cgi runs");
+        assert_eq!(check_sf(&fcgi(&format!("{d}/x.jpg?.php"))), jpg, "the query is not the script");
+        assert_eq!(check_sf(&fcgi(&format!("{d}/../missing.php"))), Verdict::NotFound);
+        assert_eq!(check_sf(&fcgi(&format!("{d}/%61.php"))), Verdict::NotFound, "php-fpm 8.2 does not decode it");
+        assert_eq!(check_sf("proxy:fcgi://no-path"), Verdict::NotFound);
+        assert_eq!(check_sf("proxy:fcgi://"), Verdict::NotFound);
+        let mut nul = params_of(&[("SCRIPT_FILENAME", &fcgi(&format!("{d}/x.jpg\0.php")))]);
+        assert_eq!(check_fix(&mut nul, &php(), None, true), Verdict::Refused(Refusal::Nul("SCRIPT_FILENAME")));
+        let long = fcgi(&"/a".repeat(120_000));
+        assert_eq!(check_sf(&long), Verdict::Refused(Refusal::TooLong(240_000)));
+        // The last SCRIPT_FILENAME is the one rewritten and checked.
+        let mut twice =
+            params_of(&[("SCRIPT_FILENAME", &format!("{d}/a.php")), ("SCRIPT_FILENAME", &fcgi(&format!("{d}/x.jpg")))]);
+        assert_eq!(check_fix(&mut twice, &php(), None, true), jpg);
+        // Many repeats of every param it rewrites: one answer, the values bounded.
+        let mut pairs = Vec::new();
+        let (sf, info) = (fcgi(&format!("{d}/a.php/i")), "/j".repeat(1000));
+        for _ in 0..100 {
+            pairs.extend([("SCRIPT_FILENAME", sf.as_str()), ("SCRIPT_NAME", &info), ("PATH_INFO", &info)]);
+        }
+        let mut many = params_of(&pairs);
+        let before = many.len();
+        assert_eq!(check_fix(&mut many, &php(), None, true), Verdict::Forward);
+        assert!(many.len() < before + 4 * 2100, "{} bytes from {before}", many.len());
+    }
+
+    #[test]
+    fn apache_paths_stay_inside_the_chroot() {
+        let (_host, root) = crate::frontend::scripts::tests::jail();
+        let jail = Some(root.as_path());
+        let mut inside = params("proxy:fcgi://h/www/a.php/x");
+        assert_eq!(check_fix(&mut inside, &php(), jail, true), Verdict::Forward);
+        assert_eq!(inside.get(b"SCRIPT_FILENAME"), Some(&b"/www/a.php"[..]));
+        for escape in ["proxy:fcgi://h/../secret.php", "proxy:fcgi://h/www/../../secret.php/x"] {
+            assert_eq!(check_fix(&mut params(escape), &php(), jail, true), Verdict::NotFound, "{escape}");
+        }
     }
 
     #[test]

@@ -288,8 +288,18 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A host directory with `secret.php` and, inside it, a chroot `jail` with `www/a.php`.
+    pub(crate) fn jail() -> (tempfile::TempDir, PathBuf) {
+        let host = tempfile::tempdir().unwrap();
+        let root = host.path().join("jail");
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::write(root.join("www/a.php"), "<?php").unwrap();
+        std::fs::write(host.path().join("secret.php"), "<?php").unwrap();
+        (host, root)
+    }
 
     /// A fake file system: the regular files and the directories.
     fn fs<'a>(files: &'a [&str], dirs: &'a [&str]) -> impl FnMut(&[u8]) -> Kind + 'a {
@@ -325,11 +335,7 @@ mod tests {
 
     #[test]
     fn chroot_lookups_stay_inside_the_chroot() {
-        let host = tempfile::tempdir().unwrap();
-        let root = host.path().join("jail");
-        std::fs::create_dir_all(root.join("www")).unwrap();
-        std::fs::write(root.join("www/a.php"), "<?php").unwrap();
-        std::fs::write(host.path().join("secret.php"), "<?php").unwrap();
+        let (host, root) = jail();
         std::os::unix::fs::symlink(host.path().join("secret.php"), root.join("www/abs.php")).unwrap();
         std::os::unix::fs::symlink("/www/a.php", root.join("www/inside.php")).unwrap();
         let r = Some(root.as_path());

@@ -208,17 +208,37 @@ impl Settings {
         on.then(|| format!("PHP/{version}"))
     }
 
+    /// `cgi.fix_pathinfo` (on unless set off), read as PHP reads a boolean INI value.
+    pub fn fix_pathinfo(&self) -> bool {
+        self.raw("cgi.fix_pathinfo").is_none_or(|v| ini_bool(&v))
+    }
+
     /// The value of `key`, if set and not empty.
     fn get(&self, key: &str) -> Option<String> {
-        let value = match self {
+        self.raw(key).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `key`, if set (an empty value too).
+    fn raw(&self, key: &str) -> Option<String> {
+        match self {
             Settings::Phpinfo(html) => phpinfo_value(html, key),
             Settings::Config(ini, php_ini) => match ini.iter().rev().find(|(k, _)| k == key) {
                 Some((_, v)) => Some(v.clone()),
                 None => php_ini.as_deref().and_then(|text| ini_value(text, key)),
             },
-        };
-        value.filter(|v| !v.is_empty())
+        }
     }
+}
+
+/// PHP's `zend_ini_parse_bool`: `on`, `yes` and `true` (any case) are true, anything else is
+/// its leading number (`Off`, `no` and the empty value are false).
+fn ini_bool(value: &str) -> bool {
+    let value = value.trim();
+    if ["on", "yes", "true"].iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        return true;
+    }
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    digits.bytes().take_while(u8::is_ascii_digit).any(|d| d != b'0')
 }
 
 /// How long php-cgi gets to print its phpinfo (it runs no script, but its
@@ -463,6 +483,20 @@ mod tests {
         assert_eq!(phpinfo_value(html, "auto_prepend_file").as_deref(), Some("/x/a&b.php"));
         assert_eq!(phpinfo_value(html, "open_basedir").as_deref(), Some(""));
         assert_eq!(phpinfo_value(html, "open"), None);
+    }
+
+    #[test]
+    fn fix_pathinfo_is_read_as_php_reads_booleans() {
+        for (value, on) in [("On", true), ("1", true), ("yes", true), ("TRUE", true), ("2", true)] {
+            assert_eq!(ini_bool(value), on, "{value}");
+        }
+        for value in ["Off", "0", "no", "", "false", "none", "00"] {
+            assert!(!ini_bool(value), "{value}");
+        }
+        let config = |value: &str| Settings::Config(vec![("cgi.fix_pathinfo".into(), value.into())], None);
+        assert!(!config("no").fix_pathinfo());
+        assert!(!config("").fix_pathinfo(), "an empty value is off, not unset");
+        assert!(Settings::Config(Vec::new(), None).fix_pathinfo(), "PHP's default is on");
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct Pool {
     pub pages: Pages,
     /// `chroot` of the children: scripts are looked up inside it.
     pub chroot: Option<PathBuf>,
+    /// The children's `cgi.fix_pathinfo` (php-fpm splits Apache's path info only with it).
+    pub fix_pathinfo: bool,
     /// `request_terminate_timeout`.
     pub terminate_timeout: Option<std::time::Duration>,
     /// `request_read_timeout`: for a request head, and each pause in a request body.
@@ -188,6 +190,7 @@ impl Pool {
             output,
             allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
+            fix_pathinfo: settings.fix_pathinfo(),
             logs,
             heartbeat,
             pages: Pages {

@@ -3,6 +3,7 @@
 //! when the guard drops.
 #![allow(dead_code)]
 
+pub mod fcgi;
 pub mod load;
 
 use std::io::{Read, Write};
