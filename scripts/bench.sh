@@ -31,7 +31,8 @@
 #   ~1 ms here), WORKLOADS="hello cpu keep app burst", ONLY= (php-fpm | rustfpm: run one side only),
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
-#   BURST_TIMEOUT=10 (s per request).
+#   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
+#   empty: its default).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -54,6 +55,7 @@ BURST_N=${BURST_N:-32}
 BURST_MS=${BURST_MS:-300}
 BURST_IDLE=${BURST_IDLE:-1}
 BURST_TIMEOUT=${BURST_TIMEOUT:-10}
+FRONT_END_THREADS=${FRONT_END_THREADS:-}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
@@ -72,6 +74,8 @@ WRK_WORKLOADS=${WRK_WORKLOADS% }
 for v in BURST_N BURST_MS BURST_IDLE BURST_TIMEOUT; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[[ -z $FRONT_END_THREADS || $FRONT_END_THREADS =~ ^[1-9][0-9]*$ ]] ||
+	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
@@ -156,6 +160,7 @@ rf_conf() {
 [global]
 error_log = "stderr"
 log_level = "notice"
+${FRONT_END_THREADS:+front_end_threads = $FRONT_END_THREADS}
 
 [pool.bench]
 listen = "$1"
@@ -528,7 +533,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
 			"medians of $ROUNDS alternating rounds after warm-up"
