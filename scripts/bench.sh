@@ -14,6 +14,9 @@
 #   cpu    ~1 ms of CPU (CPU_ITERS md5 calls)       nginx without FastCGI keepalive
 #   keep   hello world, fastcgi_keep_conn on + keepalive 64; nginx is restarted before each
 #          round (php-fpm leaves children bound to idle nginx connections, stalling the next run)
+#   app    a real application: Debian's dokuwiki package (installed if missing), its
+#          wiki:dokuwiki page (APP_PATH) rendered from its cache, nginx without FastCGI
+#          keepalive; both backends must answer 200 with the page's title (APP_TITLE) first
 #   burst  BURST_N concurrent requests that each sleep BURST_MS (usleep) sent at once to a pool
 #          idle since its start: pm ondemand, BURST_N max children, idle timeout 10s (php-fpm
 #          then has no children). Each round starts that pool fresh (a separate php-fpm or
@@ -25,10 +28,11 @@
 #
 # Environment (defaults): DURATION=5 (s per round), ROUNDS=3, WARMUP=2 (s per warm-up run),
 #   CHILDREN=4, THREADS=2, CONNS=32 (wrk -t/-c), CPU_ITERS=6500 (or "auto": calibrate to
-#   ~1 ms here), WORKLOADS="hello cpu keep burst", ONLY= (php-fpm | rustfpm: run one side only),
+#   ~1 ms here), WORKLOADS="hello cpu keep app burst", ONLY= (php-fpm | rustfpm: run one side only),
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
-#   BURST_TIMEOUT=10 (s per request).
+#   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
+#   empty: its default).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -41,13 +45,17 @@ CHILDREN=${CHILDREN:-4}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 CPU_ITERS=${CPU_ITERS:-6500}
-WORKLOADS=${WORKLOADS:-hello cpu keep burst}
+WORKLOADS=${WORKLOADS:-hello cpu keep app burst}
+APP_ROOT=/usr/share/dokuwiki
+APP_PATH="/doku.php?id=wiki:dokuwiki"
+APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
 ONLY=${ONLY:-}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
 BURST_N=${BURST_N:-32}
 BURST_MS=${BURST_MS:-300}
 BURST_IDLE=${BURST_IDLE:-1}
 BURST_TIMEOUT=${BURST_TIMEOUT:-10}
+FRONT_END_THREADS=${FRONT_END_THREADS:-}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
@@ -57,21 +65,24 @@ esac
 WRK_WORKLOADS="" # the workloads measured with wrk against the static pools: all but burst
 for w in $WORKLOADS; do
 	case $w in
-	hello | cpu | keep) WRK_WORKLOADS+="$w " ;;
+	hello | cpu | keep | app) WRK_WORKLOADS+="$w " ;;
 	burst) ;;
-	*) die "unknown workload '$w' (hello, cpu, keep, burst)" ;;
+	*) die "unknown workload '$w' (hello, cpu, keep, app, burst)" ;;
 	esac
 done
 WRK_WORKLOADS=${WRK_WORKLOADS% }
 for v in BURST_N BURST_MS BURST_IDLE BURST_TIMEOUT; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+[[ -z $FRONT_END_THREADS || $FRONT_END_THREADS =~ ^[1-9][0-9]*$ ]] ||
+	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 packages=(php8.2-cgi php8.2-fpm nginx)
 [[ -n $WRK_WORKLOADS ]] && packages+=(wrk)
 measuring burst && packages+=(python3-minimal)
+measuring app && packages+=(dokuwiki)
 ensure_packages "${packages[@]}"
 PYTHON=/usr/bin/python3
 enabled rustfpm && build_release
@@ -149,6 +160,7 @@ rf_conf() {
 [global]
 error_log = "stderr"
 log_level = "notice"
+${FRONT_END_THREADS:+front_end_threads = $FRONT_END_THREADS}
 
 [pool.bench]
 listen = "$1"
@@ -206,19 +218,20 @@ if measuring burst; then
 fi
 
 # --- nginx: one server block per (backend, kind), all from the same template ----------------
-# Kinds: plain (no FastCGI keepalive) and keep (keepalive) for the static pools, burst (no
-# keepalive) for the ondemand pools.
+# Kinds: plain (no FastCGI keepalive) and keep (keepalive) for the static pools, app (the
+# application's docroot, no keepalive) for them too, burst (no keepalive) for the ondemand pools.
 KINDS=()
 [[ -n $WRK_WORKLOADS ]] && KINDS+=(plain keep)
+measuring app && KINDS+=(app)
 measuring burst && KINDS+=(burst)
 declare -A PORT=()
-server_block() { # PORT UPSTREAM KEEP(on|off)
+server_block() { # PORT UPSTREAM KEEP(on|off) ROOT
 	local keep_line=""
 	[[ $3 == on ]] && keep_line="fastcgi_keep_conn on;"
 	cat <<EOF
     server {
         listen 127.0.0.1:$1;
-        root $TMP/www;
+        root $4;
         location ~ \.php\$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
@@ -235,6 +248,7 @@ for b in "${BACKENDS[@]}"; do
 	up=${b//-/_}
 	body+="    upstream ${up}_plain { server unix:$sock; }"$'\n'
 	body+="    upstream ${up}_keep { server unix:$sock; keepalive 64; }"$'\n'
+	body+="    upstream ${up}_app { server unix:$sock; }"$'\n'
 	body+="    upstream ${up}_burst { server unix:${BURST_SOCK[$b]}; }"$'\n'
 	for kind in "${KINDS[@]}"; do
 		p=$(free_port)
@@ -242,7 +256,9 @@ for b in "${BACKENDS[@]}"; do
 		PORT[$b,$kind]=$p
 		keep=off
 		[[ $kind == keep ]] && keep=on
-		body+=$(server_block "$p" "${up}_$kind" "$keep")$'\n'
+		root=$TMP/www
+		[[ $kind == app ]] && root=$APP_ROOT
+		body+=$(server_block "$p" "${up}_$kind" "$keep" "$root")$'\n'
 	done
 done
 nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"
@@ -260,6 +276,13 @@ start_nginx() {
 		for kind in "${KINDS[@]}"; do
 			if [[ $kind == burst ]]; then
 				wait_for_http "${PORT[$b,$kind]}" / "$NGINX_PID" nginx
+				continue
+			fi
+			if [[ $kind == app ]]; then
+				wait_for_http "${PORT[$b,$kind]}" "$APP_PATH" "$NGINX_PID" nginx
+				[[ $RF_HTTP_STATUS == 200 ]] || die "$b (app): GET $APP_PATH answered '${RF_HTTP_STATUS:-nothing}', expected 200"
+				[[ $(http_body "${PORT[$b,$kind]}" "$APP_PATH") == *"$APP_TITLE"* ]] ||
+					die "$b (app): GET $APP_PATH did not answer the page (no $APP_TITLE in the body)"
 				continue
 			fi
 			for path in /hello.php "/cpu.php?n=10"; do
@@ -285,10 +308,17 @@ declare -A URL=() LABEL=()
 URL[hello]=/hello.php
 URL[cpu]="/cpu.php?n=$CPU_ITERS"
 URL[keep]=/hello.php
+URL[app]=$APP_PATH
 LABEL[hello]="hello world, no keepalive"
 LABEL[cpu]="~1 ms CPU, no keepalive"
 LABEL[keep]="hello world, keep_conn + keepalive 64"
-kind_of() { if [[ $1 == keep ]]; then echo keep; else echo plain; fi; }
+LABEL[app]="dokuwiki page, no keepalive"
+kind_of() {
+	case $1 in
+	keep | app) echo "$1" ;;
+	*) echo plain ;;
+	esac
+}
 
 # run_wrk BACKEND WORKLOAD SECONDS OUTFILE
 # wrk runs as a tracked background job so that a signal to this script stops it at once.
@@ -399,6 +429,7 @@ warm() { # WORKLOAD
 if [[ -n $WRK_WORKLOADS ]]; then
 	warm hello
 	warm cpu
+	measuring app && warm app
 fi
 
 declare -A PSS_KB=() NPROCS=()
@@ -502,7 +533,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
 			"medians of $ROUNDS alternating rounds after warm-up"
@@ -557,17 +588,20 @@ fi
 			"(target ≥ 1.30×: $(check "$(awk -v a="$r_keep" -v b="$f_hello" 'BEGIN { print a / b }')" '>=' 1.30));" \
 			"rustfpm p99 with keepalive $(fmt_ms "$r_keep_p99") (target ≤ 5 ms: $(check "$r_keep_p99" '<=' 5))"
 	fi
-	for w in hello cpu; do
+	for w in hello cpu app; do
 		fv=$(med RPS "$w,php-fpm")
 		rv=$(med RPS "$w,rustfpm")
 		[[ -n $fv && -n $rv && " $WORKLOADS " == *" $w "* ]] || continue
 		target=0.90
-		[[ $w == cpu ]] && target=0.98
+		[[ $w == cpu || $w == app ]] && target=0.98
 		line="${LABEL[$w]}: req/s $(ratio "$rv" "$fv") (target ≥ ${target}×: $(check "$(awk -v a="$rv" -v b="$fv" 'BEGIN { print a / b }')" '>=' "$target"))"
-		if [[ $w == hello ]]; then
+		p99_target=""
+		[[ $w == hello ]] && p99_target=1.30
+		[[ $w == app ]] && p99_target=1.10
+		if [[ -n $p99_target ]]; then
 			fp=$(med P99 "$w,php-fpm")
 			rp=$(med P99 "$w,rustfpm")
-			line+=", p99 $(ratio "$rp" "$fp") (target ≤ 1.30×: $(check "$(awk -v a="$rp" -v b="$fp" 'BEGIN { print a / b }')" '<=' 1.30))"
+			line+=", p99 $(ratio "$rp" "$fp") (target ≤ ${p99_target}×: $(check "$(awk -v a="$rp" -v b="$fp" 'BEGIN { print a / b }')" '<=' "$p99_target"))"
 		fi
 		echo "$line"
 	done

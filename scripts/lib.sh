@@ -220,6 +220,15 @@ http_status() {
 	) 2>/dev/null || true
 }
 
+# http_body PORT PATH: the whole answer (head and body) to GET PATH on 127.0.0.1:PORT.
+http_body() {
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+		timeout 5 cat <&3
+	) 2>/dev/null || true
+}
+
 # wait_for_http PORT PATH PID NAME [TIMEOUT_S]: poll until PORT accepts connections, then
 # return the status of GET PATH in RF_HTTP_STATUS.
 wait_for_http() {

@@ -62,17 +62,64 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
         crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
+    let threads = config.global.front_end_threads.unwrap_or_else(frontend::default_threads);
+    let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {
-        let mut server = Server::start(config, listeners, supervisor.clone(), opts)?;
+        let mut server = Server::start(config, listeners, supervisor.clone(), front_ends.handles.clone(), opts)?;
         server.serve().await
     });
+    front_ends.stop();
     supervisor.send(Command::Shutdown { grace: STOP_GRACE });
     let _ = thread.join();
     drop(runtime);
     crate::accesslog::writer::flush(crate::accesslog::LOG_FLUSH_WAIT);
     crate::notice!("exiting, bye-bye!");
     result
+}
+
+/// The front end's threads: the main runtime (which also runs the pools' actors and
+/// the signals) and `front_end_threads - 1` more, each a current-thread runtime with
+/// its own reactor. Each accepts on every listener and serves the connections it
+/// accepted; the pools and their balancers are shared.
+struct FrontEnds {
+    /// Every front-end runtime, the main one first.
+    handles: Vec<tokio::runtime::Handle>,
+    /// The extra threads, and what tells each to end.
+    threads: Vec<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl FrontEnds {
+    fn start(main: tokio::runtime::Handle, count: usize) -> anyhow::Result<FrontEnds> {
+        let mut front_ends = FrontEnds { handles: vec![main], threads: Vec::new() };
+        for n in 1..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start a front-end runtime")?;
+            front_ends.handles.push(runtime.handle().clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("front-end-{n}"))
+                .spawn(move || {
+                    let _ = runtime.block_on(stopped);
+                    // Connections still open past the stop's deadline are dropped.
+                    runtime.shutdown_background();
+                })
+                .context("start a front-end thread")?;
+            front_ends.threads.push((thread, stop));
+        }
+        Ok(front_ends)
+    }
+
+    /// Ends the extra threads (once the server has stopped: its drain waited for
+    /// their connections).
+    fn stop(self) {
+        for (thread, stop) in self.threads {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The running pools and the listeners that feed them.
@@ -102,6 +149,8 @@ struct Server {
     reload_again: bool,
     /// The pid file a reload wrote (the one written at start is its writer's to remove).
     pid_file: Option<(std::path::PathBuf, crate::sys::safe_fs::FileId)>,
+    /// The runtimes that accept on every listener ([`FrontEnds`]).
+    front_ends: Vec<tokio::runtime::Handle>,
 }
 
 impl Drop for Server {
@@ -117,6 +166,7 @@ impl Server {
         config: Config,
         listeners: Vec<PoolListeners>,
         supervisor: Supervisor,
+        front_ends: Vec<tokio::runtime::Handle>,
         mut opts: Options,
     ) -> anyhow::Result<Self> {
         let ready = opts.ready.take();
@@ -141,6 +191,7 @@ impl Server {
             sampler: None,
             reload_again: false,
             pid_file: None,
+            front_ends,
         };
         let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
@@ -170,13 +221,21 @@ impl Server {
         Ok(())
     }
 
+    /// Accepts on `listener` in every front-end runtime, within one shared admission.
     fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
-        let listener = listener.register().with_context(|| format!("[pool {}] register listener", cfg.name))?;
-        let done = self.done_tx.clone().context("server is stopping")?;
+        let listener = Arc::new(listener);
         let (budget, size) = (self.budget.0.clone(), self.budget.1);
         let admission =
             frontend::Admission::new(cfg.listen_max_connections, budget, size, self.budget_pressure.clone());
-        tokio::spawn(frontend::accept_loop(listener, rx, self.shutdown_tx.subscribe(), done, admission));
+        for runtime in &self.front_ends {
+            let acceptor = {
+                let _inside = runtime.enter();
+                frontend::register(&listener).with_context(|| format!("[pool {}] register listener", cfg.name))?
+            };
+            let done = self.done_tx.clone().context("server is stopping")?;
+            let shutdown = self.shutdown_tx.subscribe();
+            runtime.spawn(frontend::accept_loop(acceptor, rx.clone(), shutdown, done, admission.clone()));
+        }
         Ok(())
     }
 

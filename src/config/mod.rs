@@ -48,6 +48,8 @@ pub(crate) const DEFAULT_DAEMONIZE: bool = false;
 /// `[global] systemd_interval` when unset (php-fpm's default): how often the systemd `STATUS=`
 /// line is refreshed.
 pub(crate) const DEFAULT_SYSTEMD_INTERVAL: Duration = Duration::from_secs(10);
+/// The most `[global] front_end_threads`.
+pub(crate) const MAX_FRONT_END_THREADS: usize = 256;
 /// `listen_backlog` when unset (php-fpm's default).
 pub(crate) const DEFAULT_LISTEN_BACKLOG: i32 = 511;
 /// What `listen_backlog = -1` ("the maximum", in php-fpm) becomes.
@@ -149,6 +151,9 @@ pub struct Global {
     pub systemd_interval: Option<Duration>,
     /// rustfpm extension: where the Prometheus endpoint listens (`metrics_listen`; off when unset).
     pub metrics_listen: Option<SocketAddr>,
+    /// rustfpm extension: how many threads accept and serve nginx's connections
+    /// (`front_end_threads`; `None`: [`crate::frontend::default_threads`]).
+    pub front_end_threads: Option<usize>,
 }
 
 impl Default for Global {
@@ -169,6 +174,7 @@ impl Default for Global {
             rlimit_files: None,
             systemd_interval: Some(DEFAULT_SYSTEMD_INTERVAL),
             metrics_listen: None,
+            front_end_threads: None,
         }
     }
 }

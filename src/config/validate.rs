@@ -22,8 +22,8 @@ use super::{
     DEFAULT_LISTEN_MAX_CONNECTIONS, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE,
     DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
     DEFAULT_PROCESS_DUMPABLE, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_LISTEN_MAX_CONNECTIONS,
-    MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_FRONT_END_THREADS,
+    MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -53,6 +53,9 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         systemd_interval: optional(&raw.systemd_interval, r, duration)
             .map_or(Some(DEFAULT_SYSTEMD_INTERVAL), |d| Some(d).filter(|d| !d.is_zero())),
         metrics_listen: optional(&raw.metrics_listen, r, |f, r| parsed(f, r, listen::parse_tcp)),
+        front_end_threads: optional(&raw.front_end_threads, r, |f, r| {
+            int_in(f, r, 1..=MAX_FRONT_END_THREADS as i64).map(|n| n as usize)
+        }),
         ..Global::default()
     };
     error_log::apply(raw, &mut global, r);

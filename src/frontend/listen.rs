@@ -55,7 +55,8 @@ impl ListenError {
     }
 }
 
-/// A bound listener, before the runtime takes it over.
+/// A bound listener. Each front-end thread accepts on it through its own
+/// [`Acceptor`]; the socket file goes when the listener and every acceptor are dropped.
 #[derive(Debug)]
 pub struct Listener {
     /// `pm_status_listen`: serves only the pool's status and ping pages.
@@ -66,7 +67,15 @@ pub struct Listener {
     /// A unix socket's path, and the socket file bound there (removed at drop only if
     /// it is still that one); `None` for TCP and for sockets systemd passed.
     unix: Option<(PathBuf, FileId)>,
-    tokio: Option<TokioListener>,
+}
+
+/// One front-end thread's handle on a shared [`Listener`], registered with that
+/// thread's runtime.
+#[derive(Debug)]
+pub struct Acceptor {
+    /// Kept for its socket file, removed when the last acceptor is dropped.
+    listener: Arc<Listener>,
+    tokio: TokioListener,
 }
 
 #[derive(Debug)]
@@ -121,30 +130,38 @@ impl std::os::fd::AsRawFd for Listener {
     }
 }
 
-impl Listener {
-    /// Accepts the next connection. Must run inside the tokio runtime.
+impl Acceptor {
+    /// Accepts the next connection. Must run inside the runtime it was registered with.
+    /// tokio's readiness is edge-triggered: after a wake-up, each call accepts from the
+    /// kernel's queue until it is empty (one `EAGAIN` per wake-up, not per connection).
     pub async fn accept(&self) -> std::io::Result<Accepted> {
-        match self.tokio.as_ref() {
-            Some(TokioListener::Unix(l)) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
-            Some(TokioListener::Tcp(l)) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
-            None => Err(std::io::Error::other("listener not registered with the runtime")),
+        match &self.tokio {
+            TokioListener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+            TokioListener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
         }
     }
 
-    /// Hands the socket to the tokio runtime (call inside it).
-    pub fn register(mut self) -> std::io::Result<Listener> {
-        let fd = self.fd.try_clone()?;
-        self.tokio = Some(if self.is_unix {
-            let std = std::os::unix::net::UnixListener::from(fd);
-            std.set_nonblocking(true)?;
-            TokioListener::Unix(tokio::net::UnixListener::from_std(std)?)
-        } else {
-            let std = std::net::TcpListener::from(fd);
-            std.set_nonblocking(true)?;
-            TokioListener::Tcp(tokio::net::TcpListener::from_std(std)?)
-        });
-        Ok(self)
+    /// `pm_status_listen`: serves only the pool's status and ping pages.
+    pub fn pages_only(&self) -> bool {
+        self.listener.pages_only
     }
+}
+
+/// Registers a shared listener with the current runtime (call inside it): a
+/// duplicate of its descriptor, so that every front-end thread polls it in its own
+/// reactor.
+pub fn register(listener: &Arc<Listener>) -> std::io::Result<Acceptor> {
+    let fd = listener.fd.try_clone()?;
+    let tokio = if listener.is_unix {
+        let std = std::os::unix::net::UnixListener::from(fd);
+        std.set_nonblocking(true)?;
+        TokioListener::Unix(tokio::net::UnixListener::from_std(std)?)
+    } else {
+        let std = std::net::TcpListener::from(fd);
+        std.set_nonblocking(true)?;
+        TokioListener::Tcp(tokio::net::TcpListener::from_std(std)?)
+    };
+    Ok(Acceptor { listener: listener.clone(), tokio })
 }
 
 impl Drop for Listener {
@@ -183,7 +200,7 @@ fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<
     let fd = match listen {
         ListenAddr::Unix(path) => {
             let (fd, id) = bind_unix(cfg, path, backlog)?;
-            return Ok(Listener { pages_only, fd, is_unix: true, unix: Some((path.clone(), id)), tokio: None });
+            return Ok(Listener { pages_only, fd, is_unix: true, unix: Some((path.clone(), id)) });
         }
         ListenAddr::Tcp(sa) => bind_tcp(*sa, None, backlog),
         // php-fpm's bare port: [::] for both families, else (no IPv6) 0.0.0.0.
@@ -192,7 +209,7 @@ fn bind_at(cfg: &config::Pool, listen: &ListenAddr, pages_only: bool) -> Result<
             bind_tcp((Ipv4Addr::UNSPECIFIED, *port).into(), None, backlog)
         }),
     };
-    Ok(Listener { pages_only, fd: fd.map_err(bind_err)?, is_unix: false, unix: None, tokio: None })
+    Ok(Listener { pages_only, fd: fd.map_err(bind_err)?, is_unix: false, unix: None })
 }
 
 /// A listening TCP socket at `sa`; `v6_only` sets `IPV6_V6ONLY` (else the system's default).

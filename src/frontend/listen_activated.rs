@@ -44,7 +44,7 @@ pub(super) fn listener(
         socket.name
     );
     let is_unix = matches!(bound, Some(ListenAddr::Unix(_)));
-    Ok(Some(Listener { pages_only, fd, is_unix, unix: None, tokio: None }))
+    Ok(Some(Listener { pages_only, fd, is_unix, unix: None }))
 }
 
 /// The address a passed socket is bound to.

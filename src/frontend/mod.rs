@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-pub use listen::{bind, Listener, PoolListeners};
+pub use listen::{bind, register, Acceptor, Listener, PoolListeners};
 
 use crate::pool::Pool;
 use limits::Throttle;
@@ -35,11 +35,23 @@ pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (the connection waits in the listen queue).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// What bounds the connections of one listener.
+/// `[global] front_end_threads` when unset: how many threads accept and serve
+/// nginx's connections. One: on 2 cores a second thread cost more CPU per request
+/// and gained no throughput, and the test suite still finds defects with two
+/// (docs/performance.md says which).
+pub fn default_threads() -> usize {
+    1
+}
+
+/// What bounds the connections of one listener. Clones share the limits: the
+/// accept loops of every front-end thread take their permits from the same ones.
 #[derive(Debug, Clone)]
 pub struct Admission {
     /// `listen_max_connections`: most connections of this listener.
     pub max: usize,
+    /// This listener's permits (`max` of them), and the pressure that asks its
+    /// connections to make room.
+    own: (Arc<Semaphore>, Pressure),
     /// Connections the open-file limit leaves room for, shared by every
     /// listener ([`limits::connection_budget`]).
     pub budget: Arc<Semaphore>,
@@ -52,7 +64,8 @@ pub struct Admission {
 impl Admission {
     /// `max` connections on this listener, within a shared `budget` of `budget_size`.
     pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize, budget_pressure: Pressure) -> Self {
-        Admission { max, budget, budget_size, budget_pressure }
+        let own = (Arc::new(Semaphore::new(max)), Pressure::default());
+        Admission { max, own, budget, budget_size, budget_pressure }
     }
 }
 
@@ -66,27 +79,45 @@ type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 /// `admission`, new connections wait in the kernel's listen queue; so do they
 /// when `accept` fails (out of descriptors), and connections already held are
 /// served on.
+///
+/// The fast path (a permit free, a connection in the queue) registers no waker: the
+/// shutdown and reload signals are checked by their version numbers, and each `select!`
+/// polls its work first, so the signals' futures are only polled when it would wait.
 pub async fn accept_loop(
-    listener: Listener,
+    listener: Acceptor,
     mut current: watch::Receiver<Arc<Pool>>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
     admission: Admission,
 ) {
-    let own = (Arc::new(Semaphore::new(admission.max)), Pressure::default());
+    let own = &admission.own;
     let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
-    let pages_only = listener.pages_only;
+    let pages_only = listener.pages_only();
     loop {
-        let names = current.clone();
-        let held = tokio::select! {
-            held = admit(&own, &admission, &names, &mut throttle) => held,
-            _ = shutdown.changed() => return,
-            changed = current.changed() => match changed {
-                Ok(()) => continue,
-                Err(_) => return,
-            },
+        if shutdown.has_changed().unwrap_or(true) {
+            return;
+        }
+        match current.has_changed() {
+            Ok(true) => drop(current.borrow_and_update()),
+            Ok(false) => {}
+            Err(_) => return,
+        }
+        let held = match try_admit(own, &admission) {
+            Some(held) => held,
+            None => {
+                let names = current.clone();
+                tokio::select! {
+                    held = admit(own, &admission, &names, &mut throttle) => held,
+                    _ = shutdown.changed() => return,
+                    changed = current.changed() => match changed {
+                        Ok(()) => continue,
+                        Err(_) => return,
+                    },
+                }
+            }
         };
         let accepted = tokio::select! {
+            biased;
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
             changed = current.changed() => match changed {
@@ -124,6 +155,13 @@ fn accept_failure_cause(e: &std::io::Error) -> String {
         Some(libc::ENFILE) => " (the system's file table is full: fs.file-max)".to_string(),
         _ => String::new(),
     }
+}
+
+/// Both permits for one connection, if both are free now.
+fn try_admit(own: &(Arc<Semaphore>, Pressure), admission: &Admission) -> Option<Held> {
+    let mine = own.0.clone().try_acquire_owned().ok()?;
+    let shared = admission.budget.clone().try_acquire_owned().ok()?;
+    Some((mine, shared))
 }
 
 /// Takes this listener's and the shared budget's permit for one connection,

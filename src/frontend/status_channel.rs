@@ -101,9 +101,8 @@ mod tests {
     use crate::pool::msg::SlotSnapshot;
     use std::time::Instant;
 
-    fn slot(slot: usize, pid: i32, state: SlotState) -> SlotSnapshot {
+    fn slot(pid: i32, state: SlotState) -> SlotSnapshot {
         SlotSnapshot {
-            slot,
             pid: Some(pid),
             state,
             requests: 0,
@@ -123,7 +122,7 @@ mod tests {
             started: SystemTime::now(),
             parent_pid: Some(10),
             parent_starts: 1,
-            slots: vec![slot(0, 11, SlotState::Busy), slot(1, 12, SlotState::Idle)],
+            slots: vec![slot(11, SlotState::Busy), slot(12, SlotState::Idle)],
             accepted: 0,
             max_active: 0,
             max_queue_wait: Duration::ZERO,

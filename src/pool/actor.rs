@@ -489,7 +489,7 @@ impl PoolActor {
             started: self.started,
             parent_pid: self.parent.pid().map(Pid::as_raw),
             parent_starts: self.parent.starts(),
-            slots: self.slots.iter().enumerate().map(|(slot, s)| slot_snapshot(slot, s, pids[slot])).collect(),
+            slots: self.slots.iter().zip(&pids).map(|(s, pid)| slot_snapshot(s, *pid)).collect(),
             accepted: c.accepted,
             max_active: c.max_active,
             max_queue_wait: c.max_queue_wait,

@@ -109,9 +109,8 @@ impl Carried {
     }
 }
 
-pub(super) fn slot_snapshot(slot: usize, s: &Slot, pid: Option<i32>) -> SlotSnapshot {
+pub(super) fn slot_snapshot(s: &Slot, pid: Option<i32>) -> SlotSnapshot {
     SlotSnapshot {
-        slot,
         pid,
         state: s.state,
         requests: s.requests,

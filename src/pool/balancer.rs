@@ -135,6 +135,7 @@ impl Balancer {
     }
 
     /// Idle workers right now.
+    #[cfg(test)]
     pub fn idle(&self) -> usize {
         self.permits.available_permits()
     }

@@ -28,8 +28,6 @@ pub enum SlotState {
 /// One slot as the actor sees it.
 #[derive(Debug, Clone)]
 pub struct SlotSnapshot {
-    /// Slot index.
-    pub slot: usize,
     /// Pid of the php-cgi child serving this slot; for a slot that has not
     /// served yet, one of the parent's children that no slot has met.
     pub pid: Option<i32>,
@@ -69,8 +67,10 @@ pub struct PoolSnapshot {
     /// Highest number of busy slots seen.
     pub max_active: usize,
     /// Longest queue wait seen.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the actor's unit tests
     pub max_queue_wait: Duration,
     /// Children replaced, by reason (indexed like [`Reason::ALL`]).
+    #[cfg_attr(not(test), allow(dead_code))] // read by the actor's unit tests
     pub recycled: [u64; Reason::ALL.len()],
     /// Requests that ran past `request_slowlog_timeout`.
     pub slow_requests: u64,

@@ -74,6 +74,7 @@ pub(in crate::config) const GLOBAL: &[(&str, Action)] = &[
     ("rlimit_core", Warn("set rlimit_core in each pool, or LimitCORE= in the systemd unit")),
     ("events.mechanism", Warn("")),
     ("systemd_interval", Set("systemd_interval", Kind::Duration)),
+    ("rustfpm.front_end_threads", Set("front_end_threads", Kind::Int)),
 ];
 
 /// Pool directives (php-fpm 8.2's `ini_fpm_pool_options`); the arrays are in [`ARRAYS`].

@@ -41,6 +41,7 @@ fn global(out: &mut String, g: &Global) {
     optional(out, "rlimit_files", g.rlimit_files);
     line(out, "systemd_interval", duration(g.systemd_interval.unwrap_or_default()));
     optional(out, "metrics_listen", g.metrics_listen.map(|a| quote(&a.to_string())));
+    optional(out, "front_end_threads", g.front_end_threads);
 }
 
 fn pool(out: &mut String, p: &Pool) {
