@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::body::RequestStream;
 use super::error::ConnError;
-use super::inbuf::InBuf;
+use super::inbuf::{InBuf, CHUNK};
 use super::limits::{HeadClock, Phase};
 use super::shed::Shed;
 use crate::fastcgi::{
@@ -279,6 +279,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Err(ConnError::UnexpectedEof);
             }
         }
+    }
+
+    /// Resolves once nginx has closed the connection of a request that waits
+    /// for a worker: nginx gave up on it (the browser went away, wrk ended a
+    /// round). Until then it reads what nginx sends (the rest of a body sent
+    /// with the head; the exchange passes it on), up to one [`CHUNK`] held:
+    /// then it stops watching rather than hold more, and never resolves.
+    /// Polled only while a request waits: it costs one read per wake-up.
+    pub async fn hung_up(&mut self) {
+        while self.inbuf.pending().len() < CHUNK {
+            match self.inbuf.fill(&mut self.stream).await {
+                // EOF, or a reset: nobody is left to answer.
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        std::future::pending().await
     }
 
     /// Reads once more from nginx, without a time limit. Returns the number of
