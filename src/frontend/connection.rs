@@ -458,6 +458,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiting_request_keeps_the_body_that_comes_and_sees_nginx_hang_up() {
+        let mut input = Vec::new();
+        request(&mut input, 1, b"/x.php", &[b'b'; 3000]);
+        let mut conn = over(&input);
+        let head = next_head(&mut conn).await.expect("head");
+        conn.hung_up().await;
+        let mut body = RequestStream::new(head.id);
+        conn.take_body(&mut body, &mut Vec::new()).expect("the body's records");
+        assert!(body.ended && body.content == 3000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_request_holding_a_chunk_is_not_watched_further() {
+        let input = vec![0u8; CHUNK + 8];
+        let mut conn = over(&input);
+        conn.fill().await.expect("in-memory read");
+        assert!(conn.buffered() >= CHUNK);
+        let watched = tokio::time::timeout(std::time::Duration::from_secs(3600), conn.hung_up()).await;
+        assert!(watched.is_err(), "hung_up resolved with a full buffer");
+    }
+
+    #[tokio::test]
     async fn a_second_request_before_the_first_head_is_complete_is_refused() {
         let mut input = Vec::new();
         encode_begin_request(&mut input, 1, Role::Responder, FCGI_KEEP_CONN);
