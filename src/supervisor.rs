@@ -279,9 +279,12 @@ impl State {
                     self.look_up(Lookup { parent, slot, inode, events, tries: 0, due: Instant::now() })
                 }
                 Command::CheckPeer { slot, inode, events } => {
-                    // An error (no netlink) counts as closed: the worker then
+                    // A connection still in the children's accept queue has no
+                    // peer inode either, like a closed one, but its request
+                    // will run: what it was sent is still there, unread. An
+                    // error (no netlink) counts as closed: the worker then
                     // reconnects and waits in the children's accept queue.
-                    let open = matches!(sockdiag::unix_peer_inode(inode), Ok(Some(_)));
+                    let open = sockdiag::unix_peer(inode).is_ok_and(|peer| peer.holds());
                     events.send(Report::PeerChecked { slot, inode, open });
                 }
                 Command::Query { query, respond_to } => self.query(&query, respond_to),

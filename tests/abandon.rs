@@ -270,3 +270,113 @@ fn a_body_that_stops_coming_frees_the_worker_after_request_read_timeout() {
     assert!(log.contains("request_read_timeout"), "{log}");
     drop(stalled);
 }
+
+/// A pool of one child held by `count.php` until the test opens its gate; each
+/// run of the script adds a line to `runs`.
+struct Gated {
+    site: Site,
+    runs: std::path::PathBuf,
+    gate: std::path::PathBuf,
+}
+
+impl Gated {
+    fn new() -> Gated {
+        let site = Site::new();
+        let (runs, gate) = (site.scratch().join("runs"), site.scratch().join("gate"));
+        site.script(
+            "count.php",
+            &format!(
+                "<?php file_put_contents('{runs}', \"run\\n\", FILE_APPEND);
+                while (!file_exists('{gate}')) usleep(10000);
+                echo 'ran';",
+                runs = runs.display(),
+                gate = gate.display(),
+            ),
+        );
+        Gated { site, runs, gate }
+    }
+
+    fn start(&self) -> Rustfpm {
+        let opts = PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() };
+        Rustfpm::start(&self.site, &opts)
+    }
+
+    fn runs(&self) -> usize {
+        std::fs::read_to_string(&self.runs).map_or(0, |text| text.lines().count())
+    }
+
+    /// Waits until `n` requests wait in rustfpm's queue for the busy child.
+    fn wait_queued(&self, fpm: &Rustfpm, n: usize) {
+        let line = format!("listen queue:         {n}\n");
+        let queued = wait_until(HANG, || fetch(&fpm.socket, &status_request(&self.site)).contains(&line));
+        assert!(
+            queued,
+            "not {n} waiting for the child (given-up requests still queued?): {}",
+            fetch(&fpm.socket, &status_request(&self.site))
+        );
+    }
+}
+
+/// Requests whose client goes away while they wait for the only child (busy)
+/// never reach it: a GET, a POST whose body rustfpm holds whole, and one whose
+/// body was still coming. They leave the queue when their client closes, no
+/// child runs them, and the request after them is served.
+#[test]
+fn requests_given_up_while_queued_never_reach_a_child() {
+    let gated = Gated::new();
+    let fpm = gated.start();
+    let socket = fpm.socket.clone();
+    let first_request = get(&gated.site, "count.php");
+    let first = std::thread::spawn(move || fetch(&socket, &first_request));
+    assert!(wait_until(HANG, || gated.runs() == 1), "the first request never ran");
+
+    let mut whole = request_head(&gated.site, "count.php", 100);
+    whole.extend(record(5, &[b'w'; 100]));
+    whole.extend(record(5, b""));
+    let mut coming = request_head(&gated.site, "count.php", 1 << 20);
+    coming.extend(record(5, &[b'c'; 8000]));
+    let mut dead = Vec::new();
+    for request in [get(&gated.site, "count.php"), whole, coming] {
+        let mut client = UnixStream::connect(&fpm.socket).unwrap();
+        client.write_all(&request).unwrap();
+        dead.push(client);
+    }
+    gated.wait_queued(&fpm, 3);
+    drop(dead);
+    gated.wait_queued(&fpm, 0);
+
+    std::fs::write(&gated.gate, "").unwrap();
+    assert_eq!(first.join().unwrap().split("\r\n\r\n").nth(1), Some("ran"));
+    let live = fetch(&fpm.socket, &get(&gated.site, "count.php"));
+    assert_eq!(live.split("\r\n\r\n").nth(1), Some("ran"), "{live}");
+    assert_eq!(gated.runs(), 2, "a request given up on while queued ran");
+}
+
+/// The same behind real nginx, with and without `fastcgi_keep_conn`: nginx
+/// closes its connection to rustfpm when the browser goes away, and the
+/// requests it gave up on are not run.
+#[test]
+fn requests_nginx_gives_up_on_while_queued_never_reach_a_child() {
+    let gated = Gated::new();
+    let fpm = gated.start();
+    let nginx = Nginx::start(&gated.site, &fpm);
+    let first = get_in_thread(nginx.url("/count.php"));
+    assert!(wait_until(HANG, || gated.runs() == 1), "the first request never ran");
+
+    let mut browsers = Vec::new();
+    for path in ["/count.php", "/ka/count.php", "/count.php?again", "/ka/count.php?again"] {
+        let mut browser = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+        write!(browser, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        browsers.push(browser);
+    }
+    gated.wait_queued(&fpm, 4);
+    drop(browsers);
+    gated.wait_queued(&fpm, 0);
+
+    std::fs::write(&gated.gate, "").unwrap();
+    assert_eq!(first.join().unwrap().expect("the first request's answer").text(), "ran");
+    for path in ["/count.php", "/ka/count.php"] {
+        assert_eq!(common::get(&nginx.url(path)).text(), "ran");
+    }
+    assert_eq!(gated.runs(), 3, "a request nginx gave up on while queued ran");
+}

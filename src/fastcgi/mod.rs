@@ -37,11 +37,11 @@ mod record;
 
 pub use params::encode_pair;
 pub(crate) use params::{encode_get_values_result, pairs, parse_pairs, ParamsBuffer};
-pub use record::{encode_begin_request, encode_stream, parse_record, Header, Record};
 pub(crate) use record::{
-    encode_end_request, encode_simple_response, encode_unknown_type, padding_for, BeginRequest, EndRequest,
-    StreamWriter,
+    close_record, encode_end_request, encode_simple_response, encode_unknown_type, open_record, padding_for,
+    BeginRequest, EndRequest, StreamWriter,
 };
+pub use record::{encode_begin_request, encode_stream, parse_record, Header, Record};
 
 /// The only FastCGI protocol version (`FCGI_VERSION_1`).
 pub(crate) const VERSION_1: u8 = 1;

@@ -64,10 +64,16 @@ async fn handle(
     if let Some(answered) = answer_without_child(conn, &pool, &mut head).await {
         return answered;
     }
-    let (pool, worker, queued) = match acquire(current, pool).await {
+    let (pool, worker, queued) = match acquire(conn, current, pool).await {
         Lent::Worker(pool, worker, queued) => (pool, worker, queued),
         Lent::Refused(pool, why) => return refused(conn, &pool, &head, why).await,
         Lent::Retired => return unavailable(conn, &head).await.map(|_| false),
+        Lent::Dead(pool) => {
+            let uri = crate::accesslog::format::escape_controls(&head.params.text(b"REQUEST_URI"));
+            crate::debug!("[pool {}] the web server gave up on {uri} while it waited for a child: not run", pool.name);
+            log_alone(conn, &pool, &head, 499);
+            return Ok(false);
+        }
     };
     let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
     let info = wants_info.then(|| pages::request_info(&head.params));
@@ -141,13 +147,25 @@ enum Lent {
     Refused(Arc<Pool>, AcquireError),
     /// A reload retired the pool and no other took over (shutdown).
     Retired,
+    /// nginx closed the connection while the request waited: it gave up on
+    /// the request, which no child will run (nginx logs it 499; so does
+    /// rustfpm's access log, and the metrics count it in 4xx).
+    Dead(Arc<Pool>),
 }
 
 /// A worker of the pool `current` holds. A pool that a reload retires while
-/// the request waits hands it on to the new one.
-async fn acquire(current: &watch::Receiver<Arc<Pool>>, mut pool: Arc<Pool>) -> Lent {
+/// the request waits hands it on to the new one. While the request waits,
+/// `conn` is watched: a request nginx gives up on leaves the queue at once
+/// and never reaches a child (php-fpm's child would run it). One that gets
+/// its worker at once never looks at its connection here.
+async fn acquire(conn: &mut Connection, current: &watch::Receiver<Arc<Pool>>, mut pool: Arc<Pool>) -> Lent {
     loop {
-        match pool.balancer.acquire().await {
+        let acquired = tokio::select! {
+            biased;
+            acquired = pool.balancer.acquire() => acquired,
+            () = conn.hung_up() => return Lent::Dead(pool),
+        };
+        match acquired {
             Ok((worker, queued)) => return Lent::Worker(pool, worker, queued),
             Err(AcquireError::Closed) => {
                 let next = current.borrow().clone();

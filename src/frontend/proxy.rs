@@ -15,8 +15,8 @@ use super::lease::Lease;
 use super::policy::DROPPED_PARAMS;
 use super::response::ResponseStream;
 use crate::fastcgi::{
-    encode_begin_request, encode_end_request, encode_pair, encode_stream, ProtocolStatus, RecordType, Role,
-    FCGI_KEEP_CONN,
+    close_record, encode_begin_request, encode_end_request, encode_pair, encode_stream, open_record, ProtocolStatus,
+    RecordType, Role, FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT_LEN,
 };
 use crate::pool::finish::{Marker, MARKER_PARAM};
 use crate::pool::{AbandonCause, PoolMsg, Worker};
@@ -364,24 +364,39 @@ fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
     out
 }
 
-/// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params,
-/// minus those never passed on, plus the request's finish marker.
+/// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params
+/// of [`write_params`], encoded straight into `out`: one PARAMS record (or
+/// several, past 64 KiB) and the empty one.
 fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     out.clear();
     encode_begin_request(out, head.id, Role::Responder, FCGI_KEEP_CONN);
-    let mut params = Vec::with_capacity(head.params.len());
+    let start = open_record(out, RecordType::Params, head.id);
+    write_params(head, marker, out);
+    match out.len() - start - HEADER_LEN {
+        0 => out.truncate(start),
+        len if len <= MAX_CONTENT_LEN => close_record(out, start),
+        _ => {
+            // Rare: more than one record's worth. Split as encode_stream does.
+            let params = out.split_off(start + HEADER_LEN);
+            out.truncate(start);
+            encode_stream(out, RecordType::Params, head.id, &params);
+        }
+    }
+    encode_stream(out, RecordType::Params, head.id, b"");
+}
+
+/// The params the child gets, appended to `out` as FastCGI pairs: nginx's,
+/// minus those never passed on, plus the request's finish marker. The one
+/// place where the params towards the child are written.
+fn write_params(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     for (name, value) in head.params.pairs().flatten() {
         if !DROPPED_PARAMS.contains(&name) {
-            encode_pair(&mut params, name, value);
+            encode_pair(out, name, value);
         }
     }
     if let Some(marker) = marker {
-        encode_pair(&mut params, MARKER_PARAM, marker.as_bytes());
+        encode_pair(out, MARKER_PARAM, marker.as_bytes());
     }
-    if !params.is_empty() {
-        encode_stream(out, RecordType::Params, head.id, &params);
-    }
-    encode_stream(out, RecordType::Params, head.id, b"");
 }
 
 /// How a request failed on the child's side.
@@ -434,4 +449,61 @@ async fn fail(
     }
     let answered = conn.answer(head, Reply::new(line, body)).await.is_ok() && conn.skip_body(request).await.is_ok();
     Outcome::ChildLost { answered }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::{pairs, parse_record, ParamsBuffer};
+
+    fn head_with(params_in: &[(&[u8], &[u8])]) -> Head {
+        let mut encoded = Vec::new();
+        for (name, value) in params_in {
+            encode_pair(&mut encoded, name, value);
+        }
+        let mut params = ParamsBuffer::new(1 << 20);
+        params.push(&encoded).expect("within the limit");
+        Head { id: 7, keep_conn: false, params, started: Instant::now() }
+    }
+
+    /// The records of `out`: type, request id and content.
+    fn records(mut out: &[u8]) -> Vec<(u8, u16, Vec<u8>)> {
+        let mut found = Vec::new();
+        while let Some((rec, used)) = parse_record(out).expect("valid records") {
+            found.push((rec.header.record_type, rec.header.request_id, rec.content.to_vec()));
+            out = &out[used..];
+        }
+        assert!(out.is_empty(), "a record was cut");
+        found
+    }
+
+    #[test]
+    fn the_head_carries_every_param_but_the_dropped_ones() {
+        let head = head_with(&[(b"SCRIPT_FILENAME", b"/x.php"), (b"HTTP_PROXY", b"evil"), (b"QUERY_STRING", b"")]);
+        let mut out = vec![b'x'; 3];
+        request_head(&head, None, &mut out);
+        let recs = records(&out);
+        let kinds: Vec<_> = recs.iter().map(|(kind, id, _)| (*kind, *id)).collect();
+        assert_eq!(kinds, [(1, 7), (4, 7), (4, 7)]);
+        let sent: Vec<_> = pairs(&recs[1].2).map(|p| p.expect("whole pairs")).collect();
+        assert_eq!(sent, [(&b"SCRIPT_FILENAME"[..], &b"/x.php"[..]), (&b"QUERY_STRING"[..], &b""[..])]);
+        assert!(recs[2].2.is_empty());
+    }
+
+    #[test]
+    fn params_past_one_record_are_split_and_no_params_make_no_record() {
+        let big = vec![b'v'; 70_000];
+        let head = head_with(&[(b"HTTP_COOKIE", &big)]);
+        let mut out = Vec::new();
+        request_head(&head, None, &mut out);
+        let recs = records(&out);
+        let lens: Vec<_> = recs.iter().map(|(kind, _, content)| (*kind, content.len())).collect();
+        let whole = head.params.bytes().len();
+        assert_eq!(lens, [(1, 8), (4, MAX_CONTENT_LEN), (4, whole - MAX_CONTENT_LEN), (4, 0)]);
+        assert_eq!([&recs[1].2[..], &recs[2].2[..]].concat(), head.params.bytes());
+
+        request_head(&head_with(&[(b"HTTP_PROXY", b"x")]), None, &mut out);
+        let kinds: Vec<_> = records(&out).iter().map(|(kind, _, content)| (*kind, content.len())).collect();
+        assert_eq!(kinds, [(1, 8), (4, 0)]);
+    }
 }

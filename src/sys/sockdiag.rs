@@ -11,13 +11,44 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const UDIAG_SHOW_PEER: u32 = 0x04;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_PEER: u16 = 2;
+/// `struct unix_diag_rqlen`: bytes unread by us, then bytes unread by the peer.
+const UNIX_DIAG_RQLEN: u16 = 4;
 const NLMSG_HDRLEN: usize = 16;
 const UNIX_DIAG_MSG_LEN: usize = 16;
+
+/// What the kernel says of the peer of one of our unix sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The inode of the socket connected to ours: `None` once the peer has
+    /// closed its end, and also while no process has accepted it yet (the
+    /// kernel reports 0 for both).
+    pub inode: Option<u32>,
+    /// What we sent and the peer has not read yet: our socket's send queue,
+    /// in the kernel's accounting (buffer memory, not payload bytes). A peer
+    /// that closed has dropped it: more than 0 with no peer inode means a
+    /// connection still in the listener's accept queue.
+    pub unread: u32,
+}
+
+impl Peer {
+    /// The peer holds the connection, or will once a process accepts it: a
+    /// request written to it is, or will be, run.
+    pub fn holds(&self) -> bool {
+        self.inode.is_some() || self.unread > 0
+    }
+}
 
 /// Returns the inode of the socket connected to the unix socket `inode`, if
 /// any: `None` once the peer has closed its end (the kernel then reports 0).
 pub fn unix_peer_inode(inode: u32) -> io::Result<Option<u32>> {
+    Ok(unix_peer(inode)?.inode)
+}
+
+/// The peer of the unix socket `inode` (ours) and what it has not read yet.
+/// A socket the kernel does not know has no peer.
+pub fn unix_peer(inode: u32) -> io::Result<Peer> {
     let fd = socket(AddressFamily::Netlink, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkSockDiag)?;
     send(fd.as_raw_fd(), &request(inode), MsgFlags::empty())?;
     let mut buf = [0u8; 1024];
@@ -37,7 +68,7 @@ fn request(inode: u32) -> Vec<u8> {
     msg.extend_from_slice(&0u16.to_ne_bytes()); // pad
     msg.extend_from_slice(&u32::MAX.to_ne_bytes()); // all states
     msg.extend_from_slice(&inode.to_ne_bytes());
-    msg.extend_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    msg.extend_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
     msg.extend_from_slice(&u32::MAX.to_ne_bytes()); // no cookie
     msg.extend_from_slice(&u32::MAX.to_ne_bytes());
     msg
@@ -51,14 +82,14 @@ fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn parse_reply(buf: &[u8]) -> io::Result<Option<u32>> {
+fn parse_reply(buf: &[u8]) -> io::Result<Peer> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "short sock_diag reply");
+    let mut peer = Peer { inode: None, unread: 0 };
     let msg_type = u16_at(buf, 4).ok_or_else(bad)?;
     if msg_type == NLMSG_ERROR {
         let errno = u32_at(buf, NLMSG_HDRLEN).ok_or_else(bad)? as i32;
         return match -errno {
-            0 => Ok(None),
-            libc::ENOENT => Ok(None),
+            0 | libc::ENOENT => Ok(peer),
             e => Err(io::Error::from_raw_os_error(e)),
         };
     }
@@ -70,12 +101,14 @@ fn parse_reply(buf: &[u8]) -> io::Result<Option<u32>> {
         if rta_len < 4 {
             break;
         }
-        if rta_type == UNIX_DIAG_PEER {
-            return Ok(u32_at(buf, at + 4).filter(|&peer| peer != 0));
+        match rta_type {
+            UNIX_DIAG_PEER => peer.inode = u32_at(buf, at + 4).filter(|&inode| inode != 0),
+            UNIX_DIAG_RQLEN => peer.unread = u32_at(buf, at + 8).ok_or_else(bad)?,
+            _ => {}
         }
         at += (rta_len + 3) & !3;
     }
-    Ok(None)
+    Ok(peer)
 }
 
 #[cfg(test)]
@@ -99,5 +132,24 @@ mod tests {
     #[test]
     fn unknown_inode_is_none() {
         assert_eq!(unix_peer_inode(u32::MAX - 7).unwrap(), None);
+    }
+
+    #[test]
+    fn a_connection_not_accepted_yet_holds_what_was_sent_and_a_closed_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
+        let mut queued = UnixStream::connect(dir.path().join("s")).unwrap();
+        let unused = unix_peer(inode_of(&queued)).unwrap();
+        assert_eq!(unused, Peer { inode: None, unread: 0 }, "nothing sent: looks closed");
+        std::io::Write::write_all(&mut queued, b"a request").unwrap();
+        let waiting = unix_peer(inode_of(&queued)).unwrap();
+        assert!(waiting.inode.is_none() && waiting.unread > 0, "{waiting:?}");
+        assert!(waiting.holds());
+        let (accepted, _) = listener.accept().unwrap();
+        assert_eq!(unix_peer(inode_of(&queued)).unwrap().inode, Some(inode_of(&accepted)));
+        drop(accepted);
+        let closed = unix_peer(inode_of(&queued)).unwrap();
+        assert_eq!(closed, Peer { inode: None, unread: 0 });
+        assert!(!closed.holds());
     }
 }
