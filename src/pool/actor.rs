@@ -6,14 +6,17 @@
 //! This file holds the loop, the requests' flow and the replacement of
 //! children; the rest of its state is grouped by concern, each part with its
 //! own decisions: the slots (`actor_slot.rs`), the php-cgi parent
-//! (`actor_parent.rs`), the counters (`actor_counters.rs`), the pool's end
-//! (`actor_ending.rs`), requests whose child crashed (`actor_crashes.rs`),
+//! (`actor_parent.rs`), the counters (`actor_counters.rs`), how far the
+//! pool's stop has come (`actor_stopping.rs`), requests whose child crashed (`actor_crashes.rs`),
 //! abandoned requests (`actor_abandoned.rs`) and the logs (`actor_logs.rs`).
 //! Unit tests feed it messages and read its decisions (`actor_tests.rs`).
 //!
 //! Words: a child is *replaced* (killed between requests; php-cgi forks a
 //! fresh one) for a [`Reason`]; a pool (one generation, after a reload) is
-//! *retired*; a child that dies under a request has *crashed*.
+//! *retired*; a child that dies under a request has *crashed*. A request
+//! *ends* with the child's END_REQUEST; nginx has a *complete* response
+//! once it has its END_REQUEST (possibly early, at `fastcgi_finish_request()`,
+//! the only thing called *finish*). ARCHITECTURE.md lists every such word.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -41,23 +44,23 @@ mod abandoned;
 mod counters;
 #[path = "actor_crashes.rs"]
 mod crashes;
-#[path = "actor_ending.rs"]
-mod ending;
 #[path = "actor_logs.rs"]
 mod logs;
 #[path = "actor_parent.rs"]
 mod parent;
 #[path = "actor_slot.rs"]
 mod slot;
+#[path = "actor_stopping.rs"]
+mod stopping;
 #[cfg(test)]
 #[path = "actor_tests.rs"]
 mod tests;
 
 use counters::Counters;
 use crashes::Crashes;
-use ending::Ending;
 use parent::Parent;
 use slot::{slot_snapshot, Carried, Slot};
+use stopping::Stopping;
 
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
@@ -95,7 +98,7 @@ pub struct PoolActor {
     started: SystemTime,
     slots: Vec<Slot>,
     parent: Parent,
-    ending: Ending,
+    stopping: Stopping,
     counters: Counters,
     crashes: Crashes,
     carried: Carried,
@@ -132,7 +135,7 @@ impl PoolActor {
             started: SystemTime::now(),
             slots: (0..epochs.len()).map(|_| Slot::new(now)).collect(),
             parent: Parent::new(),
-            ending: Ending::default(),
+            stopping: Stopping::default(),
             counters: Counters::default(),
             crashes: Crashes::default(),
             carried: Carried::default(),
@@ -161,9 +164,9 @@ impl PoolActor {
         let mut settle = tokio::time::interval(SETTLE_INTERVAL);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (start_at, kill_at) = (self.parent.start_at(), self.ending.kill_at());
+            let (start_at, kill_at) = (self.parent.start_at(), self.stopping.kill_at());
             tokio::select! {
-                msg = msgs.recv(), if !self.ending.detached() => match msg {
+                msg = msgs.recv(), if !self.stopping.detached() => match msg {
                     Some(msg) => {
                         self.handle(msg);
                         // The whole mailbox first: decisions below need every
@@ -204,7 +207,7 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
-            PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
+            PoolMsg::RequestEnded { slot, status, duration, worker, access } => {
                 self.request_ended(slot, status, duration);
                 self.take_back(worker, access);
             }
@@ -271,7 +274,7 @@ impl PoolActor {
     /// slot is idle, and its child is marked for replacement if a limit says so.
     fn request_ended(&mut self, slot: usize, status: u16, duration: Duration) {
         self.counters.request_ended();
-        let next = if self.ending.stopping() { SlotState::Exiting } else { SlotState::Idle };
+        let next = if self.stopping.begun() { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
         let max_memory = self.policy.max_memory;
         if let Some(s) = self.slots.get_mut(slot) {

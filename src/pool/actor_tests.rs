@@ -94,14 +94,14 @@ impl Harness {
         let (script, uri) = ("/srv/boom.php".into(), "/boom.php".into());
         self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri });
         worker.discard();
-        let msg = PoolMsg::RequestFinished { slot, status: 502, duration: Duration::ZERO, worker, access: None };
+        let msg = PoolMsg::RequestEnded { slot, status: 502, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
         self.actor.replace_and_lend();
     }
 
-    fn finish_request(&mut self, worker: Worker) {
+    fn end_request(&mut self, worker: Worker) {
         let slot = worker.slot();
-        let msg = PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None };
+        let msg = PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
         self.actor.replace_and_lend();
     }
@@ -165,13 +165,13 @@ fn peer_checks(commands: &[Command]) -> usize {
 }
 
 #[tokio::test]
-async fn a_finished_request_counts_and_returns_its_worker() {
+async fn an_ended_request_counts_and_returns_its_worker() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     let slot = worker.slot();
     assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
     assert_eq!(h.balancer.idle(), 1);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
     assert_eq!((h.actor.counters.accepted, h.actor.slots[slot].requests), (1, 1));
     assert_eq!(h.balancer.idle(), 2);
@@ -183,7 +183,7 @@ async fn max_requests_kills_the_child_by_pid_before_the_worker_is_lent_again() {
     for n in 1..=2 {
         let worker = h.start_request().await;
         h.child_found(0, 77);
-        h.finish_request(worker);
+        h.end_request(worker);
         let kills = kills(&h.commands());
         assert_eq!(kills, if n == 2 { vec![77] } else { vec![] }, "after request {n}");
     }
@@ -256,7 +256,7 @@ async fn a_retired_pool_stops_its_children_once_the_last_request_ends() {
     let worker = h.start_request().await;
     h.actor.handle(PoolMsg::Retire { limit: None });
     assert!(group_signals(&h.commands()).is_empty(), "a request still runs");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
 }
 
@@ -295,7 +295,7 @@ async fn a_crashed_child_is_counted_and_its_slot_looks_up_the_next_one() {
     let worker = h.start_request().await;
     assert_eq!(look_ups(&h.commands()), vec![0], "its new connection's child is looked up");
     h.child_found(0, 78);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].requests), (Some(pid(78)), 1));
 }
 
@@ -316,7 +316,7 @@ async fn an_idle_childs_exit_frees_its_slot() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     h.child_found(worker.slot(), 77);
-    h.finish_request(worker);
+    h.end_request(worker);
     h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Code(0) });
     assert!(h.actor.slots.iter().all(|s| s.pid.is_none()));
     assert_eq!(replaced(&h, Reason::Crash), 0, "an exit between requests is no crash");
@@ -332,7 +332,7 @@ async fn max_memory_replaces_a_child_past_the_limit() {
     let me = std::process::id() as i32;
     let worker = h.start_request().await;
     h.child_found(0, me);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![me], "killed (by the fake supervisor: only recorded)");
     assert_eq!(replaced(&h, Reason::Memory), 1);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -343,7 +343,7 @@ async fn max_memory_keeps_a_child_within_the_limit() {
     let mut h = harness(1, Policy { max_memory: Some(u64::MAX), ..Policy::default() });
     let worker = h.start_request().await;
     h.child_found(0, std::process::id() as i32);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert!(kills(&h.commands()).is_empty());
     assert_eq!(replaced(&h, Reason::Memory), 0);
 }
@@ -354,19 +354,19 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     for _ in 0..2 {
         let worker = h.start_request().await;
         h.child_found(0, 77);
-        h.finish_request(worker);
+        h.end_request(worker);
     }
     // The connection closes (nginx went away between requests, say): child 77
     // accepts a new one, and its two requests count on.
     let mut worker = h.start_request().await;
     worker.discard();
-    h.actor.handle(PoolMsg::RequestFinished { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
+    h.actor.handle(PoolMsg::RequestEnded { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
     h.actor.replace_and_lend();
     assert!(kills(&h.commands()).is_empty(), "request 3 ended on a connection whose child is unknown");
     let worker = h.start_request().await;
     h.child_found(0, 77);
     assert_eq!(h.actor.slots[0].requests, 3);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
 }
 
@@ -377,7 +377,7 @@ async fn a_used_idle_child_beyond_the_spare_count_is_replaced_on_the_tick() {
     let idle = h.start_request().await;
     h.child_found(busy.slot(), 77);
     h.child_found(idle.slot(), 78);
-    h.finish_request(idle);
+    h.end_request(idle);
     h.actor.tick();
     assert_eq!(kills(&h.commands()), vec![78], "the busy child is never killed");
     assert_eq!(replaced(&h, Reason::Idle), 1);
@@ -421,11 +421,11 @@ async fn a_retired_pool_kills_its_children_when_its_limit_passes() {
     let mut h = harness(1, Policy::default());
     let _worker = h.start_request().await;
     h.actor.handle(PoolMsg::Retire { limit: Some(Duration::from_secs(10)) });
-    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + Duration::from_secs(10)));
+    assert_eq!(h.actor.stopping.kill_at(), Some(TokioInstant::now() + Duration::from_secs(10)));
     assert!(group_signals(&h.commands()).is_empty());
     h.actor.kill_deadline_passed();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
-    assert_eq!(h.actor.ending.kill_at(), None);
+    assert_eq!(h.actor.stopping.kill_at(), None);
 }
 
 #[tokio::test]
@@ -440,14 +440,14 @@ async fn an_idle_retired_pool_stops_its_children_at_once_and_never_restarts_them
 }
 
 #[tokio::test]
-async fn a_stopped_pool_finishes_its_requests_but_starts_no_parent() {
+async fn a_stopped_pool_lets_its_requests_end_but_starts_no_parent() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     h.actor.handle(PoolMsg::Stop);
     let slot = worker.slot();
     assert_eq!(h.actor.slots[slot].state, SlotState::Busy, "a running request runs on");
     assert!(group_signals(&h.commands()).is_empty(), "stop signals nothing: the supervisor's shutdown does");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(h.actor.slots[slot].state, SlotState::Exiting);
     h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Code(0) });
     h.actor.spawn_parent();
@@ -465,7 +465,7 @@ async fn counters_keep_the_peak_and_the_longest_queue_wait() {
     }
     for slot in 0..2 {
         let worker = Worker::new(slot, h.actor.epochs.clone());
-        h.actor.handle(PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None });
+        h.actor.handle(PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None });
     }
     h.actor.handle(PoolMsg::RequestStarted { slot: 0, queued: Duration::ZERO, info: None });
     let snapshot = h.actor.snapshot();
@@ -484,7 +484,7 @@ async fn a_queued_request_gets_the_worker_the_actor_returns() {
         tokio::task::yield_now().await;
     }
     assert_eq!(h.balancer.had_to_wait(), 1, "max children reached, once");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(queued.await.unwrap(), Ok(0));
     assert_eq!(h.balancer.waiting(), 0);
 }
@@ -496,7 +496,7 @@ async fn a_parent_that_ran_a_while_is_restarted_at_once_and_its_children_forgott
     let mut h = harness(1, Policy::default());
     let worker = h.start_request().await;
     h.child_found(0, 77);
-    h.finish_request(worker);
+    h.end_request(worker);
     h.actor.parent.backdate(Duration::from_secs(60));
     h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
     assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].inode), (None, 0));
@@ -569,7 +569,7 @@ async fn a_snapshot_waits_for_the_look_up_of_a_new_connections_child() {
     assert!(answer.try_recv().is_err(), "the pid is being looked up");
     h.child_found(0, 77);
     assert_eq!(answer.try_recv().unwrap().slots[0].pid, Some(77));
-    h.finish_request(worker);
+    h.end_request(worker);
 }
 
 #[tokio::test]
@@ -580,7 +580,7 @@ async fn a_child_marked_for_replacement_is_killed_only_once_its_request_ended() 
     h.actor.slots[0].replace = Some(Reason::Lifetime);
     h.actor.replace_and_lend();
     assert!(kills(&h.commands()).is_empty(), "never mid-request");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77]);
     assert_eq!(replaced(&h, Reason::Lifetime), 1);
 }
@@ -590,7 +590,7 @@ async fn a_detached_pool_stops_its_running_parent_and_kills_it_after_the_grace()
     let mut h = harness(1, Policy::default());
     h.actor.detach();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
-    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + super::ending::DETACHED_STOP_GRACE));
+    assert_eq!(h.actor.stopping.kill_at(), Some(TokioInstant::now() + super::stopping::DETACHED_STOP_GRACE));
     assert!(!h.actor.detach_done(), "its parent runs");
     h.actor.kill_deadline_passed();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);

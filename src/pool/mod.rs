@@ -261,7 +261,7 @@ impl Pool {
     }
 
     /// Retires the pool after a reload: queued requests move to the new pool,
-    /// in-flight ones finish (within `limit`, if set), then the children stop.
+    /// in-flight ones end (within `limit`, if set), then the children stop.
     pub fn retire(&self, limit: Option<std::time::Duration>) {
         self.balancer.close();
         self.tell(PoolMsg::Retire { limit });

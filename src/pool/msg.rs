@@ -116,8 +116,8 @@ pub enum PoolMsg {
     RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
     /// A request on `slot` ended with HTTP `status`; `access` is its access log
     /// record, when the pool has an access log.
-    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
-    /// A new connection on `slot` completed its first request; find its child.
+    RequestEnded { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
+    /// A new connection on `slot` carries its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` died under its request (crashed): the front end
     /// answered 502.
