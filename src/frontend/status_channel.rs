@@ -123,6 +123,7 @@ mod tests {
             started: SystemTime::now(),
             parent_pid: Some(10),
             parent_starts: 1,
+            forked: 2,
             slots: vec![slot(0, 11, SlotState::Busy), slot(1, 12, SlotState::Idle)],
             accepted: 0,
             max_active: 0,

@@ -105,6 +105,8 @@ pub struct PoolActor {
     /// Workers of ended requests, lent again once their child is settled.
     returning: Vec<Worker>,
     snapshot_waiters: snapshot::Waiters,
+    /// The parent's children, read by the supervisor for snapshots.
+    child_list: snapshot::ChildList,
     /// Access records whose child's pid is still being looked up: (slot, when, record).
     pending_access: Vec<(usize, Instant, Box<Record>)>,
     policy: Policy,
@@ -141,6 +143,7 @@ impl PoolActor {
             carried: Carried::default(),
             returning: Vec::new(),
             snapshot_waiters: snapshot::Waiters::default(),
+            child_list: snapshot::ChildList::default(),
             pending_access: Vec::new(),
             policy,
             sample_usage,
@@ -217,6 +220,7 @@ impl PoolActor {
             PoolMsg::Abandoned(request) => self.hold_abandoned(request),
             PoolMsg::Snapshot { respond_to } => {
                 self.snapshot_waiters.hold(respond_to, Instant::now());
+                self.list_children();
                 self.answer_snapshots();
             }
             PoolMsg::Stop => self.stop(),
@@ -227,11 +231,7 @@ impl PoolActor {
     fn on_event(&mut self, event: PoolEvent) {
         match event {
             PoolEvent::Supervisor(report) => self.on_report(report),
-            PoolEvent::Usage { slot, pid, cpu, memory } => {
-                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
-                    s.last_usage = (cpu, memory);
-                }
-            }
+            PoolEvent::Usage { slot, pid, cpu, memory } => self.usage_sampled(slot, pid, cpu, memory),
         }
     }
 
@@ -247,6 +247,10 @@ impl PoolActor {
             Report::ChildExited { pid, status } => self.child_exited(pid, status),
             Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
             Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
+            Report::Children { parent, pids } => {
+                self.child_list.read(parent.as_raw(), pids);
+                self.answer_snapshots();
+            }
         }
     }
 
@@ -276,20 +280,39 @@ impl PoolActor {
         self.counters.request_ended();
         let next = if self.stopping.begun() { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
-        let max_memory = self.policy.max_memory;
+        let measure = self.policy.max_memory.is_some();
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
-            s.memory = max_memory.and(s.pid).and_then(|p| crate::sys::procfs::private_memory(p.as_raw()));
-            if let Some(pid) = s.pid.filter(|_| self.sample_usage) {
+            s.memory = None;
+            // /proc is read on the sampler thread, never here (the runtime thread).
+            if let Some(pid) = s.pid.filter(|_| self.sample_usage || measure) {
                 let reply = self.events_tx.clone();
-                usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+                let queued = usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+                s.measuring = queued && measure;
             }
         }
         self.mark_if_due(slot);
         self.metrics.request(status, duration);
         self.metrics.busy(self.counters.busy);
         self.stop_children_when_idle();
+    }
+
+    /// The sampler read what the last request of `slot`'s child `pid` cost:
+    /// shown on the status page, and checked against `pm_max_memory` (the
+    /// slot's worker waited for it). A sample of a child the slot no longer
+    /// has only ends the wait.
+    fn usage_sampled(&mut self, slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64>) {
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        let measured = std::mem::take(&mut s.measuring);
+        if s.pid != Some(Pid::from_raw(pid)) {
+            return;
+        }
+        s.last_usage = (cpu, memory);
+        if measured {
+            s.memory = memory;
+            self.mark_if_due(slot);
+        }
     }
 
     /// Takes back the worker of an ended request (to be lent again by
@@ -375,9 +398,19 @@ impl PoolActor {
         self.flush_access(Some(slot));
     }
 
-    /// Answers the status page once no pid lookup runs (or it waited enough).
+    /// Asks the supervisor which children the parent has forked, for the
+    /// snapshots waiting (unless a reading is on its way).
+    fn list_children(&mut self) {
+        let Some(parent) = self.parent.pid() else { return };
+        if self.child_list.ask(Instant::now()) {
+            self.supervisor.send(Command::ListChildren { parent, events: self.reporter.clone() });
+        }
+    }
+
+    /// Answers the status page once no pid lookup runs and the parent's
+    /// children have been read (or it waited enough).
     fn answer_snapshots(&mut self) {
-        let finding = self.slots.iter().any(|s| s.finding);
+        let finding = self.slots.iter().any(|s| s.finding) || self.child_list.pending();
         if self.snapshot_waiters.due(finding, Instant::now()) {
             let snapshot = self.snapshot();
             self.snapshot_waiters.answer(snapshot);
@@ -422,7 +455,7 @@ impl PoolActor {
         let (waiting, ready): (Vec<Worker>, Vec<Worker>) = self
             .returning
             .drain(..)
-            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts)));
+            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory()));
         self.returning = waiting;
         for worker in ready {
             self.balancer.release(worker);
@@ -475,15 +508,15 @@ impl PoolActor {
 
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
-        if let Some(parent) = self.parent.pid() {
-            snapshot::fill_unbound(&mut pids, &crate::sys::procfs::children(parent.as_raw()));
-        }
+        let children = self.parent.pid().map_or(&[][..], |parent| self.child_list.of(parent.as_raw()));
+        snapshot::fill_unbound(&mut pids, children);
         let c = &self.counters;
         PoolSnapshot {
             name: self.name.clone(),
             started: self.started,
             parent_pid: self.parent.pid().map(Pid::as_raw),
             parent_starts: self.parent.starts(),
+            forked: children.len(),
             slots: self.slots.iter().enumerate().map(|(slot, s)| slot_snapshot(slot, s, pids[slot])).collect(),
             accepted: c.accepted,
             max_active: c.max_active,

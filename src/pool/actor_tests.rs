@@ -30,7 +30,8 @@ struct Harness {
     commands: Receiver<Command>,
     balancer: Arc<Balancer>,
     socket: Arc<ChildSocket>,
-    _events: UnboundedReceiver<PoolEvent>,
+    /// The actor's second inbox: where the real usage sampler answers.
+    events: UnboundedReceiver<PoolEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -69,7 +70,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
         sample_usage: false,
         heartbeat: Default::default(),
     });
-    let mut h = Harness { actor, commands, balancer, socket, _events: events, _dir: dir };
+    let mut h = Harness { actor, commands, balancer, socket, events, _dir: dir };
     h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
@@ -118,6 +119,14 @@ impl Harness {
         let started = Instant::now();
         let request = Abandoned { worker, cause, status: 499, started, deadline, script, uri, access: None };
         self.actor.handle(PoolMsg::Abandoned(Box::new(request)));
+    }
+
+    /// The usage sampler's next answer (it reads /proc on its own thread),
+    /// handled as the actor's loop handles it.
+    async fn sampled(&mut self) {
+        let event = tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await;
+        self.actor.on_event(event.expect("the sampler answers").expect("the inbox is open"));
+        self.actor.replace_and_lend();
     }
 
     /// The supervisor reports to the actor.
@@ -190,6 +199,28 @@ async fn max_requests_kills_the_child_by_pid_before_the_worker_is_lent_again() {
     assert_eq!(h.actor.slots[0].pid, None);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker reconnects");
     assert_eq!(h.balancer.idle(), 1);
+}
+
+#[tokio::test]
+async fn max_memory_holds_the_worker_until_the_sampler_measured_the_child() {
+    let mut h = harness(1, Policy { max_memory: Some(32 << 20), ..Policy::default() });
+    let sampled = |h: &mut Harness, memory: u64| {
+        let usage = PoolEvent::Usage { slot: 0, pid: 77, cpu: None, memory: Some(memory) };
+        h.actor.on_event(usage);
+        h.actor.replace_and_lend();
+    };
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 0, "lent again only once the child's memory is known");
+    sampled(&mut h, 1 << 20);
+    assert_eq!((h.balancer.idle(), kills(&h.commands())), (1, vec![]), "under the limit: kept");
+    let worker = h.start_request().await;
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 0);
+    sampled(&mut h, 64 << 20);
+    assert_eq!(kills(&h.commands()), vec![77], "over the limit: killed before the worker is lent again");
+    assert_eq!((h.balancer.idle(), replaced(&h, Reason::Memory)), (1, 1));
 }
 
 #[tokio::test]
@@ -333,6 +364,8 @@ async fn max_memory_replaces_a_child_past_the_limit() {
     let worker = h.start_request().await;
     h.child_found(0, me);
     h.end_request(worker);
+    assert!(kills(&h.commands()).is_empty(), "its memory is read first, on the sampler's thread");
+    h.sampled().await;
     assert_eq!(kills(&h.commands()), vec![me], "killed (by the fake supervisor: only recorded)");
     assert_eq!(replaced(&h, Reason::Memory), 1);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -344,8 +377,10 @@ async fn max_memory_keeps_a_child_within_the_limit() {
     let worker = h.start_request().await;
     h.child_found(0, std::process::id() as i32);
     h.end_request(worker);
+    h.sampled().await;
     assert!(kills(&h.commands()).is_empty());
     assert_eq!(replaced(&h, Reason::Memory), 0);
+    assert_eq!(h.balancer.idle(), 1, "measured: the worker is lent again");
 }
 
 #[tokio::test]
@@ -568,8 +603,29 @@ async fn a_snapshot_waits_for_the_look_up_of_a_new_connections_child() {
     h.actor.handle(PoolMsg::Snapshot { respond_to });
     assert!(answer.try_recv().is_err(), "the pid is being looked up");
     h.child_found(0, 77);
+    assert!(answer.try_recv().is_err(), "the parent's children are being read");
+    h.report(Report::Children { parent: pid(PARENT), pids: vec![77] });
     assert_eq!(answer.try_recv().unwrap().slots[0].pid, Some(77));
     h.end_request(worker);
+}
+
+#[tokio::test]
+async fn a_snapshot_shows_the_children_the_supervisor_read_in_the_slots_without_one() {
+    let mut h = harness(3, Policy::default());
+    let (respond_to, mut answer) = tokio::sync::oneshot::channel();
+    h.actor.handle(PoolMsg::Snapshot { respond_to });
+    let asked: Vec<i32> = h
+        .commands()
+        .iter()
+        .filter_map(|c| if let Command::ListChildren { parent, .. } = c { Some(parent.as_raw()) } else { None })
+        .collect();
+    assert_eq!(asked, vec![PARENT], "the actor asks the supervisor, never reads /proc itself");
+    assert!(answer.try_recv().is_err(), "answered only once the children are read");
+    h.report(Report::Children { parent: pid(PARENT), pids: vec![41, 42] });
+    let snapshot = answer.try_recv().unwrap();
+    let pids: Vec<Option<i32>> = snapshot.slots.iter().map(|s| s.pid).collect();
+    assert_eq!(pids, vec![Some(41), Some(42), None]);
+    assert_eq!(snapshot.forked, 2, "two of three children forked: the pool does not answer yet");
 }
 
 #[tokio::test]

@@ -62,6 +62,8 @@ pub struct PoolSnapshot {
     pub parent_pid: Option<i32>,
     /// Times the php-cgi parent was started.
     pub parent_starts: u64,
+    /// Children the running parent has forked (read from /proc by the supervisor).
+    pub forked: usize,
     /// All slots.
     pub slots: Vec<SlotSnapshot>,
     /// Requests that got a child.
