@@ -498,11 +498,10 @@ fn find_child(parent: Pid, inode: u32) -> Option<(Pid, Option<Arc<PidFd>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::{UnixListener, UnixStream};
 
     fn inode_of(s: &UnixStream) -> u32 {
-        std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(s))).unwrap().ino() as u32
+        sockdiag::socket_inode(s).unwrap()
     }
 
     /// A connection no child has accepted yet is looked up again later from
