@@ -202,7 +202,7 @@ impl AsyncRead for Chunked<'_> {
     }
 }
 
-/// Runs a future whose I/O is all in memory: it never waits, so one poll finishes it.
+/// Runs a future whose I/O is all in memory: it never waits, so one poll runs it to its end.
 fn run_to_end<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     match fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {

@@ -35,7 +35,7 @@ pub const BUSY_CHILDREN: &str = "rustfpm_busy_children";
 /// Requests that ran past `request_slowlog_timeout`, by pool.
 pub const SLOW_REQUESTS_TOTAL: &str = "rustfpm_slow_requests_total";
 /// Access and slow log lines dropped because the log writer fell behind, or
-/// lost because their file could not be written (a full disk).
+/// because their file could not be written (a full disk).
 pub const LOG_LINES_DROPPED_TOTAL: &str = "rustfpm_log_lines_dropped_total";
 /// Requests that got a child, by pool.
 pub const ACCEPTED_TOTAL: &str = "rustfpm_accepted_connections_total";

@@ -66,7 +66,7 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {
-        let mut server = Server::start(config, listeners, supervisor.clone(), front_ends.handles.clone(), opts)?;
+        let mut server = Server::start(config, listeners, supervisor.clone(), front_ends.handles.clone(), opts).await?;
         server.serve().await
     });
     front_ends.stop();
@@ -162,7 +162,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(
+    async fn start(
         config: Config,
         listeners: Vec<PoolListeners>,
         supervisor: Supervisor,
@@ -193,7 +193,7 @@ impl Server {
             pid_file: None,
             front_ends,
         };
-        let pools = start_pools(&server.config, &server.supervisor, server.opts.allow_root)?;
+        let pools = start_pools_off_runtime(&server.config, &server.supervisor, server.opts.allow_root).await?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
             server.open_route(cfg, pool, listener)?;
         }
@@ -582,7 +582,23 @@ fn prepare(
     Ok(Generation { config, fresh, pools })
 }
 
-/// Starts every pool of `config` (must run inside the runtime's context).
+/// Starts every pool of `config` on a blocking thread, as a reload does
+/// ([`prepare`]): each pool waits there for its `php-cgi -i` (up to 5 s),
+/// never on the runtime thread.
+async fn start_pools_off_runtime(
+    config: &Config,
+    supervisor: &Supervisor,
+    allow_root: bool,
+) -> anyhow::Result<Vec<Arc<Pool>>> {
+    let (config, supervisor) = (config.clone(), supervisor.clone());
+    tokio::task::spawn_blocking(move || start_pools(&config, &supervisor, allow_root))
+        .await
+        .context("the thread starting the pools panicked")?
+}
+
+/// Starts every pool of `config`. Blocking (each pool waits for its
+/// `php-cgi -i`): runs on a blocking thread inside the runtime's context
+/// (the pools' actors are spawned on it).
 fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> anyhow::Result<Vec<Arc<Pool>>> {
     let probes = crate::pool::finish::Probes::default();
     let start = |cfg| -> anyhow::Result<Arc<Pool>> {

@@ -7,7 +7,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 pub enum Intent {
     /// SIGTERM, SIGINT: stop at once.
     FastStop,
-    /// SIGQUIT: finish in-flight requests, then stop.
+    /// SIGQUIT: serve the in-flight requests to their end, then stop.
     GracefulStop,
     /// SIGUSR1: reopen log files.
     ReopenLogs,

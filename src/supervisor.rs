@@ -49,6 +49,8 @@ pub enum Report {
     PeerChecked { slot: usize, inode: u32, open: bool },
     /// A child of the pool's php-cgi parent exited (needs process events).
     ChildExited { pid: Pid, status: ExitKind },
+    /// The children `parent` has forked, as /proc lists them now.
+    Children { parent: Pid, pids: Vec<i32> },
 }
 
 /// Where the supervisor sends one pool's [`Report`]s: a function the pool
@@ -115,6 +117,9 @@ pub enum Command {
     KillChild { pid: Pid, pidfd: Option<Arc<PidFd>> },
     /// Tell whether the peer of our socket `inode` still has it open.
     CheckPeer { slot: usize, inode: u32, events: Reporter },
+    /// Read from /proc which children `parent` has forked (for a pool's
+    /// snapshot: the pool actor never reads /proc on the runtime thread).
+    ListChildren { parent: Pid, events: Reporter },
     /// Start `query` and tell `respond_to` its pid, then what it printed.
     Query { query: Query, respond_to: Sender<QueryAnswer> },
     /// Kill the query `pid`, unless it was reaped already (its answer came too late).
@@ -286,6 +291,9 @@ impl State {
                     // reconnects and waits in the children's accept queue.
                     let open = sockdiag::unix_peer(inode).is_ok_and(|peer| peer.holds());
                     events.send(Report::PeerChecked { slot, inode, open });
+                }
+                Command::ListChildren { parent, events } => {
+                    events.send(Report::Children { parent, pids: procfs::children(parent.as_raw()) })
                 }
                 Command::Query { query, respond_to } => self.query(&query, respond_to),
                 Command::EndQuery { pid } => {
@@ -493,11 +501,10 @@ fn find_child(parent: Pid, inode: u32) -> Option<(Pid, Option<Arc<PidFd>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::{UnixListener, UnixStream};
 
     fn inode_of(s: &UnixStream) -> u32 {
-        std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(s))).unwrap().ino() as u32
+        sockdiag::socket_inode(s).unwrap()
     }
 
     /// A connection no child has accepted yet is looked up again later from

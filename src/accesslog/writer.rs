@@ -197,9 +197,9 @@ impl Writer {
                     let lines = text.matches('\n').count() as u64;
                     crate::metrics::log_lines_dropped(lines);
                     match self.failing.iter_mut().find(|(p, _)| *p == path) {
-                        Some((_, lost)) => *lost += lines,
+                        Some((_, dropped)) => *dropped += lines,
                         None => {
-                            crate::error!("cannot write to the log {}: {e}; lines are lost", path.display());
+                            crate::error!("cannot write to the log {}: {e}; lines are dropped", path.display());
                             self.failing.push((path, lines));
                         }
                     }
@@ -209,12 +209,12 @@ impl Writer {
     }
 
     /// A write to `path` succeeded: if it had been failing, say how many
-    /// lines were lost meanwhile.
+    /// lines were dropped meanwhile.
     fn recovered(&mut self, path: &Arc<Path>) {
         if let Some(at) = self.failing.iter().position(|(p, _)| p == path) {
-            let (_, lost) = self.failing.swap_remove(at);
+            let (_, dropped) = self.failing.swap_remove(at);
             crate::notice!(
-                "{lost} line(s) lost while the log {} could not be written; writing it again",
+                "{dropped} line(s) dropped while the log {} could not be written; writing it again",
                 path.display()
             );
         }

@@ -117,7 +117,7 @@ impl<'p> Report<'p> {
     }
 
     /// The errors in line order (errors without a line last).
-    pub(crate) fn finish(mut self) -> Vec<ConfigError> {
+    pub(crate) fn in_line_order(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         self.errors
     }

@@ -50,18 +50,18 @@ pub(crate) fn load_fpm(path: &Path, prefix: Option<&Path>) -> Result<(Config, Ve
     let mut warnings = Report::new(path);
     let mut notes = Notes { errors: &mut errors, warnings: &mut warnings };
     let Some(document) = ini::read(path, prefix, &mut sources, &mut notes) else {
-        return Err(ConfigErrors(errors.finish()));
+        return Err(ConfigErrors(errors.in_line_order()));
     };
     let items = interpret::interpret(&document, prefix, &sources, &mut notes);
     let mut checked = Report::new(path);
     let config = raw::validate(&items, path, &mut checked);
 
-    let mut errors = errors.finish();
-    errors.extend(checked.finish().into_iter().map(directives::in_ini_terms));
+    let mut errors = errors.in_line_order();
+    errors.extend(checked.in_line_order().into_iter().map(directives::in_ini_terms));
     // Stable: the two lists are each in line order already.
     errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     let errors: Vec<ConfigError> = errors.into_iter().map(|e| sources.relocate(e)).collect();
-    let warnings = warnings.finish().into_iter().map(|w| sources.relocate(w).to_string()).collect();
+    let warnings = warnings.in_line_order().into_iter().map(|w| sources.relocate(w).to_string()).collect();
     match config {
         Some(config) if errors.is_empty() => Ok((config, warnings)),
         _ => Err(ConfigErrors(errors)),

@@ -122,7 +122,7 @@ pub struct Global {
     pub log_level: LogLevel,
     /// `pid`: the pid file, written at start and removed at exit.
     pub pid: Option<PathBuf>,
-    /// How long children may take to finish their requests on a graceful stop or reload
+    /// How long children may take to serve their running requests on a graceful stop or reload
     /// before they are killed. `None` (`0`, the default) waits without limit.
     pub process_control_timeout: Option<Duration>,
     /// With `emergency_restart_interval`: this many children dying of SIGSEGV or SIGBUS within
@@ -428,7 +428,7 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut report = error::Report::new(path);
     let config = file::read(text, &mut report, |raw, report| validate::config(raw, path, report));
-    match (config, report.finish()) {
+    match (config, report.in_line_order()) {
         (Some(config), errors) if errors.is_empty() => Ok(config),
         (_, errors) => Err(ConfigErrors(errors)),
     }

@@ -207,7 +207,7 @@ pub(crate) fn close_record(out: &mut Vec<u8>, start: usize) {
 /// [`MAX_CONTENT_LEN`] bytes, without intermediate copies.
 ///
 /// Many small writes are coalesced into one record. The open record is
-/// closed (length patched, padding added) by [`StreamWriter::finish`] or on
+/// closed (length patched, padding added) by [`StreamWriter::close`] or on
 /// drop. No empty end-of-stream record is written: use [`encode_stream`]
 /// with empty data for that.
 #[derive(Debug)]
@@ -236,14 +236,14 @@ impl<'o> StreamWriter<'o> {
             self.out.extend_from_slice(now);
             data = rest;
             if now.len() == room {
-                self.close();
+                self.close_record();
             }
         }
     }
 
-    /// Close the open record, if any.
-    pub(crate) fn finish(mut self) {
-        self.close();
+    /// Close the open record, if any (dropping the writer does the same).
+    pub(crate) fn close(mut self) {
+        self.close_record();
     }
 
     fn current_record(&mut self) -> usize {
@@ -257,7 +257,7 @@ impl<'o> StreamWriter<'o> {
         }
     }
 
-    fn close(&mut self) {
+    fn close_record(&mut self) {
         if let Some(start) = self.open.take() {
             close_record(self.out, start);
         }
@@ -266,7 +266,7 @@ impl<'o> StreamWriter<'o> {
 
 impl Drop for StreamWriter<'_> {
     fn drop(&mut self) {
-        self.close();
+        self.close_record();
     }
 }
 
@@ -279,7 +279,7 @@ pub fn encode_stream(out: &mut Vec<u8>, record_type: RecordType, request_id: u16
     }
     let mut writer = StreamWriter::new(out, record_type, request_id);
     writer.write(data);
-    writer.finish();
+    writer.close();
 }
 
 /// Encode a complete CGI response (STDOUT with `"Status: <status>\r\n"` + each extra header line +
@@ -309,7 +309,7 @@ pub(crate) fn encode_simple_response(
     }
     w.write(b"\r\n");
     w.write(body);
-    w.finish();
+    w.close();
     encode_stream(out, RecordType::Stdout, request_id, &[]);
     encode_end_request(out, request_id, 0, ProtocolStatus::RequestComplete);
 }

@@ -81,7 +81,7 @@ async fn handle(
     lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer(), head.started));
     match proxy::run(conn, lease, &head).await {
         Outcome::Done => Ok(head.keep_conn),
-        Outcome::ChildLost { answered } => Ok(answered && head.keep_conn),
+        Outcome::ChildFailed { answered } => Ok(answered && head.keep_conn),
         Outcome::ClientGone(e) => Err(e),
     }
 }

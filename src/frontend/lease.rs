@@ -65,8 +65,8 @@ impl<'p> Lease<'p> {
             worker.discard();
         }
         let (slot, duration, access) = (worker.slot(), self.started.elapsed(), self.record(status));
-        let msg = PoolMsg::RequestFinished { slot, status, duration, worker, access };
-        if let Err(SendError(PoolMsg::RequestFinished { worker, .. })) = self.pool.actor.send(msg) {
+        let msg = PoolMsg::RequestEnded { slot, status, duration, worker, access };
+        if let Err(SendError(PoolMsg::RequestEnded { worker, .. })) = self.pool.actor.send(msg) {
             // No actor (shutdown): nobody else will lend it again.
             self.pool.balancer.release(worker);
         }

@@ -233,7 +233,7 @@ const PRIVATE_NAME: &str = "s";
 
 /// Binds a unix socket that is never reachable at `path` before it has its owner and mode:
 /// the ids are looked up first; the socket is bound in a new private directory next to
-/// `path` (reached through `/proc/self/fd`, so the address stays short), given its mode and
+/// `path` (reached through its descriptor, so the address stays short), given its mode and
 /// owner there with calls that follow no link, set listening, and renamed into place. The
 /// rename replaces a stale socket; a live one, or anything else in the way, is refused.
 fn bind_unix(cfg: &config::Pool, path: &Path, backlog: Backlog) -> Result<(OwnedFd, FileId), ListenError> {
@@ -266,8 +266,8 @@ fn bind_private(
     backlog: Backlog,
 ) -> std::io::Result<(OwnedFd, FileId)> {
     let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).map_err(io)?;
-    let inside = format!("/proc/self/fd/{}/{PRIVATE_NAME}", private.fd());
-    sys_bind(fd.as_raw_fd(), &UnixAddr::new(inside.as_str()).map_err(io)?).map_err(io)?;
+    let inside = private.path_through_fd(OsStr::new(PRIVATE_NAME));
+    sys_bind(fd.as_raw_fd(), &UnixAddr::new(inside.as_path()).map_err(io)?).map_err(io)?;
     let mode = Mode::from_bits_truncate(cfg.listen_mode);
     fchmodat(Some(private.fd()), PRIVATE_NAME, mode, FchmodatFlags::FollowSymlink).map_err(io)?;
     if let Some((uid, gid)) = ids {
@@ -299,8 +299,7 @@ fn check_in_the_way(cfg: &config::Pool, dir: &Dir, name: &OsStr, path: &Path) ->
         let message = format!("{kind} is in the way (owned by {owner}); refusing to replace it");
         return Err(bind_err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, message)));
     }
-    let through_fd = format!("/proc/self/fd/{}/{}", dir.fd(), name.to_string_lossy());
-    if std::os::unix::net::UnixStream::connect(through_fd).is_ok() {
+    if std::os::unix::net::UnixStream::connect(dir.path_through_fd(name)).is_ok() {
         return Err(ListenError::InUse { pool: cfg.name.clone(), addr });
     }
     Ok(())

@@ -30,7 +30,7 @@ pub enum Outcome {
     /// The child answered.
     Done,
     /// The child went away mid-request. `answered`: nginx got a 502.
-    ChildLost { answered: bool },
+    ChildFailed { answered: bool },
     /// nginx went away (or broke protocol); the child's connection was closed.
     ClientGone(ConnError),
 }
@@ -40,7 +40,7 @@ pub enum Outcome {
 /// lease. Whatever happens, the lease's worker is released or abandoned on return.
 pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Outcome {
     if !connect(&mut lease).await {
-        let failed = Failed { how: Lost::Exited, sent_any: false, nginx_has: None };
+        let failed = Failed { how: ChildFailure::Crashed, sent_any: false, nginx_has: None };
         return fail(conn, lease, head, &mut RequestStream::new(head.id), failed).await;
     }
     let marker = lease.pool().finish_marker();
@@ -173,7 +173,7 @@ async fn settle(
             }
         }
         Err(failure @ (Failure::Child | Failure::Timeout)) => {
-            let how = if matches!(failure, Failure::Child) { Lost::Exited } else { Lost::TimedOut };
+            let how = if matches!(failure, Failure::Child) { ChildFailure::Crashed } else { ChildFailure::TimedOut };
             let failed = Failed { how, sent_any: response.sent_any, nginx_has };
             fail(conn, lease, head, request, failed).await
         }
@@ -400,9 +400,9 @@ fn write_params(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
 }
 
 /// How a request failed on the child's side.
-enum Lost {
+enum ChildFailure {
     /// The child exited mid-request: 502.
-    Exited,
+    Crashed,
     /// The request ran past `request_terminate_timeout`: the actor kills the
     /// child, and nginx gets a 504 (php-fpm gives a bare 502).
     TimedOut,
@@ -410,7 +410,7 @@ enum Lost {
 
 /// How a request failed on the child's side, and what nginx has of it.
 struct Failed {
-    how: Lost,
+    how: ChildFailure,
     /// Part of the response has reached nginx: no error page can follow.
     sent_any: bool,
     /// nginx already has a complete response with this status
@@ -430,14 +430,14 @@ async fn fail(
 ) -> Outcome {
     let pool = lease.pool();
     let (line, body): (&str, &[u8]) = match failed.how {
-        Lost::Exited => {
+        ChildFailure::Crashed => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
             let slot = lease.worker().slot();
             pool.tell(PoolMsg::ChildCrashed { slot, script, uri });
             lease.release(failed.nginx_has.unwrap_or(502), false);
             ("502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
         }
-        Lost::TimedOut => {
+        ChildFailure::TimedOut => {
             // The actor kills the child, by its pid, before lending the worker again.
             let status = failed.nginx_has.unwrap_or(504);
             lease.abandon(AbandonCause::TimedOut, status, Some(Instant::now()), Some(head));
@@ -445,10 +445,10 @@ async fn fail(
         }
     };
     if failed.sent_any {
-        return Outcome::ChildLost { answered: false };
+        return Outcome::ChildFailed { answered: false };
     }
     let answered = conn.answer(head, Reply::new(line, body)).await.is_ok() && conn.skip_body(request).await.is_ok();
-    Outcome::ChildLost { answered }
+    Outcome::ChildFailed { answered }
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ mod tests {
             started: SystemTime::now(),
             parent_pid: Some(10),
             parent_starts: 1,
+            forked: 2,
             slots: vec![slot(11, SlotState::Busy), slot(12, SlotState::Idle)],
             accepted: 0,
             max_active: 0,

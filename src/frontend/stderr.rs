@@ -82,7 +82,7 @@ impl StderrRewriter {
         if !scratch.is_empty() {
             let mut writer = StreamWriter::new(out, RecordType::Stderr, id);
             writer.write(&scratch);
-            writer.finish();
+            writer.close();
         }
         self.record = record;
         self.record.clear();

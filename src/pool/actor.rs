@@ -6,14 +6,17 @@
 //! This file holds the loop, the requests' flow and the replacement of
 //! children; the rest of its state is grouped by concern, each part with its
 //! own decisions: the slots (`actor_slot.rs`), the php-cgi parent
-//! (`actor_parent.rs`), the counters (`actor_counters.rs`), the pool's end
-//! (`actor_ending.rs`), requests whose child crashed (`actor_crashes.rs`),
+//! (`actor_parent.rs`), the counters (`actor_counters.rs`), how far the
+//! pool's stop has come (`actor_stopping.rs`), requests whose child crashed (`actor_crashes.rs`),
 //! abandoned requests (`actor_abandoned.rs`) and the logs (`actor_logs.rs`).
 //! Unit tests feed it messages and read its decisions (`actor_tests.rs`).
 //!
 //! Words: a child is *replaced* (killed between requests; php-cgi forks a
 //! fresh one) for a [`Reason`]; a pool (one generation, after a reload) is
-//! *retired*; a child that dies under a request has *crashed*.
+//! *retired*; a child that dies under a request has *crashed*. A request
+//! *ends* with the child's END_REQUEST; nginx has a *complete* response
+//! once it has its END_REQUEST (possibly early, at `fastcgi_finish_request()`,
+//! the only thing called *finish*). ARCHITECTURE.md lists every such word.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -41,23 +44,23 @@ mod abandoned;
 mod counters;
 #[path = "actor_crashes.rs"]
 mod crashes;
-#[path = "actor_ending.rs"]
-mod ending;
 #[path = "actor_logs.rs"]
 mod logs;
 #[path = "actor_parent.rs"]
 mod parent;
 #[path = "actor_slot.rs"]
 mod slot;
+#[path = "actor_stopping.rs"]
+mod stopping;
 #[cfg(test)]
 #[path = "actor_tests.rs"]
 mod tests;
 
 use counters::Counters;
 use crashes::Crashes;
-use ending::Ending;
 use parent::Parent;
 use slot::{slot_snapshot, Carried, Slot};
+use stopping::Stopping;
 
 /// How often the children's listener is checked for a stray O_NONBLOCK.
 pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
@@ -95,13 +98,15 @@ pub struct PoolActor {
     started: SystemTime,
     slots: Vec<Slot>,
     parent: Parent,
-    ending: Ending,
+    stopping: Stopping,
     counters: Counters,
     crashes: Crashes,
     carried: Carried,
     /// Workers of ended requests, lent again once their child is settled.
     returning: Vec<Worker>,
     snapshot_waiters: snapshot::Waiters,
+    /// The parent's children, read by the supervisor for snapshots.
+    child_list: snapshot::ChildList,
     /// Access records whose child's pid is still being looked up: (slot, when, record).
     pending_access: Vec<(usize, Instant, Box<Record>)>,
     policy: Policy,
@@ -132,12 +137,13 @@ impl PoolActor {
             started: SystemTime::now(),
             slots: (0..epochs.len()).map(|_| Slot::new(now)).collect(),
             parent: Parent::new(),
-            ending: Ending::default(),
+            stopping: Stopping::default(),
             counters: Counters::default(),
             crashes: Crashes::default(),
             carried: Carried::default(),
             returning: Vec::new(),
             snapshot_waiters: snapshot::Waiters::default(),
+            child_list: snapshot::ChildList::default(),
             pending_access: Vec::new(),
             policy,
             sample_usage,
@@ -161,9 +167,9 @@ impl PoolActor {
         let mut settle = tokio::time::interval(SETTLE_INTERVAL);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (start_at, kill_at) = (self.parent.start_at(), self.ending.kill_at());
+            let (start_at, kill_at) = (self.parent.start_at(), self.stopping.kill_at());
             tokio::select! {
-                msg = msgs.recv(), if !self.ending.detached() => match msg {
+                msg = msgs.recv(), if !self.stopping.detached() => match msg {
                     Some(msg) => {
                         self.handle(msg);
                         // The whole mailbox first: decisions below need every
@@ -204,7 +210,7 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         match msg {
             PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
-            PoolMsg::RequestFinished { slot, status, duration, worker, access } => {
+            PoolMsg::RequestEnded { slot, status, duration, worker, access } => {
                 self.request_ended(slot, status, duration);
                 self.take_back(worker, access);
             }
@@ -214,6 +220,7 @@ impl PoolActor {
             PoolMsg::Abandoned(request) => self.hold_abandoned(request),
             PoolMsg::Snapshot { respond_to } => {
                 self.snapshot_waiters.hold(respond_to, Instant::now());
+                self.list_children();
                 self.answer_snapshots();
             }
             PoolMsg::Stop => self.stop(),
@@ -224,11 +231,7 @@ impl PoolActor {
     fn on_event(&mut self, event: PoolEvent) {
         match event {
             PoolEvent::Supervisor(report) => self.on_report(report),
-            PoolEvent::Usage { slot, pid, cpu, memory } => {
-                if let Some(s) = self.slots.get_mut(slot).filter(|s| s.pid == Some(Pid::from_raw(pid))) {
-                    s.last_usage = (cpu, memory);
-                }
-            }
+            PoolEvent::Usage { slot, pid, cpu, memory } => self.usage_sampled(slot, pid, cpu, memory),
         }
     }
 
@@ -244,6 +247,10 @@ impl PoolActor {
             Report::ChildExited { pid, status } => self.child_exited(pid, status),
             Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
             Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
+            Report::Children { parent, pids } => {
+                self.child_list.read(parent.as_raw(), pids);
+                self.answer_snapshots();
+            }
         }
     }
 
@@ -271,22 +278,41 @@ impl PoolActor {
     /// slot is idle, and its child is marked for replacement if a limit says so.
     fn request_ended(&mut self, slot: usize, status: u16, duration: Duration) {
         self.counters.request_ended();
-        let next = if self.ending.stopping() { SlotState::Exiting } else { SlotState::Idle };
+        let next = if self.stopping.begun() { SlotState::Exiting } else { SlotState::Idle };
         self.set_state(slot, next);
-        let max_memory = self.policy.max_memory;
+        let measure = self.policy.max_memory.is_some();
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
             s.last_duration = duration;
-            s.memory = max_memory.and(s.pid).and_then(|p| crate::sys::procfs::private_memory(p.as_raw()));
-            if let Some(pid) = s.pid.filter(|_| self.sample_usage) {
+            s.memory = None;
+            // /proc is read on the sampler thread, never here (the runtime thread).
+            if let Some(pid) = s.pid.filter(|_| self.sample_usage || measure) {
                 let reply = self.events_tx.clone();
-                usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+                let queued = usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+                s.measuring = queued && measure;
             }
         }
         self.mark_if_due(slot);
         self.metrics.request(status, duration);
         self.metrics.busy(self.counters.busy);
         self.stop_children_when_idle();
+    }
+
+    /// The sampler read what the last request of `slot`'s child `pid` cost:
+    /// shown on the status page, and checked against `pm_max_memory` (the
+    /// slot's worker waited for it). A sample of a child the slot no longer
+    /// has only ends the wait.
+    fn usage_sampled(&mut self, slot: usize, pid: i32, cpu: Option<f64>, memory: Option<u64>) {
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        let measured = std::mem::take(&mut s.measuring);
+        if s.pid != Some(Pid::from_raw(pid)) {
+            return;
+        }
+        s.last_usage = (cpu, memory);
+        if measured {
+            s.memory = memory;
+            self.mark_if_due(slot);
+        }
     }
 
     /// Takes back the worker of an ended request (to be lent again by
@@ -380,9 +406,19 @@ impl PoolActor {
         self.flush_access(Some(slot));
     }
 
-    /// Answers the status page once no pid lookup runs (or it waited enough).
+    /// Asks the supervisor which children the parent has forked, for the
+    /// snapshots waiting (unless a reading is on its way).
+    fn list_children(&mut self) {
+        let Some(parent) = self.parent.pid() else { return };
+        if self.child_list.ask(Instant::now()) {
+            self.supervisor.send(Command::ListChildren { parent, events: self.reporter.clone() });
+        }
+    }
+
+    /// Answers the status page once no pid lookup runs and the parent's
+    /// children have been read (or it waited enough).
     fn answer_snapshots(&mut self) {
-        let finding = self.slots.iter().any(|s| s.finding);
+        let finding = self.slots.iter().any(|s| s.finding) || self.child_list.pending();
         if self.snapshot_waiters.due(finding, Instant::now()) {
             let snapshot = self.snapshot();
             self.snapshot_waiters.answer(snapshot);
@@ -427,7 +463,7 @@ impl PoolActor {
         let (waiting, ready): (Vec<Worker>, Vec<Worker>) = self
             .returning
             .drain(..)
-            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts)));
+            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory()));
         self.returning = waiting;
         for worker in ready {
             self.balancer.release(worker);
@@ -480,15 +516,15 @@ impl PoolActor {
 
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
-        if let Some(parent) = self.parent.pid() {
-            snapshot::fill_unbound(&mut pids, &crate::sys::procfs::children(parent.as_raw()));
-        }
+        let children = self.parent.pid().map_or(&[][..], |parent| self.child_list.of(parent.as_raw()));
+        snapshot::fill_unbound(&mut pids, children);
         let c = &self.counters;
         PoolSnapshot {
             name: self.name.clone(),
             started: self.started,
             parent_pid: self.parent.pid().map(Pid::as_raw),
             parent_starts: self.parent.starts(),
+            forked: children.len(),
             slots: self.slots.iter().zip(&pids).map(|(s, pid)| slot_snapshot(s, *pid)).collect(),
             accepted: c.accepted,
             max_active: c.max_active,

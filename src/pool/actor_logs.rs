@@ -43,7 +43,7 @@ impl PoolActor {
         }
     }
 
-    /// Sends every held record, known pid or not (the actor is ending).
+    /// Sends every held record, known pid or not (the actor is stopping).
     pub(super) fn drain_access(&mut self) {
         for (slot, _, record) in std::mem::take(&mut self.pending_access) {
             self.logs.log_access(record, self.child_view(slot));

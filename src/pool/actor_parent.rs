@@ -165,7 +165,7 @@ impl PoolActor {
     /// pool stops meanwhile).
     pub(super) fn spawn_parent(&mut self) {
         self.parent.cancel_start();
-        if self.ending.stopping() {
+        if self.stopping.begun() {
             return;
         }
         self.parent.spawn_sent();
@@ -188,7 +188,7 @@ impl PoolActor {
                 self.look_up_child(i);
             }
         }
-        if self.ending.stopping() {
+        if self.stopping.begun() {
             self.signal_children(Signal::SIGTERM);
         }
     }
@@ -202,7 +202,7 @@ impl PoolActor {
             s.inode = 0;
         }
         self.carried.clear();
-        if self.ending.stopping() {
+        if self.stopping.begun() {
             return;
         }
         crate::warning!("[pool {}] php-cgi parent {pid} {status}", self.name);

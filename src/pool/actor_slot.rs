@@ -23,6 +23,9 @@ pub(super) struct Slot {
     pub(super) info: Option<Box<RequestInfo>>,
     pub(super) child_since: Option<Instant>,
     pub(super) memory: Option<u64>,
+    /// The child's memory after its request is being read (`pm_max_memory`,
+    /// by the usage sampler): its worker waits for the answer.
+    pub(super) measuring: bool,
     /// CPU (%) and memory of the last request, as `usage` sampled them.
     pub(super) last_usage: (Option<f64>, Option<u64>),
     /// The child is to be replaced, for this reason, once the slot is idle.
@@ -47,6 +50,7 @@ impl Slot {
             info: None,
             child_since: None,
             memory: None,
+            measuring: false,
             last_usage: (None, None),
             replace: None,
             inode: 0,
@@ -75,6 +79,13 @@ impl Slot {
     /// served requests for another slot's connection before, which count on).
     pub(super) fn awaits_pid_to_replace(&self, counts: bool) -> bool {
         (self.replace.is_some() || counts) && self.state == SlotState::Idle && self.awaits_pid()
+    }
+
+    /// Idle, and its child's memory after the request is being read: the
+    /// answer may replace the child, so its worker waits (`pm_max_memory` is
+    /// exact, as `pm_max_requests` is).
+    pub(super) fn awaits_memory(&self) -> bool {
+        self.measuring && self.state == SlotState::Idle
     }
 
     /// Forgets the slot's child (its connection is gone): what it knew of it.

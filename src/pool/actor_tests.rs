@@ -30,7 +30,8 @@ struct Harness {
     commands: Receiver<Command>,
     balancer: Arc<Balancer>,
     socket: Arc<ChildSocket>,
-    _events: UnboundedReceiver<PoolEvent>,
+    /// The actor's second inbox: where the real usage sampler answers.
+    events: UnboundedReceiver<PoolEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -69,7 +70,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
         sample_usage: false,
         heartbeat: Default::default(),
     });
-    let mut h = Harness { actor, commands, balancer, socket, _events: events, _dir: dir };
+    let mut h = Harness { actor, commands, balancer, socket, events, _dir: dir };
     h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
@@ -94,14 +95,14 @@ impl Harness {
         let (script, uri) = ("/srv/boom.php".into(), "/boom.php".into());
         self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri });
         worker.discard();
-        let msg = PoolMsg::RequestFinished { slot, status: 502, duration: Duration::ZERO, worker, access: None };
+        let msg = PoolMsg::RequestEnded { slot, status: 502, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
         self.actor.replace_and_lend();
     }
 
-    fn finish_request(&mut self, worker: Worker) {
+    fn end_request(&mut self, worker: Worker) {
         let slot = worker.slot();
-        let msg = PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None };
+        let msg = PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
         self.actor.replace_and_lend();
     }
@@ -118,6 +119,14 @@ impl Harness {
         let started = Instant::now();
         let request = Abandoned { worker, cause, status: 499, started, deadline, script, uri, access: None };
         self.actor.handle(PoolMsg::Abandoned(Box::new(request)));
+    }
+
+    /// The usage sampler's next answer (it reads /proc on its own thread),
+    /// handled as the actor's loop handles it.
+    async fn sampled(&mut self) {
+        let event = tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await;
+        self.actor.on_event(event.expect("the sampler answers").expect("the inbox is open"));
+        self.actor.replace_and_lend();
     }
 
     /// The supervisor reports to the actor.
@@ -165,13 +174,13 @@ fn peer_checks(commands: &[Command]) -> usize {
 }
 
 #[tokio::test]
-async fn a_finished_request_counts_and_returns_its_worker() {
+async fn an_ended_request_counts_and_returns_its_worker() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     let slot = worker.slot();
     assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (1, SlotState::Busy));
     assert_eq!(h.balancer.idle(), 1);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!((h.actor.counters.busy, h.actor.slots[slot].state), (0, SlotState::Idle));
     assert_eq!((h.actor.counters.accepted, h.actor.slots[slot].requests), (1, 1));
     assert_eq!(h.balancer.idle(), 2);
@@ -183,13 +192,35 @@ async fn max_requests_kills_the_child_by_pid_before_the_worker_is_lent_again() {
     for n in 1..=2 {
         let worker = h.start_request().await;
         h.child_found(0, 77);
-        h.finish_request(worker);
+        h.end_request(worker);
         let kills = kills(&h.commands());
         assert_eq!(kills, if n == 2 { vec![77] } else { vec![] }, "after request {n}");
     }
     assert_eq!(h.actor.slots[0].pid, None);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker reconnects");
     assert_eq!(h.balancer.idle(), 1);
+}
+
+#[tokio::test]
+async fn max_memory_holds_the_worker_until_the_sampler_measured_the_child() {
+    let mut h = harness(1, Policy { max_memory: Some(32 << 20), ..Policy::default() });
+    let sampled = |h: &mut Harness, memory: u64| {
+        let usage = PoolEvent::Usage { slot: 0, pid: 77, cpu: None, memory: Some(memory) };
+        h.actor.on_event(usage);
+        h.actor.replace_and_lend();
+    };
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 0, "lent again only once the child's memory is known");
+    sampled(&mut h, 1 << 20);
+    assert_eq!((h.balancer.idle(), kills(&h.commands())), (1, vec![]), "under the limit: kept");
+    let worker = h.start_request().await;
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 0);
+    sampled(&mut h, 64 << 20);
+    assert_eq!(kills(&h.commands()), vec![77], "over the limit: killed before the worker is lent again");
+    assert_eq!((h.balancer.idle(), replaced(&h, Reason::Memory)), (1, 1));
 }
 
 #[tokio::test]
@@ -256,7 +287,7 @@ async fn a_retired_pool_stops_its_children_once_the_last_request_ends() {
     let worker = h.start_request().await;
     h.actor.handle(PoolMsg::Retire { limit: None });
     assert!(group_signals(&h.commands()).is_empty(), "a request still runs");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
 }
 
@@ -295,7 +326,7 @@ async fn a_crashed_child_is_counted_and_its_slot_looks_up_the_next_one() {
     let worker = h.start_request().await;
     assert_eq!(look_ups(&h.commands()), vec![0], "its new connection's child is looked up");
     h.child_found(0, 78);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].requests), (Some(pid(78)), 1));
 }
 
@@ -316,7 +347,7 @@ async fn an_idle_childs_exit_frees_its_slot() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     h.child_found(worker.slot(), 77);
-    h.finish_request(worker);
+    h.end_request(worker);
     h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Code(0) });
     assert!(h.actor.slots.iter().all(|s| s.pid.is_none()));
     assert_eq!(replaced(&h, Reason::Crash), 0, "an exit between requests is no crash");
@@ -332,7 +363,9 @@ async fn max_memory_replaces_a_child_past_the_limit() {
     let me = std::process::id() as i32;
     let worker = h.start_request().await;
     h.child_found(0, me);
-    h.finish_request(worker);
+    h.end_request(worker);
+    assert!(kills(&h.commands()).is_empty(), "its memory is read first, on the sampler's thread");
+    h.sampled().await;
     assert_eq!(kills(&h.commands()), vec![me], "killed (by the fake supervisor: only recorded)");
     assert_eq!(replaced(&h, Reason::Memory), 1);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -343,9 +376,11 @@ async fn max_memory_keeps_a_child_within_the_limit() {
     let mut h = harness(1, Policy { max_memory: Some(u64::MAX), ..Policy::default() });
     let worker = h.start_request().await;
     h.child_found(0, std::process::id() as i32);
-    h.finish_request(worker);
+    h.end_request(worker);
+    h.sampled().await;
     assert!(kills(&h.commands()).is_empty());
     assert_eq!(replaced(&h, Reason::Memory), 0);
+    assert_eq!(h.balancer.idle(), 1, "measured: the worker is lent again");
 }
 
 #[tokio::test]
@@ -354,19 +389,19 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     for _ in 0..2 {
         let worker = h.start_request().await;
         h.child_found(0, 77);
-        h.finish_request(worker);
+        h.end_request(worker);
     }
     // The connection closes (nginx went away between requests, say): child 77
     // accepts a new one, and its two requests count on.
     let mut worker = h.start_request().await;
     worker.discard();
-    h.actor.handle(PoolMsg::RequestFinished { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
+    h.actor.handle(PoolMsg::RequestEnded { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
     h.actor.replace_and_lend();
     assert!(kills(&h.commands()).is_empty(), "request 3 ended on a connection whose child is unknown");
     let worker = h.start_request().await;
     h.child_found(0, 77);
     assert_eq!(h.actor.slots[0].requests, 3);
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
 }
 
@@ -377,7 +412,7 @@ async fn a_used_idle_child_beyond_the_spare_count_is_replaced_on_the_tick() {
     let idle = h.start_request().await;
     h.child_found(busy.slot(), 77);
     h.child_found(idle.slot(), 78);
-    h.finish_request(idle);
+    h.end_request(idle);
     h.actor.tick();
     assert_eq!(kills(&h.commands()), vec![78], "the busy child is never killed");
     assert_eq!(replaced(&h, Reason::Idle), 1);
@@ -434,7 +469,7 @@ async fn a_late_answer_for_an_older_connection_looks_up_the_current_one() {
     assert_eq!(h.actor.slots[0].pid, None, "the late answer binds no child");
     h.child_found(0, 4343);
     assert_eq!(h.actor.slots[0].pid, Some(pid(4343)));
-    h.finish_request(worker);
+    h.end_request(worker);
 }
 
 // Retirement of a generation, stop, and the end of a pool.
@@ -444,11 +479,11 @@ async fn a_retired_pool_kills_its_children_when_its_limit_passes() {
     let mut h = harness(1, Policy::default());
     let _worker = h.start_request().await;
     h.actor.handle(PoolMsg::Retire { limit: Some(Duration::from_secs(10)) });
-    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + Duration::from_secs(10)));
+    assert_eq!(h.actor.stopping.kill_at(), Some(TokioInstant::now() + Duration::from_secs(10)));
     assert!(group_signals(&h.commands()).is_empty());
     h.actor.kill_deadline_passed();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);
-    assert_eq!(h.actor.ending.kill_at(), None);
+    assert_eq!(h.actor.stopping.kill_at(), None);
 }
 
 #[tokio::test]
@@ -463,14 +498,14 @@ async fn an_idle_retired_pool_stops_its_children_at_once_and_never_restarts_them
 }
 
 #[tokio::test]
-async fn a_stopped_pool_finishes_its_requests_but_starts_no_parent() {
+async fn a_stopped_pool_lets_its_requests_end_but_starts_no_parent() {
     let mut h = harness(2, Policy::default());
     let worker = h.start_request().await;
     h.actor.handle(PoolMsg::Stop);
     let slot = worker.slot();
     assert_eq!(h.actor.slots[slot].state, SlotState::Busy, "a running request runs on");
     assert!(group_signals(&h.commands()).is_empty(), "stop signals nothing: the supervisor's shutdown does");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(h.actor.slots[slot].state, SlotState::Exiting);
     h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Code(0) });
     h.actor.spawn_parent();
@@ -488,7 +523,7 @@ async fn counters_keep_the_peak_and_the_longest_queue_wait() {
     }
     for slot in 0..2 {
         let worker = Worker::new(slot, h.actor.epochs.clone());
-        h.actor.handle(PoolMsg::RequestFinished { slot, status: 200, duration: Duration::ZERO, worker, access: None });
+        h.actor.handle(PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None });
     }
     h.actor.handle(PoolMsg::RequestStarted { slot: 0, queued: Duration::ZERO, info: None });
     let snapshot = h.actor.snapshot();
@@ -507,7 +542,7 @@ async fn a_queued_request_gets_the_worker_the_actor_returns() {
         tokio::task::yield_now().await;
     }
     assert_eq!(h.balancer.had_to_wait(), 1, "max children reached, once");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(queued.await.unwrap(), Ok(0));
     assert_eq!(h.balancer.waiting(), 0);
 }
@@ -519,7 +554,7 @@ async fn a_parent_that_ran_a_while_is_restarted_at_once_and_its_children_forgott
     let mut h = harness(1, Policy::default());
     let worker = h.start_request().await;
     h.child_found(0, 77);
-    h.finish_request(worker);
+    h.end_request(worker);
     h.actor.parent.backdate(Duration::from_secs(60));
     h.report(Report::ParentExited { pid: pid(PARENT), status: ExitKind::Signal(Signal::SIGKILL) });
     assert_eq!((h.actor.slots[0].pid, h.actor.slots[0].inode), (None, 0));
@@ -591,8 +626,29 @@ async fn a_snapshot_waits_for_the_look_up_of_a_new_connections_child() {
     h.actor.handle(PoolMsg::Snapshot { respond_to });
     assert!(answer.try_recv().is_err(), "the pid is being looked up");
     h.child_found(0, 77);
+    assert!(answer.try_recv().is_err(), "the parent's children are being read");
+    h.report(Report::Children { parent: pid(PARENT), pids: vec![77] });
     assert_eq!(answer.try_recv().unwrap().slots[0].pid, Some(77));
-    h.finish_request(worker);
+    h.end_request(worker);
+}
+
+#[tokio::test]
+async fn a_snapshot_shows_the_children_the_supervisor_read_in_the_slots_without_one() {
+    let mut h = harness(3, Policy::default());
+    let (respond_to, mut answer) = tokio::sync::oneshot::channel();
+    h.actor.handle(PoolMsg::Snapshot { respond_to });
+    let asked: Vec<i32> = h
+        .commands()
+        .iter()
+        .filter_map(|c| if let Command::ListChildren { parent, .. } = c { Some(parent.as_raw()) } else { None })
+        .collect();
+    assert_eq!(asked, vec![PARENT], "the actor asks the supervisor, never reads /proc itself");
+    assert!(answer.try_recv().is_err(), "answered only once the children are read");
+    h.report(Report::Children { parent: pid(PARENT), pids: vec![41, 42] });
+    let snapshot = answer.try_recv().unwrap();
+    let pids: Vec<Option<i32>> = snapshot.slots.iter().map(|s| s.pid).collect();
+    assert_eq!(pids, vec![Some(41), Some(42), None]);
+    assert_eq!(snapshot.forked, 2, "two of three children forked: the pool does not answer yet");
 }
 
 #[tokio::test]
@@ -603,7 +659,7 @@ async fn a_child_marked_for_replacement_is_killed_only_once_its_request_ended() 
     h.actor.slots[0].replace = Some(Reason::Lifetime);
     h.actor.replace_and_lend();
     assert!(kills(&h.commands()).is_empty(), "never mid-request");
-    h.finish_request(worker);
+    h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77]);
     assert_eq!(replaced(&h, Reason::Lifetime), 1);
 }
@@ -613,7 +669,7 @@ async fn a_detached_pool_stops_its_running_parent_and_kills_it_after_the_grace()
     let mut h = harness(1, Policy::default());
     h.actor.detach();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGTERM]);
-    assert_eq!(h.actor.ending.kill_at(), Some(TokioInstant::now() + super::ending::DETACHED_STOP_GRACE));
+    assert_eq!(h.actor.stopping.kill_at(), Some(TokioInstant::now() + super::stopping::DETACHED_STOP_GRACE));
     assert!(!h.actor.detach_done(), "its parent runs");
     h.actor.kill_deadline_passed();
     assert_eq!(group_signals(&h.commands()), vec![Signal::SIGKILL]);

@@ -245,9 +245,12 @@ impl Pool {
         self.answers_in(&snapshot).await
     }
 
+    /// Whether every child is forked (as the supervisor read it for the
+    /// snapshot) and one answers.
     async fn answers_in(&self, snapshot: &PoolSnapshot) -> bool {
-        let Some(parent) = snapshot.parent_pid else { return false };
-        crate::sys::procfs::children(parent).len() >= snapshot.slots.len() && health::answers(&self.socket.path).await
+        snapshot.parent_pid.is_some()
+            && snapshot.forked >= snapshot.slots.len()
+            && health::answers(&self.socket.path).await
     }
 
     /// How the pool's php-cgi is doing: answering, still starting, or its
@@ -264,7 +267,7 @@ impl Pool {
     }
 
     /// Retires the pool after a reload: queued requests move to the new pool,
-    /// in-flight ones finish (within `limit`, if set), then the children stop.
+    /// in-flight ones end (within `limit`, if set), then the children stop.
     pub fn retire(&self, limit: Option<std::time::Duration>) {
         self.balancer.close();
         self.tell(PoolMsg::Retire { limit });

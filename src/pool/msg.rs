@@ -60,6 +60,8 @@ pub struct PoolSnapshot {
     pub parent_pid: Option<i32>,
     /// Times the php-cgi parent was started.
     pub parent_starts: u64,
+    /// Children the running parent has forked (read from /proc by the supervisor).
+    pub forked: usize,
     /// All slots.
     pub slots: Vec<SlotSnapshot>,
     /// Requests that got a child.
@@ -116,8 +118,8 @@ pub enum PoolMsg {
     RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
     /// A request on `slot` ended with HTTP `status`; `access` is its access log
     /// record, when the pool has an access log.
-    RequestFinished { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
-    /// A new connection on `slot` completed its first request; find its child.
+    RequestEnded { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
+    /// A new connection on `slot` carries its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` died under its request (crashed): the front end
     /// answered 502.

@@ -176,7 +176,7 @@ impl Reader {
         }
         let pid = self.pid.load(Ordering::Relaxed);
         for lines in &mut self.streams {
-            lines.finish(&self.format, pid, PIPE_CLOSED);
+            lines.log_partial(&self.format, pid, PIPE_CLOSED);
         }
     }
 
@@ -199,7 +199,7 @@ impl Reader {
         loop {
             match nix::unistd::read(self.pipes[i].as_raw_fd(), &mut buf) {
                 Ok(0) => {
-                    self.streams[i].finish(&self.format, pid, PIPE_CLOSED);
+                    self.streams[i].log_partial(&self.format, pid, PIPE_CLOSED);
                     return false;
                 }
                 Ok(n) => self.streams[i].push(&buf[..n], &self.format, pid),
@@ -220,7 +220,7 @@ impl Reader {
             let pid = self.pid.load(Ordering::Relaxed);
             let Event::RequestDone(done) = event;
             for lines in &mut self.streams {
-                lines.finish(&self.format, pid, "");
+                lines.log_partial(&self.format, pid, "");
             }
             let _ = done.send(());
         }
@@ -280,7 +280,7 @@ impl Lines {
             let rest = &data[i..];
             if rest[0] == 0 {
                 if rest.starts_with(FLUSH_MARKER) {
-                    self.finish(format, pid, "");
+                    self.log_partial(format, pid, "");
                     i += FLUSH_MARKER.len();
                     continue;
                 }
@@ -304,7 +304,7 @@ impl Lines {
     }
 
     /// Logs the partial line, if any, with `suffix` after it.
-    fn finish(&mut self, format: &Format, pid: u32, suffix: &str) {
+    fn log_partial(&mut self, format: &Format, pid: u32, suffix: &str) {
         let mut held = std::mem::take(&mut self.held);
         self.line.append(&mut held);
         if self.line.is_empty() {

@@ -1,7 +1,9 @@
-//! The status page's "last request cpu" and "last request memory". After
-//! each request of a pool with a status page, the actor hands the child's pid
-//! to one sampler thread, which reads /proc and reports back to the actor as a
-//! [`PoolEvent::Usage`], so the actor never reads /proc per request.
+//! The status page's "last request cpu" and "last request memory", and the
+//! memory `pm_max_memory` is checked against. After each request of a pool
+//! with a status page or `pm_max_memory`, the actor hands the child's pid to
+//! one sampler thread, which reads /proc and reports back to the actor as a
+//! [`PoolEvent::Usage`], so the actor never reads /proc (the runtime thread
+//! never blocks).
 //!
 //! What rustfpm can know differs from php-fpm's figures: the CPU is the
 //! child's user + system time since its previous request ended, over the
@@ -37,9 +39,10 @@ pub struct Sample {
     pub reply: UnboundedSender<PoolEvent>,
 }
 
-/// Queues `sample` for the sampler thread; never blocks.
-pub fn request(sample: Sample) {
-    let _ = sampler().try_send(sample);
+/// Queues `sample` for the sampler thread; never blocks. False if it was
+/// not queued (the queue is full, or the thread could not start): no answer comes.
+pub fn request(sample: Sample) -> bool {
+    sampler().try_send(sample).is_ok()
 }
 
 fn sampler() -> &'static Sender<Sample> {
@@ -85,14 +88,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sample_of_this_process_comes_back_as_an_event() {
+    async fn a_sample_of_a_process_comes_back_as_an_event() {
+        // A process of this test's own: other tests sample this one (one sampler thread).
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let pid = std::process::id() as i32;
+        let pid = child.id() as i32;
         for _ in 0..2 {
-            request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply: tx.clone() });
+            assert!(request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply: tx.clone() }));
         }
-        let first = rx.recv().await;
-        assert!(matches!(first, Some(PoolEvent::Usage { slot: 3, cpu: None, memory: Some(m), .. }) if m > 0));
-        assert!(matches!(rx.recv().await, Some(PoolEvent::Usage { cpu: Some(c), .. }) if c >= 0.0));
+        let (first, second) = (rx.recv().await, rx.recv().await);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            matches!(first, Some(PoolEvent::Usage { slot: 3, cpu: None, memory: Some(m), .. }) if m > 0),
+            "{first:?}"
+        );
+        assert!(matches!(second, Some(PoolEvent::Usage { cpu: Some(c), .. }) if c >= 0.0), "{second:?}");
     }
 }

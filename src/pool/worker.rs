@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::net::UnixStream;
 
-use crate::sys::procfs;
+use crate::sys::sockdiag;
 
 /// Size of a worker's read buffer: one full record plus header and padding.
 pub const READ_BUF: usize = 64 * 1024 + 512;
@@ -123,7 +123,7 @@ impl Worker {
     async fn connect(&mut self, path: &Path, socket: &ChildSocket) -> io::Result<()> {
         socket.repair();
         let stream = UnixStream::connect(path).await?;
-        self.inode = procfs::fd_inode(stream.as_raw_fd()).unwrap_or(0);
+        self.inode = sockdiag::socket_inode(&stream).unwrap_or(0);
         self.conn = Some(stream);
         self.fresh = true;
         Ok(())

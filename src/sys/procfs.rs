@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io;
 use std::time::{Duration, Instant};
 
 /// Processes a [`CpuTable`] remembers before forgetting those not sampled for [`FORGET_AFTER`].
@@ -38,12 +37,6 @@ pub fn holds_socket(pid: i32, inode: u32) -> bool {
 /// The child of `parent` that holds socket `inode`, if any.
 pub fn child_holding_socket(parent: i32, inode: u32) -> Option<i32> {
     children(parent).into_iter().find(|&pid| holds_socket(pid, inode))
-}
-
-/// The inode of an open file descriptor of this process (sockets included).
-pub fn fd_inode(fd: i32) -> io::Result<u32> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(fs::metadata(format!("/proc/self/fd/{fd}"))?.ino() as u32)
 }
 
 /// Resident memory of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
@@ -145,7 +138,13 @@ mod tests {
     #[test]
     fn finds_own_socket() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let ino = fd_inode(a.as_raw_fd()).unwrap();
+        let ino = crate::sys::sockdiag::socket_inode(&a).unwrap();
+        let through_proc = fs::read_link(format!("/proc/self/fd/{}", a.as_raw_fd())).unwrap();
+        assert_eq!(
+            through_proc.to_str(),
+            Some(format!("socket:[{ino}]").as_str()),
+            "fstat names the socket as /proc does"
+        );
         assert!(holds_socket(std::process::id() as i32, ino));
         assert!(!holds_socket(std::process::id() as i32, u32::MAX - 3));
     }

@@ -114,9 +114,16 @@ impl Dir {
         &self.path
     }
 
-    /// The descriptor, for `*at` calls and `/proc/self/fd/N` paths.
+    /// The descriptor, for `*at` calls.
     pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// `name` in this directory as a path the kernel resolves through the descriptor
+    /// (`/proc/self/fd/N/name`): short enough for a socket's address, and it names this
+    /// directory whatever happens to its own path meanwhile.
+    pub(crate) fn path_through_fd(&self, name: &std::ffi::OsStr) -> PathBuf {
+        Path::new("/proc/self/fd").join(self.fd().to_string()).join(name)
     }
 
     /// The directory's owner.

@@ -40,6 +40,13 @@ impl Peer {
     }
 }
 
+/// The inode of our socket `fd`, as sock_diag and `/proc/PID/fd` name it:
+/// `fstat` on the descriptor, which walks no path (cheap enough for the
+/// runtime thread: a worker reads it at each connect).
+pub fn socket_inode(fd: &impl AsRawFd) -> io::Result<u32> {
+    Ok(nix::sys::stat::fstat(fd.as_raw_fd())?.st_ino as u32)
+}
+
 /// Returns the inode of the socket connected to the unix socket `inode`, if
 /// any: `None` once the peer has closed its end (the kernel then reports 0).
 pub fn unix_peer_inode(inode: u32) -> io::Result<Option<u32>> {

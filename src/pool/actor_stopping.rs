@@ -1,4 +1,4 @@
-//! How far the pool's end has come. A pool stops (shutdown: no more
+//! How far the pool's stop has come. A pool stops (shutdown: no more
 //! restarts), retires (a reload replaced it: its children are stopped once
 //! its last request ends, or when `process_control_timeout` passes), or is
 //! detached (every handle is gone: its php-cgi is stopped, and killed if it
@@ -15,11 +15,11 @@ use crate::supervisor::Command;
 /// How long php-cgi of a pool that is gone gets between SIGTERM and SIGKILL.
 pub(super) const DETACHED_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// The pool's end.
+/// How far the pool's stop has come.
 #[derive(Debug, Default)]
-pub(super) struct Ending {
+pub(super) struct Stopping {
     /// No parent is restarted, and idle slots are exiting.
-    stopping: bool,
+    begun: bool,
     /// Retired: the children are stopped once no request runs.
     retiring: bool,
     /// Every handle is gone: the actor only waits for its php-cgi to exit.
@@ -28,10 +28,10 @@ pub(super) struct Ending {
     kill_at: Option<TokioInstant>,
 }
 
-impl Ending {
+impl Stopping {
     /// The pool is stopping (shutdown, retirement or detachment).
-    pub(super) fn stopping(&self) -> bool {
-        self.stopping
+    pub(super) fn begun(&self) -> bool {
+        self.begun
     }
 
     /// Every handle is gone.
@@ -47,12 +47,12 @@ impl Ending {
     /// Stop: no more restarts.
     /// Stops: no parent starts any more, and every slot but the busy ones exits.
     pub(super) fn stop(&mut self) {
-        self.stopping = true;
+        self.begun = true;
     }
 
     /// Retire: stop, and stop the children once idle, killing them after `limit`.
     pub(super) fn retire(&mut self, limit: Option<Duration>) {
-        self.stopping = true;
+        self.begun = true;
         self.retiring = true;
         self.kill_at = limit.map(|l| TokioInstant::now() + l);
     }
@@ -60,7 +60,7 @@ impl Ending {
     /// Every handle is gone: stop, and kill the children if they outlive
     /// the grace (or an earlier retirement's limit).
     pub(super) fn detach(&mut self) {
-        self.stopping = true;
+        self.begun = true;
         self.detached = true;
         self.kill_at.get_or_insert_with(|| TokioInstant::now() + DETACHED_STOP_GRACE);
     }
@@ -82,14 +82,14 @@ impl PoolActor {
     /// ends (or are killed when `limit` passes).
     pub(super) fn retire(&mut self, limit: Option<Duration>) {
         self.stop();
-        self.ending.retire(limit);
+        self.stopping.retire(limit);
         crate::notice!("[pool {}] retiring: {} request(s) still running", self.name, self.counters.busy);
         self.stop_children_when_idle();
     }
 
     /// Ends a retired pool's children once its last request is done.
     pub(super) fn stop_children_when_idle(&mut self) {
-        if self.ending.children_due_to_stop(self.counters.busy) {
+        if self.stopping.children_due_to_stop(self.counters.busy) {
             self.stop_children(Signal::SIGTERM);
         }
     }
@@ -97,7 +97,7 @@ impl PoolActor {
     /// The children outlived their time (a retired pool's limit, or a
     /// detached pool's grace): killed.
     pub(super) fn kill_deadline_passed(&mut self) {
-        if self.ending.detached() {
+        if self.stopping.detached() {
             crate::warning!(
                 "[pool {}] php-cgi still running {}s after SIGTERM; killing",
                 self.name,
@@ -115,7 +115,7 @@ impl PoolActor {
 
     /// Signals the children to stop: nothing is pending after that.
     pub(super) fn stop_children(&mut self, signal: Signal) {
-        self.ending.children_stopped();
+        self.stopping.children_stopped();
         self.signal_children(signal);
     }
 
@@ -127,7 +127,7 @@ impl PoolActor {
     }
 
     pub(super) fn stop(&mut self) {
-        self.ending.stop();
+        self.stopping.stop();
         self.parent.cancel_start();
         for i in 0..self.slots.len() {
             if self.slots[i].state != SlotState::Busy {
@@ -140,13 +140,13 @@ impl PoolActor {
     /// it, including a parent whose start is still on its way.
     pub(super) fn detach(&mut self) {
         self.stop();
-        self.ending.detach();
+        self.stopping.detach();
         self.balancer.close();
         self.signal_children(Signal::SIGTERM);
     }
 
     /// Detached, and no php-cgi of this pool runs or is being started.
     pub(super) fn detach_done(&self) -> bool {
-        self.ending.detached() && !self.parent.alive()
+        self.stopping.detached() && !self.parent.alive()
     }
 }
