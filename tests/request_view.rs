@@ -1,12 +1,15 @@
 //! One view of a request: each test is an attack on the script checks that
 //! must fail, against the real binary and real php-cgi (and real nginx where
 //! nginx's shape of the params matters): duplicate SCRIPT_FILENAME,
-//! PATH_TRANSLATED with REDIRECT_URL, PATH_INFO underflow (CVE-2019-11043),
-//! chroot escapes, forged log lines and a 240 KB SCRIPT_FILENAME.
+//! PATH_TRANSLATED with REDIRECT_URL, PATH_INFO underflow (CVE-2019-11043: the
+//! script runs as php-fpm 8.2's guard runs it, compared with the real php-fpm,
+//! and php-cgi never cuts past PATH_INFO), chroot escapes, forged log lines and
+//! a 240 KB SCRIPT_FILENAME.
 
 mod common;
 
 use common::fcgi::{send, Reply, IO_TIMEOUT};
+use common::php_fpm::{assert_shows, Pair};
 use common::*;
 
 /// What an uploaded "image" with PHP code in it prints when it is run.
@@ -114,62 +117,77 @@ const PHP_VALUE_CHAIN: [&str; 6] = [
     "log_errors=1;;;;;;;;",
 ];
 
+/// The script of the underflow tests: PATH_INFO and the settings phuip-fpizdam's chain aims at.
+const CHAIN_SCRIPT: &str = "<?php echo 'INDEX:', json_encode([$_SERVER['PATH_INFO'] ?? null,
+    ini_get('session.auto_start'), ini_get('short_open_tag'), ini_get('include_path')]);";
+
 #[test]
-fn php_value_chain_through_nginx_split_path_info_is_refused() {
+fn php_value_chain_through_nginx_split_path_info_runs_the_script_as_php_fpm() {
     // The harness's nginx location is the vulnerable shape: fastcgi_split_path_info,
-    // PATH_INFO from $fastcgi_path_info, no try_files.
+    // PATH_INFO from $fastcgi_path_info, no try_files. Its regex stops at the %0a: nginx sends
+    // the whole path as SCRIPT_FILENAME and an empty PATH_INFO, which php-fpm's guard runs as
+    // index.php with PATH_INFO "". php-cgi gets SCRIPT_FILENAME = index.php and cuts nothing.
     let stack = Stack::with(PoolOptions { children: 2, ..PoolOptions::default() });
-    stack.site.script("index.php", "<?php echo 'INDEX';");
+    stack.site.script("index.php", CHAIN_SCRIPT);
     let pids_before = php_pids_once_started(&stack.fpm, 2);
+    let plain = get(&stack.url("/index.php"));
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert!(plain.text().starts_with("INDEX:[\"\",\"0\","), "{}", plain.text());
     let query = "Q".repeat(1700);
     let pisos = format!("8{}D", "=".repeat(1000));
     for setting in PHP_VALUE_CHAIN {
         let setting = setting.replace('=', "%3D").replace(';', "%3B");
         let url = stack.url(&format!("/index.php/PHP_VALUE%0A{setting}?{query}"));
         let resp = get_with(&url, &[("D-Pisos", &pisos), ("Ebut", "mamku tvoyu")]);
-        assert_eq!(resp.status, 403, "{url}: {}", resp.text());
-        assert_eq!(resp.text(), "Access denied.\n", "nothing but the refusal reaches the client");
+        assert_eq!(resp.status, 200, "{url}: {}", resp.text());
+        assert_eq!(resp.text(), plain.text(), "{url}: the same script, PATH_INFO and settings as a plain request");
     }
-    let log = stack.fpm.log_text();
-    assert!(log.contains("PATH_INFO (0 bytes) is shorter than the"), "no log line for the refusal:\n{log}");
-    assert_eq!(get(&stack.url("/index.php")).text(), "INDEX", "the pool still serves");
     assert_eq!(sorted(stack.fpm.php_pids()), pids_before, "no php-cgi process died or was replaced");
 }
 
+/// CVE-2019-11043's shape sent directly (PATH_INFO shorter than what php-cgi would cut off
+/// SCRIPT_FILENAME): the script runs with the `$_SERVER` php-fpm 8.2 shows it, and php-cgi is
+/// sent the script's own path, so it cuts nothing and no php-cgi process is harmed.
 #[test]
-fn path_info_underflow_shapes_are_refused_before_php_cgi() {
-    let site = Site::new();
-    site.script("index.php", "<?php echo 'INDEX:', $_SERVER['PATH_INFO'] ?? '-';");
-    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
-    let pids_before = php_pids_once_started(&fpm, 1);
-    let long_query = vec![b'Q'; 1700];
-    let mut owned = Vec::new();
+fn path_info_underflow_shapes_run_the_script_as_php_fpm_does() {
+    let pair = Pair::start(true);
+    pair.site.script("chain.php", CHAIN_SCRIPT);
+    let pids_before = php_pids_once_started(&pair.rustfpm, 1);
+    let www = pair.www();
+    let script = format!("{www}/env.php");
+    let long_query = "Q".repeat(1700);
     for setting in PHP_VALUE_CHAIN {
-        let script_name = format!("/index.php/PHP_VALUE\n{setting}");
-        let filename = format!("{}{script_name}", site.www().display());
-        for path_info in [&b""[..], b"/", b"/x"] {
-            let mut params = base(&site, "index.php", &mut owned);
-            params.retain(|(n, _)| !matches!(*n, "SCRIPT_FILENAME" | "SCRIPT_NAME" | "QUERY_STRING"));
-            params.extend([
-                ("SCRIPT_FILENAME", filename.as_bytes()),
-                ("SCRIPT_NAME", script_name.as_bytes()),
+        let script_name = format!("/env.php/PHP_VALUE\n{setting}");
+        let filename = format!("{www}{script_name}");
+        for path_info in ["", "/", "/x"] {
+            let mut params = vec![
+                ("SCRIPT_FILENAME", filename.as_str()),
+                ("SCRIPT_NAME", &script_name),
                 ("PATH_INFO", path_info),
-                ("QUERY_STRING", &long_query[..]),
-                ("HTTP_D_PISOS", b"8=========D".as_slice()),
-            ]);
-            let reply = send(&fpm.socket, &params);
-            assert_refused(&reply, &format!("{setting} with PATH_INFO {:?}", String::from_utf8_lossy(path_info)));
-            assert!(!reply.stdout.contains("INDEX"), "the request reached php-cgi: {reply:?}");
+                ("QUERY_STRING", &long_query),
+                ("HTTP_D_PISOS", "8=========D"),
+            ];
+            let what = format!("{setting} with PATH_INFO {path_info:?}");
+            pair.same(&format!("{what}, no DOCUMENT_ROOT"), &params);
+            params.push(("DOCUMENT_ROOT", &www));
+            let reply = pair.same(&what, &params);
+            assert_shows(&reply, &[&format!("SCRIPT_FILENAME={script}"), &format!("PATH_INFO={path_info}")]);
+            assert!(reply.body().contains(&format!("ORIG_SCRIPT_FILENAME={filename}\n")), "{what}: {reply:?}");
         }
     }
-    // The well-formed split is served, with its PATH_INFO.
-    let filename = format!("{}/index.php/a/b", site.www().display());
-    let mut params = base(&site, "index.php", &mut owned);
-    params.retain(|(n, _)| *n != "SCRIPT_FILENAME");
-    params.extend([("SCRIPT_FILENAME", filename.as_bytes()), ("PATH_INFO", b"/a/b".as_slice())]);
-    let reply = send(&fpm.socket, &params);
-    assert!(reply.stdout.ends_with("INDEX:/a/b"), "{reply:?}");
-    assert_eq!(sorted(fpm.php_pids()), pids_before, "no php-cgi process died or was replaced");
+    // php-src's own test of the bug (bug78599): 35 bytes cut, PATH_INFO "", a 5000-byte header.
+    let chain = format!("{www}/chain.php");
+    let filename = format!("{chain}/{}", "A".repeat(35));
+    let header = "PTEST".repeat(1000);
+    let params = [("SCRIPT_FILENAME", filename.as_str()), ("PATH_INFO", ""), ("HTTP_HUI", &header)];
+    let reply = pair.same("bug78599", &params);
+    assert!(reply.body().starts_with("INDEX:[\"\",\"0\","), "{reply:?}");
+    // Where php-fpm's result cannot be sent so (cgi.fix_pathinfo=0, REDIRECT_URL), it is refused.
+    let redirected = [("SCRIPT_FILENAME", filename.as_str()), ("PATH_INFO", ""), ("REDIRECT_URL", "/r")];
+    let reply = send(&pair.rustfpm.socket, &redirected.map(|(n, v)| (n, v.as_bytes())));
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(pair.rustfpm.log_text().contains("PATH_INFO (0 bytes) is shorter than the 36 bytes"));
+    assert_eq!(sorted(pair.rustfpm.php_pids()), pids_before, "no php-cgi process died or was replaced");
 }
 
 #[test]

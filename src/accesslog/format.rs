@@ -74,6 +74,9 @@ pub struct Record {
     pub content_length: u64,
     /// `%s`: the HTTP status.
     pub status: u16,
+    /// The code the script set after its headers went out with [`Record::status`]:
+    /// php-fpm logs it (and suppresses by it) instead.
+    pub script_status: Option<u16>,
     /// `%t`: when the request arrived.
     pub accepted: Option<SystemTime>,
     /// `%d`: how long it took.

@@ -12,6 +12,7 @@ fn record() -> Record {
         script: "/var/www/index.php".into(),
         content_length: 42,
         status: 201,
+        script_status: None,
         accepted: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)),
         duration: Duration::from_micros(1_234_567),
         params: vec![Some("example.org".into()), None],

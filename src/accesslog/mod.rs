@@ -131,6 +131,7 @@ impl PoolLogs {
     /// Logs a request that has ended: completes `rec` with what the actor knows of the child
     /// and sends it to the writer (unless `access.suppress_path` drops it).
     pub fn log_access(&self, mut rec: Box<Record>, child: ChildView) {
+        rec.status = rec.script_status.unwrap_or(rec.status);
         let Some(access) = self.access.as_ref().filter(|a| !a.suppressed(&rec)) else {
             return;
         };

@@ -108,6 +108,24 @@ pub fn split_path_info(path: &[u8], script: usize, env: &Env<'_>) -> Puts {
         puts.push((b"PATH_INFO", info.to_vec()));
         path_info = Some(info);
     }
+    script_found(&mut puts, path, file, script_name, path_info, env);
+    puts
+}
+
+/// What php-fpm's `init_request_info` sets (`cgi.fix_pathinfo=1`) once cutting trailing
+/// components off `path` (SCRIPT_FILENAME as sent) found the script `file`, given the
+/// SCRIPT_NAME and PATH_INFO it has settled on: SCRIPT_FILENAME (the original kept in
+/// ORIG_SCRIPT_FILENAME) and PATH_TRANSLATED, DOCUMENT_ROOT (or `file` minus SCRIPT_NAME)
+/// plus PATH_INFO. Shared by Apache's requests and the PATH_INFO underflow guard
+/// (in `policy.rs`).
+pub fn script_found(
+    puts: &mut Puts,
+    path: &[u8],
+    file: &[u8],
+    script_name: Option<&[u8]>,
+    path_info: Option<&[u8]>,
+    env: &Env<'_>,
+) {
     puts.push((b"ORIG_SCRIPT_FILENAME", path.to_vec()));
     puts.push((b"SCRIPT_FILENAME", file.to_vec()));
     let base = match (env.document_root, script_name) {
@@ -121,7 +139,6 @@ pub fn split_path_info(path: &[u8], script: usize, env: &Env<'_>) -> Puts {
         }
         puts.push((b"PATH_TRANSLATED", [base, path_info.unwrap_or_default()].concat()));
     }
-    puts
 }
 
 /// The params php-cgi must not be sent so that it keeps what php-fpm keeps of an Apache

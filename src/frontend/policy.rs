@@ -11,6 +11,16 @@
 //! file is found. Requests that could make php-cgi run another file than the
 //! one checked, or corrupt its memory, are refused with 403 ([`Refusal`]).
 //!
+//! PATH_INFO shorter than what php-cgi cuts off the path (CVE-2019-11043: nginx's
+//! `fastcgi_split_path_info` with `%0a` sends the whole path and an empty PATH_INFO) makes
+//! php-cgi 8.2 compute a pointer before the value and write through it. php-fpm guards that
+//! line: it leaves PATH_INFO as sent and runs the script. rustfpm sends php-cgi what php-fpm's
+//! guard ends with ([`guard`]): SCRIPT_FILENAME is the script found (the original in
+//! ORIG_SCRIPT_FILENAME), PATH_TRANSLATED is rebuilt, PATH_INFO is left alone. php-cgi then
+//! finds a file at SCRIPT_FILENAME and cuts nothing, so no php-cgi, guarded or not, reaches
+//! the underflow. Where php-fpm's result cannot be sent that way (`cgi.fix_pathinfo=0`,
+//! `REDIRECT_URL`, no SCRIPT_FILENAME) the request is still refused.
+//!
 //! Repeated params: php-cgi keeps the last value of a name (`fcgi_hash_set`
 //! in `main/fastcgi.c` replaces it), rustfpm passes every pair on in order,
 //! and [`ParamsBuffer::get`] returns the last value too, so rustfpm checks
@@ -65,7 +75,8 @@ pub enum Refusal {
     TooLong(usize),
     /// PATH_INFO is shorter than what php-cgi cuts off the script path: its
     /// `env_path_info + pilen - slen` would point before the value
-    /// (CVE-2019-11043, nginx `fastcgi_split_path_info` with `%0a`).
+    /// (CVE-2019-11043, nginx `fastcgi_split_path_info` with `%0a`), and php-fpm's
+    /// guarded result cannot be sent instead (see the module's documentation).
     #[error("PATH_INFO ({path_info} bytes) is shorter than the {cut} bytes cut off the script path")]
     PathInfoUnderflow {
         /// Length of PATH_INFO.
@@ -84,6 +95,8 @@ pub enum Refusal {
 pub struct View<'a> {
     /// The path php-cgi starts from (before cutting off trailing components).
     pub path: Option<&'a [u8]>,
+    /// `SCRIPT_FILENAME` as sent.
+    pub script_filename: Option<&'a [u8]>,
     /// `PATH_TRANSLATED`, when it is not the path above (php-cgi runs it
     /// instead when `cgi.fix_pathinfo=0`).
     pub other_path: Option<&'a [u8]>,
@@ -118,17 +131,41 @@ impl<'a> View<'a> {
         let other_path = path_translated.filter(|pt| !pt.is_empty() && Some(*pt) != path);
         let apache = script_filename.and_then(apache::strip);
         let env = apache::Env { script_name, path_info, path_translated, document_root, redirect_url };
-        Ok(View { path, other_path, path_info, apache, env })
+        Ok(View { path, script_filename, other_path, path_info, apache, env })
     }
 
-    /// Checks what cutting `found` off the path means for PATH_INFO.
-    fn path_info_covers(&self, found: usize) -> Result<(), Refusal> {
+    /// Checks what cutting the path down to its first `found` bytes means for PATH_INFO.
+    fn path_info_covers(&self, found: usize) -> Result<(), Underflow> {
         let cut = self.path.map_or(0, |p| p.len() - found);
         match self.path_info {
-            Some(pi) if pi.len() < cut => Err(Refusal::PathInfoUnderflow { path_info: pi.len(), cut }),
+            Some(pi) if pi.len() < cut => {
+                Err(Underflow { script: found, refusal: Refusal::PathInfoUnderflow { path_info: pi.len(), cut } })
+            }
             _ => Ok(()),
         }
     }
+}
+
+/// A request php-cgi would cut more off than its PATH_INFO holds: the script is the first
+/// `script` bytes of the path.
+#[derive(Debug)]
+struct Underflow {
+    script: usize,
+    refusal: Refusal,
+}
+
+/// php-fpm's guard against the PATH_INFO underflow, as params for php-cgi: what php-fpm's
+/// `init_request_info` ends with when PATH_INFO is shorter than the cut (`pilen > slen`
+/// fails): the script found in SCRIPT_FILENAME (the original in ORIG_SCRIPT_FILENAME),
+/// PATH_TRANSLATED rebuilt from DOCUMENT_ROOT (or SCRIPT_NAME) and PATH_INFO, PATH_INFO and
+/// SCRIPT_NAME as sent. None where php-fpm's result cannot be sent so that php-cgi keeps it:
+/// with `cgi.fix_pathinfo=0` (php-fpm cuts nothing) and with `REDIRECT_URL` (php-cgi would
+/// run PATH_TRANSLATED); and without SCRIPT_FILENAME.
+fn guard(params: &ParamsBuffer, view: &View<'_>, script: usize, fix_pathinfo: bool) -> Option<ParamsBuffer> {
+    let path = view.script_filename.filter(|_| fix_pathinfo && view.env.redirect_url.is_none())?;
+    let mut puts = apache::Puts::new();
+    apache::script_found(&mut puts, path, &path[..script], view.env.script_name, view.path_info, &view.env);
+    apache::rewrite(params, &puts, &[]).ok()
 }
 
 /// Checks a request as php-fpm does, on the file php-cgi will run. With a
@@ -150,11 +187,18 @@ pub async fn check(
                 Err(verdict) => return verdict,
             }
         }
-        Ok(view) => return check_view(view, limit_extensions, chroot).await,
+        Ok(view) => match check_view(view, limit_extensions, chroot).await {
+            Ok(verdict) => return verdict,
+            Err(underflow) => match guard(params, &view, underflow.script, fix_pathinfo) {
+                Some(rewritten) => rewritten,
+                None => return Verdict::Refused(underflow.refusal),
+            },
+        },
     };
     *params = rewritten;
+    // Checked again as php-cgi is sent them: a second underflow is refused.
     match View::of(params) {
-        Ok(view) => check_view(view, limit_extensions, chroot).await,
+        Ok(view) => check_view(view, limit_extensions, chroot).await.unwrap_or_else(|u| Verdict::Refused(u.refusal)),
         Err(refusal) => Verdict::Refused(refusal),
     }
 }
@@ -187,36 +231,35 @@ async fn normalise(
     apache::rewrite(params, &puts, withheld).map_err(|_| Verdict::Refused(Refusal::Rewrite(params.len())))
 }
 
-/// [`check`] on the params php-cgi is sent.
-async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<&Path>) -> Verdict {
+/// [`check`] on the params php-cgi is sent; an [`Underflow`] is for the caller to guard
+/// or refuse.
+async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<&Path>) -> Result<Verdict, Underflow> {
     let Some(path) = view.path.filter(|p| !p.is_empty()) else {
-        return Verdict::NotFound;
+        return Ok(Verdict::NotFound);
     };
     for p in [Some(path), view.other_path].into_iter().flatten() {
         if p.len() > PATH_MAX {
-            return Verdict::Refused(Refusal::TooLong(p.len()));
+            return Ok(Verdict::Refused(Refusal::TooLong(p.len())));
         }
     }
     let script = match scripts::lookup(chroot, Query::Primary, path).await {
-        Err(scripts::Busy) => return Verdict::Busy,
-        Ok(Found::Missing) => return Verdict::NotFound,
+        Err(scripts::Busy) => return Ok(Verdict::Busy),
+        Ok(Found::Missing) => return Ok(Verdict::NotFound),
         Ok(Found::Script(len)) => len,
     };
-    if let Err(refusal) = view.path_info_covers(script) {
-        return Verdict::Refused(refusal);
-    }
+    view.path_info_covers(script)?;
     if let Some(denied) = denied(&path[..script], limit_extensions) {
-        return denied;
+        return Ok(denied);
     }
     // With cgi.fix_pathinfo=0, php-cgi runs PATH_TRANSLATED as it is.
     if let Some(other) = view.other_path.filter(|_| !limit_extensions.is_empty()) {
         match scripts::lookup(chroot, Query::Exact, other).await {
-            Err(scripts::Busy) => return Verdict::Busy,
-            Ok(Found::Script(_)) => return denied(other, limit_extensions).unwrap_or(Verdict::Forward),
+            Err(scripts::Busy) => return Ok(Verdict::Busy),
+            Ok(Found::Script(_)) => return Ok(denied(other, limit_extensions).unwrap_or(Verdict::Forward)),
             Ok(Found::Missing) => {}
         }
     }
-    Verdict::Forward
+    Ok(Verdict::Forward)
 }
 
 fn denied(script: &[u8], limit_extensions: &[String]) -> Option<Verdict> {
@@ -350,22 +393,106 @@ mod tests {
         assert_eq!(check_(&usual, &php(), None), Verdict::Forward);
     }
 
-    #[test]
-    fn path_info_shorter_than_the_cut_is_refused() {
+    /// A docroot with `index.php` and `x.jpg`, its path as text, and the CVE-2019-11043
+    /// SCRIPT_FILENAME nginx builds for `/index.php/PHP_VALUE%0A...`.
+    fn underflow_site() -> (tempfile::TempDir, String, String) {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
         std::fs::write(dir.path().join("index.php"), "<?php").unwrap();
+        std::fs::write(dir.path().join("x.jpg"), "<?php").unwrap();
+        let d = dir.path().display().to_string();
         let split = format!("{d}/index.php/PHP_VALUE\nsession.auto_start=1");
-        let cut = split.len() - format!("{d}/index.php").len();
-        for path_info in ["", "/x"] {
-            let p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", path_info)]);
-            let want = Refusal::PathInfoUnderflow { path_info: path_info.len(), cut };
-            assert_eq!(check_(&p, &php(), None), Verdict::Refused(want));
+        (dir, d, split)
+    }
+
+    fn values<'p>(p: &'p ParamsBuffer, name: &str) -> Vec<&'p [u8]> {
+        p.pairs().map(Result::unwrap).filter(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v).collect()
+    }
+
+    #[test]
+    fn path_info_shorter_than_the_cut_is_sent_as_php_fpms_guard_leaves_it() {
+        let (_dir, d, split) = underflow_site();
+        let script = format!("{d}/index.php");
+        for path_info in ["", "/x", "/"] {
+            let mut p = params_of(&[
+                ("SCRIPT_FILENAME", &split),
+                ("SCRIPT_NAME", "/index.php/PHP_VALUE\nsession.auto_start=1"),
+                ("PATH_INFO", path_info),
+                ("DOCUMENT_ROOT", &format!("{d}/")),
+                ("PATH_TRANSLATED", "/sent"),
+            ]);
+            assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward, "PATH_INFO {path_info:?}");
+            assert_eq!(p.get(b"SCRIPT_FILENAME"), Some(script.as_bytes()));
+            assert_eq!(p.get(b"ORIG_SCRIPT_FILENAME"), Some(split.as_bytes()));
+            assert_eq!(p.get(b"PATH_INFO"), Some(path_info.as_bytes()), "php-fpm's guard leaves PATH_INFO");
+            assert_eq!(p.get(b"SCRIPT_NAME"), Some(&b"/index.php/PHP_VALUE\nsession.auto_start=1"[..]));
+            assert_eq!(p.get(b"PATH_TRANSLATED"), Some(format!("{d}{path_info}").as_bytes()));
+            assert_eq!(p.get(b"ORIG_PATH_TRANSLATED"), Some(&b"/sent"[..]));
+            assert_eq!(p.get(b"ORIG_PATH_INFO"), None);
+            // What php-cgi is sent names the script: it cuts nothing, whatever PATH_INFO holds.
+            let view = View::of(&p).unwrap();
+            assert!(view.path_info_covers(script.len()).is_ok());
         }
-        let no_path_info = params_of(&[("SCRIPT_FILENAME", &split)]);
-        assert_eq!(check_(&no_path_info, &php(), None), Verdict::Forward, "php-cgi leaves PATH_INFO unset");
-        let whole = params_of(&[("SCRIPT_FILENAME", &format!("{d}/index.php/a/b")), ("PATH_INFO", "/a/b")]);
-        assert_eq!(check_(&whole, &php(), None), Verdict::Forward);
+        // Without DOCUMENT_ROOT, PATH_TRANSLATED is the script path minus SCRIPT_NAME.
+        let mut p = params_of(&[("SCRIPT_FILENAME", &split), ("SCRIPT_NAME", "/index.php"), ("PATH_INFO", "")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward);
+        assert_eq!(p.get(b"PATH_TRANSLATED"), Some(d.as_bytes()));
+        // Neither: no PATH_TRANSLATED, as in php-fpm.
+        let mut p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", "")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward);
+        assert_eq!(p.get(b"PATH_TRANSLATED"), None);
+        // Untouched where php-cgi cuts no more than PATH_INFO holds, or has no PATH_INFO to cut.
+        for pairs in [
+            vec![("SCRIPT_FILENAME", split.clone())],
+            vec![("SCRIPT_FILENAME", format!("{d}/index.php/a/b")), ("PATH_INFO", "/a/b".into())],
+            vec![("SCRIPT_FILENAME", format!("{d}/index.php/a/b")), ("PATH_INFO", "/long/a/b".into())],
+        ] {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let original = params_of(&pairs);
+            let mut p = original.clone();
+            assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward, "{pairs:?}");
+            assert_eq!(p.bytes(), original.bytes(), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_underflow_shapes_never_reach_php_cgi_with_a_cut() {
+        let (dir, d, split) = underflow_site();
+        let script = format!("{d}/index.php");
+        let refused = |path_info: usize, cut: usize| Verdict::Refused(Refusal::PathInfoUnderflow { path_info, cut });
+        let cut = split.len() - script.len();
+        // cgi.fix_pathinfo=0: php-fpm would not cut; still refused.
+        let mut p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", "")]);
+        assert_eq!(check_fix(&mut p, &php(), None, false), refused(0, cut));
+        // REDIRECT_URL: php-cgi would run the rebuilt PATH_TRANSLATED; still refused.
+        let mut p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", ""), ("REDIRECT_URL", "/r")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), refused(0, cut));
+        // No SCRIPT_FILENAME: the path is PATH_TRANSLATED; still refused.
+        let mut p = params_of(&[("PATH_TRANSLATED", &split), ("PATH_INFO", "/x")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), refused(2, cut));
+        // The script found is checked as php-cgi will run it.
+        let jpg = format!("{d}/x.jpg/PHP_VALUE\nx=1");
+        let mut p = params_of(&[("SCRIPT_FILENAME", &jpg), ("PATH_INFO", "")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Denied(dir.path().join("x.jpg")));
+        let mut p = params_of(&[("SCRIPT_FILENAME", &split), ("PATH_INFO", "\0")]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Refused(Refusal::Nul("PATH_INFO")));
+        // Repeats, and a forged ORIG_SCRIPT_FILENAME: every repeat carries the new value.
+        let mut p = params_of(&[
+            ("PATH_INFO", "/long/enough/to/cover/the/cut/of/the/path"),
+            ("ORIG_SCRIPT_FILENAME", "/forged"),
+            ("SCRIPT_FILENAME", &format!("{d}/x.jpg")),
+            ("SCRIPT_FILENAME", &split),
+            ("PATH_INFO", ""),
+        ]);
+        assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward);
+        assert_eq!(values(&p, "SCRIPT_FILENAME"), [script.as_bytes(), script.as_bytes()]);
+        assert_eq!(values(&p, "ORIG_SCRIPT_FILENAME"), [split.as_bytes()]);
+        assert_eq!(values(&p, "PATH_INFO").last(), Some(&&b""[..]));
+        // A trailing slash, many slashes, a path of slashes: answered, never a cut past PATH_INFO.
+        for tail in ["/", "//////", "/a/b/c/d/e/f/g/h", &"/".repeat(3000)] {
+            let mut p = params_of(&[("SCRIPT_FILENAME", &format!("{script}{tail}")), ("PATH_INFO", "")]);
+            assert_eq!(check_fix(&mut p, &php(), None, true), Verdict::Forward, "{tail}");
+            assert_eq!(p.get(b"SCRIPT_FILENAME"), Some(script.as_bytes()), "{tail}");
+        }
     }
 
     #[test]

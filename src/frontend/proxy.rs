@@ -162,6 +162,7 @@ async fn settle(
             let pool = lease.pool();
             if let (Some(record), Some(log)) = (lease.access.as_mut(), pool.logs.access()) {
                 log.response_head(record, &response.head);
+                record.script_status = response.script_status();
             }
             // Every byte of CONTENT_LENGTH reached the child: at most the empty
             // end-of-body record is missing, which php-cgi skips before its next request.

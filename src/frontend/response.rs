@@ -78,6 +78,13 @@ impl<'m> ResponseStream<'m> {
         self.stderr.messages.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
+    /// The response code the script ended with, when it set it after its headers
+    /// went out with another (the polyfill reports it): what php-fpm's access log
+    /// shows, where nginx got [`ResponseStream::status`].
+    pub fn script_status(&self) -> Option<u16> {
+        self.marked.status
+    }
+
     /// The request id.
     pub fn id(&self) -> u16 {
         self.id
@@ -252,6 +259,23 @@ mod tests {
             assert_eq!(r.completed.as_deref(), Some(&b"Status: 302\r\n\r\n"[..]));
             assert_eq!(r.status, 302);
         }
+    }
+
+    #[test]
+    fn a_code_set_after_the_headers_is_reported_apart_from_the_one_sent() {
+        let input = response(&[b"PHP Notice:  n\nMARK=500\n"]);
+        let mut expected = response(&[b"PHP message: PHP Notice:  n"]);
+        for chunk in [1, 5, 64, input.len()] {
+            let (sent, r) = relay(&input, chunk, Some(b"MARK"));
+            assert_eq!(sent, expected, "chunk {chunk}: the line never reaches nginx");
+            assert_eq!(r.script_status(), Some(500), "chunk {chunk}");
+            // The status is read from the first STDOUT bytes of one read.
+            assert!(chunk < 64 || r.status == 404, "chunk {chunk}: {}", r.status);
+            assert!(r.completed.is_none(), "the request is not finished early");
+        }
+        expected = response(&[b"MARK=500\n"]);
+        let (_, r) = relay(&expected, expected.len(), Some(b"OTHER"));
+        assert_eq!(r.script_status(), None, "another request's marker");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Marked {
     pub headers: Vec<u8>,
     /// The script finished its request (a `MARKER` line).
     pub finished: bool,
+    /// The response code the script ended with, set after its headers went out with
+    /// another (a `MARKER=CODE` line): what php-fpm's access log shows.
+    pub status: Option<u16>,
 }
 
 /// Rewrites the STDERR records of one response.
@@ -162,8 +165,9 @@ pub fn text(records: &[u8]) -> String {
     String::from_utf8_lossy(text).into_owned()
 }
 
-/// Takes a line of the polyfill's: `marker` alone (the request is finished)
-/// or `marker:HEX` (header bytes). False if `line` is anything else.
+/// Takes a line of the polyfill's: `marker` alone (the request is finished),
+/// `marker:HEX` (header bytes) or `marker=CODE` (the code the script ended
+/// with). False if `line` is anything else.
 fn take_marker(line: &[u8], marker: &[u8], marked: &mut Marked) -> bool {
     let Some(rest) = line.strip_prefix(marker) else {
         return false;
@@ -171,6 +175,11 @@ fn take_marker(line: &[u8], marker: &[u8], marked: &mut Marked) -> bool {
     if rest.is_empty() {
         marked.finished = true;
         return true;
+    }
+    if let Some(digits) = rest.strip_prefix(b"=") {
+        let code = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok());
+        marked.status = code.filter(|c| (100..1000).contains(c)).or(marked.status);
+        return code.is_some();
     }
     let Some(hex) = rest.strip_prefix(b":").filter(|h| h.len() % 2 == 0) else {
         return false;
@@ -275,7 +284,7 @@ mod tests {
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         r.push(b"MARK:0a\n");
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
-        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false });
+        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false, status: None });
         r.push(b"MARK\n");
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert!(marked.finished);
@@ -283,6 +292,26 @@ mod tests {
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert_eq!(marked.headers, b"A\r\n");
         assert_eq!(records(&out), ["PHP message: PHP Warning:  a", "; PHP message: MARKER\nMARK:4\nMARK:zz"]);
+    }
+
+    #[test]
+    fn the_final_status_line_is_taken_out_and_read() {
+        let mut r = StderrRewriter::default();
+        let (mut out, mut marked) = (Vec::new(), Marked::default());
+        r.push(b"PHP Warning:  a\nMARK=500\n");
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!((marked.status, marked.finished), (Some(500), false));
+        r.push(b"MARK=5000\nMARK=x\nOTHER=404\nMARK=\n");
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked.status, Some(500), "no code outside 100-999 is taken");
+        let got = records(&out);
+        assert_eq!(got, ["PHP message: PHP Warning:  a", "; PHP message: MARK=x\nOTHER=404\nMARK="]);
+        // Without a marker (no polyfill) the line is a message like any other.
+        let (mut out, mut marked) = (Vec::new(), Marked::default());
+        let mut r = StderrRewriter::default();
+        r.push(b"MARK=500\n");
+        r.end_record(1, None, &mut out, &mut marked);
+        assert_eq!((marked.status, records(&out)), (None, vec!["PHP message: MARK=500".to_string()]));
     }
 
     #[test]

@@ -26,6 +26,14 @@
 //! rustfpm over the pool's private status socket, beside the file (see
 //! `frontend::status_channel`), and turns the status page's JSON into
 //! php-fpm's array. Requests that do not call it pay nothing.
+//!
+//! php-fpm's access log shows the response code a script set last, also one set after its
+//! headers went out (`http_response_code(500)` after output: nginx got 200). php-cgi reports
+//! no final code, so in a pool whose access log shows `%s` (or drops entries by status,
+//! `access.suppress_path`) the polyfill registers a shutdown function that, when the headers
+//! were sent and the code is not 200, logs `MARKER=CODE` ([`FINAL_STATUS_SOURCE`]); the proxy takes
+//! the line out and logs that code. It costs each request of such a pool one shutdown
+//! function (about 3,600 instructions in php-cgi); pools without that pay nothing.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
@@ -68,7 +76,8 @@ impl Polyfill {
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let header = error_header(cfg);
-        let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), header.as_deref());
+        let shims = Shims { error_header: header.as_deref(), final_status: logs_status(cfg) };
+        let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), &shims);
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
         let (keys, issued, gone) = (RandomState::new(), AtomicU64::new(0), tokio::sync::watch::channel(()).0);
@@ -283,6 +292,37 @@ fn ini_value(text: &str, key: &str) -> Option<String> {
         .next_back()
 }
 
+/// True when the pool's access log shows the response code, or drops entries by it: the
+/// polyfill then reports a code set after the headers went out ([`FINAL_STATUS_SOURCE`]).
+fn logs_status(cfg: &config::Pool) -> bool {
+    let shows = cfg.access_format.uses(|t| *t == crate::config::access_format::Token::Status);
+    cfg.access_log.is_some() && (shows || !cfg.access_suppress_path.is_empty())
+}
+
+/// The shutdown function that reports the code a script ended with, when it is not 200 and
+/// the headers went out before: it logs the request's marker, `=`, the code (read in
+/// `frontend::stderr`). A named function (cheaper to call than a closure), registered
+/// first, so a code set by a later shutdown function is not seen.
+const FINAL_STATUS_SOURCE: &str = r#"function rustfpm_final_status(): void
+{
+    if (headers_sent() && ($code = http_response_code()) !== 200 && is_int($code)) {
+        $marker = (string) getenv(' ');
+        if ($marker !== '') {
+            error_log($marker . '=' . $code, 4);
+        }
+    }
+}
+register_shutdown_function('rustfpm_final_status');
+"#;
+
+/// What the polyfill adds to php-cgi besides its two functions.
+struct Shims<'a> {
+    /// `fastcgi.error_header`, if set.
+    error_header: Option<&'a str>,
+    /// Report a response code set after the headers went out ([`FINAL_STATUS_SOURCE`]).
+    final_status: bool,
+}
+
 /// php-fpm's `fastcgi.error_header` of the pool (its ini table, then its
 /// php.ini), unquoted; php-cgi has no such setting, so the polyfill applies it.
 fn error_header(cfg: &config::Pool) -> Option<String> {
@@ -322,9 +362,12 @@ fn error_header_source(header: &str) -> String {
 }
 
 /// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`; a
-/// fatal error sends `error_header`, if set.
-fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, error_header: Option<&str>) -> String {
-    let mut user = error_header.map(error_header_source).unwrap_or_default();
+/// fatal error sends the `shims`' error header, if set.
+fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, shims: &Shims<'_>) -> String {
+    let mut user = shims.error_header.map(error_header_source).unwrap_or_default();
+    if shims.final_status {
+        user.push_str(FINAL_STATUS_SOURCE);
+    }
     user.extend(user_file.map(|f| format!("require {};\n", php_string(f))));
     format!(
         r#"<?php
@@ -502,14 +545,33 @@ mod tests {
     #[test]
     fn source_includes_the_user_file_quoted() {
         let socket = Path::new("/run/rustfpm/www-php/status.sock");
-        let php = source("www", Some("/srv/it's.php"), socket, None);
+        let none = Shims { error_header: None, final_status: false };
+        let php = source("www", Some("/srv/it's.php"), socket, &none);
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
         assert!(php.contains("getenv(' ')"), "{php}");
         assert!(php.contains("stream_socket_client('unix:///run/rustfpm/www-php/status.sock'"), "{php}");
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
-        assert!(!source("www", None, socket, None).contains("require"));
+        assert!(!source("www", None, socket, &none).contains("require"));
         assert!(!php.contains("register_shutdown_function"), "{php}");
-        let php = source("www", None, socket, Some("HTTP/1.1 500 PHP's Error"));
+        let header = Shims { error_header: Some("HTTP/1.1 500 PHP's Error"), final_status: false };
+        let php = source("www", None, socket, &header);
         assert!(php.contains(r"header('HTTP/1.1 500 PHP\'s Error');"), "{php}");
+        assert!(!php.contains("rustfpm_final_status"), "{php}");
+        let php = source("www", None, socket, &Shims { error_header: None, final_status: true });
+        assert!(php.contains("register_shutdown_function('rustfpm_final_status');"), "{php}");
+        assert!(!php.contains("$_SERVER"), "{php}");
+    }
+
+    #[test]
+    fn only_pools_that_log_the_status_report_it() {
+        let text = "[pool.www]\nlisten = \"/run/www.sock\"\npm = \"static\"\npm_max_children = 1\n";
+        let mut cfg = config::parse(text, Path::new("test.toml")).unwrap().pools.remove(0);
+        assert!(!logs_status(&cfg), "no access log");
+        cfg.access_log = Some("/var/log/a.log".into());
+        assert!(logs_status(&cfg), "the default format shows %s");
+        cfg.access_format = crate::config::access_format::AccessFormat::parse("%m %r").unwrap();
+        assert!(!logs_status(&cfg));
+        cfg.access_suppress_path = vec!["/ping".into()];
+        assert!(logs_status(&cfg), "suppression depends on the status");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod fcgi;
 pub mod load;
+pub mod php_fpm;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
