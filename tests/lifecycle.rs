@@ -126,9 +126,13 @@ fn private_dirs(pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes what `private_dirs` found (test cleanup); returns them.
-fn remove_private_dirs(pid: u32) -> Vec<PathBuf> {
-    let dirs = private_dirs(pid);
+/// Removes what `private_dirs` found (test cleanup); returns them. With
+/// `since`, only the dirs made since then: pids are reused (pid_max is often
+/// 32768), and a rustfpm killed with SIGKILL by another test leaves its dirs.
+fn remove_private_dirs(pid: u32, since: Option<std::time::SystemTime>) -> Vec<PathBuf> {
+    let made_since =
+        |d: &PathBuf| since.is_none_or(|t| std::fs::metadata(d).and_then(|m| m.modified()).is_ok_and(|m| m >= t));
+    let dirs: Vec<PathBuf> = private_dirs(pid).into_iter().filter(made_since).collect();
     for d in &dirs {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -146,6 +150,8 @@ struct Run {
 
 /// Runs `rustfpm ARGS` to completion (at most 15 s).
 fn run_rustfpm(args: &[&str], log: &Path) -> Run {
+    // A second back: file times are kept with the kernel's coarse clock.
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
     let mut child = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
         .args(args)
         .stdin(Stdio::null())
@@ -155,7 +161,11 @@ fn run_rustfpm(args: &[&str], log: &Path) -> Run {
         .expect("spawn rustfpm");
     let pid = child.id();
     let status = wait_child(&mut child, Duration::from_secs(15));
-    Run { status, stderr: std::fs::read_to_string(log).unwrap_or_default(), leftover_dirs: remove_private_dirs(pid) }
+    Run {
+        status,
+        stderr: std::fs::read_to_string(log).unwrap_or_default(),
+        leftover_dirs: remove_private_dirs(pid, Some(started)),
+    }
 }
 
 // ---------------------------------------------------------------- signals
@@ -269,7 +279,7 @@ fn sigkill_of_rustfpm_takes_its_php_cgi_down() {
     stack.fpm.signal(libc::SIGKILL);
     assert!(stack.fpm.wait_exit(Duration::from_secs(5)).is_some());
     // A SIGKILLed rustfpm cannot remove its private socket dir; the test does.
-    remove_private_dirs(pid);
+    remove_private_dirs(pid, None);
     let mut live = Vec::new();
     let gone = wait_until(Duration::from_secs(5), || {
         live = php.iter().copied().filter(|p| is_live_php(*p)).collect();

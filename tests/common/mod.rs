@@ -122,6 +122,8 @@ pub struct Rustfpm {
     pub socket: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The pid it was started with (kept after it exits, for the cleanup).
+    started_pid: u32,
 }
 
 /// How a test pool manages its children: `pm` and the numbers that go with it
@@ -282,7 +284,8 @@ impl Rustfpm {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
-        Rustfpm { child: Some(child), socket: socket.into(), config: config.into(), log }
+        let started_pid = child.id();
+        Rustfpm { child: Some(child), socket: socket.into(), config: config.into(), log, started_pid }
     }
 
     pub fn pid(&self) -> i32 {
@@ -347,6 +350,17 @@ impl Drop for Rustfpm {
             if self.wait_exit(Duration::from_secs(5)).is_none() {
                 self.signal(libc::SIGKILL);
                 let _ = self.wait_exit(Duration::from_secs(5));
+            }
+        }
+        // A rustfpm a test killed with SIGKILL could not remove its private
+        // runtime dirs (`rustfpm-PID-...`); one that stopped has removed them
+        // (tests/lifecycle.rs checks that), so this removes nothing then.
+        let prefix = format!("rustfpm-{}-", self.started_pid);
+        for base in [PathBuf::from("/run/rustfpm"), std::env::temp_dir()] {
+            for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
             }
         }
         if std::thread::panicking() {
