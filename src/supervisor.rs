@@ -263,16 +263,16 @@ impl State {
 
     fn run(mut self, rx: Receiver<Command>, stopping: &AtomicBool) {
         loop {
+            // Before each command too: a steady stream of commands (CheckPeer
+            // every few ms) would otherwise never let a due look-up time out.
+            self.retry_lookups(stopping.load(Ordering::Relaxed));
             let next = match self.lookups.iter().map(|l| l.due).min() {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(due) => rx.recv_deadline(due),
             };
             let cmd = match next {
                 Ok(cmd) => cmd,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.retry_lookups(stopping.load(Ordering::Relaxed));
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             match cmd {
@@ -326,6 +326,9 @@ impl State {
     /// Tries the look-ups that are due again (drops them all once stopping).
     fn retry_lookups(&mut self, stopping: bool) {
         let now = Instant::now();
+        if !stopping && self.lookups.iter().all(|l| l.due > now) {
+            return;
+        }
         let (due, waiting): (Vec<Lookup>, Vec<Lookup>) =
             std::mem::take(&mut self.lookups).into_iter().partition(|l| l.due <= now && !stopping);
         self.lookups = if stopping { Vec::new() } else { waiting };
