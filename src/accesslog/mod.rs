@@ -174,7 +174,7 @@ impl AccessLog {
             uri: text(b"SCRIPT_NAME"),
             query: text(b"QUERY_STRING"),
             script: text(b"SCRIPT_FILENAME"),
-            content_length: text(b"CONTENT_LENGTH").trim().parse().unwrap_or(0),
+            content_length: params.number(b"CONTENT_LENGTH").unwrap_or(0),
             accepted: SystemTime::now().checked_sub(arrived.elapsed()),
             params: self.format.params.iter().map(wanted).collect(),
             pool: pool.to_string(),

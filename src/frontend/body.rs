@@ -31,6 +31,13 @@ impl RequestStream {
     /// Appends to `out` the body bytes found at the start of `data`; returns
     /// how many bytes of `data` belong to this request.
     pub fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
+        let used = self.skip(data)?;
+        out.extend_from_slice(&data[..used]);
+        Ok(used)
+    }
+
+    /// [`RequestStream::take`] without keeping the bytes (a body nobody reads).
+    pub fn skip(&mut self, data: &[u8]) -> Result<usize, ConnError> {
         if self.ended {
             return Ok(0);
         }
@@ -53,7 +60,6 @@ impl RequestStream {
         if bad {
             return Err(ConnError::Protocol("expected STDIN records of the current request"));
         }
-        out.extend_from_slice(&data[..used]);
         self.ended = ended;
         self.content += content;
         Ok(used)

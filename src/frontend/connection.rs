@@ -271,10 +271,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// the next request (or can be closed without resetting unread data). A pause
     /// longer than `request_read_timeout` ends it with `ErrorKind::TimedOut`.
     pub async fn skip_body(&mut self, body: &mut RequestStream) -> Result<(), ConnError> {
-        let mut sink = Vec::new();
         loop {
-            self.take_body(body, &mut sink)?;
-            sink.clear();
+            let used = body.skip(self.inbuf.pending())?;
+            self.inbuf.consume(used);
             if body.ended {
                 return Ok(());
             }

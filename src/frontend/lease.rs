@@ -46,10 +46,10 @@ impl<'p> Lease<'p> {
     }
 
     /// The access record, completed with the request's status and duration.
-    fn record(&mut self, status: u16) -> Option<Box<crate::accesslog::Record>> {
+    fn record(&mut self, status: u16, duration: Duration) -> Option<Box<crate::accesslog::Record>> {
         let mut access = self.access.take();
         if let Some(record) = access.as_mut() {
-            (record.status, record.duration) = (status, self.started.elapsed());
+            (record.status, record.duration) = (status, duration);
         }
         access
     }
@@ -64,7 +64,9 @@ impl<'p> Lease<'p> {
         if !keep {
             worker.discard();
         }
-        let (slot, duration, access) = (worker.slot(), self.started.elapsed(), self.record(status));
+        // One reading of the clock: the metrics and the access log get the same duration.
+        let duration = self.started.elapsed();
+        let (slot, access) = (worker.slot(), self.record(status, duration));
         let msg = PoolMsg::RequestEnded { slot, status, duration, worker, access };
         if let Err(SendError(PoolMsg::RequestEnded { worker, .. })) = self.pool.actor.send(msg) {
             // No actor (shutdown): nobody else will lend it again.
@@ -93,7 +95,7 @@ impl<'p> Lease<'p> {
             deadline,
             script: param(b"SCRIPT_FILENAME"),
             uri: param(b"REQUEST_URI"),
-            access: self.record(status),
+            access: self.record(status, self.started.elapsed()),
         };
         if let Err(SendError(PoolMsg::Abandoned(abandoned))) =
             self.pool.actor.send(PoolMsg::Abandoned(Box::new(abandoned)))
