@@ -2,13 +2,14 @@
 //! the polyfill asks rustfpm over the pool's private status socket and gets
 //! php-fpm's array, with the same counts as the status page. Only the pool's
 //! own busy children are answered: another pool's script, or any other
-//! process, connecting to the socket reads nothing.
+//! process, connecting to the socket reads nothing; another user cannot connect.
 
 mod common;
 use common::*;
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -133,6 +134,21 @@ fn other_pools_and_other_processes_get_nothing() {
     let mut conn = UnixStream::connect(&own).unwrap_or_else(|e| panic!("{}: {e}", own.display()));
     conn.read_to_end(&mut read).unwrap();
     assert!(read.is_empty(), "a foreign process read: {}", String::from_utf8_lossy(&read));
+
+    // Another local user cannot connect at all: the socket is the pool user's, 0600.
+    if is_root() {
+        let connect = format!(
+            "echo @stream_socket_client('unix://{}', $errno, $errstr, 5) === false ? 'refused' : 'connected';",
+            own.display()
+        );
+        let out = std::process::Command::new("php")
+            .args(["-n", "-r", &connect])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap_or_else(|e| panic!("php -r as nobody: {e}"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "refused", "{out:?}");
+    }
 
     // A www script asks the other pool's socket: it connects and reads nothing,
     // while its own pool's status works.

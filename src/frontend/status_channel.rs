@@ -3,12 +3,13 @@
 //! status page as JSON with every process (`?json&full`), the same data as
 //! the status page, and is closed.
 //!
-//! Anyone who can reach the socket may connect, but only the pool's own
-//! children get an answer: the connecting process (the kernel's
-//! `SO_PEERCRED`) must be the child of a slot that is serving a request, so
-//! another pool's scripts, and other users, see nothing. Nothing is read from
-//! the connection, and no request that does not call `fpm_get_status()` costs
-//! anything.
+//! Only the user the pool's children run as may connect (the socket is
+//! theirs, mode 0600), so other local users cannot even make the pool take a
+//! snapshot; and only the pool's own children get an answer: the connecting
+//! process (the kernel's `SO_PEERCRED`) must be the child of a slot that is
+//! serving a request, so another pool's scripts (of the same user) see
+//! nothing. Nothing is read from the connection, and no request that does not
+//! call `fpm_get_status()` costs anything.
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Weak};
@@ -32,7 +33,7 @@ const WRITE_WAIT: Duration = Duration::from_secs(5);
 pub fn serve(pool: &Arc<Pool>) {
     let Some(polyfill) = &pool.finish else { return };
     let path = polyfill.status_socket();
-    let listener = match bind(&path) {
+    let listener = match bind(&path, polyfill.children_uid()) {
         Ok(listener) => listener,
         Err(e) => {
             crate::warning!(
@@ -52,7 +53,11 @@ pub fn serve(pool: &Arc<Pool>) {
                 accepted = listener.accept() => accepted,
                 _ = gone.changed() => return,
             };
-            let Ok((stream, _)) = stream else { continue };
+            let Ok((stream, _)) = stream else {
+                // Out of descriptors, say: not retried in a busy loop.
+                tokio::time::sleep(super::ACCEPT_RETRY).await;
+                continue;
+            };
             let pool = weak.clone();
             tokio::spawn(async move {
                 answer(stream, pool).await;
@@ -62,13 +67,18 @@ pub fn serve(pool: &Arc<Pool>) {
     });
 }
 
-/// A listening socket at `path` that the pool's user may connect to.
-fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
+/// A listening socket at `path` that only `children_uid` (None: rustfpm's own
+/// user) may connect to.
+fn bind(path: &std::path::Path, children_uid: Option<nix::unistd::Uid>) -> std::io::Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
-    // The directory is rustfpm's own (not writable by others); who may be
-    // answered is decided per connection.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    // The directory is rustfpm's own (not writable by others), so the path
+    // names the socket just bound; which of the user's processes is answered
+    // is decided per connection.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(uid) = children_uid {
+        std::os::unix::fs::chown(path, Some(uid.as_raw()), None)?;
+    }
     Ok(listener)
 }
 

@@ -62,12 +62,20 @@ pub struct Polyfill {
     open_basedir: Option<String>,
     /// Told (by being dropped) that the pool is gone: its status socket closes.
     gone: tokio::sync::watch::Sender<()>,
+    /// The user the pool's children run as, if not rustfpm's own: the status
+    /// socket's owner.
+    children_uid: Option<nix::unistd::Uid>,
 }
 
 impl Polyfill {
-    /// Writes the polyfill for the pool `cfg` whose php-cgi `spec` runs;
-    /// `None` for a chroot pool or with `fastcgi_finish_request = false`.
-    pub fn for_pool(cfg: &config::Pool, settings: &Settings) -> Result<Option<Polyfill>, PoolError> {
+    /// Writes the polyfill for the pool `cfg` whose php-cgi runs with `settings`, as
+    /// `children_uid` (None: rustfpm's own user); `None` for a chroot pool or with
+    /// `fastcgi_finish_request = false`.
+    pub fn for_pool(
+        cfg: &config::Pool,
+        settings: &Settings,
+        children_uid: Option<nix::unistd::Uid>,
+    ) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
@@ -81,7 +89,7 @@ impl Polyfill {
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
         let (keys, issued, gone) = (RandomState::new(), AtomicU64::new(0), tokio::sync::watch::channel(()).0);
-        let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir, gone };
+        let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir, gone, children_uid };
         written.map_err(|e| err(&polyfill.file, e))?;
         Ok(Some(polyfill))
     }
@@ -121,6 +129,12 @@ impl Polyfill {
     /// directory, bound by `frontend::status_channel`.
     pub fn status_socket(&self) -> PathBuf {
         self.dir.join(STATUS_SOCKET)
+    }
+
+    /// The user the pool's children run as, when it is not rustfpm's own: only
+    /// it may connect to the status socket.
+    pub fn children_uid(&self) -> Option<nix::unistd::Uid> {
+        self.children_uid
     }
 
     /// A receiver whose `changed()` fails once the polyfill (so the pool) is gone.
@@ -503,6 +517,7 @@ mod tests {
             logging_set: false,
             open_basedir: None,
             gone: tokio::sync::watch::channel(()).0,
+            children_uid: None,
         };
         let (a, b) = (polyfill.request_marker(), polyfill.request_marker());
         assert_ne!(a.as_bytes(), b.as_bytes());

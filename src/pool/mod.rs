@@ -151,7 +151,7 @@ impl Pool {
             false => None,
         };
         let settings = finish::Settings::of(cfg, &spec, supervisor, probes);
-        let finish = finish::Polyfill::for_pool(cfg, &settings)?;
+        let finish = finish::Polyfill::for_pool(cfg, &settings, spec.credentials.as_ref().map(|c| c.uid))?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);
         spec.args.extend(lock); // php-cgi's last -d

@@ -22,7 +22,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{openat, readlinkat, renameat, OFlag};
@@ -368,10 +368,9 @@ impl Dir {
 
     /// Sets the POSIX access ACL of the entry `name` (the kernel's `system.posix_acl_access`
     /// encoding), not following a link there; the kernel also sets the mode bits it implies.
-    pub fn set_access_acl(&self, name: &OsStr, acl: &[u8]) -> io::Result<()> {
-        let mut path = format!("/proc/self/fd/{}/", self.fd()).into_bytes();
-        path.extend_from_slice(name.as_bytes());
-        let path = std::ffi::CString::new(path).map_err(|_| self.io_err(name, nix::Error::EINVAL))?;
+    pub(crate) fn set_access_acl(&self, name: &OsStr, acl: &[u8]) -> io::Result<()> {
+        let path = std::ffi::CString::new(self.path_through_fd(name).into_os_string().into_vec())
+            .map_err(|_| self.io_err(name, nix::Error::EINVAL))?;
         // SAFETY: both strings are NUL-terminated and outlive the call; the value pointer and
         // length describe `acl`, which the kernel only reads.
         let rc = unsafe {
