@@ -14,6 +14,8 @@
 #   cpu    ~1 ms of CPU (CPU_ITERS md5 calls)       nginx without FastCGI keepalive
 #   keep   hello world, fastcgi_keep_conn on + keepalive 64; nginx is restarted before each
 #          round (php-fpm leaves children bound to idle nginx connections, stalling the next run)
+#   keep512  the same with KEEP512_CONNS (512) wrk connections and upstream keepalive 512, so
+#          nginx holds up to 512 connections to the backend (4 children: most wait in a queue)
 #   app    a real application: Debian's dokuwiki package (installed if missing), its
 #          wiki:dokuwiki page (APP_PATH) rendered from its cache, nginx without FastCGI
 #          keepalive; both backends must answer 200 with the page's title (APP_TITLE) first
@@ -28,7 +30,7 @@
 #
 # Environment (defaults): DURATION=5 (s per round), ROUNDS=3, WARMUP=2 (s per warm-up run),
 #   CHILDREN=4, THREADS=2, CONNS=32 (wrk -t/-c), CPU_ITERS=6500 (or "auto": calibrate to
-#   ~1 ms here), WORKLOADS="hello cpu keep app burst", ONLY= (php-fpm | rustfpm: run one side only),
+#   ~1 ms here), WORKLOADS="hello cpu keep keep512 app burst", ONLY= (php-fpm | rustfpm: run one side only),
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
 #   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
@@ -45,7 +47,7 @@ CHILDREN=${CHILDREN:-4}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 CPU_ITERS=${CPU_ITERS:-6500}
-WORKLOADS=${WORKLOADS:-hello cpu keep app burst}
+WORKLOADS=${WORKLOADS:-hello cpu keep keep512 app burst}
 APP_ROOT=/usr/share/dokuwiki
 APP_PATH="/doku.php?id=wiki:dokuwiki"
 APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
@@ -55,6 +57,7 @@ BURST_N=${BURST_N:-32}
 BURST_MS=${BURST_MS:-300}
 BURST_IDLE=${BURST_IDLE:-1}
 BURST_TIMEOUT=${BURST_TIMEOUT:-10}
+KEEP512_CONNS=${KEEP512_CONNS:-512}
 FRONT_END_THREADS=${FRONT_END_THREADS:-}
 
 case $ONLY in
@@ -65,9 +68,9 @@ esac
 WRK_WORKLOADS="" # the workloads measured with wrk against the static pools: all but burst
 for w in $WORKLOADS; do
 	case $w in
-	hello | cpu | keep | app) WRK_WORKLOADS+="$w " ;;
+	hello | cpu | keep | keep512 | app) WRK_WORKLOADS+="$w " ;;
 	burst) ;;
-	*) die "unknown workload '$w' (hello, cpu, keep, app, burst)" ;;
+	*) die "unknown workload '$w' (hello, cpu, keep, keep512, app, burst)" ;;
 	esac
 done
 WRK_WORKLOADS=${WRK_WORKLOADS% }
@@ -222,6 +225,7 @@ fi
 # application's docroot, no keepalive) for them too, burst (no keepalive) for the ondemand pools.
 KINDS=()
 [[ -n $WRK_WORKLOADS ]] && KINDS+=(plain keep)
+measuring keep512 && KINDS+=(keep512)
 measuring app && KINDS+=(app)
 measuring burst && KINDS+=(burst)
 declare -A PORT=()
@@ -248,6 +252,7 @@ for b in "${BACKENDS[@]}"; do
 	up=${b//-/_}
 	body+="    upstream ${up}_plain { server unix:$sock; }"$'\n'
 	body+="    upstream ${up}_keep { server unix:$sock; keepalive 64; }"$'\n'
+	body+="    upstream ${up}_keep512 { server unix:$sock; keepalive 512; }"$'\n'
 	body+="    upstream ${up}_app { server unix:$sock; }"$'\n'
 	body+="    upstream ${up}_burst { server unix:${BURST_SOCK[$b]}; }"$'\n'
 	for kind in "${KINDS[@]}"; do
@@ -255,7 +260,7 @@ for b in "${BACKENDS[@]}"; do
 		while [[ " ${PORT[*]} " == *" $p "* ]]; do p=$(free_port); done
 		PORT[$b,$kind]=$p
 		keep=off
-		[[ $kind == keep ]] && keep=on
+		[[ $kind == keep || $kind == keep512 ]] && keep=on
 		root=$TMP/www
 		[[ $kind == app ]] && root=$APP_ROOT
 		body+=$(server_block "$p" "${up}_$kind" "$keep" "$root")$'\n'
@@ -308,23 +313,28 @@ declare -A URL=() LABEL=()
 URL[hello]=/hello.php
 URL[cpu]="/cpu.php?n=$CPU_ITERS"
 URL[keep]=/hello.php
+URL[keep512]=/hello.php
 URL[app]=$APP_PATH
 LABEL[hello]="hello world, no keepalive"
 LABEL[cpu]="~1 ms CPU, no keepalive"
 LABEL[keep]="hello world, keep_conn + keepalive 64"
+LABEL[keep512]="hello world, keep_conn + keepalive 512, $KEEP512_CONNS wrk connections"
 LABEL[app]="dokuwiki page, no keepalive"
 kind_of() {
 	case $1 in
-	keep | app) echo "$1" ;;
+	keep | keep512 | app) echo "$1" ;;
 	*) echo plain ;;
 	esac
 }
 
 # run_wrk BACKEND WORKLOAD SECONDS OUTFILE
 # wrk runs as a tracked background job so that a signal to this script stops it at once.
+conns_of() { # WORKLOAD: wrk's connections for it
+	if [[ $1 == keep512 ]]; then echo "$KEEP512_CONNS"; else echo "$CONNS"; fi
+}
 run_wrk() {
 	local port=${PORT[$1,$(kind_of "$2")]} pid rc=0
-	start_bg wrk "$4" wrk -t"$THREADS" -c"$CONNS" -d"${3}s" --latency "http://127.0.0.1:$port${URL[$2]}"
+	start_bg wrk "$4" wrk -t"$THREADS" -c"$(conns_of "$2")" -d"${3}s" --latency "http://127.0.0.1:$port${URL[$2]}"
 	pid=$RF_LAST_PID
 	wait "$pid" || rc=$?
 	forget_pid "$pid"
@@ -365,7 +375,7 @@ run_burst() {
 		"$r" "$ROUNDS" "$b" "$ms" "$ok" "$BURST_N" "${statuses:+ (failed: $statuses)}" "$before" "$after" "$spread")"
 }
 
-# parse_wrk FILE: prints "req/s p50_ms p99_ms non2xx socket_errors stalled"
+# parse_wrk FILE CONNS: prints "req/s p50_ms p99_ms non2xx socket_errors stalled"
 # wrk's latencies cover completed requests only. "stalled" estimates how many of the CONNS
 # connections waited on an answer that never came (Little's law: connections kept busy =
 # req/s x mean latency); php-fpm with keepalive can leave requests queued behind a child
@@ -389,7 +399,7 @@ parse_wrk() {
 			stalled = conns - rps * avg / 1000
 			printf "%.2f %.3f %.3f %d %d %.0f\n", rps, p50, p99, bad, sock, stalled < 0.5 ? 0 : stalled
 		}
-	' conns="$CONNS" "$1"
+	' conns="$2" "$1"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -453,9 +463,9 @@ prev=
 for w in $WORKLOADS; do
 	# After keepalive rounds, a fresh nginx too: its idle upstream connections would hold
 	# php-fpm's children.
-	[[ $prev == keep ]] && restart_nginx
+	[[ $prev == keep* ]] && restart_nginx
 	prev=$w
-	[[ $w == keep ]] && warm keep
+	[[ $w == keep* ]] && warm "$w"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for b in "${BACKENDS[@]}"; do
 			if [[ $w == burst ]]; then
@@ -464,7 +474,7 @@ for w in $WORKLOADS; do
 			fi
 			# Every keepalive round starts from a fresh nginx: php-fpm children stay bound to
 			# the idle connections nginx keeps from an earlier run, which would stall the next.
-			[[ $w == keep ]] && restart_nginx
+			[[ $w == keep* ]] && restart_nginx
 			out="$TMP/wrk-$w-$b-$r.txt"
 			# CPU used by processes outside this benchmark during the round, in % of the
 			# machine: busy jiffies of the whole machine minus those of this script's tree
@@ -486,7 +496,7 @@ for w in $WORKLOADS; do
 			other=$(((busy1 - busy0 - (ours1 - ours0)) * 100 / (all1 - all0 > 0 ? all1 - all0 : 1)))
 			((other >= 0)) || other=0
 			OTHER[$w,$b]+="$other "
-			read -r rps p50 p99 bad sock stalled < <(parse_wrk "$out")
+			read -r rps p50 p99 bad sock stalled < <(parse_wrk "$out" "$(conns_of "$w")")
 			RPS[$w,$b]+="$rps "
 			P50[$w,$b]+="$p50 "
 			P99[$w,$b]+="$p99 "
@@ -535,7 +545,9 @@ fi
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
 	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}"
 	if [[ -n $WRK_WORKLOADS ]]; then
-		echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency;" \
+		k512=""
+		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"
+		echo "pm static, $CHILDREN children each; wrk -t$THREADS -c$CONNS -d${DURATION}s --latency$k512;" \
 			"medians of $ROUNDS alternating rounds after warm-up"
 		echo "~1 ms CPU = $CPU_ITERS chained md5() calls, $CPU_MS ms each here (outside any server)"
 	fi
@@ -587,6 +599,16 @@ fi
 		echo "keepalive: rustfpm with keepalive / php-fpm without = $(ratio "$r_keep" "$f_hello")" \
 			"(target ≥ 1.30×: $(check "$(awk -v a="$r_keep" -v b="$f_hello" 'BEGIN { print a / b }')" '>=' 1.30));" \
 			"rustfpm p99 with keepalive $(fmt_ms "$r_keep_p99") (target ≤ 5 ms: $(check "$r_keep_p99" '<=' 5))"
+	fi
+	r_k512=$(med RPS "keep512,rustfpm")
+	r_k512_p99=$(med P99 "keep512,rustfpm")
+	f_k512_p99=$(med P99 "keep512,php-fpm")
+	if [[ -n $r_k512 ]]; then
+		# With wrk's closed loop, N connections at R req/s wait N / R on average (Little's law),
+		# whoever serves them: the floor any backend's p50 sits near.
+		echo "keepalive at $KEEP512_CONNS connections: rustfpm p99 $(fmt_ms "$r_k512_p99") (target ≤ 5 ms: $(check "$r_k512_p99" '<=' 5));" \
+			"php-fpm p99 $(fmt_ms "$f_k512_p99"); mean wait of a closed loop at rustfpm's rate ($KEEP512_CONNS / req/s):" \
+			"$(fmt_ms "$(awk -v n="$KEEP512_CONNS" -v r="$r_k512" 'BEGIN { print n / r * 1000 }')")"
 	fi
 	for w in hello cpu app; do
 		fv=$(med RPS "$w,php-fpm")
@@ -652,16 +674,17 @@ fi
 	for w in $WRK_WORKLOADS; do
 		for b in "${BACKENDS[@]}"; do
 			# shellcheck disable=SC2086  # the rounds are a space-separated list
-			if awk -v lim=$((CONNS / 8 > 2 ? CONNS / 8 : 2)) \
+			c=$(conns_of "$w")
+			if awk -v lim=$((c / 8 > 2 ? c / 8 : 2)) \
 				'BEGIN { for (i = 1; i < ARGC; i++) if (ARGV[i] + 0 >= lim) exit 0; exit 1 }' ${STALLED[$w,$b]}; then
-				stalls+="  $b, ${LABEL[$w]}: ${STALLED[$w,$b]% }"$'\n'
+				stalls+="  $b, ${LABEL[$w]}: ${STALLED[$w,$b]% } of $c"$'\n'
 			fi
 		done
 	done
 	if [[ -n $stalls ]]; then
 		echo
-		echo "stalled connections per round, of $CONNS (wrk's req/s and percentiles count completed requests"
-		echo "only; estimated as $CONNS - req/s x mean latency):"
+		echo "stalled connections per round (wrk's req/s and percentiles count completed requests"
+		echo "only; estimated as wrk's connections - req/s x mean latency):"
 		printf '%s' "$stalls"
 	fi
 
