@@ -95,44 +95,46 @@ fn heading1(text: &str) -> String {
 /// One `<tr>` of class `class` with its cells `inner`, appended in text.
 fn row(out: &mut String, class: Option<&str>, inner: &str) {
     let cells = cells(inner);
+    let all = |f: fn(&Cell) -> bool| !cells.is_empty() && cells.iter().all(f);
     match (class, cells.as_slice()) {
-        // The PHP logo's box: its <h1> is the text's first row.
-        (Some("h"), [cell]) if !cell.header => {
-            let (_, h1) = inner.split_once("<h1").unwrap_or_default();
-            let version = plain(until(after(h1, ">"), "</h1>").0);
-            match version.strip_prefix("PHP Version ") {
-                Some(v) => out.push_str(&format!("PHP Version => {v}\n")),
-                None => out.push_str(&format!("{version}\n")),
-            }
-        }
+        (Some("h"), [cell]) if !cell.header => out.push_str(&logo(inner)),
         // php_info_print_box_start(0): the Zend engine's box and the modules' notes.
         (Some("v"), [cell]) if !cell.header => {
             out.push('\n');
             out.push_str(&boxed(cell.inner));
         }
         (_, [one]) if one.header && one.colspan.is_some() => out.push_str(&centered(&decode(one.inner))),
-        _ if !cells.is_empty() && cells.iter().all(|c| c.header) => {
-            let texts: Vec<String> = cells.iter().map(|c| decode(c.inner)).collect();
-            let texts: Vec<&str> = texts.iter().map(|t| if t.is_empty() { " " } else { t }).collect();
-            out.push_str(&texts.join(" => "));
-            out.push('\n');
-        }
-        _ if !cells.is_empty() && cells.iter().all(|c| c.inner.ends_with(' ')) => table_row(out, &cells),
+        _ if all(|c| c.header) => out.push_str(&header_row(&cells)),
+        _ if all(|c| c.inner.ends_with(' ')) => table_row(out, &cells),
         (_, [one]) => out.push_str(&format!("{}\n", value(one.inner, ""))),
         (_, [key, v]) if key.inner.starts_with("Registered ") => {
             out.push_str(&format!("\n{} => {}", value(key.inner, ""), value(v.inner, "")));
         }
         (_, [key, v]) => out.push_str(&format!("{} => {}\n", value(key.inner, ""), value(v.inner, ""))),
         (_, [key, values @ ..]) => {
-            out.push_str(&value(key.inner, ""));
-            for v in values {
-                out.push_str(" => ");
-                out.push_str(&value(v.inner, "no value"));
-            }
-            out.push('\n');
+            let values = values.iter().map(|v| value(v.inner, "no value"));
+            let row: Vec<String> = std::iter::once(value(key.inner, "")).chain(values).collect();
+            out.push_str(&format!("{}\n", row.join(" => ")));
         }
         (_, []) => {}
     }
+}
+
+/// The PHP logo's box: its `<h1>` is the text's first row (`PHP Version => X`).
+fn logo(inner: &str) -> String {
+    let (_, h1) = inner.split_once("<h1").unwrap_or_default();
+    let heading = plain(until(after(h1, ">"), "</h1>").0);
+    match heading.strip_prefix("PHP Version ") {
+        Some(version) => format!("PHP Version => {version}\n"),
+        None => format!("{heading}\n"),
+    }
+}
+
+/// `php_info_print_table_header` in text: the cells joined by ` => `, an empty one a space.
+fn header_row(cells: &[Cell]) -> String {
+    let texts: Vec<String> = cells.iter().map(|c| decode(c.inner)).collect();
+    let texts: Vec<&str> = texts.iter().map(|t| if t.is_empty() { " " } else { t }).collect();
+    format!("{}\n", texts.join(" => "))
 }
 
 /// `php_info_print_table_row` in text: non-empty cells joined by ` => `, an empty
