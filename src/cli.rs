@@ -138,7 +138,7 @@ pub struct FpmArgs {
     /// PHP's flags for the children.
     #[command(flatten)]
     pub php: PhpArgs,
-    /// PHP information (php-cgi's phpinfo) and exit
+    /// PHP information (phpinfo as text, as php-fpm prints it) and exit
     #[arg(short, long)]
     pub info: bool,
     /// PHP's compiled-in modules and exit

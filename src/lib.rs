@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub(crate) mod metrics;
 pub(crate) mod notify;
 pub mod php;
+pub(crate) mod phpinfo;
 pub mod ping;
 pub(crate) mod pool;
 pub mod server;

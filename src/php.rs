@@ -14,7 +14,7 @@ use crate::spawn::{run_query, Query};
 pub enum PhpQuery {
     /// `-v`: the version banner, with php-fpm's SAPI name (`fpm-fcgi`).
     Version,
-    /// `-i`: phpinfo (php-cgi prints it as HTML; php-fpm as text).
+    /// `-i`: phpinfo, in PHP's text layout as php-fpm prints it (php-cgi's HTML converted).
     Info,
     /// `-m`: the compiled-in and loaded modules.
     Modules,
@@ -44,6 +44,7 @@ pub(crate) fn output(query: PhpQuery, php_args: &[String]) -> Result<String, Str
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(match query {
         PhpQuery::Version => text.replacen("(cgi-fcgi)", "(fpm-fcgi)", 1),
+        PhpQuery::Info => crate::phpinfo::to_text(&text),
         _ => text.into_owned(),
     })
 }

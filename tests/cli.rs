@@ -329,15 +329,14 @@ fn the_last_of_dash_capital_d_and_dash_capital_f_wins() {
     }
 }
 
-/// phpinfo() (HTML, from php-cgi) for `args`: the value of `key`.
+/// phpinfo (PHP's text layout, as php-fpm prints it) for `args`: the (local) value of `key`.
 fn phpinfo_value(args: &[&str], key: &str) -> String {
     let out = run(&[args, &["-i"]].concat());
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    let html = stdout(&out);
-    let row = html.lines().find(|l| l.starts_with(&format!("<tr><td class=\"e\">{key}")));
-    let row = row.unwrap_or_else(|| panic!("no {key} in {html}"));
-    let cell = row.split("<td class=\"v\">").nth(1).and_then(|c| c.split('<').next());
-    cell.unwrap_or_else(|| panic!("no value in {row}")).trim().to_string()
+    let text = stdout(&out);
+    let row = text.lines().find_map(|l| l.strip_prefix(&format!("{key} => ")));
+    let row = row.unwrap_or_else(|| panic!("no {key} in {text}"));
+    row.split(" => ").next().unwrap_or_default().to_string()
 }
 
 #[test]
