@@ -266,6 +266,8 @@ impl Exchange<'_, '_> {
         };
         tokio::pin!(work);
         tokio::select! {
+            // The work first: no random branch order drawn on every wake-up.
+            biased;
             result = &mut work => return result,
             () = tokio::time::sleep_until(at.into()) => {}
         }
@@ -598,15 +600,11 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     encode_stream(out, RecordType::Params, head.id, b"");
 }
 
-/// The params the child gets, appended to `out` as FastCGI pairs: nginx's,
-/// minus those never passed on, plus the request's finish marker. The one
-/// place where the params towards the child are written.
+/// The params the child gets, appended to `out` as FastCGI pairs: nginx's
+/// (copied as they came), minus those never passed on, plus the request's
+/// finish marker. The one place where the params towards the child are written.
 fn write_params(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
-    for (name, value) in head.params.pairs().flatten() {
-        if !DROPPED_PARAMS.contains(&name) {
-            encode_pair(out, name, value);
-        }
-    }
+    head.params.copy_pairs_without(out, |name| DROPPED_PARAMS.contains(&name));
     if let Some(marker) = marker {
         encode_pair(out, MARKER_PARAM, marker.as_bytes());
     }
