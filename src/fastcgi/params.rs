@@ -245,6 +245,28 @@ impl ParamsBuffer {
         found
     }
 
+    /// Appends the pairs to `out` as they were received (FastCGI pair
+    /// encoding), without those `dropped` names: one copy per run of kept
+    /// pairs, no decoding and encoding again. Stops at a malformed pair.
+    pub(crate) fn copy_pairs_without(&self, out: &mut Vec<u8>, dropped: impl Fn(&[u8]) -> bool) {
+        let mut pairs = self.pairs();
+        let mut run = 0;
+        loop {
+            let start = pairs.pos;
+            match pairs.next() {
+                Some(Ok((name, _))) if dropped(name) => {
+                    out.extend_from_slice(&self.buf[run..start]);
+                    run = pairs.pos;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    out.extend_from_slice(&self.buf[run..start]);
+                    return;
+                }
+            }
+        }
+    }
+
     /// [`ParamsBuffer::get`] as text (invalid UTF-8 replaced), empty if absent.
     pub(crate) fn text(&self, name: &[u8]) -> String {
         String::from_utf8_lossy(self.get(name).unwrap_or_default()).into_owned()
@@ -367,6 +389,28 @@ mod tests {
         let mut pb = ParamsBuffer::new(100);
         pb.push(&[3, 200]).expect("under limit");
         assert_eq!(pb.get(b"abc"), None);
+    }
+
+    #[test]
+    fn copied_pairs_are_the_pairs_without_the_dropped_ones() {
+        let mut enc = Vec::new();
+        encode_pair(&mut enc, b"A", b"1");
+        encode_pair(&mut enc, b"DROP", b"x");
+        encode_pair(&mut enc, b"B", &[b'2'; 300]);
+        encode_pair(&mut enc, b"DROP", b"y");
+        let mut pb = ParamsBuffer::new(4096);
+        pb.push(&enc).unwrap();
+        let mut out = Vec::new();
+        pb.copy_pairs_without(&mut out, |name| name == b"DROP");
+        let mut expected = Vec::new();
+        encode_pair(&mut expected, b"A", b"1");
+        encode_pair(&mut expected, b"B", &[b'2'; 300]);
+        assert_eq!(out, expected);
+        // A malformed tail is not copied.
+        pb.push(&[5, 9, b'C']).unwrap();
+        out.clear();
+        pb.copy_pairs_without(&mut out, |_| false);
+        assert_eq!(out, enc);
     }
 
     #[test]

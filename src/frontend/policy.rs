@@ -48,6 +48,9 @@ pub const DROPPED_PARAMS: [&[u8]; 2] = [b"HTTP_PROXY", crate::pool::finish::MARK
 pub const DECIDING: [&str; 6] =
     ["SCRIPT_FILENAME", "PATH_TRANSLATED", "REDIRECT_URL", "PATH_INFO", "SCRIPT_NAME", "DOCUMENT_ROOT"];
 
+/// The first bytes of [`DECIDING`]'s names.
+const DECIDING_INITIALS: [u8; 4] = *b"SPRD";
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -115,6 +118,11 @@ impl<'a> View<'a> {
     pub fn of(params: &'a ParamsBuffer) -> Result<View<'a>, Refusal> {
         let mut values: [Option<&[u8]>; DECIDING.len()] = [None; DECIDING.len()];
         for (name, value) in params.pairs().map_while(Result::ok) {
+            // Most of nginx's params (HTTP_*, SERVER_*, REQUEST_*...) are passed
+            // over on their first byte.
+            if !name.first().is_some_and(|b| DECIDING_INITIALS.contains(b)) {
+                continue;
+            }
             let Some(i) = DECIDING.iter().position(|d| d.as_bytes() == name) else {
                 continue;
             };
@@ -289,6 +297,13 @@ impl FromBytes for std::ffi::OsStr {
 mod tests {
     use super::*;
     use crate::fastcgi::encode_pair;
+
+    #[test]
+    fn the_initials_cover_every_deciding_name() {
+        for name in DECIDING {
+            assert!(DECIDING_INITIALS.contains(&name.as_bytes()[0]), "{name}");
+        }
+    }
 
     fn params_of(pairs: &[(&str, &str)]) -> ParamsBuffer {
         let mut raw = Vec::new();

@@ -1,8 +1,13 @@
 //! The proxy: one request from nginx to a child and its response back,
 //! streamed both ways through fixed buffers. Records from the child are
 //! forwarded byte for byte (the child uses nginx's request id), except STDERR
-//! records, rewritten into php-fpm's shape ([`super::response`]).
+//! records, rewritten into php-fpm's shape ([`super::response`]). What the
+//! child has sent is read until its socket would block and written to nginx
+//! in one vectored write; what nginx does not take at once waits in a buffer
+//! of its own (at most about two reads' worth), so that the child goes back
+//! to the pool as soon as its END_REQUEST is read.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -23,6 +28,10 @@ use crate::pool::{AbandonCause, PoolMsg, Worker};
 
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
+
+/// Most bytes of an answer held for a slow nginx before the child is no
+/// longer read (one more read from the child may come on top).
+const UNSENT_MAX: usize = crate::pool::worker::READ_BUF;
 
 /// How a proxied request ended.
 #[derive(Debug)]
@@ -101,6 +110,8 @@ struct Exchanged {
     result: Result<bool, Failure>,
     /// `request_terminate_timeout`'s deadline, unless `fastcgi_finish_request()` lifted it.
     deadline: Option<Instant>,
+    /// The end of the response, still owed to nginx once the child is released.
+    tail: Vec<u8>,
 }
 
 /// Step 3: moves the body to the child and its response to nginx until the
@@ -130,12 +141,16 @@ async fn exchange(
         keep_conn: head.keep_conn,
         pool: &pool.name,
         output: pool.output.as_ref(),
+        tail: Vec::new(),
+        tail_start: 0,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    exchange.tail.drain(..exchange.tail_start);
+    let tail = std::mem::take(&mut exchange.tail);
     if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
         drop(output.request_done(response.take_messages()));
     }
-    Exchanged { result, deadline: deadline.filter(|_| !lifted.load(Ordering::Relaxed)) }
+    Exchanged { result, deadline: deadline.filter(|_| !lifted.load(Ordering::Relaxed)), tail }
 }
 
 /// Step 4: the worker goes back to the pool (or is abandoned to the actor),
@@ -168,6 +183,9 @@ async fn settle(
             // end-of-body record is missing, which php-cgi skips before its next request.
             let body_sent = request.ended || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
             lease.release(response.status, sent_whole_records && body_sent);
+            if let Err(e) = send_tail(conn, &exchanged.tail, exchanged.deadline).await {
+                return Outcome::ClientGone(e);
+            }
             match conn.skip_body(request).await {
                 Ok(()) => Outcome::Done,
                 Err(e) => Outcome::ClientGone(e),
@@ -182,6 +200,26 @@ async fn settle(
             lease.abandon(AbandonCause::ClientGone, nginx_has.unwrap_or(499), exchanged.deadline, Some(head));
             Outcome::ClientGone(e)
         }
+    }
+}
+
+/// Writes the end of a response whose child is already released: nginx
+/// reads it at its pace, within what is left of `request_terminate_timeout`
+/// (as the whole response was before).
+async fn send_tail(conn: &mut Connection, tail: &[u8], deadline: Option<Instant>) -> Result<(), ConnError> {
+    if tail.is_empty() {
+        return Ok(());
+    }
+    let Some(at) = deadline else {
+        return Ok(conn.send(tail).await?);
+    };
+    match tokio::time::timeout_at(at.into(), conn.send(tail)).await {
+        Ok(sent) => Ok(sent?),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the web server did not read the end of the response within request_terminate_timeout",
+        )
+        .into()),
     }
 }
 
@@ -207,6 +245,11 @@ struct Exchange<'a, 'm> {
     pool: &'a str,
     /// The pool's worker output log (`catch_workers_output`).
     output: Option<&'a crate::pool::output::OutputHandle>,
+    /// The part of the answer nginx has not taken yet, from `tail_start`
+    /// on (at most [`UNSENT_MAX`] plus one read): written as nginx reads,
+    /// and after the child is released for what is left at END_REQUEST.
+    tail: Vec<u8>,
+    tail_start: usize,
 }
 
 impl Exchange<'_, '_> {
@@ -223,6 +266,8 @@ impl Exchange<'_, '_> {
         };
         tokio::pin!(work);
         tokio::select! {
+            // The work first: no random branch order drawn on every wake-up.
+            biased;
             result = &mut work => return result,
             () = tokio::time::sleep_until(at.into()) => {}
         }
@@ -250,47 +295,82 @@ impl Exchange<'_, '_> {
         let (mut written, mut client_open) = (0, true);
         loop {
             let pending = self.to_child.len() - written;
-            let want_client = client_open
-                && pending < MAX_BODY_BUFFER
-                && conn.buffered() < MAX_BODY_BUFFER
-                && !(self.completed() && self.request.ended);
-            tokio::select! {
-                biased;
-                n = up_rd.read(buf) => {
-                    let n = n.map_err(|_| Failure::Child)?;
-                    if n == 0 {
-                        return Err(Failure::Child);
+            let read = if self.unsent() == 0 {
+                let want_client = client_open
+                    && pending < MAX_BODY_BUFFER
+                    && conn.buffered() < MAX_BODY_BUFFER
+                    && !(self.completed() && self.request.ended);
+                tokio::select! {
+                    biased;
+                    n = up_rd.read(buf) => n,
+                    n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
+                        self.sent_to_child(&mut written, n)?;
+                        continue;
                     }
-                    let was_completed = self.completed();
-                    self.relay(conn, &buf[..n]).await?;
-                    if self.completed() && !was_completed && !track_finished {
-                        self.lifted.store(true, Ordering::Relaxed);
-                    }
-                    if self.response.ended {
-                        return Ok(self.request.at_boundary() && written == self.to_child.len());
-                    }
-                }
-                n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
-                    written += n.map_err(|_| Failure::Child)?;
-                    if written == self.to_child.len() {
-                        self.to_child.clear();
-                        written = 0;
-                    }
-                }
-                // A body that stops coming holds the child: each pause in it
-                // is bounded by request_read_timeout (after the body, nginx
-                // only waits for the response).
-                n = conn.read_body(!self.request.ended), if want_client => {
-                    match n {
-                        Ok(n) if n > 0 => self.take_body(conn)?,
-                        // nginx has its response and may hang up.
-                        _ if self.completed() => client_open = false,
-                        Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
-                        Err(e) => return Err(Failure::Client(e.into())),
+                    // A body that stops coming holds the child: each pause in it
+                    // is bounded by request_read_timeout (after the body, nginx
+                    // only waits for the response).
+                    n = conn.read_body(!self.request.ended), if want_client => {
+                        match n {
+                            Ok(n) if n > 0 => self.take_body(conn)?,
+                            // nginx has its response and may hang up.
+                            _ if self.completed() => client_open = false,
+                            Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
+                            Err(e) => return Err(Failure::Client(e.into())),
+                        }
+                        continue;
                     }
                 }
+            } else {
+                // nginx has not taken all of the answer yet: the child is read
+                // on while at most one more buffer's worth waits for nginx, so
+                // that an END_REQUEST that comes meanwhile frees it at once.
+                // (The body waits: nginx is not reading either.)
+                tokio::select! {
+                    biased;
+                    n = up_rd.read(buf), if self.unsent() < UNSENT_MAX => n,
+                    n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
+                        self.sent_to_child(&mut written, n)?;
+                        continue;
+                    }
+                    n = conn.send_some(&self.tail[self.tail_start..]) => {
+                        self.tail_start += n.map_err(client)?;
+                        if self.tail_start == self.tail.len() {
+                            self.tail.clear();
+                            self.tail_start = 0;
+                        }
+                        continue;
+                    }
+                }
+            };
+            let n = read.map_err(|_| Failure::Child)?;
+            if n == 0 {
+                return Err(Failure::Child);
+            }
+            let was_completed = self.completed();
+            self.relay(conn, &up_rd, buf, n).await?;
+            if self.completed() && !was_completed && !track_finished {
+                self.lifted.store(true, Ordering::Relaxed);
+            }
+            if self.response.ended {
+                return Ok(self.request.at_boundary() && written == self.to_child.len());
             }
         }
+    }
+
+    /// `n` more bytes of `to_child` (from `written` on) reached the child.
+    fn sent_to_child(&mut self, written: &mut usize, n: std::io::Result<usize>) -> Result<(), Failure> {
+        *written += n.map_err(|_| Failure::Child)?;
+        if *written == self.to_child.len() {
+            self.to_child.clear();
+            *written = 0;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the answer that nginx has not taken yet.
+    fn unsent(&self) -> usize {
+        self.tail.len() - self.tail_start
     }
 
     /// nginx has a complete response: the script called `fastcgi_finish_request()`.
@@ -303,47 +383,183 @@ impl Exchange<'_, '_> {
         conn.take_body(self.request, self.to_child).map_err(Failure::Client)
     }
 
-    /// Sends nginx what it gets of one read from the child: nothing once the
-    /// script has called `fastcgi_finish_request()`.
-    async fn relay(&mut self, conn: &mut Connection, mut data: &[u8]) -> Result<(), Failure> {
-        let client = |e: std::io::Error| Failure::Client(e.into());
-        while !data.is_empty() && !self.response.ended {
-            let discard = self.completed();
-            let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
-            if let Some(output) = self.output.filter(|_| self.response.ended) {
-                // Logged before nginx learns that the request is over (php-fpm's order).
-                let logged = output.request_done(self.response.take_messages());
-                let _ = tokio::time::timeout(crate::pool::output::REQUEST_DONE_WAIT, logged).await;
-            }
-            if !discard {
-                conn.send(&data[..scan.forward]).await.map_err(client)?;
-                conn.send(&self.response.out).await.map_err(client)?;
-                if let Some(headers) = &self.response.completed {
-                    let end = end_of_response(self.response.id(), headers);
-                    conn.send(&end).await.map_err(client)?;
-                    self.response.sent_any = true;
-                    if !self.keep_conn {
-                        // Without FCGI_KEEP_CONN, nginx ends the response when
-                        // the connection closes (php-fpm closes it here too).
-                        conn.close_write().await.map_err(client)?;
+    /// Sends nginx what it gets of the child's answer: the `filled` bytes read
+    /// into `buf`, and what more the child's socket holds (read until it would
+    /// block, END_REQUEST, or `buf` is full), in one write where there are
+    /// several pieces (forwarded bytes, rewritten STDERR, the end of a
+    /// finished response). Nothing once the script has called
+    /// `fastcgi_finish_request()`. Once END_REQUEST is read, what nginx does
+    /// not take at once is kept in `tail`, so that the child is released
+    /// before nginx has read it all.
+    async fn relay(
+        &mut self,
+        conn: &mut Connection,
+        up: &UpReader<'_>,
+        buf: &mut [u8],
+        mut filled: usize,
+    ) -> Result<(), Failure> {
+        let mut batch = Batch::default();
+        let mut pos = 0;
+        self.response.out.clear();
+        loop {
+            while pos < filled && !self.response.ended {
+                let discard = self.completed();
+                let out_start = self.response.out.len();
+                let scan = self.response.scan(&buf[pos..filled]).map_err(|_| Failure::Child)?;
+                if let Some(output) = self.output.filter(|_| self.response.ended) {
+                    // Logged before nginx learns that the request is over (php-fpm's order).
+                    let logged = output.request_done(self.response.take_messages());
+                    let _ = tokio::time::timeout(crate::pool::output::REQUEST_DONE_WAIT, logged).await;
+                }
+                if discard {
+                    self.log_late_messages(out_start);
+                    self.response.out.truncate(out_start);
+                } else {
+                    batch.push(Piece::Read(pos..pos + scan.forward));
+                    batch.push(Piece::Out(out_start..self.response.out.len()));
+                    if let Some(headers) = &self.response.completed {
+                        let end_start = self.response.out.len();
+                        end_of_response(self.response.id(), headers, &mut self.response.out);
+                        batch.push(Piece::Out(end_start..self.response.out.len()));
+                        self.response.sent_any = true;
+                        self.emit(conn, buf, &mut batch)?;
+                        if !self.keep_conn {
+                            // Without FCGI_KEEP_CONN, nginx ends the response when
+                            // the connection closes (php-fpm closes it here too).
+                            conn.send(&self.tail[self.tail_start..]).await.map_err(client)?;
+                            self.tail.clear();
+                            self.tail_start = 0;
+                            conn.close_write().await.map_err(client)?;
+                        }
+                    } else if batch.is_full() {
+                        self.emit(conn, buf, &mut batch)?;
                     }
                 }
+                pos += scan.consumed;
             }
-            if discard && !self.response.out.is_empty() {
-                self.log_late_messages();
+            if self.response.ended || filled == buf.len() {
+                break;
             }
-            self.response.out.clear();
-            data = &data[scan.consumed..];
+            // More of the answer may be waiting: one write for all of it. (When
+            // nothing is, the read that finds the socket empty is the one the
+            // next wait would make anyway.)
+            match up.try_read(&mut buf[filled..]) {
+                Ok(0) => break, // the child is gone: the next read says so
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(Failure::Child),
+            }
         }
+        self.emit(conn, buf, &mut batch)
+    }
+
+    /// Writes what `batch` holds to nginx in one system call, without
+    /// waiting: what nginx does not take at once (or all of it, behind bytes
+    /// it has not taken yet) is copied to `tail`, written as nginx reads.
+    fn emit(&mut self, conn: &mut Connection, buf: &[u8], batch: &mut Batch) -> Result<(), Failure> {
+        if !batch.is_empty() {
+            let written = if self.unsent() == 0 {
+                let (slices, n) = batch.slices(buf, &self.response.out);
+                conn.try_send_vectored(&slices[..n]).map_err(client)?
+            } else {
+                0
+            };
+            batch.copy_from(written, buf, &self.response.out, &mut self.tail);
+        }
+        *batch = Batch::default();
+        self.response.out.clear();
         Ok(())
+    }
+}
+
+/// The child's socket, read without waiting while a batch is gathered.
+type UpReader<'a> = tokio::net::unix::ReadHalf<'a>;
+
+fn client(e: std::io::Error) -> Failure {
+    Failure::Client(e.into())
+}
+
+/// One piece of what nginx gets of a batch of reads from the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Bytes of the child's read buffer, forwarded unchanged.
+    Read(std::ops::Range<usize>),
+    /// Bytes of [`ResponseStream::out`]: rewritten STDERR, held header bytes,
+    /// the end of a finished response.
+    Out(std::ops::Range<usize>),
+}
+
+/// Most pieces written at once (a batch that has more is written in parts).
+const MAX_PIECES: usize = 8;
+
+/// What nginx gets of a batch of reads from the child, in order: a fixed
+/// list, so that relaying allocates nothing.
+#[derive(Default)]
+struct Batch {
+    pieces: [Option<Piece>; MAX_PIECES],
+    len: usize,
+}
+
+impl Batch {
+    /// Appends `piece`, or extends the last one if it continues it.
+    fn push(&mut self, piece: Piece) {
+        let (Piece::Read(r) | Piece::Out(r)) = &piece;
+        if r.is_empty() {
+            return;
+        }
+        if let Some(last) = self.len.checked_sub(1).and_then(|i| self.pieces[i].as_mut()) {
+            match (last, &piece) {
+                (Piece::Read(a), Piece::Read(b)) | (Piece::Out(a), Piece::Out(b)) if a.end == b.start => {
+                    a.end = b.end;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.pieces[self.len] = Some(piece);
+        self.len += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// No room for more than one more piece: a scan can add two.
+    fn is_full(&self) -> bool {
+        self.len + 2 > MAX_PIECES
+    }
+
+    fn bytes<'s, 'b: 's>(&'s self, buf: &'b [u8], out: &'b [u8]) -> impl Iterator<Item = &'b [u8]> + 's {
+        self.pieces[..self.len].iter().flatten().map(move |piece| match piece {
+            Piece::Read(r) => &buf[r.clone()],
+            Piece::Out(r) => &out[r.clone()],
+        })
+    }
+
+    /// The pieces as slices for one vectored write, and how many there are.
+    fn slices<'b>(&self, buf: &'b [u8], out: &'b [u8]) -> ([IoSlice<'b>; MAX_PIECES], usize) {
+        let mut slices = [IoSlice::new(&[]); MAX_PIECES];
+        for (slice, bytes) in slices.iter_mut().zip(self.bytes(buf, out)) {
+            *slice = IoSlice::new(bytes);
+        }
+        (slices, self.len)
+    }
+
+    /// Appends to `tail` what is left of the pieces after their first `written` bytes.
+    fn copy_from(&self, mut written: usize, buf: &[u8], out: &[u8], tail: &mut Vec<u8>) {
+        for bytes in self.bytes(buf, out) {
+            let skip = written.min(bytes.len());
+            tail.extend_from_slice(&bytes[skip..]);
+            written -= skip;
+        }
     }
 }
 
 impl Exchange<'_, '_> {
     /// nginx is done with the request: PHP's later messages go to rustfpm's
     /// log, one line each (control characters escaped), split at `log_limit`.
-    fn log_late_messages(&self) {
-        let text = super::stderr::text(&self.response.out);
+    fn log_late_messages(&self, from: usize) {
+        let text = super::stderr::text(&self.response.out[from..]);
         if text.is_empty() {
             return;
         }
@@ -353,16 +569,14 @@ impl Exchange<'_, '_> {
     }
 }
 
-/// What completes a response at `fastcgi_finish_request()`: the headers not
-/// sent yet, the end of STDOUT and END_REQUEST.
-fn end_of_response(id: u16, headers: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(headers.len() + 48);
+/// What completes a response at `fastcgi_finish_request()`, appended to
+/// `out`: the headers not sent yet, the end of STDOUT and END_REQUEST.
+fn end_of_response(id: u16, headers: &[u8], out: &mut Vec<u8>) {
     if !headers.is_empty() {
-        encode_stream(&mut out, RecordType::Stdout, id, headers);
+        encode_stream(out, RecordType::Stdout, id, headers);
     }
-    encode_stream(&mut out, RecordType::Stdout, id, b"");
-    encode_end_request(&mut out, id, 0, ProtocolStatus::RequestComplete);
-    out
+    encode_stream(out, RecordType::Stdout, id, b"");
+    encode_end_request(out, id, 0, ProtocolStatus::RequestComplete);
 }
 
 /// BEGIN_REQUEST (always FCGI_KEEP_CONN towards the child) and the params
@@ -386,15 +600,11 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     encode_stream(out, RecordType::Params, head.id, b"");
 }
 
-/// The params the child gets, appended to `out` as FastCGI pairs: nginx's,
-/// minus those never passed on, plus the request's finish marker. The one
-/// place where the params towards the child are written.
+/// The params the child gets, appended to `out` as FastCGI pairs: nginx's
+/// (copied as they came), minus those never passed on, plus the request's
+/// finish marker. The one place where the params towards the child are written.
 fn write_params(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
-    for (name, value) in head.params.pairs().flatten() {
-        if !DROPPED_PARAMS.contains(&name) {
-            encode_pair(out, name, value);
-        }
-    }
+    head.params.copy_pairs_without(out, |name| DROPPED_PARAMS.contains(&name));
     if let Some(marker) = marker {
         encode_pair(out, MARKER_PARAM, marker.as_bytes());
     }
@@ -506,5 +716,26 @@ mod tests {
         request_head(&head_with(&[(b"HTTP_PROXY", b"x")]), None, &mut out);
         let kinds: Vec<_> = records(&out).iter().map(|(kind, _, content)| (*kind, content.len())).collect();
         assert_eq!(kinds, [(1, 8), (4, 0)]);
+    }
+
+    #[test]
+    fn a_batch_keeps_the_order_joins_neighbours_and_copies_what_was_not_written() {
+        let (buf, out) = (b"0123456789", b"abcdef");
+        let mut batch = Batch::default();
+        batch.push(Piece::Read(0..3));
+        batch.push(Piece::Read(3..5));
+        batch.push(Piece::Out(0..0));
+        batch.push(Piece::Out(0..2));
+        batch.push(Piece::Read(7..10));
+        batch.push(Piece::Out(2..6));
+        assert_eq!(batch.len, 4, "neighbours joined, empty pieces dropped");
+        let (slices, n) = batch.slices(buf, out);
+        let all: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(all, b"01234ab789cdef");
+        for written in 0..=all.len() {
+            let mut tail = Vec::new();
+            batch.copy_from(written, buf, out, &mut tail);
+            assert_eq!(tail, all[written..], "after {written} bytes written");
+        }
     }
 }

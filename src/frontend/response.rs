@@ -172,12 +172,24 @@ impl<'m> ResponseStream<'m> {
 
 /// The status a CGI response sets with a `Status:` header (200 if none).
 pub fn parse_status(head: &[u8]) -> Option<u16> {
-    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
-    head[..end].split(|&b| b == b'\n').find_map(|line| {
-        let rest = line.strip_prefix(b"Status:").or_else(|| line.strip_prefix(b"status:"))?;
-        let digits = rest.trim_ascii_start().get(..3)?;
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    })
+    // Line by line up to the empty line that ends the head (one pass; the
+    // first STDOUT bytes of every response go through here).
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None;
+        }
+        let Some(rest) = line.strip_prefix(b"Status:").or_else(|| line.strip_prefix(b"status:")) else {
+            continue;
+        };
+        return match *rest.trim_ascii_start() {
+            [a @ b'0'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
+                Some([a, b, c].iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
+            }
+            _ => None,
+        };
+    }
+    None
 }
 
 #[cfg(test)]
