@@ -460,9 +460,8 @@ impl PoolActor {
         }
         let slots = &self.slots;
         let counts = self.policy.max_requests > 0 || self.policy.max_lifetime.is_some();
-        let ready = |w: &mut Worker| {
-            !slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory())
-        };
+        let ready =
+            |w: &mut Worker| !slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory());
         // In place: no Vec is allocated per wake-up.
         for worker in self.returning.extract_if(.., ready) {
             self.balancer.release(worker);

@@ -124,7 +124,13 @@ fn attach_exit_filter(fd: &OwnedFd) -> io::Result<()> {
     let len = std::mem::size_of::<libc::sock_fprog>() as u32;
     // SAFETY: `prog` points at `program`, alive for the call; the kernel copies it.
     let set = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&prog as *const libc::sock_fprog).cast(), len)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            len,
+        )
     };
     if set != 0 {
         return Err(io::Error::last_os_error());
