@@ -4,7 +4,6 @@
 //! per batch. Files are opened on first use and closed on [`reopen`] (SIGUSR1), so that
 //! logrotate can move them away.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -24,6 +23,8 @@ pub const QUEUE: usize = 64 * 1024;
 /// Most bytes of text those lines may hold (long URIs add up while a log disk
 /// stalls); past it, lines are dropped.
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of a file's batch buffer kept for the next batch.
+const BUFFER_KEPT: usize = 64 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
 const FILE_MODE: u32 = 0o600;
 
@@ -107,6 +108,11 @@ fn writer() -> &'static Sender<Msg> {
     })
 }
 
+/// The same log file: the same `Arc` (each pool's log has one), else the same path.
+fn same(a: &Arc<Path>, b: &Arc<Path>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// Ticks as seconds.
 fn cpu_time(ticks: CpuTicks) -> CpuTime {
     let hz = clock_ticks();
@@ -115,8 +121,10 @@ fn cpu_time(ticks: CpuTicks) -> CpuTime {
 
 #[derive(Default)]
 struct Writer {
-    files: HashMap<Arc<Path>, File>,
-    /// Text waiting to be written, per file, in arrival order of the files.
+    /// The open files (a few: looked up by pointer first, never hashed).
+    files: Vec<(Arc<Path>, File)>,
+    /// Text waiting to be written, per file, in arrival order of the files;
+    /// the buffers are kept (emptied) between batches.
     pending: Vec<(Arc<Path>, String)>,
     /// Files whose last write failed (reported once until a write succeeds).
     failing: Vec<(Arc<Path>, u64)>,
@@ -154,6 +162,7 @@ impl Writer {
             Msg::Reopen => {
                 self.write_pending();
                 self.files.clear();
+                self.pending.clear();
             }
             Msg::Flush(ack) => acks.push(ack),
         }
@@ -177,7 +186,7 @@ impl Writer {
     }
 
     fn buffer(&mut self, path: Arc<Path>) -> &mut String {
-        let at = match self.pending.iter().position(|(p, _)| *p == path) {
+        let at = match self.pending.iter().position(|(p, _)| same(p, &path)) {
             Some(at) => at,
             None => {
                 self.pending.push((path, String::new()));
@@ -188,30 +197,37 @@ impl Writer {
     }
 
     fn write_pending(&mut self) {
-        for (path, text) in std::mem::take(&mut self.pending) {
-            let result = self.file(&path).and_then(|f| f.write_all(text.as_bytes()));
+        let mut pending = std::mem::take(&mut self.pending);
+        for (path, text) in pending.iter_mut().filter(|(_, text)| !text.is_empty()) {
+            let result = self.file(path).and_then(|f| f.write_all(text.as_bytes()));
             match result {
-                Ok(()) => self.recovered(&path),
+                Ok(()) => self.recovered(path),
                 Err(e) => {
-                    self.files.remove(&path);
+                    self.files.retain(|(p, _)| !same(p, path));
                     let lines = text.matches('\n').count() as u64;
                     crate::metrics::log_lines_dropped(lines);
-                    match self.failing.iter_mut().find(|(p, _)| *p == path) {
+                    match self.failing.iter_mut().find(|(p, _)| same(p, path)) {
                         Some((_, dropped)) => *dropped += lines,
                         None => {
                             crate::error!("cannot write to the log {}: {e}; lines are dropped", path.display());
-                            self.failing.push((path, lines));
+                            self.failing.push((path.clone(), lines));
                         }
                     }
                 }
             }
+            text.clear();
+            text.shrink_to(BUFFER_KEPT);
         }
+        self.pending = pending;
     }
 
     /// A write to `path` succeeded: if it had been failing, say how many
     /// lines were dropped meanwhile.
     fn recovered(&mut self, path: &Arc<Path>) {
-        if let Some(at) = self.failing.iter().position(|(p, _)| p == path) {
+        if self.failing.is_empty() {
+            return;
+        }
+        if let Some(at) = self.failing.iter().position(|(p, _)| same(p, path)) {
             let (_, dropped) = self.failing.swap_remove(at);
             crate::notice!(
                 "{dropped} line(s) dropped while the log {} could not be written; writing it again",
@@ -221,11 +237,14 @@ impl Writer {
     }
 
     fn file(&mut self, path: &Arc<Path>) -> std::io::Result<&mut File> {
-        if !self.files.contains_key(path) {
-            let file = open(path)?;
-            self.files.insert(path.clone(), file);
-        }
-        self.files.get_mut(path).ok_or_else(|| std::io::Error::other("log file vanished"))
+        let at = match self.files.iter().position(|(p, _)| same(p, path)) {
+            Some(at) => at,
+            None => {
+                self.files.push((path.clone(), open(path)?));
+                self.files.len() - 1
+            }
+        };
+        Ok(&mut self.files[at].1)
     }
 
     fn report_drops(&mut self) {
