@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use super::format::{render, CpuTime, Record};
 use super::Probe;
 use crate::config::access_format::AccessFormat;
-use crate::sys::procfs::{clock_ticks, private_memory, CpuTable, CpuTicks};
+use crate::sys::procfs::{clock_ticks, CpuTable, CpuTicks, ProcFiles};
 
 /// Most lines waiting for the writer; past it, lines are dropped.
 pub const QUEUE: usize = 64 * 1024;
@@ -131,6 +131,8 @@ struct Writer {
     reported_drops: u64,
     /// The CPU ticks of each child at its last logged request (for `%C`).
     cpu: CpuTable,
+    /// The children's /proc files, for `%C` and `%M`.
+    proc: ProcFiles,
 }
 
 impl Writer {
@@ -178,10 +180,10 @@ impl Writer {
         };
         if probe.memory {
             // 0: the child has exited (a zombie's memory is gone), so unknown.
-            rec.memory = private_memory(pid).filter(|&bytes| bytes > 0);
+            rec.memory = self.proc.private_memory(pid).filter(|&bytes| bytes > 0);
         }
         if probe.cpu {
-            rec.cpu = self.cpu.spent(pid).map(cpu_time);
+            rec.cpu = self.proc.cpu_ticks(pid).and_then(|now| self.cpu.spent(pid, now)).map(cpu_time);
         }
     }
 

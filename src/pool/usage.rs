@@ -20,7 +20,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::msg::PoolEvent;
-use crate::sys::procfs::{clock_ticks, private_memory, CpuTable};
+use crate::sys::procfs::{clock_ticks, CpuTable, ProcFiles};
 
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).
@@ -59,10 +59,11 @@ fn sampler() -> &'static Sender<Sample> {
 
 fn run(rx: Receiver<Sample>) {
     let hz = clock_ticks();
-    let mut ticks = CpuTable::default();
+    let (mut ticks, mut files) = (CpuTable::default(), ProcFiles::default());
     for sample in rx {
-        let cpu = ticks.spent(sample.pid).map(|spent| cpu_percent(spent.total(), hz, sample.duration));
-        let memory = private_memory(sample.pid);
+        let spent = files.cpu_ticks(sample.pid).and_then(|now| ticks.spent(sample.pid, now));
+        let cpu = spent.map(|spent| cpu_percent(spent.total(), hz, sample.duration));
+        let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
     }
 }
