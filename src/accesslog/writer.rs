@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+// std's channel, not crossbeam's: a receiver with nothing to read parks at once, where
+// crossbeam's spins and calls sched_yield() four times first (per request, on a busy host).
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::format::{render, CpuTime, Record};
 use super::Probe;
@@ -39,10 +41,10 @@ pub enum Msg {
     /// Close every file; the next line opens it again.
     Reopen,
     /// Answer once everything sent before has been written.
-    Flush(Sender<()>),
+    Flush(SyncSender<()>),
 }
 
-static WRITER: OnceLock<Sender<Msg>> = OnceLock::new();
+static WRITER: OnceLock<SyncSender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -92,14 +94,14 @@ pub fn flush(limit: Duration) {
     if WRITER.get().is_none() {
         return;
     }
-    let (tx, rx) = bounded(1);
+    let (tx, rx) = sync_channel(1);
     send(Msg::Flush(tx));
     let _ = rx.recv_timeout(limit);
 }
 
-fn writer() -> &'static Sender<Msg> {
+fn writer() -> &'static SyncSender<Msg> {
     WRITER.get_or_init(|| {
-        let (tx, rx) = bounded(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new().name("rustfpm-logs".into()).spawn(move || Writer::default().run(rx));
         if let Err(e) = spawned {
             crate::error!("cannot start the access log writer thread: {e}; access and slow logs are off");
@@ -151,7 +153,7 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, msg: Msg, acks: &mut Vec<Sender<()>>) {
+    fn handle(&mut self, msg: Msg, acks: &mut Vec<SyncSender<()>>) {
         QUEUED_BYTES.fetch_sub(msg.text_bytes(), Ordering::Relaxed);
         match msg {
             Msg::Access { path, format, mut rec, probe } => {

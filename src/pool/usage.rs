@@ -16,7 +16,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+// std's channel, not crossbeam's: a receiver with nothing to read parks at once, where
+// crossbeam's spins and calls sched_yield() four times first (per request, on a busy host).
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::msg::PoolEvent;
@@ -45,10 +47,10 @@ pub fn request(sample: Sample) -> bool {
     sampler().try_send(sample).is_ok()
 }
 
-fn sampler() -> &'static Sender<Sample> {
-    static SAMPLER: OnceLock<Sender<Sample>> = OnceLock::new();
+fn sampler() -> &'static SyncSender<Sample> {
+    static SAMPLER: OnceLock<SyncSender<Sample>> = OnceLock::new();
     SAMPLER.get_or_init(|| {
-        let (tx, rx) = bounded(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new().name("rustfpm-usage".into()).spawn(move || run(rx));
         if let Err(e) = spawned {
             crate::error!("cannot start the usage sampler thread: {e}; the status page shows no cpu/memory");
