@@ -25,6 +25,9 @@ pub const QUEUE: usize = 64 * 1024;
 /// Most bytes of text those lines may hold (long URIs add up while a log disk
 /// stalls); past it, lines are dropped.
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// How long the writer rests after writing a batch, so that the next one gathers the lines
+/// of many requests (one wake-up and one `write` per file for them all).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
 /// Bytes of a file's batch buffer kept for the next batch.
 const BUFFER_KEPT: usize = 64 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
@@ -150,6 +153,10 @@ impl Writer {
             for ack in acks {
                 let _ = ack.send(());
             }
+            // Lines that come meanwhile wait in the channel: under load one wake-up and
+            // one write per file serve many requests (the first line after a quiet spell
+            // is written at once).
+            std::thread::sleep(BATCH_PAUSE);
         }
     }
 
