@@ -24,29 +24,48 @@ pub fn render(format: &AccessFormat, rec: &Record, now: SystemTime, out: &mut St
 
 fn render_token(format: &AccessFormat, token: &Token, rec: &Record, now: SystemTime, out: &mut String) {
     use std::fmt::Write;
-    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    // `write_str`, not `write!`, for text: no formatting machinery, no String made.
     let _ = match token {
-        Token::Literal(s) => write!(out, "{s}"),
-        Token::RemoteIp => write!(out, "{}", rec.remote_ip.map_or_else(|| "-".to_string(), |ip| ip.to_string())),
-        Token::User => write!(out, "{}", rec.user),
-        Token::Accepted(layout) => write!(out, "{}", strftime(layout, rec.accepted)),
-        Token::Now(layout) => write!(out, "{}", strftime(layout, Some(now))),
-        Token::Method => write!(out, "{}", or_dash(&rec.method)),
-        Token::Uri => write!(out, "{}", rec.uri),
-        Token::QueryMark => write!(out, "{}", if rec.query.is_empty() { "" } else { "?" }),
-        Token::Query => write!(out, "{}", rec.query),
+        Token::Literal(s) => out.write_str(s),
+        Token::RemoteIp => match rec.remote_ip {
+            Some(ip) => write!(out, "{ip}"),
+            None => out.write_str("-"),
+        },
+        Token::User => out.write_str(&rec.user),
+        Token::Accepted(layout) => strftime_into(out, layout, rec.accepted),
+        Token::Now(layout) => strftime_into(out, layout, Some(now)),
+        Token::Method => out.write_str(or_dash(&rec.method)),
+        Token::Uri => out.write_str(&rec.uri),
+        Token::QueryMark => out.write_str(if rec.query.is_empty() { "" } else { "?" }),
+        Token::Query => out.write_str(&rec.query),
         Token::Status => write!(out, "{}", rec.status),
-        Token::Script => write!(out, "{}", or_dash(&rec.script)),
+        Token::Script => out.write_str(or_dash(&rec.script)),
         Token::Duration(unit) => duration(out, rec.duration, *unit),
         Token::Memory(unit) => memory(out, rec.memory, *unit),
         Token::Cpu(part) => cpu(out, rec, *part),
-        Token::Param(name) => write!(out, "{}", value(&format.params, &rec.params, name)),
-        Token::Header(name) => write!(out, "{}", value(&format.headers, &rec.headers, name)),
-        Token::Pool => write!(out, "{}", or_dash(&rec.pool)),
-        Token::Pid => write!(out, "{}", rec.pid.map_or_else(|| "-".to_string(), |p| p.to_string())),
-        Token::ParentPid => write!(out, "{}", rec.parent_pid.map_or_else(|| "-".to_string(), |p| p.to_string())),
+        Token::Param(name) => out.write_str(value(&format.params, &rec.params, name)),
+        Token::Header(name) => out.write_str(value(&format.headers, &rec.headers, name)),
+        Token::Pool => out.write_str(or_dash(&rec.pool)),
+        Token::Pid => number_or_dash(out, rec.pid),
+        Token::ParentPid => number_or_dash(out, rec.parent_pid),
         Token::ContentLength => write!(out, "{}", rec.content_length),
     };
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+fn number_or_dash(out: &mut String, n: Option<i32>) -> std::fmt::Result {
+    use std::fmt::Write;
+    match n {
+        Some(n) => write!(out, "{n}"),
+        None => out.write_str("-"),
+    }
 }
 
 /// The value collected for `name` (`values` is in the order of `names`), or `-`.
@@ -163,13 +182,35 @@ fn cpu(out: &mut String, rec: &Record, part: CpuPart) -> std::fmt::Result {
     write!(out, "{percent:.2}")
 }
 
-/// `t` in local time, laid out by C's strftime (as php-fpm); `-` when unknown.
-pub fn strftime(layout: &str, t: Option<SystemTime>) -> String {
+/// `t` in local time, laid out by C's strftime (as php-fpm), appended to
+/// `out`; `-` when unknown. The last second laid out is kept per
+/// layout (the lines of one second share it: C's strftime and the time zone
+/// look-up cost more than the rest of a line).
+fn strftime_into(out: &mut String, layout: &str, t: Option<SystemTime>) -> std::fmt::Result {
+    thread_local! {
+        static LAST: std::cell::RefCell<Vec<(String, i64, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let Some(t) = t else {
-        return "-".to_string();
+        out.push('-');
+        return Ok(());
     };
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    crate::sys::localtime::strftime(layout, secs).unwrap_or_default()
+    LAST.with_borrow_mut(|last| {
+        let at = match last.iter().position(|(l, _, _)| l == layout) {
+            Some(at) => at,
+            None => {
+                last.push((layout.to_string(), i64::MIN, String::new()));
+                last.len() - 1
+            }
+        };
+        let (_, when, text) = &mut last[at];
+        if *when != secs {
+            *text = crate::sys::localtime::strftime(layout, secs).unwrap_or_default();
+            *when = secs;
+        }
+        out.push_str(text);
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,13 @@ use super::*;
 use crate::config::access_format::DEFAULT_TIME;
 use crate::config::DEFAULT_ACCESS_FORMAT;
 
+/// `t` as `%{layout}t` shows it.
+fn strftime(layout: &str, t: Option<SystemTime>) -> String {
+    let mut out = String::new();
+    strftime_into(&mut out, layout, t).unwrap();
+    out
+}
+
 fn record() -> Record {
     Record {
         remote_ip: Some("127.0.0.1".parse().unwrap()),
@@ -145,4 +152,16 @@ fn rich_format_renders_in_order() {
 fn control_characters_in_values_cannot_forge_lines() {
     let rec = Record { uri: "/a\n127.0.0.1 - x\r\t.php".into(), ..record() };
     assert_eq!(line("%r%%\t", &rec), "/a\\x0A127.0.0.1 - x\\x0D\\x09.php%\t");
+}
+
+#[test]
+fn times_laid_out_again_when_the_second_or_the_layout_changes() {
+    let at = |secs: u64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    let direct = |layout: &str, secs: u64| crate::sys::localtime::strftime(layout, secs as i64).unwrap();
+    for (layout, secs) in
+        [("%s", 1_700_000_000), ("%s", 1_700_000_000), ("%Y %s", 1_700_000_000), ("%s", 1_700_000_001)]
+    {
+        assert_eq!(strftime(layout, at(secs)), direct(layout, secs), "{layout} at {secs}");
+    }
+    assert_eq!(strftime("%s", None), "-");
 }

@@ -25,7 +25,7 @@ pub use format::Record;
 
 use crate::config;
 use crate::config::access_format::{AccessFormat, Token};
-use crate::fastcgi::ParamsBuffer;
+use crate::fastcgi::{value_number, value_text, ParamsBuffer};
 
 /// How long rustfpm waits at exit for queued log lines to be written.
 pub const LOG_FLUSH_WAIT: Duration = Duration::from_secs(2);
@@ -165,16 +165,23 @@ impl AccessLog {
     /// The record of a request about to be proxied: what its params say. `peer` is the
     /// FastCGI client's address (None on a Unix socket); `arrived`, when its head came in.
     pub fn start(&self, pool: &str, params: &ParamsBuffer, peer: Option<IpAddr>, arrived: Instant) -> Box<Record> {
-        let text = |name: &[u8]| String::from_utf8_lossy(params.get(name).unwrap_or_default()).into_owned();
         let wanted = |name: &String| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
+        let [user, method, uri, query, script, length] = params.get_each([
+            b"REMOTE_USER",
+            b"REQUEST_METHOD",
+            b"SCRIPT_NAME",
+            b"QUERY_STRING",
+            b"SCRIPT_FILENAME",
+            b"CONTENT_LENGTH",
+        ]);
         Box::new(Record {
             remote_ip: peer,
-            user: text(b"REMOTE_USER"),
-            method: text(b"REQUEST_METHOD"),
-            uri: text(b"SCRIPT_NAME"),
-            query: text(b"QUERY_STRING"),
-            script: text(b"SCRIPT_FILENAME"),
-            content_length: params.number(b"CONTENT_LENGTH").unwrap_or(0),
+            user: value_text(user),
+            method: value_text(method),
+            uri: value_text(uri),
+            query: value_text(query),
+            script: value_text(script),
+            content_length: value_number(length).unwrap_or(0),
             accepted: SystemTime::now().checked_sub(arrived.elapsed()),
             params: self.format.params.iter().map(wanted).collect(),
             pool: pool.to_string(),

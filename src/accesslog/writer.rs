@@ -4,7 +4,6 @@
 //! per batch. Files are opened on first use and closed on [`reopen`] (SIGUSR1), so that
 //! logrotate can move them away.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -12,18 +11,25 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+// std's channel, not crossbeam's: a receiver with nothing to read parks at once, where
+// crossbeam's spins and calls sched_yield() four times first (per request, on a busy host).
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use super::format::{render, CpuTime, Record};
 use super::Probe;
 use crate::config::access_format::AccessFormat;
-use crate::sys::procfs::{clock_ticks, private_memory, CpuTable, CpuTicks};
+use crate::sys::procfs::{clock_ticks, CpuTable, CpuTicks, ProcFiles};
 
 /// Most lines waiting for the writer; past it, lines are dropped.
 pub const QUEUE: usize = 64 * 1024;
 /// Most bytes of text those lines may hold (long URIs add up while a log disk
 /// stalls); past it, lines are dropped.
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// How long the writer rests after writing a batch, so that the next one gathers the lines
+/// of many requests (one wake-up and one `write` per file for them all).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// Bytes of a file's batch buffer kept for the next batch.
+const BUFFER_KEPT: usize = 64 * 1024;
 /// php-fpm creates its log files readable and writable by their owner only.
 const FILE_MODE: u32 = 0o600;
 
@@ -38,10 +44,10 @@ pub enum Msg {
     /// Close every file; the next line opens it again.
     Reopen,
     /// Answer once everything sent before has been written.
-    Flush(Sender<()>),
+    Flush(SyncSender<()>),
 }
 
-static WRITER: OnceLock<Sender<Msg>> = OnceLock::new();
+static WRITER: OnceLock<SyncSender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -91,20 +97,25 @@ pub fn flush(limit: Duration) {
     if WRITER.get().is_none() {
         return;
     }
-    let (tx, rx) = bounded(1);
+    let (tx, rx) = sync_channel(1);
     send(Msg::Flush(tx));
     let _ = rx.recv_timeout(limit);
 }
 
-fn writer() -> &'static Sender<Msg> {
+fn writer() -> &'static SyncSender<Msg> {
     WRITER.get_or_init(|| {
-        let (tx, rx) = bounded(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new().name("rustfpm-logs".into()).spawn(move || Writer::default().run(rx));
         if let Err(e) = spawned {
             crate::error!("cannot start the access log writer thread: {e}; access and slow logs are off");
         }
         tx
     })
+}
+
+/// The same log file: the same `Arc` (each pool's log has one), else the same path.
+fn same(a: &Arc<Path>, b: &Arc<Path>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Ticks as seconds.
@@ -115,14 +126,18 @@ fn cpu_time(ticks: CpuTicks) -> CpuTime {
 
 #[derive(Default)]
 struct Writer {
-    files: HashMap<Arc<Path>, File>,
-    /// Text waiting to be written, per file, in arrival order of the files.
+    /// The open files (a few: looked up by pointer first, never hashed).
+    files: Vec<(Arc<Path>, File)>,
+    /// Text waiting to be written, per file, in arrival order of the files;
+    /// the buffers are kept (emptied) between batches.
     pending: Vec<(Arc<Path>, String)>,
     /// Files whose last write failed (reported once until a write succeeds).
     failing: Vec<(Arc<Path>, u64)>,
     reported_drops: u64,
     /// The CPU ticks of each child at its last logged request (for `%C`).
     cpu: CpuTable,
+    /// The children's /proc files, for `%C` and `%M`.
+    proc: ProcFiles,
 }
 
 impl Writer {
@@ -138,10 +153,14 @@ impl Writer {
             for ack in acks {
                 let _ = ack.send(());
             }
+            // Lines that come meanwhile wait in the channel: under load one wake-up and
+            // one write per file serve many requests (the first line after a quiet spell
+            // is written at once).
+            std::thread::sleep(BATCH_PAUSE);
         }
     }
 
-    fn handle(&mut self, msg: Msg, acks: &mut Vec<Sender<()>>) {
+    fn handle(&mut self, msg: Msg, acks: &mut Vec<SyncSender<()>>) {
         QUEUED_BYTES.fetch_sub(msg.text_bytes(), Ordering::Relaxed);
         match msg {
             Msg::Access { path, format, mut rec, probe } => {
@@ -154,6 +173,7 @@ impl Writer {
             Msg::Reopen => {
                 self.write_pending();
                 self.files.clear();
+                self.pending.clear();
             }
             Msg::Flush(ack) => acks.push(ack),
         }
@@ -169,15 +189,15 @@ impl Writer {
         };
         if probe.memory {
             // 0: the child has exited (a zombie's memory is gone), so unknown.
-            rec.memory = private_memory(pid).filter(|&bytes| bytes > 0);
+            rec.memory = self.proc.private_memory(pid).filter(|&bytes| bytes > 0);
         }
         if probe.cpu {
-            rec.cpu = self.cpu.spent(pid).map(cpu_time);
+            rec.cpu = self.proc.cpu_ticks(pid).and_then(|now| self.cpu.spent(pid, now)).map(cpu_time);
         }
     }
 
     fn buffer(&mut self, path: Arc<Path>) -> &mut String {
-        let at = match self.pending.iter().position(|(p, _)| *p == path) {
+        let at = match self.pending.iter().position(|(p, _)| same(p, &path)) {
             Some(at) => at,
             None => {
                 self.pending.push((path, String::new()));
@@ -188,30 +208,37 @@ impl Writer {
     }
 
     fn write_pending(&mut self) {
-        for (path, text) in std::mem::take(&mut self.pending) {
-            let result = self.file(&path).and_then(|f| f.write_all(text.as_bytes()));
+        let mut pending = std::mem::take(&mut self.pending);
+        for (path, text) in pending.iter_mut().filter(|(_, text)| !text.is_empty()) {
+            let result = self.file(path).and_then(|f| f.write_all(text.as_bytes()));
             match result {
-                Ok(()) => self.recovered(&path),
+                Ok(()) => self.recovered(path),
                 Err(e) => {
-                    self.files.remove(&path);
+                    self.files.retain(|(p, _)| !same(p, path));
                     let lines = text.matches('\n').count() as u64;
                     crate::metrics::log_lines_dropped(lines);
-                    match self.failing.iter_mut().find(|(p, _)| *p == path) {
+                    match self.failing.iter_mut().find(|(p, _)| same(p, path)) {
                         Some((_, dropped)) => *dropped += lines,
                         None => {
                             crate::error!("cannot write to the log {}: {e}; lines are dropped", path.display());
-                            self.failing.push((path, lines));
+                            self.failing.push((path.clone(), lines));
                         }
                     }
                 }
             }
+            text.clear();
+            text.shrink_to(BUFFER_KEPT);
         }
+        self.pending = pending;
     }
 
     /// A write to `path` succeeded: if it had been failing, say how many
     /// lines were dropped meanwhile.
     fn recovered(&mut self, path: &Arc<Path>) {
-        if let Some(at) = self.failing.iter().position(|(p, _)| p == path) {
+        if self.failing.is_empty() {
+            return;
+        }
+        if let Some(at) = self.failing.iter().position(|(p, _)| same(p, path)) {
             let (_, dropped) = self.failing.swap_remove(at);
             crate::notice!(
                 "{dropped} line(s) dropped while the log {} could not be written; writing it again",
@@ -221,11 +248,14 @@ impl Writer {
     }
 
     fn file(&mut self, path: &Arc<Path>) -> std::io::Result<&mut File> {
-        if !self.files.contains_key(path) {
-            let file = open(path)?;
-            self.files.insert(path.clone(), file);
-        }
-        self.files.get_mut(path).ok_or_else(|| std::io::Error::other("log file vanished"))
+        let at = match self.files.iter().position(|(p, _)| same(p, path)) {
+            Some(at) => at,
+            None => {
+                self.files.push((path.clone(), open(path)?));
+                self.files.len() - 1
+            }
+        };
+        Ok(&mut self.files[at].1)
     }
 
     fn report_drops(&mut self) {

@@ -36,7 +36,7 @@ mod params;
 mod record;
 
 pub use params::encode_pair;
-pub(crate) use params::{encode_get_values_result, pairs, parse_pairs, ParamsBuffer};
+pub(crate) use params::{encode_get_values_result, pairs, parse_pairs, value_number, value_text, ParamsBuffer};
 pub(crate) use record::{
     close_record, encode_end_request, encode_simple_response, encode_unknown_type, open_record, padding_for,
     BeginRequest, EndRequest, StreamWriter,

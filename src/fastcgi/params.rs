@@ -267,15 +267,39 @@ impl ParamsBuffer {
         }
     }
 
+    /// [`ParamsBuffer::get`] of each of `names`, in one pass over the params.
+    pub(crate) fn get_each<const N: usize>(&self, names: [&[u8]; N]) -> [Option<&[u8]>; N] {
+        let mut found = [None; N];
+        for pair in self.pairs() {
+            let Ok((n, v)) = pair else {
+                return [None; N];
+            };
+            if let Some(at) = names.iter().position(|&name| name == n) {
+                found[at] = Some(v);
+            }
+        }
+        found
+    }
+
     /// [`ParamsBuffer::get`] as text (invalid UTF-8 replaced), empty if absent.
     pub(crate) fn text(&self, name: &[u8]) -> String {
-        String::from_utf8_lossy(self.get(name).unwrap_or_default()).into_owned()
+        value_text(self.get(name))
     }
 
     /// [`ParamsBuffer::get`] as a number (`CONTENT_LENGTH`), without allocating.
     pub(crate) fn number(&self, name: &[u8]) -> Option<u64> {
-        std::str::from_utf8(self.get(name)?).ok()?.trim().parse().ok()
+        value_number(self.get(name))
     }
+}
+
+/// A param's value as text (invalid UTF-8 replaced), empty if absent.
+pub(crate) fn value_text(value: Option<&[u8]>) -> String {
+    String::from_utf8_lossy(value.unwrap_or_default()).into_owned()
+}
+
+/// A param's value as a number (`CONTENT_LENGTH`), without allocating.
+pub(crate) fn value_number(value: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(value?).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -314,6 +338,21 @@ mod tests {
         for ((gn, gv), (en, ev)) in got.iter().zip(&expected) {
             assert_eq!((*gn, *gv), (en.as_slice(), ev.as_slice()));
         }
+    }
+
+    #[test]
+    fn get_each_finds_the_last_of_each_name_in_one_pass() {
+        let mut buf = ParamsBuffer::new(1024);
+        let mut bytes = Vec::new();
+        for (n, v) in [("A", "1"), ("B", "2"), ("A", "3")] {
+            encode_pair(&mut bytes, n.as_bytes(), v.as_bytes());
+        }
+        buf.push(&bytes).unwrap();
+        let [a, b, c] = buf.get_each([b"A", b"B", b"C"]);
+        assert_eq!((a, b, c), (Some(&b"3"[..]), Some(&b"2"[..]), None));
+        assert_eq!([a, b, c], [buf.get(b"A"), buf.get(b"B"), buf.get(b"C")]);
+        buf.push(&[0x05]).unwrap();
+        assert_eq!(buf.get_each([b"A"]), [None], "malformed params: nothing, as get says");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use super::connection::{Connection, Head, Reply};
 use super::error::ConnError;
-use crate::fastcgi::ParamsBuffer;
+use crate::fastcgi::{value_number, value_text, ParamsBuffer};
 use crate::pool::{Pool, PoolSnapshot, RequestInfo, SlotState};
 use crate::status::{self, PoolStatus, ProcessStatus};
 
@@ -60,12 +60,14 @@ pub async fn answer(conn: &mut Connection, pool: &Pool, head: &Head, page: Page)
 
 /// A request's details for the status page.
 pub fn request_info(params: &ParamsBuffer) -> Box<RequestInfo> {
+    let [method, uri, length, user, script] =
+        params.get_each([b"REQUEST_METHOD", b"REQUEST_URI", b"CONTENT_LENGTH", b"REMOTE_USER", b"SCRIPT_FILENAME"]);
     Box::new(RequestInfo {
-        method: params.text(b"REQUEST_METHOD"),
-        uri: params.text(b"REQUEST_URI"),
-        content_length: params.number(b"CONTENT_LENGTH").unwrap_or(0),
-        user: params.text(b"REMOTE_USER"),
-        script: params.text(b"SCRIPT_FILENAME"),
+        method: value_text(method),
+        uri: value_text(uri),
+        content_length: value_number(length).unwrap_or(0),
+        user: value_text(user),
+        script: value_text(script),
     })
 }
 

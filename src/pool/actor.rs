@@ -193,7 +193,7 @@ impl PoolActor {
                         return self.drain_access();
                     }
                 }
-                _ = sleep_until(start_at.unwrap_or_else(far_future)), if start_at.is_some() => self.spawn_parent(),
+                _ = until(start_at), if start_at.is_some() => self.spawn_parent(),
                 _ = repair.tick() => {
                     self.tick();
                     self.heartbeat.beat().await;
@@ -202,7 +202,7 @@ impl PoolActor {
                     self.check_held();
                     self.replace_and_lend();
                 }
-                _ = sleep_until(kill_at.unwrap_or_else(far_future)), if kill_at.is_some() => self.kill_deadline_passed(),
+                _ = until(kill_at), if kill_at.is_some() => self.kill_deadline_passed(),
             }
         }
     }
@@ -460,12 +460,10 @@ impl PoolActor {
         }
         let slots = &self.slots;
         let counts = self.policy.max_requests > 0 || self.policy.max_lifetime.is_some();
-        let (waiting, ready): (Vec<Worker>, Vec<Worker>) = self
-            .returning
-            .drain(..)
-            .partition(|w| slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory()));
-        self.returning = waiting;
-        for worker in ready {
+        let ready =
+            |w: &mut Worker| !slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory());
+        // In place: no Vec is allocated per wake-up.
+        for worker in self.returning.extract_if(.., ready) {
             self.balancer.release(worker);
         }
     }
@@ -535,6 +533,13 @@ impl PoolActor {
     }
 }
 
-fn far_future() -> TokioInstant {
-    TokioInstant::now() + Duration::from_secs(86400)
+/// Sleeps until `at`, or for ever without one. Building it reads no clock:
+/// `select!` builds every branch's future on each turn of the actor's loop,
+/// also the disabled ones (a far-future `sleep_until` cost two clock reads
+/// per wake-up).
+async fn until(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

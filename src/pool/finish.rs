@@ -388,47 +388,47 @@ fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, shims: &Shi
 // Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request() and
 // no fpm_get_status().
 // (Nothing here may name the server superglobal: that alone makes PHP build it for
-// every request.)
-if (!function_exists('fastcgi_finish_request')) {{
-    function fastcgi_finish_request(): bool
-    {{
-        static $finished = false;
-        $marker = (string) getenv({param});
-        if ($finished || $marker === '') {{
-            return false;
-        }}
-        $finished = true;
-        while (ob_get_level() > 0 && @ob_end_flush()) {{
-        }}
-        flush();
-        if (!headers_sent()) {{
-            $head = '';
-            $code = http_response_code();
-            if (is_int($code) && $code !== 200) {{
-                $head .= "Status: $code\r\n";
-            }}
-            $typed = false;
-            foreach (headers_list() as $line) {{
-                $head .= $line . "\r\n";
-                $typed = $typed || stripos($line, 'content-type:') === 0;
-            }}
-            $mime = (string) ini_get('default_mimetype');
-            if (!$typed && $mime !== '') {{
-                $charset = (string) ini_get('default_charset');
-                $text = $charset !== '' && stripos($mime, 'text/') === 0;
-                $head .= 'Content-type: ' . $mime . ($text ? '; charset=' . $charset : '') . "\r\n";
-            }}
-            // One record per piece: a flush() closes each.
-            foreach (str_split(bin2hex($head . "\r\n"), 4096) as $piece) {{
-                error_log($marker . ':' . $piece, 4);
-                flush();
-            }}
-        }}
-        error_log($marker, 4);
-        flush();
-        ob_start(static function (string $output): string {{ return ''; }}, 4096);
-        return true;
+// every request. Both functions are declared unconditionally: php-cgi has neither, and
+// opcache binds top-level functions as it loads the file, where a function_exists()
+// guard cost each request ~600 instructions of php-cgi's ~54,000 for hello world.)
+function fastcgi_finish_request(): bool
+{{
+    static $finished = false;
+    $marker = (string) getenv({param});
+    if ($finished || $marker === '') {{
+        return false;
     }}
+    $finished = true;
+    while (ob_get_level() > 0 && @ob_end_flush()) {{
+    }}
+    flush();
+    if (!headers_sent()) {{
+        $head = '';
+        $code = http_response_code();
+        if (is_int($code) && $code !== 200) {{
+            $head .= "Status: $code\r\n";
+        }}
+        $typed = false;
+        foreach (headers_list() as $line) {{
+            $head .= $line . "\r\n";
+            $typed = $typed || stripos($line, 'content-type:') === 0;
+        }}
+        $mime = (string) ini_get('default_mimetype');
+        if (!$typed && $mime !== '') {{
+            $charset = (string) ini_get('default_charset');
+            $text = $charset !== '' && stripos($mime, 'text/') === 0;
+            $head .= 'Content-type: ' . $mime . ($text ? '; charset=' . $charset : '') . "\r\n";
+        }}
+        // One record per piece: a flush() closes each.
+        foreach (str_split(bin2hex($head . "\r\n"), 4096) as $piece) {{
+            error_log($marker . ':' . $piece, 4);
+            flush();
+        }}
+    }}
+    error_log($marker, 4);
+    flush();
+    ob_start(static function (string $output): string {{ return ''; }}, 4096);
+    return true;
 }}
 {status}{user}"#,
         param = php_string(std::str::from_utf8(MARKER_PARAM).unwrap_or_default()),
@@ -444,55 +444,53 @@ if (!function_exists('fastcgi_finish_request')) {{
 /// the request's params, as php-fpm would have recorded it.
 fn status_source(socket: &str) -> String {
     format!(
-        r#"if (!function_exists('fpm_get_status')) {{
-    function fpm_get_status(): array|false
-    {{
-        $conn = @stream_socket_client({socket}, $errno, $errstr, 5);
-        if ($conn === false) {{
-            return false;
-        }}
-        stream_set_timeout($conn, 5);
-        $json = stream_get_contents($conn);
-        fclose($conn);
-        $page = is_string($json) ? json_decode($json, true) : null;
-        if (!is_array($page) || !is_array($page['processes'] ?? null)) {{
-            return false;
-        }}
-        $status = [];
-        foreach ($page as $key => $value) {{
-            if ($key !== 'processes') {{
-                $status[str_replace(' ', '-', $key)] = $value;
-            }}
-        }}
-        $status['procs'] = [];
-        foreach ($page['processes'] as $p) {{
-            if ($p['pid'] === getmypid() && $p['request method'] === '-') {{
-                $p['request method'] = (string) getenv('REQUEST_METHOD');
-                $p['request uri'] = (string) getenv('REQUEST_URI');
-                $p['content length'] = (int) getenv('CONTENT_LENGTH');
-                $p['user'] = (string) getenv('REMOTE_USER');
-                $p['script'] = (string) getenv('SCRIPT_FILENAME');
-            }}
-            $uri = explode('?', (string) $p['request uri'], 2);
-            $status['procs'][] = [
-                'pid' => $p['pid'],
-                'state' => $p['state'],
-                'start-time' => $p['start time'],
-                'start-since' => $p['start since'],
-                'requests' => $p['requests'],
-                'request-duration' => $p['request duration'],
-                'request-method' => $p['request method'],
-                'request-uri' => $uri[0],
-                'query-string' => $uri[1] ?? '',
-                'request-length' => $p['content length'],
-                'user' => $p['user'] === '' ? '-' : $p['user'],
-                'script' => $p['script'],
-                'last-request-cpu' => (float) $p['last request cpu'],
-                'last-request-memory' => $p['last request memory'],
-            ];
-        }}
-        return $status;
+        r#"function fpm_get_status(): array|false
+{{
+    $conn = @stream_socket_client({socket}, $errno, $errstr, 5);
+    if ($conn === false) {{
+        return false;
     }}
+    stream_set_timeout($conn, 5);
+    $json = stream_get_contents($conn);
+    fclose($conn);
+    $page = is_string($json) ? json_decode($json, true) : null;
+    if (!is_array($page) || !is_array($page['processes'] ?? null)) {{
+        return false;
+    }}
+    $status = [];
+    foreach ($page as $key => $value) {{
+        if ($key !== 'processes') {{
+            $status[str_replace(' ', '-', $key)] = $value;
+        }}
+    }}
+    $status['procs'] = [];
+    foreach ($page['processes'] as $p) {{
+        if ($p['pid'] === getmypid() && $p['request method'] === '-') {{
+            $p['request method'] = (string) getenv('REQUEST_METHOD');
+            $p['request uri'] = (string) getenv('REQUEST_URI');
+            $p['content length'] = (int) getenv('CONTENT_LENGTH');
+            $p['user'] = (string) getenv('REMOTE_USER');
+            $p['script'] = (string) getenv('SCRIPT_FILENAME');
+        }}
+        $uri = explode('?', (string) $p['request uri'], 2);
+        $status['procs'][] = [
+            'pid' => $p['pid'],
+            'state' => $p['state'],
+            'start-time' => $p['start time'],
+            'start-since' => $p['start since'],
+            'requests' => $p['requests'],
+            'request-duration' => $p['request duration'],
+            'request-method' => $p['request method'],
+            'request-uri' => $uri[0],
+            'query-string' => $uri[1] ?? '',
+            'request-length' => $p['content length'],
+            'user' => $p['user'] === '' ? '-' : $p['user'],
+            'script' => $p['script'],
+            'last-request-cpu' => (float) $p['last request cpu'],
+            'last-request-memory' => $p['last request memory'],
+        ];
+    }}
+    return $status;
 }}
 "#
     )

@@ -16,11 +16,13 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+// std's channel, not crossbeam's: a receiver with nothing to read parks at once, where
+// crossbeam's spins and calls sched_yield() four times first (per request, on a busy host).
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::msg::PoolEvent;
-use crate::sys::procfs::{clock_ticks, private_memory, CpuTable};
+use crate::sys::procfs::{clock_ticks, CpuTable, ProcFiles};
 
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).
@@ -45,10 +47,10 @@ pub fn request(sample: Sample) -> bool {
     sampler().try_send(sample).is_ok()
 }
 
-fn sampler() -> &'static Sender<Sample> {
-    static SAMPLER: OnceLock<Sender<Sample>> = OnceLock::new();
+fn sampler() -> &'static SyncSender<Sample> {
+    static SAMPLER: OnceLock<SyncSender<Sample>> = OnceLock::new();
     SAMPLER.get_or_init(|| {
-        let (tx, rx) = bounded(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new().name("rustfpm-usage".into()).spawn(move || run(rx));
         if let Err(e) = spawned {
             crate::error!("cannot start the usage sampler thread: {e}; the status page shows no cpu/memory");
@@ -59,10 +61,11 @@ fn sampler() -> &'static Sender<Sample> {
 
 fn run(rx: Receiver<Sample>) {
     let hz = clock_ticks();
-    let mut ticks = CpuTable::default();
+    let (mut ticks, mut files) = (CpuTable::default(), ProcFiles::default());
     for sample in rx {
-        let cpu = ticks.spent(sample.pid).map(|spent| cpu_percent(spent.total(), hz, sample.duration));
-        let memory = private_memory(sample.pid);
+        let spent = files.cpu_ticks(sample.pid).and_then(|now| ticks.spent(sample.pid, now));
+        let cpu = spent.map(|spent| cpu_percent(spent.total(), hz, sample.duration));
+        let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
     }
 }

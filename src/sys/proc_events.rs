@@ -2,6 +2,11 @@
 //! kernel's process-events connector (netlink, root in the initial
 //! namespaces only). php-cgi children are reaped by their php-cgi parent, so
 //! this is how rustfpm learns that a child died of SIGSEGV or SIGKILL.
+//!
+//! The connector reports every fork, exec, uid change and thread exit of the
+//! whole machine; a classic BPF filter on the socket drops all but the exits
+//! of whole processes in the kernel, so the thread reading it wakes only for
+//! those (a busy build host forks thousands of times a second).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -16,6 +21,8 @@ const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 const EVENT_AT: usize = 36;
 /// proc_event: what, cpu, timestamp.
 const DATA_AT: usize = EVENT_AT + 16;
+/// exit_proc_event: process_pid, process_tgid, exit_code, exit_signal, parent_pid.
+const TGID_AT: usize = DATA_AT + 4;
 
 /// A process exit reported by the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,7 @@ impl ProcEvents {
         if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        attach_exit_filter(&fd)?;
         let msg = listen_message();
         // SAFETY: sending an initialised buffer of its own length.
         if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
@@ -65,21 +73,69 @@ impl ProcEvents {
     pub fn next_exit(&self) -> io::Result<ExitEvent> {
         let mut buf = [0u8; 1024];
         loop {
-            // SAFETY: receiving into a stack buffer of its own length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                // ENOBUFS: events were dropped under load; keep listening.
-                if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOBUFS)) {
-                    continue;
-                }
-                return Err(e);
-            }
-            if let Some(event) = parse_exit(&buf[..n as usize]) {
+            let n = self.next_message(&mut buf)?;
+            if let Some(event) = parse_exit(&buf[..n]) {
                 return Ok(event);
             }
         }
     }
+
+    /// Blocks for the next message the filter lets through; its length.
+    fn next_message(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: receiving into a buffer of its own length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            // ENOBUFS: events were dropped under load; keep listening.
+            if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOBUFS)) {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A word of the message as the filter's absolute loads read it (big-endian):
+/// the connector writes host order.
+fn as_loaded(word: u32) -> u32 {
+    u32::from_be_bytes(word.to_ne_bytes())
+}
+
+/// Lets through only exits of whole processes (pid == tgid), as
+/// [`parse_exit`] reads them; the kernel drops everything else.
+fn attach_exit_filter(fd: &OwnedFd) -> io::Result<()> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MEM, BPF_RET, BPF_ST, BPF_W, BPF_X};
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let load = |at: usize| op(BPF_LD | BPF_W | BPF_ABS, at as u32, 0, 0);
+    let mut program = [
+        load(EVENT_AT),
+        op(BPF_JMP | BPF_JEQ | BPF_K, as_loaded(PROC_EVENT_EXIT), 0, 6), // not an exit: drop
+        load(TGID_AT),
+        op(BPF_ST, 0, 0, 0),
+        op(BPF_LDX | BPF_W | BPF_MEM, 0, 0, 0),
+        load(DATA_AT),
+        op(BPF_JMP | BPF_JEQ | BPF_X, 0, 0, 1), // pid == tgid: keep, else drop
+        op(BPF_RET | BPF_K, u32::MAX, 0, 0),
+        op(BPF_RET | BPF_K, 0, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+    let len = std::mem::size_of::<libc::sock_fprog>() as u32;
+    // SAFETY: `prog` points at `program`, alive for the call; the kernel copies it.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            len,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn listen_message() -> Vec<u8> {
@@ -107,7 +163,7 @@ fn parse_exit(buf: &[u8]) -> Option<ExitEvent> {
     if i32_at(buf, EVENT_AT)? as u32 != PROC_EVENT_EXIT {
         return None;
     }
-    let (pid, tgid) = (i32_at(buf, DATA_AT)?, i32_at(buf, DATA_AT + 4)?);
+    let (pid, tgid) = (i32_at(buf, DATA_AT)?, i32_at(buf, TGID_AT)?);
     let wait_status = i32_at(buf, DATA_AT + 8)?;
     let parent = i32_at(buf, DATA_AT + 20)?;
     (pid == tgid).then_some(ExitEvent { pid, parent, wait_status })
@@ -129,5 +185,24 @@ mod tests {
         let event = std::iter::from_fn(|| events.next_exit().ok()).find(|e| e.pid == pid).unwrap();
         assert_eq!(event.parent, std::process::id() as i32);
         assert_eq!(event.wait_status & 0x7f, libc::SIGKILL);
+    }
+
+    #[test]
+    fn only_exits_of_whole_processes_get_through() {
+        let events = ProcEvents::open().expect("process events need root in the initial namespaces");
+        // A thread that ends, and a process that forks, execs and exits: only its exit may come.
+        std::thread::spawn(|| ()).join().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = events.next_message(&mut buf).unwrap();
+            let event = parse_exit(&buf[..n]);
+            assert!(event.is_some(), "the filter let through a message that is not a process's exit: {:?}", &buf[..n]);
+            if event.is_some_and(|e| e.pid == pid) {
+                break;
+            }
+        }
     }
 }

@@ -50,13 +50,79 @@ pub fn rss(pid: i32) -> Option<u64> {
 /// A process's private memory in bytes: resident minus shared pages, from
 /// `/proc/PID/statm` (cheap enough to read after every request).
 pub fn private_memory(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    parse_private_memory(&fs::read_to_string(format!("/proc/{pid}/statm")).ok()?)
+}
+
+/// Resident minus shared pages of a /proc/PID/statm line, in bytes.
+fn parse_private_memory(text: &str) -> Option<u64> {
     let mut fields = text.split_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
     let resident = fields.next()??;
     let shared = fields.next()??;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
     Some(resident.saturating_sub(shared) * page)
+}
+
+/// Processes whose /proc files a [`ProcFiles`] keeps open; past it, it closes them all.
+const KEPT_OPEN: usize = 256;
+
+/// The `/proc/PID/stat` and `/proc/PID/statm` files of the processes sampled after each of
+/// their requests, kept open and read again with one `pread` each (procfs lays them out
+/// anew at offset 0): one system call per figure, where opening and reading the file took
+/// five (`open`, `statx`, two `read`s, `close`). A file of a process that has ended (or of
+/// an earlier process with the same pid) fails to read; it is opened again once.
+#[derive(Debug, Default)]
+pub struct ProcFiles {
+    open: HashMap<i32, PidFiles>,
+}
+
+#[derive(Debug, Default)]
+struct PidFiles {
+    stat: Option<fs::File>,
+    statm: Option<fs::File>,
+}
+
+impl ProcFiles {
+    /// `pid`'s CPU ticks (utime, stime), from `/proc/PID/stat`.
+    pub fn cpu_ticks(&mut self, pid: i32) -> Option<CpuTicks> {
+        let mut buf = [0u8; 1024];
+        parse_cpu_ticks(self.read(pid, "stat", |f| &mut f.stat, &mut buf)?)
+    }
+
+    /// `pid`'s private memory, as [`private_memory`] reads it.
+    pub fn private_memory(&mut self, pid: i32) -> Option<u64> {
+        let mut buf = [0u8; 256];
+        parse_private_memory(self.read(pid, "statm", |f| &mut f.statm, &mut buf)?)
+    }
+
+    /// The text of `/proc/PID/NAME`, read into `buf` through the file kept open (opened
+    /// again once if it fails: the process may be a new one with the same pid).
+    fn read<'b>(
+        &mut self,
+        pid: i32,
+        name: &str,
+        slot: fn(&mut PidFiles) -> &mut Option<fs::File>,
+        buf: &'b mut [u8],
+    ) -> Option<&'b str> {
+        use std::os::unix::fs::FileExt;
+        if !self.open.contains_key(&pid) && self.open.len() >= KEPT_OPEN {
+            self.open.clear();
+        }
+        let file = slot(self.open.entry(pid).or_default());
+        let mut n = None;
+        for _ in 0..2 {
+            if file.is_none() {
+                *file = Some(fs::File::open(format!("/proc/{pid}/{name}")).ok()?);
+            }
+            // A full buffer may be a cut line: as good as unread.
+            n = file.as_ref()?.read_at(buf, 0).ok().filter(|&n| n > 0 && n < buf.len());
+            if n.is_some() {
+                break;
+            }
+            *file = None;
+        }
+        std::str::from_utf8(&buf[..n?]).ok()
+    }
 }
 
 /// A process's CPU time, in clock ticks ([`clock_ticks`] a second).
@@ -73,12 +139,6 @@ impl CpuTicks {
     pub fn total(self) -> u64 {
         self.user + self.system
     }
-}
-
-/// The CPU ticks of process `pid`, from /proc/PID/stat.
-pub fn cpu_ticks(pid: i32) -> Option<CpuTicks> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_cpu_ticks(&stat)
 }
 
 /// utime and stime (fields 14 and 15) of a /proc/PID/stat line; the command name, in
@@ -109,11 +169,10 @@ pub struct CpuTable {
 }
 
 impl CpuTable {
-    /// Reads `pid`'s ticks; returns those spent since its previous sample (None for its
-    /// first, or when /proc cannot be read).
-    pub fn spent(&mut self, pid: i32) -> Option<CpuTicks> {
-        let now = cpu_ticks(pid)?;
-        self.record(pid, now, Instant::now())
+    /// Remembers `ticks` as `pid`'s now; returns those spent since its previous sample (None
+    /// for its first).
+    pub fn spent(&mut self, pid: i32, ticks: CpuTicks) -> Option<CpuTicks> {
+        self.record(pid, ticks, Instant::now())
     }
 
     /// Remembers `ticks` as `pid`'s at `at`; returns those spent since its previous sample.
@@ -172,7 +231,7 @@ mod tests {
         let stat = "1234 (php cgi) S 1 2 3 4 5 6 7 8 9 10 250 37 0 0 20 0 1 0 100 200 300";
         assert_eq!(parse_cpu_ticks(stat), Some(CpuTicks { user: 250, system: 37 }));
         assert_eq!(parse_cpu_ticks("garbage"), None);
-        assert!(cpu_ticks(std::process::id() as i32).is_some());
+        assert!(ProcFiles::default().cpu_ticks(std::process::id() as i32).is_some());
         assert!(clock_ticks() > 0.0);
     }
 
@@ -185,9 +244,27 @@ mod tests {
         assert_eq!(table.record(10, ticks(53, 9), now), Some(ticks(3, 4)));
         assert_eq!(table.record(11, ticks(7, 0), now), Some(ticks(0, 0)));
         let me = std::process::id() as i32;
-        assert_eq!(table.spent(me), None, "a first sample");
-        assert!(table.spent(me).is_some());
-        assert_eq!(table.spent(-5), None);
+        assert_eq!(table.spent(me, ticks(1, 1)), None, "a first sample");
+        assert_eq!(table.spent(me, ticks(2, 1)), Some(ticks(1, 0)));
+    }
+
+    #[test]
+    fn files_kept_open_read_what_a_fresh_read_does() {
+        let mut files = ProcFiles::default();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Stopped, so that its ticks stay as they are between the two readings.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+        for _ in 0..2 {
+            let fresh = parse_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).unwrap());
+            assert_eq!(files.cpu_ticks(pid), fresh);
+            assert!(files.private_memory(pid).is_some_and(|m| m > 0));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(files.cpu_ticks(pid), None, "the process is gone");
+        assert_eq!(files.private_memory(pid), None);
+        assert_eq!(files.cpu_ticks(-5), None);
     }
 
     #[test]
