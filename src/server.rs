@@ -363,6 +363,14 @@ impl Server {
                 return None;
             }
         };
+        // As php-fpm after its re-exec: every listener is carried into the new configuration
+        // (those of pools that are gone are closed once it serves). Said before its pools
+        // answer: with many pools their start takes a while on a loaded machine.
+        let mut carried: Vec<_> = self.listen_fds.iter().collect();
+        carried.sort_by_key(|(_, fd)| **fd);
+        for (listen, fd) in carried {
+            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
+        }
         match self.await_start(&generation).await {
             Ok(()) => {}
             Err(outcome) => {
@@ -442,13 +450,6 @@ impl Server {
         let Generation { config, fresh, pools } = generation;
         let retiring = std::mem::take(&mut self.pools);
         let mut old_routes = std::mem::take(&mut self.routes);
-        // As php-fpm after its re-exec: every listener is carried into the reload; those of
-        // pools that are gone are closed below.
-        let mut carried: Vec<_> = self.listen_fds.iter().collect();
-        carried.sort_by_key(|(_, fd)| **fd);
-        for (listen, fd) in carried {
-            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
-        }
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
                 self.warn_kept_status_listener(cfg);
