@@ -236,3 +236,34 @@ fn a_clean_start_writes_nothing_on_stderr_when_the_log_is_a_file() {
     assert!(read().contains("[pool www] pm = Dynamic: "), "the note on pm went nowhere:\n{}", read());
     assert_eq!(fpm.log_text(), "", "stderr of a clean start (error_log: {})", log.display());
 }
+
+/// A reload says `using inherited socket` once the new configuration's pools are started,
+/// before they answer, and the start notices once they do. php-fpm's bug80024 gives each
+/// of those steps 3 s, which 128 pools' php-cgi took in all on a loaded machine when
+/// rustfpm said both only after every new pool answered.
+#[test]
+fn a_reload_announces_its_sockets_before_the_new_pools_answer() {
+    let site = Site::new();
+    let release = site.path().join("release");
+    let held = site.path().join("held-php-cgi");
+    // php-cgi that answers rustfpm's `-i` at once but serves only once `release` exists.
+    let body = format!(
+        "#!/bin/sh\nfor arg in \"$@\"; do [ \"$arg\" = -i ] && exec php-cgi \"$@\"; done\n\
+         while [ ! -e '{}' ]; do sleep 0.05; done\nexec php-cgi \"$@\"\n",
+        release.display()
+    );
+    std::fs::write(&held, body).unwrap();
+    std::fs::set_permissions(&held, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let text = std::fs::read_to_string(&fpm.config).unwrap();
+    let held_line = format!("[pool.www]\nphp_cgi = \"{}\"\n", held.display());
+    std::fs::write(&fpm.config, text.replace("[pool.www]\n", &held_line)).unwrap();
+    fpm.signal(libc::SIGUSR2);
+    let announced = wait_until(WAIT, || fpm.log_text().contains("using inherited socket fd="));
+    let before = fpm.log_text();
+    std::fs::write(&release, "").unwrap();
+    assert!(announced, "no 'using inherited socket' while the new pool could not answer:\n{before}");
+    assert!(!before.contains("configuration reloaded"), "reloaded before the new pool could answer:\n{before}");
+    let reloaded = wait_until(WAIT, || fpm.log_text().contains("configuration reloaded"));
+    assert!(reloaded, "the reload did not complete once the new pool could answer:\n{}", fpm.log_text());
+}
