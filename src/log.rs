@@ -97,11 +97,12 @@ pub fn daemon_start() {
     START_LEVEL.store(level_rank(LogLevel::Error), Ordering::Relaxed);
 }
 
-/// Marks start-up as done (`ready to handle connections`). Until then, notices
-/// and worse also go to stderr when the log is elsewhere, as in php-fpm, so
-/// whoever started rustfpm sees why it failed.
-pub fn set_launched() {
-    LAUNCHED.store(true, Ordering::Relaxed);
+/// Marks start-up as done (once the configuration is in force, before any child
+/// starts, as php-fpm's `fpm_stdio_init_final`), or not done after all (the start
+/// failed). Until then, notices and worse also go to stderr when the log is
+/// elsewhere, as in php-fpm, so whoever started rustfpm sees why it failed.
+pub fn set_launched(launched: bool) {
+    LAUNCHED.store(launched, Ordering::Relaxed);
 }
 
 /// Reopens the log file (SIGUSR1), so logrotate can move it away.

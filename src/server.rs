@@ -20,7 +20,11 @@ use crate::supervisor::{Command, Supervisor};
 use crate::sys::daemon::Readiness;
 use crate::sys::guard::Guard;
 
-/// How long php-cgi gets between SIGTERM and SIGKILL when stopping.
+/// How long php-cgi gets between SIGTERM and SIGKILL when stopping
+/// gracefully (past `process_control_timeout`). A fast stop (SIGTERM, SIGINT)
+/// kills php-cgi at once, as php-fpm's children die at once on its SIGTERM:
+/// php-cgi would run each idle child's module shutdown first, and a busy one's
+/// script on (with hundreds of children, seconds on a loaded machine).
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a fast stop waits for connection tasks to notice.
 pub(crate) const FAST_STOP_WAIT: Duration = Duration::from_secs(2);
@@ -71,8 +75,11 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     });
     front_ends.stop();
     supervisor.send(Command::Shutdown { grace: STOP_GRACE });
-    let _ = thread.join();
+    // The pools' files and sockets are removed (their actors dropped) while
+    // the supervisor reaps php-cgi, not after: with many pools both take a
+    // while on a loaded machine.
     drop(runtime);
+    let _ = thread.join();
     crate::accesslog::writer::flush(crate::accesslog::LOG_FLUSH_WAIT);
     crate::notice!("exiting, bye-bye!");
     result
@@ -193,12 +200,18 @@ impl Server {
             pid_file: None,
             front_ends,
         };
-        let pools = start_pools_off_runtime(&server.config, &server.supervisor, server.opts.allow_root).await?;
+        // As php-fpm (fpm_stdio_init_final), once the configuration is in force and before any
+        // child starts: from here on, lines go only to the error log (a child's start, a note
+        // on a setting); a start that fails still says why on stderr.
+        crate::log::set_launched(true);
+        let failed = |_: &anyhow::Error| crate::log::set_launched(false);
+        let pools = start_pools_off_runtime(&server.config, &server.supervisor, server.opts.allow_root)
+            .await
+            .inspect_err(failed)?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {
-            server.open_route(cfg, pool, listener)?;
+            server.open_route(cfg, pool, listener).inspect_err(failed)?;
         }
         running_notices();
-        crate::log::set_launched();
         server.notifier = Some(Notifier::start(&server.pools, server.config.global.systemd_interval));
         server.sampler = server.config.global.metrics_listen.map(|_| Sampler::start(&server.pools));
         if let Some(Err(e)) = ready.map(Readiness::notify) {
@@ -350,6 +363,14 @@ impl Server {
                 return None;
             }
         };
+        // As php-fpm after its re-exec: every listener is carried into the new configuration
+        // (those of pools that are gone are closed once it serves). Said before its pools
+        // answer: with many pools their start takes a while on a loaded machine.
+        let mut carried: Vec<_> = self.listen_fds.iter().collect();
+        carried.sort_by_key(|(_, fd)| **fd);
+        for (listen, fd) in carried {
+            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
+        }
         match self.await_start(&generation).await {
             Ok(()) => {}
             Err(outcome) => {
@@ -376,12 +397,18 @@ impl Server {
     /// exits at start, or pools that never answer, refuse the reload.
     async fn await_start(&mut self, generation: &Generation) -> Result<(), NotStarted> {
         let deadline = tokio::time::Instant::now() + RELOAD_START_LIMIT;
+        // Pools that answered are not asked again (each ask is a snapshot and a request).
+        let mut waiting: Vec<_> = generation.config.pools.iter().zip(&generation.pools).collect();
         loop {
             let mut starting = None;
-            for (cfg, pool) in generation.config.pools.iter().zip(&generation.pools) {
+            let mut still = Vec::new();
+            for (cfg, pool) in waiting {
                 match pool.health().await {
                     Health::Answering => {}
-                    Health::Starting => starting = Some(cfg),
+                    Health::Starting => {
+                        starting = Some(cfg);
+                        still.push((cfg, pool));
+                    }
                     Health::Failed => {
                         let why = format!(
                             "[pool {}] php_cgi {} exited right after it started",
@@ -393,6 +420,7 @@ impl Server {
                 }
             }
             let Some(cfg) = starting else { return Ok(()) };
+            waiting = still;
             if tokio::time::Instant::now() >= deadline {
                 let why = format!(
                     "[pool {}] php_cgi {} did not answer within {} s",
@@ -422,13 +450,6 @@ impl Server {
         let Generation { config, fresh, pools } = generation;
         let retiring = std::mem::take(&mut self.pools);
         let mut old_routes = std::mem::take(&mut self.routes);
-        // As php-fpm after its re-exec: every listener is carried into the reload; those of
-        // pools that are gone are closed below.
-        let mut carried: Vec<_> = self.listen_fds.iter().collect();
-        carried.sort_by_key(|(_, fd)| **fd);
-        for (listen, fd) in carried {
-            crate::notice!("using inherited socket fd={fd}, \"{listen}\"");
-        }
         for (cfg, pool) in config.pools.iter().zip(&pools) {
             if let Some(tx) = old_routes.remove(&cfg.listen.to_string()) {
                 self.warn_kept_status_listener(cfg);
@@ -485,33 +506,37 @@ impl Server {
         let _ = self.shutdown_tx.send(true);
         self.done_tx = None;
         self.routes.clear();
-        if intent == Intent::GracefulStop {
+        // Whether php-cgi still gets its grace: not once a fast stop is asked for.
+        let graceful = if intent == Intent::GracefulStop {
             crate::notice!("Finishing ...");
-            self.drain(self.config.global.process_control_timeout).await;
+            self.drain(self.config.global.process_control_timeout).await
         } else {
             crate::notice!("Terminating ...");
-        }
+            false
+        };
         exit_by(STOP_DEADLINE, self.config.global.pid.clone());
         for pool in &self.pools {
             pool.stop();
         }
-        self.supervisor.send(Command::Shutdown { grace: STOP_GRACE });
+        let grace = if graceful { STOP_GRACE } else { Duration::ZERO };
+        self.supervisor.send(Command::Shutdown { grace });
         let _ = tokio::time::timeout(FAST_STOP_WAIT, self.done_rx.recv()).await;
     }
 
     /// Waits for every connection to finish its request, at most `limit`.
-    async fn drain(&mut self, limit: Option<Duration>) {
+    /// False when a fast stop was asked for meanwhile.
+    async fn drain(&mut self, limit: Option<Duration>) -> bool {
         let deadline = tokio::time::sleep(limit.unwrap_or(Duration::from_secs(u32::MAX as u64)));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                _ = self.done_rx.recv() => return,
+                _ = self.done_rx.recv() => return true,
                 _ = &mut deadline => {
                     crate::warning!("process_control_timeout passed with requests still running; terminating");
-                    return;
+                    return true;
                 }
                 i = self.signals.next() => match i {
-                    Intent::FastStop => { crate::notice!("Terminating ..."); return }
+                    Intent::FastStop => { crate::notice!("Terminating ..."); return false }
                     Intent::Reap => self.supervisor.send(Command::Reap),
                     _ => {}
                 },

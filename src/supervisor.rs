@@ -126,7 +126,8 @@ pub enum Command {
     EndQuery { pid: Pid },
     /// Reap exited processes (sent on SIGCHLD).
     Reap,
-    /// Kill all remaining groups (TERM, then KILL after `grace`), reap them, then return.
+    /// Kill all remaining groups (TERM, then KILL after `grace`; KILL at once
+    /// when `grace` is zero), reap them, then return.
     Shutdown { grace: Duration },
 }
 
@@ -405,8 +406,10 @@ impl State {
     }
 
     fn shutdown(mut self, rx: &Receiver<Command>, grace: Duration) {
-        for pid in self.parents.keys() {
-            signal_group(*pid, Signal::SIGTERM);
+        if !grace.is_zero() {
+            for pid in self.parents.keys() {
+                signal_group(*pid, Signal::SIGTERM);
+            }
         }
         let deadline = std::time::Instant::now() + grace;
         while !self.parents.is_empty() && std::time::Instant::now() < deadline {

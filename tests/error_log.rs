@@ -107,8 +107,19 @@ fn syslog_receives_php_fpm_lines_with_facility_and_ident() {
         "syslog_facility = \"local4\"\nsyslog_ident = \"fpm-test\"\nsyslog_socket = \"{}\"",
         site.path().join("log.sock").display()
     );
-    let fpm = Rustfpm::start(&site, &PoolOptions { error_log: Some("syslog".into()), ..options(&global) });
+    // Started without waiting for "ready" on stderr: as php-fpm's, it goes to syslog only.
+    let (config, socket) =
+        Rustfpm::write_config(&site, &PoolOptions { error_log: Some("syslog".into()), ..options(&global) });
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rustfpm"));
+    command.arg("--config").arg(&config);
+    let fpm = Rustfpm::spawn(&site, command, &config, &socket.unwrap_or_default());
     let ready = receive_until(&syslog, "ready to handle connections").expect("no 'ready' datagram");
+    assert!(
+        !fpm.log_text().contains("ready to handle"),
+        "a notice after start-up reached stderr:
+{}",
+        fpm.log_text()
+    );
     // local4 (20) * 8 + notice (5)
     let expected = format!("fpm-test[{}]: [NOTICE] ready to handle connections", fpm.pid());
     assert!(ready.starts_with("<165>") && ready.ends_with(&expected), "{ready}");

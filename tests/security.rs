@@ -94,8 +94,12 @@ impl Lab {
         self.site.path().join("rustfpm.sock")
     }
 
+    /// Starts rustfpm on `config`, its log also on stderr (`-O`): with an `error_log` file,
+    /// "ready to handle connections" is written only there otherwise, as php-fpm's.
     fn start(&self, config: &Path) -> Rustfpm {
-        Rustfpm::start_with_config(&self.site, config, Some(self.socket()))
+        Rustfpm::start_command(&self.site, config, Some(self.socket()), |command| {
+            command.arg("-O");
+        })
     }
 
     /// Starts rustfpm on `config`, expecting it to refuse: returns what it said.
