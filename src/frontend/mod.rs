@@ -37,9 +37,18 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// `[global] front_end_threads` when unset: how many threads accept and serve
 /// nginx's connections. One: on 2 cores a second thread cost more CPU per request
-/// and gained no throughput, and the test suite still finds defects with two
-/// (docs/performance.md says which).
+/// and gained no throughput (docs/performance.md has the figures).
+///
+/// Debug builds (the binary the tests start) take the default from the environment
+/// variable `FRONT_END_THREADS` when it is set, so that the whole test suite can be
+/// run with more threads (`FRONT_END_THREADS=2 cargo test`); release builds ignore it.
 pub fn default_threads() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("FRONT_END_THREADS").ok().and_then(|v| v.parse().ok()) {
+        if (1..=crate::config::MAX_FRONT_END_THREADS).contains(&n) {
+            return n;
+        }
+    }
     1
 }
 
@@ -59,13 +68,17 @@ pub struct Admission {
     pub budget_size: usize,
     /// Asks the connections of every listener to make room in the budget.
     pub budget_pressure: Pressure,
+    /// How often this listener's accept loops (one per front-end thread) may say
+    /// that they wait: the listener's, so two threads do not say it twice as often.
+    throttle: Arc<Throttle>,
 }
 
 impl Admission {
     /// `max` connections on this listener, within a shared `budget` of `budget_size`.
     pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize, budget_pressure: Pressure) -> Self {
         let own = (Arc::new(Semaphore::new(max)), Pressure::default());
-        Admission { max, own, budget, budget_size, budget_pressure }
+        let throttle = Arc::new(Throttle::new(OVERLOAD_LOG_EVERY));
+        Admission { max, own, budget, budget_size, budget_pressure, throttle }
     }
 }
 
@@ -91,7 +104,7 @@ pub async fn accept_loop(
     admission: Admission,
 ) {
     let own = &admission.own;
-    let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
+    let throttle = &admission.throttle;
     let pages_only = listener.pages_only();
     loop {
         if shutdown.has_changed().unwrap_or(true) {
@@ -107,7 +120,7 @@ pub async fn accept_loop(
             None => {
                 let names = current.clone();
                 tokio::select! {
-                    held = admit(own, &admission, &names, &mut throttle) => held,
+                    held = admit(own, &admission, &names) => held,
                     _ = shutdown.changed() => return,
                     changed = current.changed() => match changed {
                         Ok(()) => continue,
@@ -168,14 +181,9 @@ fn try_admit(own: &(Arc<Semaphore>, Pressure), admission: &Admission) -> Option<
 /// waiting (and saying so, at most once per [`OVERLOAD_LOG_EVERY`]) while
 /// either is used up; meanwhile connections that have waited for a request
 /// head longer than [`SHED_AFTER`] are asked to close.
-async fn admit(
-    own: &(Arc<Semaphore>, Pressure),
-    admission: &Admission,
-    current: &watch::Receiver<Arc<Pool>>,
-    throttle: &mut Throttle,
-) -> Held {
-    let mut overload = |what: String| {
-        if throttle.allow(Instant::now()) {
+async fn admit(own: &(Arc<Semaphore>, Pressure), admission: &Admission, current: &watch::Receiver<Arc<Pool>>) -> Held {
+    let overload = |what: String| {
+        if admission.throttle.allow(Instant::now()) {
             let pool = current.borrow().name.clone();
             crate::warning!("[pool {pool}] {what}: new connections wait in the listen queue until one closes");
         }

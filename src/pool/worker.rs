@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -52,6 +52,25 @@ impl ChildSocket {
     }
 }
 
+/// Counts a worker as coming back to its balancer (its request ended) for as
+/// long as it is held: dropped when the worker is back, or with the worker.
+#[derive(Debug)]
+pub struct ComingBack(Arc<AtomicUsize>);
+
+impl ComingBack {
+    /// Adds one to `count` until dropped.
+    pub fn count(count: &Arc<AtomicUsize>) -> ComingBack {
+        count.fetch_add(1, Ordering::SeqCst);
+        ComingBack(count.clone())
+    }
+}
+
+impl Drop for ComingBack {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One slot's connection state.
 #[derive(Debug)]
 pub struct Worker {
@@ -62,6 +81,8 @@ pub struct Worker {
     conn: Option<UnixStream>,
     inode: u32,
     fresh: bool,
+    /// Set while the worker goes back to its balancer ([`super::balancer::Balancer::coming_back`]).
+    pub(super) coming_back: Option<ComingBack>,
     /// Buffer for reading the child's records.
     pub buf: Vec<u8>,
 }
@@ -69,7 +90,7 @@ pub struct Worker {
 impl Worker {
     /// A worker for `slot`, not yet connected.
     pub fn new(slot: usize, epochs: Arc<[AtomicU32]>) -> Worker {
-        Worker { slot, epochs, epoch: 0, conn: None, inode: 0, fresh: true, buf: Vec::new() }
+        Worker { slot, epochs, epoch: 0, conn: None, inode: 0, fresh: true, coming_back: None, buf: Vec::new() }
     }
 
     /// The slot index in the pool.
