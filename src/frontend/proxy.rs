@@ -130,8 +130,13 @@ async fn exchange(
         keep_conn: head.keep_conn,
         pool: &pool.name,
         output: pool.output.as_ref(),
+        balancer: &pool.balancer,
+        coming_back: None,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    if let Some(back) = exchange.coming_back.take() {
+        lease.worker().hold(back);
+    }
     if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
         drop(output.request_done(response.take_messages()));
     }
@@ -207,6 +212,10 @@ struct Exchange<'a, 'm> {
     pool: &'a str,
     /// The pool's worker output log (`catch_workers_output`).
     output: Option<&'a crate::pool::output::OutputHandle>,
+    /// Counts the worker as coming back from the child's END_REQUEST on, before
+    /// nginx has the end of the answer and may send the next request to another thread.
+    balancer: &'a crate::pool::balancer::Balancer,
+    coming_back: Option<crate::pool::worker::ComingBack>,
 }
 
 impl Exchange<'_, '_> {
@@ -310,6 +319,9 @@ impl Exchange<'_, '_> {
         while !data.is_empty() && !self.response.ended {
             let discard = self.completed();
             let scan = self.response.scan(data).map_err(|_| Failure::Child)?;
+            if self.response.ended && self.coming_back.is_none() {
+                self.coming_back = Some(self.balancer.ending());
+            }
             if let Some(output) = self.output.filter(|_| self.response.ended) {
                 // Logged before nginx learns that the request is over (php-fpm's order).
                 let logged = output.request_done(self.response.take_messages());

@@ -120,8 +120,15 @@ impl Balancer {
     /// may wait for it rather than be refused) until [`Self::release`] takes it.
     pub fn coming_back(&self, worker: &mut Worker) {
         if worker.coming_back.is_none() {
-            worker.coming_back = Some(ComingBack::count(&self.coming_back));
+            worker.hold(self.ending());
         }
+    }
+
+    /// A request's child has ended it (its END_REQUEST is read) while its worker is
+    /// still borrowed: the worker counts as coming back for as long as the token is
+    /// held (then [`Worker::hold`] it, and [`Self::coming_back`] keeps that count).
+    pub fn ending(&self) -> ComingBack {
+        ComingBack::count(&self.coming_back)
     }
 
     /// Puts a worker back in the idle queue; once the balancer is closed, the

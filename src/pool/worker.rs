@@ -113,6 +113,11 @@ impl Worker {
         self.conn.is_some()
     }
 
+    /// Counts this worker as coming back to its balancer until it is back.
+    pub fn hold(&mut self, coming_back: ComingBack) {
+        self.coming_back = Some(coming_back);
+    }
+
     /// Marks the connection as used.
     pub fn mark_used(&mut self) {
         self.fresh = false;
