@@ -79,6 +79,8 @@ pub struct Worker {
     epochs: Arc<[AtomicU32]>,
     epoch: u32,
     conn: Option<UnixStream>,
+    /// The front-end thread whose runtime's reactor `conn` is registered with.
+    home: Option<std::thread::ThreadId>,
     inode: u32,
     fresh: bool,
     /// Set while the worker goes back to its balancer ([`super::balancer::Balancer::coming_back`]).
@@ -90,7 +92,17 @@ pub struct Worker {
 impl Worker {
     /// A worker for `slot`, not yet connected.
     pub fn new(slot: usize, epochs: Arc<[AtomicU32]>) -> Worker {
-        Worker { slot, epochs, epoch: 0, conn: None, inode: 0, fresh: true, coming_back: None, buf: Vec::new() }
+        Worker {
+            slot,
+            epochs,
+            epoch: 0,
+            conn: None,
+            home: None,
+            inode: 0,
+            fresh: true,
+            coming_back: None,
+            buf: Vec::new(),
+        }
     }
 
     /// The slot index in the pool.
@@ -131,6 +143,9 @@ impl Worker {
             self.epoch = epoch;
             self.discard();
         }
+        if self.conn.is_some() && self.come_home().is_err() {
+            self.discard();
+        }
         if self.conn.is_none() {
             self.connect(&socket.path, socket).await?;
         }
@@ -146,8 +161,25 @@ impl Worker {
         Some((conn, &mut self.buf[..]))
     }
 
+    /// Registers the connection with the reactor of the thread that runs this request,
+    /// if another front-end thread's reactor has it: otherwise each readiness of the
+    /// child's socket would wake that other thread, which then wakes this one. Two
+    /// `epoll_ctl`s, on the requests that change threads.
+    fn come_home(&mut self) -> io::Result<()> {
+        let here = std::thread::current().id();
+        if self.home == Some(here) {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.take() else { return Ok(()) };
+        let std = conn.into_std()?;
+        self.conn = Some(UnixStream::from_std(std)?);
+        self.home = Some(here);
+        Ok(())
+    }
+
     async fn connect(&mut self, path: &Path, socket: &ChildSocket) -> io::Result<()> {
         socket.repair();
+        self.home = Some(std::thread::current().id());
         let stream = UnixStream::connect(path).await?;
         self.inode = sockdiag::socket_inode(&stream).unwrap_or(0);
         self.conn = Some(stream);
@@ -171,6 +203,7 @@ impl Worker {
     /// script ends, accepts the next connection.
     pub fn discard(&mut self) {
         self.conn = None;
+        self.home = None;
         self.inode = 0;
         self.fresh = true;
     }
