@@ -36,8 +36,9 @@ pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// `[global] front_end_threads` when unset: how many threads accept and serve
-/// nginx's connections. One: on 2 cores a second thread cost more CPU per request
-/// and gained no throughput (docs/performance.md has the figures).
+/// nginx's connections (each listener is given to one of them in turn). One: on 2
+/// cores a second thread gains nothing, and the requests of the pools whose listeners
+/// it has pay cross-thread wake-ups of their actor (docs/performance.md has the figures).
 ///
 /// Debug builds (the binary the tests start) take the default from the environment
 /// variable `FRONT_END_THREADS` when it is set, so that the whole test suite can be
@@ -52,8 +53,8 @@ pub fn default_threads() -> usize {
     1
 }
 
-/// What bounds the connections of one listener. Clones share the limits: the
-/// accept loops of every front-end thread take their permits from the same ones.
+/// What bounds the connections of one listener. Clones share the limits, so any
+/// accept loop of the listener takes its permits from the same ones.
 #[derive(Debug, Clone)]
 pub struct Admission {
     /// `listen_max_connections`: most connections of this listener.
@@ -68,8 +69,8 @@ pub struct Admission {
     pub budget_size: usize,
     /// Asks the connections of every listener to make room in the budget.
     pub budget_pressure: Pressure,
-    /// How often this listener's accept loops (one per front-end thread) may say
-    /// that they wait: the listener's, so two threads do not say it twice as often.
+    /// How often this listener's accept loops may say that they wait: the
+    /// listener's, shared by its loops, so two loops do not say it twice as often.
     throttle: Arc<Throttle>,
 }
 
