@@ -197,8 +197,8 @@ impl Server {
             sampler: None,
             reload_again: false,
             pid_file: None,
+            opened: frontend::first_runtime(front_ends.len()),
             front_ends,
-            opened: 0,
         };
         let pools = start_pools_off_runtime(&server.config, &server.supervisor, server.opts.allow_root).await?;
         for ((cfg, pool), listener) in server.config.pools.clone().iter().zip(pools).zip(listeners) {

@@ -53,6 +53,20 @@ pub fn default_threads() -> usize {
     1
 }
 
+/// The front-end runtime the first listener is given to (the next ones follow in
+/// turn): the main one, which runs the pools' actors, so that a single pool's requests
+/// and its actor share a thread. Debug builds run with `FRONT_END_THREADS` set (the
+/// test suite's switch, see [`default_threads`]) start at the last one instead, so
+/// that every test's pool is served on another thread than its actor's.
+pub fn first_runtime(threads: usize) -> usize {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FRONT_END_THREADS").is_some() {
+        return threads.saturating_sub(1);
+    }
+    let _ = threads;
+    0
+}
+
 /// What bounds the connections of one listener. Clones share the limits, so any
 /// accept loop of the listener takes its permits from the same ones.
 #[derive(Debug, Clone)]
