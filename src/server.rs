@@ -87,8 +87,12 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
 
 /// The front end's threads: the main runtime (which also runs the pools' actors and
 /// the signals) and `front_end_threads - 1` more, each a current-thread runtime with
-/// its own reactor. Each accepts on every listener and serves the connections it
-/// accepted; the pools and their balancers are shared.
+/// its own reactor. Each listener is registered with one of them, in turn (the first
+/// with the main runtime), which accepts on it and serves what it accepted; the
+/// pools and their balancers are shared. One runtime per listener, not all of them:
+/// with every runtime polling every listener, each connection woke them all and all
+/// but one found the queue empty, and the requests of a thread other than the
+/// actor's woke the actor's thread twice each (docs/performance.md has the figures).
 struct FrontEnds {
     /// Every front-end runtime, the main one first.
     handles: Vec<tokio::runtime::Handle>,
@@ -156,8 +160,10 @@ struct Server {
     reload_again: bool,
     /// The pid file a reload wrote (the one written at start is its writer's to remove).
     pid_file: Option<(std::path::PathBuf, crate::sys::safe_fs::FileId)>,
-    /// The runtimes that accept on every listener ([`FrontEnds`]).
+    /// The front-end runtimes ([`FrontEnds`]).
     front_ends: Vec<tokio::runtime::Handle>,
+    /// Listeners registered so far: the next one goes to runtime `opened % front_ends.len()`.
+    opened: usize,
 }
 
 impl Drop for Server {
@@ -198,6 +204,7 @@ impl Server {
             sampler: None,
             reload_again: false,
             pid_file: None,
+            opened: frontend::first_runtime(front_ends.len()),
             front_ends,
         };
         // As php-fpm (fpm_stdio_init_final), once the configuration is in force and before any
@@ -234,21 +241,22 @@ impl Server {
         Ok(())
     }
 
-    /// Accepts on `listener` in every front-end runtime, within one shared admission.
-    fn accept(&self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
+    /// Accepts on `listener` in the next front-end runtime in turn ([`FrontEnds`]),
+    /// within the shared open-file budget.
+    fn accept(&mut self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
         let listener = Arc::new(listener);
         let (budget, size) = (self.budget.0.clone(), self.budget.1);
         let admission =
             frontend::Admission::new(cfg.listen_max_connections, budget, size, self.budget_pressure.clone());
-        for runtime in &self.front_ends {
-            let acceptor = {
-                let _inside = runtime.enter();
-                frontend::register(&listener).with_context(|| format!("[pool {}] register listener", cfg.name))?
-            };
-            let done = self.done_tx.clone().context("server is stopping")?;
-            let shutdown = self.shutdown_tx.subscribe();
-            runtime.spawn(frontend::accept_loop(acceptor, rx.clone(), shutdown, done, admission.clone()));
-        }
+        let runtime = &self.front_ends[self.opened % self.front_ends.len()];
+        self.opened += 1;
+        let acceptor = {
+            let _inside = runtime.enter();
+            frontend::register(&listener).with_context(|| format!("[pool {}] register listener", cfg.name))?
+        };
+        let done = self.done_tx.clone().context("server is stopping")?;
+        let shutdown = self.shutdown_tx.subscribe();
+        runtime.spawn(frontend::accept_loop(acceptor, rx, shutdown, done, admission));
         Ok(())
     }
 

@@ -1,5 +1,7 @@
-//! `front_end_threads = 2`: two runtimes accept on the same listeners and share the
-//! pool (one actor, one balancer). Every pool feature must behave as with one thread.
+//! `front_end_threads = 2`: two runtimes, each listener registered with one of them in
+//! turn, the pools (one actor each, one balancer) shared. The pool under test is the
+//! second one of its config, so its listener is the second thread's while its actor
+//! runs on the first: every pool feature must behave as with one thread.
 
 mod common;
 use common::*;
@@ -29,13 +31,28 @@ fn child_pids(stack: &Stack) -> Vec<String> {
     full.split("\"pid\":").skip(1).filter_map(|rest| rest.split([',', '}']).next()).map(str::to_string).collect()
 }
 
+/// rustfpm with 2 front-end threads and nginx in front of its pool `www` (with
+/// `children` and `extra`), whose listener is the second thread's: a pool `first`
+/// comes before it in the config.
 fn two_threads(children: usize, extra: &str) -> Stack {
-    Stack::with(PoolOptions {
+    let opts = PoolOptions {
         children,
         global: "front_end_threads = 2".into(),
         extra: format!("pm_status_path = \"/status\"\nping_path = \"/ping\"\n{extra}"),
         ..Default::default()
-    })
+    };
+    let site = Site::new();
+    let first = PoolOptions { children: 1, extra: String::new(), ..opts.clone() };
+    let socket = site.path().join("rustfpm.sock");
+    let text = format!(
+        "{}\n{}\n{}\n",
+        opts.global_table(),
+        first.pool_table("first", site.path().join("first.sock").display()),
+        opts.pool_table("www", socket.display())
+    );
+    let fpm = Rustfpm::start_with_config(&site, &site.write_config(&text), Some(socket));
+    let nginx = Nginx::start(&site, &fpm);
+    Stack { nginx, fpm, site }
 }
 
 #[test]
@@ -78,7 +95,7 @@ fn two_front_end_threads_serve_every_pool_feature() {
     .unwrap();
     stack.fpm.signal(libc::SIGUSR2);
     let reloaded =
-        wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded: 1 pool(s)"));
+        wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded: 2 pool(s)"));
     assert!(reloaded, "no reload:\n{}", stack.fpm.log_text());
     for prefix in ["", "/ka", "", "/ka"] {
         assert_eq!(get(&stack.url(&format!("{prefix}/hello.php"))).status, 200, "after the reload via {prefix}/");
@@ -98,4 +115,129 @@ fn two_front_end_threads_serve_every_pool_feature() {
     assert_eq!(r.text(), "END\n");
     let status = stack.fpm.wait_exit(Duration::from_secs(10)).expect("rustfpm did not exit after SIGQUIT");
     assert!(status.success(), "exit status after SIGQUIT: {status}");
+}
+
+/// One child and no queue (`queue_max_len = 0`), through two threads: a request
+/// right after another ended is served (the worker on its way back is waited for,
+/// whichever thread asks), one that finds the child busy gets 503 with Retry-After;
+/// `request_terminate_timeout` ends a script that runs too long (504) and the
+/// pool serves on; a client that goes away frees its child once the script ends;
+/// `fastcgi_finish_request()` completes the response while the script runs on.
+#[test]
+fn two_front_end_threads_keep_the_queue_timeouts_aborts_and_finish() {
+    let stack = two_threads(1, "queue_max_len = 0\nrequest_terminate_timeout = \"2s\"\n");
+    for i in 0..40 {
+        let prefix = ["", "/ka"][i % 2];
+        let r = get(&stack.url(&format!("{prefix}/hello.php")));
+        assert_eq!(r.status, 200, "request {i} via {prefix}/, right after the one before ended: {}", r.text());
+    }
+
+    // A busy child and no queue: 503 with Retry-After, on either thread.
+    let busy = get_in_thread(stack.url("/lc_sleep.php?name=busy&ms=1000"));
+    assert!(wait_file(&stack.site.scratch().join("busy"), Duration::from_secs(10)).is_some(), "busy never started");
+    for prefix in ["", "/ka", "", "/ka"] {
+        let r = get(&stack.url(&format!("{prefix}/hello.php")));
+        assert_eq!(r.status, 503, "via {prefix}/ while the only child is busy: {}", r.text());
+        assert!(r.header("Retry-After").is_some(), "503 without Retry-After: {:?}", r.headers);
+    }
+    let r = busy.join().expect("request thread").expect("the busy request");
+    assert_eq!((r.status, r.text().as_str()), (200, "END\n"));
+    assert_eq!(get(&stack.url("/hello.php")).status, 200, "right after the busy request ended");
+
+    // request_terminate_timeout: the script is killed, its child replaced.
+    let r = get(&stack.url("/lc_sleep.php?name=slow&ms=20000"));
+    assert_eq!(r.status, 504, "a script past request_terminate_timeout: {}", r.text());
+    let killed: i32 = std::fs::read_to_string(stack.site.scratch().join("slow")).unwrap().trim().parse().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !is_live_php(killed)), "child {killed} lives on after its 504");
+    let served = wait_until(Duration::from_secs(10), || get(&stack.url("/ka/hello.php")).status == 200);
+    assert!(served, "nothing served after the replacement:\n{}", stack.fpm.log_text());
+
+    // A client that goes away mid-request: its child is free again once the script ends,
+    // and the status page names the pool's one live child.
+    {
+        use std::io::Write;
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).unwrap();
+        client
+            .write_all(b"GET /lc_sleep.php?name=gone&ms=500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert!(wait_file(&stack.site.scratch().join("gone"), Duration::from_secs(10)).is_some(), "never started");
+    }
+    let served = wait_until(Duration::from_secs(20), || get(&stack.url("/hello.php")).status == 200);
+    assert!(served, "the aborted request's child never served again:\n{}", stack.fpm.log_text());
+    let pids = child_pids(&stack);
+    let live: Vec<String> = stack.fpm.php_children().iter().map(i32::to_string).collect();
+    assert!(
+        pids.len() == 1 && live.contains(&pids[0]),
+        "the status page shows {pids:?}, the live children are {live:?}"
+    );
+
+    // fastcgi_finish_request(): the answer is whole before the script ends.
+    let go = stack.site.scratch().join("finish.go");
+    let result = stack.site.scratch().join("finish.json");
+    let query = format!("go={}&result={}", go.display(), result.display());
+    for prefix in ["", "/ka"] {
+        let _ = std::fs::remove_file(&go);
+        let _ = std::fs::remove_file(&result);
+        let r = get(&stack.url(&format!("{prefix}/finish_basic.php?{query}")));
+        assert_eq!((r.status, r.text().as_str()), (200, "before\n"), "via {prefix}/");
+        assert!(!result.exists(), "the script ended before the response was complete");
+        std::fs::write(&go, "go").unwrap();
+        let seen = wait_file(&result, Duration::from_secs(30)).expect("the script did not run on after the response");
+        assert_eq!(seen, r#"{"first":true,"second":false,"exists":true,"go":true}"#);
+        let served = wait_until(Duration::from_secs(10), || get(&stack.url("/hello.php")).status == 200);
+        assert!(served, "the child never served again after fastcgi_finish_request() via {prefix}/");
+    }
+}
+
+/// Two pools, each with its listener on both threads: each serves its own
+/// scripts and counts its own requests, and its status page is its own.
+#[test]
+fn two_front_end_threads_serve_several_pools() {
+    let site = Site::new();
+    let second = site.path().join("second.sock");
+    let mut opts = PoolOptions {
+        children: 2,
+        global: "front_end_threads = 2".into(),
+        extra: "pm_status_path = \"/status\"\n".into(),
+        ..Default::default()
+    };
+    opts.tables = opts.pool_table("second", second.display());
+    let fpm = Rustfpm::start(&site, &opts);
+    assert!(wait_until(Duration::from_secs(10), || second.exists()), "the second pool's socket is missing");
+    let location = |name: &str, socket: &std::path::Path| {
+        format!(
+            r#"    location ^~ /{name}/ {{
+      rewrite ^/{name}(/.*)$ $1 break;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_pass unix:{};
+    }}
+"#,
+            socket.display()
+        )
+    };
+    let nginx = Nginx::start_http(
+        &site,
+        &format!(
+            "  server {{\n    listen 127.0.0.1:{{port}};\n    root {};\n{}{}  }}\n",
+            site.www().display(),
+            location("www", &fpm.socket),
+            location("second", &second)
+        ),
+    );
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            let pool = ["www", "second"][i % 2];
+            (pool, get_in_thread(nginx.url(&format!("/{pool}/hello.php"))))
+        })
+        .collect();
+    for (pool, handle) in handles {
+        let r = handle.join().expect("request thread").unwrap_or_else(|e| panic!("pool {pool}: {e}"));
+        assert_eq!(r.status, 200, "pool {pool}: {}", r.text());
+    }
+    for pool in ["www", "second"] {
+        let json = get(&nginx.url(&format!("/{pool}/status?json"))).text();
+        assert_eq!(json_field(&json, "pool").as_deref(), Some(pool), "{json}");
+        assert_eq!(json_field(&json, "accepted conn").as_deref(), Some("12"), "pool {pool}: {json}");
+    }
 }

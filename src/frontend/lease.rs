@@ -64,6 +64,7 @@ impl<'p> Lease<'p> {
         if !keep {
             worker.discard();
         }
+        self.pool.balancer.coming_back(&mut worker);
         // One reading of the clock: the metrics and the access log get the same duration.
         let duration = self.started.elapsed();
         let (slot, access) = (worker.slot(), self.record(status, duration));

@@ -3,6 +3,7 @@
 //! logged, and how many nginx connections the open-file limit leaves room for.
 //! Pure logic; the accept loop and the connection do the waiting.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What a connection is waiting for from nginx.
@@ -58,24 +59,27 @@ impl HeadClock {
     }
 }
 
-/// Lets a repeated log line through at most once per `every`.
+/// Lets a repeated log line through at most once per `every`. Shared by the
+/// threads that may log it (a listener's accept loops): the lock is taken only
+/// when there is something to log.
 #[derive(Debug)]
 pub struct Throttle {
     every: Duration,
-    last: Option<Instant>,
+    last: Mutex<Option<Instant>>,
 }
 
 impl Throttle {
     /// At most one line per `every`.
     pub fn new(every: Duration) -> Self {
-        Throttle { every, last: None }
+        Throttle { every, last: Mutex::new(None) }
     }
 
     /// Whether a line may be logged at `now` (and if so, counts it).
-    pub fn allow(&mut self, now: Instant) -> bool {
-        let due = self.last.is_none_or(|last| now.duration_since(last) >= self.every);
+    pub fn allow(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|last| now.saturating_duration_since(last) >= self.every);
         if due {
-            self.last = Some(now);
+            *last = Some(now);
         }
         due
     }
@@ -138,7 +142,7 @@ mod tests {
     #[test]
     fn throttle_lets_one_line_through_per_period() {
         let start = Instant::now();
-        let mut throttle = Throttle::new(Duration::from_secs(1));
+        let throttle = Throttle::new(Duration::from_secs(1));
         let allowed: Vec<bool> = [0, 100, 999, 1000, 1500, 2100]
             .iter()
             .map(|ms| throttle.allow(start + Duration::from_millis(*ms)))

@@ -55,7 +55,7 @@ impl ListenError {
     }
 }
 
-/// A bound listener. Each front-end thread accepts on it through its own
+/// A bound listener. The front-end thread it is given to accepts on it through an
 /// [`Acceptor`]; the socket file goes when the listener and every acceptor are dropped.
 #[derive(Debug)]
 pub struct Listener {
@@ -69,7 +69,7 @@ pub struct Listener {
     unix: Option<(PathBuf, FileId)>,
 }
 
-/// One front-end thread's handle on a shared [`Listener`], registered with that
+/// A front-end thread's handle on a [`Listener`], registered with that
 /// thread's runtime.
 #[derive(Debug)]
 pub struct Acceptor {
@@ -148,7 +148,7 @@ impl Acceptor {
 }
 
 /// Registers a shared listener with the current runtime (call inside it): a
-/// duplicate of its descriptor, so that every front-end thread polls it in its own
+/// duplicate of its descriptor, so that the front-end thread it is given to polls it in its own
 /// reactor.
 pub fn register(listener: &Arc<Listener>) -> std::io::Result<Acceptor> {
     let fd = listener.fd.try_clone()?;

@@ -36,15 +36,39 @@ pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// `[global] front_end_threads` when unset: how many threads accept and serve
-/// nginx's connections. One: on 2 cores a second thread cost more CPU per request
-/// and gained no throughput, and the test suite still finds defects with two
-/// (docs/performance.md says which).
+/// nginx's connections (each listener is given to one of them in turn). One: on 2
+/// cores a second thread gains nothing, and the requests of the pools whose listeners
+/// it has pay cross-thread wake-ups of their actor (docs/performance.md has the figures).
+///
+/// Debug builds (the binary the tests start) take the default from the environment
+/// variable `FRONT_END_THREADS` when it is set, so that the whole test suite can be
+/// run with more threads (`FRONT_END_THREADS=2 cargo test`); release builds ignore it.
 pub fn default_threads() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("FRONT_END_THREADS").ok().and_then(|v| v.parse().ok()) {
+        if (1..=crate::config::MAX_FRONT_END_THREADS).contains(&n) {
+            return n;
+        }
+    }
     1
 }
 
-/// What bounds the connections of one listener. Clones share the limits: the
-/// accept loops of every front-end thread take their permits from the same ones.
+/// The front-end runtime the first listener is given to (the next ones follow in
+/// turn): the main one, which runs the pools' actors, so that a single pool's requests
+/// and its actor share a thread. Debug builds run with `FRONT_END_THREADS` set (the
+/// test suite's switch, see [`default_threads`]) start at the last one instead, so
+/// that every test's pool is served on another thread than its actor's.
+pub fn first_runtime(threads: usize) -> usize {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FRONT_END_THREADS").is_some() {
+        return threads.saturating_sub(1);
+    }
+    let _ = threads;
+    0
+}
+
+/// What bounds the connections of one listener. Clones share the limits, so any
+/// accept loop of the listener takes its permits from the same ones.
 #[derive(Debug, Clone)]
 pub struct Admission {
     /// `listen_max_connections`: most connections of this listener.
@@ -59,13 +83,17 @@ pub struct Admission {
     pub budget_size: usize,
     /// Asks the connections of every listener to make room in the budget.
     pub budget_pressure: Pressure,
+    /// How often this listener's accept loops may say that they wait: the
+    /// listener's, shared by its loops, so two loops do not say it twice as often.
+    throttle: Arc<Throttle>,
 }
 
 impl Admission {
     /// `max` connections on this listener, within a shared `budget` of `budget_size`.
     pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize, budget_pressure: Pressure) -> Self {
         let own = (Arc::new(Semaphore::new(max)), Pressure::default());
-        Admission { max, own, budget, budget_size, budget_pressure }
+        let throttle = Arc::new(Throttle::new(OVERLOAD_LOG_EVERY));
+        Admission { max, own, budget, budget_size, budget_pressure, throttle }
     }
 }
 
@@ -91,7 +119,7 @@ pub async fn accept_loop(
     admission: Admission,
 ) {
     let own = &admission.own;
-    let mut throttle = Throttle::new(OVERLOAD_LOG_EVERY);
+    let throttle = &admission.throttle;
     let pages_only = listener.pages_only();
     loop {
         if shutdown.has_changed().unwrap_or(true) {
@@ -107,7 +135,7 @@ pub async fn accept_loop(
             None => {
                 let names = current.clone();
                 tokio::select! {
-                    held = admit(own, &admission, &names, &mut throttle) => held,
+                    held = admit(own, &admission, &names) => held,
                     _ = shutdown.changed() => return,
                     changed = current.changed() => match changed {
                         Ok(()) => continue,
@@ -168,14 +196,9 @@ fn try_admit(own: &(Arc<Semaphore>, Pressure), admission: &Admission) -> Option<
 /// waiting (and saying so, at most once per [`OVERLOAD_LOG_EVERY`]) while
 /// either is used up; meanwhile connections that have waited for a request
 /// head longer than [`SHED_AFTER`] are asked to close.
-async fn admit(
-    own: &(Arc<Semaphore>, Pressure),
-    admission: &Admission,
-    current: &watch::Receiver<Arc<Pool>>,
-    throttle: &mut Throttle,
-) -> Held {
-    let mut overload = |what: String| {
-        if throttle.allow(Instant::now()) {
+async fn admit(own: &(Arc<Semaphore>, Pressure), admission: &Admission, current: &watch::Receiver<Arc<Pool>>) -> Held {
+    let overload = |what: String| {
+        if admission.throttle.allow(Instant::now()) {
             let pool = current.borrow().name.clone();
             crate::warning!("[pool {pool}] {what}: new connections wait in the listen queue until one closes");
         }

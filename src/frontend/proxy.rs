@@ -143,8 +143,13 @@ async fn exchange(
         output: pool.output.as_ref(),
         tail: Vec::new(),
         tail_start: 0,
+        balancer: &pool.balancer,
+        coming_back: None,
     };
     let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    if let Some(back) = exchange.coming_back.take() {
+        lease.worker().hold(back);
+    }
     exchange.tail.drain(..exchange.tail_start);
     let tail = std::mem::take(&mut exchange.tail);
     if let Some(output) = pool.output.as_ref().filter(|_| !response.ended) {
@@ -250,6 +255,10 @@ struct Exchange<'a, 'm> {
     /// and after the child is released for what is left at END_REQUEST.
     tail: Vec<u8>,
     tail_start: usize,
+    /// Counts the worker as coming back from the child's END_REQUEST on, before
+    /// nginx has the end of the answer and may send the next request to another thread.
+    balancer: &'a crate::pool::balancer::Balancer,
+    coming_back: Option<crate::pool::worker::ComingBack>,
 }
 
 impl Exchange<'_, '_> {
@@ -406,6 +415,9 @@ impl Exchange<'_, '_> {
                 let discard = self.completed();
                 let out_start = self.response.out.len();
                 let scan = self.response.scan(&buf[pos..filled]).map_err(|_| Failure::Child)?;
+                if self.response.ended && self.coming_back.is_none() {
+                    self.coming_back = Some(self.balancer.ending());
+                }
                 if let Some(output) = self.output.filter(|_| self.response.ended) {
                     // Logged before nginx learns that the request is over (php-fpm's order).
                     let logged = output.request_done(self.response.take_messages());

@@ -81,6 +81,11 @@ impl PoolActor {
         let Abandoned { mut worker, status, started, access, .. } = *request;
         worker.discard();
         self.request_ended(slot, status, started.elapsed());
+        // As take_back: the child let go of the connection and may accept another
+        // slot's (a look-up still running is answered for this connection first).
+        if !self.slots[slot].finding {
+            self.unbind(slot);
+        }
         if let Some(record) = access {
             self.log_access(slot, record);
         }

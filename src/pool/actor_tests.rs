@@ -677,3 +677,16 @@ async fn a_detached_pool_stops_its_running_parent_and_kills_it_after_the_grace()
     assert!(h.actor.detach_done());
     assert_eq!(spawns(&h.commands()), 0);
 }
+
+/// Once the child of an abandoned request has let go of the connection, it may
+/// accept another slot's: the slot names it no more.
+#[tokio::test]
+async fn a_child_that_let_go_of_an_abandoned_connection_is_no_longer_the_slots() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let inode = worker.inode();
+    h.child_found(0, 4242);
+    h.abandon(worker, AbandonCause::ClientGone, None);
+    h.report(Report::PeerChecked { slot: 0, inode, open: false });
+    assert_eq!(h.actor.slots[0].pid, None, "slot 0 still names the child that let go");
+}

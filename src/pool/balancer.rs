@@ -2,14 +2,22 @@
 //! counts them, and the first request to get a permit takes the next idle
 //! worker. The front end only ever `try_recv`s and `try_send`s, so no tokio
 //! thread blocks; the semaphore is FIFO, so requests are served in order.
+//!
+//! A worker whose request has ended goes back through the pool's actor, which
+//! decides first whether its child must be replaced. Until it is back it is
+//! counted as coming back: a request that finds no idle worker then may wait
+//! for it even when `queue_max_len` is reached, since no request of a child is
+//! refused for a child whose request has already ended (with several front-end
+//! threads, the next request may reach the balancer before the actor ran).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Semaphore;
 
-use super::worker::Worker;
+use super::worker::{ComingBack, Worker};
 
 /// Why no worker was handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +37,8 @@ pub struct Balancer {
     idle_tx: Sender<Worker>,
     idle_rx: Receiver<Worker>,
     waiting: AtomicUsize,
+    /// Workers whose request ended, on their way back through the actor.
+    coming_back: Arc<AtomicUsize>,
     max_waiting: AtomicUsize,
     had_to_wait: AtomicU64,
     queue_max_len: usize,
@@ -41,7 +51,7 @@ struct Waiting<'a>(&'a AtomicUsize);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -59,6 +69,7 @@ impl Balancer {
             idle_tx,
             idle_rx,
             waiting: AtomicUsize::new(0),
+            coming_back: Arc::new(AtomicUsize::new(0)),
             max_waiting: AtomicUsize::new(0),
             had_to_wait: AtomicU64::new(0),
             queue_max_len,
@@ -72,12 +83,19 @@ impl Balancer {
             permit.forget();
             return self.take().map(|w| (w, Duration::ZERO));
         }
-        self.had_to_wait.fetch_add(1, Ordering::Relaxed);
-        let ahead = self.waiting.fetch_add(1, Ordering::Relaxed);
-        if ahead >= self.queue_max_len {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if ahead >= self.queue_max_len + self.coming_back.load(Ordering::SeqCst) {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            // A worker that came back meanwhile (its permit is added before it stops
+            // counting as coming back) is taken rather than refused.
+            if let Ok(permit) = self.permits.try_acquire() {
+                permit.forget();
+                return self.take().map(|w| (w, Duration::ZERO));
+            }
+            self.had_to_wait.fetch_add(1, Ordering::Relaxed);
             return Err(AcquireError::QueueFull);
         }
+        self.had_to_wait.fetch_add(1, Ordering::Relaxed);
         self.max_waiting.fetch_max(ahead + 1, Ordering::Relaxed);
         let _queued = Waiting(&self.waiting);
         let start = Instant::now();
@@ -98,16 +116,33 @@ impl Balancer {
         })
     }
 
+    /// `worker`'s request has ended: it is counted as coming back (a request
+    /// may wait for it rather than be refused) until [`Self::release`] takes it.
+    pub fn coming_back(&self, worker: &mut Worker) {
+        if worker.coming_back.is_none() {
+            worker.hold(self.ending());
+        }
+    }
+
+    /// A request's child has ended it (its END_REQUEST is read) while its worker is
+    /// still borrowed: the worker counts as coming back for as long as the token is
+    /// held (then [`Worker::hold`] it, and [`Self::coming_back`] keeps that count).
+    pub fn ending(&self) -> ComingBack {
+        ComingBack::count(&self.coming_back)
+    }
+
     /// Puts a worker back in the idle queue; once the balancer is closed, the
     /// worker is dropped instead, closing its connection so that its child,
     /// which would wait on a kept connection for ever, can exit.
-    pub fn release(&self, worker: Worker) {
+    pub fn release(&self, mut worker: Worker) {
+        // Counted as back only once its permit is there (see `acquire`).
+        let coming_back = worker.coming_back.take();
         if self.permits.is_closed() {
-            return drop(worker);
-        }
-        if self.idle_tx.try_send(worker).is_ok() {
+            drop(worker);
+        } else if self.idle_tx.try_send(worker).is_ok() {
             self.permits.add_permits(1);
         }
+        drop(coming_back);
         if self.permits.is_closed() {
             // Closed meanwhile: close() may have drained the queue before our send.
             self.drain_idle();
@@ -187,6 +222,34 @@ mod tests {
         b.release(w);
         assert_eq!(waiter.await.unwrap(), Ok(0));
         assert_eq!(b.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_worker_coming_back_rather_than_being_refused() {
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 0, None));
+        let (mut w, _) = b.acquire().await.unwrap();
+        assert_eq!(b.acquire().await.err(), Some(AcquireError::QueueFull), "busy, no queue: refused");
+        // Its request ended; the worker is on its way back (through the actor).
+        b.coming_back(&mut w);
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.acquire().await.map(|(w, _)| w.slot()) });
+        tokio::task::yield_now().await;
+        assert_eq!(b.waiting(), 1, "the request waits for the worker coming back");
+        assert_eq!(b.acquire().await.err(), Some(AcquireError::QueueFull), "one worker coming back, one waiter");
+        b.release(w);
+        assert_eq!(waiter.await.unwrap(), Ok(0));
+        assert_eq!(b.coming_back.load(Ordering::SeqCst), 0, "back once released");
+    }
+
+    #[tokio::test]
+    async fn a_worker_dropped_on_its_way_back_stops_counting() {
+        let b = Balancer::new(workers(1), 0, None);
+        let (mut w, _) = b.acquire().await.unwrap();
+        b.coming_back(&mut w);
+        b.coming_back(&mut w);
+        assert_eq!(b.coming_back.load(Ordering::SeqCst), 1, "counted once");
+        drop(w);
+        assert_eq!(b.coming_back.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -52,6 +52,25 @@ impl ChildSocket {
     }
 }
 
+/// Counts a worker as coming back to its balancer (its request ended) for as
+/// long as it is held: dropped when the worker is back, or with the worker.
+#[derive(Debug)]
+pub struct ComingBack(Arc<AtomicUsize>);
+
+impl ComingBack {
+    /// Adds one to `count` until dropped.
+    pub fn count(count: &Arc<AtomicUsize>) -> ComingBack {
+        count.fetch_add(1, Ordering::SeqCst);
+        ComingBack(count.clone())
+    }
+}
+
+impl Drop for ComingBack {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One slot's connection state.
 #[derive(Debug)]
 pub struct Worker {
@@ -60,8 +79,12 @@ pub struct Worker {
     epochs: Arc<[AtomicU32]>,
     epoch: u32,
     conn: Option<UnixStream>,
+    /// The front-end thread whose runtime's reactor `conn` is registered with.
+    home: Option<std::thread::ThreadId>,
     inode: u32,
     fresh: bool,
+    /// Set while the worker goes back to its balancer ([`super::balancer::Balancer::coming_back`]).
+    pub(super) coming_back: Option<ComingBack>,
     /// Buffer for reading the child's records.
     pub buf: Vec<u8>,
 }
@@ -69,7 +92,17 @@ pub struct Worker {
 impl Worker {
     /// A worker for `slot`, not yet connected.
     pub fn new(slot: usize, epochs: Arc<[AtomicU32]>) -> Worker {
-        Worker { slot, epochs, epoch: 0, conn: None, inode: 0, fresh: true, buf: Vec::new() }
+        Worker {
+            slot,
+            epochs,
+            epoch: 0,
+            conn: None,
+            home: None,
+            inode: 0,
+            fresh: true,
+            coming_back: None,
+            buf: Vec::new(),
+        }
     }
 
     /// The slot index in the pool.
@@ -92,6 +125,11 @@ impl Worker {
         self.conn.is_some()
     }
 
+    /// Counts this worker as coming back to its balancer until it is back.
+    pub fn hold(&mut self, coming_back: ComingBack) {
+        self.coming_back = Some(coming_back);
+    }
+
     /// Marks the connection as used.
     pub fn mark_used(&mut self) {
         self.fresh = false;
@@ -103,6 +141,9 @@ impl Worker {
         let epoch = self.epochs.get(self.slot).map_or(0, |e| e.load(Ordering::Relaxed));
         if epoch != self.epoch || self.conn.as_ref().is_some_and(closed_while_idle) {
             self.epoch = epoch;
+            self.discard();
+        }
+        if self.conn.is_some() && self.come_home().is_err() {
             self.discard();
         }
         if self.conn.is_none() {
@@ -120,8 +161,25 @@ impl Worker {
         Some((conn, &mut self.buf[..]))
     }
 
+    /// Registers the connection with the reactor of the thread that runs this request,
+    /// if another front-end thread's reactor has it: otherwise each readiness of the
+    /// child's socket would wake that other thread, which then wakes this one. Two
+    /// `epoll_ctl`s, on the requests that change threads.
+    fn come_home(&mut self) -> io::Result<()> {
+        let here = std::thread::current().id();
+        if self.home == Some(here) {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.take() else { return Ok(()) };
+        let std = conn.into_std()?;
+        self.conn = Some(UnixStream::from_std(std)?);
+        self.home = Some(here);
+        Ok(())
+    }
+
     async fn connect(&mut self, path: &Path, socket: &ChildSocket) -> io::Result<()> {
         socket.repair();
+        self.home = Some(std::thread::current().id());
         let stream = UnixStream::connect(path).await?;
         self.inode = sockdiag::socket_inode(&stream).unwrap_or(0);
         self.conn = Some(stream);
@@ -145,6 +203,7 @@ impl Worker {
     /// script ends, accepts the next connection.
     pub fn discard(&mut self) {
         self.conn = None;
+        self.home = None;
         self.inode = 0;
         self.fresh = true;
     }
