@@ -87,12 +87,12 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
 
 /// The front end's threads: the main runtime (which also runs the pools' actors and
 /// the signals) and `front_end_threads - 1` more, each a current-thread runtime with
-/// its own reactor. Each listener is registered with one of them, in turn (the first
-/// with the main runtime), which accepts on it and serves what it accepted; the
-/// pools and their balancers are shared. One runtime per listener, not all of them:
-/// with every runtime polling every listener, each connection woke them all and all
-/// but one found the queue empty, and the requests of a thread other than the
-/// actor's woke the actor's thread twice each (docs/performance.md has the figures).
+/// its own reactor. Each pool's listener is registered with [`listener_share`] of them,
+/// in turn (the first with the main runtime), which accept on it and serve what they
+/// accepted; the pools and their balancers are shared. As few runtimes per listener as
+/// leave none idle: every runtime polling a listener wakes for each of its connections
+/// and all but one find the queue empty, and the requests of a thread other than the
+/// actor's wake the actor's thread twice each (docs/performance.md has the figures).
 struct FrontEnds {
     /// Every front-end runtime, the main one first.
     handles: Vec<tokio::runtime::Handle>,
@@ -164,6 +164,8 @@ struct Server {
     front_ends: Vec<tokio::runtime::Handle>,
     /// Listeners registered so far: the next one goes to runtime `opened % front_ends.len()`.
     opened: usize,
+    /// How many runtimes accept on each pool's listener ([`listener_share`]).
+    share: usize,
 }
 
 impl Drop for Server {
@@ -205,8 +207,10 @@ impl Server {
             reload_again: false,
             pid_file: None,
             opened: frontend::first_runtime(front_ends.len()),
+            share: 1,
             front_ends,
         };
+        server.share = listener_share(server.front_ends.len(), server.config.pools.len());
         // As php-fpm (fpm_stdio_init_final), once the configuration is in force and before any
         // child starts: from here on, lines go only to the error log (a child's start, a note
         // on a setting); a start that fails still says why on stderr.
@@ -233,30 +237,40 @@ impl Server {
     fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listeners: PoolListeners) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(pool.clone());
         self.listen_fds.insert(cfg.listen.to_string(), std::os::fd::AsRawFd::as_raw_fd(&listeners.main));
-        for listener in std::iter::once(listeners.main).chain(listeners.status) {
-            self.accept(cfg, listener, rx.clone())?;
+        self.accept(cfg, listeners.main, rx.clone(), self.share)?;
+        if let Some(status) = listeners.status {
+            self.accept(cfg, status, rx.clone(), 1)?;
         }
         self.routes.insert(cfg.listen.to_string(), tx);
         self.pools.push(pool);
         Ok(())
     }
 
-    /// Accepts on `listener` in the next front-end runtime in turn ([`FrontEnds`]),
-    /// within the shared open-file budget.
-    fn accept(&mut self, cfg: &config::Pool, listener: Listener, rx: watch::Receiver<Arc<Pool>>) -> anyhow::Result<()> {
+    /// Accepts on `listener` in the next `share` front-end runtimes in turn
+    /// ([`FrontEnds`]), within the shared open-file budget; the runtimes' accept loops
+    /// share the listener's limits.
+    fn accept(
+        &mut self,
+        cfg: &config::Pool,
+        listener: Listener,
+        rx: watch::Receiver<Arc<Pool>>,
+        share: usize,
+    ) -> anyhow::Result<()> {
         let listener = Arc::new(listener);
         let (budget, size) = (self.budget.0.clone(), self.budget.1);
         let admission =
             frontend::Admission::new(cfg.listen_max_connections, budget, size, self.budget_pressure.clone());
-        let runtime = &self.front_ends[self.opened % self.front_ends.len()];
-        self.opened += 1;
-        let acceptor = {
-            let _inside = runtime.enter();
-            frontend::register(&listener).with_context(|| format!("[pool {}] register listener", cfg.name))?
-        };
-        let done = self.done_tx.clone().context("server is stopping")?;
-        let shutdown = self.shutdown_tx.subscribe();
-        runtime.spawn(frontend::accept_loop(acceptor, rx, shutdown, done, admission));
+        for _ in 0..share.clamp(1, self.front_ends.len()) {
+            let runtime = &self.front_ends[self.opened % self.front_ends.len()];
+            self.opened += 1;
+            let acceptor = {
+                let _inside = runtime.enter();
+                frontend::register(&listener).with_context(|| format!("[pool {}] register listener", cfg.name))?
+            };
+            let done = self.done_tx.clone().context("server is stopping")?;
+            let shutdown = self.shutdown_tx.subscribe();
+            runtime.spawn(frontend::accept_loop(acceptor, rx.clone(), shutdown, done, admission.clone()));
+        }
         Ok(())
     }
 
@@ -466,6 +480,7 @@ impl Server {
                 self.pools.push(pool.clone());
             }
         }
+        self.share = listener_share(self.front_ends.len(), config.pools.len());
         for (cfg, listener) in fresh {
             if let Some(pool) = config.pools.iter().zip(&pools).find(|(c, _)| c.name == cfg.name).map(|(_, p)| p) {
                 self.open_route(&cfg, pool.clone(), listener)?;
@@ -643,6 +658,15 @@ fn start_pools(config: &Config, supervisor: &Supervisor, allow_root: bool) -> an
 }
 
 /// php-fpm's start notices, also logged when a reload is done.
+/// How many front-end runtimes accept on each pool's `listen`: one each while there
+/// are at least as many pools as runtimes (a connection then wakes one thread, and a
+/// pool's requests stay on one thread), and the runtimes shared out among the pools
+/// when there are fewer, so that every thread serves (each connection then wakes every
+/// runtime of its listener, and one of them accepts it). A `pm_status_listen` has one.
+fn listener_share(runtimes: usize, pools: usize) -> usize {
+    (runtimes / pools.max(1)).max(1)
+}
+
 fn running_notices() {
     crate::notice!("fpm is running, pid {}", std::process::id());
     crate::notice!("ready to handle connections");
@@ -691,4 +715,19 @@ fn reopen_logs() {
     }
     crate::accesslog::writer::reopen();
     crate::notice!("access log file re-opened");
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::listener_share;
+
+    #[test]
+    fn runtimes_are_shared_out_among_fewer_pools_and_one_each_otherwise() {
+        assert_eq!(listener_share(1, 1), 1);
+        assert_eq!(listener_share(2, 1), 2);
+        assert_eq!(listener_share(4, 2), 2);
+        assert_eq!(listener_share(4, 3), 1);
+        assert_eq!(listener_share(2, 5), 1);
+        assert_eq!(listener_share(3, 0), 3);
+    }
 }

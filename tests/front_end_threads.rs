@@ -1,5 +1,6 @@
-//! `front_end_threads = 2`: two runtimes, each listener registered with one of them in
-//! turn, the pools (one actor each, one balancer) shared. The pool under test is the
+//! `front_end_threads = 2`: two runtimes; with two pools each pool's listener is
+//! registered with one of them in turn, with one pool with both; the pools (one actor
+//! each, one balancer) shared. The pool under test is the
 //! second one of its config, so its listener is the second thread's while its actor
 //! runs on the first: every pool feature must behave as with one thread.
 
@@ -240,4 +241,43 @@ fn two_front_end_threads_serve_several_pools() {
         assert_eq!(json_field(&json, "pool").as_deref(), Some(pool), "{json}");
         assert_eq!(json_field(&json, "accepted conn").as_deref(), Some("12"), "pool {pool}: {json}");
     }
+}
+
+/// Voluntary context switches of the thread of `pid` named `name` (it sleeps in its
+/// reactor and wakes once per batch of readiness).
+fn wake_ups_of(pid: i32, name: &str) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let status = std::fs::read_to_string(task.path().join("status")).expect("task status");
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("voluntary_ctxt_switches");
+        }
+    }
+    panic!("rustfpm {pid} has no thread named {name}");
+}
+
+/// With one pool and two threads, both accept on the pool's listener: a second thread
+/// is not left idle (with as many pools as threads, each listener has one thread).
+#[test]
+fn one_pool_is_served_by_both_front_end_threads() {
+    let stack = Stack::with(PoolOptions { children: 2, global: "front_end_threads = 2".into(), ..Default::default() });
+    let pid = stack.fpm.pid();
+    assert_eq!(threads_named(pid, "front-end-1"), 1, "the second front-end thread is missing");
+    let before = wake_ups_of(pid, "front-end-1");
+    for round in 0..6 {
+        let handles: Vec<_> = (0..10).map(|_| get_in_thread(stack.url("/hello.php"))).collect();
+        for handle in handles {
+            let r = handle.join().expect("request thread").unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    let woken = wake_ups_of(pid, "front-end-1") - before;
+    // 60 connections, each through a new nginx connection to rustfpm: the second
+    // thread wakes for them (a thread without the listener would not wake at all).
+    assert!(woken >= 6, "the second front-end thread woke {woken} times for 60 connections");
 }

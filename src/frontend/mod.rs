@@ -36,7 +36,8 @@ pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// `[global] front_end_threads` when unset: how many threads accept and serve
-/// nginx's connections (each listener is given to one of them in turn). One: on 2
+/// nginx's connections (each pool's listener is given to one or more of them in turn,
+/// so that none is idle: `server::listener_share`). One: on 2
 /// cores a second thread gains nothing, and the requests of the pools whose listeners
 /// it has pay cross-thread wake-ups of their actor (docs/performance.md has the figures).
 ///
