@@ -2,7 +2,7 @@
 # The floor of rustfpm's CPU per request: which system calls it makes per request, what each
 # costs on this machine, and how much of the CPU it spends they explain (issue 12).
 #
-#   scripts/bench/syscalls.sh            # as root; ~1 minute; the report (stdout) is plain text
+#   scripts/bench/syscalls.sh            # as root; ~2 minutes; the report (stdout) is plain text
 #   DURATION=10 scripts/bench/syscalls.sh
 #
 # Starts rustfpm and php-fpm 8.2 as scripts/bench.sh does (pm static, CHILDREN children,
