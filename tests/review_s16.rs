@@ -1,0 +1,106 @@
+//! Review of session 16's relay (batched writes to nginx, the tail held for a
+//! slow reader, the child released at END_REQUEST): through the real binary
+//! and php-cgi, a client that reads slowly in small pieces gets every STDOUT
+//! byte in order and each STDERR record where the script wrote it.
+
+mod common;
+use common::fcgi::{request, IO_TIMEOUT};
+use common::*;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+const END_REQUEST: u8 = 3;
+
+/// Chunks the script writes: chunk `i` is `size(i)` copies of one letter, each
+/// followed by a message `chunk i`.
+const CHUNKS: usize = 150;
+
+fn size(i: usize) -> usize {
+    3000 + i * 97
+}
+
+/// The params of a GET of `script`.
+fn params(site: &Site, script: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let filename = site.www().join(script).display().to_string();
+    vec![
+        ("GATEWAY_INTERFACE", b"CGI/1.1".to_vec()),
+        ("REQUEST_METHOD", b"GET".to_vec()),
+        ("SCRIPT_FILENAME", filename.into_bytes()),
+        ("SCRIPT_NAME", format!("/{script}").into_bytes()),
+        ("REQUEST_URI", format!("/{script}").into_bytes()),
+        ("QUERY_STRING", Vec::new()),
+        ("DOCUMENT_ROOT", site.www().display().to_string().into_bytes()),
+        ("SERVER_PROTOCOL", b"HTTP/1.1".to_vec()),
+    ]
+}
+
+/// Reads `n` bytes in reads of at most `piece`.
+fn read_in_pieces(s: &mut UnixStream, n: usize, piece: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    let mut at = 0;
+    while at < n {
+        let end = (at + piece).min(n);
+        let got = s.read(&mut out[at..end]).unwrap_or_else(|e| panic!("reading after {at} bytes: {e}"));
+        assert!(got > 0, "the connection ended after {at} bytes");
+        at += got;
+    }
+    out
+}
+
+#[test]
+fn stdout_and_stderr_reach_a_slow_reader_in_the_order_written_byte_for_byte() {
+    let site = Site::new();
+    let started = site.scratch().join("started");
+    site.script(
+        "mixed.php",
+        &format!(
+            "<?php while (ob_get_level() > 0) ob_end_flush(); file_put_contents('{}', 'started');
+            for ($i = 0; $i < {CHUNKS}; $i++) {{
+                echo str_repeat(chr(65 + $i % 26), 3000 + $i * 97); flush();
+                error_log(\"chunk $i\"); flush();
+            }}",
+            started.display()
+        ),
+    );
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let mut s = UnixStream::connect(&fpm.socket).unwrap_or_else(|e| panic!("connect to {}: {e}", fpm.socket.display()));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
+    let params = params(&site, "mixed.php");
+    let borrowed: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, &v[..])).collect();
+    s.write_all(&request(&borrowed)).expect("send the request");
+    assert!(wait_file(&started, IO_TIMEOUT).is_some(), "the script did not start");
+    // Not an assertion: a pause, so that the answer backs up (the sockets
+    // fill and rustfpm holds a tail) before the first read.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Records read in small pieces: the answer backs up into rustfpm's tail.
+    let (mut stdout, mut messages) = (Vec::new(), Vec::new());
+    loop {
+        let head = read_in_pieces(&mut s, 8, 8);
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize;
+        let mut body = read_in_pieces(&mut s, len + head[6] as usize, 997);
+        body.truncate(len);
+        match head[1] {
+            STDOUT => stdout.extend(body),
+            STDERR => messages.push((stdout.len(), String::from_utf8_lossy(&body).into_owned())),
+            END_REQUEST => break,
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    let at = stdout.windows(4).position(|w| w == b"\r\n\r\n").expect("a CGI head") + 4;
+    let mut expected = Vec::new();
+    let mut ends = Vec::new();
+    for i in 0..CHUNKS {
+        expected.extend(std::iter::repeat_n(b'A' + (i % 26) as u8, size(i)));
+        ends.push(at + expected.len());
+    }
+    assert!(stdout[at..] == expected[..], "STDOUT differs ({} bytes, {} expected)", stdout.len() - at, expected.len());
+    let texts: Vec<String> = messages.iter().map(|(_, text)| text.clone()).collect();
+    assert_eq!(messages.len(), CHUNKS, "one STDERR record per message: {texts:?}");
+    for (i, (after, text)) in messages.iter().enumerate() {
+        assert!(text.contains(&format!("chunk {i}")), "message {i} is {text:?}");
+        assert_eq!(*after, ends[i], "message {i} came after {after} bytes of STDOUT, not after its chunk");
+    }
+}
