@@ -337,11 +337,7 @@ impl Exchange<'_, '_> {
                         continue;
                     }
                     n = conn.send_some(&self.tail[self.tail_start..]) => {
-                        self.tail_start += n.map_err(client)?;
-                        if self.tail_start == self.tail.len() {
-                            self.tail.clear();
-                            self.tail_start = 0;
-                        }
+                        self.tail_sent(n.map_err(client)?);
                         continue;
                     }
                 }
@@ -374,6 +370,15 @@ impl Exchange<'_, '_> {
     /// Bytes of the answer that nginx has not taken yet.
     fn unsent(&self) -> usize {
         self.tail.len() - self.tail_start
+    }
+
+    /// nginx took `n` more bytes of the tail.
+    fn tail_sent(&mut self, n: usize) {
+        self.tail_start += n;
+        if self.tail_start == self.tail.len() {
+            self.tail.clear();
+            self.tail_start = 0;
+        }
     }
 
     /// nginx has a complete response: the script called `fastcgi_finish_request()`.
@@ -430,8 +435,7 @@ impl Exchange<'_, '_> {
                             // Without FCGI_KEEP_CONN, nginx ends the response when
                             // the connection closes (php-fpm closes it here too).
                             conn.send(&self.tail[self.tail_start..]).await.map_err(client)?;
-                            self.tail.clear();
-                            self.tail_start = 0;
+                            self.tail_sent(self.unsent());
                             conn.close_write().await.map_err(client)?;
                         }
                     } else if batch.is_full() {
