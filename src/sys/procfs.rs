@@ -65,6 +65,8 @@ fn parse_private_memory(text: &str) -> Option<u64> {
 
 /// Processes whose /proc files a [`ProcFiles`] keeps open; past it, it closes them all.
 const KEPT_OPEN: usize = 256;
+/// Files a [`ProcFiles`] keeps open for each process it reads (`stat` and `statm`).
+pub const FILES_PER_PROCESS: u64 = 2;
 
 /// The `/proc/PID/stat` and `/proc/PID/statm` files of the processes sampled after each of
 /// their requests, kept open and read again with one `pread` each (procfs lays them out
