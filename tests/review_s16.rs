@@ -10,6 +10,8 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
+use rustfpm::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
+
 const STDOUT: u8 = 6;
 const STDERR: u8 = 7;
 const END_REQUEST: u8 = 3;
@@ -103,4 +105,74 @@ fn stdout_and_stderr_reach_a_slow_reader_in_the_order_written_byte_for_byte() {
         assert!(text.contains(&format!("chunk {i}")), "message {i} is {text:?}");
         assert_eq!(*after, ends[i], "message {i} came after {after} bytes of STDOUT, not after its chunk");
     }
+}
+
+/// A kept request (FCGI_KEEP_CONN) of id `id` POSTing `body` to `script`.
+fn kept_post(site: &Site, id: u16, script: &str, body: &[u8]) -> Vec<u8> {
+    let mut pairs = Vec::new();
+    let length = body.len().to_string();
+    let mut all = params(site, script);
+    all[1].1 = b"POST".to_vec();
+    all.push(("CONTENT_LENGTH", length.into_bytes()));
+    all.push(("CONTENT_TYPE", b"application/octet-stream".to_vec()));
+    for (name, value) in &all {
+        encode_pair(&mut pairs, name.as_bytes(), value);
+    }
+    let mut out = Vec::new();
+    encode_begin_request(&mut out, id, Role::Responder, FCGI_KEEP_CONN);
+    encode_stream(&mut out, RecordType::Params, id, &pairs);
+    encode_stream(&mut out, RecordType::Params, id, b"");
+    encode_stream(&mut out, RecordType::Stdin, id, body);
+    encode_stream(&mut out, RecordType::Stdin, id, b"");
+    out
+}
+
+/// Reads one response to its END_REQUEST: its STDOUT and the request id it carried.
+fn read_reply(s: &mut UnixStream) -> (Vec<u8>, u16) {
+    let mut stdout = Vec::new();
+    loop {
+        let head = read_in_pieces(s, 8, 8);
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize;
+        let mut body = read_in_pieces(s, len + head[6] as usize, 4096);
+        body.truncate(len);
+        match head[1] {
+            STDOUT => stdout.extend(body),
+            STDERR => {}
+            END_REQUEST => return (stdout, u16::from_be_bytes([head[2], head[3]])),
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+}
+
+#[test]
+fn kept_requests_written_one_byte_at_a_time_and_back_to_back_get_their_own_answers() {
+    let site = Site::new();
+    site.script("sum.php", "<?php $in = file_get_contents('php://input'); echo strlen($in), ' ', md5($in);");
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
+    let mut s = UnixStream::connect(&fpm.socket).unwrap_or_else(|e| panic!("connect to {}: {e}", fpm.socket.display()));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
+    // Bodies past the 1 KiB head buffer and past a record; the second
+    // request right behind the first, so its bytes wait while the first runs.
+    let bodies: Vec<Vec<u8>> = vec![(0..70_000).map(|i| (i % 251) as u8).collect(), vec![b'b'; 3000], Vec::new()];
+    let mut wire = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        wire.extend(kept_post(&site, i as u16 + 1, "sum.php", body));
+    }
+    let writer = {
+        let mut s = s.try_clone().expect("clone the socket");
+        std::thread::spawn(move || {
+            for byte in wire.chunks(1).take(8192) {
+                s.write_all(byte).expect("write a byte");
+            }
+            s.write_all(&wire[8192.min(wire.len())..]).expect("write the rest");
+        })
+    };
+    for (i, body) in bodies.iter().enumerate() {
+        let (stdout, id) = read_reply(&mut s);
+        let text = String::from_utf8_lossy(&stdout);
+        let expected = format!("{} {:x}", body.len(), md5::compute(body));
+        assert_eq!(id, i as u16 + 1, "answer {i} carries another request's id: {text}");
+        assert!(text.ends_with(&expected), "request {i}: {text:?}, expected a body of {expected}");
+    }
+    writer.join().expect("the writer thread");
 }
