@@ -4,7 +4,7 @@
 //! byte in order and each STDERR record where the script wrote it.
 
 mod common;
-use common::fcgi::{request, IO_TIMEOUT};
+use common::fcgi::{get_params, request, IO_TIMEOUT};
 use common::*;
 
 use std::io::{Read, Write};
@@ -22,21 +22,6 @@ const CHUNKS: usize = 150;
 
 fn size(i: usize) -> usize {
     3000 + i * 97
-}
-
-/// The params of a GET of `script`.
-fn params(site: &Site, script: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let filename = site.www().join(script).display().to_string();
-    vec![
-        ("GATEWAY_INTERFACE", b"CGI/1.1".to_vec()),
-        ("REQUEST_METHOD", b"GET".to_vec()),
-        ("SCRIPT_FILENAME", filename.into_bytes()),
-        ("SCRIPT_NAME", format!("/{script}").into_bytes()),
-        ("REQUEST_URI", format!("/{script}").into_bytes()),
-        ("QUERY_STRING", Vec::new()),
-        ("DOCUMENT_ROOT", site.www().display().to_string().into_bytes()),
-        ("SERVER_PROTOCOL", b"HTTP/1.1".to_vec()),
-    ]
 }
 
 /// Reads `n` bytes in reads of at most `piece`.
@@ -70,7 +55,7 @@ fn stdout_and_stderr_reach_a_slow_reader_in_the_order_written_byte_for_byte() {
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
     let mut s = UnixStream::connect(&fpm.socket).unwrap_or_else(|e| panic!("connect to {}: {e}", fpm.socket.display()));
     s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
-    let params = params(&site, "mixed.php");
+    let params = get_params(&site, "mixed.php", "");
     let borrowed: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, &v[..])).collect();
     s.write_all(&request(&borrowed)).expect("send the request");
     assert!(wait_file(&started, IO_TIMEOUT).is_some(), "the script did not start");
@@ -111,7 +96,7 @@ fn stdout_and_stderr_reach_a_slow_reader_in_the_order_written_byte_for_byte() {
 fn kept_post(site: &Site, id: u16, script: &str, body: &[u8]) -> Vec<u8> {
     let mut pairs = Vec::new();
     let length = body.len().to_string();
-    let mut all = params(site, script);
+    let mut all = get_params(site, script, "");
     all[1].1 = b"POST".to_vec();
     all.push(("CONTENT_LENGTH", length.into_bytes()));
     all.push(("CONTENT_TYPE", b"application/octet-stream".to_vec()));
