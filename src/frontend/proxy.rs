@@ -328,16 +328,17 @@ impl Exchange<'_, '_> {
                 // (The body waits: nginx is not reading either.) Once the
                 // response is complete the child is read on whatever nginx
                 // holds: what it sends then is discarded, and its deadline
-                // may be lifted.
+                // may be lifted. nginx first: a child that keeps writing
+                // (messages after fastcgi_finish_request()) must not starve it.
                 tokio::select! {
                     biased;
+                    n = conn.send_some(&self.tail[self.tail_start..]) => {
+                        self.tail_sent(n.map_err(client)?);
+                        continue;
+                    }
                     n = up_rd.read(buf), if self.unsent() < UNSENT_MAX || self.completed() => n,
                     n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
                         self.sent_to_child(&mut written, n)?;
-                        continue;
-                    }
-                    n = conn.send_some(&self.tail[self.tail_start..]) => {
-                        self.tail_sent(n.map_err(client)?);
                         continue;
                     }
                 }
