@@ -39,6 +39,8 @@ pub struct ExitEvent {
 #[derive(Debug)]
 pub struct ProcEvents {
     fd: OwnedFd,
+    /// The kernel refused the filter: every event is read.
+    pub unfiltered: Option<io::Error>,
 }
 
 impl ProcEvents {
@@ -67,15 +69,13 @@ impl ProcEvents {
         if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        if let Err(e) = filter(&fd) {
-            crate::debug!("process events: no filter on the connector socket ({e}); every event is read");
-        }
+        let unfiltered = filter(&fd).err();
         let msg = listen_message();
         // SAFETY: sending an initialised buffer of its own length.
         if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(ProcEvents { fd })
+        Ok(ProcEvents { fd, unfiltered })
     }
 
     /// Blocks for the next exit event (other events are skipped).
@@ -200,6 +200,7 @@ mod tests {
     fn exits_are_still_reported_when_the_filter_cannot_be_attached() {
         let refused = |_: &OwnedFd| Err(io::Error::from_raw_os_error(libc::ENOMEM));
         let events = ProcEvents::open_filtered(refused).expect("subscribed without the filter");
+        assert!(events.unfiltered.is_some());
         let mut child = std::process::Command::new("true").spawn().expect("spawn true");
         let pid = child.id() as i32;
         child.wait().expect("reap true");
