@@ -287,7 +287,9 @@ fn next_tag(html: &str) -> Option<(&str, &str, &str)> {
 fn tag_name(tag: &str) -> &str {
     tag.split([' ', '\n', '/']).find(|s| !s.is_empty()).map_or("", |name| {
         if tag.starts_with('/') {
-            &tag[..name.len() + 1]
+            // From the slash to the name's end (blanks may come between: no
+            // tag of PHP's, and the name may be any text).
+            &tag[..tag.len() - tag.trim_start_matches([' ', '\n', '/']).len() + name.len()]
         } else {
             name
         }
@@ -386,6 +388,18 @@ mod tests {
     fn a_long_centred_header_gets_one_space_each_side_at_least() {
         assert_eq!(centered(&"x".repeat(74)), format!(" {} \n", "x".repeat(74)));
         assert_eq!(centered(&"x".repeat(80)), format!("   {}   \n", "x".repeat(80)));
+    }
+
+    #[test]
+    fn hostile_or_cut_html_never_panics() {
+        // Tag names, closing tags with blanks before a multi-byte name, cut
+        // tags, entities and cells: each form ends the text without a panic.
+        let html = "</ \u{e9}t\u{e9}></\n\u{1f600}><tr></\t\u{e9}><td class=\"e\">\u{e9} </td><td>&#xD800;&#99999999999;&\u{e9};                    <th colspan=\"\u{e9}\">\u{e9}</th><h1>\u{e9}<h2>&amp<table><tr class=\"h\"><td><h1";
+        for end in (0..=html.len()).filter(|&end| html.is_char_boundary(end)) {
+            let _ = to_text(&html[..end]);
+        }
+        assert_eq!(tag_name("/ \u{e9}t\u{e9}"), "/ \u{e9}t\u{e9}");
+        assert_eq!(tag_name("/td"), "/td");
     }
 
     #[test]

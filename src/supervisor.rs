@@ -443,6 +443,9 @@ fn start_exit_watch() -> Option<Sender<Registration>> {
             return None;
         }
     };
+    if let Some(e) = &events.unfiltered {
+        crate::debug!("process events: the kernel refused their filter ({e}); every event is read");
+    }
     let (tx, rx) = crossbeam_channel::unbounded::<Registration>();
     let spawned = thread::Builder::new().name("proc-events".into()).spawn(move || {
         let mut parents: HashMap<i32, Reporter> = HashMap::new();

@@ -5,7 +5,7 @@
 //! back to the pool while the client is still reading the end of its answer.
 
 mod common;
-use common::fcgi::{request, send, IO_TIMEOUT};
+use common::fcgi::{get_params as params, request, send, IO_TIMEOUT};
 use common::load::rss_kib;
 use common::*;
 
@@ -31,21 +31,6 @@ fn one_child() -> (Site, Rustfpm) {
     site.script("hello.php", "<?php echo 'hello';");
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..PoolOptions::default() });
     (site, fpm)
-}
-
-/// The params of a GET of `script` with `query`.
-fn params(site: &Site, script: &str, query: &str) -> Vec<(&'static str, Vec<u8>)> {
-    let filename = site.www().join(script).display().to_string();
-    vec![
-        ("GATEWAY_INTERFACE", b"CGI/1.1".to_vec()),
-        ("REQUEST_METHOD", b"GET".to_vec()),
-        ("SCRIPT_FILENAME", filename.into_bytes()),
-        ("SCRIPT_NAME", format!("/{script}").into_bytes()),
-        ("REQUEST_URI", format!("/{script}?{query}").into_bytes()),
-        ("QUERY_STRING", query.as_bytes().to_vec()),
-        ("DOCUMENT_ROOT", site.www().display().to_string().into_bytes()),
-        ("SERVER_PROTOCOL", b"HTTP/1.1".to_vec()),
-    ]
 }
 
 /// Sends a GET of `big.php?n={n}` and reads nothing yet.

@@ -86,8 +86,9 @@ impl Throttle {
 }
 
 /// Descriptors kept for each child a pool may have: the worker's connection
-/// to it, and one more for a second generation during a reload.
-pub const FDS_PER_CHILD: u64 = 2;
+/// to it, one more for a second generation during a reload, and the /proc
+/// files the usage sampler keeps open for it (a pool with a status page).
+pub const FDS_PER_CHILD: u64 = 2 + crate::sys::procfs::FILES_PER_PROCESS;
 /// Descriptors kept for each pool: its listeners, its children's socket,
 /// logs and pipes.
 pub const FDS_PER_POOL: u64 = 8;
@@ -152,9 +153,27 @@ mod tests {
 
     #[test]
     fn budget_keeps_the_childrens_descriptors() {
-        // 1024 descriptors, 20 open, one pool of 4 children: 1024 - 20 - 8 - 8 - 64.
-        assert_eq!(connection_budget(1024, 20, 1, 4), 924);
-        assert_eq!(connection_budget(1 << 20, 20, 2, 256), (1 << 20) - 20 - 16 - 512 - 64);
+        // 1024 descriptors, 20 open, one pool of 4 children: 1024 - 20 - 8 - 16 - 64.
+        assert_eq!(connection_budget(1024, 20, 1, 4), 916);
+        assert_eq!(connection_budget(1 << 20, 20, 2, 256), (1 << 20) - 20 - 16 - 1024 - 64);
+    }
+
+    #[test]
+    fn budget_keeps_the_proc_files_the_sampler_holds_for_each_child() {
+        let mut files = crate::sys::procfs::ProcFiles::default();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id() as i32;
+        assert!(files.cpu_ticks(pid).is_some() && files.private_memory(pid).is_some());
+        let held = std::fs::read_dir("/proc/self/fd")
+            .expect("list my descriptors")
+            .flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to.starts_with(format!("/proc/{pid}/"))))
+            .count() as u64;
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert!(held >= crate::sys::procfs::FILES_PER_PROCESS, "{held} /proc files held for one process");
+        // The worker's connection and a reload's second one come on top.
+        assert!(FDS_PER_CHILD >= 2 + held, "a child's share of the budget, {FDS_PER_CHILD}, misses its /proc files");
     }
 
     #[test]

@@ -334,20 +334,20 @@ impl Exchange<'_, '_> {
                 // nginx has not taken all of the answer yet: the child is read
                 // on while at most one more buffer's worth waits for nginx, so
                 // that an END_REQUEST that comes meanwhile frees it at once.
-                // (The body waits: nginx is not reading either.)
+                // (The body waits: nginx is not reading either.) Once the
+                // response is complete the child is read on whatever nginx
+                // holds: what it sends then is discarded, and its deadline
+                // may be lifted. nginx first: a child that keeps writing
+                // (messages after fastcgi_finish_request()) must not starve it.
                 tokio::select! {
                     biased;
-                    n = up_rd.read(buf), if self.unsent() < UNSENT_MAX => n,
-                    n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
-                        self.sent_to_child(&mut written, n)?;
+                    n = conn.send_some(&self.tail[self.tail_start..]) => {
+                        self.tail_sent(n.map_err(client)?);
                         continue;
                     }
-                    n = conn.send_some(&self.tail[self.tail_start..]) => {
-                        self.tail_start += n.map_err(client)?;
-                        if self.tail_start == self.tail.len() {
-                            self.tail.clear();
-                            self.tail_start = 0;
-                        }
+                    n = up_rd.read(buf), if self.unsent() < UNSENT_MAX || self.completed() => n,
+                    n = up_wr.write(&self.to_child[written..]), if pending > 0 => {
+                        self.sent_to_child(&mut written, n)?;
                         continue;
                     }
                 }
@@ -380,6 +380,15 @@ impl Exchange<'_, '_> {
     /// Bytes of the answer that nginx has not taken yet.
     fn unsent(&self) -> usize {
         self.tail.len() - self.tail_start
+    }
+
+    /// nginx took `n` more bytes of the tail.
+    fn tail_sent(&mut self, n: usize) {
+        self.tail_start += n;
+        if self.tail_start == self.tail.len() {
+            self.tail.clear();
+            self.tail_start = 0;
+        }
     }
 
     /// nginx has a complete response: the script called `fastcgi_finish_request()`.
@@ -439,8 +448,7 @@ impl Exchange<'_, '_> {
                             // Without FCGI_KEEP_CONN, nginx ends the response when
                             // the connection closes (php-fpm closes it here too).
                             conn.send(&self.tail[self.tail_start..]).await.map_err(client)?;
-                            self.tail.clear();
-                            self.tail_start = 0;
+                            self.tail_sent(self.unsent());
                             conn.close_write().await.map_err(client)?;
                         }
                     } else if batch.is_full() {
@@ -676,8 +684,11 @@ async fn fail(
 
 #[cfg(test)]
 mod tests {
+    use super::super::connection::Stream;
+    use super::super::shed::Shed;
     use super::*;
     use crate::fastcgi::{pairs, parse_record, ParamsBuffer};
+    use std::os::unix::net::UnixStream as StdUnixStream;
 
     fn head_with(params_in: &[(&[u8], &[u8])]) -> Head {
         let mut encoded = Vec::new();
@@ -728,6 +739,68 @@ mod tests {
         request_head(&head_with(&[(b"HTTP_PROXY", b"x")]), None, &mut out);
         let kinds: Vec<_> = records(&out).iter().map(|(kind, _, content)| (*kind, content.len())).collect();
         assert_eq!(kinds, [(1, 8), (4, 0)]);
+    }
+
+    /// A worker connected to a fake child (its end returned), and a
+    /// connection whose nginx end (returned) is full: nginx reads nothing.
+    async fn fake_child_and_stalled_nginx(dir: &std::path::Path) -> (Worker, StdUnixStream, Connection, StdUnixStream) {
+        use std::io::Write;
+        let path = dir.join("child.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the fake child's socket");
+        let fd = std::os::fd::OwnedFd::from(listener.try_clone().expect("clone the listener"));
+        let socket = crate::pool::worker::ChildSocket { path, dir: dir.join("none"), listener: fd };
+        let mut worker = Worker::new(0, std::sync::Arc::from(vec![0.into()]));
+        worker.ensure_connected(&socket).await.expect("connect to the fake child");
+        let (child, _) = listener.accept().expect("accept the worker");
+        let (ours, nginx) = StdUnixStream::pair().expect("a socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        while (&ours).write(&[0u8; 4096]).is_ok() {}
+        let stream = Stream::Unix(tokio::net::UnixStream::from_std(ours).expect("a tokio socket"));
+        (worker, child, Connection::new(stream, false, None, Shed::default()), nginx)
+    }
+
+    #[tokio::test]
+    async fn a_child_that_finishes_early_is_read_to_its_end_request_while_nginx_reads_nothing() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (mut worker, mut child, mut conn, _nginx) = fake_child_and_stalled_nginx(dir.path()).await;
+        let marker = b"MARK";
+        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1));
+        let mut response = ResponseStream::new(1, Some(marker));
+        let lifted = AtomicBool::new(false);
+        let mut exchange = Exchange {
+            to_child: &mut to_child,
+            request: &mut request,
+            response: &mut response,
+            deadline: None,
+            lifted: &lifted,
+            keep_conn: true,
+            pool: "www",
+            output: None,
+            tail: Vec::new(),
+            tail_start: 0,
+        };
+        // One read's worth: 66,032 bytes of STDOUT records, then the finish
+        // marker (16 bytes). Completed, the response leaves more than
+        // UNSENT_MAX bytes for nginx; the script then ends.
+        let mut answer = Vec::new();
+        encode_stream(&mut answer, RecordType::Stdout, 1, &[b'x'; 65_528]);
+        encode_stream(&mut answer, RecordType::Stdout, 1, &[b'y'; 488]);
+        encode_stream(&mut answer, RecordType::Stderr, 1, b"MARK\n");
+        assert_eq!(answer.len(), crate::pool::worker::READ_BUF);
+        child.write_all(&answer).expect("the fake child writes its answer");
+        let mut end = Vec::new();
+        encode_end_request(&mut end, 1, 0, ProtocolStatus::RequestComplete);
+        let script_ends = async {
+            while !lifted.load(Ordering::Relaxed) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            child.write_all(&end).expect("the fake child ends the request");
+        };
+        let both = async { tokio::join!(exchange.run(&mut conn, &mut worker, false), script_ends).0 };
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(20), both).await;
+        assert!(matches!(ended, Ok(Ok(_))), "the exchange did not read the child's END_REQUEST");
+        assert!(exchange.unsent() > UNSENT_MAX, "nginx was to have read nothing");
     }
 
     #[test]

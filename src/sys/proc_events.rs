@@ -39,11 +39,20 @@ pub struct ExitEvent {
 #[derive(Debug)]
 pub struct ProcEvents {
     fd: OwnedFd,
+    /// The kernel refused the filter: every event is read.
+    pub unfiltered: Option<io::Error>,
 }
 
 impl ProcEvents {
     /// Subscribes; fails without the privilege to listen.
     pub fn open() -> io::Result<ProcEvents> {
+        Self::open_filtered(attach_exit_filter)
+    }
+
+    /// Subscribes with `filter` attached to the socket. Without it (the kernel
+    /// refused it), every event is read and [`parse_exit`] alone sorts them:
+    /// more wake-ups, but exits are still reported.
+    fn open_filtered(filter: fn(&OwnedFd) -> io::Result<()>) -> io::Result<ProcEvents> {
         // SAFETY: socket(2) with constant arguments; the result is checked.
         let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_CONNECTOR) };
         if raw < 0 {
@@ -60,13 +69,13 @@ impl ProcEvents {
         if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        attach_exit_filter(&fd)?;
+        let unfiltered = filter(&fd).err();
         let msg = listen_message();
         // SAFETY: sending an initialised buffer of its own length.
         if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(ProcEvents { fd })
+        Ok(ProcEvents { fd, unfiltered })
     }
 
     /// Blocks for the next exit event (other events are skipped).
@@ -185,6 +194,18 @@ mod tests {
         let event = std::iter::from_fn(|| events.next_exit().ok()).find(|e| e.pid == pid).unwrap();
         assert_eq!(event.parent, std::process::id() as i32);
         assert_eq!(event.wait_status & 0x7f, libc::SIGKILL);
+    }
+
+    #[test]
+    fn exits_are_still_reported_when_the_filter_cannot_be_attached() {
+        let refused = |_: &OwnedFd| Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        let events = ProcEvents::open_filtered(refused).expect("subscribed without the filter");
+        assert!(events.unfiltered.is_some());
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id() as i32;
+        child.wait().expect("reap true");
+        let event = std::iter::from_fn(|| events.next_exit().ok()).find(|e| e.pid == pid);
+        assert_eq!(event.map(|e| e.parent), Some(std::process::id() as i32));
     }
 
     #[test]

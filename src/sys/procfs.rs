@@ -65,6 +65,8 @@ fn parse_private_memory(text: &str) -> Option<u64> {
 
 /// Processes whose /proc files a [`ProcFiles`] keeps open; past it, it closes them all.
 const KEPT_OPEN: usize = 256;
+/// Files a [`ProcFiles`] keeps open for each process it reads (`stat` and `statm`).
+pub const FILES_PER_PROCESS: u64 = 2;
 
 /// The `/proc/PID/stat` and `/proc/PID/statm` files of the processes sampled after each of
 /// their requests, kept open and read again with one `pread` each (procfs lays them out
@@ -80,6 +82,15 @@ pub struct ProcFiles {
 struct PidFiles {
     stat: Option<fs::File>,
     statm: Option<fs::File>,
+}
+
+impl PidFiles {
+    /// The process still exists (a file of one that has ended fails to read).
+    fn alive(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let file = self.stat.as_ref().or(self.statm.as_ref());
+        file.is_some_and(|file| file.read_at(&mut [0u8; 1], 0).is_ok())
+    }
 }
 
 impl ProcFiles {
@@ -105,8 +116,14 @@ impl ProcFiles {
         buf: &'b mut [u8],
     ) -> Option<&'b str> {
         use std::os::unix::fs::FileExt;
-        if !self.open.contains_key(&pid) && self.open.len() >= KEPT_OPEN {
-            self.open.clear();
+        if !self.open.contains_key(&pid) {
+            // A new process (once per child): the files of those that have
+            // ended go, else a pool that replaces its children keeps two
+            // descriptors per child it ever had, up to KEPT_OPEN.
+            self.open.retain(|_, files| files.alive());
+            if self.open.len() >= KEPT_OPEN {
+                self.open.clear();
+            }
         }
         let file = slot(self.open.entry(pid).or_default());
         let mut n = None;
@@ -246,6 +263,20 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(table.spent(me, ticks(1, 1)), None, "a first sample");
         assert_eq!(table.spent(me, ticks(2, 1)), Some(ticks(1, 0)));
+    }
+
+    #[test]
+    fn the_files_of_ended_processes_are_closed_when_a_new_one_is_read() {
+        let mut files = ProcFiles::default();
+        for _ in 0..3 {
+            let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+            let pid = child.id() as i32;
+            assert!(files.cpu_ticks(pid).is_some() && files.private_memory(pid).is_some());
+            child.kill().expect("kill sleep");
+            child.wait().expect("reap sleep");
+        }
+        // A replaced child is never sampled again: its files go when a newer one comes.
+        assert_eq!(files.open.len(), 1, "only the last child's files are kept");
     }
 
     #[test]

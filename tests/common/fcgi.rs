@@ -72,3 +72,19 @@ pub fn send(socket: &Path, params: &[(&str, &[u8])]) -> Reply {
         .unwrap_or(200);
     Reply { status, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned() }
 }
+
+/// The params of a GET of `script` in `site` with `query`.
+pub fn get_params(site: &super::Site, script: &str, query: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let filename = site.www().join(script).display().to_string();
+    let uri = if query.is_empty() { format!("/{script}") } else { format!("/{script}?{query}") };
+    vec![
+        ("GATEWAY_INTERFACE", b"CGI/1.1".to_vec()),
+        ("REQUEST_METHOD", b"GET".to_vec()),
+        ("SCRIPT_FILENAME", filename.into_bytes()),
+        ("SCRIPT_NAME", format!("/{script}").into_bytes()),
+        ("REQUEST_URI", uri.into_bytes()),
+        ("QUERY_STRING", query.as_bytes().to_vec()),
+        ("DOCUMENT_ROOT", site.www().display().to_string().into_bytes()),
+        ("SERVER_PROTOCOL", b"HTTP/1.1".to_vec()),
+    ]
+}
