@@ -273,12 +273,18 @@ nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"
 # (and a request would leave php-fpm a child): their ports only have to accept connections;
 # each burst checks every answer.
 NGINX_PID=""
+#
+# The keepalive kinds are checked last, and nginx is then started afresh: php-fpm binds a
+# child to each idle upstream connection nginx keeps, so the checks through them would
+# leave php-fpm's children bound (all 4 once keep and keep512 are checked: the app check
+# after them waited for a free child forever), and its rounds short of children.
 start_nginx() {
 	nginx_start "$TMP"
 	NGINX_PID=$RF_LAST_PID
-	local b kind path
+	local b kind path kept=""
 	for b in "${BACKENDS[@]}"; do
-		for kind in "${KINDS[@]}"; do
+		for kind in $(printf '%s\n' "${KINDS[@]}" | grep -v '^keep'; printf '%s\n' "${KINDS[@]}" | grep '^keep'); do
+			[[ $kind == keep* ]] && kept=1
 			if [[ $kind == burst ]]; then
 				wait_for_http "${PORT[$b,$kind]}" / "$NGINX_PID" nginx
 				continue
@@ -304,11 +310,23 @@ start_nginx() {
 			done
 		done
 	done
+	[[ -z $kept ]] || restart_nginx
 }
-# restart_nginx: a fresh nginx, without upstream connections cached by an earlier run.
+# restart_nginx: a fresh nginx, without upstream connections cached by an earlier run
+# (and without requests of its own: start_nginx checked every endpoint).
 restart_nginx() {
 	stop_pid "$NGINX_PID" nginx
-	start_nginx
+	nginx_start "$TMP"
+	NGINX_PID=$RF_LAST_PID
+	local kind i
+	for kind in "${KINDS[@]}"; do
+		local p=${PORT[${BACKENDS[0]},$kind]}
+		for ((i = 0; i < 300; i++)); do
+			port_in_use "$p" && break
+			pid_alive "$NGINX_PID" || die "nginx exited before listening on 127.0.0.1:$p"
+			sleep 0.05
+		done
+	done
 }
 log "starting nginx"
 start_nginx
