@@ -768,6 +768,7 @@ mod tests {
         let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1));
         let mut response = ResponseStream::new(1, Some(marker));
         let lifted = AtomicBool::new(false);
+        let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
         let mut exchange = Exchange {
             to_child: &mut to_child,
             request: &mut request,
@@ -779,6 +780,8 @@ mod tests {
             output: None,
             tail: Vec::new(),
             tail_start: 0,
+            balancer: &balancer,
+            coming_back: None,
         };
         // One read's worth: 66,032 bytes of STDOUT records, then the finish
         // marker (16 bytes). Completed, the response leaves more than
