@@ -187,6 +187,12 @@ impl PoolActor {
                     }
                 },
                 Some(event) = events.recv() => {
+                    // Messages sent before the event's cause come first: a stop's
+                    // `Stop` precedes the kills it leads to (children killed at once
+                    // would otherwise read as crashes, logged as warnings).
+                    while let Ok(msg) = msgs.try_recv() {
+                        self.handle(msg);
+                    }
                     self.on_event(event);
                     self.replace_and_lend();
                     if self.detach_done() {

@@ -130,6 +130,10 @@ impl PoolActor {
         }
         if !busy {
             match status {
+                // Killed by the pool's own stop: as php-fpm, no warning.
+                ExitKind::Signal(_) if self.stopping.begun() => {
+                    crate::notice!("[pool {}] child {pid} {status}", self.name)
+                }
                 ExitKind::Signal(_) => crate::warning!("[pool {}] child {pid} {status}", self.name),
                 ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
                 ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
