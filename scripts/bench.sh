@@ -90,16 +90,7 @@ ensure_packages "${packages[@]}"
 PYTHON=/usr/bin/python3
 enabled rustfpm && build_release
 
-TMP=$(mktemp -d /tmp/rustfpm-bench.XXXXXX)
-chmod 755 "$TMP" # www-data (nginx and PHP workers) must reach the docroot and sockets
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-	stop_all
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+work_dir bench
 
 mkdir "$TMP/www"
 cp "$RF_ROOT/scripts/bench/hello.php" "$RF_ROOT/scripts/bench/cpu.php" "$RF_ROOT/scripts/bench/sleep.php" "$TMP/www/"
@@ -223,11 +214,13 @@ fi
 # --- nginx: one server block per (backend, kind), all from the same template ----------------
 # Kinds: plain (no FastCGI keepalive) and keep (keepalive) for the static pools, app (the
 # application's docroot, no keepalive) for them too, burst (no keepalive) for the ondemand pools.
+# The keepalive kinds come last: start_nginx checks the endpoints in this order (see there).
 KINDS=()
-[[ -n $WRK_WORKLOADS ]] && KINDS+=(plain keep)
-measuring keep512 && KINDS+=(keep512)
+[[ -n $WRK_WORKLOADS ]] && KINDS+=(plain)
 measuring app && KINDS+=(app)
 measuring burst && KINDS+=(burst)
+[[ -n $WRK_WORKLOADS ]] && KINDS+=(keep)
+measuring keep512 && KINDS+=(keep512)
 declare -A PORT=()
 server_block() { # PORT UPSTREAM KEEP(on|off) ROOT
 	local keep_line=""
@@ -283,7 +276,7 @@ start_nginx() {
 	NGINX_PID=$RF_LAST_PID
 	local b kind path kept=""
 	for b in "${BACKENDS[@]}"; do
-		for kind in $(printf '%s\n' "${KINDS[@]}" | grep -v '^keep'; printf '%s\n' "${KINDS[@]}" | grep '^keep'); do
+		for kind in "${KINDS[@]}"; do
 			[[ $kind == keep* ]] && kept=1
 			if [[ $kind == burst ]]; then
 				wait_for_http "${PORT[$b,$kind]}" / "$NGINX_PID" nginx
@@ -318,14 +311,9 @@ restart_nginx() {
 	stop_pid "$NGINX_PID" nginx
 	nginx_start "$TMP"
 	NGINX_PID=$RF_LAST_PID
-	local kind i
+	local kind
 	for kind in "${KINDS[@]}"; do
-		local p=${PORT[${BACKENDS[0]},$kind]}
-		for ((i = 0; i < 300; i++)); do
-			port_in_use "$p" && break
-			pid_alive "$NGINX_PID" || die "nginx exited before listening on 127.0.0.1:$p"
-			sleep 0.05
-		done
+		wait_for_port "${PORT[${BACKENDS[0]},$kind]}" "$NGINX_PID" nginx
 	done
 }
 log "starting nginx"

@@ -53,16 +53,7 @@ if port_in_use "$PORT"; then
 	die "127.0.0.1:$PORT is already in use (choose another with PORT=...)"
 fi
 
-TMP=$(mktemp -d /tmp/rustfpm-demo.XXXXXX)
-chmod 755 "$TMP" # nginx's and PHP's workers (www-data) must reach the docroot and socket
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-	stop_all
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+work_dir demo
 
 # Docroot: a world-readable copy, so www-data can read it wherever the repo lives.
 cp -R "$RF_ROOT/scripts/demo" "$TMP/www"

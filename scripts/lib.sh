@@ -177,6 +177,22 @@ stop_all() {
 	done
 }
 
+# work_dir NAME: a private temp dir /tmp/rustfpm-NAME.XXXXXX in TMP, mode 755 (nginx's and
+# PHP's workers, www-data, must reach the docroot and sockets in it); on any exit, every
+# process started with start_bg is stopped and the dir removed.
+work_dir() {
+	TMP=$(mktemp -d "/tmp/rustfpm-$1.XXXXXX")
+	chmod 755 "$TMP"
+	trap work_dir_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+# shellcheck disable=SC2317  # called by the EXIT trap
+work_dir_cleanup() {
+	stop_all
+	rm -rf "$TMP"
+}
+
 # --- readiness ------------------------------------------------------------------
 
 # wait_for_socket PATH PID NAME [TIMEOUT_S]: poll until PATH is a socket; fail early if PID dies.
@@ -188,6 +204,18 @@ wait_for_socket() {
 		sleep 0.05
 	done
 	die "$name did not create $path within ${timeout}s"
+}
+
+# wait_for_port PORT PID NAME [TIMEOUT_S]: poll until 127.0.0.1:PORT accepts connections;
+# fail early if PID dies.
+wait_for_port() {
+	local port=$1 pid=$2 name=$3 timeout=${4:-15} i
+	for ((i = 0; i < timeout * 20; i++)); do
+		port_in_use "$port" && return 0
+		pid_alive "$pid" || die "$name exited before listening on 127.0.0.1:$port"
+		sleep 0.05
+	done
+	die "$name did not listen on 127.0.0.1:$port within ${timeout}s"
 }
 
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
@@ -232,17 +260,9 @@ http_body() {
 # wait_for_http PORT PATH PID NAME [TIMEOUT_S]: poll until PORT accepts connections, then
 # return the status of GET PATH in RF_HTTP_STATUS.
 wait_for_http() {
-	local port=$1 path=$2 pid=$3 name=$4 timeout=${5:-15} i
-	for ((i = 0; i < timeout * 20; i++)); do
-		if port_in_use "$port"; then
-			# shellcheck disable=SC2034  # read by the calling script
-			RF_HTTP_STATUS=$(http_status "$port" "$path")
-			return 0
-		fi
-		pid_alive "$pid" || die "$name exited before listening on 127.0.0.1:$port"
-		sleep 0.05
-	done
-	die "$name did not listen on 127.0.0.1:$port within ${timeout}s"
+	wait_for_port "$1" "$3" "$4" "${5:-15}"
+	# shellcheck disable=SC2034  # read by the calling script
+	RF_HTTP_STATUS=$(http_status "$1" "$2")
 }
 
 # --- memory -----------------------------------------------------------------------

@@ -45,16 +45,7 @@ ensure_packages php8.2-cgi php8.2-fpm nginx wrk gcc
 command -v perf >/dev/null || die "perf not found (apt-get install linux-perf)"
 build_release
 
-TMP=$(mktemp -d /tmp/rustfpm-syscalls.XXXXXX)
-chmod 755 "$TMP"
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-	stop_all
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+work_dir syscalls
 mkdir "$TMP/www"
 cp "$RF_ROOT/scripts/bench/hello.php" "$TMP/www/"
 chmod -R a+rX "$TMP/www"
