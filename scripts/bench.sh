@@ -34,7 +34,9 @@
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
 #   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
-#   empty: its default).
+#   empty: its default), SCHED_POLICY= (the children's CPU scheduling policy, other | batch |
+#   idle: rustfpm's process_sched_policy, and php-fpm run under `chrt --POLICY 0` so its
+#   children inherit it; empty: each backend's default, rustfpm's batch and php-fpm's other).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -59,6 +61,7 @@ BURST_IDLE=${BURST_IDLE:-1}
 BURST_TIMEOUT=${BURST_TIMEOUT:-10}
 KEEP512_CONNS=${KEEP512_CONNS:-512}
 FRONT_END_THREADS=${FRONT_END_THREADS:-}
+SCHED_POLICY=${SCHED_POLICY:-}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
@@ -79,6 +82,7 @@ for v in BURST_N BURST_MS BURST_IDLE BURST_TIMEOUT; do
 done
 [[ -z $FRONT_END_THREADS || $FRONT_END_THREADS =~ ^[1-9][0-9]*$ ]] ||
 	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
+[[ $SCHED_POLICY =~ ^(|other|batch|idle)$ ]] || die "SCHED_POLICY must be empty, other, batch or idle (got '$SCHED_POLICY')"
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
@@ -162,6 +166,7 @@ $2
 # The same PHP build and php.ini as php-fpm's, so only the process manager differs.
 php_cgi = "$(command -v php-cgi8.2)"
 php_ini = "/etc/php/8.2/fpm/php.ini"
+${SCHED_POLICY:+process_sched_policy = \"$SCHED_POLICY\"}
 $rf_user
 EOF
 }
@@ -178,7 +183,7 @@ start_backend() {
 	local b=$1 conf=$2 sock=$3 name=$4 pid
 	rm -f "$sock" # a socket left from an earlier run would pass wait_for_socket at once
 	if [[ $b == php-fpm ]]; then
-		start_bg "$name" "$TMP/$name.log" php-fpm8.2 -F -y "$conf"
+		start_bg "$name" "$TMP/$name.log" chrt "--${SCHED_POLICY:-other}" 0 php-fpm8.2 -F -y "$conf"
 	else
 		start_bg "$name" "$TMP/$name.log" "$RUSTFPM_BIN" --config "$conf"
 	fi
@@ -554,7 +559,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, the children of both under SCHED_${SCHED_POLICY^^}}"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		k512=""
 		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"

@@ -46,6 +46,8 @@ pub struct ProcessSettings {
     pub rlimit_core: Option<u64>,
     /// `process_priority`: nice value.
     pub priority: Option<i32>,
+    /// `process_sched_policy`: a `SCHED_*` policy number (priority 0). `None`: inherited.
+    pub sched_policy: Option<libc::c_int>,
 }
 
 /// What happens to the children's stdout and stderr (`catch_workers_output`).
@@ -175,9 +177,9 @@ const RESET_SIGNALS: [libc::c_int; 8] = [
 /// dumpable whatever `process_dumpable` says), see `explain_settings` in `pool`.
 fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: libc::pid_t) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
-    // SAFETY: signal, prctl, setsid, close_range, setrlimit, setpriority, chroot, chdir,
-    // setgroups, setgid, setuid and getppid are async-signal-safe system calls; every
-    // pointer passed was allocated before the fork and is only read.
+    // SAFETY: signal, prctl, setsid, close_range, setrlimit, setpriority, sched_setscheduler,
+    // chroot, chdir, setgroups, setgid, setuid and getppid are async-signal-safe system calls;
+    // every pointer passed was allocated before the fork and is only read.
     unsafe {
         // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
         // would survive exec; php-cgi must see the defaults.
@@ -198,6 +200,9 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
         }
         if let Some(nice) = settings.priority {
             check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
+        }
+        if let Some(policy) = settings.sched_policy {
+            check(libc::sched_setscheduler(0, policy, &libc::sched_param { sched_priority: 0 }))?;
         }
         if let Some(root) = &settings.chroot {
             check(libc::chroot(root.as_ptr()))?;

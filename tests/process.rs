@@ -661,17 +661,45 @@ fn rlimit_files_sets_the_open_file_limit() {
 fn process_priority_sets_the_nice_value() {
     let stack = static_stack(2, "process_priority = 5\n");
     let pid = get_pid(&stack.url("/pm_pid.php"));
-    let nice = |p: i32| -> i64 {
-        let text = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-        let rest: Vec<&str> = text[text.rfind(')').unwrap() + 1..].split_whitespace().collect();
-        // Field 19 of stat is nice; `rest` starts at field 3.
-        rest[19 - 3].parse().unwrap()
-    };
+    let nice = |p: i32| stat_field(p, 19); // nice
     assert_eq!(nice(pid), 5, "nice of child {pid}");
     let parent = stack.fpm.php_parent().expect("php-cgi parent");
     assert_eq!(nice(parent), 5, "nice of parent {parent}");
     // rustfpm itself keeps its own priority.
     assert_eq!(nice(stack.fpm.pid()), 0, "rustfpm's own nice value changed");
+}
+
+/// Field `n` (numbered from 1, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: i32, n: usize) -> i64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command (field 2, which may hold spaces) start at field 3.
+    let rest: Vec<&str> = text[text.rfind(')').unwrap() + 1..].split_whitespace().collect();
+    rest[n - 3].parse().unwrap()
+}
+
+/// The scheduling policy (stat field 41) of php-cgi's parent and a child, and of rustfpm.
+fn policies(stack: &Stack) -> (i64, i64, i64) {
+    let child = get_pid(&stack.url("/pm_pid.php"));
+    let parent = stack.fpm.php_parent().expect("php-cgi parent");
+    (stat_field(parent, 41), stat_field(child, 41), stat_field(stack.fpm.pid(), 41))
+}
+
+/// process_sched_policy unset: php-cgi runs under SCHED_BATCH (3), rustfpm under its own
+/// policy (SCHED_OTHER, 0).
+#[test]
+fn the_children_run_under_sched_batch_by_default() {
+    let stack = static_stack(2, "");
+    assert_eq!(policies(&stack), (3, 3, 0), "policies of (php-cgi parent, child, rustfpm)");
+}
+
+/// process_sched_policy = "other" and "idle": the children run under SCHED_OTHER (0) and
+/// SCHED_IDLE (5).
+#[test]
+fn process_sched_policy_sets_the_childrens_policy() {
+    for (name, policy) in [("other", 0), ("idle", 5)] {
+        let stack = static_stack(2, &format!("process_sched_policy = \"{name}\"\n"));
+        assert_eq!(policies(&stack), (policy, policy, 0), "{name}: policies of (php-cgi parent, child, rustfpm)");
+    }
 }
 
 /// catch_workers_output = true: what a child writes to its stderr (fd 2)

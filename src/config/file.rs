@@ -111,7 +111,7 @@ raw_table! {
         request_read_timeout, listen_idle_timeout, listen_max_connections,
         fastcgi_finish_request,
         request_terminate_timeout, request_terminate_timeout_track_finished, chdir, chroot,
-        rlimit_files, rlimit_core, process_priority, process_dumpable, catch_workers_output,
+        rlimit_files, rlimit_core, process_priority, process_sched_policy, process_dumpable, catch_workers_output,
         decorate_workers_output, pm_status_path, pm_status_listen, ping_path, ping_response, access_log,
         access_format, access_suppress_path, slowlog, request_slowlog_timeout,
     } tables { env, php_value, php_flag, php_admin_value, php_admin_flag }

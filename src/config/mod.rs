@@ -216,6 +216,43 @@ impl LogLevel {
     ];
 }
 
+/// A pool's `process_sched_policy`: the Linux scheduling policy php-cgi and its children run
+/// under, named as systemd's `CPUSchedulingPolicy=` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// `SCHED_OTHER`: the kernel's default, as php-fpm's children run.
+    Other,
+    /// `SCHED_BATCH` (the default): a child woken by the front end waits for the front end to
+    /// sleep or use up its time slice instead of preempting it, so the front end relays a
+    /// batch of requests per time slice instead of being switched out at every request.
+    Batch,
+    /// `SCHED_IDLE`: the children run only when nothing else wants the CPU.
+    Idle,
+}
+
+impl SchedPolicy {
+    /// Every policy with its spelling in the config.
+    pub(crate) const ALL: [(&'static str, SchedPolicy); 3] =
+        [("other", SchedPolicy::Other), ("batch", SchedPolicy::Batch), ("idle", SchedPolicy::Idle)];
+
+    /// Its name in the config.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, p)| *p == self).map_or("other", |(name, _)| name)
+    }
+
+    /// The `sched_setscheduler` policy number.
+    pub fn to_libc(self) -> libc::c_int {
+        match self {
+            SchedPolicy::Other => libc::SCHED_OTHER,
+            SchedPolicy::Batch => libc::SCHED_BATCH,
+            SchedPolicy::Idle => libc::SCHED_IDLE,
+        }
+    }
+}
+
+/// `process_sched_policy` when unset.
+pub(crate) const DEFAULT_PROCESS_SCHED_POLICY: SchedPolicy = SchedPolicy::Batch;
+
 /// A pool's `listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -351,6 +388,8 @@ pub struct Pool {
     /// Nice value of the children, `MIN_PROCESS_PRIORITY..=MAX_PROCESS_PRIORITY`. `None`:
     /// inherited.
     pub process_priority: Option<i32>,
+    /// The children's CPU scheduling policy (`process_sched_policy`).
+    pub process_sched_policy: SchedPolicy,
     /// php-fpm's `process.dumpable`. No effect here: exec() leaves php-cgi dumpable whatever it
     /// says (a notice tells so at start).
     pub process_dumpable: bool,

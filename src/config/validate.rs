@@ -16,14 +16,14 @@ use super::file::{Field, RawFile, RawGlobal, RawPool, RawPoolKeys};
 use super::{error_log, listen, pm, request_logs, tables};
 use super::{parse_duration, parse_size};
 use super::{
-    Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, DEFAULT_CATCH_WORKERS_OUTPUT, DEFAULT_CLEAR_ENV,
-    DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG,
+    Config, Global, ListenAddr, LogLevel, LogTarget, Pool, RlimitCore, SchedPolicy, DEFAULT_CATCH_WORKERS_OUTPUT,
+    DEFAULT_CLEAR_ENV, DEFAULT_DECORATE_WORKERS_OUTPUT, DEFAULT_EMERGENCY_RESTART_THRESHOLD, DEFAULT_ERROR_LOG,
     DEFAULT_FASTCGI_FINISH_REQUEST, DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_IDLE_TIMEOUT,
     DEFAULT_LISTEN_MAX_CONNECTIONS, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE,
     DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
-    DEFAULT_PROCESS_DUMPABLE, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
-    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_FRONT_END_THREADS,
-    MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_PROCESS_DUMPABLE, DEFAULT_PROCESS_SCHED_POLICY, DEFAULT_REQUEST_READ_TIMEOUT,
+    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL,
+    MAX_CHILDREN, MAX_FRONT_END_THREADS, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -118,6 +118,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         rlimit_files: None,
         rlimit_core: None,
         process_priority: None,
+        process_sched_policy: DEFAULT_PROCESS_SCHED_POLICY,
         process_dumpable: DEFAULT_PROCESS_DUMPABLE,
         catch_workers_output: DEFAULT_CATCH_WORKERS_OUTPUT,
         decorate_workers_output: DEFAULT_DECORATE_WORKERS_OUTPUT,
@@ -188,6 +189,8 @@ fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
         int_in(f, r, i64::from(MIN_PROCESS_PRIORITY)..=i64::from(MAX_PROCESS_PRIORITY)).map(|n| n as i32)
     };
     pool.process_priority = optional(&k.process_priority, r, priority);
+    let sched = |f: &Field<'_>, r: &mut Report<'_>| one_of(f, r, &SchedPolicy::ALL);
+    set(&mut pool.process_sched_policy, optional(&k.process_sched_policy, r, sched));
     set(&mut pool.process_dumpable, optional(&k.process_dumpable, r, boolean));
     set(&mut pool.catch_workers_output, optional(&k.catch_workers_output, r, boolean));
     set(&mut pool.decorate_workers_output, optional(&k.decorate_workers_output, r, boolean));
@@ -294,13 +297,18 @@ fn error_log(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogTarget> {
 }
 
 fn log_level(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogLevel> {
+    one_of(f, r, &LogLevel::ALL)
+}
+
+/// A string naming one of `table`'s values.
+fn one_of<T: Copy>(f: &Field<'_>, r: &mut Report<'_>, table: &[(&str, T)]) -> Option<T> {
     let s = string(f, r)?;
-    let found = LogLevel::ALL.iter().find(|(name, _)| *name == s);
+    let found = table.iter().find(|(name, _)| *name == s);
     if found.is_none() {
-        let names: Vec<&str> = LogLevel::ALL.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
         r.bad(f, format!("must be one of: {}", names.join(", ")));
     }
-    found.map(|(_, level)| *level)
+    found.map(|(_, value)| *value)
 }
 
 fn extensions(s: &str) -> Result<Vec<String>, String> {

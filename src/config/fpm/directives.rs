@@ -93,6 +93,7 @@ pub(in crate::config) const POOL: &[(&str, Action)] = &[
     ("listen.setfib", Warn("")),
     ("process.priority", Set("process_priority", Kind::Int)),
     ("process.dumpable", Set("process_dumpable", Kind::Bool)),
+    ("rustfpm.process.sched_policy", Set("process_sched_policy", Kind::Lower)),
     ("pm", Set("pm", Kind::Lower)),
     ("pm.max_children", Set("pm_max_children", Kind::Int)),
     ("pm.start_servers", Set("pm_start_servers", Kind::Int)),

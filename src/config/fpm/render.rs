@@ -79,6 +79,7 @@ fn pool(out: &mut String, p: &Pool) {
     };
     optional(out, "rlimit_core", p.rlimit_core.map(core));
     optional(out, "process_priority", p.process_priority);
+    line(out, "process_sched_policy", quote(p.process_sched_policy.name()));
     line(out, "process_dumpable", p.process_dumpable);
     line(out, "catch_workers_output", p.catch_workers_output);
     line(out, "decorate_workers_output", p.decorate_workers_output);

@@ -64,6 +64,8 @@ fn every_bad_value_names_key_value_and_line() {
         ("rlimit_core = \"1024\"", "rlimit_core", "1024", "without quotes"),
         ("process_priority = 21", "process_priority", "21", "between -19 and 20"),
         ("process_priority = -20", "process_priority", "-20", "between -19 and 20"),
+        ("process_sched_policy = \"fifo\"", "process_sched_policy", "fifo", "must be one of: other, batch, idle"),
+        ("process_sched_policy = 1", "process_sched_policy", "1", "string"),
         ("process_dumpable = 1", "process_dumpable", "1", "expected a boolean"),
         ("catch_workers_output = \"yes\"", "catch_workers_output", "yes", "write true"),
         ("decorate_workers_output = \"no\"", "decorate_workers_output", "no", "write false"),

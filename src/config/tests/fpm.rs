@@ -271,6 +271,7 @@ fn every_mapped_pool_directive_is_read() {
          listen.backlog = -1\nlisten.owner = root\nlisten.group = root\nlisten.mode = 0600\nuser = root\n\
          group = root\nrequest_terminate_timeout = 30s\nrequest_terminate_timeout_track_finished = yes\n\
          rlimit_files = 4096\nrlimit_core = unlimited\nprocess.priority = -5\nprocess.dumpable = yes\n\
+         rustfpm.process.sched_policy = Idle\n\
          catch_workers_output = yes\ndecorate_workers_output = no\nclear_env = no\nchroot = /\nchdir = /tmp\n\
          security.limit_extensions = .php .php7",
     ));
@@ -285,6 +286,7 @@ fn every_mapped_pool_directive_is_read() {
         (pool.rlimit_files, pool.rlimit_core, pool.process_priority),
         (Some(4096), Some(RlimitCore::Unlimited), Some(-5))
     );
+    assert_eq!(pool.process_sched_policy, SchedPolicy::Idle);
     assert!(pool.process_dumpable && pool.catch_workers_output && !pool.decorate_workers_output && !pool.clear_env);
     assert_eq!((pool.chroot, pool.chdir), (Some(PathBuf::from("/")), Some(PathBuf::from("/tmp"))));
     assert_eq!(pool.security_limit_extensions, [".php", ".php7"]);

@@ -108,6 +108,7 @@ fn defaults_fill_every_new_key() {
     assert_eq!((pool.chdir.as_ref(), pool.chroot.as_ref()), (None, None));
     assert_eq!((pool.rlimit_files, pool.rlimit_core, pool.process_priority), (None, None, None));
     assert_eq!(pool.process_dumpable, DEFAULT_PROCESS_DUMPABLE);
+    assert_eq!(pool.process_sched_policy, SchedPolicy::Batch);
     assert_eq!(pool.catch_workers_output, DEFAULT_CATCH_WORKERS_OUTPUT);
     assert_eq!(pool.decorate_workers_output, DEFAULT_DECORATE_WORKERS_OUTPUT);
     // php-fpm's values.
