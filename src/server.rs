@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, SchedPolicy};
 use crate::exporter::Sampler;
 use crate::frontend::{self, Listener, PoolListeners};
 use crate::notify::Notifier;
@@ -65,6 +65,7 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
         crate::metrics::install(addr)?;
         crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
     }
+    set_sched_policy(config.global.process_sched_policy);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let threads = config.global.front_end_threads.unwrap_or_else(frontend::default_threads);
     let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
@@ -83,6 +84,18 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     crate::accesslog::writer::flush(crate::accesslog::LOG_FLUSH_WAIT);
     crate::notice!("exiting, bye-bye!");
     result
+}
+
+/// Puts this thread, and so every thread it starts later (the front end's, the
+/// supervisor's, the log writer's), under `policy`. A policy the kernel refuses is a
+/// warning: rustfpm runs on under the one it has.
+fn set_sched_policy(policy: SchedPolicy) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler only reads `param`; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, policy.to_libc(), &param) } == -1 {
+        let error = std::io::Error::last_os_error();
+        crate::warning!("cannot run under process_sched_policy = \"{}\": {error}", policy.name());
+    }
 }
 
 /// The front end's threads: the main runtime (which also runs the pools' actors and

@@ -671,34 +671,54 @@ fn process_priority_sets_the_nice_value() {
 
 /// Field `n` (numbered from 1, as in proc(5)) of `/proc/PID/stat`.
 fn stat_field(pid: i32, n: usize) -> i64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat_field_of(&format!("/proc/{pid}/stat"), n)
+}
+
+/// Field `n` of a `stat` file (a process's or a thread's).
+fn stat_field_of(path: &str, n: usize) -> i64 {
+    let text = std::fs::read_to_string(path).unwrap();
     // The fields after the command (field 2, which may hold spaces) start at field 3.
     let rest: Vec<&str> = text[text.rfind(')').unwrap() + 1..].split_whitespace().collect();
     rest[n - 3].parse().unwrap()
 }
 
-/// The scheduling policy (stat field 41) of php-cgi's parent and a child, and of rustfpm.
+/// The scheduling policy (stat field 41) of php-cgi's parent and a child, and of the main
+/// thread (the front end) of rustfpm.
 fn policies(stack: &Stack) -> (i64, i64, i64) {
     let child = get_pid(&stack.url("/pm_pid.php"));
     let parent = stack.fpm.php_parent().expect("php-cgi parent");
     (stat_field(parent, 41), stat_field(child, 41), stat_field(stack.fpm.pid(), 41))
 }
 
-/// process_sched_policy unset: php-cgi runs under SCHED_BATCH (3), rustfpm under its own
-/// policy (SCHED_OTHER, 0).
+/// process_sched_policy unset: php-cgi and rustfpm's front end run under SCHED_BATCH (3).
 #[test]
-fn the_children_run_under_sched_batch_by_default() {
+fn rustfpm_and_the_children_run_under_sched_batch_by_default() {
     let stack = static_stack(2, "");
-    assert_eq!(policies(&stack), (3, 3, 0), "policies of (php-cgi parent, child, rustfpm)");
+    assert_eq!(policies(&stack), (3, 3, 3), "policies of (php-cgi parent, child, rustfpm)");
 }
 
-/// process_sched_policy = "other" and "idle": the children run under SCHED_OTHER (0) and
-/// SCHED_IDLE (5).
+/// A pool's process_sched_policy = "other" and "idle": its children run under SCHED_OTHER
+/// (0) and SCHED_IDLE (5); rustfpm stays under SCHED_BATCH.
 #[test]
 fn process_sched_policy_sets_the_childrens_policy() {
     for (name, policy) in [("other", 0), ("idle", 5)] {
         let stack = static_stack(2, &format!("process_sched_policy = \"{name}\"\n"));
-        assert_eq!(policies(&stack), (policy, policy, 0), "{name}: policies of (php-cgi parent, child, rustfpm)");
+        assert_eq!(policies(&stack), (policy, policy, 3), "{name}: policies of (php-cgi parent, child, rustfpm)");
+    }
+}
+
+/// `[global] process_sched_policy = "other"`: every thread of rustfpm runs under SCHED_OTHER
+/// (0), the children under their pool's default SCHED_BATCH (3).
+#[test]
+fn the_global_process_sched_policy_sets_rustfpms_own() {
+    let options =
+        PoolOptions { children: 2, global: "process_sched_policy = \"other\"\n".into(), ..PoolOptions::default() };
+    let stack = Stack::with(options);
+    assert_eq!(policies(&stack), (3, 3, 0), "policies of (php-cgi parent, child, rustfpm)");
+    let pid = stack.fpm.pid();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for task in tasks.map(|t| t.unwrap().file_name().to_string_lossy().parse::<i32>().unwrap()) {
+        assert_eq!(stat_field_of(&format!("/proc/{pid}/task/{task}/stat"), 41), 0, "thread {task} of rustfpm");
     }
 }
 

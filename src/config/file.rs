@@ -96,7 +96,7 @@ raw_table! {
         error_log, log_level, pid, process_control_timeout, emergency_restart_threshold,
         emergency_restart_interval, graceful_stop_on_term,
         syslog_facility, syslog_ident, syslog_socket, log_limit, daemonize, rlimit_files, systemd_interval,
-        metrics_listen, front_end_threads,
+        metrics_listen, front_end_threads, process_sched_policy,
     } tables {}
 }
 

@@ -154,6 +154,9 @@ pub struct Global {
     /// rustfpm extension: how many threads accept and serve nginx's connections
     /// (`front_end_threads`; `None`: [`crate::frontend::default_threads`]).
     pub front_end_threads: Option<usize>,
+    /// rustfpm extension: the CPU scheduling policy of rustfpm's own threads
+    /// (`process_sched_policy`).
+    pub process_sched_policy: SchedPolicy,
 }
 
 impl Default for Global {
@@ -175,6 +178,7 @@ impl Default for Global {
             systemd_interval: Some(DEFAULT_SYSTEMD_INTERVAL),
             metrics_listen: None,
             front_end_threads: None,
+            process_sched_policy: DEFAULT_PROCESS_SCHED_POLICY,
         }
     }
 }
@@ -216,17 +220,18 @@ impl LogLevel {
     ];
 }
 
-/// A pool's `process_sched_policy`: the Linux scheduling policy php-cgi and its children run
-/// under, named as systemd's `CPUSchedulingPolicy=` names it.
+/// `process_sched_policy`: the Linux scheduling policy rustfpm's threads (`[global]`) or a
+/// pool's php-cgi and its children run under, named as systemd's `CPUSchedulingPolicy=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedPolicy {
     /// `SCHED_OTHER`: the kernel's default, as php-fpm's children run.
     Other,
-    /// `SCHED_BATCH` (the default): a child woken by the front end waits for the front end to
-    /// sleep or use up its time slice instead of preempting it, so the front end relays a
-    /// batch of requests per time slice instead of being switched out at every request.
+    /// `SCHED_BATCH` (the default): a task woken by another does not preempt it, but waits
+    /// for it to sleep or use up its time slice. A child woken by the front end lets the
+    /// front end go on relaying other requests; the front end woken by a child's 8 KiB of
+    /// output lets the child go on writing, and then relays it all at once.
     Batch,
-    /// `SCHED_IDLE`: the children run only when nothing else wants the CPU.
+    /// `SCHED_IDLE`: runs only when nothing else wants the CPU.
     Idle,
 }
 

@@ -56,6 +56,8 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         front_end_threads: optional(&raw.front_end_threads, r, |f, r| {
             int_in(f, r, 1..=MAX_FRONT_END_THREADS as i64).map(|n| n as usize)
         }),
+        process_sched_policy: optional(&raw.process_sched_policy, r, sched_policy)
+            .unwrap_or(DEFAULT_PROCESS_SCHED_POLICY),
         ..Global::default()
     };
     error_log::apply(raw, &mut global, r);
@@ -189,8 +191,7 @@ fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
         int_in(f, r, i64::from(MIN_PROCESS_PRIORITY)..=i64::from(MAX_PROCESS_PRIORITY)).map(|n| n as i32)
     };
     pool.process_priority = optional(&k.process_priority, r, priority);
-    let sched = |f: &Field<'_>, r: &mut Report<'_>| one_of(f, r, &SchedPolicy::ALL);
-    set(&mut pool.process_sched_policy, optional(&k.process_sched_policy, r, sched));
+    set(&mut pool.process_sched_policy, optional(&k.process_sched_policy, r, sched_policy));
     set(&mut pool.process_dumpable, optional(&k.process_dumpable, r, boolean));
     set(&mut pool.catch_workers_output, optional(&k.catch_workers_output, r, boolean));
     set(&mut pool.decorate_workers_output, optional(&k.decorate_workers_output, r, boolean));
@@ -298,6 +299,10 @@ fn error_log(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogTarget> {
 
 fn log_level(f: &Field<'_>, r: &mut Report<'_>) -> Option<LogLevel> {
     one_of(f, r, &LogLevel::ALL)
+}
+
+fn sched_policy(f: &Field<'_>, r: &mut Report<'_>) -> Option<SchedPolicy> {
+    one_of(f, r, &SchedPolicy::ALL)
 }
 
 /// A string naming one of `table`'s values.

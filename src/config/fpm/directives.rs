@@ -75,6 +75,7 @@ pub(in crate::config) const GLOBAL: &[(&str, Action)] = &[
     ("events.mechanism", Warn("")),
     ("systemd_interval", Set("systemd_interval", Kind::Duration)),
     ("rustfpm.front_end_threads", Set("front_end_threads", Kind::Int)),
+    ("rustfpm.process.sched_policy", Set("process_sched_policy", Kind::Lower)),
 ];
 
 /// Pool directives (php-fpm 8.2's `ini_fpm_pool_options`); the arrays are in [`ARRAYS`].

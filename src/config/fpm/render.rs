@@ -42,6 +42,7 @@ fn global(out: &mut String, g: &Global) {
     line(out, "systemd_interval", duration(g.systemd_interval.unwrap_or_default()));
     optional(out, "metrics_listen", g.metrics_listen.map(|a| quote(&a.to_string())));
     optional(out, "front_end_threads", g.front_end_threads);
+    line(out, "process_sched_policy", quote(g.process_sched_policy.name()));
 }
 
 fn pool(out: &mut String, p: &Pool) {

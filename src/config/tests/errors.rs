@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{dynamic_with, errors, parse_ok, pool_with, FILE};
-use crate::config::{load, ConfigErrors};
+use crate::config::{load, ConfigErrors, SchedPolicy};
 
 /// For each key, a bad value: the error must name that key, show the value and give line 4.
 #[test]
@@ -439,4 +439,18 @@ fn metrics_listen_and_systemd_interval_are_checked() {
     assert_eq!(set.global.systemd_interval, None, "0 turns the STATUS= refresh off");
     let again = parse_ok(&crate::config::to_toml(&set));
     assert_eq!((again.global.metrics_listen, again.global.systemd_interval), (set.global.metrics_listen, None));
+}
+
+#[test]
+fn the_global_process_sched_policy_is_checked() {
+    let errors = errors(&format!("[global]\nprocess_sched_policy = \"rr\"\n{}", pool_with("")));
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref(), e.value.as_deref())).collect();
+    assert_eq!(found, [(Some(2), Some("process_sched_policy"), Some("rr"))]);
+    assert!(errors[0].message.contains("must be one of: other, batch, idle"), "{}", errors[0].message);
+
+    assert_eq!(parse_ok(&pool_with("")).global.process_sched_policy, SchedPolicy::Batch);
+    let set = parse_ok(&format!("[global]\nprocess_sched_policy = \"other\"\n{}", pool_with("")));
+    assert_eq!(set.global.process_sched_policy, SchedPolicy::Other);
+    let again = parse_ok(&crate::config::to_toml(&set));
+    assert_eq!(again.global.process_sched_policy, SchedPolicy::Other, "kept by convert");
 }

@@ -304,7 +304,8 @@ fn status_listen_is_read_like_listen() {
 fn every_mapped_global_directive_is_read() {
     let text = format!(
         "[global]\nlog_level = WARN\nemergency_restart_threshold = 10\nemergency_restart_interval = 1m\n\
-         process_control_timeout = 10s\nerror_log = /var/log/fpm.log\npid = /run/fpm.pid\n{}",
+         process_control_timeout = 10s\nerror_log = /var/log/fpm.log\npid = /run/fpm.pid\n\
+         rustfpm.process.sched_policy = other\n{}",
         pool_with("")
     );
     let (config, warnings) = load_text(&text);
@@ -315,6 +316,7 @@ fn every_mapped_global_directive_is_read() {
     assert_eq!(g.process_control_timeout, Some(Duration::from_secs(10)));
     assert_eq!(g.error_log, LogTarget::File("/var/log/fpm.log".into()));
     assert_eq!(g.pid, Some(PathBuf::from("/run/fpm.pid")));
+    assert_eq!(g.process_sched_policy, SchedPolicy::Other);
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
