@@ -34,9 +34,10 @@
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
 #   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
-#   empty: its default), SCHED_POLICY= (the children's CPU scheduling policy, other | batch |
-#   idle: rustfpm's process_sched_policy, and php-fpm run under `chrt --POLICY 0` so its
-#   children inherit it; empty: each backend's default, rustfpm's batch and php-fpm's other).
+#   empty: its default), SCHED_POLICY= (the CPU scheduling policy of each backend and its
+#   children, other | batch | idle: rustfpm's [global] and pool process_sched_policy, and
+#   php-fpm run under `chrt --POLICY 0`; empty: each backend's default, rustfpm's batch and
+#   php-fpm's other).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -159,6 +160,7 @@ rf_conf() {
 error_log = "stderr"
 log_level = "notice"
 ${FRONT_END_THREADS:+front_end_threads = $FRONT_END_THREADS}
+${SCHED_POLICY:+process_sched_policy = \"$SCHED_POLICY\"}
 
 [pool.bench]
 listen = "$1"
@@ -559,7 +561,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, the children of both under SCHED_${SCHED_POLICY^^}}"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		k512=""
 		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"
