@@ -84,7 +84,7 @@ impl Balancer {
             return self.take().map(|w| (w, Duration::ZERO));
         }
         let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
-        if ahead >= self.queue_max_len + self.coming_back.load(Ordering::SeqCst) {
+        if ahead >= self.queue_max_len + self.on_their_way() {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             // A worker that came back meanwhile (its permit is added before it stops
             // counting as coming back) is taken rather than refused.
@@ -97,7 +97,7 @@ impl Balancer {
         }
         self.had_to_wait.fetch_add(1, Ordering::Relaxed);
         self.max_waiting.fetch_max(ahead + 1, Ordering::Relaxed);
-        let _queued = Waiting(&self.waiting);
+        let queued = Waiting(&self.waiting);
         let start = Instant::now();
         let permit = match self.queue_max_wait {
             Some(limit) => {
@@ -106,7 +106,19 @@ impl Balancer {
             None => self.permits.acquire().await,
         };
         permit.map_err(|_| AcquireError::Closed)?.forget();
+        // Out of the queue before the worker leaves the idle queue: never counted in neither.
+        drop(queued);
         self.take().map(|w| (w, start.elapsed()))
+    }
+
+    /// Workers that will each take a waiting request out of the queue: those coming back,
+    /// and those back in the idle queue whose permit a waiter holds but whose task has not
+    /// run yet (it still counts as waiting). Read in this order: [`Self::release`] puts a
+    /// worker in the idle queue before it stops counting as coming back, so a worker on
+    /// its way is seen in one of the two.
+    fn on_their_way(&self) -> usize {
+        let coming_back = self.coming_back.load(Ordering::SeqCst);
+        coming_back + self.idle_rx.len()
     }
 
     fn take(&self) -> Result<Worker, AcquireError> {
@@ -192,6 +204,7 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn workers(n: usize) -> Vec<Worker> {
         let epochs: std::sync::Arc<[std::sync::atomic::AtomicU32]> =
@@ -239,6 +252,33 @@ mod tests {
         b.release(w);
         assert_eq!(waiter.await.unwrap(), Ok(0));
         assert_eq!(b.coming_back.load(Ordering::SeqCst), 0, "back once released");
+    }
+
+    /// A worker released to a waiter whose task has not run yet: the waiter still counts as
+    /// waiting, so the worker must count as on its way, or a full queue refuses a request
+    /// that a worker is free for (bench.sh keep512: 503 "queue full (511 waiting)" with 512
+    /// connections, 4 children and a handful of requests each 5 s).
+    #[tokio::test]
+    async fn a_worker_handed_to_a_waiter_leaves_room_in_the_queue() {
+        let b = std::sync::Arc::new(Balancer::new(workers(1), 1, None));
+        let (w, _) = b.acquire().await.unwrap();
+        let b2 = b.clone();
+        let first = tokio::spawn(async move { b2.acquire().await.map(|(w, _)| w) });
+        tokio::task::yield_now().await;
+        assert_eq!(b.waiting(), 1);
+        assert_eq!(b.acquire().await.err(), Some(AcquireError::QueueFull), "queue of 1 full, worker busy");
+        b.release(w); // the permit goes to `first`, whose task has not run yet
+        assert_eq!(b.waiting(), 1, "the first waiter has not taken its worker yet");
+        // Polled once, here, before `first` runs: it must queue, not be refused.
+        let mut second = Box::pin(b.acquire());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = second.as_mut().poll(&mut cx).map(|r| r.map(|(w, _)| w.slot()));
+        assert!(polled.is_pending(), "the second request waits instead of being refused: {polled:?}");
+        let w = first.await.unwrap().expect("the first waiter gets the worker");
+        assert_eq!(b.waiting(), 1, "the second request waits");
+        b.release(w);
+        assert_eq!(second.await.map(|(w, _)| w.slot()), Ok(0));
+        assert_eq!(b.waiting(), 0);
     }
 
     #[tokio::test]
