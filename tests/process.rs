@@ -715,11 +715,28 @@ fn the_global_process_sched_policy_sets_rustfpms_own() {
         PoolOptions { children: 2, global: "process_sched_policy = \"other\"\n".into(), ..PoolOptions::default() };
     let stack = Stack::with(options);
     assert_eq!(policies(&stack), (3, 3, 0), "policies of (php-cgi parent, child, rustfpm)");
-    let pid = stack.fpm.pid();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    for task in tasks.map(|t| t.unwrap().file_name().to_string_lossy().parse::<i32>().unwrap()) {
-        assert_eq!(stat_field_of(&format!("/proc/{pid}/task/{task}/stat"), 41), 0, "thread {task} of rustfpm");
+    for (task, policy) in thread_policies(stack.fpm.pid()) {
+        assert_eq!(policy, 0, "thread {task} of rustfpm");
     }
+}
+
+/// The scheduling policy of each thread of `pid`, by thread id.
+fn thread_policies(pid: i32) -> Vec<(i32, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let ids = tasks.map(|t| t.unwrap().file_name().to_string_lossy().parse::<i32>().unwrap());
+    ids.map(|task| (task, stat_field_of(&format!("/proc/{pid}/task/{task}/stat"), 41))).collect()
+}
+
+/// Every thread of rustfpm runs under the default SCHED_BATCH (3), also those that start
+/// early: the Prometheus exporter's (metrics_listen) and a second front end's.
+#[test]
+fn every_thread_of_rustfpm_runs_under_its_policy() {
+    let global = format!("metrics_listen = \"127.0.0.1:{}\"\nfront_end_threads = 2\n", free_port());
+    let stack = Stack::with(PoolOptions { children: 2, global, ..PoolOptions::default() });
+    let threads = thread_policies(stack.fpm.pid());
+    assert!(threads.len() > 3, "rustfpm's threads: {threads:?}");
+    let other: Vec<_> = threads.iter().filter(|(_, policy)| *policy != 3).collect();
+    assert!(other.is_empty(), "threads (id, policy) of rustfpm not under SCHED_BATCH: {other:?} of {threads:?}");
 }
 
 /// catch_workers_output = true: what a child writes to its stderr (fd 2)
