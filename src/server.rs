@@ -61,11 +61,12 @@ pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
 
 /// Runs rustfpm until it is told to stop. Returns the process exit code.
 pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Options) -> anyhow::Result<i32> {
+    // First: the metrics exporter's thread inherits it too.
+    set_sched_policy(config.global.process_sched_policy);
     if let Some(addr) = config.global.metrics_listen {
         crate::metrics::install(addr)?;
         crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
     }
-    set_sched_policy(config.global.process_sched_policy);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
     let threads = config.global.front_end_threads.unwrap_or_else(frontend::default_threads);
     let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
@@ -86,8 +87,8 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     result
 }
 
-/// Puts this thread, and so every thread it starts later (the front end's, the
-/// supervisor's, the log writer's), under `policy`. A policy the kernel refuses is a
+/// Puts this thread, and so every thread it starts later (the metrics exporter's, the front
+/// end's, the supervisor's, the log writer's), under `policy`. A policy the kernel refuses is a
 /// warning: rustfpm runs on under the one it has.
 fn set_sched_policy(policy: SchedPolicy) {
     let param = libc::sched_param { sched_priority: 0 };
