@@ -739,6 +739,44 @@ fn every_thread_of_rustfpm_runs_under_its_policy() {
     assert!(other.is_empty(), "threads (id, policy) of rustfpm not under SCHED_BATCH: {other:?} of {threads:?}");
 }
 
+/// rustfpm started under SCHED_IDLE without CAP_SYS_NICE (as systemd's
+/// `CPUSchedulingPolicy=idle` starts a service that is not root, or a container without that
+/// capability): the kernel refuses to move it or its children to SCHED_BATCH. The pool must
+/// still serve, its children under the policy they inherit, and the refusal is a warning that
+/// names the pool, the key and the value.
+#[test]
+fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
+    use std::os::unix::process::CommandExt;
+    const CAP_SYS_NICE: libc::c_ulong = 23;
+    let site = Site::new();
+    let (config, socket) = Rustfpm::write_config(&site, &PoolOptions { children: 2, ..PoolOptions::default() });
+    let fpm = Rustfpm::start_command(&site, &config, socket, |command| {
+        let idle = || -> std::io::Result<()> {
+            // SAFETY: setrlimit, sched_setscheduler and prctl are async-signal-safe and only
+            // read what they are passed.
+            unsafe {
+                // Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE of 20; a test run
+                // as root drops the capability (one that is not has none to drop).
+                libc::setrlimit(libc::RLIMIT_NICE, &libc::rlimit { rlim_cur: 0, rlim_max: 0 });
+                libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0);
+                if libc::sched_setscheduler(0, libc::SCHED_IDLE, &libc::sched_param { sched_priority: 0 }) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        };
+        // SAFETY: the closure makes only async-signal-safe system calls.
+        unsafe { command.pre_exec(idle) };
+    });
+    let nginx = Nginx::start(&site, &fpm);
+    let stack = Stack { nginx, fpm, site };
+    let log = stack.fpm.log_text();
+    let warned = |needle: &str| log.lines().any(|l| l.contains("WARNING") && l.contains(needle));
+    assert!(warned("[pool www] cannot run php-cgi under process_sched_policy = \"batch\""), "{log}");
+    assert!(warned("cannot run under [global] process_sched_policy = \"batch\""), "{log}");
+    assert_eq!(policies(&stack), (5, 5, 5), "policies of (php-cgi parent, child, rustfpm)");
+}
+
 /// catch_workers_output = true: what a child writes to its stderr (fd 2)
 /// shows up in rustfpm's log.
 #[test]
