@@ -95,7 +95,7 @@ fn set_sched_policy(policy: SchedPolicy) {
     // SAFETY: sched_setscheduler only reads `param`; pid 0 is the calling thread.
     if unsafe { libc::sched_setscheduler(0, policy.to_libc(), &param) } == -1 {
         let error = std::io::Error::last_os_error();
-        crate::warning!("cannot run under process_sched_policy = \"{}\": {error}", policy.name());
+        crate::warning!("cannot run under [global] process_sched_policy = \"{}\": {error}", policy.name());
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use nix::unistd::{Gid, Pid, Uid};
 
+use crate::config::SchedPolicy;
+
 /// Everything needed to exec one pool's php-cgi parent.
 #[derive(Debug)]
 pub struct ChildSpec {
@@ -46,8 +48,9 @@ pub struct ProcessSettings {
     pub rlimit_core: Option<u64>,
     /// `process_priority`: nice value.
     pub priority: Option<i32>,
-    /// `process_sched_policy`: a `SCHED_*` policy number (priority 0). `None`: inherited.
-    pub sched_policy: Option<libc::c_int>,
+    /// `process_sched_policy`. `None`, or one the kernel refuses (see [`spawn_parent`]):
+    /// inherited.
+    pub sched_policy: Option<SchedPolicy>,
 }
 
 /// What happens to the children's stdout and stderr (`catch_workers_output`).
@@ -82,8 +85,20 @@ pub struct Credentials {
 }
 
 /// Execs a pool's php-cgi parent; returns its pid. For the supervisor only:
-/// it reaps what it starts.
+/// it reaps what it starts. A `sched_policy` the kernel refuses is a warning, and php-cgi
+/// runs under the policy it inherits: rustfpm may have been started under `SCHED_IDLE`
+/// without `CAP_SYS_NICE` (which leaving it takes), or under a seccomp filter.
 pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+    if let Some(policy) = spec.settings.sched_policy {
+        if let Err(e) = try_sched_policy(policy, spec.settings.priority) {
+            crate::warning!(
+                "[pool {}] cannot run php-cgi under process_sched_policy = \"{}\": {e}; it runs under the policy \
+                 it inherits from rustfpm",
+                spec.pool,
+                policy.name()
+            );
+        }
+    }
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
@@ -107,6 +122,30 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Whether the kernel lets [`pre_exec`] switch to `policy` (after the nice value `priority`):
+/// tried on a thread of its own, which starts as a forked child does, under this thread's
+/// policy, credentials and limits, and ends after.
+fn try_sched_policy(policy: SchedPolicy, priority: Option<i32>) -> std::io::Result<()> {
+    let set = move || {
+        // SAFETY: setpriority and sched_setscheduler only read their arguments; on Linux both
+        // change the calling thread alone (pid 0), which ends after.
+        unsafe {
+            if let Some(nice) = priority {
+                libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+            }
+            if libc::sched_setscheduler(0, policy.to_libc(), &libc::sched_param { sched_priority: 0 }) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // A thread that cannot start tells nothing: no warning then.
+    std::thread::scope(|s| match std::thread::Builder::new().name("sched-policy".into()).spawn_scoped(s, set) {
+        Ok(thread) => thread.join().unwrap_or(Ok(())),
+        Err(_) => Ok(()),
+    })
 }
 
 /// A short run of php-cgi that prints an answer and exits (`-i`, `-v`): for a
@@ -201,8 +240,9 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
         if let Some(nice) = settings.priority {
             check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
         }
+        // Refused, php-cgi runs under the inherited policy ([`spawn_parent`] has warned).
         if let Some(policy) = settings.sched_policy {
-            check(libc::sched_setscheduler(0, policy, &libc::sched_param { sched_priority: 0 }))?;
+            libc::sched_setscheduler(0, policy.to_libc(), &libc::sched_param { sched_priority: 0 });
         }
         if let Some(root) = &settings.chroot {
             check(libc::chroot(root.as_ptr()))?;
