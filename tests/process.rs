@@ -777,6 +777,28 @@ fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
     assert_eq!(policies(&stack), (5, 5, 5), "policies of (php-cgi parent, child, rustfpm)");
 }
 
+/// A reload applies a pool's process_sched_policy to its new children; rustfpm's own threads
+/// keep theirs (they are not started again), and a changed `[global] process_sched_policy`
+/// says so rather than being dropped without a word.
+#[test]
+fn a_reload_changes_the_childrens_policy_and_warns_about_the_global_one() {
+    let stack = static_stack(2, "");
+    assert_eq!(policies(&stack), (3, 3, 3), "policies of (php-cgi parent, child, rustfpm) at start");
+    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
+    let text = text.replace("[global]\n", "[global]\nprocess_sched_policy = \"other\"\n");
+    let text = text.replace("[pool.www]\n", "[pool.www]\nprocess_sched_policy = \"other\"\n");
+    std::fs::write(&stack.fpm.config, text).unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    let reloaded = wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded"));
+    assert!(reloaded, "no reload:\n{}", stack.fpm.log_text());
+    let retired = wait_until(Duration::from_secs(10), || stack.fpm.php_parents().len() == 1);
+    assert!(retired, "the old php-cgi parent is still there: {:?}", stack.fpm.php_parents());
+    assert_eq!(policies(&stack), (0, 0, 3), "policies of (php-cgi parent, child, rustfpm) after the reload");
+    let log = stack.fpm.log_text();
+    let warning = "[global] process_sched_policy changes take effect at the next restart";
+    assert_eq!(count_lines(&log, warning), 1, "{log}");
+}
+
 /// catch_workers_output = true: what a child writes to its stderr (fd 2)
 /// shows up in rustfpm's log.
 #[test]
