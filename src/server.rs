@@ -328,6 +328,7 @@ impl Server {
         crate::notice!("Reloading in progress ...");
         self.notify(Notifier::reloading);
         let (metrics_listen, pid) = (self.config.global.metrics_listen, self.config.global.pid.clone());
+        let sched_policy = self.config.global.process_sched_policy;
         let stop = self.reload_pools().await;
         if self.config.global.pid != pid {
             self.move_pid_file();
@@ -339,6 +340,10 @@ impl Server {
         }
         if self.config.global.metrics_listen != metrics_listen {
             crate::warning!("metrics_listen changes take effect at the next restart");
+        }
+        // rustfpm's threads run on; a pool's policy applies to its new php-cgi.
+        if self.config.global.process_sched_policy != sched_policy {
+            crate::warning!("[global] process_sched_policy changes take effect at the next restart");
         }
         stop
     }
