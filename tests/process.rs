@@ -739,26 +739,25 @@ fn every_thread_of_rustfpm_runs_under_its_policy() {
     assert!(other.is_empty(), "threads (id, policy) of rustfpm not under SCHED_BATCH: {other:?} of {threads:?}");
 }
 
-/// rustfpm started under SCHED_IDLE without CAP_SYS_NICE (as systemd's
-/// `CPUSchedulingPolicy=idle` starts a service that is not root, or a container without that
-/// capability): the kernel refuses to move it or its children to SCHED_BATCH. The pool must
-/// still serve, its children under the policy they inherit, and the refusal is a warning that
-/// names the pool, the key and the value.
-#[test]
-fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
+/// A stack whose rustfpm is started under SCHED_IDLE, as systemd's
+/// `CPUSchedulingPolicy=idle` starts a service; without CAP_SYS_NICE if `no_sys_nice` (a
+/// service that is not root, or a container without that capability).
+fn stack_started_under_idle(options: PoolOptions, no_sys_nice: bool) -> Stack {
     use std::os::unix::process::CommandExt;
     const CAP_SYS_NICE: libc::c_ulong = 23;
     let site = Site::new();
-    let (config, socket) = Rustfpm::write_config(&site, &PoolOptions { children: 2, ..PoolOptions::default() });
+    let (config, socket) = Rustfpm::write_config(&site, &options);
     let fpm = Rustfpm::start_command(&site, &config, socket, |command| {
-        let idle = || -> std::io::Result<()> {
+        let idle = move || -> std::io::Result<()> {
             // SAFETY: setrlimit, sched_setscheduler and prctl are async-signal-safe and only
             // read what they are passed.
             unsafe {
-                // Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE of 20; a test run
-                // as root drops the capability (one that is not has none to drop).
-                libc::setrlimit(libc::RLIMIT_NICE, &libc::rlimit { rlim_cur: 0, rlim_max: 0 });
-                libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0);
+                if no_sys_nice {
+                    // Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE of 20; a test
+                    // run as root drops the capability (one that is not has none to drop).
+                    libc::setrlimit(libc::RLIMIT_NICE, &libc::rlimit { rlim_cur: 0, rlim_max: 0 });
+                    libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0);
+                }
                 if libc::sched_setscheduler(0, libc::SCHED_IDLE, &libc::sched_param { sched_priority: 0 }) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -769,12 +768,35 @@ fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
         unsafe { command.pre_exec(idle) };
     });
     let nginx = Nginx::start(&site, &fpm);
-    let stack = Stack { nginx, fpm, site };
+    Stack { nginx, fpm, site }
+}
+
+/// "batch" asked for where the kernel refuses it (rustfpm started under SCHED_IDLE without
+/// CAP_SYS_NICE): the pool must still serve, its children under the policy they inherit,
+/// and each refusal is a warning that names the pool, the key and the value.
+#[test]
+fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
+    let batch = "process_sched_policy = \"batch\"\n".to_string();
+    let options = PoolOptions { children: 2, global: batch.clone(), extra: batch, ..PoolOptions::default() };
+    let stack = stack_started_under_idle(options, true);
     let log = stack.fpm.log_text();
     let warned = |needle: &str| log.lines().any(|l| l.contains("WARNING") && l.contains(needle));
     assert!(warned("[pool www] cannot run php-cgi under process_sched_policy = \"batch\""), "{log}");
     assert!(warned("cannot run under [global] process_sched_policy = \"batch\""), "{log}");
     assert_eq!(policies(&stack), (5, 5, 5), "policies of (php-cgi parent, child, rustfpm)");
+}
+
+/// process_sched_policy unset, rustfpm started under SCHED_IDLE (5) by its parent (systemd's
+/// `CPUSchedulingPolicy=idle`): the default "batch" does not override what the parent chose;
+/// rustfpm and its children stay under SCHED_IDLE, and a notice says so.
+#[test]
+fn the_default_keeps_a_policy_rustfpm_was_started_under() {
+    let stack = stack_started_under_idle(PoolOptions { children: 2, ..PoolOptions::default() }, false);
+    assert_eq!(policies(&stack), (5, 5, 5), "policies of (php-cgi parent, child, rustfpm)");
+    let log = stack.fpm.log_text();
+    let kept = "process_sched_policy is not set: rustfpm keeps the policy it was started under (idle)";
+    assert_eq!(count_lines(&log, kept), 1, "{log}");
+    assert!(!log.contains("WARNING"), "{log}");
 }
 
 /// A reload applies a pool's process_sched_policy to its new children; rustfpm's own threads
