@@ -88,9 +88,19 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
 }
 
 /// Puts this thread, and so every thread it starts later (the metrics exporter's, the front
-/// end's, the supervisor's, the log writer's), under `policy`. A policy the kernel refuses is a
-/// warning: rustfpm runs on under the one it has.
-fn set_sched_policy(policy: SchedPolicy) {
+/// end's, the supervisor's, the log writer's), under `asked`, or unset under
+/// [`SchedPolicy::default_from`] the one it was started under. A policy the kernel refuses is
+/// a warning: rustfpm runs on under the one it has.
+fn set_sched_policy(asked: Option<SchedPolicy>) {
+    let started_under = crate::spawn::thread_sched_policy();
+    let Some(policy) = asked.or_else(|| SchedPolicy::default_from(started_under)) else {
+        crate::notice!(
+            "process_sched_policy is not set: rustfpm keeps the policy it was started under ({}), and so do the \
+             children of pools that do not set it",
+            SchedPolicy::name_of(started_under)
+        );
+        return;
+    };
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler only reads `param`; pid 0 is the calling thread.
     if unsafe { libc::sched_setscheduler(0, policy.to_libc(), &param) } == -1 {

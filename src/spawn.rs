@@ -48,8 +48,8 @@ pub struct ProcessSettings {
     pub rlimit_core: Option<u64>,
     /// `process_priority`: nice value.
     pub priority: Option<i32>,
-    /// `process_sched_policy`. `None`, or one the kernel refuses (see [`spawn_parent`]):
-    /// inherited.
+    /// `process_sched_policy`. `None`: [`SchedPolicy::default_from`] the policy of the
+    /// spawning thread (rustfpm's). One the kernel refuses (see [`spawn_parent`]): inherited.
     pub sched_policy: Option<SchedPolicy>,
 }
 
@@ -89,14 +89,17 @@ pub struct Credentials {
 /// runs under the policy it inherits: rustfpm may have been started under `SCHED_IDLE`
 /// without `CAP_SYS_NICE` (which leaving it takes), or under a seccomp filter.
 pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
-    if let Some(policy) = spec.settings.sched_policy {
-        if let Err(e) = try_sched_policy(policy, spec.settings.priority) {
+    let mut settings = spec.settings.clone();
+    settings.sched_policy = settings.sched_policy.or_else(|| SchedPolicy::default_from(thread_sched_policy()));
+    if let Some(policy) = settings.sched_policy {
+        if let Err(e) = try_sched_policy(policy, settings.priority) {
             crate::warning!(
                 "[pool {}] cannot run php-cgi under process_sched_policy = \"{}\": {e}; it runs under the policy \
                  it inherits from rustfpm",
                 spec.pool,
                 policy.name()
             );
+            settings.sched_policy = None;
         }
     }
     let mut cmd = std::process::Command::new(&spec.program);
@@ -109,7 +112,6 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         Output::Capture(c) => cmd.stdout(c.stdout.try_clone()?).stderr(c.stderr.try_clone()?),
     };
     let creds = spec.credentials.clone();
-    let settings = spec.settings.clone();
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
@@ -122,6 +124,12 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// The scheduling policy of the calling thread (`sched_getscheduler`; -1 if it cannot tell).
+pub(crate) fn thread_sched_policy() -> libc::c_int {
+    // SAFETY: sched_getscheduler takes a pid (0: the calling thread) and touches no memory.
+    unsafe { libc::sched_getscheduler(0) }
 }
 
 /// Whether the kernel lets [`pre_exec`] switch to `policy` (after the nice value `priority`):

@@ -155,8 +155,9 @@ pub struct Global {
     /// (`front_end_threads`; `None`: [`crate::frontend::default_threads`]).
     pub front_end_threads: Option<usize>,
     /// rustfpm extension: the CPU scheduling policy of rustfpm's own threads
-    /// (`process_sched_policy`).
-    pub process_sched_policy: SchedPolicy,
+    /// (`process_sched_policy`; `None`: [`SchedPolicy::default_from`] the one it was started
+    /// under).
+    pub process_sched_policy: Option<SchedPolicy>,
 }
 
 impl Default for Global {
@@ -178,7 +179,7 @@ impl Default for Global {
             systemd_interval: Some(DEFAULT_SYSTEMD_INTERVAL),
             metrics_listen: None,
             front_end_threads: None,
-            process_sched_policy: DEFAULT_PROCESS_SCHED_POLICY,
+            process_sched_policy: None,
         }
     }
 }
@@ -226,7 +227,7 @@ impl LogLevel {
 pub enum SchedPolicy {
     /// `SCHED_OTHER`: the kernel's default, as php-fpm's children run.
     Other,
-    /// `SCHED_BATCH` (the default): a task woken by another does not preempt it, but waits
+    /// `SCHED_BATCH` (the default, see [`SchedPolicy::default_from`]): a task woken by another does not preempt it, but waits
     /// for it to sleep or use up its time slice. A child woken by the front end lets the
     /// front end go on relaying other requests; the front end woken by a child's 8 KiB of
     /// output lets the child go on writing, and then relays it all at once.
@@ -253,10 +254,29 @@ impl SchedPolicy {
             SchedPolicy::Idle => libc::SCHED_IDLE,
         }
     }
-}
 
-/// `process_sched_policy` when unset.
-pub(crate) const DEFAULT_PROCESS_SCHED_POLICY: SchedPolicy = SchedPolicy::Batch;
+    /// What an unset `process_sched_policy` means for a thread under `current` (what
+    /// `sched_getscheduler` returns): "batch" if that is the kernel's default or batch; `None`
+    /// (keep it) if it is idle or a real-time policy, which the parent that started rustfpm
+    /// chose (systemd's `CPUSchedulingPolicy=`, `chrt`) or `[global]` asked for.
+    pub fn default_from(current: libc::c_int) -> Option<SchedPolicy> {
+        let current = current & !libc::SCHED_RESET_ON_FORK;
+        matches!(current, libc::SCHED_OTHER | libc::SCHED_BATCH).then_some(SchedPolicy::Batch)
+    }
+
+    /// The name of what `sched_getscheduler` returns, as `CPUSchedulingPolicy=` spells it.
+    pub fn name_of(current: libc::c_int) -> String {
+        match current & !libc::SCHED_RESET_ON_FORK {
+            libc::SCHED_FIFO => "fifo".into(),
+            libc::SCHED_RR => "rr".into(),
+            libc::SCHED_DEADLINE => "deadline".into(),
+            n => Self::ALL
+                .iter()
+                .find(|(_, p)| p.to_libc() == n)
+                .map_or(format!("policy {n}"), |(name, _)| name.to_string()),
+        }
+    }
+}
 
 /// A pool's `listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,8 +413,9 @@ pub struct Pool {
     /// Nice value of the children, `MIN_PROCESS_PRIORITY..=MAX_PROCESS_PRIORITY`. `None`:
     /// inherited.
     pub process_priority: Option<i32>,
-    /// The children's CPU scheduling policy (`process_sched_policy`).
-    pub process_sched_policy: SchedPolicy,
+    /// The children's CPU scheduling policy (`process_sched_policy`; `None`:
+    /// [`SchedPolicy::default_from`] the one rustfpm's threads run under).
+    pub process_sched_policy: Option<SchedPolicy>,
     /// php-fpm's `process.dumpable`. No effect here: exec() leaves php-cgi dumpable whatever it
     /// says (a notice tells so at start).
     pub process_dumpable: bool,

@@ -21,9 +21,9 @@ use super::{
     DEFAULT_FASTCGI_FINISH_REQUEST, DEFAULT_GRACEFUL_STOP_ON_TERM, DEFAULT_LISTEN_BACKLOG, DEFAULT_LISTEN_IDLE_TIMEOUT,
     DEFAULT_LISTEN_MAX_CONNECTIONS, DEFAULT_LISTEN_MODE, DEFAULT_LOG_LEVEL, DEFAULT_PHP_CGI, DEFAULT_PING_RESPONSE,
     DEFAULT_PM, DEFAULT_PM_MAX_REQUESTS, DEFAULT_PM_MAX_SPAWN_RATE, DEFAULT_PM_PROCESS_IDLE_TIMEOUT,
-    DEFAULT_PROCESS_DUMPABLE, DEFAULT_PROCESS_SCHED_POLICY, DEFAULT_REQUEST_READ_TIMEOUT,
-    DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED, DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL,
-    MAX_CHILDREN, MAX_FRONT_END_THREADS, MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
+    DEFAULT_PROCESS_DUMPABLE, DEFAULT_REQUEST_READ_TIMEOUT, DEFAULT_REQUEST_TERMINATE_TIMEOUT_TRACK_FINISHED,
+    DEFAULT_SECURITY_LIMIT_EXTENSIONS, DEFAULT_SYSTEMD_INTERVAL, MAX_CHILDREN, MAX_FRONT_END_THREADS,
+    MAX_LISTEN_MAX_CONNECTIONS, MAX_PROCESS_PRIORITY, MIN_PROCESS_PRIORITY,
 };
 
 pub(crate) fn config(raw: &RawFile<'_>, path: &Path, r: &mut Report<'_>) -> Option<Config> {
@@ -56,8 +56,7 @@ fn global(raw: &RawGlobal<'_>, r: &mut Report<'_>) -> Global {
         front_end_threads: optional(&raw.front_end_threads, r, |f, r| {
             int_in(f, r, 1..=MAX_FRONT_END_THREADS as i64).map(|n| n as usize)
         }),
-        process_sched_policy: optional(&raw.process_sched_policy, r, sched_policy)
-            .unwrap_or(DEFAULT_PROCESS_SCHED_POLICY),
+        process_sched_policy: optional(&raw.process_sched_policy, r, sched_policy),
         ..Global::default()
     };
     error_log::apply(raw, &mut global, r);
@@ -120,7 +119,7 @@ fn defaults(name: String, listen: ListenAddr, pm_max_children: usize) -> Pool {
         rlimit_files: None,
         rlimit_core: None,
         process_priority: None,
-        process_sched_policy: DEFAULT_PROCESS_SCHED_POLICY,
+        process_sched_policy: None,
         process_dumpable: DEFAULT_PROCESS_DUMPABLE,
         catch_workers_output: DEFAULT_CATCH_WORKERS_OUTPUT,
         decorate_workers_output: DEFAULT_DECORATE_WORKERS_OUTPUT,
@@ -191,7 +190,7 @@ fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
         int_in(f, r, i64::from(MIN_PROCESS_PRIORITY)..=i64::from(MAX_PROCESS_PRIORITY)).map(|n| n as i32)
     };
     pool.process_priority = optional(&k.process_priority, r, priority);
-    set(&mut pool.process_sched_policy, optional(&k.process_sched_policy, r, sched_policy));
+    pool.process_sched_policy = optional(&k.process_sched_policy, r, sched_policy);
     set(&mut pool.process_dumpable, optional(&k.process_dumpable, r, boolean));
     set(&mut pool.catch_workers_output, optional(&k.catch_workers_output, r, boolean));
     set(&mut pool.decorate_workers_output, optional(&k.decorate_workers_output, r, boolean));

@@ -77,7 +77,7 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
             config::RlimitCore::Unlimited => u64::MAX,
         }),
         priority: cfg.process_priority,
-        sched_policy: Some(cfg.process_sched_policy),
+        sched_policy: cfg.process_sched_policy,
     }
 }
 

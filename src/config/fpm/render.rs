@@ -42,7 +42,7 @@ fn global(out: &mut String, g: &Global) {
     line(out, "systemd_interval", duration(g.systemd_interval.unwrap_or_default()));
     optional(out, "metrics_listen", g.metrics_listen.map(|a| quote(&a.to_string())));
     optional(out, "front_end_threads", g.front_end_threads);
-    line(out, "process_sched_policy", quote(g.process_sched_policy.name()));
+    optional(out, "process_sched_policy", g.process_sched_policy.map(|p| quote(p.name())));
 }
 
 fn pool(out: &mut String, p: &Pool) {
@@ -80,7 +80,7 @@ fn pool(out: &mut String, p: &Pool) {
     };
     optional(out, "rlimit_core", p.rlimit_core.map(core));
     optional(out, "process_priority", p.process_priority);
-    line(out, "process_sched_policy", quote(p.process_sched_policy.name()));
+    optional(out, "process_sched_policy", p.process_sched_policy.map(|p| quote(p.name())));
     line(out, "process_dumpable", p.process_dumpable);
     line(out, "catch_workers_output", p.catch_workers_output);
     line(out, "decorate_workers_output", p.decorate_workers_output);

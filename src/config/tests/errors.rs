@@ -448,9 +448,11 @@ fn the_global_process_sched_policy_is_checked() {
     assert_eq!(found, [(Some(2), Some("process_sched_policy"), Some("rr"))]);
     assert!(errors[0].message.contains("must be one of: other, batch, idle"), "{}", errors[0].message);
 
-    assert_eq!(parse_ok(&pool_with("")).global.process_sched_policy, SchedPolicy::Batch);
+    let unset = parse_ok(&pool_with(""));
+    assert_eq!(unset.global.process_sched_policy, None);
+    assert!(!crate::config::to_toml(&unset).contains("process_sched_policy"), "unset stays unset in convert");
     let set = parse_ok(&format!("[global]\nprocess_sched_policy = \"other\"\n{}", pool_with("")));
-    assert_eq!(set.global.process_sched_policy, SchedPolicy::Other);
+    assert_eq!(set.global.process_sched_policy, Some(SchedPolicy::Other));
     let again = parse_ok(&crate::config::to_toml(&set));
-    assert_eq!(again.global.process_sched_policy, SchedPolicy::Other, "kept by convert");
+    assert_eq!(again.global.process_sched_policy, Some(SchedPolicy::Other), "kept by convert");
 }

@@ -286,7 +286,7 @@ fn every_mapped_pool_directive_is_read() {
         (pool.rlimit_files, pool.rlimit_core, pool.process_priority),
         (Some(4096), Some(RlimitCore::Unlimited), Some(-5))
     );
-    assert_eq!(pool.process_sched_policy, SchedPolicy::Idle);
+    assert_eq!(pool.process_sched_policy, Some(SchedPolicy::Idle));
     assert!(pool.process_dumpable && pool.catch_workers_output && !pool.decorate_workers_output && !pool.clear_env);
     assert_eq!((pool.chroot, pool.chdir), (Some(PathBuf::from("/")), Some(PathBuf::from("/tmp"))));
     assert_eq!(pool.security_limit_extensions, [".php", ".php7"]);
@@ -316,7 +316,7 @@ fn every_mapped_global_directive_is_read() {
     assert_eq!(g.process_control_timeout, Some(Duration::from_secs(10)));
     assert_eq!(g.error_log, LogTarget::File("/var/log/fpm.log".into()));
     assert_eq!(g.pid, Some(PathBuf::from("/run/fpm.pid")));
-    assert_eq!(g.process_sched_policy, SchedPolicy::Other);
+    assert_eq!(g.process_sched_policy, Some(SchedPolicy::Other));
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 

@@ -108,7 +108,7 @@ fn defaults_fill_every_new_key() {
     assert_eq!((pool.chdir.as_ref(), pool.chroot.as_ref()), (None, None));
     assert_eq!((pool.rlimit_files, pool.rlimit_core, pool.process_priority), (None, None, None));
     assert_eq!(pool.process_dumpable, DEFAULT_PROCESS_DUMPABLE);
-    assert_eq!(pool.process_sched_policy, SchedPolicy::Batch);
+    assert_eq!(pool.process_sched_policy, None);
     assert_eq!(pool.catch_workers_output, DEFAULT_CATCH_WORKERS_OUTPUT);
     assert_eq!(pool.decorate_workers_output, DEFAULT_DECORATE_WORKERS_OUTPUT);
     // php-fpm's values.
@@ -391,4 +391,21 @@ fn slow_peer_limits_are_read_and_zero_is_no_limit() {
     assert_eq!(pool.request_read_timeout, Some(Duration::from_secs(2)));
     assert_eq!(pool.listen_idle_timeout, None);
     assert_eq!(pool.listen_max_connections, 10);
+}
+
+/// An unset process_sched_policy is "batch" for a thread under the kernel's default (or
+/// batch), and keeps idle or a real-time policy that rustfpm's parent chose, with or without
+/// SCHED_RESET_ON_FORK (which `sched_getscheduler` ORs in).
+#[test]
+fn an_unset_sched_policy_keeps_idle_and_real_time_ones() {
+    let reset = libc::SCHED_RESET_ON_FORK;
+    for current in [libc::SCHED_OTHER, libc::SCHED_BATCH, libc::SCHED_OTHER | reset] {
+        assert_eq!(SchedPolicy::default_from(current), Some(SchedPolicy::Batch), "from {current:#x}");
+    }
+    for current in [libc::SCHED_IDLE, libc::SCHED_FIFO, libc::SCHED_RR | reset, libc::SCHED_DEADLINE, -1] {
+        assert_eq!(SchedPolicy::default_from(current), None, "from {current:#x}");
+    }
+    let names: Vec<String> =
+        [libc::SCHED_IDLE | reset, libc::SCHED_FIFO, libc::SCHED_BATCH, 42].map(SchedPolicy::name_of).into();
+    assert_eq!(names, ["idle", "fifo", "batch", "policy 42"]);
 }
