@@ -4,7 +4,10 @@
 //! thread blocks; the semaphore is FIFO, so requests are served in order.
 //!
 //! A worker whose request has ended goes back through the pool's actor, which
-//! decides first whether its child must be replaced. Until it is back it is
+//! decides first whether its child must be replaced; or, when the actor has
+//! granted its slot an *express* budget (nothing to decide for that many
+//! requests: no `pm_max_requests` reached, no mark for replacement, no stop),
+//! straight back here, the actor only noted of it. Until it is back it is
 //! counted as coming back: a request that finds no idle worker then may wait
 //! for it even when `queue_max_len` is reached, since no request of a child is
 //! refused for a child whose request has already ended (with several front-end
@@ -43,6 +46,10 @@ pub struct Balancer {
     had_to_wait: AtomicU64,
     queue_max_len: usize,
     queue_max_wait: Option<Duration>,
+    /// Per slot: how many more of its requests may end with the worker going
+    /// straight back here (set by the actor when it lends the worker, revoked
+    /// by it at any time).
+    express: Box<[AtomicU64]>,
 }
 
 /// Decrements the waiting count when a queued request leaves the queue,
@@ -61,6 +68,7 @@ impl Balancer {
     pub fn new(workers: Vec<Worker>, queue_max_len: usize, queue_max_wait: Option<Duration>) -> Balancer {
         let (idle_tx, idle_rx) = crossbeam_channel::bounded(workers.len().max(1));
         let count = workers.len();
+        let express = (0..count).map(|_| AtomicU64::new(0)).collect();
         for w in workers {
             let _ = idle_tx.try_send(w);
         }
@@ -74,6 +82,35 @@ impl Balancer {
             had_to_wait: AtomicU64::new(0),
             queue_max_len,
             queue_max_wait,
+            express,
+        }
+    }
+
+    /// The actor lends `slot`'s worker: its next `requests` requests may end
+    /// with the worker going straight back ([`Self::take_express`]).
+    pub fn grant_express(&self, slot: usize, requests: u64) {
+        if let Some(budget) = self.express.get(slot) {
+            budget.store(requests, Ordering::Relaxed);
+        }
+    }
+
+    /// The actor has something to decide when `slot`'s next request ends.
+    /// A request that took its express pass just before still goes straight
+    /// back (the actor reads its note before it decides anything).
+    pub fn revoke_express(&self, slot: usize) {
+        if let Some(budget) = self.express.get(slot).filter(|b| b.load(Ordering::Relaxed) != 0) {
+            budget.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the request of `slot` that has just ended may put its worker
+    /// straight back ([`Self::release`]); uses one request of its budget.
+    pub fn take_express(&self, slot: usize) -> bool {
+        let Some(budget) = self.express.get(slot) else { return false };
+        match budget.load(Ordering::Relaxed) {
+            0 => false,
+            u64::MAX => true,
+            _ => budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok(),
         }
     }
 
