@@ -1,7 +1,10 @@
-//! Balancing: idle workers wait in a crossbeam channel, a tokio semaphore
-//! counts them, and the first request to get a permit takes the next idle
-//! worker. The front end only ever `try_recv`s and `try_send`s, so no tokio
-//! thread blocks; the semaphore is FIFO, so requests are served in order.
+//! Balancing: idle workers wait in a queue, a tokio semaphore counts them,
+//! and the first request to get a permit takes the longest idle worker whose
+//! connection is registered with its own thread's reactor (`Worker::home`),
+//! or the longest idle one if none is: a worker that changes front-end threads
+//! costs two `epoll_ctl`s (`Worker::come_home`). The queue's lock is held for a
+//! few instructions, never across an await; the semaphore is FIFO, so requests
+//! are served in order.
 //!
 //! A worker whose request has ended goes back through the pool's actor, which
 //! decides first whether its child must be replaced; or, when the actor has
@@ -13,11 +16,11 @@
 //! refused for a child whose request has already ended (with several front-end
 //! threads, the next request may reach the balancer before the actor ran).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Semaphore;
 
 use super::worker::{ComingBack, Worker};
@@ -37,8 +40,8 @@ pub enum AcquireError {
 #[derive(Debug)]
 pub struct Balancer {
     permits: Semaphore,
-    idle_tx: Sender<Worker>,
-    idle_rx: Receiver<Worker>,
+    /// The idle workers, longest idle first; as many as `permits` has.
+    idle: Mutex<VecDeque<Worker>>,
     waiting: AtomicUsize,
     /// Workers whose request ended, on their way back through the actor.
     coming_back: Arc<AtomicUsize>,
@@ -66,16 +69,11 @@ impl Balancer {
     /// A balancer over `workers`, all idle. Requests wait at most
     /// `queue_max_wait` (if set), and at most `queue_max_len` of them at once.
     pub fn new(workers: Vec<Worker>, queue_max_len: usize, queue_max_wait: Option<Duration>) -> Balancer {
-        let (idle_tx, idle_rx) = crossbeam_channel::bounded(workers.len().max(1));
         let count = workers.len();
         let express = (0..count).map(|_| AtomicU64::new(0)).collect();
-        for w in workers {
-            let _ = idle_tx.try_send(w);
-        }
         Balancer {
             permits: Semaphore::new(count),
-            idle_tx,
-            idle_rx,
+            idle: Mutex::new(workers.into()),
             waiting: AtomicUsize::new(0),
             coming_back: Arc::new(AtomicUsize::new(0)),
             max_waiting: AtomicUsize::new(0),
@@ -146,11 +144,22 @@ impl Balancer {
         self.take().map(|w| (w, start.elapsed()))
     }
 
+    /// The idle worker for a request that got a permit: the longest idle of
+    /// those at home on this thread, else the longest idle.
     fn take(&self) -> Result<Worker, AcquireError> {
-        self.idle_rx.try_recv().map_err(|_| {
+        let here = Some(std::thread::current().id());
+        let mut idle = self.idle_queue();
+        let at_home = idle.iter().position(|w| w.home() == here).unwrap_or(0);
+        idle.remove(at_home).ok_or_else(|| {
             crate::error!("internal: a permit was granted but no idle worker was queued");
             AcquireError::Closed
         })
+    }
+
+    /// The idle queue (a worker is never dropped while the lock is held, so a
+    /// panic cannot have left it half-changed).
+    fn idle_queue(&self) -> MutexGuard<'_, VecDeque<Worker>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `worker`'s request has ended: it is counted as coming back (a request
@@ -176,7 +185,8 @@ impl Balancer {
         let coming_back = worker.coming_back.take();
         if self.permits.is_closed() {
             drop(worker);
-        } else if self.idle_tx.try_send(worker).is_ok() {
+        } else {
+            self.idle_queue().push_back(worker);
             self.permits.add_permits(1);
         }
         drop(coming_back);
@@ -220,9 +230,9 @@ impl Balancer {
     }
 
     fn drain_idle(&self) {
-        while let Ok(worker) = self.idle_rx.try_recv() {
-            drop(worker);
-        }
+        // Dropped outside the lock: closing a connection is a system call.
+        let workers = std::mem::take(&mut *self.idle_queue());
+        drop(workers);
     }
 }
 
@@ -245,6 +255,34 @@ mod tests {
         assert_eq!(b.idle(), 0);
         b.release(a);
         assert_eq!(b.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_takes_a_worker_at_home_on_its_thread_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("children.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let socket =
+            Arc::new(super::super::ChildSocket { path, dir: dir.path().join("gone"), listener: listener.into() });
+        let b = Arc::new(Balancer::new(workers(2), 4, None));
+        let (mut here, _) = b.acquire().await.unwrap();
+        here.ensure_connected(&socket).await.unwrap();
+        let (elsewhere, socket2) = (b.clone(), socket.clone());
+        let other_thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (mut w, _) = elsewhere.acquire().await.unwrap();
+                w.ensure_connected(&socket2).await.unwrap();
+                elsewhere.release(w);
+            })
+        });
+        other_thread.join().unwrap();
+        let slot = here.slot();
+        b.release(here);
+        let (first, _) = b.acquire().await.unwrap();
+        assert_eq!(first.slot(), slot, "the worker at home here, though the other one was idle longer");
+        let (second, _) = b.acquire().await.unwrap();
+        assert_ne!(second.slot(), slot, "then the other one");
     }
 
     #[tokio::test]
@@ -302,9 +340,9 @@ mod tests {
         let b = Balancer::new(workers(2), 8, None);
         let (w, _) = b.acquire().await.unwrap();
         b.close();
-        assert!(b.idle_rx.is_empty(), "idle workers dropped at close");
+        assert!(b.idle_queue().is_empty(), "idle workers dropped at close");
         b.release(w);
-        assert!(b.idle_rx.is_empty(), "a worker returned after close is dropped");
+        assert!(b.idle_queue().is_empty(), "a worker returned after close is dropped");
     }
 
     #[tokio::test]
