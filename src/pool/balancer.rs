@@ -1,7 +1,7 @@
 //! Balancing: idle workers wait in a queue, a tokio semaphore counts them,
 //! and the first request to get a permit takes the longest idle worker whose
-//! connection is registered with its own thread's reactor (`Worker::home`),
-//! or the longest idle one if none is: a worker that changes front-end threads
+//! connection is registered with its own thread's reactor (`Worker::home`) or
+//! that has none yet, or the longest idle one if none is: a worker that changes front-end threads
 //! costs two `epoll_ctl`s (`Worker::come_home`). The queue's lock is held for a
 //! few instructions, never across an await; the semaphore is FIFO, so requests
 //! are served in order.
@@ -145,11 +145,13 @@ impl Balancer {
     }
 
     /// The idle worker for a request that got a permit: the longest idle of
-    /// those at home on this thread, else the longest idle.
+    /// those at home on this thread or not connected yet (one thread: the
+    /// longest idle, so requests one at a time go round every child), else the
+    /// longest idle.
     fn take(&self) -> Result<Worker, AcquireError> {
-        let here = Some(std::thread::current().id());
+        let here = std::thread::current().id();
         let mut idle = self.idle_queue();
-        let at_home = idle.iter().position(|w| w.home() == here).unwrap_or(0);
+        let at_home = idle.iter().position(|w| w.home().is_none_or(|home| home == here)).unwrap_or(0);
         idle.remove(at_home).ok_or_else(|| {
             crate::error!("internal: a permit was granted but no idle worker was queued");
             AcquireError::Closed
