@@ -263,6 +263,10 @@ impl PoolActor {
     }
 
     fn handle(&mut self, msg: PoolMsg) {
+        // Notes written before the message was sent come first (a request's
+        // start before its end), also for a message read in a batch after the
+        // notes were last read.
+        self.read_notes();
         match msg {
             PoolMsg::RequestEnded { slot, status, duration, worker, access } => {
                 self.request_ended(slot, status, duration, Instant::now());

@@ -32,6 +32,8 @@ struct Harness {
     socket: Arc<ChildSocket>,
     /// The actor's second inbox: where the real usage sampler answers.
     events: UnboundedReceiver<PoolEvent>,
+    /// What the front end notes (`Pool::note`), read by the actor.
+    notes: crossbeam_channel::Sender<Note>,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +57,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
     let socket = Arc::new(ChildSocket { path, dir: dir.path().join("gone"), listener });
     let (supervisor, commands) = Supervisor::fake();
     let (events_tx, events) = unbounded_channel();
+    let (notes, notes_rx) = crossbeam_channel::unbounded();
     let epochs: Arc<[AtomicU32]> = (0..children).map(|_| AtomicU32::new(0)).collect();
     let workers = (0..children).map(|slot| Worker::new(slot, epochs.clone())).collect();
     let balancer = Arc::new(Balancer::new(workers, 16, None));
@@ -69,9 +72,9 @@ fn harness(children: usize, policy: Policy) -> Harness {
         logs: Arc::new(PoolLogs::new(&cfg).unwrap()),
         sample_usage: false,
         heartbeat: Default::default(),
-        notes: crossbeam_channel::never(),
+        notes: notes_rx,
     });
-    let mut h = Harness { actor, commands, balancer, socket, events, _dir: dir };
+    let mut h = Harness { actor, commands, balancer, socket, events, notes, _dir: dir };
     h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
@@ -214,6 +217,18 @@ async fn max_requests_kills_the_child_by_pid_before_the_worker_is_lent_again() {
     assert_eq!(h.actor.slots[0].pid, None);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker reconnects");
     assert_eq!(h.balancer.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_note_written_before_a_message_is_read_before_it() {
+    let mut h = harness(1, Policy::default());
+    let (worker, queued) = h.balancer.acquire().await.unwrap();
+    // The actor woke for another message and read the notes before this one
+    // was written; the request's end then came in the same batch of messages.
+    h.notes.send(Note::Started { slot: 0, queued, info: None, at: Instant::now() }).unwrap();
+    h.end_request(worker);
+    assert_eq!((h.actor.counters.busy, h.actor.slots[0].state), (0, SlotState::Idle));
+    assert_eq!((h.actor.counters.accepted, h.actor.counters.max_active), (1, 1));
 }
 
 #[tokio::test]
