@@ -1,5 +1,6 @@
 //! A worker on loan to one request, and how it goes back: to the pool
-//! through the actor, released when the child has ended the request, or
+//! through the actor (or straight to the balancer when the actor has nothing
+//! to decide for it), released when the child has ended the request, or
 //! abandoned while the child may still be running it.
 
 use std::time::{Duration, Instant};
@@ -7,16 +8,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::SendError;
 
 use super::connection::Head;
-use crate::pool::{AbandonCause, Abandoned, Pool, PoolMsg, RequestInfo, Worker};
+use crate::pool::{AbandonCause, Abandoned, Note, Pool, PoolMsg, RequestInfo, Worker};
 
-/// A worker on loan to one request. It goes back to the pool only through
-/// the actor: [`Lease::release`] once the child has ended the request, or
+/// A worker on loan to one request. It goes back to the pool through the
+/// actor (or past it, when the actor has nothing to decide for it):
+/// [`Lease::release`] once the child has ended the request, or
 /// [`Lease::abandon`] while the child may still be running it (then the actor
 /// holds the worker until the child lets go). Dropping a lease that still
 /// holds its worker abandons the request.
 pub struct Lease<'p> {
     pool: &'p Pool,
     worker: Option<Worker>,
+    /// The worker's connection when it was lent (its inode; 0: none): a
+    /// request that connected anew is told to the actor (`Connected`), and
+    /// its worker goes back through it.
+    lent_on: u32,
     /// When the request got its worker.
     pub started: Instant,
     /// The request's access log record, when the pool has an access log.
@@ -26,8 +32,9 @@ pub struct Lease<'p> {
 impl<'p> Lease<'p> {
     /// Takes `worker` for a request that waited `queued` for it.
     pub fn new(pool: &'p Pool, worker: Worker, queued: Duration, info: Option<Box<RequestInfo>>) -> Lease<'p> {
-        pool.tell(PoolMsg::RequestStarted { slot: worker.slot(), queued, info });
-        Lease { pool, worker: Some(worker), started: Instant::now(), access: None }
+        let started = Instant::now();
+        pool.note(Note::Started { slot: worker.slot(), queued, info, at: started });
+        Lease { pool, lent_on: worker.inode(), worker: Some(worker), started, access: None }
     }
 
     /// The pool the worker belongs to.
@@ -56,7 +63,11 @@ impl<'p> Lease<'p> {
 
     /// The child has ended the request (or is gone): the worker goes back to
     /// the pool, with its connection if `keep` (it is in step for the next
-    /// request). The actor decides first whether the child must be replaced.
+    /// request). The actor decides first whether the child must be replaced;
+    /// when its slot's express budget says there is nothing to decide (and the
+    /// connection is kept, the one it was lent with), the worker goes straight
+    /// to the balancer and the actor is only noted of the request's end, so
+    /// that no thread is woken for it.
     pub fn release(&mut self, status: u16, keep: bool) {
         let Some(mut worker) = self.worker.take() else {
             return;
@@ -64,10 +75,18 @@ impl<'p> Lease<'p> {
         if !keep {
             worker.discard();
         }
-        self.pool.balancer.coming_back(&mut worker);
         // One reading of the clock: the metrics and the access log get the same duration.
         let duration = self.started.elapsed();
         let (slot, access) = (worker.slot(), self.record(status, duration));
+        let balancer = &self.pool.balancer;
+        let same_connection = worker.is_connected() && worker.inode() == self.lent_on && self.lent_on != 0;
+        if same_connection && balancer.take_express(slot) {
+            // Noted before the worker is back: a request that takes it next is noted after.
+            let at = self.started + duration;
+            self.pool.note(Note::Ended { slot, status, duration, access, at });
+            return balancer.release(worker);
+        }
+        balancer.coming_back(&mut worker);
         let msg = PoolMsg::RequestEnded { slot, status, duration, worker, access };
         if let Err(SendError(PoolMsg::RequestEnded { worker, .. })) = self.pool.actor.send(msg) {
             // No actor (shutdown): nobody else will lend it again.

@@ -1,7 +1,10 @@
 //! The pool actor: the only owner of a pool's worker state (slots, pids,
 //! states, counters) and of its php-cgi parent's lifecycle. Workers and the
-//! supervisor report to it by message; everyone else asks it for a
-//! [`PoolSnapshot`].
+//! supervisor report to it by message; a request's start, and its end when
+//! the actor granted its worker an express way back (the balancer's
+//! `grant_express`: nothing to decide for it), are only noted ([`Note`]),
+//! read whenever the actor wakes, so no request wakes it. Everyone else asks
+//! it for a [`PoolSnapshot`].
 //!
 //! This file holds the loop, the requests' flow and the replacement of
 //! children; the rest of its state is grouped by concern, each part with its
@@ -27,7 +30,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, Instant as TokioInstant};
 
 use super::balancer::Balancer;
-use super::msg::{AbandonCause, Abandoned, PoolEvent, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState};
+use super::msg::{
+    AbandonCause, Abandoned, Note, PoolEvent, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState,
+};
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
@@ -90,6 +95,8 @@ pub struct ActorSetup {
     pub sample_usage: bool,
     /// Beaten by the actor's loop, watched by systemd's watchdog.
     pub heartbeat: Arc<super::health::Heartbeat>,
+    /// What the front end notes without waking the actor (`Pool::note`).
+    pub notes: crossbeam_channel::Receiver<Note>,
 }
 
 /// The actor's private state.
@@ -123,13 +130,25 @@ pub struct PoolActor {
     metrics: PoolMetrics,
     logs: Arc<PoolLogs>,
     heartbeat: Arc<super::health::Heartbeat>,
+    notes: crossbeam_channel::Receiver<Note>,
 }
 
 impl PoolActor {
     /// A new actor for `children` slots; call [`PoolActor::run`] to start it.
     pub fn new(setup: ActorSetup) -> PoolActor {
-        let ActorSetup { spec, socket, supervisor, events_tx, policy, epochs, balancer, logs, sample_usage, heartbeat } =
-            setup;
+        let ActorSetup {
+            spec,
+            socket,
+            supervisor,
+            events_tx,
+            policy,
+            epochs,
+            balancer,
+            logs,
+            sample_usage,
+            heartbeat,
+            notes,
+        } = setup;
         let now = Instant::now();
         let inbox = events_tx.clone();
         PoolActor {
@@ -157,6 +176,7 @@ impl PoolActor {
             balancer,
             logs,
             heartbeat,
+            notes,
         }
     }
 
@@ -168,8 +188,18 @@ impl PoolActor {
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (start_at, kill_at) = (self.parent.start_at(), self.stopping.kill_at());
-            tokio::select! {
-                msg = msgs.recv(), if !self.stopping.detached() => match msg {
+            let woken = tokio::select! {
+                msg = msgs.recv(), if !self.stopping.detached() => Woken::Msg(msg),
+                Some(event) = events.recv() => Woken::Event(event),
+                _ = until(start_at), if start_at.is_some() => Woken::Start,
+                _ = repair.tick() => Woken::Tick,
+                _ = settle.tick(), if self.holds_abandoned() => Woken::Settle,
+                _ = until(kill_at), if kill_at.is_some() => Woken::Kill,
+            };
+            // What the front end noted came before whatever woke the actor.
+            self.read_notes();
+            match woken {
+                Woken::Msg(msg) => match msg {
                     Some(msg) => {
                         self.handle(msg);
                         // The whole mailbox first: decisions below need every
@@ -186,7 +216,7 @@ impl PoolActor {
                         }
                     }
                 },
-                Some(event) = events.recv() => {
+                Woken::Event(event) => {
                     // Messages sent before the event's cause come first: a stop's
                     // `Stop` precedes the kills it leads to (children killed at once
                     // would otherwise read as crashes, logged as warnings).
@@ -199,25 +229,47 @@ impl PoolActor {
                         return self.drain_access();
                     }
                 }
-                _ = until(start_at), if start_at.is_some() => self.spawn_parent(),
-                _ = repair.tick() => {
+                Woken::Start => self.spawn_parent(),
+                Woken::Tick => {
                     self.tick();
                     self.heartbeat.beat().await;
                 }
-                _ = settle.tick(), if self.holds_abandoned() => {
+                Woken::Settle => {
                     self.check_held();
                     self.replace_and_lend();
                 }
-                _ = until(kill_at), if kill_at.is_some() => self.kill_deadline_passed(),
+                Woken::Kill => self.kill_deadline_passed(),
+            }
+        }
+    }
+
+    /// Reads what the front end noted since the last wake-up, in order.
+    fn read_notes(&mut self) {
+        while let Ok(note) = self.notes.try_recv() {
+            self.note(note);
+        }
+    }
+
+    fn note(&mut self, note: Note) {
+        match note {
+            Note::Started { slot, queued, info, at } => self.request_started(slot, queued, info, at),
+            Note::Ended { slot, status, duration, access, at } => {
+                self.request_ended(slot, status, duration, at);
+                if let Some(record) = access {
+                    self.log_access(slot, record);
+                }
             }
         }
     }
 
     fn handle(&mut self, msg: PoolMsg) {
+        // Notes written before the message was sent come first (a request's
+        // start before its end), also for a message read in a batch after the
+        // notes were last read.
+        self.read_notes();
         match msg {
-            PoolMsg::RequestStarted { slot, queued, info } => self.request_started(slot, queued, info),
             PoolMsg::RequestEnded { slot, status, duration, worker, access } => {
-                self.request_ended(slot, status, duration);
+                self.request_ended(slot, status, duration, Instant::now());
                 self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
@@ -261,14 +313,20 @@ impl PoolActor {
     }
 
     fn set_state(&mut self, slot: usize, state: SlotState) {
+        self.set_state_at(slot, state, Instant::now());
+    }
+
+    /// `slot` is in `state` since `at` (a note read later says when it happened).
+    fn set_state_at(&mut self, slot: usize, state: SlotState, at: Instant) {
         if let Some(s) = self.slots.get_mut(slot) {
             s.state = state;
-            s.since = Instant::now();
+            s.since = at;
         }
     }
 
-    fn request_started(&mut self, slot: usize, queued: Duration, info: Option<Box<RequestInfo>>) {
-        self.set_state(slot, SlotState::Busy);
+    /// A request got `slot` at `at`, after waiting `queued`.
+    fn request_started(&mut self, slot: usize, queued: Duration, info: Option<Box<RequestInfo>>, at: Instant) {
+        self.set_state_at(slot, SlotState::Busy, at);
         self.counters.request_started(queued);
         self.metrics.queued(queued);
         self.metrics.busy(self.counters.busy);
@@ -282,10 +340,10 @@ impl PoolActor {
 
     /// A request of `slot` ended (or its abandoned request was let go): the
     /// slot is idle, and its child is marked for replacement if a limit says so.
-    fn request_ended(&mut self, slot: usize, status: u16, duration: Duration) {
+    fn request_ended(&mut self, slot: usize, status: u16, duration: Duration, at: Instant) {
         self.counters.request_ended();
         let next = if self.stopping.begun() { SlotState::Exiting } else { SlotState::Idle };
-        self.set_state(slot, next);
+        self.set_state_at(slot, next, at);
         let measure = self.policy.max_memory.is_some();
         if let Some(s) = self.slots.get_mut(slot) {
             s.requests += 1;
@@ -468,10 +526,31 @@ impl PoolActor {
         let counts = self.policy.max_requests > 0 || self.policy.max_lifetime.is_some();
         let ready =
             |w: &mut Worker| !slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory());
+        let express = self.express();
         // In place: no Vec is allocated per wake-up.
         for worker in self.returning.extract_if(.., ready) {
+            let slot = worker.slot();
+            let budget = slots.get(slot).map_or(0, |s| s.express_budget(express, self.policy.max_requests));
+            self.balancer.grant_express(slot, budget);
             self.balancer.release(worker);
         }
+        for (slot, s) in self.slots.iter().enumerate() {
+            if s.express_budget(express, self.policy.max_requests) == 0 {
+                self.balancer.revoke_express(slot);
+            }
+        }
+    }
+
+    /// Whether the pool's rules let a worker skip the actor at all on its way
+    /// back: nothing is measured after a request (`pm_max_memory`, the status
+    /// page's CPU and memory per request), no child ages out mid-loan
+    /// (`pm_max_lifetime`), the pool is not stopping. Per slot, see
+    /// [`Slot::express_budget`].
+    fn express(&self) -> bool {
+        !self.stopping.begun()
+            && !self.sample_usage
+            && self.policy.max_memory.is_none()
+            && self.policy.max_lifetime.is_none()
     }
 
     /// Kills the slot's child (php-cgi forks a fresh one) and tells its worker,
@@ -537,6 +616,16 @@ impl PoolActor {
             slow_requests: c.slow_requests,
         }
     }
+}
+
+/// What woke the actor's loop.
+enum Woken {
+    Msg(Option<PoolMsg>),
+    Event(PoolEvent),
+    Start,
+    Tick,
+    Settle,
+    Kill,
 }
 
 /// Sleeps until `at`, or for ever without one. Building it reads no clock:

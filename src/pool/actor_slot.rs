@@ -88,6 +88,22 @@ impl Slot {
         self.measuring && self.state == SlotState::Idle
     }
 
+    /// How many of its requests may end with the worker going straight back
+    /// to the balancer, the actor only noted of it: none unless the pool's
+    /// rules allow it (`express`, see `PoolActor::express`) and its child is
+    /// known, not marked for replacement and holds no abandoned request; then
+    /// as many as keep the one that reaches `pm_max_requests` coming through
+    /// the actor (`requests` is exact when the worker is lent by the actor).
+    pub(super) fn express_budget(&self, express: bool, max_requests: u64) -> u64 {
+        if !express || self.pid.is_none() || self.finding || self.replace.is_some() || self.held.is_some() {
+            return 0;
+        }
+        match max_requests {
+            0 => u64::MAX,
+            max => max.saturating_sub(self.requests + 1),
+        }
+    }
+
     /// Forgets the slot's child (its connection is gone): what it knew of it.
     pub(super) fn forget_child(&mut self) -> (Option<Pid>, Option<Arc<PidFd>>) {
         let known = (self.pid.take(), self.pidfd.take());

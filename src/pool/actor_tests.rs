@@ -19,7 +19,7 @@ use super::{ActorSetup, PoolActor};
 use crate::accesslog::PoolLogs;
 use crate::pool::msg::PoolEvent;
 use crate::pool::recycle::{Policy, Reason};
-use crate::pool::{AbandonCause, Abandoned, Balancer, ChildSocket, PoolMsg, SlotState, Worker};
+use crate::pool::{AbandonCause, Abandoned, Balancer, ChildSocket, Note, PoolMsg, SlotState, Worker};
 use crate::spawn::{ChildSpec, Output};
 use crate::supervisor::{Command, ExitKind, Report, Supervisor};
 
@@ -32,6 +32,8 @@ struct Harness {
     socket: Arc<ChildSocket>,
     /// The actor's second inbox: where the real usage sampler answers.
     events: UnboundedReceiver<PoolEvent>,
+    /// What the front end notes (`Pool::note`), read by the actor.
+    notes: crossbeam_channel::Sender<Note>,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +57,7 @@ fn harness(children: usize, policy: Policy) -> Harness {
     let socket = Arc::new(ChildSocket { path, dir: dir.path().join("gone"), listener });
     let (supervisor, commands) = Supervisor::fake();
     let (events_tx, events) = unbounded_channel();
+    let (notes, notes_rx) = crossbeam_channel::unbounded();
     let epochs: Arc<[AtomicU32]> = (0..children).map(|_| AtomicU32::new(0)).collect();
     let workers = (0..children).map(|slot| Worker::new(slot, epochs.clone())).collect();
     let balancer = Arc::new(Balancer::new(workers, 16, None));
@@ -69,8 +72,9 @@ fn harness(children: usize, policy: Policy) -> Harness {
         logs: Arc::new(PoolLogs::new(&cfg).unwrap()),
         sample_usage: false,
         heartbeat: Default::default(),
+        notes: notes_rx,
     });
-    let mut h = Harness { actor, commands, balancer, socket, events, _dir: dir };
+    let mut h = Harness { actor, commands, balancer, socket, events, notes, _dir: dir };
     h.report(Report::ParentStarted { pid: Pid::from_raw(PARENT) });
     h
 }
@@ -80,7 +84,7 @@ impl Harness {
     async fn start_request(&mut self) -> Worker {
         let (mut worker, queued) = self.balancer.acquire().await.unwrap();
         worker.ensure_connected(&self.socket).await.unwrap();
-        self.actor.handle(PoolMsg::RequestStarted { slot: worker.slot(), queued, info: None });
+        self.actor.note(Note::Started { slot: worker.slot(), queued, info: None, at: Instant::now() });
         if worker.is_fresh() {
             worker.mark_used();
             self.actor.handle(PoolMsg::Connected { slot: worker.slot(), inode: worker.inode() });
@@ -105,6 +109,20 @@ impl Harness {
         let msg = PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None };
         self.actor.handle(msg);
         self.actor.replace_and_lend();
+    }
+
+    /// As `Lease::release` ends a request when its slot's express budget allows:
+    /// the worker straight back to the balancer, the actor only noted. The
+    /// worker back if the budget says it goes through the actor.
+    fn end_request_express(&mut self, worker: Worker) -> Result<(), Worker> {
+        let slot = worker.slot();
+        if !self.balancer.take_express(slot) {
+            return Err(worker);
+        }
+        let at = Instant::now();
+        self.actor.note(Note::Ended { slot, status: 200, duration: Duration::ZERO, access: None, at });
+        self.balancer.release(worker);
+        Ok(())
     }
 
     /// The supervisor tells the actor which child serves `slot`.
@@ -199,6 +217,60 @@ async fn max_requests_kills_the_child_by_pid_before_the_worker_is_lent_again() {
     assert_eq!(h.actor.slots[0].pid, None);
     assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker reconnects");
     assert_eq!(h.balancer.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_note_written_before_a_message_is_read_before_it() {
+    let mut h = harness(1, Policy::default());
+    let (worker, queued) = h.balancer.acquire().await.unwrap();
+    // The actor woke for another message and read the notes before this one
+    // was written; the request's end then came in the same batch of messages.
+    h.notes.send(Note::Started { slot: 0, queued, info: None, at: Instant::now() }).unwrap();
+    h.end_request(worker);
+    assert_eq!((h.actor.counters.busy, h.actor.slots[0].state), (0, SlotState::Idle));
+    assert_eq!((h.actor.counters.accepted, h.actor.counters.max_active), (1, 1));
+}
+
+#[tokio::test]
+async fn max_requests_stays_exact_when_workers_skip_the_actor() {
+    let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    let worker = h.end_request_express(worker).expect_err("lent before its child was known: through the actor");
+    h.end_request(worker);
+    let worker = h.start_request().await;
+    h.end_request_express(worker).expect("request 2 of 3: nothing to decide");
+    assert_eq!((h.actor.counters.busy, h.actor.slots[0].requests, h.balancer.idle()), (0, 2, 1));
+    let worker = h.start_request().await;
+    let worker = h.end_request_express(worker).expect_err("request 3 of 3: the actor decides");
+    h.end_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "replaced after its third request");
+    assert_eq!((h.actor.counters.accepted, h.actor.slots[0].requests), (3, 0));
+}
+
+#[tokio::test]
+async fn a_stop_or_a_measured_pool_sends_every_worker_through_the_actor() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    for _ in 0..3 {
+        let worker = h.start_request().await;
+        h.end_request_express(worker).expect("no limit: nothing to decide");
+    }
+    assert_eq!((h.actor.counters.accepted, h.actor.slots[0].requests), (4, 4));
+    h.actor.handle(PoolMsg::Stop);
+    h.actor.replace_and_lend();
+    let worker = h.start_request().await;
+    h.end_request_express(worker).expect_err("stopping: the actor decides");
+
+    let mut h = harness(1, Policy { max_memory: Some(32 << 20), ..Policy::default() });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    h.sampled().await;
+    let worker = h.start_request().await;
+    h.end_request_express(worker).expect_err("pm_max_memory: measured after each request");
 }
 
 #[tokio::test]
@@ -519,13 +591,13 @@ async fn counters_keep_the_peak_and_the_longest_queue_wait() {
     let mut h = harness(3, Policy::default());
     let waits = [Duration::ZERO, Duration::from_millis(30), Duration::from_millis(5)];
     for (slot, queued) in waits.into_iter().enumerate() {
-        h.actor.handle(PoolMsg::RequestStarted { slot, queued, info: None });
+        h.actor.note(Note::Started { slot, queued, info: None, at: Instant::now() });
     }
     for slot in 0..2 {
         let worker = Worker::new(slot, h.actor.epochs.clone());
         h.actor.handle(PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None });
     }
-    h.actor.handle(PoolMsg::RequestStarted { slot: 0, queued: Duration::ZERO, info: None });
+    h.actor.note(Note::Started { slot: 0, queued: Duration::ZERO, info: None, at: Instant::now() });
     let snapshot = h.actor.snapshot();
     assert_eq!(h.actor.counters.busy, 2);
     assert_eq!((snapshot.accepted, snapshot.max_active), (4, 3));

@@ -1,20 +1,26 @@
-//! Balancing: idle workers wait in a crossbeam channel, a tokio semaphore
-//! counts them, and the first request to get a permit takes the next idle
-//! worker. The front end only ever `try_recv`s and `try_send`s, so no tokio
-//! thread blocks; the semaphore is FIFO, so requests are served in order.
+//! Balancing: idle workers wait in a queue, a tokio semaphore counts them,
+//! and the first request to get a permit takes the longest idle worker whose
+//! connection is registered with its own thread's reactor (`Worker::home`) or
+//! that has none yet, or the longest idle one if none is: a worker that changes front-end threads
+//! costs two `epoll_ctl`s (`Worker::come_home`). The queue's lock is held for a
+//! few instructions, never across an await; the semaphore is FIFO, so requests
+//! are served in order.
 //!
 //! A worker whose request has ended goes back through the pool's actor, which
-//! decides first whether its child must be replaced. Until it is back it is
+//! decides first whether its child must be replaced; or, when the actor has
+//! granted its slot an *express* budget (nothing to decide for that many
+//! requests: no `pm_max_requests` reached, no mark for replacement, no stop),
+//! straight back here, the actor only noted of it. Until it is back it is
 //! counted as coming back: a request that finds no idle worker then may wait
 //! for it even when `queue_max_len` is reached, since no request of a child is
 //! refused for a child whose request has already ended (with several front-end
 //! threads, the next request may reach the balancer before the actor ran).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Semaphore;
 
 use super::worker::{ComingBack, Worker};
@@ -34,8 +40,8 @@ pub enum AcquireError {
 #[derive(Debug)]
 pub struct Balancer {
     permits: Semaphore,
-    idle_tx: Sender<Worker>,
-    idle_rx: Receiver<Worker>,
+    /// The idle workers, longest idle first; as many as `permits` has.
+    idle: Mutex<VecDeque<Worker>>,
     waiting: AtomicUsize,
     /// Workers whose request ended, on their way back through the actor.
     coming_back: Arc<AtomicUsize>,
@@ -43,6 +49,10 @@ pub struct Balancer {
     had_to_wait: AtomicU64,
     queue_max_len: usize,
     queue_max_wait: Option<Duration>,
+    /// Per slot: how many more of its requests may end with the worker going
+    /// straight back here (set by the actor when it lends the worker, revoked
+    /// by it at any time).
+    express: Box<[AtomicU64]>,
 }
 
 /// Decrements the waiting count when a queued request leaves the queue,
@@ -59,21 +69,46 @@ impl Balancer {
     /// A balancer over `workers`, all idle. Requests wait at most
     /// `queue_max_wait` (if set), and at most `queue_max_len` of them at once.
     pub fn new(workers: Vec<Worker>, queue_max_len: usize, queue_max_wait: Option<Duration>) -> Balancer {
-        let (idle_tx, idle_rx) = crossbeam_channel::bounded(workers.len().max(1));
         let count = workers.len();
-        for w in workers {
-            let _ = idle_tx.try_send(w);
-        }
+        let express = (0..count).map(|_| AtomicU64::new(0)).collect();
         Balancer {
             permits: Semaphore::new(count),
-            idle_tx,
-            idle_rx,
+            idle: Mutex::new(workers.into()),
             waiting: AtomicUsize::new(0),
             coming_back: Arc::new(AtomicUsize::new(0)),
             max_waiting: AtomicUsize::new(0),
             had_to_wait: AtomicU64::new(0),
             queue_max_len,
             queue_max_wait,
+            express,
+        }
+    }
+
+    /// The actor lends `slot`'s worker: its next `requests` requests may end
+    /// with the worker going straight back ([`Self::take_express`]).
+    pub fn grant_express(&self, slot: usize, requests: u64) {
+        if let Some(budget) = self.express.get(slot) {
+            budget.store(requests, Ordering::Relaxed);
+        }
+    }
+
+    /// The actor has something to decide when `slot`'s next request ends.
+    /// A request that took its express pass just before still goes straight
+    /// back (the actor reads its note before it decides anything).
+    pub fn revoke_express(&self, slot: usize) {
+        if let Some(budget) = self.express.get(slot).filter(|b| b.load(Ordering::Relaxed) != 0) {
+            budget.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the request of `slot` that has just ended may put its worker
+    /// straight back ([`Self::release`]); uses one request of its budget.
+    pub fn take_express(&self, slot: usize) -> bool {
+        let Some(budget) = self.express.get(slot) else { return false };
+        match budget.load(Ordering::Relaxed) {
+            0 => false,
+            u64::MAX => true,
+            _ => budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok(),
         }
     }
 
@@ -84,7 +119,7 @@ impl Balancer {
             return self.take().map(|w| (w, Duration::ZERO));
         }
         let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
-        if ahead >= self.queue_max_len + self.on_their_way() {
+        if ahead >= self.queue_max_len + self.coming_back.load(Ordering::SeqCst) {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             // A worker that came back meanwhile (its permit is added before it stops
             // counting as coming back) is taken rather than refused.
@@ -111,25 +146,32 @@ impl Balancer {
         self.take().map(|w| (w, start.elapsed()))
     }
 
-    /// Workers that will each take a waiting request out of the queue: those coming back,
-    /// and those back in the idle queue whose permit a waiter holds but whose task has not
-    /// run yet (it still counts as waiting). Read in this order: [`Self::release`] puts a
-    /// worker in the idle queue before it stops counting as coming back, so a worker on
-    /// its way is seen in one of the two.
-    fn on_their_way(&self) -> usize {
-        let coming_back = self.coming_back.load(Ordering::SeqCst);
-        coming_back + self.idle_rx.len()
-    }
-
+    /// The idle worker for a request that got a permit: the longest idle of
+    /// those at home on this thread or not connected yet (one thread: the
+    /// longest idle, so requests one at a time go round every child), else the
+    /// longest idle.
     fn take(&self) -> Result<Worker, AcquireError> {
-        self.idle_rx.try_recv().map_err(|_| {
+        let here = std::thread::current().id();
+        let mut idle = self.idle_queue();
+        let at_home = idle.iter().position(|w| w.home().is_none_or(|home| home == here)).unwrap_or(0);
+        let mut worker = idle.remove(at_home).ok_or_else(|| {
             crate::error!("internal: a permit was granted but no idle worker was queued");
             AcquireError::Closed
-        })
+        })?;
+        drop(idle);
+        // Handed out: no longer on its way to a waiting request.
+        worker.coming_back = None;
+        Ok(worker)
+    }
+
+    /// The idle queue (a worker is never dropped while the lock is held, so a
+    /// panic cannot have left it half-changed).
+    fn idle_queue(&self) -> MutexGuard<'_, VecDeque<Worker>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `worker`'s request has ended: it is counted as coming back (a request
-    /// may wait for it rather than be refused) until [`Self::release`] takes it.
+    /// may wait for it rather than be refused) until a request takes it again.
     pub fn coming_back(&self, worker: &mut Worker) {
         if worker.coming_back.is_none() {
             worker.hold(self.ending());
@@ -146,15 +188,20 @@ impl Balancer {
     /// Puts a worker back in the idle queue; once the balancer is closed, the
     /// worker is dropped instead, closing its connection so that its child,
     /// which would wait on a kept connection for ever, can exit.
+    ///
+    /// It counts as coming back until a request takes it ([`Self::take`]): its
+    /// permit may go to a waiting request whose task has not run yet, which
+    /// still counts as waiting, and a full queue must not refuse a request
+    /// for that (bench.sh keep512 got 503 "queue full (511 waiting)" with 512
+    /// connections and 4 children).
     pub fn release(&self, mut worker: Worker) {
-        // Counted as back only once its permit is there (see `acquire`).
-        let coming_back = worker.coming_back.take();
         if self.permits.is_closed() {
             drop(worker);
-        } else if self.idle_tx.try_send(worker).is_ok() {
+        } else {
+            self.coming_back(&mut worker);
+            self.idle_queue().push_back(worker);
             self.permits.add_permits(1);
         }
-        drop(coming_back);
         if self.permits.is_closed() {
             // Closed meanwhile: close() may have drained the queue before our send.
             self.drain_idle();
@@ -195,9 +242,9 @@ impl Balancer {
     }
 
     fn drain_idle(&self) {
-        while let Ok(worker) = self.idle_rx.try_recv() {
-            drop(worker);
-        }
+        // Dropped outside the lock: closing a connection is a system call.
+        let workers = std::mem::take(&mut *self.idle_queue());
+        drop(workers);
     }
 }
 
@@ -221,6 +268,34 @@ mod tests {
         assert_eq!(b.idle(), 0);
         b.release(a);
         assert_eq!(b.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_takes_a_worker_at_home_on_its_thread_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("children.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let socket =
+            Arc::new(super::super::ChildSocket { path, dir: dir.path().join("gone"), listener: listener.into() });
+        let b = Arc::new(Balancer::new(workers(2), 4, None));
+        let (mut here, _) = b.acquire().await.unwrap();
+        here.ensure_connected(&socket).await.unwrap();
+        let (elsewhere, socket2) = (b.clone(), socket.clone());
+        let other_thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (mut w, _) = elsewhere.acquire().await.unwrap();
+                w.ensure_connected(&socket2).await.unwrap();
+                elsewhere.release(w);
+            })
+        });
+        other_thread.join().unwrap();
+        let slot = here.slot();
+        b.release(here);
+        let (first, _) = b.acquire().await.unwrap();
+        assert_eq!(first.slot(), slot, "the worker at home here, though the other one was idle longer");
+        let (second, _) = b.acquire().await.unwrap();
+        assert_ne!(second.slot(), slot, "then the other one");
     }
 
     #[tokio::test]
@@ -305,9 +380,9 @@ mod tests {
         let b = Balancer::new(workers(2), 8, None);
         let (w, _) = b.acquire().await.unwrap();
         b.close();
-        assert!(b.idle_rx.is_empty(), "idle workers dropped at close");
+        assert!(b.idle_queue().is_empty(), "idle workers dropped at close");
         b.release(w);
-        assert!(b.idle_rx.is_empty(), "a worker returned after close is dropped");
+        assert!(b.idle_queue().is_empty(), "a worker returned after close is dropped");
     }
 
     #[tokio::test]

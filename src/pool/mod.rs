@@ -23,7 +23,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
 pub use balancer::{AcquireError, Balancer};
-pub use msg::{AbandonCause, Abandoned, PoolMsg, PoolSnapshot, RequestInfo, SlotState};
+pub use msg::{AbandonCause, Abandoned, Note, PoolMsg, PoolSnapshot, RequestInfo, SlotState};
 pub use worker::{ChildSocket, Worker};
 
 use crate::accesslog::PoolLogs;
@@ -93,6 +93,8 @@ pub struct Pool {
     pub socket: Arc<ChildSocket>,
     /// The actor's mailbox.
     pub actor: UnboundedSender<PoolMsg>,
+    /// What the actor reads without being woken ([`Pool::note`]).
+    notes: crossbeam_channel::Sender<Note>,
     /// `security_limit_extensions` (empty: no limit).
     pub limit_extensions: Vec<String>,
     /// Largest accepted params block of one request.
@@ -158,6 +160,7 @@ impl Pool {
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
+        let (notes, notes_rx) = crossbeam_channel::unbounded();
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
         let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
         let balancer = Arc::new(Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait));
@@ -173,6 +176,7 @@ impl Pool {
             logs: logs.clone(),
             sample_usage: cfg.pm_status_path.is_some(),
             heartbeat: heartbeat.clone(),
+            notes: notes_rx,
         });
         tokio::spawn(actor.run(rx, events_rx));
         Ok(Arc::new(Pool {
@@ -180,6 +184,7 @@ impl Pool {
             balancer,
             socket,
             actor: tx,
+            notes,
             limit_extensions: cfg.security_limit_extensions.clone(),
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
@@ -229,6 +234,14 @@ impl Pool {
     /// Sends a message to the actor (never blocks).
     pub fn tell(&self, msg: PoolMsg) {
         let _ = self.actor.send(msg);
+    }
+
+    /// Tells the actor without waking it: it reads the note first thing when
+    /// it wakes for anything else, at the latest on its next tick
+    /// (`actor::REPAIR_INTERVAL`). A request's start and its express end cost
+    /// no wake-up of the actor's thread so.
+    pub fn note(&self, note: Note) {
+        let _ = self.notes.send(note);
     }
 
     /// Asks the actor for a snapshot.

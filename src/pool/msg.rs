@@ -111,11 +111,23 @@ pub struct Abandoned {
     pub access: Option<Box<Record>>,
 }
 
+/// What the front end tells the actor without waking it (`Pool::note`): the
+/// actor reads these first whenever it wakes for anything else (a message, an
+/// event, its tick), in the order they were written, so that what it decides
+/// and shows sees every request that started or ended before.
+#[derive(Debug)]
+pub enum Note {
+    /// A request got slot `slot` at `at`, after waiting `queued`.
+    Started { slot: usize, queued: Duration, info: Option<Box<RequestInfo>>, at: Instant },
+    /// A request on `slot` ended with HTTP `status`, and its worker went
+    /// straight back to the balancer: the actor had nothing to decide for it
+    /// (see `Balancer::take_express`), at `at`. `access` as in [`PoolMsg::RequestEnded`].
+    Ended { slot: usize, status: u16, duration: Duration, access: Option<Box<Record>>, at: Instant },
+}
+
 /// Messages from the front end to the actor.
 #[derive(Debug)]
 pub enum PoolMsg {
-    /// A request got slot `slot` after waiting `queued`.
-    RequestStarted { slot: usize, queued: Duration, info: Option<Box<RequestInfo>> },
     /// A request on `slot` ended with HTTP `status`; `access` is its access log
     /// record, when the pool has an access log.
     RequestEnded { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },

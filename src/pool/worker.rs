@@ -125,6 +125,12 @@ impl Worker {
         self.conn.is_some()
     }
 
+    /// The thread whose reactor its connection is registered with (a request
+    /// on another thread moves it, see [`Self::ensure_connected`]).
+    pub fn home(&self) -> Option<std::thread::ThreadId> {
+        self.home
+    }
+
     /// Counts this worker as coming back to its balancer until it is back.
     pub fn hold(&mut self, coming_back: ComingBack) {
         self.coming_back = Some(coming_back);
