@@ -141,7 +141,8 @@ impl Balancer {
             None => self.permits.acquire().await,
         };
         permit.map_err(|_| AcquireError::Closed)?.forget();
-        // Out of the queue before the worker leaves the idle queue: never counted in neither.
+        // Out of the queue before its worker stops counting as coming back (in `take`):
+        // the pair is always counted in one of the two.
         drop(queued);
         self.take().map(|w| (w, start.elapsed()))
     }
