@@ -231,6 +231,34 @@ async fn a_note_written_before_a_message_is_read_before_it() {
     assert_eq!((h.actor.counters.accepted, h.actor.counters.max_active), (1, 1));
 }
 
+/// The message by which the front end ends a request through the actor, sent
+/// at `at` (the request's end).
+fn ended(worker: Worker, at: Instant) -> PoolMsg {
+    let _ = at;
+    let slot = worker.slot();
+    PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None }
+}
+
+#[tokio::test]
+async fn a_note_written_after_a_message_is_read_after_it() {
+    let mut h = harness(2, Policy::default());
+    let first = h.start_request().await;
+    // The first request ends through the actor (a measured pool: every
+    // status page's), and the message waits in the mailbox...
+    let end = Instant::now();
+    let message = ended(first, end);
+    // ... while the next request of the same client starts on the other worker.
+    let (second, queued) = h.balancer.acquire().await.unwrap();
+    let at = end + Duration::from_micros(1);
+    h.notes.send(Note::Started { slot: second.slot(), queued, info: None, at }).unwrap();
+    h.actor.handle(message);
+    h.actor.replace_and_lend();
+    h.actor.read_notes();
+    assert_eq!((h.actor.counters.accepted, h.actor.counters.busy), (2, 1));
+    assert_eq!(h.actor.slots[second.slot()].state, SlotState::Busy);
+    assert_eq!(h.actor.counters.max_active, 1, "one request at a time: 'max active processes' is 1");
+}
+
 #[tokio::test]
 async fn max_requests_stays_exact_when_workers_skip_the_actor() {
     let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
