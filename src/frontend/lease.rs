@@ -77,17 +77,17 @@ impl<'p> Lease<'p> {
         }
         // One reading of the clock: the metrics and the access log get the same duration.
         let duration = self.started.elapsed();
+        let at = self.started + duration;
         let (slot, access) = (worker.slot(), self.record(status, duration));
         let balancer = &self.pool.balancer;
         let same_connection = worker.is_connected() && worker.inode() == self.lent_on && self.lent_on != 0;
         if same_connection && balancer.take_express(slot) {
             // Noted before the worker is back: a request that takes it next is noted after.
-            let at = self.started + duration;
             self.pool.note(Note::Ended { slot, status, duration, access, at });
             return balancer.release(worker);
         }
         balancer.coming_back(&mut worker);
-        let msg = PoolMsg::RequestEnded { slot, status, duration, worker, access };
+        let msg = PoolMsg::RequestEnded { slot, status, duration, at, worker, access };
         if let Err(SendError(PoolMsg::RequestEnded { worker, .. })) = self.pool.actor.send(msg) {
             // No actor (shutdown): nobody else will lend it again.
             self.pool.balancer.release(worker);

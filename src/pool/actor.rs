@@ -131,6 +131,9 @@ pub struct PoolActor {
     logs: Arc<PoolLogs>,
     heartbeat: Arc<super::health::Heartbeat>,
     notes: crossbeam_channel::Receiver<Note>,
+    /// The first note written after the request's end being handled: read
+    /// with the next message or wake-up.
+    later: Option<Note>,
 }
 
 impl PoolActor {
@@ -177,6 +180,7 @@ impl PoolActor {
             logs,
             heartbeat,
             notes,
+            later: None,
         }
     }
 
@@ -196,56 +200,93 @@ impl PoolActor {
                 _ = settle.tick(), if self.holds_abandoned() => Woken::Settle,
                 _ = until(kill_at), if kill_at.is_some() => Woken::Kill,
             };
-            // What the front end noted came before whatever woke the actor.
-            self.read_notes();
             match woken {
-                Woken::Msg(msg) => match msg {
-                    Some(msg) => {
-                        self.handle(msg);
-                        // The whole mailbox first: decisions below need every
-                        // slot's current state (a worker may already be lent again).
-                        while let Ok(msg) = msgs.try_recv() {
-                            self.handle(msg);
-                        }
-                        self.replace_and_lend();
+                Woken::Msg(Some(msg)) => {
+                    // Each message reads the notes written before it.
+                    self.handle(msg);
+                    // The whole mailbox first: decisions below need every
+                    // slot's current state (a worker may already be lent again).
+                    self.handle_mailbox(&mut msgs);
+                    self.read_notes();
+                    self.replace_and_lend();
+                }
+                Woken::Msg(None) => {
+                    self.read_notes();
+                    self.detach();
+                    if self.detach_done() {
+                        return self.drain_access();
                     }
-                    None => {
-                        self.detach();
-                        if self.detach_done() {
-                            return self.drain_access();
-                        }
-                    }
-                },
+                }
                 Woken::Event(event) => {
                     // Messages sent before the event's cause come first: a stop's
                     // `Stop` precedes the kills it leads to (children killed at once
                     // would otherwise read as crashes, logged as warnings).
-                    while let Ok(msg) = msgs.try_recv() {
-                        self.handle(msg);
-                    }
+                    self.catch_up(&mut msgs);
                     self.on_event(event);
                     self.replace_and_lend();
                     if self.detach_done() {
                         return self.drain_access();
                     }
                 }
-                Woken::Start => self.spawn_parent(),
+                Woken::Start => {
+                    if self.catch_up(&mut msgs) {
+                        self.replace_and_lend();
+                    }
+                    self.spawn_parent();
+                }
                 Woken::Tick => {
+                    self.catch_up(&mut msgs);
                     self.tick();
                     self.heartbeat.beat().await;
                 }
                 Woken::Settle => {
+                    self.catch_up(&mut msgs);
                     self.check_held();
                     self.replace_and_lend();
                 }
-                Woken::Kill => self.kill_deadline_passed(),
+                Woken::Kill => {
+                    if self.catch_up(&mut msgs) {
+                        self.replace_and_lend();
+                    }
+                    self.kill_deadline_passed();
+                }
             }
         }
     }
 
+    /// Handles the messages waiting in the mailbox (each after the notes
+    /// written before it); true if there were any.
+    fn handle_mailbox(&mut self, msgs: &mut UnboundedReceiver<PoolMsg>) -> bool {
+        let mut handled = false;
+        while let Ok(msg) = msgs.try_recv() {
+            self.handle(msg);
+            handled = true;
+        }
+        handled
+    }
+
+    /// What came before whatever woke the actor, other than a message: the
+    /// messages waiting and every note. True if there were messages (their
+    /// workers are then still to be lent).
+    fn catch_up(&mut self, msgs: &mut UnboundedReceiver<PoolMsg>) -> bool {
+        let handled = self.handle_mailbox(msgs);
+        self.read_notes();
+        handled
+    }
+
     /// Reads what the front end noted since the last wake-up, in order.
     fn read_notes(&mut self) {
-        while let Ok(note) = self.notes.try_recv() {
+        self.read_notes_until(None);
+    }
+
+    /// Reads, in order, what the front end noted up to `until` (all without):
+    /// the first note written later waits for the next reading.
+    fn read_notes_until(&mut self, until: Option<Instant>) {
+        while let Some(note) = self.later.take().or_else(|| self.notes.try_recv().ok()) {
+            if until.is_some_and(|until| note.at() > until) {
+                self.later = Some(note);
+                return;
+            }
             self.note(note);
         }
     }
@@ -265,11 +306,15 @@ impl PoolActor {
     fn handle(&mut self, msg: PoolMsg) {
         // Notes written before the message was sent come first (a request's
         // start before its end), also for a message read in a batch after the
-        // notes were last read.
-        self.read_notes();
+        // notes were last read; those written after a request's end, after it.
+        let until = match &msg {
+            PoolMsg::RequestEnded { at, .. } => Some(*at),
+            _ => None,
+        };
+        self.read_notes_until(until);
         match msg {
-            PoolMsg::RequestEnded { slot, status, duration, worker, access } => {
-                self.request_ended(slot, status, duration, Instant::now());
+            PoolMsg::RequestEnded { slot, status, duration, at, worker, access } => {
+                self.request_ended(slot, status, duration, at);
                 self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),

@@ -99,15 +99,19 @@ impl Harness {
         let (script, uri) = ("/srv/boom.php".into(), "/boom.php".into());
         self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri });
         worker.discard();
-        let msg = PoolMsg::RequestEnded { slot, status: 502, duration: Duration::ZERO, worker, access: None };
-        self.actor.handle(msg);
+        self.actor.handle(PoolMsg::RequestEnded {
+            slot,
+            status: 502,
+            duration: Duration::ZERO,
+            at: Instant::now(),
+            worker,
+            access: None,
+        });
         self.actor.replace_and_lend();
     }
 
     fn end_request(&mut self, worker: Worker) {
-        let slot = worker.slot();
-        let msg = PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None };
-        self.actor.handle(msg);
+        self.actor.handle(ended(worker, Instant::now()));
         self.actor.replace_and_lend();
     }
 
@@ -234,9 +238,8 @@ async fn a_note_written_before_a_message_is_read_before_it() {
 /// The message by which the front end ends a request through the actor, sent
 /// at `at` (the request's end).
 fn ended(worker: Worker, at: Instant) -> PoolMsg {
-    let _ = at;
     let slot = worker.slot();
-    PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None }
+    PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, at, worker, access: None }
 }
 
 #[tokio::test]
@@ -495,7 +498,7 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     // accepts a new one, and its two requests count on.
     let mut worker = h.start_request().await;
     worker.discard();
-    h.actor.handle(PoolMsg::RequestEnded { slot: 0, status: 200, duration: Duration::ZERO, worker, access: None });
+    h.actor.handle(ended(worker, Instant::now()));
     h.actor.replace_and_lend();
     assert!(kills(&h.commands()).is_empty(), "request 3 ended on a connection whose child is unknown");
     let worker = h.start_request().await;
@@ -623,7 +626,7 @@ async fn counters_keep_the_peak_and_the_longest_queue_wait() {
     }
     for slot in 0..2 {
         let worker = Worker::new(slot, h.actor.epochs.clone());
-        h.actor.handle(PoolMsg::RequestEnded { slot, status: 200, duration: Duration::ZERO, worker, access: None });
+        h.actor.handle(ended(worker, Instant::now()));
     }
     h.actor.note(Note::Started { slot: 0, queued: Duration::ZERO, info: None, at: Instant::now() });
     let snapshot = h.actor.snapshot();

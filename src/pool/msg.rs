@@ -112,9 +112,11 @@ pub struct Abandoned {
 }
 
 /// What the front end tells the actor without waking it (`Pool::note`): the
-/// actor reads these first whenever it wakes for anything else (a message, an
+/// actor reads these whenever it wakes for anything else (a message, an
 /// event, its tick), in the order they were written, so that what it decides
-/// and shows sees every request that started or ended before.
+/// and shows sees every request that started or ended before; a request's
+/// end sent as a message is read after the notes written before it ended and
+/// before those written after ([`PoolMsg::RequestEnded`]'s `at`).
 #[derive(Debug)]
 pub enum Note {
     /// A request got slot `slot` at `at`, after waiting `queued`.
@@ -125,12 +127,30 @@ pub enum Note {
     Ended { slot: usize, status: u16, duration: Duration, access: Option<Box<Record>>, at: Instant },
 }
 
+impl Note {
+    /// When the request started or ended.
+    pub fn at(&self) -> Instant {
+        match self {
+            Note::Started { at, .. } | Note::Ended { at, .. } => *at,
+        }
+    }
+}
+
 /// Messages from the front end to the actor.
 #[derive(Debug)]
 pub enum PoolMsg {
-    /// A request on `slot` ended with HTTP `status`; `access` is its access log
-    /// record, when the pool has an access log.
-    RequestEnded { slot: usize, status: u16, duration: Duration, worker: Worker, access: Option<Box<Record>> },
+    /// A request on `slot` ended with HTTP `status` at `at`; `access` is its
+    /// access log record, when the pool has an access log. Notes written
+    /// after `at` are read after it: a request that started once this one
+    /// had ended never counts as running beside it.
+    RequestEnded {
+        slot: usize,
+        status: u16,
+        duration: Duration,
+        at: Instant,
+        worker: Worker,
+        access: Option<Box<Record>>,
+    },
     /// A new connection on `slot` carries its first request; find its child.
     Connected { slot: usize, inode: u32 },
     /// The child of `slot` died under its request (crashed): the front end
