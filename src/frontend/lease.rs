@@ -77,7 +77,9 @@ impl<'p> Lease<'p> {
         }
         // One reading of the clock: the metrics and the access log get the same duration.
         let duration = self.started.elapsed();
-        let at = self.started + duration;
+        // When the child ended the request: nginx, and so the client, may have
+        // the whole response before now, and start its next request.
+        let at = worker.ended_at().unwrap_or(self.started + duration);
         let (slot, access) = (worker.slot(), self.record(status, duration));
         let balancer = &self.pool.balancer;
         let same_connection = worker.is_connected() && worker.inode() == self.lent_on && self.lent_on != 0;

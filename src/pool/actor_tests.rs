@@ -118,6 +118,7 @@ impl Harness {
     /// As `Lease::release` ends a request when its slot's express budget allows:
     /// the worker straight back to the balancer, the actor only noted. The
     /// worker back if the budget says it goes through the actor.
+    #[allow(clippy::result_large_err)] // a test helper: the worker comes back as it went
     fn end_request_express(&mut self, worker: Worker) -> Result<(), Worker> {
         let slot = worker.slot();
         if !self.balancer.take_express(slot) {

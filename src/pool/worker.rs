@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::net::UnixStream;
@@ -55,13 +56,18 @@ impl ChildSocket {
 /// Counts a worker as coming back to its balancer (its request ended) for as
 /// long as it is held: dropped when the worker is back, or with the worker.
 #[derive(Debug)]
-pub struct ComingBack(Arc<AtomicUsize>);
+pub struct ComingBack(Arc<AtomicUsize>, Instant);
 
 impl ComingBack {
     /// Adds one to `count` until dropped.
     pub fn count(count: &Arc<AtomicUsize>) -> ComingBack {
         count.fetch_add(1, Ordering::SeqCst);
-        ComingBack(count.clone())
+        ComingBack(count.clone(), Instant::now())
+    }
+
+    /// When the worker's request ended (the token was taken).
+    pub fn since(&self) -> Instant {
+        self.1
     }
 }
 
@@ -129,6 +135,13 @@ impl Worker {
     /// on another thread moves it, see [`Self::ensure_connected`]).
     pub fn home(&self) -> Option<std::thread::ThreadId> {
         self.home
+    }
+
+    /// When the child ended the request it runs (its END_REQUEST was read),
+    /// if it has: nginx may have the whole response before the worker is
+    /// released.
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.coming_back.as_ref().map(ComingBack::since)
     }
 
     /// Counts this worker as coming back to its balancer until it is back.
