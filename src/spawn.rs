@@ -91,17 +91,7 @@ pub struct Credentials {
 pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     let mut settings = spec.settings.clone();
     settings.sched_policy = settings.sched_policy.or_else(|| SchedPolicy::default_from(thread_sched_policy()));
-    if let Some(policy) = settings.sched_policy {
-        if let Err(e) = try_sched_policy(policy, settings.priority) {
-            crate::warning!(
-                "[pool {}] cannot run php-cgi under process_sched_policy = \"{}\": {e}; it runs under the policy \
-                 it inherits from rustfpm",
-                spec.pool,
-                policy.name()
-            );
-            settings.sched_policy = None;
-        }
-    }
+    let wanted = settings.sched_policy;
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
@@ -123,37 +113,25 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     if let Output::Capture(c) = &spec.output {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
-    Ok(Pid::from_raw(child.id() as i32))
+    let pid = child.id() as libc::pid_t;
+    // spawn() returns once php-cgi is exec'd: its policy is what pre_exec could set.
+    // SAFETY: sched_getscheduler takes a pid and touches no memory.
+    let policy = unsafe { libc::sched_getscheduler(pid) };
+    if let Some(wanted) = wanted.filter(|w| policy != -1 && policy & !libc::SCHED_RESET_ON_FORK != w.to_libc()) {
+        crate::warning!(
+            "[pool {}] cannot run php-cgi under process_sched_policy = \"{}\": the kernel refused it; it runs \
+             under the policy it inherits from rustfpm",
+            spec.pool,
+            wanted.name()
+        );
+    }
+    Ok(Pid::from_raw(pid))
 }
 
 /// The scheduling policy of the calling thread (`sched_getscheduler`; -1 if it cannot tell).
 pub(crate) fn thread_sched_policy() -> libc::c_int {
     // SAFETY: sched_getscheduler takes a pid (0: the calling thread) and touches no memory.
     unsafe { libc::sched_getscheduler(0) }
-}
-
-/// Whether the kernel lets [`pre_exec`] switch to `policy` (after the nice value `priority`):
-/// tried on a thread of its own, which starts as a forked child does, under this thread's
-/// policy, credentials and limits, and ends after.
-fn try_sched_policy(policy: SchedPolicy, priority: Option<i32>) -> std::io::Result<()> {
-    let set = move || {
-        // SAFETY: setpriority and sched_setscheduler only read their arguments; on Linux both
-        // change the calling thread alone (pid 0), which ends after.
-        unsafe {
-            if let Some(nice) = priority {
-                libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            }
-            if libc::sched_setscheduler(0, policy.to_libc(), &libc::sched_param { sched_priority: 0 }) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // A thread that cannot start tells nothing: no warning then.
-    std::thread::scope(|s| match std::thread::Builder::new().name("sched-policy".into()).spawn_scoped(s, set) {
-        Ok(thread) => thread.join().unwrap_or(Ok(())),
-        Err(_) => Ok(()),
-    })
 }
 
 /// A short run of php-cgi that prints an answer and exits (`-i`, `-v`): for a
@@ -248,7 +226,7 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
         if let Some(nice) = settings.priority {
             check(libc::setpriority(libc::PRIO_PROCESS, 0, nice))?;
         }
-        // Refused, php-cgi runs under the inherited policy ([`spawn_parent`] has warned).
+        // Refused, php-cgi runs under the inherited policy ([`spawn_parent`] warns after).
         if let Some(policy) = settings.sched_policy {
             libc::sched_setscheduler(0, policy.to_libc(), &libc::sched_param { sched_priority: 0 });
         }
