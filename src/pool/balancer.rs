@@ -11,7 +11,8 @@
 //! granted its slot an *express* budget (nothing to decide for that many
 //! requests: no `pm_max_requests` reached, no mark for replacement, no stop),
 //! straight back here, the actor only noted of it. Until it is back it is
-//! counted as coming back: a request that finds no idle worker then may wait
+//! counted as coming back, and then in the idle queue until a request takes it:
+//! a request that finds no idle worker then may wait
 //! for it even when `queue_max_len` is reached, since no request of a child is
 //! refused for a child whose request has already ended (with several front-end
 //! threads, the next request may reach the balancer before the actor ran).
@@ -43,7 +44,8 @@ pub struct Balancer {
     /// The idle workers, longest idle first; as many as `permits` has.
     idle: Mutex<VecDeque<Worker>>,
     waiting: AtomicUsize,
-    /// Workers whose request ended, on their way back through the actor.
+    /// Workers whose request ended and that no request has taken since: on their
+    /// way back (through the actor or not), or in the idle queue.
     coming_back: Arc<AtomicUsize>,
     max_waiting: AtomicUsize,
     had_to_wait: AtomicU64,

@@ -54,7 +54,7 @@ impl ChildSocket {
 }
 
 /// Counts a worker as coming back to its balancer (its request ended) for as
-/// long as it is held: dropped when the worker is back, or with the worker.
+/// long as it is held: dropped when a request takes the worker again, or with it.
 #[derive(Debug)]
 pub struct ComingBack(Arc<AtomicUsize>, Instant);
 
@@ -89,7 +89,8 @@ pub struct Worker {
     home: Option<std::thread::ThreadId>,
     inode: u32,
     fresh: bool,
-    /// Set while the worker goes back to its balancer ([`super::balancer::Balancer::coming_back`]).
+    /// Set from its request's end until a request takes it from the balancer again
+    /// ([`super::balancer::Balancer::coming_back`]).
     pub(super) coming_back: Option<ComingBack>,
     /// Buffer for reading the child's records.
     pub buf: Vec<u8>,
