@@ -19,6 +19,13 @@
 #   app    a real application: Debian's dokuwiki package (installed if missing), its
 #          wiki:dokuwiki page (APP_PATH) rendered from its cache, nginx without FastCGI
 #          keepalive; both backends must answer 200 with the page's title (APP_TITLE) first
+#   paced  hello world, no keepalive, CONNS connections, but at the same offered load for both
+#          backends: wrk (scripts/bench/pace.lua) sends requests as a Poisson process of
+#          PACED_RATE req/s, each on a free connection, instead of each connection's next
+#          request right after its answer; the percentiles then say what a request waits at
+#          that load, not at each backend's saturation (where a closed loop's latency is
+#          only its throughput: CONNS / req/s)
+#   paced512  the same through the keepalive 512 upstream with KEEP512_CONNS connections
 #   burst  BURST_N concurrent requests that each sleep BURST_MS (usleep) sent at once to a pool
 #          idle since its start: pm ondemand, BURST_N max children, idle timeout 10s (php-fpm
 #          then has no children). Each round starts that pool fresh (a separate php-fpm or
@@ -30,14 +37,18 @@
 #
 # Environment (defaults): DURATION=5 (s per round), ROUNDS=3, WARMUP=2 (s per warm-up run),
 #   CHILDREN=4, THREADS=2, CONNS=32 (wrk -t/-c), CPU_ITERS=6500 (or "auto": calibrate to
-#   ~1 ms here), WORKLOADS="hello cpu keep keep512 app burst", ONLY= (php-fpm | rustfpm: run one side only),
+#   ~1 ms here), WORKLOADS="hello cpu keep keep512 paced paced512 app burst",
+#   PACED_RATE=auto (req/s offered in the paced workloads; auto: half of php-fpm's hello
+#   world req/s measured earlier in the same run, or 10000 without that), ONLY= (php-fpm | rustfpm: run one side only),
 #   RUSTFPM_BIN (use this binary instead of `cargo build --release`), NGINX_WORKERS=auto,
 #   BURST_N=32 (requests and pm max children), BURST_MS=300, BURST_IDLE=1 (s),
 #   BURST_TIMEOUT=10 (s per request), FRONT_END_THREADS= (rustfpm's [global] front_end_threads;
 #   empty: its default), SCHED_POLICY= (the CPU scheduling policy of each backend and its
 #   children, other | batch | idle: rustfpm's [global] and pool process_sched_policy, and
 #   php-fpm run under `chrt --POLICY 0`; empty: each backend's default, rustfpm's batch and
-#   php-fpm's other).
+#   php-fpm's other), BACKGROUND=0 (CPU-bound processes, nice 0, running through the whole
+#   measurement: a host that does other work besides PHP; their CPU is not counted as other
+#   processes' in the report).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -50,7 +61,7 @@ CHILDREN=${CHILDREN:-4}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 CPU_ITERS=${CPU_ITERS:-6500}
-WORKLOADS=${WORKLOADS:-hello cpu keep keep512 app burst}
+WORKLOADS=${WORKLOADS:-hello cpu keep keep512 paced paced512 app burst}
 APP_ROOT=/usr/share/dokuwiki
 APP_PATH="/doku.php?id=wiki:dokuwiki"
 APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
@@ -61,8 +72,10 @@ BURST_MS=${BURST_MS:-300}
 BURST_IDLE=${BURST_IDLE:-1}
 BURST_TIMEOUT=${BURST_TIMEOUT:-10}
 KEEP512_CONNS=${KEEP512_CONNS:-512}
+PACED_RATE=${PACED_RATE:-auto}
 FRONT_END_THREADS=${FRONT_END_THREADS:-}
 SCHED_POLICY=${SCHED_POLICY:-}
+BACKGROUND=${BACKGROUND:-0}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
@@ -72,9 +85,9 @@ esac
 WRK_WORKLOADS="" # the workloads measured with wrk against the static pools: all but burst
 for w in $WORKLOADS; do
 	case $w in
-	hello | cpu | keep | keep512 | app) WRK_WORKLOADS+="$w " ;;
+	hello | cpu | keep | keep512 | paced | paced512 | app) WRK_WORKLOADS+="$w " ;;
 	burst) ;;
-	*) die "unknown workload '$w' (hello, cpu, keep, keep512, app, burst)" ;;
+	*) die "unknown workload '$w' (hello, cpu, keep, keep512, paced, paced512, app, burst)" ;;
 	esac
 done
 WRK_WORKLOADS=${WRK_WORKLOADS% }
@@ -83,6 +96,8 @@ for v in BURST_N BURST_MS BURST_IDLE BURST_TIMEOUT; do
 done
 [[ -z $FRONT_END_THREADS || $FRONT_END_THREADS =~ ^[1-9][0-9]*$ ]] ||
 	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
+[[ $BACKGROUND =~ ^[0-9]+$ ]] || die "BACKGROUND must be a number of processes (got '$BACKGROUND')"
+[[ $PACED_RATE == auto || $PACED_RATE =~ ^[1-9][0-9]*$ ]] || die "PACED_RATE must be auto or a positive integer (got '$PACED_RATE')"
 [[ $SCHED_POLICY =~ ^(|other|batch|idle)$ ]] || die "SCHED_POLICY must be empty, other, batch or idle (got '$SCHED_POLICY')"
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
@@ -227,7 +242,7 @@ KINDS=()
 measuring app && KINDS+=(app)
 measuring burst && KINDS+=(burst)
 [[ -n $WRK_WORKLOADS ]] && KINDS+=(keep)
-measuring keep512 && KINDS+=(keep512)
+{ measuring keep512 || measuring paced512; } && KINDS+=(keep512)
 declare -A PORT=()
 server_block() { # PORT UPSTREAM KEEP(on|off) ROOT
 	local keep_line=""
@@ -332,15 +347,20 @@ URL[hello]=/hello.php
 URL[cpu]="/cpu.php?n=$CPU_ITERS"
 URL[keep]=/hello.php
 URL[keep512]=/hello.php
+URL[paced]=/hello.php
+URL[paced512]=/hello.php
 URL[app]=$APP_PATH
 LABEL[hello]="hello world, no keepalive"
 LABEL[cpu]="~1 ms CPU, no keepalive"
 LABEL[keep]="hello world, keep_conn + keepalive 64"
 LABEL[keep512]="hello world, keep_conn + keepalive 512, $KEEP512_CONNS wrk connections"
 LABEL[app]="dokuwiki page, no keepalive"
+LABEL[paced]="hello world, no keepalive, paced" # the rate is added once it is known
+LABEL[paced512]="hello world, keep_conn + keepalive 512, $KEEP512_CONNS wrk connections, paced"
 kind_of() {
 	case $1 in
 	keep | keep512 | app) echo "$1" ;;
+	paced512) echo keep512 ;;
 	*) echo plain ;;
 	esac
 }
@@ -348,11 +368,14 @@ kind_of() {
 # run_wrk BACKEND WORKLOAD SECONDS OUTFILE
 # wrk runs as a tracked background job so that a signal to this script stops it at once.
 conns_of() { # WORKLOAD: wrk's connections for it
-	if [[ $1 == keep512 ]]; then echo "$KEEP512_CONNS"; else echo "$CONNS"; fi
+	if [[ $1 == keep512 || $1 == paced512 ]]; then echo "$KEEP512_CONNS"; else echo "$CONNS"; fi
 }
+keepalive() { [[ $(kind_of "$1") == keep* ]]; } # WORKLOAD: through a keepalive upstream
 run_wrk() {
-	local port=${PORT[$1,$(kind_of "$2")]} pid rc=0
-	start_bg wrk "$4" wrk -t"$THREADS" -c"$(conns_of "$2")" -d"${3}s" --latency "http://127.0.0.1:$port${URL[$2]}"
+	local port=${PORT[$1,$(kind_of "$2")]} pid rc=0 pace=()
+	[[ $2 == paced* ]] && pace=(-s "$RF_ROOT/scripts/bench/pace.lua")
+	start_bg wrk "$4" env PACED_RATE="$PACED_RATE" PACED_THREADS="$THREADS" \
+		wrk -t"$THREADS" -c"$(conns_of "$2")" -d"${3}s" --latency "${pace[@]}" "http://127.0.0.1:$port${URL[$2]}"
 	pid=$RF_LAST_PID
 	wait "$pid" || rc=$?
 	forget_pid "$pid"
@@ -421,6 +444,12 @@ parse_wrk() {
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+med() { # ARRAY_NAME KEY: median of the recorded rounds, or empty
+	local -n arr=$1
+	[[ -n ${arr[$2]:-} ]] || return 0
+	# shellcheck disable=SC2086  # the rounds are a space-separated list
+	median ${arr[$2]}
+}
 
 declare -A RPS=() P50=() P99=() BAD=() SOCKERR=() STALLED=() OTHER=() US_MGR=() US_NGX=() US_PHP=()
 # cpu_split BACKEND: "MANAGER NGINX PHP" CPU nanoseconds so far: the process manager itself
@@ -453,6 +482,12 @@ warm() { # WORKLOAD
 	done
 }
 
+for ((i = 0; i < BACKGROUND; i++)); do
+	# sha256sum computes and never sleeps: a CPU-bound neighbour under the kernel's default policy.
+	start_bg background "$TMP/background.log" nice -n 0 chrt --other 0 sha256sum /dev/zero
+done
+((BACKGROUND == 0)) || log "$BACKGROUND CPU-bound background process(es) running"
+
 # Warm up both pools on the non-keepalive workloads, then measure their memory.
 if [[ -n $WRK_WORKLOADS ]]; then
 	warm hello
@@ -481,9 +516,16 @@ prev=
 for w in $WORKLOADS; do
 	# After keepalive rounds, a fresh nginx too: its idle upstream connections would hold
 	# php-fpm's children.
-	[[ $prev == keep* ]] && restart_nginx
+	[[ -n $prev ]] && keepalive "$prev" && restart_nginx
 	prev=$w
-	[[ $w == keep* ]] && warm "$w"
+	keepalive "$w" && warm "$w"
+	if [[ $w == paced* && $PACED_RATE == auto ]]; then
+		f_hello=$(med RPS "hello,php-fpm")
+		PACED_RATE=10000
+		[[ -n $f_hello ]] && PACED_RATE=$(awk -v r="$f_hello" 'BEGIN { printf "%d", r / 2 }')
+		log "paced workloads: $PACED_RATE req/s offered"
+	fi
+	[[ $w == paced* ]] && LABEL[$w]+=" at $PACED_RATE req/s"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for b in "${BACKENDS[@]}"; do
 			if [[ $w == burst ]]; then
@@ -492,7 +534,7 @@ for w in $WORKLOADS; do
 			fi
 			# Every keepalive round starts from a fresh nginx: php-fpm children stay bound to
 			# the idle connections nginx keeps from an earlier run, which would stall the next.
-			[[ $w == keep* ]] && restart_nginx
+			keepalive "$w" && restart_nginx
 			out="$TMP/wrk-$w-$b-$r.txt"
 			# CPU used by processes outside this benchmark during the round, in % of the
 			# machine: busy jiffies of the whole machine minus those of this script's tree
@@ -514,7 +556,10 @@ for w in $WORKLOADS; do
 			other=$(((busy1 - busy0 - (ours1 - ours0)) * 100 / (all1 - all0 > 0 ? all1 - all0 : 1)))
 			((other >= 0)) || other=0
 			OTHER[$w,$b]+="$other "
-			read -r rps p50 p99 bad sock stalled < <(parse_wrk "$out" "$(conns_of "$w")")
+			# A paced connection is idle between its requests: no stall estimate from it.
+			conns=$(conns_of "$w")
+			[[ $w == paced* ]] && conns=0
+			read -r rps p50 p99 bad sock stalled < <(parse_wrk "$out" "$conns")
 			RPS[$w,$b]+="$rps "
 			P50[$w,$b]+="$p50 "
 			P99[$w,$b]+="$p99 "
@@ -529,12 +574,6 @@ for w in $WORKLOADS; do
 done
 
 # --- report -----------------------------------------------------------------------------
-med() { # ARRAY_NAME KEY: median of the recorded rounds, or empty
-	local -n arr=$1
-	[[ -n ${arr[$2]:-} ]] || return 0
-	# shellcheck disable=SC2086  # the rounds are a space-separated list
-	median ${arr[$2]}
-}
 fmt_rps() { [[ -n $1 ]] && printf '%.0f' "$1" || printf -- '-'; }
 fmt_ms() {
 	[[ -n $1 ]] || {
@@ -561,7 +600,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}$( ((BACKGROUND == 0)) || echo ", $BACKGROUND CPU-bound background process(es) beside them")"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		k512=""
 		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"
@@ -628,6 +667,25 @@ fi
 			"php-fpm p99 $(fmt_ms "$f_k512_p99"); mean wait of a closed loop at rustfpm's rate ($KEEP512_CONNS / req/s):" \
 			"$(fmt_ms "$(awk -v n="$KEEP512_CONNS" -v r="$r_k512" 'BEGIN { print n / r * 1000 }')")"
 	fi
+	for w in paced paced512; do
+		measuring "$w" || continue
+		fp=$(med P99 "$w,php-fpm")
+		rp=$(med P99 "$w,rustfpm")
+		line="${LABEL[$w]}: p99 php-fpm $(fmt_ms "$fp"), rustfpm $(fmt_ms "$rp")"
+		if [[ $w == paced ]]; then
+			[[ -n $fp && -n $rp ]] &&
+				line+=", $(ratio "$rp" "$fp") (target ≤ 1.30×: $(check "$(awk -v a="$rp" -v b="$fp" 'BEGIN { print a / b }')" '<=' 1.30))"
+		else
+			line+=" (target ≤ 5 ms: $(check "$rp" '<=' 5))"
+		fi
+		for b in "${BACKENDS[@]}"; do
+			v=$(med RPS "$w,$b")
+			# Behind schedule: the backend did not keep up with the offered load.
+			[[ -n $v ]] && awk -v v="$v" -v r="$PACED_RATE" 'BEGIN { exit !(v < 0.95 * r) }' &&
+				line+="; $b answered only $(fmt_rps "$v") req/s"
+		done
+		echo "$line"
+	done
 	for w in hello cpu app; do
 		fv=$(med RPS "$w,php-fpm")
 		rv=$(med RPS "$w,rustfpm")
