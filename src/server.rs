@@ -337,10 +337,9 @@ impl Server {
     async fn reload(&mut self) -> Option<Intent> {
         crate::notice!("Reloading in progress ...");
         self.notify(Notifier::reloading);
-        let (metrics_listen, pid) = (self.config.global.metrics_listen, self.config.global.pid.clone());
-        let sched_policy = self.config.global.process_sched_policy;
+        let before = self.config.global.clone();
         let stop = self.reload_pools().await;
-        if self.config.global.pid != pid {
+        if self.config.global.pid != before.pid {
             self.move_pid_file();
         }
         let pools = self.pools.clone();
@@ -348,12 +347,10 @@ impl Server {
         if let Some(sampler) = &self.sampler {
             sampler.update(&pools);
         }
-        if self.config.global.metrics_listen != metrics_listen {
-            crate::warning!("metrics_listen changes take effect at the next restart");
-        }
-        // rustfpm's threads run on; a pool's policy applies to its new php-cgi.
-        if self.config.global.process_sched_policy != sched_policy {
-            crate::warning!("[global] process_sched_policy changes take effect at the next restart");
+        // rustfpm's threads, limits and exporter run on (a pool's process_sched_policy applies
+        // to its new php-cgi).
+        for key in before.restart_only_changes(&self.config.global) {
+            crate::warning!("[global] {key} changes take effect at the next restart");
         }
         stop
     }

@@ -821,6 +821,25 @@ fn a_reload_changes_the_childrens_policy_and_warns_about_the_global_one() {
     assert_eq!(count_lines(&log, warning), 1, "{log}");
 }
 
+/// Every `[global]` key read only at start says so when a reload changes it, once, and the
+/// reload goes on: the pools are replaced, rustfpm's threads and limits stay as they are.
+#[test]
+fn a_reload_names_each_global_key_that_waits_for_a_restart() {
+    let stack = static_stack(2, "");
+    let text = std::fs::read_to_string(&stack.fpm.config).unwrap();
+    let globals = "[global]\nfront_end_threads = 3\nrlimit_files = 4096\nsystemd_interval = \"7s\"\n";
+    std::fs::write(&stack.fpm.config, text.replace("[global]\n", globals)).unwrap();
+    stack.fpm.signal(libc::SIGUSR2);
+    let reloaded = wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded"));
+    assert!(reloaded, "no reload:\n{}", stack.fpm.log_text());
+    let log = stack.fpm.log_text();
+    for key in ["front_end_threads", "rlimit_files", "systemd_interval"] {
+        let warning = format!("[global] {key} changes take effect at the next restart");
+        assert_eq!(count_lines(&log, &warning), 1, "{warning}:\n{log}");
+    }
+    assert_eq!(count_lines(&log, "process_sched_policy changes"), 0, "unchanged keys are not named:\n{log}");
+}
+
 /// catch_workers_output = true: what a child writes to its stderr (fd 2)
 /// shows up in rustfpm's log.
 #[test]

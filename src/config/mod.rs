@@ -160,6 +160,21 @@ pub struct Global {
     pub process_sched_policy: Option<SchedPolicy>,
 }
 
+impl Global {
+    /// The `[global]` keys read only when rustfpm starts whose value differs in `new`: a reload
+    /// applies everything else, and says of these that they wait for a restart.
+    pub fn restart_only_changes(&self, new: &Global) -> Vec<&'static str> {
+        let changed = [
+            ("rlimit_files", self.rlimit_files != new.rlimit_files),
+            ("systemd_interval", self.systemd_interval != new.systemd_interval),
+            ("metrics_listen", self.metrics_listen != new.metrics_listen),
+            ("front_end_threads", self.front_end_threads != new.front_end_threads),
+            ("process_sched_policy", self.process_sched_policy != new.process_sched_policy),
+        ];
+        changed.into_iter().filter(|&(_, differs)| differs).map(|(key, _)| key).collect()
+    }
+}
+
 impl Default for Global {
     fn default() -> Self {
         Global {
