@@ -2,7 +2,7 @@
 //! setting, as php-fpm logs them at NOTICE level) and its wording of the configuration
 //! errors its users and scripts know.
 
-use crate::config::{Config, ConfigError, LogTarget, PmMode, Pool, MAX_LISTEN_BACKLOG};
+use crate::config::{Config, ConfigError, LogTarget, PmMode, Pool, SchedPolicy, MAX_LISTEN_BACKLOG};
 
 /// The `-tt` dump of `config` in php-fpm's layout: `[global]`, then a `[NAME]` section per
 /// pool, each setting as `\tdirective = value` with php-fpm's directive names. `error_reporting`
@@ -20,6 +20,10 @@ pub fn fpm_dump(config: &Config) -> Vec<String> {
     set(&mut out, "error_log", error_log);
     set(&mut out, "log_limit", g.log_limit.to_string());
     set(&mut out, "daemonize", yes_no(g.daemonize));
+    // rustfpm's extensions, under the names its php-fpm INI reads them by.
+    let threads = g.front_end_threads.unwrap_or_else(crate::frontend::default_threads);
+    set(&mut out, "rustfpm.front_end_threads", threads.to_string());
+    set(&mut out, "rustfpm.process.sched_policy", sched_policy(g.process_sched_policy));
     for pool in &config.pools {
         out.push(format!("[{}]", pool.name));
         for (key, value) in pool_settings(pool) {
@@ -51,6 +55,7 @@ fn pool_settings(p: &Pool) -> Vec<(String, String)> {
         ("catch_workers_output".into(), yes_no(p.catch_workers_output)),
         ("decorate_workers_output".into(), yes_no(p.decorate_workers_output)),
         ("clear_env".into(), yes_no(p.clear_env)),
+        ("rustfpm.process.sched_policy".into(), sched_policy(p.process_sched_policy)),
     ];
     s.extend(p.access_suppress_path.iter().map(|path| ("access.suppress_path[]".to_string(), path.clone())));
     s.extend(p.env.iter().map(|(k, v)| (format!("env[{k}]"), v.clone())));
@@ -59,6 +64,12 @@ fn pool_settings(p: &Pool) -> Vec<(String, String)> {
         s.push((format!("{table}[{key}]"), shown_ini_value(key, value)));
     }
     s
+}
+
+/// A policy as the configuration names it; unset is php-fpm's `undefined` (what rustfpm then
+/// runs under depends on the policy it was started under, see [`SchedPolicy::default_from`]).
+fn sched_policy(policy: Option<SchedPolicy>) -> String {
+    policy.map_or("undefined", SchedPolicy::name).to_string()
 }
 
 /// php-fpm shows the kernel's maximum as it is written, `-1`.

@@ -729,3 +729,22 @@ fn listen_backlog_defaults_to_php_fpms_kernel_maximum() {
     assert!(dump.iter().any(|line| line.ends_with("listen.backlog = -1")), "{dump:#?}");
     assert_eq!(only_pool(&pool_with("listen.backlog = 511")).listen_backlog, 511);
 }
+
+#[test]
+fn the_dump_shows_rustfpms_extensions_under_their_ini_names() {
+    let globals = "[global]\nrustfpm.front_end_threads = 3\nrustfpm.process.sched_policy = other\n";
+    let text = format!("{globals}{}", pool_with("rustfpm.process.sched_policy = idle"));
+    let dump = crate::config::fpm_dump(&load_text(&text).0);
+    let pool = dump.iter().position(|line| line.starts_with("[www")).unwrap_or(dump.len());
+    let (global, pool) = dump.split_at(pool);
+    for (section, want) in [
+        (global, "\trustfpm.front_end_threads = 3"),
+        (global, "\trustfpm.process.sched_policy = other"),
+        (pool, "\trustfpm.process.sched_policy = idle"),
+    ] {
+        assert!(section.iter().any(|line| line == want), "{want:?} not in {section:#?}");
+    }
+    let unset = crate::config::fpm_dump(&load_text(&pool_with("")).0);
+    let undefined = unset.iter().filter(|line| *line == "\trustfpm.process.sched_policy = undefined").count();
+    assert_eq!(undefined, 2, "{unset:#?}");
+}
