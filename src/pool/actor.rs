@@ -397,7 +397,8 @@ impl PoolActor {
             // /proc is read on the sampler thread, never here (the runtime thread).
             if let Some(pid) = s.pid.filter(|_| self.sample_usage || measure) {
                 let reply = self.events_tx.clone();
-                let queued = usage::request(usage::Sample { pid: pid.as_raw(), slot, duration, reply });
+                let sample = usage::Sample { pid: pid.as_raw(), slot, duration, reply, awaited: measure };
+                let queued = usage::request(sample);
                 s.measuring = queued && measure;
             }
         }

@@ -12,8 +12,15 @@
 //! `pm_max_memory` measure), where php-fpm shows PHP's peak allocation. A
 //! sample taken after the child has begun its next request includes a little
 //! of that one.
+//!
+//! Under load the sampler reads in batches: after each wake-up it rests
+//! [`BATCH_PAUSE`], so that the next one serves the requests of that pause
+//! (the status page's figures are then up to that much late); the first
+//! sample after a quiet spell is read at once, and a sample a worker waits
+//! for (`pm_max_memory`) ends the rest.
 
 use std::sync::OnceLock;
+use std::thread::Thread;
 use std::time::Duration;
 
 // std's channel, not crossbeam's: a receiver with nothing to read parks at once, where
@@ -27,6 +34,8 @@ use crate::sys::procfs::{clock_ticks, CpuTable, ProcFiles};
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).
 const QUEUE: usize = 4096;
+/// How long the sampler rests after each wake-up.
+pub const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 /// One request that has ended, to sample.
 #[derive(Debug)]
@@ -39,34 +48,68 @@ pub struct Sample {
     pub duration: Duration,
     /// The pool actor's events.
     pub reply: UnboundedSender<PoolEvent>,
+    /// A worker waits for this sample (`pm_max_memory`): the sampler does not let it wait
+    /// for the end of a rest.
+    pub awaited: bool,
 }
 
 /// Queues `sample` for the sampler thread; never blocks. False if it was
 /// not queued (the queue is full, or the thread could not start): no answer comes.
 pub fn request(sample: Sample) -> bool {
-    sampler().try_send(sample).is_ok()
-}
-
-fn sampler() -> &'static SyncSender<Sample> {
-    static SAMPLER: OnceLock<SyncSender<Sample>> = OnceLock::new();
-    SAMPLER.get_or_init(|| {
+    static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+    let sampler = SAMPLER.get_or_init(|| {
         let (tx, rx) = sync_channel(QUEUE);
-        let spawned = std::thread::Builder::new().name("rustfpm-usage".into()).spawn(move || run(rx));
-        if let Err(e) = spawned {
-            crate::error!("cannot start the usage sampler thread: {e}; the status page shows no cpu/memory");
-        }
-        tx
-    })
+        Sampler::start(tx, rx, BATCH_PAUSE)
+    });
+    sampler.request(sample)
 }
 
-fn run(rx: Receiver<Sample>) {
+/// The sampler thread and its queue.
+struct Sampler {
+    tx: SyncSender<Sample>,
+    /// `None` if the thread could not start.
+    thread: Option<Thread>,
+}
+
+impl Sampler {
+    /// Starts the thread that answers what `rx` receives, resting `pause` after batches.
+    fn start(tx: SyncSender<Sample>, rx: Receiver<Sample>, pause: Duration) -> Sampler {
+        match std::thread::Builder::new().name("rustfpm-usage".into()).spawn(move || run(rx, pause)) {
+            Ok(handle) => Sampler { tx, thread: Some(handle.thread().clone()) },
+            Err(e) => {
+                crate::error!("cannot start the usage sampler thread: {e}; the status page shows no cpu/memory");
+                Sampler { tx, thread: None }
+            }
+        }
+    }
+
+    fn request(&self, sample: Sample) -> bool {
+        let awaited = sample.awaited;
+        let queued = self.tx.try_send(sample).is_ok();
+        if let Some(thread) = self.thread.as_ref().filter(|_| queued && awaited) {
+            thread.unpark();
+        }
+        queued
+    }
+}
+
+fn run(rx: Receiver<Sample>, pause: Duration) {
     let hz = clock_ticks();
     let (mut ticks, mut files) = (CpuTable::default(), ProcFiles::default());
-    for sample in rx {
+    let mut read = |sample: Sample| {
         let spent = files.cpu_ticks(sample.pid).and_then(|now| ticks.spent(sample.pid, now));
         let cpu = spent.map(|spent| cpu_percent(spent.total(), hz, sample.duration));
         let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
+    };
+    while let Ok(first) = rx.recv() {
+        read(first);
+        while let Ok(sample) = rx.try_recv() {
+            read(sample);
+        }
+        // Samples that come meanwhile wait in the channel, and their senders wake no one
+        // (nothing waits in recv); an awaited one unparks this thread.
+        std::thread::park_timeout(pause);
     }
 }
 
@@ -97,7 +140,8 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let pid = child.id() as i32;
         for _ in 0..2 {
-            assert!(request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply: tx.clone() }));
+            let reply = tx.clone();
+            assert!(request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply, awaited: false }));
         }
         let (first, second) = (rx.recv().await, rx.recv().await);
         child.kill().unwrap();
@@ -107,5 +151,43 @@ mod tests {
             "{first:?}"
         );
         assert!(matches!(second, Some(PoolEvent::Usage { cpu: Some(c), .. }) if c >= 0.0), "{second:?}");
+    }
+
+    /// A sampler rests after a wake-up (here for an hour), and a sample a worker waits for
+    /// ends the rest: it and the one that came before it are answered.
+    #[tokio::test]
+    async fn an_awaited_sample_ends_the_rest_after_a_batch() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let (reply, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        let sample =
+            |slot, awaited| Sample { pid, slot, duration: Duration::from_millis(1), reply: reply.clone(), awaited };
+        let (tx, rx) = sync_channel(QUEUE);
+        // Queued before the thread starts: its first wake-up reads a batch of three.
+        for slot in 0..3 {
+            tx.try_send(sample(slot, false)).unwrap();
+        }
+        let sampler = Sampler::start(tx, rx, Duration::from_secs(3600));
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            slots.push(answered(&mut answers).await);
+        }
+        assert!(sampler.request(sample(3, false)));
+        assert!(sampler.request(sample(4, true)));
+        for _ in 0..2 {
+            slots.push(answered(&mut answers).await);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(slots, [0, 1, 2, 3, 4]);
+    }
+
+    /// The slot of the next answer; a minute is far more than any read takes, and far less
+    /// than the sampler's rest in the test above.
+    async fn answered(answers: &mut tokio::sync::mpsc::UnboundedReceiver<PoolEvent>) -> usize {
+        match tokio::time::timeout(Duration::from_secs(60), answers.recv()).await {
+            Ok(Some(PoolEvent::Usage { slot, .. })) => slot,
+            other => panic!("no sample answered: {other:?}"),
+        }
     }
 }
