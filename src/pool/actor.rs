@@ -563,7 +563,7 @@ impl PoolActor {
             // A child being looked up is waited for: only a known child can be killed.
             if s.state == SlotState::Idle && !s.awaits_pid() {
                 if let Some(reason) = s.replace {
-                    self.replace_child(slot, reason);
+                    self.replace_idle(slot, reason);
                 }
             }
         }
@@ -584,6 +584,26 @@ impl PoolActor {
                 self.balancer.revoke_express(slot);
             }
         }
+    }
+
+    /// Replaces the child of `slot`, idle as far as the actor has read, once
+    /// it holds the slot's worker: taken back, or withdrawn from the balancer's
+    /// idle queue. A request may have taken the worker since the actor last
+    /// read the notes (its start is not read yet): the slot is not idle then,
+    /// and its child runs that request. It is left alone, and a mark of the
+    /// idle rules is dropped (the request has just used the child); other
+    /// marks wait for the request's end, which comes through the actor.
+    fn replace_idle(&mut self, slot: usize, reason: Reason) {
+        if !self.returning.iter().any(|w| w.slot() == slot) {
+            let Some(worker) = self.balancer.withdraw(slot) else {
+                if reason == Reason::Idle {
+                    self.slots[slot].replace = None;
+                }
+                return;
+            };
+            self.returning.push(worker);
+        }
+        self.replace_child(slot, reason);
     }
 
     /// Whether the pool's rules let a worker skip the actor at all on its way

@@ -794,3 +794,32 @@ async fn a_child_that_let_go_of_an_abandoned_connection_is_no_longer_the_slots()
     h.report(Report::PeerChecked { slot: 0, inode, open: false });
     assert_eq!(h.actor.slots[0].pid, None, "slot 0 still names the child that let go");
 }
+
+/// A request takes the idle worker from the balancer (its start only a note,
+/// not read yet) just before the tick that finds the slot idle past its
+/// limit: the actor must not kill the child under the request (502) nor move
+/// the worker to a new connection; once the request has ended and the slot is
+/// due again, the child is replaced.
+#[tokio::test]
+async fn an_idle_child_is_not_replaced_under_a_request_whose_start_is_not_read_yet() {
+    let mut h = harness(1, Policy { idle_timeout: Some(Duration::ZERO), ..Policy::default() });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 1);
+    let (worker, queued) = h.balancer.acquire().await.unwrap();
+    h.actor.tick();
+    assert_eq!(kills(&h.commands()), Vec::<i32>::new(), "child 77 killed under the request that took its worker");
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 0, "the worker keeps its connection");
+    assert_eq!((h.balancer.idle(), h.actor.returning.len()), (0, 0), "the request keeps its worker");
+    h.actor.note(Note::Started { slot: 0, queued, info: None, at: Instant::now() });
+    h.end_request_express(worker).expect("nothing decided for slot 0: it was not idle");
+    h.actor.read_notes();
+    h.actor.tick();
+    assert_eq!(kills(&h.commands()), vec![77], "idle again past the timeout: replaced");
+    assert_eq!(replaced(&h, Reason::Idle), 1);
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker connects anew");
+    assert_eq!(h.balancer.idle(), 1, "and is lent again, one permit for one worker");
+    let (worker, _) = h.balancer.acquire().await.unwrap();
+    assert_eq!(worker.slot(), 0);
+}
