@@ -447,13 +447,31 @@ impl PoolActor {
     }
 
     /// A new connection of `slot` served its first request: look up the
-    /// child that accepted it (once the parent runs, if it does not yet).
+    /// child that accepted it (once the parent runs, if it does not yet). The
+    /// worker may have dropped the connection to a known child by itself
+    /// (`Worker::ensure_connected`: the child closed it while idle), so that
+    /// child is no longer the slot's, and what it served is carried with its pid.
     fn find_child(&mut self, slot: usize, inode: u32) {
+        if self.slots.get(slot).is_some_and(|s| s.pid.is_some()) {
+            self.unbind(slot);
+        }
         if let Some(s) = self.slots.get_mut(slot) {
             s.inode = inode;
             s.requests = 0;
         }
         self.look_up_child(slot);
+    }
+
+    /// `pid` accepted `slot`'s connection, so no other slot's connection is
+    /// its any more: a slot still naming it reconnected without the actor
+    /// having read so yet (its `Connected` comes later). What the child served
+    /// there is carried to `slot`.
+    fn unbind_elsewhere(&mut self, slot: usize, pid: Pid) {
+        for other in 0..self.slots.len() {
+            if other != slot && self.slots[other].pid == Some(pid) {
+                self.unbind(other);
+            }
+        }
     }
 
     /// The slot's connection was closed: its child is free to accept another
@@ -492,6 +510,9 @@ impl PoolActor {
         if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode != inode && s.finding) {
             s.finding = false;
             self.look_up_child(slot);
+        }
+        if let Some(pid) = pid.filter(|_| self.slots.get(slot).is_some_and(|s| s.inode == inode)) {
+            self.unbind_elsewhere(slot, pid);
         }
         let carried = pid.and_then(|p| self.carried.take(p));
         let mut recheck = false;

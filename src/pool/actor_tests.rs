@@ -82,14 +82,39 @@ fn harness(children: usize, policy: Policy) -> Harness {
 impl Harness {
     /// Lends a worker, connected, as the front end does for a request.
     async fn start_request(&mut self) -> Worker {
+        let mut worker = self.lend().await;
+        self.connected(&mut worker);
+        worker
+    }
+
+    /// A request takes a worker and connects it (anew if it has no
+    /// connection), its start noted.
+    async fn lend(&mut self) -> Worker {
         let (mut worker, queued) = self.balancer.acquire().await.unwrap();
         worker.ensure_connected(&self.socket).await.unwrap();
         self.actor.note(Note::Started { slot: worker.slot(), queued, info: None, at: Instant::now() });
+        worker
+    }
+
+    /// The request sends its head: the actor is told of a new connection.
+    fn connected(&mut self, worker: &mut Worker) {
         if worker.is_fresh() {
             worker.mark_used();
             self.actor.handle(PoolMsg::Connected { slot: worker.slot(), inode: worker.inode() });
         }
-        worker
+    }
+
+    /// `n` requests, each on the worker lent next, served by child `pid`;
+    /// returns the last one's slot.
+    async fn serve(&mut self, n: usize, pid: i32) -> usize {
+        let mut slot = 0;
+        for _ in 0..n {
+            let worker = self.start_request().await;
+            slot = worker.slot();
+            self.child_found(slot, pid);
+            self.end_request(worker);
+        }
+        slot
     }
 
     /// The child of `worker`'s request died under it: the front end reports
@@ -490,11 +515,7 @@ async fn max_memory_keeps_a_child_within_the_limit() {
 #[tokio::test]
 async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
-    for _ in 0..2 {
-        let worker = h.start_request().await;
-        h.child_found(0, 77);
-        h.end_request(worker);
-    }
+    h.serve(2, 77).await;
     // The connection closes (nginx went away between requests, say): child 77
     // accepts a new one, and its two requests count on.
     let mut worker = h.start_request().await;
@@ -507,6 +528,52 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     assert_eq!(h.actor.slots[0].requests, 3);
     h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
+}
+
+/// A worker drops its connection by itself (`Worker::ensure_connected`: its
+/// child closed it while idle) and the child that accepts the new one is the
+/// same: what it served counts on.
+#[tokio::test]
+async fn max_requests_counts_on_when_a_worker_reconnects_to_the_same_child() {
+    let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
+    h.serve(2, 77).await;
+    let (mut worker, _) = h.balancer.acquire().await.unwrap();
+    worker.discard();
+    h.balancer.release(worker);
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    assert_eq!(h.actor.slots[0].requests, 2, "what child 77 served before");
+    h.end_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "its third request reaches pm_max_requests");
+}
+
+/// A worker reconnects by itself and another slot's new connection meets its
+/// old child before the actor has read that the first slot reconnected: the
+/// child's count goes with it, and the first slot no longer names it (its
+/// idle replacement would kill the child under the other slot's request).
+#[tokio::test]
+async fn max_requests_counts_on_when_another_slot_meets_the_child_of_a_worker_that_reconnected() {
+    let mut h = harness(2, Policy { max_requests: 2, ..Policy::default() });
+    let first = h.serve(1, 77).await;
+    let (mut a, mut b) = (h.lend().await, h.lend().await);
+    if a.slot() != first {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let other = b.slot();
+    // Child 77 closed slot `first`'s connection; it accepts slot `other`'s, and
+    // `first` reconnects to child 78. `other` is told first.
+    a.discard();
+    a.ensure_connected(&h.socket).await.unwrap();
+    h.connected(&mut b);
+    h.child_found(other, 77);
+    assert_eq!(h.actor.slots[first].pid, None, "child 77 serves slot {other} now");
+    h.connected(&mut a);
+    h.child_found(first, 78);
+    h.end_request(b);
+    assert_eq!(kills(&h.commands()), vec![77], "its second request reaches pm_max_requests");
+    h.end_request(a);
+    assert_eq!(kills(&h.commands()), Vec::<i32>::new(), "child 78 served one request");
+    assert_eq!((h.actor.slots[first].pid, h.actor.slots[first].requests), (Some(pid(78)), 1));
 }
 
 #[tokio::test]
