@@ -776,6 +776,25 @@ async fn children_exiting_in_a_loop_kill_the_parent_once_and_delay_its_restart()
     assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now() + delay), "killed for the loop: a fast exit");
 }
 
+/// Children the actor replaces die of its own SIGKILL (here pm_max_requests = 1:
+/// one per request): however many in a second, they are no crash loop, for
+/// which the whole pool would be killed, and every request running on
+/// another child answered 502.
+#[tokio::test]
+async fn children_the_actor_replaces_are_no_crash_loop() {
+    let mut h = harness(2, Policy { max_requests: 1, ..Policy::default() });
+    let limit = crate::pool::crash::crash_loop_limit(2) as i32;
+    let mut signals = Vec::new();
+    for child in 100..=100 + limit {
+        h.serve(1, child).await;
+        h.report(Report::ChildExited { pid: pid(child), status: ExitKind::Signal(Signal::SIGKILL) });
+        let commands = h.commands();
+        assert_eq!(kills(&commands), vec![child]);
+        signals.extend(group_signals(&commands));
+    }
+    assert_eq!(signals, Vec::<Signal>::new(), "the pool was killed for its own replacements");
+}
+
 #[tokio::test]
 async fn segfaults_past_the_emergency_threshold_restart_the_parent() {
     let emergency = Some((2, Duration::from_secs(60)));
