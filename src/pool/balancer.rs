@@ -16,6 +16,8 @@
 //! for it even when `queue_max_len` is reached, since no request of a child is
 //! refused for a child whose request has already ended (with several front-end
 //! threads, the next request may reach the balancer before the actor ran).
+//! The actor takes an idle worker out of the queue only to replace its child
+//! ([`Balancer::withdraw`]), with a permit, as a request takes one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
