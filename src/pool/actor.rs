@@ -448,13 +448,31 @@ impl PoolActor {
     }
 
     /// A new connection of `slot` served its first request: look up the
-    /// child that accepted it (once the parent runs, if it does not yet).
+    /// child that accepted it (once the parent runs, if it does not yet). The
+    /// worker may have dropped the connection to a known child by itself
+    /// (`Worker::ensure_connected`: the child closed it while idle), so that
+    /// child is no longer the slot's, and what it served is carried with its pid.
     fn find_child(&mut self, slot: usize, inode: u32) {
+        if self.slots.get(slot).is_some_and(|s| s.pid.is_some()) {
+            self.unbind(slot);
+        }
         if let Some(s) = self.slots.get_mut(slot) {
             s.inode = inode;
             s.requests = 0;
         }
         self.look_up_child(slot);
+    }
+
+    /// `pid` accepted `slot`'s connection, so no other slot's connection is
+    /// its any more: a slot still naming it reconnected without the actor
+    /// having read so yet (its `Connected` comes later). What the child served
+    /// there is carried to `slot`.
+    fn unbind_elsewhere(&mut self, slot: usize, pid: Pid) {
+        for other in 0..self.slots.len() {
+            if other != slot && self.slots[other].pid == Some(pid) {
+                self.unbind(other);
+            }
+        }
     }
 
     /// The slot's connection was closed: its child is free to accept another
@@ -493,6 +511,9 @@ impl PoolActor {
         if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode != inode && s.finding) {
             s.finding = false;
             self.look_up_child(slot);
+        }
+        if let Some(pid) = pid.filter(|_| self.slots.get(slot).is_some_and(|s| s.inode == inode)) {
+            self.unbind_elsewhere(slot, pid);
         }
         let carried = pid.and_then(|p| self.carried.take(p));
         let mut recheck = false;
@@ -564,7 +585,7 @@ impl PoolActor {
             // A child being looked up is waited for: only a known child can be killed.
             if s.state == SlotState::Idle && !s.awaits_pid() {
                 if let Some(reason) = s.replace {
-                    self.replace_child(slot, reason);
+                    self.replace_idle(slot, reason);
                 }
             }
         }
@@ -585,6 +606,26 @@ impl PoolActor {
                 self.balancer.revoke_express(slot);
             }
         }
+    }
+
+    /// Replaces the child of `slot`, idle as far as the actor has read, once
+    /// it holds the slot's worker: taken back, or withdrawn from the balancer's
+    /// idle queue. A request may have taken the worker since the actor last
+    /// read the notes (its start is not read yet): the slot is not idle then,
+    /// and its child runs that request. It is left alone, and a mark of the
+    /// idle rules is dropped (the request has just used the child); other
+    /// marks wait for the request's end, which comes through the actor.
+    fn replace_idle(&mut self, slot: usize, reason: Reason) {
+        if !self.returning.iter().any(|w| w.slot() == slot) {
+            let Some(worker) = self.balancer.withdraw(slot) else {
+                if reason == Reason::Idle {
+                    self.slots[slot].replace = None;
+                }
+                return;
+            };
+            self.returning.push(worker);
+        }
+        self.replace_child(slot, reason);
     }
 
     /// Whether the pool's rules let a worker skip the actor at all on its way
@@ -618,6 +659,7 @@ impl PoolActor {
             return;
         };
         self.supervisor.kill_child(pid, pidfd);
+        self.parent.replacing(pid, self.slots.len() * 2);
         self.counters.replaced(reason);
         self.metrics.recycled(reason.as_str());
         let detail = match reason {

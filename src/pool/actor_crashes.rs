@@ -111,11 +111,13 @@ impl PoolActor {
 
     pub(super) fn child_exited(&mut self, pid: Pid, status: ExitKind) {
         self.carried.take(pid);
+        let replaced = self.parent.was_replaced(pid);
         // The usual cause of children dying at once: a script made the shared
         // listener non-blocking. Repairing it ends the loop without a restart.
         if self.repair_listener() {
             self.parent.forget_child_exits();
-        } else {
+        } else if !replaced {
+            // The actor's own kills, however many, are no loop.
             self.check_child_loop();
         }
         self.check_emergency(status);
@@ -130,6 +132,8 @@ impl PoolActor {
         }
         if !busy {
             match status {
+                // Its replacement was logged ("replaced (reason) after N requests").
+                _ if replaced => crate::debug!("[pool {}] child {pid} {status}", self.name),
                 // Killed by the pool's own stop: as php-fpm, no warning.
                 ExitKind::Signal(_) if self.stopping.begun() => {
                     crate::notice!("[pool {}] child {pid} {status}", self.name)

@@ -33,6 +33,9 @@ pub(super) struct Parent {
     killed_for_loop: bool,
     /// Recent child exits, to spot a loop.
     child_exits: ExitRate,
+    /// Children the actor killed to replace them, whose exit is not reported
+    /// yet: their exits are no loop.
+    replaced: VecDeque<Pid>,
     /// Recent SIGSEGV/SIGBUS child exits, for the emergency restart.
     segfaults: VecDeque<Instant>,
 }
@@ -48,6 +51,7 @@ impl Parent {
             fast_exits: 0,
             killed_for_loop: false,
             child_exits: ExitRate::default(),
+            replaced: VecDeque::new(),
             segfaults: VecDeque::new(),
         }
     }
@@ -135,6 +139,22 @@ impl Parent {
         }
         self.killed_for_loop = true;
         true
+    }
+
+    /// The actor kills `pid` to replace it: its exit will not count towards a
+    /// loop. At most `most` such exits are awaited (an exit that never comes
+    /// is forgotten).
+    pub(super) fn replacing(&mut self, pid: Pid, most: usize) {
+        if self.replaced.len() >= most {
+            self.replaced.pop_front();
+        }
+        self.replaced.push_back(pid);
+    }
+
+    /// Whether the exit of `pid` is one the actor caused (then forgotten).
+    pub(super) fn was_replaced(&mut self, pid: Pid) -> bool {
+        let at = self.replaced.iter().position(|p| *p == pid);
+        at.and_then(|at| self.replaced.remove(at)).is_some()
     }
 
     /// Child exits so far do not count towards a loop (its cause was repaired).

@@ -82,14 +82,39 @@ fn harness(children: usize, policy: Policy) -> Harness {
 impl Harness {
     /// Lends a worker, connected, as the front end does for a request.
     async fn start_request(&mut self) -> Worker {
+        let mut worker = self.lend().await;
+        self.connected(&mut worker);
+        worker
+    }
+
+    /// A request takes a worker and connects it (anew if it has no
+    /// connection), its start noted.
+    async fn lend(&mut self) -> Worker {
         let (mut worker, queued) = self.balancer.acquire().await.unwrap();
         worker.ensure_connected(&self.socket).await.unwrap();
         self.actor.note(Note::Started { slot: worker.slot(), queued, info: None, at: Instant::now() });
+        worker
+    }
+
+    /// The request sends its head: the actor is told of a new connection.
+    fn connected(&mut self, worker: &mut Worker) {
         if worker.is_fresh() {
             worker.mark_used();
             self.actor.handle(PoolMsg::Connected { slot: worker.slot(), inode: worker.inode() });
         }
-        worker
+    }
+
+    /// `n` requests, each on the worker lent next, served by child `pid`;
+    /// returns the last one's slot.
+    async fn serve(&mut self, n: usize, pid: i32) -> usize {
+        let mut slot = 0;
+        for _ in 0..n {
+            let worker = self.start_request().await;
+            slot = worker.slot();
+            self.child_found(slot, pid);
+            self.end_request(worker);
+        }
+        slot
     }
 
     /// The child of `worker`'s request died under it: the front end reports
@@ -490,11 +515,7 @@ async fn max_memory_keeps_a_child_within_the_limit() {
 #[tokio::test]
 async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
-    for _ in 0..2 {
-        let worker = h.start_request().await;
-        h.child_found(0, 77);
-        h.end_request(worker);
-    }
+    h.serve(2, 77).await;
     // The connection closes (nginx went away between requests, say): child 77
     // accepts a new one, and its two requests count on.
     let mut worker = h.start_request().await;
@@ -507,6 +528,52 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     assert_eq!(h.actor.slots[0].requests, 3);
     h.end_request(worker);
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
+}
+
+/// A worker drops its connection by itself (`Worker::ensure_connected`: its
+/// child closed it while idle) and the child that accepts the new one is the
+/// same: what it served counts on.
+#[tokio::test]
+async fn max_requests_counts_on_when_a_worker_reconnects_to_the_same_child() {
+    let mut h = harness(1, Policy { max_requests: 3, ..Policy::default() });
+    h.serve(2, 77).await;
+    let (mut worker, _) = h.balancer.acquire().await.unwrap();
+    worker.discard();
+    h.balancer.release(worker);
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    assert_eq!(h.actor.slots[0].requests, 2, "what child 77 served before");
+    h.end_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "its third request reaches pm_max_requests");
+}
+
+/// A worker reconnects by itself and another slot's new connection meets its
+/// old child before the actor has read that the first slot reconnected: the
+/// child's count goes with it, and the first slot no longer names it (its
+/// idle replacement would kill the child under the other slot's request).
+#[tokio::test]
+async fn max_requests_counts_on_when_another_slot_meets_the_child_of_a_worker_that_reconnected() {
+    let mut h = harness(2, Policy { max_requests: 2, ..Policy::default() });
+    let first = h.serve(1, 77).await;
+    let (mut a, mut b) = (h.lend().await, h.lend().await);
+    if a.slot() != first {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let other = b.slot();
+    // Child 77 closed slot `first`'s connection; it accepts slot `other`'s, and
+    // `first` reconnects to child 78. `other` is told first.
+    a.discard();
+    a.ensure_connected(&h.socket).await.unwrap();
+    h.connected(&mut b);
+    h.child_found(other, 77);
+    assert_eq!(h.actor.slots[first].pid, None, "child 77 serves slot {other} now");
+    h.connected(&mut a);
+    h.child_found(first, 78);
+    h.end_request(b);
+    assert_eq!(kills(&h.commands()), vec![77], "its second request reaches pm_max_requests");
+    h.end_request(a);
+    assert_eq!(kills(&h.commands()), Vec::<i32>::new(), "child 78 served one request");
+    assert_eq!((h.actor.slots[first].pid, h.actor.slots[first].requests), (Some(pid(78)), 1));
 }
 
 #[tokio::test]
@@ -709,6 +776,25 @@ async fn children_exiting_in_a_loop_kill_the_parent_once_and_delay_its_restart()
     assert_eq!(h.actor.parent.start_at(), Some(TokioInstant::now() + delay), "killed for the loop: a fast exit");
 }
 
+/// Children the actor replaces die of its own SIGKILL (here pm_max_requests = 1:
+/// one per request): however many in a second, they are no crash loop, for
+/// which the whole pool would be killed, and every request running on
+/// another child answered 502.
+#[tokio::test]
+async fn children_the_actor_replaces_are_no_crash_loop() {
+    let mut h = harness(2, Policy { max_requests: 1, ..Policy::default() });
+    let limit = crate::pool::crash::crash_loop_limit(2) as i32;
+    let mut signals = Vec::new();
+    for child in 100..=100 + limit {
+        h.serve(1, child).await;
+        h.report(Report::ChildExited { pid: pid(child), status: ExitKind::Signal(Signal::SIGKILL) });
+        let commands = h.commands();
+        assert_eq!(kills(&commands), vec![child]);
+        signals.extend(group_signals(&commands));
+    }
+    assert_eq!(signals, Vec::<Signal>::new(), "the pool was killed for its own replacements");
+}
+
 #[tokio::test]
 async fn segfaults_past_the_emergency_threshold_restart_the_parent() {
     let emergency = Some((2, Duration::from_secs(60)));
@@ -793,4 +879,33 @@ async fn a_child_that_let_go_of_an_abandoned_connection_is_no_longer_the_slots()
     h.abandon(worker, AbandonCause::ClientGone, None);
     h.report(Report::PeerChecked { slot: 0, inode, open: false });
     assert_eq!(h.actor.slots[0].pid, None, "slot 0 still names the child that let go");
+}
+
+/// A request takes the idle worker from the balancer (its start only a note,
+/// not read yet) just before the tick that finds the slot idle past its
+/// limit: the actor must not kill the child under the request (502) nor move
+/// the worker to a new connection; once the request has ended and the slot is
+/// due again, the child is replaced.
+#[tokio::test]
+async fn an_idle_child_is_not_replaced_under_a_request_whose_start_is_not_read_yet() {
+    let mut h = harness(1, Policy { idle_timeout: Some(Duration::ZERO), ..Policy::default() });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    h.end_request(worker);
+    assert_eq!(h.balancer.idle(), 1);
+    let (worker, queued) = h.balancer.acquire().await.unwrap();
+    h.actor.tick();
+    assert_eq!(kills(&h.commands()), Vec::<i32>::new(), "child 77 killed under the request that took its worker");
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 0, "the worker keeps its connection");
+    assert_eq!((h.balancer.idle(), h.actor.returning.len()), (0, 0), "the request keeps its worker");
+    h.actor.note(Note::Started { slot: 0, queued, info: None, at: Instant::now() });
+    h.end_request_express(worker).expect("nothing decided for slot 0: it was not idle");
+    h.actor.read_notes();
+    h.actor.tick();
+    assert_eq!(kills(&h.commands()), vec![77], "idle again past the timeout: replaced");
+    assert_eq!(replaced(&h, Reason::Idle), 1);
+    assert_eq!(h.actor.epochs[0].load(std::sync::atomic::Ordering::Relaxed), 1, "the worker connects anew");
+    assert_eq!(h.balancer.idle(), 1, "and is lent again, one permit for one worker");
+    let (worker, _) = h.balancer.acquire().await.unwrap();
+    assert_eq!(worker.slot(), 0);
 }

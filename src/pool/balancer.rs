@@ -16,6 +16,8 @@
 //! for it even when `queue_max_len` is reached, since no request of a child is
 //! refused for a child whose request has already ended (with several front-end
 //! threads, the next request may reach the balancer before the actor ran).
+//! The actor takes an idle worker out of the queue only to replace its child
+//! ([`Balancer::withdraw`]), with a permit, as a request takes one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -165,6 +167,24 @@ impl Balancer {
         // Handed out: no longer on its way to a waiting request.
         worker.coming_back = None;
         Ok(worker)
+    }
+
+    /// Takes `slot`'s worker out of the idle queue for the actor, which replaces
+    /// its child before lending it again ([`Self::release`]). None when the
+    /// worker is not there (a request has it, whether the actor has read its
+    /// start or not) or when every queued worker is promised to a request that
+    /// holds its permit. The actor takes a permit as a request does, so no
+    /// request is granted one for the withdrawn worker.
+    pub fn withdraw(&self, slot: usize) -> Option<Worker> {
+        let permit = self.permits.try_acquire().ok()?;
+        let mut idle = self.idle_queue();
+        let worker = idle.iter().position(|w| w.slot() == slot).and_then(|at| idle.remove(at));
+        drop(idle);
+        if worker.is_some() {
+            permit.forget();
+        }
+        // Otherwise the permit goes back, now that the lock is released.
+        worker
     }
 
     /// The idle queue (a worker is never dropped while the lock is held, so a
@@ -357,6 +377,22 @@ mod tests {
         b.release(w);
         assert_eq!(second.await.map(|(w, _)| w.slot()), Ok(0));
         assert_eq!(b.waiting(), 0);
+    }
+
+    /// The actor withdraws an idle worker to replace its child: no request gets a
+    /// permit for it meanwhile, and a worker a request has taken is not withdrawn.
+    #[tokio::test]
+    async fn a_withdrawn_worker_is_handed_to_no_request() {
+        let b = Balancer::new(workers(2), 4, None);
+        let (taken, _) = b.acquire().await.unwrap();
+        assert!(b.withdraw(taken.slot()).is_none(), "a request has it");
+        assert_eq!(b.idle(), 1, "the permit taken for the look goes back");
+        let other = 1 - taken.slot();
+        let withdrawn = b.withdraw(other).expect("idle: withdrawn");
+        assert_eq!((withdrawn.slot(), b.idle()), (other, 0));
+        assert!(b.permits.try_acquire().is_err(), "no permit for the withdrawn worker");
+        b.release(withdrawn);
+        assert_eq!(b.acquire().await.map(|(w, _)| w.slot()), Ok(other));
     }
 
     #[tokio::test]

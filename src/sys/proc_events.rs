@@ -60,6 +60,10 @@ impl ProcEvents {
         }
         // SAFETY: `raw` is a fresh descriptor that we own from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Before bind: binding joins the multicast group, and whatever other
+        // listeners make the kernel send (forks, execs, thread exits) would
+        // queue unfiltered on the socket until the filter is attached.
+        let unfiltered = filter(&fd).err();
         // SAFETY: sockaddr_nl is plain data; all-zero is valid before we set fields.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;
@@ -69,7 +73,6 @@ impl ProcEvents {
         if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let unfiltered = filter(&fd).err();
         let msg = listen_message();
         // SAFETY: sending an initialised buffer of its own length.
         if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
@@ -206,6 +209,26 @@ mod tests {
         child.wait().expect("reap true");
         let event = std::iter::from_fn(|| events.next_exit().ok()).find(|e| e.pid == pid);
         assert_eq!(event.map(|e| e.parent), Some(std::process::id() as i32));
+    }
+
+    /// The socket joins the group only once its filter is attached: what the
+    /// kernel sends meanwhile for other listeners (a fork, here, while the
+    /// filter is being attached) must not queue unfiltered. Under load a fork
+    /// got through so about once in 15 runs of the test below.
+    #[test]
+    fn nothing_queues_before_the_filter_is_attached() {
+        // The kernel sends process events only while someone listens.
+        let _listener = ProcEvents::open().expect("process events need root in the initial namespaces");
+        let slow = |fd: &OwnedFd| {
+            std::process::Command::new("true").status()?;
+            attach_exit_filter(fd)
+        };
+        let events = ProcEvents::open_filtered(slow).expect("subscribed");
+        assert!(events.unfiltered.is_none(), "the filter is attached: {:?}", events.unfiltered);
+        std::process::Command::new("true").status().expect("run true");
+        let mut buf = [0u8; 1024];
+        let n = events.next_message(&mut buf).expect("a message");
+        assert!(parse_exit(&buf[..n]).is_some(), "the first message is not a process's exit: {:?}", &buf[..n]);
     }
 
     #[test]
