@@ -1,8 +1,9 @@
 //! rustfpm: a FastCGI process manager for PHP that replaces php-fpm.
 //!
-//! nginx → `frontend` (tokio) → `pool` balancer (crossbeam channel of idle
-//! workers) → one persistent FastCGI connection per php-cgi child, started and
-//! reaped by the `supervisor`. Worker state has one owner: the pool actor.
+//! nginx → `frontend` (tokio) → `pool` balancer (a queue of idle workers and a
+//! FIFO semaphore) → one persistent FastCGI connection per php-cgi child, started
+//! and reaped by the `supervisor`. Worker state has one owner: the pool actor,
+//! which the front end tells of requests' starts and ends on crossbeam channels.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[macro_use]
