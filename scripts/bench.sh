@@ -46,9 +46,10 @@
 #   empty: its default), SCHED_POLICY= (the CPU scheduling policy of each backend and its
 #   children, other | batch | idle: rustfpm's [global] and pool process_sched_policy, and
 #   php-fpm run under `chrt --POLICY 0`; empty: each backend's default, rustfpm's batch and
-#   php-fpm's other), BACKGROUND=0 (CPU-bound processes, nice 0, running through the whole
-#   measurement: a host that does other work besides PHP; their CPU is not counted as other
-#   processes' in the report).
+#   php-fpm's other), BACKGROUND=0 (CPU-bound processes, each in a session of its own as a
+#   service would be (scripts/bench/background.py), running through the whole measurement: a
+#   host that does other work besides PHP; their CPU is not counted as other processes' in
+#   the report).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -104,7 +105,7 @@ measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 packages=(php8.2-cgi php8.2-fpm nginx)
 [[ -n $WRK_WORKLOADS ]] && packages+=(wrk)
-measuring burst && packages+=(python3-minimal)
+{ measuring burst || ((BACKGROUND > 0)); } && packages+=(python3-minimal)
 measuring app && packages+=(dokuwiki)
 ensure_packages "${packages[@]}"
 PYTHON=/usr/bin/python3
@@ -483,8 +484,7 @@ warm() { # WORKLOAD
 }
 
 for ((i = 0; i < BACKGROUND; i++)); do
-	# sha256sum computes and never sleeps: a CPU-bound neighbour under the kernel's default policy.
-	start_bg background "$TMP/background.log" nice -n 0 chrt --other 0 sha256sum /dev/zero
+	start_bg background "$TMP/background.log" "$PYTHON" "$RF_ROOT/scripts/bench/background.py"
 done
 ((BACKGROUND == 0)) || log "$BACKGROUND CPU-bound background process(es) running"
 
