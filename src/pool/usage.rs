@@ -6,9 +6,9 @@
 //! never blocks).
 //!
 //! What rustfpm can know differs from php-fpm's figures: the CPU is the
-//! child's user + system time since its previous request ended, over the
-//! request's duration (as php-fpm's percentage; 0 for a child's first
-//! request); the memory is the child's private memory after the request (the
+//! child's time on the CPU since its previous request ended (schedstat's
+//! nanoseconds, where php-fpm counts 1/100 s ticks), over the request's
+//! duration (as php-fpm's percentage; 0 for a child's first request); the memory is the child's private memory after the request (the
 //! `pm_max_memory` measure), where php-fpm shows PHP's peak allocation. A
 //! sample taken after the child has begun its next request includes a little
 //! of that one.
@@ -29,7 +29,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::msg::PoolEvent;
-use crate::sys::procfs::{clock_ticks, CpuTable, ProcFiles};
+use crate::sys::procfs::{CpuTable, ProcFiles};
 
 /// Samples waiting to be read; past this, samples are skipped (the status
 /// page then shows the previous figures).
@@ -94,11 +94,10 @@ impl Sampler {
 }
 
 fn run(rx: Receiver<Sample>, pause: Duration) {
-    let hz = clock_ticks();
-    let (mut ticks, mut files) = (CpuTable::default(), ProcFiles::default());
+    let (mut times, mut files) = (CpuTable::<Duration>::default(), ProcFiles::default());
     let mut read = |sample: Sample| {
-        let spent = files.cpu_ticks(sample.pid).and_then(|now| ticks.spent(sample.pid, now));
-        let cpu = spent.map(|spent| cpu_percent(spent.total(), hz, sample.duration));
+        let spent = files.cpu_time(sample.pid).and_then(|now| times.spent(sample.pid, now));
+        let cpu = spent.map(|spent| cpu_percent(spent, sample.duration));
         let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
     };
@@ -114,10 +113,10 @@ fn run(rx: Receiver<Sample>, pause: Duration) {
 }
 
 /// php-fpm's "last request cpu": CPU time over wall time, in percent.
-fn cpu_percent(ticks: u64, hz: f64, duration: Duration) -> f64 {
+fn cpu_percent(spent: Duration, duration: Duration) -> f64 {
     let wall = duration.as_secs_f64();
     if wall > 0.0 {
-        ticks as f64 / hz / wall * 100.0
+        spent.as_secs_f64() / wall * 100.0
     } else {
         0.0
     }
@@ -129,8 +128,8 @@ mod tests {
 
     #[test]
     fn cpu_is_a_percentage_of_the_request_duration() {
-        assert_eq!(cpu_percent(5, 100.0, Duration::from_millis(100)), 50.0);
-        assert_eq!(cpu_percent(5, 100.0, Duration::ZERO), 0.0);
+        assert_eq!(cpu_percent(Duration::from_millis(50), Duration::from_millis(100)), 50.0);
+        assert_eq!(cpu_percent(Duration::from_millis(50), Duration::ZERO), 0.0);
     }
 
     #[tokio::test]
