@@ -203,6 +203,16 @@ impl Marker {
     }
 }
 
+#[cfg(test)]
+impl Marker {
+    /// A marker of the length requests get, for tests elsewhere.
+    pub(crate) fn sample() -> Marker {
+        let mut bytes = [b'0'; MARKER_LEN];
+        bytes[..MARKER_PREFIX.len()].copy_from_slice(MARKER_PREFIX);
+        Marker(bytes)
+    }
+}
+
 /// Where the pool's own INI settings are read from.
 pub enum Settings {
     /// php-cgi's phpinfo (`-i`, which runs no script) with the pool's
