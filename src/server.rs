@@ -553,6 +553,7 @@ impl Server {
     async fn shutdown(&mut self, intent: Intent) {
         self.notify(Notifier::stopping);
         let _ = self.shutdown_tx.send(true);
+        self.budget_pressure.wake_connections();
         self.done_tx = None;
         self.routes.clear();
         // Whether php-cgi still gets its grace: not once a fast stop is asked for.

@@ -212,6 +212,23 @@ fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
 }
 
 #[test]
+fn a_graceful_stop_closes_connections_waiting_for_a_request_at_once() {
+    let site = Site::new();
+    let long = "listen_idle_timeout = \"1h\"\nrequest_read_timeout = \"1h\"";
+    let mut fpm = start(&site, 1, "process_control_timeout = \"1h\"", long);
+    let mut kept = UnixStream::connect(&fpm.socket).unwrap();
+    hello(&site, &mut kept).unwrap();
+    let mut silent = UnixStream::connect(&fpm.socket).unwrap();
+    hello_once(&site, &fpm).unwrap();
+    fpm.signal(libc::SIGQUIT);
+    // Neither waits for its hour: the stop wakes them (one wake-up for every signal a
+    // connection waits for, shutdown among them).
+    assert!(wait_closed(&mut kept, HANG).is_some(), "an idle kept-alive connection held up the stop");
+    assert!(wait_closed(&mut silent, HANG).is_some(), "a connection that sent nothing held up the stop");
+    assert!(fpm.wait_exit(HANG).is_some(), "rustfpm did not exit: {}", fpm.log_text());
+}
+
+#[test]
 fn listen_max_connections_stops_accepting_and_resumes_while_held_connections_are_served() {
     let site = Site::new();
     let fpm = start(&site, 2, "", "listen_max_connections = 2");

@@ -144,7 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn read_head(
         &mut self,
         pool: &Pool,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<Option<Head>, ConnError> {
         let mut head: Option<Head> = None;
         self.inbuf.read_timeout = pool.read_timeout;
@@ -153,6 +153,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(complete) = self.parse_head(&mut head, pool.max_params).await? {
                 return Ok(Some(complete));
             }
+            // Made before shutdown is looked at: a shutdown sent after the look wakes it.
+            let signalled = self.shed.signalled();
             let idle = head.is_none() && self.inbuf.pending().is_empty();
             if idle && *shutdown.borrow() {
                 return Ok(None);
@@ -165,9 +167,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // of tokio's random one (which costs on every request).
                 biased;
                 n = self.inbuf.fill_until(&mut self.stream, clock.deadline()) => n,
-                _ = shutdown.changed(), if idle => continue,
-                cutoff = self.shed.next() => {
-                    if clock.waiting_since() <= cutoff {
+                // Shutdown (looked at above, when idle) or pressure: one wake-up for both.
+                cutoff = self.shed.next(signalled) => {
+                    if cutoff.is_some_and(|cutoff| clock.waiting_since() <= cutoff) {
                         crate::debug!("[pool {}] connection waiting for a request closed to make room", pool.name);
                         return Ok(None);
                     }

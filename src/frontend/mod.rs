@@ -92,7 +92,7 @@ pub struct Admission {
 impl Admission {
     /// `max` connections on this listener, within a shared `budget` of `budget_size`.
     pub fn new(max: usize, budget: Arc<Semaphore>, budget_size: usize, budget_pressure: Pressure) -> Self {
-        let own = (Arc::new(Semaphore::new(max)), Pressure::default());
+        let own = (Arc::new(Semaphore::new(max)), budget_pressure.sibling());
         let throttle = Arc::new(Throttle::new(OVERLOAD_LOG_EVERY));
         Admission { max, own, budget, budget_size, budget_pressure, throttle }
     }

@@ -91,6 +91,10 @@ fn send_head(
     request: &mut RequestStream,
     to_child: &mut Vec<u8>,
 ) -> Result<(), ConnError> {
+    // One allocation at most, where growing record by record took several
+    // (the scratch buffer of a new connection is empty).
+    to_child.clear();
+    to_child.reserve(head_room(head, marker) + conn.buffered());
     request_head(head, marker, to_child);
     conn.take_body(request, to_child)?;
     let pool = lease.pool();
@@ -620,6 +624,15 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     encode_stream(out, RecordType::Params, head.id, b"");
 }
 
+/// At least the bytes [`request_head`] writes: BEGIN_REQUEST, the params and
+/// the marker's pair in records of at most [`MAX_CONTENT_LEN`] bytes (each
+/// with its header and padding), and the empty PARAMS record.
+fn head_room(head: &Head, marker: Option<&Marker>) -> usize {
+    let params = head.params.len() + marker.map_or(0, |m| 8 + MARKER_PARAM.len() + m.as_bytes().len());
+    let records = params / MAX_CONTENT_LEN + 1;
+    2 * HEADER_LEN + params + records * (HEADER_LEN + 7) + HEADER_LEN
+}
+
 /// The params the child gets, appended to `out` as FastCGI pairs: nginx's
 /// (copied as they came), minus those never passed on, plus the request's
 /// finish marker. The one place where the params towards the child are written.
@@ -722,6 +735,24 @@ mod tests {
         let sent: Vec<_> = pairs(&recs[1].2).map(|p| p.expect("whole pairs")).collect();
         assert_eq!(sent, [(&b"SCRIPT_FILENAME"[..], &b"/x.php"[..]), (&b"QUERY_STRING"[..], &b""[..])]);
         assert!(recs[2].2.is_empty());
+    }
+
+    #[test]
+    fn the_head_fits_the_room_reserved_for_it() {
+        let marker = Marker::sample();
+        for len in [0, 10, 200, 65_000, 70_000, 140_000] {
+            let head = head_with(&[(b"HTTP_COOKIE", &vec![b'v'; len]), (b"SCRIPT_FILENAME", b"/x.php")]);
+            for marker in [None, Some(&marker)] {
+                let mut out = Vec::new();
+                request_head(&head, marker, &mut out);
+                assert!(
+                    out.len() <= head_room(&head, marker),
+                    "{} > {} for {len}",
+                    out.len(),
+                    head_room(&head, marker)
+                );
+            }
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,15 +101,19 @@ impl Polyfill {
     /// response, or forge one.
     pub fn request_marker(&self) -> Marker {
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        let random = [self.keys.hash_one((n, 0u8)), self.keys.hash_one((n, 1u8))];
+        // 128 bits from one keyed SipHash state: the request's number, then
+        // the number followed by a second word (two inputs that no other
+        // request's marker hashes). Both halves are unguessable without the
+        // pool's random keys, as two separate hashes were, for less work.
+        let mut hasher = self.keys.build_hasher();
+        hasher.write_u64(n);
+        let first = hasher.finish();
+        hasher.write_u64(1);
+        let second = hasher.finish();
         let mut bytes = [0u8; MARKER_LEN];
         bytes[..MARKER_PREFIX.len()].copy_from_slice(MARKER_PREFIX);
-        let hex = &mut bytes[MARKER_PREFIX.len()..];
-        for (i, nibble) in
-            random.iter().flat_map(|word| (0..16).rev().map(move |k| (word >> (k * 4)) & 0xf)).enumerate()
-        {
-            hex[i] = b"0123456789abcdef"[nibble as usize];
-        }
+        bytes[MARKER_PREFIX.len()..MARKER_PREFIX.len() + 16].copy_from_slice(&hex(first));
+        bytes[MARKER_PREFIX.len() + 16..].copy_from_slice(&hex(second));
         Marker(bytes)
     }
 
@@ -169,6 +173,25 @@ pub const MARKER_PARAM: &[u8] = b" ";
 const MARKER_PREFIX: &[u8] = b"rustfpm-finish-request-";
 const MARKER_LEN: usize = MARKER_PREFIX.len() + 32;
 
+/// `word` in lowercase hex, most significant digit first, without a loop:
+/// each nibble is spread into a byte of its own, then turned into its digit
+/// (`'0'` + n, plus the gap up to `'a'` where n > 9) in all bytes at once.
+fn hex(word: u64) -> [u8; 16] {
+    fn spread(half: u64) -> u64 {
+        let x = (half | (half << 16)) & 0x0000_ffff_0000_ffff;
+        let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+        (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f
+    }
+    let digits = |nibbles: u64| {
+        let above_nine = ((nibbles + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        (nibbles + 0x3030_3030_3030_3030 + above_nine * (b'a' - b'0' - 10) as u64).to_be_bytes()
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&digits(spread(word >> 32)));
+    out[8..].copy_from_slice(&digits(spread(word & 0xffff_ffff)));
+    out
+}
+
 /// One request's marker: `rustfpm-finish-request-` and 128 random bits in hex.
 #[derive(Debug, Clone, Copy)]
 pub struct Marker([u8; MARKER_LEN]);
@@ -177,6 +200,16 @@ impl Marker {
     /// The marker's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+}
+
+#[cfg(test)]
+impl Marker {
+    /// A marker of the length requests get, for tests elsewhere.
+    pub(crate) fn sample() -> Marker {
+        let mut bytes = [b'0'; MARKER_LEN];
+        bytes[..MARKER_PREFIX.len()].copy_from_slice(MARKER_PREFIX);
+        Marker(bytes)
     }
 }
 
@@ -522,6 +555,13 @@ mod tests {
         let text = std::str::from_utf8(a.as_bytes()).unwrap();
         let hex = text.strip_prefix("rustfpm-finish-request-").unwrap();
         assert!(hex.len() == 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
+    }
+
+    #[test]
+    fn hex_is_what_format_writes() {
+        for word in [0, 1, 9, 10, 15, 0xdead_beef_0123_4567, u64::MAX, 0x0f1e_2d3c_4b5a_6978] {
+            assert_eq!(hex(word), format!("{word:016x}").as_bytes(), "{word:#x}");
+        }
     }
 
     #[test]
