@@ -68,7 +68,7 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
         crate::notice!("serving Prometheus metrics on http://{addr}/metrics");
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
-    let threads = config.global.front_end_threads.unwrap_or_else(frontend::default_threads);
+    let threads = config.global.threads();
     let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
     let (supervisor, thread) = Supervisor::start(guard);
     let result = runtime.block_on(async {

@@ -152,7 +152,7 @@ pub struct Global {
     /// rustfpm extension: where the Prometheus endpoint listens (`metrics_listen`; off when unset).
     pub metrics_listen: Option<SocketAddr>,
     /// rustfpm extension: how many threads accept and serve nginx's connections
-    /// (`front_end_threads`; `None`: [`crate::frontend::default_threads`]).
+    /// (`front_end_threads`; `None`: [`default_front_end_threads`]).
     pub front_end_threads: Option<usize>,
     /// rustfpm extension: the CPU scheduling policy of rustfpm's own threads
     /// (`process_sched_policy`; `None`: [`SchedPolicy::default_from`] the one it was started
@@ -160,7 +160,31 @@ pub struct Global {
     pub process_sched_policy: Option<SchedPolicy>,
 }
 
+/// `[global] front_end_threads` when unset: how many threads accept and serve
+/// nginx's connections (each pool's listener is given to one or more of them in turn,
+/// so that none is idle: `server::listener_share`). One: on 2
+/// cores a second thread serves as many requests as one, at ~3 µs more CPU per request
+/// that PHP could have used (docs/performance.md has the figures).
+///
+/// Debug builds (the binary the tests start) take the default from the environment
+/// variable `FRONT_END_THREADS` when it is set, so that the whole test suite can be
+/// run with more threads (`FRONT_END_THREADS=2 cargo test`); release builds ignore it.
+pub fn default_front_end_threads() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("FRONT_END_THREADS").ok().and_then(|v| v.parse().ok()) {
+        if (1..=MAX_FRONT_END_THREADS).contains(&n) {
+            return n;
+        }
+    }
+    1
+}
+
 impl Global {
+    /// How many front-end threads run: `front_end_threads`, or [`default_front_end_threads`].
+    pub fn threads(&self) -> usize {
+        self.front_end_threads.unwrap_or_else(default_front_end_threads)
+    }
+
     /// The `[global]` keys read only when rustfpm starts whose value differs in `new`: a reload
     /// applies everything else, and says of these that they wait for a restart.
     pub fn restart_only_changes(&self, new: &Global) -> Vec<&'static str> {

@@ -35,29 +35,10 @@ pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (the connection waits in the listen queue).
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// `[global] front_end_threads` when unset: how many threads accept and serve
-/// nginx's connections (each pool's listener is given to one or more of them in turn,
-/// so that none is idle: `server::listener_share`). One: on 2
-/// cores a second thread serves as many requests as one, at ~3 µs more CPU per request
-/// that PHP could have used (docs/performance.md has the figures).
-///
-/// Debug builds (the binary the tests start) take the default from the environment
-/// variable `FRONT_END_THREADS` when it is set, so that the whole test suite can be
-/// run with more threads (`FRONT_END_THREADS=2 cargo test`); release builds ignore it.
-pub fn default_threads() -> usize {
-    #[cfg(debug_assertions)]
-    if let Some(n) = std::env::var("FRONT_END_THREADS").ok().and_then(|v| v.parse().ok()) {
-        if (1..=crate::config::MAX_FRONT_END_THREADS).contains(&n) {
-            return n;
-        }
-    }
-    1
-}
-
 /// The front-end runtime the first listener is given to (the next ones follow in
 /// turn): the main one, which runs the pools' actors, so that a single pool's requests
 /// and its actor share a thread. Debug builds run with `FRONT_END_THREADS` set (the
-/// test suite's switch, see [`default_threads`]) start at the last one instead, so
+/// test suite's switch, see [`crate::config::default_front_end_threads`]) start at the last one instead, so
 /// that every test's pool is served on another thread than its actor's.
 pub fn first_runtime(threads: usize) -> usize {
     #[cfg(debug_assertions)]

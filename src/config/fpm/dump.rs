@@ -21,8 +21,7 @@ pub fn fpm_dump(config: &Config) -> Vec<String> {
     set(&mut out, "log_limit", g.log_limit.to_string());
     set(&mut out, "daemonize", yes_no(g.daemonize));
     // rustfpm's extensions, under the names its php-fpm INI reads them by.
-    let threads = g.front_end_threads.unwrap_or_else(crate::frontend::default_threads);
-    set(&mut out, "rustfpm.front_end_threads", threads.to_string());
+    set(&mut out, "rustfpm.front_end_threads", g.threads().to_string());
     set(&mut out, "rustfpm.process.sched_policy", sched_policy(g.process_sched_policy));
     for pool in &config.pools {
         out.push(format!("[{}]", pool.name));
