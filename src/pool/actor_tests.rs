@@ -530,6 +530,30 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
 }
 
+/// A request on a new connection ends with that connection closed (the
+/// script left part of a POST body unread, say) before the supervisor has
+/// answered which child accepted it. The late answer names child 77, whose
+/// requests on an earlier connection are carried: they are kept for the next
+/// connection that meets it, not dropped with an answer for a connection gone.
+#[tokio::test]
+async fn a_late_answer_for_a_closed_connection_keeps_the_childs_carried_count() {
+    let mut h = harness(1, Policy { max_requests: 4, ..Policy::default() });
+    h.serve(2, 77).await;
+    let mut worker = h.start_request().await;
+    worker.discard();
+    h.end_request(worker);
+    let mut worker = h.start_request().await;
+    let inode = h.actor.slots[0].inode;
+    worker.discard();
+    h.end_request(worker);
+    h.report(Report::ChildFound { slot: 0, inode, pid: Some(pid(77)), pidfd: None });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    assert_eq!(h.actor.slots[0].requests, 3, "what child 77 served on its first connection");
+    h.end_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "its 4th request counted reaches pm_max_requests");
+}
+
 /// A worker drops its connection by itself (`Worker::ensure_connected`: its
 /// child closed it while idle) and the child that accepts the new one is the
 /// same: what it served counts on.
