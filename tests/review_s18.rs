@@ -39,16 +39,23 @@ fn failed(statuses: &[Result<u16, String>]) -> Vec<&Result<u16, String>> {
 }
 
 /// `pm_max_requests = 1` under concurrent load: every request kills its
-/// child, several kills in flight at once (the actor remembers a bounded
-/// number). None of those exits counts towards a crash loop, for which the
-/// whole php-cgi parent would be killed, and no request is lost.
+/// child, many kills in flight at once, and on a busy host their exits are
+/// reported late, in batches (one 31 kills late). None of those exits is
+/// taken for a crash loop, for which the whole php-cgi parent would be
+/// killed, nor warned of as a child killed by someone else; no request is
+/// lost. (With 4 busy loops beside it, 6 runs each warned of 3 to 60 such
+/// exits when the actor awaited at most 2 per slot, and one of them killed
+/// the pool for a loop; on an idle host this rarely fails on such a bug:
+/// `actor_tests::late_exits_of_children_the_actor_replaced_are_no_crash_loop`
+/// shows it every time.)
 #[test]
 fn concurrent_replacements_after_every_request_are_no_crash_loop() {
-    let stack = Stack::with(PoolOptions { children: 2, extra: "pm_max_requests = 1\n".into(), ..Default::default() });
-    let statuses = load(&stack, "/pm_pid.php", 8, 40, |_, _| Duration::ZERO);
+    let stack = Stack::with(PoolOptions { children: 8, extra: "pm_max_requests = 1\n".into(), ..Default::default() });
+    let statuses = load(&stack, "/pm_pid.php", 32, 50, |_, _| Duration::ZERO);
     let text = stack.fpm.log_text();
     let lines = |what: &str| text.lines().filter(|l| l.contains(what)).count();
     assert_eq!(lines("exiting in a loop"), 0, "rustfpm's own replacements taken for a crash loop:\n{text}");
+    assert_eq!(lines("WARNING: [pool www] child"), 0, "rustfpm's own replacements warned of:\n{text}");
     let failed = failed(&statuses);
     assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}\n{text}", failed.len(), statuses.len());
 }

@@ -663,7 +663,7 @@ impl PoolActor {
             return;
         };
         self.supervisor.kill_child(pid, pidfd);
-        self.parent.replacing(pid, self.slots.len() * 2);
+        self.parent.replacing(pid);
         self.counters.replaced(reason);
         self.metrics.recycled(reason.as_str());
         let detail = match reason {

@@ -819,6 +819,24 @@ async fn children_the_actor_replaces_are_no_crash_loop() {
     assert_eq!(signals, Vec::<Signal>::new(), "the pool was killed for its own replacements");
 }
 
+/// Under load the exits of the children the actor killed are reported late,
+/// in a batch after many more kills (seen: 8 children, pm_max_requests = 1,
+/// 32 clients on a busy host, an exit 31 kills late). They are still its own
+/// kills: no crash loop, and no warning.
+#[tokio::test]
+async fn late_exits_of_children_the_actor_replaced_are_no_crash_loop() {
+    let mut h = harness(2, Policy { max_requests: 1, ..Policy::default() });
+    let children = 100..100 + 2 * crate::pool::crash::crash_loop_limit(2) as i32;
+    for child in children.clone() {
+        h.serve(1, child).await;
+    }
+    assert_eq!(kills(&h.commands()), children.clone().collect::<Vec<_>>());
+    for child in children {
+        h.report(Report::ChildExited { pid: pid(child), status: ExitKind::Signal(Signal::SIGKILL) });
+    }
+    assert_eq!(group_signals(&h.commands()), Vec::<Signal>::new(), "the pool was killed for its own replacements");
+}
+
 #[tokio::test]
 async fn segfaults_past_the_emergency_threshold_restart_the_parent() {
     let emergency = Some((2, Duration::from_secs(60)));
