@@ -512,7 +512,11 @@ impl PoolActor {
             s.finding = false;
             self.look_up_child(slot);
         }
-        if let Some(pid) = pid.filter(|_| self.slots.get(slot).is_some_and(|s| s.inode == inode)) {
+        // An answer for a connection the slot no longer has binds nothing and
+        // takes nothing: what the child served elsewhere waits for the
+        // connection that meets it next.
+        let pid = pid.filter(|_| self.slots.get(slot).is_some_and(|s| s.inode == inode));
+        if let Some(pid) = pid {
             self.unbind_elsewhere(slot, pid);
         }
         let carried = pid.and_then(|p| self.carried.take(p));
@@ -659,7 +663,7 @@ impl PoolActor {
             return;
         };
         self.supervisor.kill_child(pid, pidfd);
-        self.parent.replacing(pid, self.slots.len() * 2);
+        self.parent.replacing(pid);
         self.counters.replaced(reason);
         self.metrics.recycled(reason.as_str());
         let detail = match reason {

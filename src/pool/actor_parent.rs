@@ -15,6 +15,14 @@ use super::{PoolActor, SlotState};
 use crate::pool::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
 use crate::supervisor::{Command, ExitKind};
 
+/// How many exits of children the actor killed are awaited at most. Under
+/// load the exits come late, in batches, after many more kills (an exit 31
+/// kills late with 8 children and `pm_max_requests = 1`): a bound of a few per
+/// slot forgot them, and their exits made a crash loop that killed the pool.
+/// Exits that come are forgotten at once, so the list is this long only when
+/// exit events were lost (ENOBUFS).
+const AWAITED_KILLS: usize = 1024;
+
 /// The php-cgi parent's lifecycle.
 #[derive(Debug)]
 pub(super) struct Parent {
@@ -142,10 +150,10 @@ impl Parent {
     }
 
     /// The actor kills `pid` to replace it: its exit will not count towards a
-    /// loop. At most `most` such exits are awaited (an exit that never comes
-    /// is forgotten).
-    pub(super) fn replacing(&mut self, pid: Pid, most: usize) {
-        if self.replaced.len() >= most {
+    /// loop. At most [`AWAITED_KILLS`] such exits are awaited: the oldest is
+    /// forgotten (its event was lost, or is later than that many kills).
+    pub(super) fn replacing(&mut self, pid: Pid) {
+        if self.replaced.len() >= AWAITED_KILLS {
             self.replaced.pop_front();
         }
         self.replaced.push_back(pid);

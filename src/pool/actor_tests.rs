@@ -530,6 +530,30 @@ async fn max_requests_counts_on_when_another_connection_meets_the_child() {
     assert_eq!(kills(&h.commands()), vec![77], "its 4th request is over the limit");
 }
 
+/// A request on a new connection ends with that connection closed (the
+/// script left part of a POST body unread, say) before the supervisor has
+/// answered which child accepted it. The late answer names child 77, whose
+/// requests on an earlier connection are carried: they are kept for the next
+/// connection that meets it, not dropped with an answer for a connection gone.
+#[tokio::test]
+async fn a_late_answer_for_a_closed_connection_keeps_the_childs_carried_count() {
+    let mut h = harness(1, Policy { max_requests: 4, ..Policy::default() });
+    h.serve(2, 77).await;
+    let mut worker = h.start_request().await;
+    worker.discard();
+    h.end_request(worker);
+    let mut worker = h.start_request().await;
+    let inode = h.actor.slots[0].inode;
+    worker.discard();
+    h.end_request(worker);
+    h.report(Report::ChildFound { slot: 0, inode, pid: Some(pid(77)), pidfd: None });
+    let worker = h.start_request().await;
+    h.child_found(0, 77);
+    assert_eq!(h.actor.slots[0].requests, 3, "what child 77 served on its first connection");
+    h.end_request(worker);
+    assert_eq!(kills(&h.commands()), vec![77], "its 4th request counted reaches pm_max_requests");
+}
+
 /// A worker drops its connection by itself (`Worker::ensure_connected`: its
 /// child closed it while idle) and the child that accepts the new one is the
 /// same: what it served counts on.
@@ -793,6 +817,24 @@ async fn children_the_actor_replaces_are_no_crash_loop() {
         signals.extend(group_signals(&commands));
     }
     assert_eq!(signals, Vec::<Signal>::new(), "the pool was killed for its own replacements");
+}
+
+/// Under load the exits of the children the actor killed are reported late,
+/// in a batch after many more kills (seen: 8 children, pm_max_requests = 1,
+/// 32 clients on a busy host, an exit 31 kills late). They are still its own
+/// kills: no crash loop, and no warning.
+#[tokio::test]
+async fn late_exits_of_children_the_actor_replaced_are_no_crash_loop() {
+    let mut h = harness(2, Policy { max_requests: 1, ..Policy::default() });
+    let children = 100..100 + 2 * crate::pool::crash::crash_loop_limit(2) as i32;
+    for child in children.clone() {
+        h.serve(1, child).await;
+    }
+    assert_eq!(kills(&h.commands()), children.clone().collect::<Vec<_>>());
+    for child in children {
+        h.report(Report::ChildExited { pid: pid(child), status: ExitKind::Signal(Signal::SIGKILL) });
+    }
+    assert_eq!(group_signals(&h.commands()), Vec::<Signal>::new(), "the pool was killed for its own replacements");
 }
 
 #[tokio::test]
