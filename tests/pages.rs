@@ -127,6 +127,54 @@ fn status_listen_serves_the_pages_while_every_child_is_busy_and_nothing_else() {
     assert_eq!(get(&url("/ping")).text(), "pong");
 }
 
+/// A status-page pool's requests end on the express way (the pool's actor
+/// only noted, the front end queuing the usage sample) with the figures they
+/// had through the actor: `requests` one at a time, over plain and keepalive
+/// connections, with one front-end thread and two: `accepted conn` counts
+/// each, the slots' request counts add up to it, and every slot that served
+/// shows its child's memory after its last request, and its CPU once it
+/// served two (a child's first request has nothing to count from; later ones
+/// end on the express way, so only their samples show it). Each request
+/// burns ~20 ms of CPU: a sample read while the child is still on the CPU
+/// misses its current slice (a hello world often shows 0 %), never a tick's
+/// worth of it.
+#[test]
+fn status_counts_and_usage_are_exact_on_the_express_way() {
+    let requests = 12;
+    for threads in [1, 2] {
+        let stack = Stack::with(PoolOptions {
+            children: 2,
+            global: format!("front_end_threads = {threads}"),
+            extra: "pm_status_path = \"/status\"".into(),
+            ..Default::default()
+        });
+        stack.site.script("burn.php", "<?php $t = microtime(true); while (microtime(true) - $t < 0.02) {} echo 'ok';");
+        for i in 0..requests {
+            let prefix = if i % 2 == 0 { "" } else { "/ka" };
+            assert_eq!(get(&stack.url(&format!("{prefix}/burn.php"))).text(), "ok");
+        }
+        // (requests, last request memory, last request cpu) of each slot that served.
+        let served = |full: &serde_json::Value| -> Vec<(u64, f64, f64)> {
+            let processes = full["processes"].as_array().map_or(&[][..], Vec::as_slice);
+            let figure = |p: &serde_json::Value, key: &str| p[key].as_f64().unwrap_or(0.0);
+            let figures = processes.iter().map(|p| {
+                (p["requests"].as_u64().unwrap_or(0), figure(p, "last request memory"), figure(p, "last request cpu"))
+            });
+            figures.filter(|(n, ..)| *n > 0).collect()
+        };
+        let mut full = serde_json::Value::Null;
+        let sampled = wait_until(std::time::Duration::from_secs(10), || {
+            full = get_json(&stack.url("/status?json&full"));
+            let served = served(&full);
+            !served.is_empty() && served.iter().all(|&(n, memory, cpu)| memory > 0.0 && (n < 2 || cpu > 0.0))
+        });
+        assert!(sampled, "{threads} thread(s): a slot that served shows no memory or cpu: {full}");
+        assert_eq!(full["accepted conn"], requests, "{threads} thread(s): {full}");
+        let counted: u64 = served(&full).iter().map(|(n, ..)| n).sum();
+        assert_eq!(counted, requests, "{threads} thread(s): the slots' requests: {full}");
+    }
+}
+
 #[test]
 fn status_shows_the_last_requests_cpu_and_memory() {
     let stack =

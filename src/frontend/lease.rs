@@ -67,7 +67,8 @@ impl<'p> Lease<'p> {
     /// when its slot's express budget says there is nothing to decide (and the
     /// connection is kept, the one it was lent with), the worker goes straight
     /// to the balancer and the actor is only noted of the request's end, so
-    /// that no thread is woken for it.
+    /// that no thread is woken for it (a status page's usage sample is queued
+    /// here then, as the actor would have).
     pub fn release(&mut self, status: u16, keep: bool) {
         let Some(mut worker) = self.worker.take() else {
             return;
@@ -83,9 +84,11 @@ impl<'p> Lease<'p> {
         let (slot, access) = (worker.slot(), self.record(status, duration));
         let balancer = &self.pool.balancer;
         let same_connection = worker.is_connected() && worker.inode() == self.lent_on && self.lent_on != 0;
-        if same_connection && balancer.take_express(slot) {
+        if let Some(pid) = same_connection.then(|| balancer.take_express(slot)).flatten() {
             // Noted before the worker is back: a request that takes it next is noted after.
             self.pool.note(Note::Ended { slot, status, duration, access, at });
+            // Before the child can begin its next request, as the actor samples.
+            self.pool.sample_usage(slot, pid, duration);
             return balancer.release(worker);
         }
         balancer.coming_back(&mut worker);

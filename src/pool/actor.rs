@@ -295,7 +295,8 @@ impl PoolActor {
         match note {
             Note::Started { slot, queued, info, at } => self.request_started(slot, queued, info, at),
             Note::Ended { slot, status, duration, access, at } => {
-                self.request_ended(slot, status, duration, at);
+                // The front end queued its usage sample (`Pool::sample_usage`).
+                self.request_ended(slot, status, duration, at, true);
                 if let Some(record) = access {
                     self.log_access(slot, record);
                 }
@@ -314,7 +315,7 @@ impl PoolActor {
         self.read_notes_until(until);
         match msg {
             PoolMsg::RequestEnded { slot, status, duration, at, worker, access } => {
-                self.request_ended(slot, status, duration, at);
+                self.request_ended(slot, status, duration, at, false);
                 self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
@@ -385,7 +386,9 @@ impl PoolActor {
 
     /// A request of `slot` ended (or its abandoned request was let go): the
     /// slot is idle, and its child is marked for replacement if a limit says so.
-    fn request_ended(&mut self, slot: usize, status: u16, duration: Duration, at: Instant) {
+    /// Its child's usage is sampled unless the front end has done so
+    /// (`sampled`: an express end, see `Pool::sample_usage`).
+    fn request_ended(&mut self, slot: usize, status: u16, duration: Duration, at: Instant, sampled: bool) {
         self.counters.request_ended();
         let next = if self.stopping.begun() { SlotState::Exiting } else { SlotState::Idle };
         self.set_state_at(slot, next, at);
@@ -395,7 +398,7 @@ impl PoolActor {
             s.last_duration = duration;
             s.memory = None;
             // /proc is read on the sampler thread, never here (the runtime thread).
-            if let Some(pid) = s.pid.filter(|_| self.sample_usage || measure) {
+            if let Some(pid) = s.pid.filter(|_| (self.sample_usage && !sampled) || measure) {
                 let reply = self.events_tx.clone();
                 let sample = usage::Sample { pid: pid.as_raw(), slot, duration, reply, awaited: measure };
                 let queued = usage::request(sample);
@@ -598,11 +601,13 @@ impl PoolActor {
         let ready =
             |w: &mut Worker| !slots.get(w.slot()).is_some_and(|s| s.awaits_pid_to_replace(counts) || s.awaits_memory());
         let express = self.express();
+        // The budget, and the child it holds for (the front end samples its usage).
+        let grant = |s: &Slot| (s.express_budget(express, self.policy.max_requests), s.pid.map_or(0, Pid::as_raw));
         // In place: no Vec is allocated per wake-up.
         for worker in self.returning.extract_if(.., ready) {
             let slot = worker.slot();
-            let budget = slots.get(slot).map_or(0, |s| s.express_budget(express, self.policy.max_requests));
-            self.balancer.grant_express(slot, budget);
+            let (budget, pid) = slots.get(slot).map_or((0, 0), grant);
+            self.balancer.grant_express(slot, budget, pid);
             self.balancer.release(worker);
         }
         for (slot, s) in self.slots.iter().enumerate() {
@@ -633,15 +638,13 @@ impl PoolActor {
     }
 
     /// Whether the pool's rules let a worker skip the actor at all on its way
-    /// back: nothing is measured after a request (`pm_max_memory`, the status
-    /// page's CPU and memory per request), no child ages out mid-loan
-    /// (`pm_max_lifetime`), the pool is not stopping. Per slot, see
+    /// back: no worker waits for a measure after its request (`pm_max_memory`;
+    /// the status page's CPU and memory per request are sampled by the front
+    /// end then, with the pid granted with the budget), no child ages out
+    /// mid-loan (`pm_max_lifetime`), the pool is not stopping. Per slot, see
     /// [`Slot::express_budget`].
     fn express(&self) -> bool {
-        !self.stopping.begun()
-            && !self.sample_usage
-            && self.policy.max_memory.is_none()
-            && self.policy.max_lifetime.is_none()
+        !self.stopping.begun() && self.policy.max_memory.is_none() && self.policy.max_lifetime.is_none()
     }
 
     /// Kills the slot's child (php-cgi forks a fresh one) and tells its worker,

@@ -80,7 +80,7 @@ impl PoolActor {
         let Some(Held { request, .. }) = self.slots[slot].held.take() else { return };
         let Abandoned { mut worker, status, started, access, .. } = *request;
         worker.discard();
-        self.request_ended(slot, status, started.elapsed(), Instant::now());
+        self.request_ended(slot, status, started.elapsed(), Instant::now(), false);
         // As take_back: the child let go of the connection and may accept another
         // slot's (a look-up still running is answered for this connection first).
         if !self.slots[slot].finding {

@@ -19,6 +19,7 @@ use super::{ActorSetup, PoolActor};
 use crate::accesslog::PoolLogs;
 use crate::pool::msg::PoolEvent;
 use crate::pool::recycle::{Policy, Reason};
+use crate::pool::usage;
 use crate::pool::{AbandonCause, Abandoned, Balancer, ChildSocket, Note, PoolMsg, SlotState, Worker};
 use crate::spawn::{ChildSpec, Output};
 use crate::supervisor::{Command, ExitKind, Report, Supervisor};
@@ -136,7 +137,13 @@ impl Harness {
     }
 
     fn end_request(&mut self, worker: Worker) {
-        self.actor.handle(ended(worker, Instant::now()));
+        self.end_request_after(worker, Duration::ZERO);
+    }
+
+    /// A request that took `duration` ends through the actor.
+    fn end_request_after(&mut self, worker: Worker, duration: Duration) {
+        let (slot, at) = (worker.slot(), Instant::now());
+        self.actor.handle(PoolMsg::RequestEnded { slot, status: 200, duration, at, worker, access: None });
         self.actor.replace_and_lend();
     }
 
@@ -144,15 +151,25 @@ impl Harness {
     /// the worker straight back to the balancer, the actor only noted. The
     /// worker back if the budget says it goes through the actor.
     #[allow(clippy::result_large_err)] // a test helper: the worker comes back as it went
-    fn end_request_express(&mut self, worker: Worker) -> Result<(), Worker> {
+    fn end_request_express(&mut self, worker: Worker) -> Result<i32, Worker> {
+        self.end_request_express_after(worker, Duration::ZERO)
+    }
+
+    /// As [`Self::end_request_express`], for a request that took `duration`;
+    /// on a pool that samples usage (a status page) the child the budget was
+    /// granted for is sampled as `Pool::sample_usage` does. Its pid.
+    #[allow(clippy::result_large_err)]
+    fn end_request_express_after(&mut self, worker: Worker, duration: Duration) -> Result<i32, Worker> {
         let slot = worker.slot();
-        if !self.balancer.take_express(slot) {
-            return Err(worker);
-        }
+        let Some(pid) = self.balancer.take_express(slot) else { return Err(worker) };
         let at = Instant::now();
-        self.actor.note(Note::Ended { slot, status: 200, duration: Duration::ZERO, access: None, at });
+        self.actor.note(Note::Ended { slot, status: 200, duration, access: None, at });
+        if self.actor.sample_usage {
+            let reply = self.actor.events_tx.clone();
+            assert!(usage::request(usage::Sample { pid, slot, duration, reply, awaited: false }));
+        }
         self.balancer.release(worker);
-        Ok(())
+        Ok(pid)
     }
 
     /// The supervisor tells the actor which child serves `slot`.
@@ -272,8 +289,8 @@ fn ended(worker: Worker, at: Instant) -> PoolMsg {
 async fn a_note_written_after_a_message_is_read_after_it() {
     let mut h = harness(2, Policy::default());
     let first = h.start_request().await;
-    // The first request ends through the actor (a measured pool: every
-    // status page's), and the message waits in the mailbox...
+    // The first request ends through the actor (its child is not known yet),
+    // and the message waits in the mailbox...
     let end = Instant::now();
     let message = ended(first, end);
     // ... while the next request of the same client starts on the other worker.
@@ -328,6 +345,51 @@ async fn a_stop_or_a_measured_pool_sends_every_worker_through_the_actor() {
     h.sampled().await;
     let worker = h.start_request().await;
     h.end_request_express(worker).expect_err("pm_max_memory: measured after each request");
+}
+
+/// A status-page pool's worker takes the express way once its child is
+/// known, the front end sampling the child's usage with the pid granted with
+/// the budget: the slot shows what an end through the actor shows (requests,
+/// state, duration, last request cpu and memory), each end sampled once.
+#[tokio::test]
+async fn a_status_page_pool_goes_the_express_way_with_the_same_figures() {
+    let duration = Duration::from_millis(10);
+    let mut figures = Vec::new();
+    for express in [false, true] {
+        // A process of the test's own stands in for the child: no other test
+        // samples it (the sampler's CPU table is shared), so its first sample
+        // has no CPU figure and its second one has.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let mut h = harness(1, Policy::default());
+        h.actor.sample_usage = true;
+        let worker = h.start_request().await;
+        h.child_found(0, pid);
+        let worker = h.end_request_express_after(worker, duration).expect_err("lent before its child was known");
+        h.end_request_after(worker, duration);
+        h.sampled().await;
+        let worker = h.start_request().await;
+        if express {
+            let granted = h.end_request_express_after(worker, duration).expect("nothing to decide: express");
+            assert_eq!(granted, pid, "the budget was granted for the slot's child");
+        } else {
+            h.end_request_after(worker, duration);
+        }
+        h.sampled().await;
+        // Each end was sampled once: a marker queued now is the next answer.
+        let reply = h.actor.events_tx.clone();
+        assert!(usage::request(usage::Sample { pid, slot: 9, duration, reply, awaited: false }));
+        let next = tokio::time::timeout(Duration::from_secs(10), h.events.recv()).await;
+        assert!(matches!(next, Ok(Some(PoolEvent::Usage { slot: 9, .. }))), "express: {express}: {next:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (snapshot, busy) = (h.actor.snapshot(), h.actor.counters.busy);
+        let s = &snapshot.slots[0];
+        let (cpu, memory) = (s.last_cpu.is_some(), s.last_memory.is_some_and(|m| m > 0));
+        figures.push((snapshot.accepted, snapshot.max_active, busy, s.state, s.requests, s.last_duration, cpu, memory));
+    }
+    assert_eq!(figures[0], (2, 1, 0, SlotState::Idle, 2, duration, true, true), "through the actor");
+    assert_eq!(figures[1], figures[0], "the express way");
 }
 
 #[tokio::test]

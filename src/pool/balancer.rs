@@ -20,7 +20,7 @@
 //! ([`Balancer::withdraw`]), with a permit, as a request takes one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,9 @@ pub struct Balancer {
     /// straight back here (set by the actor when it lends the worker, revoked
     /// by it at any time).
     express: Box<[AtomicU64]>,
+    /// Per slot: the pid of the child the budget was granted for (the front
+    /// end samples its usage after an express end, `Pool::sample_usage`).
+    express_pid: Box<[AtomicI32]>,
 }
 
 /// Decrements the waiting count when a queued request leaves the queue,
@@ -75,6 +78,7 @@ impl Balancer {
     pub fn new(workers: Vec<Worker>, queue_max_len: usize, queue_max_wait: Option<Duration>) -> Balancer {
         let count = workers.len();
         let express = (0..count).map(|_| AtomicU64::new(0)).collect();
+        let express_pid = (0..count).map(|_| AtomicI32::new(0)).collect();
         Balancer {
             permits: Semaphore::new(count),
             idle: Mutex::new(workers.into()),
@@ -85,13 +89,18 @@ impl Balancer {
             queue_max_len,
             queue_max_wait,
             express,
+            express_pid,
         }
     }
 
-    /// The actor lends `slot`'s worker: its next `requests` requests may end
-    /// with the worker going straight back ([`Self::take_express`]).
-    pub fn grant_express(&self, slot: usize, requests: u64) {
-        if let Some(budget) = self.express.get(slot) {
+    /// The actor lends `slot`'s worker, connected to child `pid`: its next
+    /// `requests` requests may end with the worker going straight back
+    /// ([`Self::take_express`]). Only the actor, holding the worker, grants:
+    /// no request of the slot reads the pair meanwhile (the idle queue's lock
+    /// orders the stores before the next request's reads).
+    pub fn grant_express(&self, slot: usize, requests: u64, pid: i32) {
+        if let (Some(budget), Some(child)) = (self.express.get(slot), self.express_pid.get(slot)) {
+            child.store(pid, Ordering::Relaxed);
             budget.store(requests, Ordering::Relaxed);
         }
     }
@@ -106,14 +115,17 @@ impl Balancer {
     }
 
     /// Whether the request of `slot` that has just ended may put its worker
-    /// straight back ([`Self::release`]); uses one request of its budget.
-    pub fn take_express(&self, slot: usize) -> bool {
-        let Some(budget) = self.express.get(slot) else { return false };
-        match budget.load(Ordering::Relaxed) {
+    /// straight back ([`Self::release`]): then the pid of the child it was
+    /// granted for, which served the request (the budget holds only for the
+    /// connection the worker was lent with). Uses one request of its budget.
+    pub fn take_express(&self, slot: usize) -> Option<i32> {
+        let (budget, child) = (self.express.get(slot)?, self.express_pid.get(slot)?);
+        let granted = match budget.load(Ordering::Relaxed) {
             0 => false,
             u64::MAX => true,
             _ => budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok(),
-        }
+        };
+        granted.then(|| child.load(Ordering::Relaxed))
     }
 
     /// Waits for an idle worker; returns it with the time spent queued.
@@ -393,6 +405,22 @@ mod tests {
         assert!(b.permits.try_acquire().is_err(), "no permit for the withdrawn worker");
         b.release(withdrawn);
         assert_eq!(b.acquire().await.map(|(w, _)| w.slot()), Ok(other));
+    }
+
+    /// An express budget counts down and names the child it was granted for
+    /// until it is used up or revoked.
+    #[test]
+    fn an_express_budget_names_its_child_until_used_up_or_revoked() {
+        let b = Balancer::new(workers(2), 4, None);
+        assert_eq!(b.take_express(0), None, "nothing granted");
+        b.grant_express(0, 2, 77);
+        assert_eq!((b.take_express(0), b.take_express(1)), (Some(77), None));
+        assert_eq!((b.take_express(0), b.take_express(0)), (Some(77), None), "two requests, then the actor");
+        b.grant_express(0, u64::MAX, 78);
+        assert_eq!((b.take_express(0), b.take_express(0)), (Some(78), Some(78)), "no limit");
+        b.revoke_express(0);
+        assert_eq!(b.take_express(0), None);
+        assert_eq!(b.take_express(9), None, "no such slot");
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 
 pub use balancer::{AcquireError, Balancer};
+use msg::PoolEvent;
 pub use msg::{AbandonCause, Abandoned, Note, PoolMsg, PoolSnapshot, RequestInfo, SlotState};
 pub use worker::{ChildSocket, Worker};
 
@@ -95,6 +96,9 @@ pub struct Pool {
     pub actor: UnboundedSender<PoolMsg>,
     /// What the actor reads without being woken ([`Pool::note`]).
     notes: crossbeam_channel::Sender<Note>,
+    /// The actor's second inbox, when the pool samples each request's usage
+    /// (its status page): where the sampler answers ([`Pool::sample_usage`]).
+    usage: Option<UnboundedSender<PoolEvent>>,
     /// `security_limit_extensions` (empty: no limit).
     pub limit_extensions: Vec<String>,
     /// Largest accepted params block of one request.
@@ -165,6 +169,7 @@ impl Pool {
         let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
         let balancer = Arc::new(Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait));
         let heartbeat = Arc::new(health::Heartbeat::default());
+        let usage = cfg.pm_status_path.as_ref().map(|_| events_tx.clone());
         let actor = actor::PoolActor::new(actor::ActorSetup {
             spec,
             socket: socket.clone(),
@@ -174,7 +179,7 @@ impl Pool {
             epochs,
             balancer: balancer.clone(),
             logs: logs.clone(),
-            sample_usage: cfg.pm_status_path.is_some(),
+            sample_usage: usage.is_some(),
             heartbeat: heartbeat.clone(),
             notes: notes_rx,
         });
@@ -185,6 +190,7 @@ impl Pool {
             socket,
             actor: tx,
             notes,
+            usage,
             limit_extensions: cfg.security_limit_extensions.clone(),
             max_params: DEFAULT_MAX_PARAMS,
             terminate_timeout: cfg.request_terminate_timeout,
@@ -242,6 +248,17 @@ impl Pool {
     /// no wake-up of the actor's thread so.
     pub fn note(&self, note: Note) {
         let _ = self.notes.send(note);
+    }
+
+    /// Has the usage sampler read what the request that `slot`'s child `pid`
+    /// has just ended cost, when the pool shows it (its status page), as the
+    /// actor does for the requests that end through it
+    /// (`PoolActor::request_ended`): for a request whose worker went straight
+    /// back, the actor noted of its end first. The sampler tells the actor.
+    pub fn sample_usage(&self, slot: usize, pid: i32, duration: std::time::Duration) {
+        if let Some(reply) = self.usage.as_ref().filter(|_| pid > 0) {
+            usage::request(usage::Sample { pid, slot, duration, reply: reply.clone(), awaited: false });
+        }
     }
 
     /// Asks the actor for a snapshot.

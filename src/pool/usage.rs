@@ -1,9 +1,10 @@
 //! The status page's "last request cpu" and "last request memory", and the
 //! memory `pm_max_memory` is checked against. After each request of a pool
 //! with a status page or `pm_max_memory`, the actor hands the child's pid to
-//! one sampler thread, which reads /proc and reports back to the actor as a
-//! [`PoolEvent::Usage`], so the actor never reads /proc (the runtime thread
-//! never blocks).
+//! one sampler thread (or the front end does, for a request whose worker went
+//! straight back to the balancer: `Pool::sample_usage`), which reads /proc
+//! and reports back to the actor as a [`PoolEvent::Usage`], so the actor
+//! never reads /proc (the runtime thread never blocks).
 //!
 //! What rustfpm can know differs from php-fpm's figures: the CPU is the
 //! child's time on the CPU since its previous request ended (schedstat's
