@@ -103,9 +103,8 @@ done
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
-packages=(php8.2-cgi php8.2-fpm nginx)
+packages=(php8.2-cgi php8.2-fpm nginx python3-minimal)
 [[ -n $WRK_WORKLOADS ]] && packages+=(wrk)
-{ measuring burst || ((BACKGROUND > 0)); } && packages+=(python3-minimal)
 measuring app && packages+=(dokuwiki)
 ensure_packages "${packages[@]}"
 PYTHON=/usr/bin/python3
@@ -197,18 +196,28 @@ check_conf() {
 	fi
 }
 # start_backend BACKEND CONF SOCK LOGNAME: start it, wait for its socket; the pid is in RF_LAST_PID.
+# Each backend runs in a session of its own, as systemd starts a service (scripts/bench/session.py:
+# with the kernel's autogroups a session shares the CPU as one group; php-fpm's own setsid()
+# fails in a job that leads its process group, which left it in this script's session with
+# nginx and wrk, and rustfpm's front end there too, while rustfpm's php-cgi has sessions of
+# its own). RF_LAST_PID is the backend's own pid, the one measured; WRAPPER_OF[pid] the job to
+# stop it through.
+declare -A WRAPPER_OF=()
 start_backend() {
-	local b=$1 conf=$2 sock=$3 name=$4 pid
-	rm -f "$sock" # a socket left from an earlier run would pass wait_for_socket at once
-	if [[ $b == php-fpm ]]; then
-		start_bg "$name" "$TMP/$name.log" chrt "--${SCHED_POLICY:-other}" 0 php-fpm8.2 -F -y "$conf"
-	else
-		start_bg "$name" "$TMP/$name.log" "$RUSTFPM_BIN" --config "$conf"
-	fi
-	pid=$RF_LAST_PID
-	wait_for_socket "$sock" "$pid" "$name"
+	local b=$1 conf=$2 sock=$3 name=$4 wrapper pidfile="$TMP/$4.session-pid" i
+	rm -f "$sock" "$pidfile" # a socket left from an earlier run would pass wait_for_socket at once
+	local -a cmd=("$RUSTFPM_BIN" --config "$conf")
+	[[ $b == php-fpm ]] && cmd=(chrt "--${SCHED_POLICY:-other}" 0 php-fpm8.2 -F -y "$conf")
+	start_bg "$name" "$TMP/$name.log" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "${cmd[@]}"
+	wrapper=$RF_LAST_PID
+	wait_for_socket "$sock" "$wrapper" "$name"
 	check_socket_access "$sock" "$name"
-	RF_LAST_PID=$pid
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $pidfile ]] && break
+		sleep 0.05
+	done
+	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name: no pid from scripts/bench/session.py"
+	WRAPPER_OF[$RF_LAST_PID]=$wrapper
 }
 
 if [[ -n $WRK_WORKLOADS ]] && enabled php-fpm; then
@@ -406,7 +415,7 @@ run_burst() {
 	wait "$cpid" || rc=$?
 	forget_pid "$cpid"
 	after=$(descendants "$pid" | wc -l)
-	stop_pid "$pid" "burst-$b"
+	stop_pid "${WRAPPER_OF[$pid]}" "burst-$b"
 	((rc == 0)) || die "burst client failed against $b: $(cat "$out")"
 	read -r ms ok failed spread statuses < <(tail -n 1 "$out")
 	[[ ${ms:-} =~ ^[0-9.]+$ && ${failed:-} =~ ^[0-9]+$ ]] || die "burst client printed no result: $(cat "$out")"
