@@ -6,7 +6,11 @@
 //! threads fed by a bounded channel; the front end only `try_send`s (a full
 //! queue answers [`Busy`], never an await on a blocking call) and awaits a
 //! oneshot. Answers are cached on the runtime thread, hits and misses alike,
-//! for [`CACHE_TTL`], in a cache bounded in entries and bytes.
+//! for [`CACHE_TTL`], in a cache bounded in entries and bytes. One lookup per
+//! path runs at a time: requests for a path being looked up wait for that
+//! answer, or take the expired one while it is renewed, so a path that every
+//! request asks for sends one job per [`CACHE_TTL`], not one per request in
+//! flight when its answer expires (512 of them overflowed the queue: 503s).
 //!
 //! With a `chroot`, paths are resolved with `openat2(RESOLVE_IN_ROOT)` on the
 //! chroot directory: `..` and absolute symlinks stop at the chroot, exactly as
@@ -70,13 +74,71 @@ pub struct Busy;
 /// Looks `path` up (inside `root`, when the pool is chrooted): from the
 /// cache, else on a lookup thread. Never blocks the calling thread.
 pub async fn lookup(root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
-    let now = Instant::now();
-    if let Some(found) = CACHE.with_borrow(|c| c.get(root, query, path, now)) {
+    cached_or(root, query, path, || async move { ask(queue().ok_or(Busy)?, root, query, path).await }).await
+}
+
+/// The cached answer for `path`; else the answer of the lookup of it already
+/// running on this thread (its expired answer meanwhile, if there is one);
+/// else the answer of `look` (which this request then runs for the others).
+async fn cached_or<F, Fut>(root: Option<&Path>, query: Query, path: &[u8], look: F) -> Result<Found, Busy>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Found, Busy>>,
+{
+    let (mut look, mut waited) = (Some(look), false);
+    loop {
+        let cached = CACHE.with_borrow(|c| c.get_any(root, query, path, Instant::now()));
+        if let Some((found, true)) = cached {
+            return Ok(found);
+        }
+        let key = pending_key(root, query, path);
+        let running = PENDING.with_borrow(|p| p.get(&key).cloned());
+        match (running, cached) {
+            (Some(_), Some((expired, _))) => return Ok(expired),
+            (Some(done), None) if !waited => {
+                waited = true;
+                // Dropped if the lookup's request goes away: then this one looks itself.
+                let _ = tokio::time::timeout(LOOKUP_WAIT, done.notified()).await;
+                continue;
+            }
+            _ => {}
+        }
+        let look = look.take().ok_or(Busy)?;
+        let _running = Running::start(key);
+        let found = look().await?;
+        CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
         return Ok(found);
     }
-    let found = ask(queue().ok_or(Busy)?, root, query, path).await?;
-    CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
-    Ok(found)
+}
+
+/// What identifies a lookup in [`PENDING`]: the root, the query and the path.
+fn pending_key(root: Option<&Path>, query: Query, path: &[u8]) -> Vec<u8> {
+    let root = root.map_or(&[][..], |r| r.as_os_str().as_bytes());
+    let mut key = Vec::with_capacity(root.len() + path.len() + 2);
+    key.extend_from_slice(root);
+    key.push(0);
+    key.push(query as u8);
+    key.extend_from_slice(path);
+    key
+}
+
+/// A lookup running on this thread, in [`PENDING`] until it ends or its
+/// request goes away; either way the requests waiting for it are woken.
+struct Running(Vec<u8>, std::sync::Arc<tokio::sync::Notify>);
+
+impl Running {
+    fn start(key: Vec<u8>) -> Running {
+        let done = std::sync::Arc::new(tokio::sync::Notify::new());
+        PENDING.with_borrow_mut(|p| p.insert(key.clone(), done.clone()));
+        Running(key, done)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        PENDING.with_borrow_mut(|p| p.remove(&self.0));
+        self.1.notify_waiters();
+    }
 }
 
 /// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
@@ -234,6 +296,8 @@ fn kind_in_root(root: &OwnedFd, path: &[u8]) -> Kind {
 thread_local! {
     // The front end runs on one thread: a per-thread cache is never shared.
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// The lookups running on this thread, by [`pending_key`].
+    static PENDING: RefCell<HashMap<Vec<u8>, std::sync::Arc<tokio::sync::Notify>>> = RefCell::new(HashMap::new());
 }
 
 /// Answers for one root and query: path → (when looked up, answer).
@@ -250,9 +314,16 @@ pub struct Cache {
 
 impl Cache {
     /// The answer for `path`, if it was looked up less than [`CACHE_TTL`] before `now`.
+    #[cfg(test)]
     pub fn get(&self, root: Option<&Path>, query: Query, path: &[u8], now: Instant) -> Option<Found> {
+        self.get_any(root, query, path, now).filter(|(_, fresh)| *fresh).map(|(found, _)| found)
+    }
+
+    /// The answer for `path`, and whether it is still fresh (looked up less than
+    /// [`CACHE_TTL`] before `now`).
+    pub fn get_any(&self, root: Option<&Path>, query: Query, path: &[u8], now: Instant) -> Option<(Found, bool)> {
         let (_, _, map) = self.roots.iter().find(|(r, q, _)| r.as_deref() == root && *q == query)?;
-        map.get(path).filter(|(at, _)| now.saturating_duration_since(*at) < CACHE_TTL).map(|(_, f)| *f)
+        map.get(path).map(|(at, f)| (*f, now.saturating_duration_since(*at) < CACHE_TTL))
     }
 
     /// Remembers `found` for `path`; empties the cache first when it is full.
@@ -362,6 +433,45 @@ pub(crate) mod tests {
             drop(rx);
             assert_eq!(ask(&tx, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
         });
+    }
+
+    #[tokio::test]
+    async fn lookups_of_one_path_share_one_look_up_while_it_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (looks, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+        let spawn = |path: &'static [u8]| {
+            let (looks, gate) = (looks.clone(), gate.clone());
+            tokio::spawn(async move {
+                let look = || async move {
+                    looks.fetch_add(1, Ordering::SeqCst);
+                    gate.acquire().await.map_err(|_| Busy)?.forget();
+                    Ok(Found::Script(path.len()))
+                };
+                cached_or(None, Query::Primary, path, look).await
+            })
+        };
+        // Never looked up: every request waits for the one lookup.
+        let asked: Vec<_> = (0..300).map(|_| spawn(b"/cold.php")).collect();
+        tokio::task::yield_now().await;
+        assert_eq!(looks.load(Ordering::SeqCst), 1, "one lookup runs");
+        gate.add_permits(1);
+        for answer in asked {
+            assert_eq!(answer.await.unwrap(), Ok(Found::Script(9)));
+        }
+        // Expired: one request looks again, the others take the expired answer meanwhile.
+        let old = Instant::now() - CACHE_TTL * 2;
+        CACHE.with_borrow_mut(|c| c.insert(None, Query::Primary, b"/warm.php", Found::Missing, old));
+        let renewing = spawn(b"/warm.php");
+        tokio::task::yield_now().await;
+        let others: Vec<_> = (0..300).map(|_| spawn(b"/warm.php")).collect();
+        for answer in others {
+            assert_eq!(answer.await.unwrap(), Ok(Found::Missing), "the expired answer");
+        }
+        assert_eq!(looks.load(Ordering::SeqCst), 2, "one more lookup");
+        gate.add_permits(1);
+        assert_eq!(renewing.await.unwrap(), Ok(Found::Script(9)));
+        assert_eq!(cached_or(None, Query::Primary, b"/warm.php", || async { Err(Busy) }).await, Ok(Found::Script(9)));
     }
 
     #[test]
