@@ -196,28 +196,38 @@ check_conf() {
 	fi
 }
 # start_backend BACKEND CONF SOCK LOGNAME: start it, wait for its socket; the pid is in RF_LAST_PID.
-# Each backend runs in a session of its own, as systemd starts a service (scripts/bench/session.py:
-# with the kernel's autogroups a session shares the CPU as one group; php-fpm's own setsid()
-# fails in a job that leads its process group, which left it in this script's session with
-# nginx and wrk, and rustfpm's front end there too, while rustfpm's php-cgi has sessions of
-# its own). RF_LAST_PID is the backend's own pid, the one measured; WRAPPER_OF[pid] the job to
-# stop it through.
+# Each backend and nginx run in a session of their own, as systemd starts services
+# (scripts/bench/session.py): with the kernel's autogroups a session shares the CPU as one
+# group. php-fpm's own setsid() fails in a job that leads its process group, which left it in
+# this script's session with nginx and wrk, and rustfpm's front end there too, while rustfpm's
+# php-cgi has sessions of their own.
+# start_in_session NAME LOG CMD...: like start_bg; RF_LAST_PID is the command's own pid (the
+# one measured), WRAPPER_OF[pid] the job to stop it through (stop_pid).
 declare -A WRAPPER_OF=()
-start_backend() {
-	local b=$1 conf=$2 sock=$3 name=$4 wrapper pidfile="$TMP/$4.session-pid" i
-	rm -f "$sock" "$pidfile" # a socket left from an earlier run would pass wait_for_socket at once
-	local -a cmd=("$RUSTFPM_BIN" --config "$conf")
-	[[ $b == php-fpm ]] && cmd=(chrt "--${SCHED_POLICY:-other}" 0 php-fpm8.2 -F -y "$conf")
-	start_bg "$name" "$TMP/$name.log" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "${cmd[@]}"
+start_in_session() {
+	local name=$1 logf=$2 pidfile="$TMP/$1.session-pid" wrapper i
+	shift 2
+	rm -f "$pidfile"
+	start_bg "$name" "$logf" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "$@"
 	wrapper=$RF_LAST_PID
-	wait_for_socket "$sock" "$wrapper" "$name"
-	check_socket_access "$sock" "$name"
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 200; i++)); do
 		[[ -s $pidfile ]] && break
+		pid_alive "$wrapper" || break
 		sleep 0.05
 	done
-	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name: no pid from scripts/bench/session.py"
+	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
 	WRAPPER_OF[$RF_LAST_PID]=$wrapper
+}
+start_backend() {
+	local b=$1 conf=$2 sock=$3 name=$4 pid
+	rm -f "$sock" # a socket left from an earlier run would pass wait_for_socket at once
+	local -a cmd=("$RUSTFPM_BIN" --config "$conf")
+	[[ $b == php-fpm ]] && cmd=(chrt "--${SCHED_POLICY:-other}" 0 php-fpm8.2 -F -y "$conf")
+	start_in_session "$name" "$TMP/$name.log" "${cmd[@]}"
+	pid=$RF_LAST_PID
+	wait_for_socket "$sock" "$pid" "$name"
+	check_socket_access "$sock" "$name"
+	RF_LAST_PID=$pid
 }
 
 if [[ -n $WRK_WORKLOADS ]] && enabled php-fpm; then
@@ -298,14 +308,20 @@ nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"
 # (and a request would leave php-fpm a child): their ports only have to accept connections;
 # each burst checks every answer.
 NGINX_PID=""
+# bench_nginx_start: lib.sh's nginx_start, in a session of its own; its master's pid in NGINX_PID.
+bench_nginx_start() {
+	mkdir -p "$TMP/nginx-tmp"
+	nginx -t -q -e "$TMP/nginx-error.log" -p "$TMP/" -c "$TMP/nginx.conf" || die "nginx rejected $TMP/nginx.conf"
+	start_in_session nginx "$TMP/nginx-error.log" nginx -e "$TMP/nginx-error.log" -p "$TMP/" -c "$TMP/nginx.conf"
+	NGINX_PID=$RF_LAST_PID
+}
 #
 # The keepalive kinds are checked last, and nginx is then started afresh: php-fpm binds a
 # child to each idle upstream connection nginx keeps, so the checks through them would
 # leave php-fpm's children bound (all 4 once keep and keep512 are checked: the app check
 # after them waited for a free child forever), and its rounds short of children.
 start_nginx() {
-	nginx_start "$TMP"
-	NGINX_PID=$RF_LAST_PID
+	bench_nginx_start
 	local b kind path kept=""
 	for b in "${BACKENDS[@]}"; do
 		for kind in "${KINDS[@]}"; do
@@ -340,9 +356,8 @@ start_nginx() {
 # restart_nginx: a fresh nginx, without upstream connections cached by an earlier run
 # (and without requests of its own: start_nginx checked every endpoint).
 restart_nginx() {
-	stop_pid "$NGINX_PID" nginx
-	nginx_start "$TMP"
-	NGINX_PID=$RF_LAST_PID
+	stop_pid "${WRAPPER_OF[$NGINX_PID]}" nginx
+	bench_nginx_start
 	local kind
 	for kind in "${KINDS[@]}"; do
 		wait_for_port "${PORT[${BACKENDS[0]},$kind]}" "$NGINX_PID" nginx
