@@ -47,7 +47,7 @@
 #   children, other | batch | idle: rustfpm's [global] and pool process_sched_policy, and
 #   php-fpm run under `chrt --POLICY 0`; empty: each backend's default, rustfpm's batch and
 #   php-fpm's other), BACKGROUND=0 (CPU-bound processes, each in a session of its own as a
-#   service would be (scripts/bench/background.py), running through the whole measurement: a
+#   service would be (start_in_session), running through the whole measurement: a
 #   host that does other work besides PHP; their CPU is not counted as other processes' in
 #   the report).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
@@ -308,11 +308,9 @@ nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"
 # (and a request would leave php-fpm a child): their ports only have to accept connections;
 # each burst checks every answer.
 NGINX_PID=""
-# bench_nginx_start: lib.sh's nginx_start, in a session of its own; its master's pid in NGINX_PID.
+# bench_nginx_start: nginx in a session of its own; its master's pid in NGINX_PID.
 bench_nginx_start() {
-	mkdir -p "$TMP/nginx-tmp"
-	nginx -t -q -e "$TMP/nginx-error.log" -p "$TMP/" -c "$TMP/nginx.conf" || die "nginx rejected $TMP/nginx.conf"
-	start_in_session nginx "$TMP/nginx-error.log" nginx -e "$TMP/nginx-error.log" -p "$TMP/" -c "$TMP/nginx.conf"
+	nginx_start "$TMP" start_in_session
 	NGINX_PID=$RF_LAST_PID
 }
 #
@@ -508,7 +506,8 @@ warm() { # WORKLOAD
 }
 
 for ((i = 0; i < BACKGROUND; i++)); do
-	start_bg background "$TMP/background.log" "$PYTHON" "$RF_ROOT/scripts/bench/background.py"
+	# sha256sum computes and never sleeps; chrt: the kernel's default policy whatever this runs under.
+	start_in_session "background-$i" "$TMP/background.log" chrt --other 0 sha256sum /dev/zero
 done
 ((BACKGROUND == 0)) || log "$BACKGROUND CPU-bound background process(es) running"
 

@@ -319,8 +319,8 @@ $body
 EOF
 }
 
-# nginx_start DIR: check DIR/nginx.conf, then start nginx on it in the foreground (as a
-# background job of this script). `-e` keeps even the start-up error log out of /var/log/nginx.
+# nginx_start DIR [STARTER]: check DIR/nginx.conf, then start nginx on it in the foreground (as a
+# background job of this script, with STARTER NAME LOG CMD..., start_bg by default). `-e` keeps even the start-up error log out of /var/log/nginx.
 nginx_start() {
 	local dir=$1
 	mkdir -p "$dir/nginx-tmp"
@@ -328,7 +328,7 @@ nginx_start() {
 		cat "$dir/nginx-error.log" >&2 2>/dev/null || true
 		die "nginx rejected $dir/nginx.conf"
 	fi
-	start_bg nginx "$dir/nginx-error.log" nginx -e "$dir/nginx-error.log" -p "$dir/" -c "$dir/nginx.conf"
+	"${2:-start_bg}" nginx "$dir/nginx-error.log" nginx -e "$dir/nginx-error.log" -p "$dir/" -c "$dir/nginx.conf"
 }
 
 # check_socket_access SOCK NAME: when root, warn if nginx's workers (www-data) could not

@@ -38,8 +38,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The front-end runtime the first listener is given to (the next ones follow in
 /// turn): the main one, which runs the pools' actors, so that a single pool's requests
 /// and its actor share a thread. Debug builds run with `FRONT_END_THREADS` set (the
-/// test suite's switch, see [`crate::config::default_front_end_threads`]) start at the last one instead, so
-/// that every test's pool is served on another thread than its actor's.
+/// test suite's switch, see [`crate::config::default_front_end_threads`]) start at the
+/// last one instead, so that every test's pool is served on another thread than its actor's.
 pub fn first_runtime(threads: usize) -> usize {
     #[cfg(debug_assertions)]
     if std::env::var_os("FRONT_END_THREADS").is_some() {

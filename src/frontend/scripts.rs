@@ -23,7 +23,8 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -95,17 +96,21 @@ where
         let running = PENDING.with_borrow(|p| p.get(&key).cloned());
         match (running, cached) {
             (Some(_), Some((expired, _))) => return Ok(expired),
-            (Some(done), None) if !waited => {
+            (Some(other), None) if !waited => {
                 waited = true;
-                // Dropped if the lookup's request goes away: then this one looks itself.
-                let _ = tokio::time::timeout(LOOKUP_WAIT, done.notified()).await;
+                let _ = tokio::time::timeout(LOOKUP_WAIT, other.done.notified()).await;
+                // Its answer is cached; or it got none (Busy: so would this one, after as
+                // long); or its request went away mid-lookup: then this one looks itself.
+                if other.failed.load(Ordering::Relaxed) {
+                    return Err(Busy);
+                }
                 continue;
             }
             _ => {}
         }
         let look = look.take().ok_or(Busy)?;
-        let _running = Running::start(key);
-        let found = look().await?;
+        let running = Running::start(key);
+        let found = look().await.inspect_err(|_| running.pending.failed.store(true, Ordering::Relaxed))?;
         CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
         return Ok(found);
     }
@@ -122,22 +127,34 @@ fn pending_key(root: Option<&Path>, query: Query, path: &[u8]) -> Vec<u8> {
     key
 }
 
+/// What the requests waiting for a lookup see of it.
+#[derive(Default)]
+struct Pending {
+    /// Woken when the lookup ends or its request goes away.
+    done: tokio::sync::Notify,
+    /// It ended without an answer.
+    failed: AtomicBool,
+}
+
 /// A lookup running on this thread, in [`PENDING`] until it ends or its
 /// request goes away; either way the requests waiting for it are woken.
-struct Running(Vec<u8>, std::sync::Arc<tokio::sync::Notify>);
+struct Running {
+    key: Vec<u8>,
+    pending: Arc<Pending>,
+}
 
 impl Running {
     fn start(key: Vec<u8>) -> Running {
-        let done = std::sync::Arc::new(tokio::sync::Notify::new());
-        PENDING.with_borrow_mut(|p| p.insert(key.clone(), done.clone()));
-        Running(key, done)
+        let pending = Arc::<Pending>::default();
+        PENDING.with_borrow_mut(|p| p.insert(key.clone(), pending.clone()));
+        Running { key, pending }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        PENDING.with_borrow_mut(|p| p.remove(&self.0));
-        self.1.notify_waiters();
+        PENDING.with_borrow_mut(|p| p.remove(&self.key));
+        self.pending.done.notify_waiters();
     }
 }
 
@@ -297,7 +314,7 @@ thread_local! {
     // The front end runs on one thread: a per-thread cache is never shared.
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     /// The lookups running on this thread, by [`pending_key`].
-    static PENDING: RefCell<HashMap<Vec<u8>, std::sync::Arc<tokio::sync::Notify>>> = RefCell::new(HashMap::new());
+    static PENDING: RefCell<HashMap<Vec<u8>, Arc<Pending>>> = RefCell::new(HashMap::new());
 }
 
 /// Answers for one root and query: path → (when looked up, answer).
@@ -437,8 +454,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn lookups_of_one_path_share_one_look_up_while_it_runs() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
         let (looks, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
         let spawn = |path: &'static [u8]| {
             let (looks, gate) = (looks.clone(), gate.clone());
@@ -472,6 +488,26 @@ pub(crate) mod tests {
         gate.add_permits(1);
         assert_eq!(renewing.await.unwrap(), Ok(Found::Script(9)));
         assert_eq!(cached_or(None, Query::Primary, b"/warm.php", || async { Err(Busy) }).await, Ok(Found::Script(9)));
+        // A lookup that gets no answer (a hung file system: Busy after LOOKUP_WAIT) answers
+        // its waiters Busy too, rather than each waiting as long again for a lookup of its own.
+        let hung = Arc::new(tokio::sync::Semaphore::new(0));
+        let released = hung.clone();
+        let failing = tokio::spawn(async move {
+            let look = || async move {
+                let _ = released.acquire().await;
+                Err(Busy)
+            };
+            cached_or(None, Query::Primary, b"/hung.php", look).await
+        });
+        tokio::task::yield_now().await;
+        let waiters: Vec<_> = (0..10).map(|_| spawn(b"/hung.php")).collect();
+        tokio::task::yield_now().await;
+        hung.add_permits(1);
+        assert_eq!(failing.await.unwrap(), Err(Busy));
+        for answer in waiters {
+            assert_eq!(answer.await.unwrap(), Err(Busy));
+        }
+        assert_eq!(looks.load(Ordering::SeqCst), 2, "the waiters looked up nothing themselves");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! What rustfpm can know differs from php-fpm's figures: the CPU is the
 //! child's time on the CPU since its previous request ended (its process CPU
 //! clock's nanoseconds, where php-fpm counts 1/100 s ticks), over the request's
-//! duration (as php-fpm's percentage; 0 for a child's first request); the memory is the child's private memory after the request (the
+//! duration (as php-fpm's percentage; 0 for a child's first request); the
+//! memory is the child's private memory after the request (the
 //! `pm_max_memory` measure), where php-fpm shows PHP's peak allocation. A
 //! sample taken after the child has begun its next request includes a little
 //! of that one.

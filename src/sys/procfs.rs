@@ -65,8 +65,7 @@ fn parse_private_memory(text: &str) -> Option<u64> {
 
 /// Processes whose /proc files a [`ProcFiles`] keeps open; past it, it closes them all.
 const KEPT_OPEN: usize = 256;
-/// Files a [`ProcFiles`] keeps open for each process it reads (two of `stat`, `schedstat`
-/// and `statm`: its users each read a CPU figure and the memory).
+/// Files a [`ProcFiles`] keeps open for each process it reads (`stat` and `statm`).
 pub const FILES_PER_PROCESS: u64 = 2;
 
 /// The `/proc/PID/stat` and `/proc/PID/statm` files of the processes sampled after each of
@@ -82,7 +81,6 @@ pub struct ProcFiles {
 #[derive(Debug, Default)]
 struct PidFiles {
     stat: Option<fs::File>,
-    schedstat: Option<fs::File>,
     statm: Option<fs::File>,
 }
 
@@ -90,7 +88,7 @@ impl PidFiles {
     /// The process still exists (a file of one that has ended fails to read).
     fn alive(&self) -> bool {
         use std::os::unix::fs::FileExt;
-        let file = self.stat.as_ref().or(self.schedstat.as_ref()).or(self.statm.as_ref());
+        let file = self.stat.as_ref().or(self.statm.as_ref());
         file.is_some_and(|file| file.read_at(&mut [0u8; 1], 0).is_ok())
     }
 }
@@ -104,21 +102,13 @@ impl ProcFiles {
 
     /// The CPU time `pid` has had, in nanoseconds: its process CPU clock
     /// (`clock_getcpuclockid`), which counts the slice it may be running in right now, with one
-    /// system call and no text. Where that clock cannot be read, its main thread's time from
-    /// `/proc/PID/schedstat` (up to a tick late while it runs), else from the ticks `cpu_ticks`
-    /// counts in 1/100 s.
+    /// system call and no text (`/proc/PID/schedstat` is up to a tick late while it runs).
+    /// Where that clock cannot be read, from the ticks `cpu_ticks` counts in 1/100 s.
     pub fn cpu_time(&mut self, pid: i32) -> Option<Duration> {
-        if let Some(time) = process_cpu_clock(pid) {
-            return Some(time);
-        }
-        let mut buf = [0u8; 128];
-        match self.read(pid, "schedstat", |f| &mut f.schedstat, &mut buf) {
-            Some(text) => parse_schedstat(text),
-            None => {
-                let ticks = self.cpu_ticks(pid)?;
-                Some(Duration::from_secs_f64(ticks.total() as f64 / clock_ticks()))
-            }
-        }
+        process_cpu_clock(pid).or_else(|| {
+            let ticks = self.cpu_ticks(pid)?;
+            Some(Duration::from_secs_f64(ticks.total() as f64 / clock_ticks()))
+        })
     }
 
     /// `pid`'s private memory, as [`private_memory`] reads it.
@@ -202,11 +192,6 @@ fn process_cpu_clock(pid: i32) -> Option<Duration> {
     Some(Duration::new(u64::try_from(now.tv_sec).ok()?, u32::try_from(now.tv_nsec).ok()?))
 }
 
-/// The time on the CPU (the first field, in nanoseconds) of a /proc/PID/schedstat line.
-fn parse_schedstat(text: &str) -> Option<Duration> {
-    Some(Duration::from_nanos(text.split_whitespace().next()?.parse().ok()?))
-}
-
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
@@ -218,7 +203,7 @@ pub fn clock_ticks() -> f64 {
     }
 }
 
-/// Each process's CPU figure (ticks, or time from schedstat) at its previous sample, to tell
+/// Each process's CPU figure (ticks, or its CPU clock's time) at its previous sample, to tell
 /// what it spent in between (a php-cgi child between the ends of two requests: it is idle in
 /// between). Bounded: past [`REMEMBERED`] processes, those not sampled for [`FORGET_AFTER`]
 /// are forgotten.
@@ -299,8 +284,6 @@ mod tests {
 
     #[test]
     fn cpu_time_counts_every_thread_to_the_nanosecond() {
-        assert_eq!(parse_schedstat("1234567 89 10\n"), Some(Duration::from_nanos(1_234_567)));
-        assert_eq!(parse_schedstat("garbage"), None);
         // The test runs on a thread of its own: what it burns counts (the main thread's
         // schedstat would not see it), the slice it is running in included.
         let me = std::process::id() as i32;
