@@ -779,11 +779,17 @@ fn a_sched_policy_the_kernel_refuses_leaves_the_inherited_one() {
     let batch = "process_sched_policy = \"batch\"\n".to_string();
     let options = PoolOptions { children: 2, global: batch.clone(), extra: batch, ..PoolOptions::default() };
     let stack = stack_started_under_idle(options, true);
-    let log = stack.fpm.log_text();
-    let warned = |needle: &str| log.lines().any(|l| l.contains("WARNING") && l.contains(needle));
-    assert!(warned("[pool www] cannot run php-cgi under process_sched_policy = \"batch\""), "{log}");
-    assert!(warned("cannot run under [global] process_sched_policy = \"batch\""), "{log}");
     assert_eq!(policies(&stack), (5, 5, 5), "policies of (php-cgi parent, child, rustfpm)");
+    // The pool's warning is written as its php-cgi parent starts, which may be after rustfpm
+    // says it is ready: wait for it rather than read the log once.
+    let warned = |needle: &str| {
+        wait_until(Duration::from_secs(5), || {
+            stack.fpm.log_text().lines().any(|l| l.contains("WARNING") && l.contains(needle))
+        })
+    };
+    let log = || stack.fpm.log_text();
+    assert!(warned("[pool www] cannot run php-cgi under process_sched_policy = \"batch\""), "{}", log());
+    assert!(warned("cannot run under [global] process_sched_policy = \"batch\""), "{}", log());
 }
 
 /// process_sched_policy unset, rustfpm started under SCHED_IDLE (5) by its parent (systemd's
