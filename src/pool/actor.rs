@@ -72,6 +72,9 @@ pub const REPAIR_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often abandoned requests are checked for their child having let go.
 const SETTLE_INTERVAL: Duration = Duration::from_millis(20);
+/// At most this many events are handled on one wake-up (messages and timers
+/// then get their turn; the rest wait for the next).
+const EVENTS_PER_WAKE_UP: usize = 64;
 
 /// What a pool actor is built from.
 pub struct ActorSetup {
@@ -218,11 +221,7 @@ impl PoolActor {
                     }
                 }
                 Woken::Event(event) => {
-                    // Messages sent before the event's cause come first: a stop's
-                    // `Stop` precedes the kills it leads to (children killed at once
-                    // would otherwise read as crashes, logged as warnings).
-                    self.catch_up(&mut msgs);
-                    self.on_event(event);
+                    self.on_events(event, &mut events, &mut msgs);
                     self.replace_and_lend();
                     if self.detach_done() {
                         return self.drain_access();
@@ -251,6 +250,26 @@ impl PoolActor {
                     self.kill_deadline_passed();
                 }
             }
+        }
+    }
+
+    /// Handles `first` and the events queued behind it, up to [`EVENTS_PER_WAKE_UP`]
+    /// (a status-page pool's sampler sends one per request, exits come in bursts): one
+    /// wake-up and one `replace_and_lend` for the lot, not one each. Messages sent before
+    /// an event's cause come first: a stop's `Stop` precedes the kills it leads to
+    /// (children killed at once would otherwise read as crashes, logged as warnings).
+    fn on_events(
+        &mut self,
+        first: PoolEvent,
+        events: &mut UnboundedReceiver<PoolEvent>,
+        msgs: &mut UnboundedReceiver<PoolMsg>,
+    ) {
+        let (mut next, mut handled) = (Some(first), 0);
+        while let Some(event) = next {
+            self.catch_up(msgs);
+            self.on_event(event);
+            handled += 1;
+            next = if handled < EVENTS_PER_WAKE_UP { events.try_recv().ok() } else { None };
         }
     }
 

@@ -545,6 +545,29 @@ async fn an_idle_childs_exit_frees_its_slot() {
     assert!(kills(&h.commands()).is_empty());
 }
 
+#[tokio::test]
+async fn one_wake_up_handles_the_events_queued_behind_the_first_up_to_a_bound() {
+    let mut h = harness(2, Policy::default());
+    for pid in [77, 78] {
+        let worker = h.start_request().await;
+        h.child_found(worker.slot(), pid);
+        h.end_request(worker);
+    }
+    let (events, mut inbox) = unbounded_channel();
+    let (_msgs, mut mailbox) = unbounded_channel();
+    let exit = |raw| PoolEvent::Supervisor(Report::ChildExited { pid: pid(raw), status: ExitKind::Code(0) });
+    events.send(exit(78)).unwrap();
+    h.actor.on_events(exit(77), &mut inbox, &mut mailbox);
+    assert!(h.actor.slots.iter().all(|s| s.pid.is_none()), "both exits handled on one wake-up");
+
+    for raw in 0..super::EVENTS_PER_WAKE_UP as i32 + 5 {
+        events.send(exit(1000 + raw)).unwrap();
+    }
+    let first = inbox.try_recv().unwrap();
+    h.actor.on_events(first, &mut inbox, &mut mailbox);
+    assert_eq!(inbox.len(), 5, "the events beyond the bound wait for the next wake-up");
+}
+
 // Recycling.
 
 #[tokio::test]
