@@ -46,7 +46,8 @@
 #   empty: its default), SCHED_POLICY= (the CPU scheduling policy of each backend and its
 #   children, other | batch | idle: rustfpm's [global] and pool process_sched_policy, and
 #   php-fpm run under `chrt --POLICY 0`; empty: each backend's default, rustfpm's batch and
-#   php-fpm's other), BACKGROUND=0 (CPU-bound processes, each in a session of its own as a
+#   php-fpm's other), FRONT_SCHED_POLICY= (rustfpm's own threads only, its [global]
+#   process_sched_policy, over SCHED_POLICY's; its children keep theirs), BACKGROUND=0 (CPU-bound processes, each in a session of its own as a
 #   service would be (start_in_session), running through the whole measurement: a
 #   host that does other work besides PHP; their CPU is not counted as other processes' in
 #   the report).
@@ -76,6 +77,7 @@ KEEP512_CONNS=${KEEP512_CONNS:-512}
 PACED_RATE=${PACED_RATE:-auto}
 FRONT_END_THREADS=${FRONT_END_THREADS:-}
 SCHED_POLICY=${SCHED_POLICY:-}
+FRONT_SCHED_POLICY=${FRONT_SCHED_POLICY:-$SCHED_POLICY}
 BACKGROUND=${BACKGROUND:-0}
 
 case $ONLY in
@@ -99,7 +101,9 @@ done
 	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
 [[ $BACKGROUND =~ ^[0-9]+$ ]] || die "BACKGROUND must be a number of processes (got '$BACKGROUND')"
 [[ $PACED_RATE == auto || $PACED_RATE =~ ^[1-9][0-9]*$ ]] || die "PACED_RATE must be auto or a positive integer (got '$PACED_RATE')"
-[[ $SCHED_POLICY =~ ^(|other|batch|idle)$ ]] || die "SCHED_POLICY must be empty, other, batch or idle (got '$SCHED_POLICY')"
+for knob in SCHED_POLICY FRONT_SCHED_POLICY; do
+	[[ ${!knob} =~ ^(|other|batch|idle)$ ]] || die "$knob must be empty, other, batch or idle (got '${!knob}')"
+done
 enabled() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 measuring() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
@@ -175,7 +179,7 @@ rf_conf() {
 error_log = "stderr"
 log_level = "notice"
 ${FRONT_END_THREADS:+front_end_threads = $FRONT_END_THREADS}
-${SCHED_POLICY:+process_sched_policy = \"$SCHED_POLICY\"}
+${FRONT_SCHED_POLICY:+process_sched_policy = \"$FRONT_SCHED_POLICY\"}
 
 [pool.bench]
 listen = "$1"
@@ -623,7 +627,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}$( ((BACKGROUND == 0)) || echo ", $BACKGROUND CPU-bound background process(es) beside them")"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}$([[ $FRONT_SCHED_POLICY == "$SCHED_POLICY" ]] || echo ", rustfpm's own threads under SCHED_${FRONT_SCHED_POLICY^^}")$( ((BACKGROUND == 0)) || echo ", $BACKGROUND CPU-bound background process(es) beside them")"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		k512=""
 		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"
