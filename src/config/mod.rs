@@ -192,7 +192,7 @@ impl Global {
             ("rlimit_files", self.rlimit_files != new.rlimit_files),
             ("systemd_interval", self.systemd_interval != new.systemd_interval),
             ("metrics_listen", self.metrics_listen != new.metrics_listen),
-            ("front_end_threads", self.front_end_threads != new.front_end_threads),
+            ("front_end_threads", self.threads() != new.threads()),
             ("process_sched_policy", self.process_sched_policy != new.process_sched_policy),
         ];
         changed.into_iter().filter(|&(_, differs)| differs).map(|(key, _)| key).collect()

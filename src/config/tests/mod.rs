@@ -161,6 +161,17 @@ fn new_global_keys_are_read() {
 }
 
 #[test]
+fn a_reload_waits_for_a_restart_only_for_keys_whose_effect_changes() {
+    let global = |lines: &str| parse_ok(&format!("[global]\n{lines}\n{}", pool_with(""))).global;
+    let unset = global("");
+    let threads = crate::config::default_front_end_threads();
+    let same = global(&format!("front_end_threads = {threads}"));
+    assert!(unset.restart_only_changes(&same).is_empty(), "the default spelled out changes nothing");
+    let more = global(&format!("front_end_threads = {}\nrlimit_files = 4096", threads + 1));
+    assert_eq!(unset.restart_only_changes(&more), ["rlimit_files", "front_end_threads"]);
+}
+
+#[test]
 fn zero_durations_and_sizes_mean_none() {
     let pool = only_pool(&pool_with(
         "pm_max_memory = \"0\"\npm_max_lifetime = 0\nrequest_terminate_timeout = \"0s\"\nqueue_max_wait = \"0\"",
