@@ -57,6 +57,10 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How long [`Rustfpm::wait_log`] waits for a line: far more than any line takes, even on a
+/// loaded machine.
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -294,6 +298,25 @@ impl Rustfpm {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (up to [`LOG_WAIT`]) until rustfpm's log satisfies `done`, and returns it. A
+    /// line that a pool actor, the supervisor or a child's output reader writes may come
+    /// after the answer of the request that caused it: read it so, not once. Fails the
+    /// test, naming `what`, if the log never does.
+    pub fn wait_log(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut log = String::new();
+        let found = wait_until(LOG_WAIT, || {
+            log = self.log_text();
+            done(&log)
+        });
+        assert!(found, "{what}: not in rustfpm's log within {LOG_WAIT:?}:\n{log}");
+        log
+    }
+
+    /// [`Rustfpm::wait_log`] for a line that contains `needle`.
+    pub fn wait_logged(&self, needle: &str) -> String {
+        self.wait_log(needle, |log| log.contains(needle))
     }
 
     /// Sends a signal to rustfpm.
