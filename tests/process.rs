@@ -242,13 +242,13 @@ fn request_terminate_timeout_kills_a_spinning_script_with_504() {
     terminate_timeout(true);
 }
 
-/// queue_max_wait = "300ms", one child busy for 2 s: a waiting request gets
+/// queue_max_wait = "300ms", one child busy for 4 s: a waiting request gets
 /// a 503 with Retry-After well before the busy one ends.
 #[test]
 fn queue_max_wait_answers_503_with_retry_after() {
     let stack = static_stack(1, "queue_max_wait = \"300ms\"\n");
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
-    let busy = get_in_thread(stack.url("/pm_sleep.php?name=busy&ms=2000"));
+    let busy = get_in_thread(stack.url("/pm_sleep.php?name=busy&ms=4000"));
     assert!(wait_file(&stack.site.scratch().join("busy"), Duration::from_secs(5)).is_some(), "busy never started");
     for prefix in ["", "/ka"] {
         let sent = Instant::now();
@@ -256,7 +256,9 @@ fn queue_max_wait_answers_503_with_retry_after() {
         let took = sent.elapsed();
         assert_eq!(r.status, 503, "queued request via {prefix}/ (after {took:?}): {}", r.text());
         assert!(r.header("Retry-After").is_some(), "503 without Retry-After: {:?}", r.headers);
-        assert!(took < Duration::from_millis(1200), "the 503 (queue_max_wait 300ms) came after {took:?}");
+        // Before the busy request ended (not after a wall-clock bound, which a slow machine
+        // may pass): a 503 sent only once the child was free would be no queue limit.
+        assert!(!busy.is_finished(), "the 503 via {prefix}/ came only after the busy request ended ({took:?})");
         eprintln!("503 via {prefix}/ after {took:?}");
     }
     let r = busy.join().unwrap().expect("busy request");
@@ -297,28 +299,40 @@ fn ondemand_replaces_idle_children() {
     }
 }
 
-/// ondemand with 32 children: 32 concurrent 300 ms requests all complete.
+/// ondemand with 32 children: a burst of 32 requests runs at once, each on a child of its
+/// own. Each request waits until all 32 have reached a child (up to 30 s), so they can only
+/// all say 32 if the pool started children for all of them together: shown so, not by how
+/// long the burst took (which a slow machine stretches; the benchmark measures that).
 #[test]
 fn ondemand_serves_a_burst_of_32_concurrent_requests() {
     let stack =
         Stack::with(PoolOptions { children: 32, pm: Pm::Ondemand { idle_timeout: "10s" }, ..Default::default() });
+    stack.site.script(
+        "burst.php",
+        "<?php touch(__DIR__ . '/../scratch/burst-' . getmypid());\n\
+         $end = microtime(true) + 30;\n\
+         while (count(glob(__DIR__ . '/../scratch/burst-*')) < 32 && microtime(true) < $end) usleep(10000);\n\
+         echo getmypid(), ' ', count(glob(__DIR__ . '/../scratch/burst-*'));",
+    );
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
     let started = Instant::now();
     let handles: Vec<_> = (0..32)
         .map(|i| {
             let prefix = if i % 2 == 0 { "" } else { "/ka" };
-            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?ms=300")))
+            get_in_thread(stack.url(&format!("{prefix}/burst.php")))
         })
         .collect();
     let mut pids = BTreeSet::new();
     for (i, h) in handles.into_iter().enumerate() {
         let r = h.join().unwrap().unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
-        pids.insert(pid_in(&r));
+        let text = r.text();
+        let (pid, arrived) = text.split_once(' ').unwrap_or_else(|| panic!("request {i}: {text:?}"));
+        assert_eq!(arrived, "32", "request {i} (child {pid}) saw only {arrived} of the 32 requests running");
+        pids.insert(pid.to_string());
     }
-    let took = started.elapsed();
-    eprintln!("32 concurrent 300 ms requests (ondemand, 32 children) took {took:?} on {} children", pids.len());
-    assert!(took < Duration::from_secs(5), "32 concurrent 300 ms requests took {took:?}");
+    eprintln!("32 concurrent requests (ondemand, 32 children) took {:?} on {} children", started.elapsed(), pids.len());
+    assert_eq!(pids.len(), 32, "32 requests running at once on children {pids:?}");
 }
 
 /// dynamic (4 children, 1..2 spare): serves; after a burst that used all
