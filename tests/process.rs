@@ -587,7 +587,7 @@ fn graceful_stop_on_term_finishes_the_running_request() {
     let mut stack =
         Stack::with(PoolOptions { children: 2, global: "graceful_stop_on_term = true".into(), ..Default::default() });
     get_pid(&stack.url("/pm_pid.php"));
-    let php = stack.fpm.php_pids();
+    let php = stack.fpm.php_pids_once_started(2);
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=g&ms=1000"));
     assert!(wait_file(&stack.site.scratch().join("g"), Duration::from_secs(5)).is_some(), "request never started");
     stack.fpm.signal(libc::SIGTERM);
@@ -610,7 +610,7 @@ fn process_control_timeout_bounds_a_graceful_stop() {
         ..Default::default()
     });
     get_pid(&stack.url("/pm_pid.php"));
-    let php = stack.fpm.php_pids();
+    let php = stack.fpm.php_pids_once_started(2);
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=q&ms=10000"));
     assert!(wait_file(&stack.site.scratch().join("q"), Duration::from_secs(5)).is_some(), "request never started");
     let sent = Instant::now();

@@ -359,6 +359,20 @@ impl Rustfpm {
         (parents.len() == 1).then(|| parents[0])
     }
 
+    /// The php-cgi parent and its `children` (sorted), once php-cgi has forked them all
+    /// (they start after rustfpm says it is ready): a list taken before would leave the
+    /// late ones out of what a test checks. Fails the test if they do not come within 10 s.
+    pub fn php_pids_once_started(&self, children: usize) -> Vec<i32> {
+        let mut pids = Vec::new();
+        let started = wait_until(Duration::from_secs(10), || {
+            pids = self.php_pids();
+            pids.len() == children + 1
+        });
+        assert!(started, "php-cgi did not start {children} children: {pids:?}");
+        pids.sort_unstable();
+        pids
+    }
+
     /// The php-cgi children under rustfpm (php-cgi processes whose parent is php-cgi).
     pub fn php_children(&self) -> Vec<i32> {
         let pids = self.php_pids();
