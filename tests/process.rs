@@ -677,7 +677,7 @@ fn process_priority_sets_the_nice_value() {
     let pid = get_pid(&stack.url("/pm_pid.php"));
     let nice = |p: i32| stat_field(p, 19); // nice
     assert_eq!(nice(pid), 5, "nice of child {pid}");
-    let parent = stack.fpm.php_parent().expect("php-cgi parent");
+    let parent = php_parent_of(pid);
     assert_eq!(nice(parent), 5, "nice of parent {parent}");
     // rustfpm itself keeps its own priority.
     assert_eq!(nice(stack.fpm.pid()), 0, "rustfpm's own nice value changed");
@@ -696,11 +696,21 @@ fn stat_field_of(path: &str, n: usize) -> i64 {
     rest[n - 3].parse().unwrap()
 }
 
+/// The php-cgi parent of php-cgi child `child`.
+fn php_parent_of(child: i32) -> i32 {
+    let parent = proc_stat(child).map(|(_, _, ppid)| ppid).unwrap_or_else(|| panic!("child {child} is gone"));
+    assert!(is_live_php(parent), "the parent {parent} of child {child} is no php-cgi");
+    parent
+}
+
 /// The scheduling policy (stat field 41) of php-cgi's parent and a child, and of the main
-/// thread (the front end) of rustfpm.
+/// thread (the front end) of rustfpm. The parent is the serving child's: rustfpm may have
+/// more php-cgi of its own for a while (a `php-cgi -i` it killed, which under SCHED_IDLE
+/// beside busy processes takes seconds to get the CPU it needs to die), so "the one php-cgi
+/// whose parent is not php-cgi" may be two.
 fn policies(stack: &Stack) -> (i64, i64, i64) {
     let child = get_pid(&stack.url("/pm_pid.php"));
-    let parent = stack.fpm.php_parent().expect("php-cgi parent");
+    let parent = php_parent_of(child);
     (stat_field(parent, 41), stat_field(child, 41), stat_field(stack.fpm.pid(), 41))
 }
 
@@ -816,7 +826,11 @@ fn the_default_keeps_a_policy_rustfpm_was_started_under() {
     let log = stack.fpm.log_text();
     let kept = "process_sched_policy is not set: rustfpm keeps the policy it was started under (idle)";
     assert_eq!(count_lines(&log, kept), 1, "{log}");
-    assert!(!log.contains("WARNING"), "{log}");
+    // No warning about the policy (the pool's would come as its php-cgi parent starts, before
+    // a child served). Others may come: under SCHED_IDLE beside busy processes `php-cgi -i`
+    // can take longer than rustfpm waits for it, which it says in a warning.
+    let warned = log.lines().filter(|l| l.contains("WARNING") && l.contains("process_sched_policy")).count();
+    assert_eq!(warned, 0, "{log}");
 }
 
 /// A reload applies a pool's process_sched_policy to its new children; rustfpm's own threads
@@ -836,8 +850,9 @@ fn a_reload_changes_the_childrens_policy_and_warns_about_the_global_one() {
     let retired = wait_until(Duration::from_secs(10), || stack.fpm.php_parents().len() == 1);
     assert!(retired, "the old php-cgi parent is still there: {:?}", stack.fpm.php_parents());
     assert_eq!(policies(&stack), (0, 0, 3), "policies of (php-cgi parent, child, rustfpm) after the reload");
-    let log = stack.fpm.log_text();
+    // Written after "configuration reloaded", once the new pools are in place.
     let warning = "[global] process_sched_policy changes take effect at the next restart";
+    let log = stack.fpm.wait_logged(warning);
     assert_eq!(count_lines(&log, warning), 1, "{log}");
 }
 
@@ -852,10 +867,12 @@ fn a_reload_names_each_global_key_that_waits_for_a_restart() {
     stack.fpm.signal(libc::SIGUSR2);
     let reloaded = wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded"));
     assert!(reloaded, "no reload:\n{}", stack.fpm.log_text());
-    let log = stack.fpm.log_text();
-    for key in ["front_end_threads", "rlimit_files", "systemd_interval"] {
-        let warning = format!("[global] {key} changes take effect at the next restart");
-        assert_eq!(count_lines(&log, &warning), 1, "{warning}:\n{log}");
+    // The warnings come after "configuration reloaded", once the new pools are in place.
+    let warnings = ["front_end_threads", "rlimit_files", "systemd_interval"]
+        .map(|key| format!("[global] {key} changes take effect at the next restart"));
+    let log = stack.fpm.wait_log("the three warnings", |log| warnings.iter().all(|w| log.contains(w.as_str())));
+    for warning in &warnings {
+        assert_eq!(count_lines(&log, warning), 1, "{warning}:\n{log}");
     }
     assert_eq!(count_lines(&log, "process_sched_policy changes"), 0, "unchanged keys are not named:\n{log}");
 }
