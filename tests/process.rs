@@ -479,7 +479,8 @@ fn reload_lets_a_running_request_finish() {
         parent.is_some() && stack.fpm.php_pids().len() == 3
     }));
     let old = stack.fpm.php_pids();
-    let busy = get_in_thread(stack.url("/ka/pm_sleep.php?name=r&ms=1500"));
+    // Held until the test lets it go: the reload below may take longer than any fixed time.
+    let busy = get_in_thread(stack.url("/ka/lc_gate.php?name=r"));
     let pid: i32 = wait_file(&stack.site.scratch().join("r"), Duration::from_secs(5))
         .expect("request never started")
         .trim()
@@ -497,9 +498,10 @@ fn reload_lets_a_running_request_finish() {
         assert!(!old.contains(&p), "request after the reload served by old child {p}");
     }
     assert!(is_live_php(pid), "the old child {pid} was stopped while its request ran");
+    stack.site.open_gate("r");
     let r = busy.join().unwrap().unwrap_or_else(|e| panic!("request running across the reload: {e}"));
-    assert_eq!(r.status, 200, "request running across the reload: {}", r.text());
-    assert_eq!(pid_in(&r), pid);
+    // The answer of the script that wrote `pid` when it started on the old child.
+    assert_eq!((r.status, r.text().as_str()), (200, "END\n"), "request running across the reload");
     let left = wait_php_dead(&old, Duration::from_secs(5));
     assert!(left.is_empty(), "old generation php-cgi {left:?} still alive 5 s after its last request");
 }
@@ -563,17 +565,25 @@ fn reload_can_raise_max_children() {
         "no new generation of 1 parent + 3 children after the reload: {now:?}\n{}",
         stack.fpm.log_text()
     );
+    // Three requests held until all three run (each on a child: a third one queued for a
+    // child would never write its pid), then let go.
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let prefix = if i % 2 == 0 { "" } else { "/ka" };
-            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?name=c{i}&ms=1000")))
+            get_in_thread(stack.url(&format!("{prefix}/lc_gate.php?name=c{i}")))
         })
         .collect();
     let mut pids = BTreeSet::new();
+    for i in 0..3 {
+        let pid = wait_file(&stack.site.scratch().join(format!("c{i}")), Duration::from_secs(10));
+        pids.insert(pid.unwrap_or_else(|| panic!("request c{i} did not start while the others ran: {pids:?}")));
+    }
+    for i in 0..3 {
+        stack.site.open_gate(&format!("c{i}"));
+    }
     for h in handles {
         let r = h.join().unwrap().expect("request");
         assert_eq!(r.status, 200, "{}", r.text());
-        pids.insert(pid_in(&r));
     }
     assert_eq!(pids.len(), 3, "3 concurrent requests after raising pm_max_children to 3 ran on {pids:?}");
 }

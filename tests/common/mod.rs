@@ -114,6 +114,12 @@ impl Site {
         path
     }
 
+    /// Lets the requests of `lc_gate.php?name=NAME` end (they wait for scratch/NAME.go).
+    pub fn open_gate(&self, name: &str) {
+        let go = self.scratch().join(format!("{name}.go"));
+        std::fs::write(&go, "").unwrap_or_else(|e| panic!("write {}: {e}", go.display()));
+    }
+
     /// Adds a PHP script to the docroot.
     pub fn script(&self, name: &str, body: &str) {
         std::fs::write(self.www().join(name), body).unwrap();
