@@ -254,7 +254,8 @@ fn request_log_reopen_attack(name: &str, pool: &str, url: &str) {
     assert_eq!(std::fs::metadata(lab.run(name)).unwrap().mode() & 0o777, 0o600);
     lab.swap_for_symlink(name);
     fpm.signal(libc::SIGUSR1);
-    assert!(wait_until(WAIT, || fpm.log_text().contains("error log file re-opened")), "{}", fpm.log_text());
+    // Once the access log's writer is told (after "error log file re-opened").
+    fpm.wait_logged("access log file re-opened");
     assert_eq!(get(&nginx.url(url)).status, 200);
     let refused = format!("cannot write to the log {}", lab.run(name).display());
     assert!(wait_until(WAIT, || fpm.log_text().contains(&refused)), "{}", fpm.log_text());
