@@ -121,7 +121,7 @@ fn abandoned_spinning_request_is_killed_and_the_next_is_served() {
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
-    let log = fpm.log_text();
+    let log = fpm.wait_logged("terminating");
     let line = log.lines().find(|l| l.contains("terminating")).unwrap_or_else(|| panic!("no kill logged:\n{log}"));
     assert!(line.contains("spin.php") && line.contains("abandoned by the web server"), "{line}");
     let pid: i32 = line.split("child ").nth(1).and_then(|r| r.split(',').next()).and_then(|p| p.parse().ok()).unwrap();
@@ -221,8 +221,7 @@ fn timeout_fires_while_the_web_server_does_not_read() {
     wait_for_file(&started);
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
-    let log = fpm.log_text();
-    assert!(log.lines().any(|l| l.contains("big.php") && l.contains("terminating")), "{log}");
+    fpm.wait_log("big.php terminating", |log| log.lines().any(|l| l.contains("big.php") && l.contains("terminating")));
     drop(stalled);
 }
 
@@ -266,8 +265,7 @@ fn a_body_that_stops_coming_frees_the_worker_after_request_read_timeout() {
     wait_for_file(&started);
 
     assert_eq!(fetch(&fpm.socket, &get(&site, "hello.php")).split("\r\n\r\n").nth(1), Some("hello"));
-    let log = fpm.log_text();
-    assert!(log.contains("request_read_timeout"), "{log}");
+    fpm.wait_logged("request_read_timeout");
     drop(stalled);
 }
 

@@ -133,14 +133,16 @@ fn two_front_end_threads_keep_the_queue_timeouts_aborts_and_finish() {
         assert_eq!(r.status, 200, "request {i} via {prefix}/, right after the one before ended: {}", r.text());
     }
 
-    // A busy child and no queue: 503 with Retry-After, on either thread.
-    let busy = get_in_thread(stack.url("/lc_sleep.php?name=busy&ms=1000"));
+    // A busy child and no queue: 503 with Retry-After, on either thread. The child is busy
+    // until the test lets it go (a fixed time could run out on a slow machine).
+    let busy = get_in_thread(stack.url("/lc_gate.php?name=busy"));
     assert!(wait_file(&stack.site.scratch().join("busy"), Duration::from_secs(10)).is_some(), "busy never started");
     for prefix in ["", "/ka", "", "/ka"] {
         let r = get(&stack.url(&format!("{prefix}/hello.php")));
         assert_eq!(r.status, 503, "via {prefix}/ while the only child is busy: {}", r.text());
         assert!(r.header("Retry-After").is_some(), "503 without Retry-After: {:?}", r.headers);
     }
+    stack.site.open_gate("busy");
     let r = busy.join().expect("request thread").expect("the busy request");
     assert_eq!((r.status, r.text().as_str()), (200, "END\n"));
     assert_eq!(get(&stack.url("/hello.php")).status, 200, "right after the busy request ended");

@@ -56,13 +56,22 @@ fn the_endpoint_serves_pool_metrics_a_prometheus_parser_reads() {
     // Answered by rustfpm itself (no such script): counted too, but no child was involved.
     assert_eq!(get(&nginx.url("/missing.php")).status, 404);
 
-    // Sampled gauges follow within a couple of seconds.
-    let mut s = scrape(port);
-    wait_until(Duration::from_secs(10), || {
-        s = scrape(port);
-        value(&s, "phpfpm_accepted_connections", &[("pool", "www")]) == Some(11.0)
-    });
+    // Sampled gauges follow within a couple of seconds: the pool's counts, the children's
+    // states (a child recycled after the last requests may still be starting) and their
+    // memory (the usage sampler's, after a request ends).
     let www = [("pool", "www")];
+    let settled = |s: &Scrape| {
+        let children = |state| value(s, "rustfpm_children", &[("pool", "www"), ("state", state)]).unwrap_or(-1.0);
+        let memory = |slot| value(s, "rustfpm_child_private_memory_bytes", &[("pool", "www"), ("slot", slot)]);
+        value(s, "phpfpm_accepted_connections", &www) == Some(11.0)
+            && children("idle") + children("busy") == 2.0
+            && ["0", "1"].iter().all(|slot| memory(slot).is_some_and(|b| b > 0.0))
+    };
+    let mut s = scrape(port);
+    let _ = wait_until(Duration::from_secs(10), || {
+        s = scrape(port);
+        settled(&s)
+    });
     assert_eq!(value(&s, "rustfpm_requests_total", &[("pool", "www"), ("status", "2xx")]), Some(10.0));
     assert_eq!(value(&s, "rustfpm_requests_total", &[("pool", "www"), ("status", "4xx")]), Some(2.0));
     assert_eq!(value(&s, "rustfpm_accepted_connections_total", &www), Some(11.0));

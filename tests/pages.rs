@@ -57,17 +57,20 @@ fn status_counts_are_exact_in_every_format() {
 fn status_shows_running_requests_and_the_listen_queue() {
     let stack =
         Stack::with(PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() });
-    stack.site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
-    let first = get_in_thread(stack.url("/slow.php?a=1"));
+    // Both requests hold the one child until the test lets them go (lc_gate.php): the
+    // second stays queued for as long as the test looks, however slow the machine.
+    let first = get_in_thread(stack.url("/lc_gate.php?name=first"));
     assert!(wait_until(std::time::Duration::from_secs(5), || {
         get_json(&stack.url("/status?json"))["active processes"] == 1
     }));
-    let second = get_in_thread(stack.url("/slow.php?a=2"));
+    let second = get_in_thread(stack.url("/lc_gate.php?name=second"));
     assert!(wait_until(std::time::Duration::from_secs(5), || {
         get_json(&stack.url("/status?json"))["listen queue"] == 1
     }));
     let full = get(&stack.url("/status?json&full")).text();
-    assert!(full.contains("Running") && full.contains("/slow.php?a=1"), "{full}");
+    assert!(full.contains("Running") && full.contains("/lc_gate.php?name=first"), "{full}");
+    stack.site.open_gate("first");
+    stack.site.open_gate("second");
     assert_eq!(first.join().unwrap().unwrap().status, 200);
     assert_eq!(second.join().unwrap().unwrap().status, 200);
     let json = get_json(&stack.url("/status?json"));
@@ -111,16 +114,17 @@ fn status_listen_serves_the_pages_while_every_child_is_busy_and_nothing_else() {
     );
     let marker = site.path().join("ran");
     site.script("touch.php", &format!("<?php touch('{}'); echo 'ran';", marker.display()));
-    site.script("slow.php", "<?php usleep(1500000); echo 'ok';");
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
-    let slow = get_in_thread(url("/slow.php"));
+    // The one child is busy until the test lets it go.
+    let slow = get_in_thread(url("/lc_gate.php?name=slow"));
     assert!(wait_until(std::time::Duration::from_secs(5), || {
         get_json(&url("/monitor/status?json"))["active processes"] == 1
     }));
     assert_eq!(get(&url("/monitor/ping")).text(), "pong");
     let r = get(&url("/monitor/touch.php"));
     assert_eq!(r.status, 404, "{}", r.text());
-    assert_eq!(slow.join().unwrap().unwrap().text(), "ok");
+    site.open_gate("slow");
+    assert_eq!(slow.join().unwrap().unwrap().text(), "END\n");
     assert!(!marker.exists(), "a script ran through pm_status_listen");
     // The pool's own listener still serves both pages and scripts.
     assert_eq!(get(&url("/touch.php")).text(), "ran");

@@ -389,7 +389,7 @@ fn a_stop_held_up_by_a_stopped_guard_ends_at_the_stop_deadline() {
     let site = Site::new();
     let mut fpm = start(&site, 2, "", "");
     hello_once(&site, &fpm).unwrap();
-    let php = fpm.php_pids();
+    let php = fpm.php_pids_once_started(2);
     let guard = descendants(fpm.pid())
         .into_iter()
         .find(|p| matches!(proc_stat(*p), Some((comm, _, _)) if comm == "rustfpm-guard"))

@@ -242,13 +242,13 @@ fn request_terminate_timeout_kills_a_spinning_script_with_504() {
     terminate_timeout(true);
 }
 
-/// queue_max_wait = "300ms", one child busy for 2 s: a waiting request gets
+/// queue_max_wait = "300ms", one child busy for 4 s: a waiting request gets
 /// a 503 with Retry-After well before the busy one ends.
 #[test]
 fn queue_max_wait_answers_503_with_retry_after() {
     let stack = static_stack(1, "queue_max_wait = \"300ms\"\n");
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
-    let busy = get_in_thread(stack.url("/pm_sleep.php?name=busy&ms=2000"));
+    let busy = get_in_thread(stack.url("/pm_sleep.php?name=busy&ms=4000"));
     assert!(wait_file(&stack.site.scratch().join("busy"), Duration::from_secs(5)).is_some(), "busy never started");
     for prefix in ["", "/ka"] {
         let sent = Instant::now();
@@ -256,7 +256,9 @@ fn queue_max_wait_answers_503_with_retry_after() {
         let took = sent.elapsed();
         assert_eq!(r.status, 503, "queued request via {prefix}/ (after {took:?}): {}", r.text());
         assert!(r.header("Retry-After").is_some(), "503 without Retry-After: {:?}", r.headers);
-        assert!(took < Duration::from_millis(1200), "the 503 (queue_max_wait 300ms) came after {took:?}");
+        // Before the busy request ended (not after a wall-clock bound, which a slow machine
+        // may pass): a 503 sent only once the child was free would be no queue limit.
+        assert!(!busy.is_finished(), "the 503 via {prefix}/ came only after the busy request ended ({took:?})");
         eprintln!("503 via {prefix}/ after {took:?}");
     }
     let r = busy.join().unwrap().expect("busy request");
@@ -297,28 +299,40 @@ fn ondemand_replaces_idle_children() {
     }
 }
 
-/// ondemand with 32 children: 32 concurrent 300 ms requests all complete.
+/// ondemand with 32 children: a burst of 32 requests runs at once, each on a child of its
+/// own. Each request waits until all 32 have reached a child (up to 30 s), so they can only
+/// all say 32 if the pool started children for all of them together: shown so, not by how
+/// long the burst took (which a slow machine stretches; the benchmark measures that).
 #[test]
 fn ondemand_serves_a_burst_of_32_concurrent_requests() {
     let stack =
         Stack::with(PoolOptions { children: 32, pm: Pm::Ondemand { idle_timeout: "10s" }, ..Default::default() });
+    stack.site.script(
+        "burst.php",
+        "<?php touch(__DIR__ . '/../scratch/burst-' . getmypid());\n\
+         $end = microtime(true) + 30;\n\
+         while (count(glob(__DIR__ . '/../scratch/burst-*')) < 32 && microtime(true) < $end) usleep(10000);\n\
+         echo getmypid(), ' ', count(glob(__DIR__ . '/../scratch/burst-*'));",
+    );
     assert_eq!(get(&stack.url("/pm_pid.php")).status, 200);
     let started = Instant::now();
     let handles: Vec<_> = (0..32)
         .map(|i| {
             let prefix = if i % 2 == 0 { "" } else { "/ka" };
-            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?ms=300")))
+            get_in_thread(stack.url(&format!("{prefix}/burst.php")))
         })
         .collect();
     let mut pids = BTreeSet::new();
     for (i, h) in handles.into_iter().enumerate() {
         let r = h.join().unwrap().unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
-        pids.insert(pid_in(&r));
+        let text = r.text();
+        let (pid, arrived) = text.split_once(' ').unwrap_or_else(|| panic!("request {i}: {text:?}"));
+        assert_eq!(arrived, "32", "request {i} (child {pid}) saw only {arrived} of the 32 requests running");
+        pids.insert(pid.to_string());
     }
-    let took = started.elapsed();
-    eprintln!("32 concurrent 300 ms requests (ondemand, 32 children) took {took:?} on {} children", pids.len());
-    assert!(took < Duration::from_secs(5), "32 concurrent 300 ms requests took {took:?}");
+    eprintln!("32 concurrent requests (ondemand, 32 children) took {:?} on {} children", started.elapsed(), pids.len());
+    assert_eq!(pids.len(), 32, "32 requests running at once on children {pids:?}");
 }
 
 /// dynamic (4 children, 1..2 spare): serves; after a burst that used all
@@ -465,7 +479,8 @@ fn reload_lets_a_running_request_finish() {
         parent.is_some() && stack.fpm.php_pids().len() == 3
     }));
     let old = stack.fpm.php_pids();
-    let busy = get_in_thread(stack.url("/ka/pm_sleep.php?name=r&ms=1500"));
+    // Held until the test lets it go: the reload below may take longer than any fixed time.
+    let busy = get_in_thread(stack.url("/ka/lc_gate.php?name=r"));
     let pid: i32 = wait_file(&stack.site.scratch().join("r"), Duration::from_secs(5))
         .expect("request never started")
         .trim()
@@ -483,9 +498,10 @@ fn reload_lets_a_running_request_finish() {
         assert!(!old.contains(&p), "request after the reload served by old child {p}");
     }
     assert!(is_live_php(pid), "the old child {pid} was stopped while its request ran");
+    stack.site.open_gate("r");
     let r = busy.join().unwrap().unwrap_or_else(|e| panic!("request running across the reload: {e}"));
-    assert_eq!(r.status, 200, "request running across the reload: {}", r.text());
-    assert_eq!(pid_in(&r), pid);
+    // The answer of the script that wrote `pid` when it started on the old child.
+    assert_eq!((r.status, r.text().as_str()), (200, "END\n"), "request running across the reload");
     let left = wait_php_dead(&old, Duration::from_secs(5));
     assert!(left.is_empty(), "old generation php-cgi {left:?} still alive 5 s after its last request");
 }
@@ -549,17 +565,25 @@ fn reload_can_raise_max_children() {
         "no new generation of 1 parent + 3 children after the reload: {now:?}\n{}",
         stack.fpm.log_text()
     );
+    // Three requests held until all three run (each on a child: a third one queued for a
+    // child would never write its pid), then let go.
     let handles: Vec<_> = (0..3)
         .map(|i| {
             let prefix = if i % 2 == 0 { "" } else { "/ka" };
-            get_in_thread(stack.url(&format!("{prefix}/pm_sleep.php?name=c{i}&ms=1000")))
+            get_in_thread(stack.url(&format!("{prefix}/lc_gate.php?name=c{i}")))
         })
         .collect();
     let mut pids = BTreeSet::new();
+    for i in 0..3 {
+        let pid = wait_file(&stack.site.scratch().join(format!("c{i}")), Duration::from_secs(10));
+        pids.insert(pid.unwrap_or_else(|| panic!("request c{i} did not start while the others ran: {pids:?}")));
+    }
+    for i in 0..3 {
+        stack.site.open_gate(&format!("c{i}"));
+    }
     for h in handles {
         let r = h.join().unwrap().expect("request");
         assert_eq!(r.status, 200, "{}", r.text());
-        pids.insert(pid_in(&r));
     }
     assert_eq!(pids.len(), 3, "3 concurrent requests after raising pm_max_children to 3 ran on {pids:?}");
 }
@@ -573,7 +597,7 @@ fn graceful_stop_on_term_finishes_the_running_request() {
     let mut stack =
         Stack::with(PoolOptions { children: 2, global: "graceful_stop_on_term = true".into(), ..Default::default() });
     get_pid(&stack.url("/pm_pid.php"));
-    let php = stack.fpm.php_pids();
+    let php = stack.fpm.php_pids_once_started(2);
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=g&ms=1000"));
     assert!(wait_file(&stack.site.scratch().join("g"), Duration::from_secs(5)).is_some(), "request never started");
     stack.fpm.signal(libc::SIGTERM);
@@ -596,7 +620,7 @@ fn process_control_timeout_bounds_a_graceful_stop() {
         ..Default::default()
     });
     get_pid(&stack.url("/pm_pid.php"));
-    let php = stack.fpm.php_pids();
+    let php = stack.fpm.php_pids_once_started(2);
     let busy = get_in_thread(stack.url("/pm_sleep.php?name=q&ms=10000"));
     assert!(wait_file(&stack.site.scratch().join("q"), Duration::from_secs(5)).is_some(), "request never started");
     let sent = Instant::now();
@@ -663,7 +687,7 @@ fn process_priority_sets_the_nice_value() {
     let pid = get_pid(&stack.url("/pm_pid.php"));
     let nice = |p: i32| stat_field(p, 19); // nice
     assert_eq!(nice(pid), 5, "nice of child {pid}");
-    let parent = stack.fpm.php_parent().expect("php-cgi parent");
+    let parent = php_parent_of(pid);
     assert_eq!(nice(parent), 5, "nice of parent {parent}");
     // rustfpm itself keeps its own priority.
     assert_eq!(nice(stack.fpm.pid()), 0, "rustfpm's own nice value changed");
@@ -682,11 +706,21 @@ fn stat_field_of(path: &str, n: usize) -> i64 {
     rest[n - 3].parse().unwrap()
 }
 
+/// The php-cgi parent of php-cgi child `child`.
+fn php_parent_of(child: i32) -> i32 {
+    let parent = proc_stat(child).map(|(_, _, ppid)| ppid).unwrap_or_else(|| panic!("child {child} is gone"));
+    assert!(is_live_php(parent), "the parent {parent} of child {child} is no php-cgi");
+    parent
+}
+
 /// The scheduling policy (stat field 41) of php-cgi's parent and a child, and of the main
-/// thread (the front end) of rustfpm.
+/// thread (the front end) of rustfpm. The parent is the serving child's: rustfpm may have
+/// more php-cgi of its own for a while (a `php-cgi -i` it killed, which under SCHED_IDLE
+/// beside busy processes takes seconds to get the CPU it needs to die), so "the one php-cgi
+/// whose parent is not php-cgi" may be two.
 fn policies(stack: &Stack) -> (i64, i64, i64) {
     let child = get_pid(&stack.url("/pm_pid.php"));
-    let parent = stack.fpm.php_parent().expect("php-cgi parent");
+    let parent = php_parent_of(child);
     (stat_field(parent, 41), stat_field(child, 41), stat_field(stack.fpm.pid(), 41))
 }
 
@@ -802,7 +836,11 @@ fn the_default_keeps_a_policy_rustfpm_was_started_under() {
     let log = stack.fpm.log_text();
     let kept = "process_sched_policy is not set: rustfpm keeps the policy it was started under (idle)";
     assert_eq!(count_lines(&log, kept), 1, "{log}");
-    assert!(!log.contains("WARNING"), "{log}");
+    // No warning about the policy (the pool's would come as its php-cgi parent starts, before
+    // a child served). Others may come: under SCHED_IDLE beside busy processes `php-cgi -i`
+    // can take longer than rustfpm waits for it, which it says in a warning.
+    let warned = log.lines().filter(|l| l.contains("WARNING") && l.contains("process_sched_policy")).count();
+    assert_eq!(warned, 0, "{log}");
 }
 
 /// A reload applies a pool's process_sched_policy to its new children; rustfpm's own threads
@@ -822,8 +860,9 @@ fn a_reload_changes_the_childrens_policy_and_warns_about_the_global_one() {
     let retired = wait_until(Duration::from_secs(10), || stack.fpm.php_parents().len() == 1);
     assert!(retired, "the old php-cgi parent is still there: {:?}", stack.fpm.php_parents());
     assert_eq!(policies(&stack), (0, 0, 3), "policies of (php-cgi parent, child, rustfpm) after the reload");
-    let log = stack.fpm.log_text();
+    // Written after "configuration reloaded", once the new pools are in place.
     let warning = "[global] process_sched_policy changes take effect at the next restart";
+    let log = stack.fpm.wait_logged(warning);
     assert_eq!(count_lines(&log, warning), 1, "{log}");
 }
 
@@ -838,10 +877,12 @@ fn a_reload_names_each_global_key_that_waits_for_a_restart() {
     stack.fpm.signal(libc::SIGUSR2);
     let reloaded = wait_until(Duration::from_secs(20), || stack.fpm.log_text().contains("configuration reloaded"));
     assert!(reloaded, "no reload:\n{}", stack.fpm.log_text());
-    let log = stack.fpm.log_text();
-    for key in ["front_end_threads", "rlimit_files", "systemd_interval"] {
-        let warning = format!("[global] {key} changes take effect at the next restart");
-        assert_eq!(count_lines(&log, &warning), 1, "{warning}:\n{log}");
+    // The warnings come after "configuration reloaded", once the new pools are in place.
+    let warnings = ["front_end_threads", "rlimit_files", "systemd_interval"]
+        .map(|key| format!("[global] {key} changes take effect at the next restart"));
+    let log = stack.fpm.wait_log("the three warnings", |log| warnings.iter().all(|w| log.contains(w.as_str())));
+    for warning in &warnings {
+        assert_eq!(count_lines(&log, warning), 1, "{warning}:\n{log}");
     }
     assert_eq!(count_lines(&log, "process_sched_policy changes"), 0, "unchanged keys are not named:\n{log}");
 }

@@ -129,7 +129,7 @@ fn php_value_chain_through_nginx_split_path_info_runs_the_script_as_php_fpm() {
     // index.php with PATH_INFO "". php-cgi gets SCRIPT_FILENAME = index.php and cuts nothing.
     let stack = Stack::with(PoolOptions { children: 2, ..PoolOptions::default() });
     stack.site.script("index.php", CHAIN_SCRIPT);
-    let pids_before = php_pids_once_started(&stack.fpm, 2);
+    let pids_before = stack.fpm.php_pids_once_started(2);
     let plain = get(&stack.url("/index.php"));
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert!(plain.text().starts_with("INDEX:[\"\",\"0\","), "{}", plain.text());
@@ -152,7 +152,7 @@ fn php_value_chain_through_nginx_split_path_info_runs_the_script_as_php_fpm() {
 fn path_info_underflow_shapes_run_the_script_as_php_fpm_does() {
     let pair = Pair::start(true);
     pair.site.script("chain.php", CHAIN_SCRIPT);
-    let pids_before = php_pids_once_started(&pair.rustfpm, 1);
+    let pids_before = pair.rustfpm.php_pids_once_started(1);
     let www = pair.www();
     let script = format!("{www}/env.php");
     let long_query = "Q".repeat(1700);
@@ -294,13 +294,6 @@ fn a_240_kb_script_filename_is_answered_while_other_requests_are_served() {
         assert!(matches!(status, 404 | 503), "a deep path got {status}");
     }
     assert!(fpm.log_text().contains("over PATH_MAX"), "{}", fpm.log_text());
-}
-
-/// The php-cgi parent and its `children`, once all are running.
-fn php_pids_once_started(fpm: &Rustfpm, children: usize) -> Vec<i32> {
-    let started = wait_until(IO_TIMEOUT, || fpm.php_pids().len() == children + 1);
-    assert!(started, "php-cgi did not start {children} children: {:?}", fpm.php_pids());
-    sorted(fpm.php_pids())
 }
 
 fn sorted(mut pids: Vec<i32>) -> Vec<i32> {

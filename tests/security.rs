@@ -254,7 +254,8 @@ fn request_log_reopen_attack(name: &str, pool: &str, url: &str) {
     assert_eq!(std::fs::metadata(lab.run(name)).unwrap().mode() & 0o777, 0o600);
     lab.swap_for_symlink(name);
     fpm.signal(libc::SIGUSR1);
-    assert!(wait_until(WAIT, || fpm.log_text().contains("error log file re-opened")), "{}", fpm.log_text());
+    // Once the access log's writer is told (after "error log file re-opened").
+    fpm.wait_logged("access log file re-opened");
     assert_eq!(get(&nginx.url(url)).status, 200);
     let refused = format!("cannot write to the log {}", lab.run(name).display());
     assert!(wait_until(WAIT, || fpm.log_text().contains(&refused)), "{}", fpm.log_text());
@@ -324,8 +325,8 @@ fn process_dumpable_no_is_reported_as_having_no_effect() {
     assert!(fpm.log_text().contains("process_dumpable = no has no effect"), "{}", fpm.log_text());
     // What the notice says: php-cgi's /proc files belong to its user (it is dumpable).
     let www_data = nix_uid("www-data");
-    assert!(wait_until(WAIT, || !fpm.php_pids().is_empty()));
-    for pid in fpm.php_pids() {
+    // The parent and its child, which runs the scripts (not yet forked when the parent is).
+    for pid in fpm.php_pids_once_started(1) {
         let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| m.uid());
         assert!(owner.is_err() || owner.as_ref().is_ok_and(|uid| *uid == www_data), "/proc/{pid}: {owner:?}");
     }

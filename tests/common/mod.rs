@@ -57,6 +57,10 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How long [`Rustfpm::wait_log`] waits for a line: far more than any line takes, even on a
+/// loaded machine.
+pub const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -108,6 +112,12 @@ impl Site {
         let path = self.path().join("rustfpm.toml");
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
+    }
+
+    /// Lets the requests of `lc_gate.php?name=NAME` end (they wait for scratch/NAME.go).
+    pub fn open_gate(&self, name: &str) {
+        let go = self.scratch().join(format!("{name}.go"));
+        std::fs::write(&go, "").unwrap_or_else(|e| panic!("write {}: {e}", go.display()));
     }
 
     /// Adds a PHP script to the docroot.
@@ -270,7 +280,9 @@ impl Rustfpm {
 
     /// Waits until rustfpm logs that it is ready; fails the test with its log if not.
     pub fn wait_ready(&self) {
-        let ready = wait_until(Duration::from_secs(10), || self.log_text().contains("ready to handle connections"));
+        // 30 s: a rustfpm started under SCHED_IDLE beside busy processes waits up to 5 s for
+        // `php-cgi -i` and gets the CPU only when no one else wants it.
+        let ready = wait_until(Duration::from_secs(30), || self.log_text().contains("ready to handle connections"));
         assert!(ready, "rustfpm did not become ready:\n{}", self.log_text());
     }
 
@@ -294,6 +306,25 @@ impl Rustfpm {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (up to [`LOG_WAIT`]) until rustfpm's log satisfies `done`, and returns it. A
+    /// line that a pool actor, the supervisor or a child's output reader writes may come
+    /// after the answer of the request that caused it: read it so, not once. Fails the
+    /// test, naming `what`, if the log never does.
+    pub fn wait_log(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut log = String::new();
+        let found = wait_until(LOG_WAIT, || {
+            log = self.log_text();
+            done(&log)
+        });
+        assert!(found, "{what}: not in rustfpm's log within {LOG_WAIT:?}:\n{log}");
+        log
+    }
+
+    /// [`Rustfpm::wait_log`] for a line that contains `needle`.
+    pub fn wait_logged(&self, needle: &str) -> String {
+        self.wait_log(needle, |log| log.contains(needle))
     }
 
     /// Sends a signal to rustfpm.
@@ -334,6 +365,20 @@ impl Rustfpm {
     pub fn php_parent(&self) -> Option<i32> {
         let parents = self.php_parents();
         (parents.len() == 1).then(|| parents[0])
+    }
+
+    /// The php-cgi parent and its `children` (sorted), once php-cgi has forked them all
+    /// (they start after rustfpm says it is ready): a list taken before would leave the
+    /// late ones out of what a test checks. Fails the test if they do not come within 10 s.
+    pub fn php_pids_once_started(&self, children: usize) -> Vec<i32> {
+        let mut pids = Vec::new();
+        let started = wait_until(Duration::from_secs(10), || {
+            pids = self.php_pids();
+            pids.len() == children + 1
+        });
+        assert!(started, "php-cgi did not start {children} children: {pids:?}");
+        pids.sort_unstable();
+        pids
     }
 
     /// The php-cgi children under rustfpm (php-cgi processes whose parent is php-cgi).
