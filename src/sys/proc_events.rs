@@ -64,6 +64,7 @@ impl ProcEvents {
         // listeners make the kernel send (forks, execs, thread exits) would
         // queue unfiltered on the socket until the filter is attached.
         let unfiltered = filter(&fd).err();
+        enlarge_receive_buffer(&fd);
         // SAFETY: sockaddr_nl is plain data; all-zero is valid before we set fields.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;
@@ -105,6 +106,37 @@ impl ProcEvents {
             if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::ENOBUFS)) {
                 return Err(e);
             }
+        }
+    }
+}
+
+/// How many bytes of exit events may wait for the reading thread. The default
+/// (`net.core.rmem_default`, ~208 KiB) holds ~270 of them: a burst of exits on
+/// a loaded machine (a pool replacing children after each request, a build's
+/// processes) while the thread waits for a CPU overflowed it (ENOBUFS), and the
+/// lost exits were missing from crash reports and the loop and emergency
+/// restart counts. Memory is taken only while events wait.
+const RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
+/// Raises the socket's receive buffer to [`RECEIVE_BUFFER`]: past
+/// `net.core.rmem_max` with `SO_RCVBUFFORCE` (root, which listening needs
+/// anyway), else as far as `SO_RCVBUF` goes. Best effort: a smaller buffer only
+/// loses events sooner, as before.
+fn enlarge_receive_buffer(fd: &OwnedFd) {
+    let len = std::mem::size_of::<libc::c_int>() as u32;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads an int of `len` bytes from a live local.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&RECEIVE_BUFFER as *const libc::c_int).cast(),
+                len,
+            )
+        };
+        if set == 0 {
+            return;
         }
     }
 }
@@ -229,6 +261,38 @@ mod tests {
         let mut buf = [0u8; 1024];
         let n = events.next_message(&mut buf).expect("a message");
         assert!(parse_exit(&buf[..n]).is_some(), "the first message is not a process's exit: {:?}", &buf[..n]);
+    }
+
+    /// A burst of exits while the reading thread does not read (it waits for
+    /// a CPU on a loaded machine): each is reported. With the default receive
+    /// buffer about 270 fit, and the rest were dropped (ENOBUFS).
+    #[test]
+    fn a_burst_of_exits_waits_for_a_reader_that_is_late() {
+        let events = ProcEvents::open().expect("process events need root in the initial namespaces");
+        // A dropped exit would otherwise leave the test waiting for ever.
+        let timeout = libc::timeval { tv_sec: 10, tv_usec: 0 };
+        let len = std::mem::size_of::<libc::timeval>() as u32;
+        // SAFETY: setsockopt reads a timeval of `len` bytes from a live local.
+        let set = unsafe {
+            libc::setsockopt(
+                events.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                len,
+            )
+        };
+        assert_eq!(set, 0, "SO_RCVTIMEO: {}", io::Error::last_os_error());
+        let mut pids = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+            pids.insert(child.id() as i32);
+            child.wait().expect("reap true");
+        }
+        while !pids.is_empty() {
+            let event = events.next_exit().expect("the exits are all reported, none dropped");
+            pids.remove(&event.pid);
+        }
     }
 
     #[test]
