@@ -1,0 +1,171 @@
+//! DESIGN.md's memory targets at CI size (scripts/bench/memory.sh measures the full ones):
+//! a 256 MiB upload streamed through nginx grows rustfpm's RSS by less than 16 MiB and PHP
+//! reads every byte; with 64 children and 1,000 idle kept FastCGI connections rustfpm's own
+//! RSS stays within 30 MiB. Resource bounds, not timing.
+
+mod common;
+use common::fcgi::{get_params, IO_TIMEOUT};
+use common::load::{open_fds, rss_kib};
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+
+use rustfpm::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
+
+const MIB: usize = 1 << 20;
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+const END_REQUEST: u8 = 3;
+
+/// PHP settings that let php://input stream a body of any size: no `post_max_size`, and no
+/// reading of the body before the script does (PHP would spool it to a temp file).
+const STREAMING_INPUT: &str = "[pool.www.php_admin_value]\nenable_post_data_reading = \"0\"\npost_max_size = \"0\"\n";
+
+#[test]
+fn a_256_mib_upload_streams_through_with_rss_growth_under_16_mib() {
+    const BODY_MIB: usize = 256;
+    let site = Site::new();
+    let fpm =
+        Rustfpm::start(&site, &PoolOptions { children: 2, tables: STREAMING_INPUT.into(), ..PoolOptions::default() });
+    let nginx = Nginx::start_http(
+        &site,
+        &format!(
+            r#"
+  server {{
+    listen 127.0.0.1:{{port}};
+    root {www};
+    location / {{
+      fastcgi_request_buffering off;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_pass unix:{sock};
+    }}
+  }}
+"#,
+            www = site.www().display(),
+            sock = fpm.socket.display(),
+        ),
+    );
+    let before = rss_kib(fpm.pid());
+    let mut top = before;
+    let mut s = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap_or_else(|e| panic!("connect to nginx: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("set a write timeout");
+    let total = BODY_MIB * MIB;
+    let head = format!(
+        "POST /mem_input_count.php HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {total}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("send the request head");
+    let piece = vec![b'x'; MIB];
+    for i in 0..BODY_MIB {
+        s.write_all(&piece).unwrap_or_else(|e| panic!("send MiB {i} of {BODY_MIB}: {e}"));
+        if i % 4 == 3 {
+            top = top.max(rss_kib(fpm.pid()));
+        }
+    }
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap_or_else(|e| panic!("read the answer: {e}"));
+    top = top.max(rss_kib(fpm.pid()));
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in the answer: {answer:?}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "upload answered {head:?}; rustfpm log:\n{}", fpm.log_text());
+    assert_eq!(body.trim(), total.to_string(), "PHP read a different number of bytes than were sent");
+    let growth = top.saturating_sub(before);
+    assert!(
+        growth < 16 * 1024,
+        "rustfpm's RSS grew by {growth} KiB ({before} KiB before, {top} KiB at most) over a {BODY_MIB} MiB upload"
+    );
+}
+
+/// Raises this process's open-files limit (rustfpm, started later, inherits it) to at
+/// least `want`, or fails naming the limit.
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0, "getrlimit(RLIMIT_NOFILE)");
+    if lim.rlim_cur >= want {
+        return;
+    }
+    let new = libc::rlimit { rlim_cur: lim.rlim_max.max(want), rlim_max: lim.rlim_max.max(want) };
+    // SAFETY: setrlimit reads the struct we pass.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) };
+    assert_eq!(
+        rc, 0,
+        "cannot raise RLIMIT_NOFILE from {}/{} to {want} (run as root, or raise the hard limit)",
+        lim.rlim_cur, lim.rlim_max
+    );
+}
+
+/// A GET of `script` with FCGI_KEEP_CONN, as nginx sends with `fastcgi_keep_conn on`.
+fn kept_get(site: &Site, script: &str) -> Vec<u8> {
+    let mut pairs = Vec::new();
+    for (name, value) in get_params(site, script, "") {
+        encode_pair(&mut pairs, name.as_bytes(), &value);
+    }
+    let mut out = Vec::new();
+    encode_begin_request(&mut out, 1, Role::Responder, FCGI_KEEP_CONN);
+    encode_stream(&mut out, RecordType::Params, 1, &pairs);
+    encode_stream(&mut out, RecordType::Params, 1, b"");
+    encode_stream(&mut out, RecordType::Stdin, 1, b"");
+    out
+}
+
+/// Sends `request` on `s` and reads its STDOUT to END_REQUEST; `what` names the connection.
+fn exchange(s: &mut UnixStream, request: &[u8], what: &str) -> String {
+    s.write_all(request).unwrap_or_else(|e| panic!("{what}: send the request: {e}"));
+    let mut stdout = Vec::new();
+    loop {
+        let mut head = [0u8; 8];
+        s.read_exact(&mut head).unwrap_or_else(|e| panic!("{what}: read a record header: {e}"));
+        let len = u16::from_be_bytes([head[4], head[5]]) as usize;
+        let mut body = vec![0; len + head[6] as usize];
+        s.read_exact(&mut body).unwrap_or_else(|e| panic!("{what}: read a record body: {e}"));
+        body.truncate(len);
+        match head[1] {
+            STDOUT => stdout.extend(body),
+            STDERR => {}
+            END_REQUEST => return String::from_utf8_lossy(&stdout).into_owned(),
+            other => panic!("{what}: unexpected record type {other}"),
+        }
+    }
+}
+
+#[test]
+fn sixty_four_children_and_1000_idle_kept_connections_fit_in_30_mib() {
+    const CHILDREN: usize = 64;
+    const CONNS: usize = 1000;
+    // The test's ends of the connections, rustfpm's ends and its children's.
+    raise_nofile((2 * CONNS + 4 * CHILDREN + 256) as u64);
+    let site = Site::new();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: CHILDREN, ..PoolOptions::default() });
+    fpm.php_pids_once_started(CHILDREN);
+    let fds_before = open_fds(fpm.pid());
+    // Open the connections straight to rustfpm's socket, as nginx's keepalive cache holds
+    // them: each has served one kept request and then sits idle.
+    let request = kept_get(&site, "hello.php");
+    let mut conns = Vec::with_capacity(CONNS);
+    for i in 0..CONNS {
+        let what = format!("connection {i}");
+        let mut s = UnixStream::connect(&fpm.socket)
+            .unwrap_or_else(|e| panic!("{what}: connect to {}: {e}", fpm.socket.display()));
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
+        let out = exchange(&mut s, &request, &what);
+        assert!(out.ends_with("Hello, world\n"), "{what}: hello.php answered {out:?}");
+        conns.push(s);
+    }
+    let held = open_fds(fpm.pid()).saturating_sub(fds_before);
+    assert!(held >= CONNS, "rustfpm holds {held} more descriptors than before, expected the {CONNS} connections");
+    let rss = rss_kib(fpm.pid());
+    assert!(
+        rss <= 30 * 1024,
+        "rustfpm's RSS is {rss} KiB with {CHILDREN} children and {CONNS} idle connections (target 30 MiB)"
+    );
+    // They are still live kept connections, not ones rustfpm dropped.
+    for i in [0, CONNS / 2, CONNS - 1] {
+        let out = exchange(&mut conns[i], &request, &format!("connection {i}, second request"));
+        assert!(out.ends_with("Hello, world\n"), "connection {i}: the second request answered {out:?}");
+    }
+}
