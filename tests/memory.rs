@@ -74,6 +74,7 @@ fn a_256_mib_upload_streams_through_with_rss_growth_under_16_mib() {
     assert!(head.starts_with("HTTP/1.1 200"), "upload answered {head:?}; rustfpm log:\n{}", fpm.log_text());
     assert_eq!(body.trim(), total.to_string(), "PHP read a different number of bytes than were sent");
     let growth = top.saturating_sub(before);
+    eprintln!("rustfpm's RSS: {before} KiB before a {BODY_MIB} MiB upload, {top} KiB at most (+{growth} KiB)");
     assert!(
         growth < 16 * 1024,
         "rustfpm's RSS grew by {growth} KiB ({before} KiB before, {top} KiB at most) over a {BODY_MIB} MiB upload"
@@ -159,6 +160,9 @@ fn sixty_four_children_and_1000_idle_kept_connections_fit_in_30_mib() {
     let held = open_fds(fpm.pid()).saturating_sub(fds_before);
     assert!(held >= CONNS, "rustfpm holds {held} more descriptors than before, expected the {CONNS} connections");
     let rss = rss_kib(fpm.pid());
+    eprintln!(
+        "rustfpm's RSS with {CHILDREN} children and {CONNS} idle connections ({held} more descriptors): {rss} KiB"
+    );
     assert!(
         rss <= 30 * 1024,
         "rustfpm's RSS is {rss} KiB with {CHILDREN} children and {CONNS} idle connections (target 30 MiB)"

@@ -6,11 +6,12 @@
 #   RUSTFPM_BIN=target/release/rustfpm scripts/bench/memory.sh
 #
 # 1. pss     Debian's DokuWiki (/usr/share/dokuwiki, its wiki:dokuwiki page, as bench.sh's
-#            `app` workload), php-fpm and rustfpm both pm static CHILDREN (8) with the same
+#            `app` workload, and 12 more of its pages and bundles: APP_PAGES), php-fpm and rustfpm both pm static CHILDREN (8) with the same
 #            php.ini (/etc/php/8.2/fpm/php.ini, OPcache as Debian ships it), one nginx in
 #            front without FastCGI keepalive. Each pool is warmed with wrk rounds of WARM_S
-#            seconds until every child's request count (the status page's `?json&full`) is at
-#            least MIN_REQUESTS and the pool's total PSS moved less than 2 % in the last round.
+#            seconds until every child has used MIN_CPU_MS of CPU (DokuWiki's pages take
+#            10-40 ms each here: dozens of pages each) and the pool's total PSS moved less than
+#            2 % in the last round.
 #            Then the sum of Pss (/proc/PID/smaps_rollup) over the pool's processes: php-fpm's
 #            master and children; rustfpm's php-cgi parent and children (rustfpm's own RSS is
 #            reported apart). Target: rustfpm ≤ 1.15× php-fpm.
@@ -27,7 +28,7 @@
 # php-fpm has no figure for 2 and 3 (DESIGN.md's table): its column shows "-" there.
 #
 # Environment (defaults): CHILDREN=8, IDLE_CHILDREN=64, IDLE_CONNS=1000, UPLOAD_MIB=1024,
-#   WARM_S=3, MIN_REQUESTS=20, RUSTFPM_BIN (use this binary instead of `cargo build --release`).
+#   WARM_S=3, MIN_CPU_MS=1000, RUSTFPM_BIN (use this binary instead of `cargo build --release`).
 # Progress goes to stderr, the table to stdout. Every process started here is stopped on exit,
 # and the script fails if any is left behind.
 set -euo pipefail
@@ -39,12 +40,20 @@ IDLE_CHILDREN=${IDLE_CHILDREN:-64}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 UPLOAD_MIB=${UPLOAD_MIB:-1024}
 WARM_S=${WARM_S:-3}
-MIN_REQUESTS=${MIN_REQUESTS:-20}
+MIN_CPU_MS=${MIN_CPU_MS:-1000}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
 APP_ROOT=/usr/share/dokuwiki
 APP_PATH="/doku.php?id=wiki:dokuwiki"
 APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
-for v in CHILDREN IDLE_CHILDREN IDLE_CONNS UPLOAD_MIB WARM_S MIN_REQUESTS; do
+# What the warm-up requests in turn: pages, an index, recent changes, a search, an export, the
+# feed and the CSS and JavaScript bundles, so that each child runs much of the code base.
+APP_PAGES=(
+	"$APP_PATH" "/doku.php?id=wiki:syntax" "/doku.php?id=wiki:welcome" "/doku.php?id=playground:playground"
+	"/doku.php?id=wiki:syntax&do=index" "/doku.php?id=start&do=recent" "/doku.php?do=search&id=start&q=wiki"
+	"/doku.php?id=wiki:syntax&do=export_xhtml" "/doku.php?id=wiki:syntax&do=revisions" "/feed.php"
+	"/lib/exe/css.php" "/lib/exe/js.php" "/lib/exe/opensearch.php"
+)
+for v in CHILDREN IDLE_CHILDREN IDLE_CONNS UPLOAD_MIB WARM_S MIN_CPU_MS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 
@@ -88,7 +97,7 @@ if ((EUID == 0)); then
 	users_rf=$'user = "www-data"\ngroup = "www-data"\nlisten_owner = "www-data"\nlisten_group = "www-data"'
 fi
 
-# start_fpm NAME CHILDREN: php-fpm, pm static, status page /status; pid in RF_LAST_PID.
+# start_fpm NAME CHILDREN: php-fpm, pm static; pid in RF_LAST_PID.
 start_fpm() {
 	cat >"$TMP/$1.conf" <<EOF
 [global]
@@ -100,13 +109,12 @@ listen = $TMP/$1.sock
 $users_fpm
 pm = static
 pm.max_children = $2
-pm.status_path = /status
 EOF
 	php-fpm8.2 -t -y "$TMP/$1.conf" >"$TMP/conf-test.log" 2>&1 || die "php-fpm rejected $TMP/$1.conf: $(cat "$TMP/conf-test.log")"
 	start_in_session "$1" "$TMP/$1.out" php-fpm8.2 -F -y "$TMP/$1.conf"
 	wait_for_socket "$TMP/$1.sock" "$RF_LAST_PID" "$1"
 }
-# start_rf NAME CHILDREN EXTRA: rustfpm, one pool, pm static, status page /status, EXTRA
+# start_rf NAME CHILDREN EXTRA: rustfpm, one pool, pm static, EXTRA
 # lines in the pool; pid in RF_LAST_PID.
 start_rf() {
 	cat >"$TMP/$1.toml" <<EOF
@@ -118,7 +126,6 @@ listen = "$TMP/$1.sock"
 $users_rf
 pm = "static"
 pm_max_children = $2
-pm_status_path = "/status"
 php_cgi = "$(command -v php-cgi8.2)"
 php_ini = "/etc/php/8.2/fpm/php.ini"
 $3
@@ -128,14 +135,14 @@ EOF
 	wait_for_socket "$TMP/$1.sock" "$RF_LAST_PID" "$1"
 }
 
-# server_block PORT UPSTREAM ROOT EXTRA: one nginx server passing PHP and /status to UPSTREAM.
+# server_block PORT UPSTREAM ROOT EXTRA: one nginx server passing PHP to UPSTREAM.
 server_block() {
 	cat <<EOF
     server {
         listen 127.0.0.1:$1;
         root $3;
         $4
-        location ~ (\.php|^/status)\$ {
+        location ~ \.php\$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
             fastcgi_pass $2;
@@ -172,10 +179,20 @@ quiet_wrk() {
 	forget_pid "$pid"
 	((rc == 0)) || die "wrk $* failed: $(cat "$logf")"
 }
-# child_requests PORT: the status page's request counts, one per child.
-child_requests() {
-	http_body "$1" "/status?json&full" | sed '1,/^\r\{0,1\}$/d' |
-		"$PYTHON" -c 'import json, sys; [print(p["requests"]) for p in json.load(sys.stdin)["processes"]]'
+# child_cpu_ms BACKEND PID: the CPU time (ms) each child of the pool has used, one per line
+# (the processes under the master or the php-cgi parent; the tick is 10 ms). rustfpm's status
+# page is no use here: it shows 0 requests for many idle children (see the report).
+child_cpu_ms() {
+	local p stat
+	local -a f
+	for p in $(pool_procs "$1" "$2"); do
+		read -r stat 2>/dev/null <"/proc/$p/stat" || continue
+		read -ra f <<<"${stat##*) }"
+		# after "comm) ": state=0 ppid=1 ... utime=11 stime=12
+		[[ $p == "$2" ]] && continue                       # php-fpm's master
+		[[ $1 == rustfpm && ${f[1]} == "$2" ]] && continue # rustfpm's php-cgi parent
+		echo $(((f[11] + f[12]) * 1000 / $(getconf CLK_TCK)))
+	done
 }
 # procs_named PREFIX PID...: those of the PIDs whose name (comm) starts with PREFIX.
 procs_named() {
@@ -209,7 +226,14 @@ declare -A PORT=([php-fpm]=$(free_port) [rustfpm]=$(free_port))
 while [[ ${PORT[rustfpm]} == "${PORT[php-fpm]}" ]]; do PORT[rustfpm]=$(free_port); done
 start_nginx "$(server_block "${PORT[php-fpm]}" "unix:$TMP/php-fpm.sock" "$APP_ROOT" "")
 $(server_block "${PORT[rustfpm]}" "unix:$TMP/rustfpm.sock" "$APP_ROOT" "")"
-declare -A PID=([php-fpm]=$FPM_PID [rustfpm]=$RF_PID) PSS=() NPROCS=() MINREQ=()
+{
+	echo "local paths = {"
+	printf '  "%s",\n' "${APP_PAGES[@]}"
+	echo "}"
+	echo "local i = 0"
+	echo "request = function() i = i % #paths + 1; return wrk.format(\"GET\", paths[i]) end"
+} >"$TMP/pages.lua"
+declare -A PID=([php-fpm]=$FPM_PID [rustfpm]=$RF_PID) PSS=() NPROCS=() MINCPU=()
 for b in php-fpm rustfpm; do
 	port=${PORT[$b]}
 	wait_for_http "$port" "$APP_PATH" "$NGINX_PID" nginx
@@ -219,24 +243,28 @@ for b in php-fpm rustfpm; do
 	done
 	[[ $RF_HTTP_STATUS == 200 ]] || die "$b: GET $APP_PATH answered '${RF_HTTP_STATUS:-nothing}', expected 200"
 	[[ $(http_body "$port" "$APP_PATH") == *"$APP_TITLE"* ]] || die "$b: GET $APP_PATH did not answer the page (no $APP_TITLE)"
+	for path in "${APP_PAGES[@]}"; do
+		code=$(http_status "$port" "$path")
+		[[ $code == 200 ]] || die "$b: GET $path answered '${code:-nothing}', expected 200"
+	done
 	prev=0 settled=""
 	for round in 1 2 3 4 5 6 7 8 9 10; do
-		quiet_wrk "$TMP/wrk-warm.txt" -t2 -c$((CHILDREN * 2)) -d"${WARM_S}s" "http://127.0.0.1:$port$APP_PATH"
+		quiet_wrk "$TMP/wrk-warm.txt" -t2 -c$((CHILDREN * 2)) -d"${WARM_S}s" -s "$TMP/pages.lua" "http://127.0.0.1:$port/"
 		grep -q 'Non-2xx' "$TMP/wrk-warm.txt" && die "$b: non-2xx answers while warming: $(cat "$TMP/wrk-warm.txt")"
-		mapfile -t reqs < <(child_requests "$port")
-		((${#reqs[@]} == CHILDREN)) || die "$b: the status page lists ${#reqs[@]} children, expected $CHILDREN"
-		min=$(printf '%s\n' "${reqs[@]}" | sort -n | head -n 1)
+		mapfile -t cpu < <(child_cpu_ms "$b" "${PID[$b]}")
+		((${#cpu[@]} == CHILDREN)) || die "$b: ${#cpu[@]} children, expected $CHILDREN"
+		min=$(printf '%s\n' "${cpu[@]}" | sort -n | head -n 1)
 		mapfile -t procs < <(pool_procs "$b" "${PID[$b]}")
 		pss=$(pss_kb "${procs[@]}")
-		log "$b warm-up round $round: requests per child ${reqs[*]}, total PSS $(mib "$pss") over ${#procs[@]} processes"
-		if ((min >= MIN_REQUESTS && prev > 0)) && awk -v a="$pss" -v b="$prev" 'BEGIN { d = (a - b) / b; exit !(d < 0.02 && d > -0.02) }'; then
+		log "$b warm-up round $round: CPU ms per child ${cpu[*]}, total PSS $(mib "$pss") over ${#procs[@]} processes"
+		if ((min >= MIN_CPU_MS && prev > 0)) && awk -v a="$pss" -v b="$prev" 'BEGIN { d = (a - b) / b; exit !(d < 0.02 && d > -0.02) }'; then
 			settled=1
 			break
 		fi
 		prev=$pss
 	done
 	[[ -n $settled ]] || die "$b: PSS did not settle within 10 warm-up rounds (last $(mib "$pss"))"
-	PSS[$b]=$pss NPROCS[$b]=${#procs[@]} MINREQ[$b]=$min
+	PSS[$b]=$pss NPROCS[$b]=${#procs[@]} MINCPU[$b]=$min
 done
 RF_OWN_RSS=$(rss_kb "$RF_PID")
 # shellcheck disable=SC2046  # one pid a word
@@ -353,6 +381,6 @@ printf '%-58s | %-12s | %-12s | %-16s | %s\n' \
 	"rustfpm's RSS growth, $UPLOAD_MIB MiB upload streamed" - "$(mib "$growth")" "< 16 MiB" "$(verdict "$growth" $((16 * 1024)) strict)"
 echo
 echo "PSS: php-fpm master + children (${NPROCS[php-fpm]} processes), rustfpm's php-cgi parent + children (${NPROCS[rustfpm]});"
-echo "  fewest requests of a child: php-fpm ${MINREQ[php-fpm]}, rustfpm ${MINREQ[rustfpm]}; rustfpm's own RSS beside them $(mib "$RF_OWN_RSS")
+echo "  least CPU of a child: php-fpm ${MINCPU[php-fpm]} ms, rustfpm ${MINCPU[rustfpm]} ms; rustfpm's own RSS beside them $(mib "$RF_OWN_RSS")
   (and ${#helpers[@]} helper process(es) of its own, $(mib "$RF_HELPERS_RSS") RSS)."
 echo "Upload: rustfpm's RSS $(mib "$UP_BEFORE") before, $(mib "$UP_MAX") at most; PHP counted $UP_ANSWER bytes."
