@@ -373,7 +373,7 @@ left=$(pgrep -f -d ' ' "$TMP" || true)
 verdict() { awk -v v="$1" -v l="$2" -v strict="${3:-}" 'BEGIN { ok = strict ? v < l : v <= l; printf ok ? "ok" : "MISSED" }'; }
 pss_ratio=$(awk -v a="${PSS[rustfpm]}" -v b="${PSS[php-fpm]}" 'BEGIN { printf "%.2f", a / b }')
 growth=$((UP_MAX - UP_BEFORE))
-echo "rustfpm $(git -C "$RF_ROOT" describe --always --dirty 2>/dev/null || echo '?'), $("$RUSTFPM_BIN" --version 2>/dev/null | head -n 1), $(php-cgi8.2 -v | head -n 1 | cut -d' ' -f1-2)"
+echo "rustfpm $(git -C "$RF_ROOT" describe --always --dirty 2>/dev/null || echo "?"), $(php-cgi8.2 -v | head -n 1 | cut -d' ' -f1-2)"
 printf '%-58s | %-12s | %-12s | %-16s | %s\n' figure php-fpm rustfpm "ratio / target" verdict
 printf '%-58s | %-12s | %-12s | %-16s | %s\n' \
 	"total PSS, DokuWiki, $CHILDREN warmed children" "$(mib "${PSS[php-fpm]}")" "$(mib "${PSS[rustfpm]}")" "${pss_ratio}x / <= 1.15x" "$(verdict "$pss_ratio" 1.15)" \
