@@ -5,21 +5,21 @@
 #   scripts/bench/memory.sh                # as root; ~1 minute
 #   RUSTFPM_BIN=target/release/rustfpm scripts/bench/memory.sh
 #
-# 1. pss     Debian's DokuWiki (/usr/share/dokuwiki, its wiki:dokuwiki page, as bench.sh's
-#            `app` workload, and 12 more of its pages and bundles: APP_PAGES), php-fpm and rustfpm both pm static CHILDREN (8) with the same
-#            php.ini (/etc/php/8.2/fpm/php.ini, OPcache as Debian ships it), one nginx in
-#            front without FastCGI keepalive. Each pool is warmed with wrk rounds of WARM_S
-#            seconds until every child has used MIN_CPU_MS of CPU (DokuWiki's pages take
-#            10-40 ms each here: dozens of pages each) and the pool's total PSS moved less than
-#            2 % in the last round.
-#            Then the sum of Pss (/proc/PID/smaps_rollup) over the pool's processes: php-fpm's
-#            master and children; rustfpm's php-cgi parent and children (rustfpm's own RSS is
-#            reported apart). Target: rustfpm ≤ 1.15× php-fpm.
+# 1. pss     Debian's DokuWiki (/usr/share/dokuwiki: its wiki:dokuwiki page, as bench.sh's
+#            `app` workload, and 12 more of its pages and bundles, APP_PAGES), php-fpm and
+#            rustfpm both pm static CHILDREN (8) with the same php.ini
+#            (/etc/php/8.2/fpm/php.ini, OPcache as Debian ships it), one nginx in front without
+#            FastCGI keepalive. Each pool is warmed with wrk rounds of WARM_S seconds until
+#            every child has used MIN_CPU_MS of CPU (a page takes 10-40 ms here: dozens of
+#            pages each) and the pool's total PSS moved less than 2 % in the last round; then
+#            the sum of Pss (/proc/PID/smaps_rollup) over the pool's processes: php-fpm's master
+#            and children; rustfpm's php-cgi parent and children (rustfpm's own RSS, and its
+#            helper process's, reported apart). Target: rustfpm ≤ 1.15× php-fpm.
 # 2. idle    rustfpm's own RSS with IDLE_CHILDREN (64) children and IDLE_CONNS (1,000) idle
 #            nginx connections: nginx's upstream `keepalive 1024` with `fastcgi_keep_conn on`,
 #            IDLE_CONNS requests of 300 ms sent at once (python3) so that nginx opens that
-#            many connections, then idle
-#            (the connections rustfpm holds open are counted). Target: ≤ 30 MiB.
+#            many connections, then idle (the connections rustfpm holds are counted).
+#            Target: ≤ 30 MiB.
 # 3. upload  UPLOAD_MIB (1024) MiB POSTed through nginx (`client_max_body_size 0`,
 #            `fastcgi_request_buffering off`: it streams) to tests/php/mem_input_count.php,
 #            which reads php://input to its end and prints the byte count (checked against
