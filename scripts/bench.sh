@@ -205,23 +205,6 @@ check_conf() {
 # group. php-fpm's own setsid() fails in a job that leads its process group, which left it in
 # this script's session with nginx and wrk, and rustfpm's front end there too, while rustfpm's
 # php-cgi has sessions of their own.
-# start_in_session NAME LOG CMD...: like start_bg; RF_LAST_PID is the command's own pid (the
-# one measured), WRAPPER_OF[pid] the job to stop it through (stop_pid).
-declare -A WRAPPER_OF=()
-start_in_session() {
-	local name=$1 logf=$2 pidfile="$TMP/$1.session-pid" wrapper i
-	shift 2
-	rm -f "$pidfile"
-	start_bg "$name" "$logf" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "$@"
-	wrapper=$RF_LAST_PID
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $pidfile ]] && break
-		pid_alive "$wrapper" || break
-		sleep 0.05
-	done
-	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
-	WRAPPER_OF[$RF_LAST_PID]=$wrapper
-}
 start_backend() {
 	local b=$1 conf=$2 sock=$3 name=$4 pid
 	rm -f "$sock" # a socket left from an earlier run would pass wait_for_socket at once

@@ -380,3 +380,23 @@ cpu_ns() {
 	done
 	echo "$total"
 }
+
+# start_in_session NAME LOG CMD...: like start_bg, but CMD runs in a session of its own, as
+# systemd starts a service (scripts/bench/session.py; with the kernel's autogroups a session
+# shares the CPU as one group). RF_LAST_PID is the command's own pid (the one measured),
+# WRAPPER_OF[pid] the job to stop it through (stop_pid). Needs TMP and PYTHON.
+declare -A WRAPPER_OF=()
+start_in_session() {
+	local name=$1 logf=$2 pidfile="$TMP/$1.session-pid" wrapper i
+	shift 2
+	rm -f "$pidfile"
+	start_bg "$name" "$logf" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "$@"
+	wrapper=$RF_LAST_PID
+	for ((i = 0; i < 200; i++)); do
+		[[ -s $pidfile ]] && break
+		pid_alive "$wrapper" || break
+		sleep 0.05
+	done
+	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
+	WRAPPER_OF[$RF_LAST_PID]=$wrapper
+}

@@ -72,25 +72,6 @@ chmod -R a+rX "$TMP/www"
 cp "$RUSTFPM_BIN" "$TMP/rustfpm"
 RUSTFPM_BIN="$TMP/rustfpm"
 
-# start_in_session NAME LOG CMD...: as bench.sh's (scripts/bench/session.py): CMD in a session
-# of its own, as systemd starts a service; RF_LAST_PID is the command's own pid,
-# WRAPPER_OF[pid] the job to stop it through.
-declare -A WRAPPER_OF=()
-start_in_session() {
-	local name=$1 logf=$2 pidfile="$TMP/$1.session-pid" wrapper i
-	shift 2
-	rm -f "$pidfile" # nginx starts once per measurement
-	start_bg "$name" "$logf" "$PYTHON" "$RF_ROOT/scripts/bench/session.py" "$pidfile" "$@"
-	wrapper=$RF_LAST_PID
-	for ((i = 0; i < 200; i++)); do
-		[[ -s $pidfile ]] && break
-		pid_alive "$wrapper" || break
-		sleep 0.05
-	done
-	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
-	WRAPPER_OF[$RF_LAST_PID]=$wrapper
-}
-
 users_fpm="" users_rf=""
 if ((EUID == 0)); then
 	users_fpm=$'user = www-data\ngroup = www-data\nlisten.owner = www-data\nlisten.group = www-data'
