@@ -214,3 +214,30 @@ fn status_shows_the_last_requests_cpu_and_memory() {
     });
     assert!(napped, "busy loop {busy}%, then: {json}");
 }
+
+/// A child whose connection rustfpm dropped when nginx gave up on a request (the client went
+/// away) still shows what it served: every child showed 0 requests after clients aborted
+/// (a wrk run's end) until its next request.
+#[test]
+fn a_process_shows_its_requests_after_a_client_aborted_one() {
+    use std::io::Write;
+    let stack =
+        Stack::with(PoolOptions { children: 1, extra: "pm_status_path = \"/status\"".into(), ..Default::default() });
+    for _ in 0..5 {
+        assert_eq!(get(&stack.url("/hello.php")).status, 200);
+    }
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).expect("connect to nginx");
+    client.write_all(b"GET /pm_sleep.php?ms=300 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let busy =
+        wait_until(std::time::Duration::from_secs(5), || get_json(&stack.url("/status?json"))["active processes"] == 1);
+    assert!(busy, "the sleeping request never reached the child");
+    drop(client);
+    let mut full = serde_json::Value::Null;
+    let at_rest = wait_until(std::time::Duration::from_secs(10), || {
+        full = get_json(&stack.url("/status?json&full"));
+        full["active processes"] == 0
+    });
+    assert!(at_rest, "the aborted request never ended: {full}");
+    let requests = full["processes"][0]["requests"].as_u64();
+    assert!(requests >= Some(5), "the child served 5 requests and shows {requests:?}: {full}");
+}

@@ -711,6 +711,19 @@ impl PoolActor {
         repaired
     }
 
+    /// What the status page shows of `slot` with `pid`. A slot without a connection
+    /// shows one of the children no slot has (`fill_unbound`): with what that child served
+    /// for slots before (`Carried`), not the slot's own zeroed counts (after clients
+    /// aborted, every child showed 0 requests until its next request).
+    fn slot_snapshot(&self, slot: &Slot, pid: Option<i32>) -> SlotSnapshot {
+        let mut shown = slot_snapshot(slot, pid);
+        let unbound = slot.pid.is_none() && slot.inode == 0;
+        if let Some((requests, since)) = pid.filter(|_| unbound).and_then(|p| self.carried.peek(Pid::from_raw(p))) {
+            (shown.requests, shown.child_since) = (requests, since);
+        }
+        shown
+    }
+
     fn snapshot(&self) -> PoolSnapshot {
         let mut pids: Vec<Option<i32>> = self.slots.iter().map(|s| s.pid.map(Pid::as_raw)).collect();
         let children = self.parent.pid().map_or(&[][..], |parent| self.child_list.of(parent.as_raw()));
@@ -722,7 +735,7 @@ impl PoolActor {
             parent_pid: self.parent.pid().map(Pid::as_raw),
             parent_starts: self.parent.starts(),
             forked: children.len(),
-            slots: self.slots.iter().zip(&pids).map(|(s, pid)| slot_snapshot(s, *pid)).collect(),
+            slots: self.slots.iter().zip(&pids).map(|(s, pid)| self.slot_snapshot(s, *pid)).collect(),
             accepted: c.accepted,
             max_active: c.max_active,
             max_queue_wait: c.max_queue_wait,

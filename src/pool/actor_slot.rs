@@ -131,6 +131,11 @@ impl Carried {
         self.0.remove(&pid)
     }
 
+    /// What `pid` served for slots whose connection closed, and since when it runs.
+    pub(super) fn peek(&self, pid: Pid) -> Option<(u64, Option<Instant>)> {
+        self.0.get(&pid).copied()
+    }
+
     pub(super) fn clear(&mut self) {
         self.0.clear();
     }

@@ -568,6 +568,20 @@ async fn one_wake_up_handles_the_events_queued_behind_the_first_up_to_a_bound() 
     assert_eq!(inbox.len(), 5, "the events beyond the bound wait for the next wake-up");
 }
 
+#[tokio::test]
+async fn a_child_whose_slot_let_its_connection_go_shows_what_it_served() {
+    let mut h = harness(2, Policy::default());
+    let slot = h.serve(3, 77).await;
+    // An aborted request's connection is dropped (`take_back` with the connection gone):
+    // the slot names its child no more until a new connection meets it.
+    h.actor.unbind(slot);
+    h.actor.child_list.read(PARENT, vec![77, 78]);
+    let snapshot = h.actor.snapshot();
+    let shown = |pid| snapshot.slots.iter().find(|s| s.pid == Some(pid)).map(|s| s.requests);
+    assert_eq!(shown(77), Some(3), "the status page shows what child 77 served: {:?}", snapshot.slots);
+    assert_eq!(shown(78), Some(0), "a child that served nothing shows 0");
+}
+
 // Recycling.
 
 #[tokio::test]
