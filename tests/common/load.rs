@@ -437,10 +437,10 @@ pub fn field(status: &serde_json::Value, key: &str) -> u64 {
     status[key].as_u64().unwrap_or_else(|| panic!("status page has no number {key:?}: {status}"))
 }
 
-/// What "exact counts" means for a pool at rest: `children` processes, all
-/// idle, none active, nothing queued, `accepted conn` equal to the requests
-/// that reached the pool and to the sum of its processes' `requests` (when
-/// no child was replaced), every process listed with a pid.
+/// A pool at rest: `children` processes, all listed and idle, none active,
+/// nothing queued. (Callers compare `accepted conn` with what they sent; the
+/// processes' `requests` are not summed here: a child replaced under a fault
+/// takes its count with it.)
 pub fn check_at_rest(status: &serde_json::Value, children: u64) -> Result<(), String> {
     let procs = status["processes"].as_array().ok_or_else(|| format!("no processes list: {status}"))?;
     let want =
