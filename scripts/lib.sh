@@ -400,3 +400,15 @@ start_in_session() {
 	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
 	WRAPPER_OF[$RF_LAST_PID]=$wrapper
 }
+
+# mib KIB: "12.3 MiB".
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+# check VALUE OP LIMIT: ok or MISSED (OP is >=, <= or <); n/a without a value.
+check() {
+	[[ -n $1 ]] || {
+		printf 'n/a'
+		return
+	}
+	awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN { ok = (op == ">=") ? v >= l : (op == "<") ? v < l : v <= l; printf ok ? "ok" : "MISSED" }'
+}

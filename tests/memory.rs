@@ -4,7 +4,7 @@
 //! RSS stays within 30 MiB. Resource bounds, not timing.
 
 mod common;
-use common::fcgi::{get_params, IO_TIMEOUT};
+use common::fcgi::{exchange, get_params, request_with_flags, IO_TIMEOUT};
 use common::load::{open_fds, rss_kib};
 use common::*;
 
@@ -12,12 +12,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 
-use rustfpm::fastcgi::{encode_begin_request, encode_pair, encode_stream, RecordType, Role, FCGI_KEEP_CONN};
+use rustfpm::fastcgi::FCGI_KEEP_CONN;
 
 const MIB: usize = 1 << 20;
-const STDOUT: u8 = 6;
-const STDERR: u8 = 7;
-const END_REQUEST: u8 = 3;
 
 /// PHP settings that let php://input stream a body of any size: no `post_max_size`, and no
 /// reading of the body before the script does (PHP would spool it to a temp file).
@@ -100,40 +97,6 @@ fn raise_nofile(want: u64) {
     );
 }
 
-/// A GET of `script` with FCGI_KEEP_CONN, as nginx sends with `fastcgi_keep_conn on`.
-fn kept_get(site: &Site, script: &str) -> Vec<u8> {
-    let mut pairs = Vec::new();
-    for (name, value) in get_params(site, script, "") {
-        encode_pair(&mut pairs, name.as_bytes(), &value);
-    }
-    let mut out = Vec::new();
-    encode_begin_request(&mut out, 1, Role::Responder, FCGI_KEEP_CONN);
-    encode_stream(&mut out, RecordType::Params, 1, &pairs);
-    encode_stream(&mut out, RecordType::Params, 1, b"");
-    encode_stream(&mut out, RecordType::Stdin, 1, b"");
-    out
-}
-
-/// Sends `request` on `s` and reads its STDOUT to END_REQUEST; `what` names the connection.
-fn exchange(s: &mut UnixStream, request: &[u8], what: &str) -> String {
-    s.write_all(request).unwrap_or_else(|e| panic!("{what}: send the request: {e}"));
-    let mut stdout = Vec::new();
-    loop {
-        let mut head = [0u8; 8];
-        s.read_exact(&mut head).unwrap_or_else(|e| panic!("{what}: read a record header: {e}"));
-        let len = u16::from_be_bytes([head[4], head[5]]) as usize;
-        let mut body = vec![0; len + head[6] as usize];
-        s.read_exact(&mut body).unwrap_or_else(|e| panic!("{what}: read a record body: {e}"));
-        body.truncate(len);
-        match head[1] {
-            STDOUT => stdout.extend(body),
-            STDERR => {}
-            END_REQUEST => return String::from_utf8_lossy(&stdout).into_owned(),
-            other => panic!("{what}: unexpected record type {other}"),
-        }
-    }
-}
-
 #[test]
 fn sixty_four_children_and_1000_idle_kept_connections_fit_in_30_mib() {
     const CHILDREN: usize = 64;
@@ -146,14 +109,16 @@ fn sixty_four_children_and_1000_idle_kept_connections_fit_in_30_mib() {
     let fds_before = open_fds(fpm.pid());
     // Open the connections straight to rustfpm's socket, as nginx's keepalive cache holds
     // them: each has served one kept request and then sits idle.
-    let request = kept_get(&site, "hello.php");
+    let params = get_params(&site, "hello.php", "");
+    let params: Vec<(&str, &[u8])> = params.iter().map(|(name, value)| (*name, &value[..])).collect();
+    let request = request_with_flags(&params, FCGI_KEEP_CONN);
     let mut conns = Vec::with_capacity(CONNS);
     for i in 0..CONNS {
         let what = format!("connection {i}");
         let mut s = UnixStream::connect(&fpm.socket)
             .unwrap_or_else(|e| panic!("{what}: connect to {}: {e}", fpm.socket.display()));
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("set a read timeout");
-        let out = exchange(&mut s, &request, &what);
+        let out = exchange(&mut s, &request).stdout;
         assert!(out.ends_with("Hello, world\n"), "{what}: hello.php answered {out:?}");
         conns.push(s);
     }
@@ -169,7 +134,7 @@ fn sixty_four_children_and_1000_idle_kept_connections_fit_in_30_mib() {
     );
     // They are still live kept connections, not ones rustfpm dropped.
     for i in [0, CONNS / 2, CONNS - 1] {
-        let out = exchange(&mut conns[i], &request, &format!("connection {i}, second request"));
+        let out = exchange(&mut conns[i], &request).stdout;
         assert!(out.ends_with("Hello, world\n"), "connection {i}: the second request answered {out:?}");
     }
 }

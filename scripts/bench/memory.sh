@@ -194,7 +194,6 @@ pool_procs() { # BACKEND PID: the pool's PHP processes (php-fpm's master include
 		procs_named php-cgi $(descendants "$2")
 	fi
 }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 # --- 1. DokuWiki, 8 warmed children: total PSS ----------------------------------------
 section_log() { log "--- $*"; }
@@ -351,15 +350,14 @@ done
 left=$(pgrep -f -d ' ' "$TMP" || true)
 [[ -z $left ]] || die "processes left behind: $left"
 
-verdict() { awk -v v="$1" -v l="$2" -v strict="${3:-}" 'BEGIN { ok = strict ? v < l : v <= l; printf ok ? "ok" : "MISSED" }'; }
 pss_ratio=$(awk -v a="${PSS[rustfpm]}" -v b="${PSS[php-fpm]}" 'BEGIN { printf "%.2f", a / b }')
 growth=$((UP_MAX - UP_BEFORE))
 echo "rustfpm $(git -C "$RF_ROOT" describe --always --dirty 2>/dev/null || echo "?"), $(php-cgi8.2 -v | head -n 1 | cut -d' ' -f1-2)"
 printf '%-58s | %-12s | %-12s | %-16s | %s\n' figure php-fpm rustfpm "ratio / target" verdict
 printf '%-58s | %-12s | %-12s | %-16s | %s\n' \
-	"total PSS, DokuWiki, $CHILDREN warmed children" "$(mib "${PSS[php-fpm]}")" "$(mib "${PSS[rustfpm]}")" "${pss_ratio}x / <= 1.15x" "$(verdict "$pss_ratio" 1.15)" \
-	"rustfpm's own RSS, $IDLE_CHILDREN children, $IDLE_CONNS_HELD idle nginx conns" - "$(mib "$IDLE_RSS")" "<= 30 MiB" "$(verdict "$IDLE_RSS" $((30 * 1024)))" \
-	"rustfpm's RSS growth, $UPLOAD_MIB MiB upload streamed" - "$(mib "$growth")" "< 16 MiB" "$(verdict "$growth" $((16 * 1024)) strict)"
+	"total PSS, DokuWiki, $CHILDREN warmed children" "$(mib "${PSS[php-fpm]}")" "$(mib "${PSS[rustfpm]}")" "${pss_ratio}x / <= 1.15x" "$(check "$pss_ratio" "<=" 1.15)" \
+	"rustfpm's own RSS, $IDLE_CHILDREN children, $IDLE_CONNS_HELD idle nginx conns" - "$(mib "$IDLE_RSS")" "<= 30 MiB" "$(check "$IDLE_RSS" "<=" $((30 * 1024)))" \
+	"rustfpm's RSS growth, $UPLOAD_MIB MiB upload streamed" - "$(mib "$growth")" "< 16 MiB" "$(check "$growth" "<" $((16 * 1024)))"
 echo
 echo "PSS: php-fpm master + children (${NPROCS[php-fpm]} processes), rustfpm's php-cgi parent + children (${NPROCS[rustfpm]});"
 echo "  least CPU of a child: php-fpm ${MINCPU[php-fpm]} ms, rustfpm ${MINCPU[rustfpm]} ms; rustfpm's own RSS beside them $(mib "$RF_OWN_RSS")

@@ -715,7 +715,7 @@ impl PoolActor {
     /// shows one of the children no slot has (`fill_unbound`): with what that child served
     /// for slots before (`Carried`), not the slot's own zeroed counts (after clients
     /// aborted, every child showed 0 requests until its next request).
-    fn slot_snapshot(&self, slot: &Slot, pid: Option<i32>) -> SlotSnapshot {
+    fn shown_slot(&self, slot: &Slot, pid: Option<i32>) -> SlotSnapshot {
         let mut shown = slot_snapshot(slot, pid);
         let unbound = slot.pid.is_none() && slot.inode == 0;
         if let Some((requests, since)) = pid.filter(|_| unbound).and_then(|p| self.carried.peek(Pid::from_raw(p))) {
@@ -735,7 +735,7 @@ impl PoolActor {
             parent_pid: self.parent.pid().map(Pid::as_raw),
             parent_starts: self.parent.starts(),
             forked: children.len(),
-            slots: self.slots.iter().zip(&pids).map(|(s, pid)| self.slot_snapshot(s, *pid)).collect(),
+            slots: self.slots.iter().zip(&pids).map(|(s, pid)| self.shown_slot(s, *pid)).collect(),
             accepted: c.accepted,
             max_active: c.max_active,
             max_queue_wait: c.max_queue_wait,

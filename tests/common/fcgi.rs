@@ -16,12 +16,18 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request with exactly these params, in this order (repeats included).
 pub fn request(params: &[(&str, &[u8])]) -> Vec<u8> {
+    request_with_flags(params, 0)
+}
+
+/// [`request`] with these BEGIN_REQUEST flags (`FCGI_KEEP_CONN`, as nginx's
+/// `fastcgi_keep_conn on` sends).
+pub fn request_with_flags(params: &[(&str, &[u8])], flags: u8) -> Vec<u8> {
     let mut pairs = Vec::new();
     for (name, value) in params {
         encode_pair(&mut pairs, name.as_bytes(), value);
     }
     let mut out = Vec::new();
-    encode_begin_request(&mut out, 1, Role::Responder, 0);
+    encode_begin_request(&mut out, 1, Role::Responder, flags);
     encode_stream(&mut out, RecordType::Params, 1, &pairs);
     encode_stream(&mut out, RecordType::Params, 1, b"");
     encode_stream(&mut out, RecordType::Stdin, 1, b"");
@@ -47,7 +53,13 @@ impl Reply {
 pub fn send(socket: &Path, params: &[(&str, &[u8])]) -> Reply {
     let mut s = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.write_all(&request(params)).expect("send the request");
+    exchange(&mut s, &request(params))
+}
+
+/// Sends `request` on `s` (a connection that may carry more) and reads the response to
+/// its END_REQUEST.
+pub fn exchange(s: &mut UnixStream, request: &[u8]) -> Reply {
+    s.write_all(request).expect("send the request");
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     loop {
         let mut head = [0u8; 8];
