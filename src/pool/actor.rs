@@ -33,6 +33,7 @@ use super::balancer::Balancer;
 use super::msg::{
     AbandonCause, Abandoned, Note, PoolEvent, PoolMsg, PoolSnapshot, RequestInfo, SlotSnapshot, SlotState,
 };
+use super::notes::NoteReceiver;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
@@ -98,8 +99,8 @@ pub struct ActorSetup {
     pub sample_usage: bool,
     /// Beaten by the actor's loop, watched by systemd's watchdog.
     pub heartbeat: Arc<super::health::Heartbeat>,
-    /// What the front end notes without waking the actor (`Pool::note`).
-    pub notes: crossbeam_channel::Receiver<Note>,
+    /// What the front end notes without waking the actor for each (`Pool::note`).
+    pub notes: NoteReceiver,
 }
 
 /// The actor's private state.
@@ -133,7 +134,7 @@ pub struct PoolActor {
     metrics: PoolMetrics,
     logs: Arc<PoolLogs>,
     heartbeat: Arc<super::health::Heartbeat>,
-    notes: crossbeam_channel::Receiver<Note>,
+    notes: NoteReceiver,
     /// The first note written after the request's end being handled: read
     /// with the next message or wake-up.
     later: Option<Note>,
@@ -193,12 +194,14 @@ impl PoolActor {
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut settle = tokio::time::interval(SETTLE_INTERVAL);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let backlog = self.notes.backlog();
         loop {
             let (start_at, kill_at) = (self.parent.start_at(), self.stopping.kill_at());
             let woken = tokio::select! {
                 msg = msgs.recv(), if !self.stopping.detached() => Woken::Msg(msg),
                 Some(event) = events.recv() => Woken::Event(event),
                 _ = until(start_at), if start_at.is_some() => Woken::Start,
+                _ = backlog.notified() => Woken::Notes,
                 _ = repair.tick() => Woken::Tick,
                 _ = settle.tick(), if self.holds_abandoned() => Woken::Settle,
                 _ = until(kill_at), if kill_at.is_some() => Woken::Kill,
@@ -232,6 +235,11 @@ impl PoolActor {
                         self.replace_and_lend();
                     }
                     self.spawn_parent();
+                }
+                Woken::Notes => {
+                    if self.catch_up(&mut msgs) {
+                        self.replace_and_lend();
+                    }
                 }
                 Woken::Tick => {
                     self.catch_up(&mut msgs);
@@ -301,7 +309,7 @@ impl PoolActor {
     /// Reads, in order, what the front end noted up to `until` (all without):
     /// the first note written later waits for the next reading.
     fn read_notes_until(&mut self, until: Option<Instant>) {
-        while let Some(note) = self.later.take().or_else(|| self.notes.try_recv().ok()) {
+        while let Some(note) = self.later.take().or_else(|| self.notes.try_recv()) {
             if until.is_some_and(|until| note.at() > until) {
                 self.later = Some(note);
                 return;
@@ -750,6 +758,8 @@ enum Woken {
     Msg(Option<PoolMsg>),
     Event(PoolEvent),
     Start,
+    /// The front end's notes reached `notes::NOTES_PER_READING`.
+    Notes,
     Tick,
     Settle,
     Kill,

@@ -8,6 +8,7 @@ pub mod crash;
 pub mod finish;
 pub mod health;
 pub mod msg;
+pub mod notes;
 pub mod output;
 pub mod recycle;
 pub mod snapshot;
@@ -94,8 +95,8 @@ pub struct Pool {
     pub socket: Arc<ChildSocket>,
     /// The actor's mailbox.
     pub actor: UnboundedSender<PoolMsg>,
-    /// What the actor reads without being woken ([`Pool::note`]).
-    notes: crossbeam_channel::Sender<Note>,
+    /// What the actor reads without being woken for each ([`Pool::note`]).
+    notes: notes::NoteSender,
     /// The actor's second inbox, when the pool samples each request's usage
     /// (its status page): where the sampler answers ([`Pool::sample_usage`]).
     usage: Option<UnboundedSender<PoolEvent>>,
@@ -164,7 +165,7 @@ impl Pool {
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
-        let (notes, notes_rx) = crossbeam_channel::unbounded();
+        let (notes, notes_rx) = notes::channel();
         let epochs: Arc<[AtomicU32]> = (0..cfg.pm_max_children).map(|_| AtomicU32::new(0)).collect();
         let workers = (0..cfg.pm_max_children).map(|slot| Worker::new(slot, epochs.clone())).collect();
         let balancer = Arc::new(Balancer::new(workers, cfg.queue_max_len, cfg.queue_max_wait));
@@ -242,12 +243,13 @@ impl Pool {
         let _ = self.actor.send(msg);
     }
 
-    /// Tells the actor without waking it: it reads the note first thing when
-    /// it wakes for anything else, at the latest on its next tick
+    /// Tells the actor without waking it for this note: it reads the note
+    /// first thing when it wakes for anything else, or once
+    /// [`notes::NOTES_PER_READING`] wait, at the latest on its next tick
     /// (`actor::REPAIR_INTERVAL`). A request's start and its express end cost
-    /// no wake-up of the actor's thread so.
+    /// no wake-up of their own so.
     pub fn note(&self, note: Note) {
-        let _ = self.notes.send(note);
+        self.notes.send(note);
     }
 
     /// Has the usage sampler read what the request that `slot`'s child `pid`

@@ -1,0 +1,113 @@
+//! The front end's notes to a pool's actor ([`Note`]): written without waking
+//! the actor, read in batches. The actor reads them whenever it wakes for
+//! anything else, and is woken to read them once [`NOTES_PER_READING`] wait:
+//! the actor runs on the front end's thread, so a backlog read at once (a
+//! tick's worth at tens of thousands of requests a second) would hold up
+//! every connection for as long as the reading takes.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::msg::Note;
+
+/// The backlog that wakes the actor: a reading this size takes a few tens of
+/// µs (about what one request costs the front end), and costs one wake-up per
+/// this many requests.
+pub const NOTES_PER_READING: usize = 256;
+
+/// The front end's end ([`Pool::note`](super::Pool::note)).
+#[derive(Debug)]
+pub struct NoteSender {
+    tx: crossbeam_channel::Sender<Note>,
+    backlog: Arc<Notify>,
+}
+
+/// The actor's end.
+#[derive(Debug)]
+pub struct NoteReceiver {
+    rx: crossbeam_channel::Receiver<Note>,
+    backlog: Arc<Notify>,
+}
+
+/// A new pair of ends.
+pub fn channel() -> (NoteSender, NoteReceiver) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let backlog = Arc::new(Notify::new());
+    (NoteSender { tx, backlog: backlog.clone() }, NoteReceiver { rx, backlog })
+}
+
+impl NoteSender {
+    /// Writes `note`; wakes the actor if [`NOTES_PER_READING`] now wait.
+    /// A note to an actor that is gone is dropped.
+    pub fn send(&self, note: Note) {
+        if self.tx.send(note).is_ok() && self.tx.len() >= NOTES_PER_READING {
+            self.backlog.notify_one();
+        }
+    }
+
+    /// How many notes wait to be read.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+impl NoteReceiver {
+    /// The next note, if one waits.
+    pub fn try_recv(&self) -> Option<Note> {
+        self.rx.try_recv().ok()
+    }
+
+    /// What the actor waits on: notified once a backlog of
+    /// [`NOTES_PER_READING`] has been written since it last returned.
+    pub fn backlog(&self) -> Arc<Notify> {
+        self.backlog.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn started() -> Note {
+        Note::Started { slot: 0, queued: Duration::ZERO, info: None, at: Instant::now() }
+    }
+
+    /// True if `notify` holds a notification (consumed by the check).
+    async fn notified(notify: &Notify) -> bool {
+        tokio::select! {
+            biased;
+            _ = notify.notified() => true,
+            _ = std::future::ready(()) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_backlog_wakes_the_reader_and_a_smaller_one_does_not() {
+        let (tx, rx) = channel();
+        let backlog = rx.backlog();
+        for _ in 1..NOTES_PER_READING {
+            tx.send(started());
+        }
+        assert!(!notified(&backlog).await, "{} notes woke the reader", NOTES_PER_READING - 1);
+        tx.send(started());
+        assert!(notified(&backlog).await, "{NOTES_PER_READING} notes did not wake the reader");
+        // Read, the count starts again.
+        while rx.try_recv().is_some() {}
+        tx.send(started());
+        assert!(!notified(&backlog).await, "one note after a reading woke the reader");
+    }
+
+    #[test]
+    fn a_note_to_a_reader_that_is_gone_is_dropped() {
+        let (tx, rx) = channel();
+        drop(rx);
+        for _ in 0..2 * NOTES_PER_READING {
+            tx.send(started());
+        }
+        assert_eq!(tx.len(), 0);
+    }
+}
