@@ -511,9 +511,7 @@ impl PoolActor {
     /// with its pid.
     fn unbind(&mut self, slot: usize) {
         let most = self.slots.len().max(1) * 2;
-        let Some(s) = self.slots.get_mut(slot) else { return };
-        let served = (s.requests, s.child_since);
-        if let (Some(pid), _) = s.forget_child() {
+        if let Some((pid, served)) = self.slots.get_mut(slot).and_then(Slot::let_child_go) {
             self.carried.remember(pid, served, most);
         }
     }
@@ -552,9 +550,10 @@ impl PoolActor {
         let carried = pid.and_then(|p| self.carried.take(p));
         let mut recheck = false;
         if let Some(s) = self.slots.get_mut(slot).filter(|s| s.inode == inode) {
-            if let Some((requests, since)) = carried {
-                s.requests += requests;
-                s.child_since = since;
+            if let Some(served) = carried {
+                s.requests += served.requests;
+                s.child_since = served.child_since;
+                s.last_usage = served.last_usage;
                 recheck = s.state == SlotState::Idle && s.replace.is_none();
             } else if s.pid != pid {
                 s.child_since = pid.map(|_| Instant::now());
@@ -721,14 +720,17 @@ impl PoolActor {
 
     /// What the status page shows of `slot` with `pid`. A slot without a connection
     /// shows one of the children no slot has (`fill_unbound`): with what that child served
-    /// for slots before (`Carried`), not the slot's own zeroed counts (after clients
-    /// aborted, every child showed 0 requests until its next request).
+    /// for slots before (`Carried`: its counts and last request), not the slot's zeroed
+    /// counts (after clients aborted, every child showed 0 requests until its next
+    /// request) nor another child's last request; a child that served none shows none.
     fn shown_slot(&self, slot: &Slot, pid: Option<i32>) -> SlotSnapshot {
         let mut shown = slot_snapshot(slot, pid);
-        let unbound = slot.pid.is_none() && slot.inode == 0;
-        if let Some((requests, since)) = pid.filter(|_| unbound).and_then(|p| self.carried.peek(Pid::from_raw(p))) {
-            (shown.requests, shown.child_since) = (requests, since);
-        }
+        let Some(pid) = pid.filter(|_| slot.pid.is_none() && slot.inode == 0) else { return shown };
+        let served = self.carried.peek(Pid::from_raw(pid));
+        (shown.requests, shown.child_since) = served.map_or((0, None), |s| (s.requests, s.child_since));
+        shown.info = served.and_then(|s| s.info.as_deref().cloned());
+        shown.last_duration = served.map_or(Duration::ZERO, |s| s.last_duration);
+        (shown.last_cpu, shown.last_memory) = served.map_or((None, None), |s| s.last_usage);
         shown
     }
 

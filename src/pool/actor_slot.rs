@@ -112,28 +112,58 @@ impl Slot {
     }
 }
 
+/// What a child served for a slot whose connection closed.
+#[derive(Debug)]
+pub(super) struct Served {
+    pub(super) requests: u64,
+    pub(super) child_since: Option<Instant>,
+    /// Its last request as the status page shows it: URI and the rest, duration, CPU and memory.
+    pub(super) info: Option<Box<RequestInfo>>,
+    pub(super) last_duration: Duration,
+    pub(super) last_usage: (Option<f64>, Option<u64>),
+}
+
+impl Slot {
+    /// Forgets the slot's child (its connection is gone): its pid, if known,
+    /// with what it served here, its counts and last request. A slot that
+    /// already runs its next request (on a new connection the actor has not
+    /// read of yet) has that request's URI, not the child's.
+    pub(super) fn let_child_go(&mut self) -> Option<(Pid, Served)> {
+        let served = Served {
+            requests: self.requests,
+            child_since: self.child_since,
+            info: self.info.clone().filter(|_| self.state != SlotState::Busy),
+            last_duration: self.last_duration,
+            last_usage: self.last_usage,
+        };
+        let (pid, _) = self.forget_child();
+        pid.map(|pid| (pid, served))
+    }
+}
+
 /// Children whose slot's connection was closed: what each served, by pid, so
 /// that pm_max_requests and pm_max_lifetime count on when another slot's
-/// connection meets it.
+/// connection meets it, and the status page shows each child with its own
+/// last request meanwhile.
 #[derive(Debug, Default)]
-pub(super) struct Carried(HashMap<Pid, (u64, Option<Instant>)>);
+pub(super) struct Carried(HashMap<Pid, Served>);
 
 impl Carried {
-    /// Remembers `pid`'s count, keeping at most `most` children.
-    pub(super) fn remember(&mut self, pid: Pid, served: (u64, Option<Instant>), most: usize) {
+    /// Remembers what `pid` served, keeping at most `most` children.
+    pub(super) fn remember(&mut self, pid: Pid, served: Served, most: usize) {
         if self.0.len() >= most {
             self.0.clear();
         }
         self.0.insert(pid, served);
     }
 
-    pub(super) fn take(&mut self, pid: Pid) -> Option<(u64, Option<Instant>)> {
+    pub(super) fn take(&mut self, pid: Pid) -> Option<Served> {
         self.0.remove(&pid)
     }
 
-    /// What `pid` served for slots whose connection closed, and since when it runs.
-    pub(super) fn peek(&self, pid: Pid) -> Option<(u64, Option<Instant>)> {
-        self.0.get(&pid).copied()
+    /// What `pid` served for slots whose connection closed.
+    pub(super) fn peek(&self, pid: Pid) -> Option<&Served> {
+        self.0.get(&pid)
     }
 
     pub(super) fn clear(&mut self) {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::Instant as TokioInstant;
 
 use super::{ActorSetup, PoolActor};
-use crate::accesslog::PoolLogs;
+use crate::accesslog::{PoolLogs, RequestInfo};
 use crate::pool::msg::PoolEvent;
 use crate::pool::notes::{self, NoteSender};
 use crate::pool::recycle::{Policy, Reason};
@@ -611,14 +611,24 @@ async fn one_wake_up_handles_the_events_queued_behind_the_first_up_to_a_bound() 
 async fn a_child_whose_slot_let_its_connection_go_shows_what_it_served() {
     let mut h = harness(2, Policy::default());
     let slot = h.serve(3, 77).await;
+    let uri = "/last.php".to_string();
+    h.actor.slots[slot].info = Some(Box::new(RequestInfo { uri: uri.clone(), ..RequestInfo::default() }));
+    h.actor.slots[slot].last_duration = Duration::from_millis(7);
     // An aborted request's connection is dropped (`take_back` with the connection gone):
     // the slot names its child no more until a new connection meets it.
     h.actor.unbind(slot);
-    h.actor.child_list.read(PARENT, vec![77, 78]);
-    let snapshot = h.actor.snapshot();
-    let shown = |pid| snapshot.slots.iter().find(|s| s.pid == Some(pid)).map(|s| s.requests);
-    assert_eq!(shown(77), Some(3), "the status page shows what child 77 served: {:?}", snapshot.slots);
-    assert_eq!(shown(78), Some(0), "a child that served nothing shows 0");
+    // Shown in either slot (`fill_unbound`): each child with what it served.
+    for children in [vec![77, 78], vec![78, 77]] {
+        h.actor.child_list.read(PARENT, children);
+        let snapshot = h.actor.snapshot();
+        let shown = |pid| {
+            let s = snapshot.slots.iter().find(|s| s.pid == Some(pid)).unwrap();
+            (s.requests, s.info.as_ref().map(|i| i.uri.clone()), s.last_duration)
+        };
+        let what_77_served = (3, Some(uri.clone()), Duration::from_millis(7));
+        assert_eq!(shown(77), what_77_served, "the status page shows what child 77 served: {:?}", snapshot.slots);
+        assert_eq!(shown(78), (0, None, Duration::ZERO), "a child that served nothing shows nothing");
+    }
 }
 
 // Recycling.
