@@ -110,20 +110,7 @@ impl Slot {
         (self.inode, self.finding, self.requests, self.child_since) = (0, false, 0, None);
         known
     }
-}
 
-/// What a child served for a slot whose connection closed.
-#[derive(Debug)]
-pub(super) struct Served {
-    pub(super) requests: u64,
-    pub(super) child_since: Option<Instant>,
-    /// Its last request as the status page shows it: URI and the rest, duration, CPU and memory.
-    pub(super) info: Option<Box<RequestInfo>>,
-    pub(super) last_duration: Duration,
-    pub(super) last_usage: (Option<f64>, Option<u64>),
-}
-
-impl Slot {
     /// Forgets the slot's child (its connection is gone): its pid, if known,
     /// with what it served here, its counts and last request. A slot that
     /// already runs its next request (on a new connection the actor has not
@@ -139,6 +126,17 @@ impl Slot {
         let (pid, _) = self.forget_child();
         pid.map(|pid| (pid, served))
     }
+}
+
+/// What a child served for a slot whose connection closed.
+#[derive(Debug)]
+pub(super) struct Served {
+    pub(super) requests: u64,
+    pub(super) child_since: Option<Instant>,
+    /// Its last request as the status page shows it: URI and the rest, duration, CPU and memory.
+    pub(super) info: Option<Box<RequestInfo>>,
+    pub(super) last_duration: Duration,
+    pub(super) last_usage: (Option<f64>, Option<u64>),
 }
 
 /// Children whose slot's connection was closed: what each served, by pid, so
