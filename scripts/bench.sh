@@ -751,8 +751,8 @@ fi
 	stalls=""
 	for w in $WRK_WORKLOADS; do
 		for b in "${BACKENDS[@]}"; do
-			# shellcheck disable=SC2086  # the rounds are a space-separated list
 			c=$(conns_of "$w")
+			# shellcheck disable=SC2086  # the rounds are a space-separated list
 			if awk -v lim=$((c / 8 > 2 ? c / 8 : 2)) \
 				'BEGIN { for (i = 1; i < ARGC; i++) if (ARGV[i] + 0 >= lim) exit 0; exit 1 }' ${STALLED[$w,$b]}; then
 				stalls+="  $b, ${LABEL[$w]}: ${STALLED[$w,$b]% } of $c"$'\n'

@@ -385,6 +385,7 @@ cpu_ns() {
 # systemd starts a service (scripts/bench/session.py; with the kernel's autogroups a session
 # shares the CPU as one group). RF_LAST_PID is the command's own pid (the one measured),
 # WRAPPER_OF[pid] the job to stop it through (stop_pid). Needs TMP and PYTHON.
+# shellcheck disable=SC2034  # read by the scripts that source this file
 declare -A WRAPPER_OF=()
 start_in_session() {
 	local name=$1 logf=$2 pidfile="$TMP/$1.session-pid" wrapper i
@@ -398,6 +399,7 @@ start_in_session() {
 		sleep 0.05
 	done
 	RF_LAST_PID=$(cat "$pidfile" 2>/dev/null) || die "$name did not start: $(tail -n 5 "$logf" 2>/dev/null)"
+	# shellcheck disable=SC2034  # read by the scripts that source this file
 	WRAPPER_OF[$RF_LAST_PID]=$wrapper
 }
 

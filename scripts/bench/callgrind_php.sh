@@ -42,10 +42,13 @@ total() {
         [ "$(grep -l '^totals:' "$dir"/cg.* 2>/dev/null | head -1)" ] && break
         sleep 0.1
     done
-    awk '/^totals:/ {print $2; exit}' $(grep -l '^totals:' "$dir"/cg.* | head -1)
+    local dump
+    dump=$(grep -l '^totals:' "$dir"/cg.* 2>/dev/null | head -1)
+    [ -z "$dump" ] || awk '/^totals:/ {print $2; exit}' "$dump"
     kill -QUIT "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
+    [ -n "$dump" ] || { echo "callgrind wrote no totals ($kind)" >&2; exit 1; }
 }
 a=$(total "$warm" "$@")
 b=$(total $((warm + n)) "$@")

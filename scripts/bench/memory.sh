@@ -347,8 +347,8 @@ stop_everything
 for p in "${STARTED[@]}"; do
 	[[ -n ${p#*:} && $(start_time "${p%%:*}") == "${p#*:}" ]] && die "process ${p%%:*} ($(cat "/proc/${p%%:*}/comm" 2>/dev/null)) was left behind"
 done
-left=$(pgrep -f -d ' ' "$TMP" || true)
-[[ -z $left ]] || die "processes left behind: $left"
+leftover=$(pgrep -f -d ' ' "$TMP" || true)
+[[ -z $leftover ]] || die "processes left behind: $leftover"
 
 pss_ratio=$(awk -v a="${PSS[rustfpm]}" -v b="${PSS[php-fpm]}" 'BEGIN { printf "%.2f", a / b }')
 growth=$((UP_MAX - UP_BEFORE))
