@@ -52,9 +52,32 @@ pub fn ini_user_line() -> String {
     pool_user().map(|u| format!("user = {u}\n")).unwrap_or_default()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range: a port the kernel
+/// picks (bind to 0) is one it may hand to another test's outgoing connection before our
+/// server binds it (EADDRINUSE: a CI run failed so, the suite's clients open thousands).
+/// Calls in one test binary take successive ports from a start that differs per process,
+/// skipping ports in use.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let count = ephemeral.saturating_sub(FIRST);
+    if count < 1_000 {
+        return TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    }
+    let start = std::process::id().wrapping_mul(7_919) % count;
+    for _ in 0..count {
+        let port = FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % count;
+        let port = u16::try_from(port).expect("below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{ephemeral}");
 }
 
 /// How long [`Rustfpm::wait_log`] waits for a line: far more than any line takes, even on a
