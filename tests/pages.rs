@@ -227,11 +227,14 @@ fn a_process_shows_its_requests_after_a_client_aborted_one() {
         assert_eq!(get(&stack.url("/hello.php")).status, 200);
     }
     let mut client = std::net::TcpStream::connect(("127.0.0.1", stack.nginx.port)).expect("connect to nginx");
-    client.write_all(b"GET /pm_sleep.php?ms=300 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    client.write_all(b"GET /lc_gate.php?name=abort HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
     let busy =
         wait_until(std::time::Duration::from_secs(5), || get_json(&stack.url("/status?json"))["active processes"] == 1);
-    assert!(busy, "the sleeping request never reached the child");
+    assert!(busy, "the gated request never reached the child");
     drop(client);
+    // The request still runs (its gate is shut) when rustfpm lets its connection go.
+    stack.fpm.wait_logged("request abandoned");
+    stack.site.open_gate("abort");
     let mut full = serde_json::Value::Null;
     let at_rest = wait_until(std::time::Duration::from_secs(10), || {
         full = get_json(&stack.url("/status?json&full"));
