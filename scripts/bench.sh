@@ -64,9 +64,6 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-32}
 CPU_ITERS=${CPU_ITERS:-6500}
 WORKLOADS=${WORKLOADS:-hello cpu keep keep512 paced paced512 app burst}
-APP_ROOT=/usr/share/dokuwiki
-APP_PATH="/doku.php?id=wiki:dokuwiki"
-APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
 ONLY=${ONLY:-}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
 BURST_N=${BURST_N:-32}
@@ -316,15 +313,7 @@ start_nginx() {
 				continue
 			fi
 			if [[ $kind == app ]]; then
-				wait_for_http "${PORT[$b,$kind]}" "$APP_PATH" "$NGINX_PID" nginx
-				# The first page after its cache expired can take longer than one read's wait.
-				for _ in 1 2 3; do
-					[[ $RF_HTTP_STATUS == 200 ]] && break
-					RF_HTTP_STATUS=$(http_status "${PORT[$b,$kind]}" "$APP_PATH")
-				done
-				[[ $RF_HTTP_STATUS == 200 ]] || die "$b (app): GET $APP_PATH answered '${RF_HTTP_STATUS:-nothing}', expected 200"
-				[[ $(http_body "${PORT[$b,$kind]}" "$APP_PATH") == *"$APP_TITLE"* ]] ||
-					die "$b (app): GET $APP_PATH did not answer the page (no $APP_TITLE in the body)"
+				check_app "${PORT[$b,$kind]}" "$b (app)"
 				continue
 			fi
 			for path in /hello.php "/cpu.php?n=10"; do

@@ -381,6 +381,28 @@ cpu_ns() {
 	echo "$total"
 }
 
+# The real application of bench.sh's app workload and of memory.sh: Debian's DokuWiki (package
+# dokuwiki), its wiki:dokuwiki page rendered from its cache.
+# shellcheck disable=SC2034  # APP_ROOT is read by the scripts that source this file
+APP_ROOT=/usr/share/dokuwiki
+APP_PATH="/doku.php?id=wiki:dokuwiki"
+APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
+
+# check_app PORT WHO: nginx (NGINX_PID) on PORT answers APP_PATH with 200 and the page's
+# title; dies naming WHO if not.
+check_app() {
+	local port=$1 who=$2
+	wait_for_http "$port" "$APP_PATH" "$NGINX_PID" nginx
+	# The first page after DokuWiki's cache expired can take longer than one read's wait.
+	for _ in 1 2 3; do
+		[[ $RF_HTTP_STATUS == 200 ]] && break
+		RF_HTTP_STATUS=$(http_status "$port" "$APP_PATH")
+	done
+	[[ $RF_HTTP_STATUS == 200 ]] || die "$who: GET $APP_PATH answered '${RF_HTTP_STATUS:-nothing}', expected 200"
+	[[ $(http_body "$port" "$APP_PATH") == *"$APP_TITLE"* ]] ||
+		die "$who: GET $APP_PATH did not answer the page (no $APP_TITLE in the body)"
+}
+
 # start_in_session NAME LOG CMD...: like start_bg, but CMD runs in a session of its own, as
 # systemd starts a service (scripts/bench/session.py; with the kernel's autogroups a session
 # shares the CPU as one group). RF_LAST_PID is the command's own pid (the one measured),

@@ -42,9 +42,6 @@ UPLOAD_MIB=${UPLOAD_MIB:-1024}
 WARM_S=${WARM_S:-3}
 MIN_CPU_MS=${MIN_CPU_MS:-1000}
 RUSTFPM_BIN=${RUSTFPM_BIN:-}
-APP_ROOT=/usr/share/dokuwiki
-APP_PATH="/doku.php?id=wiki:dokuwiki"
-APP_TITLE="<title>wiki:dokuwiki [Debian DokuWiki]</title>"
 # What the warm-up requests in turn: pages, an index, recent changes, a search, an export, the
 # feed and the CSS and JavaScript bundles, so that each child runs much of the code base.
 APP_PAGES=(
@@ -216,13 +213,7 @@ $(server_block "${PORT[rustfpm]}" "unix:$TMP/rustfpm.sock" "$APP_ROOT" "")"
 declare -A PID=([php-fpm]=$FPM_PID [rustfpm]=$RF_PID) PSS=() NPROCS=() MINCPU=()
 for b in php-fpm rustfpm; do
 	port=${PORT[$b]}
-	wait_for_http "$port" "$APP_PATH" "$NGINX_PID" nginx
-	for _ in 1 2 3; do # the first page after DokuWiki's cache expired can take long
-		[[ $RF_HTTP_STATUS == 200 ]] && break
-		RF_HTTP_STATUS=$(http_status "$port" "$APP_PATH")
-	done
-	[[ $RF_HTTP_STATUS == 200 ]] || die "$b: GET $APP_PATH answered '${RF_HTTP_STATUS:-nothing}', expected 200"
-	[[ $(http_body "$port" "$APP_PATH") == *"$APP_TITLE"* ]] || die "$b: GET $APP_PATH did not answer the page (no $APP_TITLE)"
+	check_app "$port" "$b"
 	for path in "${APP_PAGES[@]}"; do
 		code=$(http_status "$port" "$path")
 		[[ $code == 200 ]] || die "$b: GET $path answered '${code:-nothing}', expected 200"
