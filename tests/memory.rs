@@ -13,6 +13,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 
 use rustfpm::fastcgi::FCGI_KEEP_CONN;
+use rustfpm::sys::rlimit::set_open_files;
 
 const MIB: usize = 1 << 20;
 
@@ -79,22 +80,13 @@ fn a_256_mib_upload_streams_through_with_rss_growth_under_16_mib() {
 }
 
 /// Raises this process's open-files limit (rustfpm, started later, inherits it) to at
-/// least `want`, or fails naming the limit.
+/// least `want` with rustfpm's own `set_open_files`: the soft limit to the hard one, then
+/// both to `want` if that is not enough (as root).
 fn raise_nofile(want: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct we pass.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0, "getrlimit(RLIMIT_NOFILE)");
-    if lim.rlim_cur >= want {
-        return;
+    let soft = set_open_files(None).unwrap_or_else(|e| panic!("{e}"));
+    if soft < want {
+        set_open_files(Some(want)).unwrap_or_else(|e| panic!("{e} (run as root, or raise the hard limit)"));
     }
-    let new = libc::rlimit { rlim_cur: lim.rlim_max.max(want), rlim_max: lim.rlim_max.max(want) };
-    // SAFETY: setrlimit reads the struct we pass.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) };
-    assert_eq!(
-        rc, 0,
-        "cannot raise RLIMIT_NOFILE from {}/{} to {want} (run as root, or raise the hard limit)",
-        lim.rlim_cur, lim.rlim_max
-    );
 }
 
 #[test]
