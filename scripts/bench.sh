@@ -248,22 +248,6 @@ measuring burst && KINDS+=(burst)
 [[ -n $WRK_WORKLOADS ]] && KINDS+=(keep)
 { measuring keep512 || measuring paced512; } && KINDS+=(keep512)
 declare -A PORT=()
-server_block() { # PORT UPSTREAM KEEP(on|off) ROOT
-	local keep_line=""
-	[[ $3 == on ]] && keep_line="fastcgi_keep_conn on;"
-	cat <<EOF
-    server {
-        listen 127.0.0.1:$1;
-        root $4;
-        location ~ \.php\$ {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_pass $2;
-            $keep_line
-        }
-    }
-EOF
-}
 body="    access_log off;"$'\n'
 for b in "${BACKENDS[@]}"; do
 	sock=$RF_SOCK
@@ -278,11 +262,11 @@ for b in "${BACKENDS[@]}"; do
 		p=$(free_port)
 		while [[ " ${PORT[*]} " == *" $p "* ]]; do p=$(free_port); done
 		PORT[$b,$kind]=$p
-		keep=off
-		[[ $kind == keep || $kind == keep512 ]] && keep=on
+		keep=""
+		[[ $kind == keep || $kind == keep512 ]] && keep="fastcgi_keep_conn on;"
 		root=$TMP/www
 		[[ $kind == app ]] && root=$APP_ROOT
-		body+=$(server_block "$p" "${up}_$kind" "$keep" "$root")$'\n'
+		body+=$(php_server "$p" "${up}_$kind" "$root" "$keep")$'\n'
 	done
 done
 nginx_conf "$TMP" "$body" >"$TMP/nginx.conf"

@@ -319,6 +319,23 @@ $body
 EOF
 }
 
+# php_server PORT UPSTREAM ROOT [DIRECTIVES]: one nginx server on 127.0.0.1:PORT passing
+# ROOT's PHP scripts to UPSTREAM, with DIRECTIVES (e.g. `fastcgi_keep_conn on;`) at server level.
+php_server() {
+	cat <<EOF
+    server {
+        listen 127.0.0.1:$1;
+        root $3;
+        ${4:-}
+        location ~ \.php\$ {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_pass $2;
+        }
+    }
+EOF
+}
+
 # nginx_start DIR [STARTER]: check DIR/nginx.conf, then start nginx on it in the foreground (as a
 # background job of this script, with STARTER NAME LOG CMD..., start_bg by default). `-e` keeps even the start-up error log out of /var/log/nginx.
 nginx_start() {

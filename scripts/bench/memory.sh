@@ -113,21 +113,6 @@ EOF
 	wait_for_socket "$TMP/$1.sock" "$RF_LAST_PID" "$1"
 }
 
-# server_block PORT UPSTREAM ROOT EXTRA: one nginx server passing PHP to UPSTREAM.
-server_block() {
-	cat <<EOF
-    server {
-        listen 127.0.0.1:$1;
-        root $3;
-        $4
-        location ~ \.php\$ {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_pass $2;
-        }
-    }
-EOF
-}
 NGINX_PID=""
 start_nginx() { # HTTP_BODY
 	nginx_conf "$TMP" "    access_log off;"$'\n'"$1" >"$TMP/nginx.conf"
@@ -201,8 +186,8 @@ start_rf rustfpm "$CHILDREN" ""
 RF_PID=$RF_LAST_PID
 declare -A PORT=([php-fpm]=$(free_port) [rustfpm]=$(free_port))
 while [[ ${PORT[rustfpm]} == "${PORT[php-fpm]}" ]]; do PORT[rustfpm]=$(free_port); done
-start_nginx "$(server_block "${PORT[php-fpm]}" "unix:$TMP/php-fpm.sock" "$APP_ROOT" "")
-$(server_block "${PORT[rustfpm]}" "unix:$TMP/rustfpm.sock" "$APP_ROOT" "")"
+start_nginx "$(php_server "${PORT[php-fpm]}" "unix:$TMP/php-fpm.sock" "$APP_ROOT" "")
+$(php_server "${PORT[rustfpm]}" "unix:$TMP/rustfpm.sock" "$APP_ROOT" "")"
 {
 	echo "local paths = {"
 	printf '  "%s",\n' "${APP_PAGES[@]}"
@@ -250,7 +235,7 @@ start_rf idle "$IDLE_CHILDREN" "listen_backlog = $((IDLE_CONNS * 2))"$'\n'"queue
 IDLE_PID=$RF_LAST_PID
 idle_port=$(free_port)
 start_nginx "    upstream idle_keep { server unix:$TMP/idle.sock; keepalive $((IDLE_CONNS + 24)); }
-$(server_block "$idle_port" idle_keep "$TMP/www" "fastcgi_keep_conn on;")"
+$(php_server "$idle_port" idle_keep "$TMP/www" "fastcgi_keep_conn on;")"
 wait_for_http "$idle_port" /hello.php "$NGINX_PID" nginx
 [[ $RF_HTTP_STATUS == 200 ]] || die "idle pool: GET /hello.php answered '${RF_HTTP_STATUS:-nothing}'"
 # nginx's connections to rustfpm: the unix connections rustfpm accepted (those have a local
@@ -298,7 +283,7 @@ section_log "3. a $UPLOAD_MIB MiB upload streamed through: rustfpm's RSS growth"
 start_rf upload 2 $'[pool.upload.php_admin_value]\nenable_post_data_reading = "0"\npost_max_size = "0"'
 UP_PID=$RF_LAST_PID
 up_port=$(free_port)
-start_nginx "$(server_block "$up_port" "unix:$TMP/upload.sock" "$TMP/www" "client_max_body_size 0; fastcgi_request_buffering off; fastcgi_read_timeout 300s;")"
+start_nginx "$(php_server "$up_port" "unix:$TMP/upload.sock" "$TMP/www" "client_max_body_size 0; fastcgi_request_buffering off; fastcgi_read_timeout 300s;")"
 wait_for_http "$up_port" /hello.php "$NGINX_PID" nginx
 [[ $RF_HTTP_STATUS == 200 ]] || die "upload pool: GET /hello.php answered '${RF_HTTP_STATUS:-nothing}'"
 # Sends the body from python3 (no whole-body buffer anywhere on the client side), sampling

@@ -194,16 +194,7 @@ for b in "${BACKENDS[@]}"; do
 		keepalive="" keep_conn=""
 		[[ $kind == keep ]] && keepalive="keepalive 64;" keep_conn="fastcgi_keep_conn on;"
 		body+="    upstream $up { server unix:$sock; $keepalive }
-    server {
-        listen 127.0.0.1:$p;
-        root $TMP/www;
-        location ~ \.php\$ {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_pass $up;
-            $keep_conn
-        }
-    }
+$(php_server "$p" "$up" "$TMP/www" "$keep_conn")
 "
 	done
 done
