@@ -1,0 +1,191 @@
+//! What both relays share: the few lines of a rustfpm config they read, php-cgi's start,
+//! the scheduling policy, and finding where a FastCGI request and an answer end.
+//!
+//! A relay is started as bench.sh starts rustfpm (`RELAY -t --config FILE`, `RELAY --config
+//! FILE`) and reads `listen`, `pm_max_children`, `php_cgi` and `php_ini` from that file. It
+//! starts one php-cgi parent with that many children on a private socket (as rustfpm does),
+//! keeps one connection to each child (FCGI_KEEP_CONN), and passes each request nginx sends
+//! to a free child as it came, the answer back as it came. Nothing else: no params read, no
+//! timeouts, no status, no logs. That is the floor: what a relay costs with nothing done.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// FastCGI record types the relays look for.
+const FCGI_END_REQUEST: u8 = 3;
+const FCGI_STDIN: u8 = 5;
+/// Header length of every FastCGI record.
+const HEADER: usize = 8;
+/// Offset of BEGIN_REQUEST's flags in a request that starts with it.
+pub const FLAGS_AT: usize = HEADER + 2;
+/// BEGIN_REQUEST's keep-connection flag.
+pub const KEEP_CONN: u8 = 1;
+
+/// The settings a relay takes from bench.sh's rustfpm config.
+pub struct Settings {
+    pub listen: PathBuf,
+    pub children: usize,
+    pub php_cgi: PathBuf,
+    pub php_ini: Option<PathBuf>,
+}
+
+/// Reads the command line (`[-t] --config FILE`); exits 0 after `-t` once the file is read.
+pub fn settings() -> Settings {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test = args.iter().any(|a| a == "-t");
+    let path = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))
+        .unwrap_or_else(|| fail("usage: RELAY [-t] --config FILE"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
+    let value = |key: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+    };
+    let need = |key: &str| value(key).unwrap_or_else(|| fail(&format!("{path}: no {key}")));
+    let children = need("pm_max_children").parse().unwrap_or_else(|_| fail("pm_max_children: not a number"));
+    let settings = Settings {
+        listen: need("listen").into(),
+        children,
+        php_cgi: need("php_cgi").into(),
+        php_ini: value("php_ini").map(PathBuf::from),
+    };
+    if test {
+        std::process::exit(0);
+    }
+    settings
+}
+
+/// php-cgi's process group (its parent's pid), once started.
+static PHP_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Prints the message, kills php-cgi's parent and children, and exits 1.
+pub fn fail(message: &str) -> ! {
+    eprintln!("relay: {message}");
+    let group = PHP_GROUP.load(Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: a signal to the process group of our own child (its session's leader).
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    std::process::exit(1)
+}
+
+/// Puts this process, and the children it starts, under SCHED_BATCH, as rustfpm's default.
+pub fn sched_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on this process with a valid parameter.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        fail(&format!("sched_setscheduler: {}", io::Error::last_os_error()));
+    }
+}
+
+/// The php-cgi parent and its children's socket, killed when the relay ends.
+pub struct Php {
+    parent: Child,
+    dir: PathBuf,
+}
+
+impl Php {
+    /// Starts php-cgi with `children` children on a socket beside `listen`, and returns it
+    /// with one connection to each child (each connection is accepted by a child of its own,
+    /// which then serves it alone, as rustfpm's workers are).
+    pub fn start(s: &Settings) -> (Php, Vec<UnixStream>) {
+        let dir = s.listen.with_extension("children");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+        let sock = dir.join("php.sock");
+        let mut cmd = Command::new(&s.php_cgi);
+        if let Some(ini) = &s.php_ini {
+            cmd.arg("-c").arg(ini);
+        }
+        cmd.arg("-b").arg(&sock);
+        cmd.env("PHP_FCGI_CHILDREN", s.children.to_string()).env("PHP_FCGI_MAX_REQUESTS", "0");
+        // A session of its own (php-cgi's parent signals its whole process group when it
+        // ends), and killed if the relay is.
+        // SAFETY: setsid and prctl only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let parent = cmd.spawn().unwrap_or_else(|e| fail(&format!("{}: {e}", s.php_cgi.display())));
+        PHP_GROUP.store(parent.id() as i32, Ordering::Relaxed);
+        let php = Php { parent, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conns = (0..s.children)
+            .map(|_| loop {
+                match UnixStream::connect(&sock) {
+                    Ok(c) => break c,
+                    Err(e) if Instant::now() > deadline => fail(&format!("{}: {e}", sock.display())),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            })
+            .collect();
+        (php, conns)
+    }
+}
+
+impl Drop for Php {
+    fn drop(&mut self) {
+        // php-cgi's parent ends its children on SIGTERM.
+        // SAFETY: a signal to our own child, not yet reaped.
+        unsafe { libc::kill(self.parent.id() as i32, libc::SIGTERM) };
+        let _ = self.parent.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Binds the socket nginx connects to, open to every user (nginx runs as www-data).
+pub fn bind(path: &std::path::Path) -> std::os::unix::net::UnixListener {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+    open_to_all(path);
+    listener
+}
+
+/// Lets every user connect to the socket at `path`.
+pub fn open_to_all(path: &std::path::Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+}
+
+/// Scans whole records of `buf` from `*at` (the start of a record) and returns where the
+/// record of type `last` with `empty` content ends, if it is in `buf`; `*at` moves past
+/// the whole records seen.
+fn scan(buf: &[u8], at: &mut usize, last: u8, empty: bool) -> Option<usize> {
+    while buf.len() >= *at + HEADER {
+        let h = &buf[*at..*at + HEADER];
+        let content = u16::from_be_bytes([h[4], h[5]]) as usize;
+        let end = *at + HEADER + content + h[6] as usize;
+        if buf.len() < end {
+            return None;
+        }
+        *at = end;
+        if h[1] == last && (!empty || content == 0) {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Where nginx's request ends: past its empty STDIN record.
+pub fn request_end(buf: &[u8], at: &mut usize) -> Option<usize> {
+    scan(buf, at, FCGI_STDIN, true)
+}
+
+/// Where a child's answer ends: past its END_REQUEST record.
+pub fn answer_end(buf: &[u8], at: &mut usize) -> Option<usize> {
+    scan(buf, at, FCGI_END_REQUEST, false)
+}
