@@ -3,13 +3,14 @@
 # nothing but pass nginx's requests to php-cgi children and the answers back
 # (scripts/bench/floor/: over tokio's epoll reactor, over io_uring, over tokio-uring). Each
 # binary is measured by bench.sh as if it were rustfpm (ONLY=rustfpm: the same nginx, wrk,
-# php-cgi, php.ini and SCHED_BATCH), the binaries in turn, RUNS times; the report gives each
-# run's req/s, p99 and CPU per request of the binary, nginx and PHP, and their medians.
+# php-cgi, php.ini and SCHED_BATCH), and php-fpm by bench.sh ONLY=php-fpm, in turn, RUNS
+# times; the report gives each run's req/s, p99 and CPU per request of the binary (php-fpm:
+# its master; its children's FastCGI I/O counts as PHP's), nginx and PHP, and their medians.
 #
-#   scripts/bench/floor.sh             # as root; ~3 minutes per run of the four binaries
+#   scripts/bench/floor.sh             # as root; ~3 minutes per run of the four
 #   RELAYS="epoll uring" RUNS=5 scripts/bench/floor.sh
 #
-# Environment (defaults): RUNS=3, RELAYS="epoll uring tokio-uring" (relay-NAME binaries),
+# Environment (defaults): RUNS=3, RELAYS="epoll uring" (relay-NAME binaries; tokio-uring too),
 #   WORKLOADS="hello keep", DURATION=5, ROUNDS=3 (bench.sh's), RUSTFPM_BIN (rustfpm's
 #   binary instead of `cargo build --release`), URING_PLAIN= (1: relay-uring without
 #   SINGLE_ISSUER and DEFER_TASKRUN).
@@ -18,7 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 RUNS=${RUNS:-3}
-RELAYS=${RELAYS:-epoll uring tokio-uring}
+RELAYS=${RELAYS:-epoll uring}
 WORKLOADS=${WORKLOADS:-hello keep}
 export DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3} WORKLOADS
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer (got '$RUNS')"
@@ -26,8 +27,8 @@ export DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3} WORKLOADS
 build_release
 log "building the relays (cargo build --release in scripts/bench/floor)"
 (cd "$RF_ROOT/scripts/bench/floor" && cargo build --release --quiet)
-declare -A BIN=([rustfpm]=$RUSTFPM_BIN)
-NAMES=(rustfpm)
+declare -A BIN=([rustfpm]=$RUSTFPM_BIN [php-fpm]=$RUSTFPM_BIN)
+NAMES=(rustfpm php-fpm)
 for r in $RELAYS; do
 	BIN[relay-$r]=$RF_ROOT/scripts/bench/floor/target/release/relay-$r
 	[[ -x ${BIN[relay-$r]} ]] || die "no relay named '$r' (scripts/bench/floor/src/bin/relay-$r.rs)"
@@ -40,14 +41,18 @@ work_dir floor
 for ((run = 1; run <= RUNS; run++)); do
 	for name in "${NAMES[@]}"; do
 		log "run $run/$RUNS: $name"
-		RUSTFPM_BIN=${BIN[$name]} ONLY=rustfpm "$RF_ROOT/scripts/bench.sh" >"$TMP/report" 2>"$TMP/progress" ||
+		only=rustfpm
+		[[ $name == php-fpm ]] && only=php-fpm
+		RUSTFPM_BIN=${BIN[$name]} ONLY=$only "$RF_ROOT/scripts/bench.sh" >"$TMP/report" 2>"$TMP/progress" ||
 			die "bench.sh failed for $name: $(tail -n 5 "$TMP/progress")"
-		awk -F' *\\| *' -v dir="$TMP" -v name="$name" '
+		awk -F' *\\| *' -v dir="$TMP" -v name="$name" -v fpm="$([[ $name == php-fpm ]] && echo 1 || echo 0)" '
 			/^\| workload \| php-fpm req\/s/ { t = 1; next }
 			/^\| workload \| rustfpm \|/ { t = 2; next }
 			/^\|---/ || !/^\|/ { next }
-			t == 1 { split($7, p, " / "); sub(/ ms$/, "", p[2]); rps[$2] = $4; p99[$2] = p[2] }
-			t == 2 { split($5, n, " "); split($6, q, " "); cpu[$2] = $3 " " n[1] " " q[1] }
+			# The rustfpm columns, or those of php-fpm (its master; nginx and PHP right of the "/").
+			function side(f) { gsub(/ *\/ */, " / ", f); split(f, v, " / "); return fpm ? v[2] : v[1] }
+			t == 1 { p = side(fpm ? $6 : $7); sub(/ ms$/, "", p); rps[$2] = fpm ? $3 : $4; p99[$2] = p }
+			t == 2 { cpu[$2] = (fpm ? $4 : $3) " " side($5) " " side($6) }
 			t == 1 { order[++k] = $2 }
 			END {
 				for (i = 1; i <= k; i++) { w = order[i]; print rps[w], p99[w], cpu[w] >> (dir "/" name "|" w) }
