@@ -51,7 +51,7 @@ for ((run = 1; run <= RUNS; run++)); do
 			/^\|---/ || !/^\|/ { next }
 			# The rustfpm columns, or those of php-fpm (its master; nginx and PHP right of the "/").
 			function side(f) { gsub(/ *\/ */, " / ", f); split(f, v, " / "); return fpm ? v[2] : v[1] }
-			t == 1 { p = side(fpm ? $6 : $7); sub(/ ms$/, "", p); rps[$2] = fpm ? $3 : $4; p99[$2] = p }
+			t == 1 { split(fpm ? $6 : $7, p, " / "); sub(/ ms$/, "", p[2]); rps[$2] = fpm ? $3 : $4; p99[$2] = p[2] }
 			t == 2 { cpu[$2] = (fpm ? $4 : $3) " " side($5) " " side($6) }
 			t == 1 { order[++k] = $2 }
 			END {
