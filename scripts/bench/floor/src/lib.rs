@@ -2,7 +2,8 @@
 //! the scheduling policy, and finding where a FastCGI request and an answer end.
 //!
 //! A relay is started as bench.sh starts rustfpm (`RELAY -t --config FILE`, `RELAY --config
-//! FILE`) and reads `listen`, `pm_max_children`, `php_cgi` and `php_ini` from that file. It
+//! FILE`) and reads `listen`, `pm_max_children`, `php_cgi` (default `php-cgi`, as rustfpm's),
+//! `php_ini` and `error_log` from that file (no sections: the first of each key). It
 //! starts one php-cgi parent with that many children on a private socket (as rustfpm does),
 //! keeps one connection to each child (FCGI_KEEP_CONN), and passes each request nginx sends
 //! to a free child as it came, the answer back as it came. Nothing else: no params read, no
@@ -33,6 +34,9 @@ pub struct Settings {
     pub children: usize,
     pub php_cgi: PathBuf,
     pub php_ini: Option<PathBuf>,
+    /// Where "ready to handle connections" goes once the relay is (scripts/bench/callgrind.sh
+    /// waits for rustfpm's line).
+    pub error_log: Option<PathBuf>,
 }
 
 /// Reads the command line (`[-t] --config FILE`); exits 0 after `-t` once the file is read.
@@ -56,8 +60,9 @@ pub fn settings() -> Settings {
     let settings = Settings {
         listen: need("listen").into(),
         children,
-        php_cgi: need("php_cgi").into(),
+        php_cgi: value("php_cgi").unwrap_or_else(|| "php-cgi".into()).into(),
         php_ini: value("php_ini").map(PathBuf::from),
+        error_log: value("error_log").filter(|v| v != "stderr").map(PathBuf::from),
     };
     if test {
         std::process::exit(0);
@@ -67,6 +72,23 @@ pub fn settings() -> Settings {
 
 /// php-cgi's process group (its parent's pid), once started.
 static PHP_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Says the relay is ready, as rustfpm does, in `error_log` if set.
+pub fn ready(s: &Settings) {
+    let line = "relay: ready to handle connections\n";
+    match &s.error_log {
+        Some(path) => {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+            std::io::Write::write_all(&mut f, line.as_bytes())
+                .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+        }
+        None => eprint!("{line}"),
+    }
+}
 
 /// Prints the message, kills php-cgi's parent and children, and exits 1.
 pub fn fail(message: &str) -> ! {

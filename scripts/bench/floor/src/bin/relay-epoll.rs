@@ -36,8 +36,11 @@ fn main() {
         let children = Rc::new(Children { permits: Semaphore::new(free.len()), free: RefCell::new(free) });
         listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
         let listener = UnixListener::from_std(listener).unwrap_or_else(|e| fail(&e.to_string()));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .unwrap_or_else(|e| fail(&e.to_string()));
+        floor_relays::ready(&settings);
+        // SIGTERM or SIGINT (callgrind.sh's), as rustfpm.
+        let signal = |kind| tokio::signal::unix::signal(kind).unwrap_or_else(|e| fail(&e.to_string()));
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate());
+        let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -48,6 +51,7 @@ fn main() {
                     Err(e) => eprintln!("relay: accept: {e}"),
                 },
                 _ = term.recv() => break,
+                _ = int.recv() => break,
             }
         }
     });

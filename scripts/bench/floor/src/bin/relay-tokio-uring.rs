@@ -34,8 +34,11 @@ fn main() {
         let listener = unsafe { AsyncFd::register(listener) }.unwrap_or_else(|e| fail(&e.to_string()));
         let free: VecDeque<_> = conns.into_iter().map(UnixStream::from_std).collect();
         let children = Rc::new(Children { permits: Semaphore::new(free.len()), free: RefCell::new(free) });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .unwrap_or_else(|e| fail(&e.to_string()));
+        floor_relays::ready(&settings);
+        // SIGTERM or SIGINT (callgrind.sh's), as rustfpm.
+        let signal = |kind| tokio::signal::unix::signal(kind).unwrap_or_else(|e| fail(&e.to_string()));
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate());
+        let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
         loop {
             tokio::select! {
                 ready = listener.readable() => {
@@ -51,6 +54,7 @@ fn main() {
                     }
                 }
                 _ = term.recv() => break,
+                _ = int.recv() => break,
             }
         }
     });

@@ -47,12 +47,15 @@ fn main() {
     floor_relays::sched_batch();
     let (_php, conns) = floor_relays::Php::start(&settings);
     let listener = floor_relays::bind(&settings.listen);
-    // SIGTERM is read from a signalfd; blocked only now, so php-cgi does not inherit the mask.
+    // SIGTERM and SIGINT (callgrind.sh's) are read from a signalfd; blocked only now, so
+    // php-cgi does not inherit the mask (a blocked signal is queued even where a shell
+    // started the relay with SIGINT ignored).
     // SAFETY: plain system calls on a set built here.
     let signal_fd = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
     };
@@ -76,6 +79,7 @@ fn main() {
     relay.accept();
     let mut siginfo = [0u8; 128];
     relay.push(opcode::Read::new(types::Fd(signal_fd), siginfo.as_mut_ptr(), 128).build().user_data(SIGNAL));
+    floor_relays::ready(&settings);
     let mut done = Vec::with_capacity(1024);
     'run: loop {
         if let Err(e) = relay.ring.submit_and_wait(1) {
