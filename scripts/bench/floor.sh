@@ -55,7 +55,8 @@ for ((run = 1; run <= RUNS; run++)); do
 			t == 2 { cpu[$2] = (fpm ? $4 : $3) " " side($5) " " side($6) }
 			t == 1 { order[++k] = $2 }
 			END {
-				for (i = 1; i <= k; i++) { w = order[i]; print rps[w], p99[w], cpu[w] >> (dir "/" name "|" w) }
+				# Files by the place of the workload in the report (its label may hold a "/").
+				for (i = 1; i <= k; i++) { w = order[i]; print rps[w], p99[w], cpu[w] >> (dir "/" name "|" i) }
 				if (name == "rustfpm") for (i = 1; i <= k; i++) print order[i] > (dir "/order")
 			}
 		' "$TMP/report"
@@ -65,14 +66,16 @@ done
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo "rustfpm and minimal relays, $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs; rustfpm $(git -C "$RF_ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "bench.sh ONLY=rustfpm WORKLOADS=\"$WORKLOADS\" DURATION=$DURATION ROUNDS=$ROUNDS, each run's medians; $RUNS runs of each binary in turn"
+i=0
 while IFS= read -r w; do
+	i=$((i + 1))
 	echo
 	echo "$w: req/s, p99 and CPU per request in µs (runs; median)"
 	echo
 	echo "| binary | req/s | p99 (ms) | CPU/req | nginx CPU/req | PHP CPU/req |"
 	echo "|---|---|---|---|---|---|"
 	for name in "${NAMES[@]}"; do
-		g="$TMP/$name|$w"
+		g="$TMP/$name|$i"
 		[[ -f $g ]] || continue
 		row="| $name"
 		for col in 1 2 3 4 5; do
