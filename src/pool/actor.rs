@@ -231,16 +231,10 @@ impl PoolActor {
                     }
                 }
                 Woken::Start => {
-                    if self.catch_up(&mut msgs) {
-                        self.replace_and_lend();
-                    }
+                    self.catch_up_and_lend(&mut msgs);
                     self.spawn_parent();
                 }
-                Woken::Notes => {
-                    if self.catch_up(&mut msgs) {
-                        self.replace_and_lend();
-                    }
-                }
+                Woken::Notes => self.catch_up_and_lend(&mut msgs),
                 Woken::Tick => {
                     self.catch_up(&mut msgs);
                     self.tick();
@@ -252,9 +246,7 @@ impl PoolActor {
                     self.replace_and_lend();
                 }
                 Woken::Kill => {
-                    if self.catch_up(&mut msgs) {
-                        self.replace_and_lend();
-                    }
+                    self.catch_up_and_lend(&mut msgs);
                     self.kill_deadline_passed();
                 }
             }
@@ -299,6 +291,13 @@ impl PoolActor {
         let handled = self.handle_mailbox(msgs);
         self.read_notes();
         handled
+    }
+
+    /// [`catch_up`](Self::catch_up), then lends the workers its messages gave back.
+    fn catch_up_and_lend(&mut self, msgs: &mut UnboundedReceiver<PoolMsg>) {
+        if self.catch_up(msgs) {
+            self.replace_and_lend();
+        }
     }
 
     /// Reads what the front end noted since the last wake-up, in order.
