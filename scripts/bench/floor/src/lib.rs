@@ -24,9 +24,9 @@ const FCGI_STDIN: u8 = 5;
 /// Header length of every FastCGI record.
 const HEADER: usize = 8;
 /// Offset of BEGIN_REQUEST's flags in a request that starts with it.
-pub const FLAGS_AT: usize = HEADER + 2;
+const FLAGS_AT: usize = HEADER + 2;
 /// BEGIN_REQUEST's keep-connection flag.
-pub const KEEP_CONN: u8 = 1;
+const KEEP_CONN: u8 = 1;
 
 /// The settings a relay takes from bench.sh's rustfpm config.
 pub struct Settings {
@@ -210,4 +210,48 @@ pub fn request_end(buf: &[u8], at: &mut usize) -> Option<usize> {
 /// Where a child's answer ends: past its END_REQUEST record.
 pub fn answer_end(buf: &[u8], at: &mut usize) -> Option<usize> {
     scan(buf, at, FCGI_END_REQUEST, false)
+}
+
+/// The children's connections that are free, in the order they came back, and a permit for
+/// each: a request takes the one free longest, or waits its turn (the semaphore is FIFO).
+pub struct Children<S> {
+    free: std::cell::RefCell<std::collections::VecDeque<S>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl<S> Children<S> {
+    pub fn new(free: impl IntoIterator<Item = S>) -> Children<S> {
+        let free: std::collections::VecDeque<S> = free.into_iter().collect();
+        Children { permits: tokio::sync::Semaphore::new(free.len()), free: std::cell::RefCell::new(free) }
+    }
+
+    /// The child free longest, once one is.
+    pub async fn take(&self) -> S {
+        self.permits.acquire().await.expect("never closed").forget();
+        self.free.borrow_mut().pop_front().expect("a permit per free child")
+    }
+
+    /// A child back, for the request that waited longest.
+    pub fn give_back(&self, child: S) {
+        self.free.borrow_mut().push_back(child);
+        self.permits.add_permits(1);
+    }
+}
+
+/// Resolves at SIGTERM or SIGINT (callgrind.sh's), which end the relay as they end rustfpm.
+pub async fn stopped() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind| signal(kind).unwrap_or_else(|e| fail(&e.to_string()));
+    let (mut term, mut int) = (listen(SignalKind::terminate()), listen(SignalKind::interrupt()));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Whether nginx asked to keep the connection; the request then asks the child to keep its.
+pub fn keep_conn(request: &mut [u8]) -> bool {
+    let keep = request[FLAGS_AT] & KEEP_CONN != 0;
+    request[FLAGS_AT] |= KEEP_CONN;
+    keep
 }

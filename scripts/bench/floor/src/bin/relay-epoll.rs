@@ -1,21 +1,12 @@
 //! The floor over tokio's epoll reactor: one current-thread runtime, as rustfpm's default
 //! front end; a task per nginx connection; a free child taken in FIFO order.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 
-use floor_relays::{answer_end, fail, request_end, FLAGS_AT, KEEP_CONN};
+use floor_relays::{answer_end, fail, keep_conn, request_end, Children};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
-
-/// The children's connections that are free, and a permit for each.
-struct Children {
-    free: RefCell<VecDeque<UnixStream>>,
-    permits: Semaphore,
-}
 
 fn main() {
     let settings = floor_relays::settings();
@@ -31,16 +22,14 @@ fn main() {
                 c.set_nonblocking(true)?;
                 UnixStream::from_std(c)
             })
-            .collect::<io::Result<VecDeque<_>>>()
+            .collect::<io::Result<Vec<_>>>()
             .unwrap_or_else(|e| fail(&e.to_string()));
-        let children = Rc::new(Children { permits: Semaphore::new(free.len()), free: RefCell::new(free) });
+        let children = Rc::new(Children::new(free));
         listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
         let listener = UnixListener::from_std(listener).unwrap_or_else(|e| fail(&e.to_string()));
         floor_relays::ready(&settings);
-        // SIGTERM or SIGINT (callgrind.sh's), as rustfpm.
-        let signal = |kind| tokio::signal::unix::signal(kind).unwrap_or_else(|e| fail(&e.to_string()));
-        let mut term = signal(tokio::signal::unix::SignalKind::terminate());
-        let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
+        let stopped = floor_relays::stopped();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -50,8 +39,7 @@ fn main() {
                     }
                     Err(e) => eprintln!("relay: accept: {e}"),
                 },
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                () = &mut stopped => break,
             }
         }
     });
@@ -59,7 +47,7 @@ fn main() {
 
 /// Relays the requests of one nginx connection, one at a time, until nginx closes it or
 /// fails (a child that fails ends the relay).
-async fn serve(mut nginx: UnixStream, children: &Children) {
+async fn serve(mut nginx: UnixStream, children: &Children<UnixStream>) {
     let child_failed = |e: io::Error| -> ! { fail(&format!("a child's connection: {e}")) };
     let mut request = Vec::with_capacity(4096);
     let mut answer = Vec::with_capacity(4096);
@@ -75,10 +63,8 @@ async fn serve(mut nginx: UnixStream, children: &Children) {
             }
             request.reserve(4096);
         };
-        let keep = request[FLAGS_AT] & KEEP_CONN != 0;
-        request[FLAGS_AT] |= KEEP_CONN;
-        let permit = children.permits.acquire().await.expect("never closed");
-        let mut child = children.free.borrow_mut().pop_front().expect("a permit per free child");
+        let keep = keep_conn(&mut request);
+        let mut child = children.take().await;
         child.write_all(&request[..end]).await.unwrap_or_else(|e| child_failed(e));
         answer.clear();
         let mut at = 0;
@@ -93,8 +79,7 @@ async fn serve(mut nginx: UnixStream, children: &Children) {
             }
             answer.reserve(4096);
         }
-        children.free.borrow_mut().push_back(child);
-        drop(permit);
+        children.give_back(child);
         if nginx.write_all(&answer).await.is_err() || !keep {
             return;
         }

@@ -3,22 +3,13 @@
 //! The same relay as relay-epoll otherwise: a task per nginx connection, FIFO children;
 //! connections accepted as there (readiness, `accept4`), their I/O through the ring.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 
-use floor_relays::{answer_end, fail, request_end, FLAGS_AT, KEEP_CONN};
+use floor_relays::{answer_end, fail, keep_conn, request_end, Children};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Semaphore;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::UnixStream;
-
-/// The children's connections that are free, and a permit for each.
-struct Children {
-    free: RefCell<VecDeque<UnixStream>>,
-    permits: Semaphore,
-}
 
 fn main() {
     let settings = floor_relays::settings();
@@ -32,13 +23,11 @@ fn main() {
         listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
         // SAFETY: the AsyncFd owns the listener, whose descriptor stays open while registered.
         let listener = unsafe { AsyncFd::register(listener) }.unwrap_or_else(|e| fail(&e.to_string()));
-        let free: VecDeque<_> = conns.into_iter().map(UnixStream::from_std).collect();
-        let children = Rc::new(Children { permits: Semaphore::new(free.len()), free: RefCell::new(free) });
+        let free = conns.into_iter().map(UnixStream::from_std);
+        let children = Rc::new(Children::new(free));
         floor_relays::ready(&settings);
-        // SIGTERM or SIGINT (callgrind.sh's), as rustfpm.
-        let signal = |kind| tokio::signal::unix::signal(kind).unwrap_or_else(|e| fail(&e.to_string()));
-        let mut term = signal(tokio::signal::unix::SignalKind::terminate());
-        let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
+        let stopped = floor_relays::stopped();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
                 ready = listener.readable() => {
@@ -53,8 +42,7 @@ fn main() {
                         Err(e) => eprintln!("relay: accept: {e}"),
                     }
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                () = &mut stopped => break,
             }
         }
     });
@@ -72,7 +60,7 @@ async fn read_more(stream: &UnixStream, mut buf: Vec<u8>) -> (io::Result<usize>,
 
 /// Relays the requests of one nginx connection, one at a time, until nginx closes it or
 /// fails (a child that fails ends the relay).
-async fn serve(nginx: UnixStream, children: &Children) {
+async fn serve(nginx: UnixStream, children: &Children<UnixStream>) {
     let child_failed = |e: io::Error| -> ! { fail(&format!("a child's connection: {e}")) };
     let mut request = Vec::with_capacity(4096);
     let mut answer = Vec::with_capacity(4096);
@@ -89,10 +77,8 @@ async fn serve(nginx: UnixStream, children: &Children) {
                 break end;
             }
         };
-        let keep = request[FLAGS_AT] & KEEP_CONN != 0;
-        request[FLAGS_AT] |= KEEP_CONN;
-        let permit = children.permits.acquire().await.expect("never closed");
-        let child = children.free.borrow_mut().pop_front().expect("a permit per free child");
+        let keep = keep_conn(&mut request);
+        let child = children.take().await;
         let (result, slice) = child.write_all(request.slice(..end)).await;
         request = slice.into_inner();
         result.unwrap_or_else(|e| child_failed(e));
@@ -110,8 +96,7 @@ async fn serve(nginx: UnixStream, children: &Children) {
                 break;
             }
         }
-        children.free.borrow_mut().push_back(child);
-        drop(permit);
+        children.give_back(child);
         let (result, buf) = nginx.write_all(answer).await;
         answer = buf;
         if result.is_err() || !keep {

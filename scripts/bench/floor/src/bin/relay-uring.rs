@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 
-use floor_relays::{answer_end, fail, request_end, FLAGS_AT, KEEP_CONN};
+use floor_relays::{answer_end, fail, keep_conn, request_end};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 const ACCEPT: u64 = 1;
@@ -184,8 +184,7 @@ impl Relay {
         c.at = at;
         let Some(end) = end else { return self.recv_nginx(id) };
         c.end = end;
-        c.keep = c.request[FLAGS_AT] & KEEP_CONN != 0;
-        c.request[FLAGS_AT] |= KEEP_CONN;
+        c.keep = keep_conn(&mut c.request);
         match self.free.pop_front() {
             Some(child) => self.start(id, child),
             None => self.waiting.push_back(id),
