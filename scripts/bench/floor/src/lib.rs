@@ -255,3 +255,19 @@ pub fn keep_conn(request: &mut [u8]) -> bool {
     request[FLAGS_AT] |= KEEP_CONN;
     keep
 }
+
+/// Spins `RELAY_SPIN_NS` nanoseconds (unset: none), once per request: a relay made to spend
+/// what rustfpm spends beyond it, to see what that much CPU per request does to latency.
+pub fn spin() {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    let spin = *SPIN.get_or_init(|| {
+        let ns = std::env::var("RELAY_SPIN_NS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        Duration::from_nanos(ns)
+    });
+    if !spin.is_zero() {
+        let start = Instant::now();
+        while start.elapsed() < spin {
+            std::hint::spin_loop();
+        }
+    }
+}

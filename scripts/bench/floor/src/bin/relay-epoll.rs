@@ -63,6 +63,7 @@ async fn serve(mut nginx: UnixStream, children: &Children<UnixStream>) {
             }
             request.reserve(4096);
         };
+        floor_relays::spin();
         let keep = keep_conn(&mut request);
         let mut child = children.take().await;
         child.write_all(&request[..end]).await.unwrap_or_else(|e| child_failed(e));
