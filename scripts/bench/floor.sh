@@ -13,7 +13,7 @@
 # Environment (defaults): RUNS=3, RELAYS="epoll uring" (relay-NAME binaries; tokio-uring too),
 #   WORKLOADS="hello keep", DURATION=5, ROUNDS=3 (bench.sh's), RUSTFPM_BIN (rustfpm's
 #   binary instead of `cargo build --release`), URING_PLAIN= (1: relay-uring without
-#   SINGLE_ISSUER and DEFER_TASKRUN), RELAY_SPIN_NS= (each relay-epoll request spins this long).
+#   SINGLE_ISSUER and DEFER_TASKRUN), RELAY_SPIN_NS= (ns of CPU each relay-epoll request spins).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
