@@ -426,7 +426,6 @@ parse_wrk() {
 	' conns="$2" "$1"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 med() { # ARRAY_NAME KEY: median of the recorded rounds, or empty
 	local -n arr=$1
 	[[ -n ${arr[$2]:-} ]] || return 0

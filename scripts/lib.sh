@@ -443,6 +443,8 @@ start_in_session() {
 }
 
 # mib KIB: "12.3 MiB".
+# median NUMBER...: the middle one (the mean of the two middle ones for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 # check VALUE OP LIMIT: ok or MISSED (OP is >=, <= or <); n/a without a value.

@@ -51,9 +51,8 @@ for ((run = 1; run <= RUNS; run++)); do
 			/^\|---/ || !/^\|/ { next }
 			# The rustfpm columns, or those of php-fpm (its master; nginx and PHP right of the "/").
 			function side(f) { gsub(/ *\/ */, " / ", f); split(f, v, " / "); return fpm ? v[2] : v[1] }
-			t == 1 { split(fpm ? $6 : $7, p, " / "); sub(/ ms$/, "", p[2]); rps[$2] = fpm ? $3 : $4; p99[$2] = p[2] }
+			t == 1 { split(fpm ? $6 : $7, p, " / "); sub(/ ms$/, "", p[2]); rps[$2] = fpm ? $3 : $4; p99[$2] = p[2]; order[++k] = $2 }
 			t == 2 { cpu[$2] = (fpm ? $4 : $3) " " side($5) " " side($6) }
-			t == 1 { order[++k] = $2 }
 			END {
 				# Files by the place of the workload in the report (its label may hold a "/").
 				for (i = 1; i <= k; i++) { w = order[i]; print rps[w], p99[w], cpu[w] >> (dir "/" name "|" i) }
@@ -63,7 +62,6 @@ for ((run = 1; run <= RUNS; run++)); do
 	done
 done
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 echo "rustfpm and minimal relays, $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs; rustfpm $(git -C "$RF_ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 echo "bench.sh ONLY=rustfpm WORKLOADS=\"$WORKLOADS\" DURATION=$DURATION ROUNDS=$ROUNDS, each run's medians; $RUNS runs of each binary in turn"
 i=0
@@ -80,7 +78,8 @@ while IFS= read -r w; do
 		row="| $name"
 		for col in 1 2 3 4 5; do
 			runs=$(awk -v c="$col" '{ printf "%s%s", (NR > 1 ? " · " : ""), $c }' "$g")
-			row+=" | $runs; **$(awk -v c="$col" '{ print $c + 0 }' "$g" | median)**"
+			mapfile -t vals < <(awk -v c="$col" '{ print $c + 0 }' "$g")
+			row+=" | $runs; **$(median "${vals[@]}")**"
 		done
 		echo "$row |"
 	done

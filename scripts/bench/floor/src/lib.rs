@@ -2,8 +2,8 @@
 //! the scheduling policy, and finding where a FastCGI request and an answer end.
 //!
 //! A relay is started as bench.sh starts rustfpm (`RELAY -t --config FILE`, `RELAY --config
-//! FILE`) and reads `listen`, `pm_max_children`, `php_cgi` (default `php-cgi`, as rustfpm's),
-//! `php_ini` and `error_log` from that file (no sections: the first of each key). It
+//! FILE`), reads that file with rustfpm's own config loader, and takes from its first pool
+//! `listen` (a unix socket), `pm_max_children`, `php_cgi` and `php_ini`, and `error_log`. It
 //! starts one php-cgi parent with that many children on a private socket (as rustfpm does),
 //! keeps one connection to each child (FCGI_KEEP_CONN), and passes each request nginx sends
 //! to a free child as it came, the answer back as it came. Nothing else: no params read, no
@@ -18,15 +18,12 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-/// FastCGI record types the relays look for.
-const FCGI_END_REQUEST: u8 = 3;
-const FCGI_STDIN: u8 = 5;
-/// Header length of every FastCGI record.
-const HEADER: usize = 8;
-/// Offset of BEGIN_REQUEST's flags in a request that starts with it.
-const FLAGS_AT: usize = HEADER + 2;
-/// BEGIN_REQUEST's keep-connection flag.
-const KEEP_CONN: u8 = 1;
+use rustfpm::config::{ListenAddr, LogTarget, Source};
+use rustfpm::fastcgi::{parse_record, RecordType, FCGI_KEEP_CONN};
+
+/// Offset of BEGIN_REQUEST's flags in a request that starts with it (after the 8-byte
+/// header and the 2-byte role).
+const FLAGS_AT: usize = 10;
 
 /// The settings a relay takes from bench.sh's rustfpm config.
 pub struct Settings {
@@ -48,21 +45,18 @@ pub fn settings() -> Settings {
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1))
         .unwrap_or_else(|| fail("usage: RELAY [-t] --config FILE"));
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
-    let value = |key: &str| {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-        })
-    };
-    let need = |key: &str| value(key).unwrap_or_else(|| fail(&format!("{path}: no {key}")));
-    let children = need("pm_max_children").parse().unwrap_or_else(|_| fail("pm_max_children: not a number"));
+    let (config, _) = Source::toml(path.into()).load().unwrap_or_else(|e| fail(&e.to_string()));
+    let pool = config.pools.first().unwrap_or_else(|| fail(&format!("{path}: no pool")));
+    let ListenAddr::Unix(listen) = &pool.listen else { fail(&format!("{path}: listen is not a unix socket")) };
     let settings = Settings {
-        listen: need("listen").into(),
-        children,
-        php_cgi: value("php_cgi").unwrap_or_else(|| "php-cgi".into()).into(),
-        php_ini: value("php_ini").map(PathBuf::from),
-        error_log: value("error_log").filter(|v| v != "stderr").map(PathBuf::from),
+        listen: listen.clone(),
+        children: pool.pm_max_children,
+        php_cgi: pool.php_cgi.clone(),
+        php_ini: pool.php_ini.clone(),
+        error_log: match &config.global.error_log {
+            LogTarget::File(path) => Some(path.clone()),
+            LogTarget::Stderr | LogTarget::Syslog => None,
+        },
     };
     if test {
         std::process::exit(0);
@@ -185,31 +179,25 @@ pub fn open_to_all(path: &std::path::Path) {
 
 /// Scans whole records of `buf` from `*at` (the start of a record) and returns where the
 /// record of type `last` with `empty` content ends, if it is in `buf`; `*at` moves past
-/// the whole records seen.
-fn scan(buf: &[u8], at: &mut usize, last: u8, empty: bool) -> Option<usize> {
-    while buf.len() >= *at + HEADER {
-        let h = &buf[*at..*at + HEADER];
-        let content = u16::from_be_bytes([h[4], h[5]]) as usize;
-        let end = *at + HEADER + content + h[6] as usize;
-        if buf.len() < end {
-            return None;
-        }
-        *at = end;
-        if h[1] == last && (!empty || content == 0) {
-            return Some(end);
+/// the whole records seen. A record rustfpm's parser refuses ends the relay.
+fn scan(buf: &[u8], at: &mut usize, last: RecordType, empty: bool) -> Option<usize> {
+    loop {
+        let (record, len) = parse_record(&buf[*at..]).unwrap_or_else(|e| fail(&e.to_string()))?;
+        *at += len;
+        if record.header.kind() == Some(last) && (!empty || record.content.is_empty()) {
+            return Some(*at);
         }
     }
-    None
 }
 
 /// Where nginx's request ends: past its empty STDIN record.
 pub fn request_end(buf: &[u8], at: &mut usize) -> Option<usize> {
-    scan(buf, at, FCGI_STDIN, true)
+    scan(buf, at, RecordType::Stdin, true)
 }
 
 /// Where a child's answer ends: past its END_REQUEST record.
 pub fn answer_end(buf: &[u8], at: &mut usize) -> Option<usize> {
-    scan(buf, at, FCGI_END_REQUEST, false)
+    scan(buf, at, RecordType::EndRequest, false)
 }
 
 /// The children's connections that are free, in the order they came back, and a permit for
@@ -251,8 +239,8 @@ pub async fn stopped() {
 
 /// Whether nginx asked to keep the connection; the request then asks the child to keep its.
 pub fn keep_conn(request: &mut [u8]) -> bool {
-    let keep = request[FLAGS_AT] & KEEP_CONN != 0;
-    request[FLAGS_AT] |= KEEP_CONN;
+    let keep = request[FLAGS_AT] & FCGI_KEEP_CONN != 0;
+    request[FLAGS_AT] |= FCGI_KEEP_CONN;
     keep
 }
 
