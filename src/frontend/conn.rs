@@ -22,10 +22,9 @@ pub const RETRY_AFTER: &str = "1";
 /// Serves one nginx connection until it closes, fails, or shutdown. Each
 /// request goes to the pool `current` holds at its start (reload swaps it).
 pub async fn serve(mut conn: Connection, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>) {
-    // The request loop's state (the proxy's included) is kilobytes: boxed
-    // once per connection, so that spawning the task and completing it move
-    // a small future instead (callgrind: -2,000 instructions per connection).
-    if let Err(e) = Box::pin(serve_requests(&mut conn, &current, &mut shutdown)).await {
+    // The request loop's state (the proxy's included) is kilobytes: the
+    // accept loop boxes the connection's whole future once (`accept_loop`).
+    if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {
             ConnError::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {

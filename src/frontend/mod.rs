@@ -139,10 +139,15 @@ pub async fn accept_loop(
             Ok(stream) => {
                 let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
                 let shed = Shed::new(&own.1, &admission.budget_pressure);
-                tokio::spawn(async move {
+                // Boxed: the connection's future is kilobytes (the proxy's state
+                // included), and spawning moves a future several times, and
+                // completing it twice more; a box moves as a pointer
+                // (callgrind.sh: 1,860 fewer instructions per new connection,
+                // 650 fewer per request on a kept one).
+                tokio::spawn(Box::pin(async move {
                     stream.serve(current, shutdown, pages_only, shed).await;
                     drop((held, done));
-                });
+                }));
             }
             Err(e) => {
                 if throttle.allow(Instant::now()) {
