@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
+use super::alarm::Alarm;
 use super::body::RequestStream;
 use super::error::ConnError;
 use super::inbuf::{InBuf, CHUNK};
@@ -73,6 +74,8 @@ pub enum Stream {
 pub struct Connection<S = Stream> {
     stream: S,
     inbuf: InBuf,
+    /// The deadlines of the reads from nginx.
+    alarm: Alarm,
     out: Vec<u8>,
     /// Accepted on `pm_status_listen`: only the status and ping pages are served.
     pages_only: bool,
@@ -87,7 +90,7 @@ impl<S> Connection<S> {
     /// A new connection over `stream`; `peer` is nginx's address, when it is
     /// known and needed; `shed` tells it when to make room.
     pub fn new(stream: S, pages_only: bool, peer: Option<IpAddr>, shed: Shed) -> Self {
-        Connection { stream, inbuf: InBuf::default(), out: Vec::new(), pages_only, peer, shed }
+        Connection { stream, inbuf: InBuf::default(), alarm: Alarm::default(), out: Vec::new(), pages_only, peer, shed }
     }
 
     /// Accepted on `pm_status_listen`: only the status and ping pages are served.
@@ -166,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // Bytes first: the branches are checked in this order instead
                 // of tokio's random one (which costs on every request).
                 biased;
-                n = self.inbuf.fill_until(&mut self.stream, clock.deadline()) => n,
+                n = self.inbuf.fill_until(&mut self.stream, &mut self.alarm, clock.deadline()) => n,
                 // Shutdown (looked at above, when idle) or pressure: one wake-up for both.
                 cutoff = self.shed.next(signalled) => {
                     if cutoff.is_some_and(|cutoff| clock.waiting_since() <= cutoff) {
@@ -279,7 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if body.ended {
                 return Ok(());
             }
-            if self.inbuf.fill_timed(&mut self.stream).await? == 0 {
+            if self.inbuf.fill_timed(&mut self.stream, &mut self.alarm).await? == 0 {
                 return Err(ConnError::UnexpectedEof);
             }
         }
@@ -312,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// still coming, without a limit once it is complete.
     pub async fn read_body(&mut self, body_coming: bool) -> io::Result<usize> {
         if body_coming {
-            self.inbuf.fill_timed(&mut self.stream).await
+            self.inbuf.fill_timed(&mut self.stream, &mut self.alarm).await
         } else {
             self.fill().await
         }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::alarm::Alarm;
+
 /// Read-chunk size once a request needs more than [`SMALL`] bytes held (a
 /// large head, a body).
 pub const CHUNK: usize = 16 * 1024;
@@ -98,26 +100,30 @@ impl InBuf {
         Ok(n)
     }
 
-    /// [`InBuf::fill`], giving up at `deadline` with `ErrorKind::TimedOut`.
+    /// [`InBuf::fill`], giving up at `deadline` (timed by the connection's
+    /// `alarm`) with `ErrorKind::TimedOut`.
     pub async fn fill_until<R: AsyncRead + Unpin>(
         &mut self,
         rd: &mut R,
+        alarm: &mut Alarm,
         deadline: Option<Instant>,
     ) -> std::io::Result<usize> {
         let Some(at) = deadline else {
             return self.fill(rd).await;
         };
-        match tokio::time::timeout_at(at.into(), self.fill(rd)).await {
-            Ok(read) => read,
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        tokio::select! {
+            // The read first: one that is ready at once needs no timer.
+            biased;
+            read = self.fill(rd) => read,
+            () = alarm.at(at) => Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
 
     /// [`InBuf::fill`], giving up after a pause of `read_timeout`, with an
     /// error that says so.
-    pub async fn fill_timed<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> std::io::Result<usize> {
+    pub async fn fill_timed<R: AsyncRead + Unpin>(&mut self, rd: &mut R, alarm: &mut Alarm) -> std::io::Result<usize> {
         let limit = self.read_timeout;
-        let read = self.fill_until(rd, limit.map(|t| Instant::now() + t)).await;
+        let read = self.fill_until(rd, alarm, limit.map(|t| Instant::now() + t)).await;
         read.map_err(|e| match (e.kind(), limit) {
             (std::io::ErrorKind::TimedOut, Some(t)) => std::io::Error::new(
                 e.kind(),
@@ -198,6 +204,21 @@ mod tests {
         assert_eq!(buf.larger(), 0, "10 pending bytes fit the small buffer");
         let from = input.len() - rest.len() - 10;
         assert_eq!(drain(&mut buf, rest).await, input[from..]);
+    }
+
+    #[tokio::test]
+    async fn a_read_ready_at_once_makes_no_timer_and_a_stalled_one_times_out() {
+        let mut buf = InBuf::default();
+        let mut alarm = Alarm::default();
+        let mut input: &[u8] = b"ready";
+        let deadline = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(buf.fill_until(&mut input, &mut alarm, deadline).await.expect("in-memory read"), 5);
+        assert!(!alarm.armed(), "no timer for a read that did not wait");
+        let (mut stalled, _peer) = tokio::io::duplex(64);
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        let err = buf.fill_until(&mut stalled, &mut alarm, soon).await.expect_err("nothing comes");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(alarm.armed());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The front end: one listener per pool (unix socket or TCP), one task per
 //! nginx connection.
 
+pub mod alarm;
 pub mod apache;
 pub mod body;
 pub mod conn;
