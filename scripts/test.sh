@@ -20,7 +20,8 @@ section "prerequisites"
 # systemd: systemd-socket-activate and systemd-analyze for the socket-activation and unit tests.
 # tmux: tests/top.rs runs `rustfpm top` in it and reads the screen.
 # man-db: tests/cli.rs renders the generated man pages with `man -l`.
-pkgs=(php8.2-cgi php8.2-fpm nginx systemd tmux man-db)
+# acl: tests/listen_sockets.rs reads listen.acl_users' entries with getfacl.
+pkgs=(php8.2-cgi php8.2-fpm nginx systemd tmux man-db acl)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
 ensure_packages "${pkgs[@]}"
