@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full check, as CI runs it (.ci/run):
-#   cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration tests).
+#   cargo fmt --check, cargo clippy -D warnings, cargo test (unit + integration tests), and
+#   fmt + clippy of scripts/bench/floor (the benchmark relays, a workspace of their own).
 #
 #   scripts/test.sh        # as root on a fresh Debian bookworm: installs what is missing
 #
@@ -57,10 +58,14 @@ run_step() {
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --all-targets -- -D warnings
 run_step test cargo test --all-targets "$@" -- --test-threads="$TEST_THREADS"
+# The floor relays (scripts/bench/floor.sh's measuring tools) are a workspace of their own
+# that builds against rustfpm's library: checked here so that a change to either shows.
+floor=scripts/bench/floor/Cargo.toml
+run_step floor bash -c "cargo fmt --manifest-path $floor -- --check && cargo clippy --manifest-path $floor --all-targets -- -D warnings"
 
 section "summary"
 if ((${#failed[@]})); then
 	echo "FAILED: ${failed[*]}"
 	exit 1
 fi
-echo "all checks passed (fmt, clippy, test)"
+echo "all checks passed (fmt, clippy, test, floor)"
