@@ -10,7 +10,8 @@
 #   scripts/bench/floor.sh             # as root; ~3 minutes per run of the four
 #   RELAYS="epoll uring" RUNS=5 scripts/bench/floor.sh
 #
-# Environment (defaults): RUNS=3, RELAYS="epoll uring" (relay-NAME binaries; tokio-uring too),
+# Environment (defaults): RUNS=3, RELAYS="epoll uring" (relay-NAME binaries; tokio-uring and
+#   epoll-ro, relay-epoll with sockets registered for reading only, too),
 #   WORKLOADS="hello keep", DURATION=5, ROUNDS=3 (bench.sh's), RUSTFPM_BIN (rustfpm's
 #   binary instead of `cargo build --release`), URING_PLAIN= (1: relay-uring without
 #   SINGLE_ISSUER and DEFER_TASKRUN), RELAY_SPIN_NS= (ns of CPU each relay-epoll request spins).
