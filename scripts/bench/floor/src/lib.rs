@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustfpm::config::{ListenAddr, LogTarget, Source};
 use rustfpm::fastcgi::{parse_record, RecordType, FCGI_KEEP_CONN};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Offset of BEGIN_REQUEST's flags in a request that starts with it (after the 8-byte
 /// header and the 2-byte role).
@@ -256,6 +257,49 @@ pub fn spin() {
         let start = Instant::now();
         while start.elapsed() < spin {
             std::hint::spin_loop();
+        }
+    }
+}
+
+/// Relays the requests of one nginx connection, one at a time, until nginx closes it or
+/// fails (a child that fails ends the relay): the tokio relays' loop (relay-epoll's
+/// streams and relay-epoll-ro's sockets).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut nginx: S, children: &Children<S>) {
+    let child_failed = |e: io::Error| -> ! { fail(&format!("a child's connection: {e}")) };
+    let mut request = Vec::with_capacity(4096);
+    let mut answer = Vec::with_capacity(4096);
+    loop {
+        request.clear();
+        let mut at = 0;
+        let end = loop {
+            if !matches!(nginx.read_buf(&mut request).await, Ok(1..)) {
+                return; // nginx closed or failed (between requests, or gave up on one)
+            }
+            if let Some(end) = request_end(&request, &mut at) {
+                break end;
+            }
+            request.reserve(4096);
+        };
+        spin();
+        let keep = keep_conn(&mut request);
+        let mut child = children.take().await;
+        child.write_all(&request[..end]).await.unwrap_or_else(|e| child_failed(e));
+        answer.clear();
+        let mut at = 0;
+        loop {
+            match child.read_buf(&mut answer).await {
+                Ok(0) => child_failed(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => child_failed(e),
+            }
+            if answer_end(&answer, &mut at).is_some() {
+                break;
+            }
+            answer.reserve(4096);
+        }
+        children.give_back(child);
+        if nginx.write_all(&answer).await.is_err() || !keep {
+            return;
         }
     }
 }

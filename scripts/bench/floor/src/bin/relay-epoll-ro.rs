@@ -6,11 +6,13 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{ready, Context, Poll};
 
-use floor_relays::{answer_end, fail, keep_conn, request_end, Children};
+use floor_relays::{fail, serve, Children};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
 /// Registers `inner` with the runtime for `interest`.
 fn register<T: std::os::fd::AsRawFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
@@ -34,49 +36,49 @@ impl Socket {
     fn fd(&self) -> &AsyncFd<UnixStream> {
         self.fd.as_ref().expect("registered")
     }
+}
 
-    /// Appends what one read gives (waiting for it); 0 at EOF.
-    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(4096);
-        }
+impl AsyncRead for Socket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
-            let mut guard = self.fd().readable().await?;
-            let start = buf.len();
-            buf.resize(buf.capacity(), 0);
-            let read = guard.try_io(|s| s.get_ref().read(&mut buf[start..]));
-            match read {
-                Ok(Ok(n)) => {
-                    buf.truncate(start + n);
-                    return Ok(n);
+            let mut guard = ready!(self.fd().poll_read_ready(cx))?;
+            match guard.try_io(|s| s.get_ref().read(buf.initialize_unfilled())) {
+                Ok(read) => {
+                    buf.advance(read?);
+                    return Poll::Ready(Ok(()));
                 }
-                Ok(Err(e)) => {
-                    buf.truncate(start);
-                    return Err(e);
-                }
-                Err(_would_block) => buf.truncate(start),
+                Err(_would_block) => continue,
             }
         }
     }
+}
 
-    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            match self.fd().get_ref().write(data) {
-                Ok(n) => data = &data[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !self.writable {
-                        let s = self.fd.take().expect("registered").into_inner();
-                        self.fd = Some(register(s, Interest::READABLE | Interest::WRITABLE)?);
-                        self.writable = true;
-                    }
-                    let mut guard = self.fd().writable().await?;
-                    guard.clear_ready();
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+impl AsyncWrite for Socket {
+    /// Writes at once; a write that would block registers the socket for writing too
+    /// (once) and waits until it can.
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            match this.fd().get_ref().write(data) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                written => return Poll::Ready(written),
             }
+            if !this.writable {
+                let s = this.fd.take().expect("registered").into_inner();
+                this.fd = Some(register(s, Interest::READABLE | Interest::WRITABLE)?);
+                this.writable = true;
+            }
+            ready!(this.fd().poll_write_ready(cx))?.clear_ready();
         }
-        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.fd().get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -123,44 +125,4 @@ fn main() {
             }
         }
     });
-}
-
-/// Relays the requests of one nginx connection, one at a time, until nginx closes it or
-/// fails (a child that fails ends the relay).
-async fn serve(mut nginx: Socket, children: &Children<Socket>) {
-    let child_failed = |e: io::Error| -> ! { fail(&format!("a child's connection: {e}")) };
-    let mut request = Vec::with_capacity(4096);
-    let mut answer = Vec::with_capacity(4096);
-    loop {
-        request.clear();
-        let mut at = 0;
-        let end = loop {
-            if !matches!(nginx.read_buf(&mut request).await, Ok(1..)) {
-                return; // nginx closed or failed (between requests, or gave up on one)
-            }
-            if let Some(end) = request_end(&request, &mut at) {
-                break end;
-            }
-        };
-        floor_relays::spin();
-        let keep = keep_conn(&mut request);
-        let mut child = children.take().await;
-        child.write_all(&request[..end]).await.unwrap_or_else(|e| child_failed(e));
-        answer.clear();
-        let mut at = 0;
-        loop {
-            match child.read_buf(&mut answer).await {
-                Ok(0) => child_failed(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
-                Err(e) => child_failed(e),
-            }
-            if answer_end(&answer, &mut at).is_some() {
-                break;
-            }
-        }
-        children.give_back(child);
-        if nginx.write_all(&answer).await.is_err() || !keep {
-            return;
-        }
-    }
 }
