@@ -201,6 +201,16 @@ pub fn answer_end(buf: &[u8], at: &mut usize) -> Option<usize> {
     scan(buf, at, RecordType::EndRequest, false)
 }
 
+/// A relay's start: its settings read, itself under SCHED_BATCH, php-cgi started (with a
+/// connection to each child) and nginx's socket bound.
+pub fn start() -> (Settings, Php, Vec<UnixStream>, std::os::unix::net::UnixListener) {
+    let settings = settings();
+    sched_batch();
+    let (php, conns) = Php::start(&settings);
+    let listener = bind(&settings.listen);
+    (settings, php, conns, listener)
+}
+
 /// The children's connections that are free, in the order they came back, and a permit for
 /// each: a request takes the one free longest, or waits its turn (the semaphore is FIFO).
 pub struct Children<S> {

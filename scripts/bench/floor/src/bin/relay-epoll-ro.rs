@@ -83,10 +83,7 @@ impl AsyncWrite for Socket {
 }
 
 fn main() {
-    let settings = floor_relays::settings();
-    floor_relays::sched_batch();
-    let (_php, conns) = floor_relays::Php::start(&settings);
-    let listener = floor_relays::bind(&settings.listen);
+    let (settings, _php, conns, listener) = floor_relays::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap_or_else(|e| fail(&e.to_string()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {

@@ -8,10 +8,7 @@ use floor_relays::{fail, serve, Children};
 use tokio::net::{UnixListener, UnixStream};
 
 fn main() {
-    let settings = floor_relays::settings();
-    floor_relays::sched_batch();
-    let (_php, conns) = floor_relays::Php::start(&settings);
-    let listener = floor_relays::bind(&settings.listen);
+    let (settings, _php, conns, listener) = floor_relays::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap_or_else(|e| fail(&e.to_string()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {

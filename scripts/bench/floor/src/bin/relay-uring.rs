@@ -43,10 +43,7 @@ struct Relay {
 }
 
 fn main() {
-    let settings = floor_relays::settings();
-    floor_relays::sched_batch();
-    let (_php, conns) = floor_relays::Php::start(&settings);
-    let listener = floor_relays::bind(&settings.listen);
+    let (settings, _php, conns, listener) = floor_relays::start();
     // SIGTERM and SIGINT (callgrind.sh's) are read from a signalfd; blocked only now, so
     // php-cgi does not inherit the mask (a blocked signal is queued even where a shell
     // started the relay with SIGINT ignored).
