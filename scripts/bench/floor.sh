@@ -14,7 +14,8 @@
 #   epoll-ro, relay-epoll with sockets registered for reading only, too),
 #   WORKLOADS="hello keep", DURATION=5, ROUNDS=3 (bench.sh's), RUSTFPM_BIN (rustfpm's
 #   binary instead of `cargo build --release`), URING_PLAIN= (1: relay-uring without
-#   SINGLE_ISSUER and DEFER_TASKRUN), RELAY_SPIN_NS= (ns of CPU each relay-epoll request spins).
+#   SINGLE_ISSUER and DEFER_TASKRUN), RELAY_SPIN_NS= (ns of CPU each relay-epoll request spins),
+#   RELAY_TIMERS= (1: the tokio relays run tokio's time driver and time out every read, 300 s).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"

@@ -271,6 +271,32 @@ pub fn spin() {
     }
 }
 
+/// Whether `RELAY_TIMERS` is set: each read of the tokio relays then runs under a tokio
+/// timeout (300 s), as rustfpm's reads from nginx did before its alarm, and the runtime has
+/// tokio's time driver, as rustfpm's has. What a timer per read and the driver cost.
+pub fn timers() -> bool {
+    static TIMERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TIMERS.get_or_init(|| std::env::var_os("RELAY_TIMERS").is_some_and(|v| !v.is_empty()))
+}
+
+/// A current-thread runtime, with tokio's time driver under `RELAY_TIMERS`.
+pub fn runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_io();
+    if timers() {
+        builder.enable_time();
+    }
+    builder.build().unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+/// `read`, under a 300 s timeout when `RELAY_TIMERS` is set (a timeout fails the read).
+async fn timed(read: impl std::future::Future<Output = io::Result<usize>>) -> io::Result<usize> {
+    if !timers() {
+        return read.await;
+    }
+    tokio::time::timeout(Duration::from_secs(300), read).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
 /// Relays the requests of one nginx connection, one at a time, until nginx closes it or
 /// fails (a child that fails ends the relay): the tokio relays' loop (relay-epoll's
 /// streams and relay-epoll-ro's sockets).
@@ -282,7 +308,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut nginx: S, children: &C
         request.clear();
         let mut at = 0;
         let end = loop {
-            if !matches!(nginx.read_buf(&mut request).await, Ok(1..)) {
+            if !matches!(timed(nginx.read_buf(&mut request)).await, Ok(1..)) {
                 return; // nginx closed or failed (between requests, or gave up on one)
             }
             if let Some(end) = request_end(&request, &mut at) {
@@ -297,7 +323,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut nginx: S, children: &C
         answer.clear();
         let mut at = 0;
         loop {
-            match child.read_buf(&mut answer).await {
+            match timed(child.read_buf(&mut answer)).await {
                 Ok(0) => child_failed(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => {}
                 Err(e) => child_failed(e),

@@ -9,7 +9,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 fn main() {
     let (settings, _php, conns, listener) = floor_relays::start();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap_or_else(|e| fail(&e.to_string()));
+    let rt = floor_relays::runtime();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let free = conns
