@@ -211,6 +211,29 @@ fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
     hello_once(&site, &fpm).unwrap();
 }
 
+/// The idle time counts from the end of the last request: a connection kept busy for longer
+/// than `listen_idle_timeout` since its first wait stays open (its timer, set at that first
+/// wait, fires early and is set again for the current wait: `frontend/alarm.rs`).
+#[test]
+fn listen_idle_timeout_counts_from_the_last_request_not_the_first() {
+    let site = Site::new();
+    let fpm = start(&site, 1, "", "listen_idle_timeout = \"2s\"\nrequest_read_timeout = \"60s\"");
+    let mut kept = UnixStream::connect(&fpm.socket).unwrap();
+    hello(&site, &mut kept).unwrap();
+    let first = Instant::now();
+    let mut served = 1;
+    // A request every 0.4 s, until the first idle wait's deadline is well past.
+    while first.elapsed() < Duration::from_millis(3500) {
+        std::thread::sleep(Duration::from_millis(400));
+        hello(&site, &mut kept).unwrap_or_else(|e| panic!("request {served} on the kept connection: {e}"));
+        served += 1;
+    }
+    assert!(!fpm.log_text().contains("idle connection closed"), "{}", fpm.log_text());
+    // Idle from now: closed after its 2 s.
+    assert!(wait_closed(&mut kept, HANG).is_some(), "an idle kept-alive connection was kept open");
+    assert!(fpm.log_text().contains("idle connection closed after listen_idle_timeout"), "{}", fpm.log_text());
+}
+
 #[test]
 fn a_graceful_stop_closes_connections_waiting_for_a_request_at_once() {
     let site = Site::new();
