@@ -211,6 +211,36 @@ fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
     hello_once(&site, &fpm).unwrap();
 }
 
+/// `request_read_timeout` bounds each pause in a body, not the whole body: one that comes in
+/// pieces 0.4 s apart for 3.5 s under a 2 s timeout is read to its end, and the connection
+/// serves the next request (its timer, set at the first pause, fires early and is set again).
+#[test]
+fn a_body_that_keeps_coming_is_read_past_request_read_timeout() {
+    let site = Site::new();
+    let fpm = start(&site, 1, "", "request_read_timeout = \"2s\"\nlisten_idle_timeout = \"0\"");
+    // rustfpm answers 404 itself and then reads the body to drop it.
+    let mut head = request(&site, "no-such-script.php", true);
+    head.truncate(head.len() - 8); // without the empty STDIN record that ends the body
+    let mut s = UnixStream::connect(&fpm.socket).unwrap();
+    s.write_all(&head).unwrap();
+    let reply = read_reply(&mut s, HANG).unwrap();
+    assert!(reply.contains("404"), "{reply}");
+    let started = Instant::now();
+    let mut pieces = 0;
+    while started.elapsed() < Duration::from_millis(3500) {
+        std::thread::sleep(Duration::from_millis(400));
+        let mut piece = Vec::new();
+        encode_stream(&mut piece, RecordType::Stdin, 1, b"a piece of a slow body");
+        s.write_all(&piece).unwrap_or_else(|e| panic!("body piece {pieces}: {e}"));
+        pieces += 1;
+    }
+    let mut end = Vec::new();
+    encode_stream(&mut end, RecordType::Stdin, 1, b"");
+    s.write_all(&end).unwrap();
+    hello(&site, &mut s).unwrap_or_else(|e| panic!("the next request after a {pieces}-piece body: {e}"));
+    assert!(!fpm.log_text().contains("request_read_timeout"), "{}", fpm.log_text());
+}
+
 /// The idle time counts from the end of the last request: a connection kept busy for longer
 /// than `listen_idle_timeout` since its first wait stays open (its timer, set at that first
 /// wait, fires early and is set again for the current wait: `frontend/alarm.rs`).
