@@ -1,5 +1,6 @@
-//! What both relays share: the few lines of a rustfpm config they read, php-cgi's start,
-//! the scheduling policy, and finding where a FastCGI request and an answer end.
+//! What the relays share: the few lines of a rustfpm config they read, php-cgi's start,
+//! the scheduling policy, accepting, finding where a FastCGI request and an answer end, and
+//! the tokio relays' loop.
 //!
 //! A relay is started as bench.sh starts rustfpm (`RELAY -t --config FILE`, `RELAY --config
 //! FILE`), reads that file with rustfpm's own config loader, and takes from its first pool
@@ -8,10 +9,12 @@
 //! keeps one connection to each child (FCGI_KEEP_CONN), and passes each request nginx sends
 //! to a free child as it came, the answer back as it came. Nothing else: no params read, no
 //! timeouts, no status, no logs. That is the floor: what a relay costs with nothing done.
+//! Two knobs add work for experiments: `RELAY_SPIN_NS` ([`spin`]) and `RELAY_TIMERS`
+//! ([`timers`]).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -20,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use rustfpm::config::{ListenAddr, LogTarget, Source};
 use rustfpm::fastcgi::{parse_record, RecordType, FCGI_KEEP_CONN};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 
 /// Offset of BEGIN_REQUEST's flags in a request that starts with it (after the 8-byte
 /// header and the 2-byte role).
@@ -164,10 +168,9 @@ impl Drop for Php {
 }
 
 /// Binds the socket nginx connects to, open to every user (nginx runs as www-data).
-pub fn bind(path: &std::path::Path) -> std::os::unix::net::UnixListener {
+pub fn bind(path: &std::path::Path) -> UnixListener {
     let _ = std::fs::remove_file(path);
-    let listener =
-        std::os::unix::net::UnixListener::bind(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+    let listener = UnixListener::bind(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
     open_to_all(path);
     listener
 }
@@ -203,12 +206,32 @@ pub fn answer_end(buf: &[u8], at: &mut usize) -> Option<usize> {
 
 /// A relay's start: its settings read, itself under SCHED_BATCH, php-cgi started (with a
 /// connection to each child) and nginx's socket bound.
-pub fn start() -> (Settings, Php, Vec<UnixStream>, std::os::unix::net::UnixListener) {
+pub fn start() -> (Settings, Php, Vec<UnixStream>, UnixListener) {
     let settings = settings();
     sched_batch();
     let (php, conns) = Php::start(&settings);
     let listener = bind(&settings.listen);
     (settings, php, conns, listener)
+}
+
+/// `listener`, non-blocking and registered with the current tokio runtime for [`accept`]
+/// (std's accept: nothing registered per connection by tokio).
+pub fn register_listener(listener: UnixListener) -> AsyncFd<UnixListener> {
+    listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
+    // SAFETY: the AsyncFd owns the listener, whose descriptor stays open while registered.
+    unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }.unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+/// The next connection nginx makes (a failed accept is reported and the wait goes on).
+pub async fn accept(listener: &AsyncFd<UnixListener>) -> UnixStream {
+    loop {
+        let mut ready = listener.readable().await.unwrap_or_else(|e| fail(&e.to_string()));
+        match listener.get_ref().accept() {
+            Ok((nginx, _)) => return nginx,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(e) => eprintln!("relay: accept: {e}"),
+        }
+    }
 }
 
 /// The children's connections that are free, in the order they came back, and a permit for
@@ -272,8 +295,9 @@ pub fn spin() {
 }
 
 /// Whether `RELAY_TIMERS` is set: each read of the tokio relays then runs under a tokio
-/// timeout (300 s), as rustfpm's reads from nginx did before its alarm, and the runtime has
-/// tokio's time driver, as rustfpm's has. What a timer per read and the driver cost.
+/// timeout (300 s), the child's as well as nginx's (rustfpm, before its alarm, timed only
+/// nginx's), and the runtime has tokio's time driver, as rustfpm's has. What a timer per
+/// read and the driver cost.
 pub fn timers() -> bool {
     static TIMERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *TIMERS.get_or_init(|| std::env::var_os("RELAY_TIMERS").is_some_and(|v| !v.is_empty()))

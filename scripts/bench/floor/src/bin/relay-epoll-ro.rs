@@ -5,7 +5,7 @@
 //! Otherwise as relay-epoll: what the difference is worth.
 
 use std::io::{self, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -90,33 +90,16 @@ fn main() {
         let free =
             conns.into_iter().map(Socket::new).collect::<io::Result<Vec<_>>>().unwrap_or_else(|e| fail(&e.to_string()));
         let children = Rc::new(Children::new(free));
-        listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
-        let listener: AsyncFd<UnixListener> =
-            register(listener, Interest::READABLE).unwrap_or_else(|e| fail(&e.to_string()));
+        let listener = floor_relays::register_listener(listener);
         floor_relays::ready(&settings);
         let stopped = floor_relays::stopped();
         tokio::pin!(stopped);
         loop {
             tokio::select! {
-                guard = listener.readable() => {
-                    let mut guard = guard.unwrap_or_else(|e| fail(&e.to_string()));
-                    loop {
-                        match guard.get_inner().accept() {
-                            Ok((nginx, _)) => {
-                                let children = children.clone();
-                                let nginx = Socket::new(nginx).unwrap_or_else(|e| fail(&e.to_string()));
-                                tokio::task::spawn_local(async move { serve(nginx, &children).await });
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                guard.clear_ready();
-                                break;
-                            }
-                            Err(e) => {
-                                eprintln!("relay: accept: {e}");
-                                break;
-                            }
-                        }
-                    }
+                nginx = floor_relays::accept(&listener) => {
+                    let nginx = Socket::new(nginx).unwrap_or_else(|e| fail(&e.to_string()));
+                    let children = children.clone();
+                    tokio::task::spawn_local(async move { serve(nginx, &children).await });
                 }
                 () = &mut stopped => break,
             }

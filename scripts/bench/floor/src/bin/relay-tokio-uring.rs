@@ -7,22 +7,15 @@ use std::io;
 use std::rc::Rc;
 
 use floor_relays::{answer_end, fail, keep_conn, request_end, Children};
-use tokio::io::unix::AsyncFd;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::UnixStream;
 
 fn main() {
-    let settings = floor_relays::settings();
-    floor_relays::sched_batch();
-    let (_php, conns) = floor_relays::Php::start(&settings);
-    let _ = std::fs::remove_file(&settings.listen);
+    let (settings, _php, conns, listener) = floor_relays::start();
+    // tokio-uring's own bind sets SO_REUSEPORT, which unix sockets refuse: std's listener,
+    // accepted on tokio's readiness (no registration per connection), I/O through the ring.
     tokio_uring::start(async move {
-        // tokio-uring's own bind sets SO_REUSEPORT, which unix sockets refuse; accepting is
-        // tokio's readiness and std's accept (no registration per connection).
-        let listener = floor_relays::bind(&settings.listen);
-        listener.set_nonblocking(true).unwrap_or_else(|e| fail(&e.to_string()));
-        // SAFETY: the AsyncFd owns the listener, whose descriptor stays open while registered.
-        let listener = unsafe { AsyncFd::register(listener) }.unwrap_or_else(|e| fail(&e.to_string()));
+        let listener = floor_relays::register_listener(listener);
         let free = conns.into_iter().map(UnixStream::from_std);
         let children = Rc::new(Children::new(free));
         floor_relays::ready(&settings);
@@ -30,17 +23,10 @@ fn main() {
         tokio::pin!(stopped);
         loop {
             tokio::select! {
-                ready = listener.readable() => {
-                    let mut ready = ready.unwrap_or_else(|e| fail(&e.to_string()));
-                    match listener.get_ref().accept() {
-                        Ok((nginx, _)) => {
-                            let nginx = UnixStream::from_std(nginx);
-                            let children = children.clone();
-                            tokio_uring::spawn(async move { serve(nginx, &children).await });
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-                        Err(e) => eprintln!("relay: accept: {e}"),
-                    }
+                nginx = floor_relays::accept(&listener) => {
+                    let nginx = UnixStream::from_std(nginx);
+                    let children = children.clone();
+                    tokio_uring::spawn(async move { serve(nginx, &children).await });
                 }
                 () = &mut stopped => break,
             }
