@@ -119,6 +119,36 @@ fn wait_closed(s: &mut UnixStream, limit: Duration) -> Option<Duration> {
     }
 }
 
+/// A connection whose request (for a script that does not exist) rustfpm has answered 404
+/// while its body is still coming: the head and, if given, `first` piece of the body were
+/// sent, without the empty STDIN record that ends a body (rustfpm then reads the body to
+/// drop it).
+fn answered_with_body_coming(site: &Site, fpm: &Rustfpm, first: Option<&[u8]>) -> UnixStream {
+    let mut head = request(site, "no-such-script.php", true);
+    head.truncate(head.len() - 8); // without the empty STDIN record that ends the body
+    if let Some(piece) = first {
+        encode_stream(&mut head, RecordType::Stdin, 1, piece);
+    }
+    let mut s = UnixStream::connect(&fpm.socket).unwrap();
+    s.write_all(&head).unwrap();
+    let reply = read_reply(&mut s, HANG).unwrap();
+    assert!(reply.contains("404"), "{reply}");
+    s
+}
+
+/// Calls `f` with 0, 1, 2, ... every `every`, until `total` has passed since the first call's
+/// wait began; returns how many calls were made.
+fn every_until(every: Duration, total: Duration, mut f: impl FnMut(usize)) -> usize {
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < total {
+        std::thread::sleep(every);
+        f(calls);
+        calls += 1;
+    }
+    calls
+}
+
 /// Lines of rustfpm's log that contain `needle`.
 fn log_lines(fpm: &Rustfpm, needle: &str) -> usize {
     fpm.log_text().lines().filter(|l| l.contains(needle)).count()
@@ -186,14 +216,8 @@ fn silent_and_slowloris_connections_are_closed_after_request_read_timeout() {
 fn a_request_body_that_stops_coming_is_dropped_after_request_read_timeout() {
     let site = Site::new();
     let fpm = start(&site, 1, "", "request_read_timeout = \"2s\"\nlisten_idle_timeout = \"0\"");
-    // rustfpm answers 404 itself and reads the body to drop it; the body stops half-way.
-    let mut head = request(&site, "no-such-script.php", true);
-    head.truncate(head.len() - 8); // without the empty STDIN record that ends the body
-    encode_stream(&mut head, RecordType::Stdin, 1, b"half a body");
-    let mut s = UnixStream::connect(&fpm.socket).unwrap();
-    s.write_all(&head).unwrap();
-    let reply = read_reply(&mut s, HANG).unwrap();
-    assert!(reply.contains("404"), "{reply}");
+    // The body stops half-way.
+    let mut s = answered_with_body_coming(&site, &fpm, Some(b"half a body"));
     assert!(wait_closed(&mut s, HANG).is_some(), "a connection whose body stopped was kept open");
     hello_once(&site, &fpm).unwrap();
 }
@@ -218,22 +242,12 @@ fn an_idle_kept_alive_connection_is_closed_after_listen_idle_timeout() {
 fn a_body_that_keeps_coming_is_read_past_request_read_timeout() {
     let site = Site::new();
     let fpm = start(&site, 1, "", "request_read_timeout = \"2s\"\nlisten_idle_timeout = \"0\"");
-    // rustfpm answers 404 itself and then reads the body to drop it.
-    let mut head = request(&site, "no-such-script.php", true);
-    head.truncate(head.len() - 8); // without the empty STDIN record that ends the body
-    let mut s = UnixStream::connect(&fpm.socket).unwrap();
-    s.write_all(&head).unwrap();
-    let reply = read_reply(&mut s, HANG).unwrap();
-    assert!(reply.contains("404"), "{reply}");
-    let started = Instant::now();
-    let mut pieces = 0;
-    while started.elapsed() < Duration::from_millis(3500) {
-        std::thread::sleep(Duration::from_millis(400));
+    let mut s = answered_with_body_coming(&site, &fpm, None);
+    let pieces = every_until(Duration::from_millis(400), Duration::from_millis(3500), |i| {
         let mut piece = Vec::new();
         encode_stream(&mut piece, RecordType::Stdin, 1, b"a piece of a slow body");
-        s.write_all(&piece).unwrap_or_else(|e| panic!("body piece {pieces}: {e}"));
-        pieces += 1;
-    }
+        s.write_all(&piece).unwrap_or_else(|e| panic!("body piece {i}: {e}"));
+    });
     let mut end = Vec::new();
     encode_stream(&mut end, RecordType::Stdin, 1, b"");
     s.write_all(&end).unwrap();
@@ -250,14 +264,10 @@ fn listen_idle_timeout_counts_from_the_last_request_not_the_first() {
     let fpm = start(&site, 1, "", "listen_idle_timeout = \"2s\"\nrequest_read_timeout = \"60s\"");
     let mut kept = UnixStream::connect(&fpm.socket).unwrap();
     hello(&site, &mut kept).unwrap();
-    let first = Instant::now();
-    let mut served = 1;
     // A request every 0.4 s, until the first idle wait's deadline is well past.
-    while first.elapsed() < Duration::from_millis(3500) {
-        std::thread::sleep(Duration::from_millis(400));
-        hello(&site, &mut kept).unwrap_or_else(|e| panic!("request {served} on the kept connection: {e}"));
-        served += 1;
-    }
+    every_until(Duration::from_millis(400), Duration::from_millis(3500), |i| {
+        hello(&site, &mut kept).unwrap_or_else(|e| panic!("request {} on the kept connection: {e}", i + 1));
+    });
     assert!(!fpm.log_text().contains("idle connection closed"), "{}", fpm.log_text());
     // Idle from now: closed after its 2 s.
     assert!(wait_closed(&mut kept, HANG).is_some(), "an idle kept-alive connection was kept open");
