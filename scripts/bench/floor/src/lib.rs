@@ -223,7 +223,7 @@ pub fn register_listener(listener: UnixListener) -> AsyncFd<UnixListener> {
 }
 
 /// The next connection nginx makes (a failed accept is reported and the wait goes on).
-pub async fn accept(listener: &AsyncFd<UnixListener>) -> UnixStream {
+async fn accept(listener: &AsyncFd<UnixListener>) -> UnixStream {
     loop {
         let mut ready = listener.readable().await.unwrap_or_else(|e| fail(&e.to_string()));
         match listener.get_ref().accept() {
@@ -319,6 +319,24 @@ async fn timed(read: impl std::future::Future<Output = io::Result<usize>>) -> io
         return read.await;
     }
     tokio::time::timeout(Duration::from_secs(300), read).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Says the relay is ready, then gives each connection nginx makes ([`accept`]) to `each`,
+/// until SIGTERM or SIGINT.
+pub async fn accept_until_stopped(
+    settings: &Settings,
+    listener: &AsyncFd<UnixListener>,
+    mut each: impl FnMut(UnixStream),
+) {
+    ready(settings);
+    let stopped = stopped();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            nginx = accept(listener) => each(nginx),
+            () = &mut stopped => return,
+        }
+    }
 }
 
 /// Relays the requests of one nginx connection, one at a time, until nginx closes it or

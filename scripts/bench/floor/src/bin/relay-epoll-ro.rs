@@ -91,18 +91,11 @@ fn main() {
             conns.into_iter().map(Socket::new).collect::<io::Result<Vec<_>>>().unwrap_or_else(|e| fail(&e.to_string()));
         let children = Rc::new(Children::new(free));
         let listener = floor_relays::register_listener(listener);
-        floor_relays::ready(&settings);
-        let stopped = floor_relays::stopped();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                nginx = floor_relays::accept(&listener) => {
-                    let nginx = Socket::new(nginx).unwrap_or_else(|e| fail(&e.to_string()));
-                    let children = children.clone();
-                    tokio::task::spawn_local(async move { serve(nginx, &children).await });
-                }
-                () = &mut stopped => break,
-            }
-        }
+        floor_relays::accept_until_stopped(&settings, &listener, |nginx| {
+            let nginx = Socket::new(nginx).unwrap_or_else(|e| fail(&e.to_string()));
+            let children = children.clone();
+            tokio::task::spawn_local(async move { serve(nginx, &children).await });
+        })
+        .await;
     });
 }

@@ -18,19 +18,12 @@ fn main() {
         let listener = floor_relays::register_listener(listener);
         let free = conns.into_iter().map(UnixStream::from_std);
         let children = Rc::new(Children::new(free));
-        floor_relays::ready(&settings);
-        let stopped = floor_relays::stopped();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                nginx = floor_relays::accept(&listener) => {
-                    let nginx = UnixStream::from_std(nginx);
-                    let children = children.clone();
-                    tokio_uring::spawn(async move { serve(nginx, &children).await });
-                }
-                () = &mut stopped => break,
-            }
-        }
+        floor_relays::accept_until_stopped(&settings, &listener, |nginx| {
+            let nginx = UnixStream::from_std(nginx);
+            let children = children.clone();
+            tokio_uring::spawn(async move { serve(nginx, &children).await });
+        })
+        .await;
     });
 }
 
