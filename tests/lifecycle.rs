@@ -228,6 +228,33 @@ fn sigquit_finishes_in_flight_requests_then_exits() {
     assert!(left.is_empty(), "processes left alive after SIGQUIT exit: {left:?}");
 }
 
+/// A connection's task waits for the next connection when its own ends (the
+/// front end's spare tasks): after connections served side by side and one after
+/// another, the tasks left waiting end with the listener, and SIGQUIT exits at once.
+#[test]
+fn sigquit_with_idle_connection_tasks_exits() {
+    let mut stack = Stack::start();
+    for round in 0..3 {
+        // Side by side, so that several tasks are left waiting; then one after another,
+        // so that the waiting ones are handed new connections.
+        let side_by_side: Vec<_> = (0..8).map(|_| get_in_thread(stack.url("/hello.php"))).collect();
+        for handle in side_by_side {
+            let r = handle.join().unwrap().unwrap_or_else(|e| panic!("round {round}: request failed: {e}"));
+            assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        }
+        for _ in 0..8 {
+            assert_eq!(get(&stack.url("/hello.php")).status, 200, "round {round}: a request one after another");
+        }
+    }
+    let tree = live_tree(stack.fpm.pid());
+    stack.fpm.signal(libc::SIGQUIT);
+    let status = stack.fpm.wait_exit(Duration::from_secs(10));
+    let status = status.expect("rustfpm did not exit within 10 s of SIGQUIT with no request running");
+    assert!(status.success(), "rustfpm exit status after SIGQUIT: {status}");
+    let left = wait_all_dead(&tree, Duration::from_secs(2));
+    assert!(left.is_empty(), "processes left alive after SIGQUIT exit: {left:?}");
+}
+
 /// SIGTERM and SIGINT stop at once, even with a request running.
 fn fast_stop(sig: i32) {
     let mut stack = Stack::start();

@@ -23,7 +23,7 @@ pub const RETRY_AFTER: &str = "1";
 /// request goes to the pool `current` holds at its start (reload swaps it).
 pub async fn serve(mut conn: Connection, current: watch::Receiver<Arc<Pool>>, mut shutdown: watch::Receiver<bool>) {
     // The request loop's state (the proxy's included) is kilobytes: the
-    // accept loop boxes the connection's whole future once (`accept_loop`).
+    // accept loop boxes the connection's whole future once (`spare::Spares::serve`).
     if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {

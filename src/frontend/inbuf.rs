@@ -23,7 +23,7 @@ pub const SMALL: usize = 1024;
 #[derive(Debug)]
 pub struct InBuf {
     /// The small buffer, used while `big` has no capacity. Inline: the
-    /// connection's task is boxed once (`accept_loop`), where a box of its
+    /// connection's task is boxed once (`spare::Spares::serve`), where a box of its
     /// own cost an allocation per connection (callgrind.sh: 320 instructions).
     small: [u8; SMALL],
     /// End of the bytes read into `small`.

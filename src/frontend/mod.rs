@@ -1,5 +1,6 @@
 //! The front end: one listener per pool (unix socket or TCP), one task per
-//! nginx connection.
+//! nginx connection at a time (a task serves the next one when its own ends:
+//! [`spare`]).
 
 pub mod alarm;
 pub mod apache;
@@ -17,6 +18,7 @@ pub mod proxy;
 pub mod response;
 pub mod scripts;
 pub mod shed;
+pub mod spare;
 pub mod status_channel;
 pub mod stderr;
 
@@ -30,6 +32,7 @@ pub use listen::{bind, register, Acceptor, Listener, PoolListeners};
 use crate::pool::Pool;
 use limits::Throttle;
 use shed::{Pressure, Shed, SHED_AFTER};
+use spare::{Job, Spares};
 
 /// How often a listener logs that it stopped accepting, at most.
 pub const OVERLOAD_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -81,12 +84,13 @@ impl Admission {
 }
 
 /// The permits one connection holds while it is open.
-type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+pub type Held = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 /// Accepts connections until `shutdown` turns true or `current` (the pool
 /// this listener serves, replaced on reload) is closed, then drops the
-/// listener. Every connection task holds a clone of `done`, so the caller can
-/// wait for all of them by waiting for the channel to close. At the limits of
+/// listener and ends its idle connection tasks ([`spare`]). Every connection
+/// task holds a clone of `done`, so the caller can wait for all of them by
+/// waiting for the channel to close. At the limits of
 /// `admission`, new connections wait in the kernel's listen queue; so do they
 /// when `accept` fails (out of descriptors), and connections already held are
 /// served on.
@@ -103,7 +107,7 @@ pub async fn accept_loop(
 ) {
     let own = &admission.own;
     let throttle = &admission.throttle;
-    let pages_only = listener.pages_only();
+    let spares = Spares::new(listener.pages_only(), done);
     loop {
         if shutdown.has_changed().unwrap_or(true) {
             return;
@@ -138,17 +142,8 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok(stream) => {
-                let (current, shutdown, done) = (current.clone(), shutdown.clone(), done.clone());
                 let shed = Shed::new(&own.1, &admission.budget_pressure);
-                // Boxed: the connection's future is kilobytes (the proxy's state
-                // included), and spawning moves a future several times, and
-                // completing it twice more; a box moves as a pointer
-                // (callgrind.sh: 1,860 fewer instructions per new connection,
-                // 650 fewer per request on a kept one).
-                tokio::spawn(Box::pin(async move {
-                    stream.serve(current, shutdown, pages_only, shed).await;
-                    drop((held, done));
-                }));
+                spares.serve(Job { stream, held, shed, current: current.clone(), shutdown: shutdown.clone() });
             }
             Err(e) => {
                 if throttle.allow(Instant::now()) {
