@@ -5,7 +5,9 @@
 //! tick's worth at tens of thousands of requests a second) would hold up
 //! every connection for as long as the reading takes.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -16,53 +18,90 @@ use super::msg::Note;
 /// 0.5–0.7 ms: about two requests' worth of the front end's time).
 pub const NOTES_PER_READING: usize = 256;
 
+/// What both ends share: the notes written and not taken yet, in order. A
+/// lock held for a push or a swap (the reader takes all that wait at once and
+/// hands back the empty buffer it read before), where a channel paid atomic
+/// operations for each note at both ends.
+#[derive(Debug, Default)]
+struct Shared {
+    notes: Mutex<Vec<Note>>,
+    backlog: Arc<Notify>,
+    /// The reader is gone: notes are dropped.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn notes(&self) -> MutexGuard<'_, Vec<Note>> {
+        self.notes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The front end's end ([`Pool::note`](super::Pool::note)).
 #[derive(Debug)]
 pub struct NoteSender {
-    tx: crossbeam_channel::Sender<Note>,
-    backlog: Arc<Notify>,
+    shared: Arc<Shared>,
 }
 
 /// The actor's end.
 #[derive(Debug)]
 pub struct NoteReceiver {
-    rx: crossbeam_channel::Receiver<Note>,
-    backlog: Arc<Notify>,
+    shared: Arc<Shared>,
+    /// Taken from `shared` and not read yet.
+    taken: VecDeque<Note>,
 }
 
 /// A new pair of ends.
 pub fn channel() -> (NoteSender, NoteReceiver) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let backlog = Arc::new(Notify::new());
-    (NoteSender { tx, backlog: backlog.clone() }, NoteReceiver { rx, backlog })
+    let shared = Arc::new(Shared::default());
+    (NoteSender { shared: shared.clone() }, NoteReceiver { shared, taken: VecDeque::new() })
 }
 
 impl NoteSender {
     /// Writes `note`; wakes the actor if [`NOTES_PER_READING`] now wait.
     /// A note to an actor that is gone is dropped.
     pub fn send(&self, note: Note) {
-        if self.tx.send(note).is_ok() && self.tx.len() >= NOTES_PER_READING {
-            self.backlog.notify_one();
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let waiting = {
+            let mut notes = self.shared.notes();
+            notes.push(note);
+            notes.len()
+        };
+        if waiting >= NOTES_PER_READING {
+            self.shared.backlog.notify_one();
         }
     }
 
     /// How many notes wait to be read.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.tx.len()
+        self.shared.notes().len()
     }
 }
 
 impl NoteReceiver {
     /// The next note, if one waits.
-    pub fn try_recv(&self) -> Option<Note> {
-        self.rx.try_recv().ok()
+    pub fn try_recv(&mut self) -> Option<Note> {
+        if self.taken.is_empty() {
+            // The emptied buffer goes back for the next notes (capacity kept, nothing copied).
+            let empty = Vec::from(std::mem::take(&mut self.taken));
+            self.taken = VecDeque::from(std::mem::replace(&mut *self.shared.notes(), empty));
+        }
+        self.taken.pop_front()
     }
 
     /// What the actor waits on: notified once a backlog of
     /// [`NOTES_PER_READING`] has been written since it last returned.
     pub fn backlog(&self) -> Arc<Notify> {
-        self.backlog.clone()
+        self.shared.backlog.clone()
+    }
+}
+
+impl Drop for NoteReceiver {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.notes().clear();
     }
 }
 
@@ -87,7 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_backlog_wakes_the_reader_and_a_smaller_one_does_not() {
-        let (tx, rx) = channel();
+        let (tx, mut rx) = channel();
         let backlog = rx.backlog();
         for _ in 1..NOTES_PER_READING {
             tx.send(started());
