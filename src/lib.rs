@@ -3,7 +3,8 @@
 //! nginx → `frontend` (tokio) → `pool` balancer (a queue of idle workers and a
 //! FIFO semaphore) → one persistent FastCGI connection per php-cgi child, started
 //! and reaped by the `supervisor`. Worker state has one owner: the pool actor,
-//! which the front end tells of requests' starts and ends on crossbeam channels.
+//! which the front end tells of requests' starts and ends (notes the actor reads in
+//! batches, and messages on a tokio channel).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[macro_use]
