@@ -76,11 +76,17 @@ impl<'p> Lease<'p> {
         if !keep {
             worker.discard();
         }
-        // One reading of the clock: the metrics and the access log get the same duration.
-        let duration = self.started.elapsed();
-        // When the child ended the request: nginx, and so the client, may have
-        // the whole response before now, and start its next request.
-        let at = worker.ended_at().unwrap_or(self.started + duration);
+        // When the child ended the request (the exchange read the clock at its
+        // END_REQUEST): nginx, and so the client, may have the whole response before
+        // now, and start its next request. Else now, in one reading of the clock. The
+        // metrics and the access log get the same duration.
+        let (at, duration) = match worker.ended_at() {
+            Some(at) => (at, at.saturating_duration_since(self.started)),
+            None => {
+                let duration = self.started.elapsed();
+                (self.started + duration, duration)
+            }
+        };
         let (slot, access) = (worker.slot(), self.record(status, duration));
         let balancer = &self.pool.balancer;
         let same_connection = worker.is_connected() && worker.inode() == self.lent_on && self.lent_on != 0;

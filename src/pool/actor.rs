@@ -431,7 +431,8 @@ impl PoolActor {
                 s.measuring = queued && measure;
             }
         }
-        self.mark_if_due(slot);
+        // When the request ended, not when its note is read: no clock reading per request.
+        self.mark_if_due(slot, at);
         self.metrics.request(status, duration);
         self.metrics.busy(self.counters.busy);
         self.stop_children_when_idle();
@@ -450,7 +451,7 @@ impl PoolActor {
         s.last_usage = (cpu, memory);
         if measured {
             s.memory = memory;
-            self.mark_if_due(slot);
+            self.mark_if_due(slot, Instant::now());
         }
     }
 
@@ -469,9 +470,9 @@ impl PoolActor {
 
     /// Marks the child of `slot` for replacement if a limit (requests,
     /// memory, lifetime) says so; an existing mark stays.
-    fn mark_if_due(&mut self, slot: usize) {
+    fn mark_if_due(&mut self, slot: usize, now: Instant) {
         let Some(view) = self.slots.get(slot).map(Slot::view) else { return };
-        if let Some(reason) = recycle::after_request(&self.policy, &view, Instant::now()) {
+        if let Some(reason) = recycle::after_request(&self.policy, &view, now) {
             self.slots[slot].replace = Some(reason);
         }
     }
@@ -563,7 +564,7 @@ impl PoolActor {
             s.finding = false;
         }
         if recheck {
-            self.mark_if_due(slot);
+            self.mark_if_due(slot, Instant::now());
         }
         self.answer_snapshots();
         self.flush_access(Some(slot));
