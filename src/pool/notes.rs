@@ -6,7 +6,6 @@
 //! every connection for as long as the reading takes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -24,15 +23,21 @@ pub const NOTES_PER_READING: usize = 256;
 /// operations for each note at both ends.
 #[derive(Debug, Default)]
 struct Shared {
-    notes: Mutex<Vec<Note>>,
+    queue: Mutex<Queue>,
     backlog: Arc<Notify>,
+}
+
+/// The notes not taken yet, and whether anyone will take them.
+#[derive(Debug, Default)]
+struct Queue {
+    notes: Vec<Note>,
     /// The reader is gone: notes are dropped.
-    closed: AtomicBool,
+    closed: bool,
 }
 
 impl Shared {
-    fn notes(&self) -> MutexGuard<'_, Vec<Note>> {
-        self.notes.lock().unwrap_or_else(PoisonError::into_inner)
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -60,13 +65,13 @@ impl NoteSender {
     /// Writes `note`; wakes the actor if [`NOTES_PER_READING`] now wait.
     /// A note to an actor that is gone is dropped.
     pub fn send(&self, note: Note) {
-        if self.shared.closed.load(Ordering::Relaxed) {
-            return;
-        }
         let waiting = {
-            let mut notes = self.shared.notes();
-            notes.push(note);
-            notes.len()
+            let mut queue = self.shared.queue();
+            if queue.closed {
+                return;
+            }
+            queue.notes.push(note);
+            queue.notes.len()
         };
         if waiting >= NOTES_PER_READING {
             self.shared.backlog.notify_one();
@@ -76,7 +81,7 @@ impl NoteSender {
     /// How many notes wait to be read.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shared.notes().len()
+        self.shared.queue().notes.len()
     }
 }
 
@@ -86,7 +91,7 @@ impl NoteReceiver {
         if self.taken.is_empty() {
             // The emptied buffer goes back for the next notes (capacity kept, nothing copied).
             let empty = Vec::from(std::mem::take(&mut self.taken));
-            self.taken = VecDeque::from(std::mem::replace(&mut *self.shared.notes(), empty));
+            self.taken = VecDeque::from(std::mem::replace(&mut self.shared.queue().notes, empty));
         }
         self.taken.pop_front()
     }
@@ -100,8 +105,9 @@ impl NoteReceiver {
 
 impl Drop for NoteReceiver {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Relaxed);
-        self.shared.notes().clear();
+        let mut queue = self.shared.queue();
+        queue.closed = true;
+        queue.notes.clear();
     }
 }
 
