@@ -107,7 +107,7 @@ pub async fn accept_loop(
 ) {
     let own = &admission.own;
     let throttle = &admission.throttle;
-    let spares = Spares::new(listener.pages_only(), done);
+    let (pages_only, spares) = (listener.pages_only(), Spares::new(done));
     loop {
         if shutdown.has_changed().unwrap_or(true) {
             return;
@@ -143,7 +143,14 @@ pub async fn accept_loop(
         match accepted {
             Ok(stream) => {
                 let shed = Shed::new(&own.1, &admission.budget_pressure);
-                spares.serve(Job { stream, held, shed, current: current.clone(), shutdown: shutdown.clone() });
+                spares.serve(Job {
+                    stream,
+                    held,
+                    shed,
+                    current: current.clone(),
+                    shutdown: shutdown.clone(),
+                    pages_only,
+                });
             }
             Err(e) => {
                 if throttle.allow(Instant::now()) {

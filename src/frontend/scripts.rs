@@ -380,7 +380,14 @@ impl Cache {
         }
         match &mut self.last {
             Some(last) if last.root == at && last.path == path => (last.at, last.found) = (now, found),
-            last => *last = Some(Last { root: at, path: path.to_vec(), at: now, found }),
+            // Another path (a client asking for many may make this every request): its
+            // bytes go into the buffer the last one had.
+            Some(last) => {
+                last.path.clear();
+                last.path.extend_from_slice(path);
+                (last.root, last.at, last.found) = (at, now, found);
+            }
+            None => self.last = Some(Last { root: at, path: path.to_vec(), at: now, found }),
         }
     }
 

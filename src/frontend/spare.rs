@@ -38,19 +38,21 @@ pub struct Job {
     pub current: watch::Receiver<Arc<Pool>>,
     /// Shutdown, likewise.
     pub shutdown: watch::Receiver<bool>,
+    /// Accepted on `pm_status_listen`: only the status and ping pages are served.
+    pub pages_only: bool,
 }
 
 /// What a connection task does with what it is handed (a [`Job`]; the tests
 /// hand it others).
 pub trait Serve: Send + 'static {
-    /// Serves it to its end; `pages_only` is the listener's.
-    fn serve(self, pages_only: bool) -> impl Future<Output = ()> + Send;
+    /// Serves it to its end.
+    fn serve(self) -> impl Future<Output = ()> + Send;
 }
 
 impl Serve for Job {
     /// Serves the connection to its end, then returns its permits.
-    async fn serve(self, pages_only: bool) {
-        let Job { stream, held, shed, current, shutdown } = self;
+    async fn serve(self) {
+        let Job { stream, held, shed, current, shutdown, pages_only } = self;
         stream.serve(current, shutdown, pages_only, shed).await;
         drop(held);
     }
@@ -79,15 +81,13 @@ struct Slot<J> {
 /// An accept loop's handle on its idle tasks; dropping it ends them.
 pub struct Spares<J: Serve = Job> {
     idle: Arc<Mutex<Idle<J>>>,
-    pages_only: bool,
     done: mpsc::Sender<()>,
 }
 
 impl<J: Serve> Spares<J> {
-    /// No idle tasks yet. Every task holds a clone of `done` until it ends;
-    /// `pages_only` is the listener's.
-    pub fn new(pages_only: bool, done: mpsc::Sender<()>) -> Self {
-        Spares { idle: Arc::default(), pages_only, done }
+    /// No idle tasks yet. Every task holds a clone of `done` until it ends.
+    pub fn new(done: mpsc::Sender<()>) -> Self {
+        Spares { idle: Arc::default(), done }
     }
 
     /// Serves `job` in the task that went idle last, or in a new task if none waits.
@@ -99,11 +99,11 @@ impl<J: Serve> Spares<J> {
                 slot.ready.notify_one();
             }
             None => {
-                let (idle, pages_only, done) = (self.idle.clone(), self.pages_only, self.done.clone());
+                let (idle, done) = (self.idle.clone(), self.done.clone());
                 // Boxed: the future is kilobytes, and spawning moves a future several
                 // times and completing it twice more; a box moves as a pointer
                 // (callgrind.sh, 26bceca: 1,860 fewer instructions per new connection).
-                tokio::spawn(Box::pin(run(job, idle, pages_only, done)));
+                tokio::spawn(Box::pin(run(job, idle, done)));
             }
         }
     }
@@ -124,10 +124,10 @@ impl<J: Serve> Drop for Spares<J> {
 
 /// A connection task: serves `job`, then each connection it is handed, until
 /// it is not kept idle or the accept loop ends.
-async fn run<J: Serve>(mut job: J, idle: Arc<Mutex<Idle<J>>>, pages_only: bool, done: mpsc::Sender<()>) {
+async fn run<J: Serve>(mut job: J, idle: Arc<Mutex<Idle<J>>>, done: mpsc::Sender<()>) {
     let slot = Arc::new(Slot { job: Mutex::new(None), ready: Notify::new() });
     loop {
-        job.serve(pages_only).await;
+        job.serve().await;
         {
             let mut idle = lock(&idle);
             if idle.closed || idle.tasks.len() >= MAX_IDLE {
@@ -163,7 +163,7 @@ mod tests {
     }
 
     impl Serve for Probe {
-        async fn serve(self, _pages_only: bool) {
+        async fn serve(self) {
             if let Some(go) = self.go {
                 let _ = go.await;
             }
@@ -202,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_whose_job_ended_serves_the_next_one() {
         let (done, _rx) = mpsc::channel(1);
-        let spares = Spares::new(false, done);
+        let spares = Spares::new(done);
         let (first, first_by) = quick();
         spares.serve(first);
         let first_by = first_by.await.unwrap();
@@ -216,7 +216,7 @@ mod tests {
     #[tokio::test]
     async fn jobs_side_by_side_get_tasks_of_their_own_and_at_most_max_idle_wait() {
         let (done, _rx) = mpsc::channel(1);
-        let spares = Spares::new(false, done);
+        let spares = Spares::new(done);
         let mut running = Vec::new();
         for _ in 0..MAX_IDLE + 3 {
             let (job, by, go) = held();
@@ -240,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_spares_ends_the_idle_tasks() {
         let (done, mut done_rx) = mpsc::channel(1);
-        let spares = Spares::new(false, done);
+        let spares = Spares::new(done);
         let mut running = Vec::new();
         for _ in 0..3 {
             let (job, by, go) = held();
@@ -260,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_ends_its_job_after_the_spares_are_gone_ends_too() {
         let (done, mut done_rx) = mpsc::channel(1);
-        let spares = Spares::new(false, done);
+        let spares = Spares::new(done);
         let (job, by, go) = held();
         spares.serve(job);
         drop(spares);
