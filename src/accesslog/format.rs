@@ -3,6 +3,7 @@
 //! no clock (the caller passes "now").
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::access_format::{AccessFormat, CpuPart, DurationUnit, MemoryUnit, Token};
@@ -105,7 +106,7 @@ pub struct Record {
     /// Values of the format's `%{..}o` headers, in the order of [`AccessFormat::headers`].
     pub headers: Vec<Option<String>>,
     /// `%n`: the pool.
-    pub pool: String,
+    pub pool: Arc<str>,
     /// `%p`: the php-cgi child.
     pub pid: Option<i32>,
     /// `%P`: that child's parent.
@@ -119,9 +120,9 @@ pub struct Record {
 impl Record {
     /// Bytes of text the record holds.
     pub fn text_bytes(&self) -> usize {
-        let texts = [&self.user, &self.method, &self.uri, &self.query, &self.script, &self.pool];
+        let texts = [&self.user, &self.method, &self.uri, &self.query, &self.script];
         let values = self.params.iter().chain(&self.headers).flatten();
-        texts.iter().map(|s| s.len()).sum::<usize>() + values.map(String::len).sum::<usize>()
+        texts.iter().map(|s| s.len()).sum::<usize>() + self.pool.len() + values.map(String::len).sum::<usize>()
     }
 }
 

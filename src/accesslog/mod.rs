@@ -43,6 +43,8 @@ pub struct PoolLogs {
 /// Where and how a pool logs its requests.
 #[derive(Debug)]
 pub struct AccessLog {
+    /// The pool's name, shared by its records (`%n`).
+    pool: Arc<str>,
     path: Arc<Path>,
     format: Arc<AccessFormat>,
     cpu: bool,
@@ -67,6 +69,42 @@ pub struct ChildView {
     pub parent_pid: Option<i32>,
     /// The child's private memory after the request, if already measured (`pm_max_memory`).
     pub memory: Option<u64>,
+}
+
+/// The params a request's access log line, status page entry and slowlog entry show, found
+/// in one walk over its params: a pool with an access log and a status page reads them once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown<'a> {
+    /// REQUEST_METHOD
+    pub method: Option<&'a [u8]>,
+    /// REQUEST_URI (the status page's and the slowlog's)
+    pub request_uri: Option<&'a [u8]>,
+    /// SCRIPT_NAME (the access log's `%r`)
+    pub script_name: Option<&'a [u8]>,
+    /// QUERY_STRING
+    pub query: Option<&'a [u8]>,
+    /// SCRIPT_FILENAME
+    pub script_filename: Option<&'a [u8]>,
+    /// REMOTE_USER
+    pub user: Option<&'a [u8]>,
+    /// CONTENT_LENGTH
+    pub content_length: Option<&'a [u8]>,
+}
+
+impl<'a> Shown<'a> {
+    /// The values in `params` (the last of a repeated name; none of a malformed list).
+    pub fn of(params: &'a ParamsBuffer) -> Shown<'a> {
+        let [method, request_uri, script_name, query, script_filename, user, content_length] = params.get_each([
+            b"REQUEST_METHOD".as_slice(),
+            b"REQUEST_URI",
+            b"SCRIPT_NAME",
+            b"QUERY_STRING",
+            b"SCRIPT_FILENAME",
+            b"REMOTE_USER",
+            b"CONTENT_LENGTH",
+        ]);
+        Shown { method, request_uri, script_name, query, script_filename, user, content_length }
+    }
 }
 
 /// What the status page and the slowlog show of a request (collected only
@@ -103,6 +141,7 @@ impl PoolLogs {
             writer::open(path).map_err(|e| (path.clone(), e))?;
             let format = &cfg.access_format;
             logs.access = Some(AccessLog {
+                pool: Arc::from(cfg.name.as_str()),
                 path: Arc::from(path.as_path()),
                 cpu: format.uses(|t| matches!(t, Token::Cpu(_))),
                 memory: format.uses(|t| matches!(t, Token::Memory(_))),
@@ -162,29 +201,22 @@ impl PoolLogs {
 }
 
 impl AccessLog {
-    /// The record of a request about to be proxied: what its params say. `peer` is the
-    /// FastCGI client's address (None on a Unix socket); `arrived`, when its head came in.
-    pub fn start(&self, pool: &str, params: &ParamsBuffer, peer: Option<IpAddr>, arrived: Instant) -> Box<Record> {
-        let wanted = |name: &String| params.get(name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned());
-        let [user, method, uri, query, script, length] = params.get_each([
-            b"REMOTE_USER",
-            b"REQUEST_METHOD",
-            b"SCRIPT_NAME",
-            b"QUERY_STRING",
-            b"SCRIPT_FILENAME",
-            b"CONTENT_LENGTH",
-        ]);
+    /// The record of a request about to be proxied: what its params say (`shown`, found in
+    /// `params`, which holds the format's `%{..}e` too). `peer` is the FastCGI client's
+    /// address (None on a Unix socket); `arrived`, when its head came in.
+    pub fn start(&self, shown: &Shown, params: &ParamsBuffer, peer: Option<IpAddr>, arrived: Instant) -> Box<Record> {
+        let wanted = |name: &String| params.get(name.as_bytes()).map(|v| value_text(Some(v)));
         Box::new(Record {
             remote_ip: peer,
-            user: value_text(user),
-            method: value_text(method),
-            uri: value_text(uri),
-            query: value_text(query),
-            script: value_text(script),
-            content_length: value_number(length).unwrap_or(0),
+            user: value_text(shown.user),
+            method: value_text(shown.method),
+            uri: value_text(shown.script_name),
+            query: value_text(shown.query),
+            script: value_text(shown.script_filename),
+            content_length: value_number(shown.content_length).unwrap_or(0),
             accepted: SystemTime::now().checked_sub(arrived.elapsed()),
             params: self.format.params.iter().map(wanted).collect(),
-            pool: pool.to_string(),
+            pool: self.pool.clone(),
             ..Record::default()
         })
     }
@@ -296,9 +328,49 @@ mod tests {
         assert!(entry.contains("request = GET /x.php?a=1\nelapsed = 1.005 sec\n"), "{entry}");
     }
 
+    /// One walk serves the access log and the status page, each with its own URI; the
+    /// last of a repeated param wins and invalid UTF-8 is replaced.
+    #[test]
+    fn the_log_record_and_the_status_info_come_from_one_walk() {
+        let mut raw = Vec::new();
+        for (name, value) in [
+            (&b"REQUEST_METHOD"[..], &b"GET"[..]),
+            (b"SCRIPT_NAME", b"/index.php"),
+            (b"REQUEST_URI", b"/blog/?p=\xff"),
+            (b"QUERY_STRING", b"p=1"),
+            (b"SCRIPT_FILENAME", b"/srv/www/index.php"),
+            (b"REMOTE_USER", b"alice"),
+            (b"CONTENT_LENGTH", b"12"),
+            (b"REQUEST_METHOD", b"POST"),
+            (b"HTTP_X_ID", b"7"),
+        ] {
+            crate::fastcgi::encode_pair(&mut raw, name, value);
+        }
+        let mut params = ParamsBuffer::new(1024);
+        params.push(&raw).unwrap();
+        let shown = Shown::of(&params);
+        let log = AccessLog {
+            pool: Arc::from("www"),
+            path: Arc::from(Path::new("/dev/null")),
+            format: Arc::new(AccessFormat::parse("%m %r %{HTTP_X_ID}e").unwrap()),
+            cpu: false,
+            memory: false,
+            remote_ip: false,
+            suppress: Vec::new(),
+        };
+        let rec = log.start(&shown, &params, None, Instant::now());
+        assert_eq!((rec.method.as_str(), rec.uri.as_str(), rec.query.as_str()), ("POST", "/index.php", "p=1"));
+        assert_eq!((rec.script.as_str(), rec.user.as_str(), rec.content_length), ("/srv/www/index.php", "alice", 12));
+        assert_eq!((&*rec.pool, rec.params.as_slice()), ("www", &[Some("7".to_string())][..]));
+        let info = crate::frontend::pages::request_info(&shown);
+        assert_eq!((info.method.as_str(), info.uri.as_str(), info.content_length), ("POST", "/blog/?p=\u{fffd}", 12));
+        assert_eq!((info.script.as_str(), info.user.as_str()), ("/srv/www/index.php", "alice"));
+    }
+
     #[test]
     fn only_plain_successful_requests_for_listed_paths_are_suppressed() {
         let log = AccessLog {
+            pool: Arc::from("www"),
             path: Arc::from(Path::new("/dev/null")),
             format: Arc::new(AccessFormat::parse("%r").unwrap()),
             cpu: false,

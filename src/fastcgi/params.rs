@@ -294,7 +294,13 @@ impl ParamsBuffer {
 
 /// A param's value as text (invalid UTF-8 replaced), empty if absent.
 pub(crate) fn value_text(value: Option<&[u8]>) -> String {
-    String::from_utf8_lossy(value.unwrap_or_default()).into_owned()
+    let bytes = value.unwrap_or_default();
+    // Valid UTF-8 (nearly every value) is checked by `from_utf8`, whose ASCII runs go a word
+    // at a time; `from_utf8_lossy` walks it in chunks, at about twice the instructions.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// A param's value as a number (`CONTENT_LENGTH`), without allocating.

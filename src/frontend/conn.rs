@@ -14,6 +14,7 @@ use super::lease::Lease;
 use super::pages;
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
+use crate::accesslog::Shown;
 use crate::pool::{AcquireError, Pool, PoolMsg, Worker};
 
 /// Seconds nginx is told to wait before retrying after a 503.
@@ -78,9 +79,11 @@ async fn handle(
         }
     };
     let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
-    let info = wants_info.then(|| pages::request_info(&head.params));
+    let access = pool.logs.access();
+    let shown = if wants_info || access.is_some() { Shown::of(&head.params) } else { Shown::default() };
+    let info = wants_info.then(|| pages::request_info(&shown));
     let mut lease = Lease::new(&pool, worker, queued, info);
-    lease.access = pool.logs.access().map(|log| log.start(&pool.name, &head.params, conn.peer(), head.started));
+    lease.access = access.map(|log| log.start(&shown, &head.params, conn.peer(), head.started));
     match proxy::run(conn, lease, &head).await {
         Outcome::Done => Ok(head.keep_conn),
         Outcome::ChildFailed { answered } => Ok(answered && head.keep_conn),
@@ -186,7 +189,7 @@ async fn acquire(conn: &mut Connection, current: &watch::Receiver<Arc<Pool>>, mu
 fn log_alone(conn: &Connection, pool: &Pool, head: &Head, status: u16) {
     crate::metrics::answered_without_child(&pool.name, status);
     if let Some(log) = pool.logs.access() {
-        let mut record = log.start(&pool.name, &head.params, conn.peer(), head.started);
+        let mut record = log.start(&Shown::of(&head.params), &head.params, conn.peer(), head.started);
         (record.status, record.duration) = (status, head.started.elapsed());
         pool.logs.log_access(record, crate::accesslog::ChildView::default());
     }

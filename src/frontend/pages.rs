@@ -5,6 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use super::connection::{Connection, Head, Reply};
 use super::error::ConnError;
+use crate::accesslog::Shown;
 use crate::fastcgi::{value_number, value_text, ParamsBuffer};
 use crate::pool::{Pool, PoolSnapshot, RequestInfo, SlotState};
 use crate::status::{self, PoolStatus, ProcessStatus};
@@ -59,15 +60,13 @@ pub async fn answer(conn: &mut Connection, pool: &Pool, head: &Head, page: Page)
 }
 
 /// A request's details for the status page.
-pub fn request_info(params: &ParamsBuffer) -> Box<RequestInfo> {
-    let [method, uri, length, user, script] =
-        params.get_each([b"REQUEST_METHOD", b"REQUEST_URI", b"CONTENT_LENGTH", b"REMOTE_USER", b"SCRIPT_FILENAME"]);
+pub fn request_info(shown: &Shown) -> Box<RequestInfo> {
     Box::new(RequestInfo {
-        method: value_text(method),
-        uri: value_text(uri),
-        content_length: value_number(length).unwrap_or(0),
-        user: value_text(user),
-        script: value_text(script),
+        method: value_text(shown.method),
+        uri: value_text(shown.request_uri),
+        content_length: value_number(shown.content_length).unwrap_or(0),
+        user: value_text(shown.user),
+        script: value_text(shown.script_filename),
     })
 }
 
