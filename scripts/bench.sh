@@ -50,7 +50,9 @@
 #   process_sched_policy, over SCHED_POLICY's; its children keep theirs), BACKGROUND=0 (CPU-bound processes, each in a session of its own as a
 #   service would be (start_in_session), running through the whole measurement: a
 #   host that does other work besides PHP; their CPU is not counted as other processes' in
-#   the report).
+#   the report), POOL= (prod: both static pools as production runs them, each with an access
+#   log in php-fpm's default format, a status page at /status and a slowlog with a 5 s
+#   timeout, files under the temp dir; empty: no logs, no pages).
 # With WORKLOADS=burst alone, the static pools, warm-up and memory measurement are skipped.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -76,6 +78,7 @@ FRONT_END_THREADS=${FRONT_END_THREADS:-}
 SCHED_POLICY=${SCHED_POLICY:-}
 FRONT_SCHED_POLICY=${FRONT_SCHED_POLICY:-$SCHED_POLICY}
 BACKGROUND=${BACKGROUND:-0}
+POOL=${POOL:-}
 
 case $ONLY in
 "") BACKENDS=(rustfpm php-fpm) ;;
@@ -98,6 +101,7 @@ done
 	die "FRONT_END_THREADS must be empty or a positive integer (got '$FRONT_END_THREADS')"
 [[ $BACKGROUND =~ ^[0-9]+$ ]] || die "BACKGROUND must be a number of processes (got '$BACKGROUND')"
 [[ $PACED_RATE == auto || $PACED_RATE =~ ^[1-9][0-9]*$ ]] || die "PACED_RATE must be auto or a positive integer (got '$PACED_RATE')"
+[[ $POOL =~ ^(|prod)$ ]] || die "POOL must be empty or prod (got '$POOL')"
 for knob in SCHED_POLICY FRONT_SCHED_POLICY; do
 	[[ ${!knob} =~ ^(|other|batch|idle)$ ]] || die "$knob must be empty, other, batch or idle (got '${!knob}')"
 done
@@ -214,15 +218,23 @@ start_backend() {
 	RF_LAST_PID=$pid
 }
 
+# POOL=prod: what a production pool adds, the same for both (php-fpm's default access format).
+fpm_prod="" rf_prod=""
+if [[ $POOL == prod ]]; then
+	fpm_prod=$'\n'"access.log = $TMP/php-fpm-access.log"$'\n'"pm.status_path = /status"
+	fpm_prod+=$'\n'"slowlog = $TMP/php-fpm-slow.log"$'\n'"request_slowlog_timeout = 5s"
+	rf_prod=$'\n'"access_log = \"$TMP/rustfpm-access.log\""$'\n'"pm_status_path = \"/status\""
+	rf_prod+=$'\n'"slowlog = \"$TMP/rustfpm-slow.log\""$'\n'"request_slowlog_timeout = \"5s\""
+fi
 if [[ -n $WRK_WORKLOADS ]] && enabled php-fpm; then
-	fpm_conf php-fpm "$FPM_SOCK" "pm = static"$'\n'"pm.max_children = $CHILDREN" >"$TMP/php-fpm.conf"
+	fpm_conf php-fpm "$FPM_SOCK" "pm = static"$'\n'"pm.max_children = $CHILDREN$fpm_prod" >"$TMP/php-fpm.conf"
 	check_conf php-fpm "$TMP/php-fpm.conf"
 	log "starting php-fpm ($CHILDREN children)"
 	start_backend php-fpm "$TMP/php-fpm.conf" "$FPM_SOCK" php-fpm
 	FPM_PID=$RF_LAST_PID
 fi
 if [[ -n $WRK_WORKLOADS ]] && enabled rustfpm; then
-	rf_conf "$RF_SOCK" "pm = \"static\""$'\n'"pm_max_children = $CHILDREN" >"$TMP/rustfpm.toml"
+	rf_conf "$RF_SOCK" "pm = \"static\""$'\n'"pm_max_children = $CHILDREN$rf_prod" >"$TMP/rustfpm.toml"
 	check_conf rustfpm "$TMP/rustfpm.toml"
 	log "starting rustfpm ($CHILDREN children)"
 	start_backend rustfpm "$TMP/rustfpm.toml" "$RF_SOCK" rustfpm
@@ -574,7 +586,7 @@ fi
 
 {
 	echo "rustfpm vs php-fpm: $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs (${cpu_model:-unknown CPU})"
-	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}$([[ $FRONT_SCHED_POLICY == "$SCHED_POLICY" ]] || echo ", rustfpm's own threads under SCHED_${FRONT_SCHED_POLICY^^}")$( ((BACKGROUND == 0)) || echo ", $BACKGROUND CPU-bound background process(es) beside them")"
+	echo "nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(php-fpm8.2 -v | head -n 1 | cut -d' ' -f1-2), rustfpm $rf_version${FRONT_END_THREADS:+, front_end_threads = $FRONT_END_THREADS}${SCHED_POLICY:+, both backends and their children under SCHED_${SCHED_POLICY^^}}$([[ $FRONT_SCHED_POLICY == "$SCHED_POLICY" ]] || echo ", rustfpm's own threads under SCHED_${FRONT_SCHED_POLICY^^}")$( ((BACKGROUND == 0)) || echo ", $BACKGROUND CPU-bound background process(es) beside them")$([[ $POOL != prod ]] || echo ", production pools (an access log, a status page, a slowlog)")"
 	if [[ -n $WRK_WORKLOADS ]]; then
 		k512=""
 		measuring keep512 && k512=" (keep512: -c$KEEP512_CONNS)"
@@ -704,6 +716,15 @@ fi
 		echo "  rustfpm's php-cgi processes (${NPROCS[rustfpm]} processes): $(mib "${PSS_KB[rustfpm]}")" \
 			"$( [[ -n ${PSS_KB[php-fpm]:-} ]] && echo "= $(ratio "${PSS_KB[rustfpm]}" "${PSS_KB[php-fpm]}") php-fpm")"
 		echo "  rustfpm's own RSS: $(mib "$RF_RSS_KB")"
+	fi
+
+	if [[ $POOL == prod ]]; then
+		line="access log lines over the whole run (warm-up included):"
+		for b in "${BACKENDS[@]}"; do
+			line+=" $b $( [[ -f $TMP/$b-access.log ]] && wc -l <"$TMP/$b-access.log" || echo none)"
+		done
+		echo
+		echo "$line"
 	fi
 
 	errors=""

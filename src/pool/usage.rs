@@ -19,8 +19,12 @@
 //! [`BATCH_PAUSE`], so that the next one serves the requests of that pause
 //! (the status page's figures are then up to that much late); the first
 //! sample after a quiet spell is read at once, and a sample a worker waits
-//! for (`pm_max_memory`) ends the rest.
+//! for (`pm_max_memory`) ends the rest. A child's samples within one batch are
+//! read once ([`latest_per_child`]): its CPU since the previous reading over
+//! those requests' summed durations, its memory after the last of them. (Read
+//! one by one, a busy pool's samples cost ~2 µs of CPU per request.)
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::Duration;
@@ -103,15 +107,48 @@ fn run(rx: Receiver<Sample>, pause: Duration) {
         let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
     };
+    let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
-        read(first);
-        while let Ok(sample) = rx.try_recv() {
-            read(sample);
-        }
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        latest_per_child(&mut batch);
+        batch.drain(..).for_each(&mut read);
         // Samples that come meanwhile wait in the channel, and their senders wake no one
         // (nothing waits in recv); an awaited one unparks this thread.
         std::thread::park_timeout(pause);
     }
+}
+
+/// Keeps, of the samples in `batch` for one child (pid, slot and pool alike), the last,
+/// with the durations of the others added to its own; their order is kept. A sample a
+/// worker waits for is never merged: each is answered.
+fn latest_per_child(batch: &mut Vec<Sample>) {
+    if batch.len() < 2 {
+        return;
+    }
+    // Walked from the end: the first sample seen of a child is its last.
+    let mut last: HashMap<(i32, usize), usize> = HashMap::new();
+    let mut keep = vec![true; batch.len()];
+    for i in (0..batch.len()).rev() {
+        if batch[i].awaited {
+            continue;
+        }
+        match last.entry((batch[i].pid, batch[i].slot)) {
+            Entry::Occupied(at) if batch[*at.get()].reply.same_channel(&batch[i].reply) => {
+                let duration = batch[i].duration;
+                batch[*at.get()].duration += duration;
+                keep[i] = false;
+            }
+            Entry::Occupied(mut at) => {
+                at.insert(i);
+            }
+            Entry::Vacant(at) => {
+                at.insert(i);
+            }
+        }
+    }
+    let mut kept = keep.into_iter();
+    batch.retain(|_| kept.next().unwrap_or(true));
 }
 
 /// php-fpm's "last request cpu": CPU time over wall time, in percent.
@@ -140,11 +177,14 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let pid = child.id() as i32;
+        let mut answers = Vec::new();
+        // One after the other: two samples of one child in one batch are answered once.
         for _ in 0..2 {
             let reply = tx.clone();
             assert!(request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply, awaited: false }));
+            answers.push(rx.recv().await);
         }
-        let (first, second) = (rx.recv().await, rx.recv().await);
+        let (first, second) = (answers.remove(0), answers.remove(0));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
@@ -152,6 +192,45 @@ mod tests {
             "{first:?}"
         );
         assert!(matches!(second, Some(PoolEvent::Usage { cpu: Some(c), .. }) if c >= 0.0), "{second:?}");
+    }
+
+    /// Of a batch, each child's last sample is read, carrying the durations of its earlier
+    /// ones; samples of other slots or pools, and those a worker waits for, stay apart.
+    #[test]
+    fn a_childs_samples_in_one_batch_are_read_once() {
+        let (pool_a, _rx_a) = tokio::sync::mpsc::unbounded_channel();
+        let (pool_b, _rx_b) = tokio::sync::mpsc::unbounded_channel();
+        let sample = |pid, slot, ms, reply: &UnboundedSender<PoolEvent>, awaited| Sample {
+            pid,
+            slot,
+            duration: Duration::from_millis(ms),
+            reply: reply.clone(),
+            awaited,
+        };
+        let mut batch = vec![
+            sample(10, 0, 1, &pool_a, false),
+            sample(11, 1, 2, &pool_a, false),
+            sample(10, 0, 4, &pool_a, false),
+            sample(10, 0, 8, &pool_b, false),
+            sample(12, 2, 16, &pool_a, true),
+            sample(11, 1, 32, &pool_a, false),
+            sample(12, 2, 64, &pool_a, true),
+            sample(10, 3, 128, &pool_a, false),
+        ];
+        latest_per_child(&mut batch);
+        let read: Vec<_> = batch.iter().map(|s| (s.pid, s.slot, s.duration.as_millis(), s.awaited)).collect();
+        assert_eq!(
+            read,
+            [
+                (10, 0, 5, false),
+                (10, 0, 8, false),
+                (12, 2, 16, true),
+                (11, 1, 34, false),
+                (12, 2, 64, true),
+                (10, 3, 128, false)
+            ]
+        );
+        assert!(batch[0].reply.same_channel(&pool_a) && batch[1].reply.same_channel(&pool_b));
     }
 
     /// A sampler rests after a wake-up (here for an hour), and a sample a worker waits for
