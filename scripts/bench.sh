@@ -536,9 +536,11 @@ for w in $WORKLOADS; do
 			read -r busy0 all0 < <(cpu_jiffies)
 			ours0=$(tree_jiffies $$)
 			read -r mgr0 ngx0 php0 < <(cpu_split "$b")
+			[[ $b == rustfpm ]] && threads0=$(thread_ns "$RF_PID")
 			: >"$out"
 			run_wrk "$b" "$w" "$DURATION" "$out"
 			read -r mgr1 ngx1 php1 < <(cpu_split "$b")
+			[[ $b == rustfpm ]] && threads1=$(thread_ns "$RF_PID")
 			ours1=$(tree_jiffies $$)
 			read -r busy1 all1 < <(cpu_jiffies)
 			n=$(awk '/ requests in / { print $1 }' "$out")
@@ -563,6 +565,13 @@ for w in $WORKLOADS; do
 			log "$(printf '%-6s round %d/%d %-8s %9.0f req/s  p50 %8.2f ms  p99 %8.2f ms  non-2xx %d  socket errors %d  stalled ~%d  other CPU %d%%  CPU/req: %s %s µs, nginx %s µs, PHP %s µs' \
 				"$w" "$r" "$ROUNDS" "$b" "$rps" "$p50" "$p99" "$bad" "$sock" "$stalled" "$other" \
 				"$b" "$(last_of US_MGR "$w,$b")" "$(last_of US_NGX "$w,$b")" "$(last_of US_PHP "$w,$b")")"
+			# rustfpm's threads by name (the front end, the actors, the log writer, the
+			# sampler...), µs per request, those over 0.05.
+			if [[ $b == rustfpm && ${n:-0} -gt 0 ]]; then
+				log "$(join <(echo "$threads0") <(echo "$threads1") | awk -v n="$n" '
+					{ us = ($3 - $2) / n / 1000; if (us >= 0.05) line = line sprintf("%s %s %.2f", line ? "," : "", $1, us) }
+					END { print "       rustfpm threads, µs per request:" line }')"
+			fi
 		done
 	done
 done

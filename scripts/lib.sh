@@ -385,6 +385,17 @@ tree_jiffies() {
 	echo "$total"
 }
 
+# thread_ns PID: "NAME NS" per thread name of one process (its threads' comm, spaces as _),
+# nanoseconds of CPU used so far by the threads of that name, as cpu_ns reads them.
+thread_ns() {
+	local t name ns _rest
+	for t in /proc/"$1"/task/*; do
+		read -r name 2>/dev/null <"$t/comm" || continue
+		read -r ns _rest 2>/dev/null <"$t/schedstat" || continue
+		echo "${name// /_} $ns"
+	done | awk '{ ns[$1] += $2 } END { for (n in ns) print n, ns[n] }' | sort
+}
+
 # cpu_ns PID...: nanoseconds of CPU used so far by the given processes, all their threads
 # (the first field of /proc/PID/task/TID/schedstat; exact, unlike the 10 ms ticks of stat).
 cpu_ns() {
