@@ -22,7 +22,10 @@
 //! for (`pm_max_memory`) ends the rest. A child's samples within one batch are
 //! read once ([`latest_per_child`]): its CPU since the previous reading over
 //! those requests' summed durations, its memory after the last of them. (Read
-//! one by one, a busy pool's samples cost ~2 µs of CPU per request.)
+//! one by one, a busy pool's samples cost ~2 µs of CPU per request.) The rest is
+//! 20 ms: with 2 ms, a pool serving a few hundred real pages a second woke the
+//! sampler, and through its answers the actor and the log writer, for nearly
+//! every request (15–19 µs of the sampler's CPU per page, 4–5 µs with 20 ms).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::OnceLock;
@@ -41,7 +44,7 @@ use crate::sys::procfs::{CpuTable, ProcFiles};
 /// page then shows the previous figures).
 const QUEUE: usize = 4096;
 /// How long the sampler rests after each wake-up.
-pub const BATCH_PAUSE: Duration = Duration::from_millis(2);
+pub const BATCH_PAUSE: Duration = Duration::from_millis(20);
 
 /// One request that has ended, to sample.
 #[derive(Debug)]
