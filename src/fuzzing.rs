@@ -150,7 +150,7 @@ async fn heads(conn: &mut Connection<tokio::io::Join<Chunked<'_>, Vec<u8>>>) -> 
     loop {
         if let Some(done) = conn.parse_head(&mut head, FUZZ_MAX_PARAMS).await? {
             assert!(done.params.len() <= FUZZ_MAX_PARAMS);
-            let _ = crate::frontend::pages::request_info(&crate::accesslog::Shown::of(&done.params));
+            let _ = crate::accesslog::RequestInfo::of(&crate::accesslog::Shown::of(&done.params));
             request_view(&done.params);
             conn.skip_body(&mut RequestStream::new(done.id)).await?;
             conn.between_requests();

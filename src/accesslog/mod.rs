@@ -132,6 +132,19 @@ pub struct Probe {
     pub memory: bool,
 }
 
+impl RequestInfo {
+    /// A request's details for the status page and the slowlog, from its `shown` params.
+    pub fn of(shown: &Shown) -> Box<RequestInfo> {
+        Box::new(RequestInfo {
+            method: value_text(shown.method),
+            uri: value_text(shown.request_uri),
+            content_length: value_number(shown.content_length).unwrap_or(0),
+            user: value_text(shown.user),
+            script: value_text(shown.script_filename),
+        })
+    }
+}
+
 impl PoolLogs {
     /// The logs of pool `cfg`: each file is opened once here, so that a path that cannot be
     /// written is reported at start (the writer thread opens its own handles).
@@ -349,35 +362,32 @@ mod tests {
         let mut params = ParamsBuffer::new(1024);
         params.push(&raw).unwrap();
         let shown = Shown::of(&params);
-        let log = AccessLog {
-            pool: Arc::from("www"),
-            path: Arc::from(Path::new("/dev/null")),
-            format: Arc::new(AccessFormat::parse("%m %r %{HTTP_X_ID}e").unwrap()),
-            cpu: false,
-            memory: false,
-            remote_ip: false,
-            suppress: Vec::new(),
-        };
+        let log = test_log("%m %r %{HTTP_X_ID}e", &[]);
         let rec = log.start(&shown, &params, None, Instant::now());
         assert_eq!((rec.method.as_str(), rec.uri.as_str(), rec.query.as_str()), ("POST", "/index.php", "p=1"));
         assert_eq!((rec.script.as_str(), rec.user.as_str(), rec.content_length), ("/srv/www/index.php", "alice", 12));
         assert_eq!((&*rec.pool, rec.params.as_slice()), ("www", &[Some("7".to_string())][..]));
-        let info = crate::frontend::pages::request_info(&shown);
+        let info = RequestInfo::of(&shown);
         assert_eq!((info.method.as_str(), info.uri.as_str(), info.content_length), ("POST", "/blog/?p=\u{fffd}", 12));
         assert_eq!((info.script.as_str(), info.user.as_str()), ("/srv/www/index.php", "alice"));
     }
 
-    #[test]
-    fn only_plain_successful_requests_for_listed_paths_are_suppressed() {
-        let log = AccessLog {
+    /// Pool www's access log to /dev/null in `format`, suppressing `suppress`.
+    fn test_log(format: &str, suppress: &[&str]) -> AccessLog {
+        AccessLog {
             pool: Arc::from("www"),
             path: Arc::from(Path::new("/dev/null")),
-            format: Arc::new(AccessFormat::parse("%r").unwrap()),
+            format: Arc::new(AccessFormat::parse(format).unwrap()),
             cpu: false,
             memory: false,
             remote_ip: false,
-            suppress: vec!["/ping".to_string()],
-        };
+            suppress: suppress.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_plain_successful_requests_for_listed_paths_are_suppressed() {
+        let log = test_log("%r", &["/ping"]);
         let plain = || Record { method: "GET".into(), uri: "/ping".into(), status: 200, ..Record::default() };
         assert!(log.suppressed(&plain()));
         assert!(log.suppressed(&Record { method: "HEAD".into(), ..plain() }));

@@ -14,7 +14,7 @@ use super::lease::Lease;
 use super::pages;
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
-use crate::accesslog::Shown;
+use crate::accesslog::{RequestInfo, Shown};
 use crate::pool::{AcquireError, Pool, PoolMsg, Worker};
 
 /// Seconds nginx is told to wait before retrying after a 503.
@@ -81,7 +81,7 @@ async fn handle(
     let wants_info = pool.pages.status_path.is_some() || pool.logs.slow_timeout().is_some();
     let access = pool.logs.access();
     let shown = if wants_info || access.is_some() { Shown::of(&head.params) } else { Shown::default() };
-    let info = wants_info.then(|| pages::request_info(&shown));
+    let info = wants_info.then(|| RequestInfo::of(&shown));
     let mut lease = Lease::new(&pool, worker, queued, info);
     lease.access = access.map(|log| log.start(&shown, &head.params, conn.peer(), head.started));
     match proxy::run(conn, lease, &head).await {

@@ -5,9 +5,8 @@ use std::time::{Instant, SystemTime};
 
 use super::connection::{Connection, Head, Reply};
 use super::error::ConnError;
-use crate::accesslog::Shown;
-use crate::fastcgi::{value_number, value_text, ParamsBuffer};
-use crate::pool::{Pool, PoolSnapshot, RequestInfo, SlotState};
+use crate::fastcgi::ParamsBuffer;
+use crate::pool::{Pool, PoolSnapshot, SlotState};
 use crate::status::{self, PoolStatus, ProcessStatus};
 
 /// php-fpm's headers for both pages: never cache.
@@ -57,17 +56,6 @@ pub async fn answer(conn: &mut Connection, pool: &Pool, head: &Head, page: Page)
         headers.insert(0, ("X-Powered-By", powered_by));
     }
     conn.answer_alone(head, Reply { headers: &headers, ..Reply::new("200 OK", body.as_bytes()) }).await
-}
-
-/// A request's details for the status page.
-pub fn request_info(shown: &Shown) -> Box<RequestInfo> {
-    Box::new(RequestInfo {
-        method: value_text(shown.method),
-        uri: value_text(shown.request_uri),
-        content_length: value_number(shown.content_length).unwrap_or(0),
-        user: value_text(shown.user),
-        script: value_text(shown.script_filename),
-    })
 }
 
 /// php-fpm's status fields from a snapshot. Counts come from the actor, so
