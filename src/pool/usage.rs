@@ -12,15 +12,17 @@
 //! duration (as php-fpm's percentage; 0 for a child's first request); the
 //! memory is the child's private memory after the request (the
 //! `pm_max_memory` measure), where php-fpm shows PHP's peak allocation. A
-//! sample taken after the child has begun its next request includes a little
-//! of that one.
+//! sample read after the child has begun its next request includes what that
+//! one spent so far: up to [`BATCH_PAUSE`] of it, so a short request followed
+//! by a busy one can show well over 100 % (php-fpm's ticks err as much the
+//! other way: a 1 ms request shows 0 % or 1000 %).
 //!
 //! Under load the sampler reads in batches: after each wake-up it rests
 //! [`BATCH_PAUSE`], so that the next one serves the requests of that pause
 //! (the status page's figures are then up to that much late); the first
 //! sample after a quiet spell is read at once, and a sample a worker waits
 //! for (`pm_max_memory`) ends the rest. A child's samples within one batch are
-//! read once ([`latest_per_child`]): its CPU since the previous reading over
+//! read once ([`Batch::merge_per_child`]): its CPU since the previous reading over
 //! those requests' summed durations, its memory after the last of them. (Read
 //! one by one, a busy pool's samples cost ~2 µs of CPU per request.) The rest is
 //! 20 ms: with 2 ms, a pool serving a few hundred real pages a second woke the
@@ -110,48 +112,65 @@ fn run(rx: Receiver<Sample>, pause: Duration) {
         let memory = files.private_memory(sample.pid);
         let _ = sample.reply.send(PoolEvent::Usage { slot: sample.slot, pid: sample.pid, cpu, memory });
     };
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        batch.extend(rx.try_iter());
-        latest_per_child(&mut batch);
-        batch.drain(..).for_each(&mut read);
+        batch.samples.push(first);
+        batch.samples.extend(rx.try_iter());
+        batch.merge_per_child();
+        batch.samples.drain(..).for_each(&mut read);
         // Samples that come meanwhile wait in the channel, and their senders wake no one
         // (nothing waits in recv); an awaited one unparks this thread.
         std::thread::park_timeout(pause);
     }
 }
 
-/// Keeps, of the samples in `batch` for one child (pid, slot and pool alike), the last,
-/// with the durations of the others added to its own; their order is kept. A sample a
-/// worker waits for is never merged: each is answered.
-fn latest_per_child(batch: &mut Vec<Sample>) {
-    if batch.len() < 2 {
-        return;
-    }
-    // Walked from the end: the first sample seen of a child is its last.
-    let mut last: HashMap<(i32, usize), usize> = HashMap::new();
-    let mut keep = vec![true; batch.len()];
-    for i in (0..batch.len()).rev() {
-        if batch[i].awaited {
-            continue;
+/// The samples of one wake-up, and what merging them needs (kept from batch to batch).
+#[derive(Default)]
+struct Batch {
+    samples: Vec<Sample>,
+    /// While merging: the index of a child's last sample.
+    last: HashMap<i32, usize>,
+    /// While merging: whether each sample stays.
+    keep: Vec<bool>,
+}
+
+impl Batch {
+    /// Keeps, of the samples of one child (one pid, one pool), the last, with the durations
+    /// of the others added to its own; their order is kept. The last one names the slot the
+    /// child serves now: a child whose connection closed may have accepted another slot's
+    /// since, and its readings are one series (the actor drops a sample of a slot that no
+    /// longer has that child). A sample a worker waits for is never merged: each is answered.
+    fn merge_per_child(&mut self) {
+        let n = self.samples.len();
+        if n < 2 {
+            return;
         }
-        match last.entry((batch[i].pid, batch[i].slot)) {
-            Entry::Occupied(at) if batch[*at.get()].reply.same_channel(&batch[i].reply) => {
-                let duration = batch[i].duration;
-                batch[*at.get()].duration += duration;
-                keep[i] = false;
+        self.last.clear();
+        self.keep.clear();
+        self.keep.resize(n, true);
+        // Walked from the end: the first sample seen of a child is its last.
+        for i in (0..n).rev() {
+            let (pid, duration) = (self.samples[i].pid, self.samples[i].duration);
+            if self.samples[i].awaited {
+                continue;
             }
-            Entry::Occupied(mut at) => {
-                at.insert(i);
-            }
-            Entry::Vacant(at) => {
-                at.insert(i);
+            match self.last.entry(pid) {
+                Entry::Occupied(at) if self.samples[*at.get()].reply.same_channel(&self.samples[i].reply) => {
+                    self.samples[*at.get()].duration += duration;
+                    self.keep[i] = false;
+                }
+                // The same pid in another pool (reused): its samples stay apart.
+                Entry::Occupied(mut at) => {
+                    at.insert(i);
+                }
+                Entry::Vacant(at) => {
+                    at.insert(i);
+                }
             }
         }
+        let mut kept = self.keep.iter();
+        self.samples.retain(|_| kept.next().copied().unwrap_or(true));
     }
-    let mut kept = keep.into_iter();
-    batch.retain(|_| kept.next().unwrap_or(true));
 }
 
 /// php-fpm's "last request cpu": CPU time over wall time, in percent.
@@ -185,7 +204,7 @@ mod tests {
         for _ in 0..2 {
             let reply = tx.clone();
             assert!(request(Sample { pid, slot: 3, duration: Duration::from_millis(10), reply, awaited: false }));
-            answers.push(rx.recv().await);
+            answers.push(tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.ok().flatten());
         }
         let (first, second) = (answers.remove(0), answers.remove(0));
         child.kill().unwrap();
@@ -198,7 +217,8 @@ mod tests {
     }
 
     /// Of a batch, each child's last sample is read, carrying the durations of its earlier
-    /// ones; samples of other slots or pools, and those a worker waits for, stay apart.
+    /// ones (on whichever slot); another pool's samples, and those a worker waits for, stay
+    /// apart.
     #[test]
     fn a_childs_samples_in_one_batch_are_read_once() {
         let (pool_a, _rx_a) = tokio::sync::mpsc::unbounded_channel();
@@ -210,30 +230,26 @@ mod tests {
             reply: reply.clone(),
             awaited,
         };
-        let mut batch = vec![
+        let samples = vec![
             sample(10, 0, 1, &pool_a, false),
             sample(11, 1, 2, &pool_a, false),
             sample(10, 0, 4, &pool_a, false),
-            sample(10, 0, 8, &pool_b, false),
             sample(12, 2, 16, &pool_a, true),
             sample(11, 1, 32, &pool_a, false),
             sample(12, 2, 64, &pool_a, true),
+            // Child 10 now serves slot 3 (its connection of slot 0 closed).
             sample(10, 3, 128, &pool_a, false),
+            // Another pool's child with the same pid.
+            sample(10, 0, 256, &pool_b, false),
         ];
-        latest_per_child(&mut batch);
-        let read: Vec<_> = batch.iter().map(|s| (s.pid, s.slot, s.duration.as_millis(), s.awaited)).collect();
+        let mut batch = Batch { samples, ..Batch::default() };
+        batch.merge_per_child();
+        let read: Vec<_> = batch.samples.iter().map(|s| (s.pid, s.slot, s.duration.as_millis(), s.awaited)).collect();
         assert_eq!(
             read,
-            [
-                (10, 0, 5, false),
-                (10, 0, 8, false),
-                (12, 2, 16, true),
-                (11, 1, 34, false),
-                (12, 2, 64, true),
-                (10, 3, 128, false)
-            ]
+            [(12, 2, 16, true), (11, 1, 34, false), (12, 2, 64, true), (10, 3, 133, false), (10, 0, 256, false)]
         );
-        assert!(batch[0].reply.same_channel(&pool_a) && batch[1].reply.same_channel(&pool_b));
+        assert!(batch.samples[3].reply.same_channel(&pool_a) && batch.samples[4].reply.same_channel(&pool_b));
     }
 
     /// A sampler rests after a wake-up (here for an hour), and a sample a worker waits for
@@ -246,15 +262,13 @@ mod tests {
         let sample =
             |slot, awaited| Sample { pid, slot, duration: Duration::from_millis(1), reply: reply.clone(), awaited };
         let (tx, rx) = sync_channel(QUEUE);
-        // Queued before the thread starts: its first wake-up reads a batch of three.
+        // Queued before the thread starts: its first wake-up reads a batch of three, one
+        // child's, so read once, as the last.
         for slot in 0..3 {
             tx.try_send(sample(slot, false)).unwrap();
         }
         let sampler = Sampler::start(tx, rx, Duration::from_secs(3600));
-        let mut slots = Vec::new();
-        for _ in 0..3 {
-            slots.push(answered(&mut answers).await);
-        }
+        let mut slots = vec![answered(&mut answers).await];
         assert!(sampler.request(sample(3, false)));
         assert!(sampler.request(sample(4, true)));
         for _ in 0..2 {
@@ -262,7 +276,7 @@ mod tests {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(slots, [0, 1, 2, 3, 4]);
+        assert_eq!(slots, [2, 3, 4]);
     }
 
     /// The slot of the next answer; a minute is far more than any read takes, and far less
