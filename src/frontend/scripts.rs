@@ -328,8 +328,9 @@ pub struct Cache {
     entries: usize,
     bytes: usize,
     /// The answer inserted last, compared before the map is hashed: a site with one
-    /// front controller asks for the same path on every request, and comparing it costs
-    /// a tenth of hashing it (SipHash, which the map keeps for paths that clients choose).
+    /// front controller asks for the same path on every request, and the comparison
+    /// spares it the map's SipHash (kept for paths that clients choose): ~300
+    /// instructions per request in `callgrind.sh` (851e2e6).
     last: Option<Last>,
 }
 

@@ -24,12 +24,13 @@
 //! for (`pm_max_memory`) ends the rest. A child's samples within one batch are
 //! read once ([`Batch::merge_per_child`]): its CPU since the previous reading over
 //! those requests' summed durations, its memory after the last of them. (Read
-//! one by one, a busy pool's samples cost ~2 µs of CPU per request.) The rest is
-//! 20 ms: with 2 ms, a pool serving a few hundred real pages a second woke the
+//! one by one, a busy pool's samples cost 1.6–2.1 µs of CPU per request.) The rest
+//! is 20 ms: with 2 ms, a pool serving a few hundred real pages a second woke the
 //! sampler, and through its answers the actor and the log writer, for nearly
-//! every request (15–19 µs of the sampler's CPU per page, 4–5 µs with 20 ms).
+//! every request (14.7–18.6 µs of the sampler's CPU per page, 3.8–5.2 µs with
+//! 20 ms; docs/performance.md has the runs).
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::thread::Thread;
 use std::time::Duration;
@@ -154,17 +155,15 @@ impl Batch {
             if self.samples[i].awaited {
                 continue;
             }
-            match self.last.entry(pid) {
-                Entry::Occupied(at) if self.samples[*at.get()].reply.same_channel(&self.samples[i].reply) => {
-                    self.samples[*at.get()].duration += duration;
+            match self.last.get(&pid) {
+                Some(&at) if self.samples[at].reply.same_channel(&self.samples[i].reply) => {
+                    self.samples[at].duration += duration;
                     self.keep[i] = false;
                 }
-                // The same pid in another pool (reused): its samples stay apart.
-                Entry::Occupied(mut at) => {
-                    at.insert(i);
-                }
-                Entry::Vacant(at) => {
-                    at.insert(i);
+                // The child's last sample; or the same pid in another pool (reused), whose
+                // samples stay apart.
+                _ => {
+                    self.last.insert(pid, i);
                 }
             }
         }
