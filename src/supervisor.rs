@@ -44,6 +44,10 @@ pub enum Report {
     /// The child holding the worker connection `inode` of `slot` is `pid`.
     /// `pidfd` names that process for as long as the handle lives.
     ChildFound { slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>> },
+    /// A process accepted the worker connection `inode` of `slot`, but no
+    /// child of the parent holds it: the child that accepted it died, and a
+    /// process its script started holds it open.
+    ChildGone { slot: usize, inode: u32 },
     /// Whether the child at the other end of `slot`'s abandoned connection
     /// `inode` still holds it open.
     PeerChecked { slot: usize, inode: u32, open: bool },
@@ -115,8 +119,9 @@ pub enum Command {
     /// SIGKILL one php-cgi child: through its pidfd when there is one (a
     /// recycled pid is then never signalled), else by pid.
     KillChild { pid: Pid, pidfd: Option<Arc<PidFd>> },
-    /// Tell whether the peer of our socket `inode` still has it open.
-    CheckPeer { slot: usize, inode: u32, events: Reporter },
+    /// Tell whether the peer of our socket `inode` still has it open and,
+    /// when the child that accepted it is known, whether that child does.
+    CheckPeer { slot: usize, inode: u32, child: Option<Pid>, events: Reporter },
     /// Read from /proc which children `parent` has forked (for a pool's
     /// snapshot: the pool actor never reads /proc on the runtime thread).
     ListChildren { parent: Pid, events: Reporter },
@@ -284,13 +289,8 @@ impl State {
                 Command::FindChild { parent, slot, inode, events } => {
                     self.look_up(Lookup { parent, slot, inode, events, tries: 0, due: Instant::now() })
                 }
-                Command::CheckPeer { slot, inode, events } => {
-                    // A connection still in the children's accept queue has no
-                    // peer inode either, like a closed one, but its request
-                    // will run: what it was sent is still there, unread. An
-                    // error (no netlink) counts as closed: the worker then
-                    // reconnects and waits in the children's accept queue.
-                    let open = sockdiag::unix_peer(inode).is_ok_and(|peer| peer.holds());
+                Command::CheckPeer { slot, inode, child, events } => {
+                    let open = peer_open(inode, child);
                     events.send(Report::PeerChecked { slot, inode, open });
                 }
                 Command::ListChildren { parent, events } => {
@@ -310,18 +310,21 @@ impl State {
     }
 
     /// Looks for the child holding `lookup`'s connection once; reports it,
-    /// or, while no child has accepted the connection yet, tries again
+    /// or, while no child holds the connection, tries again
     /// `FIND_CHILD_PAUSE` later (up to `FIND_CHILD_TRIES` times).
     fn look_up(&mut self, mut lookup: Lookup) {
         let found = find_child(lookup.parent, lookup.inode);
-        if found.is_none() && lookup.tries < FIND_CHILD_TRIES {
+        if !matches!(found, Holder::Child(..)) && lookup.tries < FIND_CHILD_TRIES {
             lookup.tries += 1;
             lookup.due = Instant::now() + FIND_CHILD_PAUSE;
             return self.lookups.push(lookup);
         }
-        let (pid, pidfd) = found.map_or((None, None), |(pid, fd)| (Some(pid), fd));
         let Lookup { slot, inode, events, .. } = lookup;
-        events.send(Report::ChildFound { slot, inode, pid, pidfd });
+        events.send(match found {
+            Holder::Child(pid, pidfd) => Report::ChildFound { slot, inode, pid: Some(pid), pidfd },
+            Holder::NotAccepted => Report::ChildFound { slot, inode, pid: None, pidfd: None },
+            Holder::Other => Report::ChildGone { slot, inode },
+        });
     }
 
     /// Tries the look-ups that are due again (drops them all once stopping).
@@ -496,15 +499,44 @@ fn signal_group(pgid: Pid, signal: Signal) {
 /// Finds the child holding the peer of our socket `inode`, and a pidfd for
 /// it, opened while it still holds the socket (so the pidfd names that very
 /// process). None while no child has accepted the connection yet.
-fn find_child(parent: Pid, inode: u32) -> Option<(Pid, Option<Arc<PidFd>>)> {
-    let peer = sockdiag::unix_peer_inode(inode).ok().flatten()?;
-    let pid = procfs::child_holding_socket(parent.as_raw(), peer)?;
+/// Whether the peer of our socket `inode` may still run what we sent it.
+///
+/// A connection still in the children's accept queue has no peer inode, like
+/// a closed one, but its request will run: what it was sent is still there,
+/// unread. A peer that is open need not be the child's any more: a process
+/// the script started (`exec('job &')`) inherits the connection and keeps it
+/// open after the child closed it or died; so when the `child` that accepted
+/// it is known, the connection is open only while that child holds it. An
+/// error (no netlink) counts as closed: the worker then reconnects and waits
+/// in the children's accept queue.
+fn peer_open(inode: u32, child: Option<Pid>) -> bool {
+    let Ok(peer) = sockdiag::unix_peer(inode) else { return false };
+    match (peer.inode, child) {
+        (Some(theirs), Some(child)) => procfs::holds_socket(child.as_raw(), theirs),
+        _ => peer.holds(),
+    }
+}
+
+/// Who holds the other end of one of our connections to a pool's children.
+enum Holder {
+    /// This child of the parent, named by this pidfd when there is one.
+    Child(Pid, Option<Arc<PidFd>>),
+    /// No process yet: the connection waits in the children's accept queue
+    /// (or sock_diag is not there to say).
+    NotAccepted,
+    /// A process that is not one of the parent's children.
+    Other,
+}
+
+fn find_child(parent: Pid, inode: u32) -> Holder {
+    let Some(peer) = sockdiag::unix_peer_inode(inode).ok().flatten() else { return Holder::NotAccepted };
+    let Some(pid) = procfs::child_holding_socket(parent.as_raw(), peer) else { return Holder::Other };
     // A kernel without pidfds: the pid alone.
     let pidfd = PidFd::open(pid).ok();
     if pidfd.is_some() && !procfs::holds_socket(pid, peer) {
-        return None;
+        return Holder::Other;
     }
-    Some((Pid::from_raw(pid), pidfd.map(Arc::new)))
+    Holder::Child(Pid::from_raw(pid), pidfd.map(Arc::new))
 }
 
 #[cfg(test)]
@@ -514,6 +546,42 @@ mod tests {
 
     fn inode_of(s: &UnixStream) -> u32 {
         sockdiag::socket_inode(s).unwrap()
+    }
+
+    /// A connection waits for a child, is held by a child of the parent, or
+    /// by another process (the child that accepted it died, a job holds it).
+    #[test]
+    fn find_child_tells_who_holds_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("s")).unwrap();
+        let conn = UnixStream::connect(dir.path().join("s")).unwrap();
+        let mut childless = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let childless_pid = Pid::from_raw(childless.id() as i32);
+        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::NotAccepted));
+        let (_accepted, _) = listener.accept().unwrap();
+        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::Other));
+        // This process holds it, and is a child of its parent.
+        let me = Pid::from_raw(std::process::id() as i32);
+        assert!(matches!(find_child(nix::unistd::getppid(), inode_of(&conn)), Holder::Child(pid, _) if pid == me));
+        childless.kill().unwrap();
+        childless.wait().unwrap();
+    }
+
+    /// A peer socket that another process holds open counts as open only
+    /// while the child that accepted it (here: this process) holds it too.
+    #[test]
+    fn an_open_peer_is_the_childs_only_while_the_child_holds_it() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let me = Pid::from_raw(std::process::id() as i32);
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let other_pid = Pid::from_raw(other.id() as i32);
+        assert!(peer_open(inode_of(&ours), None));
+        assert!(peer_open(inode_of(&ours), Some(me)));
+        assert!(!peer_open(inode_of(&ours), Some(other_pid)), "the child no longer holds it");
+        drop(theirs);
+        assert!(!peer_open(inode_of(&ours), None));
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 
     /// A connection no child has accepted yet is looked up again later from

@@ -101,8 +101,8 @@ fn send_head(
     let worker = lease.worker();
     if worker.is_fresh() {
         worker.mark_used();
-        let (slot, inode) = (worker.slot(), worker.inode());
-        pool.tell(PoolMsg::Connected { slot, inode });
+        let (slot, inode, fd) = (worker.slot(), worker.inode(), worker.fd());
+        pool.tell(PoolMsg::Connected { slot, inode, fd });
     }
     Ok(())
 }

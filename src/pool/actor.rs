@@ -21,6 +21,7 @@
 //! once it has its END_REQUEST (possibly early, at `fastcgi_finish_request()`,
 //! the only thing called *finish*). ARCHITECTURE.md lists every such word.
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -37,7 +38,7 @@ use super::notes::NoteReceiver;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
-use super::worker::{ChildSocket, Worker};
+use super::worker::{self, ChildSocket, Worker};
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
@@ -344,7 +345,7 @@ impl PoolActor {
                 self.request_ended(slot, status, duration, at, false);
                 self.take_back(worker, access);
             }
-            PoolMsg::Connected { slot, inode } => self.find_child(slot, inode),
+            PoolMsg::Connected { slot, inode, fd } => self.find_child(slot, inode, fd),
             PoolMsg::ChildCrashed { slot, script, uri } => self.child_crashed(slot, &script, &uri),
             PoolMsg::Rejected => self.metrics.rejected(),
             PoolMsg::Abandoned(request) => self.hold_abandoned(request),
@@ -377,6 +378,14 @@ impl PoolActor {
             Report::ChildExited { pid, status } => self.child_exited(pid, status),
             Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
             Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
+            Report::ChildGone { slot, inode } => {
+                // Its child died before it was known: end the connection, as
+                // `child_exited` does for a known one.
+                if let Some(s) = self.slots.get(slot).filter(|s| s.inode == inode) {
+                    worker::sever(s.fd, inode);
+                }
+                self.child_found(slot, inode, None, None)
+            }
             Report::Children { parent, pids } => {
                 self.child_list.read(parent.as_raw(), pids);
                 self.answer_snapshots();
@@ -482,12 +491,12 @@ impl PoolActor {
     /// worker may have dropped the connection to a known child by itself
     /// (`Worker::ensure_connected`: the child closed it while idle), so that
     /// child is no longer the slot's, and what it served is carried with its pid.
-    fn find_child(&mut self, slot: usize, inode: u32) {
+    fn find_child(&mut self, slot: usize, inode: u32, fd: RawFd) {
         if self.slots.get(slot).is_some_and(|s| s.pid.is_some()) {
             self.unbind(slot);
         }
         if let Some(s) = self.slots.get_mut(slot) {
-            s.inode = inode;
+            (s.inode, s.fd) = (inode, fd);
             s.requests = 0;
         }
         self.look_up_child(slot);

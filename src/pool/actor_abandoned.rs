@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use nix::unistd::Pid;
+
 use super::Reason;
 use super::{AbandonCause, Abandoned, PoolActor};
 use crate::accesslog::format::escape_controls;
@@ -20,6 +22,9 @@ pub(super) struct Held {
     checking: bool,
     /// Its child was killed for `request_terminate_timeout`.
     killed: bool,
+    /// The child that accepted its connection, once known: the request is
+    /// over when that child no longer holds the connection, whoever else does.
+    child: Option<Pid>,
 }
 
 impl PoolActor {
@@ -36,7 +41,7 @@ impl PoolActor {
         let Some(s) = self.slots.get_mut(slot) else {
             return self.balancer.release(request.worker);
         };
-        s.held = Some(Held { request, checking: false, killed: false });
+        s.held = Some(Held { request, checking: false, killed: false, child: None });
         if timed_out {
             self.terminate(slot);
         }
@@ -57,17 +62,23 @@ impl PoolActor {
             if !held.killed && held.request.deadline.is_some_and(|d| d <= now) {
                 self.terminate(slot);
             }
-            let Some(held) = self.slots[slot].held.as_mut() else { continue };
+            let s = &mut self.slots[slot];
+            let Some(held) = s.held.as_mut() else { continue };
+            let inode = held.request.worker.inode();
+            if held.child.is_none() && s.inode == inode {
+                held.child = s.pid;
+            }
             if !held.checking {
                 held.checking = true;
-                let (inode, events) = (held.request.worker.inode(), self.reporter.clone());
-                self.supervisor.send(Command::CheckPeer { slot, inode, events });
+                let (child, events) = (held.child, self.reporter.clone());
+                self.supervisor.send(Command::CheckPeer { slot, inode, child, events });
             }
         }
     }
 
     /// The supervisor's answer to a CheckPeer: once the child has closed the
-    /// connection, the request is over and the worker goes back to the pool.
+    /// connection (or exited), the request is over and the worker goes back
+    /// to the pool.
     pub(super) fn peer_checked(&mut self, slot: usize, inode: u32, open: bool) {
         let Some(held) = self.slots.get_mut(slot).and_then(|s| s.held.as_mut()) else { return };
         if held.request.worker.inode() != inode {
@@ -103,6 +114,9 @@ impl PoolActor {
             return self.look_up_child(slot);
         };
         held.killed = true;
+        if s.inode == held.request.worker.inode() {
+            held.child = Some(pid);
+        }
         let r = &held.request;
         let gone = if r.cause == AbandonCause::ClientGone { ", abandoned by the web server" } else { "" };
         crate::warning!(

@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 
 use super::{PoolActor, Reason, SlotState};
 use crate::accesslog::format::escape_controls;
+use crate::pool::worker;
 use crate::supervisor::ExitKind;
 
 /// How many recent child exits are remembered.
@@ -121,6 +122,12 @@ impl PoolActor {
             self.check_child_loop();
         }
         self.check_emergency(status);
+        // Its connection ends here, not when its end of it closes: a process
+        // its script started may hold that open (the front end would wait
+        // for it, or send the next request there).
+        for s in self.slots.iter().filter(|s| s.pid == Some(pid)) {
+            worker::sever(s.fd, s.inode);
+        }
         if let Some(crashed) = self.crashes.exited(pid, status) {
             return self.log_crash(&crashed, Some(status));
         }

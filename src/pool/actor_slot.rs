@@ -4,6 +4,7 @@
 //! that their counts carry on when another slot's connection meets them.
 
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,10 @@ pub(super) struct Slot {
     pub(super) last_usage: (Option<f64>, Option<u64>),
     /// The child is to be replaced, for this reason, once the slot is idle.
     pub(super) replace: Option<Reason>,
+    /// Our end of the connection whose child is looked up or known: its
+    /// inode, and its descriptor in this process (see [`super::worker::sever`]).
     pub(super) inode: u32,
+    pub(super) fd: RawFd,
     pub(super) state: SlotState,
     pub(super) requests: u64,
     pub(super) since: Instant,
@@ -54,6 +58,7 @@ impl Slot {
             last_usage: (None, None),
             replace: None,
             inode: 0,
+            fd: -1,
             state: SlotState::Starting,
             requests: 0,
             since: now,
@@ -107,7 +112,7 @@ impl Slot {
     /// Forgets the slot's child (its connection is gone): what it knew of it.
     pub(super) fn forget_child(&mut self) -> (Option<Pid>, Option<Arc<PidFd>>) {
         let known = (self.pid.take(), self.pidfd.take());
-        (self.inode, self.finding, self.requests, self.child_since) = (0, false, 0, None);
+        (self.inode, self.fd, self.finding, self.requests, self.child_since) = (0, -1, false, 0, None);
         known
     }
 

@@ -102,7 +102,7 @@ impl Harness {
     fn connected(&mut self, worker: &mut Worker) {
         if worker.is_fresh() {
             worker.mark_used();
-            self.actor.handle(PoolMsg::Connected { slot: worker.slot(), inode: worker.inode() });
+            self.actor.handle(PoolMsg::Connected { slot: worker.slot(), inode: worker.inode(), fd: worker.fd() });
         }
     }
 

@@ -2,6 +2,7 @@
 //! front end ([`PoolMsg`]), the events from the supervisor and the pool's
 //! own threads ([`PoolEvent`]), and the snapshots it answers with.
 
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
@@ -152,7 +153,9 @@ pub enum PoolMsg {
         access: Option<Box<Record>>,
     },
     /// A new connection on `slot` carries its first request; find its child.
-    Connected { slot: usize, inode: u32 },
+    /// `fd` is the connection's descriptor in this process (see
+    /// [`super::worker::sever`]).
+    Connected { slot: usize, inode: u32, fd: RawFd },
     /// The child of `slot` died under its request (crashed): the front end
     /// answered 502.
     ChildCrashed { slot: usize, script: String, uri: String },

@@ -3,7 +3,7 @@
 //! drops a connection that stays silent for 5 s), kept with FCGI_KEEP_CONN.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -127,6 +127,11 @@ impl Worker {
         self.inode
     }
 
+    /// Descriptor of the current connection (-1 when not connected).
+    pub fn fd(&self) -> RawFd {
+        self.conn.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
     /// Holds a connection to a child.
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
@@ -211,8 +216,8 @@ impl Worker {
     /// directions of the connection are shut down but it stays open. The
     /// child's next write fails (its script sees the abort at its next
     /// output, as under php-fpm) and it then closes its end, which the pool
-    /// actor watches for ([`crate::sys::sockdiag::unix_peer_inode`] turns
-    /// `None`) before it lends the worker again.
+    /// actor watches for (the supervisor's `CheckPeer`) before it lends the
+    /// worker again.
     pub fn abandon(&mut self) {
         if let Some(conn) = &self.conn {
             let _ = nix::sys::socket::shutdown(conn.as_raw_fd(), nix::sys::socket::Shutdown::Both);
@@ -229,10 +234,54 @@ impl Worker {
     }
 }
 
+/// Shuts down both directions of our connection `inode`, through its
+/// descriptor `fd` in this process, if `fd` still names it; true if it did.
+///
+/// The pool actor's way to end a connection a front-end task owns when the
+/// child at the other end has died: a process the child's script started
+/// may hold the child's end open, so the end of file the task waits for
+/// would not come. After this the task reads it at once (a running request
+/// is answered 502, an idle connection is replaced before its next request).
+/// `fd` may have been closed and its number reused since (on another
+/// front-end thread, meanwhile): the copy taken first names one socket
+/// throughout, and is shut down only if it is `inode`.
+pub fn sever(fd: RawFd, inode: u32) -> bool {
+    if fd < 0 || inode == 0 {
+        return false;
+    }
+    let Ok(copy) = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(0)) else { return false };
+    // SAFETY: `copy` is a descriptor fcntl just made, owned by nothing else.
+    let copy = unsafe { OwnedFd::from_raw_fd(copy) };
+    sockdiag::socket_inode(&copy).is_ok_and(|i| i == inode)
+        && nix::sys::socket::shutdown(copy.as_raw_fd(), nix::sys::socket::Shutdown::Both).is_ok()
+}
+
 /// An idle connection should have nothing to read. If the runtime has seen it
 /// readable, the child closed it (or broke protocol): either way, replace it.
 /// When not marked readable this costs no system call.
 fn closed_while_idle(conn: &UnixStream) -> bool {
     let mut probe = [0u8; 1];
     !matches!(conn.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sever` shuts a connection down through its descriptor only while the
+    /// descriptor still names that connection.
+    #[test]
+    fn sever_shuts_down_only_the_connection_it_names() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let inode = sockdiag::socket_inode(&ours).unwrap();
+        let other = sockdiag::socket_inode(&theirs).unwrap();
+        assert!(!sever(ours.as_raw_fd(), other), "another socket's inode");
+        assert!(!sever(-1, inode) && !sever(ours.as_raw_fd(), 0));
+        theirs.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(std::io::Read::read(&mut &theirs, &mut byte).is_err(), "still open: nothing to read");
+        assert!(sever(ours.as_raw_fd(), inode));
+        assert_eq!(std::io::Read::read(&mut &ours, &mut byte).unwrap(), 0, "our read ends at once");
+        assert_eq!(std::io::Read::read(&mut &theirs, &mut byte).unwrap(), 0, "so does the peer's");
+    }
 }
