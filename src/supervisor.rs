@@ -322,7 +322,7 @@ impl State {
         let Lookup { slot, inode, events, .. } = lookup;
         events.send(match found {
             Holder::Child(pid, pidfd) => Report::ChildFound { slot, inode, pid: Some(pid), pidfd },
-            Holder::NotAccepted => Report::ChildFound { slot, inode, pid: None, pidfd: None },
+            Holder::NotKnown => Report::ChildFound { slot, inode, pid: None, pidfd: None },
             Holder::Other => Report::ChildGone { slot, inode },
         });
     }
@@ -496,9 +496,6 @@ fn signal_group(pgid: Pid, signal: Signal) {
     let _ = kill(pgid, signal);
 }
 
-/// Finds the child holding the peer of our socket `inode`, and a pidfd for
-/// it, opened while it still holds the socket (so the pidfd names that very
-/// process). None while no child has accepted the connection yet.
 /// Whether the peer of our socket `inode` may still run what we sent it.
 ///
 /// A connection still in the children's accept queue has no peer inode, like
@@ -506,13 +503,14 @@ fn signal_group(pgid: Pid, signal: Signal) {
 /// unread. A peer that is open need not be the child's any more: a process
 /// the script started (`exec('job &')`) inherits the connection and keeps it
 /// open after the child closed it or died; so when the `child` that accepted
-/// it is known, the connection is open only while that child holds it. An
-/// error (no netlink) counts as closed: the worker then reconnects and waits
-/// in the children's accept queue.
+/// it is known, the connection is open only while that child holds it (or
+/// while /proc cannot show the child's descriptors). An error (no netlink)
+/// counts as closed: the worker then reconnects and waits in the children's
+/// accept queue.
 fn peer_open(inode: u32, child: Option<Pid>) -> bool {
     let Ok(peer) = sockdiag::unix_peer(inode) else { return false };
     match (peer.inode, child) {
-        (Some(theirs), Some(child)) => procfs::holds_socket(child.as_raw(), theirs),
+        (Some(theirs), Some(child)) => procfs::socket_held(child.as_raw(), theirs).unwrap_or(true),
         _ => peer.holds(),
     }
 }
@@ -521,20 +519,32 @@ fn peer_open(inode: u32, child: Option<Pid>) -> bool {
 enum Holder {
     /// This child of the parent, named by this pidfd when there is one.
     Child(Pid, Option<Arc<PidFd>>),
-    /// No process yet: the connection waits in the children's accept queue
-    /// (or sock_diag is not there to say).
-    NotAccepted,
-    /// A process that is not one of the parent's children.
+    /// Not known: no process has accepted the connection yet (it waits in
+    /// the children's accept queue), or sock_diag or /proc cannot tell.
+    NotKnown,
+    /// A process that is not one of the parent's children: /proc showed
+    /// every child's descriptors, and none has the connection.
     Other,
 }
 
+/// Finds the child holding the peer of our socket `inode`, and a pidfd for
+/// it, opened while it still holds the socket (so the pidfd names that very
+/// process).
 fn find_child(parent: Pid, inode: u32) -> Holder {
-    let Some(peer) = sockdiag::unix_peer_inode(inode).ok().flatten() else { return Holder::NotAccepted };
-    let Some(pid) = procfs::child_holding_socket(parent.as_raw(), peer) else { return Holder::Other };
+    let Some(peer) = sockdiag::unix_peer_inode(inode).ok().flatten() else { return Holder::NotKnown };
+    let pid = match procfs::child_holding_socket(parent.as_raw(), peer) {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return Holder::Other,
+        Err(_) => return Holder::NotKnown,
+    };
     // A kernel without pidfds: the pid alone.
     let pidfd = PidFd::open(pid).ok();
-    if pidfd.is_some() && !procfs::holds_socket(pid, peer) {
-        return Holder::Other;
+    if pidfd.is_some() {
+        match procfs::socket_held(pid, peer) {
+            Ok(true) => {}
+            Ok(false) => return Holder::Other,
+            Err(_) => return Holder::NotKnown,
+        }
     }
     Holder::Child(Pid::from_raw(pid), pidfd.map(Arc::new))
 }
@@ -557,7 +567,7 @@ mod tests {
         let conn = UnixStream::connect(dir.path().join("s")).unwrap();
         let mut childless = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let childless_pid = Pid::from_raw(childless.id() as i32);
-        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::NotAccepted));
+        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::NotKnown));
         let (_accepted, _) = listener.accept().unwrap();
         assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::Other));
         // This process holds it, and is a child of its parent.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io;
 use std::time::{Duration, Instant};
 
 /// Processes a [`CpuTable`] remembers before forgetting those not sampled for [`FORGET_AFTER`].
@@ -25,18 +26,33 @@ pub fn children(pid: i32) -> Vec<i32> {
     out
 }
 
-/// True if process `pid` has a file descriptor open on socket `inode`.
-pub fn holds_socket(pid: i32, inode: u32) -> bool {
+/// Whether process `pid` has a file descriptor open on socket `inode`:
+/// false once it is gone; an error when its descriptors are not ours to
+/// read (no `CAP_SYS_PTRACE` over it, a /proc mounted with `hidepid`).
+pub fn socket_held(pid: i32, inode: u32) -> io::Result<bool> {
     let want = format!("socket:[{inode}]");
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+    let fds = match fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(fds) => fds,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
     };
-    fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str()))
+    Ok(fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str())))
 }
 
-/// The child of `parent` that holds socket `inode`, if any.
-pub fn child_holding_socket(parent: i32, inode: u32) -> Option<i32> {
-    children(parent).into_iter().find(|&pid| holds_socket(pid, inode))
+/// The child of `parent` that holds socket `inode`: `Ok(None)` when /proc
+/// shows that none does, an error when it cannot show it (the parent's or a
+/// child's entries could not be read).
+pub fn child_holding_socket(parent: i32, inode: u32) -> io::Result<Option<i32>> {
+    fs::metadata(format!("/proc/{parent}/task"))?;
+    let mut unreadable = None;
+    for pid in children(parent) {
+        match socket_held(pid, inode) {
+            Ok(true) => return Ok(Some(pid)),
+            Ok(false) => {}
+            Err(e) => unreadable = Some(e),
+        }
+    }
+    unreadable.map_or(Ok(None), Err)
 }
 
 /// Resident memory of process `pid` in bytes, from `/proc/PID/status` (`VmRSS`).
@@ -269,8 +285,9 @@ mod tests {
             Some(format!("socket:[{ino}]").as_str()),
             "fstat names the socket as /proc does"
         );
-        assert!(holds_socket(std::process::id() as i32, ino));
-        assert!(!holds_socket(std::process::id() as i32, u32::MAX - 3));
+        assert!(socket_held(std::process::id() as i32, ino).unwrap());
+        assert!(!socket_held(std::process::id() as i32, u32::MAX - 3).unwrap());
+        assert!(!socket_held(i32::MAX, ino).unwrap(), "a process that is gone holds nothing");
     }
 
     /// The kernel's task and children lists are read without a lock: a listing of
