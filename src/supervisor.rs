@@ -553,6 +553,7 @@ fn find_child(parent: Pid, inode: u32) -> Holder {
 mod tests {
     use super::*;
     use std::os::unix::net::{UnixListener, UnixStream};
+    use std::os::unix::process::CommandExt;
 
     fn inode_of(s: &UnixStream) -> u32 {
         sockdiag::socket_inode(s).unwrap()
@@ -565,33 +566,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let listener = UnixListener::bind(dir.path().join("s")).unwrap();
         let conn = UnixStream::connect(dir.path().join("s")).unwrap();
-        let mut childless = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let childless_pid = Pid::from_raw(childless.id() as i32);
-        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::NotKnown));
+        // `sh` with one child, `sleep`, which holds none of our sockets.
+        let parent = Sleeper::start("sleep 30 & wait");
+        assert!(wait_until(|| !procfs::children(parent.pid().as_raw()).is_empty()), "sh started no child");
+        assert!(matches!(find_child(parent.pid(), inode_of(&conn)), Holder::NotKnown));
         let (_accepted, _) = listener.accept().unwrap();
-        assert!(matches!(find_child(childless_pid, inode_of(&conn)), Holder::Other));
+        assert!(matches!(find_child(parent.pid(), inode_of(&conn)), Holder::Other));
+        // A parent without children tells nothing.
+        let childless = Sleeper::start("exec sleep 30");
+        assert!(matches!(find_child(childless.pid(), inode_of(&conn)), Holder::NotKnown));
         // This process holds it, and is a child of its parent.
         let me = Pid::from_raw(std::process::id() as i32);
         assert!(matches!(find_child(nix::unistd::getppid(), inode_of(&conn)), Holder::Child(pid, _) if pid == me));
-        childless.kill().unwrap();
-        childless.wait().unwrap();
+    }
+
+    /// A shell running `script`, killed with its children when dropped.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start(script: &str) -> Sleeper {
+            let mut command = std::process::Command::new("sh");
+            command.args(["-c", script]).process_group(0);
+            Sleeper(command.spawn().unwrap())
+        }
+
+        fn pid(&self) -> Pid {
+            Pid::from_raw(self.0.id() as i32)
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            signal_group(self.pid(), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Polls `done` for up to 10 s.
+    fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        (0..1000).any(|_| {
+            done() || {
+                thread::sleep(Duration::from_millis(10));
+                false
+            }
+        })
     }
 
     /// A peer socket that another process holds open counts as open only
     /// while the child that accepted it (here: this process) holds it too.
     #[test]
     fn an_open_peer_is_the_childs_only_while_the_child_holds_it() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (ours, _theirs) = UnixStream::pair().unwrap();
         let me = Pid::from_raw(std::process::id() as i32);
-        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let other_pid = Pid::from_raw(other.id() as i32);
+        let other = Sleeper::start("exec sleep 30");
         assert!(peer_open(inode_of(&ours), None));
         assert!(peer_open(inode_of(&ours), Some(me)));
-        assert!(!peer_open(inode_of(&ours), Some(other_pid)), "the child no longer holds it");
-        drop(theirs);
-        assert!(!peer_open(inode_of(&ours), None));
-        other.kill().unwrap();
-        other.wait().unwrap();
+        assert!(!peer_open(inode_of(&ours), Some(other.pid())), "the child no longer holds it");
     }
 
     /// A connection no child has accepted yet is looked up again later from

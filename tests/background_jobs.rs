@@ -161,3 +161,68 @@ fn a_job_stops_with_its_pool_unless_it_has_a_session_of_its_own() {
     assert!(fpm.wait_exit(IO_TIMEOUT).is_some());
     assert!(!alive(own), "rustfpm left a process behind");
 }
+
+/// Without `CAP_SYS_PTRACE` (a container's default set; rustfpm.service does
+/// not keep it either) root may list its children's descriptors but not
+/// follow them: rustfpm follows them as the children's user. So it still
+/// knows which child runs what: a request that outlasts the look-up (about
+/// 0.2 s) is answered, `request_terminate_timeout` kills the child by its
+/// pid, and a job holds no abandoned request's worker.
+#[test]
+fn without_cap_sys_ptrace_rustfpm_still_knows_its_children() {
+    require_root("root without CAP_SYS_PTRACE");
+    require_file("/usr/bin/setpriv", "util-linux");
+    let site = Site::new();
+    let jobs = Jobs(vec![site.scratch().join("job.pid")]);
+    let started = site.scratch().join("started");
+    site.script("slow.php", "<?php usleep(500000); echo 'ok';");
+    site.script("spin.php", "<?php $end = microtime(true) + 60; while (microtime(true) < $end) {} echo 'spun';");
+    site.script(
+        "job.php",
+        &format!("<?php {} touch('{}'); usleep(300000); echo 'late';", start_job(&jobs.0[0]), started.display()),
+    );
+    let extra = "request_terminate_timeout = \"1s\"".to_string();
+    let (config, socket) = Rustfpm::write_config(&site, &PoolOptions { children: 1, extra, ..Default::default() });
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace", "--"]);
+    cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
+    let fpm = Rustfpm::spawn(&site, cmd, &config, &socket.unwrap());
+    fpm.wait_ready();
+    for i in 0..2 {
+        let reply = fetch(&fpm.socket, &get(&site, "slow.php", false));
+        assert_eq!((reply.status, reply.body()), (200, "ok"), "request {i}: {reply:?}\n{}", fpm.log_text());
+    }
+
+    assert_eq!(fetch(&fpm.socket, &get(&site, "spin.php", false)).status, 504);
+    let reply = fetch(&fpm.socket, &get(&site, "slow.php", false));
+    assert_eq!((reply.status, reply.body()), (200, "ok"), "the spinning child was not killed:\n{}", fpm.log_text());
+    let log = fpm.wait_logged("terminating");
+    assert!(log.contains("spin.php' (uri '/spin.php') executing too slow"), "{log}");
+    assert!(!log.contains("child ?"), "{log}");
+
+    let mut abandoned = UnixStream::connect(&fpm.socket).unwrap();
+    abandoned.write_all(&get(&site, "job.php", false)).unwrap();
+    assert!(wait_until(IO_TIMEOUT, || started.exists()), "the script never ran");
+    drop(abandoned);
+    let reply = fetch(&fpm.socket, &get(&site, "slow.php", false));
+    assert_eq!((reply.status, reply.body()), (200, "ok"), "{reply:?}");
+    assert!(alive(jobs.pid(0)));
+}
+
+/// A `php_cgi` wrapper that does not exec php-cgi: the workers are not the
+/// parent's children, so no child of the parent holds a connection, which
+/// must not read as "its child is gone" either.
+#[test]
+fn a_php_cgi_wrapper_that_does_not_exec_serves_requests_longer_than_the_look_up() {
+    let site = Site::new();
+    site.script("slow.php", "<?php usleep(500000); echo 'ok';");
+    let wrapper = site.path().join("php-cgi-wrapper");
+    std::fs::write(&wrapper, "#!/bin/sh\nphp-cgi \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let opts = PoolOptions { children: 1, extra: format!("php_cgi = \"{}\"", wrapper.display()), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    for i in 0..3 {
+        let reply = fetch(&fpm.socket, &get(&site, "slow.php", false));
+        assert_eq!((reply.status, reply.body()), (200, "ok"), "request {i}: {reply:?}\n{}", fpm.log_text());
+    }
+}

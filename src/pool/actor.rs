@@ -38,7 +38,7 @@ use super::notes::NoteReceiver;
 use super::recycle::{self, Policy, Reason, SlotView};
 use super::snapshot;
 use super::usage;
-use super::worker::{self, ChildSocket, Worker};
+use super::worker::{ChildSocket, Worker};
 use crate::accesslog::{PoolLogs, Record};
 use crate::metrics::PoolMetrics;
 use crate::spawn::ChildSpec;
@@ -378,14 +378,7 @@ impl PoolActor {
             Report::ChildExited { pid, status } => self.child_exited(pid, status),
             Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
             Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
-            Report::ChildGone { slot, inode } => {
-                // Its child died before it was known: end the connection, as
-                // `child_exited` does for a known one.
-                if let Some(s) = self.slots.get(slot).filter(|s| s.inode == inode) {
-                    worker::sever(s.fd, inode);
-                }
-                self.child_found(slot, inode, None, None)
-            }
+            Report::ChildGone { slot, inode } => self.child_gone(slot, inode),
             Report::Children { parent, pids } => {
                 self.child_list.read(parent.as_raw(), pids);
                 self.answer_snapshots();
@@ -495,9 +488,10 @@ impl PoolActor {
         if self.slots.get(slot).is_some_and(|s| s.pid.is_some()) {
             self.unbind(slot);
         }
+        let exits = self.crashes.unknown_exits();
         if let Some(s) = self.slots.get_mut(slot) {
-            (s.inode, s.fd) = (inode, fd);
-            s.requests = 0;
+            s.set_connection(inode, fd);
+            (s.requests, s.exits_before) = (0, exits);
         }
         self.look_up_child(slot);
     }
@@ -540,7 +534,7 @@ impl PoolActor {
 
     /// The supervisor found (or not) the child of `slot`'s connection `inode`.
     /// A child another connection of this pool had counts on from there.
-    fn child_found(&mut self, slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>) {
+    pub(super) fn child_found(&mut self, slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>) {
         // The answer for a connection the slot has since replaced (its look-up
         // waited for a child to accept while the slot connected anew): the
         // current connection was not looked up (one look-up at a time), so it

@@ -110,7 +110,8 @@ impl PoolActor {
         let s = &mut self.slots[slot];
         let Some(held) = s.held.as_mut() else { return };
         let Some(pid) = s.pid else {
-            s.inode = held.request.worker.inode();
+            let (inode, fd) = (held.request.worker.inode(), held.request.worker.fd());
+            s.set_connection(inode, fd);
             return self.look_up_child(slot);
         };
         held.killed = true;

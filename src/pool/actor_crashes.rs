@@ -39,6 +39,8 @@ impl CrashedRequest {
 pub(super) struct Crashes {
     recent_exits: VecDeque<(Pid, ExitKind)>,
     waiting: Vec<CrashedRequest>,
+    /// Exits of children that no slot knew and the actor had not replaced.
+    unknown_exits: u64,
 }
 
 impl Crashes {
@@ -67,6 +69,13 @@ impl Crashes {
         None
     }
 
+    /// How many children no slot knew have exited (not replaced by the
+    /// actor): one of them may have been the child of a connection whose
+    /// look-up has not answered yet.
+    pub(super) fn unknown_exits(&self) -> u64 {
+        self.unknown_exits
+    }
+
     /// Crashed requests waiting for their child's exit status (tests).
     #[cfg(test)]
     pub(super) fn waiting(&self) -> usize {
@@ -88,7 +97,7 @@ impl PoolActor {
         self.counters.replaced(Reason::Crash);
         self.metrics.crash();
         let pid = self.slots.get_mut(slot).and_then(|s| {
-            s.inode = 0;
+            s.set_connection(0, -1);
             s.requests = 0;
             s.pid.take()
         });
@@ -122,6 +131,9 @@ impl PoolActor {
             self.check_child_loop();
         }
         self.check_emergency(status);
+        if !replaced && !self.slots.iter().any(|s| s.pid == Some(pid)) {
+            self.crashes.unknown_exits += 1;
+        }
         // Its connection ends here, not when its end of it closes: a process
         // its script started may hold that open (the front end would wait
         // for it, or send the next request there).
@@ -149,6 +161,24 @@ impl PoolActor {
                 ExitKind::Code(0) => crate::debug!("[pool {}] child {pid} {status}", self.name),
                 ExitKind::Code(_) => crate::notice!("[pool {}] child {pid} {status}", self.name),
             }
+        }
+    }
+
+    /// A look-up found `slot`'s connection `inode` held by no child of the
+    /// parent. If a child no slot knew has exited since the connection was
+    /// made, that was its child, dead before it was known: the connection is
+    /// ended as `child_exited` ends a known child's, and a request abandoned
+    /// on it is over. Otherwise (a `php_cgi` wrapper that does not exec, whose
+    /// workers are not the parent's children) the child is just not known.
+    pub(super) fn child_gone(&mut self, slot: usize, inode: u32) {
+        let exits = self.crashes.unknown_exits;
+        let gone = self.slots.get(slot).filter(|s| s.inode == inode && exits > s.exits_before).map(|s| s.fd);
+        if let Some(fd) = gone {
+            worker::sever(fd, inode);
+        }
+        self.child_found(slot, inode, None, None);
+        if gone.is_some() {
+            self.peer_checked(slot, inode, false);
         }
     }
 

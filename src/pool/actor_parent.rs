@@ -227,7 +227,7 @@ impl PoolActor {
         let Some(ran) = self.parent.exited(pid) else { return };
         for s in &mut self.slots {
             s.pid = None;
-            s.inode = 0;
+            s.set_connection(0, -1);
         }
         self.carried.clear();
         if self.stopping.begun() {

@@ -35,6 +35,9 @@ pub(super) struct Slot {
     /// inode, and its descriptor in this process (see [`super::worker::sever`]).
     pub(super) inode: u32,
     pub(super) fd: RawFd,
+    /// How many children no slot knew had exited when the connection was
+    /// made ([`super::crashes::Crashes::unknown_exits`]).
+    pub(super) exits_before: u64,
     pub(super) state: SlotState,
     pub(super) requests: u64,
     pub(super) since: Instant,
@@ -59,6 +62,7 @@ impl Slot {
             replace: None,
             inode: 0,
             fd: -1,
+            exits_before: 0,
             state: SlotState::Starting,
             requests: 0,
             since: now,
@@ -109,10 +113,17 @@ impl Slot {
         }
     }
 
+    /// The connection whose child the slot looks up or knows: our end's
+    /// inode and descriptor (0 and -1: none).
+    pub(super) fn set_connection(&mut self, inode: u32, fd: RawFd) {
+        (self.inode, self.fd) = (inode, fd);
+    }
+
     /// Forgets the slot's child (its connection is gone): what it knew of it.
     pub(super) fn forget_child(&mut self) -> (Option<Pid>, Option<Arc<PidFd>>) {
         let known = (self.pid.take(), self.pidfd.take());
-        (self.inode, self.fd, self.finding, self.requests, self.child_since) = (0, -1, false, 0, None);
+        self.set_connection(0, -1);
+        (self.finding, self.requests, self.child_since) = (false, 0, None);
         known
     }
 

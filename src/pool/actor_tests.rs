@@ -475,6 +475,25 @@ async fn an_abandoned_request_holds_its_worker_until_the_child_lets_go() {
     assert!(kills(&h.commands()).is_empty(), "nothing killed without a deadline");
 }
 
+/// A look-up finds the connection of an abandoned request held by no child:
+/// that is its child's death (and a job holding the connection) only if a
+/// child no slot knew has exited since the connection was made.
+#[tokio::test]
+async fn a_connection_held_by_no_child_is_its_childs_end_only_after_an_unknown_exit() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let inode = worker.inode();
+    h.abandon(worker, AbandonCause::ClientGone, None);
+    h.report(Report::ChildGone { slot: 0, inode });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (1, 0), "no exit: the child is just not known");
+
+    h.report(Report::ChildExited { pid: pid(77), status: ExitKind::Signal(Signal::SIGKILL) });
+    h.report(Report::ChildGone { slot: 0, inode });
+    h.actor.replace_and_lend();
+    assert_eq!((h.actor.counters.busy, h.balancer.idle()), (0, 1), "released: its child died");
+}
+
 #[tokio::test]
 async fn an_abandoned_request_past_its_deadline_kills_that_child() {
     let mut h = harness(1, Policy::default());

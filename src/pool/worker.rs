@@ -252,7 +252,9 @@ pub fn sever(fd: RawFd, inode: u32) -> bool {
     let Ok(copy) = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(0)) else { return false };
     // SAFETY: `copy` is a descriptor fcntl just made, owned by nothing else.
     let copy = unsafe { OwnedFd::from_raw_fd(copy) };
-    sockdiag::socket_inode(&copy).is_ok_and(|i| i == inode)
+    let Ok(stat) = nix::sys::stat::fstat(copy.as_raw_fd()) else { return false };
+    stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+        && stat.st_ino == u64::from(inode)
         && nix::sys::socket::shutdown(copy.as_raw_fd(), nix::sys::socket::Shutdown::Both).is_ok()
 }
 

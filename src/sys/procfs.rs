@@ -11,41 +11,117 @@ pub const REMEMBERED: usize = 16 * 1024;
 /// How long a [`CpuTable`] that is full keeps a process that has not been sampled.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
-/// Pids of the direct children of `pid` (all its threads).
+/// Pids of the direct children of `pid` (all its threads); none when /proc
+/// cannot tell.
 pub fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
+    all_children(pid).unwrap_or_default()
+}
+
+/// Pids of the direct children of `pid` (all its threads), or an error when
+/// /proc cannot list them: `pid` is gone, or no thread's `children` file
+/// could be read (a kernel without `CONFIG_PROC_CHILDREN`).
+fn all_children(pid: i32) -> io::Result<Vec<i32>> {
     let mut out = Vec::new();
-    for task in tasks.flatten() {
-        let path = task.path().join("children");
-        if let Ok(text) = fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    let mut read = None;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(text) => {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                read = Some(Ok(()));
+            }
+            // A thread that ended meanwhile: its siblings tell.
+            Err(e) => read = read.or(Some(Err(e))),
         }
     }
-    out
+    read.unwrap_or_else(|| Err(io::ErrorKind::NotFound.into())).map(|()| out)
 }
 
 /// Whether process `pid` has a file descriptor open on socket `inode`:
 /// false once it is gone; an error when its descriptors are not ours to
-/// read (no `CAP_SYS_PTRACE` over it, a /proc mounted with `hidepid`).
+/// read.
+///
+/// Root without `CAP_SYS_PTRACE` (a container's default capabilities) may
+/// list another user's descriptors but not follow them; the process's own
+/// user may. So a refused read is tried again as that user, by this
+/// thread's filesystem ids ([`as_owner_of`]): call it only from a thread
+/// that does nothing else meanwhile (rustfpm's supervisor).
 pub fn socket_held(pid: i32, inode: u32) -> io::Result<bool> {
+    match fds_include(pid, inode) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => as_owner_of(pid, || fds_include(pid, inode)),
+        held => held,
+    }
+}
+
+fn fds_include(pid: i32, inode: u32) -> io::Result<bool> {
     let want = format!("socket:[{inode}]");
     let fds = match fs::read_dir(format!("/proc/{pid}/fd")) {
         Ok(fds) => fds,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    Ok(fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == want.as_str())))
+    for fd in fds {
+        match fs::read_link(fd?.path()) {
+            Ok(target) if target.as_os_str() == want.as_str() => return Ok(true),
+            Ok(_) => {}
+            // Closed meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Listed but not ours to follow (root without CAP_SYS_PTRACE).
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Runs `read` with this thread's filesystem uid and gid set to those of
+/// process `pid` (all four of its uids alike, and of its gids: not a set-id
+/// program), and back. Linux keeps these ids per thread, and glibc does not
+/// pass `setfsuid` on to the other threads: nothing else in the process
+/// reads or writes a file as that user. Needs `CAP_SETUID` and
+/// `CAP_SETGID`; without them the ids stay and `read` is refused again.
+fn as_owner_of<T>(pid: i32, read: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let (Some(uid), Some(gid)) = (single_id(&status, "Uid:"), single_id(&status, "Gid:")) else {
+        return Err(io::ErrorKind::PermissionDenied.into());
+    };
+    let _back = FsIds::set(uid, gid);
+    read()
+}
+
+/// The id a `/proc/PID/status` line (`Uid:` or `Gid:`) gives four times, if
+/// all four are one.
+fn single_id(status: &str, key: &str) -> Option<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+    let ids: Vec<u32> = line.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+    (ids.len() == 4 && ids.iter().all(|&id| id == ids[0])).then_some(ids[0])
+}
+
+/// This thread's filesystem ids as they were, put back when dropped.
+struct FsIds(nix::unistd::Uid, nix::unistd::Gid);
+
+impl FsIds {
+    fn set(uid: u32, gid: u32) -> FsIds {
+        let gid = nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
+        FsIds(nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid)), gid)
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        nix::unistd::setfsuid(self.0);
+        nix::unistd::setfsgid(self.1);
+    }
 }
 
 /// The child of `parent` that holds socket `inode`: `Ok(None)` when /proc
-/// shows that none does, an error when it cannot show it (the parent's or a
-/// child's entries could not be read).
+/// shows that none of its children (at least one) does, an error when it
+/// cannot show it (the children, or a child's descriptors, could not be read).
 pub fn child_holding_socket(parent: i32, inode: u32) -> io::Result<Option<i32>> {
-    fs::metadata(format!("/proc/{parent}/task"))?;
+    let children = all_children(parent)?;
+    if children.is_empty() {
+        return Err(io::Error::other("no children"));
+    }
     let mut unreadable = None;
-    for pid in children(parent) {
+    for pid in children {
         match socket_held(pid, inode) {
             Ok(true) => return Ok(Some(pid)),
             Ok(false) => {}
@@ -274,6 +350,33 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_single_id_is_one_given_four_times() {
+        let status = "Name:\tphp-cgi\nUid:\t33\t33\t33\t33\nGid:\t33\t33\t0\t33\n";
+        assert_eq!(single_id(status, "Uid:"), Some(33));
+        assert_eq!(single_id(status, "Gid:"), None, "a set-id program is not followed as its user");
+        assert_eq!(single_id("Uid:\t33\t33\n", "Uid:"), None);
+    }
+
+    /// As root: reads as the owner of another user's process, then this
+    /// thread's filesystem ids are root's again.
+    #[test]
+    fn reading_as_a_process_owner_puts_the_ids_back() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::process::CommandExt;
+        let mut other = std::process::Command::new("sleep").arg("30").uid(33).gid(33).spawn().unwrap();
+        // A query: setfsuid with an invalid id changes nothing and says the current one.
+        let fsuid = || nix::unistd::setfsuid(nix::unistd::Uid::from_raw(u32::MAX)).as_raw();
+        // spawn() returns once `sleep` runs, as www-data.
+        let seen = as_owner_of(other.id() as i32, || Ok(fsuid()));
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(seen.unwrap(), 33, "read as the process's user");
+        assert_eq!(fsuid(), 0);
+    }
 
     #[test]
     fn finds_own_socket() {
