@@ -60,6 +60,14 @@ fn fetch(socket: &Path, request: &[u8]) -> fcgi::Reply {
     exchange(&mut s, request)
 }
 
+/// Sends `request` and hangs up once its script has made `started`, as nginx
+/// does when the browser goes away.
+fn abandon_once_started(fpm: &Rustfpm, request: &[u8], started: &Path) {
+    let mut abandoned = UnixStream::connect(&fpm.socket).unwrap();
+    abandoned.write_all(request).unwrap();
+    assert!(wait_until(IO_TIMEOUT, || started.exists()), "the script never ran");
+}
+
 /// nginx gives up on a request whose script started a job: once the script
 /// has ended, the only child serves the next request, and the job runs on.
 #[test]
@@ -72,10 +80,7 @@ fn an_abandoned_request_whose_script_left_a_job_running_frees_its_worker() {
     site.script("hello.php", "<?php echo 'hello';");
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..Default::default() });
 
-    let mut abandoned = UnixStream::connect(&fpm.socket).unwrap();
-    abandoned.write_all(&get(&site, "job.php", false)).unwrap();
-    assert!(wait_until(IO_TIMEOUT, || started.exists()), "the script never ran");
-    drop(abandoned);
+    abandon_once_started(&fpm, &get(&site, "job.php", false), &started);
 
     let reply = fetch(&fpm.socket, &get(&site, "hello.php", false));
     assert_eq!((reply.status, reply.body()), (200, "hello"), "{reply:?}");
@@ -200,10 +205,7 @@ fn without_cap_sys_ptrace_rustfpm_still_knows_its_children() {
     assert!(log.contains("spin.php' (uri '/spin.php') executing too slow"), "{log}");
     assert!(!log.contains("child ?"), "{log}");
 
-    let mut abandoned = UnixStream::connect(&fpm.socket).unwrap();
-    abandoned.write_all(&get(&site, "job.php", false)).unwrap();
-    assert!(wait_until(IO_TIMEOUT, || started.exists()), "the script never ran");
-    drop(abandoned);
+    abandon_once_started(&fpm, &get(&site, "job.php", false), &started);
     let reply = fetch(&fpm.socket, &get(&site, "slow.php", false));
     assert_eq!((reply.status, reply.body()), (200, "ok"), "{reply:?}");
     assert!(alive(jobs.pid(0)));
