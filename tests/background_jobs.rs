@@ -228,3 +228,22 @@ fn a_php_cgi_wrapper_that_does_not_exec_serves_requests_longer_than_the_look_up(
         assert_eq!((reply.status, reply.body()), (200, "ok"), "request {i}: {reply:?}\n{}", fpm.log_text());
     }
 }
+
+/// The php-cgi parent dies, and rustfpm kills its group: a request running
+/// there, whose script left a job in a session of its own (not in the group),
+/// is answered 502 at once, and the pool serves again with a new parent.
+#[test]
+fn a_request_whose_parent_died_is_answered_although_a_job_holds_its_connection() {
+    let site = Site::new();
+    let jobs = Jobs(vec![site.scratch().join("own.pid")]);
+    let own = format!("exec('setsid sleep 60 > /dev/null 2>&1 & echo $! > {}');", jobs.0[0].display());
+    site.script("orphan.php", &format!("<?php {own} posix_kill(posix_getppid(), 9); sleep(20); echo 'late';"));
+    site.script("hello.php", "<?php echo 'hello';");
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..Default::default() });
+
+    let reply = fetch(&fpm.socket, &get(&site, "orphan.php", false));
+    assert_eq!(reply.status, 502, "{reply:?}");
+    assert!(alive(jobs.pid(0)));
+    let reply = fetch(&fpm.socket, &get(&site, "hello.php", false));
+    assert_eq!((reply.status, reply.body()), (200, "hello"), "{reply:?}\n{}", fpm.log_text());
+}

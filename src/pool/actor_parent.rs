@@ -13,6 +13,7 @@ use tokio::time::Instant as TokioInstant;
 
 use super::{PoolActor, SlotState};
 use crate::pool::crash::{backoff, crash_loop_limit, ExitRate, CRASH_WINDOW};
+use crate::pool::worker;
 use crate::supervisor::{Command, ExitKind};
 
 /// How many exits of children the actor killed are awaited at most. Under
@@ -222,10 +223,13 @@ impl PoolActor {
     }
 
     /// The parent exited (its group was killed with it): every child is
-    /// forgotten, and the next parent scheduled unless the pool stops.
+    /// forgotten, their connections ended (a job in a session of its own may
+    /// hold one open, see `child_exited`), and the next parent scheduled
+    /// unless the pool stops.
     pub(super) fn parent_exited(&mut self, pid: Pid, status: ExitKind) {
         let Some(ran) = self.parent.exited(pid) else { return };
         for s in &mut self.slots {
+            worker::sever(s.fd, s.inode);
             s.pid = None;
             s.set_connection(0, -1);
         }
