@@ -361,3 +361,21 @@ fn the_queue_follows_the_listen_backlog() {
     let json = get_json(&nginx.url("/status?json"));
     assert_eq!(json["listen queue len"], 4096, "{json}");
 }
+
+/// `-c` php-fpm's php.ini: the `conf.d` beside it is scanned, as php-fpm
+/// scans its own, not php-cgi's built-in one (Debian's `cgi/conf.d`).
+#[test]
+fn the_conf_d_beside_the_php_ini_is_scanned() {
+    let site = Site::new();
+    let etc = site.path().join("etc");
+    std::fs::create_dir_all(etc.join("conf.d")).unwrap();
+    std::fs::write(etc.join("php.ini"), "memory_limit = 64M\n").unwrap();
+    std::fs::write(etc.join("conf.d/99-site.ini"), "memory_limit = 77M\n").unwrap();
+    site.script("ini.php", "<?php echo ini_get('memory_limit'), ' ', trim(php_ini_scanned_files());");
+    let php_ini = etc.join("php.ini");
+    let fpm = start_fpm(&site, &ini(&site, "", ""), &["-c", php_ini.to_str().unwrap()]);
+    let params = fcgi::get_params(&site, "ini.php", "");
+    let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, &v[..])).collect();
+    let reply = fcgi::send(&fpm.socket, &params);
+    assert_eq!(reply.body(), format!("77M {}", etc.join("conf.d/99-site.ini").display()), "{reply:?}");
+}

@@ -111,10 +111,25 @@ pub fn environment(cfg: &config::Pool, user: Option<&User>) -> Vec<(OsString, Os
     for (k, v) in &cfg.env {
         set(&mut env, k, v.into());
     }
+    if let Some(dir) = scan_dir(cfg).filter(|_| !env.iter().any(|(k, _)| k == "PHP_INI_SCAN_DIR")) {
+        set(&mut env, "PHP_INI_SCAN_DIR", dir.into_os_string());
+    }
     set(&mut env, "PHP_FCGI_CHILDREN", cfg.pm_max_children.to_string().into());
     // rustfpm recycles children itself; php-cgi's default would recycle every 500.
     set(&mut env, "PHP_FCGI_MAX_REQUESTS", "0".into());
     env
+}
+
+/// The `conf.d` beside the pool's php.ini, if there is one: php-fpm's own
+/// layout (Debian's `/etc/php/8.2/fpm/php.ini` and `fpm/conf.d`, the Docker
+/// images' `/usr/local/etc/php/php.ini` and `php/conf.d`). php-cgi would scan
+/// the directory it was built with (Debian's `cgi/conf.d`) whatever its `-c`,
+/// so php-fpm's ini files there (`phpenmod -s fpm`, a site's overrides) would
+/// be left out. A `PHP_INI_SCAN_DIR` the pool's environment sets wins.
+fn scan_dir(cfg: &config::Pool) -> Option<PathBuf> {
+    let ini = cfg.php_ini.as_ref().filter(|_| !cfg.php_flags.iter().any(|f| f == "-n"))?;
+    let dir = if ini.is_dir() { ini.as_path() } else { ini.parent()? };
+    Some(dir.join("conf.d")).filter(|d| d.is_dir())
 }
 
 fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
