@@ -193,3 +193,23 @@ fn no_input_can_forge_the_marker() {
     assert_eq!((r.status, r.text().as_str()), (200, "the body"), "{r:?}");
     assert!(r.headers_named("Set-Cookie").is_empty(), "{r:?}");
 }
+
+/// The status line nginx sends for a head the call completes carries PHP's
+/// reason phrase, as php-fpm's does ("302 Found", not a bare "302"); a code
+/// PHP has no phrase for stays bare, as php-cgi sends it.
+#[test]
+fn the_status_line_of_a_finished_head_has_phps_reason_phrase() {
+    let stack = Stack::start();
+    stack.site.script(
+        "finish_code.php",
+        "<?php http_response_code((int) $_GET['code']); header('X-Finished: yes'); fastcgi_finish_request();",
+    );
+    for (code, line) in [(302, "HTTP/1.1 302 Found"), (404, "HTTP/1.1 404 Not Found"), (299, "HTTP/1.1 299")] {
+        let bytes: Vec<u8> = raw_chunks(stack.nginx.port, &format!("/finish_code.php?code={code}"))
+            .into_iter()
+            .flat_map(|(_, c)| c)
+            .collect();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(text.lines().next().map(str::trim_end), Some(line), "{text}");
+    }
+}

@@ -439,7 +439,27 @@ function fastcgi_finish_request(): bool
         $head = '';
         $code = http_response_code();
         if (is_int($code) && $code !== 200) {{
-            $head .= "Status: $code\r\n";
+            // With php-cgi's reason phrase (main/http_status_codes.h): nginx
+            // shows "302 Found" as sent, a bare "302" as a bare code.
+            $reason = match ($code) {{
+                100 => 'Continue', 101 => 'Switching Protocols', 201 => 'Created', 202 => 'Accepted',
+                203 => 'Non-Authoritative Information', 204 => 'No Content', 205 => 'Reset Content',
+                206 => 'Partial Content', 300 => 'Multiple Choices', 301 => 'Moved Permanently',
+                302 => 'Found', 303 => 'See Other', 304 => 'Not Modified', 305 => 'Use Proxy',
+                307 => 'Temporary Redirect', 308 => 'Permanent Redirect', 400 => 'Bad Request',
+                401 => 'Unauthorized', 402 => 'Payment Required', 403 => 'Forbidden', 404 => 'Not Found',
+                405 => 'Method Not Allowed', 406 => 'Not Acceptable', 407 => 'Proxy Authentication Required',
+                408 => 'Request Timeout', 409 => 'Conflict', 410 => 'Gone', 411 => 'Length Required',
+                412 => 'Precondition Failed', 413 => 'Request Entity Too Large', 414 => 'Request-URI Too Long',
+                415 => 'Unsupported Media Type', 416 => 'Requested Range Not Satisfiable',
+                417 => 'Expectation Failed', 426 => 'Upgrade Required', 428 => 'Precondition Required',
+                429 => 'Too Many Requests', 431 => 'Request Header Fields Too Large',
+                451 => 'Unavailable For Legal Reasons', 500 => 'Internal Server Error', 501 => 'Not Implemented',
+                502 => 'Bad Gateway', 503 => 'Service Unavailable', 504 => 'Gateway Timeout',
+                505 => 'HTTP Version Not Supported', 506 => 'Variant Also Negotiates',
+                511 => 'Network Authentication Required', default => '',
+            }};
+            $head .= rtrim("Status: $code $reason") . "\r\n";
         }}
         $typed = false;
         foreach (headers_list() as $line) {{
