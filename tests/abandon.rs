@@ -378,3 +378,45 @@ fn requests_nginx_gives_up_on_while_queued_never_reach_a_child() {
     }
     assert_eq!(gated.runs(), 3, "a request nginx gave up on while queued ran");
 }
+
+/// A fire-and-forget request (WordPress's cron spawn: a tiny client timeout,
+/// `ignore_user_abort` in the script) behind a location with
+/// `fastcgi_ignore_client_abort on`: nginx keeps its connection to rustfpm
+/// when the client goes, so the request runs once the child is free, as
+/// php-fpm would run it (docs/php-fpm-differences.md).
+#[test]
+fn a_queued_request_behind_fastcgi_ignore_client_abort_runs_when_its_client_has_gone() {
+    let gated = Gated::new();
+    let fpm = gated.start();
+    let http = format!(
+        r#"
+  server {{
+    listen 127.0.0.1:{{port}};
+    root {www};
+    location / {{
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_ignore_client_abort on;
+      fastcgi_pass unix:{socket};
+    }}
+  }}
+"#,
+        www = gated.site.www().display(),
+        socket = fpm.socket.display(),
+    );
+    let nginx = Nginx::start_http(&gated.site, &http);
+    let first = get_in_thread(nginx.url("/count.php"));
+    assert!(wait_until(HANG, || gated.runs() == 1), "the first request never ran");
+    let mut browser = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+    write!(browser, "GET /count.php?cron HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    gated.wait_queued(&fpm, 1);
+    drop(browser);
+    // Without the setting nginx hangs up at once and the request leaves the
+    // queue (the test above); with it, the request is still there later.
+    std::thread::sleep(Duration::from_millis(500));
+    gated.wait_queued(&fpm, 1);
+
+    std::fs::write(&gated.gate, "").unwrap();
+    assert_eq!(first.join().unwrap().expect("the first request's answer").text(), "ran");
+    assert!(wait_until(HANG, || gated.runs() == 2), "the request whose client went away did not run");
+}
