@@ -379,3 +379,25 @@ fn the_conf_d_beside_the_php_ini_is_scanned() {
     let reply = fcgi::send(&fpm.socket, &params);
     assert_eq!(reply.body(), format!("77M {}", etc.join("conf.d/99-site.ini").display()), "{reply:?}");
 }
+
+/// A php-fpm config without `-c`: the php.ini beside it is the children's
+/// (php-fpm's layout: `fpm/php.ini` beside `fpm/php-fpm.conf`), with the
+/// `conf.d` beside that; `-n` still means none.
+#[test]
+fn a_php_fpm_config_brings_the_php_ini_beside_it() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.path().join("conf.d")).unwrap();
+    std::fs::write(site.path().join("php.ini"), "memory_limit = 66M\n").unwrap();
+    std::fs::write(site.path().join("conf.d/99-site.ini"), "max_input_vars = 1234\n").unwrap();
+    site.script("ini.php", "<?php echo ini_get('memory_limit'), ' ', ini_get('max_input_vars');");
+    let show = |fpm: &Rustfpm| {
+        let params = fcgi::get_params(&site, "ini.php", "");
+        let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, &v[..])).collect();
+        fcgi::send(&fpm.socket, &params).body().to_string()
+    };
+    let fpm = start_fpm(&site, &ini(&site, "", ""), &[]);
+    assert_eq!(show(&fpm), "66M 1234");
+    drop(fpm);
+    let fpm = start_fpm(&site, &ini(&site, "", ""), &["-n"]);
+    assert_eq!(show(&fpm), "128M 1000", "-n: PHP's defaults");
+}

@@ -65,6 +65,17 @@ impl Source {
         Ok((config, warnings))
     }
 
+    /// For a php-fpm config without `-c` or `-n`: the php.ini beside it, as
+    /// php-fpm finds its own (Debian's `/etc/php/8.2/fpm/php.ini` beside
+    /// `fpm/php-fpm.conf`, RHEL's `/etc/php.ini` beside `/etc/php-fpm.conf`),
+    /// where php-cgi would read its own (`cgi/php.ini`). None if there is none.
+    fn fpm_php_ini(&self) -> Option<PathBuf> {
+        if self.format == Format::Toml || self.php_flags.iter().any(|f| f == "-n") {
+            return None;
+        }
+        Some(self.path.parent()?.join("php.ini")).filter(|p| p.is_file())
+    }
+
     fn apply(&self, config: &mut Config) {
         // `-O` keeps error_log: the log goes to stderr as well (crate::log::force_stderr).
         if let Some(daemonize) = self.daemonize {
@@ -73,9 +84,12 @@ impl Source {
         if let Some(pid) = &self.pid {
             config.global.pid = Some(pid.clone());
         }
+        let beside = self.fpm_php_ini().filter(|_| self.php_ini.is_none());
         for pool in &mut config.pools {
             if let Some(ini) = &self.php_ini {
                 pool.php_ini = Some(ini.clone());
+            } else if let Some(ini) = &beside {
+                pool.php_ini.get_or_insert_with(|| ini.clone());
             }
             pool.php_flags.clone_from(&self.php_flags);
             // php-fpm's -d sets the master's INI, which a pool's php_value overrides: the
