@@ -295,6 +295,28 @@ fn path_info_hole_is_closed() {
     let r = get(&stack.url("/x.jpg/y.php"));
     assert_eq!((r.status, r.text().as_str()), (403, "Access denied.\n"), "{r:?}");
     assert!(!stack.site.scratch().join("jpg-ran").exists(), "x.jpg was executed as PHP");
+    // php-fpm's words reach nginx's error log, as php-fpm's logger sends them.
+    let log = nginx_error_log(stack.site.path());
+    assert!(
+        log.contains("Access to the script '")
+            && log.contains("x.jpg' has been denied (see security.limit_extensions)"),
+        "{log}"
+    );
+}
+
+/// A child that dies under its request, and one that runs past
+/// `request_terminate_timeout`: nginx gets rustfpm's 502 and 504, and a line
+/// in its error log (php-fpm's failures show there as well).
+#[test]
+fn a_crash_and_a_timeout_are_in_nginxs_error_log() {
+    let stack = Stack::with(PoolOptions { extra: "request_terminate_timeout = \"1s\"".into(), ..Default::default() });
+    stack.site.script("crash.php", "<?php posix_kill(getmypid(), 9);");
+    stack.site.script("spin.php", "<?php while (true) {}");
+    assert_eq!(get(&stack.url("/crash.php")).status, 502);
+    assert_eq!(get(&stack.url("/spin.php")).status, 504);
+    let log = nginx_error_log(stack.site.path());
+    assert!(log.contains("FastCGI sent in stderr: \"the PHP process serving this request exited"), "{log}");
+    assert!(log.contains("FastCGI sent in stderr: \"the PHP script ran past request_terminate_timeout"), "{log}");
 }
 
 #[test]

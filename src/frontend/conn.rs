@@ -128,7 +128,11 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
                 "[pool {}] access to the script '{script}' has been denied (see security_limit_extensions)",
                 pool.name
             );
-            (403, Reply::new("403 Forbidden", b"Access denied.\n"))
+            // php-fpm's words, which its logger also sends nginx.
+            let denied = format!("Access to the script '{script}' has been denied (see security.limit_extensions)");
+            let reply = Reply { stderr: Some(denied.as_bytes()), ..Reply::new("403 Forbidden", b"Access denied.\n") };
+            log_alone(conn, pool, head, 403);
+            return Some(conn.answer_alone(head, reply).await);
         }
         Verdict::Refused(why) => {
             crate::warning!("[pool {}] request refused: {why}; answered 403", pool.name);

@@ -673,25 +673,36 @@ async fn fail(
     failed: Failed,
 ) -> Outcome {
     let pool = lease.pool();
-    let (line, body): (&str, &[u8]) = match failed.how {
+    // The body for the client; the STDERR line for nginx's error log, where
+    // php-fpm's failures show too (its child's reset connection, its logger).
+    let (line, body, stderr): (&str, &[u8], &[u8]) = match failed.how {
         ChildFailure::Crashed => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
             let slot = lease.worker().slot();
             pool.tell(PoolMsg::ChildCrashed { slot, script, uri });
             lease.release(failed.nginx_has.unwrap_or(502), false);
-            ("502 Bad Gateway", b"Bad Gateway: the PHP process serving this request exited.\n")
+            (
+                "502 Bad Gateway",
+                b"Bad Gateway: the PHP process serving this request exited.\n",
+                b"the PHP process serving this request exited (see rustfpm's log)",
+            )
         }
         ChildFailure::TimedOut => {
             // The actor kills the child, by its pid, before lending the worker again.
             let status = failed.nginx_has.unwrap_or(504);
             lease.abandon(AbandonCause::TimedOut, status, Some(Instant::now()), Some(head));
-            ("504 Gateway Timeout", b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n")
+            (
+                "504 Gateway Timeout",
+                b"Gateway Timeout: the PHP script ran past request_terminate_timeout.\n",
+                b"the PHP script ran past request_terminate_timeout and is terminated",
+            )
         }
     };
     if failed.sent_any {
         return Outcome::ChildFailed { answered: false };
     }
-    let answered = conn.answer(head, Reply::new(line, body)).await.is_ok() && conn.skip_body(request).await.is_ok();
+    let reply = Reply { stderr: Some(stderr), ..Reply::new(line, body) };
+    let answered = conn.answer(head, reply).await.is_ok() && conn.skip_body(request).await.is_ok();
     Outcome::ChildFailed { answered }
 }
 
