@@ -33,7 +33,13 @@ impl Jobs {
 impl Drop for Jobs {
     fn drop(&mut self) {
         for i in 0..self.0.len() {
-            if let Some(pid) = std::fs::read_to_string(&self.0[i]).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+            let Some(pid) = std::fs::read_to_string(&self.0[i]).ok().and_then(|p| p.trim().parse::<i32>().ok()) else {
+                continue;
+            };
+            // A job that ended (with its pool) left its pid to be reused, maybe by
+            // another test's process: only a `sleep` is killed.
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if command.starts_with(b"sleep\0") {
                 // SAFETY: kill(2) of the job's pid, which the script wrote.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
