@@ -107,6 +107,8 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
         log_alone(conn, pool, head, 404);
         return Some(conn.answer_alone(head, reply).await);
     }
+    // The line a refusal sends nginx's error log, when it is not a constant.
+    let denied: String;
     let (status, reply) = match policy::check(
         &mut head.params,
         &pool.limit_extensions,
@@ -129,10 +131,8 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
                 pool.name
             );
             // php-fpm's words, which its logger also sends nginx.
-            let denied = format!("Access to the script '{script}' has been denied (see security.limit_extensions)");
-            let reply = Reply { stderr: Some(denied.as_bytes()), ..Reply::new("403 Forbidden", b"Access denied.\n") };
-            log_alone(conn, pool, head, 403);
-            return Some(conn.answer_alone(head, reply).await);
+            denied = format!("Access to the script '{script}' has been denied (see security.limit_extensions)");
+            (403, Reply { stderr: Some(denied.as_bytes()), ..Reply::new("403 Forbidden", b"Access denied.\n") })
         }
         Verdict::Refused(why) => {
             crate::warning!("[pool {}] request refused: {why}; answered 403", pool.name);

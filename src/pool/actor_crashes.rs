@@ -171,7 +171,7 @@ impl PoolActor {
     /// on it is over. Otherwise (a `php_cgi` wrapper that does not exec, whose
     /// workers are not the parent's children) the child is just not known.
     pub(super) fn child_gone(&mut self, slot: usize, inode: u32) {
-        let exits = self.crashes.unknown_exits;
+        let exits = self.crashes.unknown_exits();
         let gone = self.slots.get(slot).filter(|s| s.inode == inode && exits > s.exits_before).map(|s| s.fd);
         if let Some(fd) = gone {
             worker::sever(fd, inode);

@@ -83,8 +83,7 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
 
 fn args(cfg: &config::Pool) -> Vec<OsString> {
     let mut args: Vec<OsString> = cfg.php_flags.iter().map(OsString::from).collect();
-    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
-    if let Some(ini) = cfg.php_ini.as_ref().filter(|_| !no_ini) {
+    if let Some(ini) = php_ini(cfg) {
         args.push("-c".into());
         args.push(ini.clone().into_os_string());
     }
@@ -127,9 +126,14 @@ pub fn environment(cfg: &config::Pool, user: Option<&User>) -> Vec<(OsString, Os
 /// so php-fpm's ini files there (`phpenmod -s fpm`, a site's overrides) would
 /// be left out. A `PHP_INI_SCAN_DIR` the pool's environment sets wins.
 fn scan_dir(cfg: &config::Pool) -> Option<PathBuf> {
-    let ini = cfg.php_ini.as_ref().filter(|_| !cfg.php_flags.iter().any(|f| f == "-n"))?;
+    let ini = php_ini(cfg)?;
     let dir = if ini.is_dir() { ini.as_path() } else { ini.parent()? };
     Some(dir.join("conf.d")).filter(|d| d.is_dir())
+}
+
+/// The pool's php.ini, unless PHP's `-n` (no php.ini) is among its flags.
+fn php_ini(cfg: &config::Pool) -> Option<&PathBuf> {
+    cfg.php_ini.as_ref().filter(|_| !cfg.php_flags.iter().any(|f| f == "-n"))
 }
 
 fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
