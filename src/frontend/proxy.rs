@@ -29,6 +29,11 @@ use crate::pool::{AbandonCause, PoolMsg, Worker};
 /// Most request-body bytes buffered towards a child at once.
 pub const MAX_BODY_BUFFER: usize = 128 * 1024;
 
+/// Most times a request is sent again on a new connection after a child's
+/// connection closed before taking any of it (a parent that died takes all
+/// its children at once).
+const RESENDS: usize = 3;
+
 /// Most bytes of an answer held for a slow nginx before the child is no
 /// longer read (one more read from the child may come on top).
 const UNSENT_MAX: usize = crate::pool::worker::READ_BUF;
@@ -97,6 +102,13 @@ fn send_head(
     to_child.reserve(head_room(head, marker) + conn.buffered());
     request_head(head, marker, to_child);
     conn.take_body(request, to_child)?;
+    announce(lease);
+    Ok(())
+}
+
+/// Tells the actor of the worker's connection at its first request, so that
+/// it finds the child that accepted it.
+fn announce(lease: &mut Lease<'_>) {
     let pool = lease.pool();
     let worker = lease.worker();
     if worker.is_fresh() {
@@ -104,7 +116,6 @@ fn send_head(
         let (slot, inode, fd) = (worker.slot(), worker.inode(), worker.fd());
         pool.tell(PoolMsg::Connected { slot, inode, fd });
     }
-    Ok(())
 }
 
 /// How the exchange ended.
@@ -149,8 +160,24 @@ async fn exchange(
         tail_start: 0,
         balancer: &pool.balancer,
         coming_back: None,
+        taken: false,
     };
-    let result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    let mut result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    // An idle child that died (killed, out of memory) just before the front
+    // end saw it go: its connection took no byte of the request, so no child
+    // has seen it, and it goes to the pool's children on a new connection.
+    for _ in 0..RESENDS {
+        if !matches!(result, Err(Failure::Refused)) {
+            break;
+        }
+        crate::debug!("[pool {}] the child's connection closed before it took the request: sent again", pool.name);
+        lease.worker().discard();
+        if !connect(lease).await {
+            break;
+        }
+        announce(lease);
+        result = exchange.run(conn, lease.worker(), pool.track_finished).await;
+    }
     if let Some(back) = exchange.coming_back.take() {
         lease.worker().hold(back);
     }
@@ -200,8 +227,8 @@ async fn settle(
                 Err(e) => Outcome::ClientGone(e),
             }
         }
-        Err(failure @ (Failure::Child | Failure::Timeout)) => {
-            let how = if matches!(failure, Failure::Child) { ChildFailure::Crashed } else { ChildFailure::TimedOut };
+        Err(failure @ (Failure::Child | Failure::Refused | Failure::Timeout)) => {
+            let how = if matches!(failure, Failure::Timeout) { ChildFailure::TimedOut } else { ChildFailure::Crashed };
             let failed = Failed { how, sent_any: response.sent_any, nginx_has };
             fail(conn, lease, head, request, failed).await
         }
@@ -233,7 +260,10 @@ async fn send_tail(conn: &mut Connection, tail: &[u8], deadline: Option<Instant>
 }
 
 enum Failure {
+    /// The child's connection failed after it took (some of) the request.
     Child,
+    /// The child's connection closed before it took any byte of the request.
+    Refused,
     Timeout,
     Client(ConnError),
 }
@@ -263,6 +293,8 @@ struct Exchange<'a, 'm> {
     /// nginx has the end of the answer and may send the next request to another thread.
     balancer: &'a crate::pool::balancer::Balancer,
     coming_back: Option<crate::pool::worker::ComingBack>,
+    /// The child's connection has taken bytes of the request.
+    taken: bool,
 }
 
 impl Exchange<'_, '_> {
@@ -356,9 +388,9 @@ impl Exchange<'_, '_> {
                     }
                 }
             };
-            let n = read.map_err(|_| Failure::Child)?;
+            let n = read.map_err(|_| self.lost())?;
             if n == 0 {
-                return Err(Failure::Child);
+                return Err(self.lost());
             }
             let was_completed = self.completed();
             self.relay(conn, &up_rd, buf, n).await?;
@@ -373,12 +405,23 @@ impl Exchange<'_, '_> {
 
     /// `n` more bytes of `to_child` (from `written` on) reached the child.
     fn sent_to_child(&mut self, written: &mut usize, n: std::io::Result<usize>) -> Result<(), Failure> {
-        *written += n.map_err(|_| Failure::Child)?;
+        let n = n.map_err(|_| self.lost())?;
+        self.taken |= n > 0;
+        *written += n;
         if *written == self.to_child.len() {
             self.to_child.clear();
             *written = 0;
         }
         Ok(())
+    }
+
+    /// The child's connection failed: whether the child may have seen the request.
+    fn lost(&self) -> Failure {
+        if self.taken {
+            Failure::Child
+        } else {
+            Failure::Refused
+        }
     }
 
     /// Bytes of the answer that nginx has not taken yet.
@@ -824,6 +867,7 @@ mod tests {
             tail_start: 0,
             balancer: &balancer,
             coming_back: None,
+            taken: false,
         };
         // One read's worth: 66,032 bytes of STDOUT records, then the finish
         // marker (16 bytes). Completed, the response leaves more than
@@ -846,6 +890,97 @@ mod tests {
         let ended = tokio::time::timeout(std::time::Duration::from_secs(20), both).await;
         assert!(matches!(ended, Ok(Ok(_))), "the exchange did not read the child's END_REQUEST");
         assert!(exchange.unsent() > UNSENT_MAX, "nginx was to have read nothing");
+    }
+
+    /// A worker connected to a fake child (its end returned), its connection
+    /// known writable to the reactor (as after a request), and nginx's end.
+    async fn idle_fake_child(dir: &std::path::Path) -> (Worker, StdUnixStream, Connection, StdUnixStream) {
+        let path = dir.join("child.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the fake child's socket");
+        let fd = std::os::fd::OwnedFd::from(listener.try_clone().expect("clone the listener"));
+        let socket = crate::pool::worker::ChildSocket { path, dir: dir.join("none"), listener: fd };
+        let mut worker = Worker::new(0, std::sync::Arc::from(vec![0.into()]));
+        worker.ensure_connected(&socket).await.expect("connect to the fake child");
+        let (child, _) = listener.accept().expect("accept the worker");
+        let (up, _) = worker.io().expect("connected");
+        up.writable().await.expect("writable");
+        let (ours, nginx) = StdUnixStream::pair().expect("a socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let stream = Stream::Unix(tokio::net::UnixStream::from_std(ours).expect("a tokio socket"));
+        (worker, child, Connection::new(stream, false, None, Shed::default()), nginx)
+    }
+
+    /// What the fake child does in [`exchange_with`].
+    enum ChildDoes {
+        /// Closes its end before the request, the reactor not told yet.
+        Closes,
+        /// Closes its end, and the reactor reads so before the request.
+        ClosesSeen,
+        /// Reads some of the request and then closes its end.
+        ReadsThenCloses,
+    }
+
+    /// How the exchange of a request head with a fake child ends.
+    async fn exchange_with(does: ChildDoes) -> Result<bool, Failure> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (mut worker, child, mut conn, _nginx) = idle_fake_child(dir.path()).await;
+        let head = head_with(&[(b"SCRIPT_FILENAME", b"/x.php")]);
+        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(head.id));
+        request_head(&head, None, &mut to_child);
+        let mut response = ResponseStream::new(head.id, None);
+        let lifted = AtomicBool::new(false);
+        let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
+        let mut exchange = Exchange {
+            to_child: &mut to_child,
+            request: &mut request,
+            response: &mut response,
+            deadline: None,
+            lifted: &lifted,
+            keep_conn: true,
+            pool: "www",
+            output: None,
+            tail: Vec::new(),
+            tail_start: 0,
+            balancer: &balancer,
+            coming_back: None,
+            taken: false,
+        };
+        let close = |child: &StdUnixStream| child.shutdown(std::net::Shutdown::Both).expect("close the child's end");
+        let reader = match does {
+            ChildDoes::Closes => {
+                close(&child);
+                None
+            }
+            ChildDoes::ClosesSeen => {
+                close(&child);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                None
+            }
+            ChildDoes::ReadsThenCloses => Some(std::thread::spawn(move || {
+                use std::io::Read;
+                let read = (&child).read(&mut [0u8; 16]).expect("the child reads");
+                close(&child);
+                read
+            })),
+        };
+        let ended =
+            tokio::time::timeout(std::time::Duration::from_secs(20), exchange.run(&mut conn, &mut worker, false));
+        let ended = ended.await.expect("the exchange ended");
+        if let Some(reader) = reader {
+            assert!(reader.join().expect("the child's thread") > 0, "the child read the head");
+        }
+        ended
+    }
+
+    /// An idle child that died before the front end saw it: its connection
+    /// takes no byte of the request (the write fails, or the end of file is
+    /// read first), so no child saw the request and it can go to another.
+    /// A child that took some of it may have run the script: that is a crash.
+    #[tokio::test]
+    async fn a_connection_closed_before_it_took_the_request_is_told_from_a_crash() {
+        assert!(matches!(exchange_with(ChildDoes::Closes).await, Err(Failure::Refused)));
+        assert!(matches!(exchange_with(ChildDoes::ClosesSeen).await, Err(Failure::Refused)));
+        assert!(matches!(exchange_with(ChildDoes::ReadsThenCloses).await, Err(Failure::Child)));
     }
 
     #[test]
