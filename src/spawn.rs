@@ -175,7 +175,10 @@ fn query_command(query: &Query) -> std::process::Command {
         .env_clear()
         .envs(query.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped());
+        .stdout(Stdio::piped())
+        // php-cgi reads a php.ini (and the extensions it names) from its working
+        // directory when told none: never from a directory another user may own.
+        .current_dir("/");
     if let Some(creds) = &query.credentials {
         cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
     }

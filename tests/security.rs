@@ -418,3 +418,21 @@ fn inherited_descriptors_do_not_reach_php_cgi() {
         libc::close(fds[1]);
     }
 }
+
+/// php-cgi, unlike php-fpm, looks for its php.ini in its working directory (the pool's
+/// `chdir`) when given none: a pool user who can write there would replace the system's
+/// php.ini (`disable_functions` gone, an `extension=` of theirs loaded). rustfpm always
+/// tells php-cgi where its php.ini is.
+#[test]
+fn a_php_ini_in_the_pool_working_directory_is_not_read() {
+    let lab = Lab::new();
+    std::fs::write(lab.run("php.ini"), "memory_limit = 7M\n").unwrap();
+    std::fs::write(lab.run("php-cgi-fcgi.ini"), "memory_limit = 9M\n").unwrap();
+    let fpm = lab.start(&lab.config("", "chdir = \"{run}\""));
+    let nginx = Nginx::start(&lab.site, &fpm);
+    let r = get(&nginx.url("/http_ini.php"));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), fpm.log_text());
+    let text = r.text();
+    assert!(text.contains("memory_limit='"), "{text}");
+    assert!(!text.contains("'7M'") && !text.contains("'9M'"), "php-cgi read the php.ini planted in its chdir: {text}");
+}

@@ -264,6 +264,15 @@ impl Settings {
         on.then(|| format!("PHP/{version}"))
     }
 
+    /// The directory php-cgi reads its php.ini from when given none (PHP's
+    /// compiled `PHP_CONFIG_FILE_PATH`, Debian's `/etc/php/8.2/cgi`); unknown
+    /// without a phpinfo.
+    pub fn config_dir(&self) -> Option<std::path::PathBuf> {
+        let Settings::Phpinfo(html) = self else { return None };
+        let dir = phpinfo_value(html, "Configuration File (php.ini) Path ")?;
+        Some(dir.trim()).filter(|d| d.starts_with('/')).map(Into::into)
+    }
+
     /// `cgi.fix_pathinfo` (on unless set off), read as PHP reads a boolean INI value.
     pub fn fix_pathinfo(&self) -> bool {
         self.raw("cgi.fix_pathinfo").is_none_or(|v| ini_bool(&v))
@@ -599,6 +608,16 @@ mod tests {
         assert_eq!(phpinfo_value(html, "auto_prepend_file").as_deref(), Some("/x/a&b.php"));
         assert_eq!(phpinfo_value(html, "open_basedir").as_deref(), Some(""));
         assert_eq!(phpinfo_value(html, "open"), None);
+    }
+
+    #[test]
+    fn the_php_ini_directory_is_read_from_phpinfo() {
+        let html =
+            "<tr><td class=\"e\">Configuration File (php.ini) Path </td><td class=\"v\">/etc/php/8.2/cgi </td></tr>\n\
+                    <tr><td class=\"e\">Loaded Configuration File </td><td class=\"v\">(none) </td></tr>";
+        assert_eq!(Settings::Phpinfo(html.into()).config_dir(), Some("/etc/php/8.2/cgi".into()));
+        assert_eq!(Settings::Phpinfo(String::new()).config_dir(), None);
+        assert_eq!(Settings::Config(Vec::new(), None).config_dir(), None);
     }
 
     #[test]

@@ -158,6 +158,15 @@ impl Pool {
             false => None,
         };
         let settings = finish::Settings::of(cfg, &spec, supervisor, probes);
+        if spec::ini_searched(cfg, &spec) {
+            match settings.config_dir() {
+                Some(dir) => spec.args.extend(["-c".into(), dir.into_os_string()]),
+                None => crate::warning!(
+                    "[pool {}] php-cgi did not say where its php.ini is: it may read one from its working directory; set php_ini",
+                    cfg.name
+                ),
+            }
+        }
         let finish = finish::Polyfill::for_pool(cfg, &settings, spec.credentials.as_ref().map(|c| c.uid))?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);

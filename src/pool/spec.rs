@@ -49,11 +49,13 @@ pub fn child_spec(cfg: &config::Pool, socket: &ChildSocket, allow_root: bool) ->
         Some(c) => User::from_uid(c.uid).ok().flatten(),
         None => User::from_uid(Uid::current()).ok().flatten(),
     };
+    let program = find_program(&cfg.name, &cfg.php_cgi)?;
+    let env = environment(cfg, home_user.as_ref());
     Ok(ChildSpec {
         pool: cfg.name.clone(),
-        program: find_program(&cfg.name, &cfg.php_cgi)?,
-        args: args(cfg),
-        env: environment(cfg, home_user.as_ref()),
+        args: args(cfg, &env),
+        program,
+        env,
         listener: socket.listener.try_clone().map_err(|source| PoolError::ChildSocket {
             pool: cfg.name.clone(),
             path: socket.path.clone(),
@@ -81,11 +83,11 @@ fn settings(cfg: &config::Pool) -> ProcessSettings {
     }
 }
 
-fn args(cfg: &config::Pool) -> Vec<OsString> {
+fn args(cfg: &config::Pool, env: &[(OsString, OsString)]) -> Vec<OsString> {
     let mut args: Vec<OsString> = cfg.php_flags.iter().map(OsString::from).collect();
-    if let Some(ini) = php_ini(cfg) {
+    if let Some(ini) = ini_path(cfg, env) {
         args.push("-c".into());
-        args.push(ini.clone().into_os_string());
+        args.push(ini);
     }
     for (key, value) in &cfg.ini {
         args.push("-d".into());
@@ -129,6 +131,27 @@ fn scan_dir(cfg: &config::Pool) -> Option<PathBuf> {
     let ini = php_ini(cfg)?;
     let dir = if ini.is_dir() { ini.as_path() } else { ini.parent()? };
     Some(dir.join("conf.d")).filter(|d| d.is_dir())
+}
+
+/// Where php-cgi is told to read its php.ini (`-c`): the pool's, else where
+/// PHP would look first, the children's `PHPRC`. None with `-n`, or when
+/// neither is set: [`super::Pool::start`] then gives the directory php-cgi
+/// was built with (its phpinfo says which). Never left to PHP's search:
+/// unlike php-fpm, php-cgi also looks in its working directory (the pool's
+/// `chdir`), where a pool user who can write there would put a php.ini of
+/// their own (`disable_functions` gone, their `extension=` loaded).
+fn ini_path(cfg: &config::Pool, env: &[(OsString, OsString)]) -> Option<OsString> {
+    if let Some(ini) = php_ini(cfg) {
+        return Some(ini.clone().into_os_string());
+    }
+    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
+    env.iter().find(|(k, v)| k == "PHPRC" && !v.is_empty() && !no_ini).map(|(_, rc)| rc.clone())
+}
+
+/// php-cgi would search for its php.ini, its working directory included:
+/// no `-n`, no `-c` and no `PHPRC` (see [`ini_path`]).
+pub fn ini_searched(cfg: &config::Pool, spec: &ChildSpec) -> bool {
+    !cfg.php_flags.iter().any(|f| f == "-n") && ini_path(cfg, &spec.env).is_none()
 }
 
 /// The pool's php.ini, unless PHP's `-n` (no php.ini) is among its flags.
