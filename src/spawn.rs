@@ -3,7 +3,8 @@
 //! async-signal-safe calls only.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -103,13 +104,25 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     };
     let creds = spec.credentials.clone();
     let parent = std::process::id() as libc::pid_t;
+    // The chroot is entered through a descriptor opened here without following a
+    // link another user placed: by its path, a pool user who can rename things in
+    // its parent directory would swap it for a link to `/` and restart php-cgi
+    // (killing its own parent) to run unconfined.
+    let root = match &settings.chroot {
+        Some(path) => {
+            Some(crate::sys::safe_fs::Dir::open(std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())))?)
+        }
+        None => None,
+    };
+    let root_fd = root.as_ref().map(crate::sys::safe_fs::Dir::fd);
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, parent));
+        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, root_fd, parent));
     }
     let child = cmd.spawn()?;
     drop(cmd);
+    drop(root);
     if let Output::Capture(c) = &spec.output {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
@@ -203,10 +216,15 @@ const RESET_SIGNALS: [libc::c_int; 8] = [
 /// line only: the guard process ([`crate::sys::guard`]) kills every group rustfpm started
 /// whatever way rustfpm ends. `PR_SET_DUMPABLE` is not set: `execve` resets it (php-cgi is
 /// dumpable whatever `process_dumpable` says), see `explain_settings` in `pool`.
-fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: libc::pid_t) -> std::io::Result<()> {
+fn pre_exec(
+    creds: Option<&Credentials>,
+    settings: &ProcessSettings,
+    root: Option<RawFd>,
+    parent: libc::pid_t,
+) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
     // SAFETY: signal, prctl, setsid, close_range, setrlimit, setpriority, sched_setscheduler,
-    // chroot, chdir, setgroups, setgid, setuid and getppid are async-signal-safe system calls;
+    // fchdir, chroot, chdir, setgroups, setgid, setuid and getppid are async-signal-safe system calls;
     // every pointer passed was allocated before the fork and is only read.
     unsafe {
         // Dispositions rustfpm inherited as "ignore" (nohup, background jobs)
@@ -233,8 +251,9 @@ fn pre_exec(creds: Option<&Credentials>, settings: &ProcessSettings, parent: lib
         if let Some(policy) = settings.sched_policy {
             libc::sched_setscheduler(0, policy.to_libc(), &libc::sched_param { sched_priority: 0 });
         }
-        if let Some(root) = &settings.chroot {
-            check(libc::chroot(root.as_ptr()))?;
+        if let Some(root) = root {
+            check(libc::fchdir(root))?;
+            check(libc::chroot(c".".as_ptr()))?;
             check(libc::chdir(c"/".as_ptr()))?;
         }
         if let Some(dir) = &settings.chdir {

@@ -436,3 +436,21 @@ fn a_php_ini_in_the_pool_working_directory_is_not_read() {
     assert!(text.contains("memory_limit='"), "{text}");
     assert!(!text.contains("'7M'") && !text.contains("'9M'"), "php-cgi read the php.ini planted in its chdir: {text}");
 }
+
+/// The chroot's path runs through a directory the pool's user can write: they swap the
+/// jail for a link to `/` and kill their php-cgi parent, which rustfpm restarts. rustfpm
+/// enters the chroot through a descriptor opened without following such a link: php-cgi
+/// does not start, the log says why, and nothing runs outside the jail.
+#[test]
+fn a_chroot_swapped_for_a_symlink_is_refused() {
+    let lab = Lab::new();
+    lab.plant_symlink("jail", Path::new("/"));
+    let fpm = lab.start(&lab.config("", "chroot = \"{run}/jail\""));
+    let said = wait_until(WAIT, || fpm.log_text().contains("symbolic link owned by"));
+    assert!(said, "no line names the planted link:\n{}", fpm.log_text());
+    assert_names(&fpm.log_text(), &lab.run("jail"), "nobody");
+    for pid in fpm.php_pids() {
+        let root = std::fs::read_link(format!("/proc/{pid}/root"));
+        assert!(root.is_err(), "php-cgi {pid} runs with its root at {root:?}");
+    }
+}
