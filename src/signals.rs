@@ -11,7 +11,7 @@ pub enum Intent {
     GracefulStop,
     /// SIGUSR1: reopen log files.
     ReopenLogs,
-    /// SIGUSR2: reload the configuration.
+    /// SIGUSR2, SIGHUP: reload the configuration (php-fpm 8.2 reloads on both).
     Reload,
     /// SIGCHLD: reap exited processes.
     Reap,
@@ -37,6 +37,7 @@ impl Signals {
             (SignalKind::quit(), Intent::GracefulStop),
             (SignalKind::user_defined1(), Intent::ReopenLogs),
             (SignalKind::user_defined2(), Intent::Reload),
+            (SignalKind::hangup(), Intent::Reload),
             (SignalKind::child(), Intent::Reap),
         ];
         let mut streams = Vec::with_capacity(table.len() + 1);

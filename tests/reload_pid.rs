@@ -1,5 +1,6 @@
 //! A reload that names another pid file writes it (php-fpm's re-exec writes the new one), and
-//! every pid file rustfpm wrote is gone after it exits.
+//! every pid file rustfpm wrote is gone after it exits. SIGHUP reloads as SIGUSR2 does (php-fpm
+//! 8.2 reloads on both; the default action would end rustfpm and leave its pid file).
 
 mod common;
 use common::*;
@@ -17,10 +18,10 @@ fn a_reload_writes_the_new_pid_file() {
     let pid = format!("{}\n", fpm.pid());
     assert_eq!(std::fs::read_to_string(&first).ok().as_deref(), Some(pid.as_str()));
     let text = std::fs::read_to_string(&fpm.config).unwrap();
-    for (from, to) in [(&first, &second), (&second, &third)] {
+    for (from, to, signal) in [(&first, &second, libc::SIGUSR2), (&second, &third, libc::SIGHUP)] {
         let renamed = text.replace(&first.display().to_string(), &to.display().to_string());
         std::fs::write(&fpm.config, renamed).unwrap();
-        fpm.signal(libc::SIGUSR2);
+        fpm.signal(signal);
         let written = wait_until(WAIT, || std::fs::read_to_string(to).ok().as_deref() == Some(pid.as_str()));
         assert!(written, "{} was not written at the reload:\n{}", to.display(), fpm.log_text());
         // The one an earlier reload wrote is gone; the first stays until exit (it names us).
