@@ -112,7 +112,7 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
     let (status, reply) = match policy::check(
         &mut head.params,
         &pool.limit_extensions,
-        pool.chroot.as_deref(),
+        super::scripts::Scope { chroot: pool.chroot.as_deref(), share: &pool.lookups },
         pool.fix_pathinfo,
     )
     .await
@@ -139,7 +139,12 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
             (403, Reply::new("403 Forbidden", b"Access denied.\n"))
         }
         Verdict::Busy => {
-            crate::warning!("[pool {}] script lookup queue full: answered 503", pool.name);
+            if pool.lookups.busy_log.allow(std::time::Instant::now()) {
+                crate::warning!(
+                    "[pool {}] script lookup queue full: answered 503 (said at most once a second)",
+                    pool.name
+                );
+            }
             log_alone(conn, pool, head, 503);
             return Some(unavailable(conn, head).await);
         }

@@ -184,18 +184,18 @@ fn guard(params: &ParamsBuffer, view: &View<'_>, script: usize, fix_pathinfo: bo
 pub async fn check(
     params: &mut ParamsBuffer,
     limit_extensions: &[String],
-    chroot: Option<&Path>,
+    scope: scripts::Scope<'_>,
     fix_pathinfo: bool,
 ) -> Verdict {
     let rewritten = match View::of(params) {
         Err(refusal) => return Verdict::Refused(refusal),
         Ok(View { apache: Some(stripped), env, .. }) => {
-            match normalise(params, stripped, &env, chroot, fix_pathinfo).await {
+            match normalise(params, stripped, &env, scope, fix_pathinfo).await {
                 Ok(rewritten) => rewritten,
                 Err(verdict) => return verdict,
             }
         }
-        Ok(view) => match check_view(view, limit_extensions, chroot).await {
+        Ok(view) => match check_view(view, limit_extensions, scope).await {
             Ok(verdict) => return verdict,
             Err(underflow) => match guard(params, &view, underflow.script, fix_pathinfo) {
                 Some(rewritten) => rewritten,
@@ -206,7 +206,7 @@ pub async fn check(
     *params = rewritten;
     // Checked again as php-cgi is sent them: a second underflow is refused.
     match View::of(params) {
-        Ok(view) => check_view(view, limit_extensions, chroot).await.unwrap_or_else(|u| Verdict::Refused(u.refusal)),
+        Ok(view) => check_view(view, limit_extensions, scope).await.unwrap_or_else(|u| Verdict::Refused(u.refusal)),
         Err(refusal) => Verdict::Refused(refusal),
     }
 }
@@ -219,7 +219,7 @@ async fn normalise(
     params: &ParamsBuffer,
     stripped: Stripped<'_>,
     env: &apache::Env<'_>,
-    chroot: Option<&Path>,
+    scope: scripts::Scope<'_>,
     fix_pathinfo: bool,
 ) -> Result<ParamsBuffer, Verdict> {
     let path = stripped.path;
@@ -229,7 +229,7 @@ async fn normalise(
         if path.len() > PATH_MAX {
             return Err(Verdict::Refused(Refusal::TooLong(path.len())));
         }
-        match scripts::lookup(chroot, Query::Primary, path).await {
+        match scripts::lookup(scope, Query::Primary, path).await {
             Err(scripts::Busy) => return Err(Verdict::Busy),
             Ok(Found::Missing) => return Err(Verdict::NotFound),
             Ok(Found::Script(len)) => puts.extend(apache::split_path_info(path, len, env)),
@@ -241,7 +241,11 @@ async fn normalise(
 
 /// [`check`] on the params php-cgi is sent; an [`Underflow`] is for the caller to guard
 /// or refuse.
-async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<&Path>) -> Result<Verdict, Underflow> {
+async fn check_view(
+    view: View<'_>,
+    limit_extensions: &[String],
+    scope: scripts::Scope<'_>,
+) -> Result<Verdict, Underflow> {
     let Some(path) = view.path.filter(|p| !p.is_empty()) else {
         return Ok(Verdict::NotFound);
     };
@@ -250,7 +254,7 @@ async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<
             return Ok(Verdict::Refused(Refusal::TooLong(p.len())));
         }
     }
-    let script = match scripts::lookup(chroot, Query::Primary, path).await {
+    let script = match scripts::lookup(scope, Query::Primary, path).await {
         Err(scripts::Busy) => return Ok(Verdict::Busy),
         Ok(Found::Missing) => return Ok(Verdict::NotFound),
         Ok(Found::Script(len)) => len,
@@ -261,7 +265,7 @@ async fn check_view(view: View<'_>, limit_extensions: &[String], chroot: Option<
     }
     // With cgi.fix_pathinfo=0, php-cgi runs PATH_TRANSLATED as it is.
     if let Some(other) = view.other_path.filter(|_| !limit_extensions.is_empty()) {
-        match scripts::lookup(chroot, Query::Exact, other).await {
+        match scripts::lookup(scope, Query::Exact, other).await {
             Err(scripts::Busy) => return Ok(Verdict::Busy),
             Ok(Found::Script(_)) => return Ok(denied(other, limit_extensions).unwrap_or(Verdict::Forward)),
             Ok(Found::Missing) => {}
@@ -325,7 +329,8 @@ mod tests {
 
     fn check_fix(p: &mut ParamsBuffer, ext: &[String], chroot: Option<&Path>, fix_pathinfo: bool) -> Verdict {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        rt.block_on(check(p, ext, chroot, fix_pathinfo))
+        let share = scripts::Share::default();
+        rt.block_on(check(p, ext, scripts::Scope { chroot, share: &share }, fix_pathinfo))
     }
 
     fn php() -> [String; 1] {

@@ -66,6 +66,52 @@ pub enum Found {
     Missing,
 }
 
+/// Most lookups of one pool waiting for or on a lookup thread: a pool whose
+/// requests ask for costly paths (thousands of components, each prefix
+/// another walk) fills its own part of the queue, not the one every pool uses.
+pub const SHARE_MAX: usize = LOOKUP_QUEUE / 4;
+
+/// A pool's part of the lookups: how many of its own wait or run, and the
+/// throttle of its "queue full" line.
+#[derive(Debug)]
+pub struct Share {
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// "script lookup queue full" is logged at most once a second per pool.
+    pub busy_log: super::limits::Throttle,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Share { queued: Arc::default(), busy_log: super::limits::Throttle::new(Duration::from_secs(1)) }
+    }
+}
+
+impl Share {
+    /// Takes a place for one more lookup; none past [`SHARE_MAX`].
+    fn take(&self) -> Option<Held> {
+        let held = Held(self.queued.clone());
+        (self.queued.fetch_add(1, Ordering::Relaxed) < SHARE_MAX).then_some(held)
+    }
+}
+
+/// One lookup's place in its pool's share, given back when the lookup ends
+/// (dropped with its job, once a thread has run it, or if it is never queued).
+struct Held(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a pool's lookups happen: its chroot, and its share of the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The pool's `chroot`: paths are resolved inside it.
+    pub chroot: Option<&'a Path>,
+    pub share: &'a Share,
+}
+
 /// Every lookup thread is busy and the queue is full (or the threads could
 /// not be started): the request gets a 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -74,8 +120,10 @@ pub struct Busy;
 
 /// Looks `path` up (inside `root`, when the pool is chrooted): from the
 /// cache, else on a lookup thread. Never blocks the calling thread.
-pub async fn lookup(root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
-    cached_or(root, query, path, || async move { ask(queue().ok_or(Busy)?, root, query, path).await }).await
+pub async fn lookup(scope: Scope<'_>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+    let root = scope.chroot;
+    let look = || async move { ask(queue().ok_or(Busy)?, scope.share, root, query, path).await };
+    cached_or(root, query, path, look).await
 }
 
 /// The cached answer for `path`; else the answer of the lookup of it already
@@ -159,9 +207,10 @@ impl Drop for Running {
 }
 
 /// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
-async fn ask(tx: &Sender<Job>, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+async fn ask(tx: &Sender<Job>, share: &Share, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+    let held = share.take().ok_or(Busy)?;
     let (reply, answer) = oneshot::channel();
-    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply };
+    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply, _held: held };
     tx.try_send(job).map_err(|e| match e {
         TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
     })?;
@@ -177,6 +226,7 @@ struct Job {
     query: Query,
     path: Vec<u8>,
     reply: oneshot::Sender<Found>,
+    _held: Held,
 }
 
 static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
@@ -471,14 +521,63 @@ pub(crate) mod tests {
     fn a_full_queue_or_a_stuck_lookup_is_busy_never_a_wait() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let (tx, rx) = bounded(1);
+        let share = Share::default();
         rt.block_on(async {
             // Nobody takes the first job: its request waits LOOKUP_WAIT (paused clock), then 503.
-            assert_eq!(ask(&tx, None, Query::Primary, b"/a").await, Err(Busy));
+            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/a").await, Err(Busy));
             // The queue still holds it: the next request is refused at once.
-            assert_eq!(ask(&tx, None, Query::Primary, b"/b").await, Err(Busy));
+            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/b").await, Err(Busy));
             assert_eq!(rx.len(), 1);
             drop(rx);
-            assert_eq!(ask(&tx, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
+            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
+        });
+    }
+
+    /// A pool whose lookups fill its share (costly paths on a slow disk) gets 503s;
+    /// another pool's lookups are queued and answered meanwhile.
+    #[test]
+    fn a_pool_that_fills_its_share_leaves_the_queue_to_the_others() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (tx, rx) = bounded(LOOKUP_QUEUE);
+        let (hostile, other) = (Arc::new(Share::default()), Share::default());
+        rt.block_on(async {
+            // As many as the whole queue holds: past its share they are refused at once.
+            let waiting: Vec<_> = (0..LOOKUP_QUEUE)
+                .map(|i| {
+                    let (tx, hostile) = (tx.clone(), hostile.clone());
+                    tokio::spawn(
+                        async move { ask(&tx, &hostile, None, Query::Primary, format!("/{i}").as_bytes()).await },
+                    )
+                })
+                .collect();
+            for _ in 0..1000 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(rx.len(), SHARE_MAX, "the hostile pool's lookups wait in the queue");
+            let answered = async {
+                for job in std::iter::from_fn(|| rx.try_recv().ok()).collect::<Vec<_>>() {
+                    let _ = job.reply.send(Found::Missing);
+                }
+            };
+            let (mine, ()) = tokio::join!(ask(&tx, &other, None, Query::Primary, b"/mine"), async {
+                tokio::task::yield_now().await;
+                answered.await
+            });
+            assert_eq!(mine, Ok(Found::Missing), "the other pool's lookup was queued and answered");
+            let mut answers = Vec::new();
+            for w in waiting {
+                answers.push(w.await.unwrap());
+            }
+            assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), SHARE_MAX, "{answers:?}");
+            let again = tokio::spawn({
+                let (tx, hostile) = (tx.clone(), hostile.clone());
+                async move { ask(&tx, &hostile, None, Query::Primary, b"/again").await }
+            });
+            for _ in 0..1000 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(rx.len(), 1, "answered, the share is free again");
+            drop(again);
         });
     }
 

@@ -108,6 +108,8 @@ pub struct Pool {
     pub pages: Pages,
     /// `chroot` of the children: scripts are looked up inside it.
     pub chroot: Option<PathBuf>,
+    /// The pool's share of the script lookups.
+    pub lookups: crate::frontend::scripts::Share,
     /// The children's `cgi.fix_pathinfo` (php-fpm splits Apache's path info only with it).
     pub fix_pathinfo: bool,
     /// `request_terminate_timeout`.
@@ -211,6 +213,7 @@ impl Pool {
             output,
             allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
+            lookups: Default::default(),
             fix_pathinfo: settings.fix_pathinfo(),
             logs,
             heartbeat,
