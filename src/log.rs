@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::config::{Global, LogLevel, LogTarget, DEFAULT_LOG_LIMIT};
 use crate::sys::syslog::Syslog;
@@ -274,9 +275,46 @@ macro_rules! alert {
     ($($arg:tt)*) => { $crate::log::write($crate::config::LogLevel::Alert, format_args!($($arg)*)) };
 }
 
+/// Lets a repeated log line through at most once per `every`. Shared by the
+/// threads that may log it (a listener's accept loops): the lock is taken only
+/// when there is something to log.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        Throttle { every, last: Mutex::new(None) }
+    }
+
+    /// Whether a line may be logged at `now` (and if so, counts it).
+    pub fn allow(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|last| now.saturating_duration_since(last) >= self.every);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_lets_one_line_through_per_period() {
+        let start = Instant::now();
+        let throttle = Throttle::new(Duration::from_secs(1));
+        let allowed: Vec<bool> = [0, 100, 999, 1000, 1500, 2100]
+            .iter()
+            .map(|ms| throttle.allow(start + Duration::from_millis(*ms)))
+            .collect();
+        assert_eq!(allowed, [true, false, false, true, false, true]);
+    }
 
     #[test]
     fn short_lines_are_kept() {

@@ -401,7 +401,9 @@ impl State {
             }
             if let Some((_, events)) = self.parents.remove(&pid) {
                 // The group may still hold children: they must not outlive their parent.
-                signal_group(pid, Signal::SIGKILL);
+                // The group only: the parent is reaped, and its pid, no longer a group's
+                // once the group is empty, may already be another process's.
+                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
                 self.guard.forget_group(pid);
                 events.send(Report::ParentExited { pid, status });
             }

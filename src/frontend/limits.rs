@@ -1,9 +1,7 @@
 //! Limits on what a peer may hold: how long a connection may wait for a
-//! request (idle, or in the middle of its head), how often an overload is
-//! logged, and how many nginx connections the open-file limit leaves room for.
+//! request (idle, or in the middle of its head), and how many nginx connections the open-file limit leaves room for.
 //! Pure logic; the accept loop and the connection do the waiting.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What a connection is waiting for from nginx.
@@ -56,32 +54,6 @@ impl HeadClock {
     /// When the wait ends; `None`: never.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
-    }
-}
-
-/// Lets a repeated log line through at most once per `every`. Shared by the
-/// threads that may log it (a listener's accept loops): the lock is taken only
-/// when there is something to log.
-#[derive(Debug)]
-pub struct Throttle {
-    every: Duration,
-    last: Mutex<Option<Instant>>,
-}
-
-impl Throttle {
-    /// At most one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        Throttle { every, last: Mutex::new(None) }
-    }
-
-    /// Whether a line may be logged at `now` (and if so, counts it).
-    pub fn allow(&self, now: Instant) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let due = last.is_none_or(|last| now.saturating_duration_since(last) >= self.every);
-        if due {
-            *last = Some(now);
-        }
-        due
     }
 }
 
@@ -138,17 +110,6 @@ mod tests {
         assert_eq!(clock.deadline(), None);
         clock.request_begun(Instant::now());
         assert_eq!((clock.phase(), clock.deadline()), (Phase::Head, None));
-    }
-
-    #[test]
-    fn throttle_lets_one_line_through_per_period() {
-        let start = Instant::now();
-        let throttle = Throttle::new(Duration::from_secs(1));
-        let allowed: Vec<bool> = [0, 100, 999, 1000, 1500, 2100]
-            .iter()
-            .map(|ms| throttle.allow(start + Duration::from_millis(*ms)))
-            .collect();
-        assert_eq!(allowed, [true, false, false, true, false, true]);
     }
 
     #[test]

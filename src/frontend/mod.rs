@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError}
 
 pub use listen::{bind, register, Acceptor, Listener, PoolListeners};
 
+use crate::log::Throttle;
 use crate::pool::Pool;
-use limits::Throttle;
 use shed::{Pressure, Shed, SHED_AFTER};
 use spare::{Job, Spares};
 

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+pub use crate::pool::LookupShare as Share;
+
 /// Longest script path looked up (Linux `PATH_MAX`, which counts the final NUL).
 pub const PATH_MAX: usize = libc::PATH_MAX as usize - 1;
 /// Threads that run the lookups.
@@ -71,27 +73,10 @@ pub enum Found {
 /// another walk) fills its own part of the queue, not the one every pool uses.
 pub const SHARE_MAX: usize = LOOKUP_QUEUE / 4;
 
-/// A pool's part of the lookups: how many of its own wait or run, and the
-/// throttle of its "queue full" line.
-#[derive(Debug)]
-pub struct Share {
-    queued: Arc<std::sync::atomic::AtomicUsize>,
-    /// "script lookup queue full" is logged at most once a second per pool.
-    pub busy_log: super::limits::Throttle,
-}
-
-impl Default for Share {
-    fn default() -> Self {
-        Share { queued: Arc::default(), busy_log: super::limits::Throttle::new(Duration::from_secs(1)) }
-    }
-}
-
-impl Share {
-    /// Takes a place for one more lookup; none past [`SHARE_MAX`].
-    fn take(&self) -> Option<Held> {
-        let held = Held(self.queued.clone());
-        (self.queued.fetch_add(1, Ordering::Relaxed) < SHARE_MAX).then_some(held)
-    }
+/// Takes a place in `share` for one more lookup; none past [`SHARE_MAX`].
+fn take(share: &Share) -> Option<Held> {
+    let held = Held(share.queued.clone());
+    (share.queued.fetch_add(1, Ordering::Relaxed) < SHARE_MAX).then_some(held)
 }
 
 /// One lookup's place in its pool's share, given back when the lookup ends
@@ -208,7 +193,7 @@ impl Drop for Running {
 
 /// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
 async fn ask(tx: &Sender<Job>, share: &Share, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
-    let held = share.take().ok_or(Busy)?;
+    let held = take(share).ok_or(Busy)?;
     let (reply, answer) = oneshot::channel();
     let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply, _held: held };
     tx.try_send(job).map_err(|e| match e {

@@ -109,7 +109,7 @@ pub struct Pool {
     /// `chroot` of the children: scripts are looked up inside it.
     pub chroot: Option<PathBuf>,
     /// The pool's share of the script lookups.
-    pub lookups: crate::frontend::scripts::Share,
+    pub lookups: LookupShare,
     /// The children's `cgi.fix_pathinfo` (php-fpm splits Apache's path info only with it).
     pub fix_pathinfo: bool,
     /// `request_terminate_timeout`.
@@ -131,6 +131,23 @@ pub struct Pool {
     pub output: Option<output::OutputHandle>,
     /// `listen_allowed_clients` (empty: any client).
     pub allowed_clients: Vec<std::net::IpAddr>,
+}
+
+/// A pool's part of the script lookups (the front end's `scripts`): how many
+/// of its own wait for or run on a lookup thread, and the throttle of its
+/// "queue full" line.
+#[derive(Debug)]
+pub struct LookupShare {
+    /// Its lookups queued or running.
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// "script lookup queue full" is logged at most once a second per pool.
+    pub busy_log: crate::log::Throttle,
+}
+
+impl Default for LookupShare {
+    fn default() -> Self {
+        LookupShare { queued: Arc::default(), busy_log: crate::log::Throttle::new(std::time::Duration::from_secs(1)) }
+    }
 }
 
 impl Pool {
