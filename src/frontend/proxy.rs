@@ -658,10 +658,24 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
         0 => out.truncate(start),
         len if len <= MAX_CONTENT_LEN => close_record(out, start),
         _ => {
-            // Rare: more than one record's worth. Split as encode_stream does.
+            // Rare: more than one record's worth (big cookies, or nginx's
+            // one full record and our marker). php-cgi reads the pairs of
+            // each record on their own, so a record ends between two pairs;
+            // only a pair that alone passes a record's room is cut, as it
+            // cannot be sent otherwise.
             let params = out.split_off(start + HEADER_LEN);
             out.truncate(start);
-            encode_stream(out, RecordType::Params, head.id, &params);
+            let (mut record, mut pair) = (Vec::with_capacity(MAX_CONTENT_LEN), Vec::new());
+            for (name, value) in crate::fastcgi::pairs(&params).map_while(Result::ok) {
+                pair.clear();
+                encode_pair(&mut pair, name, value);
+                if !record.is_empty() && record.len() + pair.len() > MAX_CONTENT_LEN {
+                    encode_stream(out, RecordType::Params, head.id, &record);
+                    record.clear();
+                }
+                record.extend_from_slice(&pair);
+            }
+            encode_stream(out, RecordType::Params, head.id, &record);
         }
     }
     encode_stream(out, RecordType::Params, head.id, b"");
@@ -672,7 +686,8 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
 /// with its header and padding), and the empty PARAMS record.
 fn head_room(head: &Head, marker: Option<&Marker>) -> usize {
     let params = head.params.len() + marker.map_or(0, |m| 8 + MARKER_PARAM.len() + m.as_bytes().len());
-    let records = params / MAX_CONTENT_LEN + 1;
+    // Records end between pairs: two in a row hold more than one's room.
+    let records = 2 * (params / MAX_CONTENT_LEN) + 1;
     2 * HEADER_LEN + params + records * (HEADER_LEN + 7) + HEADER_LEN
 }
 
@@ -820,6 +835,23 @@ mod tests {
         let whole = head.params.bytes().len();
         assert_eq!(lens, [(1, 8), (4, MAX_CONTENT_LEN), (4, whole - MAX_CONTENT_LEN), (4, 0)]);
         assert_eq!([&recs[1].2[..], &recs[2].2[..]].concat(), head.params.bytes());
+
+        // Many small pairs past one record (nginx's full record and the
+        // marker): no pair is cut, each record reads whole.
+        let name_values: Vec<(String, Vec<u8>)> =
+            (0..2000).map(|i| (format!("HTTP_X_{i:04}"), vec![b'v'; 24])).collect();
+        let many: Vec<(&[u8], &[u8])> = name_values.iter().map(|(n, v)| (n.as_bytes(), &v[..])).collect();
+        let head = head_with(&many);
+        assert!(head.params.len() > MAX_CONTENT_LEN);
+        let marker = Marker::sample();
+        request_head(&head, Some(&marker), &mut out);
+        assert!(out.len() <= head_room(&head, Some(&marker)));
+        let mut sent = Vec::new();
+        for (_, _, content) in records(&out).into_iter().filter(|(kind, ..)| *kind == 4) {
+            assert!(content.len() <= MAX_CONTENT_LEN);
+            sent.extend(pairs(&content).map(|p| p.expect("a record holds whole pairs")).map(|(n, _)| n.to_vec()));
+        }
+        assert_eq!(sent.len(), 2001, "every pair and the marker's");
 
         request_head(&head_with(&[(b"HTTP_PROXY", b"x")]), None, &mut out);
         let kinds: Vec<_> = records(&out).iter().map(|(kind, _, content)| (*kind, content.len())).collect();
