@@ -28,7 +28,7 @@ const AFTER_HELP: &str = "\
 rustfpm reads php-fpm's configuration (-y) or its own TOML (--config) and runs each pool's
 php-cgi children. A mistake in the options prints this usage and exits 64; a configuration
 error exits 78. SIGQUIT (or SIGTERM with graceful_stop_on_term) stops gracefully, SIGTERM
-and SIGINT at once; SIGUSR2 reloads the configuration, SIGUSR1 reopens the log files.";
+and SIGINT at once; SIGUSR2 and SIGHUP reload the configuration, SIGUSR1 reopens the log files.";
 
 /// rustfpm's whole command line.
 #[derive(Debug, Parser)]

@@ -365,6 +365,21 @@ fn ini_values_from_config() {
     assert_eq!(ini.get("ignore_user_abort").map(String::as_str), Some("'1'"), "{ini:?}");
 }
 
+/// A script cannot fork its php-cgi child (php-fpm has no pcntl; a fork would answer other
+/// users' requests on the child's connection), and the pool's own disabled functions stay.
+#[test]
+fn pcntl_fork_is_disabled_and_the_pools_disabled_functions_stay() {
+    for (tables, exec) in [("", "true"), ("[pool.www.php_admin_value]\ndisable_functions = \"exec\"\n", "false")] {
+        let stack = Stack::with(PoolOptions { children: 1, tables: tables.into(), ..Default::default() });
+        let r = get(&stack.url("/fork_check.php"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let found = key_values(&r.text(), "");
+        assert_eq!(found.get("pcntl_fork").map(String::as_str), Some("false"), "{found:?}");
+        assert_eq!(found.get("exec").map(String::as_str), Some(exec), "{tables}: {found:?}");
+        assert_eq!(found.get("getmypid").map(String::as_str), Some("true"), "{found:?}");
+    }
+}
+
 #[test]
 fn children_share_one_opcache() {
     // Debian loads opcache.so for php-cgi (conf.d) and opcache.enable defaults

@@ -273,6 +273,12 @@ impl Settings {
         Some(dir.trim()).filter(|d| d.starts_with('/')).map(Into::into)
     }
 
+    /// The functions PHP disables (`disable_functions`, comma-separated; empty
+    /// when none or unknown).
+    pub fn disabled_functions(&self) -> String {
+        self.raw("disable_functions").unwrap_or_default()
+    }
+
     /// `cgi.fix_pathinfo` (on unless set off), read as PHP reads a boolean INI value.
     pub fn fix_pathinfo(&self) -> bool {
         self.raw("cgi.fix_pathinfo").is_none_or(|v| ini_bool(&v))

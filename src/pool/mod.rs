@@ -133,6 +133,26 @@ pub struct Pool {
     pub allowed_clients: Vec<std::net::IpAddr>,
 }
 
+/// Functions that fork the php-cgi child a script runs in. php-fpm has no
+/// pcntl; Debian's php-cgi has. A fork is a second php-cgi child on the same
+/// worker connection: it ends its copy of the request there (rustfpm takes its
+/// answer for the next request's: users get each other's pages) and serves
+/// requests beside the real child, out of reach of the pool's timeouts.
+const FORKS: [&str; 2] = ["pcntl_fork", "pcntl_rfork"];
+
+/// The `-d disable_functions=` that adds [`FORKS`] to the functions PHP
+/// already disables (`disabled`, from php.ini and the pool's own `-d`s): a
+/// `-d` replaces the list, so it carries them too.
+fn no_forks(disabled: &str) -> [std::ffi::OsString; 2] {
+    let mut list: Vec<&str> = disabled.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+    for f in FORKS {
+        if !list.iter().any(|d| d.eq_ignore_ascii_case(f)) {
+            list.push(f);
+        }
+    }
+    ["-d".into(), format!("disable_functions={}", list.join(",")).into()]
+}
+
 /// A pool's part of the script lookups (the front end's `scripts`): how many
 /// of its own wait for or run on a lookup thread, and the throttle of its
 /// "queue full" line.
@@ -186,6 +206,7 @@ impl Pool {
                 ),
             }
         }
+        spec.args.extend(no_forks(&settings.disabled_functions()));
         let finish = finish::Polyfill::for_pool(cfg, &settings, spec.credentials.as_ref().map(|c| c.uid))?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);
@@ -384,5 +405,18 @@ fn explain_settings(cfg: &config::Pool) {
              fastcgi_finish_request()",
             cfg.name
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forks_join_the_functions_already_disabled() {
+        let arg = |disabled: &str| no_forks(disabled)[1].to_string_lossy().into_owned();
+        assert_eq!(arg(""), "disable_functions=pcntl_fork,pcntl_rfork");
+        assert_eq!(arg("exec, system,"), "disable_functions=exec,system,pcntl_fork,pcntl_rfork");
+        assert_eq!(arg("PCNTL_FORK,exec"), "disable_functions=PCNTL_FORK,exec,pcntl_rfork");
     }
 }
