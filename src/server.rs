@@ -49,7 +49,8 @@ pub struct Options {
 /// Binds all listeners of `config` (before the runtime starts, so that errors
 /// are reported before anything is spawned).
 pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
-    let listeners = config.pools.iter().map(|p| frontend::bind(p).map_err(anyhow::Error::from)).collect();
+    let none = HashMap::new();
+    let listeners = config.pools.iter().map(|p| frontend::bind(p, &none).map_err(anyhow::Error::from)).collect();
     for socket in crate::sys::systemd::activated().iter().filter(|s| !s.is_used()) {
         crate::warning!(
             "systemd passed a socket (name '{}') that no pool's listen matches by name or address; it stays unused",
@@ -168,6 +169,10 @@ struct Server {
     routes: HashMap<String, watch::Sender<Arc<Pool>>>,
     /// Each listener's file descriptor, for php-fpm's reload notices.
     listen_fds: HashMap<String, i32>,
+    /// The `pm_status_listen` listeners, by address: a reload that changes a pool's
+    /// `listen` but not its `pm_status_listen` carries the listener over (binding it
+    /// again would find the address in use).
+    status_listeners: HashMap<String, Arc<frontend::Listener>>,
     pools: Vec<Arc<Pool>>,
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
@@ -220,6 +225,7 @@ impl Server {
             signals,
             routes: HashMap::new(),
             listen_fds: HashMap::new(),
+            status_listeners: HashMap::new(),
             pools: Vec::new(),
             shutdown_tx,
             done_tx: Some(done_tx),
@@ -261,8 +267,9 @@ impl Server {
     fn open_route(&mut self, cfg: &config::Pool, pool: Arc<Pool>, listeners: PoolListeners) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(pool.clone());
         self.listen_fds.insert(cfg.listen.to_string(), std::os::fd::AsRawFd::as_raw_fd(&listeners.main));
-        self.accept(cfg, listeners.main, rx.clone(), self.share)?;
-        if let Some(status) = listeners.status {
+        self.accept(cfg, Arc::new(listeners.main), rx.clone(), self.share)?;
+        if let (Some(status), Some(addr)) = (listeners.status, &cfg.pm_status_listen) {
+            self.status_listeners.insert(addr.to_string(), status.clone());
             self.accept(cfg, status, rx.clone(), 1)?;
         }
         self.routes.insert(cfg.listen.to_string(), tx);
@@ -276,11 +283,10 @@ impl Server {
     fn accept(
         &mut self,
         cfg: &config::Pool,
-        listener: Listener,
+        listener: Arc<Listener>,
         rx: watch::Receiver<Arc<Pool>>,
         share: usize,
     ) -> anyhow::Result<()> {
-        let listener = Arc::new(listener);
         let (budget, size) = (self.budget.0.clone(), self.budget.1);
         let admission =
             frontend::Admission::new(cfg.listen_max_connections, budget, size, self.budget_pressure.clone());
@@ -394,8 +400,10 @@ impl Server {
             std::process::id()
         );
         let kept: Vec<String> = self.routes.keys().cloned().collect();
+        let open = self.status_listeners.clone();
         let (supervisor, allow_root) = (self.supervisor.clone(), self.opts.allow_root);
-        let prepared = tokio::task::spawn_blocking(move || prepare(&source, &kept, &supervisor, allow_root)).await;
+        let prepared =
+            tokio::task::spawn_blocking(move || prepare(&source, &kept, &open, &supervisor, allow_root)).await;
         let generation = match prepared {
             Ok(Ok(generation)) => generation,
             Ok(Err(Refused::Config)) => {
@@ -515,6 +523,9 @@ impl Server {
         for gone in old_routes.keys() {
             self.listen_fds.remove(gone);
         }
+        let wanted: Vec<String> =
+            config.pools.iter().filter_map(|p| p.pm_status_listen.as_ref()).map(|a| a.to_string()).collect();
+        self.status_listeners.retain(|addr, _| wanted.contains(addr));
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
@@ -632,6 +643,7 @@ enum Refused {
 fn prepare(
     source: &config::Source,
     kept: &[String],
+    open: &HashMap<String, Arc<frontend::Listener>>,
     supervisor: &Supervisor,
     allow_root: bool,
 ) -> Result<Generation, Refused> {
@@ -651,7 +663,7 @@ fn prepare(
     };
     let mut fresh = Vec::new();
     for cfg in config.pools.iter().filter(|cfg| !kept.contains(&cfg.listen.to_string())) {
-        fresh.push((cfg.clone(), frontend::bind(cfg).map_err(|e| Refused::Start(e.into()))?));
+        fresh.push((cfg.clone(), frontend::bind(cfg, open).map_err(|e| Refused::Start(e.into()))?));
     }
     let pools = start_pools(&config, supervisor, allow_root).map_err(Refused::Start)?;
     Ok(Generation { config, fresh, pools })

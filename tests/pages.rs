@@ -244,3 +244,36 @@ fn a_process_shows_its_requests_after_a_client_aborted_one() {
     let requests = full["processes"][0]["requests"].as_u64();
     assert!(requests >= Some(5), "the child served 5 requests and shows {requests:?}: {full}");
 }
+
+/// A reload that moves a pool's `listen` and keeps its `pm_status_listen` carries the status
+/// listener over, as php-fpm does: binding it again found the address in use, and the reload
+/// was refused (the move never made, though the reload was asked for).
+#[test]
+fn a_reload_that_moves_listen_keeps_the_status_listener() {
+    let site = Site::new();
+    let status = site.path().join("status.sock");
+    let extra = format!("ping_path = \"/ping\"\npm_status_listen = \"{}\"", status.display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, ..Default::default() });
+    let ping = |socket: &std::path::Path| {
+        let params: [(&str, &[u8]); 4] = [
+            ("REQUEST_METHOD", b"GET"),
+            ("SCRIPT_NAME", b"/ping"),
+            ("REQUEST_URI", b"/ping"),
+            ("SCRIPT_FILENAME", b"/ping"),
+        ];
+        common::fcgi::send(socket, &params).body().to_string()
+    };
+    assert_eq!(ping(&status), "pong");
+    let moved = site.path().join("moved.sock");
+    let text = std::fs::read_to_string(&fpm.config).unwrap();
+    std::fs::write(&fpm.config, text.replace(&fpm.socket.display().to_string(), &moved.display().to_string())).unwrap();
+    fpm.signal(libc::SIGUSR2);
+    let done = wait_until(std::time::Duration::from_secs(20), || {
+        let log = fpm.log_text();
+        log.contains("configuration reloaded") || log.contains("reload failed")
+    });
+    assert!(done && !fpm.log_text().contains("reload failed"), "{}", fpm.log_text());
+    assert_eq!(ping(&moved), "pong", "the moved listen serves");
+    assert_eq!(ping(&status), "pong", "the status listener still serves:\n{}", fpm.log_text());
+    assert!(!fpm.socket.exists(), "the old listen is closed");
+}

@@ -2,7 +2,7 @@
 //! `listen_owner`, `listen_group` and `listen_mode`, or TCP on IPv4/IPv6, each
 //! with `listen_backlog`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -177,14 +177,21 @@ impl Drop for Listener {
 pub struct PoolListeners {
     /// `listen`.
     pub main: Listener,
-    /// `pm_status_listen`.
-    pub status: Option<Listener>,
+    /// `pm_status_listen`: shared, as a reload may carry it to a pool whose `listen` changed.
+    pub status: Option<Arc<Listener>>,
 }
 
-/// Binds the listen addresses of a pool.
-pub fn bind(cfg: &config::Pool) -> Result<PoolListeners, ListenError> {
+/// Binds the listen addresses of a pool; a `pm_status_listen` among `open`
+/// (status listeners by address, of the pools running) is taken as it is.
+pub fn bind(cfg: &config::Pool, open: &HashMap<String, Arc<Listener>>) -> Result<PoolListeners, ListenError> {
     let main = bind_at(cfg, &cfg.listen, false)?;
-    let status = cfg.pm_status_listen.as_ref().map(|addr| bind_at(cfg, addr, true)).transpose()?;
+    let status = match &cfg.pm_status_listen {
+        Some(addr) => match open.get(&addr.to_string()) {
+            Some(listener) => Some(listener.clone()),
+            None => Some(Arc::new(bind_at(cfg, addr, true)?)),
+        },
+        None => None,
+    };
     Ok(PoolListeners { main, status })
 }
 
