@@ -161,6 +161,7 @@ async fn exchange(
         balancer: &pool.balancer,
         coming_back: None,
         taken: false,
+        input_closed: false,
     };
     let mut result = exchange.run(conn, lease.worker(), pool.track_finished).await;
     // An idle child that died (killed, out of memory) just before the front
@@ -295,6 +296,9 @@ struct Exchange<'a, 'm> {
     coming_back: Option<crate::pool::worker::ComingBack>,
     /// The child's connection has taken bytes of the request.
     taken: bool,
+    /// The child's connection takes no more of the request (a write failed after
+    /// it took some): the body is no longer read from nginx.
+    input_closed: bool,
 }
 
 impl Exchange<'_, '_> {
@@ -342,6 +346,7 @@ impl Exchange<'_, '_> {
             let pending = self.to_child.len() - written;
             let read = if self.unsent() == 0 {
                 let want_client = client_open
+                    && !self.input_closed
                     && pending < MAX_BODY_BUFFER
                     && conn.buffered() < MAX_BODY_BUFFER
                     && !(self.completed() && self.request.ended);
@@ -398,14 +403,26 @@ impl Exchange<'_, '_> {
                 self.lifted.store(true, Ordering::Relaxed);
             }
             if self.response.ended {
-                return Ok(self.request.at_boundary() && written == self.to_child.len());
+                return Ok(!self.input_closed && self.request.at_boundary() && written == self.to_child.len());
             }
         }
     }
 
     /// `n` more bytes of `to_child` (from `written` on) reached the child.
     fn sent_to_child(&mut self, written: &mut usize, n: std::io::Result<usize>) -> Result<(), Failure> {
-        let n = n.map_err(|_| self.lost())?;
+        let n = match n {
+            Ok(n) => n,
+            Err(_) if !self.taken => return Err(Failure::Refused),
+            // The child stopped taking the request but may have answered it: php-cgi
+            // answers a body past post_max_size and closes without reading the rest. Its
+            // answer is read on; the rest of the body is not sent (and nginx's is skipped).
+            Err(_) => {
+                self.to_child.clear();
+                *written = 0;
+                self.input_closed = true;
+                return Ok(());
+            }
+        };
         self.taken |= n > 0;
         *written += n;
         if *written == self.to_child.len() {
@@ -900,6 +917,7 @@ mod tests {
             balancer: &balancer,
             coming_back: None,
             taken: false,
+            input_closed: false,
         };
         // One read's worth: 66,032 bytes of STDOUT records, then the finish
         // marker (16 bytes). Completed, the response leaves more than
@@ -950,6 +968,9 @@ mod tests {
         ClosesSeen,
         /// Reads some of the request and then closes its end.
         ReadsThenCloses,
+        /// Has taken part of the request, answers it whole and closes its end
+        /// (php-cgi with a body past `post_max_size`).
+        AnswersAndCloses,
     }
 
     /// How the exchange of a request head with a fake child ends.
@@ -975,10 +996,20 @@ mod tests {
             tail_start: 0,
             balancer: &balancer,
             coming_back: None,
-            taken: false,
+            taken: matches!(does, ChildDoes::AnswersAndCloses),
+            input_closed: false,
         };
         let close = |child: &StdUnixStream| child.shutdown(std::net::Shutdown::Both).expect("close the child's end");
         let reader = match does {
+            ChildDoes::AnswersAndCloses => {
+                use std::io::Write;
+                let mut answer = Vec::new();
+                encode_stream(&mut answer, RecordType::Stdout, head.id, b"Status: 200\r\n\r\nanswered");
+                encode_end_request(&mut answer, head.id, 0, ProtocolStatus::RequestComplete);
+                (&child).write_all(&answer).expect("the child answers");
+                close(&child);
+                None
+            }
             ChildDoes::Closes => {
                 close(&child);
                 None
@@ -1013,6 +1044,14 @@ mod tests {
         assert!(matches!(exchange_with(ChildDoes::Closes).await, Err(Failure::Refused)));
         assert!(matches!(exchange_with(ChildDoes::ClosesSeen).await, Err(Failure::Refused)));
         assert!(matches!(exchange_with(ChildDoes::ReadsThenCloses).await, Err(Failure::Child)));
+    }
+
+    /// A child that stops taking the request but answers it (php-cgi with a body past
+    /// `post_max_size`): its answer is read and the request ends there, the connection not
+    /// to be used again (what it was sent is out of step).
+    #[tokio::test]
+    async fn a_child_that_answers_and_closes_before_taking_the_whole_request_is_read() {
+        assert!(matches!(exchange_with(ChildDoes::AnswersAndCloses).await, Ok(false)));
     }
 
     #[test]
