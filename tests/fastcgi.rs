@@ -799,3 +799,33 @@ async fn status_json_decodes_as_php_fpm_exporter_reads_it() {
     pids.dedup();
     assert_eq!(pids.len(), 4, "one process per pid: {body}");
 }
+
+/// Params of every size up to one full record (nginx sends up to 65,535 bytes in one) are
+/// served. rustfpm adds its finish marker, so its records to php-cgi were cut inside a pair
+/// once they passed one record, and a record of 65,529 bytes or more was padded past
+/// 65,535, which php-cgi refuses: a 502 and a "child exited" line from 65,475 bytes of
+/// params on, where php-fpm serves up to 65,520.
+#[test]
+fn params_of_every_size_up_to_a_full_record_are_served() {
+    let site = Site::new();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..Default::default() });
+    let script = site.www().join("hello.php").display().to_string();
+    let encoded = |params: &[(String, Vec<u8>)]| {
+        params.iter().map(|(n, v)| n.len() + v.len() + if v.len() > 127 { 5 } else { 2 }).sum::<usize>()
+    };
+    for target in (65_380..=65_535).step_by(3) {
+        let mut params: Vec<(String, Vec<u8>)> =
+            vec![("SCRIPT_FILENAME".into(), script.clone().into_bytes()), ("REQUEST_METHOD".into(), b"GET".to_vec())];
+        let mut i = 0;
+        while encoded(&params) + 40 < target - 300 {
+            params.push((format!("HTTP_X_{i:05}"), vec![b'v'; 26]));
+            i += 1;
+        }
+        let pad = target - encoded(&params) - 5 - "HTTP_PAD".len();
+        params.push(("HTTP_PAD".into(), vec![b'p'; pad]));
+        assert_eq!(encoded(&params), target);
+        let sent: Vec<(&str, &[u8])> = params.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+        let reply = common::fcgi::send(&fpm.socket, &sent);
+        assert_eq!(reply.status, 200, "params of {target} bytes: {reply:?}\n{}", fpm.log_text());
+    }
+}

@@ -195,7 +195,9 @@ pub(crate) fn open_record(out: &mut Vec<u8>, record_type: RecordType, request_id
 pub(crate) fn close_record(out: &mut Vec<u8>, start: usize) {
     let len = out.len() - start - HEADER_LEN;
     debug_assert!(len <= MAX_CONTENT_LEN);
-    let pad = padding_for(len);
+    // Padding is optional; php-cgi refuses a PARAMS record whose content and
+    // padding together pass 65,535 bytes (fastcgi.c's FCGI_MAX_LENGTH check).
+    let pad = Some(padding_for(len)).filter(|p| len + usize::from(*p) <= MAX_CONTENT_LEN).unwrap_or(0);
     if let Some(h) = out.get_mut(start + 4..start + HEADER_LEN) {
         h[..2].copy_from_slice(&(len as u16).to_be_bytes());
         h[2] = pad;
@@ -338,6 +340,21 @@ mod tests {
         assert_eq!(padding_for(MAX_CONTENT_LEN), 1);
     }
 
+    /// php-cgi reads a PARAMS record only if its content and padding fit in 65,535 bytes.
+    #[test]
+    fn no_record_passes_65535_bytes_with_its_padding() {
+        for len in [0, 1, 65_520, 65_527, 65_528, 65_529, 65_534, MAX_CONTENT_LEN] {
+            let mut out = Vec::new();
+            let start = open_record(&mut out, RecordType::Params, 1);
+            out.resize(out.len() + len, b'x');
+            close_record(&mut out, start);
+            let pad = usize::from(out[6]);
+            assert!(len + pad <= MAX_CONTENT_LEN, "{len} + {pad}");
+            assert_eq!(out.len(), HEADER_LEN + len + pad);
+            assert!(pad == 0 || (len + pad) % 8 == 0, "{len} + {pad}");
+        }
+    }
+
     #[test]
     fn header_round_trip() {
         let h = Header {
@@ -460,7 +477,8 @@ mod tests {
         let recs = all_records(&out);
         let lens: Vec<usize> = recs.iter().map(|r| r.content.len()).collect();
         assert_eq!(lens, [65535, 65535, 65535, 200_000 - 3 * 65535]);
-        assert!(recs.iter().all(|r| r.header.record_len() % 8 == 0));
+        // Padded to 8 where the padding keeps a record within 65,535 bytes.
+        assert!(recs.iter().all(|r| r.header.record_len() % 8 == 0 || r.header.padding_length == 0));
         let joined: Vec<u8> = recs.iter().flat_map(|r| r.content.iter().copied()).collect();
         assert_eq!(joined, data);
     }
