@@ -308,17 +308,28 @@ impl Dir {
     pub(crate) fn make_dir(&self, prefix: &str, mode: u32) -> io::Result<(Dir, OsString)> {
         let name = self.fresh_name(prefix, |name| mkdirat(Some(self.fd()), name, Mode::S_IRWXU))?;
         let result = self.open_own_dir(&name, mode);
-        if result.is_err() {
+        // Ours to remove unless another directory took its name (then left alone).
+        if result.as_ref().is_err_and(|e| e.kind() != io::ErrorKind::PermissionDenied) {
             let _ = self.remove_dir(&name);
         }
         Ok((result?, name))
     }
 
-    /// Opens the directory `name` that we just made, and gives it `mode`.
+    /// Opens the directory `name` that we just made, and gives it `mode`. Whoever
+    /// can write here may have put another directory in its place meanwhile
+    /// (`renameat2` exchanges two names at once): refused unless what was opened
+    /// is ours as made: owned by us, closed to others, with no subdirectory.
     fn open_own_dir(&self, name: &OsStr, mode: u32) -> io::Result<Dir> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(Some(self.fd()), name, flags, Mode::empty()).map_err(|e| self.io_err(name, e))?;
         let dir = Dir::from_fd(fd, self.path.join(name))?;
+        let made = dir.stat.st_uid == nix::unistd::geteuid().as_raw()
+            && dir.stat.st_mode & 0o077 == 0
+            && dir.stat.st_nlink == 2;
+        if !made {
+            let mode = dir.stat.st_mode & 0o7777;
+            return Err(Refused::Unstable { path: dir.path.clone(), owner: dir.owner(), mode }.into());
+        }
         fchmod(dir.fd(), Mode::from_bits_truncate(mode)).map_err(|e| self.io_err(name, e))?;
         let stat = fstat(dir.fd()).map_err(|e| self.io_err(name, e))?;
         Ok(Dir { stat, stable: self.stable && self.keeps_our_entries(), ..dir })
@@ -531,6 +542,32 @@ mod tests {
     fn refused(e: io::Error) -> String {
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         e.to_string()
+    }
+
+    /// The directory `make_dir` just made may have had another put in its place before it
+    /// was opened (by whoever can write in its parent): only one that is ours as made is taken.
+    #[test]
+    fn a_directory_put_in_the_place_of_ours_is_refused() {
+        let d = Dirs::new();
+        let open = Dir::open(&d.path("open")).unwrap();
+        let make = |name: &str, mode: u32| {
+            std::fs::create_dir(d.path(&format!("open/{name}"))).unwrap();
+            std::fs::set_permissions(d.path(&format!("open/{name}")), std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        make("ours", 0o700);
+        assert!(open.open_own_dir(OsStr::new("ours"), 0o755).is_ok());
+        make("readable", 0o755);
+        refused(open.open_own_dir(OsStr::new("readable"), 0o700).unwrap_err());
+        make("full", 0o700);
+        std::fs::create_dir(d.path("open/full/sub")).unwrap();
+        refused(open.open_own_dir(OsStr::new("full"), 0o700).unwrap_err());
+        if nix::unistd::geteuid().is_root() {
+            make("theirs", 0o700);
+            std::os::unix::fs::chown(d.path("open/theirs"), Some(65534), Some(65534)).unwrap();
+            refused(open.open_own_dir(OsStr::new("theirs"), 0o755).unwrap_err());
+            let mode = std::fs::metadata(d.path("open/theirs")).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "their directory's mode was changed");
+        }
     }
 
     #[test]
