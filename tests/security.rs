@@ -454,3 +454,26 @@ fn a_chroot_swapped_for_a_symlink_is_refused() {
         assert!(root.is_err(), "php-cgi {pid} runs with its root at {root:?}");
     }
 }
+
+/// rustfpm looks a script up (as root) before php-cgi runs it; it looks as the pool's user,
+/// so its answer tells that user nothing about a directory they cannot read: a file that
+/// exists there and one that does not get the same answer. (As root, the one that exists
+/// went on to php-cgi, which answered otherwise, and the other got "Primary script unknown".)
+#[test]
+fn a_lookup_tells_nothing_of_a_directory_the_pool_user_cannot_read() {
+    let lab = Lab::new();
+    let private = lab.site.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("exists.php"), "<?php echo 'secret';").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let _fpm = lab.start(&lab.config("", ""));
+    let answer = |script: &Path| {
+        let filename = script.display().to_string();
+        let params: [(&str, &[u8]); 2] = [("REQUEST_METHOD", b"GET"), ("SCRIPT_FILENAME", filename.as_bytes())];
+        let reply = common::fcgi::send(&lab.socket(), &params);
+        (reply.status, reply.body().to_string(), reply.stderr)
+    };
+    let (exists, missing) = (answer(&private.join("exists.php")), answer(&private.join("missing.php")));
+    assert_eq!(exists, missing, "a file that exists and one that does not, in root's 0700 directory");
+    assert_eq!(exists.0, 404);
+}

@@ -97,6 +97,18 @@ pub struct Scope<'a> {
     pub share: &'a Share,
 }
 
+/// Where and as whom a lookup runs: inside the pool's chroot, if any, and with
+/// its user's filesystem ids (a lookup sees only what the pool's user could
+/// see, so an answer tells them nothing about a directory they cannot read;
+/// none when rustfpm starts no user's children). Answers are kept apart by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Realm<'a> {
+    /// The pool's `chroot`.
+    pub root: Option<&'a Path>,
+    /// The pool user's uid and gid.
+    pub ids: Option<(u32, u32)>,
+}
+
 /// Every lookup thread is busy and the queue is full (or the threads could
 /// not be started): the request gets a 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -106,26 +118,26 @@ pub struct Busy;
 /// Looks `path` up (inside `root`, when the pool is chrooted): from the
 /// cache, else on a lookup thread. Never blocks the calling thread.
 pub async fn lookup(scope: Scope<'_>, query: Query, path: &[u8]) -> Result<Found, Busy> {
-    let root = scope.chroot;
-    let look = || async move { ask(queue().ok_or(Busy)?, scope.share, root, query, path).await };
-    cached_or(root, query, path, look).await
+    let realm = Realm { root: scope.chroot, ids: scope.share.ids };
+    let look = || async move { ask(queue().ok_or(Busy)?, scope.share, realm, query, path).await };
+    cached_or(realm, query, path, look).await
 }
 
 /// The cached answer for `path`; else the answer of the lookup of it already
 /// running on this thread (its expired answer meanwhile, if there is one);
 /// else the answer of `look` (which this request then runs for the others).
-async fn cached_or<F, Fut>(root: Option<&Path>, query: Query, path: &[u8], look: F) -> Result<Found, Busy>
+async fn cached_or<F, Fut>(realm: Realm<'_>, query: Query, path: &[u8], look: F) -> Result<Found, Busy>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Found, Busy>>,
 {
     let (mut look, mut waited) = (Some(look), false);
     loop {
-        let cached = CACHE.with_borrow(|c| c.get_any(root, query, path, Instant::now()));
+        let cached = CACHE.with_borrow(|c| c.get_any(realm, query, path, Instant::now()));
         if let Some((found, true)) = cached {
             return Ok(found);
         }
-        let key = pending_key(root, query, path);
+        let key = pending_key(realm, query, path);
         let running = PENDING.with_borrow(|p| p.get(&key).cloned());
         match (running, cached) {
             (Some(_), Some((expired, _))) => return Ok(expired),
@@ -144,17 +156,21 @@ where
         let look = look.take().ok_or(Busy)?;
         let running = Running::start(key);
         let found = look().await.inspect_err(|_| running.pending.failed.store(true, Ordering::Relaxed))?;
-        CACHE.with_borrow_mut(|c| c.insert(root, query, path, found, Instant::now()));
+        CACHE.with_borrow_mut(|c| c.insert(realm, query, path, found, Instant::now()));
         return Ok(found);
     }
 }
 
-/// What identifies a lookup in [`PENDING`]: the root, the query and the path.
-fn pending_key(root: Option<&Path>, query: Query, path: &[u8]) -> Vec<u8> {
-    let root = root.map_or(&[][..], |r| r.as_os_str().as_bytes());
-    let mut key = Vec::with_capacity(root.len() + path.len() + 2);
+/// What identifies a lookup in [`PENDING`]: the realm, the query and the path.
+fn pending_key(realm: Realm<'_>, query: Query, path: &[u8]) -> Vec<u8> {
+    let root = realm.root.map_or(&[][..], |r| r.as_os_str().as_bytes());
+    let mut key = Vec::with_capacity(root.len() + path.len() + 11);
     key.extend_from_slice(root);
     key.push(0);
+    if let Some((uid, gid)) = realm.ids {
+        key.extend_from_slice(&uid.to_le_bytes());
+        key.extend_from_slice(&gid.to_le_bytes());
+    }
     key.push(query as u8);
     key.extend_from_slice(path);
     key
@@ -192,10 +208,11 @@ impl Drop for Running {
 }
 
 /// Queues one lookup on `tx` and waits for its answer, at most [`LOOKUP_WAIT`].
-async fn ask(tx: &Sender<Job>, share: &Share, root: Option<&Path>, query: Query, path: &[u8]) -> Result<Found, Busy> {
+async fn ask(tx: &Sender<Job>, share: &Share, realm: Realm<'_>, query: Query, path: &[u8]) -> Result<Found, Busy> {
     let held = take(share).ok_or(Busy)?;
     let (reply, answer) = oneshot::channel();
-    let job = Job { root: root.map(Path::to_path_buf), query, path: path.to_vec(), reply, _held: held };
+    let root = realm.root.map(Path::to_path_buf);
+    let job = Job { root, ids: realm.ids, query, path: path.to_vec(), reply, _held: held };
     tx.try_send(job).map_err(|e| match e {
         TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
     })?;
@@ -208,6 +225,7 @@ async fn ask(tx: &Sender<Job>, share: &Share, root: Option<&Path>, query: Query,
 /// One lookup for a lookup thread.
 struct Job {
     root: Option<PathBuf>,
+    ids: Option<(u32, u32)>,
     query: Query,
     path: Vec<u8>,
     reply: oneshot::Sender<Found>,
@@ -230,7 +248,7 @@ fn queue() -> Option<&'static Sender<Job>> {
 fn spawn_thread(i: usize, rx: Receiver<Job>) -> bool {
     let spawned = std::thread::Builder::new().name(format!("rustfpm-lookup-{i}")).spawn(move || {
         for job in rx {
-            let found = resolve(job.root.as_deref(), job.query, &job.path);
+            let found = resolve_as(job.ids, job.root.as_deref(), job.query, &job.path);
             let _ = job.reply.send(found);
         }
     });
@@ -255,19 +273,34 @@ pub enum Kind {
 }
 
 /// Answers `query` for `path` on the file system. Blocks: lookup threads only.
+#[cfg(test)]
 pub fn resolve(root: Option<&Path>, query: Query, path: &[u8]) -> Found {
+    resolve_as(None, root, query, path)
+}
+
+/// [`resolve`] with the filesystem ids `ids` (the pool user's), if given.
+/// The chroot is opened before, as root: php-cgi is chrooted by root, so the
+/// directories above the jail need not be open to the pool's user.
+fn resolve_as(ids: Option<(u32, u32)>, root: Option<&Path>, query: Query, path: &[u8]) -> Found {
+    let as_user = || ids.map(|(uid, gid)| crate::sys::procfs::FsIds::set(uid, gid));
     match root {
-        // The usual request names its script: one `stat`. Else one walk.
-        None => match (query, path.ends_with(b"/")) {
-            (Query::Primary, true) => primary_in_one_walk(path),
-            (query, _) => match kind_of(std::fs::metadata(OsStr::from_bytes(path))) {
-                Kind::Regular => Found::Script(path.len()),
-                Kind::Missing if query == Query::Primary => primary_in_one_walk(path),
-                Kind::Missing | Kind::Other => Found::Missing,
-            },
-        },
+        None => {
+            let _as = as_user();
+            // The usual request names its script: one `stat`. Else one walk.
+            match (query, path.ends_with(b"/")) {
+                (Query::Primary, true) => primary_in_one_walk(path),
+                (query, _) => match kind_of(std::fs::metadata(OsStr::from_bytes(path))) {
+                    Kind::Regular => Found::Script(path.len()),
+                    Kind::Missing if query == Query::Primary => primary_in_one_walk(path),
+                    Kind::Missing | Kind::Other => Found::Missing,
+                },
+            }
+        }
         Some(root) => match open_dir(root) {
-            Ok(dir) => answer(query, path, |p| kind_in_root(&dir, p)),
+            Ok(dir) => {
+                let _as = as_user();
+                answer(query, path, |p| kind_in_root(&dir, p))
+            }
             Err(e) => {
                 crate::error!("cannot open the chroot {}: {e}; its scripts are not found", root.display());
                 Found::Missing
@@ -405,6 +438,9 @@ thread_local! {
     static PENDING: RefCell<HashMap<Vec<u8>, Arc<Pending>>> = RefCell::new(HashMap::new());
 }
 
+/// Whose answers a [`Cache`] entry keeps: a realm's root and ids, and a query.
+type Kept = (Option<PathBuf>, Option<(u32, u32)>, Query);
+
 /// Answers for one root and query: path → (when looked up, answer).
 type Answers = HashMap<Vec<u8>, (Instant, Found)>;
 
@@ -412,7 +448,7 @@ type Answers = HashMap<Vec<u8>, (Instant, Found)>;
 /// it was looked up. Bounded by [`CACHE_MAX_ENTRIES`] and [`CACHE_MAX_BYTES`].
 #[derive(Debug, Default)]
 pub struct Cache {
-    roots: Vec<(Option<PathBuf>, Query, Answers)>,
+    roots: Vec<(Kept, Answers)>,
     entries: usize,
     bytes: usize,
     /// The answer inserted last, compared before the map is hashed: a site with one
@@ -435,35 +471,35 @@ struct Last {
 impl Cache {
     /// The answer for `path`, if it was looked up less than [`CACHE_TTL`] before `now`.
     #[cfg(test)]
-    pub fn get(&self, root: Option<&Path>, query: Query, path: &[u8], now: Instant) -> Option<Found> {
-        self.get_any(root, query, path, now).filter(|(_, fresh)| *fresh).map(|(found, _)| found)
+    pub fn get(&self, realm: Realm<'_>, query: Query, path: &[u8], now: Instant) -> Option<Found> {
+        self.get_any(realm, query, path, now).filter(|(_, fresh)| *fresh).map(|(found, _)| found)
     }
 
     /// The answer for `path`, and whether it is still fresh (looked up less than
     /// [`CACHE_TTL`] before `now`).
-    pub fn get_any(&self, root: Option<&Path>, query: Query, path: &[u8], now: Instant) -> Option<(Found, bool)> {
-        let i = self.roots.iter().position(|(r, q, _)| r.as_deref() == root && *q == query)?;
+    pub fn get_any(&self, realm: Realm<'_>, query: Query, path: &[u8], now: Instant) -> Option<(Found, bool)> {
+        let i = self.position(realm, query)?;
         let (at, found) = match &self.last {
             Some(last) if last.root == i && last.path == path => (last.at, last.found),
-            _ => *self.roots[i].2.get(path)?,
+            _ => *self.roots[i].1.get(path)?,
         };
         Some((found, now.saturating_duration_since(at) < CACHE_TTL))
     }
 
     /// Remembers `found` for `path`; empties the cache first when it is full.
-    pub fn insert(&mut self, root: Option<&Path>, query: Query, path: &[u8], found: Found, now: Instant) {
-        let size = path.len() + root.map_or(0, |r| r.as_os_str().len());
+    pub fn insert(&mut self, realm: Realm<'_>, query: Query, path: &[u8], found: Found, now: Instant) {
+        let size = path.len() + realm.root.map_or(0, |r| r.as_os_str().len());
         if self.entries >= CACHE_MAX_ENTRIES || self.bytes + size > CACHE_MAX_BYTES {
             *self = Cache::default();
         }
-        let at = match self.roots.iter().position(|(r, q, _)| r.as_deref() == root && *q == query) {
+        let at = match self.position(realm, query) {
             Some(at) => at,
             None => {
-                self.roots.push((root.map(Path::to_path_buf), query, HashMap::new()));
+                self.roots.push(((realm.root.map(Path::to_path_buf), realm.ids, query), HashMap::new()));
                 self.roots.len() - 1
             }
         };
-        if self.roots[at].2.insert(path.to_vec(), (now, found)).is_none() {
+        if self.roots[at].1.insert(path.to_vec(), (now, found)).is_none() {
             self.entries += 1;
             self.bytes += size;
         }
@@ -478,6 +514,11 @@ impl Cache {
             }
             None => self.last = Some(Last { root: at, path: path.to_vec(), at: now, found }),
         }
+    }
+
+    /// Where the answers of `realm` and `query` are kept.
+    fn position(&self, realm: Realm<'_>, query: Query) -> Option<usize> {
+        self.roots.iter().position(|((r, ids, q), _)| r.as_deref() == realm.root && *ids == realm.ids && *q == query)
     }
 
     /// Answers held.
@@ -537,6 +578,39 @@ pub(crate) mod tests {
         assert_eq!(primary(""), Found::Missing);
         assert_eq!(answer(Query::Exact, b"/w/x.jpg/y.php", fs(files, dirs)), Found::Missing);
         assert_eq!(answer(Query::Exact, b"/w/x.jpg", fs(files, dirs)), Found::Script(8));
+    }
+
+    /// As the pool's user, a lookup finds what that user can reach, and in a chroot
+    /// whose parent directories only root may enter (php-cgi is chrooted by root).
+    #[test]
+    fn lookups_as_the_pool_user_see_what_it_sees() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let nobody = Some((65534, 65534));
+        let (host, root) = jail();
+        std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(resolve_as(nobody, Some(&root), Query::Primary, b"/www/a.php/x"), Found::Script(10));
+        let secret = host.path().join("secret.php");
+        let secret = secret.as_os_str().as_bytes();
+        assert_eq!(resolve_as(None, None, Query::Primary, secret), Found::Script(secret.len()));
+        assert_eq!(resolve_as(nobody, None, Query::Primary, secret), Found::Missing);
+        assert_eq!(resolve_as(nobody, None, Query::Exact, secret), Found::Missing);
+        assert_eq!(nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0)).as_raw(), 0, "root's ids are back");
+    }
+
+    /// Answers are kept per user: one pool's answer is not another's.
+    #[test]
+    fn answers_are_kept_apart_by_user() {
+        let mut cache = Cache::default();
+        let t0 = Instant::now();
+        let www = Realm { root: None, ids: Some((33, 33)) };
+        cache.insert(www, Query::Primary, b"/a", Found::Script(2), t0);
+        assert_eq!(cache.get(www, Query::Primary, b"/a", t0), Some(Found::Script(2)));
+        assert_eq!(cache.get(Realm::default(), Query::Primary, b"/a", t0), None);
+        assert_eq!(cache.get(Realm { root: None, ids: Some((34, 34)) }, Query::Primary, b"/a", t0), None);
+        assert_ne!(pending_key(www, Query::Primary, b"/a"), pending_key(Realm::default(), Query::Primary, b"/a"));
     }
 
     /// The one walk gives what a `stat` of each prefix gives, for every shape of path.
@@ -613,12 +687,12 @@ pub(crate) mod tests {
         let share = Share::default();
         rt.block_on(async {
             // Nobody takes the first job: its request waits LOOKUP_WAIT (paused clock), then 503.
-            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/a").await, Err(Busy));
+            assert_eq!(ask(&tx, &share, Realm::default(), Query::Primary, b"/a").await, Err(Busy));
             // The queue still holds it: the next request is refused at once.
-            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/b").await, Err(Busy));
+            assert_eq!(ask(&tx, &share, Realm::default(), Query::Primary, b"/b").await, Err(Busy));
             assert_eq!(rx.len(), 1);
             drop(rx);
-            assert_eq!(ask(&tx, &share, None, Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
+            assert_eq!(ask(&tx, &share, Realm::default(), Query::Primary, b"/c").await, Err(Busy), "no lookup thread");
         });
     }
 
@@ -634,9 +708,9 @@ pub(crate) mod tests {
             let waiting: Vec<_> = (0..LOOKUP_QUEUE)
                 .map(|i| {
                     let (tx, hostile) = (tx.clone(), hostile.clone());
-                    tokio::spawn(
-                        async move { ask(&tx, &hostile, None, Query::Primary, format!("/{i}").as_bytes()).await },
-                    )
+                    tokio::spawn(async move {
+                        ask(&tx, &hostile, Realm::default(), Query::Primary, format!("/{i}").as_bytes()).await
+                    })
                 })
                 .collect();
             for _ in 0..1000 {
@@ -648,7 +722,7 @@ pub(crate) mod tests {
                     let _ = job.reply.send(Found::Missing);
                 }
             };
-            let (mine, ()) = tokio::join!(ask(&tx, &other, None, Query::Primary, b"/mine"), async {
+            let (mine, ()) = tokio::join!(ask(&tx, &other, Realm::default(), Query::Primary, b"/mine"), async {
                 tokio::task::yield_now().await;
                 answered.await
             });
@@ -660,7 +734,7 @@ pub(crate) mod tests {
             assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), SHARE_MAX, "{answers:?}");
             let again = tokio::spawn({
                 let (tx, hostile) = (tx.clone(), hostile.clone());
-                async move { ask(&tx, &hostile, None, Query::Primary, b"/again").await }
+                async move { ask(&tx, &hostile, Realm::default(), Query::Primary, b"/again").await }
             });
             for _ in 0..1000 {
                 tokio::task::yield_now().await;
@@ -682,7 +756,7 @@ pub(crate) mod tests {
                     gate.acquire().await.map_err(|_| Busy)?.forget();
                     Ok(Found::Script(path.len()))
                 };
-                cached_or(None, Query::Primary, path, look).await
+                cached_or(Realm::default(), Query::Primary, path, look).await
             })
         };
         // Never looked up: every request waits for the one lookup.
@@ -695,7 +769,7 @@ pub(crate) mod tests {
         }
         // Expired: one request looks again, the others take the expired answer meanwhile.
         let old = Instant::now() - CACHE_TTL * 2;
-        CACHE.with_borrow_mut(|c| c.insert(None, Query::Primary, b"/warm.php", Found::Missing, old));
+        CACHE.with_borrow_mut(|c| c.insert(Realm::default(), Query::Primary, b"/warm.php", Found::Missing, old));
         let renewing = spawn(b"/warm.php");
         tokio::task::yield_now().await;
         let others: Vec<_> = (0..300).map(|_| spawn(b"/warm.php")).collect();
@@ -705,7 +779,10 @@ pub(crate) mod tests {
         assert_eq!(looks.load(Ordering::SeqCst), 2, "one more lookup");
         gate.add_permits(1);
         assert_eq!(renewing.await.unwrap(), Ok(Found::Script(9)));
-        assert_eq!(cached_or(None, Query::Primary, b"/warm.php", || async { Err(Busy) }).await, Ok(Found::Script(9)));
+        assert_eq!(
+            cached_or(Realm::default(), Query::Primary, b"/warm.php", || async { Err(Busy) }).await,
+            Ok(Found::Script(9))
+        );
         // A lookup that gets no answer (a hung file system: Busy after LOOKUP_WAIT) answers
         // its waiters Busy too, rather than each waiting as long again for a lookup of its own.
         let hung = Arc::new(tokio::sync::Semaphore::new(0));
@@ -715,7 +792,7 @@ pub(crate) mod tests {
                 let _ = released.acquire().await;
                 Err(Busy)
             };
-            cached_or(None, Query::Primary, b"/hung.php", look).await
+            cached_or(Realm::default(), Query::Primary, b"/hung.php", look).await
         });
         tokio::task::yield_now().await;
         let waiters: Vec<_> = (0..10).map(|_| spawn(b"/hung.php")).collect();
@@ -732,37 +809,49 @@ pub(crate) mod tests {
     fn the_answer_inserted_last_is_the_one_its_query_and_path_have() {
         let mut cache = Cache::default();
         let t0 = Instant::now();
-        cache.insert(None, Query::Primary, b"/a", Found::Missing, t0);
-        cache.insert(None, Query::Exact, b"/b", Found::Script(2), t0);
-        assert_eq!(cache.get(None, Query::Primary, b"/b", t0), None, "the last answer is another query's");
-        assert_eq!(cache.get(Some(Path::new("/j")), Query::Exact, b"/b", t0), None, "and another root's");
-        assert_eq!(cache.get(None, Query::Exact, b"/b", t0), Some(Found::Script(2)));
-        assert_eq!(cache.get(None, Query::Primary, b"/a", t0), Some(Found::Missing), "an earlier one");
+        cache.insert(Realm::default(), Query::Primary, b"/a", Found::Missing, t0);
+        cache.insert(Realm::default(), Query::Exact, b"/b", Found::Script(2), t0);
+        assert_eq!(cache.get(Realm::default(), Query::Primary, b"/b", t0), None, "the last answer is another query's");
+        assert_eq!(
+            cache.get(Realm { root: Some(Path::new("/j")), ids: None }, Query::Exact, b"/b", t0),
+            None,
+            "and another root's"
+        );
+        assert_eq!(cache.get(Realm::default(), Query::Exact, b"/b", t0), Some(Found::Script(2)));
+        assert_eq!(cache.get(Realm::default(), Query::Primary, b"/a", t0), Some(Found::Missing), "an earlier one");
         let t1 = t0 + CACHE_TTL / 2;
-        cache.insert(None, Query::Exact, b"/b", Found::Missing, t1);
-        assert_eq!(cache.get(None, Query::Exact, b"/b", t0 + CACHE_TTL), Some(Found::Missing), "renewed at t1");
-        cache.insert(None, Query::Primary, b"/a", Found::Script(2), t1);
-        assert_eq!(cache.get(None, Query::Exact, b"/b", t1), Some(Found::Missing), "no longer the last");
+        cache.insert(Realm::default(), Query::Exact, b"/b", Found::Missing, t1);
+        assert_eq!(
+            cache.get(Realm::default(), Query::Exact, b"/b", t0 + CACHE_TTL),
+            Some(Found::Missing),
+            "renewed at t1"
+        );
+        cache.insert(Realm::default(), Query::Primary, b"/a", Found::Script(2), t1);
+        assert_eq!(cache.get(Realm::default(), Query::Exact, b"/b", t1), Some(Found::Missing), "no longer the last");
     }
 
     #[test]
     fn cache_expires_and_stays_bounded() {
         let mut cache = Cache::default();
         let t0 = Instant::now();
-        cache.insert(None, Query::Primary, b"/a", Found::Missing, t0);
-        assert_eq!(cache.get(None, Query::Primary, b"/a", t0), Some(Found::Missing), "misses are cached too");
-        assert_eq!(cache.get(None, Query::Exact, b"/a", t0), None);
-        assert_eq!(cache.get(Some(Path::new("/j")), Query::Primary, b"/a", t0), None);
-        assert_eq!(cache.get(None, Query::Primary, b"/a", t0 + CACHE_TTL), None);
+        cache.insert(Realm::default(), Query::Primary, b"/a", Found::Missing, t0);
+        assert_eq!(
+            cache.get(Realm::default(), Query::Primary, b"/a", t0),
+            Some(Found::Missing),
+            "misses are cached too"
+        );
+        assert_eq!(cache.get(Realm::default(), Query::Exact, b"/a", t0), None);
+        assert_eq!(cache.get(Realm { root: Some(Path::new("/j")), ids: None }, Query::Primary, b"/a", t0), None);
+        assert_eq!(cache.get(Realm::default(), Query::Primary, b"/a", t0 + CACHE_TTL), None);
         for i in 0..CACHE_MAX_ENTRIES * 2 {
-            cache.insert(None, Query::Primary, format!("/p{i}").as_bytes(), Found::Missing, t0);
+            cache.insert(Realm::default(), Query::Primary, format!("/p{i}").as_bytes(), Found::Missing, t0);
             assert!(cache.len() <= CACHE_MAX_ENTRIES);
         }
         let long = vec![b'a'; PATH_MAX];
         for i in 0..(CACHE_MAX_BYTES / PATH_MAX) * 3 {
             let mut path = long.clone();
             path.extend_from_slice(i.to_string().as_bytes());
-            cache.insert(Some(Path::new("/j")), Query::Primary, &path, Found::Missing, t0);
+            cache.insert(Realm { root: Some(Path::new("/j")), ids: None }, Query::Primary, &path, Found::Missing, t0);
             assert!(cache.bytes() <= CACHE_MAX_BYTES, "{} bytes", cache.bytes());
         }
     }

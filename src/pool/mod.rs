@@ -162,11 +162,14 @@ pub struct LookupShare {
     pub queued: Arc<std::sync::atomic::AtomicUsize>,
     /// "script lookup queue full" is logged at most once a second per pool.
     pub busy_log: crate::log::Throttle,
+    /// The uid and gid the pool's lookups run as (its user's), if rustfpm switches users.
+    pub ids: Option<(u32, u32)>,
 }
 
 impl Default for LookupShare {
     fn default() -> Self {
-        LookupShare { queued: Arc::default(), busy_log: crate::log::Throttle::new(std::time::Duration::from_secs(1)) }
+        let busy_log = crate::log::Throttle::new(std::time::Duration::from_secs(1));
+        LookupShare { queued: Arc::default(), busy_log, ids: None }
     }
 }
 
@@ -211,6 +214,7 @@ impl Pool {
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);
         spec.args.extend(lock); // php-cgi's last -d
+        let lookup_ids = spec.credentials.as_ref().map(|c| (c.uid.as_raw(), c.gid.as_raw()));
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
@@ -251,7 +255,7 @@ impl Pool {
             output,
             allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
-            lookups: Default::default(),
+            lookups: LookupShare { ids: lookup_ids, ..Default::default() },
             fix_pathinfo: settings.fix_pathinfo(),
             logs,
             heartbeat,

@@ -95,11 +95,14 @@ fn single_id(status: &str, key: &str) -> Option<u32> {
     (ids.len() == 4 && ids.iter().all(|&id| id == ids[0])).then_some(ids[0])
 }
 
-/// This thread's filesystem ids as they were, put back when dropped.
-struct FsIds(nix::unistd::Uid, nix::unistd::Gid);
+/// This thread's filesystem ids as they were, put back when dropped. While
+/// they are another user's, the thread's file permission checks are that
+/// user's (root's `CAP_DAC_*` do not apply).
+pub(crate) struct FsIds(nix::unistd::Uid, nix::unistd::Gid);
 
 impl FsIds {
-    fn set(uid: u32, gid: u32) -> FsIds {
+    /// Makes this thread's filesystem ids `uid` and `gid` until the guard drops.
+    pub(crate) fn set(uid: u32, gid: u32) -> FsIds {
         let gid = nix::unistd::setfsgid(nix::unistd::Gid::from_raw(gid));
         FsIds(nix::unistd::setfsuid(nix::unistd::Uid::from_raw(uid)), gid)
     }
