@@ -212,7 +212,8 @@ async fn ask(tx: &Sender<Job>, share: &Share, realm: Realm<'_>, query: Query, pa
     let held = take(share).ok_or(Busy)?;
     let (reply, answer) = oneshot::channel();
     let root = realm.root.map(Path::to_path_buf);
-    let job = Job { root, ids: realm.ids, query, path: path.to_vec(), reply, _held: held };
+    let user = realm.ids.map(|(uid, gid)| User { uid, gid, groups: share.groups.clone() });
+    let job = Job { root, user, query, path: path.to_vec(), reply, _held: held };
     tx.try_send(job).map_err(|e| match e {
         TrySendError::Full(_) | TrySendError::Disconnected(_) => Busy,
     })?;
@@ -225,7 +226,7 @@ async fn ask(tx: &Sender<Job>, share: &Share, realm: Realm<'_>, query: Query, pa
 /// One lookup for a lookup thread.
 struct Job {
     root: Option<PathBuf>,
-    ids: Option<(u32, u32)>,
+    user: Option<User>,
     query: Query,
     path: Vec<u8>,
     reply: oneshot::Sender<Found>,
@@ -248,7 +249,7 @@ fn queue() -> Option<&'static Sender<Job>> {
 fn spawn_thread(i: usize, rx: Receiver<Job>) -> bool {
     let spawned = std::thread::Builder::new().name(format!("rustfpm-lookup-{i}")).spawn(move || {
         for job in rx {
-            let found = resolve_as(job.ids, job.root.as_deref(), job.query, &job.path);
+            let found = resolve_as(job.user.as_ref(), job.root.as_deref(), job.query, &job.path);
             let _ = job.reply.send(found);
         }
     });
@@ -278,11 +279,51 @@ pub fn resolve(root: Option<&Path>, query: Query, path: &[u8]) -> Found {
     resolve_as(None, root, query, path)
 }
 
-/// [`resolve`] with the filesystem ids `ids` (the pool user's), if given.
-/// The chroot is opened before, as root: php-cgi is chrooted by root, so the
-/// directories above the jail need not be open to the pool's user.
-fn resolve_as(ids: Option<(u32, u32)>, root: Option<&Path>, query: Query, path: &[u8]) -> Found {
-    let as_user = || ids.map(|(uid, gid)| crate::sys::procfs::FsIds::set(uid, gid));
+/// Whom a lookup runs as: the pool's user, with its supplementary groups (as its children).
+#[derive(Debug, Clone)]
+struct User {
+    uid: u32,
+    gid: u32,
+    groups: Arc<[u32]>,
+}
+
+/// The lookup thread as `User` until dropped: its filesystem ids and its
+/// supplementary groups, set with the raw system call, which changes the
+/// calling thread only (glibc's `setgroups` changes every thread's).
+struct AsUser {
+    _fs: crate::sys::procfs::FsIds,
+    groups: Option<Vec<libc::gid_t>>,
+}
+
+impl AsUser {
+    fn set(user: &User) -> AsUser {
+        let mut before = vec![0 as libc::gid_t; 1024];
+        // SAFETY: getgroups writes at most `before.len()` ids into the buffer.
+        let n = unsafe { libc::getgroups(before.len() as libc::c_int, before.as_mut_ptr()) };
+        // SAFETY: SYS_setgroups reads `len` ids from the slice, which lives through the call.
+        let set = |ids: &[libc::gid_t]| unsafe { libc::syscall(libc::SYS_setgroups, ids.len(), ids.as_ptr()) == 0 };
+        let groups = (n >= 0 && set(&user.groups)).then(|| {
+            before.truncate(n as usize);
+            before
+        });
+        AsUser { _fs: crate::sys::procfs::FsIds::set(user.uid, user.gid), groups }
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        if let Some(before) = &self.groups {
+            // SAFETY: as in `set`.
+            unsafe { libc::syscall(libc::SYS_setgroups, before.len(), before.as_ptr()) };
+        }
+    }
+}
+
+/// [`resolve`] as `user` (the pool's), if given. The chroot is opened
+/// before, as root: php-cgi is chrooted by root, so the directories above
+/// the jail need not be open to the pool's user.
+fn resolve_as(user: Option<&User>, root: Option<&Path>, query: Query, path: &[u8]) -> Found {
+    let as_user = || user.map(AsUser::set);
     match root {
         None => {
             let _as = as_user();
@@ -588,16 +629,24 @@ pub(crate) mod tests {
             return;
         }
         use std::os::unix::fs::PermissionsExt;
-        let nobody = Some((65534, 65534));
+        let groups_before = nix::unistd::getgroups().unwrap();
+        let nobody = User { uid: 65534, gid: 65534, groups: Arc::from([65534]) };
         let (host, root) = jail();
         std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert_eq!(resolve_as(nobody, Some(&root), Query::Primary, b"/www/a.php/x"), Found::Script(10));
+        assert_eq!(resolve_as(Some(&nobody), Some(&root), Query::Primary, b"/www/a.php/x"), Found::Script(10));
         let secret = host.path().join("secret.php");
         let secret = secret.as_os_str().as_bytes();
         assert_eq!(resolve_as(None, None, Query::Primary, secret), Found::Script(secret.len()));
-        assert_eq!(resolve_as(nobody, None, Query::Primary, secret), Found::Missing);
-        assert_eq!(resolve_as(nobody, None, Query::Exact, secret), Found::Missing);
+        assert_eq!(resolve_as(Some(&nobody), None, Query::Primary, secret), Found::Missing);
+        assert_eq!(resolve_as(Some(&nobody), None, Query::Exact, secret), Found::Missing);
+        // A directory open to a supplementary group of the user (gid 100) is open to the lookup.
+        std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::chown(host.path(), Some(0), Some(100)).unwrap();
+        let member = User { groups: Arc::from([65534, 100]), ..nobody.clone() };
+        assert_eq!(resolve_as(Some(&member), None, Query::Primary, secret), Found::Script(secret.len()));
+        assert_eq!(resolve_as(Some(&nobody), None, Query::Primary, secret), Found::Missing);
         assert_eq!(nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0)).as_raw(), 0, "root's ids are back");
+        assert_eq!(nix::unistd::getgroups().unwrap(), groups_before, "root's groups are back");
     }
 
     /// Answers are kept per user: one pool's answer is not another's.

@@ -164,12 +164,14 @@ pub struct LookupShare {
     pub busy_log: crate::log::Throttle,
     /// The uid and gid the pool's lookups run as (its user's), if rustfpm switches users.
     pub ids: Option<(u32, u32)>,
+    /// With them, the user's supplementary groups (its children's).
+    pub groups: Arc<[u32]>,
 }
 
 impl Default for LookupShare {
     fn default() -> Self {
         let busy_log = crate::log::Throttle::new(std::time::Duration::from_secs(1));
-        LookupShare { queued: Arc::default(), busy_log, ids: None }
+        LookupShare { queued: Arc::default(), busy_log, ids: None, groups: Arc::from([]) }
     }
 }
 
@@ -215,6 +217,8 @@ impl Pool {
         let lock = admin_ini::lock_args(cfg, &spec.args);
         spec.args.extend(lock); // php-cgi's last -d
         let lookup_ids = spec.credentials.as_ref().map(|c| (c.uid.as_raw(), c.gid.as_raw()));
+        let lookup_groups: Arc<[u32]> =
+            spec.credentials.as_ref().map_or_else(|| Arc::from([]), |c| c.groups.iter().map(|g| g.as_raw()).collect());
         let spec = Arc::new(spec);
         let (tx, rx) = unbounded_channel();
         let (events_tx, events_rx) = unbounded_channel();
@@ -255,7 +259,7 @@ impl Pool {
             output,
             allowed_clients: cfg.listen_allowed_clients.clone(),
             chroot: cfg.chroot.clone(),
-            lookups: LookupShare { ids: lookup_ids, ..Default::default() },
+            lookups: LookupShare { ids: lookup_ids, groups: lookup_groups, ..Default::default() },
             fix_pathinfo: settings.fix_pathinfo(),
             logs,
             heartbeat,
