@@ -535,7 +535,7 @@ mod tests {
             &["-y", "/f.conf", "ping", "--socket", "/s"],
             &["ping"],
             &["ping", "--socket", "/s", "--tcp", "127.0.0.1:9000"],
-            &["ping", "--tcp", "localhost:9000"],
+            &["ping", "--tcp", "127.0.0.1"],
             &["top", "--once"],
             &["convert"],
         ] {

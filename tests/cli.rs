@@ -435,7 +435,7 @@ fn subcommand_mistakes_name_the_subcommand_with_its_usage() {
         (&["convert"][..], "Usage: rustfpm convert", "required arguments were not provided"),
         (&["convert", "/f.conf", "--bogus"], "Usage: rustfpm convert", "unexpected argument '--bogus'"),
         (&["ping", "--socket", "/s", "--tcp", "127.0.0.1:9000"], "Usage: rustfpm ping", "cannot be used with"),
-        (&["ping", "--tcp", "localhost:9000"], "Usage: rustfpm ping", "invalid value 'localhost:9000'"),
+        (&["ping", "--tcp", "127.0.0.1"], "Usage: rustfpm ping", "invalid value '127.0.0.1'"),
         (&["top", "--once"], "Usage: rustfpm top (--config <FILE> | -y <FILE>", "is required"),
         (&["top", "--config"], "Usage: rustfpm top", "a value is required for '--config <FILE>'"),
         (&["generate"], "Usage: rustfpm generate <DIR>", "required arguments were not provided"),

@@ -60,7 +60,7 @@ fn failures_exit_1_with_the_reason() {
 
 #[test]
 fn usage_mistakes_exit_64() {
-    for args in [&[][..], &["--socket"][..], &["--tcp", "localhost:9000"][..], &["--bogus"][..]] {
+    for args in [&[][..], &["--socket"][..], &["--tcp", "127.0.0.1"][..], &["--bogus"][..]] {
         let (code, out) = ping(args);
         assert_eq!(code, 64, "{args:?}: {out}");
         assert!(out.contains("Usage:"), "{args:?}: {out}");

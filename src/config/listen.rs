@@ -65,10 +65,18 @@ fn ip(host: &str) -> Result<IpAddr, String> {
     match host.parse::<Ipv4Addr>() {
         Ok(v4) => Ok(IpAddr::V4(v4)),
         Err(_) if host.is_empty() => Err(format!("the address before the port is empty; {LISTEN_FORMS}")),
-        Err(_) => Err(format!(
-            "\"{host}\" is not an IP address; host names are not resolved, use an IP \
-             address (e.g. \"127.0.0.1\" for localhost)"
-        )),
+        Err(_) => resolve(host),
+    }
+}
+
+/// A host name's address as php-fpm takes it: the first that `getaddrinfo`
+/// gives (`localhost` is `127.0.0.1` on Debian), resolved when the
+/// configuration is read.
+fn resolve(host: &str) -> Result<IpAddr, String> {
+    use std::net::ToSocketAddrs;
+    match (host, 0).to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().map(|a| a.ip()).ok_or_else(|| format!("\"{host}\" has no address")),
+        Err(e) => Err(format!("\"{host}\" is not an IP address and cannot be resolved: {e}")),
     }
 }
 
@@ -125,10 +133,11 @@ mod tests {
         assert_eq!(parse_listen("0.0.0.0:80"), Ok(tcp("0.0.0.0:80")));
     }
 
+    /// Host names are resolved, as php-fpm resolves them (the first address).
     #[test]
-    fn host_names_are_refused() {
-        let err = parse_listen("localhost:9000").unwrap_err();
-        assert!(err.contains("use an IP address"), "{err}");
+    fn host_names_are_resolved() {
+        let first = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 9000)).unwrap().next().unwrap();
+        assert_eq!(parse_listen("localhost:9000"), Ok(ListenAddr::Tcp(first)));
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn every_bad_value_names_key_value_and_line() {
 #[test]
 fn required_values_are_checked() {
     let cases = [
-        ("listen = \"localhost:9000\"\npm_max_children = 1", "listen", "use an IP address"),
+        ("listen = \"[zz]:9000\"\npm_max_children = 1", "listen", "not an IPv6 address"),
         ("listen = \"www.sock\"\npm_max_children = 1", "listen", "absolute socket path"),
         ("pm_max_children = 0\nlisten = \"/a.sock\"", "pm_max_children", "between 1 and 4096"),
         ("pm_max_children = 4097\nlisten = \"/a.sock\"", "pm_max_children", "between 1 and 4096"),
@@ -277,7 +277,7 @@ fn several_new_key_errors_are_all_reported() {
 
 #[test]
 fn several_errors_are_all_reported_in_line_order() {
-    let text = "[global]\nlog_level = \"loud\"\n\n[pool.www]\nlisten = \"localhost:9000\"\n\
+    let text = "[global]\nlog_level = \"loud\"\n\n[pool.www]\nlisten = \"127.0.0.1:0\"\n\
                 pm_max_children = 0\npm = \"dynamic\"\nbogus = 1\n\n[pool.b]\nlisten = \"/b.sock\"\n";
     let errors = errors(text);
     let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref())).collect();

@@ -493,7 +493,7 @@ fn several_errors_are_all_reported_with_file_and_line() {
     let files = Files::new();
     let pool = files.write(
         "pool.d/www.conf",
-        "[www]\nlisten = localhost:9000\npm.max_children = many\npm = dynamic\nbogus.directive = 1\n\
+        "[www]\nlisten = 127.0.0.1:0\npm.max_children = many\npm = dynamic\nbogus.directive = 1\n\
          catch_workers_output = perhaps\nrequest_terminate_timeout = 30x\n",
     );
     let main = files.write(
