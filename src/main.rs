@@ -133,7 +133,9 @@ fn with_config(mut args: Args, action: Action) -> ExitCode {
                     rustfpm::alert!("FPM initialization failed");
                 }
             }
-            ExitCode::from(1)
+            // php-fpm's exit code for a failed start (FPM_EXIT_CONFIG), which
+            // systemd units and scripts may test for (RestartPreventExitStatus=78).
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }

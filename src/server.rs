@@ -72,8 +72,10 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     let threads = config.global.threads();
     let front_ends = FrontEnds::start(runtime.handle().clone(), threads)?;
     let (supervisor, thread) = Supervisor::start(guard);
+    let mut started = false;
     let result = runtime.block_on(async {
         let mut server = Server::start(config, listeners, supervisor.clone(), front_ends.handles.clone(), opts).await?;
+        started = true;
         server.serve().await
     });
     front_ends.stop();
@@ -84,7 +86,10 @@ pub fn run(config: Config, listeners: Vec<PoolListeners>, guard: Guard, opts: Op
     drop(runtime);
     let _ = thread.join();
     crate::accesslog::writer::flush(crate::accesslog::LOG_FLUSH_WAIT);
-    crate::notice!("exiting, bye-bye!");
+    // A start that failed is said by the caller, as php-fpm says it: no farewell first.
+    if started {
+        crate::notice!("exiting, bye-bye!");
+    }
     result
 }
 

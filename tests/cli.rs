@@ -183,7 +183,7 @@ fn a_start_up_failure_after_the_fork_is_printed_with_its_exit_code() {
     )
     .unwrap();
     let out = run(&["--config", config.to_str().unwrap(), "-D"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot listen on"), "the daemon's error was not shown:\n{}", stderr(&out));
     assert!(stderr(&out).contains("FPM initialization failed"), "{}", stderr(&out));
 }
@@ -367,8 +367,10 @@ fn a_root_pool_needs_dash_capital_r() {
     );
     std::fs::write(&conf, text).unwrap();
     let out = run(&["-F", "-O", "-y", conf.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("please specify user and group other than root"), "{}", stderr(&out));
+    // php-fpm's order: the failure, then no farewell (rustfpm said "exiting, bye-bye!" first).
+    assert!(!stderr(&out).contains("bye-bye"), "{}", stderr(&out));
 
     for flag in ["-R", "--allow-to-run-as-root"] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustfpm"));

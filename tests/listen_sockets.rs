@@ -73,7 +73,7 @@ fn a_taken_bare_port_falls_back_to_ipv4_and_fails_in_php_fpms_words() {
     let site = Site::new();
     let mut fpm = spawn_fpm(&site, &ini(&site, &port.to_string(), ""));
     let status = fpm.wait_exit(WAIT).expect("rustfpm did not exit on a taken port");
-    assert_eq!(status.code(), Some(1), "{}", fpm.log_text());
+    assert_eq!(status.code(), Some(78), "{}", fpm.log_text());
     let log = fpm.log_text();
     let messages: Vec<&str> =
         log.lines().filter_map(|l| l.split_once("] ").map(|(_, m)| m)).filter(|m| !m.starts_with("WARNING")).collect();
@@ -144,7 +144,7 @@ fn an_unknown_acl_user_fails_the_start_not_the_configuration_test() {
     assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
     let mut fpm = spawn_fpm(&site, &text);
     let status = fpm.wait_exit(WAIT).expect("rustfpm did not exit");
-    assert_eq!(status.code(), Some(1), "{}", fpm.log_text());
+    assert_eq!(status.code(), Some(78), "{}", fpm.log_text());
     assert!(fpm.log_text().contains("no user 'no-such-user-here'"), "{}", fpm.log_text());
 }
 

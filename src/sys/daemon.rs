@@ -4,7 +4,7 @@
 //! handle connections sends one byte through a pipe, moves its stdin, stdout
 //! and stderr to /dev/null, and the original process exits 0. Until then the
 //! daemon still writes to the terminal, so start-up errors are seen there; if
-//! it exits first, the original process exits with the daemon's exit code.
+//! it exits first (a failed start), the original process exits 70 (EX_SOFTWARE), as php-fpm's.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -18,8 +18,8 @@ use nix::unistd::{chdir, dup2, fork, pipe2, setsid, ForkResult, Pid};
 
 /// How long the original process waits for the daemon's word (php-fpm's 10 s).
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Exit code of the original process when the daemon neither got ready nor
-/// exited in time, or died of a signal (EX_SOFTWARE, as php-fpm).
+/// Exit code of the original process when the daemon failed to start, said
+/// nothing in time, or died of a signal (EX_SOFTWARE, as php-fpm).
 pub(crate) const EXIT_NO_WORD: i32 = 70;
 /// The byte that says "ready".
 const READY: u8 = b'1';
@@ -58,8 +58,8 @@ pub unsafe fn detach() -> io::Result<Readiness> {
     }
 }
 
-/// In the original process: 0 once the daemon is ready; its exit code if it
-/// exits first; [`EXIT_NO_WORD`] if it says nothing in time.
+/// In the original process: 0 once the daemon is ready; [`EXIT_NO_WORD`] if
+/// it fails first or says nothing in time.
 fn wait_for_word(pipe: OwnedFd, daemon: Pid) -> i32 {
     let mut pipe = File::from(pipe);
     let timeout = PollTimeout::try_from(READY_TIMEOUT).unwrap_or(PollTimeout::MAX);
@@ -73,7 +73,9 @@ fn wait_for_word(pipe: OwnedFd, daemon: Pid) -> i32 {
         return 0;
     }
     match waitpid(daemon, None) {
-        Ok(WaitStatus::Exited(_, code)) => code,
+        // Its failure is said on the terminal; the code is php-fpm's (EX_SOFTWARE).
+        Ok(WaitStatus::Exited(_, 0)) => 0,
+        Ok(WaitStatus::Exited(..)) => EXIT_NO_WORD,
         Ok(WaitStatus::Signaled(_, signal, _)) => {
             eprintln!("ERROR: the daemon (pid {daemon}) was killed by {signal} while starting");
             EXIT_NO_WORD
