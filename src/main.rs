@@ -102,6 +102,15 @@ fn with_config(mut args: Args, action: Action) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Action::Test(times) => {
+            // As php-fpm's -t, which opens its logs: a log the start could not open fails here.
+            let missing = config::missing_log_dirs(&config);
+            if !missing.is_empty() {
+                for m in &missing {
+                    rustfpm::error!("{m}");
+                }
+                rustfpm::error!("configuration file {} test failed", source.path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
             match times {
                 1 => {}
                 // php-fpm's -tt logs the settings as notices.

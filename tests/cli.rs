@@ -560,3 +560,24 @@ fn the_demo_script_installs_them_where_debian_looks() {
         );
     }
 }
+
+/// `-t` fails, as php-fpm's does, on a log in a directory that does not exist (the start
+/// would fail to open it): it passed, and the start then failed.
+#[test]
+fn the_test_fails_on_a_log_whose_directory_does_not_exist() {
+    let site = Site::new();
+    let config = toml_config(&site, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let log = site.path().join("rustfpm.log").display().to_string();
+    let missing = site.path().join("missing-dir/rustfpm.log").display().to_string();
+    std::fs::write(&config, text.replace(&log, &missing)).unwrap();
+    let out = run(&["-t", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("failed to open error_log ({missing})")), "{}", stderr(&out));
+    let slowlog =
+        format!("slowlog = \"{}/nowhere/slow.log\"\nrequest_slowlog_timeout = \"5s\"\n", site.path().display());
+    std::fs::write(&config, text.replace("[pool.www]\n", &format!("[pool.www]\n{slowlog}"))).unwrap();
+    let out = run(&["-t", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("failed to open [pool www] slowlog"), "{}", stderr(&out));
+}

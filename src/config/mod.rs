@@ -537,3 +537,24 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         (_, errors) => Err(ConfigErrors(errors)),
     }
 }
+
+/// The logs of `config` (the error log, each pool's access log and slowlog)
+/// whose directory does not exist: a start would fail to open them. Said as
+/// php-fpm says it.
+pub fn missing_log_dirs(config: &Config) -> Vec<String> {
+    let mut logs: Vec<(String, &std::path::Path)> = Vec::new();
+    if let LogTarget::File(path) = &config.global.error_log {
+        logs.push(("error_log".into(), path));
+    }
+    for pool in &config.pools {
+        for (key, path) in [("access_log", &pool.access_log), ("slowlog", &pool.slowlog)] {
+            if let Some(path) = path {
+                logs.push((format!("[pool {}] {key}", pool.name), path));
+            }
+        }
+    }
+    logs.into_iter()
+        .filter(|(_, path)| path.parent().is_some_and(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()))
+        .map(|(what, path)| format!("failed to open {what} ({}): No such file or directory (2)", path.display()))
+        .collect()
+}
