@@ -232,8 +232,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A php-fpm config with a relative `error_log` (resolved against `-p`) and no `pid`.
+/// A php-fpm config with a relative `error_log` (resolved against `-p`: `log/` is made in the
+/// site and in its `one` and `two`, the prefixes the tests give) and no `pid`.
 fn fpm_config(site: &Site) -> PathBuf {
+    for dir in ["log", "one/log", "two/log"] {
+        std::fs::create_dir_all(site.path().join(dir)).unwrap();
+    }
     let user = if is_root() { "user = www-data\n" } else { "" };
     let text = format!(
         "[global]\nerror_log = log/fpm.log\n[www]\nlisten = {}\npm = static\npm.max_children = 1\n{user}",
