@@ -277,3 +277,48 @@ fn a_reload_that_moves_listen_keeps_the_status_listener() {
     assert_eq!(ping(&status), "pong", "the status listener still serves:\n{}", fpm.log_text());
     assert!(!fpm.socket.exists(), "the old listen is closed");
 }
+
+/// A busy process's request on the status page is shown as php-fpm shows it: the script and
+/// its query (not REQUEST_URI, which a front controller's rewrite changes), and the user of
+/// the `Authorization: Basic` header (not REMOTE_USER).
+#[test]
+fn the_status_page_shows_the_script_and_the_basic_user_as_php_fpm() {
+    let site = Site::new();
+    let extra = "pm_status_path = \"/status\"\n".to_string();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 2, extra, ..Default::default() });
+    let script = site.www().join("lc_gate.php").display().to_string();
+    let socket = fpm.socket.clone();
+    let slow = std::thread::spawn(move || {
+        let params: [(&str, &[u8]); 7] = [
+            ("REQUEST_METHOD", b"GET"),
+            ("SCRIPT_FILENAME", script.as_bytes()),
+            ("SCRIPT_NAME", b"/lc_gate.php"),
+            ("REQUEST_URI", b"/blog/post?name=slow"),
+            ("QUERY_STRING", b"name=slow"),
+            ("REMOTE_USER", b"bob"),
+            ("HTTP_AUTHORIZATION", b"Basic YWxpY2U6c2VjcmV0"),
+        ];
+        common::fcgi::send(&socket, &params)
+    });
+    let status = || {
+        let params: [(&str, &[u8]); 4] = [
+            ("REQUEST_METHOD", b"GET"),
+            ("SCRIPT_NAME", b"/status"),
+            ("SCRIPT_FILENAME", b"/status"),
+            ("QUERY_STRING", b"json&full"),
+        ];
+        let body = common::fcgi::send(&fpm.socket, &params).body().to_string();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    let mut busy = None;
+    let seen = wait_until(std::time::Duration::from_secs(10), || {
+        busy = status()["processes"].as_array().unwrap().iter().find(|p| p["state"] == "Running").cloned();
+        busy.as_ref().is_some_and(|p| p["request uri"] != "/status?json&full")
+    });
+    let busy = busy.unwrap();
+    assert!(seen, "{busy}");
+    assert_eq!(busy["request uri"], "/lc_gate.php?name=slow", "{busy}");
+    assert_eq!(busy["user"], "alice", "{busy}");
+    site.open_gate("slow");
+    assert_eq!(slow.join().unwrap().body(), "END\n");
+}

@@ -77,16 +77,14 @@ pub struct ChildView {
 pub struct Shown<'a> {
     /// REQUEST_METHOD
     pub method: Option<&'a [u8]>,
-    /// REQUEST_URI (the status page's and the slowlog's)
-    pub request_uri: Option<&'a [u8]>,
     /// SCRIPT_NAME (the access log's `%r`)
     pub script_name: Option<&'a [u8]>,
     /// QUERY_STRING
     pub query: Option<&'a [u8]>,
     /// SCRIPT_FILENAME
     pub script_filename: Option<&'a [u8]>,
-    /// REMOTE_USER
-    pub user: Option<&'a [u8]>,
+    /// HTTP_AUTHORIZATION, whose `Basic` user is the request's (see [`Shown::user`])
+    pub authorization: Option<&'a [u8]>,
     /// CONTENT_LENGTH
     pub content_length: Option<&'a [u8]>,
 }
@@ -94,17 +92,67 @@ pub struct Shown<'a> {
 impl<'a> Shown<'a> {
     /// The values in `params` (the last of a repeated name; none of a malformed list).
     pub fn of(params: &'a ParamsBuffer) -> Shown<'a> {
-        let [method, request_uri, script_name, query, script_filename, user, content_length] = params.get_each([
+        let [method, script_name, query, script_filename, authorization, content_length] = params.get_each([
             b"REQUEST_METHOD".as_slice(),
-            b"REQUEST_URI",
             b"SCRIPT_NAME",
             b"QUERY_STRING",
             b"SCRIPT_FILENAME",
-            b"REMOTE_USER",
+            b"HTTP_AUTHORIZATION",
             b"CONTENT_LENGTH",
         ]);
-        Shown { method, request_uri, script_name, query, script_filename, user, content_length }
+        Shown { method, script_name, query, script_filename, authorization, content_length }
     }
+
+    /// The request's user as php-fpm shows it (the access log's `%u`, the status page's
+    /// `user`): the user of an `Authorization: Basic` header, as PHP decodes it
+    /// (`PHP_AUTH_USER`); empty without one.
+    pub fn user(&self) -> String {
+        self.authorization.and_then(basic_user).map_or_else(String::new, |u| value_text(Some(&u)))
+    }
+
+    /// The request as php-fpm's status page and slowlog show it: `SCRIPT_NAME`, and
+    /// `?QUERY_STRING` when there is one.
+    pub fn script_and_query(&self) -> String {
+        let mut uri = value_text(self.script_name);
+        if let Some(query) = self.query.filter(|q| !q.is_empty()) {
+            uri.push('?');
+            uri.push_str(&value_text(Some(query)));
+        }
+        uri
+    }
+}
+
+/// The user of an HTTP `Authorization` value of the `Basic` scheme (PHP's
+/// `php_handle_auth_data`): the decoded credentials up to their first `:`;
+/// none for another scheme, or credentials without a `:`.
+fn basic_user(authorization: &[u8]) -> Option<Vec<u8>> {
+    let rest = authorization.get(..6).filter(|s| s.eq_ignore_ascii_case(b"basic ")).map(|_| &authorization[6..])?;
+    let decoded = base64_decode(rest);
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(decoded[..colon].to_vec())
+}
+
+/// Standard base64, as PHP's non-strict decoder reads it: characters outside
+/// the alphabet are skipped and decoding stops at `=`.
+fn base64_decode(text: &[u8]) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut bits, mut count) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+    for v in text.iter().take_while(|&&c| c != b'=').filter_map(|&c| value(c)) {
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
 }
 
 /// What the status page and the slowlog show of a request (collected only
@@ -137,9 +185,9 @@ impl RequestInfo {
     pub fn of(shown: &Shown) -> Box<RequestInfo> {
         Box::new(RequestInfo {
             method: value_text(shown.method),
-            uri: value_text(shown.request_uri),
+            uri: shown.script_and_query(),
             content_length: value_number(shown.content_length).unwrap_or(0),
-            user: value_text(shown.user),
+            user: shown.user(),
             script: value_text(shown.script_filename),
         })
     }
@@ -221,7 +269,7 @@ impl AccessLog {
         let wanted = |name: &String| params.get(name.as_bytes()).map(|v| value_text(Some(v)));
         Box::new(Record {
             remote_ip: peer,
-            user: value_text(shown.user),
+            user: shown.user(),
             method: value_text(shown.method),
             uri: value_text(shown.script_name),
             query: value_text(shown.query),
@@ -352,7 +400,8 @@ mod tests {
             (b"REQUEST_URI", b"/blog/?p=\xff"),
             (b"QUERY_STRING", b"p=1"),
             (b"SCRIPT_FILENAME", b"/srv/www/index.php"),
-            (b"REMOTE_USER", b"alice"),
+            (b"REMOTE_USER", b"bob"),
+            (b"HTTP_AUTHORIZATION", b"Basic YWxpY2U6c2VjcmV0"),
             (b"CONTENT_LENGTH", b"12"),
             (b"REQUEST_METHOD", b"POST"),
             (b"HTTP_X_ID", b"7"),
@@ -368,8 +417,23 @@ mod tests {
         assert_eq!((rec.script.as_str(), rec.user.as_str(), rec.content_length), ("/srv/www/index.php", "alice", 12));
         assert_eq!((&*rec.pool, rec.params.as_slice()), ("www", &[Some("7".to_string())][..]));
         let info = RequestInfo::of(&shown);
-        assert_eq!((info.method.as_str(), info.uri.as_str(), info.content_length), ("POST", "/blog/?p=\u{fffd}", 12));
+        // php-fpm's: the script and the query (not REQUEST_URI), the Basic user (not REMOTE_USER).
+        assert_eq!((info.method.as_str(), info.uri.as_str(), info.content_length), ("POST", "/index.php?p=1", 12));
         assert_eq!((info.script.as_str(), info.user.as_str()), ("/srv/www/index.php", "alice"));
+    }
+
+    /// The user of a `Basic` Authorization header, as PHP decodes it.
+    #[test]
+    fn the_user_is_the_basic_authorizations() {
+        let user = |auth: &[u8]| basic_user(auth).map(|u| String::from_utf8(u).unwrap());
+        assert_eq!(user(b"Basic YWxpY2U6c2VjcmV0").as_deref(), Some("alice"));
+        assert_eq!(user(b"basic Ym9iOjo6").as_deref(), Some("bob"), "bob:::, any case of the scheme");
+        assert_eq!(user(b"Basic OnB3").as_deref(), Some(""), ":pw");
+        assert_eq!(user(b"Basic YWxpY2U="), None, "no colon");
+        assert_eq!(user(b"Bearer YWxpY2U6c2VjcmV0"), None);
+        assert_eq!(user(b"Basic"), None);
+        assert_eq!(base64_decode(b"aGVsbG8gd29ybGQ="), b"hello world");
+        assert_eq!(base64_decode(b"aGVs\nbG8="), b"hello", "outside the alphabet: skipped");
     }
 
     /// Pool www's access log to /dev/null in `format`, suppressing `suppress`.

@@ -535,9 +535,12 @@ fn status_source(socket: &str) -> String {
     foreach ($page['processes'] as $p) {{
         if ($p['pid'] === getmypid() && $p['request method'] === '-') {{
             $p['request method'] = (string) getenv('REQUEST_METHOD');
-            $p['request uri'] = (string) getenv('REQUEST_URI');
+            $query = (string) getenv('QUERY_STRING');
+            $p['request uri'] = getenv('SCRIPT_NAME') . ($query === '' ? '' : '?' . $query);
             $p['content length'] = (int) getenv('CONTENT_LENGTH');
-            $p['user'] = (string) getenv('REMOTE_USER');
+            $auth = (string) getenv('HTTP_AUTHORIZATION');
+            $basic = strncasecmp($auth, 'basic ', 6) === 0 ? (string) base64_decode(substr($auth, 6)) : '';
+            $p['user'] = strpos($basic, ':') === false ? '' : strstr($basic, ':', true);
             $p['script'] = (string) getenv('SCRIPT_FILENAME');
         }}
         $uri = explode('?', (string) $p['request uri'], 2);
