@@ -42,8 +42,9 @@ pub enum Report {
     /// The php-cgi parent exited; `status` says how.
     ParentExited { pid: Pid, status: ExitKind },
     /// The child holding the worker connection `inode` of `slot` is `pid`.
-    /// `pidfd` names that process for as long as the handle lives.
-    ChildFound { slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>> },
+    /// `pidfd` names that process for as long as the handle lives; `started`
+    /// is when it was forked (its /proc start time), if /proc says.
+    ChildFound { slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>, started: Option<Instant> },
     /// A process accepted the worker connection `inode` of `slot`, but no
     /// child of the parent holds it: the child that accepted it died, and a
     /// process its script started holds it open.
@@ -321,8 +322,11 @@ impl State {
         }
         let Lookup { slot, inode, events, .. } = lookup;
         events.send(match found {
-            Holder::Child(pid, pidfd) => Report::ChildFound { slot, inode, pid: Some(pid), pidfd },
-            Holder::NotKnown => Report::ChildFound { slot, inode, pid: None, pidfd: None },
+            Holder::Child(pid, pidfd) => {
+                let started = procfs::age(pid.as_raw()).and_then(|age| Instant::now().checked_sub(age));
+                Report::ChildFound { slot, inode, pid: Some(pid), pidfd, started }
+            }
+            Holder::NotKnown => Report::ChildFound { slot, inode, pid: None, pidfd: None, started: None },
             Holder::Other => Report::ChildGone { slot, inode },
         });
     }

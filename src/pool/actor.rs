@@ -377,7 +377,9 @@ impl PoolActor {
             Report::ParentExited { pid, status } => self.parent_exited(pid, status),
             Report::ChildExited { pid, status } => self.child_exited(pid, status),
             Report::PeerChecked { slot, inode, open } => self.peer_checked(slot, inode, open),
-            Report::ChildFound { slot, inode, pid, pidfd } => self.child_found(slot, inode, pid, pidfd),
+            Report::ChildFound { slot, inode, pid, pidfd, started } => {
+                self.child_found(slot, inode, pid, pidfd, started)
+            }
             Report::ChildGone { slot, inode } => self.child_gone(slot, inode),
             Report::Children { parent, pids } => {
                 self.child_list.read(parent.as_raw(), pids);
@@ -534,7 +536,14 @@ impl PoolActor {
 
     /// The supervisor found (or not) the child of `slot`'s connection `inode`.
     /// A child another connection of this pool had counts on from there.
-    pub(super) fn child_found(&mut self, slot: usize, inode: u32, pid: Option<Pid>, pidfd: Option<Arc<PidFd>>) {
+    pub(super) fn child_found(
+        &mut self,
+        slot: usize,
+        inode: u32,
+        pid: Option<Pid>,
+        pidfd: Option<Arc<PidFd>>,
+        started: Option<Instant>,
+    ) {
         // The answer for a connection the slot has since replaced (its look-up
         // waited for a child to accept while the slot connected anew): the
         // current connection was not looked up (one look-up at a time), so it
@@ -559,7 +568,8 @@ impl PoolActor {
                 s.last_usage = served.last_usage;
                 recheck = s.state == SlotState::Idle && s.replace.is_none();
             } else if s.pid != pid {
-                s.child_since = pid.map(|_| Instant::now());
+                // When it was forked (php-fpm's "start time"), else when it was found.
+                s.child_since = pid.map(|_| started.unwrap_or_else(Instant::now));
                 s.last_usage = (None, None);
             }
             s.pid = pid;

@@ -176,7 +176,7 @@ impl PoolActor {
         if let Some(fd) = gone {
             worker::sever(fd, inode);
         }
-        self.child_found(slot, inode, None, None);
+        self.child_found(slot, inode, None, None, None);
         if gone.is_some() {
             self.peer_checked(slot, inode, false);
         }

@@ -176,7 +176,7 @@ impl Harness {
     /// The supervisor tells the actor which child serves `slot`.
     fn child_found(&mut self, slot: usize, pid: i32) {
         let inode = self.actor.slots[slot].inode;
-        self.report(Report::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None });
+        self.report(Report::ChildFound { slot, inode, pid: Some(Pid::from_raw(pid)), pidfd: None, started: None });
     }
 
     fn abandon(&mut self, mut worker: Worker, cause: AbandonCause, deadline: Option<Instant>) {
@@ -518,7 +518,7 @@ async fn a_timed_out_request_with_an_unknown_child_is_looked_up_then_killed() {
     let worker = h.start_request().await;
     // The Connected look-up came back empty: the child is not known.
     let inode = h.actor.slots[0].inode;
-    h.report(Report::ChildFound { slot: 0, inode, pid: None, pidfd: None });
+    h.report(Report::ChildFound { slot: 0, inode, pid: None, pidfd: None, started: None });
     h.commands();
     h.abandon(worker, AbandonCause::TimedOut, Some(Instant::now()));
     let commands = h.commands();
@@ -713,7 +713,7 @@ async fn a_late_answer_for_a_closed_connection_keeps_the_childs_carried_count() 
     let inode = h.actor.slots[0].inode;
     worker.discard();
     h.end_request(worker);
-    h.report(Report::ChildFound { slot: 0, inode, pid: Some(pid(77)), pidfd: None });
+    h.report(Report::ChildFound { slot: 0, inode, pid: Some(pid(77)), pidfd: None, started: None });
     let worker = h.start_request().await;
     h.child_found(0, 77);
     assert_eq!(h.actor.slots[0].requests, 3, "what child 77 served on its first connection");
@@ -826,7 +826,7 @@ async fn a_late_answer_for_an_older_connection_looks_up_the_current_one() {
     let worker = h.start_request().await;
     assert_ne!(worker.inode(), old);
     assert_eq!(look_ups(&h.commands()), Vec::<usize>::new(), "one look-up at a time");
-    h.report(Report::ChildFound { slot: 0, inode: old, pid: Some(pid(4242)), pidfd: None });
+    h.report(Report::ChildFound { slot: 0, inode: old, pid: Some(pid(4242)), pidfd: None, started: None });
     assert_eq!(look_ups(&h.commands()), vec![0], "the current connection is looked up");
     assert_eq!(h.actor.slots[0].pid, None, "the late answer binds no child");
     h.child_found(0, 4343);
@@ -1117,4 +1117,17 @@ async fn an_idle_child_is_not_replaced_under_a_request_whose_start_is_not_read_y
     assert_eq!(h.balancer.idle(), 1, "and is lent again, one permit for one worker");
     let (worker, _) = h.balancer.acquire().await.unwrap();
     assert_eq!(worker.slot(), 0);
+}
+
+/// A child's start time on the status page is when it was forked (as php-fpm's), which
+/// the supervisor reads from /proc when it finds the child, not when it was found.
+#[tokio::test]
+async fn a_childs_start_is_when_it_was_forked() {
+    let mut h = harness(1, Policy::default());
+    let worker = h.start_request().await;
+    let inode = h.actor.slots[0].inode;
+    let forked = Instant::now() - Duration::from_secs(3600);
+    h.report(Report::ChildFound { slot: 0, inode, pid: Some(pid(77)), pidfd: None, started: Some(forked) });
+    assert_eq!(h.actor.slots[0].child_since, Some(forked));
+    h.end_request(worker);
 }

@@ -287,6 +287,21 @@ fn process_cpu_clock(pid: i32) -> Option<Duration> {
     Some(Duration::new(u64::try_from(now.tv_sec).ok()?, u32::try_from(now.tv_nsec).ok()?))
 }
 
+/// How long ago `pid` was started: its start time (/proc/PID/stat field 22,
+/// clock ticks after boot) against the time since boot (`CLOCK_BOOTTIME`, the
+/// clock that start time counts on).
+pub fn age(pid: i32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start: u64 = stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()?;
+    let mut boot = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec to the pointer it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut boot) } != 0 {
+        return None;
+    }
+    let since_boot = Duration::new(u64::try_from(boot.tv_sec).ok()?, u32::try_from(boot.tv_nsec).ok()?);
+    since_boot.checked_sub(Duration::from_secs_f64(start as f64 / clock_ticks()))
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
 pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
@@ -351,6 +366,20 @@ impl<T: CpuSpent> CpuTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process forked a moment ago is a moment old; this one, older.
+    #[test]
+    fn a_process_age_is_read_from_its_start_time() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let young = age(child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        let young = young.expect("the child's age");
+        assert!(young >= Duration::from_millis(250) && young < Duration::from_secs(20), "{young:?}");
+        assert!(age(std::process::id() as i32).expect("our age") >= young);
+        assert_eq!(age(i32::MAX), None);
+    }
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
