@@ -46,3 +46,48 @@ fn a_php_cgi_that_never_answers_dash_i_is_killed_and_reaped_and_the_pool_serves(
     let serving = wait_until(Duration::from_secs(10), || fpm.php_pids().len() > 2);
     assert!(serving, "the pool's php-cgi did not start after -i was given up on:\n{}", fpm.log_text());
 }
+
+/// `pcntl_fork` is disabled with a `-d disable_functions=` that carries the list php-cgi
+/// already has; when php-cgi does not say what that list is (no phpinfo), the list is left
+/// alone: a `-d` built from the pool's config alone re-enabled what conf.d disabled.
+#[test]
+fn without_a_phpinfo_the_disabled_functions_are_left_as_they_are() {
+    let site = Site::new();
+    let php_cgi = site.path().join("hanging-php-cgi");
+    hanging_php_cgi(&php_cgi);
+    let confd = site.path().join("conf.d");
+    std::fs::create_dir(&confd).unwrap();
+    std::fs::write(confd.join("99-site.ini"), "disable_functions = exec,system\n").unwrap();
+    let opts = PoolOptions {
+        children: 1,
+        extra: format!("php_cgi = \"{}\"\n", php_cgi.display()),
+        tables: format!("[pool.www.env]\nPHP_INI_SCAN_DIR = \"{}\"\n", confd.display()),
+        ..Default::default()
+    };
+    let stack = Stack::with(opts);
+    let r = get(&stack.url("/fork_check.php"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("exec=false"), "conf.d's disable_functions was replaced: {}", r.text());
+    assert!(stack.fpm.log_text().contains("pcntl_fork() is not disabled"), "{}", stack.fpm.log_text());
+}
+
+/// A `php_cgi` wrapper that gives php-cgi its own php.ini (`PHPRC`, as fcgid/suexec
+/// wrappers do) keeps it: the `-c` rustfpm adds names the php.ini php-cgi read for its
+/// phpinfo, not the one it was built with.
+#[test]
+fn a_wrappers_own_php_ini_is_kept() {
+    let site = Site::new();
+    let ini = site.path().join("siteini");
+    std::fs::create_dir(&ini).unwrap();
+    std::fs::write(ini.join("php.ini"), "memory_limit = 77M\n").unwrap();
+    let wrapper = site.path().join("php-cgi-wrapper");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nPHPRC={}\nexport PHPRC\nexec php-cgi \"$@\"\n", ini.display()))
+        .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let opts =
+        PoolOptions { children: 1, extra: format!("php_cgi = \"{}\"\n", wrapper.display()), ..Default::default() };
+    let stack = Stack::with(opts);
+    let r = get(&stack.url("/http_ini.php"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("memory_limit='77M'"), "the wrapper's php.ini was overridden: {}", r.text());
+}

@@ -273,10 +273,19 @@ impl Settings {
         Some(dir.trim()).filter(|d| d.starts_with('/')).map(Into::into)
     }
 
-    /// The functions PHP disables (`disable_functions`, comma-separated; empty
-    /// when none or unknown).
-    pub fn disabled_functions(&self) -> String {
-        self.raw("disable_functions").unwrap_or_default()
+    /// The functions PHP disables (`disable_functions`, comma-separated), as
+    /// php-cgi's phpinfo says; None without a phpinfo (the pool's config alone
+    /// does not show what php.ini and conf.d disable).
+    pub fn disabled_functions(&self) -> Option<String> {
+        matches!(self, Settings::Phpinfo(_)).then(|| self.raw("disable_functions").unwrap_or_default())
+    }
+
+    /// The php.ini php-cgi read for its phpinfo (`Loaded Configuration File`),
+    /// if it read one: the one a `php_cgi` wrapper gives it (`PHPRC`, `-c`) too.
+    pub fn loaded_ini(&self) -> Option<std::path::PathBuf> {
+        let Settings::Phpinfo(html) = self else { return None };
+        let file = phpinfo_value(html, "Loaded Configuration File ")?;
+        Some(file.trim()).filter(|f| f.starts_with('/')).map(Into::into)
     }
 
     /// `cgi.fix_pathinfo` (on unless set off), read as PHP reads a boolean INI value.
@@ -625,6 +634,10 @@ mod tests {
             "<tr><td class=\"e\">Configuration File (php.ini) Path </td><td class=\"v\">/etc/php/8.2/cgi </td></tr>\n\
                     <tr><td class=\"e\">Loaded Configuration File </td><td class=\"v\">(none) </td></tr>";
         assert_eq!(Settings::Phpinfo(html.into()).config_dir(), Some("/etc/php/8.2/cgi".into()));
+        assert_eq!(Settings::Phpinfo(html.into()).loaded_ini(), None, "(none)");
+        let loaded = html.replace("(none)", "/site/etc/php.ini");
+        assert_eq!(Settings::Phpinfo(loaded).loaded_ini(), Some("/site/etc/php.ini".into()));
+        assert_eq!(Settings::Config(Vec::new(), None).disabled_functions(), None, "not known: not replaced");
         assert_eq!(Settings::Phpinfo(String::new()).config_dir(), None);
         assert_eq!(Settings::Config(Vec::new(), None).config_dir(), None);
     }

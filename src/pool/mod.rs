@@ -203,15 +203,24 @@ impl Pool {
         };
         let settings = finish::Settings::of(cfg, &spec, supervisor, probes);
         if spec::ini_searched(cfg, &spec) {
-            match settings.config_dir() {
-                Some(dir) => spec.args.extend(["-c".into(), dir.into_os_string()]),
+            // The php.ini php-cgi read for its phpinfo (run in /, so one a wrapper gives it),
+            // else the directory it was built with, which then holds none.
+            match settings.loaded_ini().or_else(|| settings.config_dir()) {
+                Some(ini) => spec.args.extend(["-c".into(), ini.into_os_string()]),
                 None => crate::warning!(
                     "[pool {}] php-cgi did not say where its php.ini is: it may read one from its working directory; set php_ini",
                     cfg.name
                 ),
             }
         }
-        spec.args.extend(no_forks(&settings.disabled_functions()));
+        // The list replaces php.ini's: given only when php-cgi said what that is.
+        match settings.disabled_functions() {
+            Some(disabled) => spec.args.extend(no_forks(&disabled)),
+            None => crate::warning!(
+                "[pool {}] php-cgi did not show its settings: pcntl_fork() is not disabled (set it in disable_functions)",
+                cfg.name
+            ),
+        }
         let finish = finish::Polyfill::for_pool(cfg, &settings, spec.credentials.as_ref().map(|c| c.uid))?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);
