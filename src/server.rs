@@ -177,7 +177,7 @@ struct Server {
     /// The `pm_status_listen` listeners, by address: a reload that changes a pool's
     /// `listen` but not its `pm_status_listen` carries the listener over (binding it
     /// again would find the address in use).
-    status_listeners: HashMap<String, Arc<frontend::Listener>>,
+    status_listeners: HashMap<String, StatusListener>,
     pools: Vec<Arc<Pool>>,
     shutdown_tx: watch::Sender<bool>,
     done_tx: Option<mpsc::Sender<()>>,
@@ -274,7 +274,8 @@ impl Server {
         self.listen_fds.insert(cfg.listen.to_string(), std::os::fd::AsRawFd::as_raw_fd(&listeners.main));
         self.accept(cfg, Arc::new(listeners.main), rx.clone(), self.share)?;
         if let (Some(status), Some(addr)) = (listeners.status, &cfg.pm_status_listen) {
-            self.status_listeners.insert(addr.to_string(), status.clone());
+            let route = cfg.listen.to_string();
+            self.status_listeners.insert(addr.to_string(), StatusListener { route, listener: status.clone() });
             self.accept(cfg, status, rx.clone(), 1)?;
         }
         self.routes.insert(cfg.listen.to_string(), tx);
@@ -528,9 +529,9 @@ impl Server {
         for gone in old_routes.keys() {
             self.listen_fds.remove(gone);
         }
-        let wanted: Vec<String> =
-            config.pools.iter().filter_map(|p| p.pm_status_listen.as_ref()).map(|a| a.to_string()).collect();
-        self.status_listeners.retain(|addr, _| wanted.contains(addr));
+        // Those of routes still open (a kept one keeps its own, a new one took its over).
+        let routes = &self.routes;
+        self.status_listeners.retain(|_, s| routes.contains_key(&s.route));
         drop(old_routes); // listeners of pools that are gone stop accepting
         for pool in retiring {
             pool.retire(config.global.process_control_timeout);
@@ -612,6 +613,13 @@ impl Server {
 }
 
 /// A new generation of pools, started and ready to take over.
+/// A `pm_status_listen` listener, and the route (its pool's `listen`) that serves it.
+#[derive(Clone)]
+struct StatusListener {
+    route: String,
+    listener: Arc<frontend::Listener>,
+}
+
 struct Generation {
     config: Config,
     /// Pools whose listener is new, with that listener, bound.
@@ -648,7 +656,7 @@ enum Refused {
 fn prepare(
     source: &config::Source,
     kept: &[String],
-    open: &HashMap<String, Arc<frontend::Listener>>,
+    open: &HashMap<String, StatusListener>,
     supervisor: &Supervisor,
     allow_root: bool,
 ) -> Result<Generation, Refused> {
@@ -666,9 +674,16 @@ fn prepare(
             return Err(Refused::Config);
         }
     };
+    // A status listener is taken over only from a route that goes (a kept one keeps serving its own).
+    let listens: Vec<String> = config.pools.iter().map(|p| p.listen.to_string()).collect();
+    let free: HashMap<String, Arc<frontend::Listener>> = open
+        .iter()
+        .filter(|(_, s)| !listens.contains(&s.route))
+        .map(|(addr, s)| (addr.clone(), s.listener.clone()))
+        .collect();
     let mut fresh = Vec::new();
     for cfg in config.pools.iter().filter(|cfg| !kept.contains(&cfg.listen.to_string())) {
-        fresh.push((cfg.clone(), frontend::bind(cfg, open).map_err(|e| Refused::Start(e.into()))?));
+        fresh.push((cfg.clone(), frontend::bind(cfg, &free).map_err(|e| Refused::Start(e.into()))?));
     }
     let pools = start_pools(&config, supervisor, allow_root).map_err(Refused::Start)?;
     Ok(Generation { config, fresh, pools })

@@ -322,3 +322,51 @@ fn the_status_page_shows_the_script_and_the_basic_user_as_php_fpm() {
     site.open_gate("slow");
     assert_eq!(slow.join().unwrap().body(), "END\n");
 }
+
+/// A reload never hands a status listener a kept pool still serves to another pool: the
+/// moved pool asking for pool b's status address (b asking for another, which takes effect
+/// at the next restart) is refused, and that address stays b's.
+#[test]
+fn a_reload_does_not_take_a_kept_pools_status_listener() {
+    let site = Site::new();
+    let (status_w, status_b, b_sock) =
+        (site.path().join("status-w.sock"), site.path().join("status-b.sock"), site.path().join("b.sock"));
+    let extra = format!("pm_status_path = \"/status\"\npm_status_listen = \"{}\"", status_w.display());
+    let tables = format!(
+        "[pool.b]\nlisten = \"{}\"\npm_max_children = 1\npm_status_path = \"/status\"\npm_status_listen = \"{}\"\n{}",
+        b_sock.display(),
+        status_b.display(),
+        pool_user().map(|u| format!("user = \"{u}\"\n")).unwrap_or_default()
+    );
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, tables, ..Default::default() });
+    let pool_at = |socket: &std::path::Path| {
+        let params: [(&str, &[u8]); 4] = [
+            ("REQUEST_METHOD", b"GET"),
+            ("SCRIPT_NAME", b"/status"),
+            ("SCRIPT_FILENAME", b"/status"),
+            ("QUERY_STRING", b"json"),
+        ];
+        let body = common::fcgi::send(socket, &params).body().to_string();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        json["pool"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!((pool_at(&status_w), pool_at(&status_b)), ("www".into(), "b".into()));
+    let moved = site.path().join("moved.sock");
+    let text = std::fs::read_to_string(&fpm.config).unwrap();
+    // Pool b asks for another status address (it keeps its listen, so its status listener
+    // stays as it is, with a warning); www moves and asks for b's.
+    let other = site.path().join("status-b2.sock");
+    let text = text.replace(&fpm.socket.display().to_string(), &moved.display().to_string());
+    let text = text.replace(&status_b.display().to_string(), &other.display().to_string());
+    std::fs::write(&fpm.config, text.replace(&status_w.display().to_string(), &status_b.display().to_string()))
+        .unwrap();
+    fpm.signal(libc::SIGUSR2);
+    let done = wait_until(std::time::Duration::from_secs(20), || {
+        let log = fpm.log_text();
+        log.contains("configuration reloaded") || log.contains("reload failed") || log.contains("reload refused")
+    });
+    assert!(done, "{}", fpm.log_text());
+    for _ in 0..10 {
+        assert_eq!(pool_at(&status_b), "b", "{}", fpm.log_text());
+    }
+}
