@@ -104,17 +104,15 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     };
     let creds = spec.credentials.clone();
     let parent = std::process::id() as libc::pid_t;
-    // The chroot is entered through a descriptor opened here without following a
-    // link another user placed: by its path, a pool user who can rename things in
-    // its parent directory would swap it for a link to `/` and restart php-cgi
-    // (killing its own parent) to run unconfined.
+    // The chroot is entered through a descriptor opened here, once its path is
+    // known to be out of the pool user's reach (see [`open_chroot`]).
     let root = match &settings.chroot {
         Some(path) => {
-            Some(crate::sys::safe_fs::Dir::open(std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())))?)
+            Some(open_chroot(std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())), creds.as_ref())?)
         }
         None => None,
     };
-    let root_fd = root.as_ref().map(crate::sys::safe_fs::Dir::fd);
+    let root_fd = root.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
     unsafe {
@@ -139,6 +137,40 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         );
     }
     Ok(Pid::from_raw(pid))
+}
+
+/// Opens the chroot `path` (as root, following links), refused when the pool's
+/// user (`creds`) could change what it names: a directory on the way, as
+/// written or as its links resolve, that is theirs, or group-writable by a
+/// group of theirs, or writable by all without the sticky bit. By its path, such
+/// a user would swap the jail for a link to `/` and restart php-cgi (killing its
+/// own parent) to run unconfined. Other users' links on the way are followed (a
+/// deploy user's `current -> releases/N`): they are not the pool's.
+fn open_chroot(path: &std::path::Path, creds: Option<&Credentials>) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = std::fs::canonicalize(path)?;
+    if let Some(c) = creds.filter(|c| !c.uid.is_root()) {
+        for dir in path.ancestors().skip(1).chain(resolved.ancestors().skip(1)) {
+            let meta = std::fs::metadata(dir)?;
+            let in_group = meta.gid() == c.gid.as_raw() || c.groups.iter().any(|g| g.as_raw() == meta.gid());
+            let changeable = meta.uid() == c.uid.as_raw()
+                || (in_group && meta.mode() & 0o020 != 0)
+                || (meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0);
+            if changeable {
+                let why = format!(
+                    "refusing the chroot {}: the pool's user (uid {}) can change {} on its way",
+                    path.display(),
+                    c.uid,
+                    dir.display()
+                );
+                return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+            }
+        }
+    }
+    let flags = nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(&resolved, flags, nix::sys::stat::Mode::empty())?;
+    // SAFETY: open returned a new descriptor that nobody else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 /// The scheduling policy of the calling thread (`sched_getscheduler`; -1 if it cannot tell).

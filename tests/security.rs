@@ -437,22 +437,42 @@ fn a_php_ini_in_the_pool_working_directory_is_not_read() {
     assert!(!text.contains("'7M'") && !text.contains("'9M'"), "php-cgi read the php.ini planted in its chdir: {text}");
 }
 
-/// The chroot's path runs through a directory the pool's user can write: they swap the
-/// jail for a link to `/` and kill their php-cgi parent, which rustfpm restarts. rustfpm
-/// enters the chroot through a descriptor opened without following such a link: php-cgi
-/// does not start, the log says why, and nothing runs outside the jail.
+/// The chroot's path runs through a directory the pool's user can write: they swap the jail
+/// for a link to `/` and kill their php-cgi parent, which rustfpm restarts. rustfpm refuses
+/// a chroot whose way the pool's user can change: php-cgi does not start, the log says why,
+/// and nothing runs outside the jail.
 #[test]
-fn a_chroot_swapped_for_a_symlink_is_refused() {
+fn a_chroot_the_pool_user_can_swap_is_refused() {
     let lab = Lab::new();
-    lab.plant_symlink("jail", Path::new("/"));
-    let fpm = lab.start(&lab.config("", "chroot = \"{run}/jail\""));
-    let said = wait_until(WAIT, || fpm.log_text().contains("symbolic link owned by"));
-    assert!(said, "no line names the planted link:\n{}", fpm.log_text());
-    assert_names(&fpm.log_text(), &lab.run("jail"), "nobody");
+    let theirs = lab.site.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::symlink("/", theirs.join("jail")).unwrap();
+    let www_data = nix_uid("www-data");
+    std::os::unix::fs::lchown(theirs.join("jail"), Some(www_data), Some(www_data)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(www_data), Some(www_data)).unwrap();
+    let fpm = lab.start(&lab.config("", &format!("chroot = \"{}/jail\"", theirs.display())));
+    let said = wait_until(WAIT, || fpm.log_text().contains("can change"));
+    assert!(said, "no line refuses the chroot:\n{}", fpm.log_text());
+    assert!(fpm.log_text().contains(&format!("the pool's user (uid {www_data}) can change {}", theirs.display())));
     for pid in fpm.php_pids() {
         let root = std::fs::read_link(format!("/proc/{pid}/root"));
         assert!(root.is_err(), "php-cgi {pid} runs with its root at {root:?}");
     }
+}
+
+/// Another user's link on the way (a deploy user's `current -> releases/N`) is followed:
+/// that user is not the pool's.
+#[test]
+fn a_chroot_through_another_users_link_is_entered() {
+    let lab = Lab::new();
+    let release = lab.site.path().join("releases/1");
+    std::fs::create_dir_all(release.join("www")).unwrap();
+    lab.plant_symlink("current", &release);
+    let fpm = lab.start(&lab.config("", "chroot = \"{run}/current\""));
+    // The jail holds no php-cgi: its start fails inside it, not on the way there.
+    let tried = wait_until(WAIT, || fpm.log_text().contains("cannot start"));
+    let log = fpm.log_text();
+    assert!(tried && log.contains("No such file or directory") && !log.contains("refusing"), "{log}");
 }
 
 /// rustfpm looks a script up (as root) before php-cgi runs it; it looks as the pool's user,
