@@ -875,9 +875,10 @@ mod tests {
         assert_eq!(kinds, [(1, 8), (4, 0)]);
     }
 
-    /// A worker connected to a fake child (its end returned), and a
-    /// connection whose nginx end (returned) is full: nginx reads nothing.
-    async fn fake_child_and_stalled_nginx(dir: &std::path::Path) -> (Worker, StdUnixStream, Connection, StdUnixStream) {
+    /// A worker connected to a fake child (its end returned), its connection
+    /// known writable to the reactor (as after a request), and a connection
+    /// from nginx (its end returned), full when `stalled`: nginx reads nothing.
+    async fn fake_child(dir: &std::path::Path, stalled: bool) -> (Worker, StdUnixStream, Connection, StdUnixStream) {
         use std::io::Write;
         let path = dir.join("child.sock");
         let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the fake child's socket");
@@ -886,39 +887,52 @@ mod tests {
         let mut worker = Worker::new(0, std::sync::Arc::from(vec![0.into()]));
         worker.ensure_connected(&socket).await.expect("connect to the fake child");
         let (child, _) = listener.accept().expect("accept the worker");
+        let (up, _) = worker.io().expect("connected");
+        up.writable().await.expect("writable");
         let (ours, nginx) = StdUnixStream::pair().expect("a socket pair");
         ours.set_nonblocking(true).expect("non-blocking");
-        while (&ours).write(&[0u8; 4096]).is_ok() {}
+        while stalled && (&ours).write(&[0u8; 4096]).is_ok() {}
         let stream = Stream::Unix(tokio::net::UnixStream::from_std(ours).expect("a tokio socket"));
         (worker, child, Connection::new(stream, false, None, Shed::default()), nginx)
+    }
+
+    /// An exchange of `request` and `response` (nothing to nginx yet, no deadline).
+    fn exchange<'a, 'm>(
+        to_child: &'a mut Vec<u8>,
+        request: &'a mut RequestStream,
+        response: &'a mut ResponseStream<'m>,
+        lifted: &'a AtomicBool,
+        balancer: &'a crate::pool::balancer::Balancer,
+    ) -> Exchange<'a, 'm> {
+        Exchange {
+            to_child,
+            request,
+            response,
+            deadline: None,
+            lifted,
+            keep_conn: true,
+            pool: "www",
+            output: None,
+            tail: Vec::new(),
+            tail_start: 0,
+            balancer,
+            coming_back: None,
+            taken: false,
+            input_closed: false,
+        }
     }
 
     #[tokio::test]
     async fn a_child_that_finishes_early_is_read_to_its_end_request_while_nginx_reads_nothing() {
         use std::io::Write;
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (mut worker, mut child, mut conn, _nginx) = fake_child_and_stalled_nginx(dir.path()).await;
+        let (mut worker, mut child, mut conn, _nginx) = fake_child(dir.path(), true).await;
         let marker = b"MARK";
         let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1));
         let mut response = ResponseStream::new(1, Some(marker));
         let lifted = AtomicBool::new(false);
         let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
-        let mut exchange = Exchange {
-            to_child: &mut to_child,
-            request: &mut request,
-            response: &mut response,
-            deadline: None,
-            lifted: &lifted,
-            keep_conn: true,
-            pool: "www",
-            output: None,
-            tail: Vec::new(),
-            tail_start: 0,
-            balancer: &balancer,
-            coming_back: None,
-            taken: false,
-            input_closed: false,
-        };
+        let mut exchange = exchange(&mut to_child, &mut request, &mut response, &lifted, &balancer);
         // One read's worth: 66,032 bytes of STDOUT records, then the finish
         // marker (16 bytes). Completed, the response leaves more than
         // UNSENT_MAX bytes for nginx; the script then ends.
@@ -942,24 +956,6 @@ mod tests {
         assert!(exchange.unsent() > UNSENT_MAX, "nginx was to have read nothing");
     }
 
-    /// A worker connected to a fake child (its end returned), its connection
-    /// known writable to the reactor (as after a request), and nginx's end.
-    async fn idle_fake_child(dir: &std::path::Path) -> (Worker, StdUnixStream, Connection, StdUnixStream) {
-        let path = dir.join("child.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the fake child's socket");
-        let fd = std::os::fd::OwnedFd::from(listener.try_clone().expect("clone the listener"));
-        let socket = crate::pool::worker::ChildSocket { path, dir: dir.join("none"), listener: fd };
-        let mut worker = Worker::new(0, std::sync::Arc::from(vec![0.into()]));
-        worker.ensure_connected(&socket).await.expect("connect to the fake child");
-        let (child, _) = listener.accept().expect("accept the worker");
-        let (up, _) = worker.io().expect("connected");
-        up.writable().await.expect("writable");
-        let (ours, nginx) = StdUnixStream::pair().expect("a socket pair");
-        ours.set_nonblocking(true).expect("non-blocking");
-        let stream = Stream::Unix(tokio::net::UnixStream::from_std(ours).expect("a tokio socket"));
-        (worker, child, Connection::new(stream, false, None, Shed::default()), nginx)
-    }
-
     /// What the fake child does in [`exchange_with`].
     enum ChildDoes {
         /// Closes its end before the request, the reactor not told yet.
@@ -976,29 +972,15 @@ mod tests {
     /// How the exchange of a request head with a fake child ends.
     async fn exchange_with(does: ChildDoes) -> Result<bool, Failure> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (mut worker, child, mut conn, _nginx) = idle_fake_child(dir.path()).await;
+        let (mut worker, child, mut conn, _nginx) = fake_child(dir.path(), false).await;
         let head = head_with(&[(b"SCRIPT_FILENAME", b"/x.php")]);
         let (mut to_child, mut request) = (Vec::new(), RequestStream::new(head.id));
         request_head(&head, None, &mut to_child);
         let mut response = ResponseStream::new(head.id, None);
         let lifted = AtomicBool::new(false);
         let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
-        let mut exchange = Exchange {
-            to_child: &mut to_child,
-            request: &mut request,
-            response: &mut response,
-            deadline: None,
-            lifted: &lifted,
-            keep_conn: true,
-            pool: "www",
-            output: None,
-            tail: Vec::new(),
-            tail_start: 0,
-            balancer: &balancer,
-            coming_back: None,
-            taken: matches!(does, ChildDoes::AnswersAndCloses),
-            input_closed: false,
-        };
+        let mut exchange = exchange(&mut to_child, &mut request, &mut response, &lifted, &balancer);
+        exchange.taken = matches!(does, ChildDoes::AnswersAndCloses);
         let close = |child: &StdUnixStream| child.shutdown(std::net::Shutdown::Both).expect("close the child's end");
         let reader = match does {
             ChildDoes::AnswersAndCloses => {
