@@ -483,6 +483,8 @@ pub fn is_live_php(pid: i32) -> bool {
 pub struct Nginx {
     pub child: Child,
     pub port: u16,
+    /// Its error log, shown when a test fails (a request nginx reset says why there).
+    pub error_log: PathBuf,
 }
 
 impl Nginx {
@@ -572,7 +574,7 @@ http {{
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("start nginx: {e}"));
-        let nginx = Nginx { child, port };
+        let nginx = Nginx { child, port, error_log: dir.join("nginx-error.log") };
         let up = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         assert!(
             up,
@@ -592,6 +594,12 @@ impl Drop for Nginx {
         // SAFETY: kill(2) on the process group we created for nginx.
         unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.error_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("---- nginx error log (port {}), last lines ----\n{}", self.port, tail.join("\n"));
+        }
     }
 }
 
