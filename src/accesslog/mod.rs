@@ -73,7 +73,7 @@ pub struct ChildView {
 
 /// The params a request's access log line, status page entry and slowlog entry show, found
 /// in one walk over its params: a pool with an access log and a status page reads them once.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Shown<'a> {
     /// REQUEST_METHOD
     pub method: Option<&'a [u8]>,
@@ -83,8 +83,9 @@ pub struct Shown<'a> {
     pub query: Option<&'a [u8]>,
     /// SCRIPT_FILENAME
     pub script_filename: Option<&'a [u8]>,
-    /// HTTP_AUTHORIZATION, whose `Basic` user is the request's (see [`Shown::user`])
-    pub authorization: Option<&'a [u8]>,
+    /// The user of HTTP_AUTHORIZATION's `Basic` credentials (see [`Shown::user`]),
+    /// decoded once for the access log and the status page alike
+    pub basic_user: Option<Vec<u8>>,
     /// CONTENT_LENGTH
     pub content_length: Option<&'a [u8]>,
 }
@@ -100,14 +101,15 @@ impl<'a> Shown<'a> {
             b"HTTP_AUTHORIZATION",
             b"CONTENT_LENGTH",
         ]);
-        Shown { method, script_name, query, script_filename, authorization, content_length }
+        let basic_user = authorization.and_then(basic_user);
+        Shown { method, script_name, query, script_filename, basic_user, content_length }
     }
 
     /// The request's user as php-fpm shows it (the access log's `%u`, the status page's
     /// `user`): the user of an `Authorization: Basic` header, as PHP decodes it
     /// (`PHP_AUTH_USER`); empty without one.
     pub fn user(&self) -> String {
-        self.authorization.and_then(basic_user).map_or_else(String::new, |u| value_text(Some(&u)))
+        value_text(self.basic_user.as_deref())
     }
 
     /// The request as php-fpm's status page and slowlog show it: `SCRIPT_NAME`, and

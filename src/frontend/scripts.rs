@@ -295,17 +295,18 @@ struct AsUser {
     groups: Option<Vec<libc::gid_t>>,
 }
 
+/// The calling thread's supplementary groups become `ids` (the raw system call); false if refused.
+fn set_thread_groups(ids: &[libc::gid_t]) -> bool {
+    // SAFETY: SYS_setgroups reads `len` ids from the slice, which lives through the call.
+    unsafe { libc::syscall(libc::SYS_setgroups, ids.len(), ids.as_ptr()) == 0 }
+}
+
 impl AsUser {
     fn set(user: &User) -> AsUser {
-        let mut before = vec![0 as libc::gid_t; 1024];
-        // SAFETY: getgroups writes at most `before.len()` ids into the buffer.
-        let n = unsafe { libc::getgroups(before.len() as libc::c_int, before.as_mut_ptr()) };
-        // SAFETY: SYS_setgroups reads `len` ids from the slice, which lives through the call.
-        let set = |ids: &[libc::gid_t]| unsafe { libc::syscall(libc::SYS_setgroups, ids.len(), ids.as_ptr()) == 0 };
-        let groups = (n >= 0 && set(&user.groups)).then(|| {
-            before.truncate(n as usize);
-            before
-        });
+        // getgroups reads the calling thread's groups.
+        let before: Option<Vec<libc::gid_t>> =
+            nix::unistd::getgroups().ok().map(|groups| groups.iter().map(|g| g.as_raw()).collect());
+        let groups = before.filter(|_| set_thread_groups(&user.groups));
         AsUser { _fs: crate::sys::procfs::FsIds::set(user.uid, user.gid), groups }
     }
 }
@@ -313,8 +314,7 @@ impl AsUser {
 impl Drop for AsUser {
     fn drop(&mut self) {
         if let Some(before) = &self.groups {
-            // SAFETY: as in `set`.
-            unsafe { libc::syscall(libc::SYS_setgroups, before.len(), before.as_ptr()) };
+            set_thread_groups(before);
         }
     }
 }

@@ -144,19 +144,23 @@ fn ini_path(cfg: &config::Pool, env: &[(OsString, OsString)]) -> Option<OsString
     if let Some(ini) = php_ini(cfg) {
         return Some(ini.clone().into_os_string());
     }
-    let no_ini = cfg.php_flags.iter().any(|f| f == "-n");
-    env.iter().find(|(k, v)| k == "PHPRC" && !v.is_empty() && !no_ini).map(|(_, rc)| rc.clone())
+    env.iter().find(|(k, v)| k == "PHPRC" && !v.is_empty() && !no_ini(cfg)).map(|(_, rc)| rc.clone())
 }
 
 /// php-cgi would search for its php.ini, its working directory included:
 /// no `-n`, no `-c` and no `PHPRC` (see [`ini_path`]).
 pub fn ini_searched(cfg: &config::Pool, spec: &ChildSpec) -> bool {
-    !cfg.php_flags.iter().any(|f| f == "-n") && ini_path(cfg, &spec.env).is_none()
+    !no_ini(cfg) && ini_path(cfg, &spec.env).is_none()
 }
 
 /// The pool's php.ini, unless PHP's `-n` (no php.ini) is among its flags.
 fn php_ini(cfg: &config::Pool) -> Option<&PathBuf> {
-    cfg.php_ini.as_ref().filter(|_| !cfg.php_flags.iter().any(|f| f == "-n"))
+    cfg.php_ini.as_ref().filter(|_| !no_ini(cfg))
+}
+
+/// PHP's `-n` (no php.ini) is among the pool's flags.
+fn no_ini(cfg: &config::Pool) -> bool {
+    cfg.php_flags.iter().any(|f| f == "-n")
 }
 
 fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
