@@ -414,7 +414,11 @@ fn primary_in_one_walk(path: &[u8]) -> Found {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let Ok(st) = fstat(fd.as_raw_fd()) else { return Found::Missing };
         match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFREG => return Found::Script(end),
+            // Each open followed at most 40 links; the kernel allows 40 for the
+            // whole path, as php-cgi resolves it: one `stat` of the script says.
+            SFlag::S_IFREG => {
+                return answer(Query::Exact, &path[..end], |p| kind_of(std::fs::metadata(OsStr::from_bytes(p))))
+            }
             SFlag::S_IFDIR => dir = Some(fd),
             _ => return Found::Missing,
         }
@@ -674,6 +678,9 @@ pub(crate) mod tests {
         std::os::unix::fs::symlink("d", tmp.path().join("dir-link")).unwrap();
         std::os::unix::fs::symlink("nowhere", tmp.path().join("dangling")).unwrap();
         std::os::unix::fs::symlink("loop", tmp.path().join("loop")).unwrap();
+        // 41 links in one path, each a link to the directory: the kernel allows 40.
+        std::os::unix::fs::symlink(".", tmp.path().join("d/here")).unwrap();
+        let links = "here/".repeat(41);
         let dots = "./".repeat(300);
         let shapes = [
             "/a.php",
@@ -703,6 +710,7 @@ pub(crate) mod tests {
         let stat = |p: &[u8]| kind_of(std::fs::metadata(OsStr::from_bytes(p)));
         let mut paths: Vec<String> = shapes.iter().map(|s| format!("{t}{s}")).collect();
         paths.push(format!("{t}/{dots}d/{dots}b.php/{dots}x"));
+        paths.extend([format!("{t}/d/{links}b.php/x"), format!("{t}/d/{}b.php/x", "here/".repeat(39))]);
         paths.extend(["relative/x.php".to_string(), "/".to_string(), String::new()]);
         for path in &paths {
             let p = path.as_bytes();
