@@ -673,6 +673,40 @@ async fn begin_request_while_a_request_runs_is_never_interleaved() {
     assert_serves(&site, &fpm, "afterwards").await;
 }
 
+/// Some FastCGI clients shut their writing side once the request is sent
+/// (`shutdown(SHUT_WR)`) and read the answer: php-fpm answers them. So must
+/// rustfpm, whether the request runs at once or waits for a worker, while a
+/// client that closes still gives its waiting request up.
+#[tokio::test]
+async fn a_client_that_shuts_its_writing_side_gets_its_answer() {
+    let site = Site::new();
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, ..Default::default() });
+    // Running: the child has the request when the client shuts its side.
+    let mut running = connect(&fpm).await;
+    running.write_all(&request(&site, 1, false, "lc_sleep.php", "name=first&ms=400")).await.unwrap();
+    let marker = site.scratch().join("first");
+    assert!(wait_until(Duration::from_secs(10), || marker.exists()), "the first request never ran");
+    running.shutdown().await.unwrap();
+    // Waiting: the only child is busy with the first.
+    let mut waiting = connect(&fpm).await;
+    waiting.write_all(&request(&site, 2, true, "hello.php", "")).await.unwrap();
+    waiting.shutdown().await.unwrap();
+    // Closed while waiting: given up, never run.
+    let mut closed = connect(&fpm).await;
+    closed.write_all(&request(&site, 3, false, "lc_sleep.php", "name=never&ms=1")).await.unwrap();
+    drop(closed);
+    let first = read_reply(&mut running, 1).await.unwrap_or_else(|e| panic!("the running request: {e}"));
+    assert_eq!(first.body(), "END\n", "{first:?}");
+    let second = read_reply(&mut waiting, 2).await.unwrap_or_else(|e| panic!("the waiting request: {e}"));
+    assert_eq!(second.body(), "Hello, world\n", "{second:?}");
+    // Both connections end once answered: the clients send nothing more.
+    read_until_closed(&mut running).await.unwrap();
+    read_until_closed(&mut waiting).await.unwrap();
+    assert_serves(&site, &fpm, "afterwards").await;
+    assert!(!site.scratch().join("never").exists(), "a request whose client closed was run");
+    assert_no_panic(&fpm);
+}
+
 /// The fastcgi-client crate (and other clients) send an empty STDIN record
 /// twice when the body is empty. php-cgi/php-fpm skip empty STDIN records in
 /// front of a BEGIN_REQUEST (main/fastcgi.c, fcgi_read_request), so such a

@@ -292,17 +292,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// for a worker: nginx gave up on it (the browser went away, wrk ended a
     /// round). Until then it reads what nginx sends (the rest of a body sent
     /// with the head; the exchange passes it on), up to one [`CHUNK`] held:
-    /// then it stops watching rather than hold more, and never resolves.
+    /// then it stops watching rather than hold more, and never resolves. A
+    /// peer that only shut its writing side waits for its answer: no more to watch.
     /// Polled only while a request waits: it costs one read per wake-up.
-    pub async fn hung_up(&mut self) {
+    pub async fn hung_up(&mut self)
+    where
+        S: PeerEnd,
+    {
         while self.inbuf.pending().len() < CHUNK {
             match self.inbuf.fill(&mut self.stream).await {
+                Ok(0) if self.stream.only_half_closed() => break,
                 // EOF, or a reset: nobody is left to answer.
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
         }
         std::future::pending().await
+    }
+
+    /// At end of file from the peer: it shut only its writing side and still
+    /// reads (see [`PeerEnd`]).
+    pub fn only_half_closed(&self) -> bool
+    where
+        S: PeerEnd,
+    {
+        self.stream.only_half_closed()
     }
 
     /// Reads once more from nginx, without a time limit. Returns the number of
@@ -371,6 +385,33 @@ fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>,
     );
     Ok(None)
 }
+
+/// What a socket tells of its peer once a read has returned end of file.
+pub trait PeerEnd {
+    /// The peer shut only its writing side (`shutdown(SHUT_WR)`, as some
+    /// FastCGI clients do once their request is sent) and still reads: it waits
+    /// for its answer. False when it closed (nginx only ever closes), or when
+    /// that cannot be told.
+    fn only_half_closed(&self) -> bool {
+        false
+    }
+}
+
+impl PeerEnd for Stream {
+    /// Told on unix sockets, whose peer's close hangs up both ways (`POLLHUP`)
+    /// where its `shutdown(SHUT_WR)` ends only the reading side. Over TCP both send
+    /// one FIN, so an end of file is taken as the peer gone.
+    fn only_half_closed(&self) -> bool {
+        let Stream::Unix(s) = self else { return false };
+        let mut fd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(s), events: 0, revents: 0 };
+        // SAFETY: one valid pollfd, no waiting.
+        let polled = unsafe { libc::poll(&mut fd, 1, 0) };
+        polled >= 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) == 0
+    }
+}
+
+/// In-memory streams (unit tests and fuzz targets): an end of file is a close.
+impl<R, W> PeerEnd for tokio::io::Join<R, W> {}
 
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {

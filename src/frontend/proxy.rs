@@ -365,6 +365,9 @@ impl Exchange<'_, '_> {
                             Ok(n) if n > 0 => self.take_body(conn)?,
                             // nginx has its response and may hang up.
                             _ if self.completed() => client_open = false,
+                            // A client that sent its whole request and shut its writing
+                            // side waits for the answer.
+                            Ok(_) if self.request.ended && conn.only_half_closed() => client_open = false,
                             Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
                             Err(e) => return Err(Failure::Client(e.into())),
                         }
