@@ -144,7 +144,7 @@ pub struct FpmArgs {
     /// PHP's compiled-in modules and exit
     #[arg(short, long)]
     pub modules: bool,
-    /// Pid file (overrides `pid`)
+    /// Pid file, where the configuration sets no `pid` (as php-fpm)
     #[arg(short = 'g', long, value_name = "FILE", value_parser = absolute, value_hint = clap::ValueHint::FilePath)]
     pub pid: Option<PathBuf>,
     /// Check the configuration and exit; twice (-tt) also print it

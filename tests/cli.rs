@@ -312,6 +312,12 @@ fn each_form_of_the_value_flags_is_read() {
     let cwd = std::env::current_dir().unwrap();
     let lines = dump(&["-tt", "-y", config, "-g", "run/x.pid"]);
     assert!(has(&lines, &format!("NOTICE: \tpid = {}", cwd.join("run/x.pid").display())), "{lines:#?}");
+    // The configuration's `pid` wins over -g, as php-fpm reads -g first and its file after.
+    let text =
+        std::fs::read_to_string(config).unwrap().replace("[global]\n", &format!("[global]\npid = {dir}/conf.pid\n"));
+    std::fs::write(config, text).unwrap();
+    let lines = dump(&["-tt", "-y", config, "-g", "run/x.pid"]);
+    assert!(has(&lines, &format!("NOTICE: \tpid = {dir}/conf.pid")), "{lines:#?}");
 }
 
 #[test]

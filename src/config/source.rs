@@ -81,8 +81,9 @@ impl Source {
         if let Some(daemonize) = self.daemonize {
             config.global.daemonize = daemonize;
         }
-        if let Some(pid) = &self.pid {
-            config.global.pid = Some(pid.clone());
+        // As php-fpm's -g: the pid file when the configuration names none.
+        if config.global.pid.is_none() {
+            config.global.pid.clone_from(&self.pid);
         }
         let beside = self.fpm_php_ini().filter(|_| self.php_ini.is_none());
         for pool in &mut config.pools {
