@@ -22,7 +22,6 @@ use crate::fastcgi::{
     EndRequest, Header, ParamsBuffer, RecordType,
 };
 use crate::frontend::apache;
-use crate::frontend::body::RequestStream;
 use crate::frontend::connection::Connection;
 use crate::frontend::error::ConnError;
 use crate::frontend::policy::View;
@@ -152,11 +151,14 @@ async fn heads(conn: &mut Connection<tokio::io::Join<Chunked<'_>, Vec<u8>>>) -> 
             assert!(done.params.len() <= FUZZ_MAX_PARAMS);
             let _ = crate::accesslog::RequestInfo::of(&crate::accesslog::Shown::of(&done.params));
             request_view(&done.params);
-            conn.skip_body(&mut RequestStream::new(done.id)).await?;
+            conn.skip_body(&mut done.body()).await?;
+            if conn.closes_after() {
+                return Ok(());
+            }
             conn.between_requests();
             continue;
         }
-        if conn.fill().await? == 0 {
+        if conn.closes_after() || conn.fill().await? == 0 {
             return Ok(());
         }
     }

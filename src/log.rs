@@ -290,6 +290,13 @@ impl Throttle {
         Throttle { every, last: Mutex::new(None) }
     }
 
+    /// Logs `args` as a warning if one may be logged now, else at debug level
+    /// (a peer's repeated fault stays out of the warnings, not out of a debug log).
+    pub fn warning(&self, args: std::fmt::Arguments<'_>) {
+        let level = if self.allow(Instant::now()) { LogLevel::Warning } else { LogLevel::Debug };
+        write(level, args);
+    }
+
     /// Whether a line may be logged at `now` (and if so, counts it).
     pub fn allow(&self, now: Instant) -> bool {
         let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

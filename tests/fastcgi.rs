@@ -707,6 +707,125 @@ async fn a_client_that_shuts_its_writing_side_gets_its_answer() {
     assert_no_panic(&fpm);
 }
 
+/// BEGIN_REQUEST with `role` (1 responder, 2 authorizer, 3 filter, others unknown).
+fn begin_with_role(id: u16, role: u16, keep_conn: bool) -> Vec<u8> {
+    let mut body = role.to_be_bytes().to_vec();
+    body.push(if keep_conn { FCGI_KEEP_CONN } else { 0 });
+    body.extend_from_slice(&[0; 5]);
+    record(FCGI_BEGIN_REQUEST, id, &body)
+}
+
+/// A request head (BEGIN_REQUEST and PARAMS with their empty record), no body records.
+fn head_only(site: &Site, id: u16, keep_conn: bool, script: &str, method: &str, content_length: &str) -> Vec<u8> {
+    let mut out = begin_request(id, keep_conn);
+    out.extend(record(FCGI_PARAMS, id, &cgi_params_with(site, script, "", method, content_length)));
+    out.extend(record(FCGI_PARAMS, id, b""));
+    out
+}
+
+/// Conversations that nginx never holds and other FastCGI clients do (Apache's
+/// mod_authnz_fcgi, small libraries, clients out of step), each answered as
+/// php-fpm answers it, or better where php-fpm resets: never a connection
+/// closed on a request that could be answered, never one held open for nothing.
+#[tokio::test]
+async fn what_other_clients_send_is_answered_as_php_fpm_answers_it() {
+    const FCGI_ABORT_REQUEST: u8 = 2;
+    const FCGI_UNKNOWN_ROLE: u8 = 3;
+    let site = Site::new();
+    let fpm = Rustfpm::start(&site, &PoolOptions::default());
+    let server_var = |reply: &Reply, name: &str| {
+        let text = reply.body();
+        let line = text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no {name} in {text:?}"))
+    };
+
+    // The authorizer and filter roles run the script, as php-fpm runs it, with FCGI_ROLE.
+    for (role, name) in [(2u16, "AUTHORIZER"), (3, "FILTER")] {
+        let mut s = connect(&fpm).await;
+        let mut bytes = begin_with_role(1, role, true);
+        bytes.extend(record(FCGI_PARAMS, 1, &cgi_params(&site, "http_server.php", "")));
+        bytes.extend(record(FCGI_PARAMS, 1, b""));
+        bytes.extend(record(FCGI_STDIN, 1, b""));
+        s.write_all(&bytes).await.unwrap();
+        let reply = read_reply(&mut s, 1).await.unwrap_or_else(|e| panic!("role {name}: {e}"));
+        assert_eq!(server_var(&reply, "FCGI_ROLE"), name);
+    }
+
+    // An unknown role sent with its params: FCGI_UNKNOWN_ROLE, then the close keep_conn=0 asks for.
+    let mut s = connect(&fpm).await;
+    let mut bytes = begin_with_role(1, 9, false);
+    bytes.extend(record(FCGI_PARAMS, 1, &cgi_params(&site, "hello.php", "")));
+    s.write_all(&bytes).await.unwrap();
+    let recs = split_records(&read_until_closed(&mut s).await.expect("closed after FCGI_UNKNOWN_ROLE"));
+    let end = recs.iter().find(|r| r.kind == FCGI_END_REQUEST).unwrap_or_else(|| panic!("no END_REQUEST: {recs:?}"));
+    assert_eq!(end.content[4], FCGI_UNKNOWN_ROLE, "{recs:?}");
+
+    // A GET without any STDIN record: answered; the next request follows on a kept
+    // connection, and one without FCGI_KEEP_CONN is closed once answered.
+    let mut s = connect(&fpm).await;
+    s.write_all(&head_only(&site, 1, true, "hello.php", "GET", "")).await.unwrap();
+    assert_eq!(read_reply(&mut s, 1).await.expect("a GET without STDIN").body(), "Hello, world\n");
+    s.write_all(&request(&site, 2, true, "hello.php", "")).await.unwrap();
+    assert_eq!(read_reply(&mut s, 2).await.expect("the request after it").body(), "Hello, world\n");
+    let mut s = connect(&fpm).await;
+    s.write_all(&head_only(&site, 1, false, "hello.php", "GET", "")).await.unwrap();
+    assert_eq!(read_reply(&mut s, 1).await.expect("a GET without STDIN, keep_conn=0").body(), "Hello, world\n");
+    read_until_closed(&mut s).await.expect("closed without FCGI_KEEP_CONN");
+
+    // The same GET, then the client shuts its writing side: answered.
+    let mut s = connect(&fpm).await;
+    s.write_all(&head_only(&site, 1, false, "hello.php", "GET", "")).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_eq!(read_reply(&mut s, 1).await.expect("a GET without STDIN, half-closed").body(), "Hello, world\n");
+
+    // Params that end with the body instead of their empty record: answered.
+    let mut s = connect(&fpm).await;
+    let mut bytes = begin_request(1, false);
+    bytes.extend(record(FCGI_PARAMS, 1, &cgi_params(&site, "hello.php", "")));
+    bytes.extend(record(FCGI_STDIN, 1, b""));
+    s.write_all(&bytes).await.unwrap();
+    assert_eq!(read_reply(&mut s, 1).await.expect("no empty PARAMS record").body(), "Hello, world\n");
+
+    // A body cut short, by an ABORT_REQUEST or by the client's half-close: the script
+    // runs as php-fpm runs it (PHP drops a body it could not read whole), the client
+    // gets its END_REQUEST, and the connection then closes.
+    for half_close in [false, true] {
+        let mut s = connect(&fpm).await;
+        let mut bytes = head_only(&site, 1, true, "fcgi_echo.php", "POST", "1000");
+        bytes.extend(record(FCGI_STDIN, 1, &[b'x'; 500]));
+        if !half_close {
+            bytes.extend(record(FCGI_ABORT_REQUEST, 1, b""));
+        }
+        s.write_all(&bytes).await.unwrap();
+        if half_close {
+            s.shutdown().await.unwrap();
+        }
+        let what = if half_close { "a half-close" } else { "ABORT_REQUEST" };
+        let reply = read_reply(&mut s, 1).await.unwrap_or_else(|e| panic!("a body cut by {what}: {e}"));
+        assert_eq!(reply.protocol_status, 0, "{what}: {reply:?}");
+        read_until_closed(&mut s).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+
+    // One param longer than a record, which php-cgi cannot read: 431, not a 502.
+    let mut s = connect(&fpm).await;
+    let mut params = cgi_params(&site, "hello.php", "");
+    params.extend(pair(b"HTTP_COOKIE", &[b'c'; 70_000]));
+    let mut bytes = begin_request(1, true);
+    bytes.extend(stream_records(FCGI_PARAMS, 1, &params, 0xffff));
+    bytes.extend(record(FCGI_PARAMS, 1, b""));
+    bytes.extend(record(FCGI_STDIN, 1, b""));
+    s.write_all(&bytes).await.unwrap();
+    let reply = read_reply(&mut s, 1).await.expect("a 70 KB param");
+    assert!(reply.text().starts_with("Status: 431"), "{reply:?}");
+    assert!(!fpm.log_text().contains("exited while serving"), "{}", fpm.log_text());
+
+    // Every worker is still in step.
+    for i in 0..8 {
+        assert_serves(&site, &fpm, &format!("#{i} afterwards")).await;
+    }
+    assert_no_panic(&fpm);
+}
+
 /// The fastcgi-client crate (and other clients) send an empty STDIN record
 /// twice when the body is empty. php-cgi/php-fpm skip empty STDIN records in
 /// front of a BEGIN_REQUEST (main/fastcgi.c, fcgi_read_request), so such a

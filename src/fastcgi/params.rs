@@ -267,6 +267,14 @@ impl ParamsBuffer {
         }
     }
 
+    /// The longest pair as it is encoded (lengths included): a pair longer than a
+    /// record's content cannot be sent to php-cgi, which reads each record's pairs
+    /// on their own.
+    pub(crate) fn longest_pair(&self) -> usize {
+        let encoded = |len: usize| if len < 128 { 1 + len } else { 4 + len };
+        self.pairs().map_while(Result::ok).map(|(n, v)| encoded(n.len()) + encoded(v.len())).max().unwrap_or(0)
+    }
+
     /// [`ParamsBuffer::get`] of each of `names`, in one pass over the params.
     pub(crate) fn get_each<const N: usize>(&self, names: [&[u8]; N]) -> [Option<&[u8]>; N] {
         let mut found = [None; N];

@@ -15,6 +15,7 @@ use super::pages;
 use super::policy::{self, Verdict};
 use super::proxy::{self, Outcome};
 use crate::accesslog::{RequestInfo, Shown};
+use crate::fastcgi::MAX_CONTENT_LEN;
 use crate::pool::{AcquireError, Pool, PoolMsg, Worker};
 
 /// Seconds nginx is told to wait before retrying after a 503.
@@ -28,13 +29,12 @@ pub async fn serve(mut conn: Connection, current: watch::Receiver<Arc<Pool>>, mu
     if let Err(e) = serve_requests(&mut conn, &current, &mut shutdown).await {
         let pool = current.borrow().clone();
         match e {
-            ConnError::Io(ref io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                crate::warning!("[pool {}] {e}; connection closed", pool.name)
-            }
-            ConnError::Io(_) | ConnError::UnexpectedEof => {
+            ConnError::Io(ref io) if io.kind() != std::io::ErrorKind::TimedOut => {
                 crate::debug!("[pool {}] connection closed: {e}", pool.name)
             }
-            _ => crate::warning!("[pool {}] {e}; connection closed", pool.name),
+            ConnError::UnexpectedEof => crate::debug!("[pool {}] connection closed: {e}", pool.name),
+            // A timeout or what the peer sent: its fault, a warning at most once a second.
+            _ => pool.client_warnings.warning(format_args!("[pool {}] {e}; connection closed", pool.name)),
         }
     }
 }
@@ -49,7 +49,7 @@ async fn serve_requests(
         let Some(head) = conn.read_head(&pool, shutdown).await? else {
             return Ok(());
         };
-        let keep = handle(conn, current, pool, head).await? && !*shutdown.borrow();
+        let keep = handle(conn, current, pool, head).await? && !conn.closes_after() && !*shutdown.borrow();
         if !keep {
             return Ok(());
         }
@@ -117,6 +117,18 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
     )
     .await
     {
+        // Rare: only params past one record's room can hold a pair longer than it.
+        Verdict::Forward if head.params.len() > MAX_CONTENT_LEN && head.params.longest_pair() > MAX_CONTENT_LEN => {
+            pool.client_warnings.warning(format_args!(
+                "[pool {}] a request param is longer than a FastCGI record ({MAX_CONTENT_LEN} bytes), which php-cgi cannot read; answered 431",
+                pool.name
+            ));
+            let reply = Reply {
+                stderr: Some(b"a request param is longer than a FastCGI record (65535 bytes)"),
+                ..Reply::new("431 Request Header Fields Too Large", b"Request headers too large.\n")
+            };
+            (431, reply)
+        }
         Verdict::Forward => return None,
         Verdict::NotFound => {
             crate::debug!("[pool {}] Primary script unknown", pool.name);

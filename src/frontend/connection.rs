@@ -37,6 +37,15 @@ pub struct Head {
     pub params: ParamsBuffer,
     /// When the first record of the request arrived.
     pub started: Instant,
+    /// The role nginx asked for (php-cgi plays the three, as php-fpm does).
+    pub role: Role,
+}
+
+impl Head {
+    /// The request's body, none of it read yet.
+    pub fn body(&self) -> RequestStream {
+        RequestStream::new(self.id, self.params.number(b"CONTENT_LENGTH").unwrap_or(0))
+    }
 }
 
 /// A complete response of rustfpm's own (no child involved).
@@ -84,13 +93,32 @@ pub struct Connection<S = Stream> {
     /// Asks this connection to close while it waits for a request head, when
     /// its listener needs room.
     shed: Shed,
+    /// The peer's records no longer follow a request: a body cut short by
+    /// another record, or a request ended without `FCGI_KEEP_CONN`. The
+    /// connection closes once what is owed is written; nothing more is read.
+    out_of_step: bool,
 }
 
 impl<S> Connection<S> {
     /// A new connection over `stream`; `peer` is nginx's address, when it is
     /// known and needed; `shed` tells it when to make room.
     pub fn new(stream: S, pages_only: bool, peer: Option<IpAddr>, shed: Shed) -> Self {
-        Connection { stream, inbuf: InBuf::default(), alarm: Alarm::default(), out: Vec::new(), pages_only, peer, shed }
+        Connection {
+            stream,
+            inbuf: InBuf::default(),
+            alarm: Alarm::default(),
+            out: Vec::new(),
+            pages_only,
+            peer,
+            shed,
+            out_of_step: false,
+        }
+    }
+
+    /// The connection closes once the request it serves is answered (see
+    /// `out_of_step`), whatever FCGI_KEEP_CONN said.
+    pub fn closes_after(&self) -> bool {
+        self.out_of_step
     }
 
     /// Accepted on `pm_status_listen`: only the status and ping pages are served.
@@ -135,6 +163,7 @@ impl<S> Connection<S> {
     pub fn take_body(&mut self, body: &mut RequestStream, out: &mut Vec<u8>) -> Result<(), ConnError> {
         let used = body.take(self.inbuf.pending(), out)?;
         self.inbuf.consume(used);
+        self.out_of_step |= body.cut;
         Ok(())
     }
 }
@@ -155,6 +184,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         loop {
             if let Some(complete) = self.parse_head(&mut head, pool.max_params).await? {
                 return Ok(Some(complete));
+            }
+            if self.out_of_step {
+                return Ok(None);
             }
             // Made before shutdown is looked at: a shutdown sent after the look wakes it.
             let signalled = self.shed.signalled();
@@ -191,52 +223,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Handles the complete records in the read buffer; returns the head once
     /// its empty PARAMS record has arrived. `head` holds a head begun in an
-    /// earlier call.
+    /// earlier call. What management records are owed is written before an
+    /// error is returned.
     pub(crate) async fn parse_head(
         &mut self,
         head: &mut Option<Head>,
         max_params: usize,
     ) -> Result<Option<Head>, ConnError> {
         self.out.clear();
-        let mut complete = None;
+        let parsed = self.parse_records(head, max_params);
+        if !self.out.is_empty() {
+            let written = self.stream.write_all(&self.out).await;
+            if parsed.is_ok() {
+                written?;
+            }
+        }
+        parsed
+    }
+
+    /// [`Connection::parse_head`]'s records, with what is owed for them in `out`.
+    fn parse_records(&mut self, head: &mut Option<Head>, max_params: usize) -> Result<Option<Head>, ConnError> {
         while let Some((rec, used)) = parse_record(self.inbuf.pending())? {
             let h = rec.header;
             match (h.kind(), head.as_mut()) {
                 (Some(RecordType::BeginRequest), None) => {
                     let begin = BeginRequest::parse(rec.content)?;
-                    if begin.role_kind() == Some(Role::Responder) {
+                    if let Some(role) = begin.role_kind() {
                         *head = Some(Head {
                             id: h.request_id,
                             keep_conn: begin.keep_conn(),
                             params: ParamsBuffer::new(max_params),
                             started: Instant::now(),
+                            role,
                         });
                     } else {
                         encode_end_request(&mut self.out, h.request_id, 0, ProtocolStatus::UnknownRole);
+                        if !begin.keep_conn() {
+                            self.out_of_step = true;
+                            return Ok(None);
+                        }
                     }
                 }
                 (Some(RecordType::Params), Some(hd)) if hd.id == h.request_id => {
                     if rec.content.is_empty() {
                         self.inbuf.consume(used);
-                        complete = head.take();
-                        break;
+                        return Ok(head.take());
                     }
                     if let Err(e) = hd.params.push(rec.content) {
                         let id = hd.id;
                         self.out.clear();
                         let (status, body) = ("431 Request Header Fields Too Large", b"Request headers too large.\n");
                         encode_simple_response(&mut self.out, id, status, &[], body);
-                        self.stream.write_all(&self.out).await?;
                         return Err(e.into());
                     }
                 }
-                (Some(RecordType::GetValues), _) if h.request_id == 0 => {
+                // The body begins without the empty PARAMS record: the params are
+                // complete, as php-cgi takes them (the STDIN record is the body's).
+                (Some(RecordType::Stdin), Some(hd)) if hd.id == h.request_id => return Ok(head.take()),
+                (Some(RecordType::GetValues), _) => {
                     encode_get_values_result(&mut self.out, rec.content, 1024, 1024, false)?;
                 }
                 (Some(RecordType::AbortRequest), Some(hd)) if hd.id == h.request_id => {
                     encode_end_request(&mut self.out, h.request_id, 0, ProtocolStatus::RequestComplete);
+                    let keep = hd.keep_conn;
                     *head = None;
+                    if !keep {
+                        self.inbuf.consume(used);
+                        self.out_of_step = true;
+                        return Ok(None);
+                    }
                 }
+                // An abort of a request already answered (a client that sent no
+                // empty STDIN record, or aborted as the answer came): nothing to end.
+                (Some(RecordType::AbortRequest), None) => {}
                 (None, _) => encode_unknown_type(&mut self.out, h.record_type),
                 // As php-cgi: stray empty STDIN records between requests are skipped.
                 (Some(RecordType::Stdin), None) if rec.content.is_empty() => {}
@@ -247,10 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             self.inbuf.consume(used);
         }
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-        }
-        Ok(complete)
+        Ok(None)
     }
 
     /// Writes `reply` to request `head`. Returns whether the connection may be kept.
@@ -268,8 +324,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// [`Connection::answer`] for a request no child has seen: its body is read and dropped.
     pub async fn answer_alone(&mut self, head: &Head, reply: Reply<'_>) -> Result<bool, ConnError> {
         let keep = self.answer(head, reply).await?;
-        self.skip_body(&mut RequestStream::new(head.id)).await?;
+        self.finish_body(&mut head.body(), head.keep_conn).await?;
         Ok(keep)
+    }
+
+    /// The client shut its writing side between two records of the body (see
+    /// [`Connection::only_half_closed`]): the body ends there (see [`RequestStream::end_here`]).
+    pub fn end_body_here(&mut self, body: &mut RequestStream, out: &mut Vec<u8>) {
+        body.end_here(out);
+        self.out_of_step |= body.cut;
+    }
+
+    /// After the answer: [`Connection::skip_body`]. Without FCGI_KEEP_CONN, a
+    /// body that has not ended is first shown the end of the answer (the
+    /// writing side shut, as php-fpm's close shows it), and one that lacks
+    /// only its empty STDIN record (a client that sends none) is not waited for.
+    pub async fn finish_body(&mut self, body: &mut RequestStream, keep_conn: bool) -> Result<(), ConnError> {
+        if !keep_conn && !body.ended {
+            let used = body.skip(self.inbuf.pending())?;
+            self.inbuf.consume(used);
+            if !body.ended {
+                self.close_write().await?;
+                if body.has_announced() {
+                    return Ok(());
+                }
+            }
+        }
+        self.skip_body(body).await
     }
 
     /// Reads and drops the rest of a request body, so that the connection is at
@@ -280,6 +361,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             let used = body.skip(self.inbuf.pending())?;
             self.inbuf.consume(used);
             if body.ended {
+                self.out_of_step |= body.cut;
                 return Ok(());
             }
             if self.inbuf.fill_timed(&mut self.stream, &mut self.alarm).await? == 0 {
@@ -379,10 +461,10 @@ fn head_timed_out(pool: &Pool, phase: Phase, idle: bool) -> Result<Option<Head>,
     }
     let secs = pool.read_timeout.map_or(0.0, |t| t.as_secs_f64());
     let what = if idle { "sent no request" } else { "did not complete a request head" };
-    crate::warning!(
+    pool.client_warnings.warning(format_args!(
         "[pool {}] the web server {what} within {secs} s (request_read_timeout); connection closed",
         pool.name
-    );
+    ));
     Ok(None)
 }
 
@@ -508,7 +590,7 @@ mod tests {
         conn.between_requests();
         let second = next_head(&mut conn).await.expect("second head");
         assert_eq!(second.params.get(b"SCRIPT_NAME"), Some(&b"/second.php"[..]));
-        conn.skip_body(&mut RequestStream::new(second.id)).await.expect("empty body");
+        conn.skip_body(&mut second.body()).await.expect("empty body");
         assert!(next_head(&mut conn).await.is_none());
         let (stdout, end) = (RecordType::Stdout as u8, RecordType::EndRequest as u8);
         assert_eq!(written(&conn), [stdout, stdout, end]);
@@ -532,7 +614,7 @@ mod tests {
         let mut conn = over(&input);
         let head = next_head(&mut conn).await.expect("head");
         conn.hung_up().await;
-        let mut body = RequestStream::new(head.id);
+        let mut body = head.body();
         conn.take_body(&mut body, &mut Vec::new()).expect("the body's records");
         assert!(body.ended && body.content == 3000);
     }

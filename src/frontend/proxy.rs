@@ -21,7 +21,7 @@ use super::policy::DROPPED_PARAMS;
 use super::response::ResponseStream;
 use crate::fastcgi::{
     close_record, encode_begin_request, encode_end_request, encode_pair, encode_stream, open_record, ProtocolStatus,
-    RecordType, Role, FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT_LEN,
+    RecordType, FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT_LEN,
 };
 use crate::pool::finish::{Marker, MARKER_PARAM};
 use crate::pool::{AbandonCause, PoolMsg, Worker};
@@ -55,10 +55,10 @@ pub enum Outcome {
 pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Outcome {
     if !connect(&mut lease).await {
         let failed = Failed { how: ChildFailure::Crashed, sent_any: false, nginx_has: None };
-        return fail(conn, lease, head, &mut RequestStream::new(head.id), failed).await;
+        return fail(conn, lease, head, &mut head.body(), failed).await;
     }
     let marker = lease.pool().finish_marker();
-    let mut request = RequestStream::new(head.id);
+    let mut request = head.body();
     // The connection's scratch buffer carries the request to the child: no
     // allocation per request.
     let mut to_child = conn.take_scratch();
@@ -219,11 +219,13 @@ async fn settle(
             // Every byte of CONTENT_LENGTH reached the child: at most the empty
             // end-of-body record is missing, which php-cgi skips before its next request.
             let body_sent = request.ended || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
-            lease.release(response.status, sent_whole_records && body_sent);
+            // A body cut short ended the child's input with a record that makes
+            // php-cgi close the connection after its answer.
+            lease.release(response.status, sent_whole_records && body_sent && !request.cut);
             if let Err(e) = send_tail(conn, &exchanged.tail, exchanged.deadline).await {
                 return Outcome::ClientGone(e);
             }
-            match conn.skip_body(request).await {
+            match conn.finish_body(request, head.keep_conn).await {
                 Ok(()) => Outcome::Done,
                 Err(e) => Outcome::ClientGone(e),
             }
@@ -365,9 +367,12 @@ impl Exchange<'_, '_> {
                             Ok(n) if n > 0 => self.take_body(conn)?,
                             // nginx has its response and may hang up.
                             _ if self.completed() => client_open = false,
-                            // A client that sent its whole request and shut its writing
-                            // side waits for the answer.
-                            Ok(_) if self.request.ended && conn.only_half_closed() => client_open = false,
+                            // A client that shut its writing side waits for the answer:
+                            // its body ends there (at a record's end).
+                            Ok(_) if self.request.at_boundary() && conn.only_half_closed() => {
+                                conn.end_body_here(self.request, self.to_child);
+                                client_open = false;
+                            }
                             Ok(_) => return Err(Failure::Client(ConnError::UnexpectedEof)),
                             Err(e) => return Err(Failure::Client(e.into())),
                         }
@@ -671,7 +676,7 @@ fn end_of_response(id: u16, headers: &[u8], out: &mut Vec<u8>) {
 /// several, past 64 KiB) and the empty one.
 fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
     out.clear();
-    encode_begin_request(out, head.id, Role::Responder, FCGI_KEEP_CONN);
+    encode_begin_request(out, head.id, head.role, FCGI_KEEP_CONN);
     let start = open_record(out, RecordType::Params, head.id);
     write_params(head, marker, out);
     match out.len() - start - HEADER_LEN {
@@ -780,7 +785,7 @@ async fn fail(
         return Outcome::ChildFailed { answered: false };
     }
     let reply = Reply { stderr: Some(stderr), ..Reply::new(line, body) };
-    let answered = conn.answer(head, reply).await.is_ok() && conn.skip_body(request).await.is_ok();
+    let answered = conn.answer(head, reply).await.is_ok() && conn.finish_body(request, head.keep_conn).await.is_ok();
     Outcome::ChildFailed { answered }
 }
 
@@ -789,7 +794,7 @@ mod tests {
     use super::super::connection::Stream;
     use super::super::shed::Shed;
     use super::*;
-    use crate::fastcgi::{pairs, parse_record, ParamsBuffer};
+    use crate::fastcgi::{pairs, parse_record, ParamsBuffer, Role};
     use std::os::unix::net::UnixStream as StdUnixStream;
 
     fn head_with(params_in: &[(&[u8], &[u8])]) -> Head {
@@ -799,7 +804,7 @@ mod tests {
         }
         let mut params = ParamsBuffer::new(1 << 20);
         params.push(&encoded).expect("within the limit");
-        Head { id: 7, keep_conn: false, params, started: Instant::now() }
+        Head { id: 7, keep_conn: false, params, started: Instant::now(), role: Role::Responder }
     }
 
     /// The records of `out`: type, request id and content.
@@ -931,7 +936,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (mut worker, mut child, mut conn, _nginx) = fake_child(dir.path(), true).await;
         let marker = b"MARK";
-        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1));
+        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1, 0));
         let mut response = ResponseStream::new(1, Some(marker));
         let lifted = AtomicBool::new(false);
         let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
@@ -977,7 +982,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (mut worker, child, mut conn, _nginx) = fake_child(dir.path(), false).await;
         let head = head_with(&[(b"SCRIPT_FILENAME", b"/x.php")]);
-        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(head.id));
+        let (mut to_child, mut request) = (Vec::new(), head.body());
         request_head(&head, None, &mut to_child);
         let mut response = ResponseStream::new(head.id, None);
         let lifted = AtomicBool::new(false);

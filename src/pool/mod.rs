@@ -131,6 +131,10 @@ pub struct Pool {
     pub output: Option<output::OutputHandle>,
     /// `listen_allowed_clients` (empty: any client).
     pub allowed_clients: Vec<std::net::IpAddr>,
+    /// Warnings about what a web server sent or failed to send (malformed
+    /// FastCGI, a request head or body that stopped coming): at most one a second,
+    /// so that a peer cannot fill root's log.
+    pub client_warnings: crate::log::Throttle,
 }
 
 /// Functions that fork the php-cgi child a script runs in. php-fpm has no
@@ -267,6 +271,7 @@ impl Pool {
             finish,
             output,
             allowed_clients: cfg.listen_allowed_clients.clone(),
+            client_warnings: crate::log::Throttle::new(std::time::Duration::from_secs(1)),
             chroot: cfg.chroot.clone(),
             lookups: LookupShare { ids: lookup_ids, groups: lookup_groups, ..Default::default() },
             fix_pathinfo: settings.fix_pathinfo(),
