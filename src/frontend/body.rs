@@ -4,7 +4,7 @@
 
 use super::error::ConnError;
 use crate::fastcgi::cursor::{Cursor, Flow, Piece};
-use crate::fastcgi::{encode_stream, Header, RecordType, HEADER_LEN};
+use crate::fastcgi::{encode_stream, Header, ParamsBuffer, RecordType, HEADER_LEN};
 
 /// The request body on its way from nginx: STDIN records are copied through
 /// until the empty one that ends the body. A record of anything else ends it
@@ -12,11 +12,12 @@ use crate::fastcgi::{encode_stream, Header, RecordType, HEADER_LEN};
 /// client that sends no empty STDIN record after a GET, as php-fpm allows),
 /// else it is cut short, as php-cgi cuts it (an ABORT_REQUEST mid-body, a
 /// client out of step).
-pub struct RequestStream {
+pub struct RequestStream<'p> {
     id: u16,
     cursor: Cursor,
-    /// `CONTENT_LENGTH`: the body bytes the request announced.
-    announced: u64,
+    /// The request's params, where `CONTENT_LENGTH` is read when it decides
+    /// (rarely: not on a request that ends its body with the empty STDIN record).
+    params: &'p ParamsBuffer,
     /// The body is over: its empty STDIN record came, or another record
     /// (left unread) ended it.
     pub ended: bool,
@@ -28,10 +29,15 @@ pub struct RequestStream {
     pub content: u64,
 }
 
-impl RequestStream {
-    /// The body of request `id`, which announced `announced` bytes (`CONTENT_LENGTH`); nothing read yet.
-    pub fn new(id: u16, announced: u64) -> RequestStream {
-        RequestStream { id, cursor: Cursor::new(), announced, ended: false, cut: false, content: 0 }
+impl<'p> RequestStream<'p> {
+    /// The body of request `id`, whose params are `params`; nothing read yet.
+    pub fn new(id: u16, params: &'p ParamsBuffer) -> RequestStream<'p> {
+        RequestStream { id, cursor: Cursor::new(), params, ended: false, cut: false, content: 0 }
+    }
+
+    /// `CONTENT_LENGTH`: the body bytes the request announced.
+    fn announced(&self) -> u64 {
+        self.params.number(b"CONTENT_LENGTH").unwrap_or(0)
     }
 
     /// True between two records (what was taken so far is whole records).
@@ -63,7 +69,7 @@ impl RequestStream {
             return;
         }
         self.ended = true;
-        self.cut = self.content < self.announced;
+        self.cut = !self.has_announced();
         if self.cut {
             encode_stream(out, RecordType::Data, self.id, b"");
         }
@@ -71,7 +77,7 @@ impl RequestStream {
 
     /// All the announced bytes came (whether or not the empty STDIN record did).
     pub fn has_announced(&self) -> bool {
-        self.content >= self.announced
+        self.content >= self.announced()
     }
 
     /// [`RequestStream::take`] without keeping the bytes (a body nobody reads).
@@ -85,7 +91,7 @@ impl RequestStream {
                 if !matches!(Header::parse(header), Ok(Some(h)) if h.record_type == RecordType::Stdin as u8 && h.request_id == self.id)
                 {
                     self.ended = true;
-                    self.cut = self.content < self.announced;
+                    self.cut = !self.has_announced();
                     break;
                 }
             }
@@ -112,7 +118,15 @@ impl RequestStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::{encode_begin_request, Role};
+    use crate::fastcgi::{encode_begin_request, encode_pair, Role};
+
+    /// Params that announce `length` body bytes.
+    fn announcing(length: &str) -> ParamsBuffer {
+        let (mut params, mut pair) = (ParamsBuffer::new(1024), Vec::new());
+        encode_pair(&mut pair, b"CONTENT_LENGTH", length.as_bytes());
+        params.push(&pair).unwrap();
+        params
+    }
 
     #[test]
     fn request_stream_stops_at_empty_stdin() {
@@ -121,7 +135,8 @@ mod tests {
         encode_stream(&mut bytes, RecordType::Stdin, 1, b"");
         let len = bytes.len();
         bytes.extend_from_slice(b"next request");
-        let mut r = RequestStream::new(1, 4);
+        let four = announcing("4");
+        let mut r = RequestStream::new(1, &four);
         let mut out = Vec::new();
         assert_eq!(r.take(&bytes, &mut out).unwrap(), len);
         assert!(r.ended && !r.cut);
@@ -146,8 +161,9 @@ mod tests {
         encode_stream(&mut body, RecordType::Stdin, 7, b"abc");
         let mut next = Vec::new();
         encode_begin_request(&mut next, 8, Role::Responder, 0);
+        let three = announcing("3");
         for chunk in 1..=body.len() + next.len() {
-            let mut r = RequestStream::new(7, 3);
+            let mut r = RequestStream::new(7, &three);
             let (out, used) = take_in_pieces(&mut r, &[&body[..], &next[..]].concat(), chunk);
             assert!(r.ended && !r.cut && r.content == 3, "chunk {chunk}");
             assert_eq!((out, used), (body.clone(), body.len()), "chunk {chunk}");
@@ -160,12 +176,13 @@ mod tests {
         encode_stream(&mut body, RecordType::Stdin, 7, b"abc");
         let mut end = Vec::new();
         encode_stream(&mut end, RecordType::Data, 7, b"");
+        let ten = announcing("10");
         for other in [RecordType::AbortRequest, RecordType::Data, RecordType::GetValues, RecordType::Stdout] {
             let mut rest = Vec::new();
             encode_stream(&mut rest, other, 7, b"xy");
             encode_stream(&mut rest, RecordType::Stdin, 7, b"late");
             for chunk in [1, 3, 8, 100] {
-                let mut r = RequestStream::new(7, 10);
+                let mut r = RequestStream::new(7, &ten);
                 let (out, used) = take_in_pieces(&mut r, &[&body[..], &rest[..]].concat(), chunk);
                 assert!(r.ended && r.cut && r.content == 3, "{other:?}, chunk {chunk}");
                 assert_eq!(out, [&body[..], &end[..]].concat(), "{other:?}, chunk {chunk}");
@@ -175,10 +192,10 @@ mod tests {
         // A STDIN record of another request, or of another version, ends it as well.
         let mut other_id = Vec::new();
         encode_stream(&mut other_id, RecordType::Stdin, 8, b"x");
-        let mut r = RequestStream::new(7, 10);
+        let mut r = RequestStream::new(7, &ten);
         assert_eq!(r.skip(&other_id).unwrap(), 0);
         assert!(r.cut);
-        let mut r = RequestStream::new(7, 10);
+        let mut r = RequestStream::new(7, &ten);
         assert_eq!(r.skip(&[2, 5, 0, 7, 0, 0, 0, 0]).unwrap(), 0);
         assert!(r.cut);
     }

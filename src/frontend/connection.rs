@@ -43,8 +43,8 @@ pub struct Head {
 
 impl Head {
     /// The request's body, none of it read yet.
-    pub fn body(&self) -> RequestStream {
-        RequestStream::new(self.id, self.params.number(b"CONTENT_LENGTH").unwrap_or(0))
+    pub fn body(&self) -> RequestStream<'_> {
+        RequestStream::new(self.id, &self.params)
     }
 }
 
@@ -160,7 +160,7 @@ impl<S> Connection<S> {
     }
 
     /// Moves the body bytes of `body` found in the read buffer into `out`.
-    pub fn take_body(&mut self, body: &mut RequestStream, out: &mut Vec<u8>) -> Result<(), ConnError> {
+    pub fn take_body(&mut self, body: &mut RequestStream<'_>, out: &mut Vec<u8>) -> Result<(), ConnError> {
         let used = body.take(self.inbuf.pending(), out)?;
         self.inbuf.consume(used);
         self.out_of_step |= body.cut;
@@ -330,7 +330,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// The client shut its writing side between two records of the body (see
     /// [`Connection::only_half_closed`]): the body ends there (see [`RequestStream::end_here`]).
-    pub fn end_body_here(&mut self, body: &mut RequestStream, out: &mut Vec<u8>) {
+    pub fn end_body_here(&mut self, body: &mut RequestStream<'_>, out: &mut Vec<u8>) {
         body.end_here(out);
         self.out_of_step |= body.cut;
     }
@@ -339,7 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// body that has not ended is first shown the end of the answer (the
     /// writing side shut, as php-fpm's close shows it), and one that lacks
     /// only its empty STDIN record (a client that sends none) is not waited for.
-    pub async fn finish_body(&mut self, body: &mut RequestStream, keep_conn: bool) -> Result<(), ConnError> {
+    pub async fn finish_body(&mut self, body: &mut RequestStream<'_>, keep_conn: bool) -> Result<(), ConnError> {
         if !keep_conn && !body.ended {
             let used = body.skip(self.inbuf.pending())?;
             self.inbuf.consume(used);
@@ -356,7 +356,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads and drops the rest of a request body, so that the connection is at
     /// the next request (or can be closed without resetting unread data). A pause
     /// longer than `request_read_timeout` ends it with `ErrorKind::TimedOut`.
-    pub async fn skip_body(&mut self, body: &mut RequestStream) -> Result<(), ConnError> {
+    pub async fn skip_body(&mut self, body: &mut RequestStream<'_>) -> Result<(), ConnError> {
         loop {
             let used = body.skip(self.inbuf.pending())?;
             self.inbuf.consume(used);

@@ -93,7 +93,7 @@ fn send_head(
     lease: &mut Lease<'_>,
     head: &Head,
     marker: Option<&Marker>,
-    request: &mut RequestStream,
+    request: &mut RequestStream<'_>,
     to_child: &mut Vec<u8>,
 ) -> Result<(), ConnError> {
     // One allocation at most, where growing record by record took several
@@ -131,13 +131,13 @@ struct Exchanged {
 
 /// Step 3: moves the body to the child and its response to nginx until the
 /// child ends the request, either side fails, or `request_terminate_timeout`.
-async fn exchange(
+async fn exchange<'m>(
     conn: &mut Connection,
     lease: &mut Lease<'_>,
     head: &Head,
     to_child: &mut Vec<u8>,
-    request: &mut RequestStream,
-    response: &mut ResponseStream<'_>,
+    request: &mut RequestStream<'m>,
+    response: &mut ResponseStream<'m>,
 ) -> Exchanged {
     let pool = lease.pool();
     // access log: keep the response head only when the format shows response headers.
@@ -197,7 +197,7 @@ async fn settle(
     conn: &mut Connection,
     mut lease: Lease<'_>,
     head: &Head,
-    request: &mut RequestStream,
+    request: &mut RequestStream<'_>,
     response: &ResponseStream<'_>,
     exchanged: Exchanged,
 ) -> Outcome {
@@ -274,7 +274,7 @@ enum Failure {
 /// One request's traffic between nginx and a child.
 struct Exchange<'a, 'm> {
     to_child: &'a mut Vec<u8>,
-    request: &'a mut RequestStream,
+    request: &'a mut RequestStream<'m>,
     response: &'a mut ResponseStream<'m>,
     /// When `request_terminate_timeout` runs out.
     deadline: Option<Instant>,
@@ -752,7 +752,7 @@ async fn fail(
     conn: &mut Connection,
     mut lease: Lease<'_>,
     head: &Head,
-    request: &mut RequestStream,
+    request: &mut RequestStream<'_>,
     failed: Failed,
 ) -> Outcome {
     let pool = lease.pool();
@@ -907,7 +907,7 @@ mod tests {
     /// An exchange of `request` and `response` (nothing to nginx yet, no deadline).
     fn exchange<'a, 'm>(
         to_child: &'a mut Vec<u8>,
-        request: &'a mut RequestStream,
+        request: &'a mut RequestStream<'m>,
         response: &'a mut ResponseStream<'m>,
         lifted: &'a AtomicBool,
         balancer: &'a crate::pool::balancer::Balancer,
@@ -936,7 +936,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let (mut worker, mut child, mut conn, _nginx) = fake_child(dir.path(), true).await;
         let marker = b"MARK";
-        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1, 0));
+        let no_params = ParamsBuffer::new(0);
+        let (mut to_child, mut request) = (Vec::new(), RequestStream::new(1, &no_params));
         let mut response = ResponseStream::new(1, Some(marker));
         let lifted = AtomicBool::new(false);
         let balancer = crate::pool::balancer::Balancer::new(Vec::new(), 0, None);
