@@ -139,6 +139,55 @@ fn child_kill_storm_fails_only_the_killed_requests() {
 
 /// SIGSTOP a child mid-request: that request ends at request_terminate_timeout
 /// with 504, the child is killed and replaced, other requests keep flowing.
+/// A child that dies after part of its response went out: the client must see
+/// the response broken off (as a dying php-fpm child's reset shows it), never a
+/// shorter body that ends as a whole one. Without FCGI_KEEP_CONN nginx takes the
+/// close of its upstream connection for the end of the response, with buffering
+/// or without, so rustfpm resets the connection over TCP and, on a unix socket
+/// (which cannot be reset), sends a record nginx refuses. Each listener kind,
+/// each of nginx's three ways to relay.
+#[test]
+fn a_response_cut_by_its_childs_death_reaches_the_client_broken_off() {
+    for tcp in [false, true] {
+        let site = Site::new();
+        // 256 KiB in flushed pieces, then the child kills itself.
+        site.script(
+            "dies_midway.php",
+            "<?php $piece = str_repeat('x', 65536); for ($i = 0; $i < 4; $i++) { echo $piece; flush(); } usleep(50000); posix_kill(getmypid(), 9);",
+        );
+        let tcp_port = tcp.then(free_port);
+        let fpm = Rustfpm::start(&site, &PoolOptions { children: 2, tcp_port, ..PoolOptions::default() });
+        let upstream = match tcp_port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => format!("unix:{}", fpm.socket.display()),
+        };
+        let location = |prefix: &str, extra: &str| {
+            format!(
+                "location ^~ /{prefix}/ {{ rewrite ^/{prefix}(/.*)$ $1 break; include /etc/nginx/fastcgi_params; \
+                 fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name; {extra} }}"
+            )
+        };
+        let http = format!(
+            "upstream php_ka {{ server {upstream}; keepalive 8; }}\n  server {{ listen 127.0.0.1:{{port}}; root {www};\n{}\n{}\n{}\n  }}",
+            location("plain", &format!("fastcgi_pass {upstream};")),
+            location("unbuffered", &format!("fastcgi_buffering off; fastcgi_pass {upstream};")),
+            location("kept", "fastcgi_keep_conn on; fastcgi_pass php_ka;"),
+            www = site.www().display(),
+        );
+        let nginx = Nginx::start_http(&site, &http);
+        for way in ["plain", "unbuffered", "kept"] {
+            let what = format!("{} listener, {way}", if tcp { "TCP" } else { "unix" });
+            let reply = HttpClient::new(nginx.port, HANG).request("GET", &format!("/{way}/dies_midway.php"), b"");
+            if let Ok(reply) = reply {
+                panic!("{what}: a cut response arrived whole: {} with {} bytes", reply.status, reply.body.len());
+            }
+            assert!(HttpClient::new(nginx.port, HANG).request("GET", "/hello.php", b"").is_ok_and(|r| r.status == 200));
+        }
+        // Logged once the child's exit status is known.
+        fpm.wait_log("three cut responses", |log| lines_with(log, "its response cut short").len() == 3);
+    }
+}
+
 #[test]
 fn stopped_child_is_ended_by_request_terminate_timeout() {
     let stack = stack(2, "request_terminate_timeout = \"2s\"\n");

@@ -84,6 +84,12 @@ impl Cursor {
         Ok((used, piece))
     }
 
+    /// The bytes of the record being read that are still to come (content
+    /// and padding); 0 between records.
+    pub(crate) fn left_in_record(&self) -> usize {
+        self.current.map_or(0, |_| self.content_left + self.padding_left)
+    }
+
     /// True inside a record (after its header, before its end was reported).
     pub(crate) fn in_record(&self) -> bool {
         self.current.is_some()

@@ -437,6 +437,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 }
 
 impl Connection<Stream> {
+    /// Tells nginx that the response it has part of will not end (its child
+    /// died): a close alone reads as its end without FCGI_KEEP_CONN, and the
+    /// client would take a cut body for a whole one. Over TCP the connection
+    /// is reset, as a dying php-fpm child resets it. A unix socket cannot be
+    /// reset: `tail` (what nginx has not taken yet) and `left` zeros complete
+    /// the record nginx is reading, then a STDERR line says why and a record
+    /// of no FastCGI version makes nginx drop the response as broken.
+    pub async fn cut_response(&mut self, id: u16, tail: &[u8], left: usize) {
+        match &self.stream {
+            Stream::Tcp(s) => {
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                // SAFETY: setsockopt on the socket's own descriptor with a linger value of its size.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        std::ptr::from_ref(&linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    );
+                }
+            }
+            Stream::Unix(_) => {
+                self.out.clear();
+                self.out.extend_from_slice(tail);
+                self.out.resize(self.out.len() + left, 0);
+                encode_stream(&mut self.out, RecordType::Stderr, id, CUT_LINE);
+                self.out.extend_from_slice(&[0; crate::fastcgi::HEADER_LEN]);
+                // nginx reads what its upstream sends unless its client stalls it.
+                let _ = tokio::time::timeout(CUT_WRITE_TIMEOUT, self.stream.write_all(&self.out)).await;
+            }
+        }
+    }
+
     /// Writes what nginx takes of `bufs` now, without waiting: the number of
     /// bytes written (0 when its socket is full).
     pub fn try_send_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -450,6 +484,12 @@ impl Connection<Stream> {
         }
     }
 }
+
+/// What nginx's error log gets when a response is cut short.
+const CUT_LINE: &[u8] = b"the PHP process serving this request exited mid-response (see rustfpm's log)";
+
+/// How long [`Connection::cut_response`] tries to tell nginx.
+const CUT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The end of a connection whose wait for a request head ran out: quiet for
 /// an idle one, a warning for a peer that began a request and did not complete

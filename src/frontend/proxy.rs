@@ -54,7 +54,7 @@ pub enum Outcome {
 /// lease. Whatever happens, the lease's worker is released or abandoned on return.
 pub async fn run(conn: &mut Connection, mut lease: Lease<'_>, head: &Head) -> Outcome {
     if !connect(&mut lease).await {
-        let failed = Failed { how: ChildFailure::Crashed, sent_any: false, nginx_has: None };
+        let failed = Failed { how: ChildFailure::Crashed, sent: None, nginx_has: None };
         return fail(conn, lease, head, &mut head.body(), failed).await;
     }
     let marker = lease.pool().finish_marker();
@@ -232,8 +232,12 @@ async fn settle(
         }
         Err(failure @ (Failure::Child | Failure::Refused | Failure::Timeout)) => {
             let how = if matches!(failure, Failure::Timeout) { ChildFailure::TimedOut } else { ChildFailure::Crashed };
-            let failed = Failed { how, sent_any: response.sent_any, nginx_has };
-            fail(conn, lease, head, request, failed).await
+            let sent = response.sent_any.then_some(response.status);
+            let outcome = fail(conn, lease, head, request, Failed { how, sent, nginx_has }).await;
+            if sent.is_some() && nginx_has.is_none() {
+                conn.cut_response(head.id, &exchanged.tail, response.left_for_nginx()).await;
+            }
+            outcome
         }
         Err(Failure::Client(e)) => {
             lease.abandon(AbandonCause::ClientGone, nginx_has.unwrap_or(499), exchanged.deadline, Some(head));
@@ -738,8 +742,8 @@ enum ChildFailure {
 /// How a request failed on the child's side, and what nginx has of it.
 struct Failed {
     how: ChildFailure,
-    /// Part of the response has reached nginx: no error page can follow.
-    sent_any: bool,
+    /// Part of the response, with this status, has reached nginx: no error page can follow.
+    sent: Option<u16>,
     /// nginx already has a complete response with this status
     /// (`fastcgi_finish_request()`).
     nginx_has: Option<u16>,
@@ -762,8 +766,13 @@ async fn fail(
         ChildFailure::Crashed => {
             let (script, uri) = (head.params.text(b"SCRIPT_FILENAME"), head.params.text(b"REQUEST_URI"));
             let slot = lease.worker().slot();
-            pool.tell(PoolMsg::ChildCrashed { slot, script, uri });
-            lease.release(failed.nginx_has.unwrap_or(502), false);
+            let answered = match (failed.nginx_has, failed.sent) {
+                (Some(_), _) => "after fastcgi_finish_request(), with the response complete",
+                (None, Some(_)) => "its response cut short (the web server sees it incomplete)",
+                (None, None) => "answered 502",
+            };
+            pool.tell(PoolMsg::ChildCrashed { slot, script, uri, answered });
+            lease.release(failed.nginx_has.or(failed.sent).unwrap_or(502), false);
             (
                 "502 Bad Gateway",
                 b"Bad Gateway: the PHP process serving this request exited.\n",
@@ -772,7 +781,7 @@ async fn fail(
         }
         ChildFailure::TimedOut => {
             // The actor kills the child, by its pid, before lending the worker again.
-            let status = failed.nginx_has.unwrap_or(504);
+            let status = failed.nginx_has.or(failed.sent).unwrap_or(504);
             lease.abandon(AbandonCause::TimedOut, status, Some(Instant::now()), Some(head));
             (
                 "504 Gateway Timeout",
@@ -781,7 +790,7 @@ async fn fail(
             )
         }
     };
-    if failed.sent_any {
+    if failed.sent.is_some() {
         return Outcome::ChildFailed { answered: false };
     }
     let reply = Reply { stderr: Some(stderr), ..Reply::new(line, body) };

@@ -132,6 +132,17 @@ impl<'m> ResponseStream<'m> {
         }
     }
 
+    /// The bytes that would complete the record nginx is in the middle of,
+    /// as far as the child's bytes were forwarded (0 between records: a STDERR
+    /// record and a header are held until whole).
+    pub fn left_for_nginx(&self) -> usize {
+        if self.in_stderr() {
+            0
+        } else {
+            self.cursor.left_in_record()
+        }
+    }
+
     fn in_stderr(&self) -> bool {
         self.record_type == RecordType::Stderr as u8
     }

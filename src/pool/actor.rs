@@ -346,7 +346,7 @@ impl PoolActor {
                 self.take_back(worker, access);
             }
             PoolMsg::Connected { slot, inode, fd } => self.find_child(slot, inode, fd),
-            PoolMsg::ChildCrashed { slot, script, uri } => self.child_crashed(slot, &script, &uri),
+            PoolMsg::ChildCrashed { slot, script, uri, answered } => self.child_crashed(slot, &script, &uri, answered),
             PoolMsg::Rejected => self.metrics.rejected(),
             PoolMsg::Abandoned(request) => self.hold_abandoned(request),
             PoolMsg::Snapshot { respond_to } => {

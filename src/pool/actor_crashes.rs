@@ -24,13 +24,15 @@ pub(super) struct CrashedRequest {
     pub(super) pid: Option<Pid>,
     pub(super) script: String,
     pub(super) uri: String,
+    /// What the web server got: "answered 502", or the part of the response it has.
+    pub(super) answered: &'static str,
     at: Instant,
 }
 
 impl CrashedRequest {
-    /// The request `script` (`uri`) whose child `pid` died now.
-    pub(super) fn new(pid: Option<Pid>, script: &str, uri: &str) -> CrashedRequest {
-        CrashedRequest { pid, script: script.into(), uri: uri.into(), at: Instant::now() }
+    /// The request `script` (`uri`) whose child `pid` died now; `answered` says what the web server got.
+    pub(super) fn new(pid: Option<Pid>, script: &str, uri: &str, answered: &'static str) -> CrashedRequest {
+        CrashedRequest { pid, script: script.into(), uri: uri.into(), answered, at: Instant::now() }
     }
 }
 
@@ -93,7 +95,7 @@ impl Crashes {
 impl PoolActor {
     /// The child of `slot` died under its request (the front end answered
     /// 502): counted, and logged with its exit status once known.
-    pub(super) fn child_crashed(&mut self, slot: usize, script: &str, uri: &str) {
+    pub(super) fn child_crashed(&mut self, slot: usize, script: &str, uri: &str, answered: &'static str) {
         self.counters.replaced(Reason::Crash);
         self.metrics.crash();
         let pid = self.slots.get_mut(slot).and_then(|s| {
@@ -101,7 +103,7 @@ impl PoolActor {
             s.requests = 0;
             s.pid.take()
         });
-        if let Some((request, status)) = self.crashes.crashed(CrashedRequest::new(pid, script, uri)) {
+        if let Some((request, status)) = self.crashes.crashed(CrashedRequest::new(pid, script, uri, answered)) {
             self.log_crash(&request, status);
         }
     }
@@ -112,10 +114,11 @@ impl PoolActor {
         let pid = crashed.pid.map_or_else(|| "?".to_string(), |p| p.to_string());
         let how = status.map_or_else(|| "exited".to_string(), |s| s.to_string());
         crate::warning!(
-            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): answered 502",
+            "[pool {}] child {pid} {how} while serving script '{}' (uri '{}'): {}",
             self.name,
             escape_controls(&crashed.script),
-            escape_controls(&crashed.uri)
+            escape_controls(&crashed.uri),
+            crashed.answered
         );
     }
 

@@ -124,7 +124,7 @@ impl Harness {
     fn crash_request(&mut self, mut worker: Worker) {
         let slot = worker.slot();
         let (script, uri) = ("/srv/boom.php".into(), "/boom.php".into());
-        self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri });
+        self.actor.handle(PoolMsg::ChildCrashed { slot, script, uri, answered: "answered 502" });
         worker.discard();
         self.actor.handle(PoolMsg::RequestEnded {
             slot,

@@ -158,7 +158,7 @@ pub enum PoolMsg {
     Connected { slot: usize, inode: u32, fd: RawFd },
     /// The child of `slot` died under its request (crashed): the front end
     /// answered 502.
-    ChildCrashed { slot: usize, script: String, uri: String },
+    ChildCrashed { slot: usize, script: String, uri: String, answered: &'static str },
     /// A request was refused because the queue was full.
     Rejected,
     /// The front end gave up on a request whose child may still be running
