@@ -826,6 +826,46 @@ async fn what_other_clients_send_is_answered_as_php_fpm_answers_it() {
     assert_no_panic(&fpm);
 }
 
+/// The threads of process `pid` whose name starts with `prefix`.
+fn threads_named(pid: i32, prefix: &str) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let names = tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok());
+    names.filter(|name| name.starts_with(prefix)).count()
+}
+
+/// nginx keeps idle connections to its upstream (`keepalive`) for as long as
+/// it likes: one waiting for its next request must not keep alive the pool
+/// generation of its last request once a reload has retired it (its worker
+/// output thread, pipes and descriptors, one generation per idle connection).
+#[tokio::test]
+async fn an_idle_kept_connection_keeps_no_retired_generation_alive() {
+    let site = Site::new();
+    let opts = PoolOptions { children: 2, extra: "catch_workers_output = true".into(), ..Default::default() };
+    let fpm = Rustfpm::start(&site, &opts);
+    let mut idle = Vec::new();
+    for reload in 1..=4 {
+        let mut s = connect(&fpm).await;
+        s.write_all(&request(&site, 1, true, "hello.php", "")).await.unwrap();
+        assert_eq!(read_reply(&mut s, 1).await.expect("hello.php").body(), "Hello, world\n");
+        idle.push(s);
+        fpm.signal(libc::SIGUSR2);
+        fpm.wait_log("the reload", |log| log.matches("configuration reloaded").count() == reload);
+    }
+    // A retired generation ends once its last request has: one output thread is left.
+    let one_left = wait_until(Duration::from_secs(10), || threads_named(fpm.pid(), "output-") == 1);
+    assert!(
+        one_left,
+        "{} output threads with 4 idle kept connections after 4 reloads",
+        threads_named(fpm.pid(), "output-")
+    );
+    // The idle connections serve their next request with the new generation.
+    for (i, s) in idle.iter_mut().enumerate() {
+        s.write_all(&request(&site, 2, true, "hello.php", "")).await.unwrap();
+        assert_eq!(read_reply(s, 2).await.unwrap_or_else(|e| panic!("idle #{i}: {e}")).body(), "Hello, world\n");
+    }
+    assert_no_panic(&fpm);
+}
+
 /// The fastcgi-client crate (and other clients) send an empty STDIN record
 /// twice when the body is empty. php-cgi/php-fpm skip empty STDIN records in
 /// front of a BEGIN_REQUEST (main/fastcgi.c, fcgi_read_request), so such a

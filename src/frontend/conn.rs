@@ -45,10 +45,10 @@ async fn serve_requests(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
     loop {
-        let pool = current.borrow().clone();
-        let Some(head) = conn.read_head(&pool, shutdown).await? else {
+        let Some(head) = conn.read_head(current, shutdown).await? else {
             return Ok(());
         };
+        let pool = current.borrow().clone();
         let keep = handle(conn, current, pool, head).await? && !conn.closes_after() && !*shutdown.borrow();
         if !keep {
             return Ok(());

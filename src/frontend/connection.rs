@@ -7,6 +7,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -172,17 +173,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Reads records until a request head is complete. Management records are
     /// answered on the way. Ok(None): nginx closed an idle connection, it stayed
     /// idle past `listen_idle_timeout`, it was shed, or shutdown. A head not
-    /// complete within `request_read_timeout` closes the connection.
+    /// complete within `request_read_timeout` closes the connection. The
+    /// limits are those of the pool `current` holds as the wait begins; no pool
+    /// is held while the connection waits, so that an idle kept connection
+    /// keeps no generation alive that a reload retired.
     pub async fn read_head(
         &mut self,
-        pool: &Pool,
+        current: &watch::Receiver<Arc<Pool>>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Option<Head>, ConnError> {
         let mut head: Option<Head> = None;
-        self.inbuf.read_timeout = pool.read_timeout;
-        let mut clock = HeadClock::new(Instant::now(), self.inbuf.is_fresh(), pool.read_timeout, pool.idle_timeout);
+        let (read_timeout, idle_timeout, max_params) = {
+            let pool = current.borrow();
+            (pool.read_timeout, pool.idle_timeout, pool.max_params)
+        };
+        self.inbuf.read_timeout = read_timeout;
+        let mut clock = HeadClock::new(Instant::now(), self.inbuf.is_fresh(), read_timeout, idle_timeout);
         loop {
-            if let Some(complete) = self.parse_head(&mut head, pool.max_params).await? {
+            if let Some(complete) = self.parse_head(&mut head, max_params).await? {
                 return Ok(Some(complete));
             }
             if self.out_of_step {
@@ -205,7 +213,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 // Shutdown (looked at above, when idle) or pressure: one wake-up for both.
                 cutoff = self.shed.next(signalled) => {
                     if cutoff.is_some_and(|cutoff| clock.waiting_since() <= cutoff) {
-                        crate::debug!("[pool {}] connection waiting for a request closed to make room", pool.name);
+                        crate::debug!(
+                            "[pool {}] connection waiting for a request closed to make room",
+                            current.borrow().name
+                        );
                         return Ok(None);
                     }
                     continue;
@@ -215,7 +226,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 Ok(0) if idle => return Ok(None),
                 Ok(0) => return Err(ConnError::UnexpectedEof),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return head_timed_out(pool, clock.phase(), idle),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return head_timed_out(&current.borrow(), clock.phase(), idle)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
