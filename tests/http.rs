@@ -419,3 +419,52 @@ fn children_share_one_opcache() {
         "a child does not see the script another child cached: {by_pid:?}"
     );
 }
+
+/// nginx with `fastcgi_request_buffering off` relays a chunked upload as it
+/// comes, with an empty CONTENT_LENGTH (php-cgi then reads none of it), and
+/// without `fastcgi_keep_conn` expects its upstream to close once it answers.
+/// rustfpm shows the end of the answer and reads the rest of the body until
+/// nginx closes: closing with the body unread reset the connection before
+/// nginx had read the answer (a 502 or an empty 200, some of the time).
+#[test]
+fn unbuffered_chunked_uploads_get_their_answer_without_keep_conn() {
+    use std::io::{Read, Write};
+    let site = Site::new();
+    site.script("noread.php", "<?php echo 'answered';");
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 2, ..PoolOptions::default() });
+    let http = format!(
+        "server {{ listen 127.0.0.1:{{port}}; root {www};\n  location ~ \\.php$ {{ include /etc/nginx/fastcgi_params; \
+         fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name; fastcgi_request_buffering off; \
+         fastcgi_pass unix:{socket}; }}\n  }}",
+        www = site.www().display(),
+        socket = fpm.socket.display(),
+    );
+    let nginx = Nginx::start_http(&site, &http);
+    let chunk = vec![b'u'; 64 * 1024];
+    for i in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let head =
+            "POST /noread.php HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        for _ in 0..16 {
+            // nginx may answer (and close) before it has read all of the upload.
+            if write!(s, "{:x}\r\n", chunk.len())
+                .and_then(|()| s.write_all(&chunk))
+                .and_then(|()| s.write_all(b"\r\n"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n");
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.contains("answered"),
+            "upload #{i}: {reply:?}\n{}",
+            nginx_error_log(site.path())
+        );
+    }
+}

@@ -76,7 +76,7 @@ impl<'p> RequestStream<'p> {
     }
 
     /// All the announced bytes came (whether or not the empty STDIN record did).
-    pub fn has_announced(&self) -> bool {
+    fn has_announced(&self) -> bool {
         self.content >= self.announced()
     }
 

@@ -350,20 +350,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// After the answer: [`Connection::skip_body`]. Without FCGI_KEEP_CONN, a
     /// body that has not ended is first shown the end of the answer (the
-    /// writing side shut, as php-fpm's close shows it), and one that lacks
-    /// only its empty STDIN record (a client that sends none) is not waited for.
+    /// writing side shut, as php-fpm's close shows it), then what the peer
+    /// still sends is read and dropped until it closes (a client that sends no
+    /// empty STDIN record, a body of unknown length nobody read): a close with
+    /// bytes unread would reset the connection, and nginx may not have read the
+    /// answer yet. Each pause is bounded by `request_read_timeout`.
     pub async fn finish_body(&mut self, body: &mut RequestStream<'_>, keep_conn: bool) -> Result<(), ConnError> {
-        if !keep_conn && !body.ended {
-            let used = body.skip(self.inbuf.pending())?;
-            self.inbuf.consume(used);
-            if !body.ended {
-                self.close_write().await?;
-                if body.has_announced() {
-                    return Ok(());
-                }
+        if keep_conn || body.ended {
+            return self.skip_body(body).await;
+        }
+        let used = body.skip(self.inbuf.pending())?;
+        self.inbuf.consume(used);
+        if body.ended {
+            return Ok(());
+        }
+        self.close_write().await?;
+        loop {
+            self.inbuf.consume(self.inbuf.pending().len());
+            if self.inbuf.fill_timed(&mut self.stream, &mut self.alarm).await? == 0 {
+                return Ok(());
             }
         }
-        self.skip_body(body).await
     }
 
     /// Reads and drops the rest of a request body, so that the connection is at

@@ -216,12 +216,16 @@ async fn settle(
                 log.response_head(record, &response.head);
                 record.script_status = response.script_status();
             }
-            // Every byte of CONTENT_LENGTH reached the child: at most the empty
-            // end-of-body record is missing, which php-cgi skips before its next request.
-            let body_sent = request.ended || request.content == head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
-            // A body cut short ended the child's input with a record that makes
-            // php-cgi close the connection after its answer.
-            lease.release(response.status, sent_whole_records && body_sent && !request.cut);
+            // php-cgi reads the body up to CONTENT_LENGTH or its empty end-of-body
+            // record, and skips that record before its next request: what it left
+            // unread (a body past CONTENT_LENGTH, or one of unknown length, which
+            // it does not read) closes its connection at the next request. A body
+            // cut short ended the child's input with a record that closes it too.
+            let in_step = (request.content == 0 && request.ended) || {
+                let announced = head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
+                request.content <= announced && (request.ended || request.content == announced)
+            };
+            lease.release(response.status, sent_whole_records && in_step && !request.cut);
             if let Err(e) = send_tail(conn, &exchanged.tail, exchanged.deadline).await {
                 return Outcome::ClientGone(e);
             }
