@@ -826,6 +826,46 @@ async fn what_other_clients_send_is_answered_as_php_fpm_answers_it() {
     assert_no_panic(&fpm);
 }
 
+/// A reload that removes a pool: what runs in it ends with its answer, and
+/// each request still waiting in its queue (no generation takes it) gets a 503
+/// that says why, with a line in the log and one in the pool's access log.
+#[tokio::test]
+async fn a_reload_that_removes_a_pool_answers_its_queue_and_says_so() {
+    let site = Site::new();
+    let gone_socket = site.path().join("gone.sock");
+    let access = site.path().join("gone-access.log");
+    let gone_opts =
+        PoolOptions { children: 1, extra: format!("access_log = \"{}\"", access.display()), ..Default::default() };
+    let gone = gone_opts.pool_table("gone", gone_socket.display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, tables: gone.clone(), ..Default::default() });
+    let mut running = UnixStream::connect(&gone_socket).await.unwrap();
+    running.write_all(&request(&site, 1, false, "lc_sleep.php", "name=gone&ms=800")).await.unwrap();
+    assert!(wait_until(Duration::from_secs(10), || site.scratch().join("gone").exists()), "the request never ran");
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let mut s = UnixStream::connect(&gone_socket).await.unwrap();
+        s.write_all(&request(&site, 1, false, "hello.php", "")).await.unwrap();
+        waiting.push(s);
+    }
+    let text = std::fs::read_to_string(&fpm.config).unwrap();
+    std::fs::write(&fpm.config, text.replace(&gone, "")).unwrap();
+    fpm.signal(libc::SIGUSR2);
+    for (i, s) in waiting.iter_mut().enumerate() {
+        let reply = read_reply(s, 1).await.unwrap_or_else(|e| panic!("waiting #{i}: {e}"));
+        assert!(reply.text().starts_with("Status: 503"), "waiting #{i}: {reply:?}");
+        assert!(reply.body().contains("stopping"), "waiting #{i}: {reply:?}");
+    }
+    assert_eq!(read_reply(&mut running, 1).await.expect("the running request").body(), "END\n");
+    let log = fpm.wait_log("three refusals", |log| log.matches("the pool stopped while").count() == 3);
+    assert!(log.contains("configuration reloaded: 1 pool(s)"), "{log}");
+    let logged = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&access).is_ok_and(|a| a.lines().filter(|l| l.contains(" 503")).count() == 3)
+    });
+    assert!(logged, "access log: {:?}", std::fs::read_to_string(&access));
+    assert_serves(&site, &fpm, "afterwards").await;
+    assert_no_panic(&fpm);
+}
+
 /// The threads of process `pid` whose name starts with `prefix`.
 fn threads_named(pid: i32, prefix: &str) -> usize {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();

@@ -70,7 +70,16 @@ async fn handle(
     let (pool, worker, queued) = match acquire(conn, current, pool).await {
         Lent::Worker(pool, worker, queued) => (pool, worker, queued),
         Lent::Refused(pool, why) => return refused(conn, &pool, &head, why).await,
-        Lent::Retired => return unavailable(conn, &head).await.map(|_| false),
+        Lent::Retired(pool) => {
+            // A reload removed the pool, or rustfpm stops: no generation takes the request.
+            let uri = crate::accesslog::format::escape_controls(&head.params.text(b"REQUEST_URI"));
+            crate::warning!("[pool {}] the pool stopped while {uri} waited for a child: answered 503", pool.name);
+            log_alone(conn, &pool, &head, 503);
+            let body = b"Service temporarily unavailable: the PHP pool is stopping.\n";
+            let reply =
+                Reply { headers: &[("Retry-After", RETRY_AFTER)], ..Reply::new("503 Service Unavailable", body) };
+            return conn.answer_alone(&head, reply).await.map(|_| false);
+        }
         Lent::Dead(pool) => {
             let uri = crate::accesslog::format::escape_controls(&head.params.text(b"REQUEST_URI"));
             crate::debug!("[pool {}] the web server gave up on {uri} while it waited for a child: not run", pool.name);
@@ -171,8 +180,8 @@ enum Lent {
     Worker(Arc<Pool>, Worker, Duration),
     /// This pool refused: its queue is full, or no worker came within `queue_max_wait`.
     Refused(Arc<Pool>, AcquireError),
-    /// A reload retired the pool and no other took over (shutdown).
-    Retired,
+    /// The pool stopped and no other took over: a reload removed it, or rustfpm stops.
+    Retired(Arc<Pool>),
     /// nginx closed the connection while the request waited: it gave up on
     /// the request, which no child will run (nginx logs it 499; so does
     /// rustfpm's access log, and the metrics count it in 4xx).
@@ -196,7 +205,7 @@ async fn acquire(conn: &mut Connection, current: &watch::Receiver<Arc<Pool>>, mu
             Err(AcquireError::Closed) => {
                 let next = current.borrow().clone();
                 if Arc::ptr_eq(&next, &pool) {
-                    return Lent::Retired;
+                    return Lent::Retired(pool);
                 }
                 pool = next;
             }
