@@ -99,7 +99,7 @@ pub fn pool_status(pool: &Pool, snap: &PoolSnapshot) -> PoolStatus {
         active_processes: active,
         total_processes: snap.slots.len(),
         max_active_processes: snap.max_active,
-        max_children_reached: pool.balancer.had_to_wait(),
+        max_children_reached: pool.balancer.max_children_reached(),
         slow_requests: snap.slow_requests,
         processes,
     }

@@ -903,7 +903,7 @@ async fn a_queued_request_gets_the_worker_the_actor_returns() {
     while h.balancer.waiting() == 0 {
         tokio::task::yield_now().await;
     }
-    assert_eq!(h.balancer.had_to_wait(), 1, "max children reached, once");
+    assert_eq!(h.balancer.max_children_reached(), 1, "max children reached, once");
     h.end_request(worker);
     assert_eq!(queued.await.unwrap(), Ok(0));
     assert_eq!(h.balancer.waiting(), 0);

@@ -50,7 +50,11 @@ pub struct Balancer {
     /// way back (through the actor or not), or in the idle queue.
     coming_back: Arc<AtomicUsize>,
     max_waiting: AtomicUsize,
-    had_to_wait: AtomicU64,
+    /// php-fpm's "max children reached": seconds in which a request found
+    /// every worker busy, and the last such second (from `created`, plus one).
+    full_seconds: AtomicU64,
+    last_full_second: AtomicU64,
+    created: Instant,
     queue_max_len: usize,
     queue_max_wait: Option<Duration>,
     /// Per slot: how many more of its requests may end with the worker going
@@ -85,7 +89,9 @@ impl Balancer {
             waiting: AtomicUsize::new(0),
             coming_back: Arc::new(AtomicUsize::new(0)),
             max_waiting: AtomicUsize::new(0),
-            had_to_wait: AtomicU64::new(0),
+            full_seconds: AtomicU64::new(0),
+            last_full_second: AtomicU64::new(0),
+            created: Instant::now(),
             queue_max_len,
             queue_max_wait,
             express,
@@ -143,10 +149,10 @@ impl Balancer {
                 permit.forget();
                 return self.take().map(|w| (w, Duration::ZERO));
             }
-            self.had_to_wait.fetch_add(1, Ordering::Relaxed);
+            self.found_all_busy();
             return Err(AcquireError::QueueFull);
         }
-        self.had_to_wait.fetch_add(1, Ordering::Relaxed);
+        self.found_all_busy();
         self.max_waiting.fetch_max(ahead + 1, Ordering::Relaxed);
         let queued = Waiting(&self.waiting);
         let start = Instant::now();
@@ -253,9 +259,20 @@ impl Balancer {
         self.max_waiting.load(Ordering::Relaxed)
     }
 
-    /// How many requests found every worker busy (php-fpm's "max children reached").
-    pub fn had_to_wait(&self) -> u64 {
-        self.had_to_wait.load(Ordering::Relaxed)
+    /// A request found every worker busy: counted once a second at most, as
+    /// php-fpm counts a dynamic pool at its limit (once a maintenance tick), so
+    /// that a saturated pool shows seconds, not requests.
+    fn found_all_busy(&self) {
+        let second = self.created.elapsed().as_secs() + 1;
+        if self.last_full_second.swap(second, Ordering::Relaxed) != second {
+            self.full_seconds.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// php-fpm's "max children reached": the seconds in which a request found
+    /// every worker busy.
+    pub fn max_children_reached(&self) -> u64 {
+        self.full_seconds.load(Ordering::Relaxed)
     }
 
     /// Most requests that may wait.
@@ -292,6 +309,17 @@ mod tests {
         let epochs: std::sync::Arc<[std::sync::atomic::AtomicU32]> =
             (0..n).map(|_| std::sync::atomic::AtomicU32::new(0)).collect();
         (0..n).map(|i| Worker::new(i, epochs.clone())).collect()
+    }
+
+    /// A saturated pool counts the seconds it was full, not its requests (php-fpm's
+    /// exporters alert on the rate of "max children reached").
+    #[tokio::test]
+    async fn max_children_reached_counts_seconds_not_requests() {
+        let b = Balancer::new(Vec::new(), 0, None);
+        for _ in 0..100 {
+            assert!(matches!(b.acquire().await, Err(AcquireError::QueueFull)));
+        }
+        assert_eq!(b.max_children_reached(), 1);
     }
 
     #[tokio::test]

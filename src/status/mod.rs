@@ -33,7 +33,7 @@ pub struct PoolStatus {
     pub total_processes: usize,
     /// `max active processes`
     pub max_active_processes: usize,
-    /// `max children reached`: times a request found every child busy.
+    /// `max children reached`: seconds in which a request found every child busy.
     pub max_children_reached: u64,
     /// `slow requests`
     pub slow_requests: u64,
