@@ -297,7 +297,7 @@ fn sigint_stops_at_once() {
     fast_stop(libc::SIGINT);
 }
 
-/// rustfpm SIGKILLed: its php-cgi processes (and its guard) go too.
+/// rustfpm SIGKILLed: its php-cgi processes (and its guard) go too, and its private directories.
 #[test]
 fn sigkill_of_rustfpm_takes_its_php_cgi_down() {
     let mut stack = Stack::start();
@@ -309,8 +309,10 @@ fn sigkill_of_rustfpm_takes_its_php_cgi_down() {
     let pid = stack.fpm.pid() as u32;
     stack.fpm.signal(libc::SIGKILL);
     assert!(stack.fpm.wait_exit(Duration::from_secs(5)).is_some());
-    // A SIGKILLed rustfpm cannot remove its private socket dir; the test does.
-    remove_private_dirs(pid, None);
+    // A SIGKILLed rustfpm cannot remove its private directories: its guard does.
+    let removed = wait_until(Duration::from_secs(5), || private_dirs(pid).is_empty());
+    let left = remove_private_dirs(pid, None);
+    assert!(removed, "private directories left after rustfpm was SIGKILLed: {left:?}");
     let mut live = Vec::new();
     let gone = wait_until(Duration::from_secs(5), || {
         live = php.iter().copied().filter(|p| is_live_php(*p)).collect();

@@ -72,6 +72,8 @@ impl Guard {
 }
 
 fn run_guard(pipe: OwnedFd) -> ! {
+    // rustfpm, whose private directories the guard removes once it is gone.
+    let owner = nix::unistd::getppid().as_raw().unsigned_abs();
     // Out of rustfpm's process group (and off its terminal): a group kill
     // must not take the guard with it. A new fork is never a group leader,
     // so this cannot fail.
@@ -107,6 +109,7 @@ fn run_guard(pipe: OwnedFd) -> ! {
     for g in groups.iter().filter(|g| **g > 1) {
         let _ = kill(Pid::from_raw(-*g), Signal::SIGKILL);
     }
+    super::rundir::remove_left(owner);
     std::process::exit(0)
 }
 

@@ -22,6 +22,24 @@ pub fn create(pool: &str, kind: &str, mode: u32) -> std::io::Result<PathBuf> {
     Ok(dir.path().to_path_buf())
 }
 
+/// Removes what is left of the directories [`create`] made for rustfpm `owner`
+/// (a rustfpm that was SIGKILLed could not): its own only, never another
+/// user's directory of a like name, and without following a link in them.
+pub fn remove_left(owner: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let prefix = format!("rustfpm-{owner}-");
+    let uid = nix::unistd::geteuid().as_raw();
+    for base in [PathBuf::from(RUN_DIR), std::env::temp_dir()] {
+        for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let ours = entry.file_name().to_string_lossy().starts_with(&prefix)
+                && std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+            if ours {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 fn base() -> PathBuf {
     let run = Path::new(RUN_DIR);
     if run.is_dir() && nix::unistd::access(run, nix::unistd::AccessFlags::W_OK).is_ok() {
@@ -35,6 +53,27 @@ fn base() -> PathBuf {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// What a SIGKILLed rustfpm left goes; a like-named directory of another user stays.
+    #[test]
+    fn only_our_own_directories_are_removed_for_a_gone_owner() {
+        let owner = u32::MAX - u32::from(std::process::id() as u16);
+        let base = std::env::temp_dir();
+        let ours = base.join(format!("rustfpm-{owner}-www-sock-ours"));
+        let theirs = base.join(format!("rustfpm-{owner}-www-sock-theirs"));
+        std::fs::create_dir_all(ours.join("inner")).unwrap();
+        std::os::unix::fs::symlink("/etc", ours.join("link")).unwrap();
+        std::fs::create_dir_all(&theirs).unwrap();
+        let other = nix::unistd::geteuid().is_root().then(|| nix::unistd::Uid::from_raw(65534));
+        if let Some(uid) = other {
+            nix::unistd::chown(&theirs, Some(uid), None).unwrap();
+        }
+        remove_left(owner);
+        assert!(!ours.exists(), "our own directory was left");
+        assert!(std::path::Path::new("/etc/passwd").exists(), "a link was followed");
+        assert_eq!(theirs.exists(), other.is_some(), "another user's directory was removed");
+        let _ = std::fs::remove_dir_all(&theirs);
+    }
 
     #[test]
     fn directories_are_new_each_time_with_the_mode_asked() {
