@@ -13,6 +13,7 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Gauge, Histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_util::MetricKindMask;
 
 use crate::status::PoolStatus;
 
@@ -94,14 +95,24 @@ pub fn install(addr: SocketAddr) -> Result<(), ExportError> {
     let err = |source| ExportError::Install { addr, source };
     PrometheusBuilder::new()
         .with_http_listener(addr)
+        // A gauge no sample has set for a while belongs to a pool a reload removed
+        // (or a slot gone): it leaves the output instead of reporting it up forever.
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_EXPIRY))
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), SECONDS_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(QUEUE_WAIT.into()), SECONDS_BUCKETS))
         .map_err(err)?
         .install()
         .map_err(err)?;
     describe();
+    counter!(LOG_LINES_DROPPED_TOTAL).increment(0);
     Ok(())
 }
+
+/// The reasons `rustfpm_children_recycled_total` counts (a crash is `rustfpm_child_crashes_total`).
+const RECYCLE_REASONS: [&str; 5] = ["requests", "memory", "lifetime", "idle", "timeout"];
+
+/// How long a gauge stays in the output without a sample: five sampling rounds.
+pub const GAUGE_EXPIRY: Duration = Duration::from_secs(10);
 
 /// The HELP line of every name.
 fn describe() {
@@ -142,6 +153,10 @@ pub fn sample_pool(s: &PoolStatus, states: &[(&'static str, usize)], memory: &[O
     let set = |name: &'static str, value: f64| gauge!(name, "pool" => pool.clone()).set(value);
     for (state, n) in states {
         gauge!(CHILDREN, "pool" => pool.clone(), "state" => *state).set(*n as f64);
+        if *state == "busy" {
+            // Also set as it changes (`PoolMetrics::busy`); sampled so that it does not expire.
+            set(BUSY_CHILDREN, *n as f64);
+        }
     }
     set(QUEUE_LENGTH, s.listen_queue as f64);
     set(QUEUE_LENGTH_MAX, s.max_listen_queue as f64);
@@ -207,7 +222,7 @@ impl PoolMetrics {
     /// Registers the handles of pool `pool`.
     pub fn new(pool: &str) -> PoolMetrics {
         let p = pool.to_string();
-        PoolMetrics {
+        let metrics = PoolMetrics {
             by_class: STATUS_CLASSES.map(|c| counter!(REQUESTS_TOTAL, "pool" => p.clone(), "status" => c)),
             duration: histogram!(REQUEST_DURATION, "pool" => p.clone()),
             queue_wait: histogram!(QUEUE_WAIT, "pool" => p.clone()),
@@ -216,7 +231,16 @@ impl PoolMetrics {
             crashes: counter!(CHILD_CRASHES_TOTAL, "pool" => p.clone()),
             busy: gauge!(BUSY_CHILDREN, "pool" => p.clone()),
             pool: p,
+        };
+        // Counted only when it happens: shown at 0 from the start, so that a rate of them is defined.
+        for reason in RECYCLE_REASONS {
+            counter!(CHILDREN_RECYCLED_TOTAL, "pool" => pool.to_string(), "reason" => reason).increment(0);
         }
+        for reason in ["start", "restart"] {
+            counter!(PARENT_STARTS_TOTAL, "pool" => pool.to_string(), "reason" => reason).increment(0);
+        }
+        counter!(SLOW_REQUESTS_TOTAL, "pool" => pool.to_string()).increment(0);
+        metrics
     }
 
     /// Records one answered request.

@@ -118,3 +118,46 @@ fn metrics_are_off_unless_metrics_listen_is_set() {
     });
     assert!(!listens, "rustfpm listens on TCP without metrics_listen");
 }
+
+/// A reload that removes a pool: its gauges leave the output (an exporter that
+/// kept `phpfpm_up 1` for it would keep a dashboard showing a pool that no
+/// longer exists, and an alert on it from ever firing), while the kept pool's
+/// stay. Counters that count rare events are there at 0 from the start.
+#[test]
+fn a_removed_pools_gauges_leave_the_output() {
+    let port = free_port();
+    let site = Site::new();
+    let gone =
+        PoolOptions { children: 1, ..Default::default() }.pool_table("gone", site.path().join("gone.sock").display());
+    let global = format!("metrics_listen = \"127.0.0.1:{port}\"");
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, global, tables: gone.clone(), ..Default::default() });
+    let up = |s: &Scrape, pool: &str| value(s, "phpfpm_up", &[("pool", pool)]);
+    let both = wait_until(Duration::from_secs(10), || {
+        let s = scrape(port);
+        up(&s, "www") == Some(1.0) && up(&s, "gone") == Some(1.0)
+    });
+    assert!(both, "both pools up: {:?}", scrape(port).samples.len());
+    let s = scrape(port);
+    for (name, labels) in [
+        ("rustfpm_slow_requests_total", vec![("pool", "gone")]),
+        ("rustfpm_children_recycled_total", vec![("pool", "www"), ("reason", "memory")]),
+        ("rustfpm_parent_starts_total", vec![("pool", "www"), ("reason", "restart")]),
+        ("rustfpm_log_lines_dropped_total", vec![]),
+    ] {
+        assert_eq!(value(&s, name, &labels), Some(0.0), "{name} {labels:?} at the start");
+    }
+    let text = std::fs::read_to_string(&fpm.config).unwrap();
+    std::fs::write(&fpm.config, text.replace(&gone, "")).unwrap();
+    fpm.signal(libc::SIGUSR2);
+    fpm.wait_logged("configuration reloaded: 1 pool(s)");
+    let expiry = Duration::from_secs(10) + Duration::from_secs(10);
+    let left = wait_until(expiry, || {
+        let s = scrape(port);
+        up(&s, "gone").is_none()
+            && !s.samples.iter().any(|x| x.metric.starts_with("phpfpm_") && x.labels.get("pool") == Some("gone"))
+    });
+    let s = scrape(port);
+    assert!(left, "the removed pool's gauges are still there: {:?}", up(&s, "gone"));
+    assert_eq!(up(&s, "www"), Some(1.0), "the kept pool's gauges went too");
+    assert!(value(&s, "rustfpm_busy_children", &[("pool", "www")]).is_some(), "the kept pool's busy gauge expired");
+}
