@@ -303,7 +303,8 @@ pub(crate) fn render(views: &[PoolView], width: usize, now: SystemTime) -> Vec<S
             dash(&c.uri)
         ));
     }
-    lines.into_iter().map(|l| head(&l, width)).collect()
+    // A request's URI or script reaches the terminal as text, never as its control sequences.
+    lines.into_iter().map(|l| head(&crate::accesslog::format::escape_controls(&l), width)).collect()
 }
 
 /// `rustfpm top`: the live view of `source`'s pools, or with `once` one
@@ -323,7 +324,9 @@ pub fn main(source: Source, once: bool) -> ExitCode {
         for line in render(&views, usize::MAX, SystemTime::now()) {
             println!("{}", line.trim_end());
         }
-        return ExitCode::SUCCESS;
+        // For scripts: a status page that did not answer, or no pool read at all, is a failure.
+        let unread = views.iter().any(|v| v.target.is_some() && v.status.is_err());
+        return if unread || views.iter().all(|v| v.status.is_err()) { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     }
     match live(endpoints) {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,6 +335,13 @@ pub fn main(source: Source, once: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Set by SIGTERM or SIGHUP during the live view, which then ends as `q` ends it.
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn stop(_: libc::c_int) {
+    STOPPED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Raw mode and the alternate screen while it lives; the terminal as it was after.
@@ -367,16 +377,30 @@ fn live(endpoints: Vec<Endpoint>) -> std::io::Result<()> {
             std::thread::sleep(REFRESH.saturating_sub(started.elapsed()));
         }
     });
+    // A kill (or the terminal going away) restores the terminal as `q` does, where the
+    // default action left it raw, echo off, on the alternate screen.
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, stop as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
     let _screen = Screen::enter()?;
     let mut views = Vec::new();
     let mut out = std::io::stdout();
     loop {
+        if STOPPED.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut redraw = false;
         while let Ok(v) = rx.try_recv() {
             views = v;
             redraw = true;
         }
-        if event::poll(Duration::from_millis(100))? {
+        let ready = match event::poll(Duration::from_millis(100)) {
+            // A signal that stops the view may interrupt the wait.
+            Err(_) if STOPPED.load(std::sync::atomic::Ordering::Relaxed) => return Ok(()),
+            ready => ready?,
+        };
+        if ready {
             match event::read()? {
                 Event::Key(k) if k.kind != KeyEventKind::Release => match k.code {
                     KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc => return Ok(()),
@@ -424,6 +448,18 @@ mod tests {
         assert_eq!(pids, ["13", "12", "11"], "{lines:#?}");
         assert!(lines.iter().any(|l| l.contains("req/s 2.0")), "{lines:#?}");
         assert!(lines.iter().all(|l| l.chars().count() <= 200));
+    }
+
+    /// A request's URI is shown as text: its control sequences never reach the terminal.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let mut child = child(7, "Running", 1000, "/www/x.php");
+        child.uri = "/x.php?\x1b[41m\x1b]2;title\x07".into();
+        let status = PoolStatus { processes: vec![child], ..Default::default() };
+        let views = [PoolView { pool: "www".into(), target: None, status: Ok(status), rate: None }];
+        let lines = render(&views, 200, SystemTime::UNIX_EPOCH);
+        assert!(lines.iter().all(|l| !l.chars().any(char::is_control)), "{lines:#?}");
+        assert!(lines.iter().any(|l| l.contains("/x.php?\\x1B[41m")), "{lines:#?}");
     }
 
     #[test]

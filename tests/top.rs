@@ -155,6 +155,42 @@ fn top_shows_the_busy_child_and_quits_on_q_and_ctrl_c() {
     assert_eq!((answer.status, answer.text()), (200, "done".to_string()));
 }
 
+/// Killed (SIGTERM, as `kill` or a closing session sends it), top leaves the
+/// terminal as it found it, as `q` does: not raw, echo on, off the alternate screen.
+#[test]
+fn a_killed_top_leaves_the_terminal_as_it_was() {
+    let site = Site::new();
+    let fpm = Rustfpm::start(
+        &site,
+        &PoolOptions { extra: "pm_status_path = \"/fpm-status\"\n".into(), ..Default::default() },
+    );
+    let (pid_file, stty_file) = (site.path().join("top.pid"), site.path().join("stty.txt"));
+    // The shell stays after top to say how it left the terminal.
+    let command = format!(
+        "sh -c 'echo $$ > {pid}; exec sh -c \"{bin} top --config {config}; stty -a > {stty}; sleep 60\"'",
+        pid = pid_file.display(),
+        bin = env!("CARGO_BIN_EXE_rustfpm"),
+        config = fpm.config.display(),
+        stty = stty_file.display(),
+    );
+    let tmux = Tmux::start(site.path(), "term", &command);
+    tmux.wait_drawn();
+    let shell: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let top = wait_until(Duration::from_secs(5), || !descendants(shell).is_empty());
+    assert!(top, "no top process under the pane's shell");
+    for pid in descendants(shell) {
+        // SAFETY: kill(2) on the top process this test started.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let recorded = wait_file(&stty_file, Duration::from_secs(10)).expect("the shell did not go on after top");
+    let flags: Vec<&str> = recorded.split_whitespace().collect();
+    for flag in ["icanon", "echo", "opost"] {
+        assert!(flags.contains(&flag), "the terminal was left with -{flag}:\n{recorded}");
+    }
+    let out = tmux.run(&["display-message", "-p", "-t", "top", "#{alternate_on}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "left on the alternate screen");
+}
+
 #[test]
 fn usage_mistakes_exit_64_and_a_bad_config_78() {
     let site = Site::new();
