@@ -51,9 +51,12 @@ pub struct Options {
 pub fn bind_all(config: &Config) -> anyhow::Result<Vec<PoolListeners>> {
     let none = HashMap::new();
     let listeners = config.pools.iter().map(|p| frontend::bind(p, &none).map_err(anyhow::Error::from)).collect();
-    for socket in crate::sys::systemd::activated().iter().filter(|s| !s.is_used()) {
-        crate::warning!(
-            "systemd passed a socket (name '{}') that no pool's listen matches by name or address; it stays unused",
+    // Its clients would wait for ever (systemd keeps it listening): a mistake in the
+    // .socket unit or the config, said at start rather than found by them.
+    if let Some(socket) = crate::sys::systemd::activated().iter().find(|s| !s.is_used()) {
+        anyhow::bail!(
+            "systemd passed a socket (name '{}') that no pool's listen matches by name or address; \
+             name it after its pool (FileDescriptorName=) or give the pool its address",
             socket.name
         );
     }

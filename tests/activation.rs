@@ -108,6 +108,25 @@ fn a_socket_named_after_the_pool_is_taken_whatever_listen_says() {
     assert!(!configured.exists(), "rustfpm bound its listen path although systemd passed the pool's socket");
 }
 
+/// A passed socket that no pool takes would leave its clients waiting for ever
+/// (systemd keeps it listening): rustfpm refuses to start, saying which.
+#[test]
+fn a_socket_no_pool_takes_is_refused_at_start() {
+    let site = Site::new();
+    let socket = site.path().join("typo.sock");
+    let config = config(&site, site.path().join("www.sock").display(), "");
+    let mut cmd = socket_activate();
+    cmd.arg("-l").arg(&socket).arg("--fdname=ww").args(["-E", "PATH"]);
+    cmd.arg(env!("CARGO_BIN_EXE_rustfpm")).arg("--config").arg(&config);
+    let mut fpm = Rustfpm::spawn(&site, cmd, &config, &socket);
+    assert!(wait_until(Duration::from_secs(10), || socket.exists()), "systemd-socket-activate did not listen");
+    // The first connection starts rustfpm.
+    let _client = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let status = fpm.wait_exit(Duration::from_secs(10)).expect("rustfpm kept running with a socket no pool takes");
+    assert_eq!(status.code(), Some(78), "{}", fpm.log_text());
+    assert!(fpm.log_text().contains("(name 'ww') that no pool's listen matches"), "{}", fpm.log_text());
+}
+
 #[test]
 fn a_tcp_socket_is_matched_by_address() {
     let site = Site::new();
