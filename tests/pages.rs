@@ -213,6 +213,16 @@ fn status_shows_the_last_requests_cpu_and_memory() {
             && child(&json, "last request cpu") < busy
     });
     assert!(napped, "busy loop {busy}%, then: {json}");
+    // While a request runs, as php-fpm: both are measured at its end, so 0 meanwhile.
+    stack.site.script("long.php", "<?php usleep(1500000); echo 'ok';");
+    let long = get_in_thread(stack.url("/long.php"));
+    let running = wait_until(std::time::Duration::from_secs(5), || {
+        json = get_json(&stack.url("/status?json&full"));
+        json["processes"][0]["state"] == "Running"
+    });
+    assert!(running, "{json}");
+    assert_eq!((child(&json, "last request cpu"), child(&json, "last request memory")), (0.0, 0.0), "{json}");
+    assert_eq!(long.join().unwrap().expect("long.php answered").text(), "ok");
 }
 
 /// A child whose connection rustfpm dropped when nginx gave up on a request (the client went

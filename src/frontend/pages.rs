@@ -82,8 +82,9 @@ pub fn pool_status(pool: &Pool, snap: &PoolSnapshot) -> PoolStatus {
                 content_length: info.content_length,
                 user: info.user,
                 script: info.script,
-                last_request_cpu: s.last_cpu,
-                last_request_memory: s.last_memory,
+                // As php-fpm: measured at a request's end, so 0 while one runs.
+                last_request_cpu: if running { Some(0.0) } else { s.last_cpu },
+                last_request_memory: if running { Some(0) } else { s.last_memory },
             }
         })
         .collect();
