@@ -80,7 +80,7 @@ pub fn ping(target: &Target, path: &str) -> Result<Pong, PingError> {
 /// top` reads the status pages with it.
 pub(crate) fn get(target: &Target, path: &str, query: &str) -> Result<(String, Duration), PingError> {
     let started = Instant::now();
-    let io = |source| PingError::Io { target: target.clone(), path: path.to_string(), source };
+    let io = |source| PingError::Io { target: target.clone(), path: path.to_string(), source: timed_out(source) };
     let connect = |source| PingError::Connect { target: target.clone(), source };
     let mut stream: Box<dyn ReadWrite> = match target {
         Target::Unix(p) => {
@@ -101,6 +101,16 @@ pub(crate) fn get(target: &Target, path: &str, query: &str) -> Result<(String, D
         return Ok((body, started.elapsed()));
     }
     Err(PingError::Status { target: target.clone(), path: path.to_string(), status, body })
+}
+
+/// A socket timeout (which reads as "Resource temporarily unavailable") said as what it is.
+fn timed_out(e: std::io::Error) -> std::io::Error {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", TIMEOUT.as_secs()))
+        }
+        _ => e,
+    }
 }
 
 trait ReadWrite: Read + Write {}
@@ -157,7 +167,7 @@ fn read_stdout(stream: &mut impl Read, target: &Target, path: &str) -> Result<Ve
         let n = stream.read(&mut chunk).map_err(|source| PingError::Io {
             target: target.clone(),
             path: path.to_string(),
-            source,
+            source: timed_out(source),
         })?;
         if n == 0 {
             return Err(protocol("the connection closed before END_REQUEST".to_string()));

@@ -56,6 +56,13 @@ fn failures_exit_1_with_the_reason() {
     let (code, out) = ping(&["--tcp", &format!("127.0.0.1:{}", free_port())]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot connect to 127.0.0.1:"), "{out}");
+
+    // A peer that takes the connection and never answers: said as a timeout.
+    let silent = site.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    let (code, out) = ping(&["--socket", silent.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no answer within 5 s"), "{out}");
 }
 
 #[test]
