@@ -115,7 +115,7 @@ async fn run(pools: watch::Receiver<Vec<Arc<Pool>>>, status_every: Option<Durati
     status.tick().await; // READY=1 carries the first line
     let mut ping = tokio::time::interval(watchdog.map_or(far, |w| w / 2));
     let stale_after = watchdog.map_or(far, |w| (w / 2).max(REPAIR_INTERVAL * 3));
-    let mut traffic = Traffic::default();
+    let mut traffic = Traffic::since(Instant::now());
     let mut withheld = false;
     loop {
         tokio::select! {
@@ -189,6 +189,11 @@ struct Traffic {
 }
 
 impl Traffic {
+    /// Counting from `start`, as php-fpm's first line counts every request since it began.
+    fn since(start: Instant) -> Traffic {
+        Traffic { last: Some((start, 0)) }
+    }
+
     fn rate(&mut self, requests: u64, now: Instant) -> f64 {
         let rate = match self.last {
             Some((at, before)) if now > at => requests.saturating_sub(before) as f64 / (now - at).as_secs_f64(),
@@ -255,11 +260,12 @@ mod tests {
 
     #[test]
     fn traffic_is_requests_per_second_between_lines() {
-        let mut traffic = Traffic::default();
         let t0 = Instant::now();
-        assert_eq!(traffic.rate(100, t0), 0.0);
-        assert_eq!(traffic.rate(120, t0 + Duration::from_secs(10)), 2.0);
+        let mut traffic = Traffic::since(t0);
+        // The first line counts from the start (it showed 0 after requests).
+        assert_eq!(traffic.rate(100, t0 + Duration::from_secs(10)), 10.0);
+        assert_eq!(traffic.rate(120, t0 + Duration::from_secs(20)), 2.0);
         // A reload starts the counters again: never negative.
-        assert_eq!(traffic.rate(5, t0 + Duration::from_secs(20)), 0.0);
+        assert_eq!(traffic.rate(5, t0 + Duration::from_secs(30)), 0.0);
     }
 }
