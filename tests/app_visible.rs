@@ -293,3 +293,26 @@ fn a_reload_announces_its_sockets_before_the_new_pools_answer() {
     let reloaded = wait_until(WAIT, || fpm.log_text().contains("configuration reloaded"));
     assert!(reloaded, "the reload did not complete once the new pool could answer:\n{}", fpm.log_text());
 }
+
+/// php-fpm takes any section name for a pool (`[shop:8080]`, `[a b]`, `[ünï]`); so does
+/// rustfpm, where it refused all but letters, digits, `_`, `.` and `-`. A name that would
+/// end PHP's code (`?>`) or name another directory (`/`) is made safe where it names a
+/// file; scripts, the status page and the log see it as written.
+#[test]
+fn a_pool_may_have_any_name_php_fpm_takes() {
+    let site = Site::new();
+    let name = "shop:8080 ü/?>x";
+    let text = ini(&site, "", 1, "pm.status_path = /status\n").replace("[www]", &format!("[{name}]"));
+    let fpm = start_fpm(&site, &text, &[]);
+    site.script("pool.php", "<?php echo fpm_get_status()['pool'];");
+    let params = common::fcgi::get_params(&site, "pool.php", "");
+    let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let reply = common::fcgi::send(&fpm.socket, &params);
+    assert_eq!(reply.body(), name, "{reply:?}\n{}", fpm.log_text());
+    let status: Vec<(&str, &[u8])> =
+        vec![("SCRIPT_NAME", b"/status"), ("SCRIPT_FILENAME", b"/status"), ("QUERY_STRING", b"json")];
+    let page = common::fcgi::send(&fpm.socket, &status);
+    let json: serde_json::Value = serde_json::from_str(page.body()).unwrap_or_else(|e| panic!("{e}: {page:?}"));
+    assert_eq!(json["pool"], name, "{page:?}");
+    assert!(fpm.log_text().contains(&format!("[pool {name}]")), "{}", fpm.log_text());
+}

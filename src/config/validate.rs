@@ -244,11 +244,12 @@ pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
+/// Any name php-fpm takes (`[a b]`, `[shop:8080]`, `[ünï]`), but none with a control
+/// character, which would reach the log lines it prefixes. Where a name names a file it is
+/// made safe first (`rundir::file_name`).
 fn pool_name(raw: &RawPool<'_>, r: &mut Report<'_>) {
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if !raw.name.chars().all(valid) || raw.name.is_empty() {
-        let message =
-            format!("invalid pool name \"{}\"; use only letters, digits, '_', '.' and '-'", raw.name.escape_debug());
+    if raw.name.is_empty() || raw.name.chars().any(char::is_control) {
+        let message = format!("invalid pool name \"{}\"; a name has no control characters", raw.name.escape_debug());
         r.push(Some(raw.line), None, None, message);
     }
 }

@@ -440,9 +440,11 @@ fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, shims: &Shi
         user.push_str(FINAL_STATUS_SOURCE);
     }
     user.extend(user_file.map(|f| format!("require {};\n", php_string(f))));
+    // A name may hold `?>`, which ends PHP's code even in a comment.
+    let pool_in_comment = crate::sys::rundir::file_name(pool);
     format!(
         r#"<?php
-// Written by rustfpm for pool {pool}: php-cgi has no fastcgi_finish_request() and
+// Written by rustfpm for pool {pool_in_comment}: php-cgi has no fastcgi_finish_request() and
 // no fpm_get_status().
 // (Nothing here may name the server superglobal: that alone makes PHP build it for
 // every request. Both functions are declared unconditionally: php-cgi has neither, and

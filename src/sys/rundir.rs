@@ -18,8 +18,15 @@ pub const RUN_DIR: &str = "/run/rustfpm";
 /// its path can be used as it is.
 pub fn create(pool: &str, kind: &str, mode: u32) -> std::io::Result<PathBuf> {
     let base = Dir::open(&base())?;
+    let pool = file_name(pool);
     let (dir, _) = base.create_private_dir(&format!("rustfpm-{}-{pool}-{kind}-", std::process::id()), mode)?;
     Ok(dir.path().to_path_buf())
+}
+
+/// A pool's name as part of a file name: letters, digits, `_`, `.` and `-`
+/// kept, anything else (`/`, a space, `:`, non-ASCII) made `_`.
+pub fn file_name(pool: &str) -> String {
+    pool.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' }).collect()
 }
 
 /// Removes what is left of the directories [`create`] made for rustfpm `owner`

@@ -357,12 +357,15 @@ fn at_least_one_pool() {
 
 #[test]
 fn pool_names_are_checked() {
-    let errors = errors("[pool.\"my pool\"]\nlisten = \"/a\"\npm_max_children = 1\n");
+    let errors = errors("[pool.\"my\\tpool\"]\nlisten = \"/a\"\npm_max_children = 1\n");
     let [e] = errors.as_slice() else { panic!("{errors:?}") };
-    assert_eq!((e.line, e.pool.as_deref()), (Some(1), Some("my pool")));
+    assert_eq!((e.line, e.pool.as_deref()), (Some(1), Some("my\tpool")));
     assert!(e.message.contains("invalid pool name"));
-    let config = parse_ok("[pool.\"a-1.b_c\"]\nlisten = \"/a\"\npm_max_children = 1\n");
-    assert_eq!(config.pools[0].name, "a-1.b_c");
+    // What php-fpm takes.
+    for name in ["a-1.b_c", "my pool", "shop:8080", "ünï", "a/b"] {
+        let config = parse_ok(&format!("[pool.\"{name}\"]\nlisten = \"/a\"\npm_max_children = 1\n"));
+        assert_eq!(config.pools[0].name, name);
+    }
 }
 
 #[test]
