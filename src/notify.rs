@@ -183,7 +183,7 @@ impl Counts {
 }
 
 /// Requests per second between two status lines.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Traffic {
     last: Option<(Instant, u64)>,
 }

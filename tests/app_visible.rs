@@ -309,10 +309,7 @@ fn a_pool_may_have_any_name_php_fpm_takes() {
     let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     let reply = common::fcgi::send(&fpm.socket, &params);
     assert_eq!(reply.body(), name, "{reply:?}\n{}", fpm.log_text());
-    let status: Vec<(&str, &[u8])> =
-        vec![("SCRIPT_NAME", b"/status"), ("SCRIPT_FILENAME", b"/status"), ("QUERY_STRING", b"json")];
-    let page = common::fcgi::send(&fpm.socket, &status);
-    let json: serde_json::Value = serde_json::from_str(page.body()).unwrap_or_else(|e| panic!("{e}: {page:?}"));
-    assert_eq!(json["pool"], name, "{page:?}");
+    let json = common::fcgi::status_page(&fpm.socket, "/status", "");
+    assert_eq!(json["pool"], name, "{json}");
     assert!(fpm.log_text().contains(&format!("[pool {name}]")), "{}", fpm.log_text());
 }

@@ -284,6 +284,15 @@ async fn assert_serves(site: &Site, fpm: &Rustfpm, what: &str) {
     assert_eq!(reply.body(), "Hello, world\n", "hello.php {what}: {reply:?}");
 }
 
+/// Twice as many requests as the default pool's workers, each on its own connection, all
+/// served; and no panic in the log.
+async fn assert_every_worker_serves(site: &Site, fpm: &Rustfpm, what: &str) {
+    for i in 0..8 {
+        assert_serves(site, fpm, &format!("#{i} {what}")).await;
+    }
+    assert_no_panic(fpm);
+}
+
 fn assert_no_panic(fpm: &Rustfpm) {
     let log = fpm.log_text();
     assert!(!log.contains("panicked"), "rustfpm panicked:\n{log}");
@@ -625,10 +634,7 @@ async fn second_begin_request_while_the_body_is_pending_closes_the_connection() 
     assert_eq!(read_reply(&mut other, 3).await.unwrap().body(), "Hello, world\n");
     // The child that served request 1 is usable again (or replaced): every
     // one of the 4 workers keeps serving.
-    for i in 0..8 {
-        assert_serves(&site, &fpm, &format!("#{i} after the multiplexing attempt")).await;
-    }
-    assert_no_panic(&fpm);
+    assert_every_worker_serves(&site, &fpm, "after the multiplexing attempt").await;
 }
 
 /// A BEGIN_REQUEST sent while request 1 runs (its head and body complete):
@@ -820,10 +826,7 @@ async fn what_other_clients_send_is_answered_as_php_fpm_answers_it() {
     assert!(!fpm.log_text().contains("exited while serving"), "{}", fpm.log_text());
 
     // Every worker is still in step.
-    for i in 0..8 {
-        assert_serves(&site, &fpm, &format!("#{i} afterwards")).await;
-    }
-    assert_no_panic(&fpm);
+    assert_every_worker_serves(&site, &fpm, "afterwards").await;
 }
 
 /// A reload that removes a pool: what runs in it ends with its answer, and

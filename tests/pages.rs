@@ -264,15 +264,7 @@ fn a_reload_that_moves_listen_keeps_the_status_listener() {
     let status = site.path().join("status.sock");
     let extra = format!("ping_path = \"/ping\"\npm_status_listen = \"{}\"", status.display());
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, ..Default::default() });
-    let ping = |socket: &std::path::Path| {
-        let params: [(&str, &[u8]); 4] = [
-            ("REQUEST_METHOD", b"GET"),
-            ("SCRIPT_NAME", b"/ping"),
-            ("REQUEST_URI", b"/ping"),
-            ("SCRIPT_FILENAME", b"/ping"),
-        ];
-        common::fcgi::send(socket, &params).body().to_string()
-    };
+    let ping = |socket: &std::path::Path| common::fcgi::page(socket, "/ping", "").body().to_string();
     assert_eq!(ping(&status), "pong");
     let moved = site.path().join("moved.sock");
     let text = std::fs::read_to_string(&fpm.config).unwrap();
@@ -310,16 +302,7 @@ fn the_status_page_shows_the_script_and_the_basic_user_as_php_fpm() {
         ];
         common::fcgi::send(&socket, &params)
     });
-    let status = || {
-        let params: [(&str, &[u8]); 4] = [
-            ("REQUEST_METHOD", b"GET"),
-            ("SCRIPT_NAME", b"/status"),
-            ("SCRIPT_FILENAME", b"/status"),
-            ("QUERY_STRING", b"json&full"),
-        ];
-        let body = common::fcgi::send(&fpm.socket, &params).body().to_string();
-        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    };
+    let status = || common::fcgi::status_page(&fpm.socket, "/status", "&full");
     let mut busy = None;
     let seen = wait_until(std::time::Duration::from_secs(10), || {
         busy = status()["processes"].as_array().unwrap().iter().find(|p| p["state"] == "Running").cloned();
@@ -350,15 +333,7 @@ fn a_reload_does_not_take_a_kept_pools_status_listener() {
     );
     let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, tables, ..Default::default() });
     let pool_at = |socket: &std::path::Path| {
-        let params: [(&str, &[u8]); 4] = [
-            ("REQUEST_METHOD", b"GET"),
-            ("SCRIPT_NAME", b"/status"),
-            ("SCRIPT_FILENAME", b"/status"),
-            ("QUERY_STRING", b"json"),
-        ];
-        let body = common::fcgi::send(socket, &params).body().to_string();
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        json["pool"].as_str().unwrap_or_default().to_string()
+        common::fcgi::status_page(socket, "/status", "")["pool"].as_str().unwrap_or_default().to_string()
     };
     assert_eq!((pool_at(&status_w), pool_at(&status_b)), ("www".into(), "b".into()));
     let moved = site.path().join("moved.sock");

@@ -52,11 +52,11 @@ impl<'p> RequestStream<'p> {
     /// another type, as php-fpm stops at the client's (after which it closes
     /// that connection).
     pub fn take(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ConnError> {
-        let was_cut = self.cut;
+        let was_ended = self.ended;
         let used = self.skip(data)?;
         out.extend_from_slice(&data[..used]);
-        if self.cut && !was_cut {
-            encode_stream(out, RecordType::Data, self.id, b"");
+        if !was_ended {
+            self.end_childs_input(out);
         }
         Ok(used)
     }
@@ -65,19 +65,38 @@ impl<'p> RequestStream<'p> {
     /// records): the body ends here, cut short if `announced` bytes did not
     /// all come, in which case the child's input ends as [`RequestStream::take`] ends it.
     pub fn end_here(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        self.ended = true;
-        self.cut = !self.has_announced();
-        if self.cut {
-            encode_stream(out, RecordType::Data, self.id, b"");
+        if !self.ended {
+            self.end_early();
+            self.end_childs_input(out);
         }
     }
 
-    /// All the announced bytes came (whether or not the empty STDIN record did).
-    fn has_announced(&self) -> bool {
-        self.content >= self.announced()
+    /// Whether php-cgi has read all it was sent, so that its connection is in
+    /// step for the next request: it reads the body up to `CONTENT_LENGTH` or
+    /// the empty STDIN record (and skips that record before its next request);
+    /// what it leaves unread (a body past `CONTENT_LENGTH`, or one of unknown
+    /// length, which it does not read) closes its connection at the next
+    /// request, and so does the DATA record that ends a body cut short.
+    pub fn child_in_step(&self) -> bool {
+        if self.content == 0 && self.ended && !self.cut {
+            return true; // the usual GET, without reading the params
+        }
+        let announced = self.announced();
+        !self.cut && self.content <= announced && (self.ended || self.content == announced)
+    }
+
+    /// A record that is not the body's ends it, or the client's end of file:
+    /// cut short unless all the announced bytes came.
+    fn end_early(&mut self) {
+        self.ended = true;
+        self.cut = self.content < self.announced();
+    }
+
+    /// After a body cut short just now, the record that ends php-cgi's read of it.
+    fn end_childs_input(&self, out: &mut Vec<u8>) {
+        if self.cut {
+            encode_stream(out, RecordType::Data, self.id, b"");
+        }
     }
 
     /// [`RequestStream::take`] without keeping the bytes (a body nobody reads).
@@ -90,20 +109,20 @@ impl<'p> RequestStream<'p> {
                 let Some(header) = rest.get(..HEADER_LEN) else { break };
                 if !matches!(Header::parse(header), Ok(Some(h)) if h.record_type == RecordType::Stdin as u8 && h.request_id == self.id)
                 {
-                    self.ended = true;
-                    self.cut = !self.has_announced();
+                    self.end_early();
                     break;
                 }
             }
             // One record at a time, so that the next one's header is looked at first.
-            let (id, mut ended, mut content) = (self.id, false, 0);
+            let (mut ended, mut content) = (false, 0);
             used += self.cursor.feed(rest, |piece| match piece {
                 Piece::Content(bytes) => {
                     content += bytes.len() as u64;
                     Flow::Continue
                 }
+                // Its header was looked at: one of this body's STDIN records.
                 Piece::End(h) => {
-                    ended = h.content_length == 0 && h.request_id == id;
+                    ended = h.content_length == 0;
                     Flow::Stop
                 }
                 Piece::Header(_) => Flow::Continue,

@@ -76,9 +76,7 @@ async fn handle(
             crate::warning!("[pool {}] the pool stopped while {uri} waited for a child: answered 503", pool.name);
             log_alone(conn, &pool, &head, 503);
             let body = b"Service temporarily unavailable: the PHP pool is stopping.\n";
-            let reply =
-                Reply { headers: &[("Retry-After", RETRY_AFTER)], ..Reply::new("503 Service Unavailable", body) };
-            return conn.answer_alone(&head, reply).await.map(|_| false);
+            return unavailable(conn, &head, body).await.map(|_| false);
         }
         Lent::Dead(pool) => {
             let uri = crate::accesslog::format::escape_controls(&head.params.text(b"REQUEST_URI"));
@@ -167,7 +165,7 @@ async fn answer_without_child(conn: &mut Connection, pool: &Pool, head: &mut Hea
                 );
             }
             log_alone(conn, pool, head, 503);
-            return Some(unavailable(conn, head).await);
+            return Some(unavailable(conn, head, BUSY).await);
         }
     };
     log_alone(conn, pool, head, status);
@@ -235,11 +233,14 @@ async fn refused(conn: &mut Connection, pool: &Pool, head: &Head, why: AcquireEr
         }
         _ => crate::warning!("[pool {}] no child became free within queue_max_wait: answered 503", pool.name),
     }
-    unavailable(conn, head).await
+    unavailable(conn, head, BUSY).await
 }
 
-async fn unavailable(conn: &mut Connection, head: &Head) -> Result<bool, ConnError> {
-    let body = b"Service temporarily unavailable: all PHP workers are busy.\n";
+/// What a request that no worker will take is told.
+const BUSY: &[u8] = b"Service temporarily unavailable: all PHP workers are busy.\n";
+
+/// A 503 with `Retry-After` and `body`, for a request no child has seen.
+async fn unavailable(conn: &mut Connection, head: &Head, body: &[u8]) -> Result<bool, ConnError> {
     let reply = Reply { headers: &[("Retry-After", RETRY_AFTER)], ..Reply::new("503 Service Unavailable", body) };
     conn.answer_alone(head, reply).await
 }

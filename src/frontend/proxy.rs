@@ -216,16 +216,7 @@ async fn settle(
                 log.response_head(record, &response.head);
                 record.script_status = response.script_status();
             }
-            // php-cgi reads the body up to CONTENT_LENGTH or its empty end-of-body
-            // record, and skips that record before its next request: what it left
-            // unread (a body past CONTENT_LENGTH, or one of unknown length, which
-            // it does not read) closes its connection at the next request. A body
-            // cut short ended the child's input with a record that closes it too.
-            let in_step = (request.content == 0 && request.ended) || {
-                let announced = head.params.number(b"CONTENT_LENGTH").unwrap_or(0);
-                request.content <= announced && (request.ended || request.content == announced)
-            };
-            lease.release(response.status, sent_whole_records && in_step && !request.cut);
+            lease.release(response.status, sent_whole_records && request.child_in_step());
             if let Err(e) = send_tail(conn, &exchanged.tail, exchanged.deadline).await {
                 return Outcome::ClientGone(e);
             }
@@ -693,9 +684,9 @@ fn request_head(head: &Head, marker: Option<&Marker>, out: &mut Vec<u8>) {
         _ => {
             // Rare: more than one record's worth (big cookies, or nginx's
             // one full record and our marker). php-cgi reads the pairs of
-            // each record on their own, so a record ends between two pairs;
-            // only a pair that alone passes a record's room is cut, as it
-            // cannot be sent otherwise.
+            // each record on their own, so a record ends between two pairs (a
+            // pair that alone passes a record's room never comes here: it is
+            // answered 431, `conn::answer_without_child`).
             let params = out.split_off(start + HEADER_LEN);
             out.truncate(start);
             let (mut record, mut pair) = (Vec::with_capacity(MAX_CONTENT_LEN), Vec::new());

@@ -56,6 +56,24 @@ pub fn send(socket: &Path, params: &[(&str, &[u8])]) -> Reply {
     exchange(&mut s, &request(params))
 }
 
+/// GET of rustfpm's own page `path` (ping or status) with `query`, as nginx asks for it.
+pub fn page(socket: &Path, path: &str, query: &str) -> Reply {
+    let params: [(&str, &[u8]); 5] = [
+        ("REQUEST_METHOD", b"GET"),
+        ("SCRIPT_NAME", path.as_bytes()),
+        ("SCRIPT_FILENAME", path.as_bytes()),
+        ("REQUEST_URI", path.as_bytes()),
+        ("QUERY_STRING", query.as_bytes()),
+    ];
+    send(socket, &params)
+}
+
+/// The status page at `path` as JSON (`query` after `json`, e.g. `&full`), parsed.
+pub fn status_page(socket: &Path, path: &str, query: &str) -> serde_json::Value {
+    let reply = page(socket, path, &format!("json{query}"));
+    serde_json::from_str(reply.body()).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+}
+
 /// Sends `request` on `s` (a connection that may carry more) and reads the response to
 /// its END_REQUEST.
 pub fn exchange(s: &mut UnixStream, request: &[u8]) -> Reply {
