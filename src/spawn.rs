@@ -3,7 +3,7 @@
 //! async-signal-safe calls only.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::config::SchedPolicy;
+use crate::sys::private_ini;
 
 /// Everything needed to exec one pool's php-cgi parent.
 #[derive(Debug)]
@@ -93,11 +94,15 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     let mut settings = spec.settings.clone();
     settings.sched_policy = settings.sched_policy.or_else(|| SchedPolicy::default_from(thread_sched_policy()));
     let wanted = settings.sched_policy;
+    // A chroot pool's php-cgi would look for the private file inside the jail.
+    let hidden = match settings.chroot {
+        None => private_ini::hide(&spec.args, &spec.env)?,
+        Some(_) => None,
+    };
+    let (args, env) = hidden.as_ref().map_or((&spec.args, &spec.env), |h| (&h.args, &h.env));
+    let ini = hidden.as_ref().map(|h| h.file.as_raw_fd());
     let mut cmd = std::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::from(spec.listener.try_clone()?));
+    cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::from(spec.listener.try_clone()?));
     match &spec.output {
         Output::Discard => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
         Output::Capture(c) => cmd.stdout(c.stdout.try_clone()?).stderr(c.stderr.try_clone()?),
@@ -116,11 +121,12 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, root_fd, parent));
+        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, root_fd, ini, parent));
     }
     let child = cmd.spawn()?;
     drop(cmd);
     drop(root);
+    drop(hidden);
     if let Output::Capture(c) = &spec.output {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
@@ -202,23 +208,34 @@ impl ChildSpec {
     }
 }
 
-/// Starts `query` with its stdout piped (stdin and stderr are /dev/null).
+/// Starts `query` with its stdout piped (stdin and stderr are /dev/null), its
+/// `-d`s off its command line as a pool's php-cgi has them.
 /// For the supervisor only: it reaps what it starts.
 pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
-    query_command(query).stderr(Stdio::null()).spawn()
+    let hidden = private_ini::hide(&query.args, &query.env)?;
+    let (args, env) = hidden.as_ref().map_or((&query.args, &query.env), |h| (&h.args, &h.env));
+    query_command(query, args, env, hidden.as_ref().map(|h| h.file.as_raw_fd())).stderr(Stdio::null()).spawn()
 }
 
 /// Runs `query` to its end, its stderr on ours, for a client command that
-/// runs without a supervisor (`rustfpm -i`): what it printed and how it ended.
+/// runs without a supervisor (`rustfpm -i`, with the command line's own `-d`s):
+/// what it printed and how it ended.
 pub fn run_query(query: &Query) -> std::io::Result<std::process::Output> {
-    query_command(query).stderr(Stdio::inherit()).output()
+    query_command(query, &query.args, &query.env, None).stderr(Stdio::inherit()).output()
 }
 
-fn query_command(query: &Query) -> std::process::Command {
+/// `query` as a command, with `args` and `env` for its own, and the private
+/// ini file `ini` (see [`private_ini`]) put in place.
+fn query_command(
+    query: &Query,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+    ini: Option<RawFd>,
+) -> std::process::Command {
     let mut cmd = std::process::Command::new(&query.program);
-    cmd.args(&query.args)
+    cmd.args(args)
         .env_clear()
-        .envs(query.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         // php-cgi reads a php.ini (and the extensions it names) from its working
@@ -227,7 +244,25 @@ fn query_command(query: &Query) -> std::process::Command {
     if let Some(creds) = &query.credentials {
         cmd.uid(creds.uid.as_raw()).gid(creds.gid.as_raw());
     }
+    // SAFETY: the closure makes only async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            close_inherited()?;
+            ini.map_or(Ok(()), private_ini::place)
+        });
+    }
     cmd
+}
+
+/// Marks close-on-exec every descriptor above stdio: those rustfpm inherited
+/// without it (from a shell, a supervisor, a test harness) must not reach
+/// php-cgi, which runs as the pool's user. Async-signal-safe.
+fn close_inherited() -> std::io::Result<()> {
+    // SAFETY: close_range takes numbers and flags and touches no memory.
+    match unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
+    }
 }
 
 /// Signals whose disposition is reset to the default for php-cgi.
@@ -252,6 +287,7 @@ fn pre_exec(
     creds: Option<&Credentials>,
     settings: &ProcessSettings,
     root: Option<RawFd>,
+    ini: Option<RawFd>,
     parent: libc::pid_t,
 ) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
@@ -265,10 +301,10 @@ fn pre_exec(
             libc::signal(sig, libc::SIG_DFL);
         }
         check(libc::setsid())?;
-        // Descriptors rustfpm inherited without close-on-exec (from a shell,
-        // a supervisor, a test harness) must not reach php-cgi: marked
-        // close-on-exec, so they close at exec (fds 0-2 are php-cgi's).
-        check(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) as libc::c_int)?;
+        close_inherited()?;
+        if let Some(ini) = ini {
+            private_ini::place(ini)?;
+        }
         if let Some(n) = settings.rlimit_files {
             check(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
         }

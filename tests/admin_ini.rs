@@ -50,3 +50,24 @@ fn a_locked_open_basedir_still_lets_the_polyfill_in() {
     let r = get(&nginx.url("/basedir.php"));
     assert_eq!((r.status, r.text().as_str()), (200, "set true false"), "{r:?}");
 }
+
+/// A TOML pool's values (with php.ini and its `conf.d` scanned, no `-n`) are not on
+/// php-cgi's command line, which every local user may read; they still arrive, after
+/// what php.ini and `conf.d` set.
+#[test]
+fn values_stay_off_the_command_line_with_php_ini_scanned() {
+    let tables = "[pool.www.php_admin_value]\n\"session.save_path\" = \"tcp://db:6379?auth=S3CRET-pw\"\n";
+    let stack = Stack::with(PoolOptions { children: 1, tables: tables.into(), ..PoolOptions::default() });
+    stack.site.script(
+        "scan.php",
+        "<?php $conf_d = array_filter(explode(',', (string) php_ini_scanned_files()), \
+         fn ($f) => str_ends_with(trim($f), '.ini') && !str_ends_with(trim($f), '/rustfpm.ini')); \
+         echo ini_get('session.save_path'), ' ', $conf_d ? 'scanned' : 'none';",
+    );
+    let r = get(&stack.url("/scan.php"));
+    assert_eq!((r.status, r.text().as_str()), (200, "tcp://db:6379?auth=S3CRET-pw scanned"), "{r:?}");
+    for pid in [stack.fpm.php_parents(), stack.fpm.php_pids()].concat() {
+        let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&line).contains("S3CRET"), "{}", String::from_utf8_lossy(&line));
+    }
+}

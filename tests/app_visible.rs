@@ -313,3 +313,50 @@ fn a_pool_may_have_any_name_php_fpm_takes() {
     assert_eq!(json["pool"], name, "{json}");
     assert!(fpm.log_text().contains(&format!("[pool {name}]")), "{}", fpm.log_text());
 }
+
+/// The `/proc/PID/cmdline` of every php-cgi process `fpm` started, as text.
+fn php_command_lines(fpm: &Rustfpm) -> String {
+    let pids = [fpm.php_parents(), fpm.php_pids()].concat();
+    assert!(!pids.is_empty(), "no php-cgi process");
+    pids.iter()
+        .map(|pid| {
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+                .replace('\0', " ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A pool's values reach scripts as php-fpm applies them, whatever ini would make of the
+/// text (a `;`, `&`, `=` or `(`), and they are not on php-cgi's command line, which every
+/// local user may read. php-cgi re-read them as ini from its `-d`s: `2;/var/lib` came as `2`,
+/// a `(` or `=` broke the text and php-cgi dropped every later setting (the polyfill and
+/// the admin values' locks with them); and `ps` showed them to all.
+#[test]
+fn pool_values_arrive_whole_and_stay_off_the_command_line() {
+    let site = Site::new();
+    site.script(
+        "values.php",
+        "<?php echo json_encode([ini_get('session.save_path'), ini_get('user_agent'), ini_get('session.name'), \
+         ini_get('error_reporting'), ini_get('memory_limit'), ini_set('memory_limit', '99M'), \
+         function_exists('fastcgi_finish_request')]);",
+    );
+    let extra = "php_admin_value[session.save_path] = \"tcp://127.0.0.1:6379?auth=S3CRET-pw&database=2\"\n\
+                 php_value[user_agent] = \"Bot/1.0 (+https://example.com/?a=b)\"\n\
+                 php_value[session.name] = \"SID;x\"\n\
+                 php_value[error_reporting] = E_ALL & ~E_DEPRECATED\n\
+                 php_admin_value[memory_limit] = 48M\n";
+    let fpm = start_fpm(&site, &ini(&site, "", 1, extra), &[]);
+    let nginx = Nginx::start(&site, &fpm);
+    let r = get(&nginx.url("/values.php"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            200,
+            r#"["tcp:\/\/127.0.0.1:6379?auth=S3CRET-pw&database=2","Bot\/1.0 (+https:\/\/example.com\/?a=b)","SID;x","24575","48M",false,true]"#
+        ),
+        "{r:?}"
+    );
+    let lines = php_command_lines(&fpm);
+    assert!(!lines.contains("S3CRET") && !lines.contains("48M"), "values on the command line: {lines}");
+}

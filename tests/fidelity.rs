@@ -371,13 +371,18 @@ fn the_conf_d_beside_the_php_ini_is_scanned() {
     std::fs::create_dir_all(etc.join("conf.d")).unwrap();
     std::fs::write(etc.join("php.ini"), "memory_limit = 64M\n").unwrap();
     std::fs::write(etc.join("conf.d/99-site.ini"), "memory_limit = 77M\n").unwrap();
-    site.script("ini.php", "<?php echo ini_get('memory_limit'), ' ', trim(php_ini_scanned_files());");
+    // The last file is rustfpm's: the pool's settings (see the README).
+    site.script(
+        "ini.php",
+        "<?php $files = array_map('trim', explode(',', php_ini_scanned_files())); \
+         echo ini_get('memory_limit'), ' ', $files[0], ' ', count($files), ' ', basename(end($files));",
+    );
     let php_ini = etc.join("php.ini");
     let fpm = start_fpm(&site, &ini(&site, "", ""), &["-c", php_ini.to_str().unwrap()]);
     let params = fcgi::get_params(&site, "ini.php", "");
     let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, &v[..])).collect();
     let reply = fcgi::send(&fpm.socket, &params);
-    assert_eq!(reply.body(), format!("77M {}", etc.join("conf.d/99-site.ini").display()), "{reply:?}");
+    assert_eq!(reply.body(), format!("77M {} 2 rustfpm.ini", etc.join("conf.d/99-site.ini").display()), "{reply:?}");
 }
 
 /// A php-fpm config without `-c`: the php.ini beside it is the children's

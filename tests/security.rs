@@ -419,6 +419,40 @@ fn inherited_descriptors_do_not_reach_php_cgi() {
     }
 }
 
+/// Nor do they reach the `php-cgi -i` that rustfpm runs as the pool's user at each start
+/// and reload (to read the pool's settings): a wrapper in `php_cgi` lists what it got.
+#[test]
+fn inherited_descriptors_do_not_reach_the_settings_query() {
+    let site = Site::new();
+    let seen = site.path().join("seen");
+    std::fs::create_dir(&seen).unwrap();
+    std::fs::set_permissions(&seen, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let wrapper = site.path().join("php-cgi-wrapper");
+    let script = format!(
+        "#!/bin/sh\ncase \" $* \" in *\" -i \"*) ls -l /proc/self/fd/ > {}/fds.$$ ;; esac\nexec php-cgi \"$@\"\n",
+        seen.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into a local array; no close-on-exec, so rustfpm inherits both ends.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let inode = std::fs::metadata(format!("/proc/self/fd/{}", fds[1])).unwrap().ino();
+    let extra = format!("php_cgi = \"{}\"\n", wrapper.display());
+    let _fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, ..Default::default() });
+    let lists: Vec<String> =
+        std::fs::read_dir(&seen).unwrap().flatten().map(|f| std::fs::read_to_string(f.path()).unwrap()).collect();
+    assert!(!lists.is_empty(), "rustfpm ran no php-cgi -i through the wrapper");
+    for list in lists {
+        assert!(!list.contains(&format!("pipe:[{inode}]")), "php-cgi -i got rustfpm's inherited pipe:\n{list}");
+    }
+    // SAFETY: our own descriptors from pipe(2) above.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}
+
 /// php-cgi, unlike php-fpm, looks for its php.ini in its working directory (the pool's
 /// `chdir`) when given none: a pool user who can write there would replace the system's
 /// php.ini (`disable_functions` gone, an `extension=` of theirs loaded). rustfpm always

@@ -75,19 +75,13 @@ fn sections(dirs: &[String], values: &[(&str, &str)]) -> String {
     for dir in dirs {
         text.push_str(&format!("[PATH={dir}]\n"));
         for (key, value) in values {
-            text.push_str(&format!("{key}={}\n", quoted(value)));
+            // As php-cgi wrote the `-d` that set it.
+            text.push_str(&String::from_utf8_lossy(&crate::sys::private_ini::ini_line(
+                format!("{key}={value}").as_bytes(),
+            )));
         }
     }
     text
-}
-
-/// `value` as php-cgi writes a `-d` value into its ini text: quoted unless it
-/// starts with a letter, a digit or a quote.
-fn quoted(value: &str) -> String {
-    match value.chars().next() {
-        Some(c) if !c.is_ascii_alphanumeric() && c != '"' && c != '\'' => format!("\"{value}\""),
-        _ => value.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -110,14 +104,6 @@ mod tests {
         let args: Vec<OsString> =
             ["-n", "-d", "open_basedir=/srv", "-d", "x", "-d", "open_basedir=/srv:/run/p"].map(Into::into).into();
         assert_eq!(defines(&args), [("open_basedir", "/srv"), ("open_basedir", "/srv:/run/p")]);
-    }
-
-    #[test]
-    fn values_are_quoted_as_php_cgi_quotes_a_define() {
-        assert_eq!(quoted("On"), "On");
-        assert_eq!(quoted("\"HTTP/1.1 500\""), "\"HTTP/1.1 500\"");
-        assert_eq!(quoted("/tmp"), "\"/tmp\"");
-        assert_eq!(quoted(""), "");
     }
 
     #[test]

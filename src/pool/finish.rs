@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::spec::define;
 use super::PoolError;
 use crate::config;
 use crate::spawn::ChildSpec;
@@ -119,12 +120,12 @@ impl Polyfill {
 
     /// php-cgi arguments that load the polyfill (after the pool's `-d`s).
     pub fn args(&self) -> Vec<OsString> {
-        let mut args = vec!["-d".into(), format!("auto_prepend_file={}", self.file.display()).into()];
+        let mut args = vec!["-d".into(), define("auto_prepend_file", &self.file.to_string_lossy()).into()];
         if !self.logging_set {
             args.extend(["-d".into(), "fastcgi.logging=1".into()]);
         }
         if let Some(dirs) = &self.open_basedir {
-            args.extend(["-d".into(), format!("open_basedir={dirs}:{}", self.dir.display()).into()]);
+            args.extend(["-d".into(), define("open_basedir", &format!("{dirs}:{}", self.dir.display())).into()]);
         }
         args
     }

@@ -154,7 +154,7 @@ fn no_forks(disabled: &str) -> [std::ffi::OsString; 2] {
             list.push(f);
         }
     }
-    ["-d".into(), format!("disable_functions={}", list.join(",")).into()]
+    ["-d".into(), spec::define("disable_functions", &list.join(",")).into()]
 }
 
 /// A pool's part of the script lookups (the front end's `scripts`): how many

@@ -91,9 +91,80 @@ fn args(cfg: &config::Pool, env: &[(OsString, OsString)]) -> Vec<OsString> {
     }
     for (key, value) in &cfg.ini {
         args.push("-d".into());
-        args.push(format!("{key}={value}").into());
+        args.push(define(key, value).into());
     }
     args
+}
+
+/// A `-d` argument that gives php-cgi `key` = `value` as php-fpm applies it.
+/// php-cgi reads a `-d` as a line of ini text (quoted only when the value
+/// starts with neither a letter, a digit nor a quote), so a value is written as
+/// ini: see [`ini_value`].
+pub fn define(key: &str, value: &str) -> String {
+    format!("{key}={}", ini_value(value))
+}
+
+/// `value` as ini text that Zend's parser (normal mode, as php-fpm parsed its
+/// config) reads back as php-fpm applies it. A constant expression of names,
+/// numbers and `| & ^ ~ ! ( )` (`E_ALL & ~E_DEPRECATED`, `32M`, `files`) stays
+/// bare, so php-cgi evaluates it as php-fpm's parser did; one that starts with an
+/// operator is written `0|...` (the same number), which php-cgi does not quote.
+/// Anything else is double-quoted with `\`, `"` and `$` escaped: a `;`, `=`,
+/// `&` or `(` in a session URL or a user agent neither cuts the value short
+/// nor breaks the ini text (which made php-cgi drop every later setting).
+pub fn ini_value(value: &str) -> std::borrow::Cow<'_, str> {
+    match constant_expression(value) {
+        true if value.starts_with(|c: char| c.is_ascii_alphanumeric()) => value.into(),
+        true if value.starts_with(['~', '!', '(']) => format!("0|{value}").into(),
+        _ => {
+            let mut quoted = String::with_capacity(value.len() + 2);
+            quoted.push('"');
+            for c in value.chars() {
+                if matches!(c, '\\' | '"' | '$') {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            quoted.push('"');
+            quoted.into()
+        }
+    }
+}
+
+/// Whether `text` is a constant expression as Zend's ini parser reads one:
+/// words (`[A-Za-z0-9_]+`) joined by `|`, `&` and `^`, each after any number of
+/// `~` and `!`, with parentheses. Two words in a row, or an empty text, are not.
+fn constant_expression(text: &str) -> bool {
+    /// One operand after `at`; returns the position after it.
+    fn operand(b: &[u8], mut at: usize, depth: usize) -> Option<usize> {
+        at = skip_blanks(b, at);
+        while matches!(b.get(at), Some(b'~' | b'!')) {
+            at = skip_blanks(b, at + 1);
+        }
+        match b.get(at)? {
+            b'(' if depth < 32 => {
+                let end = expression(b, at + 1, depth + 1)?;
+                (b.get(end) == Some(&b')')).then_some(end + 1)
+            }
+            c if c.is_ascii_alphanumeric() || *c == b'_' => {
+                Some(at + b[at..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count())
+            }
+            _ => None,
+        }
+    }
+    /// Operands joined by binary operators from `at`; returns where it ends.
+    fn expression(b: &[u8], at: usize, depth: usize) -> Option<usize> {
+        let mut at = skip_blanks(b, operand(b, at, depth)?);
+        while matches!(b.get(at), Some(b'|' | b'&' | b'^')) {
+            at = skip_blanks(b, operand(b, at + 1, depth)?);
+        }
+        Some(at)
+    }
+    fn skip_blanks(b: &[u8], at: usize) -> usize {
+        at + b[at..].iter().take_while(|c| matches!(c, b' ' | b'\t')).count()
+    }
+    let b = text.as_bytes();
+    expression(b, 0, 0) == Some(b.len())
 }
 
 /// The children's environment: built from scratch unless `clear_env = false`.
@@ -227,4 +298,36 @@ fn find_program(pool: &str, program: &Path) -> Result<PathBuf, PoolError> {
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| err("not found on PATH (install php-cgi, or set php_cgi to its path)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What php-fpm applies reaches php-cgi whole: text that ini would read
+    /// otherwise is quoted, constant expressions stay for php-cgi to evaluate.
+    #[test]
+    fn values_are_written_as_ini_that_reads_back_as_php_fpm_applies_them() {
+        for (value, ini) in [
+            ("32M", "32M"),
+            ("files", "files"),
+            ("E_ALL & ~E_DEPRECATED & ~E_STRICT", "E_ALL & ~E_DEPRECATED & ~E_STRICT"),
+            ("(E_ALL|E_STRICT) ^ E_NOTICE", "0|(E_ALL|E_STRICT) ^ E_NOTICE"),
+            ("~E_NOTICE", "0|~E_NOTICE"),
+            ("-1", "\"-1\""),
+            ("", "\"\""),
+            ("/var/lib/php/sessions", "\"/var/lib/php/sessions\""),
+            ("2;/var/lib/php/sessions", "\"2;/var/lib/php/sessions\""),
+            ("tcp://127.0.0.1:6379?auth=secret&database=2", "\"tcp://127.0.0.1:6379?auth=secret&database=2\""),
+            ("Mozilla/5.0 (compatible)", "\"Mozilla/5.0 (compatible)\""),
+            (r#"say "hi" \ ${HOME} $x"#, r#""say \"hi\" \\ \${HOME} \$x""#),
+            ("two words", "\"two words\""),
+            ("E_ALL &", "\"E_ALL &\""),
+            ("(E_ALL", "\"(E_ALL\""),
+            ("_x", "\"_x\""),
+        ] {
+            assert_eq!(ini_value(value), ini, "{value:?}");
+        }
+        assert_eq!(define("session.name", "SID;x"), "session.name=\"SID;x\"");
+    }
 }

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod guard;
 pub(crate) mod localtime;
 pub(crate) mod pidfd;
+pub(crate) mod private_ini;
 pub(crate) mod proc_events;
 pub(crate) mod procfs;
 pub mod rlimit;
