@@ -39,7 +39,7 @@ struct Args {
 fn main() -> ExitCode {
     let (source, action, allow_root) = match cli::parse() {
         Ok(Parsed::Run { source, test: 0, allow_root }) => (source, Action::Run, allow_root),
-        Ok(Parsed::Run { source, test, .. }) => (source, Action::Test(test), false),
+        Ok(Parsed::Run { source, test, allow_root }) => (source, Action::Test(test), allow_root),
         Ok(Parsed::Php(query, php_args)) => return php::answer(query, &php_args),
         Ok(Parsed::Command(Command::Convert(args))) => (args.source(), Action::Convert, false),
         Ok(Parsed::Command(Command::Ping(args))) => return ping_main(&args),
@@ -102,10 +102,12 @@ fn with_config(mut args: Args, action: Action) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Action::Test(times) => {
-            // As php-fpm's -t, which opens its logs: a log the start could not open fails here.
-            let missing = config::missing_log_dirs(&config);
-            if !missing.is_empty() {
-                for m in &missing {
+            // As php-fpm's -t, which opens its logs and looks up the pools' users: a log the
+            // start could not open, or a user it would refuse, fails here.
+            let mut refused = config::missing_log_dirs(&config);
+            refused.extend(server::refused_users(&config, args.allow_root));
+            if !refused.is_empty() {
+                for m in &refused {
                     rustfpm::error!("{m}");
                 }
                 rustfpm::error!("configuration file {} test failed", source.path.display());

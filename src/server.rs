@@ -779,6 +779,17 @@ fn reopen_logs() {
     crate::notice!("access log file re-opened");
 }
 
+/// What the start would refuse in the pools' `user` and `group` (root without `-R`, a
+/// user or group that does not exist), for `-t`, which checks them as php-fpm's does.
+pub fn refused_users(config: &config::Config, allow_root: bool) -> Vec<String> {
+    config
+        .pools
+        .iter()
+        .filter_map(|p| crate::pool::spec::check_credentials(p, allow_root).err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod share_tests {
     use super::listener_share;

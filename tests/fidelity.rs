@@ -406,3 +406,31 @@ fn a_php_fpm_config_brings_the_php_ini_beside_it() {
     let fpm = start_fpm(&site, &ini(&site, "", ""), &["-n"]);
     assert_eq!(show(&fpm), "128M 1000", "-n: PHP's defaults");
 }
+
+/// Run as root, `-t` refuses what the start refuses in a pool's user, as php-fpm's `-t` does:
+/// no `user` (without `-R`), as well as a user that does not exist. It said "successful" for
+/// the first, and the start then failed.
+#[test]
+fn test_refuses_the_users_the_start_refuses() {
+    require_root("only root switches to the pools' users");
+    let site = Site::new();
+    let test = |pool: &str, extra: &[&str]| {
+        let config = site.path().join("php-fpm.conf");
+        let conf = format!(
+            "[global]\nerror_log = {}\n[www]\nlisten = {}\npm = static\npm.max_children = 1\n{pool}",
+            site.path().join("error.log").display(),
+            site.path().join("fpm.sock").display()
+        );
+        std::fs::write(&config, conf).unwrap();
+        let out = rustfpm(&[&["-t", "-y", config.to_str().unwrap()], extra].concat());
+        (out.status.code(), text(&out))
+    };
+    let (code, said) = test("", &[]);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("[pool www] please specify user and group other than root"), "{said}");
+    let (code, said) = test("user = no-such-user-s28\n", &[]);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("cannot get uid for user 'no-such-user-s28'"), "{said}");
+    let (code, said) = test("", &["-R"]);
+    assert_eq!(code, Some(0), "{said}");
+}

@@ -437,8 +437,8 @@ mod tests {
     #[test]
     fn forks_join_the_functions_already_disabled() {
         let arg = |disabled: &str| no_forks(disabled)[1].to_string_lossy().into_owned();
-        assert_eq!(arg(""), "disable_functions=pcntl_fork,pcntl_rfork");
-        assert_eq!(arg("exec, system,"), "disable_functions=exec,system,pcntl_fork,pcntl_rfork");
-        assert_eq!(arg("PCNTL_FORK,exec"), "disable_functions=PCNTL_FORK,exec,pcntl_rfork");
+        assert_eq!(arg(""), "disable_functions=\"pcntl_fork,pcntl_rfork\"");
+        assert_eq!(arg("exec, system,"), "disable_functions=\"exec,system,pcntl_fork,pcntl_rfork\"");
+        assert_eq!(arg("PCNTL_FORK,exec"), "disable_functions=\"PCNTL_FORK,exec,pcntl_rfork\"");
     }
 }

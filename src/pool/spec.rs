@@ -239,6 +239,11 @@ fn set(env: &mut Vec<(OsString, OsString)>, key: &str, value: OsString) {
     env.push((key.into(), value));
 }
 
+/// The start's checks of the pool's `user` and `group` (see [`child_spec`]), for `-t`.
+pub fn check_credentials(cfg: &config::Pool, allow_root: bool) -> Result<(), PoolError> {
+    credentials(cfg, allow_root).map(drop)
+}
+
 fn credentials(cfg: &config::Pool, allow_root: bool) -> Result<Option<Credentials>, PoolError> {
     let err = |message: String| PoolError::Credentials { pool: cfg.name.clone(), message };
     if !Uid::effective().is_root() {
