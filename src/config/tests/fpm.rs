@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::EXAMPLE;
 use crate::config::file::{RawGlobal, RawPoolKeys, RawTable};
 use crate::config::fpm::directives::{Action, ARRAYS, GLOBAL, POOL};
-use crate::config::fpm::ini::{parse_value, wildcard, Parsed};
+use crate::config::fpm::glob::wildcard;
+use crate::config::fpm::ini::{parse_value, Parsed};
 use crate::config::fpm::interpret::fpm_bool;
 use crate::config::*;
 
@@ -149,6 +150,30 @@ fn include_globs_match_file_names_in_order() {
     let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn include_globs_take_character_classes() {
+    let files = Files::new();
+    let pool = |name: &str| format!("[{name}]\nlisten = /run/rustfpm-test/{name}.sock\npm.max_children = 2\n");
+    files.write("pool.d/1.conf", &pool("one"));
+    files.write("pool.d/2.conf", &pool("two"));
+    files.write("pool.d/a.conf", &pool("letter"));
+    files.write("pool.d/]x.conf", &pool("bracket"));
+    let dir = files.dir().join("pool.d");
+    let main = files
+        .write("php-fpm.conf", &format!("include = {0}/[0-9]*.conf\ninclude = \"{0}/[]]*.conf\"\n", dir.display()));
+    let (config, warnings) = load_ok(&main, None);
+    let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["one", "two", "bracket"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn a_long_class_takes_no_exponential_time() {
+    let name = [b'a'; 255];
+    let pattern = "*[a-z]".repeat(40) + "b";
+    assert!(!wildcard(pattern.as_bytes(), &name));
 }
 
 #[test]
@@ -405,6 +430,34 @@ fn wildcards_match_as_glob_does() {
         ("**", "", true),
         ("?", "", false),
         ("*a?", "xab", true),
+        // glob(3)'s classes: ranges, negation (`!`, and `^` as glibc), `]` first, names.
+        ("[0-9]*.conf", "1.conf", true),
+        ("[0-9]*.conf", "a.conf", false),
+        ("[abc].conf", "b.conf", true),
+        ("[a-cx-z].conf", "y.conf", true),
+        ("[!0-9]*", "a1", true),
+        ("[!0-9]*", "1a", false),
+        ("[^0-9]*", "a1", true),
+        ("[]]x", "]x", true),
+        ("[!]]x", "]x", false),
+        ("[a-]", "-", true),
+        ("[[:digit:]][[:alpha:]]", "1a", true),
+        ("[[:digit:]]", "a", false),
+        ("[[:nonsense:]]", "a", false),
+        ("[\\\\]b", "\\b", true),
+        ("[\\]b", "[]b", true),
+        // An unclosed `[` is itself; `\` escapes.
+        ("[a.conf", "[a.conf", true),
+        ("x[", "x[", true),
+        ("\\*", "*", true),
+        ("\\*", "a", false),
+        // A leading `.` is matched only by a `.`.
+        ("[.]conf", ".conf", false),
+        ("?conf", ".conf", false),
+        ("\\.conf", ".conf", true),
+        ("*.conf", "a.conf", true),
+        ("*[0-9]", "abc1", true),
+        ("*[0-9]a", "1a2a", true),
     ];
     for (pattern, name, expected) in cases {
         assert_eq!(wildcard(pattern.as_bytes(), name.as_bytes()), expected, "{pattern} {name}");
