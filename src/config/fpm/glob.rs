@@ -1,5 +1,5 @@
 //! `include=` patterns expanded as php-fpm expands them: glob(3) with `GLOB_ERR | GLOB_MARK`.
-//! The file name may hold `*`, `?`, `[...]` classes (ranges, `!` or `^` negation,
+//! Any component of the path may hold `*`, `?`, `[...]` classes (ranges, `!` or `^` negation,
 //! `[:digit:]` names, `]` first taken literally, an unclosed `[` literal) and `\` escapes; a
 //! leading `.` is matched only by a `.` written in the pattern (`.*` matches `.` and `..`, as in
 //! glibc). The results are sorted by their bytes (glob's order in the C locale) and directories,
@@ -9,20 +9,22 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// The files matching `pattern`, sorted, without directories. Only the file name may hold
-/// wildcards. A directory that does not exist matches nothing; one that cannot be listed is an
-/// error.
+/// The files matching `pattern`, sorted, without directories. A directory that does not exist
+/// matches nothing; one that cannot be listed is an error.
 pub(super) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+    let bytes = pattern.as_os_str().as_bytes();
+    let components: Vec<&[u8]> = bytes.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let Some(last) = components.len().checked_sub(1) else {
         return Err("not a file name or pattern".to_string());
     };
-    if dir.as_os_str().as_bytes().split(|&b| b == b'/').any(|c| literal(c).is_none()) {
-        return Err("wildcards are supported in the file name only, not in directories".to_string());
+    let root = if bytes.starts_with(b"/") { "/" } else { "" };
+    let mut paths = vec![PathBuf::from(root)];
+    for (i, component) in components.iter().enumerate() {
+        paths = match literal(component) {
+            Some(name) => paths.into_iter().map(|dir| dir.join(OsStr::from_bytes(&name))).collect(),
+            None => expand(&paths, component, i < last)?,
+        };
     }
-    let paths = match literal(name.as_bytes()) {
-        Some(name) => vec![dir.join(OsStr::from_bytes(&name))],
-        None => expand(&[dir.to_path_buf()], name.as_bytes(), false)?,
-    };
     let mut files: Vec<PathBuf> =
         paths.into_iter().filter(|path| path.symlink_metadata().is_ok() && !path.is_dir()).collect();
     files.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));

@@ -170,6 +170,32 @@ fn include_globs_take_character_classes() {
 }
 
 #[test]
+fn include_globs_expand_wildcards_in_directories() {
+    let files = Files::new();
+    let pool = |name: &str| format!("[{name}]\nlisten = /run/rustfpm-test/{name}.sock\npm.max_children = 2\n");
+    // The shape of /etc/php/*/fpm/pool.d/*.conf.
+    files.write("php/8.2/fpm/pool.d/www.conf", &pool("b"));
+    files.write("php/7.4/fpm/pool.d/www.conf", &pool("a"));
+    files.write("php/7.4/fpm/pool.d/www.conf.dpkg-old", &pool("old"));
+    files.write("php/8.3/cli/php.ini", "not = read\n");
+    files.write("php/.git/fpm/pool.d/x.conf", "not = read\n");
+    files.write("php/notes", "not a directory\n");
+    files.write("other/c.conf", &pool("c"));
+    let main = files.write(
+        "php-fpm.conf",
+        &format!(
+            "include = {0}/php/*/fpm/pool.d/*.conf\ninclude = {0}/ot[h]er/c.conf\ninclude = {0}/*/none/*.conf\n",
+            files.dir().display()
+        ),
+    );
+    let (config, warnings) = load_ok(&main, None);
+    let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains("php-fpm.conf:3:") && warning.contains("no file matches"), "{warning}");
+}
+
+#[test]
 fn a_long_class_takes_no_exponential_time() {
     let name = [b'a'; 255];
     let pattern = "*[a-z]".repeat(40) + "b";
