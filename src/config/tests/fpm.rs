@@ -235,7 +235,11 @@ fn a_file_that_includes_itself_is_not_read_again() {
 
 #[test]
 fn pool_and_environment_variables_are_substituted() {
-    std::env::set_var("RUSTFPM_FPM_TEST_DIR", "/srv/fpm-test");
+    let files = Files::new();
+    // The chdir must exist.
+    std::fs::create_dir(files.dir().join("one")).unwrap();
+    let dir = files.dir().display().to_string();
+    std::env::set_var("RUSTFPM_FPM_TEST_DIR", &dir);
     std::env::remove_var("RUSTFPM_FPM_TEST_UNSET");
     let text = "[global]\npid = ${RUSTFPM_FPM_TEST_DIR}/fpm.pid\n\
                 [one]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n\
@@ -246,19 +250,15 @@ fn pool_and_environment_variables_are_substituted() {
                 php_value[c] = '${RUSTFPM_FPM_TEST_DIR} is kept'\n\
                 [two]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n";
     let (config, warnings) = load_text(text);
-    assert_eq!(config.global.pid, Some(PathBuf::from("/srv/fpm-test/fpm.pid")));
+    assert_eq!(config.global.pid, Some(files.dir().join("fpm.pid")));
     let [one, two] = config.pools.as_slice() else { panic!() };
     assert_eq!(one.listen, ListenAddr::Unix("/run/rustfpm-test/one.sock".into()));
     assert_eq!(two.listen, ListenAddr::Unix("/run/rustfpm-test/two.sock".into()));
-    assert_eq!(one.chdir, Some(PathBuf::from("/srv/fpm-test/one")));
+    assert_eq!(one.chdir, Some(files.dir().join("one")));
+    let log = format!("{dir}/one.log");
     assert_eq!(
         ini(one),
-        [
-            ("error_log", "/srv/fpm-test/one.log"),
-            ("a", "xy"),
-            ("b", "fallback"),
-            ("c", "${RUSTFPM_FPM_TEST_DIR} is kept")
-        ]
+        [("error_log", log.as_str()), ("a", "xy"), ("b", "fallback"), ("c", "${RUSTFPM_FPM_TEST_DIR} is kept")]
     );
     let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
     assert!(warning.contains(":8: [pool one] php_value[a]: the environment variable RUSTFPM_FPM_TEST_UNSET"));
@@ -393,6 +393,7 @@ fn relative_paths_resolve_against_the_prefix() {
          [b]\nprefix = pool-b\nlisten = b.sock\npm.max_children = 1\n[c]\nlisten = *:9000\npm.max_children = 1\n",
     );
     std::fs::create_dir(files.dir().join("pool-b")).unwrap();
+    std::fs::create_dir(files.dir().join("www")).unwrap();
     let (config, _) = load_ok(&main, Some(files.dir()));
     let under = |path: &str| files.dir().join(path);
     assert_eq!(config.global.error_log, LogTarget::File(under("log/fpm.log")));
@@ -756,6 +757,30 @@ fn every_key_has_a_php_fpm_directive() {
     let keys = RawGlobal::KEYS.iter().chain(RawPoolKeys::KEYS);
     let missing: Vec<_> = keys.filter(|key| !mapped(key) && !EXTENSIONS.contains(key)).collect();
     assert!(missing.is_empty(), "no php-fpm directive fills {missing:?}");
+}
+
+#[test]
+fn a_missing_chdir_is_an_error_naming_file_line_and_pool() {
+    let files = Files::new();
+    let root = files.dir().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let main = files.write(
+        "php-fpm.conf",
+        &format!(
+            "{}[jail]\nlisten = /run/j.sock\npm.max_children = 1\nchroot = {}\nchdir = /www\n",
+            pool_with("chdir = /no/such/dir"),
+            root.display()
+        ),
+    );
+    let errors = load_errors(&main);
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let [missing, jailed] = shown.as_slice() else { panic!("{shown:?}") };
+    let at = |line: usize| format!("{}:{line}: ", main.display());
+    assert!(missing.starts_with(&at(4)) && missing.contains("[pool www] chdir = "), "{missing}");
+    assert!(missing.contains("/no/such/dir") && missing.ends_with("no such directory"), "{missing}");
+    assert!(jailed.starts_with(&at(9)) && jailed.contains("[pool jail] chdir = "), "{jailed}");
+    let inside = format!("inside the chroot {} ({})", root.display(), root.join("www").display());
+    assert!(jailed.ends_with(&format!("no such directory {inside}")), "{jailed}");
 }
 
 #[test]
