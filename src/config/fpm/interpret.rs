@@ -260,13 +260,18 @@ fn simple(e: &Entry, action: Action, items: &mut Vec<Item>, notes: &mut Notes<'_
 }
 
 /// php-fpm's defaults where they differ from the TOML loader's, and php-fpm's reading of
-/// `pm.start_servers = 0` ("unset") for a dynamic pool.
+/// `pm.start_servers = 0` ("unset") for a dynamic pool and of `rlimit_core = 0` (unset: the
+/// children keep the limit they inherit, `fpm_unix_init_child`; the TOML's 0 is no core files).
 fn php_fpm_defaults(items: &mut Vec<Item>) {
     let last =
         |items: &[Item], key: &str| items.iter().rev().find(|item| item.key == key).map(|item| item.value.clone());
+    let zero = Some(Value::Int("0".to_string()));
     let dynamic = last(items, "pm") == Some(Value::Text("dynamic".to_string()));
-    if dynamic && last(items, "pm_start_servers") == Some(Value::Int("0".to_string())) {
+    if dynamic && last(items, "pm_start_servers") == zero {
         items.retain(|item| item.key != "pm_start_servers");
+    }
+    if last(items, "rlimit_core") == zero {
+        items.retain(|item| item.key != "rlimit_core");
     }
     // php-fpm 8.2's FPM_BACKLOG_DEFAULT on Linux: -1, the kernel's maximum.
     if last(items, "listen_backlog").is_none() {

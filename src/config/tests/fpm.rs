@@ -413,6 +413,17 @@ fn relative_paths_resolve_against_the_prefix() {
 }
 
 #[test]
+fn rlimit_core_zero_is_unset_as_in_php_fpm() {
+    // php-fpm's children keep the limit they inherit (fpm_unix_init_child skips a 0).
+    assert_eq!(only_pool(&pool_with("rlimit_core = 0")).rlimit_core, None);
+    assert_eq!(only_pool(&pool_with("rlimit_core = 1024")).rlimit_core, Some(RlimitCore::Limited(1024)));
+    // The TOML format keeps its own meaning: no core files.
+    let toml = "[pool.www]\nlisten = \"/run/www.sock\"\npm_max_children = 1\nrlimit_core = 0\n";
+    let config = parse(toml, Path::new("/etc/rustfpm/rustfpm.toml")).unwrap();
+    assert_eq!(config.pools[0].rlimit_core, Some(RlimitCore::Limited(0)));
+}
+
+#[test]
 fn sections_of_one_name_make_one_pool() {
     let (config, _) = load_text(&format!("{}[global]\nlog_level = debug\n[WWW]\npm.max_children = 7\n", pool_with("")));
     let [pool] = config.pools.as_slice() else { panic!("{:?}", config.pools) };
