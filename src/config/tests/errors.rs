@@ -9,7 +9,7 @@ use crate::config::{load, ConfigErrors, SchedPolicy};
 #[test]
 fn every_bad_value_names_key_value_and_line() {
     let cases = [
-        ("listen_backlog = 0", "listen_backlog", "0", "between"),
+        ("listen_backlog = -2", "listen_backlog", "-2", "between 0 and"),
         ("listen_backlog = \"511\"", "listen_backlog", "511", "without quotes"),
         ("listen_owner = \"no-such-user-xyz\"", "listen_owner", "no-such-user-xyz", "no such user"),
         ("listen_group = \"no-such-group-xyz\"", "listen_group", "no-such-group-xyz", "no such group"),

@@ -424,6 +424,19 @@ fn rlimit_core_zero_is_unset_as_in_php_fpm() {
 }
 
 #[test]
+fn negative_timeouts_read_as_php_fpm_reads_them() {
+    let text = format!("[global]\nprocess_control_timeout = -5\n{}", pool_with("request_terminate_timeout = -1s"));
+    let (config, warnings) = load_text(&text);
+    assert_eq!(config.global.process_control_timeout, None);
+    assert_eq!(config.pools[0].request_terminate_timeout, None);
+    let [control, terminate] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(control.contains(":2: process_control_timeout = \"-5\": php-fpm reads a negative"), "{control}");
+    assert!(terminate.contains(":6: [pool www] request_terminate_timeout = \"-1s\": a negative"), "{terminate}");
+    // Not a time at all is still an error.
+    assert!(!errors_of(&pool_with("request_terminate_timeout = -x")).is_empty());
+}
+
+#[test]
 fn sections_of_one_name_make_one_pool() {
     let (config, _) = load_text(&format!("{}[global]\nlog_level = debug\n[WWW]\npm.max_children = 7\n", pool_with("")));
     let [pool] = config.pools.as_slice() else { panic!("{:?}", config.pools) };
@@ -843,6 +856,11 @@ fn listen_backlog_defaults_to_php_fpms_kernel_maximum() {
     let dump = crate::config::fpm_dump(&load_text(&pool_with("")).0);
     assert!(dump.iter().any(|line| line.ends_with("listen.backlog = -1")), "{dump:#?}");
     assert_eq!(only_pool(&pool_with("listen.backlog = 511")).listen_backlog, 511);
+    // php-fpm passes 0 to listen(2); so does rustfpm, with a warning.
+    let (config, warnings) = load_text(&pool_with("listen.backlog = 0"));
+    assert_eq!((config.pools[0].listen_backlog, config.pools[0].queue_max_len), (0, 1));
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains(":4: [pool www] listen.backlog = \"0\": passed to listen(2)"), "{warning}");
 }
 
 #[test]
