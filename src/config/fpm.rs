@@ -15,6 +15,7 @@
 
 pub(super) mod directives;
 mod dump;
+pub(super) mod glob;
 pub(super) mod ini;
 pub(super) mod interpret;
 mod raw;

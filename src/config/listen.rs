@@ -80,13 +80,14 @@ fn resolve(host: &str) -> Result<IpAddr, String> {
     }
 }
 
-/// `listen_backlog`: at least 1, or -1 for the maximum (php-fpm's spelling), which becomes
+/// `listen_backlog`: at least 0 (passed to listen(2) as php-fpm passes it: 0 lets Linux hold
+/// one connection), or -1 for the maximum (php-fpm's spelling), which becomes
 /// [`MAX_LISTEN_BACKLOG`].
 pub(crate) fn backlog(n: i64) -> Result<i32, String> {
     match n {
         -1 => Ok(MAX_LISTEN_BACKLOG),
-        1..=0x7fff_ffff => Ok(n as i32),
-        _ => Err("must be -1 (the maximum) or between 1 and 2147483647".to_string()),
+        0..=0x7fff_ffff => Ok(n as i32),
+        _ => Err("must be -1 (the maximum) or between 0 and 2147483647".to_string()),
     }
 }
 
@@ -168,7 +169,7 @@ mod tests {
         assert_eq!(backlog(-1), Ok(MAX_LISTEN_BACKLOG));
         assert_eq!(backlog(1), Ok(1));
         assert_eq!(backlog(4096), Ok(4096));
-        assert!(backlog(0).is_err());
+        assert_eq!(backlog(0), Ok(0));
         assert!(backlog(-2).is_err());
         assert!(backlog(1 << 40).is_err());
     }

@@ -440,8 +440,9 @@ pub struct Pool {
     pub php_flags: Vec<String>,
     /// `clear_env`: the children start with an empty environment plus `env`.
     pub clear_env: bool,
-    /// Directory the children start in (inside `chroot` when that is set). Absolute; not
-    /// checked for existence here. `None`: rustfpm's working directory (`/` after a chroot).
+    /// Directory the children start in (inside `chroot` when that is set). Absolute; a
+    /// directory when the config was read (as php-fpm checks it). `None`: rustfpm's working
+    /// directory (`/` after a chroot).
     pub chdir: Option<PathBuf>,
     /// Directory the children chroot to; an existing directory.
     pub chroot: Option<PathBuf>,

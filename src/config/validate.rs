@@ -182,8 +182,13 @@ fn process_settings(k: &RawPoolKeys<'_>, pool: &mut Pool, r: &mut Report<'_>) {
     set(&mut pool.php_cgi, optional(&k.php_cgi, r, path));
     pool.php_ini = optional(&k.php_ini, r, existing_path);
     set(&mut pool.clear_env, optional(&k.clear_env, r, boolean));
-    pool.chdir = optional(&k.chdir, r, absolute_path);
     pool.chroot = optional(&k.chroot, r, directory);
+    // A chroot refused already: the chdir inside it cannot be checked.
+    let root = if k.chroot.is_some() && pool.chroot.is_none() { None } else { Some(pool.chroot.as_deref()) };
+    pool.chdir = match root {
+        Some(root) => optional(&k.chdir, r, |f, r| chdir(f, r, root)),
+        None => optional(&k.chdir, r, absolute_path),
+    };
     pool.rlimit_files = optional(&k.rlimit_files, r, rlimit_files);
     pool.rlimit_core = optional(&k.rlimit_core, r, rlimit_core);
     let priority = |f: &Field<'_>, r: &mut Report<'_>| {
@@ -388,14 +393,40 @@ pub(super) fn absolute_path(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf
 /// An absolute path to an existing directory.
 fn directory(f: &Field<'_>, r: &mut Report<'_>) -> Option<PathBuf> {
     let path = absolute_path(f, r)?;
-    let problem = match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => return Some(path),
-        Ok(_) => "not a directory".to_string(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "no such directory".to_string(),
-        Err(err) => format!("cannot read the directory: {err}"),
+    match not_a_directory(&path) {
+        None => Some(path),
+        Some(problem) => {
+            r.bad(f, problem);
+            None
+        }
+    }
+}
+
+/// `chdir`: an absolute path to an existing directory, inside `chroot` when there is one (the
+/// children would not start otherwise; php-fpm's `-t` checks it the same way).
+fn chdir(f: &Field<'_>, r: &mut Report<'_>, chroot: Option<&Path>) -> Option<PathBuf> {
+    let Some(root) = chroot else {
+        return directory(f, r);
     };
-    r.bad(f, problem);
-    None
+    let path = absolute_path(f, r)?;
+    let inside = root.join(path.strip_prefix("/").unwrap_or(&path));
+    match not_a_directory(&inside) {
+        None => Some(path),
+        Some(problem) => {
+            r.bad(f, format!("{problem} inside the chroot {} ({})", root.display(), inside.display()));
+            None
+        }
+    }
+}
+
+/// What is wrong with `path` as a directory, if anything.
+fn not_a_directory(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some("not a directory".to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some("no such directory".to_string()),
+        Err(err) => Some(format!("cannot read the directory: {err}")),
+    }
 }
 
 /// An absolute path to an existing file: a relative one would name another file once the

@@ -115,7 +115,7 @@ pub(in crate::config) const POOL: &[(&str, Action)] = &[
     ("request_terminate_timeout", Set("request_terminate_timeout", Kind::Duration)),
     ("request_terminate_timeout_track_finished", Set("request_terminate_timeout_track_finished", Kind::Bool)),
     ("rlimit_files", Set("rlimit_files", Kind::Int)),
-    // php-fpm does not apply 0 ("unset" there); rustfpm does, which is what it says: no core files.
+    // 0 is php-fpm's "unset" (the children keep the inherited limit): dropped in `interpret`.
     ("rlimit_core", Set("rlimit_core", Kind::RlimitCore)),
     ("chroot", Chroot),
     ("chdir", Chdir),

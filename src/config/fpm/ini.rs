@@ -3,8 +3,9 @@
 //! (and `#` at the start of a line), `"double"` and `'single'` quotes, `${ENV}` (and PHP 8.3's
 //! `${ENV:-default}`), `$pool`, yes/no keywords, and `include=` globs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::glob::glob;
 use super::{Notes, Sources, FPM_DEFAULT_PREFIX, FPM_MAX_INCLUDE_DEPTH};
 
 /// One `name = value` or `name[index] = value` line.
@@ -355,65 +356,4 @@ fn variable<'s>(rest: &'s str, parsed: &mut Parsed, env: &dyn Fn(&str) -> Option
         (None, None) => parsed.unset.push(name.to_string()),
     }
     Ok(after)
-}
-
-/// The files matching `pattern`, sorted, without directories. Only the file name may hold
-/// wildcards: `*` (any run of characters) and `?` (one), neither matching a leading `.`.
-fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
-    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name().and_then(|n| n.to_str())) else {
-        return Err("not a file name or pattern".to_string());
-    };
-    if dir.to_string_lossy().contains(['*', '?']) {
-        return Err("wildcards are supported in the file name only, not in directories".to_string());
-    }
-    if !name.contains(['*', '?']) {
-        return Ok([pattern.to_path_buf()].into_iter().filter(|file| file.is_file()).collect());
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(format!("cannot list {}: {err}", dir.display())),
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_str().is_some_and(|file| wildcard(name.as_bytes(), file.as_bytes())))
-        .map(|entry| entry.path())
-        .filter(|file| !file.is_dir())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Whether `name` matches `pattern` (`*` and `?`); a leading `.` must be matched by a `.`.
-pub(in crate::config) fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    if name.first() == Some(&b'.') && pattern.first() != Some(&b'.') {
-        return false;
-    }
-    matches(pattern, name)
-}
-
-/// Glob matching that backtracks only to the last `*`: time bounded by the product of the two
-/// lengths (trying every split at every `*` took exponential time: `*a*a*a*a*a*a*a*a*a*a*b`
-/// against a long name of `a`s never ended).
-fn matches(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    // The last `*` seen, and where in `name` its run of characters ends for now.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == name[n] => (p, n) = (p + 1, n + 1),
-            _ => match star {
-                Some((at, end)) => {
-                    star = Some((at, end + 1));
-                    (p, n) = (at + 1, end + 1);
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }

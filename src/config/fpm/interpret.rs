@@ -245,10 +245,47 @@ impl Interpreter<'_> {
     }
 }
 
+/// php-fpm's reading of a value it takes but that is surely a mistake, with a warning: the
+/// value to convert instead, when it is another.
+fn doubtful(e: &Entry, key: &str, notes: &mut Notes<'_, '_>) -> Option<&'static str> {
+    match key {
+        "listen_backlog" if integer(&e.value).as_deref() == Some("0") => {
+            let message = "passed to listen(2) as php-fpm passes it, Linux then holds a single connection waiting \
+                           (and queue_max_len defaults to 1 request); unset, the backlog is the kernel's maximum";
+            warn(e, notes, message);
+            None
+        }
+        // php-fpm's heartbeat is the shortest timeout / 3: negative, it never runs.
+        "request_terminate_timeout" if negative_time(&e.value) => {
+            let message = "a negative timeout is no limit to php-fpm (which then checks no pool's timeouts or \
+                           slowlogs); read as 0, no limit";
+            warn(e, notes, message);
+            Some("0")
+        }
+        // php-fpm's timer for a negative timeout fires at once, as for 0.
+        "process_control_timeout" if negative_time(&e.value) => {
+            let message = "php-fpm reads a negative timeout as 0 (its master stops the children at once); read as \
+                           0, which to rustfpm is no limit";
+            warn(e, notes, message);
+            Some("0")
+        }
+        _ => None,
+    }
+}
+
+/// A negative time as php-fpm writes them: `-5`, `-5s`, `-1m`.
+fn negative_time(value: &str) -> bool {
+    let digits = value.strip_prefix('-').map(|rest| rest.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(rest));
+    digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `Set`, `Warn` and `Refuse`: the actions that need nothing but the entry.
 fn simple(e: &Entry, action: Action, items: &mut Vec<Item>, notes: &mut Notes<'_, '_>) {
     match action {
-        Set(key, kind) => items.push(Item { key: key.to_string(), value: convert(kind, &e.value), line: e.line }),
+        Set(key, kind) => {
+            let value = doubtful(e, key, notes).unwrap_or(&e.value);
+            items.push(Item { key: key.to_string(), value: convert(kind, value), line: e.line });
+        }
         Warn(_) if means_off(&e.value) => {}
         Warn("") => warn(e, notes, "not supported yet by rustfpm; ignored"),
         Warn(hint) => warn(e, notes, format!("not supported yet by rustfpm; ignored ({hint})")),
@@ -260,13 +297,18 @@ fn simple(e: &Entry, action: Action, items: &mut Vec<Item>, notes: &mut Notes<'_
 }
 
 /// php-fpm's defaults where they differ from the TOML loader's, and php-fpm's reading of
-/// `pm.start_servers = 0` ("unset") for a dynamic pool.
+/// `pm.start_servers = 0` ("unset") for a dynamic pool and of `rlimit_core = 0` (unset: the
+/// children keep the limit they inherit, `fpm_unix_init_child`; the TOML's 0 is no core files).
 fn php_fpm_defaults(items: &mut Vec<Item>) {
     let last =
         |items: &[Item], key: &str| items.iter().rev().find(|item| item.key == key).map(|item| item.value.clone());
+    let zero = Some(Value::Int("0".to_string()));
     let dynamic = last(items, "pm") == Some(Value::Text("dynamic".to_string()));
-    if dynamic && last(items, "pm_start_servers") == Some(Value::Int("0".to_string())) {
+    if dynamic && last(items, "pm_start_servers") == zero {
         items.retain(|item| item.key != "pm_start_servers");
+    }
+    if last(items, "rlimit_core") == zero {
+        items.retain(|item| item.key != "rlimit_core");
     }
     // php-fpm 8.2's FPM_BACKLOG_DEFAULT on Linux: -1, the kernel's maximum.
     if last(items, "listen_backlog").is_none() {

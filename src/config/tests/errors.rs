@@ -2,14 +2,14 @@
 
 use std::path::Path;
 
-use super::{dynamic_with, errors, parse_ok, pool_with, FILE};
+use super::{dynamic_with, errors, only_pool, parse_ok, pool_with, FILE};
 use crate::config::{load, ConfigErrors, SchedPolicy};
 
 /// For each key, a bad value: the error must name that key, show the value and give line 4.
 #[test]
 fn every_bad_value_names_key_value_and_line() {
     let cases = [
-        ("listen_backlog = 0", "listen_backlog", "0", "between"),
+        ("listen_backlog = -2", "listen_backlog", "-2", "between 0 and"),
         ("listen_backlog = \"511\"", "listen_backlog", "511", "without quotes"),
         ("listen_owner = \"no-such-user-xyz\"", "listen_owner", "no-such-user-xyz", "no such user"),
         ("listen_group = \"no-such-group-xyz\"", "listen_group", "no-such-group-xyz", "no such group"),
@@ -52,6 +52,8 @@ fn every_bad_value_names_key_value_and_line() {
         ),
         ("queue_max_wait = true", "queue_max_wait", "true", "expected a duration"),
         ("chdir = \"var/www\"", "chdir", "var/www", "absolute path"),
+        ("chdir = \"/no/such/dir\"", "chdir", "/no/such/dir", "no such directory"),
+        ("chdir = \"/etc/passwd\"", "chdir", "/etc/passwd", "not a directory"),
         ("chroot = \"srv\"", "chroot", "srv", "absolute path"),
         ("chroot = \"/no/such/dir\"", "chroot", "/no/such/dir", "no such directory"),
         ("chroot = \"/etc/passwd\"", "chroot", "/etc/passwd", "not a directory"),
@@ -458,4 +460,22 @@ fn the_global_process_sched_policy_is_checked() {
     assert_eq!(set.global.process_sched_policy, Some(SchedPolicy::Other));
     let again = parse_ok(&crate::config::to_toml(&set));
     assert_eq!(again.global.process_sched_policy, Some(SchedPolicy::Other), "kept by convert");
+}
+
+#[test]
+fn chdir_must_exist_inside_the_chroot() {
+    let root = tempfile::tempdir().unwrap();
+    let lines = format!("chroot = \"{}\"\nchdir = \"/www\"", root.path().display());
+    let found = errors(&pool_with(&lines));
+    let [e] = found.as_slice() else { panic!("{found:?}") };
+    assert_eq!((e.line, e.pool.as_deref(), e.key.as_deref()), (Some(5), Some("www"), Some("chdir")));
+    let inside = root.path().join("www");
+    let expected = format!("no such directory inside the chroot {} ({})", root.path().display(), inside.display());
+    assert_eq!(e.message, expected);
+    std::fs::create_dir(&inside).unwrap();
+    assert_eq!(only_pool(&pool_with(&lines)).chdir.as_deref(), Some(Path::new("/www")));
+    // A chroot refused is the one error: the chdir inside it is not looked for.
+    let found = errors(&pool_with("chroot = \"/no/such/root\"\nchdir = \"/www\""));
+    let [e] = found.as_slice() else { panic!("{found:?}") };
+    assert_eq!(e.key.as_deref(), Some("chroot"));
 }

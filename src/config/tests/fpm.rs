@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::EXAMPLE;
 use crate::config::file::{RawGlobal, RawPoolKeys, RawTable};
 use crate::config::fpm::directives::{Action, ARRAYS, GLOBAL, POOL};
-use crate::config::fpm::ini::{parse_value, wildcard, Parsed};
+use crate::config::fpm::glob::wildcard;
+use crate::config::fpm::ini::{parse_value, Parsed};
 use crate::config::fpm::interpret::fpm_bool;
 use crate::config::*;
 
@@ -152,6 +153,56 @@ fn include_globs_match_file_names_in_order() {
 }
 
 #[test]
+fn include_globs_take_character_classes() {
+    let files = Files::new();
+    let pool = |name: &str| format!("[{name}]\nlisten = /run/rustfpm-test/{name}.sock\npm.max_children = 2\n");
+    files.write("pool.d/1.conf", &pool("one"));
+    files.write("pool.d/2.conf", &pool("two"));
+    files.write("pool.d/a.conf", &pool("letter"));
+    files.write("pool.d/]x.conf", &pool("bracket"));
+    let dir = files.dir().join("pool.d");
+    let main = files
+        .write("php-fpm.conf", &format!("include = {0}/[0-9]*.conf\ninclude = \"{0}/[]]*.conf\"\n", dir.display()));
+    let (config, warnings) = load_ok(&main, None);
+    let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["one", "two", "bracket"]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn include_globs_expand_wildcards_in_directories() {
+    let files = Files::new();
+    let pool = |name: &str| format!("[{name}]\nlisten = /run/rustfpm-test/{name}.sock\npm.max_children = 2\n");
+    // The shape of /etc/php/*/fpm/pool.d/*.conf.
+    files.write("php/8.2/fpm/pool.d/www.conf", &pool("b"));
+    files.write("php/7.4/fpm/pool.d/www.conf", &pool("a"));
+    files.write("php/7.4/fpm/pool.d/www.conf.dpkg-old", &pool("old"));
+    files.write("php/8.3/cli/php.ini", "not = read\n");
+    files.write("php/.git/fpm/pool.d/x.conf", "not = read\n");
+    files.write("php/notes", "not a directory\n");
+    files.write("other/c.conf", &pool("c"));
+    let main = files.write(
+        "php-fpm.conf",
+        &format!(
+            "include = {0}/php/*/fpm/pool.d/*.conf\ninclude = {0}/ot[h]er/c.conf\ninclude = {0}/*/none/*.conf\n",
+            files.dir().display()
+        ),
+    );
+    let (config, warnings) = load_ok(&main, None);
+    let names: Vec<_> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains("php-fpm.conf:3:") && warning.contains("no file matches"), "{warning}");
+}
+
+#[test]
+fn a_long_class_takes_no_exponential_time() {
+    let name = [b'a'; 255];
+    let pattern = "*[a-z]".repeat(40) + "b";
+    assert!(!wildcard(pattern.as_bytes(), &name));
+}
+
+#[test]
 fn an_include_that_matches_nothing_is_a_warning() {
     let files = Files::new();
     let main =
@@ -184,7 +235,11 @@ fn a_file_that_includes_itself_is_not_read_again() {
 
 #[test]
 fn pool_and_environment_variables_are_substituted() {
-    std::env::set_var("RUSTFPM_FPM_TEST_DIR", "/srv/fpm-test");
+    let files = Files::new();
+    // The chdir must exist.
+    std::fs::create_dir(files.dir().join("one")).unwrap();
+    let dir = files.dir().display().to_string();
+    std::env::set_var("RUSTFPM_FPM_TEST_DIR", &dir);
     std::env::remove_var("RUSTFPM_FPM_TEST_UNSET");
     let text = "[global]\npid = ${RUSTFPM_FPM_TEST_DIR}/fpm.pid\n\
                 [one]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n\
@@ -195,19 +250,15 @@ fn pool_and_environment_variables_are_substituted() {
                 php_value[c] = '${RUSTFPM_FPM_TEST_DIR} is kept'\n\
                 [two]\nlisten = /run/rustfpm-test/$pool.sock\npm.max_children = 1\n";
     let (config, warnings) = load_text(text);
-    assert_eq!(config.global.pid, Some(PathBuf::from("/srv/fpm-test/fpm.pid")));
+    assert_eq!(config.global.pid, Some(files.dir().join("fpm.pid")));
     let [one, two] = config.pools.as_slice() else { panic!() };
     assert_eq!(one.listen, ListenAddr::Unix("/run/rustfpm-test/one.sock".into()));
     assert_eq!(two.listen, ListenAddr::Unix("/run/rustfpm-test/two.sock".into()));
-    assert_eq!(one.chdir, Some(PathBuf::from("/srv/fpm-test/one")));
+    assert_eq!(one.chdir, Some(files.dir().join("one")));
+    let log = format!("{dir}/one.log");
     assert_eq!(
         ini(one),
-        [
-            ("error_log", "/srv/fpm-test/one.log"),
-            ("a", "xy"),
-            ("b", "fallback"),
-            ("c", "${RUSTFPM_FPM_TEST_DIR} is kept")
-        ]
+        [("error_log", log.as_str()), ("a", "xy"), ("b", "fallback"), ("c", "${RUSTFPM_FPM_TEST_DIR} is kept")]
     );
     let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
     assert!(warning.contains(":8: [pool one] php_value[a]: the environment variable RUSTFPM_FPM_TEST_UNSET"));
@@ -342,6 +393,7 @@ fn relative_paths_resolve_against_the_prefix() {
          [b]\nprefix = pool-b\nlisten = b.sock\npm.max_children = 1\n[c]\nlisten = *:9000\npm.max_children = 1\n",
     );
     std::fs::create_dir(files.dir().join("pool-b")).unwrap();
+    std::fs::create_dir(files.dir().join("www")).unwrap();
     let (config, _) = load_ok(&main, Some(files.dir()));
     let under = |path: &str| files.dir().join(path);
     assert_eq!(config.global.error_log, LogTarget::File(under("log/fpm.log")));
@@ -358,6 +410,30 @@ fn relative_paths_resolve_against_the_prefix() {
     let (config, _) = load_text("error_log = fpm.log\n[a]\nlisten = a.sock\npm.max_children = 1\n");
     assert_eq!(config.global.error_log, LogTarget::File("/var/fpm.log".into()));
     assert_eq!(config.pools[0].listen, ListenAddr::Unix("/usr/a.sock".into()));
+}
+
+#[test]
+fn rlimit_core_zero_is_unset_as_in_php_fpm() {
+    // php-fpm's children keep the limit they inherit (fpm_unix_init_child skips a 0).
+    assert_eq!(only_pool(&pool_with("rlimit_core = 0")).rlimit_core, None);
+    assert_eq!(only_pool(&pool_with("rlimit_core = 1024")).rlimit_core, Some(RlimitCore::Limited(1024)));
+    // The TOML format keeps its own meaning: no core files.
+    let toml = "[pool.www]\nlisten = \"/run/www.sock\"\npm_max_children = 1\nrlimit_core = 0\n";
+    let config = parse(toml, Path::new("/etc/rustfpm/rustfpm.toml")).unwrap();
+    assert_eq!(config.pools[0].rlimit_core, Some(RlimitCore::Limited(0)));
+}
+
+#[test]
+fn negative_timeouts_read_as_php_fpm_reads_them() {
+    let text = format!("[global]\nprocess_control_timeout = -5\n{}", pool_with("request_terminate_timeout = -1s"));
+    let (config, warnings) = load_text(&text);
+    assert_eq!(config.global.process_control_timeout, None);
+    assert_eq!(config.pools[0].request_terminate_timeout, None);
+    let [control, terminate] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(control.contains(":2: process_control_timeout = \"-5\": php-fpm reads a negative"), "{control}");
+    assert!(terminate.contains(":6: [pool www] request_terminate_timeout = \"-1s\": a negative"), "{terminate}");
+    // Not a time at all is still an error.
+    assert!(!errors_of(&pool_with("request_terminate_timeout = -x")).is_empty());
 }
 
 #[test]
@@ -405,6 +481,34 @@ fn wildcards_match_as_glob_does() {
         ("**", "", true),
         ("?", "", false),
         ("*a?", "xab", true),
+        // glob(3)'s classes: ranges, negation (`!`, and `^` as glibc), `]` first, names.
+        ("[0-9]*.conf", "1.conf", true),
+        ("[0-9]*.conf", "a.conf", false),
+        ("[abc].conf", "b.conf", true),
+        ("[a-cx-z].conf", "y.conf", true),
+        ("[!0-9]*", "a1", true),
+        ("[!0-9]*", "1a", false),
+        ("[^0-9]*", "a1", true),
+        ("[]]x", "]x", true),
+        ("[!]]x", "]x", false),
+        ("[a-]", "-", true),
+        ("[[:digit:]][[:alpha:]]", "1a", true),
+        ("[[:digit:]]", "a", false),
+        ("[[:nonsense:]]", "a", false),
+        ("[\\\\]b", "\\b", true),
+        ("[\\]b", "[]b", true),
+        // An unclosed `[` is itself; `\` escapes.
+        ("[a.conf", "[a.conf", true),
+        ("x[", "x[", true),
+        ("\\*", "*", true),
+        ("\\*", "a", false),
+        // A leading `.` is matched only by a `.`.
+        ("[.]conf", ".conf", false),
+        ("?conf", ".conf", false),
+        ("\\.conf", ".conf", true),
+        ("*.conf", "a.conf", true),
+        ("*[0-9]", "abc1", true),
+        ("*[0-9]a", "1a2a", true),
     ];
     for (pattern, name, expected) in cases {
         assert_eq!(wildcard(pattern.as_bytes(), name.as_bytes()), expected, "{pattern} {name}");
@@ -680,6 +784,30 @@ fn every_key_has_a_php_fpm_directive() {
 }
 
 #[test]
+fn a_missing_chdir_is_an_error_naming_file_line_and_pool() {
+    let files = Files::new();
+    let root = files.dir().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let main = files.write(
+        "php-fpm.conf",
+        &format!(
+            "{}[jail]\nlisten = /run/j.sock\npm.max_children = 1\nchroot = {}\nchdir = /www\n",
+            pool_with("chdir = /no/such/dir"),
+            root.display()
+        ),
+    );
+    let errors = load_errors(&main);
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let [missing, jailed] = shown.as_slice() else { panic!("{shown:?}") };
+    let at = |line: usize| format!("{}:{line}: ", main.display());
+    assert!(missing.starts_with(&at(4)) && missing.contains("[pool www] chdir = "), "{missing}");
+    assert!(missing.contains("/no/such/dir") && missing.ends_with("no such directory"), "{missing}");
+    assert!(jailed.starts_with(&at(9)) && jailed.contains("[pool jail] chdir = "), "{jailed}");
+    let inside = format!("inside the chroot {} ({})", root.display(), root.join("www").display());
+    assert!(jailed.ends_with(&format!("no such directory {inside}")), "{jailed}");
+}
+
+#[test]
 fn log_directives_resolve_against_the_prefix() {
     let files = Files::new();
     let main = files.write(
@@ -728,6 +856,11 @@ fn listen_backlog_defaults_to_php_fpms_kernel_maximum() {
     let dump = crate::config::fpm_dump(&load_text(&pool_with("")).0);
     assert!(dump.iter().any(|line| line.ends_with("listen.backlog = -1")), "{dump:#?}");
     assert_eq!(only_pool(&pool_with("listen.backlog = 511")).listen_backlog, 511);
+    // php-fpm passes 0 to listen(2); so does rustfpm, with a warning.
+    let (config, warnings) = load_text(&pool_with("listen.backlog = 0"));
+    assert_eq!((config.pools[0].listen_backlog, config.pools[0].queue_max_len), (0, 1));
+    let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
+    assert!(warning.contains(":4: [pool www] listen.backlog = \"0\": passed to listen(2)"), "{warning}");
 }
 
 #[test]

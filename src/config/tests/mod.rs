@@ -123,7 +123,7 @@ fn every_new_pool_key_is_read() {
         "pm = \"ondemand\"\npm_start_servers = 0\npm_min_spare_servers = 9\npm_max_spawn_rate = 4\n\
          pm_process_idle_timeout = \"1m\"\npm_max_requests = 500\npm_max_memory = \"128M\"\n\
          pm_max_lifetime = 3600\nrequest_terminate_timeout = \"30s\"\n\
-         request_terminate_timeout_track_finished = true\nqueue_max_wait = \"500ms\"\nchdir = \"/var/www\"\n\
+         request_terminate_timeout_track_finished = true\nqueue_max_wait = \"500ms\"\nchdir = \"/tmp\"\n\
          chroot = \"/\"\nrlimit_files = 65536\nrlimit_core = \"unlimited\"\nprocess_priority = -19\n\
          process_dumpable = true\ncatch_workers_output = true\ndecorate_workers_output = false",
     ));
@@ -138,7 +138,7 @@ fn every_new_pool_key_is_read() {
     assert_eq!(pool.request_terminate_timeout, Some(Duration::from_secs(30)));
     assert!(pool.request_terminate_timeout_track_finished);
     assert_eq!(pool.queue_max_wait, Some(Duration::from_millis(500)));
-    assert_eq!(pool.chdir, Some(PathBuf::from("/var/www")));
+    assert_eq!(pool.chdir, Some(PathBuf::from("/tmp")));
     assert_eq!(pool.chroot, Some(PathBuf::from("/")));
     assert_eq!(pool.rlimit_files, Some(65536));
     assert_eq!(pool.rlimit_core, Some(RlimitCore::Unlimited));
@@ -379,7 +379,7 @@ fn example_config_commented_keys_parse() {
         Ok(config) => assert_eq!(config.pools[0].queue_max_wait, Some(Duration::from_secs(30))),
         Err(ConfigErrors(errors)) => {
             let keys: Vec<_> = errors.iter().map(|e| e.key.as_deref().unwrap_or("")).collect();
-            assert!(keys.iter().all(|key| ["php_ini", "chroot"].contains(key)), "{errors:?}");
+            assert!(keys.iter().all(|key| ["php_ini", "chroot", "chdir"].contains(key)), "{errors:?}");
         }
     }
 }
