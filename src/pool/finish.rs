@@ -34,6 +34,10 @@
 //! were sent and the code is not 200, logs `MARKER=CODE` ([`FINAL_STATUS_SOURCE`]); the proxy takes
 //! the line out and logs that code. It costs each request of such a pool one shutdown
 //! function (about 3,600 instructions in php-cgi); pools without that pay nothing.
+//!
+//! Before anything else, the polyfill takes out of the process environment what rustfpm
+//! gave php-cgi and php-fpm's workers do not have (`PHP_FCGI_*`, `PHP_INI_SCAN_DIR`): see
+//! `finish_env.rs`.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
@@ -46,6 +50,9 @@ use super::PoolError;
 use crate::config;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{QueryError, Supervisor};
+
+#[path = "finish_env.rs"]
+mod env;
 
 /// The polyfill file of one pool; removed with its directory on drop.
 #[derive(Debug)]
@@ -68,27 +75,26 @@ pub struct Polyfill {
 }
 
 impl Polyfill {
-    /// Writes the polyfill for the pool `cfg` whose php-cgi runs with `settings`, as
-    /// `children_uid` (None: rustfpm's own user); `None` for a chroot pool or with
-    /// `fastcgi_finish_request = false`.
-    pub fn for_pool(
-        cfg: &config::Pool,
-        settings: &Settings,
-        children_uid: Option<nix::unistd::Uid>,
-    ) -> Result<Option<Polyfill>, PoolError> {
+    /// Writes the polyfill for the pool `cfg` whose php-cgi runs with `settings`, as `spec`
+    /// says (its environment, and its user: none is rustfpm's own); `None` for a chroot pool
+    /// or with `fastcgi_finish_request = false`.
+    pub fn for_pool(cfg: &config::Pool, settings: &Settings, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
+        let children_uid = spec.credentials.as_ref().map(|c| c.uid);
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let header = error_header(cfg);
         let usable = |function: &str| !settings.disables(function);
+        let undo_env = if usable("putenv") { env::undo_list(cfg, &spec.env) } else { Vec::new() };
         let shims = Shims {
             error_header: header.as_deref(),
             final_status: logs_status(cfg),
             main_end: untimed_after_main(cfg) && ["error_log", "flush", "ignore_user_abort"].iter().all(|f| usable(f)),
+            undo_env: &undo_env,
         };
         let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), &shims);
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
@@ -434,6 +440,8 @@ struct Shims<'a> {
     final_status: bool,
     /// Tell rustfpm when the script's main code has ended ([`MAIN_END_SOURCE`]).
     main_end: bool,
+    /// The variables of php-cgi's environment the scripts must not see as they are ([`env`]).
+    undo_env: &'a [env::Undo],
 }
 
 /// php-fpm's `fastcgi.error_header` of the pool (its ini table, then its
@@ -477,7 +485,8 @@ fn error_header_source(header: &str) -> String {
 /// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`; a
 /// fatal error sends the `shims`' error header, if set.
 fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, shims: &Shims<'_>) -> String {
-    let mut user = shims.error_header.map(error_header_source).unwrap_or_default();
+    let mut user = env::source(shims.undo_env, php_string);
+    user.extend(shims.error_header.map(error_header_source));
     if shims.final_status {
         user.push_str(FINAL_STATUS_SOURCE);
     }
@@ -706,7 +715,7 @@ mod tests {
     #[test]
     fn source_includes_the_user_file_quoted() {
         let socket = Path::new("/run/rustfpm/www-php/status.sock");
-        let none = Shims { error_header: None, final_status: false, main_end: false };
+        let none = Shims { error_header: None, final_status: false, main_end: false, undo_env: &[] };
         let php = source("www", Some("/srv/it's.php"), socket, &none);
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
         assert!(php.contains("getenv(' ')"), "{php}");
