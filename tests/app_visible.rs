@@ -360,3 +360,69 @@ fn pool_values_arrive_whole_and_stay_off_the_command_line() {
     let lines = php_command_lines(&fpm);
     assert!(!lines.contains("S3CRET") && !lines.contains("48M"), "values on the command line: {lines}");
 }
+
+/// Where a script looks for the variables rustfpm gives php-cgi: `getenv()`, `getenv()`'s
+/// array, `$_SERVER`, `$_ENV` and a command's environment, as JSON (false: not there).
+const ENV_SEEN: &str = r#"<?php
+$seen = [];
+foreach (['PHP_INI_SCAN_DIR', 'PHP_FCGI_CHILDREN', 'PHP_FCGI_MAX_REQUESTS'] as $name) {
+    $command = trim((string) shell_exec('printenv ' . $name));
+    $seen[$name] = [
+        getenv($name),
+        getenv()[$name] ?? false,
+        $_SERVER[$name] ?? false,
+        $_ENV[$name] ?? false,
+        $command === '' ? false : $command,
+    ];
+}
+echo json_encode($seen);
+"#;
+
+/// rustfpm with `php_ini` beside a `conf.d` (which php-cgi is told to scan), and `more`
+/// lines in its php.ini and the pool; what [`ENV_SEEN`] prints, `requests` times.
+fn env_seen(ini_lines: &str, more: &str, requests: usize) -> Vec<serde_json::Value> {
+    let site = Site::new();
+    let etc = site.path().join("etc");
+    std::fs::create_dir_all(etc.join("conf.d")).unwrap();
+    std::fs::write(etc.join("php.ini"), ini_lines).unwrap();
+    let extra = format!("php_ini = \"{}\"", etc.join("php.ini").display());
+    let fpm = Rustfpm::start(&site, &PoolOptions { children: 1, extra, tables: more.into(), ..PoolOptions::default() });
+    site.script("env_seen.php", ENV_SEEN);
+    let params = common::fcgi::get_params(&site, "env_seen.php", "");
+    let params: Vec<(&str, &[u8])> = params.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    (0..requests)
+        .map(|_| {
+            let reply = common::fcgi::send(&fpm.socket, &params);
+            serde_json::from_str(reply.body()).unwrap_or_else(|e| panic!("{e}: {reply:?}\n{}", fpm.log_text()))
+        })
+        .collect()
+}
+
+/// php-fpm's workers have no `PHP_INI_SCAN_DIR` (with `clear_env`, only `env[...]`, `USER`
+/// and `HOME`). Before, scripts saw the one rustfpm sets for php-cgi, and so did their
+/// commands: a `php` CLI run by the app scanned FPM's `conf.d` (and now would read rustfpm's
+/// private ini file). In a child's first request and its later ones.
+#[test]
+fn scripts_and_their_commands_do_not_see_the_scan_dir_rustfpm_gives_php_cgi() {
+    let none = serde_json::json!([false, false, false, false, false]);
+    for seen in env_seen("", "", 3) {
+        assert_eq!(seen["PHP_INI_SCAN_DIR"], none, "{seen}");
+    }
+}
+
+/// A `PHP_INI_SCAN_DIR` the pool's `env` sets is the scripts' as in php-fpm, also where PHP
+/// builds `$_SERVER` and `$_ENV` before the polyfill runs (`auto_globals_jit` off). There
+/// `getenv()` without a name copies the array PHP built first, which the polyfill cannot
+/// reach (docs/php-fpm-differences.md): it is not asked.
+#[test]
+fn the_pools_own_php_ini_scan_dir_stays() {
+    let tables = "[pool.www.env]\nPHP_INI_SCAN_DIR = \"/nowhere/conf.d\"\n";
+    let seen = &env_seen("auto_globals_jit = Off\n", tables, 2)[1];
+    let own = "/nowhere/conf.d";
+    let without_getenv_array = |name: &str| {
+        let mut values = seen[name].as_array().cloned().unwrap_or_default();
+        values.remove(1);
+        values
+    };
+    assert_eq!(without_getenv_array("PHP_INI_SCAN_DIR"), [own, own, own, own], "{seen}");
+}

@@ -123,7 +123,8 @@ struct Exchanged {
     /// Ok: the child ended the request; whether what it was sent ends on a
     /// record boundary.
     result: Result<bool, Failure>,
-    /// `request_terminate_timeout`'s deadline, unless `fastcgi_finish_request()` lifted it.
+    /// `request_terminate_timeout`'s deadline, unless the end of the script's main code
+    /// (or `fastcgi_finish_request()`) lifted it.
     deadline: Option<Instant>,
     /// The end of the response, still owed to nginx once the child is released.
     tail: Vec<u8>,
@@ -277,7 +278,8 @@ struct Exchange<'a, 'm> {
     response: &'a mut ResponseStream<'m>,
     /// When `request_terminate_timeout` runs out.
     deadline: Option<Instant>,
-    /// The deadline no longer holds: set after `fastcgi_finish_request()`
+    /// The deadline no longer holds: set once the script's main code has ended (the
+    /// polyfill says so before its shutdown functions run, or at `fastcgi_finish_request()`)
     /// unless the timeout tracks finished requests.
     lifted: &'a AtomicBool,
     /// nginx keeps its connection after the request.
@@ -330,8 +332,9 @@ impl Exchange<'_, '_> {
 
     /// Moves bytes both ways until the child's END_REQUEST has been read.
     /// After `fastcgi_finish_request()`, nginx has its whole response and the
-    /// rest of the child's is discarded (the deadline stays only if
-    /// `track_finished`).
+    /// rest of the child's is discarded. Once the script's main code has ended
+    /// (that call, or the polyfill's line before the shutdown functions), the
+    /// deadline stays only if `track_finished`, as php-fpm's.
     async fn relay_all(
         &mut self,
         conn: &mut Connection,
@@ -404,9 +407,8 @@ impl Exchange<'_, '_> {
             if n == 0 {
                 return Err(self.lost());
             }
-            let was_completed = self.completed();
             self.relay(conn, &up_rd, buf, n).await?;
-            if self.completed() && !was_completed && !track_finished {
+            if !track_finished && self.response.past_main() {
                 self.lifted.store(true, Ordering::Relaxed);
             }
             if self.response.ended {

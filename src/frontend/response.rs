@@ -85,6 +85,12 @@ impl<'m> ResponseStream<'m> {
         self.marked.status
     }
 
+    /// The script's main code has ended (the polyfill said so, or it called
+    /// `fastcgi_finish_request()`): php-fpm's `request_terminate_timeout` stops there.
+    pub fn past_main(&self) -> bool {
+        self.marked.main_ended || self.completed.is_some()
+    }
+
     /// The request id.
     pub fn id(&self) -> u16 {
         self.id

@@ -47,6 +47,8 @@ pub struct Marked {
     /// The response code the script ended with, set after its headers went out with
     /// another (a `MARKER=CODE` line): what php-fpm's access log shows.
     pub status: Option<u16>,
+    /// The script's main code has ended (a `MARKER.` line): its shutdown functions run.
+    pub main_ended: bool,
 }
 
 /// Rewrites the STDERR records of one response.
@@ -166,16 +168,22 @@ pub fn text(records: &[u8]) -> String {
 }
 
 /// Takes a line of the polyfill's: `marker` alone (the request is finished),
-/// `marker:HEX` (header bytes) or `marker=CODE` (the code the script ended
-/// with). False if `line` is anything else.
+/// `marker:HEX` (header bytes), `marker=CODE` (the code the script ended
+/// with) or `marker.` (the script's main code ended). False if `line` is anything else.
 fn take_marker(line: &[u8], marker: &[u8], marked: &mut Marked) -> bool {
     let Some(rest) = line.strip_prefix(marker) else {
         return false;
     };
-    if rest.is_empty() {
-        marked.finished = true;
-        return true;
+    match rest {
+        b"" => marked.finished = true,
+        b"." => marked.main_ended = true,
+        _ => return take_marked_value(rest, marked),
     }
+    true
+}
+
+/// `marker=CODE` or `marker:HEX` without the marker.
+fn take_marked_value(rest: &[u8], marked: &mut Marked) -> bool {
     if let Some(digits) = rest.strip_prefix(b"=") {
         let code = std::str::from_utf8(digits).ok().and_then(|d| d.parse().ok());
         marked.status = code.filter(|c| (100..1000).contains(c)).or(marked.status);
@@ -284,7 +292,7 @@ mod tests {
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         r.push(b"MARK:0a\n");
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
-        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), finished: false, status: None });
+        assert_eq!(marked, Marked { headers: b"A\r\n".to_vec(), ..Marked::default() });
         r.push(b"MARK\n");
         r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
         assert!(marked.finished);
@@ -312,6 +320,16 @@ mod tests {
         r.push(b"MARK=500\n");
         r.end_record(1, None, &mut out, &mut marked);
         assert_eq!((marked.status, records(&out)), (None, vec!["PHP message: MARK=500".to_string()]));
+    }
+
+    #[test]
+    fn the_main_end_line_is_taken_out_and_ends_nothing() {
+        let mut r = StderrRewriter::default();
+        let (mut out, mut marked) = (Vec::new(), Marked::default());
+        r.push(b"MARK.\nMARK..\n");
+        r.end_record(1, Some(b"MARK"), &mut out, &mut marked);
+        assert_eq!(marked, Marked { main_ended: true, ..Marked::default() }, "the response goes on");
+        assert_eq!(records(&out), ["PHP message: MARK.."]);
     }
 
     #[test]

@@ -34,6 +34,10 @@
 //! were sent and the code is not 200, logs `MARKER=CODE` ([`FINAL_STATUS_SOURCE`]); the proxy takes
 //! the line out and logs that code. It costs each request of such a pool one shutdown
 //! function (about 3,600 instructions in php-cgi); pools without that pay nothing.
+//!
+//! Before anything else, the polyfill takes out of the process environment what rustfpm
+//! gave php-cgi and php-fpm's workers do not have (`PHP_FCGI_*`, `PHP_INI_SCAN_DIR`): see
+//! `finish_env.rs`.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
@@ -47,6 +51,9 @@ use super::PoolError;
 use crate::config;
 use crate::spawn::ChildSpec;
 use crate::supervisor::{QueryError, Supervisor};
+
+#[path = "finish_env.rs"]
+mod env;
 
 /// The polyfill file of one pool; removed with its directory on drop.
 #[derive(Debug)]
@@ -69,23 +76,27 @@ pub struct Polyfill {
 }
 
 impl Polyfill {
-    /// Writes the polyfill for the pool `cfg` whose php-cgi runs with `settings`, as
-    /// `children_uid` (None: rustfpm's own user); `None` for a chroot pool or with
-    /// `fastcgi_finish_request = false`.
-    pub fn for_pool(
-        cfg: &config::Pool,
-        settings: &Settings,
-        children_uid: Option<nix::unistd::Uid>,
-    ) -> Result<Option<Polyfill>, PoolError> {
+    /// Writes the polyfill for the pool `cfg` whose php-cgi runs with `settings`, as `spec`
+    /// says (its environment, and its user: none is rustfpm's own); `None` for a chroot pool
+    /// or with `fastcgi_finish_request = false`.
+    pub fn for_pool(cfg: &config::Pool, settings: &Settings, spec: &ChildSpec) -> Result<Option<Polyfill>, PoolError> {
         if cfg.chroot.is_some() || !cfg.fastcgi_finish_request {
             return Ok(None);
         }
+        let children_uid = spec.credentials.as_ref().map(|c| c.uid);
         let err = |path: &Path, source| PoolError::Polyfill { pool: cfg.name.clone(), path: path.into(), source };
         let dir = runtime_dir(&cfg.name).map_err(|(path, e)| err(&path, e))?;
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let header = error_header(cfg);
-        let shims = Shims { error_header: header.as_deref(), final_status: logs_status(cfg) };
+        let usable = |function: &str| !settings.disables(function);
+        let undo_env = if usable("putenv") { env::undo_list(cfg) } else { Vec::new() };
+        let shims = Shims {
+            error_header: header.as_deref(),
+            final_status: logs_status(cfg),
+            main_end: untimed_after_main(cfg) && ["error_log", "flush", "ignore_user_abort"].iter().all(|f| usable(f)),
+            undo_env: &undo_env,
+        };
         let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), &shims);
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
         let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
@@ -281,6 +292,12 @@ impl Settings {
         matches!(self, Settings::Phpinfo(_)).then(|| self.raw("disable_functions").unwrap_or_default())
     }
 
+    /// PHP disables `function`, as far as php-cgi's phpinfo says (unknown: false).
+    fn disables(&self, function: &str) -> bool {
+        let list = self.disabled_functions().unwrap_or_default();
+        list.split(',').any(|f| f.trim().eq_ignore_ascii_case(function))
+    }
+
     /// The php.ini php-cgi read for its phpinfo (`Loaded Configuration File`),
     /// if it read one: the one a `php_cgi` wrapper gives it (`PHPRC`, `-c`) too.
     pub fn loaded_ini(&self) -> Option<std::path::PathBuf> {
@@ -387,12 +404,45 @@ const FINAL_STATUS_SOURCE: &str = r#"function rustfpm_final_status(): void
 register_shutdown_function('rustfpm_final_status');
 "#;
 
+/// The shutdown function that tells rustfpm the script's main code has ended, before the
+/// script's own shutdown functions, destructors and output buffers run: `request_terminate_timeout`
+/// stops counting there, as php-fpm's does (`fpm_request_end()` runs before
+/// `php_request_shutdown()`) unless `request_terminate_timeout_track_finished`. It logs the
+/// request's marker and `.` (read in `frontend::stderr`) and flushes, so the line reaches
+/// rustfpm while those run; a flush that finds nginx gone does not end the request
+/// (`ignore_user_abort` for that moment: the script's shutdown functions still run, as they
+/// would under php-fpm, which writes nothing there). Registered only in pools with a terminate
+/// timeout that stops at the main code's end: it costs each of their requests a shutdown
+/// function, a line and a write (see docs/php-fpm-differences.md for the figures).
+const MAIN_END_SOURCE: &str = r#"function rustfpm_main_ended(): void
+{
+    $marker = (string) getenv(' ');
+    if ($marker !== '') {
+        error_log($marker . '.', 4);
+        $ignored = ignore_user_abort(true);
+        flush();
+        ignore_user_abort((bool) $ignored);
+    }
+}
+register_shutdown_function('rustfpm_main_ended');
+"#;
+
+/// `request_terminate_timeout` stops counting when the script's main code ends: the pool
+/// has one, and does not track finished requests ([`MAIN_END_SOURCE`]).
+fn untimed_after_main(cfg: &config::Pool) -> bool {
+    cfg.request_terminate_timeout.is_some() && !cfg.request_terminate_timeout_track_finished
+}
+
 /// What the polyfill adds to php-cgi besides its two functions.
 struct Shims<'a> {
     /// `fastcgi.error_header`, if set.
     error_header: Option<&'a str>,
     /// Report a response code set after the headers went out ([`FINAL_STATUS_SOURCE`]).
     final_status: bool,
+    /// Tell rustfpm when the script's main code has ended ([`MAIN_END_SOURCE`]).
+    main_end: bool,
+    /// The variables of php-cgi's environment the scripts must not see as they are ([`env`]).
+    undo_env: &'a [env::Undo],
 }
 
 /// php-fpm's `fastcgi.error_header` of the pool (its ini table, then its
@@ -436,9 +486,13 @@ fn error_header_source(header: &str) -> String {
 /// The polyfill's PHP source; `fpm_get_status()` asks `status_socket`; a
 /// fatal error sends the `shims`' error header, if set.
 fn source(pool: &str, user_file: Option<&str>, status_socket: &Path, shims: &Shims<'_>) -> String {
-    let mut user = shims.error_header.map(error_header_source).unwrap_or_default();
+    let mut user = env::source(shims.undo_env, php_string);
+    user.extend(shims.error_header.map(error_header_source));
     if shims.final_status {
         user.push_str(FINAL_STATUS_SOURCE);
+    }
+    if shims.main_end {
+        user.push_str(MAIN_END_SOURCE);
     }
     user.extend(user_file.map(|f| format!("require {};\n", php_string(f))));
     // A name may hold `?>`, which ends PHP's code even in a comment.
@@ -662,7 +716,7 @@ mod tests {
     #[test]
     fn source_includes_the_user_file_quoted() {
         let socket = Path::new("/run/rustfpm/www-php/status.sock");
-        let none = Shims { error_header: None, final_status: false };
+        let none = Shims { error_header: None, final_status: false, main_end: false, undo_env: &[] };
         let php = source("www", Some("/srv/it's.php"), socket, &none);
         assert!(php.contains(r"require '/srv/it\'s.php';"), "{php}");
         assert!(php.contains("getenv(' ')"), "{php}");
@@ -670,13 +724,17 @@ mod tests {
         assert!(!php.contains("$_SERVER"), "PHP would build $_SERVER for every request: {php}");
         assert!(!source("www", None, socket, &none).contains("require"));
         assert!(!php.contains("register_shutdown_function"), "{php}");
-        let header = Shims { error_header: Some("HTTP/1.1 500 PHP's Error"), final_status: false };
+        let header = Shims { error_header: Some("HTTP/1.1 500 PHP's Error"), ..none };
         let php = source("www", None, socket, &header);
         assert!(php.contains(r"header('HTTP/1.1 500 PHP\'s Error');"), "{php}");
         assert!(!php.contains("rustfpm_final_status"), "{php}");
-        let php = source("www", None, socket, &Shims { error_header: None, final_status: true });
+        let php = source("www", None, socket, &Shims { final_status: true, ..none });
         assert!(php.contains("register_shutdown_function('rustfpm_final_status');"), "{php}");
         assert!(!php.contains("$_SERVER"), "{php}");
+        assert!(!php.contains("rustfpm_main_ended"), "{php}");
+        let php = source("www", Some("/srv/pre.php"), socket, &Shims { main_end: true, ..none });
+        let registered = php.find("register_shutdown_function('rustfpm_main_ended');").expect("registered");
+        assert!(registered < php.find("require").expect("the user's prepend"), "before the pool's own: {php}");
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl Pool {
                 cfg.name
             ),
         }
-        let finish = finish::Polyfill::for_pool(cfg, &settings, spec.credentials.as_ref().map(|c| c.uid))?;
+        let finish = finish::Polyfill::for_pool(cfg, &settings, &spec)?;
         spec.args.extend(finish.as_ref().map(finish::Polyfill::args).unwrap_or_default());
         let lock = admin_ini::lock_args(cfg, &spec.args);
         spec.args.extend(lock); // php-cgi's last -d
