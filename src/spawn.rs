@@ -100,7 +100,7 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
         Some(_) => None,
     };
     let (args, env) = hidden.as_ref().map_or((&spec.args, &spec.env), |h| (&h.args, &h.env));
-    let ini = hidden.as_ref().map(|h| h.file.as_raw_fd());
+    let ini = hidden.as_ref().map(|h| (h.file.as_raw_fd(), h.link.clone()));
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::from(spec.listener.try_clone()?));
     match &spec.output {
@@ -121,9 +121,11 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     // SAFETY: the closure runs between fork and exec and makes only
     // async-signal-safe system calls on data prepared before the fork.
     unsafe {
-        cmd.pre_exec(move || pre_exec(creds.as_ref(), &settings, root_fd, ini, parent));
+        cmd.pre_exec(move || {
+            pre_exec(creds.as_ref(), &settings, root_fd, ini.as_ref().map(|(fd, link)| (*fd, link.as_c_str())), parent)
+        });
     }
-    let child = cmd.spawn()?;
+    let child = cmd.spawn().map_err(|e| unreadable_ini(e, hidden.as_ref()))?;
     drop(cmd);
     drop(root);
     drop(hidden);
@@ -214,7 +216,23 @@ impl ChildSpec {
 pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
     let hidden = private_ini::hide(&query.args, &query.env)?;
     let (args, env) = hidden.as_ref().map_or((&query.args, &query.env), |h| (&h.args, &h.env));
-    query_command(query, args, env, hidden.as_ref().map(|h| h.file.as_raw_fd())).stderr(Stdio::null()).spawn()
+    let ini = hidden.as_ref().map(|h| (h.file.as_raw_fd(), h.link.clone()));
+    query_command(query, args, env, ini).stderr(Stdio::null()).spawn().map_err(|e| unreadable_ini(e, hidden.as_ref()))
+}
+
+/// A spawn's error, said plainly when it is [`private_ini::check_readable`]'s.
+fn unreadable_ini(e: std::io::Error, hidden: Option<&private_ini::Hidden>) -> std::io::Error {
+    match hidden {
+        Some(h) if e.raw_os_error() == Some(private_ini::UNREADABLE) => std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "the pool's user cannot read {} (the pool's settings): rustfpm's runtime directory \
+                 must be open to it (not RuntimeDirectoryMode=0700, nor a private TMPDIR)",
+                h.link.to_string_lossy()
+            ),
+        ),
+        _ => e,
+    }
 }
 
 /// Runs `query` to its end, its stderr on ours, for a client command that
@@ -225,12 +243,12 @@ pub fn run_query(query: &Query) -> std::io::Result<std::process::Output> {
 }
 
 /// `query` as a command, with `args` and `env` for its own, and the private
-/// ini file `ini` (see [`private_ini`]) put in place.
+/// ini file `ini` (see [`private_ini`]: its descriptor and path) put in place.
 fn query_command(
     query: &Query,
     args: &[OsString],
     env: &[(OsString, OsString)],
-    ini: Option<RawFd>,
+    ini: Option<(RawFd, std::ffi::CString)>,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(&query.program);
     cmd.args(args)
@@ -248,7 +266,11 @@ fn query_command(
     unsafe {
         cmd.pre_exec(move || {
             close_inherited()?;
-            ini.map_or(Ok(()), private_ini::place)
+            match &ini {
+                // std switched to the query's user before this runs.
+                Some((fd, link)) => private_ini::place(*fd).and_then(|()| private_ini::check_readable(link)),
+                None => Ok(()),
+            }
         });
     }
     cmd
@@ -287,7 +309,7 @@ fn pre_exec(
     creds: Option<&Credentials>,
     settings: &ProcessSettings,
     root: Option<RawFd>,
-    ini: Option<RawFd>,
+    ini: Option<(RawFd, &std::ffi::CStr)>,
     parent: libc::pid_t,
 ) -> std::io::Result<()> {
     let check = |rc: libc::c_int| if rc == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
@@ -302,8 +324,8 @@ fn pre_exec(
         }
         check(libc::setsid())?;
         close_inherited()?;
-        if let Some(ini) = ini {
-            private_ini::place(ini)?;
+        if let Some((fd, _)) = ini {
+            private_ini::place(fd)?;
         }
         if let Some(n) = settings.rlimit_files {
             check(libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: n }))?;
@@ -332,6 +354,9 @@ fn pre_exec(
             check(libc::setgroups(groups.len(), groups.as_ptr().cast()))?;
             check(libc::setgid(c.gid.as_raw()))?;
             check(libc::setuid(c.uid.as_raw()))?;
+        }
+        if let Some((_, link)) = ini {
+            private_ini::check_readable(link)?;
         }
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
         // The parent may have died before the signal was armed.

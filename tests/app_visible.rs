@@ -426,3 +426,27 @@ fn the_pools_own_php_ini_scan_dir_stays() {
     };
     assert_eq!(without_getenv_array("PHP_INI_SCAN_DIR"), [own, own, own, own], "{seen}");
 }
+
+/// rustfpm's own `-d`s mean what php-fpm's mean: the value is ini text (quotes removed,
+/// `${VAR}` from rustfpm's environment), and a keyword the pool quotes stays a word. After
+/// 3e542b3 wrote every value as a literal, `-d 'session.save_path="2;/tmp"'` kept its quotes
+/// and `${HOME}` stayed as written; a quoted `"None"` was read as ini's none, `""`, before
+/// and after (a helper's review).
+#[test]
+fn dash_d_values_and_quoted_keywords_mean_what_php_fpm_makes_of_them() {
+    let site = Site::new();
+    site.script(
+        "d.php",
+        "<?php echo json_encode([ini_get('session.save_path'), ini_get('highlight.string'), \
+         ini_get('error_reporting'), ini_get('session.cookie_samesite')]);",
+    );
+    let extra = "php_value[session.cookie_samesite] = \"None\"\n";
+    let args = ["-d", "session.save_path=\"2;/tmp\"", "-d", "highlight.string=${HOME}", "-d", "error_reporting=E_ALL"];
+    let fpm = start_fpm(&site, &ini(&site, "", 1, extra), &args);
+    let nginx = Nginx::start(&site, &fpm);
+    let home = std::env::var("HOME").unwrap_or_default();
+    let want = serde_json::json!(["2;/tmp", home, "32767", "None"]);
+    let r = get(&nginx.url("/d.php"));
+    let seen: serde_json::Value = serde_json::from_str(&r.text()).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(seen, want, "{r:?}");
+}

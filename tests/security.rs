@@ -531,3 +531,28 @@ fn a_lookup_tells_nothing_of_a_directory_the_pool_user_cannot_read() {
     assert_eq!(exists, missing, "a file that exists and one that does not, in root's 0700 directory");
     assert_eq!(exists.0, 404);
 }
+
+/// When the pool's user cannot read rustfpm's runtime directory (a private `TMPDIR`, a
+/// `RuntimeDirectoryMode=0700`), php-cgi would skip the pool's settings without a word (its
+/// admin values, `disable_functions`, `open_basedir`): rustfpm does not start it, and says
+/// why (a helper's review of 3e542b3).
+#[test]
+fn a_pool_whose_settings_its_user_cannot_read_does_not_start() {
+    require_root("the pool's user must be another user than rustfpm's");
+    let site = Site::new();
+    let private = site.path().join("private-tmp");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let opts = PoolOptions {
+        children: 1,
+        tables: "[pool.www.php_admin_value]\nmemory_limit = \"77M\"\n".into(),
+        ..Default::default()
+    };
+    let (config, socket) = Rustfpm::write_config(&site, &opts);
+    let fpm = Rustfpm::start_command(&site, &config, socket, |command| {
+        command.env("TMPDIR", &private);
+    });
+    let said = fpm.wait_logged("cannot read");
+    assert!(said.contains("rustfpm.ini (the pool's settings)"), "{said}");
+    assert!(fpm.php_pids().is_empty(), "php-cgi runs without its settings: {:?}\n{said}", fpm.php_pids());
+}

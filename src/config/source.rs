@@ -96,8 +96,23 @@ impl Source {
             // php-fpm's -d sets the master's INI, which a pool's php_value overrides: the
             // pool's entries come last, and php-cgi takes the last -d of a key.
             let pooled: Vec<(String, String)> = std::mem::take(&mut pool.ini);
-            pool.ini = self.defines.iter().filter(|(k, _)| !pooled.iter().any(|(p, _)| p == k)).cloned().collect();
+            pool.ini = self
+                .defines
+                .iter()
+                .filter(|(k, _)| !pooled.iter().any(|(p, _)| p == k))
+                .map(|(k, v)| (k.clone(), define_value(v)))
+                .collect();
             pool.ini.extend(pooled);
         }
     }
+}
+
+/// What PHP makes of the value of a `-d KEY=VALUE` (php-cgi's and php-fpm's): the value
+/// goes into its ini text as it is, in double quotes when it starts with neither a letter,
+/// a digit nor a quote, and is parsed there (quotes removed, `${VAR}` from rustfpm's
+/// environment, bare keywords). The pool's ini entries hold values as PHP applies them.
+fn define_value(value: &str) -> String {
+    let starts_plain = value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '"' || c == '\'');
+    let text = if starts_plain || value.is_empty() { value.to_string() } else { format!("\"{value}\"") };
+    super::fpm::ini::parse_value(&text, &super::fpm::ini::env_var).map_or_else(|_| value.to_string(), |p| p.text)
 }

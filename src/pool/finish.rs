@@ -89,7 +89,9 @@ impl Polyfill {
         let file = dir.join("fastcgi_finish_request.php");
         let (user_file, open_basedir) = (settings.get("auto_prepend_file"), settings.get("open_basedir"));
         let header = error_header(cfg);
-        let usable = |function: &str| !settings.disables(function);
+        // Unknown (php-cgi did not show its settings): not used, as a call to a disabled
+        // function in the polyfill's own code would fail every request.
+        let usable = |function: &str| settings.disabled_functions().is_some() && !settings.disables(function);
         let undo_env = if usable("putenv") { env::undo_list(cfg) } else { Vec::new() };
         let shims = Shims {
             error_header: header.as_deref(),

@@ -111,9 +111,13 @@ pub fn define(key: &str, value: &str) -> String {
 /// operator is written `0|...` (the same number), which php-cgi does not quote.
 /// Anything else is double-quoted with `\`, `"` and `$` escaped: a `;`, `=`,
 /// `&` or `(` in a session URL or a user agent neither cuts the value short
-/// nor breaks the ini text (which made php-cgi drop every later setting).
+/// nor breaks the ini text (which made php-cgi drop every later setting), and so is a
+/// keyword (`None`, `yes`), which php-fpm's parser would have turned into `""` or `1` bare.
 pub fn ini_value(value: &str) -> std::borrow::Cow<'_, str> {
-    match constant_expression(value) {
+    // php-fpm's parser made a bare keyword "1" or "": one still here was quoted (or is a TOML
+    // string), so it stays a word (`session.cookie_samesite = "None"`).
+    let keyword = KEYWORDS.iter().any(|k| value.eq_ignore_ascii_case(k));
+    match constant_expression(value) && !keyword {
         true if value.starts_with(|c: char| c.is_ascii_alphanumeric()) => value.into(),
         true if value.starts_with(['~', '!', '(']) => format!("0|{value}").into(),
         _ => {
@@ -130,6 +134,9 @@ pub fn ini_value(value: &str) -> std::borrow::Cow<'_, str> {
         }
     }
 }
+
+/// The words Zend's ini parser reads as a boolean or null when bare.
+const KEYWORDS: [&str; 8] = ["true", "on", "yes", "false", "off", "no", "none", "null"];
 
 /// Whether `text` is a constant expression as Zend's ini parser reads one:
 /// words (`[A-Za-z0-9_]+`) joined by `|`, `&` and `^`, each after any number of
@@ -330,6 +337,10 @@ mod tests {
             ("E_ALL &", "\"E_ALL &\""),
             ("(E_ALL", "\"(E_ALL\""),
             ("_x", "\"_x\""),
+            ("None", "\"None\""),
+            ("yes", "\"yes\""),
+            ("NULL", "\"NULL\""),
+            ("Nonesuch", "Nonesuch"),
         ] {
             assert_eq!(ini_value(value), ini, "{value:?}");
         }

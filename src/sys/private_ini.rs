@@ -34,6 +34,8 @@ pub struct Hidden {
     pub env: Vec<(OsString, OsString)>,
     /// The ini text (close-on-exec, above stdio): placed on [`FD`] by [`place`].
     pub file: OwnedFd,
+    /// The path php-cgi opens it by, for [`check_readable`].
+    pub link: std::ffi::CString,
 }
 
 /// `args` and `env` with every `-d` moved into a private ini file; `None` when
@@ -57,7 +59,10 @@ pub fn hide(args: &[OsString], env: &[(OsString, OsString)]) -> std::io::Result<
         return Ok(None);
     }
     let mut env = env.to_vec();
-    let dir = scan_dir()?.into_os_string();
+    let dir = scan_dir()?;
+    let link = std::ffi::CString::new(dir.join(LINK).into_os_string().into_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let dir = dir.into_os_string();
     let scan = if no_ini {
         // What -n left php-cgi, the -d text, and no php.ini: php-cgi looks for
         // one only where -c says, here a directory without one.
@@ -72,7 +77,28 @@ pub fn hide(args: &[OsString], env: &[(OsString, OsString)]) -> std::io::Result<
     };
     env.retain(|(k, _)| k != "PHP_INI_SCAN_DIR");
     env.push(("PHP_INI_SCAN_DIR".into(), scan));
-    Ok(Some(Hidden { args: rest, env, file: sealed(&text)? }))
+    Ok(Some(Hidden { args: rest, env, file: sealed(&text)?, link }))
+}
+
+/// The error [`check_readable`] gives, which nothing else between fork and exec gives.
+pub const UNREADABLE: i32 = libc::ENOTRECOVERABLE;
+
+/// Between fork and exec, as the pool's user with the text on [`FD`]: whether php-cgi
+/// will read it (`link`, from [`Hidden`]). PHP skips a scanned file or directory it cannot
+/// read without a word, and the pool would run without its settings (its admin values,
+/// `disable_functions`, `open_basedir`): a runtime directory other users cannot enter
+/// (`RuntimeDirectoryMode=0700`), a private `TMPDIR`. Fails with [`UNREADABLE`].
+/// Only async-signal-safe calls.
+pub fn check_readable(link: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: open and close are async-signal-safe; `link` was made before the fork.
+    match unsafe { libc::open(link.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) } {
+        -1 => Err(std::io::Error::from_raw_os_error(UNREADABLE)),
+        fd => {
+            // SAFETY: the descriptor just opened.
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+    }
 }
 
 /// Between fork and exec: `file` (from [`Hidden`]) on [`FD`], kept across exec.
@@ -135,18 +161,43 @@ fn sealed(text: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
-/// The directory any user may read that holds the link to [`PATH`], made once
-/// (again if it was removed); the guard removes it with rustfpm's others.
-fn scan_dir() -> std::io::Result<PathBuf> {
-    static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut dir = DIR.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(d) = dir.as_ref().filter(|d| d.join(LINK).symlink_metadata().is_ok()) {
-        return Ok(d.clone());
+/// The directory [`scan_dir`] made: its path and identity.
+struct Made {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Made {
+    /// Still the directory made, rustfpm's and not writable by others, with its link: a tmp
+    /// cleaner may have removed it from `/tmp`, and another user made one of that name.
+    fn intact(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
+            m.is_dir()
+                && (m.dev(), m.ino()) == (self.dev, self.ino)
+                && m.uid() == nix::unistd::geteuid().as_raw()
+                && m.mode() & 0o022 == 0
+        });
+        ours && std::fs::read_link(self.path.join(LINK)).is_ok_and(|target| target == std::path::Path::new(PATH))
     }
-    let made = super::rundir::create("php-cgi", "ini", 0o755)?;
-    std::os::unix::fs::symlink(PATH, made.join(LINK))?;
-    *dir = Some(made.clone());
-    Ok(made)
+}
+
+/// The directory any user may read that holds the link to [`PATH`], made once, and
+/// made anew (under a new name) when it is not intact; the guard removes it with
+/// rustfpm's others.
+fn scan_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    static DIR: Mutex<Option<Made>> = Mutex::new(None);
+    let mut dir = DIR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(made) = dir.as_ref().filter(|m| m.intact()) {
+        return Ok(made.path.clone());
+    }
+    let path = super::rundir::create("php-cgi", "ini", 0o755)?;
+    std::os::unix::fs::symlink(PATH, path.join(LINK))?;
+    let meta = std::fs::symlink_metadata(&path)?;
+    *dir = Some(Made { path: path.clone(), dev: meta.dev(), ino: meta.ino() });
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -181,8 +232,17 @@ mod tests {
         let hidden = hide(&["-n".into(), "-d".into(), "a=1".into()], &[]).unwrap().unwrap();
         assert_eq!(hidden.args, [OsStr::new("-c"), OsStr::new(dir)]);
         assert_eq!(hidden.env, [("PHP_INI_SCAN_DIR".into(), dir.into())]);
-        // No guard in a unit test to remove it when the process ends (no other test spawns
-        // php-cgi with a `-d`; a later hide would make it again).
+        // A tmp cleaner removed it and someone made one of that name (here: writable by
+        // all, as another user's would not be ours): a new one is made, the other left alone.
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(PATH, std::path::Path::new(dir).join(LINK)).unwrap();
+        let again = scan_dir().unwrap();
+        assert_ne!(again, std::path::Path::new(dir), "a directory rustfpm did not make was taken");
+        // No guard in a unit test to remove them when the process ends (no other test spawns
+        // php-cgi with a `-d`; a later hide would make one again).
         let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(again);
     }
 }

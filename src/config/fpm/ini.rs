@@ -241,7 +241,7 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// The variable `name` of rustfpm's environment, if it is set (as text, if it is not UTF-8).
-pub(super) fn env_var(name: &str) -> Option<String> {
+pub(in crate::config) fn env_var(name: &str) -> Option<String> {
     // std may panic on such names.
     if name.is_empty() || name.contains(['=', '\0']) {
         return None;
