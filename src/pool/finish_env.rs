@@ -9,8 +9,8 @@
 //! before the script and the pool's own prepend run ([`source`]): unset with `putenv()`, or
 //! given back the value php-fpm's worker would have. PHP restores what `putenv()` changed at
 //! the end of each request, so it is done on every request; a pool whose php-cgi has no such
-//! variable pays nothing. Measured for the three: about 7,500 php-cgi instructions per
-//! request (hello world 54,200 → 61,700), about a third of that each. `$_SERVER` and `$_ENV`
+//! variable pays nothing. Measured: about 2,800 php-cgi instructions per request for
+//! `PHP_INI_SCAN_DIR` (hello world 53,850 → 56,620), 7,500 for all three. `$_SERVER` and `$_ENV`
 //! are built from the environment when a script first names them (`auto_globals_jit`), after
 //! the polyfill ran; only when PHP built them at the request's start (`auto_globals_jit` off)
 //! are their entries corrected too. A pool that disables `putenv()` keeps them.
@@ -23,7 +23,7 @@ use crate::config;
 /// reads `PHP_INI_SCAN_DIR`: with rustfpm's it would scan FPM's `conf.d` and rustfpm's private
 /// ini file (the pool's settings, `sys::private_ini`). `PHP_FCGI_CHILDREN` and
 /// `PHP_FCGI_MAX_REQUESTS` matter only to a php-cgi serving FastCGI, which no script starts:
-/// they stay in view, sparing each request two more `putenv()` (about 5,000 instructions).
+/// they stay in view, sparing each request two more `putenv()` (about 4,700 instructions).
 const UNDONE: [&str; 1] = ["PHP_INI_SCAN_DIR"];
 
 /// A variable of php-cgi's environment that scripts must not see as it is.
