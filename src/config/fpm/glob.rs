@@ -10,7 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The files matching `pattern`, sorted, without directories. A directory that does not exist
-/// matches nothing; one that cannot be listed is an error.
+/// matches nothing, unless no wildcard comes before it: glob(3) then opens it as written, and
+/// `GLOB_ERR` makes its absence an error (php-fpm: "Unable to globalize"); one that cannot
+/// be listed is an error.
 pub(super) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let bytes = pattern.as_os_str().as_bytes();
     let components: Vec<&[u8]> = bytes.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
@@ -19,16 +21,34 @@ pub(super) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     };
     let root = if bytes.starts_with(b"/") { "/" } else { "" };
     let mut paths = vec![PathBuf::from(root)];
+    let mut wildcard_before = false;
     for (i, component) in components.iter().enumerate() {
         paths = match literal(component) {
             Some(name) => paths.into_iter().map(|dir| dir.join(OsStr::from_bytes(&name))).collect(),
-            None => expand(&paths, component, i < last)?,
+            None => {
+                if !wildcard_before {
+                    // One directory so far, as written.
+                    paths.iter().try_for_each(|dir| opens(dir))?;
+                    wildcard_before = true;
+                }
+                expand(&paths, component, i < last)?
+            }
         };
     }
     let mut files: Vec<PathBuf> =
         paths.into_iter().filter(|path| path.symlink_metadata().is_ok() && !path.is_dir()).collect();
     files.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
     Ok(files)
+}
+
+/// Whether glob(3) with `GLOB_ERR` can open `dir`, written in the pattern without wildcards: a
+/// missing one is an error; one that is not a directory matches nothing.
+fn opens(dir: &Path) -> Result<(), String> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    match std::fs::read_dir(dir) {
+        Err(err) if err.raw_os_error() != Some(libc::ENOTDIR) => Err(format!("cannot list {}: {err}", dir.display())),
+        _ => Ok(()),
+    }
 }
 
 /// The entries of each of `dirs` that match `component`, only directories when more follows.

@@ -203,14 +203,25 @@ fn a_long_class_takes_no_exponential_time() {
 }
 
 #[test]
-fn an_include_that_matches_nothing_is_a_warning() {
+fn an_include_that_matches_nothing_is_a_warning_and_a_missing_directory_an_error() {
     let files = Files::new();
+    std::fs::create_dir(files.dir().join("empty")).unwrap();
     let main =
-        files.write("php-fpm.conf", &format!("include = {}/none/*.conf\n{}", files.dir().display(), pool_with("")));
+        files.write("php-fpm.conf", &format!("include = {}/empty/*.conf\n{}", files.dir().display(), pool_with("")));
     let (_, warnings) = load_ok(&main, None);
     let [warning] = warnings.as_slice() else { panic!("{warnings:?}") };
     assert!(warning.contains(&format!("{}:1: include = ", main.display())), "{warning}");
     assert!(warning.contains("no file matches"), "{warning}");
+    // glob(3) with GLOB_ERR: a directory written without wildcards must open (php-fpm:
+    // "Unable to globalize"); after a wildcard, a missing one matches nothing.
+    let main =
+        files.write("php-fpm.conf", &format!("include = {}/none/*.conf\n{}", files.dir().display(), pool_with("")));
+    let errors = load_errors(&main);
+    assert!(errors.iter().any(|e| e.line == Some(1) && e.message.contains("cannot list")), "{errors:?}");
+    let main =
+        files.write("php-fpm.conf", &format!("include = {}/*/none/*.conf\n{}", files.dir().display(), pool_with("")));
+    let (_, warnings) = load_ok(&main, None);
+    assert!(warnings.iter().any(|w| w.contains("no file matches")), "{warnings:?}");
 }
 
 #[test]
