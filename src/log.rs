@@ -71,7 +71,13 @@ fn syslog_priority(level: LogLevel) -> i32 {
 pub fn init(global: &Global) -> std::io::Result<()> {
     let sink = match &global.error_log {
         LogTarget::Stderr => Sink::Stderr,
-        LogTarget::File(path) => Sink::File { file: open_append(path)?, path: path.clone() },
+        LogTarget::File(path) => {
+            // php-fpm's words: the line names the setting as well as the file.
+            let file = open_append(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("failed to open error_log ({}): {e}", path.display()))
+            })?;
+            Sink::File { file, path: path.clone() }
+        }
         LogTarget::Syslog => {
             Sink::Syslog(Syslog::new(global.syslog_socket.clone(), global.syslog_facility, global.syslog_ident.clone()))
         }

@@ -590,4 +590,13 @@ fn the_test_fails_on_a_log_whose_directory_does_not_exist() {
     let out = run(&["-t", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("failed to open [pool www] slowlog"), "{}", stderr(&out));
+    // The start says the same: it said only the directory ("ALERT: DIR: ENOENT: ...").
+    std::fs::write(&config, text.replace(&log, &missing)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rustfpm"))
+        .args(["--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("failed to open error_log ({missing})")), "{}", stderr(&out));
 }
