@@ -8,9 +8,11 @@
 //! files and then its `-d` text with the same parser, so the last file is
 //! where the `-d` text was. With `-n` (which scans nothing) php-cgi is told to
 //! look for its php.ini in that directory, which has none, and to scan only
-//! it: `php_ini_loaded_file()` stays false. Only processes that
-//! hold the descriptor (php-cgi and its children) or may trace them (root, the
-//! pool's user) can open it.
+//! it: `php_ini_loaded_file()` stays false. Only processes that hold the
+//! descriptor or may trace them (root, the pool's user) can open it: php-cgi,
+//! its children, and the commands a script runs, which inherit it (a `php` CLI
+//! would read it through `PHP_INI_SCAN_DIR`, which the polyfill takes out of
+//! their environment: `pool::finish_env`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
