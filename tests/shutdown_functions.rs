@@ -44,3 +44,17 @@ fn track_finished_times_the_shutdown_functions_too() {
     let r = get(&stack.url("/slow_shutdown.php"));
     assert_eq!(r.status, 504, "{r:?}");
 }
+
+/// With `fastcgi.logging` off the polyfill's line could not reach rustfpm: the shutdown
+/// functions stay timed (a 504, documented), and the line never reaches the pool's log (it
+/// was logged as the child's stderr and ended nothing; a helper's soak).
+#[test]
+fn with_fastcgi_logging_off_the_main_end_line_is_not_sent() {
+    let extra = "request_terminate_timeout = \"1s\"\ncatch_workers_output = true\n\
+                 [pool.www.php_value]\n\"fastcgi.logging\" = \"0\"";
+    let stack = stack(extra);
+    let r = get(&stack.url("/slow_shutdown.php"));
+    assert_eq!(r.status, 504, "{r:?}");
+    let log = stack.fpm.log_text();
+    assert!(!log.contains("rustfpm-finish-request"), "the polyfill's line was logged:\n{log}");
+}

@@ -430,9 +430,13 @@ register_shutdown_function('rustfpm_main_ended');
 "#;
 
 /// `request_terminate_timeout` stops counting when the script's main code ends: the pool
-/// has one, and does not track finished requests ([`MAIN_END_SOURCE`]).
+/// has one, does not track finished requests, and leaves `fastcgi.logging` on, which carries
+/// the line ([`MAIN_END_SOURCE`]; off, it would reach the pool's log and end nothing).
 fn untimed_after_main(cfg: &config::Pool) -> bool {
-    cfg.request_terminate_timeout.is_some() && !cfg.request_terminate_timeout_track_finished
+    let logging = cfg.ini.iter().rev().find(|(k, _)| k == "fastcgi.logging");
+    let logging_on =
+        logging.is_none_or(|(_, v)| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"));
+    cfg.request_terminate_timeout.is_some() && !cfg.request_terminate_timeout_track_finished && logging_on
 }
 
 /// What the polyfill adds to php-cgi besides its two functions.
