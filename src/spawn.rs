@@ -86,11 +86,12 @@ pub struct Credentials {
     pub groups: Vec<Gid>,
 }
 
-/// Execs a pool's php-cgi parent; returns its pid. For the supervisor only:
-/// it reaps what it starts. A `sched_policy` the kernel refuses is a warning, and php-cgi
+/// Execs a pool's php-cgi parent; returns its pid, and the private ini file it reads its
+/// settings from ([`private_ini`]), which the caller empties once php-cgi has read it
+/// ([`private_ini::empty`]). For the supervisor only: it reaps what it starts. A `sched_policy` the kernel refuses is a warning, and php-cgi
 /// runs under the policy it inherits: rustfpm may have been started under `SCHED_IDLE`
 /// without `CAP_SYS_NICE` (which leaving it takes), or under a seccomp filter.
-pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
+pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<(Pid, Option<OwnedFd>)> {
     let mut settings = spec.settings.clone();
     settings.sched_policy = settings.sched_policy.or_else(|| SchedPolicy::default_from(thread_sched_policy()));
     let wanted = settings.sched_policy;
@@ -128,7 +129,7 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
     let child = cmd.spawn().map_err(|e| unreadable_ini(e, hidden.as_ref()))?;
     drop(cmd);
     drop(root);
-    drop(hidden);
+    let ini = hidden.map(|h| h.file);
     if let Output::Capture(c) = &spec.output {
         c.pid.store(child.id(), std::sync::atomic::Ordering::Relaxed);
     }
@@ -144,7 +145,7 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<Pid> {
             wanted.name()
         );
     }
-    Ok(Pid::from_raw(pid))
+    Ok((Pid::from_raw(pid), ini))
 }
 
 /// Opens the chroot `path` (as root, following links), refused when the pool's
@@ -393,7 +394,7 @@ mod tests {
             settings: ProcessSettings::default(),
             output: Output::Discard,
         };
-        let pid = thread::spawn(move || spawn_parent(&spec).unwrap()).join().unwrap();
+        let (pid, _) = thread::spawn(move || spawn_parent(&spec).unwrap()).join().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {

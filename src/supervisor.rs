@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -244,6 +245,9 @@ type Registration = (Pid, Reporter);
 struct State {
     guard: Guard,
     parents: HashMap<Pid, (String, Reporter)>,
+    /// The private ini files of parents that may not have read theirs yet
+    /// (`private_ini::empty`): emptied and dropped once a child of theirs is found.
+    inis: HashMap<Pid, OwnedFd>,
     /// Queries started and not reaped yet: their pid cannot name another process.
     queries: HashSet<Pid>,
     exits: Option<Sender<Registration>>,
@@ -265,7 +269,14 @@ struct Lookup {
 
 impl State {
     fn new(guard: Guard, exits: Option<Sender<Registration>>) -> State {
-        State { guard, parents: HashMap::new(), queries: HashSet::new(), exits, lookups: Vec::new() }
+        State {
+            guard,
+            parents: HashMap::new(),
+            inis: HashMap::new(),
+            queries: HashSet::new(),
+            exits,
+            lookups: Vec::new(),
+        }
     }
 
     fn run(mut self, rx: Receiver<Command>, stopping: &AtomicBool) {
@@ -320,7 +331,10 @@ impl State {
             lookup.due = Instant::now() + FIND_CHILD_PAUSE;
             return self.lookups.push(lookup);
         }
-        let Lookup { slot, inode, events, .. } = lookup;
+        let Lookup { parent, slot, inode, events, .. } = lookup;
+        if let (Holder::Child(..), Some(ini)) = (&found, self.inis.remove(&parent)) {
+            crate::sys::private_ini::empty(&ini);
+        }
         events.send(match found {
             Holder::Child(pid, pidfd) => {
                 let started = procfs::age(pid.as_raw()).and_then(|age| Instant::now().checked_sub(age));
@@ -373,7 +387,10 @@ impl State {
 
     fn spawn(&mut self, spec: &ChildSpec, events: Reporter) {
         match spawn_parent(spec) {
-            Ok(pid) => {
+            Ok((pid, ini)) => {
+                if let Some(ini) = ini {
+                    self.inis.insert(pid, ini);
+                }
                 self.guard.watch_group(pid);
                 if let Some(exits) = &self.exits {
                     let _ = exits.send((pid, events.clone()));
@@ -403,6 +420,7 @@ impl State {
                 crate::alert!("the guard process {pid} {status}; children may outlive a crash of rustfpm");
                 continue;
             }
+            self.inis.remove(&pid);
             if let Some((_, events)) = self.parents.remove(&pid) {
                 // The group may still hold children: they must not outlive their parent.
                 // The group only: the parent is reaped, and its pid, no longer a group's

@@ -71,3 +71,28 @@ fn values_stay_off_the_command_line_with_php_ini_scanned() {
         assert!(!String::from_utf8_lossy(&line).contains("S3CRET"), "{}", String::from_utf8_lossy(&line));
     }
 }
+
+/// A command a script runs inherits the descriptor php-cgi read its settings from; where the
+/// polyfill cannot take `PHP_INI_SCAN_DIR` out of its environment (`putenv()` disabled, as
+/// shared hosts do), a php binary it runs would read the pool's settings through it. rustfpm
+/// empties it once php-cgi has read it (a helper's soak: the command saw 41M).
+#[test]
+fn commands_scripts_run_do_not_read_the_pools_settings() {
+    let tables = "[pool.www.php_admin_value]\nmemory_limit = \"41M\"\ndisable_functions = \"putenv\"\n";
+    let stack = Stack::with(PoolOptions { children: 1, tables: tables.into(), ..PoolOptions::default() });
+    stack.site.script("cli.php", "<?php echo ini_get('memory_limit');");
+    let cli = stack.site.www().join("cli.php");
+    stack.site.script(
+        "run.php",
+        &format!(
+            "<?php echo ini_get('memory_limit'), ' ', trim((string) shell_exec('php-cgi -q {} < /dev/null'));",
+            cli.display()
+        ),
+    );
+    let mut seen = String::new();
+    let emptied = wait_until(std::time::Duration::from_secs(10), || {
+        seen = get(&stack.url("/run.php")).text();
+        seen.starts_with("41M ") && !seen.ends_with(" 41M")
+    });
+    assert!(emptied, "the script's php-cgi read the pool's settings: {seen}");
+}

@@ -136,6 +136,17 @@ pub fn ini_line(define: &[u8]) -> Vec<u8> {
     line
 }
 
+/// Empties `file` (a php-cgi parent's, from [`Hidden`]) once the parent has read it, which
+/// it has when it has forked a child (php-cgi reads its ini files first): the commands its
+/// scripts run inherit the descriptor, and a `php` CLI among them would read the pool's
+/// settings through it where the polyfill cannot take `PHP_INI_SCAN_DIR` out of their
+/// environment (no polyfill, `putenv()` disabled). The next start of the pool's php-cgi
+/// gets a file of its own.
+pub fn empty(file: &OwnedFd) {
+    // SAFETY: ftruncate on a descriptor owned by the caller.
+    unsafe { libc::ftruncate(file.as_raw_fd(), 0) };
+}
+
 /// A read-only, sealed memfd holding `text`, close-on-exec, above fd 9.
 fn sealed(text: &[u8]) -> std::io::Result<OwnedFd> {
     // SAFETY: memfd_create takes a C string and flags; the descriptor it
@@ -148,7 +159,8 @@ fn sealed(text: &[u8]) -> std::io::Result<OwnedFd> {
     };
     let mut file = std::fs::File::from(file);
     file.write_all(text)?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // Not F_SEAL_SHRINK: [`empty`] cuts it to nothing once read.
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fchmod and fcntl on a descriptor owned here.
     unsafe {
         if libc::fchmod(file.as_raw_fd(), 0o444) == -1 || libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) == -1
@@ -228,6 +240,8 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"a=1\nb=\"/x\"\n");
         let written = std::fs::OpenOptions::new().write(true).open(&path).and_then(|mut f| f.write_all(b"c=1\n"));
         assert!(written.is_err(), "the text can be changed");
+        empty(&hidden.file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "once read, nothing is left to read");
         assert!(hidden.file.as_raw_fd() > 9);
         assert!(hide(&["-c".into(), "/etc/php.ini".into()], &[]).unwrap().is_none());
         // With -n: no php.ini in the one directory php-cgi looks in, and only the text scanned.
