@@ -3,7 +3,7 @@
 //! async-signal-safe calls only.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -100,8 +100,7 @@ pub(crate) fn spawn_parent(spec: &ChildSpec) -> std::io::Result<(Pid, Option<Own
         None => private_ini::hide(&spec.args, &spec.env)?,
         Some(_) => None,
     };
-    let (args, env) = hidden.as_ref().map_or((&spec.args, &spec.env), |h| (&h.args, &h.env));
-    let ini = hidden.as_ref().map(|h| (h.file.as_raw_fd(), h.link.clone()));
+    let (args, env, ini) = private_ini::command(hidden.as_ref(), &spec.args, &spec.env);
     let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::from(spec.listener.try_clone()?));
     match &spec.output {
@@ -216,8 +215,7 @@ impl ChildSpec {
 /// For the supervisor only: it reaps what it starts.
 pub(crate) fn spawn_query(query: &Query) -> std::io::Result<Child> {
     let hidden = private_ini::hide(&query.args, &query.env)?;
-    let (args, env) = hidden.as_ref().map_or((&query.args, &query.env), |h| (&h.args, &h.env));
-    let ini = hidden.as_ref().map(|h| (h.file.as_raw_fd(), h.link.clone()));
+    let (args, env, ini) = private_ini::command(hidden.as_ref(), &query.args, &query.env);
     query_command(query, args, env, ini).stderr(Stdio::null()).spawn().map_err(|e| unreadable_ini(e, hidden.as_ref()))
 }
 
@@ -249,7 +247,7 @@ fn query_command(
     query: &Query,
     args: &[OsString],
     env: &[(OsString, OsString)],
-    ini: Option<(RawFd, std::ffi::CString)>,
+    ini: Option<private_ini::Placement>,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(&query.program);
     cmd.args(args)

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use error_log::{DEFAULT_LOG_LIMIT, DEFAULT_SYSLOG_FACILITY, DEFAULT_SYSLOG_IDENT, DEFAULT_SYSLOG_SOCKET};
+pub(crate) use fpm::ini::{INI_FALSE, INI_TRUE};
 pub(crate) use fpm::load_fpm;
 pub use fpm::{fpm_dump, fpm_wording, to_toml};
 pub use listen::parse_tcp;

@@ -112,7 +112,7 @@ impl Source {
 /// a digit nor a quote, and is parsed there (quotes removed, `${VAR}` from rustfpm's
 /// environment, bare keywords). The pool's ini entries hold values as PHP applies them.
 fn define_value(value: &str) -> String {
-    let starts_plain = value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '"' || c == '\'');
-    let text = if starts_plain || value.is_empty() { value.to_string() } else { format!("\"{value}\"") };
-    super::fpm::ini::parse_value(&text, &super::fpm::ini::env_var).map_or_else(|_| value.to_string(), |p| p.text)
+    let text = crate::sys::private_ini::define_value(value.as_bytes());
+    super::fpm::ini::parse_value(&String::from_utf8_lossy(&text), &super::fpm::ini::env_var)
+        .map_or_else(|_| value.to_string(), |p| p.text)
 }

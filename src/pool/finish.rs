@@ -93,15 +93,18 @@ impl Polyfill {
         // function in the polyfill's own code would fail every request.
         let usable = |function: &str| settings.disabled_functions().is_some() && !settings.disables(function);
         let undo_env = if usable("putenv") { env::undo_list(cfg) } else { Vec::new() };
+        // The pool's own `fastcgi.logging`; unset, the polyfill's arguments turn it on.
+        let logging = cfg.ini.iter().rev().find(|(k, _)| k == "fastcgi.logging").map(|(_, v)| v.as_str());
         let shims = Shims {
             error_header: header.as_deref(),
             final_status: logs_status(cfg),
-            main_end: untimed_after_main(cfg) && ["error_log", "flush", "ignore_user_abort"].iter().all(|f| usable(f)),
+            main_end: untimed_after_main(cfg, logging.is_none_or(ini_bool))
+                && ["error_log", "flush", "ignore_user_abort"].iter().all(|f| usable(f)),
             undo_env: &undo_env,
         };
         let php = source(&cfg.name, user_file.as_deref(), &dir.join(STATUS_SOCKET), &shims);
         let written = crate::sys::safe_fs::replace(&file, php.as_bytes(), 0o644);
-        let logging_set = cfg.ini.iter().any(|(k, _)| k == "fastcgi.logging");
+        let logging_set = logging.is_some();
         let (keys, issued, gone) = (RandomState::new(), AtomicU64::new(0), tokio::sync::watch::channel(()).0);
         let polyfill = Polyfill { dir, file, keys, issued, logging_set, open_basedir, gone, children_uid };
         written.map_err(|e| err(&polyfill.file, e))?;
@@ -430,12 +433,10 @@ register_shutdown_function('rustfpm_main_ended');
 "#;
 
 /// `request_terminate_timeout` stops counting when the script's main code ends: the pool
-/// has one, does not track finished requests, and leaves `fastcgi.logging` on, which carries
-/// the line ([`MAIN_END_SOURCE`]; off, it would reach the pool's log and end nothing).
-fn untimed_after_main(cfg: &config::Pool) -> bool {
-    let logging = cfg.ini.iter().rev().find(|(k, _)| k == "fastcgi.logging");
-    let logging_on =
-        logging.is_none_or(|(_, v)| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"));
+/// has one, does not track finished requests, and leaves `fastcgi.logging` on (`logging_on`),
+/// which carries the line ([`MAIN_END_SOURCE`]; off, it would reach the pool's log and end
+/// nothing).
+fn untimed_after_main(cfg: &config::Pool, logging_on: bool) -> bool {
     cfg.request_terminate_timeout.is_some() && !cfg.request_terminate_timeout_track_finished && logging_on
 }
 

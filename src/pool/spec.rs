@@ -116,7 +116,7 @@ pub fn define(key: &str, value: &str) -> String {
 pub fn ini_value(value: &str) -> std::borrow::Cow<'_, str> {
     // php-fpm's parser made a bare keyword "1" or "": one still here was quoted (or is a TOML
     // string), so it stays a word (`session.cookie_samesite = "None"`).
-    let keyword = KEYWORDS.iter().any(|k| value.eq_ignore_ascii_case(k));
+    let keyword = config::INI_TRUE.iter().chain(&config::INI_FALSE).any(|k| value.eq_ignore_ascii_case(k));
     match constant_expression(value) && !keyword {
         true if value.starts_with(|c: char| c.is_ascii_alphanumeric()) => value.into(),
         true if value.starts_with(['~', '!', '(']) => format!("0|{value}").into(),
@@ -134,9 +134,6 @@ pub fn ini_value(value: &str) -> std::borrow::Cow<'_, str> {
         }
     }
 }
-
-/// The words Zend's ini parser reads as a boolean or null when bare.
-const KEYWORDS: [&str; 8] = ["true", "on", "yes", "false", "off", "no", "none", "null"];
 
 /// Whether `text` is a constant expression as Zend's ini parser reads one:
 /// words (`[A-Za-z0-9_]+`) joined by `|`, `&` and `^`, each after any number of

@@ -82,6 +82,23 @@ pub fn hide(args: &[OsString], env: &[(OsString, OsString)]) -> std::io::Result<
     Ok(Some(Hidden { args: rest, env, file: sealed(&text)?, link }))
 }
 
+/// A file to put in place: its descriptor ([`place`]) and the path php-cgi opens it by
+/// ([`check_readable`]).
+pub type Placement = (RawFd, std::ffi::CString);
+
+/// What a command runs with: `hidden`'s arguments and environment if there is one (else
+/// `args` and `env`), and its file's descriptor and path for [`place`] and [`check_readable`].
+pub fn command<'a>(
+    hidden: Option<&'a Hidden>,
+    args: &'a [OsString],
+    env: &'a [(OsString, OsString)],
+) -> (&'a [OsString], &'a [(OsString, OsString)], Option<Placement>) {
+    match hidden {
+        Some(h) => (&h.args, &h.env, Some((h.file.as_raw_fd(), h.link.clone()))),
+        None => (args, env, None),
+    }
+}
+
 /// The error [`check_readable`] gives, which nothing else between fork and exec gives.
 pub const UNREADABLE: i32 = libc::ENOTRECOVERABLE;
 
@@ -120,13 +137,10 @@ pub fn place(file: RawFd) -> std::io::Result<()> {
 pub fn ini_line(define: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(define.len() + 4);
     match define.iter().position(|&b| b == b'=') {
-        Some(eq) if define.get(eq + 1).is_some_and(|c| !c.is_ascii_alphanumeric() && !matches!(c, b'"' | b'\'')) => {
+        Some(eq) => {
             line.extend_from_slice(&define[..=eq]);
-            line.push(b'"');
-            line.extend_from_slice(&define[eq + 1..]);
-            line.push(b'"');
+            line.extend_from_slice(&define_value(&define[eq + 1..]));
         }
-        Some(_) => line.extend_from_slice(define),
         None => {
             line.extend_from_slice(define);
             line.extend_from_slice(b"=1");
@@ -134,6 +148,15 @@ pub fn ini_line(define: &[u8]) -> Vec<u8> {
     }
     line.push(b'\n');
     line
+}
+
+/// The value of a `-d name=value` as php-cgi (and php-fpm) writes it into its ini text:
+/// in double quotes when it starts with neither a letter, a digit nor a quote.
+pub fn define_value(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match value.first() {
+        Some(c) if !c.is_ascii_alphanumeric() && !matches!(c, b'"' | b'\'') => [b"\"", value, b"\""].concat().into(),
+        _ => value.into(),
+    }
 }
 
 /// Empties `file` (a php-cgi parent's, from [`Hidden`]) once the parent has read it, which

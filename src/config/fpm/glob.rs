@@ -26,12 +26,9 @@ pub(super) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         paths = match literal(component) {
             Some(name) => paths.into_iter().map(|dir| dir.join(OsStr::from_bytes(&name))).collect(),
             None => {
-                if !wildcard_before {
-                    // One directory so far, as written.
-                    paths.iter().try_for_each(|dir| opens(dir))?;
-                    wildcard_before = true;
-                }
-                expand(&paths, component, i < last)?
+                // Before the first wildcard, the one directory so far is as written.
+                let as_written = !std::mem::replace(&mut wildcard_before, true);
+                expand(&paths, component, i < last, as_written)?
             }
         };
     }
@@ -41,24 +38,18 @@ pub(super) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Whether glob(3) with `GLOB_ERR` can open `dir`, written in the pattern without wildcards: a
-/// missing one is an error; one that is not a directory matches nothing.
-fn opens(dir: &Path) -> Result<(), String> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    match std::fs::read_dir(dir) {
-        Err(err) if err.raw_os_error() != Some(libc::ENOTDIR) => Err(format!("cannot list {}: {err}", dir.display())),
-        _ => Ok(()),
-    }
-}
-
 /// The entries of each of `dirs` that match `component`, only directories when more follows.
-fn expand(dirs: &[PathBuf], component: &[u8], only_dirs: bool) -> Result<Vec<PathBuf>, String> {
+/// A directory that is not there matches nothing, unless it is `as_written` in the pattern
+/// (no wildcard before it): glob(3) with `GLOB_ERR` fails to open it then; one that is not a
+/// directory matches nothing.
+fn expand(dirs: &[PathBuf], component: &[u8], only_dirs: bool, as_written: bool) -> Result<Vec<PathBuf>, String> {
     let mut found = Vec::new();
     for dir in dirs {
         let listed = if dir.as_os_str().is_empty() { Path::new(".") } else { dir.as_path() };
         let entries = match std::fs::read_dir(listed) {
             Ok(entries) => entries,
-            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
+            Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) && !as_written => continue,
             Err(err) => return Err(format!("cannot list {}: {err}", listed.display())),
         };
         // read_dir leaves out `.` and `..`, which readdir gives glob(3).

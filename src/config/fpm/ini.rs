@@ -275,6 +275,11 @@ fn unquote(s: &str) -> &str {
     s
 }
 
+/// The bare words Zend's ini parser (normal mode) reads as true (`"1"`).
+pub(crate) const INI_TRUE: [&str; 3] = ["true", "on", "yes"];
+/// The bare words it reads as false or null (`""`).
+pub(crate) const INI_FALSE: [&str; 5] = ["false", "off", "no", "none", "null"];
+
 /// A value as php-fpm receives it.
 #[derive(Debug, Default, PartialEq)]
 pub(in crate::config) struct Parsed {
@@ -312,10 +317,11 @@ pub(in crate::config) fn parse_value(raw: &str, env: &dyn Fn(&str) -> Option<Str
     }
     parsed.text.truncate(keep);
     if bare {
-        match parsed.text.to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" => parsed.text = "1".to_string(),
-            "false" | "off" | "no" | "none" | "null" => parsed.text.clear(),
-            _ => {}
+        let is = |words: &[&str]| words.iter().any(|w| parsed.text.eq_ignore_ascii_case(w));
+        if is(&INI_TRUE) {
+            parsed.text = "1".to_string();
+        } else if is(&INI_FALSE) {
+            parsed.text.clear();
         }
     }
     Ok(parsed)
